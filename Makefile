@@ -1,0 +1,36 @@
+# Vigil build, test and benchmark entry points. `make test` is what CI runs.
+GO      ?= go
+GOFLAGS ?=
+BIN     := bin/vigil
+# Every Go module in the repository; the SDK modules are kept separate so that
+# services importing them never pull in the controller's dependencies.
+MODULES := . sdk $(patsubst %/go.mod,%,$(wildcard sdk/*/go.mod))
+
+.PHONY: build test test-go test-js bench bench-judge lint demo fuzz clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/vigil
+
+test: test-go
+
+test-go:
+	@set -e; for m in $(MODULES); do \
+		echo "== go test $$m"; \
+		(cd $$m && $(GO) test -race -count=1 -timeout 12m ./...); \
+	done
+
+bench:
+	@set -e; for m in $(MODULES); do \
+		(cd $$m && $(GO) test -run '^$$' -bench . -benchmem ./...); \
+	done
+
+lint:
+	@set -e; out=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
+
+demo: build
+	$(BIN) demo
+
+clean:
+	rm -rf bin

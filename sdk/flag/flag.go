@@ -1,0 +1,131 @@
+// Package flag defines Vigil's flag model, its validation, the v1 bucketing
+// algorithm and in-memory evaluation. It is shared by the SDK, which evaluates
+// flags inside services, and by the controller, which stores and serves them.
+package flag
+
+import (
+	"encoding/json"
+)
+
+// File is the shape of a flags file ("flags as code") and of a bulk apply.
+type File struct {
+	Flags []Flag `json:"flags"`
+}
+
+// Flag is one feature flag as written in a flags file, stored by the
+// controller and delivered to SDKs.
+type Flag struct {
+	Key         string `json:"key"`
+	Description string `json:"description,omitempty"`
+	// Variants maps a variant name to its value, any JSON value.
+	Variants map[string]json.RawMessage `json:"variants"`
+	// Control is served when the flag is disabled, the unit is not targeted,
+	// falls outside the rollout, or the rollout was rolled back.
+	Control string `json:"control"`
+	// Treatment is the variant a rollout ramps up.
+	Treatment string `json:"treatment,omitempty"`
+	Enabled   bool   `json:"enabled"`
+	// Salt seeds bucketing; empty means the key. Changing it re-randomizes
+	// which units fall in the treatment.
+	Salt    string   `json:"salt,omitempty"`
+	Targets []Target `json:"targets,omitempty"`
+	Rules   []Rule   `json:"rules,omitempty"`
+	Rollout *Rollout `json:"rollout,omitempty"`
+	// Version grows on every change to the flag. The controller assigns it;
+	// in a flags file it is ignored.
+	Version int64 `json:"version,omitempty"`
+	// Tracked is set by the controller on flags under an active rollout: the
+	// SDK records cohort metrics only for tracked flags.
+	Tracked bool `json:"tracked,omitempty"`
+}
+
+// Target serves Variant to the listed units, before any rule or rollout.
+type Target struct {
+	Variant string   `json:"variant"`
+	Units   []string `json:"units"`
+}
+
+// Rule serves Variant when every clause in When matches.
+type Rule struct {
+	Variant string   `json:"variant"`
+	When    []Clause `json:"when"`
+}
+
+// Clause compares one attribute of the evaluation context with Values.
+// A clause on an attribute the context lacks does not match.
+type Clause struct {
+	Attribute string `json:"attribute"`
+	Op        Op     `json:"op"`
+	Values    Values `json:"values"`
+}
+
+// Op is a clause operator.
+type Op string
+
+// The clause operators. Numeric operators compare the attribute with the
+// first value as numbers; semver operators as semantic versions.
+const (
+	OpIn         Op = "in"
+	OpNotIn      Op = "not_in"
+	OpStartsWith Op = "starts_with"
+	OpEndsWith   Op = "ends_with"
+	OpContains   Op = "contains"
+	OpMatches    Op = "matches"
+	OpLT         Op = "lt"
+	OpLTE        Op = "lte"
+	OpGT         Op = "gt"
+	OpGTE        Op = "gte"
+	OpSemverLT   Op = "semver_lt"
+	OpSemverGTE  Op = "semver_gte"
+)
+
+// Rollout is the percentage split between treatment and control for the
+// units that no target or rule decided.
+type Rollout struct {
+	// Percent is the treatment share, 0 to 100 with up to 3 decimals.
+	Percent float64 `json:"percent"`
+	// Plan drives an automated rollout on the controller; SDKs ignore it.
+	Plan *Plan `json:"plan,omitempty"`
+}
+
+// Plan describes how the controller advances a rollout. Every field is
+// optional; the controller fills in defaults.
+type Plan struct {
+	Steps           []float64            `json:"steps,omitempty"`
+	Interval        Duration             `json:"interval,omitempty"`
+	MinStepDuration Duration             `json:"minStepDuration,omitempty"`
+	MinRequests     int64                `json:"minRequests,omitempty"`
+	MaxStepDuration Duration             `json:"maxStepDuration,omitempty"`
+	OnTimeout       string               `json:"onTimeout,omitempty"`
+	OnProviderError *ProviderErrorPolicy `json:"onProviderError,omitempty"`
+	Alpha           float64              `json:"alpha,omitempty"`
+	Metrics         []MetricSpec         `json:"metrics,omitempty"`
+	Gates           []float64            `json:"gates,omitempty"`
+	Warmup          Duration             `json:"warmup,omitempty"`
+}
+
+// ProviderErrorPolicy says what a rollout does after After consecutive ticks
+// whose metrics could not be read.
+type ProviderErrorPolicy struct {
+	After  int    `json:"after,omitempty"`
+	Action string `json:"action,omitempty"`
+}
+
+// MetricSpec names a metric the judge checks at every tick. Built-in names
+// are "error-rate" and "latency"; any other name needs a Query.
+type MetricSpec struct {
+	Name string `json:"name"`
+	// Query is a PromQL template for a custom metric.
+	Query string `json:"query,omitempty"`
+	// Direction is "higher-is-worse" (default) or "lower-is-worse".
+	Direction string `json:"direction,omitempty"`
+	// Tolerance is the ratio treatment/control tolerated before failing.
+	Tolerance float64 `json:"tolerance,omitempty"`
+	// Max is an absolute bound on the treatment's rate.
+	Max float64 `json:"max,omitempty"`
+	// MaxP99 is an absolute bound on the treatment's p99 latency.
+	MaxP99 Duration `json:"maxP99,omitempty"`
+	// Edges are latency bucket edges in seconds to test; empty means chosen
+	// from control's distribution.
+	Edges []float64 `json:"edges,omitempty"`
+}
