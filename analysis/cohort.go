@@ -1,0 +1,24 @@
+package analysis
+
+// CohortCounts are cumulative counts for one cohort of one flag, taken from
+// counters over a window (usually since the rollout began). Only units placed
+// by the rollout split (reason "split") are counted: targeted units are not a
+// random sample.
+type CohortCounts struct {
+	// Requests is every request of the cohort.
+	Requests float64
+	// Errors is the requests that failed (error.type set).
+	Errors float64
+	// Slower maps a latency histogram edge, in seconds, to the number of
+	// requests slower than it: _count minus _bucket{le=edge}.
+	Slower map[float64]float64
+	// Custom maps a custom metric's name to its event count for the cohort.
+	Custom map[string]float64
+}
+
+// FlagCounts pairs the two cohorts of one flag.
+type FlagCounts struct {
+	Flag      string
+	Treatment CohortCounts
+	Control   CohortCounts
+}
