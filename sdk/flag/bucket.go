@@ -1,0 +1,91 @@
+package flag
+
+import "math/bits"
+
+// BucketingVersion names the bucketing algorithm implemented here and
+// specified in docs/bucketing.md. Any change to the hash input, the hash or
+// the arithmetic is a new version.
+const BucketingVersion = "v1"
+
+// Buckets is the number of buckets a unit can fall into; a percentage with
+// three decimals maps to a whole number of buckets.
+const Buckets = 100000
+
+// Hash returns MurmurHash3 x86 32-bit, seed 0, of the UTF-8 bytes of
+// salt + "/" + unit, without building that string.
+func Hash(salt, unit string) uint32 {
+	var m murmur3
+	m.writeString(salt)
+	m.writeByte('/')
+	m.writeString(unit)
+	return m.sum()
+}
+
+// Bucket returns the v1 bucket of unit under salt, in [0, Buckets).
+func Bucket(salt, unit string) uint32 {
+	return uint32((uint64(Hash(salt, unit)) * Buckets) >> 32)
+}
+
+const (
+	murmurC1 = 0xcc9e2d51
+	murmurC2 = 0x1b873593
+)
+
+// murmur3 is a streaming MurmurHash3 x86 32-bit with seed 0. It lives on the
+// stack so that hashing a unit key never allocates.
+type murmur3 struct {
+	h    uint32
+	tail uint32 // pending bytes, little-endian
+	nt   uint   // number of pending bytes, 0..3
+	n    uint32 // total length
+}
+
+func (m *murmur3) writeByte(b byte) {
+	m.tail |= uint32(b) << (8 * m.nt)
+	m.nt++
+	m.n++
+	if m.nt == 4 {
+		m.mix(m.tail)
+		m.tail, m.nt = 0, 0
+	}
+}
+
+func (m *murmur3) writeString(s string) {
+	i := 0
+	for ; i < len(s) && m.nt != 0; i++ {
+		m.writeByte(s[i])
+	}
+	for ; i+4 <= len(s); i += 4 {
+		m.mix(uint32(s[i]) | uint32(s[i+1])<<8 | uint32(s[i+2])<<16 | uint32(s[i+3])<<24)
+		m.n += 4
+	}
+	for ; i < len(s); i++ {
+		m.writeByte(s[i])
+	}
+}
+
+func (m *murmur3) mix(k uint32) {
+	k *= murmurC1
+	k = bits.RotateLeft32(k, 15)
+	k *= murmurC2
+	m.h ^= k
+	m.h = bits.RotateLeft32(m.h, 13)
+	m.h = m.h*5 + 0xe6546b64
+}
+
+func (m *murmur3) sum() uint32 {
+	h := m.h
+	if m.nt > 0 {
+		k := m.tail * murmurC1
+		k = bits.RotateLeft32(k, 15)
+		k *= murmurC2
+		h ^= k
+	}
+	h ^= m.n
+	h ^= h >> 16
+	h *= 0x85ebca6b
+	h ^= h >> 13
+	h *= 0xc2b2ae35
+	h ^= h >> 16
+	return h
+}
