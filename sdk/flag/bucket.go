@@ -14,16 +14,27 @@ const Buckets = 100000
 // Hash returns MurmurHash3 x86 32-bit, seed 0, of the UTF-8 bytes of
 // salt + "/" + unit, without building that string.
 func Hash(salt, unit string) uint32 {
-	var m murmur3
-	m.writeString(salt)
-	m.writeByte('/')
+	m := saltPrefix(salt)
 	m.writeString(unit)
 	return m.sum()
 }
 
 // Bucket returns the v1 bucket of unit under salt, in [0, Buckets).
 func Bucket(salt, unit string) uint32 {
-	return uint32((uint64(Hash(salt, unit)) * Buckets) >> 32)
+	return bucketOf(Hash(salt, unit))
+}
+
+func bucketOf(h uint32) uint32 {
+	return uint32((uint64(h) * Buckets) >> 32)
+}
+
+// saltPrefix returns the hash state after salt + "/", which a compiled flag
+// keeps so that evaluation hashes only the unit key.
+func saltPrefix(salt string) murmur3 {
+	var m murmur3
+	m.writeString(salt)
+	m.writeByte('/')
+	return m
 }
 
 const (

@@ -159,7 +159,7 @@ type variant struct {
 
 type compiled struct {
 	def       Flag
-	salt      string
+	prefix    murmur3 // hash state after the salt and "/"
 	control   variant
 	treatment variant
 	targets   map[string]variant
@@ -194,10 +194,12 @@ func compile(f Flag) (*compiled, error) {
 		}
 		values[name] = variant{name: name, value: v}
 	}
-	c := &compiled{def: f, salt: f.Salt, control: values[f.Control], treatment: values[f.Treatment]}
-	if c.salt == "" {
-		c.salt = f.Key
+	c := &compiled{def: f, control: values[f.Control], treatment: values[f.Treatment]}
+	salt := f.Salt
+	if salt == "" {
+		salt = f.Key
 	}
+	c.prefix = saltPrefix(salt)
 	for _, t := range f.Targets {
 		for _, u := range t.Units {
 			if c.targets == nil {
@@ -255,7 +257,9 @@ func (c *compiled) evaluate(ctx Context) Detail {
 		d.ErrorType = ErrorTargetingKeyMissing
 		return d
 	}
-	if Bucket(c.salt, ctx.Key) < c.threshold {
+	h := c.prefix
+	h.writeString(ctx.Key)
+	if bucketOf(h.sum()) < c.threshold {
 		return c.detail(c.treatment, ReasonSplit)
 	}
 	return c.detail(c.control, ReasonSplit)
