@@ -1,0 +1,233 @@
+package dashboards
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// Metric names of the SDK and of the controller, the contract the queries
+// are written against.
+const (
+	requestsMetric    = "feature_flag_requests_total"
+	bucketMetric      = "feature_flag_request_duration_seconds_bucket"
+	countMetric       = "feature_flag_request_duration_seconds_count"
+	percentMetric     = "vigil_rollout_percent"
+	stateMetric       = "vigil_rollout_state"
+	transitionsMetric = "vigil_rollout_transitions_total"
+	evidenceMetric    = "vigil_analysis_evidence"
+	thresholdMetric   = "vigil_analysis_evidence_threshold"
+	verdictsMetric    = "vigil_analysis_verdicts_total"
+	providerErrors    = "vigil_provider_errors_total"
+	providerDuration  = "vigil_provider_query_duration_seconds_bucket"
+)
+
+// rolloutStates lists the rollout states in the order the state panel
+// numbers them, from 1.
+func rolloutStates() []string {
+	return []string{"pending", "progressing", "paused", "promoted", "rolled_back", "aborted"}
+}
+
+// defaultEdges are the latency edges, in seconds, charted for a flag whose
+// plan names none: the judge then picks edges from control's distribution
+// at run time, which a dashboard cannot know in advance.
+func defaultEdges() []float64 { return []float64{0.25, 0.5, 1} }
+
+// Edges returns the latency histogram edges, in seconds, that the judge
+// tests for f: those of the plan's latency metrics, else opts.Edges, else
+// 0.25, 0.5 and 1 s. They are sorted and free of duplicates.
+func Edges(f flag.Flag, opts Options) []float64 {
+	var edges []float64
+	if f.Rollout != nil && f.Rollout.Plan != nil {
+		for _, m := range f.Rollout.Plan.Metrics {
+			if m.Name == "latency" {
+				edges = append(edges, m.Edges...)
+			}
+		}
+	}
+	if len(edges) == 0 {
+		edges = append(edges, opts.Edges...)
+	}
+	if len(edges) == 0 {
+		edges = defaultEdges()
+	}
+	return sortedUnique(edges)
+}
+
+func sortedUnique(v []float64) []float64 {
+	out := slices.Clone(v)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// EdgeMatcher returns a regular expression for the le label that matches
+// the bucket edges given, in seconds, whichever exposition format the
+// series were scraped in: the classic text format writes the edge 1 as "1",
+// OpenMetrics as "1.0".
+func EdgeMatcher(edges []float64) string {
+	alts := make([]string, len(edges))
+	for i, e := range edges {
+		s := strconv.FormatFloat(e, 'g', -1, 64)
+		alts[i] = regexp.QuoteMeta(s)
+		if !strings.ContainsAny(s, ".e") {
+			alts[i] += `(\.0)?`
+		}
+	}
+	return strings.Join(alts, "|")
+}
+
+// formatEdge writes an edge for people: "0.25s", "1s".
+func formatEdge(e float64) string { return strconv.FormatFloat(e, 'g', -1, 64) + "s" }
+
+// quote writes s as a PromQL string literal. PromQL unquotes string literals
+// with Go's rules, so Go quoting is exact.
+func quote(s string) string { return strconv.Quote(s) }
+
+// cohort is one series group a comparison panel draws: a named role
+// (treatment or control) pinned to its variant, or, with no role, every
+// variant the split served.
+type cohort struct {
+	role    string
+	variant string
+}
+
+// scope is what a dashboard's queries are about: one flag with its known
+// cohorts, or the flags picked by the overview's variable.
+type scope struct {
+	// sdk selects the flag on the SDK's metrics, ctl on the controller's.
+	sdk, ctl string
+	// by is the extra grouping, with a trailing comma, that keeps flags
+	// apart where a query covers several.
+	sdkBy, ctlBy string
+	// legend prefixes every legend where several flags share a panel.
+	legend  string
+	cohorts []cohort
+}
+
+func flagScope(f flag.Flag) scope {
+	s := scope{
+		sdk: "feature_flag_key=" + quote(f.Key),
+		ctl: "flag=" + quote(f.Key),
+	}
+	if f.Treatment != "" && f.Control != "" {
+		s.cohorts = []cohort{{"treatment", f.Treatment}, {"control", f.Control}}
+	} else {
+		s.cohorts = []cohort{{}}
+	}
+	return s
+}
+
+func overviewScope() scope {
+	return scope{
+		sdk:     `feature_flag_key=~"$flag"`,
+		ctl:     `flag=~"$flag"`,
+		sdkBy:   "feature_flag_key, ",
+		ctlBy:   "flag, ",
+		legend:  "{{feature_flag_key}} ",
+		cohorts: []cohort{{}},
+	}
+}
+
+// sel is a selector of the SDK metric name restricted to the scope and to
+// the extra matchers.
+func (s scope) sel(metric string, matchers ...string) string {
+	return metric + "{" + strings.Join(append([]string{s.sdk}, matchers...), ", ") + "}"
+}
+
+// split restricts a selector to the units the rollout split placed: the
+// only ones that form comparable random cohorts.
+func (c cohort) split() []string {
+	m := []string{`feature_flag_result_reason="split"`}
+	if c.variant != "" {
+		m = append(m, "feature_flag_result_variant="+quote(c.variant))
+	}
+	return m
+}
+
+func (c cohort) legend(s scope, suffix string) string {
+	if c.role == "" {
+		return s.legend + "{{feature_flag_result_variant}}" + suffix
+	}
+	return fmt.Sprintf("%s%s (%s)%s", s.legend, c.role, c.variant, suffix)
+}
+
+func rate(sel string) string { return "rate(" + sel + "[$__rate_interval])" }
+
+func (s scope) percent() string {
+	return fmt.Sprintf("max by (%sflag) (%s{%s})", s.ctlBy, percentMetric, s.ctl)
+}
+
+// state encodes the current rollout state as its position in states, from
+// 1, so one series per flag carries it and value mappings name it. Only the
+// series equal to 1 survive the filter, so the expression holds even when
+// the controller exports just the current state.
+func (s scope) state() string {
+	states := rolloutStates()
+	terms := make([]string, len(states))
+	for i, st := range states {
+		terms[i] = fmt.Sprintf("(%s{%s, state=%q} == 1) * %d", stateMetric, s.ctl, st, i+1)
+	}
+	return fmt.Sprintf("max by (%sflag) (\n  %s\n)", s.ctlBy, strings.Join(terms, "\n  or "))
+}
+
+func (s scope) requestRate() string {
+	return fmt.Sprintf("sum by (%sfeature_flag_result_variant, feature_flag_result_reason) (%s)",
+		s.sdkBy, rate(s.sel(requestsMetric)))
+}
+
+// errorRatio is failed over all requests of the cohort. A cohort without a
+// single failure has no error series, so zero stands in for it rather than
+// a gap.
+func (s scope) errorRatio(c cohort) string {
+	by := "sum by (" + s.sdkBy + "feature_flag_result_variant) "
+	all := by + "(" + rate(s.sel(requestsMetric, c.split()...)) + ")"
+	failed := by + "(" + rate(s.sel(requestsMetric, append(c.split(), `error_type!=""`)...)) + ")"
+	return fmt.Sprintf("(\n  %s\n  or\n  %s * 0\n)\n/\n%s", failed, all, all)
+}
+
+func (s scope) quantile(q float64, c cohort) string {
+	return fmt.Sprintf("histogram_quantile(%s, sum by (%sle, feature_flag_result_variant) (%s))",
+		strconv.FormatFloat(q, 'g', -1, 64), s.sdkBy, rate(s.sel(bucketMetric, c.split()...)))
+}
+
+// slowShare is the share of the cohort's requests slower than edge: the
+// requests above the edge's bucket over all of them.
+func (s scope) slowShare(edge float64, c cohort) string {
+	by := "sum by (" + s.sdkBy + "feature_flag_result_variant) "
+	le := "le=~" + quote(EdgeMatcher([]float64{edge}))
+	return fmt.Sprintf("1 - (\n  %s(%s)\n  /\n  %s(%s)\n)", by, rate(s.sel(bucketMetric, append(c.split(), le)...)),
+		by, rate(s.sel(countMetric, c.split()...)))
+}
+
+func (s scope) evidence() string {
+	return fmt.Sprintf("max by (%smetric) (%s{%s})", s.ctlBy, evidenceMetric, s.ctl)
+}
+
+func (s scope) threshold() string {
+	return fmt.Sprintf("max by (%sflag) (%s{%s})", s.ctlBy, thresholdMetric, s.ctl)
+}
+
+func (s scope) verdicts() string {
+	return fmt.Sprintf("sum by (%smetric, verdict) (increase(%s{%s}[$__rate_interval]))", s.ctlBy, verdictsMetric, s.ctl)
+}
+
+// transitions finds the steps at which a rollout changed. A counter's first
+// sample shows no change, so a series that was absent a window ago counts
+// too: otherwise the first rollback of a flag would go unmarked.
+func (s scope) transitions() string {
+	sel := fmt.Sprintf("%s{%s}", transitionsMetric, s.ctl)
+	return fmt.Sprintf("sum by (flag, to) (\n  changes(%s[$__rate_interval]) > 0\n  or\n  (%s unless %s offset $__rate_interval)\n)", sel, sel, sel)
+}
+
+func providerErrorRate() string {
+	return fmt.Sprintf("sum by (instance) (rate(%s[$__rate_interval]))", providerErrors)
+}
+
+func providerLatency(q float64) string {
+	return fmt.Sprintf("histogram_quantile(%s, sum by (le) (rate(%s[$__rate_interval])))",
+		strconv.FormatFloat(q, 'g', -1, 64), providerDuration)
+}
