@@ -1,0 +1,173 @@
+package rollout
+
+import (
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// Phase is where a rollout is in its life.
+type Phase string
+
+// The six phases of a rollout.
+const (
+	// Pending: known to the controller, not started.
+	Pending Phase = "pending"
+	// Progressing: judged at every interval and advanced step by step.
+	Progressing Phase = "progressing"
+	// Paused: held at its percentage until a person resumes it.
+	Paused Phase = "paused"
+	// Promoted: at 100%, no longer judged or tracked.
+	Promoted Phase = "promoted"
+	// RolledBack: at 0% because the treatment hurt or a person said so; it
+	// stays there until a new start.
+	RolledBack Phase = "rolled_back"
+	// Aborted: stopped at 0% by a person without a judgement.
+	Aborted Phase = "aborted"
+)
+
+// Phases lists every phase, in the order of a rollout's life.
+var Phases = []Phase{Pending, Progressing, Paused, Promoted, RolledBack, Aborted}
+
+// Outcome is a judge's answer for one tick.
+type Outcome string
+
+// The judge's three answers.
+const (
+	Fail         Outcome = "fail"
+	Pass         Outcome = "pass"
+	Inconclusive Outcome = "inconclusive"
+)
+
+// Verdict is the judge's latest answer with the evidence behind it, in the
+// form kept in the state and shown to people.
+type Verdict struct {
+	At      time.Time `json:"at"`
+	Outcome Outcome   `json:"outcome"`
+	// Summary is one line a person can read, for example "treatment error
+	// rate 2.1% vs control 1.0% (ratio 2.1) exceeds tolerance 1.2: fail".
+	Summary string          `json:"summary"`
+	Metrics []MetricVerdict `json:"metrics,omitempty"`
+	// Detail is the judge's full evidence, kept as it serialized it.
+	Detail json.RawMessage `json:"detail,omitempty"`
+}
+
+// MetricVerdict is the evidence for one metric of the plan.
+type MetricVerdict struct {
+	Name    string  `json:"name"`
+	Outcome Outcome `json:"outcome"`
+	// EValue is the sequential test's evidence against "no harm"; the
+	// metric fails when it reaches Threshold (1/alpha).
+	EValue    float64 `json:"evalue"`
+	Threshold float64 `json:"threshold"`
+	Summary   string  `json:"summary"`
+}
+
+// Requests counts the requests of each cohort.
+type Requests struct {
+	Treatment float64 `json:"treatment"`
+	Control   float64 `json:"control"`
+}
+
+// Cohorts are the request counts last observed for a rollout.
+type Cohorts struct {
+	// Total counts since the rollout began.
+	Total Requests `json:"total"`
+	// Step counts since the current step began.
+	Step Requests `json:"step"`
+}
+
+// Transition is one entry of a rollout's history.
+type Transition struct {
+	At      time.Time `json:"at"`
+	From    Phase     `json:"from"`
+	To      Phase     `json:"to"`
+	Percent float64   `json:"percent"`
+	Step    int       `json:"step"`
+	// Actor is who caused it: "controller" or the name of a person's token.
+	Actor    string   `json:"actor"`
+	Reason   string   `json:"reason"`
+	Evidence *Verdict `json:"evidence,omitempty"`
+}
+
+// ControllerActor is the actor of transitions the loop decides.
+const ControllerActor = "controller"
+
+// State is everything the controller keeps about one flag's rollout. It is
+// stored as JSON; every timer is derived from its timestamps, so a restarted
+// controller carries on where the last one stopped.
+type State struct {
+	Key   string `json:"key"`
+	Phase Phase  `json:"state"`
+	// Percent is the treatment share the SDKs serve.
+	Percent float64 `json:"percent"`
+	// Step indexes Plan.Steps; -1 before the first start.
+	Step int `json:"step"`
+	// Plan is the resolved plan of the current rollout.
+	Plan flag.Plan `json:"plan"`
+	// Revision grows with every change, so a writer can refuse to store a
+	// decision taken on a state that changed meanwhile.
+	Revision      int64     `json:"revision"`
+	StartedAt     time.Time `json:"startedAt,omitzero"`
+	StepStartedAt time.Time `json:"stepStartedAt,omitzero"`
+	UpdatedAt     time.Time `json:"updatedAt,omitzero"`
+	// AnalysisStartsAt ends the current step's warm-up: verdicts before it
+	// cannot pass the step.
+	AnalysisStartsAt time.Time `json:"analysisStartsAt,omitzero"`
+	// ProviderErrors counts consecutive ticks whose metrics were unreadable.
+	ProviderErrors int `json:"providerErrors"`
+	// PausedReason says why a paused rollout waits.
+	PausedReason string `json:"pausedReason,omitempty"`
+	// AwaitingGate is the step percentage a person must approve (resume)
+	// before the rollout moves to it.
+	AwaitingGate *float64 `json:"awaitingGate,omitempty"`
+	// StepBaseline is the cumulative request counts when the current step
+	// began; nil until the first observation of the step sets it.
+	StepBaseline *Requests `json:"stepBaseline,omitempty"`
+	Cohorts      Cohorts   `json:"cohorts"`
+	Verdict      *Verdict  `json:"verdict,omitempty"`
+	History      []Transition `json:"history"`
+	// Judge is the judge's own state, opaque here, carried between ticks.
+	Judge json.RawMessage `json:"judge,omitempty"`
+}
+
+// New returns the pending state of a flag that has never been rolled out.
+func New(key string) State {
+	return State{Key: key, Phase: Pending, Step: -1, History: []Transition{}}
+}
+
+// Analyzing reports whether the judge should run at now: the rollout
+// progresses and its step's warm-up is over.
+func (s *State) Analyzing(now time.Time) bool {
+	return s.Phase == Progressing && !now.Before(s.AnalysisStartsAt)
+}
+
+// Active reports whether the rollout holds a treatment share that a person
+// or the loop may still change: progressing or paused.
+func (s *State) Active() bool {
+	return s.Phase == Progressing || s.Phase == Paused
+}
+
+// clone copies s deeply enough that changing the copy's slices and
+// pointers leaves s alone: decisions never alter their input.
+func (s State) clone() State {
+	s.Plan.Steps = slices.Clone(s.Plan.Steps)
+	s.Plan.Gates = slices.Clone(s.Plan.Gates)
+	s.Plan.Metrics = slices.Clone(s.Plan.Metrics)
+	if s.Plan.OnProviderError != nil {
+		pe := *s.Plan.OnProviderError
+		s.Plan.OnProviderError = &pe
+	}
+	s.History = slices.Clone(s.History)
+	if s.AwaitingGate != nil {
+		g := *s.AwaitingGate
+		s.AwaitingGate = &g
+	}
+	if s.StepBaseline != nil {
+		b := *s.StepBaseline
+		s.StepBaseline = &b
+	}
+	return s
+}
