@@ -125,9 +125,9 @@ type State struct {
 	AwaitingGate *float64 `json:"awaitingGate,omitempty"`
 	// StepBaseline is the cumulative request counts when the current step
 	// began; nil until the first observation of the step sets it.
-	StepBaseline *Requests `json:"stepBaseline,omitempty"`
-	Cohorts      Cohorts   `json:"cohorts"`
-	Verdict      *Verdict  `json:"verdict,omitempty"`
+	StepBaseline *Requests    `json:"stepBaseline,omitempty"`
+	Cohorts      Cohorts      `json:"cohorts"`
+	Verdict      *Verdict     `json:"verdict,omitempty"`
 	History      []Transition `json:"history"`
 	// Judge is the judge's own state, opaque here, carried between ticks.
 	Judge json.RawMessage `json:"judge,omitempty"`
