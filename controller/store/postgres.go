@@ -1,0 +1,115 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// pgChannel is the LISTEN/NOTIFY channel on which a committed change
+// announces its revision to every replica.
+const pgChannel = "vigil_changes"
+
+// pgMigrateLock is the advisory lock key under which replicas migrate.
+const pgMigrateLock = 0x76696769 // "vigi"
+
+// OpenPostgres connects to the PostgreSQL database at url, migrates its
+// schema and starts listening for changes made by other processes. Several
+// controllers may share one database.
+func OpenPostgres(ctx context.Context, url string) (Store, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres store: %w", err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open postgres store %s@%s: %w", cfg.User, cfg.Host, err)
+	}
+	lctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	s := &sqlStore{
+		d: dialect{
+			name:              "postgres",
+			lockRevision:      `SELECT revision FROM vigil_meta WHERE id = 1 FOR UPDATE`,
+			readTx:            &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
+			notify:            pgNotify,
+			isUniqueViolation: pgUnique,
+		},
+		w: db, r: db,
+		notes: newNotifier(),
+		now:   time.Now,
+		stop:  func() { stop(); <-done },
+	}
+	lock := fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, pgMigrateLock)
+	if err := migrate(ctx, db, "postgres", lock, schema); err != nil {
+		stop()
+		close(done)
+		db.Close()
+		return nil, fmt.Errorf("open postgres store: %w", err)
+	}
+	go func() {
+		defer close(done)
+		listen(lctx, cfg, s.notes)
+	}()
+	return s, nil
+}
+
+func pgNotify(ctx context.Context, tx *sql.Tx, rev int64) error {
+	_, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, pgChannel, formatRevision(rev))
+	return err
+}
+
+func pgUnique(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// listen holds a connection that LISTENs for other processes' changes and
+// publishes each revision until ctx is done. After losing the connection it
+// reconnects with backoff and publishes 0, because changes may have been
+// missed meanwhile.
+func listen(ctx context.Context, cfg *pgx.ConnConfig, notes *notifier) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err == nil {
+			_, err = conn.Exec(ctx, "LISTEN "+pgChannel)
+		}
+		if err == nil {
+			backoff = 100 * time.Millisecond
+			notes.publish(0)
+			for {
+				n, werr := conn.WaitForNotification(ctx)
+				if werr != nil {
+					break
+				}
+				rev, perr := strconv.ParseInt(n.Payload, 10, 64)
+				if perr != nil {
+					rev = 0
+				}
+				notes.publish(rev)
+			}
+		}
+		if conn != nil {
+			cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			conn.Close(cctx)
+			cancel()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}
+}

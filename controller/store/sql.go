@@ -1,0 +1,616 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// dialect holds what differs between the SQL databases.
+type dialect struct {
+	name string
+	// lockRevision reads the revision row and, where the database needs it,
+	// locks it so that writers run one at a time.
+	lockRevision string
+	// readTx are the options of consistent multi-statement reads.
+	readTx *sql.TxOptions
+	// notify, when set, tells other processes of a new revision inside the
+	// writing transaction.
+	notify func(ctx context.Context, tx *sql.Tx, revision int64) error
+	// isUniqueViolation reports a duplicate-key error.
+	isUniqueViolation func(error) bool
+}
+
+// sqlStore implements Store over database/sql. The two databases share
+// every statement but their migrations and the few things in dialect.
+type sqlStore struct {
+	d dialect
+	// w takes writes, r reads. They are the same pool on PostgreSQL; SQLite
+	// has a one-connection writer so that its write lock is taken up front.
+	w, r *sql.DB
+	// wmu serializes this process's writers, so that they queue in Go
+	// rather than in the database's lock timeout.
+	wmu   sync.Mutex
+	notes *notifier
+	now   func() time.Time
+	// stop ends background work (the PostgreSQL listener).
+	stop func()
+}
+
+func (s *sqlStore) Snapshot(ctx context.Context) (Snapshot, error) {
+	var snap Snapshot
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT revision FROM vigil_meta WHERE id = 1`).Scan(&snap.Revision); err != nil {
+			return fmt.Errorf("read revision: %w", err)
+		}
+		flags, err := queryFlags(ctx, tx)
+		snap.Flags = flags
+		return err
+	})
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
+	}
+	return snap, nil
+}
+
+func (s *sqlStore) Flag(ctx context.Context, key string) (flag.Flag, error) {
+	return queryFlag(ctx, s.r, key)
+}
+
+func (s *sqlStore) Changes(ctx context.Context, since int64) (int64, []Change, error) {
+	var rev int64
+	var changes []Change
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT revision FROM vigil_meta WHERE id = 1`).Scan(&rev); err != nil {
+			return fmt.Errorf("read revision: %w", err)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT key, version, deleted, data FROM vigil_flags WHERE version > $1 ORDER BY version`, since)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c Change
+			var data string
+			if err := rows.Scan(&c.Key, &c.Version, &c.Deleted, &data); err != nil {
+				return err
+			}
+			if !c.Deleted {
+				if c.Flag, err = decodeFlag(c.Key, c.Version, data); err != nil {
+					return err
+				}
+			}
+			changes = append(changes, c)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("changes since %d: %w", since, err)
+	}
+	return rev, changes, nil
+}
+
+func (s *sqlStore) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.r.BeginTx(ctx, s.d.readTx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a read-only transaction has nothing to undo
+	return fn(tx)
+}
+
+func (s *sqlStore) Update(ctx context.Context, actor Actor, fn func(tx Tx) error) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	t := &sqlTx{tx: tx, actor: actor, now: s.now().UTC(), d: &s.d}
+	if err := tx.QueryRowContext(ctx, s.d.lockRevision).Scan(&t.rev); err != nil {
+		return fmt.Errorf("lock revision: %w", err)
+	}
+	start := t.rev
+	if err := fn(t); err != nil {
+		return err
+	}
+	if t.rev != start {
+		if _, err := tx.ExecContext(ctx, `UPDATE vigil_meta SET revision = $1 WHERE id = 1`, t.rev); err != nil {
+			return fmt.Errorf("write revision: %w", err)
+		}
+		if s.d.notify != nil {
+			if err := s.d.notify(ctx, tx, t.rev); err != nil {
+				return fmt.Errorf("notify: %w", err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	if t.rev != start {
+		s.notes.publish(t.rev)
+	}
+	return nil
+}
+
+func (s *sqlStore) Audit(ctx context.Context, q AuditQuery) ([]AuditEntry, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	before := q.BeforeID
+	if before <= 0 {
+		before = 1<<63 - 1
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT id, at, actor, action, flag, version, before_json, after_json, message
+		FROM vigil_audit WHERE ($1 = '' OR flag = $1) AND id < $2 ORDER BY id DESC LIMIT $3`, q.Flag, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	defer rows.Close()
+	out := []AuditEntry{}
+	for rows.Next() {
+		var e AuditEntry
+		var at int64
+		var before, after string
+		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Action, &e.Flag, &e.Version, &before, &after, &e.Message); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		e.Time = time.UnixMicro(at).UTC()
+		if before != "" {
+			e.Before = json.RawMessage(before)
+		}
+		if after != "" {
+			e.After = json.RawMessage(after)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return out, nil
+}
+
+func (s *sqlStore) TokenByHash(ctx context.Context, hash string) (Token, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name, role, hash, created_at, created_by FROM vigil_tokens WHERE hash = $1`, hash)
+	if err != nil {
+		return Token{}, fmt.Errorf("token: %w", err)
+	}
+	ts, err := scanTokens(rows)
+	if err != nil {
+		return Token{}, fmt.Errorf("token: %w", err)
+	}
+	if len(ts) == 0 {
+		return Token{}, ErrNotFound
+	}
+	return ts[0], nil
+}
+
+func (s *sqlStore) Tokens(ctx context.Context) ([]Token, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name, role, hash, created_at, created_by FROM vigil_tokens ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("tokens: %w", err)
+	}
+	ts, err := scanTokens(rows)
+	if err != nil {
+		return nil, fmt.Errorf("tokens: %w", err)
+	}
+	return ts, nil
+}
+
+func scanTokens(rows *sql.Rows) ([]Token, error) {
+	defer rows.Close()
+	out := []Token{}
+	for rows.Next() {
+		var t Token
+		var at int64
+		var role string
+		if err := rows.Scan(&t.Name, &role, &t.Hash, &at, &t.CreatedBy); err != nil {
+			return nil, err
+		}
+		t.Role = Role(role)
+		t.CreatedAt = time.UnixMicro(at).UTC()
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+func (s *sqlStore) Rollout(ctx context.Context, key string) (Rollout, error) {
+	return queryRollout(ctx, s.r, key)
+}
+
+func (s *sqlStore) Rollouts(ctx context.Context) ([]Rollout, error) {
+	return queryRollouts(ctx, s.r)
+}
+
+func (s *sqlStore) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	now := s.now()
+	res, err := s.w.ExecContext(ctx, `INSERT INTO vigil_leases (name, holder, expires_at) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+		WHERE vigil_leases.holder = excluded.holder OR vigil_leases.expires_at < $4`,
+		name, holder, now.Add(ttl).UnixMicro(), now.UnixMicro())
+	if err != nil {
+		return false, fmt.Errorf("acquire lease %s: %w", name, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("acquire lease %s: %w", name, err)
+	}
+	return n == 1, nil
+}
+
+func (s *sqlStore) ReleaseLease(ctx context.Context, name, holder string) error {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM vigil_leases WHERE name = $1 AND holder = $2`, name, holder); err != nil {
+		return fmt.Errorf("release lease %s: %w", name, err)
+	}
+	return nil
+}
+
+func (s *sqlStore) Watch(ctx context.Context) <-chan int64 { return s.notes.watch(ctx) }
+
+func (s *sqlStore) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
+
+func (s *sqlStore) Close() error {
+	if s.stop != nil {
+		s.stop()
+	}
+	err := s.w.Close()
+	if s.r != s.w {
+		err = errors.Join(err, s.r.Close())
+	}
+	return err
+}
+
+// queryer is what reads need from a *sql.DB or *sql.Tx.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func queryFlag(ctx context.Context, q queryer, key string) (flag.Flag, error) {
+	rows, err := q.QueryContext(ctx, `SELECT version, data FROM vigil_flags WHERE key = $1 AND NOT deleted`, key)
+	if err != nil {
+		return flag.Flag{}, fmt.Errorf("flag %s: %w", key, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return flag.Flag{}, fmt.Errorf("flag %s: %w", key, err)
+		}
+		return flag.Flag{}, ErrNotFound
+	}
+	var version int64
+	var data string
+	if err := rows.Scan(&version, &data); err != nil {
+		return flag.Flag{}, fmt.Errorf("flag %s: %w", key, err)
+	}
+	return decodeFlag(key, version, data)
+}
+
+func queryFlags(ctx context.Context, q queryer) ([]flag.Flag, error) {
+	rows, err := q.QueryContext(ctx, `SELECT key, version, data FROM vigil_flags WHERE NOT deleted ORDER BY key`)
+	if err != nil {
+		return nil, fmt.Errorf("flags: %w", err)
+	}
+	defer rows.Close()
+	out := []flag.Flag{}
+	for rows.Next() {
+		var key, data string
+		var version int64
+		if err := rows.Scan(&key, &version, &data); err != nil {
+			return nil, fmt.Errorf("flags: %w", err)
+		}
+		f, err := decodeFlag(key, version, data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("flags: %w", err)
+	}
+	return out, nil
+}
+
+func decodeFlag(key string, version int64, data string) (flag.Flag, error) {
+	var f flag.Flag
+	if err := json.Unmarshal([]byte(data), &f); err != nil {
+		return flag.Flag{}, fmt.Errorf("decode stored flag %s: %w", key, err)
+	}
+	f.Key = key
+	f.Version = version
+	return f, nil
+}
+
+func queryRollout(ctx context.Context, q queryer, key string) (Rollout, error) {
+	rows, err := q.QueryContext(ctx, `SELECT key, state, updated_at FROM vigil_rollouts WHERE key = $1`, key)
+	if err != nil {
+		return Rollout{}, fmt.Errorf("rollout %s: %w", key, err)
+	}
+	rs, err := scanRollouts(rows)
+	if err != nil {
+		return Rollout{}, fmt.Errorf("rollout %s: %w", key, err)
+	}
+	if len(rs) == 0 {
+		return Rollout{}, ErrNotFound
+	}
+	return rs[0], nil
+}
+
+func queryRollouts(ctx context.Context, q queryer) ([]Rollout, error) {
+	rows, err := q.QueryContext(ctx, `SELECT key, state, updated_at FROM vigil_rollouts ORDER BY key`)
+	if err != nil {
+		return nil, fmt.Errorf("rollouts: %w", err)
+	}
+	rs, err := scanRollouts(rows)
+	if err != nil {
+		return nil, fmt.Errorf("rollouts: %w", err)
+	}
+	return rs, nil
+}
+
+func scanRollouts(rows *sql.Rows) ([]Rollout, error) {
+	defer rows.Close()
+	out := []Rollout{}
+	for rows.Next() {
+		var r Rollout
+		var state string
+		var at int64
+		if err := rows.Scan(&r.Key, &state, &at); err != nil {
+			return nil, err
+		}
+		r.State = json.RawMessage(state)
+		r.UpdatedAt = time.UnixMicro(at).UTC()
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// sqlTx implements Tx.
+type sqlTx struct {
+	tx    *sql.Tx
+	actor Actor
+	now   time.Time
+	rev   int64
+	d     *dialect
+}
+
+func (t *sqlTx) Revision() int64 { return t.rev }
+
+func (t *sqlTx) Flag(ctx context.Context, key string) (flag.Flag, error) {
+	return queryFlag(ctx, t.tx, key)
+}
+
+func (t *sqlTx) Flags(ctx context.Context) ([]flag.Flag, error) { return queryFlags(ctx, t.tx) }
+
+func (t *sqlTx) PutFlag(ctx context.Context, f flag.Flag) (flag.Flag, error) {
+	before, err := t.Flag(ctx, f.Key)
+	action := "update"
+	switch {
+	case errors.Is(err, ErrNotFound):
+		action = "create"
+	case err != nil:
+		return flag.Flag{}, err
+	}
+	t.rev++
+	f.Version = t.rev
+	data, err := encodeFlag(f)
+	if err != nil {
+		return flag.Flag{}, err
+	}
+	if _, err := t.tx.ExecContext(ctx, `INSERT INTO vigil_flags (key, version, deleted, data, updated_at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (key) DO UPDATE SET version = excluded.version, deleted = excluded.deleted, data = excluded.data, updated_at = excluded.updated_at`,
+		f.Key, f.Version, false, data, t.now.UnixMicro()); err != nil {
+		return flag.Flag{}, fmt.Errorf("put flag %s: %w", f.Key, err)
+	}
+	e := AuditEntry{Action: action, Flag: f.Key, Version: f.Version}
+	if action == "update" {
+		if e.Before, err = json.Marshal(before); err != nil {
+			return flag.Flag{}, err
+		}
+	}
+	if e.After, err = json.Marshal(f); err != nil {
+		return flag.Flag{}, err
+	}
+	if err := t.AppendAudit(ctx, e); err != nil {
+		return flag.Flag{}, err
+	}
+	return f, nil
+}
+
+func (t *sqlTx) DeleteFlag(ctx context.Context, key string) (int64, error) {
+	before, err := t.Flag(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	t.rev++
+	if _, err := t.tx.ExecContext(ctx, `UPDATE vigil_flags SET version = $1, deleted = $2, data = $3, updated_at = $4 WHERE key = $5`,
+		t.rev, true, "{}", t.now.UnixMicro(), key); err != nil {
+		return 0, fmt.Errorf("delete flag %s: %w", key, err)
+	}
+	b, err := json.Marshal(before)
+	if err != nil {
+		return 0, err
+	}
+	if err := t.AppendAudit(ctx, AuditEntry{Action: "delete", Flag: key, Version: t.rev, Before: b}); err != nil {
+		return 0, err
+	}
+	return t.rev, nil
+}
+
+func (t *sqlTx) AppendAudit(ctx context.Context, e AuditEntry) error {
+	if e.Time.IsZero() {
+		e.Time = t.now
+	}
+	if e.Actor == "" {
+		e.Actor = t.actor.Name
+	}
+	if e.Message == "" {
+		e.Message = t.actor.Message
+	}
+	if _, err := t.tx.ExecContext(ctx, `INSERT INTO vigil_audit (at, actor, action, flag, version, before_json, after_json, message)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		e.Time.UnixMicro(), e.Actor, e.Action, e.Flag, e.Version, string(e.Before), string(e.After), e.Message); err != nil {
+		return fmt.Errorf("append audit: %w", err)
+	}
+	return nil
+}
+
+func (t *sqlTx) Rollout(ctx context.Context, key string) (Rollout, error) {
+	return queryRollout(ctx, t.tx, key)
+}
+
+func (t *sqlTx) Rollouts(ctx context.Context) ([]Rollout, error) { return queryRollouts(ctx, t.tx) }
+
+func (t *sqlTx) PutRollout(ctx context.Context, r Rollout) error {
+	if !json.Valid(r.State) {
+		return fmt.Errorf("put rollout %s: state is not valid JSON", r.Key)
+	}
+	if _, err := t.tx.ExecContext(ctx, `INSERT INTO vigil_rollouts (key, state, updated_at) VALUES ($1, $2, $3)
+		ON CONFLICT (key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
+		r.Key, string(r.State), t.now.UnixMicro()); err != nil {
+		return fmt.Errorf("put rollout %s: %w", r.Key, err)
+	}
+	return nil
+}
+
+func (t *sqlTx) DeleteRollout(ctx context.Context, key string) error {
+	return t.deleteOne(ctx, `DELETE FROM vigil_rollouts WHERE key = $1`, "rollout "+key, key)
+}
+
+func (t *sqlTx) CreateToken(ctx context.Context, tok Token) error {
+	if _, err := t.tx.ExecContext(ctx, `INSERT INTO vigil_tokens (name, role, hash, created_at, created_by) VALUES ($1, $2, $3, $4, $5)`,
+		tok.Name, string(tok.Role), tok.Hash, t.now.UnixMicro(), tok.CreatedBy); err != nil {
+		if t.d.isUniqueViolation(err) {
+			return fmt.Errorf("token %s: %w", tok.Name, ErrExists)
+		}
+		return fmt.Errorf("create token %s: %w", tok.Name, err)
+	}
+	return nil
+}
+
+func (t *sqlTx) DeleteToken(ctx context.Context, name string) error {
+	return t.deleteOne(ctx, `DELETE FROM vigil_tokens WHERE name = $1`, "token "+name, name)
+}
+
+func (t *sqlTx) deleteOne(ctx context.Context, query, what string, arg any) error {
+	res, err := t.tx.ExecContext(ctx, query, arg)
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", what, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", what, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	return nil
+}
+
+// encodeFlag is the stored form of a flag: its JSON without the version,
+// which has its own column.
+func encodeFlag(f flag.Flag) (string, error) {
+	f.Version = 0
+	b, err := json.Marshal(f)
+	if err != nil {
+		return "", fmt.Errorf("encode flag %s: %w", f.Key, err)
+	}
+	return string(b), nil
+}
+
+// migration is one step of the schema, as statements per dialect.
+type migration struct {
+	version  int
+	sqlite   []string
+	postgres []string
+}
+
+// migrate applies the migrations not yet recorded, each in one transaction.
+// lock, when set, runs first in each transaction so that replicas starting
+// together migrate one at a time.
+func migrate(ctx context.Context, db *sql.DB, dialectName, lock string, ms []migration) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS vigil_schema (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema table: %w", err)
+	}
+	for _, m := range ms {
+		if err := applyMigration(ctx, db, dialectName, lock, m); err != nil {
+			return fmt.Errorf("migration %d: %w", m.version, err)
+		}
+	}
+	return nil
+}
+
+func applyMigration(ctx context.Context, db *sql.DB, dialectName, lock string, m migration) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	if lock != "" {
+		if _, err := tx.ExecContext(ctx, lock); err != nil {
+			return err
+		}
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM vigil_schema WHERE version = $1`, m.version).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	stmts := m.sqlite
+	if dialectName == "postgres" {
+		stmts = m.postgres
+	}
+	for _, q := range stmts {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO vigil_schema (version, applied_at) VALUES ($1, $2)`, m.version, time.Now().UnixMicro()); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// schema is the store's schema history. Append new migrations; never edit
+// one that has shipped. Times are microseconds since the Unix epoch in both
+// databases so that the statements above are shared.
+var schema = []migration{{
+	version: 1,
+	sqlite: []string{
+		`CREATE TABLE vigil_meta (id INTEGER PRIMARY KEY CHECK (id = 1), revision BIGINT NOT NULL)`,
+		`INSERT INTO vigil_meta (id, revision) VALUES (1, 0)`,
+		`CREATE TABLE vigil_flags (key TEXT PRIMARY KEY, version BIGINT NOT NULL, deleted BOOLEAN NOT NULL, data TEXT NOT NULL, updated_at BIGINT NOT NULL)`,
+		`CREATE INDEX vigil_flags_version ON vigil_flags (version)`,
+		`CREATE TABLE vigil_audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+			flag TEXT NOT NULL, version BIGINT NOT NULL, before_json TEXT NOT NULL, after_json TEXT NOT NULL, message TEXT NOT NULL)`,
+		`CREATE INDEX vigil_audit_flag ON vigil_audit (flag, id)`,
+		`CREATE TABLE vigil_tokens (name TEXT PRIMARY KEY, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL, created_by TEXT NOT NULL)`,
+		`CREATE TABLE vigil_rollouts (key TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at BIGINT NOT NULL)`,
+		`CREATE TABLE vigil_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)`,
+	},
+	postgres: []string{
+		`CREATE TABLE vigil_meta (id INTEGER PRIMARY KEY CHECK (id = 1), revision BIGINT NOT NULL)`,
+		`INSERT INTO vigil_meta (id, revision) VALUES (1, 0)`,
+		`CREATE TABLE vigil_flags (key TEXT PRIMARY KEY, version BIGINT NOT NULL, deleted BOOLEAN NOT NULL, data TEXT NOT NULL, updated_at BIGINT NOT NULL)`,
+		`CREATE INDEX vigil_flags_version ON vigil_flags (version)`,
+		`CREATE TABLE vigil_audit (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+			flag TEXT NOT NULL, version BIGINT NOT NULL, before_json TEXT NOT NULL, after_json TEXT NOT NULL, message TEXT NOT NULL)`,
+		`CREATE INDEX vigil_audit_flag ON vigil_audit (flag, id)`,
+		`CREATE TABLE vigil_tokens (name TEXT PRIMARY KEY, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL, created_by TEXT NOT NULL)`,
+		`CREATE TABLE vigil_rollouts (key TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at BIGINT NOT NULL)`,
+		`CREATE TABLE vigil_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)`,
+	},
+}}
+
+// formatRevision is the NOTIFY payload of a revision.
+func formatRevision(rev int64) string { return strconv.FormatInt(rev, 10) }

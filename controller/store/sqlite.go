@@ -1,0 +1,63 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// OpenSQLite opens (creating it if needed) the SQLite store in dir and
+// migrates its schema. One process may use a directory at a time.
+func OpenSQLite(ctx context.Context, dir string) (Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open sqlite store: %w", err)
+	}
+	path := filepath.Join(dir, "vigil.db")
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	dsn := "file:" + path + "?" + q.Encode()
+	// The writer begins its transactions IMMEDIATE, taking the write lock at
+	// once, so that the revision it reads is still the latest when it writes.
+	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	s := &sqlStore{
+		d: dialect{
+			name:              "sqlite",
+			lockRevision:      `SELECT revision FROM vigil_meta WHERE id = 1`,
+			isUniqueViolation: sqliteUnique,
+		},
+		w: w, r: r,
+		notes: newNotifier(),
+		now:   time.Now,
+	}
+	if err := migrate(ctx, w, "sqlite", "", schema); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func sqliteUnique(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+}

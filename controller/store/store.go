@@ -1,0 +1,181 @@
+// Package store keeps the controller's state: flags with their versions, the
+// audit log, API tokens, rollout records and leases. One interface, Store, has
+// two implementations over database/sql: SQLite for a single controller and
+// PostgreSQL for several replicas that share one database.
+//
+// Every change runs in one transaction through Store.Update. Versions come
+// from one store-wide sequence: each put or delete of a flag takes the next
+// number, and the store's revision is the highest number issued. Writers are
+// serialized, so versions become visible in the order they were issued and a
+// reader that has seen revision R has seen every change up to R.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// Errors returned by stores; compare with errors.Is.
+var (
+	// ErrNotFound: the flag, token, rollout or lease does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: a token with that name already exists.
+	ErrExists = errors.New("already exists")
+	// ErrConflict is for callers of Update whose precondition, such as an
+	// expected version, no longer holds. The store never returns it itself.
+	ErrConflict = errors.New("conflict")
+)
+
+// Store is the controller's persistent state.
+type Store interface {
+	// Snapshot returns every live flag and the revision they are current at,
+	// read consistently.
+	Snapshot(ctx context.Context) (Snapshot, error)
+	// Flag returns one live flag or ErrNotFound.
+	Flag(ctx context.Context, key string) (flag.Flag, error)
+	// Changes returns the latest state of every flag changed after revision
+	// since (deletes as tombstones), ordered by version, and the revision the
+	// result brings a reader to.
+	Changes(ctx context.Context, since int64) (revision int64, changes []Change, err error)
+	// Update runs fn in one transaction on behalf of actor and commits when fn
+	// returns nil. Writers are serialized. Watchers are told of the new
+	// revision after the commit.
+	Update(ctx context.Context, actor Actor, fn func(tx Tx) error) error
+	// Audit lists audit entries, newest first.
+	Audit(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
+	// TokenByHash returns the token whose hash is hash, or ErrNotFound.
+	TokenByHash(ctx context.Context, hash string) (Token, error)
+	// Tokens lists every token, by name.
+	Tokens(ctx context.Context) ([]Token, error)
+	// Rollout returns the rollout record of a flag, or ErrNotFound.
+	Rollout(ctx context.Context, key string) (Rollout, error)
+	// Rollouts lists every rollout record, by key.
+	Rollouts(ctx context.Context) ([]Rollout, error)
+	// AcquireLease takes or renews the lease name for holder until ttl from
+	// now and reports whether holder has it. A lease held by another holder
+	// can be taken only after it expires.
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	// ReleaseLease gives up the lease if holder has it.
+	ReleaseLease(ctx context.Context, name, holder string) error
+	// Watch returns a channel that receives a revision, or 0 when it is not
+	// known, whenever the flags may have changed, through this process or
+	// (on PostgreSQL) any other. Values are hints that coalesce: read Changes
+	// to learn what changed. The channel closes when ctx is done.
+	Watch(ctx context.Context) <-chan int64
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// Close releases the store's connections.
+	Close() error
+}
+
+// Tx is a store transaction inside Update. Its methods must not be used after
+// the function passed to Update returns.
+type Tx interface {
+	// Revision is the highest version issued, counting this transaction's
+	// changes so far.
+	Revision() int64
+	// Flag returns one live flag or ErrNotFound.
+	Flag(ctx context.Context, key string) (flag.Flag, error)
+	// Flags returns every live flag, by key.
+	Flags(ctx context.Context) ([]flag.Flag, error)
+	// PutFlag creates or replaces f.Key with the next version, ignoring
+	// f.Version, records an audit entry (action "create" or "update") for the
+	// transaction's actor and returns the stored flag.
+	PutFlag(ctx context.Context, f flag.Flag) (flag.Flag, error)
+	// DeleteFlag deletes a live flag with the next version, leaving a
+	// tombstone, records an audit entry (action "delete") and returns the
+	// version of the delete. It returns ErrNotFound for no live flag.
+	DeleteFlag(ctx context.Context, key string) (int64, error)
+	// AppendAudit records an extra audit entry. Time, Actor and Message are
+	// filled from the transaction when empty.
+	AppendAudit(ctx context.Context, e AuditEntry) error
+	// Rollout returns the rollout record of a flag, or ErrNotFound.
+	Rollout(ctx context.Context, key string) (Rollout, error)
+	// Rollouts lists every rollout record, by key.
+	Rollouts(ctx context.Context) ([]Rollout, error)
+	// PutRollout creates or replaces a rollout record; UpdatedAt is set to
+	// the transaction's time.
+	PutRollout(ctx context.Context, r Rollout) error
+	// DeleteRollout removes a rollout record, or returns ErrNotFound.
+	DeleteRollout(ctx context.Context, key string) error
+	// CreateToken stores a new token, or returns ErrExists.
+	CreateToken(ctx context.Context, t Token) error
+	// DeleteToken removes a token, or returns ErrNotFound.
+	DeleteToken(ctx context.Context, name string) error
+}
+
+// Actor is who makes a change and why; it goes into the audit log.
+type Actor struct {
+	Name    string // the token's name, or a component such as "rollout"
+	Message string // optional: why
+}
+
+// Snapshot is every live flag at one revision.
+type Snapshot struct {
+	Revision int64
+	Flags    []flag.Flag // by key, each with its Version
+}
+
+// Change is the latest state of one flag changed after some revision.
+type Change struct {
+	Key     string
+	Version int64
+	Deleted bool
+	Flag    flag.Flag // the flag when not Deleted
+}
+
+// AuditEntry is one record of the append-only audit log.
+type AuditEntry struct {
+	ID      int64           `json:"id"`
+	Time    time.Time       `json:"time"`
+	Actor   string          `json:"actor"`
+	Action  string          `json:"action"`
+	Flag    string          `json:"flag,omitempty"`
+	Version int64           `json:"version,omitempty"`
+	Before  json.RawMessage `json:"before,omitempty"`
+	After   json.RawMessage `json:"after,omitempty"`
+	Message string          `json:"message,omitempty"`
+}
+
+// AuditQuery selects audit entries.
+type AuditQuery struct {
+	Flag     string // only entries about this flag, when set
+	BeforeID int64  // only entries older than this id, when above 0 (paging)
+	Limit    int    // at most this many; 0 means 100
+}
+
+// Role is what a token may do.
+type Role string
+
+// The token roles.
+const (
+	RoleAdmin  Role = "admin"  // everything
+	RoleReader Role = "reader" // read the admin API and the SDK endpoints
+	RoleSDK    Role = "sdk"    // only the SDK endpoints
+)
+
+// Valid reports whether r is one of the roles.
+func (r Role) Valid() bool {
+	return r == RoleAdmin || r == RoleReader || r == RoleSDK
+}
+
+// Token is an API token. Only a hash of the secret is stored.
+type Token struct {
+	Name      string    `json:"name"`
+	Role      Role      `json:"role"`
+	Hash      string    `json:"-"` // hex SHA-256 of the secret
+	CreatedAt time.Time `json:"createdAt"`
+	CreatedBy string    `json:"createdBy,omitempty"`
+}
+
+// Rollout is the stored state of one flag's rollout. The store treats State
+// as opaque JSON; the rollout controller defines it.
+type Rollout struct {
+	Key       string          `json:"key"`
+	State     json.RawMessage `json:"state"`
+	UpdatedAt time.Time       `json:"updatedAt"`
+}
