@@ -1,0 +1,327 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
+	"github.com/vigil-dev/vigil/sdk/internal/sse"
+)
+
+// Paths of the delivery protocol (docs/sdk-protocol.md).
+const (
+	snapshotPath = "/sdk/v1/snapshot"
+	streamPath   = "/sdk/v1/stream"
+)
+
+// snapshotDoc is the snapshot object of the protocol, also the format of
+// the disk cache.
+type snapshotDoc struct {
+	Revision int64       `json:"revision"`
+	Flags    []flag.Flag `json:"flags"`
+}
+
+type deleteDoc struct {
+	Key     string `json:"key"`
+	Version int64  `json:"version"`
+}
+
+// remote is the state of the delivery goroutine; only that goroutine
+// touches it.
+type remote struct {
+	c    *Client
+	base string
+	// etag is the validator of the newest snapshot held, for polls.
+	etag string
+	// lastID is the id of the last stream event, sent as Last-Event-ID.
+	lastID string
+	cache  *diskCache
+}
+
+func (c *Client) startRemote(ctx context.Context) {
+	r := &remote{c: c, base: strings.TrimRight(c.cfg.ServerURL, "/")}
+	if c.cfg.CacheFile != "" {
+		r.cache = &diskCache{path: c.cfg.CacheFile}
+		if doc, err := r.cache.read(); err != nil {
+			if !errors.Is(err, errNoCache) {
+				c.log.Warn("vigil: ignoring flag cache", "err", err)
+			}
+		} else {
+			if err := c.store.replace(doc.Revision, doc.Flags); err != nil {
+				c.log.Warn("vigil: flags in the cache rejected", "err", err)
+			}
+			r.cache.written = doc.Revision
+			c.log.Info("vigil: serving flags from the cache until the controller answers", "revision", doc.Revision, "flags", len(doc.Flags))
+		}
+		c.store.changed = r.cache.save(c.log)
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		r.run(ctx)
+	}()
+}
+
+// run keeps the stream open; while it is down it polls the snapshot and
+// reconnects with jittered exponential backoff.
+func (r *remote) run(ctx context.Context) {
+	failures := 0
+	for {
+		synced, err := r.stream(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if synced {
+			failures = 0
+		}
+		failures++
+		wait := r.backoff(failures)
+		r.c.log.Warn("vigil: flag stream down; polling the snapshot until it reconnects", "err", err, "retry_in", wait)
+		r.pollFor(ctx, wait)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// backoff returns the wait before reconnection attempt n (from 1): an
+// exponential bound, jittered in its upper half so that clients restarted
+// together do not reconnect together.
+func (r *remote) backoff(n int) time.Duration {
+	d := r.c.cfg.BackoffMin
+	for i := 1; i < n && d < r.c.cfg.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, r.c.cfg.BackoffMax)
+	return d/2 + rand.N(d/2+1)
+}
+
+// pollFor polls the snapshot at once and then every PollInterval until d
+// has passed or ctx ends.
+func (r *remote) pollFor(ctx context.Context, d time.Duration) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		if err := r.poll(ctx); err != nil && ctx.Err() == nil {
+			r.c.log.Warn("vigil: snapshot poll failed; serving the flags held", "err", err)
+		}
+		tick := time.NewTimer(r.c.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			tick.Stop()
+			return
+		case <-deadline.C:
+			tick.Stop()
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (r *remote) newRequest(ctx context.Context, path string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("build request for %s: %w", path, err)
+	}
+	if r.c.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.c.cfg.Token)
+	}
+	req.Header.Set("User-Agent", "vigil-go-sdk/"+Version)
+	return req, nil
+}
+
+// poll fetches the snapshot unless it is unchanged.
+func (r *remote) poll(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.c.cfg.PollTimeout)
+	defer cancel()
+	req, err := r.newRequest(ctx, snapshotPath)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	if r.etag != "" {
+		req.Header.Set("If-None-Match", r.etag)
+	}
+	resp, err := r.c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("poll snapshot: %w", err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusNotModified:
+		r.c.markFresh()
+		return nil
+	case http.StatusOK:
+	default:
+		return fmt.Errorf("poll snapshot: %w", statusError(resp))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes+1))
+	if err != nil {
+		return fmt.Errorf("poll snapshot: read body: %w", err)
+	}
+	if len(body) > maxEventBytes {
+		return fmt.Errorf("poll snapshot: body exceeds %d bytes", maxEventBytes)
+	}
+	if err := r.applySnapshot(body); err != nil {
+		return fmt.Errorf("poll snapshot: %w", err)
+	}
+	if et := resp.Header.Get("ETag"); et != "" {
+		r.etag = et
+	}
+	return nil
+}
+
+// applySnapshot installs a snapshot document. A document that does not
+// decode changes nothing; flags that fail validation keep their previous
+// definition and are logged.
+func (r *remote) applySnapshot(data []byte) error {
+	doc, err := decodeSnapshot(data)
+	if err != nil {
+		return err
+	}
+	if err := r.c.store.replace(doc.Revision, doc.Flags); err != nil {
+		r.c.log.Error("vigil: flags in the snapshot rejected; keeping their previous definitions", "revision", doc.Revision, "err", err)
+	}
+	r.etag = strconv.Quote(strconv.FormatInt(doc.Revision, 10))
+	r.c.markFresh()
+	return nil
+}
+
+func decodeSnapshot(data []byte) (snapshotDoc, error) {
+	var doc snapshotDoc
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return snapshotDoc{}, fmt.Errorf("decode snapshot: %w", err)
+	}
+	if doc.Revision < 0 {
+		return snapshotDoc{}, fmt.Errorf("decode snapshot: negative revision %d", doc.Revision)
+	}
+	return doc, nil
+}
+
+// stream reads the event stream until it fails. synced reports whether a
+// snapshot arrived on it, which resets the backoff.
+func (r *remote) stream(ctx context.Context) (synced bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req, err := r.newRequest(ctx, streamPath)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if r.lastID != "" {
+		req.Header.Set("Last-Event-ID", r.lastID)
+	}
+	// The watchdog cancels a stream that stays silent, including one that
+	// never answers: the controller pings well within the timeout.
+	idle := r.c.cfg.StreamIdleTimeout
+	var stalled atomic.Bool
+	watchdog := time.AfterFunc(idle, func() { stalled.Store(true); cancel() })
+	defer watchdog.Stop()
+	wrap := func(err error) error {
+		if stalled.Load() {
+			return fmt.Errorf("stream silent for %v: %w", idle, err)
+		}
+		return err
+	}
+	resp, err := r.c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return false, wrap(fmt.Errorf("open stream: %w", err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("open stream: %w", statusError(resp))
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+		return false, fmt.Errorf("open stream: content type %q, want text/event-stream", ct)
+	}
+	rd := sse.NewReader(activityReader{resp.Body, func() { watchdog.Reset(idle) }}, maxEventBytes)
+	for {
+		ev, err := rd.Next()
+		if err != nil {
+			if err == io.EOF {
+				err = errors.New("controller closed the stream")
+			}
+			return synced, wrap(fmt.Errorf("read stream: %w", err))
+		}
+		if err := r.apply(ev); err != nil {
+			// The stream is out of step with the controller; a new
+			// connection starts with a fresh snapshot.
+			return synced, fmt.Errorf("stream event %q id %q: %w", ev.Type, ev.ID, err)
+		}
+		r.lastID = ev.ID
+		if ev.Type == "snapshot" {
+			synced = true
+		}
+	}
+}
+
+// apply applies one stream event.
+func (r *remote) apply(ev sse.Event) error {
+	switch ev.Type {
+	case "snapshot":
+		return r.applySnapshot(ev.Data)
+	case "put":
+		var f flag.Flag
+		if err := json.Unmarshal(ev.Data, &f); err != nil {
+			return fmt.Errorf("decode flag: %w", err)
+		}
+		if _, err := r.c.store.put(f); err != nil {
+			// The flag is invalid, not the stream: keep the old definition
+			// and the connection.
+			r.c.log.Error("vigil: flag update rejected; keeping the previous definition", "err", err)
+		}
+	case "delete":
+		var d deleteDoc
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			return fmt.Errorf("decode delete: %w", err)
+		}
+		if d.Key == "" {
+			return errors.New("decode delete: no key")
+		}
+		r.c.store.delete(d.Key, d.Version)
+	default:
+		// Event types this SDK does not know are for newer SDKs.
+		return nil
+	}
+	if id, err := strconv.ParseInt(ev.ID, 10, 64); err == nil {
+		r.etag = strconv.Quote(strconv.FormatInt(id, 10))
+	}
+	return nil
+}
+
+// activityReader calls active after every read that returned data.
+type activityReader struct {
+	r      io.Reader
+	active func()
+}
+
+func (a activityReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 {
+		a.active()
+	}
+	return n, err
+}
+
+// statusError describes an unexpected response, with the error message of
+// the protocol's error body when there is one.
+func statusError(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	var e struct {
+		Error string `json:"error"`
+	}
+	msg := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	return fmt.Errorf("%s: %s", resp.Status, msg)
+}

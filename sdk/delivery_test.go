@@ -1,0 +1,389 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+var bg = context.Background()
+
+func unit(key string) EvalContext { return EvalContext{Key: key} }
+
+func TestSnapshotThenStreamUpdates(t *testing.T) {
+	f := newFakeController(t, rollout("checkout", 100, true))
+	c, _ := newTestClient(t, f, nil)
+	if !c.Ready() {
+		t.Fatal("client not ready after New returned with a reachable controller")
+	}
+	v, d := c.BoolDetail(bg, "checkout", unit("u1"), false)
+	if !v || d.Variant != "on" || d.Reason != flag.ReasonSplit || d.Version != 1 || !d.Tracked {
+		t.Fatalf("first evaluation = %v %+v, want on/split/version 1/tracked", v, d)
+	}
+
+	fl := rollout("checkout", 0, true)
+	ver := f.set(fl)
+	eventually(t, "the put to apply", func() bool {
+		_, d := c.BoolDetail(bg, "checkout", unit("u1"), true)
+		return d.Version == ver && d.Variant == "off"
+	})
+
+	f.set(rollout("search", 100, false))
+	eventually(t, "a new flag to appear", func() bool { return c.Bool(bg, "search", unit("u1"), false) })
+
+	ver = f.remove("checkout")
+	eventually(t, "the delete to apply", func() bool {
+		_, d := c.BoolDetail(bg, "checkout", unit("u1"), true)
+		return d.ErrorType == flag.ErrorFlagNotFound
+	})
+	if got := c.Snapshot().Revision(); got != ver {
+		t.Errorf("revision after delete = %d, want %d", got, ver)
+	}
+	if n := f.stat(func(f *fakeController) int { return f.conns }); n != 1 {
+		t.Errorf("stream connections = %d, want 1", n)
+	}
+}
+
+func TestStaleUpdatesDropped(t *testing.T) {
+	f := newFakeController(t, rollout("a", 100, false), rollout("marker", 0, false))
+	c, _ := newTestClient(t, f, nil)
+	// Versions: a=1, marker=2, revision 2. Events are applied in order, so
+	// once a marker update is visible every event before it was handled.
+	marker := int64(10)
+	sync := func() {
+		t.Helper()
+		marker++
+		m := rollout("marker", 0, false)
+		m.Version = marker
+		b, _ := json.Marshal(m)
+		f.sendRaw("put", marker, string(b))
+		eventually(t, "the marker", func() bool {
+			_, d := c.BoolDetail(bg, "marker", unit("u"), false)
+			return d.Version == marker
+		})
+	}
+	put := func(version int64, percent float64) {
+		fl := rollout("a", percent, false)
+		fl.Version = version
+		b, _ := json.Marshal(fl)
+		f.sendRaw("put", version, string(b))
+	}
+	version := func() int64 {
+		_, d := c.BoolDetail(bg, "a", unit("u"), false)
+		return d.Version
+	}
+
+	put(1, 0) // same version as held
+	sync()
+	if v, d := c.BoolDetail(bg, "a", unit("u"), false); !v || d.Version != 1 {
+		t.Fatalf("a put at the held version applied: %v %+v", v, d)
+	}
+	put(20, 0)
+	sync()
+	if v := version(); v != 20 {
+		t.Fatalf("newer put not applied: version %d", v)
+	}
+	put(15, 100)
+	f.sendRaw("delete", 16, `{"key": "a", "version": 16}`)
+	sync()
+	if v, d := c.BoolDetail(bg, "a", unit("u"), true); v || d.Version != 20 {
+		t.Fatalf("stale put or delete applied: %v %+v", v, d)
+	}
+	f.sendRaw("delete", 30, `{"key": "a", "version": 30}`)
+	sync()
+	if _, d := c.BoolDetail(bg, "a", unit("u"), false); d.ErrorType != flag.ErrorFlagNotFound {
+		t.Fatalf("newer delete not applied: %+v", d)
+	}
+	// The tombstone at 30 drops an older re-creation and accepts a newer one.
+	put(25, 100)
+	sync()
+	if _, d := c.BoolDetail(bg, "a", unit("u"), false); d.ErrorType != flag.ErrorFlagNotFound {
+		t.Fatalf("put older than the tombstone re-created the flag: %+v", d)
+	}
+	put(31, 100)
+	sync()
+	if v := version(); v != 31 {
+		t.Fatalf("put newer than the tombstone not applied: version %d", v)
+	}
+	// A key absent from the snapshot was deleted at or before its
+	// revision (2): an update at version 2 for it is stale.
+	fl := rollout("ghost", 100, false)
+	fl.Version = 2
+	b, _ := json.Marshal(fl)
+	f.sendRaw("put", 2, string(b))
+	sync()
+	if _, d := c.BoolDetail(bg, "ghost", unit("u"), false); d.ErrorType != flag.ErrorFlagNotFound {
+		t.Fatalf("put older than the snapshot created a flag: %+v", d)
+	}
+}
+
+func TestInvalidUpdateKeepsGoodFlag(t *testing.T) {
+	f := newFakeController(t, rollout("a", 100, false))
+	c, logs := newTestClient(t, f, nil)
+	// Control names a variant the flag lacks.
+	f.sendRaw("put", 5, `{"key": "a", "version": 5, "enabled": true, "variants": {"off": false}, "control": "nope"}`)
+	eventually(t, "the rejection to be logged", func() bool { return logs.contains("flag update rejected") })
+	if v, d := c.BoolDetail(bg, "a", unit("u"), false); !v || d.Version != 1 {
+		t.Fatalf("invalid update replaced the flag: %v %+v", v, d)
+	}
+	// A later valid update at a higher version still applies.
+	ver := f.set(rollout("a", 0, false))
+	eventually(t, "the valid update", func() bool {
+		_, d := c.BoolDetail(bg, "a", unit("u"), true)
+		return d.Version == ver
+	})
+	if n := f.stat(func(f *fakeController) int { return f.conns }); n != 1 {
+		t.Errorf("an invalid flag dropped the stream: %d connections", n)
+	}
+}
+
+func TestInvalidFlagInSnapshotKeepsPrevious(t *testing.T) {
+	f := newFakeController(t, rollout("a", 100, false), rollout("b", 100, false))
+	c, logs := newTestClient(t, f, nil)
+	f.update(func(f *fakeController) {
+		f.revision = 10
+		delete(f.flags, "a")
+		f.badFlags = append(f.badFlags, json.RawMessage(`{"key": "a", "version": 9, "enabled": true, "variants": {"off": false}, "control": "nope"}`))
+		nb := rollout("b", 0, false)
+		nb.Version = 10
+		f.flags["b"] = nb
+	})
+	f.dropStreams()
+	eventually(t, "the new snapshot", func() bool { return c.Snapshot().Revision() == 10 })
+	if !logs.contains("flags in the snapshot rejected") {
+		t.Error("rejected flag not logged")
+	}
+	if v, d := c.BoolDetail(bg, "a", unit("u"), false); !v || d.Version != 1 {
+		t.Errorf("invalid flag in a snapshot replaced the good one: %v %+v", v, d)
+	}
+	if v := c.Bool(bg, "b", unit("u"), true); v {
+		t.Error("valid flag of the same snapshot not applied")
+	}
+}
+
+func TestReconnectAndPollWhileStreamDown(t *testing.T) {
+	f := newFakeController(t, rollout("a", 0, false))
+	c, logs := newTestClient(t, f, nil)
+
+	// The stream drops and refuses to come back; the snapshot still
+	// answers, so polling carries the change.
+	f.update(func(f *fakeController) { f.refuseStream = true })
+	f.dropStreams()
+	eventually(t, "the stream failure to be logged", func() bool { return logs.contains("flag stream down") })
+	f.set(rollout("a", 100, false))
+	eventually(t, "the polled change", func() bool { return c.Bool(bg, "a", unit("u"), false) })
+	eventually(t, "a conditional poll answered 304", func() bool {
+		return f.stat(func(f *fakeController) int { return f.notModified }) > 0
+	})
+
+	// The stream comes back: the client reconnects and follows it again.
+	f.update(func(f *fakeController) { f.refuseStream = false })
+	eventually(t, "a second stream connection", func() bool {
+		return f.stat(func(f *fakeController) int { return f.conns }) >= 2
+	})
+	ver := f.set(rollout("a", 0, false))
+	eventually(t, "an update on the new stream", func() bool {
+		_, d := c.BoolDetail(bg, "a", unit("u"), true)
+		return d.Version == ver
+	})
+}
+
+func TestSilentStreamIsReopened(t *testing.T) {
+	f := newFakeController(t, rollout("a", 0, false))
+	c, logs := newTestClient(t, f, func(cfg *Config) { cfg.StreamIdleTimeout = 300 * time.Millisecond })
+	f.update(func(f *fakeController) { f.silent = true })
+	f.dropStreams()
+	eventually(t, "the silent stream to be detected", func() bool { return logs.contains("stream silent for 300ms") })
+	f.update(func(f *fakeController) { f.silent = false })
+	f.set(rollout("a", 100, false))
+	eventually(t, "the update after reopening", func() bool { return c.Bool(bg, "a", unit("u"), false) })
+}
+
+func TestUnreachableControllerKeepsLastSnapshot(t *testing.T) {
+	f := newFakeController(t, rollout("a", 100, false))
+	c, logs := newTestClient(t, f, nil)
+	f.update(func(f *fakeController) { f.down = true })
+	f.dropStreams()
+	eventually(t, "failed polls", func() bool {
+		return logs.contains("snapshot poll failed") && f.stat(func(f *fakeController) int { return f.polls }) >= 3
+	})
+	if v, d := c.BoolDetail(bg, "a", unit("u"), false); !v || d.Reason != flag.ReasonSplit {
+		t.Fatalf("controller down: %v %+v, want the last snapshot's variant", v, d)
+	}
+	// Gone entirely: connections refused.
+	f.srv.CloseClientConnections()
+	f.srv.Close()
+	eventually(t, "refused connections", func() bool { return logs.contains("connection refused") })
+	if v := c.Bool(bg, "a", unit("u"), false); !v {
+		t.Fatal("controller gone: last snapshot not served")
+	}
+}
+
+func TestDefaultsUntilFirstData(t *testing.T) {
+	f := newFakeController(t, rollout("a", 100, false))
+	f.update(func(f *fakeController) { f.down = true })
+	c, _ := newTestClient(t, f, func(cfg *Config) { cfg.InitTimeout = 50 * time.Millisecond })
+	if c.Ready() {
+		t.Fatal("ready without data")
+	}
+	v, d := c.BoolDetail(bg, "a", unit("u"), false)
+	if v || d.Reason != flag.ReasonError || d.ErrorType != flag.ErrorProviderNotReady || d.Value != false {
+		t.Fatalf("before data: %v %+v, want the default with provider_not_ready", v, d)
+	}
+	f.update(func(f *fakeController) { f.down = false })
+	eventually(t, "data to arrive", func() bool { return c.Bool(bg, "a", unit("u"), false) })
+	if !c.Ready() {
+		t.Error("not ready after data arrived")
+	}
+}
+
+func TestBadTokenServesDefaults(t *testing.T) {
+	f := newFakeController(t, rollout("a", 100, false))
+	c, logs := newTestClient(t, f, func(cfg *Config) {
+		cfg.Token = "wrong"
+		cfg.InitTimeout = 50 * time.Millisecond
+	})
+	eventually(t, "the 401 to be logged", func() bool { return logs.contains("missing or bad token") })
+	if _, d := c.BoolDetail(bg, "a", unit("u"), false); d.ErrorType != flag.ErrorProviderNotReady {
+		t.Fatalf("bad token: %+v, want provider_not_ready", d)
+	}
+}
+
+func TestDiskCacheColdStart(t *testing.T) {
+	cache := filepath.Join(t.TempDir(), "flags.json")
+	f := newFakeController(t, rollout("a", 100, false))
+	c, _ := newTestClient(t, f, func(cfg *Config) { cfg.CacheFile = cache })
+	ver := f.set(rollout("b", 100, false))
+	eventually(t, "the cache to hold the update", func() bool {
+		data, err := os.ReadFile(cache)
+		if err != nil {
+			return false
+		}
+		doc, err := decodeSnapshot(data)
+		return err == nil && doc.Revision == ver && len(doc.Flags) == 2
+	})
+	c.Close()
+	if tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(cache), ".*.tmp")); len(tmps) != 0 {
+		t.Errorf("temporary cache files left behind: %v", tmps)
+	}
+
+	// A cold start with the controller unreachable serves the cache.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	c2, err := New(bg, Config{ServerURL: dead, CacheFile: cache, InitTimeout: 50 * time.Millisecond, Logger: (&logBuffer{}).logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if c2.Ready() {
+		t.Error("ready from the cache alone")
+	}
+	if !c2.Bool(bg, "a", unit("u"), false) || !c2.Bool(bg, "b", unit("u"), false) {
+		t.Fatal("cold start did not serve the cached flags")
+	}
+	if got := c2.Snapshot().Revision(); got != ver {
+		t.Errorf("cached revision = %d, want %d", got, ver)
+	}
+}
+
+func TestCorruptCacheIgnored(t *testing.T) {
+	cache := filepath.Join(t.TempDir(), "flags.json")
+	if err := os.WriteFile(cache, []byte(`{"revision": 3, "flags": [`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := newFakeController(t, rollout("a", 100, false))
+	c, logs := newTestClient(t, f, func(cfg *Config) { cfg.CacheFile = cache })
+	if !logs.contains("ignoring flag cache") {
+		t.Error("corrupt cache not reported")
+	}
+	if !c.Bool(bg, "a", unit("u"), false) {
+		t.Error("controller's flags not served")
+	}
+	eventually(t, "the cache to be rewritten", func() bool {
+		data, _ := os.ReadFile(cache)
+		_, err := decodeSnapshot(data)
+		return err == nil
+	})
+}
+
+const flagsYAML = `flags:
+  - key: new-checkout
+    variants: {off: false, on: true}
+    control: off
+    treatment: on
+    enabled: true
+    targets:
+      - {variant: on, units: [qa-1]}
+    rollout:
+      percent: 0
+`
+
+func TestFileMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "flags.yaml")
+	if err := os.WriteFile(path, []byte(flagsYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	c, err := New(bg, Config{FlagsFile: path, FileReloadInterval: 10 * time.Millisecond, Logger: logs.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !c.Ready() {
+		t.Error("file mode not ready")
+	}
+	if _, d := c.BoolDetail(bg, "new-checkout", unit("qa-1"), false); d.Variant != "on" || d.Reason != flag.ReasonTargetingMatch {
+		t.Fatalf("target: %+v", d)
+	}
+	if c.Bool(bg, "new-checkout", unit("u"), true) {
+		t.Fatal("0% rollout served the treatment")
+	}
+
+	if err := os.WriteFile(path, []byte(`flags: [{key: new-checkout, variants: {off: false}, control: nope, enabled: true}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the bad file to be reported", func() bool { return logs.contains("rules") || logs.contains("control") })
+	if _, d := c.BoolDetail(bg, "new-checkout", unit("qa-1"), false); d.Variant != "on" {
+		t.Fatalf("bad file replaced good flags: %+v", d)
+	}
+
+	if err := os.WriteFile(path, []byte(strings.Replace(flagsYAML, "percent: 0", "percent: 100", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the reload", func() bool { return c.Bool(bg, "new-checkout", unit("u"), false) })
+}
+
+func TestFileModeRejectsBadFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "flags.yaml")
+	if err := os.WriteFile(path, []byte(`flags: [{key: a, variants: {off: false}, control: nope, enabled: true}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New(bg, Config{FlagsFile: path})
+	if err == nil {
+		t.Fatal("New accepted a bad flags file")
+	}
+	for _, want := range []string{path, "flag a", "control"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, cfg := range []Config{{}, {ServerURL: "http://x", FlagsFile: "f"}, {ServerURL: "http://x", BackoffMin: time.Second, BackoffMax: time.Millisecond}} {
+		if _, err := New(bg, cfg); err == nil {
+			t.Errorf("New(%+v) accepted a bad config", cfg)
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package sdk
+
+import (
+	"context"
+	"strconv"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// result is an evaluation on its way to the caller.
+type result struct {
+	d flag.Detail
+	// cohort is the reason the cohort metrics carry: d.Reason, or for a
+	// pinned variant the reason the pinning service evaluated.
+	cohort flag.Reason
+	// pinned is set when the variant came from baggage.
+	pinned bool
+	scope  *Scope
+	meta   *flagMeta
+}
+
+// fail turns r into the caller's default: a type mismatch when the flag
+// served a variant of the wrong type, otherwise the error already in r.
+func (r *result) fail() {
+	if r.d.Variant == "" {
+		return
+	}
+	r.d.Variant, r.d.Value, r.pinned = "", nil, false
+	r.d.Reason, r.d.ErrorType = flag.ReasonError, flag.ErrorTypeMismatch
+	r.cohort = flag.ReasonError
+}
+
+// resolve evaluates key from memory and applies a pinned variant. It takes
+// no lock and does not allocate unless ctx carries baggage or a scope.
+func (c *Client) resolve(ctx context.Context, key string, ec flag.Context) result {
+	st := c.store.load()
+	r := result{scope: scopeFrom(ctx)}
+	if st == nil {
+		r.d = flag.Detail{Key: key, Reason: flag.ReasonError, ErrorType: flag.ErrorProviderNotReady}
+		r.cohort = r.d.Reason
+		return r
+	}
+	r.d = st.snap.Evaluate(key, ec)
+	r.cohort = r.d.Reason
+	if !c.pinning || r.d.ErrorType == flag.ErrorFlagNotFound {
+		return r
+	}
+	// Only look the flag up again when there may be a pin to honour or to
+	// set: a scope, or baggage in ctx.
+	var b baggage.Baggage
+	if r.scope == nil {
+		if b = baggage.FromContext(ctx); b.Len() == 0 {
+			return r
+		}
+	}
+	r.meta = st.meta[key]
+	if r.meta == nil || r.d.Reason == flag.ReasonDisabled {
+		// A flag disabled here is a kill switch: it wins over any pin.
+		return r
+	}
+	var p pin
+	var ok bool
+	if r.scope != nil {
+		p, ok = r.scope.lookupPin(r.meta.pinName)
+	} else {
+		p, ok = parsePin(b.Member(r.meta.pinName))
+	}
+	if !ok || p.unit != flag.Hash(r.meta.salt, ec.Key) {
+		return r
+	}
+	v, exists := r.meta.values[p.variant]
+	if !exists {
+		return r
+	}
+	r.d.Value, r.d.Variant, r.d.Reason, r.d.ErrorType = v, p.variant, ReasonPinned, ""
+	r.cohort, r.pinned = p.reason, true
+	return r
+}
+
+// observe registers the result with the request scope, pins it, and tags
+// the recording span in ctx.
+func (c *Client) observe(ctx context.Context, r *result, unit string) {
+	if r.scope != nil && r.d.Tracked && r.d.Variant != "" {
+		var p *pin
+		if c.pinning && !r.pinned && r.meta != nil && r.d.Reason != flag.ReasonError {
+			p = &pin{name: r.meta.pinName, variant: r.d.Variant, reason: r.d.Reason, unit: flag.Hash(r.meta.salt, unit)}
+		}
+		r.scope.add(r.d.Key, r.d.Variant, r.cohort, p)
+	}
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	attrs := make([]attribute.KeyValue, 0, 7)
+	attrs = append(attrs,
+		attribute.String("feature_flag.key", r.d.Key),
+		attribute.String("feature_flag.provider.name", "vigil"),
+		attribute.String("feature_flag.result.reason", string(r.d.Reason)),
+	)
+	if r.d.Variant != "" {
+		attrs = append(attrs, attribute.String("feature_flag.result.variant", r.d.Variant))
+	}
+	if r.d.Version != 0 {
+		attrs = append(attrs, attribute.String("feature_flag.version", strconv.FormatInt(r.d.Version, 10)))
+	}
+	if r.d.ErrorType != "" {
+		attrs = append(attrs, attribute.String("error.type", string(r.d.ErrorType)))
+	}
+	if c.cfg.RecordUnitKey && unit != "" {
+		attrs = append(attrs, attribute.String("feature_flag.context.id", unit))
+	}
+	span.AddEvent("feature_flag.evaluation", trace.WithAttributes(attrs...))
+	if r.d.Variant != "" {
+		span.SetAttributes(attribute.String(SpanAttributePrefix+r.d.Key, r.d.Variant))
+	}
+}
+
+// SpanAttributePrefix starts the span attribute that an evaluation sets to
+// the variant served, "vigil.flag.<key>", so that traces can be filtered by
+// flag and variant.
+const SpanAttributePrefix = "vigil.flag."

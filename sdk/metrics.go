@@ -1,0 +1,115 @@
+package sdk
+
+import (
+	"fmt"
+	"sync"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// The cohort metrics: the contract that rollout analysis, dashboards and
+// alerts read. Do not rename.
+const (
+	MetricRequests        = "feature_flag.requests"
+	MetricRequestDuration = "feature_flag.request.duration"
+	MetricEvents          = "feature_flag.events"
+)
+
+// Attribute keys of the cohort metrics.
+const (
+	AttrKey       = "feature_flag.key"
+	AttrVariant   = "feature_flag.result.variant"
+	AttrReason    = "feature_flag.result.reason"
+	AttrErrorType = "error.type"
+	AttrEventName = "feature_flag.event.name"
+)
+
+// DurationBuckets are the boundaries, in seconds, of the
+// feature_flag.request.duration histogram: HTTP latencies from 5 ms to 10 s.
+var DurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 2.5, 5, 7.5, 10}
+
+func (c *Client) initMetrics() error {
+	mp := c.cfg.MeterProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	m := mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
+	var err error
+	if c.requests, err = m.Int64Counter(MetricRequests,
+		metric.WithUnit("{request}"),
+		metric.WithDescription("Requests that evaluated a tracked feature flag, by flag, variant and reason.")); err != nil {
+		return fmt.Errorf("sdk: create %s: %w", MetricRequests, err)
+	}
+	if c.duration, err = m.Float64Histogram(MetricRequestDuration,
+		metric.WithUnit("s"),
+		metric.WithDescription("Duration of requests that evaluated a tracked feature flag, by flag, variant and reason."),
+		metric.WithExplicitBucketBoundaries(DurationBuckets...)); err != nil {
+		return fmt.Errorf("sdk: create %s: %w", MetricRequestDuration, err)
+	}
+	if c.events, err = m.Int64Counter(MetricEvents,
+		metric.WithUnit("{event}"),
+		metric.WithDescription("Business events in requests that evaluated a tracked feature flag, by event name, flag, variant and reason.")); err != nil {
+		return fmt.Errorf("sdk: create %s: %w", MetricEvents, err)
+	}
+	return nil
+}
+
+// cohortKey identifies one attribute set of the cohort metrics.
+type cohortKey struct {
+	key, variant string
+	reason       flag.Reason
+	errType      string
+	event        string
+}
+
+// cohortOpts are the measurement options of one attribute set, built once:
+// building an attribute set and boxing it in an option allocates, which the
+// per-request path must not do.
+type cohortOpts struct {
+	add    []metric.AddOption
+	record []metric.RecordOption
+}
+
+// maxCohorts bounds the cache; beyond it options are built per use, which
+// only costs allocations.
+const maxCohorts = 10000
+
+type cohortCache struct {
+	mu sync.RWMutex
+	m  map[cohortKey]*cohortOpts
+}
+
+func (cc *cohortCache) get(k cohortKey) *cohortOpts {
+	cc.mu.RLock()
+	o := cc.m[k]
+	cc.mu.RUnlock()
+	if o != nil {
+		return o
+	}
+	attrs := make([]attribute.KeyValue, 0, 5)
+	attrs = append(attrs,
+		attribute.String(AttrKey, k.key),
+		attribute.String(AttrVariant, k.variant),
+		attribute.String(AttrReason, string(k.reason)))
+	if k.errType != "" {
+		attrs = append(attrs, attribute.String(AttrErrorType, k.errType))
+	}
+	if k.event != "" {
+		attrs = append(attrs, attribute.String(AttrEventName, k.event))
+	}
+	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
+	o = &cohortOpts{add: []metric.AddOption{opt}, record: []metric.RecordOption{opt}}
+	cc.mu.Lock()
+	if cc.m == nil {
+		cc.m = make(map[cohortKey]*cohortOpts)
+	}
+	if len(cc.m) < maxCohorts {
+		cc.m[k] = o
+	}
+	cc.mu.Unlock()
+	return o
+}

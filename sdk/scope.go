@@ -1,0 +1,330 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/baggage"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// Scope is one unit of work (an HTTP request, a queue message, a job) whose
+// outcome is recorded in the cohort metrics of every tracked flag evaluated
+// with its context. The HTTP middlewares create one per request; other work
+// uses Client.StartScope and ends it with End or Client.Observe.
+type Scope struct {
+	ctx    scopeContext
+	client *Client
+	start  time.Time
+	// incoming is the baggage of the context the scope started in.
+	incoming baggage.Baggage
+
+	mu    sync.Mutex
+	ended bool
+	// errType is the error.type of the first error reported.
+	errType string
+	n       int
+	entries [4]entry
+	more    []entry
+	npins   int
+	pins    [4]pin
+	morePin []pin
+	// bag caches the context value that carries incoming plus pins; nil
+	// when it must be rebuilt.
+	bag any
+}
+
+// entry is a tracked flag evaluated in a scope.
+type entry struct {
+	key, variant string
+	reason       flag.Reason
+}
+
+type scopeKey struct{}
+
+// scopeContext is the context a scope hands out. It answers the scope key
+// and the baggage key itself and passes everything else to its parent.
+type scopeContext struct {
+	context.Context
+	s *Scope
+}
+
+func (c *scopeContext) Value(key any) any {
+	switch key {
+	case scopeKey{}:
+		return c.s
+	case baggageKey:
+		if v := c.s.baggageValue(); v != nil {
+			return v
+		}
+	}
+	return c.Context.Value(key)
+}
+
+func scopeFrom(ctx context.Context) *Scope {
+	s, _ := ctx.Value(scopeKey{}).(*Scope)
+	return s
+}
+
+// StartScope begins a unit of work that is not an HTTP request served by
+// the middleware. Evaluate flags with the returned context, then call
+// s.End(err) or c.Observe(ctx, err, d) once.
+func (c *Client) StartScope(ctx context.Context) (context.Context, *Scope) {
+	s := &Scope{}
+	c.initScope(s, ctx)
+	return &s.ctx, s
+}
+
+func (c *Client) initScope(s *Scope, parent context.Context) {
+	s.ctx = scopeContext{Context: parent, s: s}
+	s.client = c
+	s.start = time.Now()
+	s.incoming = baggage.FromContext(parent)
+}
+
+// End records the scope's outcome with the time since StartScope. A non-nil
+// err marks it failed (see ReportError for the error.type). Only the first
+// End, EndStatus or Observe of a scope records.
+func (s *Scope) End(err error) {
+	s.finish(errorType(err), time.Since(s.start))
+}
+
+// EndStatus records the outcome of an HTTP request: a 5xx status marks it
+// failed with error.type set to the status code, such as "503".
+func (s *Scope) EndStatus(status int) {
+	s.finish(statusErrorType(status), time.Since(s.start))
+}
+
+// Observe records the outcome of the scope in ctx with a duration the
+// caller measured, for work that times itself. It does nothing when ctx has
+// no scope; it ends the scope, so a later End does nothing.
+func (c *Client) Observe(ctx context.Context, err error, d time.Duration) {
+	if s := scopeFrom(ctx); s != nil {
+		s.finish(errorType(err), d)
+	}
+}
+
+// ReportError marks the scope in ctx failed, for handlers that return an
+// error response without a 5xx status, or that want a more precise
+// error.type than the status code. The error.type is the string returned by
+// an ErrorType() string method of err (or of an error it wraps), else the
+// Go type of err, else "error" for errors built with errors.New or
+// fmt.Errorf. The first error reported wins. Without a scope in ctx it does
+// nothing.
+func ReportError(ctx context.Context, err error) {
+	s := scopeFrom(ctx)
+	if s == nil || err == nil {
+		return
+	}
+	t := errorType(err)
+	s.mu.Lock()
+	if s.errType == "" {
+		s.errType = t
+	}
+	s.mu.Unlock()
+}
+
+// Track counts a business event, such as "checkout.completed", in the
+// cohort of every tracked flag evaluated so far in ctx's scope: counter
+// feature_flag.events with attribute feature_flag.event.name. Without a
+// scope in ctx it does nothing.
+func (c *Client) Track(ctx context.Context, name string) {
+	s := scopeFrom(ctx)
+	if s == nil {
+		return
+	}
+	var buf [8]entry
+	for _, e := range s.snapshotEntries(buf[:0]) {
+		c.events.Add(ctx, 1, c.cohorts.get(cohortKey{key: e.key, variant: e.variant, reason: e.reason, event: name}).add...)
+	}
+}
+
+func (s *Scope) snapshotEntries(buf []entry) []entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	buf = append(buf, s.entries[:min(s.n, len(s.entries))]...)
+	return append(buf, s.more...)
+}
+
+// add registers a tracked flag's result and, when p is set, pins it. The
+// first result of a flag in a scope is the one recorded.
+func (s *Scope) add(key, variant string, reason flag.Reason, p *pin) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	found := false
+	for i := range min(s.n, len(s.entries)) {
+		if s.entries[i].key == key {
+			found = true
+			break
+		}
+	}
+	if !found {
+		for i := range s.more {
+			if s.more[i].key == key {
+				found = true
+				break
+			}
+		}
+	}
+	if !found {
+		e := entry{key: key, variant: variant, reason: reason}
+		if s.n < len(s.entries) {
+			s.entries[s.n] = e
+		} else {
+			s.more = append(s.more, e)
+		}
+		s.n++
+	}
+	if p == nil {
+		return
+	}
+	if _, ok := s.ownPin(p.name); ok {
+		return
+	}
+	if s.incoming.Len() > 0 && s.incoming.Member(p.name).Key() != "" {
+		// Pinned upstream but not honoured here (another unit, or a
+		// variant this service lacks): leave the upstream pin to travel.
+		return
+	}
+	if s.npins < len(s.pins) {
+		s.pins[s.npins] = *p
+	} else {
+		s.morePin = append(s.morePin, *p)
+	}
+	s.npins++
+	s.bag = nil
+}
+
+func (s *Scope) ownPin(name string) (pin, bool) {
+	for i := range min(s.npins, len(s.pins)) {
+		if s.pins[i].name == name {
+			return s.pins[i], true
+		}
+	}
+	for i := range s.morePin {
+		if s.morePin[i].name == name {
+			return s.morePin[i], true
+		}
+	}
+	return pin{}, false
+}
+
+// lookupPin finds the pin for a baggage member name: one made in this
+// scope, else one that came in with the request.
+func (s *Scope) lookupPin(name string) (pin, bool) {
+	s.mu.Lock()
+	p, ok := s.ownPin(name)
+	s.mu.Unlock()
+	if ok {
+		return p, true
+	}
+	if s.incoming.Len() == 0 {
+		return pin{}, false
+	}
+	return parsePin(s.incoming.Member(name))
+}
+
+// baggageValue returns what the context holds under the baggage key for a
+// scope with pins, or nil when the scope made none.
+func (s *Scope) baggageValue() any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.npins == 0 {
+		return nil
+	}
+	if s.bag != nil {
+		return s.bag
+	}
+	b := s.incoming
+	add := func(p *pin) {
+		m, err := p.member()
+		if err != nil {
+			s.client.log.Warn("vigil: cannot pin flag in baggage", "member", p.name, "err", err)
+			return
+		}
+		if nb, err := b.SetMember(m); err == nil {
+			b = nb
+		}
+	}
+	for i := range min(s.npins, len(s.pins)) {
+		add(&s.pins[i])
+	}
+	for i := range s.morePin {
+		add(&s.morePin[i])
+	}
+	s.bag = baggage.ContextWithBaggage(context.Background(), b).Value(baggageKey)
+	return s.bag
+}
+
+// finish records the scope once.
+func (s *Scope) finish(errType string, d time.Duration) {
+	var buf [8]entry
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended = true
+	if s.errType != "" {
+		errType = s.errType
+	}
+	entries := append(buf[:0], s.entries[:min(s.n, len(s.entries))]...)
+	entries = append(entries, s.more...)
+	s.mu.Unlock()
+	c := s.client
+	secs := d.Seconds()
+	ctx := s.ctx.Context
+	for _, e := range entries {
+		o := c.cohorts.get(cohortKey{key: e.key, variant: e.variant, reason: e.reason, errType: errType})
+		c.requests.Add(ctx, 1, o.add...)
+		c.duration.Record(ctx, secs, o.record...)
+	}
+}
+
+// errorTyper is implemented by errors that name their own error.type.
+type errorTyper interface {
+	ErrorType() string
+}
+
+// errorType derives a low-cardinality error.type from err.
+func errorType(err error) string {
+	if err == nil {
+		return ""
+	}
+	var et errorTyper
+	if errors.As(err, &et) {
+		if t := et.ErrorType(); t != "" {
+			return t
+		}
+	}
+	switch t := fmt.Sprintf("%T", err); t {
+	case "*errors.errorString", "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError":
+		return "error"
+	default:
+		return t
+	}
+}
+
+// statusErrorType is the error.type of an HTTP status: the code for 5xx,
+// empty otherwise.
+func statusErrorType(status int) string {
+	if status < 500 || status > 599 {
+		return ""
+	}
+	return statusCodes[status-500]
+}
+
+var statusCodes = func() (s [100]string) {
+	for i := range s {
+		s[i] = strconv.Itoa(500 + i)
+	}
+	return s
+}()

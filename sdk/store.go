@@ -1,0 +1,175 @@
+package sdk
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// state is what evaluation reads: an immutable snapshot and, per flag, what
+// pinning needs. A new state replaces the old one atomically.
+type state struct {
+	snap *flag.Snapshot
+	meta map[string]*flagMeta
+}
+
+// flagMeta holds per-flag values that evaluation would otherwise compute on
+// every call.
+type flagMeta struct {
+	// pinName is the baggage member that pins this flag.
+	pinName string
+	salt    string
+	// values are the decoded variant values, for serving a pinned variant.
+	values map[string]any
+}
+
+func newFlagMeta(f *flag.Flag) *flagMeta {
+	m := &flagMeta{pinName: pinPrefix + f.Key, salt: f.Salt, values: make(map[string]any, len(f.Variants))}
+	if m.salt == "" {
+		m.salt = f.Key
+	}
+	for name, raw := range f.Variants {
+		var v any
+		// The snapshot accepted the flag, so its variants are valid JSON.
+		_ = json.Unmarshal(raw, &v)
+		m.values[name] = v
+	}
+	return m
+}
+
+// store applies deliveries to the current state. Writers serialize on mu;
+// readers only load cur.
+type store struct {
+	cur atomic.Pointer[state]
+
+	mu sync.Mutex
+	// versions is the last applied version of every key, deletes included
+	// (tombstones), since the last full snapshot.
+	versions map[string]int64
+	// floor is the revision of the last full snapshot: a key absent from it
+	// was deleted at or before floor, so older updates for it are stale.
+	floor int64
+	// changed, when set, is called with every new snapshot, under mu (which
+	// only writers take).
+	changed func(*flag.Snapshot)
+}
+
+func newStore() *store {
+	return &store{versions: map[string]int64{}}
+}
+
+// load returns the current state, nil before any data arrived.
+func (s *store) load() *state { return s.cur.Load() }
+
+func (s *store) install(st *state) {
+	s.cur.Store(st)
+	if s.changed != nil {
+		s.changed(st.snap)
+	}
+}
+
+// replace installs a full snapshot. A flag that fails validation keeps the
+// definition held before, if any, so that one bad flag does not discard the
+// whole update; every such flag is reported in the returned error.
+func (s *store) replace(revision int64, flags []flag.Flag) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap, err := flag.NewSnapshot(revision, flags)
+	var bad error
+	if err != nil {
+		snap, bad = s.salvage(revision, flags)
+	}
+	st := &state{snap: snap, meta: make(map[string]*flagMeta, snap.Len())}
+	s.versions = make(map[string]int64, snap.Len())
+	for _, f := range snap.Flags() {
+		st.meta[f.Key] = newFlagMeta(&f)
+		s.versions[f.Key] = f.Version
+	}
+	s.floor = revision
+	s.install(st)
+	return bad
+}
+
+// salvage builds a snapshot flag by flag, keeping the previous definition of
+// any flag that does not validate.
+func (s *store) salvage(revision int64, flags []flag.Flag) (*flag.Snapshot, error) {
+	prev := s.load()
+	snap, _ := flag.NewSnapshot(revision, nil)
+	var errs []error
+	for _, f := range flags {
+		n, err := snap.Put(f)
+		if err == nil {
+			snap = n
+			continue
+		}
+		errs = append(errs, err)
+		if prev == nil {
+			continue
+		}
+		if old, ok := prev.snap.Flag(f.Key); ok {
+			if n, err := snap.Put(old); err == nil {
+				snap = n
+			}
+		}
+	}
+	return snap, errors.Join(errs...)
+}
+
+// known is the version the store holds for key, or the floor.
+func (s *store) known(key string) int64 {
+	if v, ok := s.versions[key]; ok {
+		return v
+	}
+	return s.floor
+}
+
+// put applies one flag update if it is newer than what the store holds. It
+// reports whether the update was applied; a stale update is dropped
+// silently and an invalid one returns an error and changes nothing.
+func (s *store) put(f flag.Flag) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.load()
+	if cur == nil || f.Version <= s.known(f.Key) {
+		return false, nil
+	}
+	snap, err := cur.snap.Put(f)
+	if err != nil {
+		return false, fmt.Errorf("update of flag %s to version %d rejected: %w", f.Key, f.Version, err)
+	}
+	s.versions[f.Key] = f.Version
+	s.install(&state{snap: snap, meta: withMeta(cur.meta, f.Key, newFlagMeta(&f))})
+	return true, nil
+}
+
+// delete applies a delete if it is newer than what the store holds, and
+// remembers it as a tombstone.
+func (s *store) delete(key string, version int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.load()
+	if cur == nil || version <= s.known(key) {
+		return false
+	}
+	s.versions[key] = version
+	s.install(&state{snap: cur.snap.Delete(key, version), meta: withMeta(cur.meta, key, nil)})
+	return true
+}
+
+// withMeta returns a copy of m with key set to v, or removed when v is nil.
+func withMeta(m map[string]*flagMeta, key string, v *flagMeta) map[string]*flagMeta {
+	n := make(map[string]*flagMeta, len(m)+1)
+	for k, e := range m {
+		n[k] = e
+	}
+	if v == nil {
+		delete(n, key)
+	} else {
+		n[key] = v
+	}
+	return n
+}
