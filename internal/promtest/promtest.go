@@ -388,8 +388,10 @@ func (s *Server) waitScrapes(t testing.TB, after time.Time) {
 }
 
 // scrapedAfter reports whether every active target's last scrape started
-// after the given time and succeeded. A scrape that started before the call
-// may have read the exporter before the test's change, so it does not count.
+// after the given time, succeeded and is stored. A scrape that started
+// before the call may have read the exporter before the test's change, so it
+// does not count; and a target reports its scrape before the samples are
+// committed, so the fresh up samples are counted as well.
 func (s *Server) scrapedAfter(after time.Time) (bool, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -407,6 +409,16 @@ func (s *Server) scrapedAfter(after time.Time) (bool, string, error) {
 		if tg.Health != v1.HealthGood {
 			return false, fmt.Sprintf("target %s is %s: %s", tg.ScrapeURL, tg.Health, tg.LastError), nil
 		}
+	}
+	// timestamp() gives a sample's own time only when applied to a
+	// selector, hence the "and".
+	q := fmt.Sprintf("count(timestamp(up) > %.3f and up == 1)", float64(after.UnixMilli())/1000)
+	v, _, _, err := s.api.Query(ctx, q, time.Now())
+	if err != nil {
+		return false, "", fmt.Errorf("query %s: %w", q, err)
+	}
+	if vec, ok := v.(model.Vector); !ok || len(vec) != 1 || int(vec[0].Value) < len(res.Active) {
+		return false, fmt.Sprintf("fresh up samples not all stored yet: %v", v), nil
 	}
 	return true, "", nil
 }

@@ -1,0 +1,303 @@
+package metricstore
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+func openStore(t *testing.T, opts Options) *Store {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	s, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func waitScraped(t *testing.T, s *Store, after time.Time) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.WaitScraped(ctx, after); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestScrapeThenQuery(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "things_total", Help: "Things."}, []string{"kind"})
+	reg.MustRegister(c)
+	c.WithLabelValues("a").Add(3)
+	exp := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(exp.Close)
+
+	s := openStore(t, Options{ScrapeTargets: []string{exp.URL + "/metrics"}, ScrapeInterval: 200 * time.Millisecond})
+	waitScraped(t, s, time.Time{})
+	v, err := s.Query(context.Background(), `sum(things_total)`, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 1 || v[0].Value != 3 {
+		t.Fatalf("sum(things_total) = %v, want 3", v)
+	}
+
+	c.WithLabelValues("b").Add(4)
+	waitScraped(t, s, time.Now())
+	v, err = s.Query(context.Background(), `things_total{kind="b"}`, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 1 || v[0].Value != 4 || v[0].Metric["job"] != "scrape" || v[0].Metric["instance"] == "" {
+		t.Fatalf(`things_total{kind="b"} = %v, want 4 with job and instance labels`, v)
+	}
+	ts := s.Targets()
+	if len(ts) != 1 || ts[0].Health != "up" || ts[0].URL != exp.URL+"/metrics" {
+		t.Fatalf("Targets() = %+v", ts)
+	}
+}
+
+func TestScrapeTargetDown(t *testing.T) {
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusInternalServerError)
+	}))
+	t.Cleanup(down.Close)
+	s := openStore(t, Options{ScrapeTargets: []string{strings.TrimPrefix(down.URL, "http://")}, ScrapeInterval: 200 * time.Millisecond})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ts := s.Targets()
+		if len(ts) == 1 && ts[0].Health == "down" {
+			if !strings.Contains(ts[0].LastError, "500") {
+				t.Errorf("LastError = %q, want the HTTP status", ts[0].LastError)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("target never reported down: %+v", ts)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the target state, not waiting for time to pass
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := s.WaitScraped(ctx, time.Time{}); err == nil {
+		t.Fatal("WaitScraped succeeded with the only target down")
+	}
+}
+
+func TestOpenRejectsBadOptions(t *testing.T) {
+	for name, opts := range map[string]Options{
+		"no dir":          {},
+		"bad target":      {Dir: t.TempDir(), ScrapeTargets: []string{"ftp://x:1/metrics"}},
+		"credentials":     {Dir: t.TempDir(), ScrapeTargets: []string{"http://u:p@x:1/metrics"}},
+		"negative scrape": {Dir: t.TempDir(), ScrapeInterval: -time.Second},
+	} {
+		if s, err := Open(context.Background(), opts); err == nil {
+			s.Close()
+			t.Errorf("%s: Open succeeded", name)
+		}
+	}
+}
+
+func TestDataSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(context.Background(), Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	app := s.Appender(context.Background())
+	if _, err := app.Append(0, labels.FromStrings("__name__", "kept", "a", "1"), now.UnixMilli(), 42); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, Options{Dir: dir})
+	v, err := s.Query(context.Background(), "kept", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 1 || v[0].Value != 42 {
+		t.Fatalf("after reopen kept = %v, want 42", v)
+	}
+}
+
+// loadSeries appends samples of name{labels} every 15 s over the 10 minutes
+// before end, rising by step each time.
+func loadSeries(t *testing.T, s *Store, end time.Time, step float64, lbls ...string) {
+	t.Helper()
+	app := s.Appender(context.Background())
+	ls := labels.FromStrings(lbls...)
+	for i := 0; i <= 40; i++ {
+		ts := end.Add(-time.Duration(40-i) * 15 * time.Second)
+		if _, err := app.Append(0, ls, ts.UnixMilli(), float64(i)*step); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func apiClient(t *testing.T, s *Store) v1.API {
+	t.Helper()
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	c, err := api.NewClient(api.Config{Address: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v1.NewAPI(c)
+}
+
+func TestQueryAPIWithPrometheusClient(t *testing.T) {
+	s := openStore(t, Options{})
+	end := time.Now().Truncate(time.Second)
+	loadSeries(t, s, end, 2, "__name__", "req_total", "flag", "a", "variant", "on")
+	loadSeries(t, s, end, 1, "__name__", "req_total", "flag", "a", "variant", "off")
+	loadSeries(t, s, end, 5, "__name__", "req_total", "flag", "b", "variant", "on")
+	c := apiClient(t, s)
+	ctx := context.Background()
+
+	v, _, _, err := c.Query(ctx, `sum by (variant) (req_total{flag="a"})`, end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vec, ok := v.(model.Vector)
+	if !ok || len(vec) != 2 {
+		t.Fatalf("query result %v, want a vector of 2", v)
+	}
+	got := map[string]float64{}
+	for _, smp := range vec {
+		got[string(smp.Metric["variant"])] = float64(smp.Value)
+		if !smp.Timestamp.Time().Equal(end) {
+			t.Errorf("sample time %v, want %v", smp.Timestamp.Time(), end)
+		}
+	}
+	if got["on"] != 80 || got["off"] != 40 {
+		t.Errorf("query values %v, want on=80 off=40", got)
+	}
+
+	v, _, _, err = c.Query(ctx, `1 + 1`, end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc, ok := v.(*model.Scalar); !ok || sc.Value != 2 {
+		t.Errorf("1 + 1 = %v, want scalar 2", v)
+	}
+
+	v, _, _, err = c.QueryRange(ctx, `req_total{flag="b"}`, v1.Range{Start: end.Add(-time.Minute), End: end, Step: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok := v.(model.Matrix)
+	if !ok || len(m) != 1 || len(m[0].Values) != 3 || m[0].Values[2].Value != 200 || m[0].Values[0].Value != 180 {
+		t.Fatalf("query_range = %v, want one series 180, 190, 200", v)
+	}
+
+	series, _, _, err := c.Series(ctx, []string{`req_total{variant="on"}`}, end.Add(-time.Hour), end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(series) != 2 || series[0]["flag"] != "a" || series[1]["flag"] != "b" {
+		t.Errorf("series = %v, want flags a and b, sorted", series)
+	}
+
+	names, _, _, err := c.LabelNames(ctx, nil, time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(toStrings(names), ",") != "__name__,flag,variant" {
+		t.Errorf("labels = %v", names)
+	}
+	vals, _, _, err := c.LabelValues(ctx, "flag", []string{`req_total{variant="off"}`}, time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vals) != 1 || vals[0] != "a" {
+		t.Errorf("label values of flag for variant off = %v, want [a]", vals)
+	}
+	vals, _, _, err = c.LabelValues(ctx, "__name__", nil, time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vals) != 1 || vals[0] != "req_total" {
+		t.Errorf("metric names = %v", vals)
+	}
+}
+
+func toStrings[T ~string](xs []T) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = string(x)
+	}
+	return out
+}
+
+func TestQueryAPIErrors(t *testing.T) {
+	s := openStore(t, Options{})
+	c := apiClient(t, s)
+	ctx := context.Background()
+	_, _, _, err := c.Query(ctx, `sum(`, time.Now())
+	var apiErr *v1.Error
+	if !asAPIError(err, &apiErr) || apiErr.Type != v1.ErrBadData {
+		t.Errorf("bad query: err %v, want bad_data", err)
+	}
+	_, _, _, err = c.QueryRange(ctx, `up`, v1.Range{Start: time.Now(), End: time.Now().Add(-time.Hour), Step: time.Second})
+	if !asAPIError(err, &apiErr) || apiErr.Type != v1.ErrBadData {
+		t.Errorf("end before start: err %v, want bad_data", err)
+	}
+	_, _, _, err = c.QueryRange(ctx, `up`, v1.Range{Start: time.Now().Add(-24 * time.Hour), End: time.Now(), Step: time.Second})
+	if !asAPIError(err, &apiErr) || !strings.Contains(apiErr.Msg, "11000") {
+		t.Errorf("too many points: err %v, want the 11000 limit", err)
+	}
+	_, _, _, err = c.Series(ctx, []string{`{`}, time.Now(), time.Now())
+	if !asAPIError(err, &apiErr) || apiErr.Type != v1.ErrBadData {
+		t.Errorf("bad match[]: err %v, want bad_data", err)
+	}
+
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/api/v1/query?query=1&time=soon")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("bad time: status %d, want 400", resp.StatusCode)
+	}
+	resp, err = http.Get(srv.URL + "/api/v1/rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unserved path: status %d, want 404", resp.StatusCode)
+	}
+}
+
+func asAPIError(err error, target **v1.Error) bool {
+	return errors.As(err, target)
+}
