@@ -1,0 +1,297 @@
+package server_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/controller/store"
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+func TestFlagLifecycle(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		r := e.mustStatus(e.do("PUT", "/api/v1/flags/checkout", e.admin, flagJSON("checkout", 5), server.ReasonHeader, "first try"), http.StatusCreated)
+		var f flag.Flag
+		r.json(t, &f)
+		if f.Version != 1 || f.Rollout.Percent != 5 || r.header.Get("ETag") != `"1"` {
+			t.Fatalf("created %+v etag %s", f, r.header.Get("ETag"))
+		}
+		// Same content again changes nothing.
+		r = e.mustStatus(e.do("PUT", "/api/v1/flags/checkout", e.admin, flagJSON("checkout", 5)), http.StatusOK)
+		r.json(t, &f)
+		if f.Version != 1 {
+			t.Fatalf("no-op put bumped the version to %d", f.Version)
+		}
+		// The key may come from the path alone.
+		body := flagJSON("", 10)
+		delete(body, "key")
+		r = e.mustStatus(e.do("PUT", "/api/v1/flags/other", e.admin, body), http.StatusCreated)
+		r.json(t, &f)
+		if f.Key != "other" || f.Version != 2 {
+			t.Fatalf("other %+v", f)
+		}
+		// A conditional update with the right version.
+		r = e.mustStatus(e.do("PUT", "/api/v1/flags/checkout", e.admin, flagJSON("checkout", 25), "If-Match", `"1"`), http.StatusOK)
+		r.json(t, &f)
+		if f.Version != 3 || f.Rollout.Percent != 25 {
+			t.Fatalf("updated %+v", f)
+		}
+		// Stale versions conflict, by header or in the body, and change nothing.
+		b := e.mustStatus(e.do("PUT", "/api/v1/flags/checkout", e.admin, flagJSON("checkout", 50), "If-Match", `"1"`), http.StatusConflict).errorBody(t)
+		if !strings.Contains(b.Error, "version 3, not 1") {
+			t.Fatalf("conflict message %q", b.Error)
+		}
+		stale := flagJSON("checkout", 50)
+		stale["version"] = 2
+		e.mustStatus(e.do("PUT", "/api/v1/flags/checkout", e.admin, stale), http.StatusConflict)
+		e.mustStatus(e.do("DELETE", "/api/v1/flags/checkout", e.admin, nil, "If-Match", "2"), http.StatusConflict)
+		r = e.mustStatus(e.do("GET", "/api/v1/flags/checkout", e.admin, nil), http.StatusOK)
+		r.json(t, &f)
+		if f.Version != 3 || f.Rollout.Percent != 25 || r.header.Get("ETag") != `"3"` {
+			t.Fatalf("after conflicts %+v", f)
+		}
+		// Delete takes a version too.
+		r = e.mustStatus(e.do("DELETE", "/api/v1/flags/checkout", e.admin, nil, "If-Match", `"3"`), http.StatusOK)
+		var d server.Deleted
+		r.json(t, &d)
+		if d.Key != "checkout" || d.Version != 4 {
+			t.Fatalf("deleted %+v", d)
+		}
+		e.mustStatus(e.do("GET", "/api/v1/flags/checkout", e.admin, nil), http.StatusNotFound).errorBody(t)
+		e.mustStatus(e.do("DELETE", "/api/v1/flags/checkout", e.admin, nil), http.StatusNotFound).errorBody(t)
+		var list server.FlagList
+		e.mustStatus(e.do("GET", "/api/v1/flags", e.admin, nil), http.StatusOK).json(t, &list)
+		if list.Revision != 4 || len(list.Flags) != 1 || list.Flags[0].Key != "other" {
+			t.Fatalf("list %+v", list)
+		}
+		// The audit log has every change, newest first, with who and why.
+		var audit server.AuditList
+		e.mustStatus(e.do("GET", "/api/v1/audit?flag=checkout", e.admin, nil), http.StatusOK).json(t, &audit)
+		var actions []string
+		for _, a := range audit.Entries {
+			actions = append(actions, a.Action)
+			if a.Actor != server.AdminTokenName {
+				t.Fatalf("actor %q", a.Actor)
+			}
+		}
+		if strings.Join(actions, ",") != "delete,update,create" {
+			t.Fatalf("audit actions %v", actions)
+		}
+		if audit.Entries[2].Message != "first try" || audit.Entries[0].Before == nil || audit.Entries[1].After == nil {
+			t.Fatalf("audit entries %+v", audit.Entries)
+		}
+		e.mustStatus(e.do("GET", "/api/v1/audit", e.admin, nil), http.StatusOK).json(t, &audit)
+		if len(audit.Entries) != 4 {
+			t.Fatalf("whole audit has %d entries, want 4", len(audit.Entries))
+		}
+	})
+}
+
+func TestTrackedAndRolloutPercentAreControllerOwned(t *testing.T) {
+	e := start(t, server.Config{})
+	e.mustStatus(e.do("PUT", "/api/v1/flags/a", e.admin, flagJSON("a", 0)), http.StatusCreated)
+	// The rollout controller marks the flag tracked and sets its percent.
+	ctx := t.Context()
+	if err := e.srv.Store().Update(ctx, store.Actor{Name: "rollout"}, func(tx store.Tx) error {
+		f, err := tx.Flag(ctx, "a")
+		if err != nil {
+			return err
+		}
+		f.Tracked, f.Rollout.Percent = true, 10
+		_, err = tx.PutFlag(ctx, f)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A person's edit keeps both.
+	body := flagJSON("a", 90)
+	body["description"] = "edited"
+	body["tracked"] = false
+	var f flag.Flag
+	e.mustStatus(e.do("PUT", "/api/v1/flags/a", e.admin, body), http.StatusOK).json(t, &f)
+	if !f.Tracked || f.Rollout.Percent != 10 || f.Description != "edited" {
+		t.Fatalf("after edit %+v", f)
+	}
+}
+
+const flagsYAML = `
+flags:
+  - key: alpha
+    variants: {on: true, off: false}
+    control: off
+    treatment: on
+    enabled: true
+    rollout: {percent: 5}
+  - key: beta
+    variants: {on: true, off: false}
+    control: off
+    enabled: false
+`
+
+func TestApply(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		e.mustStatus(e.do("PUT", "/api/v1/flags/gamma", e.admin, flagJSON("gamma", 1)), http.StatusCreated)
+		var r server.ApplyResult
+		e.mustStatus(e.do("POST", "/api/v1/apply?dryRun=true", e.admin, flagsYAML), http.StatusOK).json(t, &r)
+		if !r.DryRun || fmt.Sprint(r.Created) != "[alpha beta]" || len(r.Updated)+len(r.Deleted) != 0 || fmt.Sprint(r.Unchanged) != "[gamma]" {
+			t.Fatalf("dry run %+v", r)
+		}
+		var list server.FlagList
+		e.mustStatus(e.do("GET", "/api/v1/flags", e.admin, nil), http.StatusOK).json(t, &list)
+		if len(list.Flags) != 1 {
+			t.Fatalf("dry run wrote: %+v", list)
+		}
+		e.mustStatus(e.do("POST", "/api/v1/apply", e.admin, flagsYAML), http.StatusOK).json(t, &r)
+		if r.DryRun || fmt.Sprint(r.Created) != "[alpha beta]" || r.Revision != 3 {
+			t.Fatalf("apply %+v", r)
+		}
+		// Applying again is a no-op; a changed file updates; prune deletes.
+		e.mustStatus(e.do("POST", "/api/v1/apply", e.admin, flagsYAML), http.StatusOK).json(t, &r)
+		if len(r.Created)+len(r.Updated) != 0 || r.Revision != 3 {
+			t.Fatalf("re-apply %+v", r)
+		}
+		changed := strings.Replace(flagsYAML, "percent: 5", "percent: 50", 1)
+		e.mustStatus(e.do("POST", "/api/v1/apply?prune=true&dryRun=true", e.admin, changed), http.StatusOK).json(t, &r)
+		if fmt.Sprint(r.Updated) != "[alpha]" || fmt.Sprint(r.Deleted) != "[gamma]" || fmt.Sprint(r.Unchanged) != "[beta]" {
+			t.Fatalf("prune dry run %+v", r)
+		}
+		e.mustStatus(e.do("POST", "/api/v1/apply?prune=true", e.admin, changed), http.StatusOK).json(t, &r)
+		if r.Revision != 5 {
+			t.Fatalf("prune apply %+v", r)
+		}
+		e.mustStatus(e.do("GET", "/api/v1/flags", e.admin, nil), http.StatusOK).json(t, &list)
+		if len(list.Flags) != 2 || list.Flags[0].Rollout.Percent != 50 {
+			t.Fatalf("after prune %+v", list)
+		}
+		// JSON works too.
+		js, _ := json.Marshal(map[string]any{"flags": []any{flagJSON("delta", 1)}})
+		e.mustStatus(e.do("POST", "/api/v1/apply", e.admin, js), http.StatusOK).json(t, &r)
+		if fmt.Sprint(r.Created) != "[delta]" {
+			t.Fatalf("json apply %+v", r)
+		}
+	})
+}
+
+// TestApplyIsAllOrNothing: one bad flag in a file rejects the whole file.
+func TestApplyIsAllOrNothing(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		bad := flagsYAML + `
+  - key: broken
+    variants: {on: true}
+    control: missing
+`
+		b := e.mustStatus(e.do("POST", "/api/v1/apply", e.admin, bad), http.StatusBadRequest).errorBody(t)
+		if b.Flag != "broken" || b.Field != "control" || !strings.Contains(b.Error, `unknown variant "missing"`) {
+			t.Fatalf("error %+v", b)
+		}
+		var list server.FlagList
+		e.mustStatus(e.do("GET", "/api/v1/flags", e.admin, nil), http.StatusOK).json(t, &list)
+		if len(list.Flags) != 0 || list.Revision != 0 {
+			t.Fatalf("half applied: %+v", list)
+		}
+	})
+}
+
+func TestTokens(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		sdk := e.token("checkout-svc", store.RoleSDK)
+		if !strings.HasPrefix(sdk, "vgl_") || len(sdk) < 40 {
+			t.Fatalf("token %q", sdk)
+		}
+		e.mustStatus(e.do("GET", "/sdk/v1/snapshot", sdk, nil), http.StatusOK)
+		e.mustStatus(e.do("POST", "/api/v1/tokens", e.admin, map[string]any{"name": "checkout-svc", "role": "sdk"}), http.StatusConflict).errorBody(t)
+		e.mustStatus(e.do("POST", "/api/v1/tokens", e.admin, map[string]any{"name": "admin", "role": "sdk"}), http.StatusConflict).errorBody(t)
+		var list server.TokenList
+		r := e.mustStatus(e.do("GET", "/api/v1/tokens", e.admin, nil), http.StatusOK)
+		r.json(t, &list)
+		if len(list.Tokens) != 1 || list.Tokens[0].Name != "checkout-svc" || list.Tokens[0].Role != store.RoleSDK || list.Tokens[0].CreatedBy != "admin" {
+			t.Fatalf("tokens %+v", list)
+		}
+		if strings.Contains(string(r.body), sdk) || strings.Contains(string(r.body), server.HashToken(sdk)) {
+			t.Fatal("token list shows the secret or its hash")
+		}
+		e.mustStatus(e.do("DELETE", "/api/v1/tokens/checkout-svc", e.admin, nil), http.StatusNoContent)
+		e.mustStatus(e.do("GET", "/sdk/v1/snapshot", sdk, nil), http.StatusUnauthorized).errorBody(t)
+		e.mustStatus(e.do("DELETE", "/api/v1/tokens/checkout-svc", e.admin, nil), http.StatusNotFound).errorBody(t)
+		var audit server.AuditList
+		e.mustStatus(e.do("GET", "/api/v1/audit", e.admin, nil), http.StatusOK).json(t, &audit)
+		if len(audit.Entries) != 2 || audit.Entries[0].Action != "token.revoke" || audit.Entries[1].Action != "token.create" {
+			t.Fatalf("audit %+v", audit.Entries)
+		}
+	})
+}
+
+// TestRoles tries every role, and no token and a bad one, on every route.
+func TestRoles(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		tokens := map[string]string{
+			"none":   "",
+			"bad":    "vgl_not-a-real-token",
+			"admin":  e.admin,
+			"reader": e.token("r", store.RoleReader),
+			"sdk":    e.token("s", store.RoleSDK),
+		}
+		e.mustStatus(e.do("PUT", "/api/v1/flags/existing", e.admin, flagJSON("existing", 1)), http.StatusCreated)
+		n := 0
+		routes := []struct {
+			method, path string
+			body         func() any
+			allowed      []string
+			okStatus     int
+		}{
+			{"GET", "/api/v1/flags", nil, []string{"admin", "reader"}, 200},
+			{"GET", "/api/v1/flags/existing", nil, []string{"admin", "reader"}, 200},
+			{"PUT", "/api/v1/flags/f", func() any { n++; return flagJSON("f", float64(n)) }, []string{"admin"}, 0},
+			{"DELETE", "/api/v1/flags/gone", nil, []string{"admin"}, 404},
+			{"POST", "/api/v1/apply?dryRun=true", func() any { return flagsYAML }, []string{"admin"}, 200},
+			{"GET", "/api/v1/audit", nil, []string{"admin", "reader"}, 200},
+			{"GET", "/api/v1/tokens", nil, []string{"admin"}, 200},
+			{"POST", "/api/v1/tokens", func() any { n++; return map[string]any{"name": fmt.Sprintf("t%d", n), "role": "sdk"} }, []string{"admin"}, 201},
+			{"DELETE", "/api/v1/tokens/nobody", nil, []string{"admin"}, 404},
+			{"GET", "/sdk/v1/snapshot", nil, []string{"admin", "reader", "sdk"}, 200},
+		}
+		for _, rt := range routes {
+			for who, tok := range tokens {
+				var body any
+				if rt.body != nil {
+					body = rt.body()
+				}
+				r := e.do(rt.method, rt.path, tok, body)
+				allowed := false
+				for _, a := range rt.allowed {
+					allowed = allowed || a == who
+				}
+				switch {
+				case who == "none" || who == "bad":
+					if r.status != http.StatusUnauthorized {
+						t.Errorf("%s %s as %s: %d, want 401", rt.method, rt.path, who, r.status)
+					}
+					r.errorBody(t)
+				case !allowed:
+					if r.status != http.StatusForbidden {
+						t.Errorf("%s %s as %s: %d, want 403", rt.method, rt.path, who, r.status)
+					}
+					r.errorBody(t)
+				case rt.okStatus != 0 && r.status != rt.okStatus:
+					t.Errorf("%s %s as %s: %d, want %d: %s", rt.method, rt.path, who, r.status, rt.okStatus, r.body)
+				case rt.okStatus == 0 && r.status >= 300:
+					t.Errorf("%s %s as %s: %d: %s", rt.method, rt.path, who, r.status, r.body)
+				}
+			}
+		}
+		// The stream: every role may read it; no token or a bad one may not.
+		for _, who := range []string{"none", "bad"} {
+			e.mustStatus(e.do("GET", "/sdk/v1/stream", tokens[who], nil), http.StatusUnauthorized).errorBody(t)
+		}
+		for _, who := range []string{"admin", "reader", "sdk"} {
+			ev, err := e.openStream(tokens[who]).next()
+			if err != nil || ev.event != "snapshot" {
+				t.Errorf("stream as %s: %+v %v", who, ev, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,92 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// SnapshotBody is the body of GET /sdk/v1/snapshot and the data of the
+// stream's snapshot event.
+type SnapshotBody struct {
+	Revision int64       `json:"revision"`
+	Flags    []flag.Flag `json:"flags"`
+}
+
+func (s *Server) snapshot(c *gin.Context) {
+	if !s.hub.loaded() {
+		Fail(c, http.StatusServiceUnavailable, "flags not loaded yet; retry", "")
+		return
+	}
+	body, rev, err := s.hub.snapshot()
+	if err != nil {
+		Fail(c, http.StatusServiceUnavailable, err.Error(), "")
+		return
+	}
+	tag := etag(rev)
+	c.Header("ETag", tag)
+	c.Header("Cache-Control", "no-cache")
+	if matchesETag(c.GetHeader("If-None-Match"), tag) {
+		c.Status(http.StatusNotModified)
+		return
+	}
+	c.Data(http.StatusOK, "application/json", body)
+}
+
+// matchesETag reports whether an If-None-Match header names tag.
+func matchesETag(header, tag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == tag || t == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) stream(c *gin.Context) {
+	if !s.hub.loaded() {
+		Fail(c, http.StatusServiceUnavailable, "flags not loaded yet; retry", "")
+		return
+	}
+	client, first, err := s.hub.subscribe()
+	if err != nil {
+		Fail(c, http.StatusServiceUnavailable, err.Error(), "")
+		return
+	}
+	defer s.hub.unsubscribe(client)
+	w := c.Writer
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if _, err := w.Write(first); err != nil {
+		return
+	}
+	w.Flush()
+	ping := time.NewTicker(s.cfg.Heartbeat)
+	defer ping.Stop()
+	done := c.Request.Context().Done()
+	for {
+		var msg []byte
+		select {
+		case msg = <-client.events:
+		case <-ping.C:
+			msg = []byte(": ping\n\n")
+		case <-client.gone:
+			return
+		case <-done:
+			return
+		}
+		if _, err := w.Write(msg); err != nil {
+			return
+		}
+		w.Flush()
+	}
+}

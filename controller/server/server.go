@@ -1,0 +1,251 @@
+// Package server is Vigil's control plane over HTTP: the admin API under
+// /api/v1, SDK delivery under /sdk/v1 (snapshot and server-sent events, as
+// docs/sdk-protocol.md specifies), tokens, metrics and health.
+//
+// Other parts of the controller, such as the rollout loop, plug in through
+// Config.Extensions: an Extension gets a Host with the store, the metrics
+// registry, authenticated route groups and a way to run background work for
+// the life of the server.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigil-dev/vigil/controller/store"
+)
+
+// Config configures a Server. Zero fields take the defaults in their
+// comments.
+type Config struct {
+	// Addr is the listening address for Run; default ":8080".
+	Addr string
+	// DataDir is the SQLite store's directory; default "./vigil-data".
+	DataDir string
+	// DatabaseURL selects the PostgreSQL store ("postgres://...") instead of
+	// SQLite.
+	DatabaseURL string
+	// Store, when set, is used instead of opening one from DataDir or
+	// DatabaseURL. The caller keeps ownership: the server does not close it.
+	Store store.Store
+	// AdminToken is the first admin token (its name is "admin"). It is kept
+	// only in memory, as a hash. With none, only stored tokens work.
+	AdminToken string
+	// Logger receives the server's log; default slog.Default().
+	Logger *slog.Logger
+	// Registry receives the server's metrics; default a new registry with
+	// the Go and process collectors.
+	Registry *prometheus.Registry
+	// MaxBodyBytes limits request bodies; default 1 MiB.
+	MaxBodyBytes int64
+	// Heartbeat is the interval of ": ping" comments on SDK streams;
+	// default 15s.
+	Heartbeat time.Duration
+	// Resync is how often the server rereads changes even without a
+	// notification, a safety net for a lost LISTEN connection; default 5s.
+	Resync time.Duration
+	// ShutdownTimeout bounds how long Run waits for in-flight requests
+	// after its context ends; default 10s.
+	ShutdownTimeout time.Duration
+	// Extensions are called once by New, in order.
+	Extensions []Extension
+}
+
+// Extension adds routes, metrics or background work to a server.
+type Extension func(h *Host) error
+
+// Host is what an Extension may use.
+type Host struct {
+	Store    store.Store
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+	// Read is /api/v1 for the admin and reader roles: register GET routes.
+	Read *gin.RouterGroup
+	// Write is /api/v1 for the admin role: register changing routes.
+	Write *gin.RouterGroup
+
+	s *Server
+}
+
+// Group returns a route group at path that admits only the given roles.
+func (h *Host) Group(path string, roles ...store.Role) *gin.RouterGroup {
+	return h.s.engine.Group(path, h.s.requireRole(roles...))
+}
+
+// Go runs fn in the background while the server runs. Its context ends when
+// the server begins to shut down, and Run waits for fn to return. An error
+// from fn is logged.
+func (h *Host) Go(name string, fn func(ctx context.Context) error) {
+	h.s.background = append(h.s.background, namedTask{name, fn})
+}
+
+type namedTask struct {
+	name string
+	fn   func(ctx context.Context) error
+}
+
+// Server is a Vigil controller.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	store      store.Store
+	ownsStore  bool
+	reg        *prometheus.Registry
+	metrics    *metrics
+	engine     *gin.Engine
+	hub        *hub
+	admin      *adminToken
+	background []namedTask
+}
+
+// New opens the store, migrating its schema, and builds the server and its
+// extensions. Run starts it.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = ":8080"
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = "./vigil-data"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = 5 * time.Second
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	admin, err := newAdminToken(cfg.AdminToken)
+	if err != nil {
+		return nil, err
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = newRegistry()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, reg: reg, admin: admin}
+	s.metrics = newMetrics(reg)
+	st := cfg.Store
+	if st == nil {
+		st, err = store.Open(ctx, cfg.DataDir, cfg.DatabaseURL)
+		if err != nil {
+			return nil, err
+		}
+		s.ownsStore = true
+	}
+	s.store = instrument(st, s.metrics.storeDuration)
+	s.hub = newHub(s.store, s.log, s.metrics, cfg.Resync)
+	s.engine = s.routes()
+	h := &Host{
+		Store:    s.store,
+		Registry: reg,
+		Logger:   s.log,
+		Read:     s.engine.Group("/api/v1", s.requireRole(store.RoleAdmin, store.RoleReader)),
+		Write:    s.engine.Group("/api/v1", s.requireRole(store.RoleAdmin)),
+		s:        s,
+	}
+	for i, ext := range cfg.Extensions {
+		if err := ext(h); err != nil {
+			s.closeStore()
+			return nil, fmt.Errorf("extension %d: %w", i, err)
+		}
+	}
+	if admin == nil {
+		s.log.Warn("no admin token configured (VIGIL_ADMIN_TOKEN or --admin-token-file); only stored tokens are accepted")
+	}
+	return s, nil
+}
+
+// Store returns the server's store, instrumented with its metrics.
+func (s *Server) Store() store.Store { return s.store }
+
+// Registry returns the server's metrics registry.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// Handler returns the server's HTTP handler. SDK endpoints answer 503 until
+// Run or Serve has loaded the flags.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Run listens on Config.Addr and serves until ctx ends; see Serve.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		s.closeStore()
+		return fmt.Errorf("listen %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx ends, then shuts down: it stops accepting,
+// ends the SDK streams, waits for in-flight requests (up to
+// Config.ShutdownTimeout) and background tasks, and closes the store if New
+// opened it. It returns nil after a clean shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	defer s.closeStore()
+	hs := &http.Server{
+		Handler:           s.engine,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// No WriteTimeout: SDK streams stay open for as long as clients want.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBg()
+	var wg sync.WaitGroup
+	wg.Go(func() { s.hub.run(bgCtx) })
+	for _, t := range s.background {
+		wg.Go(func() {
+			if err := t.fn(bgCtx); err != nil && !errors.Is(err, context.Canceled) {
+				s.log.Error("background task failed", "task", t.name, "err", err)
+			}
+		})
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	s.log.Info("vigil controller listening", "addr", ln.Addr().String())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("serve: %w", err)
+	}
+	s.log.Info("shutting down")
+	// Streams never finish by themselves: end them first so that Shutdown
+	// waits only for ordinary requests.
+	s.hub.close()
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if serr := hs.Shutdown(sctx); serr != nil {
+		err = errors.Join(err, fmt.Errorf("shutdown: %w", serr))
+		hs.Close()
+	}
+	stopBg()
+	wg.Wait()
+	return err
+}
+
+func (s *Server) closeStore() {
+	if s.ownsStore {
+		if err := s.store.Close(); err != nil {
+			s.log.Error("close store", "err", err)
+		}
+		s.ownsStore = false
+	}
+}
