@@ -1,0 +1,169 @@
+// An immutable set of compiled flags, and the documents that carry flags:
+// the controller's snapshot (docs/sdk-protocol.md) and flags files.
+
+import { parse as parseYAML } from "yaml";
+import {
+  compileFlag,
+  evaluateFlag,
+  FieldError,
+  notFound,
+  readFlag,
+  validate,
+  ValidationError,
+  type CompiledFlag,
+  type Detail,
+  type EvalContext,
+  type Flag,
+} from "./flag.js";
+
+/**
+ * An immutable, compiled set of flags. Evaluating takes no lock and does
+ * no I/O; updates build a new Snapshot.
+ */
+export class Snapshot {
+  private constructor(
+    /** the store revision the snapshot reflects */
+    readonly revision: number,
+    private readonly compiled: ReadonlyMap<string, CompiledFlag>,
+  ) {}
+
+  /** The empty snapshot at revision 0. */
+  static readonly empty = new Snapshot(0, new Map());
+
+  /**
+   * Validates and compiles flags as a unit: any problem throws a
+   * ValidationError naming every bad field, as Go's flag.NewSnapshot does.
+   */
+  static of(revision: number, flags: readonly Flag[]): Snapshot {
+    const errs = validate(flags);
+    if (errs.length > 0) throw new ValidationError(errs);
+    const m = new Map<string, CompiledFlag>();
+    for (const f of flags) m.set(f.key, compileFlag(f));
+    return new Snapshot(revision, m);
+  }
+
+  /**
+   * Builds a snapshot flag by flag: a flag that does not validate keeps
+   * its definition in prev, if any, so that one bad flag does not discard
+   * the whole update. Every such flag is reported in errors.
+   */
+  static salvage(revision: number, flags: readonly Flag[], prev?: Snapshot): { snapshot: Snapshot; errors: FieldError[] } {
+    const m = new Map<string, CompiledFlag>();
+    const errors: FieldError[] = [];
+    for (const f of flags) {
+      try {
+        m.set(f.key, compileFlag(f));
+      } catch (e) {
+        if (!(e instanceof ValidationError)) throw e;
+        errors.push(...e.errors);
+        const old = prev?.compiled.get(f.key);
+        if (old !== undefined) m.set(f.key, old);
+      }
+    }
+    return { snapshot: new Snapshot(revision, m), errors };
+  }
+
+  /** The number of flags. */
+  get size(): number {
+    return this.compiled.size;
+  }
+
+  /** The definition of key, if the snapshot holds it. */
+  flag(key: string): Flag | undefined {
+    return this.compiled.get(key)?.def;
+  }
+
+  /** Every definition, sorted by key. */
+  flags(): Flag[] {
+    return [...this.compiled.keys()].sort().map((k) => this.compiled.get(k)!.def);
+  }
+
+  /** Problems with patterns this SDK cannot run, one line per clause. */
+  warnings(): string[] {
+    return [...this.compiled.values()].flatMap((c) => c.warnings);
+  }
+
+  /**
+   * Returns a copy with f added or replaced, at the larger of the two
+   * revisions, or throws a ValidationError and leaves this one as it is.
+   */
+  put(f: Flag): Snapshot {
+    const c = compileFlag(f);
+    const m = new Map(this.compiled);
+    m.set(f.key, c);
+    return new Snapshot(Math.max(this.revision, f.version ?? 0), m);
+  }
+
+  /** Returns a copy without key, at revision max(this, version). */
+  delete(key: string, version: number): Snapshot {
+    const m = new Map(this.compiled);
+    m.delete(key);
+    return new Snapshot(Math.max(this.revision, version), m);
+  }
+
+  /**
+   * Evaluates key for ctx. An unknown flag yields reason "error" with
+   * "flag_not_found" and no value: the caller serves its default.
+   */
+  evaluate(key: string, ctx: EvalContext): Detail {
+    const c = this.compiled.get(key);
+    return c === undefined ? notFound(key) : evaluateFlag(c, ctx);
+  }
+}
+
+/** The controller's snapshot document, read leniently (unknown fields are ignored). */
+export interface SnapshotDocument {
+  revision: number;
+  flags: Flag[];
+  /** flags that could not be read at all, with why */
+  errors: FieldError[];
+}
+
+/** Reads a snapshot document already decoded from JSON. */
+export function readSnapshotDocument(doc: unknown): SnapshotDocument {
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
+    throw new Error("snapshot: want a JSON object with revision and flags");
+  }
+  const d = doc as Record<string, unknown>;
+  const revision = d.revision ?? 0;
+  if (typeof revision !== "number" || !Number.isInteger(revision)) throw new Error("snapshot: revision: want an integer");
+  const raw = d.flags ?? [];
+  if (!Array.isArray(raw)) throw new Error("snapshot: flags: want a list");
+  const errors: FieldError[] = [];
+  const flags: Flag[] = [];
+  raw.forEach((r, i) => {
+    const f = readFlag(r, i, false, errors);
+    if (f !== undefined) flags.push(f);
+  });
+  return { revision, flags, errors };
+}
+
+/**
+ * Parses and validates a flags file, YAML or JSON, as Go's flag.Parse
+ * does: YAML 1.2 (so off and on are strings), unknown fields are errors,
+ * and any problem rejects the whole file.
+ */
+export function parseFlagsFile(text: string, name = "flags"): Flag[] {
+  let doc: unknown;
+  try {
+    doc = parseYAML(text, { version: "1.2", uniqueKeys: true });
+  } catch (e) {
+    throw new Error(`parse ${name}: ${(e as Error).message}`);
+  }
+  if (doc === null || doc === undefined) throw new Error(`parse ${name}: document is empty`);
+  if (typeof doc !== "object" || Array.isArray(doc)) throw new Error(`parse ${name}: want an object with a flags list`);
+  const d = doc as Record<string, unknown>;
+  for (const k of Object.keys(d)) if (k !== "flags") throw new Error(`parse ${name}: unknown field ${JSON.stringify(k)}`);
+  const raw = d.flags ?? [];
+  if (!Array.isArray(raw)) throw new Error(`parse ${name}: flags: want a list`);
+  const errors: FieldError[] = [];
+  const flags: Flag[] = [];
+  raw.forEach((r, i) => {
+    const f = readFlag(r, i, true, errors);
+    if (f !== undefined) flags.push(f);
+  });
+  errors.push(...validate(flags));
+  if (errors.length > 0) throw new ValidationError(errors);
+  // The controller assigns versions; in a file they are ignored.
+  return flags.map((f) => ({ ...f, version: 0 }));
+}
