@@ -127,7 +127,7 @@ type State struct {
 	// began; nil until the first observation of the step sets it.
 	StepBaseline *Requests    `json:"stepBaseline,omitempty"`
 	Cohorts      Cohorts      `json:"cohorts"`
-	Verdict      *Verdict     `json:"verdict,omitempty"`
+	Verdict      *Verdict     `json:"verdict"`
 	History      []Transition `json:"history"`
 	// Judge is the judge's own state, opaque here, carried between ticks.
 	Judge json.RawMessage `json:"judge,omitempty"`
