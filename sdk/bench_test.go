@@ -1,0 +1,186 @@
+package sdk
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// staticClient is a client in file mode over flags, with its metrics going
+// to a real SDK MeterProvider.
+func staticClient(tb testing.TB, mp *sdkmetric.MeterProvider, flags ...flag.Flag) *Client {
+	tb.Helper()
+	return staticClientWith(tb, func(cfg *Config) {
+		if mp != nil {
+			cfg.MeterProvider = mp
+		}
+	}, flags...)
+}
+
+// staticClientWith is staticClient with a configuration hook.
+func staticClientWith(tb testing.TB, mod func(*Config), flags ...flag.Flag) *Client {
+	tb.Helper()
+	data, err := json.Marshal(flag.File{Flags: flags})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(tb.TempDir(), "flags.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	cfg := Config{FlagsFile: path, Logger: (&logBuffer{}).logger()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := New(bg, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+func benchUnits(n int) []EvalContext {
+	out := make([]EvalContext, n)
+	for i := range out {
+		out[i] = EvalContext{Key: fmt.Sprintf("user-%d", i)}
+	}
+	return out
+}
+
+func BenchmarkBoolRollout(b *testing.B) {
+	c := staticClient(b, nil, rollout("new-checkout", 37.5, true))
+	units := benchUnits(1024)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		c.Bool(bg, "new-checkout", units[i&1023], false)
+		i++
+	}
+}
+
+func BenchmarkSnapshotEvaluateRollout(b *testing.B) {
+	c := staticClient(b, nil, rollout("new-checkout", 37.5, true))
+	s := c.Snapshot()
+	units := benchUnits(1024)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		s.Evaluate("new-checkout", units[i&1023])
+		i++
+	}
+}
+
+// rules20 is a rollout flag behind 20 attribute rules that do not match the
+// benchmark's units.
+func rules20() flag.Flag {
+	f := rollout("pricing", 50, true)
+	ops := []struct {
+		attr string
+		op   flag.Op
+		vals flag.Values
+	}{
+		{"plan", flag.OpIn, flag.Values{"enterprise", "beta"}},
+		{"country", flag.OpNotIn, flag.Values{"FR", "DE", "US"}},
+		{"email", flag.OpEndsWith, flag.Values{"@example.com"}},
+		{"email", flag.OpStartsWith, flag.Values{"qa+"}},
+		{"age", flag.OpGT, flag.Values{"99"}},
+		{"app_version", flag.OpSemverLT, flag.Values{"1.0.0"}},
+		{"email", flag.OpContains, flag.Values{"internal"}},
+		{"email", flag.OpMatches, flag.Values{`^test-\d+@`}},
+		{"age", flag.OpLT, flag.Values{"1"}},
+		{"plan", flag.OpIn, flag.Values{"staff"}},
+	}
+	for i := range 20 {
+		o := ops[i%len(ops)]
+		f.Rules = append(f.Rules, flag.Rule{Variant: "on", When: []flag.Clause{{Attribute: o.attr, Op: o.op, Values: o.vals}}})
+	}
+	return f
+}
+
+func BenchmarkBool20RulesThenRollout(b *testing.B) {
+	c := staticClient(b, nil, rules20())
+	attrs := map[string]any{"plan": "free", "country": "FR", "email": "someone@mail.org", "age": 42.0, "app_version": "2.3.1"}
+	units := benchUnits(1024)
+	for i := range units {
+		units[i].Attributes = attrs
+	}
+	if _, d := c.BoolDetail(bg, "pricing", units[0], false); d.Reason != flag.ReasonSplit {
+		b.Fatalf("a rule matched: %+v", d)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		c.Bool(bg, "pricing", units[i&1023], false)
+		i++
+	}
+}
+
+func BenchmarkBoolRolloutParallel(b *testing.B) {
+	c := staticClient(b, nil, rollout("new-checkout", 37.5, true))
+	units := benchUnits(1024)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			c.Bool(bg, "new-checkout", units[i&1023], false)
+			i++
+		}
+	})
+}
+
+// discardWriter is a ResponseWriter that keeps nothing, so that the
+// benchmark measures the middleware and not a recorder.
+type discardWriter struct{ h http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(int)             {}
+
+func threeTracked(c *Client) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ec := EvalContext{Key: r.Header.Get("X-User")}
+		ctx := r.Context()
+		c.Bool(ctx, "a", ec, false)
+		c.Bool(ctx, "b", ec, false)
+		c.Bool(ctx, "c", ec, false)
+		w.WriteHeader(http.StatusOK)
+	})
+}
+
+func benchHandler(b *testing.B, withMiddleware bool) {
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	c := staticClient(b, mp, rollout("a", 10, true), rollout("b", 50, true), rollout("c", 90, true))
+	h := threeTracked(c)
+	if withMiddleware {
+		h = c.Middleware(h)
+	}
+	reqs := make([]*http.Request, 64)
+	for i := range reqs {
+		reqs[i] = httptest.NewRequest(http.MethodGet, "/", nil)
+		reqs[i].Header.Set("X-User", fmt.Sprintf("user-%d", i))
+	}
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		h.ServeHTTP(w, reqs[i&63])
+		i++
+	}
+}
+
+// BenchmarkHandler3Tracked is the baseline: a handler evaluating three
+// tracked flags without the middleware.
+func BenchmarkHandler3Tracked(b *testing.B) { benchHandler(b, false) }
+
+// BenchmarkMiddleware3Tracked is the same handler behind the middleware,
+// recording three cohorts into a real SDK MeterProvider.
+func BenchmarkMiddleware3Tracked(b *testing.B) { benchHandler(b, true) }
