@@ -1,6 +1,7 @@
 package metricstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -300,4 +301,38 @@ func TestQueryAPIErrors(t *testing.T) {
 
 func asAPIError(err error, target **v1.Error) bool {
 	return errors.As(err, target)
+}
+
+// TestQueryJSONShape pins the response bytes to Prometheus's format, which
+// Grafana parses: values as strings, times as Unix seconds.
+func TestQueryJSONShape(t *testing.T) {
+	s := openStore(t, Options{})
+	app := s.Appender(context.Background())
+	if _, err := app.Append(0, labels.FromStrings("__name__", "m", "a", "b"), 1700000000500, 0.25); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	for query, want := range map[string]string{
+		"query=m&time=1700000001":         `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"m","a":"b"},"value":[1700000001,"0.25"]}]}}`,
+		"query=m*Inf&time=1700000001":     `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"b"},"value":[1700000001,"+Inf"]}]}}`,
+		"query=%22x%22&time=1700000001.5": `{"status":"success","data":{"resultType":"string","result":[1700000001.5,"x"]}}`,
+		"query=2&time=1700000001":         `{"status":"success","data":{"resultType":"scalar","result":[1700000001,"2"]}}`,
+		"query=nothing&time=1700000001":   `{"status":"success","data":{"resultType":"vector","result":[]}}`,
+		"query=sum(":                      `{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:5: parse error: unclosed left parenthesis"}`,
+	} {
+		resp, err := http.Get(srv.URL + "/api/v1/query?" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		_, _ = buf.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if got := strings.TrimSpace(buf.String()); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", query, got, want)
+		}
+	}
 }
