@@ -11,7 +11,12 @@ MODULES := . sdk $(patsubst %/go.mod,%,$(wildcard sdk/*/go.mod))
 build:
 	$(GO) build -o $(BIN) ./cmd/vigil
 
-test: test-go
+test: test-js test-go
+
+# The TypeScript SDK: dependencies from the committed lock file, a tsc build
+# (the cross-language Go test runs the built dist), then node's test runner.
+test-js:
+	cd sdk/js && npm ci --no-audit --no-fund && npm run build && npm test
 
 test-go:
 	@set -e; for m in $(MODULES); do \
@@ -23,6 +28,7 @@ bench:
 	@set -e; for m in $(MODULES); do \
 		(cd $$m && $(GO) test -run '^$$' -bench . -benchmem ./...); \
 	done
+	cd sdk/js && npm run build && npm run bench
 
 lint:
 	@set -e; out=$$(gofmt -l $$(git ls-files '*.go')); \

@@ -1,0 +1,326 @@
+package crosslang
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// jsDir is the TypeScript SDK; its evaluate script reads a document of
+// flags, units and contexts and prints one outcome per evaluation.
+var jsDir = filepath.Join("..", "..", "sdk", "js")
+
+const units = 100000
+
+// rolloutPercents are the rollout shares tested, chosen around the edges:
+// the smallest step, values whose p*1000 is not exact in binary, and the
+// ends.
+var rolloutPercents = []float64{0, 0.001, 1, 12.345, 33.333, 50, 66.667, 99.999, 100}
+
+// clauses are tested one per flag against every context's attribute "a",
+// so that each operator's coercions are compared on every value kind.
+var clauses = []flag.Clause{
+	{Op: flag.OpIn, Values: flag.Values{"42", "true", "1000000000000000000000", "0.0000001", "-0", "ünï", "[1 a]", "map[k:v]"}},
+	{Op: flag.OpNotIn, Values: flag.Values{"42", "x"}},
+	{Op: flag.OpStartsWith, Values: flag.Values{"user-", "1e", "é"}},
+	{Op: flag.OpEndsWith, Values: flag.Values{"0", "🙂"}},
+	{Op: flag.OpContains, Values: flag.Values{".", "\u0301"}},
+	{Op: flag.OpLT, Values: flag.Values{"10"}},
+	{Op: flag.OpLTE, Values: flag.Values{"-1e3", "0x1p4"}},
+	{Op: flag.OpGT, Values: flag.Values{"1e20"}},
+	{Op: flag.OpGTE, Values: flag.Values{"inf"}},
+	{Op: flag.OpSemverLT, Values: flag.Values{"1.2"}},
+	{Op: flag.OpSemverGTE, Values: flag.Values{"v2.0.0-rc.2"}},
+	{Op: flag.OpMatches, Values: flag.Values{`^user-[0-9]+$`}},
+	{Op: flag.OpMatches, Values: flag.Values{`(?i)^ADMIN|É`}},
+	{Op: flag.OpMatches, Values: flag.Values{`a.b`}},
+	{Op: flag.OpMatches, Values: flag.Values{`(?s)a.b`}},
+	{Op: flag.OpMatches, Values: flag.Values{`\s`, `\x{1F642}$`}},
+	{Op: flag.OpMatches, Values: flag.Values{`^[[:alpha:]]+\d*$`}},
+	{Op: flag.OpMatches, Values: flag.Values{`^\pL+$`, `\p{Greek}`}},
+	{Op: flag.OpMatches, Values: flag.Values{`(?m)^x$`}},
+	{Op: flag.OpMatches, Values: flag.Values{`^[]a-c]+$`, `\Q1.5\E`}},
+	{Op: flag.OpMatches, Values: flag.Values{`^\w+\b.\B`}},
+	{Op: flag.OpMatches, Values: flag.Values{`^.{2,4}$`, `a{,2}`}},
+	{Op: flag.OpMatches, Values: flag.Values{`^[^a-z]$`}},
+}
+
+func crossFlags() []flag.Flag {
+	onOff := map[string]json.RawMessage{"off": json.RawMessage("false"), "on": json.RawMessage("true")}
+	var flags []flag.Flag
+	salts := []string{"", "shared", "ünï/🙂", "x"}
+	for i, p := range rolloutPercents {
+		flags = append(flags, flag.Flag{
+			Key: fmt.Sprintf("rollout-%d", i), Variants: onOff, Control: "off", Treatment: "on", Enabled: true,
+			Salt: salts[i%len(salts)], Rollout: &flag.Rollout{Percent: p},
+		})
+	}
+	flags = append(flags, flag.Flag{
+		Key: "targeted", Variants: onOff, Control: "off", Treatment: "on", Enabled: true,
+		Targets: []flag.Target{{Variant: "on", Units: []string{"user-7", "ünïcødé-3"}}},
+		Rules:   []flag.Rule{{Variant: "off", When: []flag.Clause{{Attribute: "a", Op: flag.OpIn, Values: flag.Values{"true"}}}}},
+		Rollout: &flag.Rollout{Percent: 25},
+	}, flag.Flag{
+		Key: "disabled", Variants: onOff, Control: "off", Treatment: "on", Rollout: &flag.Rollout{Percent: 100},
+	})
+	for i, c := range clauses {
+		c.Attribute = "a"
+		flags = append(flags, flag.Flag{
+			Key: fmt.Sprintf("op-%d-%s", i, c.Op), Variants: onOff, Control: "off", Enabled: true,
+			Rules: []flag.Rule{{Variant: "on", When: []flag.Clause{c}}},
+		})
+	}
+	for i := range flags {
+		flags[i].Version = int64(i + 1)
+	}
+	return flags
+}
+
+// crossUnits returns n unit keys of many shapes: ids, numbers, multi-byte
+// scripts, emoji, combining marks, control characters, and long keys.
+func crossUnits(n int) []string {
+	runes := []rune("aZ09-_/ .é\u0301üñßøΩжд中文日本🙂👨\u200d👩\U0010FFFF\u0000\t\n\r\u2028\uFFFD\u00a0")
+	out := make([]string, 0, n)
+	state := uint64(0x9e3779b97f4a7c15)
+	next := func() uint64 { // splitmix64: deterministic, no seed to record
+		state += 0x9e3779b97f4a7c15
+		z := state
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		return z ^ (z >> 31)
+	}
+	for i := 0; len(out) < n; i++ {
+		switch i % 5 {
+		case 0:
+			out = append(out, fmt.Sprintf("user-%d", i))
+		case 1:
+			out = append(out, fmt.Sprintf("%08x-%04x-%04x", next()>>32, next()>>48, next()>>48))
+		case 2:
+			out = append(out, fmt.Sprint(next()%1000000))
+		default:
+			l := int(next() % 40)
+			if i%997 == 3 {
+				l = 1500
+			}
+			var b strings.Builder
+			for range l {
+				b.WriteRune(runes[next()%uint64(len(runes))])
+			}
+			out = append(out, b.String())
+		}
+	}
+	out[1] = "" // no unit key: targeting_key_missing on rollouts
+	out[7] = "user-7"
+	return out
+}
+
+type crossContext struct {
+	Key        string         `json:"key"`
+	Attributes map[string]any `json:"attributes,omitempty"`
+}
+
+// crossContexts pairs units with attribute values of every kind the
+// operators coerce.
+func crossContexts() []crossContext {
+	values := []any{
+		nil, true, false, 0.0, math.Copysign(0, -1), 9.99, 10, 10.5, 42, -1000, 16, 1e20, 1.5e20, 1e21, 1e-7, 123456789.0, math.MaxFloat64,
+		"42", " 42 ", "\u00a042\u00a0", "\u202842", "\u008542", "\ufeff42", "0x1p4", "0x10", "1_000", "1__0", "inf", "-Infinity", "NaN", "nan", "+nan", "1e400", "1e-400", ".5", "5.", ".",
+		"1.2", "1.1.9", "v1.1", "01.1.0", "1.2.0-rc.1", "2.0.0-rc.10", "2.0.0-rc.2", "2.0.0-rc.2+b", "2.0.0", "v3", "1.2.3-01", "1.2.3.4", "99999999999999999999.0.0", "2.0.0-rc.99999999999999999999",
+		"user-12", "user-12\n", "user-", "admin", "ADMIN-x", "Ådmin", "é", "e\u0301", "É", "a\nb", "a\rb", "a\u2028b", "a\u0085b", "a b", "a\u00a0b", "x", "y\nx\nz", "x\r\n",
+		"🙂", "a🙂", "abc", "abc9", "Ωmega", "中文", "αβγ", "]", "b]a", "1.5", "1x5", "ab cd", "ab.", "a", "ab", "abcde", "Z", "z", "ſ", "K",
+		[]any{1.0, "a"}, []any{}, map[string]any{"k": "v"}, map[string]any{"b": 1e6, "a": []any{true, nil}},
+	}
+	var out []crossContext
+	for i, v := range values {
+		out = append(out, crossContext{Key: fmt.Sprintf("ctx-%d", i), Attributes: map[string]any{"a": v}})
+	}
+	out = append(out, crossContext{Key: "user-7", Attributes: map[string]any{"a": true}},
+		crossContext{Key: "ctx-missing", Attributes: map[string]any{"b": "x"}}, crossContext{Key: "", Attributes: nil})
+	return out
+}
+
+// nodeEvaluate runs the TypeScript SDK over input and returns, per flag,
+// the outcome of each unit and each context.
+func nodeEvaluate(t *testing.T, input []byte) (u, c map[string][]string) {
+	t.Helper()
+	script := ensureBuilt(t)
+	path := filepath.Join(t.TempDir(), "input.json")
+	if err := os.WriteFile(path, input, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command("node", script, path)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("node %s: %v\n%s", script, err, stderr.String())
+	}
+	var out struct {
+		Outcomes []string          `json:"outcomes"`
+		Units    map[string]string `json:"units"`
+		Contexts map[string]string `json:"contexts"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		t.Fatalf("decode node output: %v", err)
+	}
+	decode := func(m map[string]string) map[string][]string {
+		res := make(map[string][]string, len(m))
+		for k, s := range m {
+			for _, r := range s {
+				i := int(r) - 0x100
+				if i < 0 || i >= len(out.Outcomes) {
+					t.Fatalf("flag %s: outcome code %U out of range", k, r)
+				}
+				res[k] = append(res[k], out.Outcomes[i])
+			}
+		}
+		return res
+	}
+	return decode(out.Units), decode(out.Contexts)
+}
+
+// ensureBuilt returns the compiled evaluate script, building sdk/js when
+// the build is missing or older than its sources. `make test` builds it
+// first (target test-js); this keeps `go test ./...` self-sufficient.
+func ensureBuilt(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatal("node is not installed: the cross-language test needs Node.js 20 and npm (apt-get install nodejs npm)")
+	}
+	script := filepath.Join(jsDir, "dist", "src", "cli", "evaluate.js")
+	if st, err := os.Stat(script); err == nil && !newerSources(t, st.ModTime()) {
+		return script
+	}
+	run := func(args ...string) {
+		cmd := exec.Command("npm", args...)
+		cmd.Dir = jsDir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("npm %s in %s: %v\n%s", strings.Join(args, " "), jsDir, err, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(jsDir, "node_modules", ".bin", "tsc")); err != nil {
+		run("ci", "--no-audit", "--no-fund")
+	}
+	run("run", "build")
+	if _, err := os.Stat(script); err != nil {
+		t.Fatalf("npm run build in %s did not produce %s", jsDir, script)
+	}
+	return script
+}
+
+func newerSources(t *testing.T, built time.Time) bool {
+	newer := false
+	err := filepath.WalkDir(filepath.Join(jsDir, "src"), func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if info, err := d.Info(); err == nil && !d.IsDir() && info.ModTime().After(built) {
+			newer = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read %s: %v", jsDir, err)
+	}
+	return newer
+}
+
+func outcome(d flag.Detail) string {
+	return d.Variant + "|" + string(d.Reason) + "|" + string(d.ErrorType)
+}
+
+// TestSameAnswerInGoAndTypeScript evaluates every flag for 100,000 units
+// and for contexts with every kind of attribute in both SDKs, and requires
+// identical variants, reasons and error types.
+func TestSameAnswerInGoAndTypeScript(t *testing.T) {
+	flags := crossFlags()
+	unitKeys := crossUnits(units)
+	for _, u := range unitKeys {
+		if !utf8.ValidString(u) {
+			t.Fatalf("unit %q is not valid UTF-8", u)
+		}
+	}
+	input, err := json.Marshal(map[string]any{"flags": flags, "units": unitKeys, "contexts": crossContexts()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Go evaluates exactly what the TypeScript side reads: the JSON.
+	var doc struct {
+		Flags    []flag.Flag    `json:"flags"`
+		Contexts []crossContext `json:"contexts"`
+	}
+	if err := json.Unmarshal(input, &doc); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := flag.NewSnapshot(1, doc.Flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsUnits, jsContexts := nodeEvaluate(t, input)
+
+	mismatches := 0
+	report := func(format string, args ...any) {
+		mismatches++
+		if mismatches <= 20 {
+			t.Errorf(format, args...)
+		}
+	}
+	treated := map[string]int{}
+	for _, f := range doc.Flags {
+		if got := len(jsUnits[f.Key]); got != len(unitKeys) {
+			t.Fatalf("flag %s: TypeScript answered for %d units, want %d", f.Key, got, len(unitKeys))
+		}
+		for i, u := range unitKeys {
+			d := snap.Evaluate(f.Key, flag.Context{Key: u})
+			if d.Variant == "on" {
+				treated[f.Key]++
+			}
+			if want, got := outcome(d), jsUnits[f.Key][i]; got != want {
+				report("flag %s unit %q: TypeScript %s, Go %s", f.Key, u, got, want)
+			}
+		}
+		if got := len(jsContexts[f.Key]); got != len(doc.Contexts) {
+			t.Fatalf("flag %s: TypeScript answered for %d contexts, want %d", f.Key, got, len(doc.Contexts))
+		}
+		for i, c := range doc.Contexts {
+			d := snap.Evaluate(f.Key, flag.Context{Key: c.Key, Attributes: c.Attributes})
+			if want, got := outcome(d), jsContexts[f.Key][i]; got != want {
+				report("flag %s attribute a=%#v: TypeScript %s, Go %s", f.Key, c.Attributes["a"], got, want)
+			}
+		}
+	}
+	if mismatches > 0 {
+		t.Fatalf("%d answers differ between Go and TypeScript", mismatches)
+	}
+	// The comparison means something only if the flags split the units as
+	// their percentages say: each share within 1 point of its target.
+	for i, p := range rolloutPercents {
+		key := fmt.Sprintf("rollout-%d", i)
+		share := 100 * float64(treated[key]) / float64(len(unitKeys)-1)
+		if math.Abs(share-p) > 1 {
+			t.Errorf("flag %s at %v%%: %.3f%% of units in the treatment", key, p, share)
+		}
+	}
+	// And the operator flags must not all answer alike.
+	for i, c := range clauses {
+		key := fmt.Sprintf("op-%d-%s", i, c.Op)
+		on := 0
+		for _, o := range jsContexts[key] {
+			if strings.HasPrefix(o, "on|") {
+				on++
+			}
+		}
+		if on == 0 || on == len(doc.Contexts) {
+			t.Errorf("flag %s: %d of %d contexts match; the clause tests nothing", key, on, len(doc.Contexts))
+		}
+	}
+}
