@@ -1,0 +1,198 @@
+package analysis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+)
+
+// Defaults of HTTPOptions.
+const (
+	DefaultQueryTimeout = 30 * time.Second
+	DefaultRetries      = 3
+	DefaultBackoff      = 250 * time.Millisecond
+	DefaultMaxBackoff   = 5 * time.Second
+)
+
+// HTTPOptions configure an HTTPProvider. Only URL is required.
+type HTTPOptions struct {
+	// URL is the base of the Prometheus HTTP API, without /api/v1: for
+	// example http://prometheus:9090, a Thanos querier, Mimir's
+	// http://mimir/prometheus, or VictoriaMetrics's http://vm:8428.
+	URL string
+	// Client holds the HTTP settings: bearer token, basic auth, TLS,
+	// headers, proxy, as in a Prometheus scrape configuration.
+	Client config.HTTPClientConfig
+	// Timeout bounds one attempt; default DefaultQueryTimeout. It is also
+	// sent to the server as the query's timeout parameter.
+	Timeout time.Duration
+	// Retries is how many times a failed attempt is retried: network
+	// errors and HTTP 429, 500, 502, 503 and 504. Errors in the query
+	// itself (400, 422) are not retried. Default DefaultRetries; set -1
+	// for none.
+	Retries int
+	// Backoff is the wait before the first retry; it doubles at each
+	// retry up to MaxBackoff, with full jitter, and a Retry-After header
+	// is honoured up to MaxBackoff. Defaults DefaultBackoff and
+	// DefaultMaxBackoff.
+	Backoff, MaxBackoff time.Duration
+}
+
+// HTTPProvider queries a Prometheus-compatible HTTP API.
+type HTTPProvider struct {
+	api     v1.API
+	timeout time.Duration
+}
+
+// NewHTTPProvider returns a provider for the API at opts.URL. It does not
+// contact the server.
+func NewHTTPProvider(opts HTTPOptions) (*HTTPProvider, error) {
+	u, err := url.Parse(opts.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("prometheus provider: URL %q: want http(s)://host[:port][/path]", opts.URL)
+	}
+	if err := opts.Client.Validate(); err != nil {
+		return nil, fmt.Errorf("prometheus provider %s: HTTP client settings: %w", opts.URL, err)
+	}
+	if opts.Timeout < 0 || opts.Backoff < 0 || opts.MaxBackoff < 0 || opts.Retries < -1 {
+		return nil, fmt.Errorf("prometheus provider %s: negative timeout, backoff or retries", opts.URL)
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultQueryTimeout
+	}
+	switch opts.Retries {
+	case 0:
+		opts.Retries = DefaultRetries
+	case -1:
+		opts.Retries = 0
+	}
+	if opts.Backoff == 0 {
+		opts.Backoff = DefaultBackoff
+	}
+	if opts.MaxBackoff == 0 {
+		opts.MaxBackoff = DefaultMaxBackoff
+	}
+	hc, err := config.NewClientFromConfig(opts.Client, "vigil")
+	if err != nil {
+		return nil, fmt.Errorf("prometheus provider %s: HTTP client: %w", opts.URL, err)
+	}
+	base, err := api.NewClient(api.Config{Address: opts.URL, Client: hc})
+	if err != nil {
+		return nil, fmt.Errorf("prometheus provider %s: %w", opts.URL, err)
+	}
+	rc := &retryClient{Client: base, retries: opts.Retries, timeout: opts.Timeout, backoff: opts.Backoff, maxBackoff: opts.MaxBackoff}
+	return &HTTPProvider{api: v1.NewAPI(rc), timeout: opts.Timeout}, nil
+}
+
+// Query evaluates an instant query at ts, retrying transient failures
+// within ctx.
+func (p *HTTPProvider) Query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
+	v, _, _, err := p.api.Query(ctx, query, ts, v1.WithTimeout(p.timeout))
+	if err != nil {
+		return nil, err
+	}
+	switch v := v.(type) {
+	case model.Vector:
+		return v, nil
+	case *model.Scalar:
+		return model.Vector{{Metric: model.Metric{}, Value: v.Value, Timestamp: v.Timestamp}}, nil
+	default:
+		return nil, fmt.Errorf("query %q: result is a %s, want a vector or scalar", query, v.Type())
+	}
+}
+
+// retryClient retries one HTTP exchange of the API client. It sits below
+// the API's decoding so that it sees status codes and Retry-After.
+type retryClient struct {
+	api.Client
+	retries             int
+	timeout             time.Duration
+	backoff, maxBackoff time.Duration
+}
+
+func (c *retryClient) Do(ctx context.Context, req *http.Request) (*http.Response, []byte, error) {
+	wait := c.backoff
+	for attempt := 0; ; attempt++ {
+		r := req
+		if attempt > 0 && req.GetBody != nil {
+			body, err := req.GetBody()
+			if err != nil {
+				return nil, nil, fmt.Errorf("replay request body: %w", err)
+			}
+			r = req.Clone(ctx)
+			r.Body = body
+		}
+		resp, body, err := c.attempt(ctx, r)
+		if attempt >= c.retries || !retryable(resp, err) || ctx.Err() != nil {
+			if err != nil && attempt > 0 {
+				err = fmt.Errorf("after %d attempts: %w", attempt+1, err)
+			}
+			return resp, body, err
+		}
+		// Full jitter spreads the retries of many controllers.
+		d := time.Duration(rand.Int64N(int64(wait) + 1))
+		if ra := retryAfter(resp); ra > 0 {
+			d = min(ra, c.maxBackoff)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if err == nil {
+				err = fmt.Errorf("HTTP %s", resp.Status)
+			}
+			return resp, body, fmt.Errorf("%w (gave up retrying: %w)", err, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, c.maxBackoff)
+	}
+}
+
+func (c *retryClient) attempt(ctx context.Context, req *http.Request) (*http.Response, []byte, error) {
+	actx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	resp, body, err := c.Client.Do(actx, req)
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("attempt timed out after %s: %w", c.timeout, err)
+	}
+	return resp, body, err
+}
+
+// retryable says whether a failed exchange may succeed if repeated.
+func retryable(resp *http.Response, err error) bool {
+	if err != nil {
+		var ne net.Error
+		return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
+			errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+	}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// retryAfter reads a Retry-After header given in seconds.
+func retryAfter(resp *http.Response) time.Duration {
+	if resp == nil {
+		return 0
+	}
+	s, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if err != nil || s <= 0 {
+		return 0
+	}
+	return time.Duration(s) * time.Second
+}

@@ -1,0 +1,50 @@
+package analysis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/prometheus/common/model"
+)
+
+// Provider evaluates PromQL instant queries. The Prometheus HTTP API
+// (HTTPProvider, for Prometheus, Thanos, Mimir, VictoriaMetrics) and the
+// embedded store (metricstore.Store) implement it.
+type Provider interface {
+	// Query evaluates query at ts. A scalar result is one sample with no
+	// labels; a matrix or string result is an error.
+	Query(ctx context.Context, query string, ts time.Time) (model.Vector, error)
+}
+
+// ErrNoData marks a read that returned nothing usable: no series, or a value
+// that is NaN or infinite. It is never a pass: the judge reads the affected
+// counts as unreadable, and the tick is inconclusive. Test with errors.Is.
+var ErrNoData = errors.New("no data")
+
+// QueryError is a query that failed at the provider. It names the metric and
+// the query, so that an inconclusive verdict can say what could not be read.
+type QueryError struct {
+	// Metric is what the query reads: "requests", "errors", "latency" or a
+	// custom metric's name.
+	Metric string
+	// Query is the PromQL sent.
+	Query string
+	// Err is the provider's error.
+	Err error
+}
+
+func (e *QueryError) Error() string {
+	return fmt.Sprintf("read %s: query %s: %v", e.Metric, e.Query, e.Err)
+}
+
+// Unwrap returns the provider's error.
+func (e *QueryError) Unwrap() error { return e.Err }
+
+// finite reports whether a sample value can be used as a count.
+func finite(v model.SampleValue) bool {
+	f := float64(v)
+	return !math.IsNaN(f) && !math.IsInf(f, 0)
+}

@@ -1,0 +1,375 @@
+package analysis
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+)
+
+// The SDK's cohort metrics (the contract with package sdk), as Prometheus
+// names them.
+const (
+	// RequestsMetric counts flag-guarded requests; failed ones carry
+	// error_type.
+	RequestsMetric = "feature_flag_requests_total"
+	// DurationMetric is the request latency histogram in seconds; its
+	// series are DurationMetric + "_bucket", "_sum" and "_count".
+	DurationMetric = "feature_flag_request_duration_seconds"
+
+	labelKey       = "feature_flag_key"
+	labelVariant   = "feature_flag_result_variant"
+	labelReason    = "feature_flag_result_reason"
+	labelErrorType = "error_type"
+	labelLE        = "le"
+	// labelFlag tags each flag's part of a custom metric's query, whose
+	// result need not carry feature_flag_key.
+	labelFlag = "vigil_flag"
+	// reasonSplit is the only evaluation reason analysed: units placed by
+	// the rollout split are a random sample, targeted units are not.
+	reasonSplit = "split"
+)
+
+// Names under which Reading.Err reports what could not be read.
+const (
+	MetricRequests = "requests"
+	MetricErrors   = "errors"
+	MetricLatency  = "latency"
+)
+
+// FlagQuery says what to read for one flag under analysis.
+type FlagQuery struct {
+	// Flag is the flag's key.
+	Flag string
+	// Treatment and Control are the variants compared.
+	Treatment, Control string
+	// Since is when the rollout began: counts cover (Since, now].
+	Since time.Time
+	// Custom are the flag's custom metrics, read into CohortCounts.Custom
+	// under their names.
+	Custom []*QueryTemplate
+}
+
+// Bucket is one bucket of a cumulative latency histogram.
+type Bucket struct {
+	// UpperBound is the bucket's le in seconds; +Inf for the last.
+	UpperBound float64
+	// Count is the requests no slower than UpperBound.
+	Count float64
+}
+
+// Reading is what one Read found for one flag.
+type Reading struct {
+	// Counts are the cohorts' counts since FlagQuery.Since. A count that
+	// could not be read is NaN (Requests, Errors) or absent (Slower,
+	// Custom entries), which the judge treats as unreadable: never a pass.
+	Counts FlagCounts
+	// TreatmentBuckets and ControlBuckets are the cohorts' latency
+	// histograms since Since, cumulative and sorted by UpperBound (the last
+	// is +Inf); nil when there is none. The judge picks latency edges from
+	// control's.
+	TreatmentBuckets, ControlBuckets []Bucket
+	// Err says why some counts could not be read; nil when all were.
+	// errors.Is(Err, ErrNoData) when a series was missing or not finite;
+	// errors.As(Err, **QueryError) when a query failed.
+	Err error
+}
+
+// Reader reads cohort counts for all flags under analysis with one query
+// per metric, whatever the number of flags.
+//
+// Counts come from increase() over each flag's window since its rollout
+// began. increase() copes with what raw counter arithmetic does not: counter
+// resets when a pod restarts, and series that vanish with their pod or
+// appear with a new one. Its price is extrapolation: Prometheus stretches
+// each series' increase from its first and last samples in the window to the
+// window's ends, so a count is fractional and may run up to about one scrape
+// interval's traffic ahead of or behind the truth. Both cohorts' series come
+// from the same pods and scrapes and are stretched alike, so their ratio is
+// unaffected, and the error shrinks relative to the count as the rollout
+// goes on. Counts are not rounded here: the judge rounds the cumulative
+// values (never the per-tick differences), so rounding errors do not add up.
+// A scrape missing at query time (scrape interval, remote-write lag) is
+// covered by the same extrapolation and caught up at the next read, since
+// every read covers the whole window from Since. VictoriaMetrics's
+// increase() does not extrapolate; the counts are then exact at sample
+// times.
+type Reader struct {
+	provider Provider
+}
+
+// NewReader returns a Reader that queries p.
+func NewReader(p Provider) *Reader { return &Reader{provider: p} }
+
+// Read returns, for every flag in flags, its counts over (Since, now]. The
+// map has an entry for every flag, even when nothing could be read; the
+// error is non-nil when a built-in query failed as a whole (each Reading.Err
+// then says so too) or when flags is invalid (the map is then nil and
+// nothing is queried).
+func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (map[string]Reading, error) {
+	if err := validateFlagQueries(now, flags); err != nil {
+		return nil, err
+	}
+	out := make(map[string]Reading, len(flags))
+	errs := make(map[string][]error, len(flags))
+	for _, f := range flags {
+		out[f.Flag] = Reading{Counts: FlagCounts{
+			Flag:      f.Flag,
+			Treatment: CohortCounts{Requests: math.NaN(), Errors: math.NaN()},
+			Control:   CohortCounts{Requests: math.NaN(), Errors: math.NaN()},
+		}}
+	}
+	var whole []error
+	fail := func(metric, query string, err error) {
+		qe := &QueryError{Metric: metric, Query: query, Err: err}
+		whole = append(whole, qe)
+		for _, f := range flags {
+			errs[f.Flag] = append(errs[f.Flag], qe)
+		}
+	}
+
+	q := requestsQuery(now, flags)
+	if v, err := r.provider.Query(ctx, q, now); err != nil {
+		fail(MetricRequests, q, err)
+	} else {
+		byCohort := cohortValues(v)
+		for _, f := range flags {
+			rd := out[f.Flag]
+			rd.Counts.Treatment.Requests = pick(byCohort, f, f.Treatment, MetricRequests, errs)
+			rd.Counts.Control.Requests = pick(byCohort, f, f.Control, MetricRequests, errs)
+			out[f.Flag] = rd
+		}
+	}
+
+	q = errorsQuery(now, flags)
+	if v, err := r.provider.Query(ctx, q, now); err != nil {
+		fail(MetricErrors, q, err)
+	} else {
+		byCohort := cohortValues(v)
+		for _, f := range flags {
+			rd := out[f.Flag]
+			// No error series means no errors: the SDK creates the
+			// series at the first failure.
+			rd.Counts.Treatment.Errors = pickOrZero(byCohort, f, f.Treatment, MetricErrors, errs)
+			rd.Counts.Control.Errors = pickOrZero(byCohort, f, f.Control, MetricErrors, errs)
+			out[f.Flag] = rd
+		}
+	}
+
+	q = latencyQuery(now, flags)
+	if v, err := r.provider.Query(ctx, q, now); err != nil {
+		fail(MetricLatency, q, err)
+	} else {
+		hists := histograms(v)
+		for _, f := range flags {
+			rd := out[f.Flag]
+			var err error
+			rd.Counts.Treatment.Slower, rd.TreatmentBuckets, err = slower(hists[cohortKey{f.Flag, f.Treatment}])
+			if err != nil {
+				errs[f.Flag] = append(errs[f.Flag], fmt.Errorf("flag %s treatment %q: latency: %w", f.Flag, f.Treatment, err))
+			}
+			rd.Counts.Control.Slower, rd.ControlBuckets, err = slower(hists[cohortKey{f.Flag, f.Control}])
+			if err != nil {
+				errs[f.Flag] = append(errs[f.Flag], fmt.Errorf("flag %s control %q: latency: %w", f.Flag, f.Control, err))
+			}
+			out[f.Flag] = rd
+		}
+	}
+
+	r.readCustom(ctx, now, flags, out, errs)
+
+	for _, f := range flags {
+		if len(errs[f.Flag]) > 0 {
+			rd := out[f.Flag]
+			rd.Err = errors.Join(errs[f.Flag]...)
+			out[f.Flag] = rd
+		}
+	}
+	return out, errors.Join(whole...)
+}
+
+func validateFlagQueries(now time.Time, flags []FlagQuery) error {
+	seen := map[string]bool{}
+	for i, f := range flags {
+		switch {
+		case f.Flag == "":
+			return fmt.Errorf("flag query %d: empty flag key", i)
+		case seen[f.Flag]:
+			return fmt.Errorf("flag query %d: flag %s listed twice", i, f.Flag)
+		case f.Treatment == "" || f.Control == "":
+			return fmt.Errorf("flag %s: treatment and control variants must be named", f.Flag)
+		case f.Treatment == f.Control:
+			return fmt.Errorf("flag %s: treatment and control are both %q", f.Flag, f.Treatment)
+		case !f.Since.Before(now.Add(-time.Millisecond)):
+			return fmt.Errorf("flag %s: rollout start %s is not before the read time %s", f.Flag, f.Since.Format(time.RFC3339), now.Format(time.RFC3339))
+		}
+		names := map[string]bool{}
+		for _, t := range f.Custom {
+			if t == nil {
+				return fmt.Errorf("flag %s: nil custom metric", f.Flag)
+			}
+			if names[t.Name] {
+				return fmt.Errorf("flag %s: custom metric %q listed twice", f.Flag, t.Name)
+			}
+			names[t.Name] = true
+		}
+		seen[f.Flag] = true
+	}
+	return nil
+}
+
+// window is the range of a flag's read, in milliseconds as PromQL accepts.
+func window(now time.Time, f FlagQuery) string {
+	return model.Duration(now.Sub(f.Since).Truncate(time.Millisecond)).String()
+}
+
+// flagGroups groups flags by window, so that flags whose rollouts began
+// together share one selector.
+func flagGroups(now time.Time, flags []FlagQuery) (windows []string, groups [][]FlagQuery) {
+	idx := map[string]int{}
+	for _, f := range flags {
+		w := window(now, f)
+		i, ok := idx[w]
+		if !ok {
+			i = len(windows)
+			idx[w] = i
+			windows = append(windows, w)
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], f)
+	}
+	return windows, groups
+}
+
+// alternation is a quoted PromQL regular expression matching exactly the
+// given values.
+func alternation(values []string) string {
+	quoted := make([]string, len(values))
+	for i, v := range values {
+		quoted[i] = regexp.QuoteMeta(v)
+	}
+	slices.Sort(quoted)
+	return strconv.Quote(strings.Join(slices.Compact(quoted), "|"))
+}
+
+// cohortQuery sums increase(metric{selector}[window]) by flag, variant and
+// the extra labels, over every flag's own window, in one query.
+func cohortQuery(now time.Time, flags []FlagQuery, metric, extraSelector string, extraBy ...string) string {
+	by := strings.Join(append([]string{labelKey, labelVariant}, extraBy...), ", ")
+	windows, groups := flagGroups(now, flags)
+	parts := make([]string, len(groups))
+	for i, g := range groups {
+		var keys, variants []string
+		for _, f := range g {
+			keys = append(keys, f.Flag)
+			variants = append(variants, f.Treatment, f.Control)
+		}
+		parts[i] = fmt.Sprintf(`sum by (%s) (increase(%s{%s=%q, %s=~%s, %s=~%s%s}[%s]))`,
+			by, metric, labelReason, reasonSplit, labelKey, alternation(keys), labelVariant, alternation(variants), extraSelector, windows[i])
+	}
+	return strings.Join(parts, " or ")
+}
+
+func requestsQuery(now time.Time, flags []FlagQuery) string {
+	return cohortQuery(now, flags, RequestsMetric, "")
+}
+
+func errorsQuery(now time.Time, flags []FlagQuery) string {
+	return cohortQuery(now, flags, RequestsMetric, fmt.Sprintf(`, %s!=""`, labelErrorType))
+}
+
+func latencyQuery(now time.Time, flags []FlagQuery) string {
+	return cohortQuery(now, flags, DurationMetric+"_bucket", "", labelLE)
+}
+
+type cohortKey struct{ flag, variant string }
+
+// cohortValues indexes a result by flag and variant.
+func cohortValues(v model.Vector) map[cohortKey]model.SampleValue {
+	out := make(map[cohortKey]model.SampleValue, len(v))
+	for _, s := range v {
+		k := cohortKey{string(s.Metric[labelKey]), string(s.Metric[labelVariant])}
+		out[k] += s.Value
+	}
+	return out
+}
+
+// pick reads one cohort's count; a missing or non-finite one is NaN with an
+// ErrNoData recorded against the flag.
+func pick(byCohort map[cohortKey]model.SampleValue, f FlagQuery, variant, metric string, errs map[string][]error) float64 {
+	v, ok := byCohort[cohortKey{f.Flag, variant}]
+	if !ok {
+		errs[f.Flag] = append(errs[f.Flag], fmt.Errorf("flag %s variant %q: %s: %w: no series with reason %q since %s",
+			f.Flag, variant, metric, ErrNoData, reasonSplit, f.Since.UTC().Format(time.RFC3339)))
+		return math.NaN()
+	}
+	if !finite(v) {
+		errs[f.Flag] = append(errs[f.Flag], fmt.Errorf("flag %s variant %q: %s: %w: value %v", f.Flag, variant, metric, ErrNoData, v))
+		return math.NaN()
+	}
+	return float64(v)
+}
+
+// pickOrZero is pick for counts whose series exist only once non-zero.
+func pickOrZero(byCohort map[cohortKey]model.SampleValue, f FlagQuery, variant, metric string, errs map[string][]error) float64 {
+	if _, ok := byCohort[cohortKey{f.Flag, variant}]; !ok {
+		return 0
+	}
+	return pick(byCohort, f, variant, metric, errs)
+}
+
+// histograms groups bucket counts by cohort and bucket bound. Bounds are
+// compared as numbers: Prometheus 3's text parser stores le="1" as "1.0",
+// the OTLP translator keeps "1", and one store may hold both.
+func histograms(v model.Vector) map[cohortKey]map[float64]float64 {
+	out := map[cohortKey]map[float64]float64{}
+	for _, s := range v {
+		le, err := strconv.ParseFloat(string(s.Metric[labelLE]), 64)
+		if err != nil || math.IsNaN(le) {
+			continue
+		}
+		k := cohortKey{string(s.Metric[labelKey]), string(s.Metric[labelVariant])}
+		if out[k] == nil {
+			out[k] = map[float64]float64{}
+		}
+		out[k][le] += float64(s.Value)
+	}
+	return out
+}
+
+// slower turns one cohort's buckets into the requests slower than each
+// finite edge (the +Inf bucket minus the edge's) and the sorted histogram.
+func slower(h map[float64]float64) (map[float64]float64, []Bucket, error) {
+	if len(h) == 0 {
+		return nil, nil, fmt.Errorf("%w: no %s_bucket series", ErrNoData, DurationMetric)
+	}
+	total, ok := h[math.Inf(1)]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: no le=\"+Inf\" bucket", ErrNoData)
+	}
+	buckets := make([]Bucket, 0, len(h))
+	for le, n := range h {
+		if math.IsNaN(n) || math.IsInf(n, 0) {
+			return nil, nil, fmt.Errorf("%w: bucket le=%v is %v", ErrNoData, le, n)
+		}
+		buckets = append(buckets, Bucket{UpperBound: le, Count: n})
+	}
+	slices.SortFunc(buckets, func(a, b Bucket) int { return cmp.Compare(a.UpperBound, b.UpperBound) })
+	out := make(map[float64]float64, len(h)-1)
+	for _, b := range buckets {
+		if !math.IsInf(b.UpperBound, 1) {
+			// Buckets are extrapolated separately; never report a
+			// negative count for their difference.
+			out[b.UpperBound] = max(0, total-b.Count)
+		}
+	}
+	return out, buckets, nil
+}
