@@ -142,6 +142,7 @@ func (s *Server) putFlag(c *gin.Context) {
 		s.FailStore(c, err)
 		return
 	}
+	s.hub.await(ctx, out.Version)
 	c.Header("ETag", etag(out.Version))
 	status := http.StatusOK
 	if created {
@@ -182,6 +183,7 @@ func (s *Server) deleteFlag(c *gin.Context) {
 		s.FailStore(c, err)
 		return
 	}
+	s.hub.await(ctx, version)
 	c.JSON(http.StatusOK, Deleted{Key: key, Version: version})
 }
 
@@ -316,6 +318,7 @@ func (s *Server) apply(c *gin.Context) {
 		s.FailStore(c, err)
 		return
 	}
+	s.hub.await(ctx, r.Revision)
 	c.JSON(http.StatusOK, r)
 }
 

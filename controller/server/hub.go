@@ -37,6 +37,8 @@ type hub struct {
 	snap    []byte // the snapshot JSON at rev; nil when it must be rebuilt
 	clients map[*streamClient]struct{}
 	closed  bool
+	// advanced is closed and replaced whenever rev grows.
+	advanced chan struct{}
 }
 
 type streamClient struct {
@@ -48,7 +50,7 @@ type streamClient struct {
 var errShuttingDown = errors.New("the controller is shutting down")
 
 func newHub(s store.Store, log *slog.Logger, m *metrics, resync time.Duration) *hub {
-	return &hub{store: s, log: log, metrics: m, resync: resync, clients: map[*streamClient]struct{}{}}
+	return &hub{store: s, log: log, metrics: m, resync: resync, clients: map[*streamClient]struct{}{}, advanced: make(chan struct{})}
 }
 
 func (h *hub) loaded() bool    { return h.ready.Load() }
@@ -98,9 +100,8 @@ func (h *hub) load(ctx context.Context) error {
 	}
 	h.mu.Lock()
 	h.flags, h.snap = flags, nil
-	h.rev.Store(snap.Revision)
+	h.setRevLocked(snap.Revision)
 	h.mu.Unlock()
-	h.metrics.revision.Set(float64(snap.Revision))
 	h.ready.Store(true)
 	return nil
 }
@@ -142,8 +143,7 @@ func (h *hub) sync(ctx context.Context) error {
 		}
 	}
 	h.snap = nil
-	h.rev.Store(rev)
-	h.metrics.revision.Set(float64(rev))
+	h.setRevLocked(rev)
 	if len(msg) == 0 {
 		return nil
 	}
@@ -156,6 +156,37 @@ func (h *hub) sync(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+func (h *hub) setRevLocked(rev int64) {
+	h.rev.Store(rev)
+	h.metrics.revision.Set(float64(rev))
+	close(h.advanced)
+	h.advanced = make(chan struct{})
+}
+
+// await waits until the hub serves revision rev or later, so that a client
+// that changed a flag sees its change on this controller's SDK endpoints
+// once the API has answered. It gives up quietly after a second or when ctx
+// ends: the change is committed either way and will arrive.
+func (h *hub) await(ctx context.Context, rev int64) {
+	timeout := time.NewTimer(time.Second)
+	defer timeout.Stop()
+	for {
+		h.mu.Lock()
+		ch := h.advanced
+		h.mu.Unlock()
+		if h.rev.Load() >= rev {
+			return
+		}
+		select {
+		case <-ch:
+		case <-timeout.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // snapshotLocked returns the snapshot JSON at the hub's revision.
