@@ -1,0 +1,289 @@
+// Package fleet runs a small fleet of real HTTP services instrumented with
+// the Vigil SDK: a gateway that calls checkout, which calls payments. Each
+// service has a treatment code path whose health is configurable, so the
+// demo and the end-to-end tests can show a healthy rollout being promoted and
+// a harmful one being rolled back.
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/vigil-dev/vigil/sdk"
+)
+
+// Flag keys the fleet evaluates.
+const (
+	// NewCheckout is evaluated in every service: the gateway decides, the
+	// others serve the variant pinned in the request's baggage.
+	NewCheckout = "new-checkout"
+	// FastPayments is evaluated in checkout and payments; its treatment
+	// code path runs in payments.
+	FastPayments = "fast-payments"
+	// SlowSearch is evaluated in the gateway only; its treatment path is
+	// slower in the tail.
+	SlowSearch = "slow-search"
+)
+
+// Behaviour is how one code path of a service performs.
+type Behaviour struct {
+	// ErrorRate is the chance that a request fails with a 500.
+	ErrorRate float64
+	// Latency is the typical service time.
+	Latency time.Duration
+	// TailRate is the chance that a request is slow, taking TailLatency.
+	TailRate    float64
+	TailLatency time.Duration
+}
+
+// Config describes the fleet. Treatment maps a flag key to how its
+// treatment path behaves; flags without an entry behave like control.
+type Config struct {
+	ControllerURL string
+	Token         string
+	// FlagsFile runs the SDKs offline from a flags file instead.
+	FlagsFile string
+	Control       Behaviour
+	Treatment     map[string]Behaviour
+	// Seen, when set, is told of every evaluation: which service saw which
+	// variant of which flag for which unit.
+	Seen func(service, flag, unit, variant string)
+}
+
+// DefaultControl is a healthy service: 1% errors, a few milliseconds, and a
+// 2% tail at 60 ms.
+var DefaultControl = Behaviour{ErrorRate: 0.01, Latency: 3 * time.Millisecond, TailRate: 0.02, TailLatency: 60 * time.Millisecond}
+
+// Fleet is the running services.
+type Fleet struct {
+	services []*service
+	gateway  string
+	client   *http.Client
+}
+
+type service struct {
+	name    string
+	sdk     *sdk.Client
+	srv     *http.Server
+	ln      net.Listener
+	metrics net.Listener
+	msrv    *http.Server
+	mp      *sdkmetric.MeterProvider
+}
+
+// Start starts payments, checkout and gateway, each with its own SDK client
+// connected to the controller and its own /metrics endpoint. It waits until
+// every SDK has its first snapshot.
+func Start(ctx context.Context, cfg Config) (*Fleet, error) {
+	f := &Fleet{client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
+	next := ""
+	for _, name := range []string{"payments", "checkout", "gateway"} {
+		s, err := startService(ctx, cfg, name, next, f.client)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("start %s: %w", name, err)
+		}
+		f.services = append(f.services, s)
+		next = "http://" + s.ln.Addr().String()
+	}
+	f.gateway = next
+	return f, nil
+}
+
+// MetricsTargets returns the host:port of every service's /metrics endpoint.
+func (f *Fleet) MetricsTargets() []string {
+	out := make([]string, len(f.services))
+	for i, s := range f.services {
+		out[i] = s.metrics.Addr().String()
+	}
+	return out
+}
+
+// GatewayURL is the fleet's entry point.
+func (f *Fleet) GatewayURL() string { return f.gateway }
+
+// Close stops every service.
+func (f *Fleet) Close() {
+	for _, s := range f.services {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.srv.Shutdown(ctx)
+		_ = s.msrv.Shutdown(ctx)
+		cancel()
+		_ = s.sdk.Close()
+		_ = s.mp.Shutdown(context.Background())
+	}
+	f.client.CloseIdleConnections()
+}
+
+// Do sends one request for unit through the gateway and reports whether it
+// succeeded.
+func (f *Fleet) Do(ctx context.Context, unit string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.gateway+"/checkout", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-User", unit)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 500 {
+		return fmt.Errorf("gateway: %s", resp.Status)
+	}
+	return nil
+}
+
+func startService(ctx context.Context, cfg Config, name, next string, client *http.Client) (*service, error) {
+	reg := prometheus.NewRegistry()
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return nil, err
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	c, err := sdk.New(ctx, sdk.Config{ServerURL: cfg.ControllerURL, Token: cfg.Token, FlagsFile: cfg.FlagsFile, MeterProvider: mp,
+		BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second, PollInterval: time.Second})
+	if err != nil {
+		return nil, err
+	}
+	if !c.Ready() {
+		c.Close()
+		return nil, errors.New("no flags from the controller yet")
+	}
+	s := &service{name: name, sdk: c, mp: mp}
+	h := &handler{service: s, cfg: cfg, next: next, client: client, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+	var ok bool
+	if s.ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	if s.metrics, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		s.ln.Close()
+		return nil, err
+	}
+	defer func() {
+		if !ok {
+			s.ln.Close()
+			s.metrics.Close()
+		}
+	}()
+	s.srv = &http.Server{Handler: withBaggage(c.Middleware(h)), ReadHeaderTimeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go s.srv.Serve(s.ln)
+	go s.msrv.Serve(s.metrics)
+	ok = true
+	return s, nil
+}
+
+// withBaggage reads the W3C baggage header into the request context, where
+// the SDK finds variants pinned upstream. Real services get this from their
+// OpenTelemetry propagator (otelhttp).
+func withBaggage(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := propagation.Baggage{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+type handler struct {
+	service *service
+	cfg     Config
+	next    string
+	client  *http.Client
+	mu      sync.Mutex
+	rng     *rand.Rand
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	unit := r.Header.Get("X-User")
+	ec := sdk.EvalContext{Key: unit}
+	behaviour := h.cfg.Control
+	for _, key := range h.flags() {
+		on, d := h.service.sdk.BoolDetail(ctx, key, ec, false)
+		if h.cfg.Seen != nil && d.Variant != "" {
+			h.cfg.Seen(h.service.name, key, unit, d.Variant)
+		}
+		if on && h.owns(key) {
+			if b, ok := h.cfg.Treatment[key]; ok {
+				behaviour = b
+			}
+		}
+	}
+	if h.next != "" {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.next+"/checkout", nil)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		req.Header.Set("X-User", unit)
+		propagation.Baggage{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
+		resp, err := h.client.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		resp.Body.Close()
+		if resp.StatusCode >= 500 {
+			http.Error(w, h.next+": "+resp.Status, http.StatusBadGateway)
+			return
+		}
+	}
+	h.mu.Lock()
+	fail := h.rng.Float64() < behaviour.ErrorRate
+	slow := h.rng.Float64() < behaviour.TailRate
+	h.mu.Unlock()
+	work := behaviour.Latency
+	if slow {
+		work = behaviour.TailLatency
+	}
+	// Simulated service time.
+	select {
+	case <-time.After(work):
+	case <-ctx.Done():
+		return
+	}
+	if fail {
+		http.Error(w, h.service.name+" failed", http.StatusInternalServerError)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// flags are the flags a service evaluates, in order.
+func (h *handler) flags() []string {
+	switch h.service.name {
+	case "gateway":
+		return []string{NewCheckout, SlowSearch}
+	case "checkout":
+		return []string{NewCheckout, FastPayments}
+	default:
+		return []string{NewCheckout, FastPayments}
+	}
+}
+
+// owns reports whether the flag's treatment code path runs in this service.
+func (h *handler) owns(key string) bool {
+	switch key {
+	case NewCheckout:
+		return h.service.name == "checkout"
+	case FastPayments:
+		return h.service.name == "payments"
+	case SlowSearch:
+		return h.service.name == "gateway"
+	}
+	return false
+}
