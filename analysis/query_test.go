@@ -1,0 +1,412 @@
+package analysis
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/vigil-dev/vigil/analysis/metricstore"
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// loader appends counters to an embedded store. Every series gets a sample
+// every 15 s for the 10 minutes before end, growing by a fixed step: with
+// linear growth, increase() over a window that ends at a sample is exact, so
+// expected counts are whole numbers.
+type loader struct {
+	t   *testing.T
+	s   *metricstore.Store
+	end time.Time
+}
+
+func newLoader(t *testing.T) *loader {
+	t.Helper()
+	s, err := metricstore.Open(context.Background(), metricstore.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return &loader{t: t, s: s, end: time.UnixMilli(1_800_000_000_000)}
+}
+
+func (l *loader) counter(step float64, lbls ...string) {
+	l.t.Helper()
+	app := l.s.Appender(context.Background())
+	ls := labels.FromStrings(append([]string{"otel_scope_name", "vigil", "instance", "pod-a"}, lbls...)...)
+	for k := 0; k <= 40; k++ {
+		ts := l.end.Add(-time.Duration(40-k) * 15 * time.Second)
+		if _, err := app.Append(0, ls, ts.UnixMilli(), float64(k)*step); err != nil {
+			l.t.Fatal(err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// cohortLabels returns the SDK's labels of one cohort.
+func cohortLabels(name, flagKey, variant, reason string, extra ...string) []string {
+	return append([]string{"__name__", name, labelKey, flagKey, labelVariant, variant, labelReason, reason}, extra...)
+}
+
+func (l *loader) loadCheckout() {
+	// checkout: treatment "on", control "off", over the whole 10 minutes.
+	l.counter(3, cohortLabels(RequestsMetric, "checkout", "on", "split")...)
+	l.counter(1, cohortLabels(RequestsMetric, "checkout", "on", "split", labelErrorType, "timeout")...)
+	l.counter(10, cohortLabels(RequestsMetric, "checkout", "off", "split")...)
+	l.counter(1, cohortLabels(RequestsMetric, "checkout", "off", "split", labelErrorType, "500")...)
+	// Targeted units are not part of the comparison.
+	l.counter(100, cohortLabels(RequestsMetric, "checkout", "on", "targeting_match")...)
+	l.counter(100, cohortLabels(RequestsMetric, "checkout", "on", "targeting_match", labelErrorType, "500")...)
+	// A third variant is ignored.
+	l.counter(7, cohortLabels(RequestsMetric, "checkout", "beta", "split")...)
+	b := DurationMetric + "_bucket"
+	for _, c := range []struct {
+		variant, le string
+		step        float64
+	}{
+		{"on", "0.1", 1}, {"on", "0.5", 2}, {"on", "+Inf", 3},
+		{"off", "0.1", 6}, {"off", "0.5", 10}, {"off", "+Inf", 11},
+	} {
+		l.counter(c.step, cohortLabels(b, "checkout", c.variant, "split", labelLE, c.le)...)
+	}
+	// A second pod whose bucket bound is written "0.50": bounds are
+	// compared as numbers.
+	for _, c := range []struct {
+		le   string
+		step float64
+	}{{"0.1", 0}, {"0.50", 1}, {"+Inf", 1}} {
+		l.counter(c.step, append(cohortLabels(b, "checkout", "on", "split", labelLE, c.le), "pod", "b")...)
+	}
+}
+
+func TestReadCohortCounts(t *testing.T) {
+	l := newLoader(t)
+	l.loadCheckout()
+	// search: only its treatment has traffic.
+	l.counter(2, cohortLabels(RequestsMetric, "search", "v2", "split")...)
+
+	var counting countingProvider
+	counting.p = l.s
+	r := NewReader(&counting)
+	got, err := r.Read(context.Background(), l.end, []FlagQuery{
+		{Flag: "checkout", Treatment: "on", Control: "off", Since: l.end.Add(-10 * time.Minute)},
+		{Flag: "search", Treatment: "v2", Control: "v1", Since: l.end.Add(-5 * time.Minute)},
+	})
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	if counting.n != 3 {
+		t.Errorf("Read sent %d queries for 2 flags, want 3 (one per metric)", counting.n)
+	}
+
+	co := got["checkout"]
+	if co.Err != nil {
+		t.Errorf("checkout: unexpected error %v", co.Err)
+	}
+	want := FlagCounts{
+		Flag:      "checkout",
+		Treatment: CohortCounts{Requests: 160, Errors: 40, Slower: map[float64]float64{0.1: 120, 0.5: 40}},
+		Control:   CohortCounts{Requests: 440, Errors: 40, Slower: map[float64]float64{0.1: 200, 0.5: 40}},
+	}
+	assertCounts(t, co.Counts, want)
+	if len(co.ControlBuckets) != 3 || co.ControlBuckets[0].UpperBound != 0.1 || !near(co.ControlBuckets[0].Count, 240) || !math.IsInf(co.ControlBuckets[2].UpperBound, 1) || !near(co.ControlBuckets[2].Count, 440) {
+		t.Errorf("control buckets = %v", co.ControlBuckets)
+	}
+
+	se := got["search"]
+	if !near(se.Counts.Treatment.Requests, 40) {
+		t.Errorf("search treatment requests over its 5-minute window = %v, want 40", se.Counts.Treatment.Requests)
+	}
+	if !math.IsNaN(se.Counts.Control.Requests) {
+		t.Errorf("search control requests = %v, want NaN (no series)", se.Counts.Control.Requests)
+	}
+	if !errors.Is(se.Err, ErrNoData) || !strings.Contains(se.Err.Error(), `variant "v1"`) {
+		t.Errorf("search error = %v, want ErrNoData naming variant v1", se.Err)
+	}
+	if se.Counts.Treatment.Slower != nil || se.TreatmentBuckets != nil {
+		t.Errorf("search has no histogram, got %v %v", se.Counts.Treatment.Slower, se.TreatmentBuckets)
+	}
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-6*math.Max(1, math.Abs(b)) }
+
+func assertCounts(t *testing.T, got, want FlagCounts) {
+	t.Helper()
+	if got.Flag != want.Flag {
+		t.Errorf("flag %q, want %q", got.Flag, want.Flag)
+	}
+	for _, c := range []struct {
+		name      string
+		got, want CohortCounts
+	}{{"treatment", got.Treatment, want.Treatment}, {"control", got.Control, want.Control}} {
+		if !near(c.got.Requests, c.want.Requests) || !near(c.got.Errors, c.want.Errors) {
+			t.Errorf("%s %s: requests %v errors %v, want %v and %v", want.Flag, c.name, c.got.Requests, c.got.Errors, c.want.Requests, c.want.Errors)
+		}
+		if len(c.got.Slower) != len(c.want.Slower) {
+			t.Errorf("%s %s: slower %v, want %v", want.Flag, c.name, c.got.Slower, c.want.Slower)
+		}
+		for edge, n := range c.want.Slower {
+			if !near(c.got.Slower[edge], n) {
+				t.Errorf("%s %s: slower than %v = %v, want %v", want.Flag, c.name, edge, c.got.Slower[edge], n)
+			}
+		}
+		for name, n := range c.want.Custom {
+			if !near(c.got.Custom[name], n) {
+				t.Errorf("%s %s: custom %s = %v, want %v", want.Flag, c.name, name, c.got.Custom[name], n)
+			}
+		}
+	}
+}
+
+type countingProvider struct {
+	p       Provider
+	n       int
+	queries []string
+}
+
+func (c *countingProvider) Query(ctx context.Context, q string, ts time.Time) (model.Vector, error) {
+	c.n++
+	c.queries = append(c.queries, q)
+	return c.p.Query(ctx, q, ts)
+}
+
+// failingProvider fails the queries whose text contains match.
+type failingProvider struct {
+	p     Provider
+	match string
+}
+
+func (f failingProvider) Query(ctx context.Context, q string, ts time.Time) (model.Vector, error) {
+	if strings.Contains(q, f.match) {
+		return nil, errors.New("connection refused")
+	}
+	return f.p.Query(ctx, q, ts)
+}
+
+func TestReadQueryFailureIsUnreadable(t *testing.T) {
+	l := newLoader(t)
+	l.loadCheckout()
+	q := []FlagQuery{{Flag: "checkout", Treatment: "on", Control: "off", Since: l.end.Add(-10 * time.Minute)}}
+
+	got, err := NewReader(failingProvider{l.s, `error_type!=""`}).Read(context.Background(), l.end, q)
+	var qe *QueryError
+	if !errors.As(err, &qe) || qe.Metric != MetricErrors || !strings.Contains(qe.Query, RequestsMetric) {
+		t.Fatalf("Read error = %v, want a QueryError for errors", err)
+	}
+	co := got["checkout"]
+	if !math.IsNaN(co.Counts.Treatment.Errors) || !math.IsNaN(co.Counts.Control.Errors) {
+		t.Errorf("errors after a failed query = %v / %v, want NaN", co.Counts.Treatment.Errors, co.Counts.Control.Errors)
+	}
+	if !near(co.Counts.Treatment.Requests, 160) || !errors.As(co.Err, &qe) {
+		t.Errorf("requests should still be read (%v) and the flag's error name the query (%v)", co.Counts.Treatment.Requests, co.Err)
+	}
+
+	got, err = NewReader(failingProvider{l.s, DurationMetric}).Read(context.Background(), l.end, q)
+	if err == nil || got["checkout"].Counts.Treatment.Slower != nil || got["checkout"].Counts.Control.Slower != nil {
+		t.Errorf("latency query failure: err %v, slower %v", err, got["checkout"].Counts.Treatment.Slower)
+	}
+}
+
+func TestReadNaNIsUnreadable(t *testing.T) {
+	l := newLoader(t)
+	app := l.s.Appender(context.Background())
+	for _, v := range []string{"on", "off"} {
+		ls := labels.FromStrings(cohortLabels(RequestsMetric, "f", v, "split")...)
+		for k := 0; k <= 4; k++ {
+			val := float64(k)
+			if v == "on" && k == 4 {
+				val = math.NaN()
+			}
+			if _, err := app.Append(0, ls, l.end.Add(-time.Duration(4-k)*15*time.Second).UnixMilli(), val); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := NewReader(l.s).Read(context.Background(), l.end, []FlagQuery{{Flag: "f", Treatment: "on", Control: "off", Since: l.end.Add(-time.Minute)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := got["f"]
+	if !math.IsNaN(f.Counts.Treatment.Requests) || !errors.Is(f.Err, ErrNoData) {
+		t.Errorf("NaN counter: requests %v, err %v; want NaN and ErrNoData", f.Counts.Treatment.Requests, f.Err)
+	}
+	if math.IsNaN(f.Counts.Control.Requests) {
+		t.Errorf("control is readable, got NaN")
+	}
+}
+
+func TestReadRejectsBadFlagQueries(t *testing.T) {
+	now := time.Now()
+	ago := now.Add(-time.Hour)
+	for name, qs := range map[string][]FlagQuery{
+		"empty key":     {{Treatment: "a", Control: "b", Since: ago}},
+		"twice":         {{Flag: "f", Treatment: "a", Control: "b", Since: ago}, {Flag: "f", Treatment: "a", Control: "b", Since: ago}},
+		"same variants": {{Flag: "f", Treatment: "a", Control: "a", Since: ago}},
+		"no control":    {{Flag: "f", Treatment: "a", Since: ago}},
+		"future start":  {{Flag: "f", Treatment: "a", Control: "b", Since: now.Add(time.Minute)}},
+		"nil custom":    {{Flag: "f", Treatment: "a", Control: "b", Since: ago, Custom: []*QueryTemplate{nil}}},
+		"custom twice":  {{Flag: "f", Treatment: "a", Control: "b", Since: ago, Custom: []*QueryTemplate{mustTemplate(t, "x", "vector(1)"), mustTemplate(t, "x", "vector(2)")}}},
+	} {
+		var counting countingProvider
+		got, err := NewReader(&counting).Read(context.Background(), now, qs)
+		if err == nil || got != nil || counting.n != 0 {
+			t.Errorf("%s: err %v, result %v, %d queries; want an error and no query", name, err, got, counting.n)
+		}
+	}
+}
+
+func mustTemplate(t *testing.T, name, text string) *QueryTemplate {
+	t.Helper()
+	q, err := ParseQueryTemplate(name, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func TestQueriesParseAndAreOnePerMetric(t *testing.T) {
+	now := time.Now()
+	var flags []FlagQuery
+	for i, key := range []string{"a", "b.c", "d|e", "f"} {
+		flags = append(flags, FlagQuery{Flag: key, Treatment: "on", Control: "off", Since: now.Add(-time.Duration(1+i%2) * time.Hour)})
+	}
+	p := parser.NewParser(parser.Options{})
+	for _, q := range []string{requestsQuery(now, flags), errorsQuery(now, flags), latencyQuery(now, flags)} {
+		if _, err := p.ParseExpr(q); err != nil {
+			t.Errorf("query does not parse: %v\n%s", err, q)
+		}
+		// Two distinct windows: two parts joined by "or".
+		if n := strings.Count(q, " or "); n != 1 {
+			t.Errorf("query has %d \"or\", want 1:\n%s", n, q)
+		}
+		for _, want := range []string{`feature_flag_result_reason="split"`, `sum by (feature_flag_key, feature_flag_result_variant`, `d\\|e`, `b\\.c`, `[1h]`, `[2h]`} {
+			if !strings.Contains(q, want) {
+				t.Errorf("query lacks %s:\n%s", want, q)
+			}
+		}
+	}
+}
+
+func TestCustomMetric(t *testing.T) {
+	l := newLoader(t)
+	l.loadCheckout()
+	l.counter(2, "__name__", "checkout_failures_total", labelKey, "checkout", labelVariant, "on")
+	l.counter(1, "__name__", "checkout_failures_total", labelKey, "checkout", labelVariant, "off")
+	l.counter(5, "__name__", "checkout_failures_total", labelKey, "other", labelVariant, "on")
+	l.counter(6, "__name__", "checkout_failures_total", labelKey, "other", labelVariant, "off")
+	l.counter(1, cohortLabels(RequestsMetric, "other", "on", "split")...)
+	l.counter(1, cohortLabels(RequestsMetric, "other", "off", "split")...)
+
+	failures := mustTemplate(t, "checkout-failures",
+		`sum by (feature_flag_result_variant) (increase(checkout_failures_total{feature_flag_key="{{ flag }}", feature_flag_result_variant=~"{{treatment}}|{{control}}"}[{{window}}]))`)
+	missing := mustTemplate(t, "refunds", `sum by (feature_flag_result_variant) (increase(refunds_total{feature_flag_key="{{flag}}"}[{{window}}]))`)
+	var counting countingProvider
+	counting.p = l.s
+	since := l.end.Add(-10 * time.Minute)
+	got, err := NewReader(&counting).Read(context.Background(), l.end, []FlagQuery{
+		{Flag: "checkout", Treatment: "on", Control: "off", Since: since, Custom: []*QueryTemplate{failures, missing}},
+		{Flag: "other", Treatment: "on", Control: "off", Since: since, Custom: []*QueryTemplate{failures}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counting.n != 5 {
+		t.Errorf("%d queries, want 5: three built-in and one per custom metric", counting.n)
+	}
+	co := got["checkout"].Counts
+	if !near(co.Treatment.Custom["checkout-failures"], 80) || !near(co.Control.Custom["checkout-failures"], 40) {
+		t.Errorf("checkout custom counts %v / %v, want 80 / 40", co.Treatment.Custom, co.Control.Custom)
+	}
+	ot := got["other"].Counts
+	if !near(ot.Treatment.Custom["checkout-failures"], 200) || !near(ot.Control.Custom["checkout-failures"], 240) {
+		t.Errorf("other custom counts %v / %v, want 200 / 240", ot.Treatment.Custom, ot.Control.Custom)
+	}
+	if _, ok := co.Treatment.Custom["refunds"]; ok {
+		t.Errorf("refunds has no series but was read: %v", co.Treatment.Custom)
+	}
+	if err := got["checkout"].Err; !errors.Is(err, ErrNoData) || !strings.Contains(err.Error(), `"refunds"`) {
+		t.Errorf("checkout error %v, want ErrNoData naming refunds", err)
+	}
+	// other has no latency histogram, and nothing else missing.
+	if err := got["other"].Err; err == nil || strings.Contains(err.Error(), "custom") {
+		t.Errorf("other: error %v, want only the missing latency histogram", err)
+	}
+}
+
+func TestQueryTemplateErrors(t *testing.T) {
+	for _, tc := range []struct{ name, text, want string }{
+		{"", "vector(1)", "empty name"},
+		{"m", "  ", `custom metric "m": empty query`},
+		{"m", `rate(x{flag="{{flagg}}"}[5m])`, `custom metric "m": unknown placeholder {{flagg}}`},
+		{"m", `sum(rate(x[{{window}}])`, `custom metric "m": query`},
+		{"m", `x[{{window}}]`, "want an instant vector"},
+		{"m", `"{{flag}}"`, "want an instant vector"},
+	} {
+		_, err := ParseQueryTemplate(tc.name, tc.text)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseQueryTemplate(%q, %q) = %v, want an error containing %q", tc.name, tc.text, err, tc.want)
+		}
+	}
+	tmpl := mustTemplate(t, "m", `x{feature_flag_key="{{flag}}"}`)
+	if _, err := tmpl.Expand(`a"} or vector(1) or x{a="`, "on", "off", time.Minute); err == nil {
+		t.Error("a flag key with a quote was put in a query")
+	}
+	if _, err := tmpl.Expand("a", "on", "off", 0); err == nil {
+		t.Error("a zero window was accepted")
+	}
+	q, err := tmpl.Expand("a", "on", "off", 90*time.Second)
+	if err != nil || q != `x{feature_flag_key="a"}` {
+		t.Errorf("Expand = %q, %v", q, err)
+	}
+}
+
+func TestCustomTemplatesFromPlan(t *testing.T) {
+	ts, err := CustomTemplates(flag.Plan{Metrics: []flag.MetricSpec{
+		{Name: "error-rate"}, {Name: "latency"},
+		{Name: "signups", Query: `sum by (feature_flag_result_variant) (increase(signups_total{feature_flag_key="{{flag}}"}[{{window}}]))`},
+	}})
+	if err != nil || len(ts) != 1 || ts[0].Name != "signups" {
+		t.Fatalf("CustomTemplates = %v, %v; want the one custom metric", ts, err)
+	}
+	_, err = CustomTemplates(flag.Plan{Metrics: []flag.MetricSpec{{Name: "signups"}}})
+	if err == nil || !strings.Contains(err.Error(), `"signups": no query`) {
+		t.Errorf("custom metric without query: %v", err)
+	}
+	_, err = CustomTemplates(flag.Plan{Metrics: []flag.MetricSpec{{Name: "bad", Query: "sum("}}})
+	if err == nil || !strings.Contains(err.Error(), `custom metric "bad"`) {
+		t.Errorf("bad query: %v", err)
+	}
+}
+
+func FuzzParseQueryTemplate(f *testing.F) {
+	for _, s := range []string{
+		`sum by (feature_flag_result_variant) (increase(x{feature_flag_key="{{flag}}"}[{{window}}]))`,
+		`{{treatment}}`, `{{ control }}{{`, `}}{{window}}`, `x[{{window}}] offset {{window}}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		tmpl, err := ParseQueryTemplate("fuzz", text)
+		if err != nil {
+			if !strings.Contains(err.Error(), `"fuzz"`) {
+				t.Errorf("error does not name the metric: %v", err)
+			}
+			return
+		}
+		// A template that parsed must expand for ordinary values.
+		if _, err := tmpl.Expand("some-flag", "treatment", "control", time.Hour); err != nil {
+			t.Errorf("parsed template %q fails to expand: %v", text, err)
+		}
+	})
+}
