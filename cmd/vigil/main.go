@@ -24,7 +24,13 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(
-	// Subcommands are registered here, one constructor per file.
+		// Subcommands are registered here, one constructor per file.
+		newServeCmd(),
+		newApplyCmd(),
+		newGetCmd(),
+		newDeleteCmd(),
+		newAuditCmd(),
+		newTokenCmd(),
 	)
 	return root
 }
