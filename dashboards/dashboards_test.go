@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
+	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
@@ -425,5 +426,32 @@ func TestEdgeMatcher(t *testing.T) {
 		if re.MatchString(le) {
 			t.Errorf("le=%q matched", le)
 		}
+	}
+}
+
+func TestProvisioning(t *testing.T) {
+	b, err := Provisioning("/var/lib/grafana/dashboards/vigil", "Vigil")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		APIVersion int `yaml:"apiVersion"`
+		Providers  []struct {
+			Name, Folder, Type string
+			Options            struct{ Path string }
+		}
+	}
+	if err := yaml.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.APIVersion != 1 || len(got.Providers) != 1 {
+		t.Fatalf("got %+v", got)
+	}
+	p := got.Providers[0]
+	if p.Type != "file" || p.Folder != "Vigil" || p.Options.Path != "/var/lib/grafana/dashboards/vigil" || p.Name == "" {
+		t.Errorf("provider %+v", p)
+	}
+	if _, err := Provisioning("", "Vigil"); err == nil {
+		t.Error("an empty path was accepted")
 	}
 }
