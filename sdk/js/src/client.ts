@@ -1,0 +1,594 @@
+// The client: keeps an in-memory snapshot of the flags, fed by the
+// controller's stream (polling the snapshot with ETags while the stream is
+// down), by a flags file, or by flags given in code; and evaluates from
+// memory with OpenTelemetry span events and cohort metrics.
+
+import { EventEmitter } from "node:events";
+import { readFileSync, statSync } from "node:fs";
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import type { MeterProvider } from "@opentelemetry/api";
+import type { Detail, EvalContext, Flag } from "./flag.js";
+import { parseFlagsFile, readSnapshotDocument, Snapshot } from "./snapshot.js";
+import { SSEParser } from "./sse.js";
+import { Scope, Telemetry } from "./telemetry.js";
+
+/** Receives delivery problems. console fits. */
+export interface Logger {
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+/** Configures a Client. One of serverURL, flagsFile or flags is required. */
+export interface ClientConfig {
+  /** the controller's base URL, such as "http://vigil:8080" */
+  serverURL?: string;
+  /** sent as "Authorization: Bearer <token>"; an sdk token */
+  token?: string;
+  /** Offline mode: flags come from this YAML or JSON flags file. */
+  flagsFile?: string;
+  /** When positive, rereads flagsFile this often (ms) and swaps in valid changes. */
+  fileReloadInterval?: number;
+  /** Offline mode with flags given in code (tests, embedded defaults). */
+  flags?: Flag[];
+  /** Where to keep a copy of the last snapshot, served on a cold start while the controller is unreachable. */
+  cacheFile?: string;
+  /** How long ready() waits for the first data by default, in ms. Default 5000. */
+  initTimeout?: number;
+  /** How often the snapshot is polled while the stream is down, in ms. Default 10000. */
+  pollInterval?: number;
+  /** Bounds one snapshot request, in ms. Default 10000. */
+  pollTimeout?: number;
+  /** How long the stream may stay silent before it is reopened, in ms. Default 45000 (the controller pings every 15 s). */
+  streamIdleTimeout?: number;
+  /** Bounds of the jittered exponential backoff between stream reconnections, in ms. Default 500 and 30000. */
+  backoffMin?: number;
+  backoffMax?: number;
+  /** Records the cohort metrics; the global MeterProvider when absent. */
+  meterProvider?: MeterProvider;
+  /** Adds the unit key (feature_flag.context.id) to span events. Off by default: unit keys are usually personal data. */
+  recordUnitKey?: boolean;
+  /** Receives delivery problems; console when absent. */
+  logger?: Logger;
+  /** Makes the HTTP requests; the global fetch when absent. */
+  fetch?: typeof fetch;
+}
+
+/** Events a Client emits. */
+export interface ClientEvents {
+  /** the first data arrived, or data arrived again after the client was stale */
+  ready: [];
+  /** flags changed; the keys of the flags added, changed or deleted */
+  change: [keys: string[]];
+  /** the controller is unreachable; the client serves its last snapshot */
+  stale: [err: Error];
+  /** a delivery problem: a bad flag, a bad file, a bad event */
+  error: [err: Error];
+}
+
+const defaults = {
+  initTimeout: 5000,
+  pollInterval: 10000,
+  pollTimeout: 10000,
+  streamIdleTimeout: 45000,
+  backoffMin: 500,
+  backoffMax: 30000,
+};
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+class HTTPStatusError extends Error {
+  override name = "HTTPStatusError";
+  constructor(
+    readonly status: number,
+    what: string,
+    body: string,
+  ) {
+    super(`${what}: HTTP ${status}${body ? ": " + body.slice(0, 200) : ""}`);
+  }
+}
+
+/**
+ * Evaluates flags from memory. Create one per process; close() it on
+ * shutdown. Safe to share across requests.
+ */
+export class Client extends EventEmitter<ClientEvents> {
+  private snap: Snapshot | null = null;
+  /** version per key, including deletes (tombstones) */
+  private versions = new Map<string, number>();
+  private floor = 0;
+  private etag = "";
+  private fresh = false;
+  private stale = false;
+  private readonly cfg: Required<Pick<ClientConfig, keyof typeof defaults>> & ClientConfig;
+  private readonly log: Logger;
+  private readonly abort = new AbortController();
+  private readonly telemetry: Telemetry;
+  private readonly firstData: Promise<void>;
+  private resolveFirst!: () => void;
+  private timers: NodeJS.Timeout[] = [];
+  private polling = false;
+  private loop: Promise<void> | undefined;
+  private fileStamp = "";
+
+  /**
+   * Starts delivery. In file mode the file is read now, and a missing or
+   * invalid file throws; with serverURL the stream opens in the background:
+   * await ready() before serving if defaults until then are not wanted.
+   */
+  constructor(cfg: ClientConfig) {
+    super();
+    this.cfg = { ...defaults, ...stripUndefined(cfg) };
+    this.log = cfg.logger ?? { warn: (m) => console.warn(m), error: (m) => console.error(m) };
+    this.telemetry = new Telemetry({ meterProvider: cfg.meterProvider, recordUnitKey: cfg.recordUnitKey });
+    this.firstData = new Promise((r) => (this.resolveFirst = r));
+    const modes = [cfg.serverURL, cfg.flagsFile, cfg.flags].filter((m) => m !== undefined).length;
+    if (modes !== 1) throw new Error("vigil: exactly one of serverURL, flagsFile and flags is required");
+    if (cfg.flags !== undefined) {
+      this.install(Snapshot.of(0, cfg.flags), true);
+    } else if (cfg.flagsFile !== undefined) {
+      this.loadFile(true);
+      if ((cfg.fileReloadInterval ?? 0) > 0) {
+        const t = setInterval(() => this.loadFile(false), cfg.fileReloadInterval);
+        t.unref();
+        this.timers.push(t);
+      }
+    } else {
+      this.loadCache();
+      this.loop = this.run();
+    }
+  }
+
+  /**
+   * Waits for the first data from the source, at most timeout ms (the
+   * configured initTimeout by default). Returns false on timeout: the
+   * client then serves the cached snapshot, if any, or callers' defaults
+   * (reason "error", error type "provider_not_ready") until data arrives.
+   */
+  async ready(timeout = this.cfg.initTimeout): Promise<boolean> {
+    if (this.fresh) return true;
+    let t: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((r) => (t = setTimeout(() => r(false), timeout)));
+    try {
+      return await Promise.race([this.firstData.then(() => true), timedOut]);
+    } finally {
+      clearTimeout(t);
+    }
+  }
+
+  /** Reports whether data arrived from the source and the source is reachable. */
+  get isReady(): boolean {
+    return this.fresh && !this.stale;
+  }
+
+  /** The flags evaluated now, or null before any data. */
+  get snapshot(): Snapshot | null {
+    return this.snap;
+  }
+
+  /** Stops delivery. Evaluation keeps serving the last snapshot. */
+  async close(): Promise<void> {
+    this.abort.abort();
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    await this.loop;
+  }
+
+  // ---- evaluation ----
+
+  private resolve(key: string, ctx: EvalContext): Detail {
+    const s = this.snap;
+    if (s === null) {
+      return { key, value: undefined, variant: "", reason: "error", errorType: "provider_not_ready", version: 0, tracked: false };
+    }
+    return s.evaluate(key, ctx);
+  }
+
+  /**
+   * Evaluates key and serves def, with reason "error" and error type
+   * "type_mismatch", when the variant's value fails check.
+   */
+  private typed<T>(key: string, ctx: EvalContext, def: T, check: (v: unknown) => boolean): Detail & { value: T } {
+    let d = this.resolve(key, ctx);
+    if (d.variant === "") {
+      d.value = def;
+    } else if (!check(d.value)) {
+      d = { ...d, value: def, variant: "", reason: "error", errorType: "type_mismatch" };
+    }
+    this.telemetry.observe(d, ctx.key ?? "");
+    return d as Detail & { value: T };
+  }
+
+  /** Evaluates a flag whose variants are booleans. */
+  booleanValue(key: string, ctx: EvalContext, def: boolean): boolean {
+    return this.typed(key, ctx, def, isBoolean).value;
+  }
+
+  /** booleanValue with the evaluation detail. */
+  booleanDetail(key: string, ctx: EvalContext, def: boolean): Detail & { value: boolean } {
+    return this.typed(key, ctx, def, isBoolean);
+  }
+
+  /** Evaluates a flag whose variants are strings. */
+  stringValue(key: string, ctx: EvalContext, def: string): string {
+    return this.typed(key, ctx, def, isString).value;
+  }
+
+  /** stringValue with the evaluation detail. */
+  stringDetail(key: string, ctx: EvalContext, def: string): Detail & { value: string } {
+    return this.typed(key, ctx, def, isString);
+  }
+
+  /** Evaluates a flag whose variants are numbers. */
+  numberValue(key: string, ctx: EvalContext, def: number): number {
+    return this.typed(key, ctx, def, isNumber).value;
+  }
+
+  /** numberValue with the evaluation detail. */
+  numberDetail(key: string, ctx: EvalContext, def: number): Detail & { value: number } {
+    return this.typed(key, ctx, def, isNumber);
+  }
+
+  /** Evaluates a flag whose variants are whole numbers in the int64 range, as Go's Int does. */
+  integerValue(key: string, ctx: EvalContext, def: number): number {
+    return this.typed(key, ctx, def, isInt64).value;
+  }
+
+  /** integerValue with the evaluation detail. */
+  integerDetail(key: string, ctx: EvalContext, def: number): Detail & { value: number } {
+    return this.typed(key, ctx, def, isInt64);
+  }
+
+  /** Evaluates a flag with any JSON variants. The value is frozen and shared. */
+  jsonValue<T = unknown>(key: string, ctx: EvalContext, def: T): T {
+    return this.typed(key, ctx, def, () => true).value as T;
+  }
+
+  /** jsonValue with the evaluation detail. */
+  jsonDetail<T = unknown>(key: string, ctx: EvalContext, def: T): Detail & { value: T } {
+    return this.typed(key, ctx, def, () => true) as Detail & { value: T };
+  }
+
+  /** @internal Evaluation for providers: records like the typed methods. */
+  detail(key: string, ctx: EvalContext, check: (v: unknown) => boolean): Detail {
+    return this.typed(key, ctx, undefined, check);
+  }
+
+  // ---- scopes and cohort metrics ----
+
+  /**
+   * Runs fn in a new scope, a unit of work whose outcome counts in the
+   * cohort metrics of every tracked flag evaluated within it. The scope ends
+   * when fn's promise settles (failed if it rejects), unless fn ended it.
+   */
+  async withScope<T>(fn: (scope: Scope) => Promise<T> | T): Promise<T> {
+    const scope = new Scope(this.telemetry);
+    return this.telemetry.scopes.run(scope, async () => {
+      try {
+        const v = await fn(scope);
+        scope.end();
+        return v;
+      } catch (e) {
+        scope.end(e);
+        throw e;
+      }
+    });
+  }
+
+  /** @internal Runs fn in scope; the middlewares end it themselves. */
+  runInScope<T>(scope: Scope, fn: () => T): T {
+    return this.telemetry.scopes.run(scope, fn);
+  }
+
+  /** @internal */
+  newScope(): Scope {
+    return new Scope(this.telemetry);
+  }
+
+  /** The scope of the current request or unit of work, if any. */
+  currentScope(): Scope | undefined {
+    return this.telemetry.scopes.getStore();
+  }
+
+  /**
+   * Counts a business event, such as "checkout.completed", in the cohort of
+   * every tracked flag evaluated so far in the current scope (counter
+   * feature_flag.events). Without a scope it does nothing.
+   */
+  track(name: string): void {
+    this.currentScope()?.track(name);
+  }
+
+  /** Marks the current scope failed with err's error.type. Without a scope it does nothing. */
+  reportError(err: unknown): void {
+    this.currentScope()?.reportError(err);
+  }
+
+  // ---- the store ----
+
+  private known(key: string): number {
+    return this.versions.get(key) ?? this.floor;
+  }
+
+  private install(s: Snapshot, fromSource: boolean): void {
+    const prev = this.snap;
+    this.snap = s;
+    if (fromSource) this.markFresh();
+    const changed = changedKeys(prev, s);
+    if (prev !== null && changed.length > 0) this.emit("change", changed);
+    for (const w of s.warnings()) if (!prev?.warnings().includes(w)) this.log.warn(`vigil: ${w}`);
+  }
+
+  private markFresh(): void {
+    const wasStale = this.stale;
+    this.stale = false;
+    if (!this.fresh) {
+      this.fresh = true;
+      this.resolveFirst();
+      this.emit("ready");
+    } else if (wasStale) {
+      this.emit("ready");
+    }
+  }
+
+  private markStale(err: Error): void {
+    if (this.stale || this.abort.signal.aborted) return;
+    this.stale = true;
+    this.log.warn(`vigil: controller unreachable, serving the last snapshot: ${err.message}`);
+    this.emit("stale", err);
+  }
+
+  private reportProblem(err: Error): void {
+    this.log.error(`vigil: ${err.message}`);
+    if (this.listenerCount("error") > 0) this.emit("error", err);
+  }
+
+  /** Installs a full snapshot; bad flags keep their previous definition. */
+  private replace(doc: unknown, persist: boolean): void {
+    const d = readSnapshotDocument(doc);
+    const { snapshot, errors } = Snapshot.salvage(d.revision, d.flags, this.snap ?? undefined);
+    const problems = [...d.errors, ...errors];
+    this.versions = new Map(snapshot.flags().map((f) => [f.key, f.version ?? 0]));
+    this.floor = d.revision;
+    this.install(snapshot, true);
+    if (problems.length > 0) this.reportProblem(new Error(`snapshot ${d.revision}: ${problems.map((e) => e.message).join("; ")}`));
+    if (persist) void this.saveCache();
+  }
+
+  private applyPut(raw: unknown): void {
+    const d = readSnapshotDocument({ revision: 0, flags: [raw] });
+    const f = d.flags[0];
+    if (f === undefined) throw new Error(`put: ${d.errors.map((e) => e.message).join("; ")}`);
+    if ((f.version ?? 0) <= this.known(f.key) || this.snap === null) return;
+    this.install(this.snap.put(f), true);
+    this.versions.set(f.key, f.version ?? 0);
+    void this.saveCache();
+  }
+
+  private applyDelete(raw: unknown): void {
+    const d = raw as { key?: unknown; version?: unknown };
+    if (typeof d?.key !== "string" || typeof d.version !== "number") throw new Error("delete: want {key, version}");
+    if (d.version <= this.known(d.key) || this.snap === null) return;
+    this.versions.set(d.key, d.version);
+    this.install(this.snap.delete(d.key, d.version), true);
+    void this.saveCache();
+  }
+
+  // ---- file mode ----
+
+  private loadFile(first: boolean): void {
+    const path = this.cfg.flagsFile!;
+    try {
+      const st = statSync(path);
+      const stamp = `${st.mtimeMs}:${st.size}`;
+      if (!first && stamp === this.fileStamp) return;
+      const flags = parseFlagsFile(readFileSync(path, "utf8"), path);
+      this.fileStamp = stamp;
+      this.install(Snapshot.of(0, flags), true);
+    } catch (e) {
+      const err = new Error(`load flags ${path}: ${(e as Error).message}`);
+      if (first) throw err;
+      this.reportProblem(err);
+    }
+  }
+
+  // ---- cache file ----
+
+  private loadCache(): void {
+    const path = this.cfg.cacheFile;
+    if (path === undefined) return;
+    try {
+      const d = readSnapshotDocument(JSON.parse(readFileSync(path, "utf8")));
+      const { snapshot } = Snapshot.salvage(d.revision, d.flags);
+      this.versions = new Map(snapshot.flags().map((f) => [f.key, f.version ?? 0]));
+      this.floor = d.revision;
+      this.install(snapshot, false);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn(`vigil: ignoring cache ${path}: ${(e as Error).message}`);
+    }
+  }
+
+  private async saveCache(): Promise<void> {
+    const path = this.cfg.cacheFile;
+    const s = this.snap;
+    if (path === undefined || s === null) return;
+    const tmp = `${path}.${process.pid}.tmp`;
+    try {
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(tmp, JSON.stringify({ revision: s.revision, flags: s.flags() }));
+      await rename(tmp, path);
+    } catch (e) {
+      this.log.warn(`vigil: cannot write cache ${path}: ${(e as Error).message}`);
+    }
+  }
+
+  // ---- delivery from the controller ----
+
+  private url(path: string): string {
+    return this.cfg.serverURL!.replace(/\/+$/, "") + path;
+  }
+
+  private headers(extra: Record<string, string>): Record<string, string> {
+    const h: Record<string, string> = { ...extra };
+    if (this.cfg.token) h.Authorization = `Bearer ${this.cfg.token}`;
+    return h;
+  }
+
+  private get fetchFn(): typeof fetch {
+    return this.cfg.fetch ?? fetch;
+  }
+
+  /** Keeps the stream open, reconnecting with jittered exponential backoff. */
+  private async run(): Promise<void> {
+    const signal = this.abort.signal;
+    let attempt = 0;
+    while (!signal.aborted) {
+      let delivered = false;
+      try {
+        delivered = await this.stream(() => {
+          attempt = 0;
+        });
+      } catch (e) {
+        if (signal.aborted) break;
+        this.log.warn(`vigil: stream: ${(e as Error).message}`);
+        if (!this.polling) void this.poll();
+      }
+      if (signal.aborted) break;
+      if (delivered) attempt = 0;
+      const cap = Math.min(this.cfg.backoffMax, this.cfg.backoffMin * 2 ** Math.min(attempt, 30));
+      attempt++;
+      // Full jitter over the upper half keeps reconnecting clients apart
+      // without ever waiting less than half the step.
+      await sleep(cap / 2 + Math.random() * (cap / 2), signal);
+    }
+  }
+
+  /**
+   * Reads one stream connection until it ends. Returns true when it
+   * delivered a snapshot; throws when it could not be opened or failed.
+   */
+  private async stream(onSnapshot: () => void): Promise<boolean> {
+    const conn = new AbortController();
+    const stop = () => conn.abort();
+    this.abort.signal.addEventListener("abort", stop, { once: true });
+    let idle: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => conn.abort(new Error(`no data for ${this.cfg.streamIdleTimeout} ms`)), this.cfg.streamIdleTimeout);
+    };
+    let delivered = false;
+    try {
+      arm();
+      const res = await this.fetchFn(this.url("/sdk/v1/stream"), {
+        headers: this.headers({ Accept: "text/event-stream" }),
+        signal: conn.signal,
+      });
+      if (res.status !== 200 || res.body === null) {
+        throw new HTTPStatusError(res.status, "open stream", await res.text().catch(() => ""));
+      }
+      const parser = new SSEParser();
+      const decoder = new TextDecoder();
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        arm();
+        for (const ev of parser.push(decoder.decode(chunk, { stream: true }))) {
+          try {
+            const data: unknown = JSON.parse(ev.data);
+            switch (ev.type) {
+              case "snapshot":
+                this.replace(data, true);
+                this.polling = false;
+                delivered = true;
+                onSnapshot();
+                break;
+              case "put":
+                this.applyPut(data);
+                break;
+              case "delete":
+                this.applyDelete(data);
+                break;
+            }
+          } catch (e) {
+            this.reportProblem(new Error(`stream event ${ev.type} (id ${ev.id}): ${(e as Error).message}`));
+          }
+        }
+      }
+      if (!this.abort.signal.aborted) throw new Error("stream ended");
+      return delivered;
+    } catch (e) {
+      if (this.abort.signal.aborted) return delivered;
+      const reason = conn.signal.aborted && conn.signal.reason instanceof Error ? conn.signal.reason : (e as Error);
+      throw reason;
+    } finally {
+      clearTimeout(idle);
+      this.abort.signal.removeEventListener("abort", stop);
+    }
+  }
+
+  /** Polls the snapshot with If-None-Match until the stream delivers again. */
+  private async poll(): Promise<void> {
+    this.polling = true;
+    const signal = this.abort.signal;
+    while (this.polling && !signal.aborted) {
+      try {
+        await this.pollOnce();
+      } catch (e) {
+        if (signal.aborted) break;
+        this.markStale(e as Error);
+      }
+      await sleep(this.cfg.pollInterval, signal);
+    }
+  }
+
+  /** Fetches the snapshot once; a 304 confirms the one held. */
+  async pollOnce(): Promise<void> {
+    const h: Record<string, string> = { Accept: "application/json" };
+    if (this.etag !== "" && this.snap !== null) h["If-None-Match"] = this.etag;
+    const res = await this.fetchFn(this.url("/sdk/v1/snapshot"), {
+      headers: this.headers(h),
+      signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.cfg.pollTimeout)]),
+    });
+    if (res.status === 304) {
+      await res.body?.cancel();
+      this.markFresh();
+      return;
+    }
+    if (res.status !== 200) throw new HTTPStatusError(res.status, "poll snapshot", await res.text().catch(() => ""));
+    const doc: unknown = await res.json();
+    this.etag = res.headers.get("etag") ?? "";
+    this.replace(doc, true);
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function changedKeys(prev: Snapshot | null, next: Snapshot): string[] {
+  if (prev === null) return next.flags().map((f) => f.key);
+  const out: string[] = [];
+  const seen = new Set<string>();
+  for (const f of next.flags()) {
+    seen.add(f.key);
+    const old = prev.flag(f.key);
+    if (old === undefined || old.version !== f.version || JSON.stringify(old) !== JSON.stringify(f)) out.push(f.key);
+  }
+  for (const f of prev.flags()) if (!seen.has(f.key)) out.push(f.key);
+  return out.sort();
+}
+
+const isBoolean = (v: unknown) => typeof v === "boolean";
+const isString = (v: unknown) => typeof v === "string";
+const isNumber = (v: unknown) => typeof v === "number";
+const isInt64 = (v: unknown) => typeof v === "number" && Number.isInteger(v) && v >= -(2 ** 63) && v < 2 ** 63;
+

@@ -1,0 +1,198 @@
+// The client against a real HTTP controller on loopback: stream, polling
+// with ETags, reconnection, last-known snapshot, cache file, file mode.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, writeFileSync, utimesSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Client } from "../src/client.js";
+import { eventually, quiet, rolloutFlag, TestController, TOKEN } from "./controller.js";
+
+const fast = { backoffMin: 20, backoffMax: 100, pollInterval: 50, pollTimeout: 1000, logger: quiet, initTimeout: 3000 };
+
+async function setup(t: { after: (fn: () => Promise<void> | void) => void }, extra: Record<string, unknown> = {}) {
+  const ctl = new TestController();
+  ctl.put(rolloutFlag("all", 100));
+  ctl.put(rolloutFlag("none", 0));
+  await ctl.start();
+  const client = new Client({ serverURL: ctl.url, token: TOKEN, ...fast, ...extra });
+  t.after(async () => {
+    await client.close();
+    await ctl.stop();
+  });
+  return { ctl, client };
+}
+
+test("stream: snapshot, then puts and deletes in version order", async (t) => {
+  const { ctl, client } = await setup(t);
+  assert.equal(await client.ready(), true);
+  assert.equal(client.isReady, true);
+  assert.equal(client.booleanValue("all", { key: "u" }, false), true);
+  assert.equal(client.booleanValue("none", { key: "u" }, true), false);
+
+  const changes: string[][] = [];
+  client.on("change", (keys) => changes.push(keys));
+  ctl.put(rolloutFlag("none", 100));
+  await eventually(() => client.booleanValue("none", { key: "u" }, false), "put to apply");
+  assert.deepEqual(changes, [["none"]]);
+
+  // A put older than what the client holds is dropped.
+  ctl.broadcast("put", { ...rolloutFlag("none", 0), version: 1 });
+  ctl.delete("all");
+  await eventually(() => client.booleanDetail("all", { key: "u" }, false).errorType === "flag_not_found", "delete to apply");
+  assert.equal(client.booleanValue("none", { key: "u" }, false), true, "stale put must be ignored");
+  // A put older than the tombstone does not resurrect the flag.
+  ctl.broadcast("put", { ...rolloutFlag("all", 100), version: ctl.revision - 1 });
+  ctl.put(rolloutFlag("marker", 100));
+  await eventually(() => client.booleanValue("marker", { key: "u" }, false), "marker put");
+  assert.equal(client.booleanDetail("all", { key: "u" }, true).reason, "error");
+  assert.equal(client.snapshot?.revision, ctl.revision);
+});
+
+test("stream: a bad event or a bad flag is reported and changes nothing", async (t) => {
+  const { ctl, client } = await setup(t);
+  await client.ready();
+  const errors: Error[] = [];
+  client.on("error", (e) => errors.push(e));
+  ctl.broadcast("put", "{not json");
+  ctl.broadcast("put", { ...rolloutFlag("all", 150), version: 99 });
+  await eventually(() => errors.length === 2, "two errors");
+  assert.match(errors[1]!.message, /rollout\.percent: 150 is out of range/);
+  assert.equal(client.booleanValue("all", { key: "u" }, false), true);
+});
+
+test("stream down: polls the snapshot with If-None-Match and applies changes", async (t) => {
+  const ctl = new TestController();
+  ctl.put(rolloutFlag("f", 0));
+  ctl.streamStatus = 503;
+  await ctl.start();
+  const client = new Client({ serverURL: ctl.url, token: TOKEN, ...fast });
+  t.after(async () => {
+    await client.close();
+    await ctl.stop();
+  });
+  assert.equal(await client.ready(), true, "the first poll makes the client ready");
+  await eventually(() => ctl.requests.some((r) => r === `GET /sdk/v1/snapshot "1"`), "a conditional poll");
+  assert.equal(client.isReady, true, "304 keeps the client fresh");
+  ctl.put(rolloutFlag("f", 100));
+  await eventually(() => client.booleanValue("f", { key: "u" }, false), "the poll to bring the change");
+  // The stream comes back: the client reconnects and stops polling.
+  ctl.streamStatus = 200;
+  await eventually(() => ctl.openStreams === 1, "the stream to reopen");
+  const polls = ctl.requests.filter((r) => r.startsWith("GET /sdk/v1/snapshot")).length;
+  await new Promise((r) => setTimeout(r, 200));
+  const after = ctl.requests.filter((r) => r.startsWith("GET /sdk/v1/snapshot")).length;
+  assert.ok(after <= polls + 1, `still polling with the stream open: ${polls} then ${after}`);
+});
+
+test("unreachable controller: stale, last snapshot served, ready again on return", async (t) => {
+  const { ctl, client } = await setup(t);
+  await client.ready();
+  const events: string[] = [];
+  client.on("stale", () => events.push("stale"));
+  client.on("ready", () => events.push("ready"));
+  const port = ctl.port;
+  await ctl.stop();
+  await eventually(() => events.includes("stale"), "stale");
+  assert.equal(client.isReady, false);
+  assert.equal(client.booleanValue("all", { key: "u" }, false), true, "last snapshot still served");
+  await ctl.start(port);
+  await eventually(() => events.at(-1) === "ready", "ready after the controller returns");
+  assert.equal(client.isReady, true);
+});
+
+test("a silent stream is reopened after the idle timeout", async (t) => {
+  const { ctl, client } = await setup(t, { streamIdleTimeout: 200 });
+  await client.ready();
+  ctl.silent = true;
+  await eventually(() => ctl.requests.filter((r) => r.startsWith("GET /sdk/v1/stream")).length >= 2, "a second stream", 5000);
+});
+
+test("a dropped stream reconnects and resynchronizes from the new snapshot", async (t) => {
+  const { ctl, client } = await setup(t);
+  await client.ready();
+  ctl.dropStreams();
+  ctl.revision++; // a change the client missed while disconnected
+  ctl.flags.set("late", { ...rolloutFlag("late", 100), version: ctl.revision });
+  await eventually(() => client.booleanValue("late", { key: "u" }, false), "the missed flag after reconnecting");
+});
+
+test("bad token: not ready, callers get their defaults with provider_not_ready", async (t) => {
+  const { client } = await setup(t, { token: "wrong", initTimeout: 300 });
+  assert.equal(await client.ready(), false);
+  const d = client.booleanDetail("all", { key: "u" }, true);
+  assert.deepEqual([d.value, d.reason, d.errorType], [true, "error", "provider_not_ready"]);
+});
+
+test("cache file: a cold start with the controller down serves the last snapshot", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "vigil-cache-"));
+  const cacheFile = join(dir, "sub", "snapshot.json");
+  const { ctl, client } = await setup(t, { cacheFile });
+  await client.ready();
+  await eventually(() => {
+    try {
+      return JSON.parse(readFileSync(cacheFile, "utf8")).revision === ctl.revision;
+    } catch {
+      return false;
+    }
+  }, "the cache file");
+  await client.close();
+  await ctl.stop();
+  const cold = new Client({ serverURL: ctl.url, token: TOKEN, ...fast, cacheFile, initTimeout: 200 });
+  t.after(() => cold.close());
+  assert.equal(cold.booleanValue("all", { key: "u" }, false), true, "served from the cache before any answer");
+  assert.equal(await cold.ready(), false, "not fresh: the controller never answered");
+});
+
+test("file mode: JSON and YAML, reload on change, a bad file keeps the flags", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "vigil-file-"));
+  const path = join(dir, "flags.yaml");
+  writeFileSync(path, "flags:\n  - key: f\n    variants: {off: off, on: on}\n    control: off\n    treatment: on\n    enabled: true\n    rollout: {percent: 100}\n");
+  const client = new Client({ flagsFile: path, fileReloadInterval: 30, logger: quiet });
+  t.after(() => client.close());
+  assert.equal(await client.ready(), true);
+  assert.equal(client.stringValue("f", { key: "u" }, "default"), "on", "YAML 1.2: on and off are strings");
+
+  const changes: string[][] = [];
+  const errors: Error[] = [];
+  client.on("change", (k) => changes.push(k));
+  client.on("error", (e) => errors.push(e));
+  writeFileSync(path, JSON.stringify({ flags: [{ key: "f", variants: { off: "off", on: "on" }, control: "off", treatment: "on", enabled: false }] }));
+  utimesSync(path, new Date(), new Date(Date.now() + 2000));
+  await eventually(() => changes.length === 1, "a change");
+  assert.deepEqual(changes[0], ["f"]);
+  assert.equal(client.stringDetail("f", { key: "u" }, "d").reason, "disabled");
+
+  writeFileSync(path, "flags:\n  - key: f\n    variants: {a: 1}\n    control: a\n    typo: true\n");
+  utimesSync(path, new Date(), new Date(Date.now() + 4000));
+  await eventually(() => errors.length === 1, "an error for the bad file");
+  assert.match(errors[0]!.message, /flag f: typo: unknown field/);
+  assert.equal(client.stringDetail("f", { key: "u" }, "d").reason, "disabled", "the last good flags stay");
+
+  const bad = join(dir, "bad.json");
+  writeFileSync(bad, JSON.stringify({ flags: [{ key: "x", variants: {}, control: "a" }] }));
+  assert.throws(() => new Client({ flagsFile: bad, logger: quiet }), /load flags .*bad\.json: flag x: variants: at least one variant is required/);
+  assert.throws(() => new Client({ flagsFile: join(dir, "missing.yaml"), logger: quiet }), /ENOENT/);
+});
+
+test("typed getters serve the default with type_mismatch on the wrong type", () => {
+  const client = new Client({
+    flags: [
+      { key: "n", variants: { a: 1.5, b: 2 }, control: "a", enabled: true },
+      { key: "i", variants: { a: 7 }, control: "a", enabled: true },
+      { key: "j", variants: { a: { limit: 10 } }, control: "a", enabled: true },
+    ],
+    logger: quiet,
+  });
+  assert.equal(client.numberValue("n", {}, 0), 1.5);
+  const d = client.integerDetail("n", {}, 3);
+  assert.deepEqual([d.value, d.variant, d.reason, d.errorType], [3, "", "error", "type_mismatch"]);
+  assert.equal(client.integerValue("i", {}, 0), 7);
+  assert.equal(client.booleanDetail("i", {}, true).errorType, "type_mismatch");
+  assert.equal(client.stringValue("i", {}, "x"), "x");
+  const j = client.jsonValue<{ limit: number }>("j", {}, { limit: 0 });
+  assert.equal(j.limit, 10);
+  assert.ok(Object.isFrozen(j), "shared values are frozen");
+  assert.equal(client.jsonDetail("missing", {}, null).errorType, "flag_not_found");
+  assert.throws(() => new Client({ logger: quiet }), /exactly one of serverURL, flagsFile and flags/);
+});

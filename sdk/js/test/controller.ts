@@ -1,0 +1,145 @@
+// A controller that speaks the SDK delivery protocol (docs/sdk-protocol.md)
+// over real HTTP on loopback, with switches for the faults the client must
+// survive: a failing stream, a silent stream, a stopped server.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+
+export const TOKEN = "sdk-token";
+
+export class TestController {
+  revision = 0;
+  readonly flags = new Map<string, Record<string, unknown>>();
+  /** requests seen, as "METHOD path If-None-Match" */
+  readonly requests: string[] = [];
+  /** answer the stream with this status instead of events */
+  streamStatus = 200;
+  /** stop sending pings on open streams */
+  silent = false;
+  private streams = new Set<ServerResponse>();
+  private sockets = new Set<Socket>();
+  private server: Server;
+  port = 0;
+
+  constructor() {
+    this.server = this.newServer();
+  }
+
+  private newServer(): Server {
+    const s = createServer((req, res) => this.handle(req, res));
+    s.on("connection", (sock) => {
+      this.sockets.add(sock);
+      sock.on("close", () => this.sockets.delete(sock));
+    });
+    return s;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(port = 0): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(port, "127.0.0.1", () => resolve());
+    });
+    this.port = (this.server.address() as AddressInfo).port;
+  }
+
+  /** Stops listening and cuts every connection: the controller is unreachable. */
+  async stop(): Promise<void> {
+    for (const r of this.streams) r.destroy();
+    this.streams.clear();
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server = this.newServer();
+  }
+
+  /** Cuts the open streams, as a proxy timeout would. */
+  dropStreams(): void {
+    for (const r of this.streams) r.destroy();
+    this.streams.clear();
+  }
+
+  get openStreams(): number {
+    return this.streams.size;
+  }
+
+  snapshot(): { revision: number; flags: unknown[] } {
+    return { revision: this.revision, flags: [...this.flags.values()] };
+  }
+
+  put(flag: Record<string, unknown>): void {
+    this.revision++;
+    const f = { ...flag, version: this.revision };
+    this.flags.set(String(flag.key), f);
+    this.broadcast("put", f);
+  }
+
+  delete(key: string): void {
+    this.revision++;
+    this.flags.delete(key);
+    this.broadcast("delete", { key, version: this.revision });
+  }
+
+  /** Sends an event to every open stream, as the controller does on a change. */
+  broadcast(event: string, data: unknown, id = this.revision): void {
+    for (const r of this.streams) r.write(`event: ${event}\nid: ${id}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    this.requests.push(`${req.method} ${req.url} ${req.headers["if-none-match"] ?? ""}`);
+    if (req.headers.authorization !== `Bearer ${TOKEN}`) {
+      res.writeHead(401, { "Content-Type": "application/json" }).end(JSON.stringify({ error: "missing or bad token" }));
+      return;
+    }
+    const etag = `"${this.revision}"`;
+    if (req.url === "/sdk/v1/snapshot") {
+      if (req.headers["if-none-match"] === etag) {
+        res.writeHead(304, { ETag: etag }).end();
+        return;
+      }
+      res.writeHead(200, { "Content-Type": "application/json", ETag: etag }).end(JSON.stringify(this.snapshot()));
+      return;
+    }
+    if (req.url === "/sdk/v1/stream") {
+      if (this.streamStatus !== 200) {
+        res.writeHead(this.streamStatus, { "Content-Type": "application/json" }).end(JSON.stringify({ error: "stream unavailable" }));
+        return;
+      }
+      res.writeHead(200, { "Content-Type": "text/event-stream", "Cache-Control": "no-cache" });
+      res.write(`: hello\n\nevent: snapshot\nid: ${this.revision}\ndata: ${JSON.stringify(this.snapshot())}\n\n`);
+      this.streams.add(res);
+      const ping = setInterval(() => {
+        if (!this.silent) res.write(": ping\n\n");
+      }, 50);
+      res.on("close", () => {
+        clearInterval(ping);
+        this.streams.delete(res);
+      });
+      return;
+    }
+    res.writeHead(404).end();
+  }
+}
+
+/** Polls cond until it holds or the deadline passes. */
+export async function eventually(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export const quiet = { warn: () => {}, error: () => {} };
+
+export const rolloutFlag = (key: string, percent: number, extra: Record<string, unknown> = {}) => ({
+  key,
+  variants: { off: false, on: true },
+  control: "off",
+  treatment: "on",
+  enabled: true,
+  rollout: { percent },
+  ...extra,
+});
