@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+const testAdminToken = "flags-cli-admin-token-0123456789"
+
+// startTestServer runs a controller in-process on a loopback port and
+// returns its URL.
+func startTestServer(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, server.Config{
+		DataDir:    t.TempDir(),
+		AdminToken: testAdminToken,
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// runCLI runs the vigil command line in-process.
+func runCLI(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(io.Discard)
+	root.SetIn(strings.NewReader(stdin))
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func TestFlagCommands(t *testing.T) {
+	url := startTestServer(t)
+	t.Setenv("VIGIL_SERVER", url)
+	t.Setenv("VIGIL_TOKEN", testAdminToken)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "flags.yaml")
+	yaml := `flags:
+  - key: new-checkout
+    description: the new checkout
+    variants: {on: true, off: false}
+    control: off
+    treatment: on
+    enabled: true
+    rollout: {percent: 5}
+`
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun := func(stdin string, args ...string) string {
+		t.Helper()
+		out, err := runCLI(t, stdin, args...)
+		if err != nil {
+			t.Fatalf("vigil %s: %v", strings.Join(args, " "), err)
+		}
+		return out
+	}
+	if out := mustRun("", "apply", "-f", file, "--dry-run"); !strings.Contains(out, "would create new-checkout") {
+		t.Fatalf("dry run: %s", out)
+	}
+	if out := mustRun("", "apply", "-f", file, "-m", "launch"); !strings.Contains(out, "created new-checkout") || !strings.Contains(out, "revision 1") {
+		t.Fatalf("apply: %s", out)
+	}
+	if out := mustRun(strings.Replace(yaml, "percent: 5", "percent: 10", 1), "apply", "-f", "-"); !strings.Contains(out, "updated new-checkout") {
+		t.Fatalf("apply from stdin: %s", out)
+	}
+	table := mustRun("", "get", "flags")
+	if !strings.Contains(table, "KEY") || !strings.Contains(table, "new-checkout") || !strings.Contains(table, "10%") {
+		t.Fatalf("table: %s", table)
+	}
+	var list server.FlagList
+	if err := json.Unmarshal([]byte(mustRun("", "get", "flags", "-o", "json")), &list); err != nil || len(list.Flags) != 1 || list.Flags[0].Version != 2 {
+		t.Fatalf("json: %+v %v", list, err)
+	}
+	// The YAML output is itself a valid flags file.
+	if _, err := flag.Parse([]byte(mustRun("", "get", "flags", "-o", "yaml"))); err != nil {
+		t.Fatalf("yaml output is not a flags file: %v", err)
+	}
+	if out := mustRun("", "get", "flag", "new-checkout"); !strings.Contains(out, "percent: 10") {
+		t.Fatalf("get flag: %s", out)
+	}
+	audit := mustRun("", "audit", "--flag", "new-checkout")
+	if !strings.Contains(audit, "update") || !strings.Contains(audit, "create") || !strings.Contains(audit, "launch") {
+		t.Fatalf("audit: %s", audit)
+	}
+	// Tokens: create prints the secret once, and it works.
+	secret := strings.TrimSpace(mustRun("", "token", "create", "--name", "checkout-svc", "--role", "reader"))
+	if !strings.HasPrefix(secret, "vgl_") {
+		t.Fatalf("token create printed %q", secret)
+	}
+	if out := mustRun("", "get", "flags", "--token", secret); !strings.Contains(out, "new-checkout") {
+		t.Fatalf("reader token: %s", out)
+	}
+	if out := mustRun("", "token", "list"); !strings.Contains(out, "checkout-svc") || strings.Contains(out, secret) {
+		t.Fatalf("token list: %s", out)
+	}
+	// The server's messages come through as errors.
+	if _, err := runCLI(t, "", "delete", "flag", "new-checkout", "--token", secret); err == nil || !strings.Contains(err.Error(), "role reader") {
+		t.Fatalf("reader delete: %v", err)
+	}
+	if _, err := runCLI(t, "", "delete", "flag", "new-checkout", "--if-version", "1"); err == nil || !strings.Contains(err.Error(), "version 2, not 1") {
+		t.Fatalf("stale delete: %v", err)
+	}
+	mustRun("", "token", "revoke", "checkout-svc")
+	if _, err := runCLI(t, "", "get", "flags", "--token", secret); err == nil || !strings.Contains(err.Error(), "invalid or revoked") {
+		t.Fatalf("revoked token: %v", err)
+	}
+	if out := mustRun("", "delete", "flag", "new-checkout"); !strings.Contains(out, "deleted new-checkout (version 3)") {
+		t.Fatalf("delete: %s", out)
+	}
+	if _, err := runCLI(t, "", "get", "flag", "new-checkout"); err == nil || !strings.Contains(err.Error(), `flag "new-checkout" does not exist`) {
+		t.Fatalf("get deleted: %v", err)
+	}
+	// A bad file is reported with its name and the field, before any call.
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("flags:\n  - key: x\n    variants: {a: 1}\n    control: b\n"), 0o600)
+	if _, err := runCLI(t, "", "apply", "-f", bad); err == nil || !strings.Contains(err.Error(), "bad.yaml") || !strings.Contains(err.Error(), "control") {
+		t.Fatalf("bad file: %v", err)
+	}
+	if _, err := runCLI(t, "", "get", "flags", "-o", "xml"); err == nil || !strings.Contains(err.Error(), "table, json, yaml") {
+		t.Fatalf("bad output: %v", err)
+	}
+}
+
+func TestHelpEverywhere(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve"}, {"apply"}, {"get"}, {"get", "flags"}, {"get", "flag"}, {"delete"}, {"delete", "flag"},
+		{"audit"}, {"token"}, {"token", "create"}, {"token", "list"}, {"token", "revoke"},
+	} {
+		out, err := runCLI(t, "", append(args, "--help")...)
+		if err != nil || !strings.Contains(out, "Usage:") {
+			t.Errorf("vigil %s --help: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://u:secret@h/db": "postgres://u:xxxxx@h/db",
+		"postgres://u@h/db":        "postgres://u@h/db",
+		"mysql://h/db":             "mysql://h/db",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
