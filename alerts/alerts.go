@@ -1,0 +1,383 @@
+// Package alerts generates a Prometheus rule file for Vigil's rollouts:
+// recording rules for the cohorts' error and slow-request ratios, and alerts
+// for a treatment that hurts, a rollout that is stuck or rolled back, and a
+// controller that cannot see its metrics.
+//
+// Rules that need no knowledge of a flag are generic and cover every flag
+// the controller runs, including those added after the file was generated:
+// the recording rules, and the alerts on the controller's own metrics, which
+// carry a flag label. Comparing treatment with control needs to know which
+// variant is which, which no metric says, and uses the flag's own tolerance,
+// so those alerts are generated per flag, in one group per flag.
+package alerts
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
+	"gopkg.in/yaml.v3"
+
+	"github.com/vigil-dev/vigil/dashboards"
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// Recording rules, named level:metric:operations. The level flag_variant
+// stands for the labels feature_flag_key and feature_flag_result_variant;
+// flag_variant_le adds le. Only the rollout split's requests count.
+const (
+	RequestsRate    = "flag_variant:feature_flag_requests:rate5m"
+	ErrorsRate      = "flag_variant:feature_flag_request_errors:rate5m"
+	ErrorRatio      = "flag_variant:feature_flag_request_errors_per_requests:ratio_rate5m"
+	BucketRate      = "flag_variant_le:feature_flag_request_duration_seconds_bucket:rate5m"
+	CountRate       = "flag_variant:feature_flag_request_duration_seconds_count:rate5m"
+	SlowRatio       = "flag_variant_le:feature_flag_slow_requests_per_requests:ratio_rate5m"
+	cohortGroupings = "feature_flag_key, feature_flag_result_variant"
+)
+
+// Alert names.
+const (
+	AlertErrorRatioHigh   = "VigilTreatmentErrorRatioHigh"
+	AlertErrorRatioAbove  = "VigilTreatmentErrorRatioAboveMax"
+	AlertLatencyRegressed = "VigilTreatmentLatencyRegression"
+	AlertP99AboveMax      = "VigilTreatmentP99AboveMax"
+	AlertRolloutStuck     = "VigilRolloutStuck"
+	AlertRolledBack       = "VigilRolloutRolledBack"
+	AlertProviderErrors   = "VigilMetricProviderErrors"
+	AlertCohortsMissing   = "VigilCohortMetricsMissing"
+)
+
+// Options tunes the rules. The zero value gives the defaults documented on
+// each field.
+type Options struct {
+	// Team is the value of the team label on every alert, for routing; empty
+	// leaves the label out.
+	Team string
+	// GrafanaURL is where Vigil's dashboards are; alerts link to them.
+	// Default http://localhost:3000.
+	GrafanaURL string
+	// RunbookURL is the runbook; each alert links to its own section.
+	// Default the runbook in Vigil's repository.
+	RunbookURL string
+	// ErrorFactor is how many times control's error ratio the treatment's
+	// may reach before alerting, for a flag whose error-rate metric sets no
+	// tolerance. Default 1.5.
+	ErrorFactor float64
+	// LatencyFactor is the same for the share of slow requests at each
+	// edge, for a flag whose latency metric sets no tolerance. Default 1.5.
+	LatencyFactor float64
+	// MinErrorRatio and MinSlowRatio are the treatment's ratios below which
+	// no comparison alerts, however small control's: a factor of two on
+	// 0.01% is noise. Defaults 0.001 and 0.01.
+	MinErrorRatio, MinSlowRatio float64
+	// MinRequestRate is the treatment's requests per second below which no
+	// comparison alerts: a handful of requests proves nothing. Default 0.1.
+	MinRequestRate float64
+	// For is how long a treatment must stay worse before its alert fires.
+	// Default 10m.
+	For time.Duration
+	// StuckAfter is how long a rollout may progress without a transition
+	// before it is reported stuck. It is raised to twice the longest
+	// maxStepDuration of the flags given, since a step that long is normal.
+	// Default 2h.
+	StuckAfter time.Duration
+	// Edges are the latency edges, in seconds, compared for a flag whose plan
+	// names none. Default 0.25, 0.5 and 1 s, as on the dashboards.
+	Edges []float64
+}
+
+const defaultRunbook = "https://github.com/vigil-dev/vigil/blob/main/docs/runbook.md"
+
+func (o Options) withDefaults() (Options, error) {
+	set := func(v *float64, def float64, name string) error {
+		if *v == 0 {
+			*v = def
+		}
+		if !(*v > 0) {
+			return fmt.Errorf("%s %v must be positive", name, *v)
+		}
+		return nil
+	}
+	if o.GrafanaURL == "" {
+		o.GrafanaURL = "http://localhost:3000"
+	}
+	if o.RunbookURL == "" {
+		o.RunbookURL = defaultRunbook
+	}
+	for _, u := range []struct{ name, v string }{{"Grafana URL", o.GrafanaURL}, {"runbook URL", o.RunbookURL}} {
+		p, err := url.Parse(u.v)
+		if err != nil || p.Scheme == "" || p.Host == "" {
+			return o, fmt.Errorf("%s %q must be an absolute http(s) URL", u.name, u.v)
+		}
+	}
+	o.GrafanaURL = strings.TrimRight(o.GrafanaURL, "/")
+	if strings.Contains(o.Team, "{{") {
+		return o, fmt.Errorf("team %q must not contain {{", o.Team)
+	}
+	errs := []error{
+		set(&o.ErrorFactor, 1.5, "error factor"),
+		set(&o.LatencyFactor, 1.5, "latency factor"),
+		set(&o.MinErrorRatio, 0.001, "minimum error ratio"),
+		set(&o.MinSlowRatio, 0.01, "minimum slow ratio"),
+		set(&o.MinRequestRate, 0.1, "minimum request rate"),
+	}
+	if o.For == 0 {
+		o.For = 10 * time.Minute
+	}
+	if o.StuckAfter == 0 {
+		o.StuckAfter = 2 * time.Hour
+	}
+	if o.For < 0 || o.StuckAfter < 0 {
+		errs = append(errs, errors.New("durations must not be negative"))
+	}
+	return o, errors.Join(errs...)
+}
+
+// Generate returns the rule file for flags as YAML, checked with
+// Prometheus's own rule parser.
+func Generate(flags []flag.Flag, opts Options) ([]byte, error) {
+	groups, err := Groups(flags, opts)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	buf.WriteString("# Prometheus rules for Vigil's rollouts, generated by `vigil alerts generate`.\n" +
+		"# Do not edit: generate again instead.\n")
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(groups); err != nil {
+		return nil, fmt.Errorf("encode rules: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encode rules: %w", err)
+	}
+	// A flag whose names slipped past validation must not yield a file that
+	// Prometheus refuses at its next reload.
+	_, errs := rulefmt.Parse(buf.Bytes(), false, model.UTF8Validation, parser.NewParser(parser.Options{}), slog.New(slog.DiscardHandler))
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("generated rules are invalid: %w", errors.Join(errs...))
+	}
+	return buf.Bytes(), nil
+}
+
+// Groups returns the rule groups for flags: the recording rules, the
+// generic rollout alerts, and one group of comparison alerts per flag that
+// has a treatment.
+func Groups(flags []flag.Flag, opts Options) (rulefmt.RuleGroups, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return rulefmt.RuleGroups{}, fmt.Errorf("alert options: %w", err)
+	}
+	if err := flag.Validate(flags); err != nil {
+		return rulefmt.RuleGroups{}, err
+	}
+	g := &gen{o: o}
+	groups := []rulefmt.RuleGroup{
+		{Name: "vigil-recording", Rules: recordingRules()},
+		{Name: "vigil-rollouts", Rules: g.rolloutAlerts(stuckWindow(flags, o.StuckAfter))},
+	}
+	sorted := slices.Clone(flags)
+	slices.SortFunc(sorted, func(a, b flag.Flag) int { return strings.Compare(a.Key, b.Key) })
+	for _, f := range sorted {
+		if f.Treatment == "" {
+			continue // nothing to compare
+		}
+		groups = append(groups, rulefmt.RuleGroup{Name: "vigil-flag-" + f.Key, Rules: g.flagAlerts(f)})
+	}
+	return rulefmt.RuleGroups{Groups: groups}, nil
+}
+
+func stuckWindow(flags []flag.Flag, floor time.Duration) time.Duration {
+	w := floor
+	for _, f := range flags {
+		if f.Rollout != nil && f.Rollout.Plan != nil {
+			w = max(w, 2*f.Rollout.Plan.MaxStepDuration.Std())
+		}
+	}
+	return w
+}
+
+func recordingRules() []rulefmt.Rule {
+	split := `feature_flag_result_reason="split"`
+	sumRate := func(sel, by string) string {
+		return fmt.Sprintf("sum by (%s) (rate(%s[5m]))", by, sel)
+	}
+	return []rulefmt.Rule{
+		{Record: RequestsRate, Expr: sumRate("feature_flag_requests_total{"+split+"}", cohortGroupings)},
+		{Record: ErrorsRate, Expr: sumRate("feature_flag_requests_total{"+split+`, error_type!=""}`, cohortGroupings)},
+		// A cohort that never failed has no error series: it counts as zero.
+		{Record: ErrorRatio, Expr: fmt.Sprintf("(%s or %s * 0) / %s", ErrorsRate, RequestsRate, RequestsRate)},
+		{Record: BucketRate, Expr: sumRate("feature_flag_request_duration_seconds_bucket{"+split+"}", cohortGroupings+", le")},
+		{Record: CountRate, Expr: sumRate("feature_flag_request_duration_seconds_count{"+split+"}", cohortGroupings)},
+		// The share slower than each edge: the requests above its bucket.
+		{Record: SlowRatio, Expr: fmt.Sprintf("1 - (%s / ignoring (le) group_left %s)", BucketRate, CountRate)},
+	}
+}
+
+type gen struct{ o Options }
+
+// alert builds an alerting rule with Vigil's routing labels and
+// annotations. The runbook's anchor is the alert's name in lower case, as
+// the heading of its section renders.
+func (g *gen) alert(name, expr string, for_ time.Duration, severity string, labels map[string]string, summary, description, runbook, dashboard string) rulefmt.Rule {
+	l := map[string]string{"severity": severity}
+	if g.o.Team != "" {
+		l["team"] = g.o.Team
+	}
+	for k, v := range labels {
+		l[k] = v
+	}
+	return rulefmt.Rule{
+		Alert:  name,
+		Expr:   expr,
+		For:    model.Duration(for_),
+		Labels: l,
+		Annotations: map[string]string{
+			"summary":       summary,
+			"description":   description,
+			"runbook":       runbook,
+			"runbook_url":   g.o.RunbookURL + "#" + strings.ToLower(name),
+			"dashboard_url": dashboard,
+		},
+	}
+}
+
+// overviewURL links the overview narrowed to the alert's flag: a generic
+// alert cannot know the UID of a flag's dashboard, which may be hashed.
+func (g *gen) overviewURL() string {
+	return g.o.GrafanaURL + "/d/" + dashboards.OverviewUID + "?var-flag={{ $labels.flag }}"
+}
+
+func (g *gen) rolloutAlerts(stuck time.Duration) []rulefmt.Rule {
+	w := model.Duration(stuck).String()
+	progressing := `vigil_rollout_state{state="progressing"}`
+	return []rulefmt.Rule{
+		g.alert(AlertRolloutStuck,
+			// Progressing now, a whole window ago and all along, and
+			// neither a step nor any transition since. The window's start
+			// matters: a counter's first sample shows no increase.
+			fmt.Sprintf("max by (flag) (min_over_time(%s[%s])) == 1\n"+
+				"and on (flag) max by (flag) (%s offset %s) == 1\n"+
+				"unless on (flag) max by (flag) (changes(vigil_rollout_percent[%s])) > 0\n"+
+				"unless on (flag) sum by (flag) (increase(vigil_rollout_transitions_total[%s])) > 0",
+				progressing, w, progressing, w, w, w),
+			5*time.Minute, "warning", nil,
+			"Rollout of {{ $labels.flag }} is stuck",
+			"The rollout of flag {{ $labels.flag }} has been progressing for "+w+" without moving to another step.",
+			"Check the controller is running and holds the lock, and the rollout's latest verdict: "+
+				"an inconclusive judge holds a step until maxStepDuration. Pause, resume or roll back by hand.",
+			g.overviewURL()),
+		g.alert(AlertRolledBack,
+			`max by (flag) (vigil_rollout_state{state="rolled_back"}) == 1`,
+			0, "info", nil,
+			"Rollout of {{ $labels.flag }} was rolled back",
+			"Vigil rolled flag {{ $labels.flag }} back to its control variant. It stays there until someone starts a new rollout.",
+			"Read the rollback's verdict and evidence in `vigil rollout status {{ $labels.flag }}`, fix the treatment, then start a new rollout.",
+			g.overviewURL()),
+		g.alert(AlertProviderErrors,
+			"sum by (job, instance) (rate(vigil_provider_errors_total[5m])) > 0",
+			5*time.Minute, "warning", nil,
+			"Vigil cannot query its metric provider",
+			"Vigil's controller {{ $labels.instance }} fails to query its metric provider ({{ $value | humanize }} errors/s): "+
+				"rollouts hold, then follow their onProviderError policy.",
+			"Check the provider's address and credentials in the controller's configuration, and that Prometheus is up and answers queries.",
+			g.o.GrafanaURL+"/d/"+dashboards.OverviewUID),
+		g.alert(AlertCohortsMissing,
+			fmt.Sprintf("max by (flag) (%s) == 1\n"+
+				"unless on (flag) label_replace(sum by (feature_flag_key) (%s) > 0, \"flag\", \"$1\", \"feature_flag_key\", \"(.*)\")",
+				progressing, RequestsRate),
+			10*time.Minute, "warning", nil,
+			"No cohort metrics for the rollout of {{ $labels.flag }}",
+			"Flag {{ $labels.flag }} is under rollout but no service reports requests split between its treatment and control: the judge cannot decide.",
+			"Check the services evaluating the flag use the Vigil SDK with metrics enabled, that Prometheus scrapes them, "+
+				"and that the requests evaluate this flag.",
+			g.overviewURL()),
+	}
+}
+
+func (g *gen) flagAlerts(f flag.Flag) []rulefmt.Rule {
+	errorFactor, latencyFactor := g.o.ErrorFactor, g.o.LatencyFactor
+	var maxErrors float64
+	var maxP99 time.Duration
+	if f.Rollout != nil && f.Rollout.Plan != nil {
+		for _, m := range f.Rollout.Plan.Metrics {
+			switch m.Name {
+			case "error-rate":
+				if m.Tolerance > 0 {
+					errorFactor = m.Tolerance
+				}
+				maxErrors = m.Max
+			case "latency":
+				if m.Tolerance > 0 {
+					latencyFactor = m.Tolerance
+				}
+				maxP99 = m.MaxP99.Std()
+			}
+		}
+	}
+	sel := func(metric, variant string, more ...string) string {
+		m := append([]string{"feature_flag_key=" + strconv.Quote(f.Key), "feature_flag_result_variant=" + strconv.Quote(variant)}, more...)
+		return metric + "{" + strings.Join(m, ", ") + "}"
+	}
+	num := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	t, c := f.Treatment, f.Control
+	treatmentTraffic := fmt.Sprintf("%s > %s", sel(RequestsRate, t), num(g.o.MinRequestRate))
+	labels := map[string]string{"flag": f.Key}
+	dash := g.o.GrafanaURL + "/d/" + dashboards.UID(f.Key)
+	edges := dashboards.Edges(f, dashboards.Options{Edges: g.o.Edges})
+	le := "le=~" + strconv.Quote(dashboards.EdgeMatcher(edges))
+
+	rules := []rulefmt.Rule{
+		g.alert(AlertErrorRatioHigh,
+			fmt.Sprintf("%s\n  > ignoring (feature_flag_result_variant) %s * %s\nand %s > %s\nand %s",
+				sel(ErrorRatio, t), num(errorFactor), sel(ErrorRatio, c),
+				sel(ErrorRatio, t), num(g.o.MinErrorRatio), treatmentTraffic),
+			g.o.For, "critical", labels,
+			"Treatment of "+f.Key+" fails more often than control",
+			"The treatment {{ $labels.feature_flag_result_variant }} of flag "+f.Key+" fails {{ $value | humanizePercentage }} of its requests, "+
+				"more than "+num(errorFactor)+" times control's ratio, for "+model.Duration(g.o.For).String()+".",
+			"Roll back with `vigil rollout rollback "+f.Key+"` if Vigil has not already, then look at the treatment's errors by error_type.",
+			dash),
+		g.alert(AlertLatencyRegressed,
+			fmt.Sprintf("%s\n  > ignoring (feature_flag_result_variant) %s * %s\nand %s > %s\nand ignoring (le) %s",
+				sel(SlowRatio, t, le), num(latencyFactor), sel(SlowRatio, c, le),
+				sel(SlowRatio, t, le), num(g.o.MinSlowRatio), treatmentTraffic),
+			g.o.For, "warning", labels,
+			"Treatment of "+f.Key+" is slower than control",
+			"{{ $value | humanizePercentage }} of the requests of treatment {{ $labels.feature_flag_result_variant }} of flag "+f.Key+
+				" take longer than {{ $labels.le }}s, more than "+num(latencyFactor)+" times control's share, for "+model.Duration(g.o.For).String()+".",
+			"Compare the cohorts' latency on the flag's dashboard; roll back with `vigil rollout rollback "+f.Key+"` if the slowdown matters.",
+			dash),
+	}
+	if maxErrors > 0 {
+		rules = append(rules, g.alert(AlertErrorRatioAbove,
+			fmt.Sprintf("%s > %s\nand %s", sel(ErrorRatio, t), num(maxErrors), treatmentTraffic),
+			g.o.For, "critical", labels,
+			"Treatment of "+f.Key+" fails more than its plan allows",
+			"The treatment {{ $labels.feature_flag_result_variant }} of flag "+f.Key+" fails {{ $value | humanizePercentage }} of its requests, "+
+				"above the plan's maximum of "+num(maxErrors)+".",
+			"Roll back with `vigil rollout rollback "+f.Key+"` if Vigil has not already, then look at the treatment's errors by error_type.",
+			dash))
+	}
+	if maxP99 > 0 {
+		rules = append(rules, g.alert(AlertP99AboveMax,
+			fmt.Sprintf("histogram_quantile(0.99, %s) > %s\nand %s",
+				sel(BucketRate, t), num(maxP99.Seconds()), treatmentTraffic),
+			g.o.For, "warning", labels,
+			"Treatment of "+f.Key+" is slower than its plan allows",
+			"The p99 latency of treatment {{ $labels.feature_flag_result_variant }} of flag "+f.Key+" is {{ $value | humanizeDuration }}, "+
+				"above the plan's maximum of "+maxP99.String()+".",
+			"Compare the cohorts' latency on the flag's dashboard; roll back with `vigil rollout rollback "+f.Key+"` if the slowdown matters.",
+			dash))
+	}
+	return rules
+}
