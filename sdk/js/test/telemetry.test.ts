@@ -1,0 +1,226 @@
+// Cohort metrics and span events, read back from the real OpenTelemetry
+// SDKs, through real HTTP requests to an Express app and a plain Node
+// server.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import express from "express";
+import { context, trace } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { AggregationTemporality, MeterProvider, MetricReader, type DataPoint, type Histogram } from "@opentelemetry/sdk-metrics";
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { Client } from "../src/client.js";
+import { vigilMiddleware, withVigil } from "../src/middleware.js";
+import { DURATION_BUCKETS } from "../src/telemetry.js";
+import { quiet, rolloutFlag } from "./controller.js";
+
+class TestReader extends MetricReader {
+  constructor() {
+    super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
+  }
+  protected override async onShutdown(): Promise<void> {}
+  protected override async onForceFlush(): Promise<void> {}
+}
+
+const flags = [
+  rolloutFlag("checkout", 100, { tracked: true, version: 3 }),
+  rolloutFlag("quiet", 100, { tracked: false }),
+  { key: "color", variants: { red: "red", blue: "blue" }, control: "red", treatment: "blue", enabled: true, tracked: true, rollout: { percent: 0 } },
+];
+
+async function listen(s: Server): Promise<string> {
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
+  return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+}
+
+interface Point {
+  name: string;
+  unit: string;
+  attrs: Record<string, unknown>;
+  value: unknown;
+  boundaries?: number[];
+}
+
+async function points(reader: TestReader): Promise<Point[]> {
+  const { resourceMetrics, errors } = await reader.collect();
+  assert.deepEqual(errors, []);
+  const out: Point[] = [];
+  for (const sm of resourceMetrics.scopeMetrics) {
+    assert.equal(sm.scope.name, "@vigil-dev/sdk");
+    for (const m of sm.metrics) {
+      for (const dp of m.dataPoints as DataPoint<unknown>[]) {
+        const p: Point = { name: m.descriptor.name, unit: m.descriptor.unit, attrs: { ...dp.attributes }, value: dp.value };
+        if (typeof dp.value === "object") p.boundaries = (dp.value as Histogram).buckets.boundaries;
+        out.push(p);
+      }
+    }
+  }
+  return out;
+}
+
+function setup(t: { after: (fn: () => Promise<void> | void) => void }) {
+  const reader = new TestReader();
+  const meterProvider = new MeterProvider({ readers: [reader] });
+  const client = new Client({ flags, meterProvider, logger: quiet });
+  t.after(async () => {
+    await client.close();
+    await meterProvider.shutdown();
+  });
+  return { reader, client };
+}
+
+// handle is the same application logic for both servers.
+function handle(client: Client, path: string): number {
+  const unit = { key: "user-42", attributes: { plan: "gold" } };
+  client.booleanValue("checkout", unit, false);
+  client.booleanValue("quiet", unit, false);
+  switch (path) {
+    case "/fail":
+      return 503;
+    case "/buy":
+      client.stringValue("color", unit, "none");
+      client.track("checkout.completed");
+      return 200;
+    case "/throw":
+      throw new TypeError("boom");
+    case "/report":
+      client.reportError(Object.assign(new Error("declined"), { errorType: "payment_declined" }));
+      return 402;
+  }
+  return 200;
+}
+
+async function exercise(base: string): Promise<void> {
+  for (const path of ["/ok", "/ok", "/fail", "/buy", "/throw", "/report"]) {
+    const res = await fetch(base + path);
+    await res.arrayBuffer();
+  }
+}
+
+function assertCohorts(ps: Point[]): void {
+  const requests = ps.filter((p) => p.name === "feature_flag.requests");
+  const key = (p: Point) => JSON.stringify(Object.entries(p.attrs).sort());
+  const byAttrs = new Map(requests.map((p) => [key(p), p.value]));
+  const cohort = (k: string, variant: string, extra: Record<string, string> = {}) =>
+    key({ name: "", unit: "", value: 0, attrs: { "feature_flag.key": k, "feature_flag.result.variant": variant, "feature_flag.result.reason": "split", ...extra } });
+  assert.equal(byAttrs.get(cohort("checkout", "on")), 3, "two /ok and one /buy");
+  assert.equal(byAttrs.get(cohort("checkout", "on", { "error.type": "503" })), 1);
+  assert.equal(byAttrs.get(cohort("checkout", "on", { "error.type": "TypeError" })), 1);
+  assert.equal(byAttrs.get(cohort("checkout", "on", { "error.type": "payment_declined" })), 1, "a reported error without a 5xx");
+  assert.equal(byAttrs.get(cohort("color", "red")), 1);
+  assert.equal(requests.length, 5, JSON.stringify(requests));
+  for (const p of ps) {
+    assert.notEqual(p.attrs["feature_flag.key"], "quiet", "untracked flags are not measured");
+    assert.ok(!Object.values(p.attrs).includes("user-42"), "the unit key is never an attribute");
+    assert.ok(!("plan" in p.attrs));
+  }
+  for (const p of requests) assert.equal(p.unit, "{request}");
+  const durations = ps.filter((p) => p.name === "feature_flag.request.duration");
+  assert.equal(durations.length, 5);
+  for (const d of durations) {
+    assert.equal(d.unit, "s");
+    assert.deepEqual(d.boundaries, [...DURATION_BUCKETS]);
+  }
+  const total = durations.reduce((n, d) => n + (d.value as Histogram).count, 0);
+  assert.equal(total, 7, "one duration per tracked flag per request");
+  const events = ps.filter((p) => p.name === "feature_flag.events");
+  assert.equal(events.length, 2, JSON.stringify(events));
+  for (const e of events) {
+    assert.equal(e.unit, "{event}");
+    assert.equal(e.value, 1);
+    assert.equal(e.attrs["feature_flag.event.name"], "checkout.completed");
+  }
+  assert.deepEqual(events.map((e) => e.attrs["feature_flag.key"]).sort(), ["checkout", "color"]);
+}
+
+test("Express middleware: cohort metrics per request, error.type, events", async (t) => {
+  const { reader, client } = setup(t);
+  const app = express();
+  app.use(vigilMiddleware(client));
+  app.get("/{*path}", (req, res) => {
+    res.status(handle(client, req.path)).send("done");
+  });
+  app.use((err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    client.reportError(err);
+    res.status(500).send("failed");
+  });
+  const server = createServer(app);
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  await exercise(await listen(server));
+  assertCohorts(await points(reader));
+});
+
+test("Node http middleware: the same metrics", async (t) => {
+  const { reader, client } = setup(t);
+  const server = createServer(
+    withVigil(client, (req, res) => {
+      res.statusCode = handle(client, req.url ?? "/");
+      res.end("done");
+    }),
+  );
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  await exercise(await listen(server));
+  assertCohorts(await points(reader));
+});
+
+test("withScope: work outside HTTP; a rejected promise marks the scope failed", async (t) => {
+  const { reader, client } = setup(t);
+  await client.withScope(() => client.booleanValue("checkout", { key: "u" }, false));
+  await assert.rejects(
+    client.withScope(async () => {
+      client.booleanValue("checkout", { key: "u" }, false);
+      throw new RangeError("bad");
+    }),
+  );
+  client.booleanValue("checkout", { key: "u" }, false); // no scope: not counted
+  const rs = (await points(reader)).filter((p) => p.name === "feature_flag.requests");
+  assert.deepEqual(
+    rs.map((p) => [p.attrs["error.type"] ?? "", p.value]).sort(),
+    [["", 1], ["RangeError", 1]],
+  );
+});
+
+test("span event feature_flag.evaluation on the active span", async (t) => {
+  const cm = new AsyncLocalStorageContextManager().enable();
+  context.setGlobalContextManager(cm);
+  t.after(() => {
+    cm.disable();
+    context.disable();
+  });
+  const exporter = new InMemorySpanExporter();
+  const tp = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  const tracer = tp.getTracer("test");
+  for (const recordUnitKey of [false, true]) {
+    const client = new Client({ flags, logger: quiet, recordUnitKey });
+    exporter.reset();
+    tracer.startActiveSpan("request", (span) => {
+      client.booleanValue("checkout", { key: "user-42" }, false);
+      client.booleanValue("missing", { key: "user-42" }, false);
+      span.end();
+    });
+    await client.close();
+    const [span] = exporter.getFinishedSpans();
+    assert.ok(span);
+    assert.equal(span.attributes["vigil.flag.checkout"], "on");
+    const evs = span.events.filter((e) => e.name === "feature_flag.evaluation");
+    assert.equal(evs.length, 2);
+    const want: Record<string, unknown> = {
+      "feature_flag.key": "checkout",
+      "feature_flag.provider.name": "vigil",
+      "feature_flag.result.reason": "split",
+      "feature_flag.result.variant": "on",
+      "feature_flag.version": "3",
+    };
+    if (recordUnitKey) want["feature_flag.context.id"] = "user-42";
+    assert.deepEqual(evs[0]!.attributes, want);
+    assert.deepEqual(evs[1]!.attributes, {
+      "feature_flag.key": "missing",
+      "feature_flag.provider.name": "vigil",
+      "feature_flag.result.reason": "error",
+      "error.type": "flag_not_found",
+      ...(recordUnitKey ? { "feature_flag.context.id": "user-42" } : {}),
+    });
+  }
+  assert.equal(trace.getActiveSpan(), undefined);
+});
