@@ -138,7 +138,8 @@ func (c *Client) Snapshot() *flag.Snapshot {
 
 // Bool evaluates a flag whose variants are booleans.
 func (c *Client) Bool(ctx context.Context, key string, ec EvalContext, def bool) bool {
-	r := c.resolve(ctx, key, ec)
+	var r result
+	c.resolve(ctx, key, ec, &r)
 	v, ok := r.d.Value.(bool)
 	if !ok {
 		r.fail()
@@ -150,7 +151,8 @@ func (c *Client) Bool(ctx context.Context, key string, ec EvalContext, def bool)
 
 // BoolDetail is Bool with the evaluation detail.
 func (c *Client) BoolDetail(ctx context.Context, key string, ec EvalContext, def bool) (bool, Detail) {
-	r := c.resolve(ctx, key, ec)
+	var r result
+	c.resolve(ctx, key, ec, &r)
 	v, ok := r.d.Value.(bool)
 	if !ok {
 		r.fail()
@@ -163,7 +165,8 @@ func (c *Client) BoolDetail(ctx context.Context, key string, ec EvalContext, def
 
 // String evaluates a flag whose variants are strings.
 func (c *Client) String(ctx context.Context, key string, ec EvalContext, def string) string {
-	r := c.resolve(ctx, key, ec)
+	var r result
+	c.resolve(ctx, key, ec, &r)
 	v, ok := r.d.Value.(string)
 	if !ok {
 		r.fail()
@@ -175,7 +178,8 @@ func (c *Client) String(ctx context.Context, key string, ec EvalContext, def str
 
 // StringDetail is String with the evaluation detail.
 func (c *Client) StringDetail(ctx context.Context, key string, ec EvalContext, def string) (string, Detail) {
-	r := c.resolve(ctx, key, ec)
+	var r result
+	c.resolve(ctx, key, ec, &r)
 	v, ok := r.d.Value.(string)
 	if !ok {
 		r.fail()
@@ -188,7 +192,8 @@ func (c *Client) StringDetail(ctx context.Context, key string, ec EvalContext, d
 
 // Float evaluates a flag whose variants are numbers.
 func (c *Client) Float(ctx context.Context, key string, ec EvalContext, def float64) float64 {
-	r := c.resolve(ctx, key, ec)
+	var r result
+	c.resolve(ctx, key, ec, &r)
 	v, ok := r.d.Value.(float64)
 	if !ok {
 		r.fail()
@@ -200,7 +205,8 @@ func (c *Client) Float(ctx context.Context, key string, ec EvalContext, def floa
 
 // FloatDetail is Float with the evaluation detail.
 func (c *Client) FloatDetail(ctx context.Context, key string, ec EvalContext, def float64) (float64, Detail) {
-	r := c.resolve(ctx, key, ec)
+	var r result
+	c.resolve(ctx, key, ec, &r)
 	v, ok := r.d.Value.(float64)
 	if !ok {
 		r.fail()
@@ -214,7 +220,8 @@ func (c *Client) FloatDetail(ctx context.Context, key string, ec EvalContext, de
 // Int evaluates a flag whose variants are whole numbers. A variant with a
 // fraction, or out of the int64 range, is a type mismatch.
 func (c *Client) Int(ctx context.Context, key string, ec EvalContext, def int64) int64 {
-	r := c.resolve(ctx, key, ec)
+	var r result
+	c.resolve(ctx, key, ec, &r)
 	v, ok := asInt(r.d.Value)
 	if !ok {
 		r.fail()
@@ -227,7 +234,8 @@ func (c *Client) Int(ctx context.Context, key string, ec EvalContext, def int64)
 // IntDetail is Int with the evaluation detail; Detail.Value is the float64
 // the variant holds.
 func (c *Client) IntDetail(ctx context.Context, key string, ec EvalContext, def int64) (int64, Detail) {
-	r := c.resolve(ctx, key, ec)
+	var r result
+	c.resolve(ctx, key, ec, &r)
 	v, ok := asInt(r.d.Value)
 	if !ok {
 		r.fail()
@@ -248,7 +256,8 @@ func (c *Client) JSON(ctx context.Context, key string, ec EvalContext, def any) 
 
 // JSONDetail is JSON with the evaluation detail.
 func (c *Client) JSONDetail(ctx context.Context, key string, ec EvalContext, def any) (any, Detail) {
-	r := c.resolve(ctx, key, ec)
+	var r result
+	c.resolve(ctx, key, ec, &r)
 	if r.d.Variant == "" {
 		r.d.Value = def
 	}

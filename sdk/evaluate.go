@@ -36,31 +36,31 @@ func (r *result) fail() {
 
 // resolve evaluates key from memory and applies a pinned variant. It takes
 // no lock and does not allocate unless ctx carries baggage or a scope.
-func (c *Client) resolve(ctx context.Context, key string, ec flag.Context) result {
+func (c *Client) resolve(ctx context.Context, key string, ec flag.Context, r *result) {
 	st := c.store.load()
-	r := result{scope: scopeFrom(ctx)}
+	r.scope = scopeFrom(ctx)
 	if st == nil {
 		r.d = flag.Detail{Key: key, Reason: flag.ReasonError, ErrorType: flag.ErrorProviderNotReady}
 		r.cohort = r.d.Reason
-		return r
+		return
 	}
 	r.d = st.snap.Evaluate(key, ec)
 	r.cohort = r.d.Reason
 	if !c.pinning || r.d.ErrorType == flag.ErrorFlagNotFound {
-		return r
+		return
 	}
 	// Only look the flag up again when there may be a pin to honour or to
 	// set: a scope, or baggage in ctx.
 	var b baggage.Baggage
 	if r.scope == nil {
 		if b = baggage.FromContext(ctx); b.Len() == 0 {
-			return r
+			return
 		}
 	}
 	r.meta = st.meta[key]
 	if r.meta == nil || r.d.Reason == flag.ReasonDisabled {
 		// A flag disabled here is a kill switch: it wins over any pin.
-		return r
+		return
 	}
 	var p pin
 	var ok bool
@@ -70,15 +70,14 @@ func (c *Client) resolve(ctx context.Context, key string, ec flag.Context) resul
 		p, ok = parsePin(b.Member(r.meta.pinName))
 	}
 	if !ok || p.unit != flag.Hash(r.meta.salt, ec.Key) {
-		return r
+		return
 	}
 	v, exists := r.meta.values[p.variant]
 	if !exists {
-		return r
+		return
 	}
 	r.d.Value, r.d.Variant, r.d.Reason, r.d.ErrorType = v, p.variant, ReasonPinned, ""
 	r.cohort, r.pinned = p.reason, true
-	return r
 }
 
 // observe registers the result with the request scope, pins it, and tags
