@@ -6,94 +6,17 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vigil-dev/vigil/internal/pgtest"
+	"github.com/vigil-dev/vigil/internal/vigiltest"
 )
 
-// buildBinary builds the vigil command into a temporary directory.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "vigil")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// serveProcess is a running `vigil serve`.
-type serveProcess struct {
-	cmd  *exec.Cmd
-	url  string
-	done chan error
-}
-
-var listeningRe = regexp.MustCompile(`vigil controller listening"? addr=(\S+)`)
-
-// startServe runs `vigil serve` on a free loopback port and waits until it
-// is ready.
-func startServe(t *testing.T, bin string, args ...string) *serveProcess {
-	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
-	cmd.Env = append(os.Environ(), "VIGIL_ADMIN_TOKEN="+testAdminToken)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &serveProcess{cmd: cmd, done: make(chan error, 1)}
-	addr := make(chan string, 1)
-	var log strings.Builder
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			log.WriteString(line + "\n")
-			if m := listeningRe.FindStringSubmatch(line); m != nil {
-				addr <- m[1]
-			}
-		}
-		p.done <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	select {
-	case a := <-addr:
-		p.url = "http://" + a
-	case err := <-p.done:
-		t.Fatalf("vigil serve exited: %v\n%s", err, log.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("vigil serve did not start\n%s", log.String())
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(p.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("vigil serve not ready: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var adminEnv = []string{"VIGIL_ADMIN_TOKEN=" + testAdminToken}
 
 func request(t *testing.T, method, url, body string) *http.Response {
 	t.Helper()
@@ -161,33 +84,28 @@ func waitLine(t *testing.T, lines <-chan string, prefix string, within time.Dura
 
 // TestServeSIGTERM: SIGTERM ends streams and the process exits 0.
 func TestServeSIGTERM(t *testing.T) {
-	bin := buildBinary(t)
-	p := startServe(t, bin, "--data", t.TempDir())
-	resp := request(t, "PUT", p.url+"/api/v1/flags/a", flagBody("a", 1))
+	bin := vigiltest.Build(t)
+	p := vigiltest.Start(t, bin, adminEnv, "--data", t.TempDir())
+	resp := request(t, "PUT", p.URL+"/api/v1/flags/a", flagBody("a", 1))
 	resp.Body.Close()
-	lines, cancel := openEvents(t, p.url)
+	lines, cancel := openEvents(t, p.URL)
 	defer cancel()
 	waitLine(t, lines, "event: snapshot", 5*time.Second)
 	// The CLI against the real process: errors print the server's message
 	// and exit non-zero.
-	out, err := exec.Command(bin, "get", "flag", "missing", "--server", p.url, "--token", testAdminToken).CombinedOutput()
+	out, err := exec.Command(bin, "get", "flag", "missing", "--server", p.URL, "--token", testAdminToken).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 || !strings.Contains(string(out), `vigil: flag "missing" does not exist`) {
 		t.Fatalf("get missing flag: %v: %s", err, out)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// The stream ends...
 	for range lines {
 	}
 	// ...and the process exits 0.
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("vigil serve did not exit after SIGTERM")
+	if err := p.Wait(15 * time.Second); err != nil {
+		t.Fatalf("after SIGTERM: %v\n%s", err, p.Log())
 	}
 }
 
@@ -195,7 +113,7 @@ func TestServeSIGTERM(t *testing.T) {
 // PostgreSQL database: a PUT through replica A reaches an SDK stream on
 // replica B within one second.
 func TestReplicasSharePostgres(t *testing.T) {
-	bin := buildBinary(t)
+	bin := vigiltest.Build(t)
 	ctx := context.Background()
 	pg, err := pgtest.Start(ctx)
 	if err != nil {
@@ -206,14 +124,14 @@ func TestReplicasSharePostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := startServe(t, bin, "--database", url)
-	b := startServe(t, bin, "--database", url)
-	lines, cancel := openEvents(t, b.url)
+	a := vigiltest.Start(t, bin, adminEnv, "--database", url)
+	b := vigiltest.Start(t, bin, adminEnv, "--database", url)
+	lines, cancel := openEvents(t, b.URL)
 	defer cancel()
 	waitLine(t, lines, "event: snapshot", 5*time.Second)
 	for i := 1; i <= 3; i++ {
 		start := time.Now()
-		resp := request(t, "PUT", a.url+"/api/v1/flags/shared", flagBody("shared", i*10))
+		resp := request(t, "PUT", a.URL+"/api/v1/flags/shared", flagBody("shared", i*10))
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode >= 300 {
@@ -227,7 +145,7 @@ func TestReplicasSharePostgres(t *testing.T) {
 		t.Logf("change %d reached replica B in %v", i, time.Since(start))
 	}
 	// Deletes travel too.
-	resp := request(t, "DELETE", a.url+"/api/v1/flags/shared", "")
+	resp := request(t, "DELETE", a.URL+"/api/v1/flags/shared", "")
 	resp.Body.Close()
 	waitLine(t, lines, "event: delete", time.Second)
 }

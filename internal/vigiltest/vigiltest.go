@@ -1,0 +1,127 @@
+// Package vigiltest runs the real vigil binary for tests: it builds
+// ./cmd/vigil and starts `vigil serve` processes on free loopback ports.
+package vigiltest
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Build builds the vigil command into a temporary directory of tb and
+// returns the binary's path.
+func Build(tb testing.TB) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "vigil")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/vigil-dev/vigil/cmd/vigil")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("go build vigil: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// Process is a running `vigil serve`.
+type Process struct {
+	Cmd *exec.Cmd
+	// URL is the server's base URL, such as http://127.0.0.1:41234.
+	URL string
+
+	done chan struct{}
+	err  error
+	mu   sync.Mutex
+	log  strings.Builder
+}
+
+var listeningRe = regexp.MustCompile(`vigil controller listening"? addr=(\S+)`)
+
+// Start runs `vigil serve --addr 127.0.0.1:0 args...` with env added to the
+// test's environment, waits until /readyz answers 200, and kills the
+// process when the test ends if it is still running.
+func Start(tb testing.TB, bin string, env []string, args ...string) *Process {
+	tb.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	p := &Process{Cmd: cmd, done: make(chan struct{})}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.log.WriteString(line + "\n")
+			p.mu.Unlock()
+			if m := listeningRe.FindStringSubmatch(line); m != nil {
+				select {
+				case addr <- m[1]:
+				default:
+				}
+			}
+		}
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	tb.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	select {
+	case a := <-addr:
+		p.URL = "http://" + a
+	case <-p.done:
+		tb.Fatalf("vigil serve exited: %v\n%s", p.err, p.Log())
+	case <-time.After(60 * time.Second):
+		tb.Fatalf("vigil serve did not start\n%s", p.Log())
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(p.URL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("vigil serve not ready: %v\n%s", err, p.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Log returns what the process has written to standard error so far.
+func (p *Process) Log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// Wait waits up to timeout for the process to exit and returns its exit
+// error (nil for exit status 0).
+func (p *Process) Wait(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		return fmt.Errorf("vigil serve still running after %v", timeout)
+	}
+}
