@@ -287,7 +287,7 @@ func (g *gen) rolloutAlerts(stuck time.Duration) []rulefmt.Rule {
 			"sum by (job, instance) (rate(vigil_provider_errors_total[5m])) > 0",
 			5*time.Minute, "warning", nil,
 			"Vigil cannot query its metric provider",
-			"Vigil's controller {{ $labels.instance }} fails to query its metric provider ({{ $value | humanize }} errors/s): "+
+			"Vigil's controller {{ $labels.instance }} fails to query its metric provider ({{ printf \"%.3g\" $value }} errors/s): "+
 				"rollouts hold, then follow their onProviderError policy.",
 			"Check the provider's address and credentials in the controller's configuration, and that Prometheus is up and answers queries.",
 			g.o.GrafanaURL+"/d/"+dashboards.OverviewUID),
@@ -336,9 +336,11 @@ func (g *gen) flagAlerts(f flag.Flag) []rulefmt.Rule {
 	edges := dashboards.Edges(f, dashboards.Options{Edges: g.o.Edges})
 	le := "le=~" + strconv.Quote(dashboards.EdgeMatcher(edges))
 
+	// group_left keeps the treatment's variant label, which a one-to-one
+	// match with ignoring would drop.
 	rules := []rulefmt.Rule{
 		g.alert(AlertErrorRatioHigh,
-			fmt.Sprintf("%s\n  > ignoring (feature_flag_result_variant) %s * %s\nand %s > %s\nand %s",
+			fmt.Sprintf("%s\n  > ignoring (feature_flag_result_variant) group_left %s * %s\nand %s > %s\nand %s",
 				sel(ErrorRatio, t), num(errorFactor), sel(ErrorRatio, c),
 				sel(ErrorRatio, t), num(g.o.MinErrorRatio), treatmentTraffic),
 			g.o.For, "critical", labels,
@@ -348,7 +350,7 @@ func (g *gen) flagAlerts(f flag.Flag) []rulefmt.Rule {
 			"Roll back with `vigil rollout rollback "+f.Key+"` if Vigil has not already, then look at the treatment's errors by error_type.",
 			dash),
 		g.alert(AlertLatencyRegressed,
-			fmt.Sprintf("%s\n  > ignoring (feature_flag_result_variant) %s * %s\nand %s > %s\nand ignoring (le) %s",
+			fmt.Sprintf("%s\n  > ignoring (feature_flag_result_variant) group_left %s * %s\nand %s > %s\nand ignoring (le) %s",
 				sel(SlowRatio, t, le), num(latencyFactor), sel(SlowRatio, c, le),
 				sel(SlowRatio, t, le), num(g.o.MinSlowRatio), treatmentTraffic),
 			g.o.For, "warning", labels,

@@ -1,0 +1,223 @@
+package alerts
+
+import (
+	"bytes"
+	stdflag "flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+var update = stdflag.Bool("update", false, "rewrite the golden files in testdata")
+
+func testFlags(t *testing.T) []flag.Flag {
+	t.Helper()
+	f, err := flag.ParseFile(filepath.Join("testdata", "flags.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.Flags
+}
+
+// testOptions are the options rules_test.yaml expects.
+func testOptions() Options {
+	return Options{Team: "payments", GrafanaURL: "https://grafana.example.com/"}
+}
+
+func generate(t *testing.T, opts Options) []byte {
+	t.Helper()
+	b, err := Generate(testFlags(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestGolden(t *testing.T) {
+	got := generate(t, testOptions())
+	path := filepath.Join("testdata", "rules.yaml")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("generated rules differ from %s; if the change is intended, run go test ./alerts -update and review the diff", path)
+	}
+}
+
+func promtool(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool not found (Debian package prometheus): %v", err)
+	}
+	return p
+}
+
+// runPromtool writes rules beside a copy of testdata/rules_test.yaml and
+// runs promtool on them.
+func runPromtool(t *testing.T, rules []byte, args ...string) (string, error) {
+	t.Helper()
+	dir := t.TempDir()
+	tests, err := os.ReadFile(filepath.Join("testdata", "rules_test.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"rules.yaml": rules, "rules_test.yaml": tests} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(promtool(t), args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestPromtoolCheckRules(t *testing.T) {
+	out, err := runPromtool(t, generate(t, testOptions()), "check", "rules", "rules.yaml")
+	if err != nil || !strings.Contains(out, "SUCCESS") {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+}
+
+// TestPromtoolUnitTests runs the rule unit tests: input series, then the
+// alerts that must fire, with their labels and annotations, and those that
+// must not.
+func TestPromtoolUnitTests(t *testing.T) {
+	out, err := runPromtool(t, generate(t, testOptions()), "test", "rules", "rules_test.yaml")
+	if err != nil || !strings.Contains(out, "SUCCESS") {
+		t.Fatalf("promtool test rules: %v\n%s", err, out)
+	}
+}
+
+// TestPromtoolUnitTestsFail checks the unit tests can fail: with tolerances
+// that no longer tell the flags apart, alerts fire where the tests say they
+// must not.
+func TestPromtoolUnitTestsFail(t *testing.T) {
+	flags := testFlags(t)
+	for i := range flags {
+		if flags[i].Rollout != nil && flags[i].Rollout.Plan != nil {
+			flags[i].Rollout.Plan.Metrics = nil
+		}
+	}
+	opts := testOptions()
+	opts.ErrorFactor = 1.1
+	rules, err := Generate(flags, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := runPromtool(t, rules, "test", "rules", "rules_test.yaml")
+	if err == nil {
+		t.Fatalf("promtool test rules passed on rules it should reject:\n%s", out)
+	}
+	if !strings.Contains(out, "VigilTreatmentErrorRatioHigh") {
+		t.Errorf("promtool failed, but not on the error ratio alert:\n%s", out)
+	}
+}
+
+func TestExprsParse(t *testing.T) {
+	groups, err := Groups(testFlags(t), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := parser.NewParser(parser.Options{})
+	var names []string
+	for _, g := range groups.Groups {
+		for _, r := range g.Rules {
+			if _, err := p.ParseExpr(r.Expr); err != nil {
+				t.Errorf("%s %s%s: %v\n%s", g.Name, r.Record, r.Alert, err, r.Expr)
+			}
+			names = append(names, g.Name+"/"+r.Record+r.Alert)
+		}
+	}
+	for _, want := range []string{
+		"vigil-recording/" + ErrorRatio,
+		"vigil-recording/" + SlowRatio,
+		"vigil-rollouts/" + AlertRolloutStuck,
+		"vigil-rollouts/" + AlertRolledBack,
+		"vigil-rollouts/" + AlertProviderErrors,
+		"vigil-rollouts/" + AlertCohortsMissing,
+		"vigil-flag-new-checkout/" + AlertErrorRatioHigh,
+		"vigil-flag-new-checkout/" + AlertLatencyRegressed,
+		"vigil-flag-new-checkout/" + AlertErrorRatioAbove,
+		"vigil-flag-new-checkout/" + AlertP99AboveMax,
+		"vigil-flag-fast-search/" + AlertErrorRatioHigh,
+		"vigil-flag-fast-search/" + AlertLatencyRegressed,
+	} {
+		if !slices.Contains(names, want) {
+			t.Errorf("no rule %s", want)
+		}
+	}
+	for _, n := range names {
+		// fast-search's plan sets no bounds; dark-mode has no treatment.
+		if n == "vigil-flag-fast-search/"+AlertP99AboveMax || strings.HasPrefix(n, "vigil-flag-dark-mode/") {
+			t.Errorf("unexpected rule %s", n)
+		}
+	}
+}
+
+func TestStuckWindowCoversLongSteps(t *testing.T) {
+	flags := testFlags(t)
+	flags[0].Rollout.Plan.MaxStepDuration = flag.Duration(90 * time.Minute)
+	groups, err := Groups(flags, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range groups.Groups[1].Rules {
+		if r.Alert == AlertRolloutStuck && !strings.Contains(r.Expr, "[3h]") {
+			t.Errorf("stuck window for a 90m step is not 3h:\n%s", r.Expr)
+		}
+	}
+}
+
+func TestNoTeamLabel(t *testing.T) {
+	groups, err := Groups(testFlags(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := groups.Groups[1].Rules[0]
+	if _, ok := r.Labels["team"]; ok {
+		t.Errorf("team label without a team: %v", r.Labels)
+	}
+	if !strings.HasPrefix(r.Annotations["dashboard_url"], "http://localhost:3000/d/") {
+		t.Errorf("default Grafana URL: %s", r.Annotations["dashboard_url"])
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	tests := []struct {
+		name  string
+		flags func([]flag.Flag) []flag.Flag
+		opts  Options
+		want  string
+	}{
+		{"relative Grafana URL", nil, Options{GrafanaURL: "grafana:3000/x"}, "Grafana URL"},
+		{"negative factor", nil, Options{ErrorFactor: -1}, "error factor"},
+		{"template in team", nil, Options{Team: "{{ x }}"}, "team"},
+		{"unknown treatment", func(f []flag.Flag) []flag.Flag { f[0].Treatment = "nope"; return f }, Options{}, "new-checkout"},
+	}
+	for _, tt := range tests {
+		flags := testFlags(t)
+		if tt.flags != nil {
+			flags = tt.flags(flags)
+		}
+		_, err := Generate(flags, tt.opts)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want one mentioning %q", tt.name, err, tt.want)
+		}
+	}
+}
