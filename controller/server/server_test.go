@@ -26,7 +26,7 @@ const adminSecret = "test-admin-token-0123456789"
 
 // env is a running controller on a real loopback listener.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	url   string
 	srv   *server.Server
 	admin string
@@ -34,12 +34,12 @@ type env struct {
 
 type storeKind struct {
 	name string
-	cfg  func(t *testing.T, cfg *server.Config)
+	cfg  func(t testing.TB, cfg *server.Config)
 }
 
 var storeKinds = []storeKind{
-	{"sqlite", func(t *testing.T, cfg *server.Config) { cfg.DataDir = t.TempDir() }},
-	{"postgres", func(t *testing.T, cfg *server.Config) { cfg.DatabaseURL = pgtest.Database(t) }},
+	{"sqlite", func(t testing.TB, cfg *server.Config) { cfg.DataDir = t.TempDir() }},
+	{"postgres", func(t testing.TB, cfg *server.Config) { cfg.DatabaseURL = pgtest.Database(t) }},
 }
 
 func forEachStore(t *testing.T, fn func(t *testing.T, e *env)) {
@@ -58,7 +58,7 @@ func quietLogger() *slog.Logger {
 
 // start runs a server with cfg (SQLite in a temp dir unless set) until the
 // test ends.
-func start(t *testing.T, cfg server.Config) *env {
+func start(t testing.TB, cfg server.Config) *env {
 	t.Helper()
 	if cfg.DataDir == "" && cfg.DatabaseURL == "" && cfg.Store == nil {
 		cfg.DataDir = t.TempDir()
@@ -114,7 +114,7 @@ type response struct {
 	body   []byte
 }
 
-func (r response) json(t *testing.T, v any) {
+func (r response) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)

@@ -1,0 +1,220 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/internal/vigiltest"
+	"github.com/vigil-dev/vigil/sdk"
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// BenchmarkPropagation measures the time from sending a PUT of a flag to
+// the admin API until N connected SDK clients (the real Go SDK, on their
+// stream) have applied it. The controller is a real `vigil serve` process
+// (SQLite store), so that it and the clients each have their own file
+// descriptor limit. Reported: per-client apply latency p50 and p99 over all
+// clients and PUTs, and the time until the last of the N clients applied a
+// PUT (its p50 and max over PUTs).
+func BenchmarkPropagation(b *testing.B) {
+	bin := vigiltest.Build(b)
+	for _, n := range []int{100, 1000, 10000} {
+		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) { benchPropagation(b, bin, n) })
+	}
+}
+
+func benchPropagation(b *testing.B, bin string, n int) {
+	p := vigiltest.Start(b, bin, []string{"VIGIL_ADMIN_TOKEN=" + adminSecret}, "--data", b.TempDir())
+	admin := &http.Client{}
+	put := func(percent int) int64 {
+		body := fmt.Sprintf(`{"key":"bench","variants":{"on":true,"off":false},"control":"off","treatment":"on","enabled":true,"rollout":{"percent":%d}}`, percent)
+		req, _ := http.NewRequest("PUT", p.URL+"/api/v1/flags/bench", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+adminSecret)
+		resp, err := admin.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var f flag.Flag
+		if err := json.NewDecoder(resp.Body).Decode(&f); err != nil || resp.StatusCode >= 300 {
+			b.Fatalf("PUT: %s %v", resp.Status, err)
+		}
+		return f.Version
+	}
+	put(0)
+
+	// The clients share one transport; each holds its own stream.
+	transport := &http.Transport{MaxIdleConnsPerHost: 16}
+	hc := &http.Client{Transport: transport}
+	clients := make([]*sdk.Client, n)
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	sem := make(chan struct{}, 64)
+	for i := range clients {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := sdk.New(context.Background(), sdk.Config{
+				ServerURL: p.URL, Token: adminSecret, HTTPClient: hc, Logger: quietLogger(),
+				InitTimeout: time.Minute, PollInterval: time.Hour,
+			})
+			if err != nil {
+				failed.Store(err)
+				return
+			}
+			clients[i] = c
+		}()
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		for _, c := range clients {
+			c.Close()
+		}
+		transport.CloseIdleConnections()
+	})
+	waitConnected(b, p.URL, n)
+
+	var lat []time.Duration
+	var all []time.Duration
+	pending := make([]int, 0, n)
+	percent := 0
+	for b.Loop() {
+		percent = 1 + percent%100
+		pending = pending[:0]
+		for i := range clients {
+			pending = append(pending, i)
+		}
+		start := time.Now()
+		v := put(percent)
+		deadline := start.Add(30 * time.Second)
+		for len(pending) > 0 {
+			rest := pending[:0]
+			now := time.Now()
+			for _, i := range pending {
+				if s := clients[i].Snapshot(); s != nil && s.Revision() >= v {
+					lat = append(lat, now.Sub(start))
+				} else {
+					rest = append(rest, i)
+				}
+			}
+			pending = rest
+			if now.After(deadline) {
+				b.Fatalf("%d of %d clients did not apply version %d within 30s", len(pending), n, v)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		all = append(all, time.Since(start))
+	}
+	slices.Sort(lat)
+	slices.Sort(all)
+	b.ReportMetric(ms(quantile(lat, 0.50)), "p50-ms")
+	b.ReportMetric(ms(quantile(lat, 0.99)), "p99-ms")
+	b.ReportMetric(ms(quantile(all, 0.50)), "all-applied-p50-ms")
+	b.ReportMetric(ms(all[len(all)-1]), "all-applied-max-ms")
+	b.ReportMetric(float64(len(all)), "puts")
+}
+
+// waitConnected waits until the controller reports n connected streams.
+func waitConnected(b *testing.B, url string, n int) {
+	want := fmt.Sprintf("vigil_sse_clients %d\n", n)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, err := http.Get(url + "/metrics")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), want) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("controller never reported %d streams", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// BenchmarkAdminAPI measures admin API requests per second over real HTTP
+// on loopback, with 16 concurrent clients, against each store.
+func BenchmarkAdminAPI(b *testing.B) {
+	for _, k := range storeKinds {
+		b.Run("store="+k.name, func(b *testing.B) {
+			cfg := server.Config{}
+			k.cfg(b, &cfg)
+			e := start(b, cfg)
+			for i := range 100 {
+				key := fmt.Sprintf("f%03d", i)
+				e.mustStatus(e.do("PUT", "/api/v1/flags/"+key, e.admin, flagJSON(key, 1)), http.StatusCreated)
+			}
+			hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			call := func(method, path string, body []byte) {
+				var rd io.Reader
+				if body != nil {
+					rd = strings.NewReader(string(body))
+				}
+				req, _ := http.NewRequest(method, e.url+path, rd)
+				req.Header.Set("Authorization", "Bearer "+e.admin)
+				resp, err := hc.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode >= 300 {
+					b.Errorf("%s %s: %s", method, path, resp.Status)
+				}
+			}
+			ops := []struct {
+				name string
+				run  func(i int)
+			}{
+				{"get", func(i int) { call("GET", fmt.Sprintf("/api/v1/flags/f%03d", i%100), nil) }},
+				{"list", func(int) { call("GET", "/api/v1/flags", nil) }},
+				{"put", func(i int) {
+					key := fmt.Sprintf("f%03d", i%100)
+					// Every round over the keys sets new percents, so each PUT writes.
+					js, _ := json.Marshal(flagJSON(key, float64(i/100%100)))
+					call("PUT", "/api/v1/flags/"+key, js)
+				}},
+			}
+			for _, op := range ops {
+				b.Run("op="+op.name, func(b *testing.B) {
+					var seq atomic.Int64
+					b.SetParallelism(8) // 16 clients on 2 cores
+					start := time.Now()
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							op.run(int(seq.Add(1)))
+						}
+					})
+					b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+				})
+			}
+		})
+	}
+}
