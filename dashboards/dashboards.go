@@ -36,11 +36,11 @@ type Options struct {
 // OverviewUID is the UID of the overview of every rollout.
 const OverviewUID = "vigil-overview"
 
+// FlagUIDPrefix starts the UID of every flag's dashboard.
+const FlagUIDPrefix = "vigil-flag-"
+
 // Grafana accepts UIDs of up to 40 letters, digits, '-' and '_'.
-const (
-	uidPrefix = "vigil-flag-"
-	maxUID    = 40
-)
+const maxUID = 40
 
 // Tag marks every Vigil dashboard; their links menu lists dashboards by it.
 const Tag = "vigil"
@@ -50,13 +50,13 @@ const Tag = "vigil"
 // Grafana would not take as it is (a '.', or too long) is shortened and
 // given a hash of the whole key, which keeps distinct keys apart.
 func UID(key string) string {
-	if len(uidPrefix)+len(key) <= maxUID && !strings.Contains(key, ".") {
-		return uidPrefix + key
+	if len(FlagUIDPrefix)+len(key) <= maxUID && !strings.Contains(key, ".") {
+		return FlagUIDPrefix + key
 	}
 	sum := sha256.Sum256([]byte(key))
 	suffix := "-" + hex.EncodeToString(sum[:4])
-	keep := min(len(key), maxUID-len(uidPrefix)-len(suffix))
-	return uidPrefix + strings.ReplaceAll(key[:keep], ".", "_") + suffix
+	keep := min(len(key), maxUID-len(FlagUIDPrefix)-len(suffix))
+	return FlagUIDPrefix + strings.ReplaceAll(key[:keep], ".", "_") + suffix
 }
 
 // ForFlag returns the JSON of f's dashboard, as Grafana's file provisioning

@@ -32,6 +32,8 @@ func newRootCmd() *cobra.Command {
 		newAuditCmd(),
 		newTokenCmd(),
 		newEvalCmd(),
+		newDashboardsCmd(),
+		newAlertsCmd(),
 	)
 	return root
 }

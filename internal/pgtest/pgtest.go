@@ -1,4 +1,4 @@
-// Package pgtest runs a real PostgreSQL server for tests: initdb and pg_ctl
+// Package pgtest runs a real PostgreSQL server for tests: initdb and postgres
 // from the machine's PostgreSQL installation, in a temporary directory, on a
 // free loopback port. PostgreSQL refuses to run as root, so when the tests
 // run as root the server runs as the postgres user.
@@ -39,6 +39,9 @@ type Server struct {
 	uid  int // the server's owner when run as another user, else -1
 	gid  int
 	seq  atomic.Int64
+	cmd  *exec.Cmd
+	// exited closes when the server process ends.
+	exited chan struct{}
 }
 
 // Start initializes a cluster in a new temporary directory and starts it on
@@ -74,19 +77,66 @@ func Start(ctx context.Context) (*Server, error) {
 	// A port found free may be taken before the server binds it; try again.
 	for attempt := 0; ; attempt++ {
 		s.port, err = freePort()
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, err
+		if err == nil {
+			err = s.startPostgres(ctx, data)
 		}
-		opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", s.port, dir)
-		out, err := s.run(ctx, "pg_ctl", "-D", data, "-l", filepath.Join(dir, "log"), "-o", opts, "-w", "-t", "60", "start")
 		if err == nil {
 			return s, nil
 		}
-		if attempt == 2 {
+		if attempt == 2 || ctx.Err() != nil {
 			log, _ := os.ReadFile(filepath.Join(dir, "log"))
 			os.RemoveAll(dir)
-			return nil, fmt.Errorf("pgtest: pg_ctl start: %w\n%s\n%s", err, out, log)
+			return nil, fmt.Errorf("pgtest: start postgres: %w\n%s", err, log)
+		}
+	}
+}
+
+// startPostgres runs the postmaster as a child process rather than through
+// pg_ctl, so that it dies with the test process: Pdeathsig sends it SIGQUIT
+// (immediate shutdown) if the test binary is killed.
+func (s *Server) startPostgres(ctx context.Context, data string) error {
+	logf, err := os.OpenFile(filepath.Join(s.dir, "log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", data, "-p", strconv.Itoa(s.port), "-k", s.dir,
+		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+		"-c", "full_page_writes=off", "-c", "max_connections=200")
+	cmd.Dir = s.dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGQUIT}
+	if s.uid >= 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(s.uid), Gid: uint32(s.gid)}
+		cmd.Env = append(os.Environ(), "HOME="+s.dir)
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		conn, err := pgx.Connect(cctx, s.URL("postgres"))
+		cancel()
+		if err == nil {
+			conn.Close(ctx)
+			s.cmd, s.exited = cmd, exited
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("postgres exited: %v", cmd.ProcessState)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			cmd.Process.Signal(syscall.SIGQUIT)
+			<-exited
+			return fmt.Errorf("postgres not ready: %w", err)
 		}
 	}
 }
@@ -112,14 +162,18 @@ func (s *Server) CreateDatabase(ctx context.Context) (string, error) {
 
 // Stop stops the server at once and removes its directory.
 func (s *Server) Stop() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := s.run(ctx, "pg_ctl", "-D", filepath.Join(s.dir, "data"), "-m", "immediate", "-w", "stop")
-	rmErr := os.RemoveAll(s.dir)
-	if err != nil {
-		return fmt.Errorf("pgtest: pg_ctl stop: %w\n%s", err, out)
+	// SIGQUIT is PostgreSQL's immediate shutdown: a test database needs no
+	// checkpoint.
+	if err := s.cmd.Process.Signal(syscall.SIGQUIT); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("pgtest: stop postgres: %w", err)
 	}
-	return rmErr
+	select {
+	case <-s.exited:
+	case <-time.After(30 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.exited
+	}
+	return os.RemoveAll(s.dir)
 }
 
 func (s *Server) run(ctx context.Context, name string, args ...string) ([]byte, error) {
@@ -137,15 +191,15 @@ func binDir() (string, error) {
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	var found []string
 	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, "pg_ctl")); err == nil {
+		if _, err := os.Stat(filepath.Join(d, "postgres")); err == nil {
 			found = append(found, d)
 		}
 	}
 	if len(found) == 0 {
-		if p, err := exec.LookPath("pg_ctl"); err == nil {
+		if p, err := exec.LookPath("postgres"); err == nil {
 			return filepath.Dir(p), nil
 		}
-		return "", errors.New("pgtest: no PostgreSQL server programs (initdb, pg_ctl) in /usr/lib/postgresql/*/bin or PATH; install Debian's postgresql package")
+		return "", errors.New("pgtest: no PostgreSQL server programs (initdb, postgres) in /usr/lib/postgresql/*/bin or PATH; install Debian's postgresql package")
 	}
 	sort.Slice(found, func(i, j int) bool {
 		vi, _ := strconv.Atoi(filepath.Base(filepath.Dir(found[i])))
