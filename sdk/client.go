@@ -46,8 +46,9 @@ type Client struct {
 	store   *store
 	pinning bool
 
-	requests metric.Int64Counter
-	duration metric.Float64Histogram
+	// unregister stops reporting the observable request counter.
+	unregister metric.Registration
+	duration   metric.Float64Histogram
 	events   metric.Int64Counter
 	cohorts  cohortCache
 
@@ -77,7 +78,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	c.cancel = cancel
 	if cfg.FlagsFile != "" {
 		if err := c.startFile(bg); err != nil {
-			cancel()
+			c.Close()
 			return nil, err
 		}
 		return c, nil
@@ -101,13 +102,18 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// Close stops delivery. Evaluation keeps serving the last snapshot.
+// Close stops delivery and stops reporting feature_flag.requests; call it
+// when the service shuts down. Evaluation keeps serving the last snapshot.
 func (c *Client) Close() error {
+	var err error
 	c.closeOnce.Do(func() {
 		c.cancel()
 		c.wg.Wait()
+		if uerr := c.unregister.Unregister(); uerr != nil {
+			err = fmt.Errorf("sdk: close: %w", uerr)
+		}
 	})
-	return nil
+	return err
 }
 
 // markFresh records that data from the source (not the cache) arrived.

@@ -1,8 +1,10 @@
 package sdk
 
 import (
+	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -39,10 +41,21 @@ func (c *Client) initMetrics() error {
 	}
 	m := mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
 	var err error
-	if c.requests, err = m.Int64Counter(MetricRequests,
+	// The request counter is observable: requests are counted with one
+	// atomic add per cohort and reported at collection. A synchronous
+	// counter would cost as much per request as the histogram does, and the
+	// middleware has a budget of 1 µs for three tracked flags.
+	requests, err := m.Int64ObservableCounter(MetricRequests,
 		metric.WithUnit("{request}"),
-		metric.WithDescription("Requests that evaluated a tracked feature flag, by flag, variant and reason.")); err != nil {
+		metric.WithDescription("Requests that evaluated a tracked feature flag, by flag, variant and reason."))
+	if err != nil {
 		return fmt.Errorf("sdk: create %s: %w", MetricRequests, err)
+	}
+	if c.unregister, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		c.cohorts.observe(o, requests)
+		return nil
+	}, requests); err != nil {
+		return fmt.Errorf("sdk: register %s: %w", MetricRequests, err)
 	}
 	if c.duration, err = m.Float64Histogram(MetricRequestDuration,
 		metric.WithUnit("s"),
@@ -70,13 +83,12 @@ type cohortKey struct {
 // building an attribute set and boxing it in an option allocates, which the
 // per-request path must not do.
 type cohortOpts struct {
-	add    []metric.AddOption
-	record []metric.RecordOption
+	add     []metric.AddOption
+	record  []metric.RecordOption
+	observe []metric.ObserveOption
+	// requests counts the cohort's requests for the observable counter.
+	requests atomic.Int64
 }
-
-// maxCohorts bounds the cache; beyond it options are built per use, which
-// only costs allocations.
-const maxCohorts = 10000
 
 type cohortCache struct {
 	mu sync.RWMutex
@@ -102,14 +114,29 @@ func (cc *cohortCache) get(k cohortKey) *cohortOpts {
 		attrs = append(attrs, attribute.String(AttrEventName, k.event))
 	}
 	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
-	o = &cohortOpts{add: []metric.AddOption{opt}, record: []metric.RecordOption{opt}}
+	o = &cohortOpts{add: []metric.AddOption{opt}, record: []metric.RecordOption{opt}, observe: []metric.ObserveOption{opt}}
 	cc.mu.Lock()
+	defer cc.mu.Unlock()
 	if cc.m == nil {
 		cc.m = make(map[cohortKey]*cohortOpts)
 	}
-	if len(cc.m) < maxCohorts {
-		cc.m[k] = o
+	// Another goroutine may have added the cohort meanwhile; its counter
+	// must be the only one. The cache is not bounded: its size is that of
+	// the cohorts' attribute sets, which the metrics keep anyway.
+	if prev := cc.m[k]; prev != nil {
+		return prev
 	}
-	cc.mu.Unlock()
+	cc.m[k] = o
 	return o
+}
+
+// observe reports every request cohort's count.
+func (cc *cohortCache) observe(o metric.Observer, counter metric.Int64Observable) {
+	cc.mu.RLock()
+	defer cc.mu.RUnlock()
+	for k, c := range cc.m {
+		if n := c.requests.Load(); n > 0 && k.event == "" {
+			o.ObserveInt64(counter, n, c.observe...)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/baggage"
@@ -32,6 +33,9 @@ type Scope struct {
 	entries [4]entry
 	more    []entry
 	npins   int
+	// hasPins is set with the first pin, so that evaluations in a scope
+	// without pins look for none without taking mu.
+	hasPins atomic.Bool
 	pins    [4]pin
 	morePin []pin
 	// bag caches the context value that carries incoming plus pins; nil
@@ -200,6 +204,7 @@ func (s *Scope) add(key, variant string, reason flag.Reason, p *pin) {
 		s.morePin = append(s.morePin, *p)
 	}
 	s.npins++
+	s.hasPins.Store(true)
 	s.bag = nil
 }
 
@@ -220,11 +225,13 @@ func (s *Scope) ownPin(name string) (pin, bool) {
 // lookupPin finds the pin for a baggage member name: one made in this
 // scope, else one that came in with the request.
 func (s *Scope) lookupPin(name string) (pin, bool) {
-	s.mu.Lock()
-	p, ok := s.ownPin(name)
-	s.mu.Unlock()
-	if ok {
-		return p, true
+	if s.hasPins.Load() {
+		s.mu.Lock()
+		p, ok := s.ownPin(name)
+		s.mu.Unlock()
+		if ok {
+			return p, true
+		}
 	}
 	if s.incoming.Len() == 0 {
 		return pin{}, false
@@ -284,7 +291,7 @@ func (s *Scope) finish(errType string, d time.Duration) {
 	ctx := s.ctx.Context
 	for _, e := range entries {
 		o := c.cohorts.get(cohortKey{key: e.key, variant: e.variant, reason: e.reason, errType: errType})
-		c.requests.Add(ctx, 1, o.add...)
+		o.requests.Add(1)
 		c.duration.Record(ctx, secs, o.record...)
 	}
 }
