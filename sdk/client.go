@@ -49,8 +49,8 @@ type Client struct {
 	// unregister stops reporting the observable request counter.
 	unregister metric.Registration
 	duration   metric.Float64Histogram
-	events   metric.Int64Counter
-	cohorts  cohortCache
+	events     metric.Int64Counter
+	cohorts    cohortCache
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
