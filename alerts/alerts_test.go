@@ -3,6 +3,7 @@ package alerts
 import (
 	"bytes"
 	stdflag "flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -218,6 +219,25 @@ func TestBadInput(t *testing.T) {
 		_, err := Generate(flags, tt.opts)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: err = %v, want one mentioning %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+// BenchmarkGenerate100 generates the rules for 100 flags under rollout,
+// checking them with Prometheus's rule parser as Generate always does.
+func BenchmarkGenerate100(b *testing.B) {
+	file, err := flag.ParseFile(filepath.Join("testdata", "flags.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	flags := make([]flag.Flag, 100)
+	for i := range flags {
+		flags[i] = file.Flags[i%2]
+		flags[i].Key = fmt.Sprintf("flag-%03d", i)
+	}
+	for b.Loop() {
+		if _, err := Generate(flags, Options{}); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

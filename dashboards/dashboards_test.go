@@ -455,3 +455,18 @@ func TestProvisioning(t *testing.T) {
 		t.Error("an empty path was accepted")
 	}
 }
+
+// BenchmarkForFlag measures what the controller's dashboard endpoint costs
+// per request when it builds the JSON each time.
+func BenchmarkForFlag(b *testing.B) {
+	file, err := flag.ParseFile(filepath.Join("testdata", "flags.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := file.Flags[0]
+	for b.Loop() {
+		if _, err := ForFlag(f, Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
