@@ -76,11 +76,15 @@ func (c *Client) startRemote(ctx context.Context) {
 func (r *remote) run(ctx context.Context) {
 	failures := 0
 	for {
+		opened := time.Now()
 		synced, err := r.stream(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if synced {
+		// A stream that delivered a snapshot and then lasted resets the
+		// backoff; one that drops right after its snapshot (a proxy that
+		// cuts long responses, say) keeps backing off.
+		if synced && time.Since(opened) >= r.c.cfg.BackoffMax {
 			failures = 0
 		}
 		failures++
@@ -208,7 +212,7 @@ func decodeSnapshot(data []byte) (snapshotDoc, error) {
 }
 
 // stream reads the event stream until it fails. synced reports whether a
-// snapshot arrived on it, which resets the backoff.
+// snapshot arrived on it.
 func (r *remote) stream(ctx context.Context) (synced bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -387,3 +387,21 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestBackoffBounds(t *testing.T) {
+	r := &remote{c: &Client{cfg: Config{BackoffMin: 500 * time.Millisecond, BackoffMax: 30 * time.Second}}}
+	seen := map[time.Duration]bool{}
+	for n := 1; n <= 12; n++ {
+		bound := min(500*time.Millisecond<<(n-1), 30*time.Second)
+		for range 50 {
+			d := r.backoff(n)
+			if d < bound/2 || d > bound {
+				t.Fatalf("backoff(%d) = %v, want within [%v, %v]", n, d, bound/2, bound)
+			}
+			seen[d] = true
+		}
+	}
+	if len(seen) < 100 {
+		t.Errorf("only %d distinct waits in 600 draws: not jittered", len(seen))
+	}
+}
