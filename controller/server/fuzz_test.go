@@ -1,0 +1,50 @@
+package server_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/vigil-dev/vigil/controller/server"
+)
+
+// FuzzAdminInput sends arbitrary bodies to the endpoints that parse them:
+// the controller answers every one with a success or a 4xx that has a
+// message, never a 5xx.
+func FuzzAdminInput(f *testing.F) {
+	for _, seed := range []string{
+		`{"key":"fz","variants":{"on":true,"off":false},"control":"off","treatment":"on","enabled":true,"rollout":{"percent":5}}`,
+		`{"key":"fz","variants":{"a":1},"control":"a","rules":[{"variant":"a","when":[{"attribute":"v","op":"semver_gte","values":["1.2.3"]}]}]}`,
+		`{"key":"fz","variants":{"a":1},"control":"a","rollout":{"percent":1,"plan":{"steps":[1,50],"interval":"1s","metrics":[{"name":"x"}]}}}`,
+		`{"key":"fz","variants":{"a":1},"control":"a","version":-3}`,
+		flagsYAML,
+		"flags:\n  - key: a\n    variants: {on: 1}\n    control: on\n    rules: [{variant: on, when: [{attribute: x, op: matches, values: ['(']}]}]\n",
+		`{"flags":[{"key":"a"}]}`,
+		`[]`, `null`, `"x"`, `{`, "\x00", "",
+	} {
+		f.Add([]byte(seed))
+	}
+	e := start(f, server.Config{})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		e := &env{t: t, url: e.url, srv: e.srv, admin: e.admin}
+		for _, req := range []struct{ method, path string }{
+			{"PUT", "/api/v1/flags/fz"},
+			{"POST", "/api/v1/apply?dryRun=true"},
+			{"POST", "/api/v1/tokens"},
+		} {
+			r := e.do(req.method, req.path, e.admin, body)
+			if r.status >= 500 {
+				t.Fatalf("%s %s: %d %s", req.method, req.path, r.status, r.body)
+			}
+			if r.status >= 400 {
+				var b server.ErrorBody
+				if err := json.Unmarshal(r.body, &b); err != nil || b.Error == "" {
+					t.Fatalf("%s %s: %d without an error message: %s", req.method, req.path, r.status, r.body)
+				}
+			}
+			if req.method == "PUT" && r.status != http.StatusOK && r.status != http.StatusCreated && r.status != http.StatusBadRequest && r.status != http.StatusConflict {
+				t.Fatalf("PUT: unexpected status %d: %s", r.status, r.body)
+			}
+		}
+	})
+}
