@@ -178,10 +178,13 @@ func threeTracked(c *Client) http.Handler {
 	})
 }
 
-func benchHandler(b *testing.B, withMiddleware bool) {
+func benchHandler(b *testing.B, withMiddleware, evaluate bool) {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	c := staticClient(b, mp, rollout("a", 10, true), rollout("b", 50, true), rollout("c", 90, true))
 	h := threeTracked(c)
+	if !evaluate {
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	}
 	if withMiddleware {
 		h = c.Middleware(h)
 	}
@@ -203,11 +206,15 @@ func benchHandler(b *testing.B, withMiddleware bool) {
 
 // BenchmarkHandler3Tracked is the baseline: a handler evaluating three
 // tracked flags without the middleware.
-func BenchmarkHandler3Tracked(b *testing.B) { benchHandler(b, false) }
+func BenchmarkHandler3Tracked(b *testing.B) { benchHandler(b, false, true) }
 
 // BenchmarkMiddleware3Tracked is the same handler behind the middleware,
 // recording three cohorts into a real SDK MeterProvider.
-func BenchmarkMiddleware3Tracked(b *testing.B) { benchHandler(b, true) }
+func BenchmarkMiddleware3Tracked(b *testing.B) { benchHandler(b, true, true) }
+
+// BenchmarkMiddlewareNoFlags is the middleware around a handler that
+// evaluates nothing: the fixed cost of a request scope.
+func BenchmarkMiddlewareNoFlags(b *testing.B) { benchHandler(b, true, false) }
 
 // cpuClock reports, besides wall time, the process CPU time per operation
 // ("cpu-ns/op"): the machine these benchmarks run on is shared, and time

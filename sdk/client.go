@@ -71,6 +71,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, store: newStore(), pinning: !cfg.DisablePinning, fresh: make(chan struct{})}
+	c.store.cohorts = &c.cohorts
 	if err := c.initMetrics(); err != nil {
 		return nil, err
 	}

@@ -46,30 +46,33 @@ func (c *Client) resolve(ctx context.Context, key string, ec flag.Context, r *re
 	}
 	r.d = st.snap.Evaluate(key, ec)
 	r.cohort = r.d.Reason
-	if !c.pinning || r.d.ErrorType == flag.ErrorFlagNotFound {
+	if r.d.ErrorType == flag.ErrorFlagNotFound {
 		return
 	}
-	// Only look the flag up again when there may be a pin to honour or to
-	// set: a scope, or baggage in ctx.
+	// Only look the flag up again when there is a scope to record in, or
+	// baggage that may pin it.
 	var b baggage.Baggage
 	if r.scope == nil {
+		if !c.pinning {
+			return
+		}
 		if b = baggage.FromContext(ctx); b.Len() == 0 {
 			return
 		}
 	}
 	r.meta = st.meta[key]
-	if r.meta == nil || r.d.Reason == flag.ReasonDisabled {
+	if !c.pinning || r.meta == nil || r.d.Reason == flag.ReasonDisabled {
 		// A flag disabled here is a kill switch: it wins over any pin.
 		return
 	}
 	var p pin
 	var ok bool
 	if r.scope != nil {
-		p, ok = r.scope.lookupPin(r.meta.pinName)
-	} else {
-		p, ok = parsePin(b.Member(r.meta.pinName))
+		p, ok = r.scope.lookupPin(r.meta, ec.Key)
+	} else if p, ok = parsePin(b.Member(r.meta.pinName)); ok {
+		ok = p.unit == flag.Hash(r.meta.salt, ec.Key)
 	}
-	if !ok || p.unit != flag.Hash(r.meta.salt, ec.Key) {
+	if !ok {
 		return
 	}
 	v, exists := r.meta.values[p.variant]
@@ -83,12 +86,12 @@ func (c *Client) resolve(ctx context.Context, key string, ec flag.Context, r *re
 // observe registers the result with the request scope, pins it, and tags
 // the recording span in ctx.
 func (c *Client) observe(ctx context.Context, r *result, unit string) {
-	if r.scope != nil && r.d.Tracked && r.d.Variant != "" {
-		var p *pin
-		if c.pinning && !r.pinned && r.meta != nil && r.d.Reason != flag.ReasonError {
-			p = &pin{name: r.meta.pinName, variant: r.d.Variant, reason: r.d.Reason, unit: flag.Hash(r.meta.salt, unit)}
+	if r.scope != nil && r.d.Tracked && r.d.Variant != "" && r.meta != nil {
+		e := entry{meta: r.meta, variant: r.d.Variant, reason: r.cohort, ok: r.meta.cohort(r.d.Variant, r.cohort)}
+		if c.pinning && !r.pinned && r.d.Reason != flag.ReasonError {
+			e.pinned, e.unit = true, unit
 		}
-		r.scope.add(r.d.Key, r.d.Variant, r.cohort, p)
+		r.scope.add(e)
 	}
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {

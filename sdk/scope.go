@@ -32,21 +32,27 @@ type Scope struct {
 	n       int
 	entries [4]entry
 	more    []entry
-	npins   int
 	// hasPins is set with the first pin, so that evaluations in a scope
 	// without pins look for none without taking mu.
 	hasPins atomic.Bool
-	pins    [4]pin
-	morePin []pin
 	// bag caches the context value that carries incoming plus pins; nil
 	// when it must be rebuilt.
 	bag any
 }
 
-// entry is a tracked flag evaluated in a scope.
+// entry is a tracked flag evaluated in a scope, and its pin.
 type entry struct {
-	key, variant string
-	reason       flag.Reason
+	meta    *flagMeta
+	variant string
+	reason  flag.Reason
+	// ok is the cohort's options for a request without error, when
+	// prepared.
+	ok *cohortOpts
+	// pinned marks an entry this scope pins for the rest of the request;
+	// the unit's hash for the baggage member is computed when one is
+	// needed, not on every evaluation.
+	pinned bool
+	unit   string
 }
 
 type scopeKey struct{}
@@ -144,7 +150,7 @@ func (c *Client) Track(ctx context.Context, name string) {
 	}
 	var buf [8]entry
 	for _, e := range s.snapshotEntries(buf[:0]) {
-		c.events.Add(ctx, 1, c.cohorts.get(cohortKey{key: e.key, variant: e.variant, reason: e.reason, event: name}).add...)
+		c.events.Add(ctx, 1, c.cohorts.get(cohortKey{key: e.meta.key, variant: e.variant, reason: e.reason, event: name}).add...)
 	}
 }
 
@@ -155,79 +161,58 @@ func (s *Scope) snapshotEntries(buf []entry) []entry {
 	return append(buf, s.more...)
 }
 
-// add registers a tracked flag's result and, when p is set, pins it. The
-// first result of a flag in a scope is the one recorded.
-func (s *Scope) add(key, variant string, reason flag.Reason, p *pin) {
+// add registers a tracked flag's result, pinned if e.pinned. The first
+// result of a flag in a scope is the one recorded and pinned.
+func (s *Scope) add(e entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended {
+	if s.ended || s.find(e.meta.key) != nil {
 		return
 	}
-	found := false
-	for i := range min(s.n, len(s.entries)) {
-		if s.entries[i].key == key {
-			found = true
-			break
-		}
-	}
-	if !found {
-		for i := range s.more {
-			if s.more[i].key == key {
-				found = true
-				break
-			}
-		}
-	}
-	if !found {
-		e := entry{key: key, variant: variant, reason: reason}
-		if s.n < len(s.entries) {
-			s.entries[s.n] = e
-		} else {
-			s.more = append(s.more, e)
-		}
-		s.n++
-	}
-	if p == nil {
-		return
-	}
-	if _, ok := s.ownPin(p.name); ok {
-		return
-	}
-	if s.incoming.Len() > 0 && s.incoming.Member(p.name).Key() != "" {
+	if e.pinned && s.incoming.Len() > 0 && s.incoming.Member(e.meta.pinName).Key() != "" {
 		// Pinned upstream but not honoured here (another unit, or a
 		// variant this service lacks): leave the upstream pin to travel.
-		return
+		e.pinned = false
 	}
-	if s.npins < len(s.pins) {
-		s.pins[s.npins] = *p
+	if s.n < len(s.entries) {
+		s.entries[s.n] = e
 	} else {
-		s.morePin = append(s.morePin, *p)
+		s.more = append(s.more, e)
 	}
-	s.npins++
-	s.hasPins.Store(true)
-	s.bag = nil
+	s.n++
+	if e.pinned {
+		s.hasPins.Store(true)
+		s.bag = nil
+	}
 }
 
-func (s *Scope) ownPin(name string) (pin, bool) {
-	for i := range min(s.npins, len(s.pins)) {
-		if s.pins[i].name == name {
-			return s.pins[i], true
+// find returns the entry of key; the caller holds mu.
+func (s *Scope) find(key string) *entry {
+	for i := range min(s.n, len(s.entries)) {
+		if s.entries[i].meta.key == key {
+			return &s.entries[i]
 		}
 	}
-	for i := range s.morePin {
-		if s.morePin[i].name == name {
-			return s.morePin[i], true
+	for i := range s.more {
+		if s.more[i].meta.key == key {
+			return &s.more[i]
 		}
 	}
-	return pin{}, false
+	return nil
 }
 
-// lookupPin finds the pin for a baggage member name: one made in this
-// scope, else one that came in with the request.
-func (s *Scope) lookupPin(name string) (pin, bool) {
+// lookupPin finds the pin of a flag for a unit: one this scope made for
+// the same unit, else one that came in with the request for the unit's
+// hash under salt.
+func (s *Scope) lookupPin(m *flagMeta, unit string) (pin, bool) {
 	if s.hasPins.Load() {
 		s.mu.Lock()
-		p, ok := s.ownPin(name)
+		e := s.find(m.key)
+		var p pin
+		ok := e != nil && e.pinned && e.unit == unit && e.meta.salt == m.salt
+		if ok {
+			p = pin{name: m.pinName, variant: e.variant, reason: e.reason}
+		}
 		s.mu.Unlock()
 		if ok {
 			return p, true
@@ -236,22 +221,30 @@ func (s *Scope) lookupPin(name string) (pin, bool) {
 	if s.incoming.Len() == 0 {
 		return pin{}, false
 	}
-	return parsePin(s.incoming.Member(name))
+	p, ok := parsePin(s.incoming.Member(m.pinName))
+	if !ok || p.unit != flag.Hash(m.salt, unit) {
+		return pin{}, false
+	}
+	return p, true
 }
 
 // baggageValue returns what the context holds under the baggage key for a
 // scope with pins, or nil when the scope made none.
 func (s *Scope) baggageValue() any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.npins == 0 {
+	if !s.hasPins.Load() {
 		return nil
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.bag != nil {
 		return s.bag
 	}
 	b := s.incoming
-	add := func(p *pin) {
+	add := func(e *entry) {
+		if !e.pinned {
+			return
+		}
+		p := pin{name: e.meta.pinName, variant: e.variant, reason: e.reason, unit: flag.Hash(e.meta.salt, e.unit)}
 		m, err := p.member()
 		if err != nil {
 			s.client.log.Warn("vigil: cannot pin flag in baggage", "member", p.name, "err", err)
@@ -261,11 +254,11 @@ func (s *Scope) baggageValue() any {
 			b = nb
 		}
 	}
-	for i := range min(s.npins, len(s.pins)) {
-		add(&s.pins[i])
+	for i := range min(s.n, len(s.entries)) {
+		add(&s.entries[i])
 	}
-	for i := range s.morePin {
-		add(&s.morePin[i])
+	for i := range s.more {
+		add(&s.more[i])
 	}
 	s.bag = baggage.ContextWithBaggage(context.Background(), b).Value(baggageKey)
 	return s.bag
@@ -290,7 +283,10 @@ func (s *Scope) finish(errType string, d time.Duration) {
 	secs := d.Seconds()
 	ctx := s.ctx.Context
 	for _, e := range entries {
-		o := c.cohorts.get(cohortKey{key: e.key, variant: e.variant, reason: e.reason, errType: errType})
+		o := e.ok
+		if o == nil || errType != "" {
+			o = c.cohorts.get(cohortKey{key: e.meta.key, variant: e.variant, reason: e.reason, errType: errType})
+		}
 		o.requests.Add(1)
 		c.duration.Record(ctx, secs, o.record...)
 	}

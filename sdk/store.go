@@ -20,15 +20,41 @@ type state struct {
 // flagMeta holds per-flag values that evaluation would otherwise compute on
 // every call.
 type flagMeta struct {
+	key string
 	// pinName is the baggage member that pins this flag.
 	pinName string
 	salt    string
 	// values are the decoded variant values, for serving a pinned variant.
 	values map[string]any
+	// cohorts are the metric options of a tracked flag's successful
+	// requests, by variant and reason (see reasonIndex), so that the end
+	// of a request finds them without a lookup. Nil for untracked flags.
+	cohorts map[string]*[numReasons]*cohortOpts
 }
 
-func newFlagMeta(f *flag.Flag) *flagMeta {
-	m := &flagMeta{pinName: pinPrefix + f.Key, salt: f.Salt, values: make(map[string]any, len(f.Variants))}
+// The reasons a cohort can carry, as indexes of flagMeta.cohorts.
+const numReasons = 5
+
+func reasonIndex(r flag.Reason) int {
+	switch r {
+	case flag.ReasonSplit:
+		return 0
+	case flag.ReasonTargetingMatch:
+		return 1
+	case flag.ReasonDefault:
+		return 2
+	case flag.ReasonDisabled:
+		return 3
+	case flag.ReasonError:
+		return 4
+	}
+	return -1
+}
+
+var cohortReasons = [numReasons]flag.Reason{flag.ReasonSplit, flag.ReasonTargetingMatch, flag.ReasonDefault, flag.ReasonDisabled, flag.ReasonError}
+
+func newFlagMeta(f *flag.Flag, cc *cohortCache) *flagMeta {
+	m := &flagMeta{key: f.Key, pinName: pinPrefix + f.Key, salt: f.Salt, values: make(map[string]any, len(f.Variants))}
 	if m.salt == "" {
 		m.salt = f.Key
 	}
@@ -38,13 +64,38 @@ func newFlagMeta(f *flag.Flag) *flagMeta {
 		_ = json.Unmarshal(raw, &v)
 		m.values[name] = v
 	}
+	if f.Tracked && cc != nil {
+		m.cohorts = make(map[string]*[numReasons]*cohortOpts, len(f.Variants))
+		for name := range f.Variants {
+			var byReason [numReasons]*cohortOpts
+			for i, r := range cohortReasons {
+				byReason[i] = cc.get(cohortKey{key: f.Key, variant: name, reason: r})
+			}
+			m.cohorts[name] = &byReason
+		}
+	}
 	return m
+}
+
+// cohort returns the options of a successful request's cohort, nil when
+// they were not prepared.
+func (m *flagMeta) cohort(variant string, reason flag.Reason) *cohortOpts {
+	i := reasonIndex(reason)
+	if m == nil || m.cohorts == nil || i < 0 {
+		return nil
+	}
+	if byReason := m.cohorts[variant]; byReason != nil {
+		return byReason[i]
+	}
+	return nil
 }
 
 // store applies deliveries to the current state. Writers serialize on mu;
 // readers only load cur.
 type store struct {
 	cur atomic.Pointer[state]
+	// cohorts, when set, prepares the metric options of tracked flags.
+	cohorts *cohortCache
 
 	mu sync.Mutex
 	// versions is the last applied version of every key, deletes included
@@ -86,7 +137,7 @@ func (s *store) replace(revision int64, flags []flag.Flag) error {
 	st := &state{snap: snap, meta: make(map[string]*flagMeta, snap.Len())}
 	s.versions = make(map[string]int64, snap.Len())
 	for _, f := range snap.Flags() {
-		st.meta[f.Key] = newFlagMeta(&f)
+		st.meta[f.Key] = newFlagMeta(&f, s.cohorts)
 		s.versions[f.Key] = f.Version
 	}
 	s.floor = revision
@@ -142,7 +193,7 @@ func (s *store) put(f flag.Flag) (bool, error) {
 		return false, fmt.Errorf("update of flag %s to version %d rejected: %w", f.Key, f.Version, err)
 	}
 	s.versions[f.Key] = f.Version
-	s.install(&state{snap: snap, meta: withMeta(cur.meta, f.Key, newFlagMeta(&f))})
+	s.install(&state{snap: snap, meta: withMeta(cur.meta, f.Key, newFlagMeta(&f, s.cohorts))})
 	return true, nil
 }
 
