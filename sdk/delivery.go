@@ -45,6 +45,8 @@ type remote struct {
 	// lastID is the id of the last stream event, sent as Last-Event-ID.
 	lastID string
 	cache  *diskCache
+	// pollFailing is set while polls fail, to log an outage once.
+	pollFailing bool
 }
 
 func (c *Client) startRemote(ctx context.Context) {
@@ -115,8 +117,15 @@ func (r *remote) pollFor(ctx context.Context, d time.Duration) {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	for {
-		if err := r.poll(ctx); err != nil && ctx.Err() == nil {
-			r.c.log.Warn("vigil: snapshot poll failed; serving the flags held", "err", err)
+		err := r.poll(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && !r.pollFailing:
+			// Logged once per outage: polls repeat every PollInterval.
+			r.c.log.Warn("vigil: snapshot poll failed; serving the flags held until the controller answers", "err", err)
+			r.pollFailing = true
+		case err == nil && r.pollFailing:
+			r.c.log.Info("vigil: snapshot poll succeeded again")
+			r.pollFailing = false
 		}
 		tick := time.NewTimer(r.c.cfg.PollInterval)
 		select {
