@@ -107,10 +107,17 @@ func (s *Server) requireRole(roles ...store.Role) gin.HandlerFunc {
 // ReasonHeader carries the optional "why" of a change into the audit log.
 const ReasonHeader = "X-Vigil-Reason"
 
+// maxReasonLen bounds the message an audit entry keeps.
+const maxReasonLen = 1024
+
 // ActorOf returns who makes the request, for the audit log: the token's
 // name, and the X-Vigil-Reason header as the message.
 func ActorOf(c *gin.Context) store.Actor {
-	a := store.Actor{Message: c.GetHeader(ReasonHeader)}
+	msg := c.GetHeader(ReasonHeader)
+	if len(msg) > maxReasonLen {
+		msg = msg[:maxReasonLen]
+	}
+	a := store.Actor{Message: msg}
 	if v, ok := c.Get(tokenKey); ok {
 		a.Name = v.(store.Token).Name
 	}

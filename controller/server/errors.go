@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -44,15 +45,11 @@ func (s *Server) FailStore(c *gin.Context, err error) {
 		Fail(c, http.StatusNotFound, err.Error(), "")
 	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrExists):
 		Fail(c, http.StatusConflict, err.Error(), "")
-	case errors.Is(err, errTooLarge):
-		Fail(c, http.StatusRequestEntityTooLarge, err.Error(), "")
 	default:
 		s.log.Error("request failed", "route", c.FullPath(), "err", err)
 		Fail(c, http.StatusInternalServerError, "internal error; see the controller's log", "")
 	}
 }
-
-var errTooLarge = errors.New("request body too large")
 
 // ReadBody reads the request body within the size limit. On failure it has
 // already answered the request (413 or 400) and returns false.
@@ -61,7 +58,7 @@ func ReadBody(c *gin.Context) ([]byte, bool) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			Fail(c, http.StatusRequestEntityTooLarge, "request body is larger than the limit of "+itoa(mbe.Limit)+" bytes", "")
+			Fail(c, http.StatusRequestEntityTooLarge, "request body is larger than the limit of "+strconv.FormatInt(mbe.Limit, 10)+" bytes", "")
 			return nil, false
 		}
 		Fail(c, http.StatusBadRequest, "read request body: "+err.Error(), "")
@@ -98,12 +95,12 @@ func describeJSONError(err error) (string, string) {
 	case errors.As(err, &te):
 		return "invalid JSON: " + te.Field + ": want " + te.Type.String() + ", got " + te.Value, te.Field
 	case errors.As(err, &se):
-		return "invalid JSON at byte " + itoa(se.Offset) + ": " + se.Error(), ""
+		return "invalid JSON at byte " + strconv.FormatInt(se.Offset, 10) + ": " + se.Error(), ""
 	}
 	msg := err.Error()
 	if rest, ok := strings.CutPrefix(msg, `json: unknown field "`); ok {
 		field := strings.TrimSuffix(rest, `"`)
-		return "unknown field " + strconvQuote(field), field
+		return "unknown field " + strconv.Quote(field), field
 	}
 	return "invalid JSON: " + msg, ""
 }
@@ -123,7 +120,7 @@ func failValidation(c *gin.Context, err error) {
 		body.Flag, body.Field = first.Flag, first.Field
 		body.Error = "flag " + first.Flag + ": " + first.Field + ": " + first.Message
 		if n := len(body.Errors); n > 1 {
-			body.Error += " (and " + itoa(int64(n-1)) + " more problems, listed in errors)"
+			body.Error += " (and " + strconv.Itoa(n-1) + " more problems, listed in errors)"
 		}
 	}
 	c.AbortWithStatusJSON(http.StatusBadRequest, body)

@@ -52,7 +52,7 @@ func OpenPostgres(ctx context.Context, url string) (Store, error) {
 		stop:  func() { stop(); <-done },
 	}
 	lock := fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, pgMigrateLock)
-	if err := migrate(ctx, db, "postgres", lock, schema); err != nil {
+	if err := migrate(ctx, db, s.d, lock, schema); err != nil {
 		stop()
 		close(done)
 		db.Close()

@@ -536,12 +536,12 @@ type migration struct {
 // migrate applies the migrations not yet recorded, each in one transaction.
 // lock, when set, runs first in each transaction so that replicas starting
 // together migrate one at a time.
-func migrate(ctx context.Context, db *sql.DB, dialectName, lock string, ms []migration) error {
+func migrate(ctx context.Context, db *sql.DB, d dialect, lock string, ms []migration) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS vigil_schema (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("create schema table: %w", err)
 	}
 	for _, m := range ms {
-		if err := applyMigration(ctx, db, dialectName, lock, m); err != nil {
+		if err := applyMigration(ctx, db, d.name, lock, m); err != nil {
 			return fmt.Errorf("migration %d: %w", m.version, err)
 		}
 	}

@@ -50,7 +50,7 @@ func OpenSQLite(ctx context.Context, dir string) (Store, error) {
 		notes: newNotifier(),
 		now:   time.Now,
 	}
-	if err := migrate(ctx, w, "sqlite", "", schema); err != nil {
+	if err := migrate(ctx, w, s.d, "", schema); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
