@@ -21,12 +21,12 @@ import (
 // linear growth, increase() over a window that ends at a sample is exact, so
 // expected counts are whole numbers.
 type loader struct {
-	t   *testing.T
+	t   testing.TB
 	s   *metricstore.Store
 	end time.Time
 }
 
-func newLoader(t *testing.T) *loader {
+func newLoader(t testing.TB) *loader {
 	t.Helper()
 	s, err := metricstore.Open(context.Background(), metricstore.Options{Dir: t.TempDir()})
 	if err != nil {
