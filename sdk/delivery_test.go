@@ -3,10 +3,12 @@ package sdk
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -403,5 +405,51 @@ func TestBackoffBounds(t *testing.T) {
 	}
 	if len(seen) < 100 {
 		t.Errorf("only %d distinct waits in 600 draws: not jittered", len(seen))
+	}
+}
+
+// TestConcurrentEvaluationDuringUpdates evaluates from several goroutines,
+// inside scopes, while updates stream in; run with -race it checks that
+// evaluation and delivery share nothing unsynchronized.
+func TestConcurrentEvaluationDuringUpdates(t *testing.T) {
+	f := newFakeController(t, rollout("a", 50, true))
+	c, _ := newTestClient(t, f, nil)
+	stop := make(chan struct{})
+	errs := make(chan string, 4)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, scope := c.StartScope(bg)
+				_, d := c.BoolDetail(ctx, "a", unit(fmt.Sprintf("u-%d-%d", g, i)), false)
+				scope.End(nil)
+				if d.Variant != "on" && d.Variant != "off" {
+					errs <- fmt.Sprintf("evaluation during updates: %+v", d)
+					return
+				}
+			}
+		}()
+	}
+	var last int64
+	for i := range 30 {
+		last = f.set(rollout("a", float64(i%2)*100, true))
+	}
+	eventually(t, "the last update", func() bool {
+		_, d := c.BoolDetail(bg, "a", unit("u"), false)
+		return d.Version == last
+	})
+	close(stop)
+	wg.Wait()
+	select {
+	case e := <-errs:
+		t.Fatal(e)
+	default:
 	}
 }
