@@ -453,3 +453,14 @@ func TestConcurrentEvaluationDuringUpdates(t *testing.T) {
 	default:
 	}
 }
+
+func TestNewReturnsWhenContextEnds(t *testing.T) {
+	f := newFakeController(t, rollout("a", 100, false))
+	f.update(func(f *fakeController) { f.down = true })
+	ctx, cancel := context.WithCancel(bg)
+	cancel()
+	c, err := New(ctx, Config{ServerURL: f.url(), Token: f.token, InitTimeout: time.Minute, Logger: (&logBuffer{}).logger()})
+	if err == nil || !strings.Contains(err.Error(), "context canceled") || c != nil {
+		t.Fatalf("New with an ended context = %v, %v; want an error", c, err)
+	}
+}
