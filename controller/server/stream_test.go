@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -210,5 +211,81 @@ func TestMetricsAndHealth(t *testing.T) {
 	}
 	if strings.Contains(body, adminSecret) {
 		t.Error("metrics show the admin token")
+	}
+}
+
+// gatedBody signals on its first Read, which the client's transport does
+// only after the handler asked for the body (Expect: 100-continue), and then
+// waits to be released before giving the data.
+type gatedBody struct {
+	started chan struct{}
+	release chan struct{}
+	data    io.Reader
+	once    bool
+}
+
+func (g *gatedBody) Read(p []byte) (int, error) {
+	if !g.once {
+		g.once = true
+		close(g.started)
+		<-g.release
+	}
+	return g.data.Read(p)
+}
+
+// TestShutdownFinishesInFlight: a request that a handler is reading when the
+// server is told to stop still completes, and then Serve returns nil.
+func TestShutdownFinishesInFlight(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	srv, err := server.New(ctx, server.Config{DataDir: dir, AdminToken: adminSecret, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	e := &env{t: t, url: "http://" + ln.Addr().String(), srv: srv, admin: adminSecret}
+	e.waitReady()
+
+	js, _ := json.Marshal(flagJSON("inflight", 3))
+	body := &gatedBody{started: make(chan struct{}), release: make(chan struct{}), data: bytes.NewReader(js)}
+	req, _ := http.NewRequest("PUT", e.url+"/api/v1/flags/inflight", body)
+	req.Header.Set("Authorization", "Bearer "+adminSecret)
+	req.Header.Set("Expect", "100-continue")
+	req.ContentLength = int64(len(js))
+	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: time.Minute}}
+	result := make(chan int, 1)
+	go func() {
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Error(err)
+			result <- 0
+			return
+		}
+		resp.Body.Close()
+		result <- resp.StatusCode
+	}()
+	<-body.started // the handler is reading the body
+	cancel()
+	close(body.release)
+	if code := <-result; code != http.StatusCreated {
+		t.Fatalf("in-flight PUT finished with %d, want 201", code)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	// The change was committed before the store closed.
+	s, err := store.OpenSQLite(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if f, err := s.Flag(context.Background(), "inflight"); err != nil || f.Rollout.Percent != 3 {
+		t.Fatalf("after shutdown: %+v %v", f, err)
 	}
 }
