@@ -7,8 +7,12 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
+	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 )
 
@@ -109,8 +113,40 @@ func (s *Store) appendOTLP(r *http.Request, req pmetricotlp.ExportRequest) error
 	app := s.db.AppenderV2(r.Context())
 	conv := prometheusremotewrite.NewPrometheusConverter(app)
 	_, convErr := conv.FromMetrics(r.Context(), req.Metrics(), otlpSettings())
+	if names := deltaMetrics(req.Metrics()); len(names) > 0 {
+		convErr = errors.Join(fmt.Errorf("metrics %s have delta temporality, which Prometheus counters cannot hold: configure the exporter for cumulative temporality", strings.Join(names, ", ")), convErr)
+	}
 	if err := app.Commit(); err != nil {
 		return errors.Join(convErr, fmt.Errorf("commit: %w", err))
 	}
 	return convErr
+}
+
+// deltaMetrics names the metrics of md sent with delta temporality, which
+// the translator refuses with a message that does not say why.
+func deltaMetrics(md pmetric.Metrics) []string {
+	var names []string
+	rms := md.ResourceMetrics()
+	for i := range rms.Len() {
+		sms := rms.At(i).ScopeMetrics()
+		for j := range sms.Len() {
+			ms := sms.At(j).Metrics()
+			for k := range ms.Len() {
+				m := ms.At(k)
+				var t pmetric.AggregationTemporality
+				switch m.Type() {
+				case pmetric.MetricTypeSum:
+					t = m.Sum().AggregationTemporality()
+				case pmetric.MetricTypeHistogram:
+					t = m.Histogram().AggregationTemporality()
+				case pmetric.MetricTypeExponentialHistogram:
+					t = m.ExponentialHistogram().AggregationTemporality()
+				}
+				if t == pmetric.AggregationTemporalityDelta && !slices.Contains(names, strconv.Quote(m.Name())) {
+					names = append(names, strconv.Quote(m.Name()))
+				}
+			}
+		}
+	}
+	return names
 }

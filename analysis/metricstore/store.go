@@ -118,11 +118,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 
 	tsdbOpts := tsdb.DefaultOptions()
 	tsdbOpts.RetentionDuration = opts.Retention.Milliseconds()
-	// Short retentions need blocks no longer than the retention, or data
-	// would outlive it by up to a block.
-	if tsdbOpts.MaxBlockDuration > tsdbOpts.RetentionDuration {
-		tsdbOpts.MaxBlockDuration = max(tsdbOpts.MinBlockDuration, tsdbOpts.RetentionDuration)
-	}
+	// As the Prometheus server does: compacted blocks span up to a tenth of
+	// the retention (at most 31 days), so that old data is dropped in small
+	// steps and long retentions do not keep thousands of 2-hour blocks.
+	tsdbOpts.MaxBlockDuration = min(max(tsdbOpts.RetentionDuration/10, tsdbOpts.MinBlockDuration), (31 * 24 * time.Hour).Milliseconds())
 	db, err := tsdb.Open(opts.Dir, opts.Logger.With("component", "tsdb"), opts.Registerer, tsdbOpts, nil)
 	if err != nil {
 		return nil, fmt.Errorf("metricstore: open tsdb %s: %w", opts.Dir, err)

@@ -3,9 +3,11 @@ package metricstore
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -335,4 +337,52 @@ func TestQueryJSONShape(t *testing.T) {
 			t.Errorf("%s:\n got %s\nwant %s", query, got, want)
 		}
 	}
+}
+
+// FuzzQueryAPI sends arbitrary parameters to the query endpoints: every
+// answer must be Prometheus-shaped JSON, and bad input a client error, never
+// a server error or a panic.
+func FuzzQueryAPI(f *testing.F) {
+	s, err := Open(context.Background(), Options{Dir: f.TempDir()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { s.Close() })
+	app := s.Appender(context.Background())
+	if _, err := app.Append(0, labels.FromStrings("__name__", "m", "a", "b"), 1700000000000, 1); err != nil {
+		f.Fatal(err)
+	}
+	if err := app.Commit(); err != nil {
+		f.Fatal(err)
+	}
+	h := s.Handler()
+	for _, seed := range []struct{ path, query, ts, step string }{
+		{"query", "m", "1700000000", ""},
+		{"query_range", "rate(m[5m])", "2023-11-14T22:13:20Z", "15s"},
+		{"query_range", "m", "1e300", "-1"},
+		{"series", "{a=~\"b|c\"}", "NaN", "0.001"},
+		{"labels", "m", "", ""},
+		{"label/a/values", "{__name__=\"m\"}", "", ""},
+	} {
+		f.Add(seed.path, seed.query, seed.ts, seed.step)
+	}
+	f.Fuzz(func(t *testing.T, path, query, ts, step string) {
+		form := url.Values{"query": {query}, "match[]": {query}, "time": {ts}, "start": {ts}, "end": {ts}, "step": {step}, "timeout": {"5s"}}
+		req := httptest.NewRequest(http.MethodPost, "/api/v1/", strings.NewReader(form.Encode()))
+		req.URL.Path = "/api/v1/" + path
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 && rec.Code != http.StatusServiceUnavailable {
+			t.Fatalf("%s %q: status %d: %s", path, query, rec.Code, rec.Body)
+		}
+		var resp struct {
+			Status string `json:"status"`
+		}
+		if rec.Code != http.StatusMethodNotAllowed && rec.Code != http.StatusMovedPermanently && rec.Code != http.StatusTemporaryRedirect {
+			if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || (resp.Status != "success" && resp.Status != "error") {
+				t.Fatalf("%s %q: status %d, body not Prometheus JSON: %s", path, query, rec.Code, rec.Body)
+			}
+		}
+	})
 }
