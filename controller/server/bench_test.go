@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,8 +27,9 @@ import (
 // stream) have applied it. The controller is a real `vigil serve` process
 // (SQLite store), so that it and the clients each have their own file
 // descriptor limit. Reported: per-client apply latency p50 and p99 over all
-// clients and PUTs, and the time until the last of the N clients applied a
-// PUT (its p50 and max over PUTs).
+// clients and PUTs, the time until the last of the N clients applied a PUT
+// (its p50 and max over PUTs), and the CPU time per PUT of the controller
+// process and of the process holding the clients.
 func BenchmarkPropagation(b *testing.B) {
 	bin := vigiltest.Build(b)
 	for _, n := range []int{100, 1000, 10000} {
@@ -92,6 +96,9 @@ func benchPropagation(b *testing.B, bin string, n int) {
 	var lat []time.Duration
 	var all []time.Duration
 	pending := make([]int, 0, n)
+	// CPU time, unlike wall time, says what a PUT costs even on a busy
+	// machine.
+	serverCPU0, clientCPU0 := procCPU(b, p.Cmd.Process.Pid), selfCPU()
 	percent := 0
 	for b.Loop() {
 		percent = 1 + percent%100
@@ -120,13 +127,42 @@ func benchPropagation(b *testing.B, bin string, n int) {
 		}
 		all = append(all, time.Since(start))
 	}
+	puts := float64(len(all))
+	b.ReportMetric(ms(procCPU(b, p.Cmd.Process.Pid)-serverCPU0)/puts, "server-cpu-ms/put")
+	b.ReportMetric(ms(selfCPU()-clientCPU0)/puts, "clients-cpu-ms/put")
 	slices.Sort(lat)
 	slices.Sort(all)
 	b.ReportMetric(ms(quantile(lat, 0.50)), "p50-ms")
 	b.ReportMetric(ms(quantile(lat, 0.99)), "p99-ms")
 	b.ReportMetric(ms(quantile(all, 0.50)), "all-applied-p50-ms")
 	b.ReportMetric(ms(all[len(all)-1]), "all-applied-max-ms")
-	b.ReportMetric(float64(len(all)), "puts")
+}
+
+// clockTick is the unit of /proc/PID/stat CPU times on Linux (USER_HZ).
+const clockTick = 10 * time.Millisecond
+
+// procCPU returns the user and system CPU time a process has used.
+func procCPU(b *testing.B, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses: state is
+	// the first, utime the 12th and stime the 13th.
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		b.Fatalf("parse /proc/%d/stat: %v %v", pid, err1, err2)
+	}
+	return time.Duration(utime+stime) * clockTick
+}
+
+// selfCPU returns the CPU time this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // waitConnected waits until the controller reports n connected streams.
