@@ -20,7 +20,10 @@ type metrics struct {
 	revision      prometheus.Gauge
 }
 
-func newRegistry() *prometheus.Registry {
+// NewRegistry returns the registry a server uses when Config.Registry is
+// nil: empty but for the Go runtime and process collectors. Callers that must
+// register metrics before New (a metric provider's, say) create it with this.
+func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg

@@ -137,7 +137,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	reg := cfg.Registry
 	if reg == nil {
-		reg = newRegistry()
+		reg = NewRegistry()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, reg: reg, admin: admin}
 	s.metrics = newMetrics(reg)
