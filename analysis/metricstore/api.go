@@ -25,19 +25,42 @@ const maxPoints = 11000
 
 // Handler serves the Prometheus query API (APIHandler) and the OTLP receiver
 // (OTLPHandler) at /v1/metrics and at Prometheus's path
-// /api/v1/otlp/v1/metrics. Mount it at the server's root, for example with
-// gin.WrapH.
+// /api/v1/otlp/v1/metrics. It answers only those paths (APIPaths and
+// OTLPPaths), so it can share a router with other /api/v1 routes.
 func (s *Store) Handler() http.Handler {
 	mux := http.NewServeMux()
 	api := s.APIHandler()
-	mux.Handle("/api/v1/", api)
+	for _, p := range APIPaths() {
+		mux.Handle(p, api)
+	}
 	otlp := s.OTLPHandler()
-	mux.Handle("/v1/metrics", otlp)
-	mux.Handle("/api/v1/otlp/v1/metrics", otlp)
+	for _, p := range OTLPPaths() {
+		mux.Handle(p, otlp)
+	}
 	return mux
 }
 
-// APIHandler serves the read side of the Prometheus HTTP API under /api/v1/:
+// APIPaths are the paths APIHandler serves; {name} stands for a label name
+// (":name" in gin's syntax).
+func APIPaths() []string {
+	return []string{
+		"/api/v1/query",
+		"/api/v1/query_range",
+		"/api/v1/series",
+		"/api/v1/labels",
+		"/api/v1/label/{name}/values",
+		"/api/v1/metadata",
+		"/api/v1/query_exemplars",
+	}
+}
+
+// OTLPPaths are the paths at which Handler serves OTLPHandler: the OTLP
+// default and Prometheus's.
+func OTLPPaths() []string {
+	return []string{"/v1/metrics", "/api/v1/otlp/v1/metrics"}
+}
+
+// APIHandler serves the read side of the Prometheus HTTP API at APIPaths:
 // query, query_range, series, labels, label/{name}/values, and an empty
 // metadata and query_exemplars, which Grafana asks for. Responses have
 // Prometheus's JSON shape, so Grafana's Prometheus data source and
@@ -54,9 +77,6 @@ func (s *Store) APIHandler() http.Handler {
 	})
 	mux.HandleFunc("/api/v1/query_exemplars", func(w http.ResponseWriter, r *http.Request) {
 		writeData(w, []any{}, nil)
-	})
-	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", fmt.Errorf("%s is not served by the embedded metric store", r.URL.Path))
 	})
 	return mux
 }
