@@ -33,7 +33,9 @@ type HTTPOptions struct {
 	// http://mimir/prometheus, or VictoriaMetrics's http://vm:8428.
 	URL string
 	// Client holds the HTTP settings: bearer token, basic auth, TLS,
-	// headers, proxy, as in a Prometheus scrape configuration.
+	// headers (such as Mimir's X-Scope-OrgID), proxy, as in a Prometheus
+	// scrape configuration. Start from config.DefaultHTTPClientConfig: the
+	// zero value follows no redirects and disables HTTP/2.
 	Client config.HTTPClientConfig
 	// Timeout bounds one attempt; default DefaultQueryTimeout. It is also
 	// sent to the server as the query's timeout parameter.
