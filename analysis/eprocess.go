@@ -1,0 +1,230 @@
+package analysis
+
+import "math"
+
+// The mixture e-process.
+//
+// A test keeps, for every parameter value θ on a grid fixed in advance, the
+// cumulative log-likelihood L(θ) of everything observed so far. For the null
+// θ0 and an alternative θ1 the running likelihood ratio is exp(L(θ1)-L(θ0)),
+// a test supermartingale under H0 because the model is monotone in θ. The
+// e-value is the weighted mixture over alternatives, a supermartingale too,
+// so by Ville's inequality it reaches 1/α under H0 with probability at most α
+// however often it is looked at. Because only differences of L matter, the
+// same running sums also give every other null, which is how the confidence
+// interval is found without extra state.
+
+// Mixture grid: the alternatives are θ0·g (θ0/g for lower-is-worse) for
+// altCount values of g geometric from altLow to altHigh, with equal weights.
+// The benchmark (docs/judge-benchmark.md) chose the grid: a coarse grid
+// with few points pays less for the mixture (log altCount) than a fine one
+// loses by missing the true effect, and effects beyond altHigh are caught at
+// altHigh within a few ticks anyway.
+const (
+	altLow   = 1.25
+	altHigh  = 6
+	altCount = 5
+)
+
+// tickCap bounds the log-likelihood ratio one tick can add to an
+// alternative. A burst of errors in one tick (retries, one broken client)
+// then cannot roll back on its own before control has shown how bursty the
+// count is. Capping a supermartingale's factors from above keeps it a
+// supermartingale, so the test stays valid; the cost is one more tick for
+// the largest effects.
+const tickCap = 4
+
+// Interval grid: θ = 2^(i/intervalPerOctave) for |i| <= intervalHalf, that is
+// 1/256 to 256 in steps of about 9%. A two-sided mixture at each grid null
+// uses the neighbours up to a factor of about 10 either side.
+const (
+	intervalPerOctave = 8
+	intervalHalf      = 64
+	intervalSpan      = 27
+)
+
+// alternatives returns the grid factors g_j.
+func alternatives() (factors [altCount]float64) {
+	step := math.Log(altHigh/altLow) / (altCount - 1)
+	for j := range factors {
+		factors[j] = altLow * math.Exp(step*float64(j))
+	}
+	return factors
+}
+
+// intervalValue is the parameter at index i of the interval grid.
+func intervalValue(i int) float64 {
+	return math.Exp2(float64(i-intervalHalf) / intervalPerOctave)
+}
+
+// likelihood is the per-tick log-likelihood of a parameter θ, up to a term
+// that does not depend on θ.
+type likelihood func(theta float64) float64
+
+// ratioLikelihood is the conditional binomial of treatment's bad events given
+// both cohorts' bad events, when treatment's rate is θ times control's:
+// e_T ~ Binomial(e_T+e_C, π) with π = θ·n_T/(θ·n_T+n_C). The baseline rate
+// cancels, so a drifting baseline or a changing treatment share cannot bias
+// it. It is nil when the tick carries no information about θ.
+func ratioLikelihood(nT, nC, eT, eC float64) likelihood {
+	m := eT + eC
+	if nT <= 0 || nC <= 0 || m <= 0 {
+		return nil
+	}
+	rho := nT / nC
+	// log π = log θ + log ρ - log(1+θρ) and log(1-π) = -log(1+θρ); the
+	// e_T·log ρ term does not depend on θ and is dropped.
+	return func(theta float64) float64 {
+		return eT*math.Log(theta) - m*math.Log1p(theta*rho)
+	}
+}
+
+// rateLikelihood is the Poisson log-likelihood of e bad events in n requests
+// at rate θ per request. Its likelihood ratio is a supermartingale under
+// H0: rate <= θ0 for binomial counts as well, since a binomial is less
+// dispersed than a Poisson of the same mean. It is nil for an empty tick.
+func rateLikelihood(n, e float64) likelihood {
+	if n <= 0 {
+		return nil
+	}
+	return func(theta float64) float64 {
+		return e*math.Log(theta) - n*theta
+	}
+}
+
+// Evidence is the running state of one mixture e-process: the cumulative
+// log-likelihood at the null, at each alternative, and on the interval grid.
+// It is plain data so that it survives a JSON round trip.
+type Evidence struct {
+	// Null is θ0, the tolerated ratio (or, for an absolute bound, rate).
+	Null float64 `json:"null"`
+	// Below is set when harm means θ below Null (lower-is-worse metrics).
+	Below bool `json:"below,omitempty"`
+	// LogLR[j] is the running sum over ticks of the log-likelihood ratio of
+	// alternative j against Null, each tick's term capped at tickCap.
+	LogLR []float64 `json:"logLR"`
+	// Interval is L on the interval grid; nil for tests that report no
+	// confidence interval.
+	Interval []float64 `json:"interval,omitempty"`
+	// Ticks counts the ticks that carried information.
+	Ticks int `json:"ticks"`
+}
+
+// newEvidence starts an e-process for H0: θ <= null (θ >= null if below),
+// with an interval grid when withInterval is set.
+func newEvidence(null float64, below, withInterval bool) Evidence {
+	ev := Evidence{Null: null, Below: below, LogLR: make([]float64, altCount)}
+	if withInterval {
+		ev.Interval = make([]float64, 2*intervalHalf+1)
+	}
+	return ev
+}
+
+// clone returns a deep copy, so that judging stays a pure function of its
+// inputs.
+func (ev Evidence) clone() Evidence {
+	ev.LogLR = append([]float64(nil), ev.LogLR...)
+	if ev.Interval != nil {
+		ev.Interval = append([]float64(nil), ev.Interval...)
+	}
+	return ev
+}
+
+// alternative is the parameter at grid factor g.
+func (ev Evidence) alternative(g float64) float64 {
+	if ev.Below {
+		return ev.Null / g
+	}
+	return ev.Null * g
+}
+
+// add folds one tick's likelihood into the running sums.
+func (ev *Evidence) add(l likelihood) {
+	if l == nil {
+		return
+	}
+	l0 := l(ev.Null)
+	for j, g := range alternatives() {
+		ev.LogLR[j] += min(l(ev.alternative(g))-l0, tickCap)
+	}
+	for i := range ev.Interval {
+		ev.Interval[i] += l(intervalValue(i))
+	}
+	ev.Ticks++
+}
+
+// logE is the log of the mixture e-value with the evidence tempered by
+// 1/phi (phi >= 1 is the estimated over-dispersion).
+func (ev Evidence) logE(phi float64) float64 {
+	if len(ev.LogLR) != altCount {
+		return 0
+	}
+	var terms [altCount]float64
+	for j := range terms {
+		terms[j] = ev.LogLR[j]/phi - math.Log(altCount)
+	}
+	return logSumExp(terms[:])
+}
+
+// interval returns the always-valid (1-alpha) confidence interval for θ: the
+// hull of the grid values that a two-sided mixture, tempered by 1/phi, has
+// not rejected. Ends beyond the grid are clamped to it. ok is false when
+// there is no interval grid or no information yet.
+func (ev Evidence) interval(phi, alpha float64) (lo, hi float64, ok bool) {
+	n := len(ev.Interval)
+	if n != 2*intervalHalf+1 || ev.Ticks == 0 {
+		return 0, 0, false
+	}
+	// The two-sided e-value at grid null i is
+	//   M(i) = w · Σ_{0<|m|<=span} exp(L(i+m) - L(i)),  w = 1/(2·span),
+	// computed for all i at once with prefix sums of exp(L - max L). L is
+	// concave in log θ, so a point whose term underflows lies far in a tail
+	// that is rejected anyway.
+	top := ev.Interval[0]
+	for _, v := range ev.Interval {
+		top = max(top, v)
+	}
+	prefix := make([]float64, n+1)
+	exps := make([]float64, n)
+	for i, v := range ev.Interval {
+		exps[i] = math.Exp((v - top) / phi)
+		prefix[i+1] = prefix[i] + exps[i]
+	}
+	w := 1 / (2.0 * intervalSpan)
+	bound := 1 / alpha
+	first, last := -1, -1
+	for i := range n {
+		if exps[i] == 0 {
+			continue
+		}
+		from, to := max(0, i-intervalSpan), min(n, i+intervalSpan+1)
+		m := w * (prefix[to] - prefix[from] - exps[i]) / exps[i]
+		if m >= bound {
+			continue
+		}
+		if first < 0 {
+			first = i
+		}
+		last = i
+	}
+	if first < 0 {
+		return 0, 0, false
+	}
+	return intervalValue(first), intervalValue(last), true
+}
+
+// logSumExp is log Σ exp(x_i), computed without overflow.
+func logSumExp(xs []float64) float64 {
+	top := math.Inf(-1)
+	for _, x := range xs {
+		top = max(top, x)
+	}
+	if math.IsInf(top, -1) {
+		return top
+	}
+	var s float64
+	for _, x := range xs {
+		s += math.Exp(x - top)
+	}
+	return top + math.Log(s)
+}

@@ -1,0 +1,230 @@
+package analysis
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// StepProgress is where the rollout stands within its current step, and the
+// minimum evidence the plan asks of a pass.
+type StepProgress struct {
+	// Index identifies the plan step; when it changes, the step's request
+	// counts start again from the previous observation.
+	Index int `json:"index"`
+	// Elapsed is the time since the step began.
+	Elapsed time.Duration `json:"elapsed"`
+	// MinRequests is the requests each cohort needs within the step before
+	// a pass; below 1 it is taken as 1.
+	MinRequests float64 `json:"minRequests"`
+	// MinDuration is how long the step must have run before a pass.
+	MinDuration time.Duration `json:"minDuration"`
+}
+
+// maxLogEValue keeps reported e-values finite (exp(700) is about 1e304).
+const maxLogEValue = 700
+
+// Judge folds one observation into a rollout's judge state and returns the
+// new state with the verdict. cum holds the flag's counts since the rollout
+// began (the judge differences them against the previous observation, so a
+// scrape that arrives late is counted at the next tick); step says where the
+// rollout stands. prev is the state Judge returned last time, or the zero
+// State for a new rollout. Judge is a pure function: it never changes prev.
+//
+// A counter that went down (a reset, or a window that lost data) makes the
+// tick a no-op for the tests that read it, and the next tick starts from the
+// new value. A count that cannot be read (NaN, missing) makes its tests
+// inconclusive and is picked up at the next readable tick. A Fail is final:
+// it stays a Fail at every later tick of the rollout.
+//
+// The error reports a configuration that fails Validate or a state written
+// by another version; prev is then returned unchanged.
+func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Verdict, error) {
+	if err := cfg.Validate(); err != nil {
+		return prev, Verdict{}, err
+	}
+	if prev.Version != 0 && prev.Version != stateVersion {
+		return prev, Verdict{}, fmt.Errorf("judge state version %d: this judge reads version %d", prev.Version, stateVersion)
+	}
+	alpha := cfg.alpha()
+	checks := cfg.checks()
+	next := prev.clone()
+	next.Version = stateVersion
+	kept := next.Checks
+	next.Checks = make([]CheckState, len(checks))
+	for i, c := range checks {
+		next.Checks[i] = newCheckState(c)
+		if j := indexOf(kept, c.name); j >= 0 && sameTest(kept[j], next.Checks[i]) {
+			next.Checks[i] = kept[j]
+		}
+	}
+
+	cur := snapshot(prev.Last, cum)
+	if next.Ticks == 0 || step.Index != next.Step {
+		next.Step = step.Index
+		next.StepStart = RequestCounts{Treatment: prev.Last.Treatment.Requests, Control: prev.Last.Control.Requests}
+	}
+	stepReq := RequestCounts{
+		Treatment: cur.Treatment.Requests - next.StepStart.Treatment,
+		Control:   cur.Control.Requests - next.StepStart.Control,
+	}
+	if stepReq.Treatment < 0 || stepReq.Control < 0 {
+		// Request counters went down: the step starts again from here.
+		next.StepStart = RequestCounts{Treatment: cur.Treatment.Requests, Control: cur.Control.Requests}
+		stepReq = RequestCounts{}
+	}
+
+	v := Verdict{Flag: cum.Flag, Threshold: 1 / alpha}
+	checkThreshold := math.Log(float64(len(checks)) / alpha)
+	logEs := make([]float64, len(checks))
+	for i, c := range checks {
+		cs := &next.Checks[i]
+		reason := unreadable(c, cum)
+		if !update(cs, c, prev.Last, cur) {
+			cs.Skipped++
+			if reason == "" {
+				reason = noEvidenceReason(c)
+			}
+		}
+		if reason == "" {
+			reason = gate(stepReq, step)
+		}
+		cv := assess(cs, c, cur, alpha, cfg.DisableTempering)
+		logEs[i] = cv.logE
+		cv.StepRequests = stepReq
+		cv.Threshold = math.Exp(checkThreshold)
+		switch {
+		case cs.MaxLogE >= checkThreshold:
+			cv.Outcome = Fail
+		case reason != "":
+			cv.Outcome, cv.Reason = Inconclusive, reason
+		default:
+			cv.Outcome = Pass
+		}
+		cv.Explanation = explainCheck(cv.CheckVerdict, c)
+		v.Checks = append(v.Checks, cv.CheckVerdict)
+	}
+	logMean := logSumExp(logEs) - math.Log(float64(len(logEs)))
+	next.MaxLogMean = max(next.MaxLogMean, logMean)
+	next.Last = cur
+	next.Ticks++
+	v.EValue = math.Exp(min(logMean, maxLogEValue))
+	v.Outcome, v.Explanation = overall(v.Checks, next.MaxLogMean >= math.Log(1/alpha), v.EValue, v.Threshold)
+	return next, v, nil
+}
+
+// indexOf returns the index of the named check state.
+func indexOf(cs []CheckState, name string) int {
+	for i := range cs {
+		if cs[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// sameTest reports whether a stored check state tests what a fresh one
+// would. A plan edited mid-rollout (another tolerance, other edges) starts
+// that check's evidence afresh rather than mixing two hypotheses.
+func sameTest(stored, fresh CheckState) bool {
+	if len(stored.Slots) != len(fresh.Slots) {
+		return false
+	}
+	for i, s := range stored.Slots {
+		f := fresh.Slots[i]
+		if s.Target != f.Target || s.Evidence.Null != f.Evidence.Null || s.Evidence.Below != f.Evidence.Below ||
+			len(s.Evidence.LogLR) != len(f.Evidence.LogLR) || len(s.Evidence.Interval) != len(f.Evidence.Interval) ||
+			(f.Edge != 0 && s.Edge != f.Edge) {
+			return false
+		}
+	}
+	return true
+}
+
+// noEvidenceReason says why a readable tick added nothing.
+func noEvidenceReason(c check) string {
+	switch {
+	case c.kind == checkMaxP99:
+		return fmt.Sprintf("no latency bucket edge at or above %v", c.metric.MaxP99)
+	case c.metric.Kind == KindLatency:
+		return "no latency edge to test yet (control has no slow requests so far)"
+	}
+	return "a counter went down since the last tick, so this tick was skipped"
+}
+
+// gate returns why the step does not yet allow a pass, or "".
+func gate(req RequestCounts, step StepProgress) string {
+	need := max(step.MinRequests, 1)
+	switch {
+	case req.Treatment < need || req.Control < need:
+		return fmt.Sprintf("needs %s requests per cohort in this step, has %s treatment and %s control",
+			count(need), count(req.Treatment), count(req.Control))
+	case step.Elapsed < step.MinDuration:
+		return fmt.Sprintf("step has run %v of the %v needed", step.Elapsed.Round(time.Second), step.MinDuration)
+	}
+	return ""
+}
+
+// assessed is a check verdict with its current log e-value.
+type assessed struct {
+	CheckVerdict
+	logE float64
+}
+
+// assess computes a check's current evidence and updates its running
+// maximum. The latency ratio test averages its slots' e-values (the mean of
+// e-values is an e-value) and reports the slot with the most evidence.
+func assess(cs *CheckState, c check, cur Snapshot, alpha float64, noTempering bool) assessed {
+	a := assessed{CheckVerdict: CheckVerdict{Check: c.name, Metric: c.metric.Name, Kind: c.metric.Kind, CILevel: 1 - alpha}}
+	slotLogE := make([]float64, len(cs.Slots))
+	best := 0
+	phis := make([]float64, len(cs.Slots))
+	for i, s := range cs.Slots {
+		phis[i] = 1
+		if !noTempering {
+			phis[i] = cs.phi(s.Edge)
+		}
+		slotLogE[i] = s.Evidence.logE(phis[i])
+		if slotLogE[i] > slotLogE[best] {
+			best = i
+		}
+	}
+	a.logE = logSumExp(slotLogE) - math.Log(float64(len(slotLogE)))
+	cs.MaxLogE = max(cs.MaxLogE, a.logE)
+	a.EValue = math.Exp(min(a.logE, maxLogEValue))
+	a.PValue = math.Min(1, math.Exp(-cs.MaxLogE))
+	a.Dispersion = phis[best]
+
+	s := cs.Slots[best]
+	a.Edge = s.Edge
+	events := eventsOf(c.metric)
+	if c.metric.Kind == KindLatency {
+		events = slowerOf(s.Edge)
+	}
+	te, _ := events(cur.Treatment)
+	ce, _ := events(cur.Control)
+	a.Treatment = newCohortEvidence(cur.Treatment.Requests, te)
+	a.Control = newCohortEvidence(cur.Control.Requests, ce)
+	if c.kind != checkRatio {
+		a.Bound = s.Evidence.Null
+		return a
+	}
+	a.Tolerance = s.Evidence.Null
+	if a.Control.Rate > 0 {
+		a.Ratio = a.Treatment.Rate / a.Control.Rate
+	}
+	if lo, hi, ok := s.Evidence.interval(phis[best], alpha); ok {
+		a.CILow, a.CIHigh = lo, hi
+	}
+	return a
+}
+
+// phi is the dispersion of control's count at edge; see Dispersion.Phi.
+func (c *CheckState) phi(edge float64) float64 {
+	for _, d := range c.Dispersion {
+		if d.Edge == edge {
+			return d.Dispersion.Phi()
+		}
+	}
+	return 1
+}

@@ -1,0 +1,227 @@
+package analysis
+
+import (
+	"cmp"
+	"math"
+	"slices"
+)
+
+// stateVersion is written into every State; a State from another version is
+// refused rather than misread.
+const stateVersion = 1
+
+// State is everything the judge remembers between ticks of one rollout. It
+// is plain data with a lossless JSON form: the rollout controller stores it
+// after every tick and hands it back on the next, so a controller killed at
+// any moment resumes where it stopped. The zero State starts a rollout.
+type State struct {
+	// Version is the format of the state; 0 in the zero State.
+	Version int `json:"version"`
+	// Ticks counts the observations folded in.
+	Ticks int `json:"ticks"`
+	// Step is the plan step of the last observation.
+	Step int `json:"step"`
+	// StepStart holds the cumulative request counts when Step began.
+	StepStart RequestCounts `json:"stepStart"`
+	// Last is the cumulative counts of the last observation, rounded; the
+	// next tick is the difference from it.
+	Last Snapshot `json:"last"`
+	// Checks holds one entry per test, in the order of Config.checks.
+	Checks []CheckState `json:"checks"`
+	// MaxLogMean is the largest log of the mean e-value across checks seen
+	// so far: the overall test fails once it reaches log(1/α).
+	MaxLogMean float64 `json:"maxLogMean"`
+}
+
+// RequestCounts is a pair of request counts, one per cohort.
+type RequestCounts struct {
+	// Treatment counts treatment requests.
+	Treatment float64 `json:"treatment"`
+	// Control counts control requests.
+	Control float64 `json:"control"`
+}
+
+// Snapshot is the rounded cumulative counts of both cohorts.
+type Snapshot struct {
+	// Treatment is the treatment cohort.
+	Treatment CohortSnapshot `json:"treatment"`
+	// Control is the control cohort.
+	Control CohortSnapshot `json:"control"`
+}
+
+// CohortSnapshot is CohortCounts in a form JSON can hold (JSON object keys
+// cannot be numbers).
+type CohortSnapshot struct {
+	// Requests is every request of the cohort.
+	Requests float64 `json:"requests"`
+	// Errors is the failed requests.
+	Errors float64 `json:"errors"`
+	// Slower is the requests slower than each edge, sorted by edge.
+	Slower []EdgeCount `json:"slower,omitempty"`
+	// Custom maps a custom metric's name to its event count.
+	Custom map[string]float64 `json:"custom,omitempty"`
+}
+
+// EdgeCount is the number of requests slower than a latency edge.
+type EdgeCount struct {
+	// Edge is the bucket edge in seconds.
+	Edge float64 `json:"edge"`
+	// Count is the requests slower than Edge.
+	Count float64 `json:"count"`
+}
+
+// CheckState is the memory of one test.
+type CheckState struct {
+	// Name is the check's name: the metric name, or the metric name with
+	// ":max" or ":maxP99" for an absolute bound.
+	Name string `json:"name"`
+	// Slots are the e-processes whose e-values the check averages: one,
+	// except for latency, which has one per edge tested.
+	Slots []Slot `json:"slots"`
+	// Dispersion holds control's over-dispersion accumulators, one per
+	// latency edge (edge 0 for counts that have no edge).
+	Dispersion []EdgeDispersion `json:"dispersion"`
+	// MaxLogE is the largest log e-value of the check seen so far.
+	MaxLogE float64 `json:"maxLogE"`
+	// Skipped counts ticks that added nothing because a counter went down
+	// (a reset, or a window that lost data) or could not be read.
+	Skipped int `json:"skipped"`
+}
+
+// Slot is one e-process of a check.
+type Slot struct {
+	// Target is the share of control requests slower than the edge that
+	// this slot follows (0.05 for the edge nearest control's p95); 0 for a
+	// fixed edge or a count without edges.
+	Target float64 `json:"target,omitempty"`
+	// Edge is the latency edge in seconds last used; 0 before any or for a
+	// count without edges.
+	Edge float64 `json:"edge,omitempty"`
+	// EdgeTicks records how many ticks each edge was tested at.
+	EdgeTicks []EdgeCount `json:"edgeTicks,omitempty"`
+	// Evidence is the e-process.
+	Evidence Evidence `json:"evidence"`
+}
+
+// EdgeDispersion is control's dispersion accumulator at one latency edge.
+type EdgeDispersion struct {
+	// Edge is the bucket edge in seconds, 0 for counts without edges.
+	Edge float64 `json:"edge"`
+	// Dispersion is the accumulator.
+	Dispersion Dispersion `json:"dispersion"`
+}
+
+// clone returns a deep copy of the state.
+func (s State) clone() State {
+	s.Last = s.Last.clone()
+	s.Checks = slices.Clone(s.Checks)
+	for i := range s.Checks {
+		c := &s.Checks[i]
+		c.Slots = slices.Clone(c.Slots)
+		for j := range c.Slots {
+			c.Slots[j].EdgeTicks = slices.Clone(c.Slots[j].EdgeTicks)
+			c.Slots[j].Evidence = c.Slots[j].Evidence.clone()
+		}
+		c.Dispersion = slices.Clone(c.Dispersion)
+	}
+	return s
+}
+
+func (s Snapshot) clone() Snapshot {
+	return Snapshot{Treatment: s.Treatment.clone(), Control: s.Control.clone()}
+}
+
+func (c CohortSnapshot) clone() CohortSnapshot {
+	c.Slower = slices.Clone(c.Slower)
+	if c.Custom != nil {
+		m := make(map[string]float64, len(c.Custom))
+		for k, v := range c.Custom {
+			m[k] = v
+		}
+		c.Custom = m
+	}
+	return c
+}
+
+// slower returns the count slower than edge and whether it is known.
+func (c CohortSnapshot) slower(edge float64) (float64, bool) {
+	i, ok := slices.BinarySearchFunc(c.Slower, edge, func(e EdgeCount, t float64) int { return cmp.Compare(e.Edge, t) })
+	if !ok {
+		return 0, false
+	}
+	return c.Slower[i].Count, true
+}
+
+// dispersion returns the accumulator for edge, creating it.
+func (c *CheckState) dispersion(edge float64) *Dispersion {
+	for i := range c.Dispersion {
+		if c.Dispersion[i].Edge == edge {
+			return &c.Dispersion[i].Dispersion
+		}
+	}
+	c.Dispersion = append(c.Dispersion, EdgeDispersion{Edge: edge})
+	slices.SortFunc(c.Dispersion, func(a, b EdgeDispersion) int { return cmp.Compare(a.Edge, b.Edge) })
+	return c.dispersion(edge)
+}
+
+// useEdge records that the slot tests edge at this tick.
+func (s *Slot) useEdge(edge float64) {
+	s.Edge = edge
+	for i := range s.EdgeTicks {
+		if s.EdgeTicks[i].Edge == edge {
+			s.EdgeTicks[i].Count++
+			return
+		}
+	}
+	s.EdgeTicks = append(s.EdgeTicks, EdgeCount{Edge: edge, Count: 1})
+}
+
+// valid reports whether a cumulative count can be used: a finite,
+// non-negative number.
+func valid(v float64) bool {
+	return v >= 0 && !math.IsInf(v, 1)
+}
+
+// snapshot rounds the readable values of cum onto last. Counts from
+// Prometheus's increase() are extrapolated fractions; rounding the
+// cumulative values (never the differences) keeps the ticks' differences
+// summing to the rounded total. A value that cannot be read (NaN, negative,
+// infinite, missing) keeps its last known value, so the next readable tick
+// covers the gap.
+func snapshot(last Snapshot, cum FlagCounts) Snapshot {
+	return Snapshot{
+		Treatment: cohortSnapshot(last.Treatment, cum.Treatment),
+		Control:   cohortSnapshot(last.Control, cum.Control),
+	}
+}
+
+func cohortSnapshot(last CohortSnapshot, c CohortCounts) CohortSnapshot {
+	out := last.clone()
+	if valid(c.Requests) {
+		out.Requests = math.Round(c.Requests)
+	}
+	if valid(c.Errors) {
+		out.Errors = math.Round(c.Errors)
+	}
+	for edge, n := range c.Slower {
+		if !(edge > 0) || math.IsInf(edge, 1) || !valid(n) {
+			continue
+		}
+		i, ok := slices.BinarySearchFunc(out.Slower, edge, func(e EdgeCount, t float64) int { return cmp.Compare(e.Edge, t) })
+		if ok {
+			out.Slower[i].Count = math.Round(n)
+		} else {
+			out.Slower = slices.Insert(out.Slower, i, EdgeCount{Edge: edge, Count: math.Round(n)})
+		}
+	}
+	for name, n := range c.Custom {
+		if !valid(n) {
+			continue
+		}
+		if out.Custom == nil {
+			out.Custom = map[string]float64{}
+		}
+		out.Custom[name] = math.Round(n)
+	}
+	return out
+}

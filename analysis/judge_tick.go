@@ -1,0 +1,216 @@
+package analysis
+
+import (
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Latency edge targets: the share of control requests slower than the edge
+// for control's p95 and p99.
+var latencyTargets = [...]float64{0.05, 0.01}
+
+// newCheckState starts the memory of a check.
+func newCheckState(c check) CheckState {
+	cs := CheckState{Name: c.name}
+	switch c.kind {
+	case checkRatio:
+		m := c.metric
+		below := m.Direction == LowerIsWorse
+		switch {
+		case m.Kind != KindLatency:
+			cs.Slots = []Slot{{Evidence: newEvidence(m.null(), below, true)}}
+		case len(m.Edges) > 0:
+			for _, e := range m.Edges {
+				cs.Slots = append(cs.Slots, Slot{Edge: e, Evidence: newEvidence(m.null(), false, true)})
+			}
+		default:
+			for _, t := range latencyTargets {
+				cs.Slots = append(cs.Slots, Slot{Target: t, Evidence: newEvidence(m.null(), false, true)})
+			}
+		}
+	case checkMax:
+		cs.Slots = []Slot{{Evidence: newEvidence(c.metric.Max, false, false)}}
+	case checkMaxP99:
+		cs.Slots = []Slot{{Evidence: newEvidence(p99Share, false, false)}}
+	}
+	return cs
+}
+
+// unreadable returns why the counts a check needs could not be read at
+// this tick, or "" when they could.
+func unreadable(c check, cum FlagCounts) string {
+	for _, co := range []struct {
+		name string
+		c    CohortCounts
+	}{{"treatment", cum.Treatment}, {"control", cum.Control}} {
+		if !valid(co.c.Requests) {
+			return fmt.Sprintf("%s request count unreadable (%v)", co.name, co.c.Requests)
+		}
+		switch c.metric.Kind {
+		case KindErrorRate:
+			if !valid(co.c.Errors) {
+				return fmt.Sprintf("%s error count unreadable (%v)", co.name, co.c.Errors)
+			}
+		case KindLatency:
+			if len(co.c.Slower) == 0 {
+				return fmt.Sprintf("no latency histogram for %s", co.name)
+			}
+		case KindCustom:
+			n, ok := co.c.Custom[c.metric.Name]
+			if !ok {
+				return fmt.Sprintf("no %s count for %s", c.metric.Name, co.name)
+			}
+			if !valid(n) {
+				return fmt.Sprintf("%s count for %s unreadable (%v)", c.metric.Name, co.name, n)
+			}
+		}
+	}
+	return ""
+}
+
+// delta is one cohort's counts over a tick.
+type delta struct {
+	requests, events float64
+}
+
+// tickDelta returns both cohorts' requests and events over the tick, where
+// events reads the events of a snapshot. ok is false when either was missing
+// or went down: the tick is then a no-op and the judge re-bases on the new
+// cumulative values.
+func tickDelta(prev, cur Snapshot, events func(CohortSnapshot) (float64, bool)) (t, c delta, ok bool) {
+	one := func(p, q CohortSnapshot) (delta, bool) {
+		pe, okP := events(p)
+		qe, okQ := events(q)
+		if !okQ {
+			return delta{}, false
+		}
+		if !okP {
+			pe = 0 // first time this count is seen: it started at zero
+		}
+		d := delta{requests: q.Requests - p.Requests, events: qe - pe}
+		return d, d.requests >= 0 && d.events >= 0
+	}
+	t, okT := one(prev.Treatment, cur.Treatment)
+	c, okC := one(prev.Control, cur.Control)
+	return t, c, okT && okC
+}
+
+// errorsOf, slowerOf and customOf read one count of a snapshot.
+func errorsOf(s CohortSnapshot) (float64, bool) { return s.Errors, true }
+
+func slowerOf(edge float64) func(CohortSnapshot) (float64, bool) {
+	return func(s CohortSnapshot) (float64, bool) { return s.slower(edge) }
+}
+
+func customOf(name string) func(CohortSnapshot) (float64, bool) {
+	return func(s CohortSnapshot) (float64, bool) {
+		n, ok := s.Custom[name]
+		return n, ok
+	}
+}
+
+// eventsOf is the count a non-latency check tests.
+func eventsOf(m MetricConfig) func(CohortSnapshot) (float64, bool) {
+	if m.Kind == KindCustom {
+		return customOf(m.Name)
+	}
+	return errorsOf
+}
+
+// update folds the tick from prev to cur into the check's state. It reports
+// whether the tick added to the evidence (false for a counter that went
+// down or a count not yet present).
+func update(cs *CheckState, c check, prev, cur Snapshot) bool {
+	switch {
+	case c.metric.Kind == KindLatency && c.kind == checkMaxP99:
+		edge, ok := edgeAtOrAbove(cur.Treatment, c.metric.MaxP99.Seconds())
+		if !ok {
+			return false
+		}
+		t, ctl, ok := tickDelta(prev, cur, slowerOf(edge))
+		if !ok {
+			return false
+		}
+		cs.dispersion(edge).add(ctl.requests, ctl.events)
+		s := &cs.Slots[0]
+		s.useEdge(edge)
+		s.Evidence.add(rateLikelihood(t.requests, t.events))
+		return true
+	case c.metric.Kind == KindLatency:
+		return updateLatency(cs, prev, cur)
+	}
+	t, ctl, ok := tickDelta(prev, cur, eventsOf(c.metric))
+	if !ok {
+		return false
+	}
+	cs.dispersion(0).add(ctl.requests, ctl.events)
+	ev := &cs.Slots[0].Evidence
+	if c.kind == checkMax {
+		ev.add(rateLikelihood(t.requests, t.events))
+	} else {
+		ev.add(ratioLikelihood(t.requests, ctl.requests, t.events, ctl.events))
+	}
+	return true
+}
+
+// updateLatency folds a tick into a latency ratio check: every edge's
+// dispersion, and each slot at the edge it chose from control's counts up to
+// the previous tick. Choosing from data seen before the tick keeps each
+// slot's running product a supermartingale under H0.
+func updateLatency(cs *CheckState, prev, cur Snapshot) bool {
+	used := false
+	for _, ec := range cur.Control.Slower {
+		if _, ctl, ok := tickDelta(prev, cur, slowerOf(ec.Edge)); ok {
+			cs.dispersion(ec.Edge).add(ctl.requests, ctl.events)
+		}
+	}
+	for i := range cs.Slots {
+		s := &cs.Slots[i]
+		edge := s.Edge
+		if s.Target > 0 {
+			var ok bool
+			if edge, ok = nearestEdge(prev.Control, s.Target); !ok {
+				continue
+			}
+		}
+		t, ctl, ok := tickDelta(prev, cur, slowerOf(edge))
+		if !ok {
+			continue
+		}
+		s.useEdge(edge)
+		s.Evidence.add(ratioLikelihood(t.requests, ctl.requests, t.events, ctl.events))
+		used = true
+	}
+	return used
+}
+
+// nearestEdge returns the edge whose share of control requests slower than
+// it is nearest target (on a log scale), among edges some request exceeded.
+func nearestEdge(control CohortSnapshot, target float64) (float64, bool) {
+	if control.Requests <= 0 {
+		return 0, false
+	}
+	best, bestDist := 0.0, math.Inf(1)
+	for _, ec := range control.Slower {
+		if ec.Count <= 0 {
+			continue
+		}
+		d := math.Abs(math.Log(ec.Count / control.Requests / target))
+		if d < bestDist {
+			best, bestDist = ec.Edge, d
+		}
+	}
+	return best, bestDist < math.Inf(1)
+}
+
+// edgeAtOrAbove returns the smallest edge at or above limit seconds. Testing
+// the share slower than an edge above the limit can only under-state the
+// share slower than the limit, so a failure found there is real.
+func edgeAtOrAbove(c CohortSnapshot, limit float64) (float64, bool) {
+	i := slices.IndexFunc(c.Slower, func(e EdgeCount) bool { return e.Edge >= limit*(1-1e-9) })
+	if i < 0 {
+		return 0, false
+	}
+	return c.Slower[i].Edge, true
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"math"
+	"time"
+
+	"github.com/vigil-dev/vigil/analysis"
+)
+
+// tick is one look's counts, for this tick only.
+type tick struct {
+	step         int
+	elapsed      time.Duration
+	nT, nC       int
+	eT, eC       int   // errors
+	slowT, slowC []int // requests slower than each histogram edge
+}
+
+// judge is a rollback rule fed one tick at a time.
+type judge interface {
+	// observe takes a tick and reports whether to roll back now.
+	observe(t tick) bool
+}
+
+// vigilJudge runs analysis.Judge on cumulative counts, as the rollout
+// controller does, persisting nothing but the returned state.
+type vigilJudge struct {
+	cfg   analysis.Config
+	state analysis.State
+	cum   analysis.FlagCounts
+}
+
+func newVigilJudge(s scenario) *vigilJudge {
+	m := analysis.MetricConfig{Name: "error-rate", Kind: analysis.KindErrorRate}
+	if s.latency {
+		m = analysis.MetricConfig{Name: "latency", Kind: analysis.KindLatency}
+	}
+	return &vigilJudge{cfg: analysis.Config{Metrics: []analysis.MetricConfig{m}, DisableTempering: s.noTempering}}
+}
+
+func (j *vigilJudge) observe(t tick) bool {
+	add := func(c *analysis.CohortCounts, n, e int, slow []int) {
+		c.Requests += float64(n)
+		c.Errors += float64(e)
+		if slow == nil {
+			return
+		}
+		if c.Slower == nil {
+			c.Slower = map[float64]float64{}
+		}
+		for i, edge := range histogramEdges {
+			c.Slower[edge] += float64(slow[i])
+		}
+	}
+	add(&j.cum.Treatment, t.nT, t.eT, t.slowT)
+	add(&j.cum.Control, t.nC, t.eC, t.slowC)
+	next, v, err := analysis.Judge(j.cfg, j.state, j.cum, analysis.StepProgress{Index: t.step, Elapsed: t.elapsed})
+	if err != nil {
+		panic(err) // the benchmark's own configuration is fixed and valid
+	}
+	j.state = next
+	return v.Outcome == analysis.Fail
+}
+
+// flaggerJudge is a Flagger-style threshold judge: at each look it compares
+// treatment alone with a fixed bound (the look's error rate above twice the
+// true baseline, or the look's interpolated p99 above 1.25 times control's
+// true p99, both generous settings an operator could not know this well)
+// and rolls back after 5 failed checks.
+type flaggerJudge struct {
+	latency   bool
+	maxRate   float64
+	maxP99    float64
+	failed    int
+	threshold int
+}
+
+func newFlaggerJudge(s scenario) *flaggerJudge {
+	return &flaggerJudge{latency: s.latency, maxRate: 2 * s.baseline(0), maxP99: 1.25 * controlQuantile(0.99), threshold: 5}
+}
+
+func (j *flaggerJudge) observe(t tick) bool {
+	if t.nT == 0 {
+		return false
+	}
+	bad := float64(t.eT)/float64(t.nT) > j.maxRate
+	if j.latency {
+		bad = histogramQuantile(0.99, t.nT, t.slowT) > j.maxP99
+	}
+	if bad {
+		j.failed++
+	}
+	return j.failed >= j.threshold
+}
+
+// histogramQuantile interpolates a quantile linearly within its bucket, as
+// PromQL's histogram_quantile does.
+func histogramQuantile(q float64, n int, slow []int) float64 {
+	rank := q * float64(n)
+	lower, below := 0.0, 0.0
+	for i, edge := range histogramEdges {
+		le := float64(n - slow[i])
+		if le >= rank {
+			if le == below {
+				return edge
+			}
+			return lower + (edge-lower)*(rank-below)/(le-below)
+		}
+		lower, below = edge, le
+	}
+	return histogramEdges[len(histogramEdges)-1]
+}
+
+// zJudge is a naive one-sided two-proportion z-test on the counts since the
+// start, checked at every look at α = 0.01 as if each look were the only
+// one. For latency it tests the share slower than the edge nearest
+// control's true p99.
+type zJudge struct {
+	edge           int
+	latency        bool
+	nT, nC, eT, eC float64
+}
+
+func newZJudge(s scenario) *zJudge {
+	j := &zJudge{latency: s.latency}
+	best := math.Inf(1)
+	for i, e := range histogramEdges {
+		if d := math.Abs(math.Log(survival(e) / 0.01)); d < best {
+			j.edge, best = i, d
+		}
+	}
+	return j
+}
+
+// zCritical is the one-sided 99% normal quantile.
+const zCritical = 2.3263478740408408
+
+func (j *zJudge) observe(t tick) bool {
+	j.nT += float64(t.nT)
+	j.nC += float64(t.nC)
+	if j.latency {
+		j.eT += float64(t.slowT[j.edge])
+		j.eC += float64(t.slowC[j.edge])
+	} else {
+		j.eT += float64(t.eT)
+		j.eC += float64(t.eC)
+	}
+	if j.nT == 0 || j.nC == 0 {
+		return false
+	}
+	p := (j.eT + j.eC) / (j.nT + j.nC)
+	se := math.Sqrt(p * (1 - p) * (1/j.nT + 1/j.nC))
+	if se == 0 {
+		return false
+	}
+	return (j.eT/j.nT-j.eC/j.nC)/se > zCritical
+}

@@ -1,0 +1,57 @@
+// Command judgebench replays seeded synthetic rollouts with known effects
+// through Vigil's sequential judge, one look per tick, side by side with a
+// naive z-test checked at every look and a Flagger-style threshold judge,
+// and writes the results as a markdown report (docs/judge-benchmark.md).
+// Run it with `make bench-judge`.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+func main() {
+	runs := flag.Int("runs", 2000, "runs per scenario")
+	seed := flag.Uint64("seed", 20261125, "seed of every run")
+	out := flag.String("out", "", "write the markdown report to this file instead of stdout")
+	only := flag.String("only", "", "run only scenarios whose name contains this")
+	flag.Parse()
+	if err := run(*runs, *seed, *out, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "judgebench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(runs int, seed uint64, out, only string) error {
+	var scs []scenario
+	var idx []int
+	for i, s := range scenarios() {
+		if strings.Contains(s.name, only) {
+			scs = append(scs, s)
+			idx = append(idx, i)
+		}
+	}
+	start := time.Now()
+	all := make([][][]outcome, len(scs))
+	for i, s := range scs {
+		t0 := time.Now()
+		all[i] = runScenario(s, seed, idx[i], runs, runtime.GOMAXPROCS(0))
+		fmt.Fprintf(os.Stderr, "%-55s %v\n", s.name, time.Since(t0).Round(time.Millisecond))
+	}
+	w := os.Stdout
+	if out != "" {
+		f, err := os.Create(out)
+		if err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+		defer f.Close()
+		w = f
+	}
+	_ = start
+	writeTable(w, scs, all)
+	return nil
+}
