@@ -100,6 +100,18 @@ class HTTPStatusError extends Error {
 }
 
 /**
+ * The controller refused the token (401 or 403). The client emits it as an
+ * "error" event once, until the controller answers again.
+ */
+export class AuthError extends HTTPStatusError {
+  override name = "AuthError";
+}
+
+function statusError(status: number, what: string, body: string): HTTPStatusError {
+  return status === 401 || status === 403 ? new AuthError(status, what, body) : new HTTPStatusError(status, what, body);
+}
+
+/**
  * Evaluates flags from memory. Create one per process; close() it on
  * shutdown. Safe to share across requests.
  */
@@ -111,6 +123,7 @@ export class Client extends EventEmitter<ClientEvents> {
   private etag = "";
   private fresh = false;
   private stale = false;
+  private refused = false;
   private readonly cfg: Required<Pick<ClientConfig, keyof typeof defaults>> & ClientConfig;
   private readonly log: Logger;
   private readonly abort = new AbortController();
@@ -333,6 +346,7 @@ export class Client extends EventEmitter<ClientEvents> {
   private markFresh(): void {
     const wasStale = this.stale;
     this.stale = false;
+    this.refused = false;
     if (!this.fresh) {
       this.fresh = true;
       this.resolveFirst();
@@ -347,6 +361,12 @@ export class Client extends EventEmitter<ClientEvents> {
     this.stale = true;
     this.log.warn(`vigil: controller unreachable, serving the last snapshot: ${err.message}`);
     this.emit("stale", err);
+  }
+
+  private markRefused(err: AuthError): void {
+    if (this.refused || this.abort.signal.aborted) return;
+    this.refused = true;
+    this.reportProblem(err);
   }
 
   private reportProblem(err: Error): void {
@@ -495,7 +515,7 @@ export class Client extends EventEmitter<ClientEvents> {
         signal: conn.signal,
       });
       if (res.status !== 200 || res.body === null) {
-        throw new HTTPStatusError(res.status, "open stream", await res.text().catch(() => ""));
+        throw statusError(res.status, "open stream", await res.text().catch(() => ""));
       }
       const parser = new SSEParser();
       const decoder = new TextDecoder();
@@ -544,7 +564,8 @@ export class Client extends EventEmitter<ClientEvents> {
         await this.pollOnce();
       } catch (e) {
         if (signal.aborted) break;
-        this.markStale(e as Error);
+        if (e instanceof AuthError) this.markRefused(e);
+        else this.markStale(e as Error);
       }
       await sleep(this.cfg.pollInterval, signal);
     }
@@ -563,7 +584,7 @@ export class Client extends EventEmitter<ClientEvents> {
       this.markFresh();
       return;
     }
-    if (res.status !== 200) throw new HTTPStatusError(res.status, "poll snapshot", await res.text().catch(() => ""));
+    if (res.status !== 200) throw statusError(res.status, "poll snapshot", await res.text().catch(() => ""));
     const doc: unknown = await res.json();
     this.etag = res.headers.get("etag") ?? "";
     this.replace(doc, true);

@@ -4,7 +4,7 @@
 // "@vigil-dev/sdk/openfeature".
 
 export { BUCKETING_VERSION, BUCKETS, bucket, hash, millipercent } from "./bucket.js";
-export { Client, type ClientConfig, type ClientEvents, type Logger } from "./client.js";
+export { AuthError, Client, type ClientConfig, type ClientEvents, type Logger } from "./client.js";
 export {
   FieldError,
   ValidationError,

@@ -1,7 +1,9 @@
 // An OpenFeature in-process provider for @openfeature/server-sdk: flags are
 // evaluated from the client's memory, and evaluations record the same span
 // events and cohort metrics as the client's own methods. Track counts
-// business events per cohort (feature_flag.events).
+// business events per cohort (feature_flag.events). Events: READY,
+// CONFIGURATION_CHANGED with the changed keys, STALE while the controller is
+// unreachable, ERROR when it refuses the token.
 
 import {
   ErrorCode,
@@ -14,7 +16,7 @@ import {
   type ResolutionDetails,
   type TrackingEventDetails,
 } from "@openfeature/server-sdk";
-import { Client, type ClientConfig } from "./client.js";
+import { AuthError, Client, type ClientConfig } from "./client.js";
 import type { Detail, EvalContext } from "./flag.js";
 
 const REASONS: Record<string, string> = {
@@ -63,7 +65,11 @@ export class VigilProvider implements Provider {
     });
     this.client.on("change", (keys) => this.events.emit(ProviderEvents.ConfigurationChanged, { flagsChanged: keys }));
     this.client.on("stale", (err) => this.events.emit(ProviderEvents.Stale, { message: err.message }));
-    this.client.on("error", (err) => this.events.emit(ProviderEvents.Error, { message: err.message }));
+    // Only a refused token is a provider error: a bad flag or event is
+    // logged by the client, which keeps serving the flags it has.
+    this.client.on("error", (err) => {
+      if (err instanceof AuthError) this.events.emit(ProviderEvents.Error, { message: err.message });
+    });
   }
 
   /**

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, writeFileSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Client } from "../src/client.js";
+import { AuthError, Client } from "../src/client.js";
 import { eventually, quiet, rolloutFlag, TestController, TOKEN } from "./controller.js";
 
 const fast = { backoffMin: 20, backoffMax: 100, pollInterval: 50, pollTimeout: 1000, logger: quiet, initTimeout: 3000 };
@@ -117,9 +117,15 @@ test("a dropped stream reconnects and resynchronizes from the new snapshot", asy
   await eventually(() => client.booleanValue("late", { key: "u" }, false), "the missed flag after reconnecting");
 });
 
-test("bad token: not ready, callers get their defaults with provider_not_ready", async (t) => {
-  const { client } = await setup(t, { token: "wrong", initTimeout: 300 });
+test("bad token: an error event once, not ready, callers get their defaults with provider_not_ready", async (t) => {
+  const { ctl, client } = await setup(t, { token: "wrong", initTimeout: 300 });
+  const errors: Error[] = [];
+  client.on("error", (e) => errors.push(e));
   assert.equal(await client.ready(), false);
+  await eventually(() => ctl.requests.filter((r) => r.startsWith("GET /sdk/v1/snapshot")).length >= 3, "several polls");
+  assert.equal(errors.length, 1, "one error event, not one per poll");
+  assert.ok(errors[0] instanceof AuthError);
+  assert.match(errors[0]!.message, /poll snapshot: HTTP 401/);
   const d = client.booleanDetail("all", { key: "u" }, true);
   assert.deepEqual([d.value, d.reason, d.errorType], [true, "error", "provider_not_ready"]);
 });
