@@ -12,14 +12,19 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 
 	"github.com/vigil-dev/vigil/sdk"
 )
@@ -55,11 +60,19 @@ type Config struct {
 	Token         string
 	// FlagsFile runs the SDKs offline from a flags file instead.
 	FlagsFile string
-	Control       Behaviour
-	Treatment     map[string]Behaviour
+	// OTLPEndpoint, when set, is a base URL (such as the controller's) to
+	// which every service also pushes its metrics with OTLP/HTTP, every
+	// PushInterval (default 1s). Each service always serves /metrics too.
+	OTLPEndpoint string
+	PushInterval time.Duration
+	// Headers are sent with every OTLP push, for example an Authorization
+	// header.
+	Headers   map[string]string
+	Control   Behaviour
+	Treatment map[string]Behaviour
 	// Seen, when set, is told of every evaluation: which service saw which
-	// variant of which flag for which unit.
-	Seen func(service, flag, unit, variant string)
+	// variant of which flag for which unit, in which request.
+	Seen func(service, flag, unit, request, variant string)
 }
 
 // DefaultControl is a healthy service: 1% errors, a few milliseconds, and a
@@ -71,6 +84,7 @@ type Fleet struct {
 	services []*service
 	gateway  string
 	client   *http.Client
+	requests atomic.Uint64
 }
 
 type service struct {
@@ -128,13 +142,14 @@ func (f *Fleet) Close() {
 }
 
 // Do sends one request for unit through the gateway and reports whether it
-// succeeded.
+// succeeded. Every service sees the request under the same id.
 func (f *Fleet) Do(ctx context.Context, unit string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.gateway+"/checkout", nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("X-User", unit)
+	req.Header.Set("X-Request-Id", fmt.Sprintf("%x", f.requests.Add(1)))
 	resp, err := f.client.Do(req)
 	if err != nil {
 		return err
@@ -152,7 +167,20 @@ func startService(ctx context.Context, cfg Config, name, next string, client *ht
 	if err != nil {
 		return nil, err
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	readers := []sdkmetric.Option{sdkmetric.WithReader(exp)}
+	if cfg.OTLPEndpoint != "" {
+		push, err := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpointURL(strings.TrimSuffix(cfg.OTLPEndpoint, "/")+"/v1/metrics"),
+			otlpmetrichttp.WithHeaders(cfg.Headers))
+		if err != nil {
+			return nil, fmt.Errorf("otlp exporter: %w", err)
+		}
+		interval := cfg.PushInterval
+		if interval <= 0 {
+			interval = time.Second
+		}
+		readers = append(readers, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(push, sdkmetric.WithInterval(interval))))
+	}
+	mp := sdkmetric.NewMeterProvider(append(readers, sdkmetric.WithResource(resource.NewSchemaless(semconv.ServiceName(name))))...)
 	c, err := sdk.New(ctx, sdk.Config{ServerURL: cfg.ControllerURL, Token: cfg.Token, FlagsFile: cfg.FlagsFile, MeterProvider: mp,
 		BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second, PollInterval: time.Second})
 	if err != nil {
@@ -209,13 +237,13 @@ type handler struct {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	unit := r.Header.Get("X-User")
+	unit, request := r.Header.Get("X-User"), r.Header.Get("X-Request-Id")
 	ec := sdk.EvalContext{Key: unit}
 	behaviour := h.cfg.Control
 	for _, key := range h.flags() {
 		on, d := h.service.sdk.BoolDetail(ctx, key, ec, false)
 		if h.cfg.Seen != nil && d.Variant != "" {
-			h.cfg.Seen(h.service.name, key, unit, d.Variant)
+			h.cfg.Seen(h.service.name, key, unit, request, d.Variant)
 		}
 		if on && h.owns(key) {
 			if b, ok := h.cfg.Treatment[key]; ok {
@@ -230,6 +258,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		req.Header.Set("X-User", unit)
+		req.Header.Set("X-Request-Id", request)
 		propagation.Baggage{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
 		resp, err := h.client.Do(req)
 		if err != nil {

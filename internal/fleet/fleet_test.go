@@ -44,7 +44,7 @@ func TestFleetPinsVariantsAndExposesCohortMetrics(t *testing.T) {
 		Control:   Behaviour{Latency: time.Millisecond},
 		// Every treatment request of fast-payments fails in payments.
 		Treatment: map[string]Behaviour{FastPayments: {ErrorRate: 1, Latency: time.Millisecond}},
-		Seen: func(service, flag, unit, variant string) {
+		Seen: func(service, flag, unit, _, variant string) {
 			mu.Lock()
 			defer mu.Unlock()
 			k := flag + "/" + unit
