@@ -208,7 +208,7 @@ func (p *Provider) report(h health) {
 func (p *Provider) run(ctx context.Context, last *flag.Snapshot) {
 	defer close(p.done)
 	ready := last != nil
-	stale := false
+	stale, refusedOnce := false, false
 	tick := time.NewTicker(p.watch)
 	defer tick.Stop()
 	for {
@@ -216,6 +216,9 @@ func (p *Provider) run(ctx context.Context, last *flag.Snapshot) {
 		case <-ctx.Done():
 			return
 		case h := <-p.health:
+			if h != refused {
+				refusedOnce = false
+			}
 			switch {
 			case h == unreachable && ready && !stale:
 				stale = true
@@ -223,7 +226,8 @@ func (p *Provider) run(ctx context.Context, last *flag.Snapshot) {
 			case h == reachable && stale:
 				stale = false
 				p.emit(ctx, of.ProviderReady, of.ProviderEventDetails{Message: "vigil: controller reachable again"})
-			case h == refused:
+			case h == refused && !refusedOnce:
+				refusedOnce = true
 				p.emit(ctx, of.ProviderError, of.ProviderEventDetails{Message: "vigil: the controller refused the token", ErrorCode: of.GeneralCode})
 			}
 		case <-tick.C:

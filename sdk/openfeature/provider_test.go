@@ -397,3 +397,31 @@ func TestEvalContext(t *testing.T) {
 		t.Errorf("evalContext = %+v, want %+v", ec, want)
 	}
 }
+
+func TestRefusedTokenIsOneError(t *testing.T) {
+	ctl := newController(t, testFlags()...)
+	cfg := fastConfig(ctl.url())
+	cfg.Token = "wrong"
+	cfg.InitTimeout = 300 * time.Millisecond
+	p := New(cfg, WithWatchInterval(10*time.Millisecond))
+	t.Cleanup(func() { p.Shutdown() })
+	if err := p.Init(of.EvaluationContext{}); err == nil {
+		t.Fatal("Init succeeded with a refused token")
+	}
+	var errs int
+	deadline := time.After(time.Second) // many polls at 50 ms
+	for done := false; !done; {
+		select {
+		case e := <-p.EventChannel():
+			if e.EventType != of.ProviderError || !strings.Contains(e.Message, "refused the token") {
+				t.Errorf("event %+v, want PROVIDER_ERROR about the token", e)
+			}
+			errs++
+		case <-deadline:
+			done = true
+		}
+	}
+	if errs != 1 {
+		t.Errorf("%d error events, want 1 however often the token is refused", errs)
+	}
+}
