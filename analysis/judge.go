@@ -92,7 +92,7 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 		cv := assess(cs, c, cur, alpha, cfg.DisableTempering)
 		logEs[i] = cv.logE
 		cv.StepRequests = stepReq
-		cv.Threshold = math.Exp(checkThreshold)
+		cv.Threshold = float64(len(checks)) / alpha
 		switch {
 		case cs.MaxLogE >= checkThreshold:
 			cv.Outcome = Fail

@@ -1,0 +1,175 @@
+package analysis
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
+
+func TestRatioLikelihoodByHand(t *testing.T) {
+	// One tick: nT=100, nC=900, eT=5, eC=10, null r0=1, alternative r=2.
+	//   π(1) = 100/(100+900) = 0.1
+	//   π(2) = 200/(200+900) = 0.181818...
+	//   LR = (π(2)/π(1))^5 · ((1-π(2))/(1-π(1)))^10
+	//      = 1.818182^5 · 0.909091^10 = 19.869482 · 0.385543 = 7.66055
+	//   log LR = 2.03608
+	l := ratioLikelihood(100, 900, 5, 10)
+	if got := l(2) - l(1); !near(got, 2.03608, 1e-5) {
+		t.Errorf("log LR(2 vs 1) = %.6f, want 2.03608", got)
+	}
+}
+
+func TestRateLikelihoodByHand(t *testing.T) {
+	// Poisson: 20 errors in 1,000 requests, rate 2% against 1%:
+	//   log LR = 20·ln(0.02/0.01) - 1000·(0.02-0.01) = 13.86294 - 10 = 3.86294
+	l := rateLikelihood(1000, 20)
+	if got := l(0.02) - l(0.01); !near(got, 3.86294, 1e-5) {
+		t.Errorf("log LR = %.6f, want 3.86294", got)
+	}
+}
+
+func TestMixtureByHand(t *testing.T) {
+	// The same tick as TestRatioLikelihoodByHand against the grid
+	//   g_j = 1.25·4.8^(j/4) = 1.25, 1.8502, 2.7386, 4.0536, 6
+	// with ρ = nT/nC = 1/9:
+	//   log LR_j = 5·ln g_j - 15·ln((1+g_j/9)/(1+1/9))
+	//            = 0.7453, 1.8525, 2.6328, 3.0008, 2.8768   (none above the cap 4)
+	//   e-value = (e^0.7453 + e^1.8525 + e^2.6328 + e^3.0008 + e^2.8768)/5
+	//           = (2.1071 + 6.3758 + 13.913 + 20.104 + 17.757)/5 = 12.051
+	//   log e-value = 2.4891
+	ev := newEvidence(1, false, false)
+	ev.add(ratioLikelihood(100, 900, 5, 10))
+	if got := ev.logE(1); !near(got, 2.4891, 1e-4) {
+		t.Errorf("log e-value = %.5f, want 2.4891", got)
+	}
+	// Tempered by φ = 2, every log LR is halved:
+	//   (e^0.3727 + e^0.9263 + e^1.3164 + e^1.5004 + e^1.4384)/5
+	//   = (1.4516 + 2.5251 + 3.7300 + 4.4838 + 4.2140)/5 = 3.2809, log = 1.1881
+	if got := ev.logE(2); !near(got, 1.1881, 1e-3) {
+		t.Errorf("tempered log e-value = %.5f, want 1.1881", got)
+	}
+}
+
+func TestTickCap(t *testing.T) {
+	// 40 treatment errors against 1 control error at a 5% share: every
+	// alternative's log LR is far above the cap, so each adds exactly 4 and
+	// the e-value is e^4 (log 4), whatever the grid.
+	ev := newEvidence(1, false, false)
+	ev.add(ratioLikelihood(50, 950, 40, 1))
+	if got := ev.logE(1); !near(got, 4, 1e-12) {
+		t.Errorf("log e-value = %v, want the cap 4", got)
+	}
+}
+
+func TestLowerIsWorseMirrors(t *testing.T) {
+	// Swapping the cohorts mirrors the test: evidence that treatment's rate
+	// is below 1/r of control's equals evidence that control's is above r
+	// times treatment's.
+	up := newEvidence(1, false, false)
+	up.add(ratioLikelihood(100, 900, 30, 90)) // treatment 30%, control 10%
+	down := newEvidence(1, true, false)
+	down.add(ratioLikelihood(900, 100, 90, 30)) // treatment 10%, control 30%
+	if a, b := up.logE(1), down.logE(1); !near(a, b, 1e-9) || a <= 0 {
+		t.Errorf("log e-values %v (higher-is-worse) and %v (mirrored) should match and be positive", a, b)
+	}
+}
+
+func TestEmptyTicksCarryNoEvidence(t *testing.T) {
+	for _, l := range []likelihood{
+		ratioLikelihood(0, 100, 0, 3),
+		ratioLikelihood(100, 0, 3, 0),
+		ratioLikelihood(100, 100, 0, 0),
+		rateLikelihood(0, 0),
+	} {
+		if l != nil {
+			t.Errorf("an empty tick should give no likelihood")
+		}
+	}
+	ev := newEvidence(1, false, true)
+	ev.add(nil)
+	if ev.Ticks != 0 || ev.logE(1) != 0 {
+		t.Errorf("empty evidence: ticks %d, log e %v; want 0, 0", ev.Ticks, ev.logE(1))
+	}
+	if _, _, ok := ev.interval(1, 0.01); ok {
+		t.Errorf("an interval without data should not exist")
+	}
+}
+
+func TestEvidenceGrowsWhenEveryTreatmentRequestFails(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for run := range 200 {
+		ev := newEvidence(1, false, false)
+		prev := 0.0
+		for k := range 30 {
+			nT := float64(1 + r.IntN(200))
+			nC := nT * (1 + 20*r.Float64()) // treatment share at most 50%
+			eC := math.Floor(nC * 0.05 * r.Float64())
+			ev.add(ratioLikelihood(nT, nC, nT, eC))
+			got := ev.logE(1)
+			if got < prev-1e-12 {
+				t.Fatalf("run %d tick %d: log e-value fell from %v to %v with every treatment request failing", run, k, prev, got)
+			}
+			prev = got
+		}
+	}
+}
+
+func TestCalibrationUnderNull(t *testing.T) {
+	// A/A: 200 seeded runs of 100 ticks, 50 treatment and 950 control
+	// requests a tick at a 1% error rate. Ville's inequality bounds false
+	// rejections by α = 1%; allow sampling noise up to 3%.
+	const runs, ticks = 200, 100
+	r := rand.New(rand.NewPCG(3, 4))
+	bernoulli := func(n int, p float64) float64 {
+		k := 0
+		for range n {
+			if r.Float64() < p {
+				k++
+			}
+		}
+		return float64(k)
+	}
+	rejected := 0
+	for range runs {
+		ev := newEvidence(1, false, false)
+		for range ticks {
+			ev.add(ratioLikelihood(50, 950, bernoulli(50, 0.01), bernoulli(950, 0.01)))
+			if ev.logE(1) >= math.Log(100) {
+				rejected++
+				break
+			}
+		}
+	}
+	if rejected > runs*3/100 {
+		t.Errorf("%d of %d A/A runs rejected at α = 1%%", rejected, runs)
+	}
+}
+
+func TestIntervalCoversTruth(t *testing.T) {
+	// 60 ticks at a true ratio of 2 (expected counts, no noise): the
+	// interval must contain 2, exclude 1, and sit inside the grid.
+	ev := newEvidence(1, false, true)
+	for range 60 {
+		ev.add(ratioLikelihood(100, 900, 2, 9))
+	}
+	lo, hi, ok := ev.interval(1, 0.01)
+	if !ok || !(lo < 2 && 2 < hi) || lo <= 1 {
+		t.Errorf("interval (%v, %v, %v): want it around 2 and above 1", lo, hi, ok)
+	}
+	// Tempering widens it.
+	lo2, hi2, _ := ev.interval(4, 0.01)
+	if !(lo2 < lo && hi2 > hi) {
+		t.Errorf("tempered interval (%v, %v) should contain (%v, %v)", lo2, hi2, lo, hi)
+	}
+}
+
+func TestLogSumExp(t *testing.T) {
+	if got := logSumExp([]float64{1000, 1000}); !near(got, 1000+math.Ln2, 1e-9) {
+		t.Errorf("logSumExp overflowed: %v", got)
+	}
+	if got := logSumExp([]float64{math.Inf(-1)}); !math.IsInf(got, -1) {
+		t.Errorf("logSumExp(-Inf) = %v", got)
+	}
+}

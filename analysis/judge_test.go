@@ -1,0 +1,372 @@
+package analysis
+
+import (
+	"encoding/json"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// errorCounts builds cumulative error-rate counts.
+func errorCounts(nT, eT, nC, eC float64) FlagCounts {
+	return FlagCounts{
+		Flag:      "checkout",
+		Treatment: CohortCounts{Requests: nT, Errors: eT},
+		Control:   CohortCounts{Requests: nC, Errors: eC},
+	}
+}
+
+var errorRate = Config{Metrics: []MetricConfig{{Name: "error-rate", Kind: KindErrorRate}}}
+
+// judgeAll feeds cumulative observations through Judge and returns the
+// verdicts.
+func judgeAll(t *testing.T, cfg Config, obs []FlagCounts, step StepProgress) (State, []Verdict) {
+	t.Helper()
+	var s State
+	var out []Verdict
+	for i, o := range obs {
+		next, v, err := Judge(cfg, s, o, step)
+		if err != nil {
+			t.Fatalf("tick %d: %v", i, err)
+		}
+		s = next
+		out = append(out, v)
+	}
+	return s, out
+}
+
+// steady returns k cumulative observations of per-tick counts.
+func steady(k int, nT, eT, nC, eC float64) []FlagCounts {
+	var out []FlagCounts
+	for i := 1; i <= k; i++ {
+		f := float64(i)
+		out = append(out, errorCounts(f*nT, f*eT, f*nC, f*eC))
+	}
+	return out
+}
+
+func TestJudgeFailsAClearRegression(t *testing.T) {
+	_, vs := judgeAll(t, errorRate, steady(20, 100, 3, 900, 9), StepProgress{})
+	v := vs[len(vs)-1]
+	if v.Outcome != Fail {
+		t.Fatalf("treatment at 3%% vs control 1%%: outcome %s, want fail (%s)", v.Outcome, v.Explanation)
+	}
+	c := v.Checks[0]
+	if !near(c.Ratio, 3, 1e-9) || !(c.CILow > 1 && c.CILow < 3 && c.CIHigh > 3) || c.PValue > 0.01 || c.EValue < 100 {
+		t.Errorf("evidence ratio %v CI (%v, %v) p %v e %v: want ratio 3 inside a CI above 1, p <= 0.01, e >= 100",
+			c.Ratio, c.CILow, c.CIHigh, c.PValue, c.EValue)
+	}
+}
+
+func TestJudgeFailIsFinal(t *testing.T) {
+	obs := steady(20, 100, 3, 900, 9)
+	// After the failure, a long run of healthy ticks.
+	last := obs[len(obs)-1]
+	for i := 1; i <= 200; i++ {
+		f := float64(i)
+		obs = append(obs, errorCounts(last.Treatment.Requests+100*f, last.Treatment.Errors+f, last.Control.Requests+900*f, last.Control.Errors+9*f))
+	}
+	_, vs := judgeAll(t, errorRate, obs, StepProgress{})
+	failed := false
+	for i, v := range vs {
+		if failed && v.Outcome != Fail {
+			t.Fatalf("tick %d: outcome %s after a fail", i, v.Outcome)
+		}
+		failed = failed || v.Outcome == Fail
+	}
+	if !failed {
+		t.Fatal("never failed")
+	}
+}
+
+func TestJudgePassNeedsMinimumEvidence(t *testing.T) {
+	cases := []struct {
+		name   string
+		ticks  int
+		step   StepProgress
+		want   Outcome
+		reason string
+	}{
+		{"enough", 10, StepProgress{MinRequests: 500, MinDuration: time.Minute, Elapsed: 2 * time.Minute}, Pass, ""},
+		{"too few treatment requests", 4, StepProgress{MinRequests: 500}, Inconclusive, "needs 500 requests per cohort in this step, has 400 treatment"},
+		{"too short", 10, StepProgress{MinDuration: time.Minute, Elapsed: 30 * time.Second}, Inconclusive, "step has run 30s of the 1m0s needed"},
+	}
+	for _, tc := range cases {
+		_, vs := judgeAll(t, errorRate, steady(tc.ticks, 100, 1, 900, 9), tc.step)
+		v := vs[len(vs)-1]
+		if v.Outcome != tc.want || !strings.Contains(v.Checks[0].Reason, tc.reason) {
+			t.Errorf("%s: outcome %s reason %q, want %s with %q", tc.name, v.Outcome, v.Checks[0].Reason, tc.want, tc.reason)
+		}
+	}
+}
+
+func TestJudgeNoDataNeverPasses(t *testing.T) {
+	nan := math.NaN()
+	latency := Config{Metrics: []MetricConfig{{Name: "latency", Kind: KindLatency}}}
+	custom := Config{Metrics: []MetricConfig{{Name: "checkouts", Kind: KindCustom, Direction: LowerIsWorse}}}
+	cases := []struct {
+		name string
+		cfg  Config
+		obs  FlagCounts
+	}{
+		{"zero requests", errorRate, errorCounts(0, 0, 0, 0)},
+		{"no treatment requests", errorRate, errorCounts(0, 0, 1000, 10)},
+		{"NaN requests", errorRate, errorCounts(nan, 0, 1000, 10)},
+		{"NaN errors", errorRate, errorCounts(100, nan, 1000, 10)},
+		{"infinite requests", errorRate, errorCounts(math.Inf(1), 0, 1000, 10)},
+		{"negative requests", errorRate, errorCounts(-5, 0, 1000, 10)},
+		{"no histogram", latency, errorCounts(100, 0, 1000, 10)},
+		{"no custom count", custom, errorCounts(100, 0, 1000, 10)},
+	}
+	for _, tc := range cases {
+		_, v, err := Judge(tc.cfg, State{}, tc.obs, StepProgress{})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if v.Outcome != Inconclusive || v.Checks[0].Reason == "" {
+			t.Errorf("%s: outcome %s reason %q, want inconclusive with a reason", tc.name, v.Outcome, v.Checks[0].Reason)
+		}
+	}
+}
+
+func TestJudgeCounterWentDown(t *testing.T) {
+	s, vs := judgeAll(t, errorRate, []FlagCounts{
+		errorCounts(1000, 10, 9000, 90),
+		errorCounts(500, 50, 4000, 40), // a reset: no-op, re-based
+		errorCounts(600, 51, 4900, 49), // +100/+1 and +900/+9 from the new base
+	}, StepProgress{})
+	if vs[1].Outcome != Inconclusive || !strings.Contains(vs[1].Checks[0].Reason, "went down") {
+		t.Errorf("reset tick: %s %q, want inconclusive because a counter went down", vs[1].Outcome, vs[1].Checks[0].Reason)
+	}
+	if s.Checks[0].Skipped != 1 || s.Checks[0].Slots[0].Evidence.Ticks != 2 {
+		t.Errorf("skipped %d ticks, evidence from %d; want 1 and 2", s.Checks[0].Skipped, s.Checks[0].Slots[0].Evidence.Ticks)
+	}
+	if d := s.Checks[0].Dispersion[0].Dispersion; d.Requests != 9000+900 || d.Events != 99 {
+		t.Errorf("control counted %v requests, %v errors; want 9900 and 99", d.Requests, d.Events)
+	}
+}
+
+func TestJudgeRoundsFractionalCounts(t *testing.T) {
+	// increase() extrapolates: 10.4 then 20.6 cumulative errors are 10 then
+	// 21, so the two ticks add 10 and 11, summing to the rounded total.
+	s, _ := judgeAll(t, errorRate, []FlagCounts{
+		errorCounts(100.4, 0.6, 999.5, 10.4),
+		errorCounts(200.2, 1.4, 1999.6, 20.6),
+	}, StepProgress{})
+	d := s.Checks[0].Dispersion[0].Dispersion
+	if d.Events != 21 || d.Requests != 2000 || s.Last.Treatment.Requests != 200 {
+		t.Errorf("control events %v requests %v, treatment %v: want 21, 2000, 200", d.Events, d.Requests, s.Last.Treatment.Requests)
+	}
+}
+
+func TestJudgeStepCounts(t *testing.T) {
+	obs := steady(6, 100, 1, 900, 9)
+	var s State
+	var v Verdict
+	for i, o := range obs {
+		step := StepProgress{Index: i / 3, MinRequests: 250}
+		var err error
+		if s, v, err = Judge(errorRate, s, o, step); err != nil {
+			t.Fatal(err)
+		}
+		want := RequestCounts{Treatment: float64(100 * (i%3 + 1)), Control: float64(900 * (i%3 + 1))}
+		if got := v.Checks[0].StepRequests; got != want {
+			t.Errorf("tick %d: step requests %+v, want %+v", i, got, want)
+		}
+	}
+	if v.Outcome != Pass {
+		t.Errorf("after 300 requests per cohort in the step: %s, want pass", v.Outcome)
+	}
+}
+
+func TestJudgeIsPureAndStateRoundTrips(t *testing.T) {
+	// Two controllers judge the same rollout; one persists its state as
+	// JSON and reloads it before every tick, as after a kill -9. Their
+	// verdicts must be identical, and Judge must never change its input.
+	cfg := Config{Metrics: []MetricConfig{
+		{Name: "error-rate", Kind: KindErrorRate, Max: 0.05},
+		{Name: "latency", Kind: KindLatency, MaxP99: 500 * time.Millisecond},
+		{Name: "checkouts", Kind: KindCustom, Direction: LowerIsWorse, Tolerance: 0.9},
+	}}
+	var live State
+	var stored []byte
+	for k := 1; k <= 30; k++ {
+		f := float64(k)
+		obs := FlagCounts{
+			Flag: "checkout",
+			Treatment: CohortCounts{Requests: 100 * f, Errors: 2 * f, Slower: map[float64]float64{0.25: 8 * f, 0.5: 2 * f},
+				Custom: map[string]float64{"checkouts": 9 * f}},
+			Control: CohortCounts{Requests: 900 * f, Errors: 9*f + float64(k%3), Slower: map[float64]float64{0.25: 40 * f, 0.5: 9 * f},
+				Custom: map[string]float64{"checkouts": 90 * f}},
+		}
+		var resumed State
+		if stored != nil {
+			if err := json.Unmarshal(stored, &resumed); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before, _ := json.Marshal(live)
+		nextLive, vLive, err := Judge(cfg, live, obs, StepProgress{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after, _ := json.Marshal(live); string(before) != string(after) {
+			t.Fatalf("tick %d: Judge changed its input state", k)
+		}
+		nextResumed, vResumed, err := Judge(cfg, resumed, obs, StepProgress{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(vLive, vResumed) {
+			t.Fatalf("tick %d: verdicts differ after a JSON round trip:\n%+v\n%+v", k, vLive, vResumed)
+		}
+		if stored, err = json.Marshal(nextResumed); err != nil {
+			t.Fatalf("tick %d: state does not marshal: %v", k, err)
+		}
+		if _, err := json.Marshal(vLive); err != nil {
+			t.Fatalf("tick %d: verdict does not marshal: %v", k, err)
+		}
+		live = nextLive
+	}
+}
+
+func TestJudgeGuardrails(t *testing.T) {
+	// Both cohorts fail 5% of requests: no relative harm, but the absolute
+	// bound of 1% fails.
+	cfg := Config{Metrics: []MetricConfig{{Name: "error-rate", Kind: KindErrorRate, Max: 0.01}}}
+	_, vs := judgeAll(t, cfg, steady(10, 100, 5, 900, 45), StepProgress{})
+	v := vs[len(vs)-1]
+	if v.Outcome != Fail || v.Checks[0].Outcome == Fail || v.Checks[1].Outcome != Fail || v.Checks[1].Check != "error-rate:max" {
+		t.Errorf("outcomes %s / %s %s / %s, want fail from error-rate:max only", v.Outcome, v.Checks[0].Outcome, v.Checks[1].Check, v.Checks[1].Outcome)
+	}
+
+	// 3% of treatment requests slower than 500 ms breaks a p99 of 500 ms,
+	// although control is as slow.
+	cfg = Config{Metrics: []MetricConfig{{Name: "latency", Kind: KindLatency, MaxP99: 400 * time.Millisecond}}}
+	var obs []FlagCounts
+	for k := 1; k <= 10; k++ {
+		f := float64(k)
+		obs = append(obs, FlagCounts{
+			Treatment: CohortCounts{Requests: 100 * f, Slower: map[float64]float64{0.25: 10 * f, 0.5: 3 * f}},
+			Control:   CohortCounts{Requests: 900 * f, Slower: map[float64]float64{0.25: 90 * f, 0.5: 27 * f}},
+		})
+	}
+	_, vs = judgeAll(t, cfg, obs, StepProgress{})
+	c := vs[len(vs)-1].Checks[1]
+	if c.Check != "latency:maxP99" || c.Outcome != Fail || c.Edge != 0.5 || c.Bound != 0.01 {
+		t.Errorf("%s: %s at edge %v bound %v, want fail at edge 0.5, bound 1%%", c.Check, c.Outcome, c.Edge, c.Bound)
+	}
+}
+
+func TestJudgeLatencyEdges(t *testing.T) {
+	// Control: 20% slower than 0.1 s, 6% than 0.25 s, 0.8% than 0.5 s. The
+	// edges nearest its p95 and p99 are 0.25 s and 0.5 s; treatment is twice
+	// as slow in the tail and fails.
+	cfg := Config{Metrics: []MetricConfig{{Name: "latency", Kind: KindLatency}}}
+	var obs []FlagCounts
+	for k := 1; k <= 30; k++ {
+		f := float64(k)
+		obs = append(obs, FlagCounts{
+			Treatment: CohortCounts{Requests: 100 * f, Slower: map[float64]float64{0.1: 20 * f, 0.25: 12 * f, 0.5: 1.6 * f}},
+			Control:   CohortCounts{Requests: 1000 * f, Slower: map[float64]float64{0.1: 200 * f, 0.25: 60 * f, 0.5: 8 * f}},
+		})
+	}
+	s, vs := judgeAll(t, cfg, obs, StepProgress{})
+	if vs[0].Outcome != Inconclusive || !strings.Contains(vs[0].Checks[0].Reason, "no latency edge") {
+		t.Errorf("first tick: %s %q, want inconclusive: no edge chosen before any control data", vs[0].Outcome, vs[0].Checks[0].Reason)
+	}
+	slots := s.Checks[0].Slots
+	if slots[0].Edge != 0.25 || slots[1].Edge != 0.5 {
+		t.Errorf("edges %v and %v, want 0.25 and 0.5", slots[0].Edge, slots[1].Edge)
+	}
+	if v := vs[len(vs)-1]; v.Outcome != Fail {
+		t.Errorf("outcome %s, want fail: %s", v.Outcome, v.Explanation)
+	}
+}
+
+func TestJudgeLowerIsWorse(t *testing.T) {
+	cfg := Config{Metrics: []MetricConfig{{Name: "checkouts", Kind: KindCustom, Direction: LowerIsWorse, Tolerance: 0.9}}}
+	run := func(treatmentRate float64) Verdict {
+		var obs []FlagCounts
+		for k := 1; k <= 40; k++ {
+			f := float64(k)
+			obs = append(obs, FlagCounts{
+				Treatment: CohortCounts{Requests: 100 * f, Custom: map[string]float64{"checkouts": treatmentRate * 100 * f}},
+				Control:   CohortCounts{Requests: 900 * f, Custom: map[string]float64{"checkouts": 0.1 * 900 * f}},
+			})
+		}
+		_, vs := judgeAll(t, cfg, obs, StepProgress{})
+		return vs[len(vs)-1]
+	}
+	if v := run(0.05); v.Outcome != Fail || !strings.Contains(v.Explanation, "is below tolerance 0.9: fail") {
+		t.Errorf("half the conversions: %s %q, want a fail below tolerance", v.Outcome, v.Explanation)
+	}
+	if v := run(0.1); v.Outcome != Pass {
+		t.Errorf("same conversions: %s %q, want pass", v.Outcome, v.Explanation)
+	}
+}
+
+func TestJudgeAveragesEValuesAcrossChecks(t *testing.T) {
+	// Three checks share α through their mean e-value: each alone fails at
+	// 3/α, and the overall verdict at a mean of 1/α.
+	cfg := Config{Metrics: []MetricConfig{
+		{Name: "error-rate", Kind: KindErrorRate},
+		{Name: "a", Kind: KindCustom},
+		{Name: "b", Kind: KindCustom},
+	}}
+	_, v, err := Judge(cfg, State{}, FlagCounts{
+		Treatment: CohortCounts{Requests: 10, Custom: map[string]float64{"a": 1, "b": 1}},
+		Control:   CohortCounts{Requests: 10, Custom: map[string]float64{"a": 1, "b": 1}},
+	}, StepProgress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Threshold != 100 || v.Checks[0].Threshold != 300 {
+		t.Errorf("thresholds %v overall, %v per check; want 100 and 300", v.Threshold, v.Checks[0].Threshold)
+	}
+}
+
+func TestJudgeRestartsEvidenceWhenTheTestChanges(t *testing.T) {
+	s, _ := judgeAll(t, errorRate, steady(5, 100, 2, 900, 9), StepProgress{})
+	cfg := Config{Metrics: []MetricConfig{{Name: "error-rate", Kind: KindErrorRate, Tolerance: 1.5}}}
+	next, _, err := Judge(cfg, s, errorCounts(600, 12, 5400, 54), StepProgress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := next.Checks[0].Slots[0].Evidence; ev.Null != 1.5 || ev.Ticks != 1 {
+		t.Errorf("after a tolerance change: null %v with %d ticks, want 1.5 from 1 tick", ev.Null, ev.Ticks)
+	}
+}
+
+func TestJudgeRejectsBadInput(t *testing.T) {
+	bad := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, "at least one metric"},
+		{Config{Alpha: 0.7, Metrics: errorRate.Metrics}, "alpha"},
+		{Config{Metrics: []MetricConfig{{Name: "x", Kind: "bogus"}}}, `metrics[0].kind: "bogus"`},
+		{Config{Metrics: []MetricConfig{{Kind: KindErrorRate}}}, "metrics[0].name: is required"},
+		{Config{Metrics: []MetricConfig{{Name: "e", Kind: KindErrorRate, Tolerance: 0.8}}}, "metrics[0].tolerance: 0.8 is below 1"},
+		{Config{Metrics: []MetricConfig{{Name: "e", Kind: KindErrorRate, Direction: LowerIsWorse}}}, "custom metrics only"},
+		{Config{Metrics: []MetricConfig{{Name: "l", Kind: KindLatency, Max: 0.1}}}, "metrics[0].max"},
+		{Config{Metrics: []MetricConfig{{Name: "e", Kind: KindErrorRate, MaxP99: time.Second}}}, "latency only"},
+		{Config{Metrics: []MetricConfig{{Name: "l", Kind: KindLatency, Edges: []float64{-1}}}}, "metrics[0].edges[0]"},
+		{Config{Metrics: []MetricConfig{{Name: "e", Kind: KindErrorRate}, {Name: "e", Kind: KindErrorRate}}}, "duplicate"},
+	}
+	for _, tc := range bad {
+		prev := State{Ticks: 7}
+		s, _, err := Judge(tc.cfg, prev, errorCounts(1, 0, 1, 0), StepProgress{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("config %+v: error %v, want one containing %q", tc.cfg, err, tc.want)
+		}
+		if s.Ticks != 7 {
+			t.Errorf("config %+v: state changed on error", tc.cfg)
+		}
+	}
+	if _, _, err := Judge(errorRate, State{Version: 99}, errorCounts(1, 0, 1, 0), StepProgress{}); err == nil || !strings.Contains(err.Error(), "version 99") {
+		t.Errorf("foreign state version: error %v", err)
+	}
+}
