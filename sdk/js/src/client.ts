@@ -7,8 +7,10 @@ import { EventEmitter } from "node:events";
 import { readFileSync, statSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import type { MeterProvider } from "@opentelemetry/api";
-import type { Detail, EvalContext, Flag } from "./flag.js";
+import { context, propagation, type MeterProvider } from "@opentelemetry/api";
+import { hashFrom } from "./bucket.js";
+import type { Detail, EvalContext, Flag, Reason } from "./flag.js";
+import { parsePin, PIN_PREFIX, type Pin } from "./pin.js";
 import { parseFlagsFile, readSnapshotDocument, Snapshot } from "./snapshot.js";
 import { SSEParser } from "./sse.js";
 import { Scope, Telemetry } from "./telemetry.js";
@@ -48,6 +50,12 @@ export interface ClientConfig {
   meterProvider?: MeterProvider;
   /** Adds the unit key (feature_flag.context.id) to span events. Off by default: unit keys are usually personal data. */
   recordUnitKey?: boolean;
+  /**
+   * Turns off baggage pinning: the client neither serves variants pinned
+   * upstream (W3C baggage "vigil.flag.<key>", as the Go SDK writes them) nor
+   * pins its own for the services it calls.
+   */
+  disablePinning?: boolean;
   /** Receives delivery problems; console when absent. */
   logger?: Logger;
   /** Makes the HTTP requests; the global fetch when absent. */
@@ -128,6 +136,7 @@ export class Client extends EventEmitter<ClientEvents> {
   private readonly log: Logger;
   private readonly abort = new AbortController();
   private readonly telemetry: Telemetry;
+  private readonly pinning: boolean;
   private readonly firstData: Promise<void>;
   private resolveFirst!: () => void;
   private timers: NodeJS.Timeout[] = [];
@@ -145,6 +154,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.cfg = { ...defaults, ...stripUndefined(cfg) };
     this.log = cfg.logger ?? { warn: (m) => console.warn(m), error: (m) => console.error(m) };
     this.telemetry = new Telemetry({ meterProvider: cfg.meterProvider, recordUnitKey: cfg.recordUnitKey });
+    this.pinning = cfg.disablePinning !== true;
     this.firstData = new Promise((r) => (this.resolveFirst = r));
     const modes = [cfg.serverURL, cfg.flagsFile, cfg.flags].filter((m) => m !== undefined).length;
     if (modes !== 1) throw new Error("vigil: exactly one of serverURL, flagsFile and flags is required");
@@ -209,17 +219,43 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /**
-   * Evaluates key and serves def, with reason "error" and error type
-   * "type_mismatch", when the variant's value fails check.
+   * Evaluates key, honours a variant pinned upstream for this unit, and
+   * serves def, with reason "error" and error type "type_mismatch", when
+   * the variant's value fails check.
    */
   private typed<T>(key: string, ctx: EvalContext, def: T, check: (v: unknown) => boolean): Detail & { value: T } {
     let d = this.resolve(key, ctx);
+    const unit = ctx.key ?? "";
+    const scope = this.telemetry.scopes.getStore();
+    let cohort: Reason = d.reason;
+    let pin: Pin | undefined;
+    const snap = this.snap;
+    // Pins matter only with a scope to record in, or baggage that may pin;
+    // a flag disabled here is a kill switch and wins over any pin.
+    if (this.pinning && snap !== null && d.errorType !== "flag_not_found" && d.reason !== "disabled") {
+      const bag = scope === undefined ? propagation.getActiveBaggage() : undefined;
+      if (scope !== undefined || bag !== undefined) {
+        const c = snap.compiledFlag(key)!;
+        const h = hashFrom(c.prefix, unit);
+        let p = scope !== undefined ? scope.lookupPin(key, h) : parsePin(bag!.getEntry(PIN_PREFIX + key));
+        if (p !== undefined && p.unit !== h) p = undefined;
+        const v = p !== undefined ? c.values.get(p.variant) : undefined;
+        if (p !== undefined && v !== undefined) {
+          d = { ...d, value: v.value, variant: v.name, reason: "pinned", errorType: undefined };
+          cohort = p.reason;
+        } else if (scope !== undefined && d.reason !== "error") {
+          pin = { variant: d.variant, reason: d.reason, unit: h };
+        }
+      }
+    }
     if (d.variant === "") {
       d.value = def;
     } else if (!check(d.value)) {
       d = { ...d, value: def, variant: "", reason: "error", errorType: "type_mismatch" };
+      cohort = "error";
+      pin = undefined;
     }
-    this.telemetry.observe(d, ctx.key ?? "");
+    this.telemetry.observe(d, unit, scope, cohort, pin);
     return d as Detail & { value: T };
   }
 
@@ -287,7 +323,7 @@ export class Client extends EventEmitter<ClientEvents> {
    */
   async withScope<T>(fn: (scope: Scope) => Promise<T> | T): Promise<T> {
     const scope = new Scope(this.telemetry);
-    return this.telemetry.scopes.run(scope, async () => {
+    return this.runInScope(scope, async () => {
       try {
         const v = await fn(scope);
         scope.end();
@@ -299,9 +335,14 @@ export class Client extends EventEmitter<ClientEvents> {
     });
   }
 
-  /** @internal Runs fn in scope; the middlewares end it themselves. */
+  /**
+   * @internal Runs fn in scope, with the active OpenTelemetry context
+   * carrying the scope's pins in its baggage; the middlewares end the scope
+   * themselves.
+   */
   runInScope<T>(scope: Scope, fn: () => T): T {
-    return this.telemetry.scopes.run(scope, fn);
+    const ctx = this.pinning ? scope.context(context.active()) : context.active();
+    return this.telemetry.scopes.run(scope, () => context.with(ctx, fn));
   }
 
   /** @internal */

@@ -122,7 +122,8 @@ export class ValidationError extends Error {
 
 const KEY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
-interface Variant {
+/** A variant's name and value. */
+export interface Variant {
   readonly name: string;
   readonly value: unknown;
 }
@@ -165,6 +166,8 @@ export interface CompiledFlag {
   readonly rollout: boolean;
   /** patterns this SDK cannot run, reported once when the flag loads */
   readonly warnings: readonly string[];
+  /** every variant by name, for serving a pinned one */
+  readonly values: ReadonlyMap<string, Variant>;
 }
 
 function deepFreeze<T>(v: T): T {
@@ -460,6 +463,7 @@ export function compileFlag(f: Flag): CompiledFlag {
     threshold: f.rollout ? millipercent(f.rollout.percent) : 0,
     rollout: f.rollout !== undefined,
     warnings,
+    values,
   };
 }
 

@@ -78,6 +78,11 @@ export class Snapshot {
     return [...this.compiled.keys()].sort().map((k) => this.compiled.get(k)!.def);
   }
 
+  /** @internal The compiled flag, for pinning. */
+  compiledFlag(key: string): CompiledFlag | undefined {
+    return this.compiled.get(key);
+  }
+
   /** Problems with patterns this SDK cannot run, one line per clause. */
   warnings(): string[] {
     return [...this.compiled.values()].flatMap((c) => c.warnings);

@@ -6,14 +6,18 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import {
   metrics,
+  propagation,
   trace,
   ValueType,
   type Attributes,
   type Counter,
   type Histogram,
+  type Baggage,
+  type Context,
   type MeterProvider,
 } from "@opentelemetry/api";
 import type { Detail, Reason } from "./flag.js";
+import { parsePin, PinningContext, PIN_PREFIX, type Pin } from "./pin.js";
 
 /** The cohort metrics: the contract analysis, dashboards and alerts read. */
 export const METRIC_REQUESTS = "feature_flag.requests";
@@ -58,16 +62,47 @@ interface Entry {
 export class Scope {
   /** @internal */
   readonly entries = new Map<string, Entry>();
+  /** pins made in this scope, by flag */
+  private readonly pins = new Map<string, Pin>();
   private ended = false;
   private errType = "";
   private readonly start = process.hrtime.bigint();
 
-  /** @internal */
-  constructor(private readonly telemetry: Telemetry) {}
+  /** @internal incoming is the baggage the unit of work arrived with. */
+  constructor(
+    private readonly telemetry: Telemetry,
+    private readonly incoming: Baggage | undefined = propagation.getActiveBaggage(),
+  ) {}
 
-  /** @internal Registers a tracked flag's result; the first per flag wins. */
-  add(key: string, variant: string, reason: Reason): void {
-    if (!this.ended && !this.entries.has(key)) this.entries.set(key, { variant, reason });
+  /**
+   * @internal Registers a tracked flag's result and pins it when pin is
+   * given; the first result per flag wins.
+   */
+  add(key: string, variant: string, reason: Reason, pin?: Pin): void {
+    if (this.ended || this.entries.has(key)) return;
+    this.entries.set(key, { variant, reason });
+    // Pinned upstream but not honoured here (another unit, or a variant
+    // this service lacks): leave the upstream pin to travel.
+    if (pin !== undefined && this.incoming?.getEntry(PIN_PREFIX + key) === undefined) this.pins.set(key, pin);
+  }
+
+  /**
+   * @internal The pin of a flag for a unit: one this scope made for the same
+   * unit, else one that came in with the work for it.
+   */
+  lookupPin(key: string, unit: number): Pin | undefined {
+    const own = this.pins.get(key);
+    if (own !== undefined && own.unit === unit) return own;
+    const p = parsePin(this.incoming?.getEntry(PIN_PREFIX + key));
+    return p !== undefined && p.unit === unit ? p : undefined;
+  }
+
+  /**
+   * @internal A context whose baggage carries the scope's pins, for the work
+   * to run in, so that calls it makes propagate them.
+   */
+  context(parent: Context): Context {
+    return new PinningContext(parent, () => this.pins);
   }
 
   /**
@@ -187,9 +222,13 @@ export class Telemetry {
     this.events.add(1, this.attrs(key, variant, reason, "", name));
   }
 
-  /** Registers d with the current scope and tags the active span. */
-  observe(d: Detail, unit: string): void {
-    if (d.tracked && d.variant !== "") this.scopes.getStore()?.add(d.key, d.variant, d.reason);
+  /**
+   * Registers d with the scope, if any, under the cohort reason (for a
+   * pinned variant, the reason the pinning service evaluated), and tags the
+   * active span.
+   */
+  observe(d: Detail, unit: string, scope: Scope | undefined, cohort: Reason, pin: Pin | undefined): void {
+    if (scope !== undefined && d.tracked && d.variant !== "") scope.add(d.key, d.variant, cohort, pin);
     const span = trace.getActiveSpan();
     if (span === undefined || !span.isRecording()) return;
     const a: Attributes = {
