@@ -31,6 +31,7 @@ func newRootCmd() *cobra.Command {
 		newDeleteCmd(),
 		newAuditCmd(),
 		newTokenCmd(),
+		newRolloutCmd(),
 		newEvalCmd(),
 		newDashboardsCmd(),
 		newAlertsCmd(),

@@ -1,0 +1,434 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+
+	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/controller/notify"
+	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/rollout/runner"
+	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/internal/client"
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// rolloutPath is the API path of a rollout, or of one of its commands.
+func rolloutPath(key string, command ...rollout.CommandKind) string {
+	p := "/api/v1/rollouts/" + url.PathEscape(key)
+	for _, c := range command {
+		p += "/" + string(c)
+	}
+	return p
+}
+
+func newRolloutCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rollout",
+		Short: "Start, watch and steer automated rollouts",
+		Long: `A rollout moves a flag's treatment percentage through the steps of its plan,
+judging treatment against control at every interval: it advances when no harm
+is found with enough data, holds when the data say nothing yet, pauses at
+gates until a person resumes it, and rolls back to 0% by itself when the
+treatment is worse.`,
+	}
+	cmd.AddCommand(newRolloutStartCmd())
+	for _, c := range []struct {
+		kind  rollout.CommandKind
+		short string
+	}{
+		{rollout.Pause, "Hold a progressing rollout at its percentage"},
+		{rollout.Resume, "Carry on a paused rollout (at a gate: approve the next step)"},
+		{rollout.Promote, "Go to 100% at once and stop tracking"},
+		{rollout.Rollback, "Go to 0% at once; the flag stays there until a new start"},
+		{rollout.Abort, "Stop the rollout at 0% without a judgement"},
+	} {
+		cmd.AddCommand(newRolloutCommandCmd(c.kind, c.short))
+	}
+	cmd.AddCommand(newRolloutListCmd(), newRolloutStatusCmd())
+	return cmd
+}
+
+func newRolloutStartCmd() *cobra.Command {
+	var planFile, reason string
+	var steps []float64
+	var interval, minStep, maxStep time.Duration
+	var minRequests int64
+	cmd := &cobra.Command{
+		Use:   "start KEY",
+		Short: "Start a rollout of a flag's treatment, with the flag's plan or overrides",
+		Example: `  vigil rollout start new-checkout
+  vigil rollout start new-checkout --steps 1,10,50 --interval 10s --min-step-duration 2m
+  vigil rollout start new-checkout --plan plan.json`,
+		Args: cobra.ExactArgs(1),
+	}
+	remote := addRemoteFlags(cmd)
+	cmd.Flags().StringVar(&planFile, "plan", "", "JSON or YAML file with plan overrides (the fields of rollout.plan)")
+	cmd.Flags().Float64SliceVar(&steps, "steps", nil, "treatment percentages to go through, e.g. 1,5,25")
+	cmd.Flags().DurationVar(&interval, "interval", 0, "analysis interval")
+	cmd.Flags().DurationVar(&minStep, "min-step-duration", 0, "bake time at each step")
+	cmd.Flags().DurationVar(&maxStep, "max-step-duration", 0, "longest an undecided step may last")
+	cmd.Flags().Int64Var(&minRequests, "min-requests", 0, "requests per cohort within a step before it may pass")
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the history and the audit log")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := remote.client()
+		if err != nil {
+			return err
+		}
+		var plan flag.Plan
+		if planFile != "" {
+			if plan, err = readPlan(planFile); err != nil {
+				return err
+			}
+		}
+		if len(steps) > 0 {
+			plan.Steps = steps
+		}
+		for _, d := range []struct {
+			v   time.Duration
+			dst *flag.Duration
+		}{{interval, &plan.Interval}, {minStep, &plan.MinStepDuration}, {maxStep, &plan.MaxStepDuration}} {
+			if d.v != 0 {
+				*d.dst = flag.Duration(d.v)
+			}
+		}
+		if minRequests != 0 {
+			plan.MinRequests = minRequests
+		}
+		body := map[string]any{"reason": reason}
+		if !isZeroPlan(plan) {
+			body["plan"] = plan
+		}
+		var s rollout.State
+		if err := c.Do(cmd.Context(), client.Request{Method: http.MethodPost, Path: rolloutPath(args[0], rollout.Start), Body: body}, &s); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "rollout %s started at %v%% (steps %s)\n", s.Key, s.Percent, stepsText(s.Plan.Steps))
+		return nil
+	}
+	return cmd
+}
+
+func isZeroPlan(p flag.Plan) bool {
+	b, _ := json.Marshal(p)
+	return string(b) == "{}"
+}
+
+// readPlan reads plan overrides from a JSON or YAML file, strictly.
+func readPlan(path string) (flag.Plan, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return flag.Plan{}, fmt.Errorf("read plan %s: %w", path, err)
+	}
+	// YAML is a superset of JSON: decode either, then check the fields
+	// strictly through JSON so that a typo is an error, not a default.
+	var doc any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return flag.Plan{}, fmt.Errorf("read plan %s: %w", path, err)
+	}
+	js, err := json.Marshal(doc)
+	if err != nil {
+		return flag.Plan{}, fmt.Errorf("read plan %s: %w", path, err)
+	}
+	var plan flag.Plan
+	if err := flag.DecodeStrict(js, &plan); err != nil {
+		return flag.Plan{}, fmt.Errorf("read plan %s: %w", path, err)
+	}
+	return plan, nil
+}
+
+func newRolloutCommandCmd(kind rollout.CommandKind, short string) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   string(kind) + " KEY",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+	}
+	remote := addRemoteFlags(cmd)
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the history and the audit log")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := remote.client()
+		if err != nil {
+			return err
+		}
+		var s rollout.State
+		req := client.Request{Method: http.MethodPost, Path: rolloutPath(args[0], kind), Body: map[string]string{"reason": reason}}
+		if err := c.Do(cmd.Context(), req, &s); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "rollout %s is %s at %v%%\n", s.Key, s.Phase, s.Percent)
+		return nil
+	}
+	return cmd
+}
+
+func newRolloutListCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List rollouts",
+		Args:  cobra.NoArgs,
+	}
+	remote := addRemoteFlags(cmd)
+	output := addOutputFlag(cmd, "table", "json")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*output, "table", "json"); err != nil {
+			return err
+		}
+		c, err := remote.client()
+		if err != nil {
+			return err
+		}
+		var out struct {
+			Rollouts []rollout.State `json:"rollouts"`
+		}
+		if err := c.Do(cmd.Context(), client.Request{Method: http.MethodGet, Path: "/api/v1/rollouts"}, &out); err != nil {
+			return err
+		}
+		w := cmd.OutOrStdout()
+		if *output == "json" {
+			return printJSON(w, out)
+		}
+		fmt.Fprintf(w, "%-32s %-12s %8s %6s  %-13s %s\n", "KEY", "STATE", "PERCENT", "STEP", "VERDICT", "UPDATED")
+		for _, s := range out.Rollouts {
+			verdict := "-"
+			if s.Verdict != nil {
+				verdict = string(s.Verdict.Outcome)
+			}
+			fmt.Fprintf(w, "%-32s %-12s %7v%% %6s  %-13s %s\n", s.Key, s.Phase, s.Percent, stepOf(s), verdict, s.UpdatedAt.Local().Format(time.DateTime))
+		}
+		return nil
+	}
+	return cmd
+}
+
+func newRolloutStatusCmd() *cobra.Command {
+	var watch bool
+	var every time.Duration
+	cmd := &cobra.Command{
+		Use:   "status KEY",
+		Short: "Show a rollout: steps, cohorts, verdict and history (-w to follow it live)",
+		Args:  cobra.ExactArgs(1),
+	}
+	remote := addRemoteFlags(cmd)
+	output := addOutputFlag(cmd, "text", "json")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "refresh in place until the rollout finishes or Ctrl-C")
+	cmd.Flags().DurationVar(&every, "refresh", 2*time.Second, "how often -w refreshes")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*output, "text", "json"); err != nil {
+			return err
+		}
+		if every < 100*time.Millisecond {
+			return fmt.Errorf("--refresh %v: want at least 100ms", every)
+		}
+		c, err := remote.client()
+		if err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+		defer stop()
+		w := cmd.OutOrStdout()
+		var lastRev int64 = -1
+		for {
+			var s rollout.State
+			err := c.Do(ctx, client.Request{Method: http.MethodGet, Path: rolloutPath(args[0])}, &s)
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if s.Revision != lastRev {
+				lastRev = s.Revision
+				if *output == "json" {
+					// One object per line when watching, so scripts can
+					// read the stream line by line.
+					enc := json.NewEncoder(w)
+					if !watch {
+						enc.SetIndent("", "  ")
+					}
+					if err := enc.Encode(s); err != nil {
+						return err
+					}
+				} else {
+					if watch {
+						fmt.Fprint(w, "\033[H\033[2J")
+					}
+					fmt.Fprint(w, renderStatus(s, time.Now()))
+				}
+			}
+			if !watch || (s.Phase != rollout.Progressing && s.Phase != rollout.Paused && s.Phase != rollout.Pending) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(every):
+			}
+		}
+	}
+	return cmd
+}
+
+// stepOf shows a rollout's step as "3/6".
+func stepOf(s rollout.State) string {
+	if s.Step < 0 || len(s.Plan.Steps) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d/%d", s.Step+1, len(s.Plan.Steps))
+}
+
+func stepsText(steps []float64) string {
+	parts := make([]string, len(steps))
+	for i, p := range steps {
+		parts[i] = fmt.Sprintf("%v%%", p)
+	}
+	return strings.Join(parts, " → ")
+}
+
+// progressBar draws the plan's steps with the ones reached filled in, the
+// current one in brackets and gates marked with a bar sign.
+func progressBar(s rollout.State) string {
+	var b strings.Builder
+	for i, p := range s.Plan.Steps {
+		if i > 0 {
+			b.WriteString(" ─ ")
+		}
+		mark := "○"
+		switch {
+		case s.Phase == rollout.Promoted || i < s.Step:
+			mark = "●"
+		case i == s.Step && s.Phase != rollout.RolledBack && s.Phase != rollout.Aborted:
+			mark = "◉"
+		}
+		gate := ""
+		for _, g := range s.Plan.Gates {
+			if g == p {
+				gate = "‖"
+			}
+		}
+		fmt.Fprintf(&b, "%s%s %v%%", gate, mark, p)
+	}
+	return b.String()
+}
+
+func ago(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return fmt.Sprintf("%s (%s ago)", t.Local().Format(time.DateTime), now.Sub(t).Round(time.Second))
+}
+
+// renderStatus is the text view of one rollout.
+func renderStatus(s rollout.State, now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s  %s  %v%%  step %s\n", s.Key, strings.ToUpper(string(s.Phase)), s.Percent, stepOf(s))
+	if len(s.Plan.Steps) > 0 {
+		fmt.Fprintf(&b, "%s\n", progressBar(s))
+	}
+	fmt.Fprintf(&b, "started      %s\n", ago(s.StartedAt, now))
+	if s.Phase == rollout.Progressing || s.Phase == rollout.Paused {
+		fmt.Fprintf(&b, "step began   %s (bake %v, at most %v)\n", ago(s.StepStartedAt, now), s.Plan.MinStepDuration.Std(), s.Plan.MaxStepDuration.Std())
+		if now.Before(s.AnalysisStartsAt) {
+			fmt.Fprintf(&b, "warming up   analysis starts in %s\n", s.AnalysisStartsAt.Sub(now).Round(time.Second))
+		}
+	}
+	fmt.Fprintf(&b, "updated      %s\n", ago(s.UpdatedAt, now))
+	if s.PausedReason != "" {
+		fmt.Fprintf(&b, "paused       %s\n", s.PausedReason)
+	}
+	if s.ProviderErrors > 0 {
+		fmt.Fprintf(&b, "metrics      unreadable for %d ticks in a row\n", s.ProviderErrors)
+	}
+	fmt.Fprintf(&b, "\n%-10s %14s %14s\n", "cohort", "requests", "in this step")
+	fmt.Fprintf(&b, "%-10s %14.0f %14.0f\n", "treatment", s.Cohorts.Total.Treatment, s.Cohorts.Step.Treatment)
+	fmt.Fprintf(&b, "%-10s %14.0f %14.0f\n", "control", s.Cohorts.Total.Control, s.Cohorts.Step.Control)
+	if v := s.Verdict; v != nil {
+		fmt.Fprintf(&b, "\nverdict      %s at %s\n             %s\n", strings.ToUpper(string(v.Outcome)), v.At.Local().Format(time.TimeOnly), v.Summary)
+		for _, m := range v.Metrics {
+			fmt.Fprintf(&b, "  %-18s %-13s e-value %-9.3g of %-6.3g %s\n", m.Name, m.Outcome, m.EValue, m.Threshold, m.Summary)
+		}
+	}
+	if len(s.History) > 0 {
+		b.WriteString("\nhistory\n")
+		for _, h := range s.History {
+			fmt.Fprintf(&b, "  %s  %-11s → %-11s %6v%%  %s\n", h.At.Local().Format(time.DateTime), h.From, h.To, h.Percent, h.Reason)
+		}
+	}
+	return b.String()
+}
+
+// rolloutServeOption runs the rollout loop in `vigil serve`: it adds the
+// webhook flags and the rollout extension, which reads cohort counts through
+// the provider that provider returns once the flags are parsed (so the
+// option that sets up the metric provider must come first).
+func rolloutServeOption(provider func() analysis.Provider) serveOption {
+	var (
+		hooks      []string
+		format     string
+		secretFile string
+		leaseTTL   time.Duration
+	)
+	return serveOption{
+		Flags: func(fs *pflag.FlagSet) {
+			fs.StringArrayVar(&hooks, "webhook", nil, "URL that receives a JSON POST on every rollout transition (repeatable)")
+			fs.StringVar(&format, "webhook-format", "json", "webhook body: json (signed Vigil event) or slack (Slack-compatible message)")
+			fs.StringVar(&secretFile, "webhook-secret-file", "", "file holding the HMAC-SHA256 key that signs webhook bodies (default $VIGIL_WEBHOOK_SECRET)")
+			fs.DurationVar(&leaseTTL, "rollout-lease-ttl", 15*time.Second, "how long the rollout loop's lease outlives a crashed leader")
+		},
+		Configure: func(ctx context.Context, cfg *server.Config) error {
+			p := provider()
+			if p == nil {
+				return errors.New("rollouts: no metric provider configured")
+			}
+			if leaseTTL < time.Second {
+				return fmt.Errorf("--rollout-lease-ttl %v: want at least 1s", leaseTTL)
+			}
+			secret := os.Getenv("VIGIL_WEBHOOK_SECRET")
+			if secretFile != "" {
+				b, err := os.ReadFile(secretFile)
+				if err != nil {
+					return fmt.Errorf("read --webhook-secret-file: %w", err)
+				}
+				secret = strings.TrimSpace(string(b))
+			}
+			opts := runner.Options{Reader: analysis.NewReader(p), LeaseTTL: leaseTTL}
+			var n *notify.Notifier
+			if len(hooks) > 0 {
+				var webhooks []notify.Webhook
+				for _, h := range hooks {
+					webhooks = append(webhooks, notify.Webhook{URL: h, Secret: secret, Format: notify.Format(format)})
+				}
+				var err error
+				if n, err = notify.New(webhooks, notify.Options{Logger: cfg.Logger}); err != nil {
+					return fmt.Errorf("--webhook: %w", err)
+				}
+				opts.Notifier = n
+			}
+			cfg.Extensions = append(cfg.Extensions, runner.Extension(opts), func(h *server.Host) error {
+				if n != nil {
+					h.Go("webhooks", func(ctx context.Context) error {
+						<-ctx.Done()
+						// Queued transitions get a few seconds to go out.
+						cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+						defer cancel()
+						return n.Close(cctx)
+					})
+				}
+				return nil
+			})
+			return nil
+		},
+	}
+}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/rollout/runner"
+	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/controller/store"
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+const cliToken = "cli-test-admin-token-0123456789"
+
+// noTraffic reads zero counts for every flag: these tests are about the
+// CLI, and the rollouts they start never need to advance.
+type noTraffic struct{}
+
+func (noTraffic) Read(_ context.Context, _ time.Time, qs []analysis.FlagQuery) (map[string]analysis.Reading, error) {
+	out := make(map[string]analysis.Reading, len(qs))
+	for _, q := range qs {
+		out[q.Flag] = analysis.Reading{Counts: analysis.FlagCounts{Flag: q.Flag}}
+	}
+	return out, nil
+}
+
+// startController runs a real controller with the rollout extension on
+// loopback and one flag, "checkout", ready to roll out.
+func startController(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := store.OpenSQLite(ctx, t.TempDir())
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	err = st.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
+		_, err := tx.PutFlag(ctx, flag.Flag{
+			Key: "checkout", Control: "off", Treatment: "on", Enabled: true,
+			Variants: map[string]json.RawMessage{"on": json.RawMessage("true"), "off": json.RawMessage("false")},
+		})
+		return err
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	srv, err := server.New(ctx, server.Config{
+		Store: st, AdminToken: cliToken, Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
+		Extensions: []server.Extension{runner.Extension(runner.Options{Reader: noTraffic{}})},
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// vigil runs the CLI with args and returns its output and error.
+func vigil(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRootCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func TestRolloutCLI(t *testing.T) {
+	url := startController(t)
+	conn := []string{"--server", url, "--token", cliToken}
+	plan := filepath.Join(t.TempDir(), "plan.yaml")
+	if err := os.WriteFile(plan, []byte("steps: [2, 20]\ngates: [20]\nminRequests: 50\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string // a substring of the output, or of the error when fail
+		fail bool
+	}{
+		{[]string{"rollout", "pause", "checkout"}, "cannot pause rollout checkout: it is pending; only a progressing rollout can be paused", true},
+		{[]string{"rollout", "start", "checkout", "--plan", plan, "--interval", "5s", "--reason", "ticket 7"}, "rollout checkout started at 2% (steps 2% → 20% → 100%)", false},
+		{[]string{"rollout", "start", "checkout"}, "it is progressing", true},
+		{[]string{"rollout", "start", "nope"}, "flag nope: not found", true},
+		{[]string{"rollout", "status", "checkout"}, "checkout  PROGRESSING  2%  step 1/3\n◉ 2% ─ ‖○ 20% ─ ○ 100%\n", false},
+		{[]string{"rollout", "pause", "checkout", "--reason", "lunch"}, "rollout checkout is paused at 2%", false},
+		{[]string{"rollout", "status", "checkout"}, "paused       paused by admin: lunch", false},
+		{[]string{"rollout", "list"}, "checkout                         paused             2%    1/3  -", false},
+		{[]string{"rollout", "resume", "checkout"}, "rollout checkout is progressing at 2%", false},
+		{[]string{"rollout", "rollback", "checkout"}, "rollout checkout is rolled_back at 0%", false},
+		{[]string{"rollout", "status", "checkout", "-w"}, "ROLLED_BACK", false},
+		{[]string{"rollout", "status", "checkout", "-o", "yaml"}, `--output "yaml": want one of text, json`, true},
+	} {
+		out, err := vigil(t, append(tc.args, conn...)...)
+		got := out
+		if tc.fail {
+			if err == nil {
+				t.Errorf("vigil %v succeeded: %s", tc.args, out)
+				continue
+			}
+			got = err.Error()
+		} else if err != nil {
+			t.Errorf("vigil %v: %v", tc.args, err)
+			continue
+		}
+		if !strings.Contains(got, tc.want) {
+			t.Errorf("vigil %v:\n%s\nwant it to contain %q", tc.args, got, tc.want)
+		}
+	}
+
+	out, err := vigil(t, append([]string{"rollout", "status", "checkout", "-o", "json"}, conn...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s rollout.State
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("status -o json is not JSON: %v\n%s", err, out)
+	}
+	if s.Key != "checkout" || s.Phase != rollout.RolledBack || len(s.History) != 4 || s.Plan.Interval.Std() != 5*time.Second {
+		t.Errorf("status -o json: %+v", s)
+	}
+	if !strings.Contains(s.History[0].Reason, "ticket 7") {
+		t.Errorf("start reason lost: %q", s.History[0].Reason)
+	}
+}
+
+func TestRenderStatus(t *testing.T) {
+	now := time.Date(2026, 11, 25, 10, 10, 0, 0, time.Local)
+	s := rollout.State{
+		Key: "checkout", Phase: rollout.Progressing, Percent: 10, Step: 2,
+		Plan:             flag.Plan{Steps: []float64{1, 5, 10, 50, 100}, Gates: []float64{50}, MinStepDuration: flag.Duration(5 * time.Minute), MaxStepDuration: flag.Duration(time.Hour)},
+		StartedAt:        now.Add(-10 * time.Minute),
+		StepStartedAt:    now.Add(-time.Minute),
+		AnalysisStartsAt: now.Add(20 * time.Second),
+		UpdatedAt:        now.Add(-time.Second),
+		Cohorts:          rollout.Cohorts{Total: rollout.Requests{Treatment: 1234, Control: 56789}, Step: rollout.Requests{Treatment: 100, Control: 900}},
+		Verdict: &rollout.Verdict{At: now, Outcome: rollout.Inconclusive, Summary: "needs 500 requests per cohort in this step",
+			Metrics: []rollout.MetricVerdict{{Name: "error-rate", Outcome: rollout.Inconclusive, EValue: 1.5, Threshold: 200, Summary: "ratio 1.1"}}},
+	}
+	got := renderStatus(s, now)
+	for _, want := range []string{
+		"checkout  PROGRESSING  10%  step 3/5\n",
+		"● 1% ─ ● 5% ─ ◉ 10% ─ ‖○ 50% ─ ○ 100%\n",
+		"(10m0s ago)",
+		"warming up   analysis starts in 20s",
+		"treatment            1234            100",
+		"control             56789            900",
+		"verdict      INCONCLUSIVE",
+		"error-rate         inconclusive  e-value 1.5       of 200",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status view lacks %q:\n%s", want, got)
+		}
+	}
+}

@@ -1,0 +1,139 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigil-dev/vigil/controller/server"
+)
+
+const apiToken = "rollout-api-test-token-0123456789"
+
+// apiEnv is a real server with the rollout extension on loopback.
+type apiEnv struct {
+	url string
+	f   *fixture
+}
+
+func startAPI(t *testing.T) *apiEnv {
+	t.Helper()
+	st := openSQLite(t)
+	f := newFixture(t, st)
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, server.Config{
+		Store: st, AdminToken: apiToken, Registry: prometheus.NewRegistry(),
+		Logger:     slog.New(slog.DiscardHandler),
+		Extensions: []server.Extension{Extension(Options{Reader: f.tr, Now: f.clock.Now, Holder: "api-test"})},
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return &apiEnv{url: "http://" + ln.Addr().String(), f: f}
+}
+
+func (e *apiEnv) do(t *testing.T, method, path, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, e.url+path, bytes.NewBufferString(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	req.Header.Set(server.ReasonHeader, "from the test")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, out
+}
+
+func TestAPI(t *testing.T) {
+	e := startAPI(t)
+	putFlag(t, e.f.st, checkoutFlag("checkout"))
+
+	for _, tc := range []struct {
+		name, method, path, body string
+		status                   int
+		want                     []string // substrings of the response body
+	}{
+		{"list empty", "GET", "/api/v1/rollouts", "", 200, []string{`"rollouts":[]`}},
+		{"never started", "GET", "/api/v1/rollouts/checkout", "", 200, []string{`"state":"pending"`, `"percent":0`, `"step":-1`, `"verdict":null`, `"history":[]`}},
+		{"unknown flag", "GET", "/api/v1/rollouts/nope", "", 404, []string{`"error":"flag nope: not found"`}},
+		{"start unknown flag", "POST", "/api/v1/rollouts/nope/start", "", 404, []string{"flag nope: not found"}},
+		{"pause pending", "POST", "/api/v1/rollouts/checkout/pause", "", 409, []string{`"error":"cannot pause rollout checkout: it is pending; only a progressing rollout can be paused"`}},
+		{"bad plan", "POST", "/api/v1/rollouts/checkout/start", `{"plan":{"steps":[20,2]}}`, 400, []string{`"field":"plan.steps[1]"`, "must be greater than the step before it"}},
+		{"unknown field", "POST", "/api/v1/rollouts/checkout/start", `{"plna":{}}`, 400, []string{`unknown field \"plna\"`}},
+		{"start", "POST", "/api/v1/rollouts/checkout/start", `{"plan":{"steps":[2,20]},"reason":"ticket 42"}`, 200, []string{`"state":"progressing"`, `"percent":2`, `"step":0`, `"startedAt":"2026-11-25T10:00:00Z"`, `started at 2% by admin: ticket 42`}},
+		{"start twice", "POST", "/api/v1/rollouts/checkout/start", "", 409, []string{"cannot start rollout checkout: it is progressing; pause it, promote it, roll it back or abort it first"}},
+		{"plan on pause", "POST", "/api/v1/rollouts/checkout/pause", `{"plan":{}}`, 400, []string{`"field":"plan"`}},
+		{"pause", "POST", "/api/v1/rollouts/checkout/pause", "", 200, []string{`"state":"paused"`, `"pausedReason":"paused by admin: from the test"`}},
+		{"resume", "POST", "/api/v1/rollouts/checkout/resume", "", 200, []string{`"state":"progressing"`, `"percent":2`}},
+		{"rollback", "POST", "/api/v1/rollouts/checkout/rollback", `{"reason":"pager"}`, 200, []string{`"state":"rolled_back"`, `"percent":0`, `rolled back to 0% by admin: pager`}},
+		{"abort rolled back", "POST", "/api/v1/rollouts/checkout/abort", "", 409, []string{"it is rolled_back; it has already finished"}},
+		{"get", "GET", "/api/v1/rollouts/checkout", "", 200, []string{`"key":"checkout"`, `"state":"rolled_back"`, `"updatedAt":`, `"history":[{`, `"to":"paused"`}},
+		{"list", "GET", "/api/v1/rollouts", "", 200, []string{`"rollouts":[{"key":"checkout"`}},
+	} {
+		status, body := e.do(t, tc.method, tc.path, tc.body)
+		if status != tc.status {
+			t.Errorf("%s: %s %s = %d %s, want %d", tc.name, tc.method, tc.path, status, body, tc.status)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(string(body), w) {
+				t.Errorf("%s: body %s lacks %s", tc.name, body, w)
+			}
+		}
+		if strings.Contains(string(body), `"judge"`) {
+			t.Errorf("%s: body shows the judge's internal state", tc.name)
+		}
+	}
+
+	// The commands moved the flag itself.
+	status, body := e.do(t, "GET", "/api/v1/flags/checkout", "")
+	var f struct {
+		Rollout struct{ Percent float64 } `json:"rollout"`
+		Tracked bool                      `json:"tracked"`
+	}
+	if err := json.Unmarshal(body, &f); status != 200 || err != nil || f.Rollout.Percent != 0 || f.Tracked {
+		t.Errorf("flag after rollback: %d %s", status, body)
+	}
+	// The loop's metrics are served.
+	resp, err := http.Get(e.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{`vigil_rollout_state{flag="checkout",state="rolled_back"} 1`, "vigil_rollout_transitions_total", "vigil_provider_query_duration_seconds"} {
+		if !strings.Contains(string(metrics), name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+}

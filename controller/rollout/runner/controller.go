@@ -1,0 +1,532 @@
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/controller/notify"
+	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/store"
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// LeaseName is the store lease whose holder runs the rollout loop.
+const LeaseName = "rollout-loop"
+
+// Reader reads cumulative cohort counts for many rollouts at once, with
+// one query per metric for the whole batch; *analysis.Reader is one.
+type Reader interface {
+	// Read returns each flag's counts since its Since. The error reports a
+	// query that failed as a whole.
+	Read(ctx context.Context, now time.Time, flags []analysis.FlagQuery) (map[string]analysis.Reading, error)
+}
+
+// Notifier takes transitions after they are committed.
+type Notifier interface {
+	Notify(notify.Event)
+}
+
+// Options configure a Controller.
+type Options struct {
+	Store store.Store
+	// Reader reads the cohorts' counts from the metric provider.
+	Reader Reader
+	// Notifier receives every transition; nil sends none.
+	Notifier Notifier
+	// Metrics are the controller's Prometheus metrics; nil records none.
+	Metrics *Metrics
+	Logger  *slog.Logger
+	// Tick is how often the loop looks for due rollouts (default 1s, the
+	// shortest interval a plan may have).
+	Tick time.Duration
+	// LeaseTTL is how long the loop's lease outlives its holder (default
+	// 15s): after a crash, another process takes over within it.
+	LeaseTTL time.Duration
+	// Holder names this process in the lease (default host, pid and a
+	// random suffix).
+	Holder string
+	// Now is the clock (default time.Now); tests may replace it.
+	Now func() time.Time
+}
+
+// Controller runs rollouts: the loop and the commands.
+type Controller struct {
+	opts Options
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	leader bool
+}
+
+// New returns a Controller; Run starts its loop.
+func New(opts Options) (*Controller, error) {
+	if opts.Store == nil || opts.Reader == nil {
+		return nil, errors.New("rollout controller: a store and a metrics reader are required")
+	}
+	if opts.Tick <= 0 {
+		opts.Tick = time.Second
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = 15 * time.Second
+	}
+	if opts.Holder == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		opts.Holder = fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Controller{opts: opts, log: opts.Logger.With("component", "rollout")}, nil
+}
+
+// Leader reports whether this process held the loop's lease at its last
+// tick.
+func (c *Controller) Leader() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leader
+}
+
+// Run runs the loop until ctx is done, then gives up the lease.
+func (c *Controller) Run(ctx context.Context) error {
+	t := time.NewTicker(c.opts.Tick)
+	defer t.Stop()
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := c.opts.Store.ReleaseLease(rctx, LeaseName, c.opts.Holder); err != nil {
+			c.log.Warn("release lease", "err", err)
+		}
+	}()
+	for {
+		if err := c.Tick(ctx); err != nil && ctx.Err() == nil {
+			c.log.Error("rollout tick", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Tick runs the loop once: takes or renews the lease and, if held, moves
+// every progressing rollout whose interval has passed since its last
+// update.
+func (c *Controller) Tick(ctx context.Context) error {
+	held, err := c.opts.Store.AcquireLease(ctx, LeaseName, c.opts.Holder, c.opts.LeaseTTL)
+	c.mu.Lock()
+	c.leader = held && err == nil
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("acquire lease %s: %w", LeaseName, err)
+	}
+	states, err := c.states(ctx)
+	if err != nil {
+		return err
+	}
+	c.opts.Metrics.observeStates(states)
+	if !held {
+		return nil
+	}
+	now := c.opts.Now()
+	snap, err := c.opts.Store.Snapshot(ctx)
+	if err != nil {
+		return fmt.Errorf("read flags: %w", err)
+	}
+	flags := make(map[string]flag.Flag, len(snap.Flags))
+	for _, f := range snap.Flags {
+		flags[f.Key] = f
+	}
+	var due []rollout.State
+	for _, s := range states {
+		// Half a tick of slack keeps a rollout whose interval equals the
+		// tick from being skipped every other tick by timer jitter.
+		if s.Phase != rollout.Progressing || now.Add(c.opts.Tick/2).Before(s.UpdatedAt.Add(s.Plan.Interval.Std())) {
+			continue
+		}
+		if _, ok := flags[s.Key]; !ok {
+			if err := c.abandon(ctx, s, now); err != nil {
+				c.log.Error("abort the rollout of a deleted flag", "flag", s.Key, "err", err)
+			}
+			continue
+		}
+		due = append(due, s)
+	}
+	if len(due) == 0 {
+		return nil
+	}
+	obs := c.observe(ctx, due, flags, now)
+	var errs []error
+	for i, s := range due {
+		next, acts := rollout.Step(s, obs[i], now)
+		if err := c.commit(ctx, s.Revision, next, acts); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// observe reads the counts of every due rollout in one batch and judges
+// each rollout past its warm-up. A query that failed is a provider error for
+// every rollout in the batch; a series that is missing or not finite (no
+// traffic yet in a cohort) is not: the judge reads it as unreadable, which
+// holds the rollout as inconclusive until maxStepDuration.
+func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map[string]flag.Flag, now time.Time) []rollout.Observation {
+	obs := make([]rollout.Observation, len(due))
+	var qs []analysis.FlagQuery
+	for i, s := range due {
+		f := flags[s.Key]
+		custom, err := analysis.CustomTemplates(s.Plan)
+		switch {
+		case err != nil:
+			obs[i].Err = fmt.Errorf("plan of %s: %w", s.Key, err)
+		case f.Treatment == "" || f.Treatment == f.Control:
+			obs[i].Err = fmt.Errorf("flag %s: treatment %q and control %q must be two different variants", s.Key, f.Treatment, f.Control)
+		default:
+			qs = append(qs, analysis.FlagQuery{Flag: s.Key, Treatment: f.Treatment, Control: f.Control, Since: s.StartedAt, Custom: custom})
+		}
+	}
+	if len(qs) == 0 {
+		return obs
+	}
+	start := time.Now()
+	readings, err := c.opts.Reader.Read(ctx, now, qs)
+	c.opts.Metrics.observeQuery(time.Since(start), err)
+	for i, s := range due {
+		if obs[i].Err != nil {
+			continue
+		}
+		rd, ok := readings[s.Key]
+		switch {
+		case err != nil:
+			obs[i].Err = err
+			continue
+		case !ok:
+			obs[i].Err = fmt.Errorf("the metrics reader returned nothing for %s", s.Key)
+			continue
+		}
+		cum := rd.Counts
+		obs[i].Requests = rollout.Requests{
+			Treatment: finiteOr(cum.Treatment.Requests, s.Cohorts.Total.Treatment),
+			Control:   finiteOr(cum.Control.Requests, s.Cohorts.Total.Control),
+		}
+		if !s.Analyzing(now) {
+			continue
+		}
+		v, judge, jerr := c.judge(s, cum, now)
+		if jerr != nil {
+			obs[i].Err = jerr
+			continue
+		}
+		obs[i].Verdict, obs[i].Judge = v, judge
+	}
+	return obs
+}
+
+// finiteOr returns v, or last when v could not be read.
+func finiteOr(v, last float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return last
+	}
+	return v
+}
+
+// judge folds one tick's counts into the rollout's judge state.
+func (c *Controller) judge(s rollout.State, cum analysis.FlagCounts, now time.Time) (*rollout.Verdict, json.RawMessage, error) {
+	var prev analysis.State
+	if len(s.Judge) > 0 {
+		if err := json.Unmarshal(s.Judge, &prev); err != nil {
+			return nil, nil, fmt.Errorf("judge state of %s: %w", s.Key, err)
+		}
+	}
+	step := analysis.StepProgress{
+		Index:       s.Step,
+		Elapsed:     now.Sub(s.StepStartedAt),
+		MinRequests: float64(s.Plan.MinRequests),
+		MinDuration: s.Plan.MinStepDuration.Std(),
+	}
+	cum.Flag = s.Key
+	next, v, err := analysis.Judge(analysis.ConfigFromPlan(s.Plan), prev, cum, step)
+	if err != nil {
+		return nil, nil, fmt.Errorf("judge %s: %w", s.Key, err)
+	}
+	raw, err := json.Marshal(next)
+	if err != nil {
+		return nil, nil, fmt.Errorf("judge state of %s: %w", s.Key, err)
+	}
+	c.opts.Metrics.observeVerdict(s.Key, v)
+	return verdictOf(v, now), raw, nil
+}
+
+// errStale reports a decision taken on a state that changed before it
+// could be stored: a person's command won the race, and the next tick
+// decides again from what they left.
+var errStale = errors.New("rollout changed since it was read")
+
+// commit stores a decision taken on revision rev, with its actions, in one
+// transaction, then sends its notifications.
+func (c *Controller) commit(ctx context.Context, rev int64, next rollout.State, acts []rollout.Action) error {
+	err := c.opts.Store.Update(ctx, store.Actor{Name: rollout.ControllerActor}, func(tx store.Tx) error {
+		cur, err := readState(ctx, tx, next.Key)
+		if err != nil {
+			return err
+		}
+		if cur.Revision != rev {
+			return errStale
+		}
+		return write(ctx, tx, next, acts)
+	})
+	if errors.Is(err, errStale) {
+		c.log.Info("decision dropped: the rollout changed meanwhile", "flag", next.Key)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store rollout %s: %w", next.Key, err)
+	}
+	c.after(next, acts)
+	return nil
+}
+
+// abandon aborts the rollout of a flag that was deleted: there is no
+// percentage left to set, only the record to close.
+func (c *Controller) abandon(ctx context.Context, s rollout.State, now time.Time) error {
+	next, acts, err := rollout.Apply(s, rollout.Command{Kind: rollout.Abort, Actor: rollout.ControllerActor, Reason: "the flag was deleted"}, now)
+	if err != nil {
+		return err
+	}
+	kept := acts[:0:0]
+	for _, a := range acts {
+		switch a.(type) {
+		case rollout.SetPercent, rollout.SetTracked:
+		default:
+			kept = append(kept, a)
+		}
+	}
+	return c.commit(ctx, s.Revision, next, kept)
+}
+
+// after reports committed actions to the metrics and the webhooks.
+func (c *Controller) after(s rollout.State, acts []rollout.Action) {
+	for _, a := range acts {
+		if n, ok := a.(rollout.Notify); ok {
+			c.opts.Metrics.observeTransition(n.Key, n.Transition)
+			c.log.Info("rollout transition", "flag", n.Key, "from", n.Transition.From, "to", n.Transition.To,
+				"percent", n.Transition.Percent, "reason", n.Transition.Reason)
+			if c.opts.Notifier != nil {
+				c.opts.Notifier.Notify(notify.NewEvent(n.Key, n.Transition))
+			}
+		}
+	}
+	c.opts.Metrics.observeStates([]rollout.State{s})
+}
+
+// write stores the state and carries out its actions inside tx.
+func write(ctx context.Context, tx store.Tx, s rollout.State, acts []rollout.Action) error {
+	var f *flag.Flag
+	loadFlag := func() error {
+		if f != nil {
+			return nil
+		}
+		got, err := tx.Flag(ctx, s.Key)
+		if err != nil {
+			return fmt.Errorf("flag %s: %w", s.Key, err)
+		}
+		f = &got
+		return nil
+	}
+	flagChanged := false
+	for _, a := range acts {
+		switch a := a.(type) {
+		case rollout.SetPercent:
+			if err := loadFlag(); err != nil {
+				return err
+			}
+			if f.Rollout == nil {
+				f.Rollout = &flag.Rollout{}
+			}
+			f.Rollout.Percent = a.Percent
+			flagChanged = true
+		case rollout.SetTracked:
+			if err := loadFlag(); err != nil {
+				return err
+			}
+			f.Tracked = a.Tracked
+			flagChanged = true
+		case rollout.Audit:
+			if err := tx.AppendAudit(ctx, store.AuditEntry{Actor: a.Actor, Action: "rollout", Flag: s.Key, Message: a.Message}); err != nil {
+				return fmt.Errorf("audit: %w", err)
+			}
+		}
+	}
+	if flagChanged {
+		if _, err := tx.PutFlag(ctx, *f); err != nil {
+			return fmt.Errorf("update flag %s: %w", s.Key, err)
+		}
+	}
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode rollout %s: %w", s.Key, err)
+	}
+	return tx.PutRollout(ctx, store.Rollout{Key: s.Key, State: raw})
+}
+
+// readState reads a flag's rollout inside tx; a flag never rolled out is
+// pending.
+func readState(ctx context.Context, tx store.Tx, key string) (rollout.State, error) {
+	r, err := tx.Rollout(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return rollout.New(key), nil
+	}
+	if err != nil {
+		return rollout.State{}, fmt.Errorf("read rollout %s: %w", key, err)
+	}
+	return decode(r)
+}
+
+func decode(r store.Rollout) (rollout.State, error) {
+	var s rollout.State
+	if err := json.Unmarshal(r.State, &s); err != nil {
+		return rollout.State{}, fmt.Errorf("decode rollout %s: %w", r.Key, err)
+	}
+	return s, nil
+}
+
+// states reads every stored rollout.
+func (c *Controller) states(ctx context.Context) ([]rollout.State, error) {
+	rs, err := c.opts.Store.Rollouts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list rollouts: %w", err)
+	}
+	out := make([]rollout.State, 0, len(rs))
+	for _, r := range rs {
+		s, err := decode(r)
+		if err != nil {
+			c.log.Error("skipping unreadable rollout", "err", err)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Rollouts returns every rollout, by key.
+func (c *Controller) Rollouts(ctx context.Context) ([]rollout.State, error) {
+	return c.states(ctx)
+}
+
+// Rollout returns one flag's rollout: pending if it was never started, or
+// store.ErrNotFound if the flag does not exist.
+func (c *Controller) Rollout(ctx context.Context, key string) (rollout.State, error) {
+	r, err := c.opts.Store.Rollout(ctx, key)
+	if err == nil {
+		return decode(r)
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return rollout.State{}, fmt.Errorf("read rollout %s: %w", key, err)
+	}
+	if _, err := c.opts.Store.Flag(ctx, key); err != nil {
+		return rollout.State{}, fmt.Errorf("flag %s: %w", key, err)
+	}
+	return rollout.New(key), nil
+}
+
+// FlagError says the flag cannot be rolled out as it is; the API answers
+// 409 Conflict.
+type FlagError struct {
+	Key    string
+	Reason string
+}
+
+func (e *FlagError) Error() string {
+	return fmt.Sprintf("cannot start rollout %s: %s", e.Key, e.Reason)
+}
+
+// Command carries out a person's command in one transaction and returns the
+// new state. Errors: store.ErrNotFound (wrapped) for an unknown flag,
+// *rollout.RefusedError for a command the rollout's phase does not allow,
+// *rollout.PlanError for a bad plan, *FlagError for a flag that cannot be
+// rolled out.
+func (c *Controller) Command(ctx context.Context, key string, cmd rollout.Command) (rollout.State, error) {
+	return c.apply(ctx, key, cmd, store.Actor{Name: cmd.Actor, Message: cmd.Reason})
+}
+
+func (c *Controller) apply(ctx context.Context, key string, cmd rollout.Command, actor store.Actor) (rollout.State, error) {
+	var next rollout.State
+	var acts []rollout.Action
+	err := c.opts.Store.Update(ctx, actor, func(tx store.Tx) error {
+		f, err := tx.Flag(ctx, key)
+		if err != nil {
+			return fmt.Errorf("flag %s: %w", key, err)
+		}
+		cur, err := readState(ctx, tx, key)
+		if err != nil {
+			return err
+		}
+		if cmd.Kind == rollout.Start {
+			if err := startable(f); err != nil {
+				return err
+			}
+			if f.Rollout != nil {
+				cmd.FlagPlan = f.Rollout.Plan
+			}
+		}
+		next, acts, err = rollout.Apply(cur, cmd, c.opts.Now())
+		if err != nil {
+			return err
+		}
+		if cmd.Kind == rollout.Start {
+			if err := analyzable(next.Plan); err != nil {
+				return fmt.Errorf("start rollout %s: %w", key, err)
+			}
+		}
+		return write(ctx, tx, next, acts)
+	})
+	if err != nil {
+		return rollout.State{}, err
+	}
+	c.after(next, acts)
+	return next, nil
+}
+
+// analyzable checks a resolved plan against what the judge and the metrics
+// reader accept, so that a plan they would refuse at every tick is refused
+// at the start instead.
+func analyzable(p flag.Plan) error {
+	if err := analysis.ConfigFromPlan(p).Validate(); err != nil {
+		return &rollout.PlanError{Field: "metrics", Message: err.Error()}
+	}
+	if _, err := analysis.CustomTemplates(p); err != nil {
+		return &rollout.PlanError{Field: "metrics", Message: err.Error()}
+	}
+	return nil
+}
+
+// startable checks that a flag can be rolled out: a rollout ramps its
+// treatment variant, and only an enabled flag serves it.
+func startable(f flag.Flag) error {
+	switch {
+	case f.Treatment == "":
+		return &FlagError{Key: f.Key, Reason: "the flag has no treatment variant to roll out; set \"treatment\""}
+	case f.Treatment == f.Control:
+		return &FlagError{Key: f.Key, Reason: fmt.Sprintf("treatment and control are the same variant %q", f.Control)}
+	case !f.Enabled:
+		return &FlagError{Key: f.Key, Reason: "the flag is disabled, so every unit gets control; enable it first"}
+	}
+	return nil
+}

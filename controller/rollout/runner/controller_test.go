@@ -1,0 +1,568 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/controller/notify"
+	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/store"
+	"github.com/vigil-dev/vigil/internal/pgtest"
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// clock is a fake clock that tests move by hand.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// traffic is a Counter that simulates a service's cohorts: every second of
+// the fake clock brings rps requests, split by the flag's percentage, with
+// the given error rates. It stands in for the metric provider only where a
+// real one cannot be driven by a fake clock; the end-to-end tests use a
+// real Prometheus.
+type traffic struct {
+	st      store.Store
+	clock   *clock
+	rps     float64
+	errRate map[string][2]float64 // flag -> treatment, control error rate
+	fail    error                 // when set, every query fails with it
+
+	mu      sync.Mutex
+	last    time.Time
+	cum     map[string]*analysis.FlagCounts
+	batches int
+	queries [][]analysis.FlagQuery
+}
+
+func newTraffic(st store.Store, c *clock) *traffic {
+	return &traffic{st: st, clock: c, rps: 1000, errRate: map[string][2]float64{}, cum: map[string]*analysis.FlagCounts{}, last: c.Now()}
+}
+
+// advance accrues the traffic of the time since the last call at the flags'
+// current percentages.
+func (tr *traffic) advance(ctx context.Context) error {
+	snap, err := tr.st.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	now := tr.clock.Now()
+	secs := now.Sub(tr.last).Seconds()
+	tr.last = now
+	for _, f := range snap.Flags {
+		if f.Rollout == nil || !f.Tracked {
+			continue
+		}
+		c := tr.cum[f.Key]
+		if c == nil {
+			c = &analysis.FlagCounts{Flag: f.Key}
+			tr.cum[f.Key] = c
+		}
+		share := f.Rollout.Percent / 100
+		rates := tr.errRate[f.Key]
+		nt, nc := math.Round(tr.rps*secs*share), math.Round(tr.rps*secs*(1-share))
+		c.Treatment.Requests += nt
+		c.Control.Requests += nc
+		c.Treatment.Errors += math.Round(nt * rates[0])
+		c.Control.Errors += math.Round(nc * rates[1])
+	}
+	return nil
+}
+
+func (tr *traffic) Read(ctx context.Context, now time.Time, qs []analysis.FlagQuery) (map[string]analysis.Reading, error) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.batches++
+	tr.queries = append(tr.queries, qs)
+	if tr.fail != nil {
+		return nil, tr.fail
+	}
+	out := make(map[string]analysis.Reading, len(qs))
+	for _, q := range qs {
+		var rd analysis.Reading
+		if c := tr.cum[q.Flag]; c != nil {
+			rd.Counts = *c
+		}
+		rd.Counts.Flag = q.Flag
+		out[q.Flag] = rd
+	}
+	return out, nil
+}
+
+// recorder collects notifications.
+type recorder struct {
+	mu     sync.Mutex
+	events []notify.Event
+}
+
+func (r *recorder) Notify(e notify.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+}
+
+func (r *recorder) tos() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, e := range r.events {
+		out = append(out, fmt.Sprintf("%s:%s@%v", e.Flag, e.To, e.Percent))
+	}
+	return out
+}
+
+// fixture is a controller on a real store with simulated traffic.
+type fixture struct {
+	st    store.Store
+	clock *clock
+	tr    *traffic
+	rec   *recorder
+	reg   *prometheus.Registry
+	c     *Controller
+}
+
+func newFixture(t *testing.T, st store.Store) *fixture {
+	t.Helper()
+	f := &fixture{st: st, clock: &clock{now: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}, rec: &recorder{}, reg: prometheus.NewRegistry()}
+	f.tr = newTraffic(st, f.clock)
+	m, err := NewMetrics(f.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.c, err = New(Options{Store: st, Reader: f.tr, Notifier: f.rec, Metrics: m, Now: f.clock.Now, Holder: "test-1", LeaseTTL: time.Minute,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func openSQLite(t *testing.T) store.Store {
+	t.Helper()
+	st, err := store.OpenSQLite(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func putFlag(t *testing.T, st store.Store, f flag.Flag) {
+	t.Helper()
+	err := st.Update(context.Background(), store.Actor{Name: "test"}, func(tx store.Tx) error {
+		_, err := tx.PutFlag(context.Background(), f)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func checkoutFlag(key string) flag.Flag {
+	return flag.Flag{
+		Key:       key,
+		Variants:  map[string]json.RawMessage{"on": json.RawMessage("true"), "off": json.RawMessage("false")},
+		Control:   "off",
+		Treatment: "on",
+		Enabled:   true,
+		Rollout: &flag.Rollout{Plan: &flag.Plan{
+			Interval:        flag.Duration(time.Second),
+			MinStepDuration: flag.Duration(5 * time.Second),
+			MaxStepDuration: flag.Duration(time.Minute),
+			MinRequests:     200,
+			Metrics:         []flag.MetricSpec{{Name: "error-rate", Tolerance: 1.2}},
+		}},
+	}
+}
+
+// run ticks the loop once a second of fake time until done reports true or
+// the fake time runs out.
+func (f *fixture) run(t *testing.T, limit time.Duration, done func() bool) {
+	t.Helper()
+	ctx := context.Background()
+	for end := f.clock.Now().Add(limit); f.clock.Now().Before(end); {
+		f.clock.Add(time.Second)
+		if err := f.tr.advance(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.c.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if done() {
+			return
+		}
+	}
+}
+
+func (f *fixture) state(t *testing.T, key string) rollout.State {
+	t.Helper()
+	s, err := f.c.Rollout(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (f *fixture) flag(t *testing.T, key string) flag.Flag {
+	t.Helper()
+	fl, err := f.st.Flag(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fl
+}
+
+func TestLoopPromotesHealthyAndRollsBackHarmful(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	putFlag(t, f.st, checkoutFlag("healthy"))
+	putFlag(t, f.st, checkoutFlag("harmful"))
+	f.tr.errRate["healthy"] = [2]float64{0.01, 0.01}
+	f.tr.errRate["harmful"] = [2]float64{0.05, 0.01}
+	for _, key := range []string{"healthy", "harmful"} {
+		s, err := f.c.Command(ctx, key, rollout.Command{Kind: rollout.Start, Actor: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Phase != rollout.Progressing || s.Percent != 1 {
+			t.Fatalf("%s started %s at %v%%", key, s.Phase, s.Percent)
+		}
+		if fl := f.flag(t, key); fl.Rollout.Percent != 1 || !fl.Tracked {
+			t.Fatalf("%s flag at %v%% tracked %v after start", key, fl.Rollout.Percent, fl.Tracked)
+		}
+	}
+	var harmfulMax float64
+	f.run(t, 10*time.Minute, func() bool {
+		h := f.state(t, "harmful")
+		harmfulMax = max(harmfulMax, h.Percent)
+		return f.state(t, "healthy").Phase == rollout.Promoted && h.Phase == rollout.RolledBack
+	})
+	healthy, harmful := f.state(t, "healthy"), f.state(t, "harmful")
+	if healthy.Phase != rollout.Promoted || harmful.Phase != rollout.RolledBack {
+		t.Fatalf("healthy %s at %v%%, harmful %s at %v%%", healthy.Phase, healthy.Percent, harmful.Phase, harmful.Percent)
+	}
+	if harmfulMax > 5 {
+		t.Errorf("the harmful rollout reached %v%% before rolling back", harmfulMax)
+	}
+	if fl := f.flag(t, "healthy"); fl.Rollout.Percent != 100 || fl.Tracked {
+		t.Errorf("promoted flag at %v%% tracked %v", fl.Rollout.Percent, fl.Tracked)
+	}
+	if fl := f.flag(t, "harmful"); fl.Rollout.Percent != 0 || fl.Tracked {
+		t.Errorf("rolled-back flag at %v%% tracked %v", fl.Rollout.Percent, fl.Tracked)
+	}
+	last := harmful.History[len(harmful.History)-1]
+	if last.Evidence == nil || last.Evidence.Outcome != rollout.Fail || last.Evidence.Summary == "" || len(last.Evidence.Detail) == 0 {
+		t.Errorf("rollback without its evidence: %+v", last.Evidence)
+	}
+	// One batched query per tick, never one per flag.
+	for _, qs := range f.tr.queries {
+		seen := map[string]bool{}
+		for _, q := range qs {
+			if seen[q.Flag] {
+				t.Fatalf("flag %s twice in one batch", q.Flag)
+			}
+			seen[q.Flag] = true
+		}
+	}
+	if f.tr.batches > 10*60 {
+		t.Errorf("%d batches in 600 ticks", f.tr.batches)
+	}
+	// Notifications and metrics follow the transitions.
+	tos := strings.Join(f.rec.tos(), " ")
+	for _, want := range []string{"healthy:progressing@1", "healthy:progressing@5", "healthy:promoted@100", "harmful:rolled_back@0"} {
+		if !strings.Contains(tos, want) {
+			t.Errorf("notifications %s lack %s", tos, want)
+		}
+	}
+	if got := testutil.ToFloat64(f.c.opts.Metrics.state.WithLabelValues("harmful", "rolled_back")); got != 1 {
+		t.Errorf("vigil_rollout_state{harmful,rolled_back} = %v", got)
+	}
+	if got := testutil.ToFloat64(f.c.opts.Metrics.state.WithLabelValues("harmful", "progressing")); got != 0 {
+		t.Errorf("vigil_rollout_state{harmful,progressing} = %v", got)
+	}
+	if got := testutil.ToFloat64(f.c.opts.Metrics.percent.WithLabelValues("healthy")); got != 100 {
+		t.Errorf("vigil_rollout_percent{healthy} = %v", got)
+	}
+	if got := testutil.ToFloat64(f.c.opts.Metrics.transitions.WithLabelValues("harmful", "rolled_back")); got != 1 {
+		t.Errorf("vigil_rollout_transitions_total{harmful,rolled_back} = %v", got)
+	}
+	if got := testutil.ToFloat64(f.c.opts.Metrics.verdicts.WithLabelValues("harmful", "all", "fail")); got != 1 {
+		t.Errorf("vigil_analysis_verdicts_total{harmful,all,fail} = %v", got)
+	}
+	if got := testutil.ToFloat64(f.c.opts.Metrics.threshold.WithLabelValues("harmful")); got != 100 {
+		t.Errorf("vigil_analysis_evidence_threshold{harmful} = %v", got)
+	}
+	// The audit log has each transition.
+	entries, err := f.st.Audit(ctx, store.AuditQuery{Flag: "harmful", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []string
+	for _, e := range entries {
+		if e.Action == "rollout" {
+			msgs = append(msgs, e.Message)
+		}
+	}
+	if len(msgs) != len(harmful.History) || !strings.Contains(msgs[0], "progressing -> rolled_back at 0%") {
+		t.Errorf("audit %q for %d transitions", msgs, len(harmful.History))
+	}
+}
+
+func TestLoopPausesAfterProviderErrors(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	putFlag(t, f.st, checkoutFlag("checkout"))
+	if _, err := f.c.Command(context.Background(), "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	f.tr.fail = errors.New("prometheus: 503 service unavailable")
+	f.run(t, 30*time.Second, func() bool { return f.state(t, "checkout").Phase != rollout.Progressing })
+	s := f.state(t, "checkout")
+	if s.Phase != rollout.Paused || !strings.Contains(s.PausedReason, "503 service unavailable") || s.ProviderErrors != 5 {
+		t.Fatalf("%s after provider errors (%d): %q", s.Phase, s.ProviderErrors, s.PausedReason)
+	}
+	if fl := f.flag(t, "checkout"); fl.Rollout.Percent != 1 || !fl.Tracked {
+		t.Errorf("paused flag at %v%% tracked %v", fl.Rollout.Percent, fl.Tracked)
+	}
+	if got := testutil.ToFloat64(f.c.opts.Metrics.provErrors); got != 5 {
+		t.Errorf("vigil_provider_errors_total = %v, want 5", got)
+	}
+}
+
+func TestLoopOnlyLeaderActs(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) (store.Store, store.Store){
+		"sqlite": func(t *testing.T) (store.Store, store.Store) { st := openSQLite(t); return st, st },
+		"postgres": func(t *testing.T) (store.Store, store.Store) {
+			url := pgtest.Database(t)
+			var out [2]store.Store
+			for i := range out {
+				st, err := store.OpenPostgres(context.Background(), url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { st.Close() })
+				out[i] = st
+			}
+			return out[0], out[1]
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			st1, st2 := open(t)
+			a := newFixture(t, st1)
+			b := newFixture(t, st2)
+			b.c.opts.Holder = "test-2"
+			b.c.opts.Now = a.clock.Now
+			b.tr = a.tr
+			b.c.opts.Reader = a.tr
+			putFlag(t, st1, checkoutFlag("checkout"))
+			ctx := context.Background()
+			if _, err := a.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+				t.Fatal(err)
+			}
+			for range 20 {
+				a.clock.Add(time.Second)
+				if err := a.tr.advance(ctx); err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range []*Controller{a.c, b.c} {
+					if err := c.Tick(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if !a.c.Leader() || b.c.Leader() {
+					t.Fatalf("leaders: a %v b %v", a.c.Leader(), b.c.Leader())
+				}
+			}
+			if n := len(b.rec.tos()); n != 0 {
+				t.Errorf("the follower sent %d notifications", n)
+			}
+			if a.state(t, "checkout").Step < 1 {
+				t.Errorf("the leader did not advance the rollout")
+			}
+			// The leader stops; the follower takes over once the lease lapses.
+			if err := st1.ReleaseLease(ctx, LeaseName, "test-1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.c.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if !b.c.Leader() {
+				t.Error("the follower did not take the released lease")
+			}
+		})
+	}
+}
+
+func TestLoopCarriesOnAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	st, err := store.OpenSQLite(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, st)
+	// The lease outlives a killed holder by its TTL, in real time.
+	f.c.opts.LeaseTTL = 300 * time.Millisecond
+	putFlag(t, st, checkoutFlag("checkout"))
+	f.tr.errRate["checkout"] = [2]float64{0.01, 0.01}
+	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	f.run(t, 3*time.Minute, func() bool { return f.state(t, "checkout").Step >= 2 })
+	before := f.state(t, "checkout")
+	st.Close()
+
+	// A new process: a new store handle and controller, the same data and
+	// clock, and a lease it must wait out.
+	st2, err := store.OpenSQLite(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st2.Close() })
+	g := newFixture(t, st2)
+	g.clock, g.tr = f.clock, f.tr
+	g.tr.st = st2
+	g.c.opts.Now, g.c.opts.Reader, g.c.opts.Holder = f.clock.Now, f.tr, "test-2"
+	for deadline := time.Now().Add(10 * time.Second); !g.c.Leader(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the new controller never took the lease")
+		}
+		if err := g.c.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := g.state(t, "checkout"); got.Revision != before.Revision && !g.c.Leader() {
+			t.Fatalf("revision changed from %d to %d while no one held the lease", before.Revision, got.Revision)
+		}
+	}
+	g.run(t, 10*time.Minute, func() bool { return g.state(t, "checkout").Phase == rollout.Promoted })
+	after := g.state(t, "checkout")
+	if after.Phase != rollout.Promoted || !after.StartedAt.Equal(before.StartedAt) {
+		t.Fatalf("after restart: %s, started %v (was %v)", after.Phase, after.StartedAt, before.StartedAt)
+	}
+	var percents []float64
+	for _, h := range after.History {
+		percents = append(percents, h.Percent)
+	}
+	if fmt.Sprint(percents) != "[1 5 10 25 50 100]" {
+		t.Errorf("history percents %v: a step repeated or skipped across the restart", percents)
+	}
+}
+
+func TestLoopAbortsRolloutOfDeletedFlag(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	putFlag(t, f.st, checkoutFlag("checkout"))
+	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	err := f.st.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
+		_, err := tx.DeleteFlag(ctx, "checkout")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.run(t, 5*time.Second, func() bool { return false })
+	r, err := f.st.Rollout(ctx, "checkout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := decode(r)
+	if s.Phase != rollout.Aborted || !strings.Contains(s.History[len(s.History)-1].Reason, "the flag was deleted") {
+		t.Errorf("rollout of a deleted flag is %s", s.Phase)
+	}
+}
+
+func TestStaleDecisionIsDropped(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	putFlag(t, f.st, checkoutFlag("checkout"))
+	s, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A person pauses between the loop's read and its write.
+	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Pause, Actor: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	next, acts := rollout.Step(s, rollout.Observation{Verdict: &rollout.Verdict{Outcome: rollout.Fail}}, f.clock.Now())
+	if err := f.c.commit(ctx, s.Revision, next, acts); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.state(t, "checkout"); got.Phase != rollout.Paused {
+		t.Errorf("a decision on a stale state was stored: %s", got.Phase)
+	}
+}
+
+func TestCommandErrors(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	putFlag(t, f.st, checkoutFlag("checkout"))
+	noTreatment := checkoutFlag("plain")
+	noTreatment.Treatment, noTreatment.Rollout = "", nil
+	putFlag(t, f.st, noTreatment)
+	disabled := checkoutFlag("off")
+	disabled.Enabled = false
+	putFlag(t, f.st, disabled)
+
+	var fe *FlagError
+	if _, err := f.c.Command(ctx, "plain", rollout.Command{Kind: rollout.Start}); !errors.As(err, &fe) || !strings.Contains(err.Error(), "no treatment variant") {
+		t.Errorf("start without treatment: %v", err)
+	}
+	if _, err := f.c.Command(ctx, "off", rollout.Command{Kind: rollout.Start}); !errors.As(err, &fe) || !strings.Contains(err.Error(), "disabled") {
+		t.Errorf("start of a disabled flag: %v", err)
+	}
+	if _, err := f.c.Command(ctx, "nope", rollout.Command{Kind: rollout.Start}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("start of an unknown flag: %v", err)
+	}
+	var re *rollout.RefusedError
+	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Pause}); !errors.As(err, &re) {
+		t.Errorf("pause of a pending rollout: %v", err)
+	}
+	var pe *rollout.PlanError
+	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Plan: &flag.Plan{Steps: []float64{5, 1}}}); !errors.As(err, &pe) {
+		t.Errorf("start with a bad plan: %v", err)
+	}
+	badQuery := &flag.Plan{Metrics: []flag.MetricSpec{{Name: "conversion", Query: "sum(rate(x[{{window}}]", Direction: "lower-is-worse"}}}
+	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Plan: badQuery}); !errors.As(err, &pe) || pe.Field != "metrics" || !strings.Contains(err.Error(), "conversion") {
+		t.Errorf("start with an unparsable custom query: %v", err)
+	}
+	if _, err := f.st.Rollout(ctx, "checkout"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a failed command stored a rollout: %v", err)
+	}
+	if fl := f.flag(t, "checkout"); fl.Rollout.Percent != 0 || fl.Tracked {
+		t.Errorf("a failed command changed the flag: %v%%", fl.Rollout.Percent)
+	}
+	if s, err := f.c.Rollout(ctx, "checkout"); err != nil || s.Phase != rollout.Pending {
+		t.Errorf("never-started rollout: %+v %v", s, err)
+	}
+}
