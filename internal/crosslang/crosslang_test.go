@@ -188,7 +188,8 @@ func nodeEvaluate(t *testing.T, input []byte) (u, c map[string][]string) {
 	return decode(out.Units), decode(out.Contexts)
 }
 
-// ensureBuilt returns the compiled evaluate script, building sdk/js when
+// ensureBuilt returns the compiled evaluate script (the other tools are
+// beside it), building sdk/js when
 // the build is missing or older than its sources. `make test` builds it
 // first (target test-js); this keeps `go test ./...` self-sufficient.
 func ensureBuilt(t *testing.T) string {
@@ -196,7 +197,7 @@ func ensureBuilt(t *testing.T) string {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Fatal("node is not installed: the cross-language test needs Node.js 20 and npm (apt-get install nodejs npm)")
 	}
-	script := filepath.Join(jsDir, "dist", "src", "cli", "evaluate.js")
+	script := filepath.Join(jsDir, "dist", "tools", "evaluate.js")
 	if st, err := os.Stat(script); err == nil && !newerSources(t, st.ModTime()) {
 		return script
 	}
@@ -219,17 +220,19 @@ func ensureBuilt(t *testing.T) string {
 
 func newerSources(t *testing.T, built time.Time) bool {
 	newer := false
-	err := filepath.WalkDir(filepath.Join(jsDir, "src"), func(p string, d os.DirEntry, err error) error {
+	for _, dir := range []string{"src", "tools"} {
+		err := filepath.WalkDir(filepath.Join(jsDir, dir), func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if info, err := d.Info(); err == nil && !d.IsDir() && info.ModTime().After(built) {
+				newer = true
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			t.Fatalf("read %s: %v", jsDir, err)
 		}
-		if info, err := d.Info(); err == nil && !d.IsDir() && info.ModTime().After(built) {
-			newer = true
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("read %s: %v", jsDir, err)
 	}
 	return newer
 }

@@ -2,7 +2,7 @@
 // cross-language test (internal/crosslang in the Go module), which runs the
 // Go reference over the same input and compares every answer.
 //
-// Usage: node dist/src/cli/evaluate.js input.json > output.json
+// Usage: node dist/tools/evaluate.js input.json > output.json
 //
 // Input:  {"flags": [...], "units": ["u1", ...], "contexts": [{"key": "u", "attributes": {...}}, ...]}
 // Output: {"outcomes": ["variant|reason|errorType", ...],
@@ -11,8 +11,8 @@
 // U+0100 on keep the output compact and clear of JSON escapes.
 
 import { readFileSync } from "node:fs";
-import { readSnapshotDocument, Snapshot } from "../snapshot.js";
-import type { Detail, EvalContext } from "../flag.js";
+import { readSnapshotDocument, Snapshot } from "../src/snapshot.js";
+import type { Detail, EvalContext } from "../src/flag.js";
 
 interface Input {
   flags: unknown[];
