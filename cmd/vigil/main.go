@@ -25,7 +25,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(
 		// Subcommands are registered here, one constructor per file.
-		newServeCmd(),
+		newServeCmd(serveOptions()...),
 		newApplyCmd(),
 		newGetCmd(),
 		newDeleteCmd(),
@@ -35,6 +35,7 @@ func newRootCmd() *cobra.Command {
 		newEvalCmd(),
 		newDashboardsCmd(),
 		newAlertsCmd(),
+		newDemoCmd(),
 	)
 	return root
 }

@@ -92,9 +92,6 @@ func (m *metricsOptions) configure(ctx context.Context, cfg *server.Config) erro
 	} else {
 		dir := m.dir
 		if dir == "" {
-			if cfg.DatabaseURL != "" {
-				return errors.New("with --database, give --metrics-dir for the embedded metric store, or --prometheus-url")
-			}
 			dir = filepath.Join(cfg.DataDir, "metrics")
 		}
 		ms, err := metricstore.Open(ctx, metricstore.Options{
@@ -107,11 +104,7 @@ func (m *metricsOptions) configure(ctx context.Context, cfg *server.Config) erro
 		p = ms
 		ext = mountMetricStore(ms)
 	}
-	ip, err := analysis.NewInstrumentedProvider(p, cfg.Registry)
-	if err != nil {
-		return err
-	}
-	m.provider = ip
+	m.provider = p
 	if ext != nil {
 		cfg.Extensions = append(cfg.Extensions, ext)
 	}
