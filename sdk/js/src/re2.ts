@@ -13,7 +13,9 @@
 // bracket classes with ranges, negation and [:posix:] classes, groups
 // ((?:...), (?P<name>...), (?<name>...)), alternation, *, +, ?, {n},
 // {n,}, {n,m} (lazy or not), and the flags i (only for the whole pattern,
-// as a leading "(?i)"), m, s and U anywhere.
+// as a leading "(?i)"), m, s and U anywhere. Under (?i), \b, \B and \W are
+// refused: JavaScript folds the word characters they test (so "ſ" and the
+// Kelvin sign count as word characters), RE2 does not.
 
 /** A valid RE2 pattern that this SDK cannot run with the same meaning. */
 export class UnsupportedPatternError extends Error {
@@ -330,8 +332,10 @@ class Translator {
         return "(?:$)";
       case "b":
       case "B":
+        if (this.caseless) this.fail(`\\${c} with (?i): JavaScript folds the word characters it tests, RE2 does not`);
+        // A group, so that a repetition after it stays legal in JavaScript.
         this.i += 2;
-        return "\\" + c;
+        return "(?:\\" + c + ")";
       case "Q": {
         this.i += 2;
         let s = "";
@@ -359,6 +363,7 @@ class Translator {
   private classEscape(inClass: boolean): string | undefined {
     const c = this.peek(1)!;
     const lower = c.toLowerCase();
+    if (c === "W" && this.caseless) this.fail("\\W with (?i): JavaScript and RE2 fold it differently");
     if ((lower === "d" || lower === "s" || lower === "w") && PERL[lower]) {
       this.i += 2;
       const rs = c === lower ? PERL[lower]! : negate(PERL[lower]!);
@@ -458,6 +463,7 @@ class Translator {
       if (c === "\\") {
         const n = this.peek(1);
         if (n !== undefined && "dswDSW".includes(n)) {
+          if (n === "W" && this.caseless) this.fail("\\W with (?i): JavaScript and RE2 fold it differently");
           const lower = n.toLowerCase();
           ranges.push(...(n === lower ? PERL[lower]! : negate(PERL[lower]!)));
           this.i += 2;
