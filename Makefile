@@ -36,6 +36,11 @@ bench:
 	done
 	cd sdk/js && npm run build && npm run bench
 
+# The judge simulation: seeded, reproducible, a few minutes on 2 cores. It
+# rewrites docs/judge-benchmark.md; commit the result.
+bench-judge:
+	GOMAXPROCS=2 $(GO) run ./analysis/judgebench -runs 2000 -seed 20261125 -out docs/judge-benchmark.md
+
 lint:
 	@set -e; out=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

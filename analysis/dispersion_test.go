@@ -12,7 +12,7 @@ func TestDispersionByHand(t *testing.T) {
 	for _, e := range []float64{0, 2, 7} {
 		d.add(100, e)
 	}
-	if got := d.Phi(); !near(got, 3.3333, 1e-4) {
+	if got := d.Phi(); !approx(got, 3.3333, 1e-4) {
 		t.Errorf("phi = %.5f, want 3.3333", got)
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
+func approx(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
 
 func TestRatioLikelihoodByHand(t *testing.T) {
 	// One tick: nT=100, nC=900, eT=5, eC=10, null r0=1, alternative r=2.
@@ -16,7 +16,7 @@ func TestRatioLikelihoodByHand(t *testing.T) {
 	//      = 1.818182^5 · 0.909091^10 = 19.869482 · 0.385543 = 7.66055
 	//   log LR = 2.03608
 	l := ratioLikelihood(100, 900, 5, 10)
-	if got := l(2) - l(1); !near(got, 2.03608, 1e-5) {
+	if got := l(2) - l(1); !approx(got, 2.03608, 1e-5) {
 		t.Errorf("log LR(2 vs 1) = %.6f, want 2.03608", got)
 	}
 }
@@ -25,7 +25,7 @@ func TestRateLikelihoodByHand(t *testing.T) {
 	// Poisson: 20 errors in 1,000 requests, rate 2% against 1%:
 	//   log LR = 20·ln(0.02/0.01) - 1000·(0.02-0.01) = 13.86294 - 10 = 3.86294
 	l := rateLikelihood(1000, 20)
-	if got := l(0.02) - l(0.01); !near(got, 3.86294, 1e-5) {
+	if got := l(0.02) - l(0.01); !approx(got, 3.86294, 1e-5) {
 		t.Errorf("log LR = %.6f, want 3.86294", got)
 	}
 }
@@ -41,13 +41,13 @@ func TestMixtureByHand(t *testing.T) {
 	//   log e-value = 2.4891
 	ev := newEvidence(1, false, false)
 	ev.add(ratioLikelihood(100, 900, 5, 10))
-	if got := ev.logE(1); !near(got, 2.4891, 1e-4) {
+	if got := ev.logE(1); !approx(got, 2.4891, 1e-4) {
 		t.Errorf("log e-value = %.5f, want 2.4891", got)
 	}
 	// Tempered by φ = 2, every log LR is halved:
 	//   (e^0.3727 + e^0.9263 + e^1.3164 + e^1.5004 + e^1.4384)/5
 	//   = (1.4516 + 2.5251 + 3.7300 + 4.4838 + 4.2140)/5 = 3.2809, log = 1.1881
-	if got := ev.logE(2); !near(got, 1.1881, 1e-3) {
+	if got := ev.logE(2); !approx(got, 1.1881, 1e-3) {
 		t.Errorf("tempered log e-value = %.5f, want 1.1881", got)
 	}
 }
@@ -58,7 +58,7 @@ func TestTickCap(t *testing.T) {
 	// the e-value is e^4 (log 4), whatever the grid.
 	ev := newEvidence(1, false, false)
 	ev.add(ratioLikelihood(50, 950, 40, 1))
-	if got := ev.logE(1); !near(got, 4, 1e-12) {
+	if got := ev.logE(1); !approx(got, 4, 1e-12) {
 		t.Errorf("log e-value = %v, want the cap 4", got)
 	}
 }
@@ -71,7 +71,7 @@ func TestLowerIsWorseMirrors(t *testing.T) {
 	up.add(ratioLikelihood(100, 900, 30, 90)) // treatment 30%, control 10%
 	down := newEvidence(1, true, false)
 	down.add(ratioLikelihood(900, 100, 90, 30)) // treatment 10%, control 30%
-	if a, b := up.logE(1), down.logE(1); !near(a, b, 1e-9) || a <= 0 {
+	if a, b := up.logE(1), down.logE(1); !approx(a, b, 1e-9) || a <= 0 {
 		t.Errorf("log e-values %v (higher-is-worse) and %v (mirrored) should match and be positive", a, b)
 	}
 }
@@ -166,7 +166,7 @@ func TestIntervalCoversTruth(t *testing.T) {
 }
 
 func TestLogSumExp(t *testing.T) {
-	if got := logSumExp([]float64{1000, 1000}); !near(got, 1000+math.Ln2, 1e-9) {
+	if got := logSumExp([]float64{1000, 1000}); !approx(got, 1000+math.Ln2, 1e-9) {
 		t.Errorf("logSumExp overflowed: %v", got)
 	}
 	if got := logSumExp([]float64{math.Inf(-1)}); !math.IsInf(got, -1) {

@@ -54,7 +54,7 @@ func TestJudgeFailsAClearRegression(t *testing.T) {
 		t.Fatalf("treatment at 3%% vs control 1%%: outcome %s, want fail (%s)", v.Outcome, v.Explanation)
 	}
 	c := v.Checks[0]
-	if !near(c.Ratio, 3, 1e-9) || !(c.CILow > 1 && c.CILow < 3 && c.CIHigh > 3) || c.PValue > 0.01 || c.EValue < 100 {
+	if !approx(c.Ratio, 3, 1e-9) || !(c.CILow > 1 && c.CILow < 3 && c.CIHigh > 3) || c.PValue > 0.01 || c.EValue < 100 {
 		t.Errorf("evidence ratio %v CI (%v, %v) p %v e %v: want ratio 3 inside a CI above 1, p <= 0.01, e >= 100",
 			c.Ratio, c.CILow, c.CIHigh, c.PValue, c.EValue)
 	}

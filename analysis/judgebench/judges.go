@@ -63,34 +63,56 @@ func (j *vigilJudge) observe(t tick) bool {
 }
 
 // flaggerJudge is a Flagger-style threshold judge: at each look it compares
-// treatment alone with a fixed bound (the look's error rate above twice the
-// true baseline, or the look's interpolated p99 above 1.25 times control's
-// true p99, both generous settings an operator could not know this well)
-// and rolls back after 5 failed checks.
+// treatment alone, over the last minute, with a fixed bound (an error rate
+// above twice the true baseline, or an interpolated p99 above 1.25 times
+// control's true p99: generous settings an operator could not know this
+// well) and rolls back after 5 failed checks.
 type flaggerJudge struct {
-	latency   bool
-	maxRate   float64
-	maxP99    float64
-	failed    int
-	threshold int
+	latency bool
+	maxRate float64
+	maxP99  float64
+	window  int    // looks per minute
+	recent  []tick // the last window looks
+	failed  int
 }
 
+// flaggerFailedChecks is how many failed checks roll back.
+const flaggerFailedChecks = 5
+
 func newFlaggerJudge(s scenario) *flaggerJudge {
-	return &flaggerJudge{latency: s.latency, maxRate: 2 * s.baseline(0), maxP99: 1.25 * controlQuantile(0.99), threshold: 5}
+	return &flaggerJudge{
+		latency: s.latency,
+		maxRate: 2 * s.baseline(0),
+		maxP99:  1.25 * controlQuantile(0.99),
+		window:  max(1, int(time.Minute/s.tick)),
+	}
 }
 
 func (j *flaggerJudge) observe(t tick) bool {
-	if t.nT == 0 {
+	j.recent = append(j.recent, t)
+	if len(j.recent) > j.window {
+		j.recent = j.recent[1:]
+	}
+	n, e := 0, 0
+	slow := make([]int, len(histogramEdges))
+	for _, r := range j.recent {
+		n += r.nT
+		e += r.eT
+		for i := range r.slowT {
+			slow[i] += r.slowT[i]
+		}
+	}
+	if n == 0 {
 		return false
 	}
-	bad := float64(t.eT)/float64(t.nT) > j.maxRate
+	bad := float64(e)/float64(n) > j.maxRate
 	if j.latency {
-		bad = histogramQuantile(0.99, t.nT, t.slowT) > j.maxP99
+		bad = histogramQuantile(0.99, n, slow) > j.maxP99
 	}
 	if bad {
 		j.failed++
 	}
-	return j.failed >= j.threshold
+	return j.failed >= flaggerFailedChecks
 }
 
 // histogramQuantile interpolates a quantile linearly within its bucket, as

@@ -18,7 +18,7 @@ func main() {
 	runs := flag.Int("runs", 2000, "runs per scenario")
 	seed := flag.Uint64("seed", 20261125, "seed of every run")
 	out := flag.String("out", "", "write the markdown report to this file instead of stdout")
-	only := flag.String("only", "", "run only scenarios whose name contains this")
+	only := flag.String("only", "", "run only the scenarios whose name contains this")
 	flag.Parse()
 	if err := run(*runs, *seed, *out, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "judgebench:", err)
@@ -27,6 +27,9 @@ func main() {
 }
 
 func run(runs int, seed uint64, out, only string) error {
+	if runs < 1 {
+		return fmt.Errorf("-runs %d: need at least one run", runs)
+	}
 	var scs []scenario
 	var idx []int
 	for i, s := range scenarios() {
@@ -35,6 +38,9 @@ func run(runs int, seed uint64, out, only string) error {
 			idx = append(idx, i)
 		}
 	}
+	if len(scs) == 0 {
+		return fmt.Errorf("-only %q matches no scenario", only)
+	}
 	start := time.Now()
 	all := make([][][]outcome, len(scs))
 	for i, s := range scs {
@@ -42,6 +48,7 @@ func run(runs int, seed uint64, out, only string) error {
 		all[i] = runScenario(s, seed, idx[i], runs, runtime.GOMAXPROCS(0))
 		fmt.Fprintf(os.Stderr, "%-55s %v\n", s.name, time.Since(t0).Round(time.Millisecond))
 	}
+	m := meta{runs: runs, seed: seed, elapsed: time.Since(start), machine: machine()}
 	w := os.Stdout
 	if out != "" {
 		f, err := os.Create(out)
@@ -51,7 +58,21 @@ func run(runs int, seed uint64, out, only string) error {
 		defer f.Close()
 		w = f
 	}
-	_ = start
-	writeTable(w, scs, all)
+	writeReport(w, m, scs, all)
 	return nil
+}
+
+// machine describes the computer the benchmark ran on.
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s, %d CPUs, GOMAXPROCS=%d, %s %s/%s", model, runtime.NumCPU(), runtime.GOMAXPROCS(0),
+		runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
