@@ -140,12 +140,51 @@ func crossContexts() []crossContext {
 		"🙂", "a🙂", "abc", "abc9", "Ωmega", "中文", "αβγ", "]", "b]a", "1.5", "1x5", "ab cd", "ab.", "a", "ab", "abcde", "Z", "z", "ſ", "K",
 		[]any{1.0, "a"}, []any{}, map[string]any{"k": "v"}, map[string]any{"b": 1e6, "a": []any{true, nil}},
 	}
+	values = append(values, generatedValues()...)
 	var out []crossContext
 	for i, v := range values {
 		out = append(out, crossContext{Key: fmt.Sprintf("ctx-%d", i), Attributes: map[string]any{"a": v}})
 	}
 	out = append(out, crossContext{Key: "user-7", Attributes: map[string]any{"a": true}},
 		crossContext{Key: "ctx-missing", Attributes: map[string]any{"b": "x"}}, crossContext{Key: "", Attributes: nil})
+	return out
+}
+
+// generatedValues are attribute values built from pieces, to find spellings
+// where the coercions differ: number-like strings for ParseFloat, version-like
+// strings for semver, and numbers of every magnitude for their rendering.
+func generatedValues() []any {
+	state := uint64(7)
+	next := func(n int) int {
+		state = state*6364136223846793005 + 1442695040888963407
+		return int((state >> 33) % uint64(n))
+	}
+	numPieces := []string{"0", "1", "9", "12", "_", ".", "e", "E", "+", "-", "0x", "p", "P", "a", "f", "inf", "nan", "Infinity", " ", "\u00a0", "\u0085", "\ufeff", "\u3000", "\t", "1e308", "e-400"}
+	verPieces := []string{"v", "0", "1", "2", "10", "01", "99999999999999999999", ".", "-", "+", "rc", "alpha", "beta.2", "x", "0a", "00", " "}
+	var out []any
+	for range 1500 {
+		var b strings.Builder
+		for range 1 + next(5) {
+			b.WriteString(numPieces[next(len(numPieces))])
+		}
+		out = append(out, b.String())
+	}
+	for range 1500 {
+		var b strings.Builder
+		for range 1 + next(7) {
+			b.WriteString(verPieces[next(len(verPieces))])
+		}
+		out = append(out, b.String())
+	}
+	for range 1500 {
+		// Mantissas with up to 17 digits, exponents across the range.
+		m := float64(next(1<<30)) * math.Pow(10, float64(next(8))) / float64(1+next(999))
+		e := math.Pow(10, float64(next(80)-40))
+		if next(2) == 0 {
+			m = -m
+		}
+		out = append(out, m*e)
+	}
 	return out
 }
 
