@@ -375,11 +375,11 @@ export class Client extends EventEmitter<ClientEvents> {
     return this.versions.get(key) ?? this.floor;
   }
 
-  private install(s: Snapshot, fromSource: boolean): void {
+  /** Installs s; changed names the flags that changed when the caller knows them. */
+  private install(s: Snapshot, fromSource: boolean, changed = changedKeys(this.snap, s)): void {
     const prev = this.snap;
     this.snap = s;
     if (fromSource) this.markFresh();
-    const changed = changedKeys(prev, s);
     if (prev !== null && changed.length > 0) this.emit("change", changed);
     for (const w of s.warnings()) if (!prev?.warnings().includes(w)) this.log.warn(`vigil: ${w}`);
   }
@@ -432,7 +432,7 @@ export class Client extends EventEmitter<ClientEvents> {
     const f = d.flags[0];
     if (f === undefined) throw new Error(`put: ${d.errors.map((e) => e.message).join("; ")}`);
     if ((f.version ?? 0) <= this.known(f.key) || this.snap === null) return;
-    this.install(this.snap.put(f), true);
+    this.install(this.snap.put(f), true, [f.key]);
     this.versions.set(f.key, f.version ?? 0);
     void this.saveCache();
   }
@@ -442,7 +442,7 @@ export class Client extends EventEmitter<ClientEvents> {
     if (typeof d?.key !== "string" || typeof d.version !== "number") throw new Error("delete: want {key, version}");
     if (d.version <= this.known(d.key) || this.snap === null) return;
     this.versions.set(d.key, d.version);
-    this.install(this.snap.delete(d.key, d.version), true);
+    this.install(this.snap.delete(d.key, d.version), true, this.snap.flag(d.key) !== undefined ? [d.key] : []);
     void this.saveCache();
   }
 
