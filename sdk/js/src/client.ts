@@ -616,19 +616,28 @@ export class Client extends EventEmitter<ClientEvents> {
   async pollOnce(): Promise<void> {
     const h: Record<string, string> = { Accept: "application/json" };
     if (this.etag !== "" && this.snap !== null) h["If-None-Match"] = this.etag;
-    const res = await this.fetchFn(this.url("/sdk/v1/snapshot"), {
-      headers: this.headers(h),
-      signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.cfg.pollTimeout)]),
-    });
-    if (res.status === 304) {
-      await res.body?.cancel();
-      this.markFresh();
-      return;
+    // One request, bounded by pollTimeout and cut short by close().
+    const req = new AbortController();
+    const stop = () => req.abort();
+    this.abort.signal.addEventListener("abort", stop, { once: true });
+    const timer = setTimeout(() => req.abort(new Error(`poll snapshot: no answer in ${this.cfg.pollTimeout} ms`)), this.cfg.pollTimeout);
+    try {
+      const res = await this.fetchFn(this.url("/sdk/v1/snapshot"), { headers: this.headers(h), signal: req.signal });
+      if (res.status === 304) {
+        await res.body?.cancel();
+        this.markFresh();
+        return;
+      }
+      if (res.status !== 200) throw statusError(res.status, "poll snapshot", await res.text().catch(() => ""));
+      const doc: unknown = await res.json();
+      this.etag = res.headers.get("etag") ?? "";
+      this.replace(doc, true);
+    } catch (e) {
+      throw req.signal.aborted && req.signal.reason instanceof Error ? req.signal.reason : e;
+    } finally {
+      clearTimeout(timer);
+      this.abort.signal.removeEventListener("abort", stop);
     }
-    if (res.status !== 200) throw statusError(res.status, "poll snapshot", await res.text().catch(() => ""));
-    const doc: unknown = await res.json();
-    this.etag = res.headers.get("etag") ?? "";
-    this.replace(doc, true);
   }
 }
 
