@@ -27,9 +27,6 @@ export class Snapshot {
     private readonly compiled: ReadonlyMap<string, CompiledFlag>,
   ) {}
 
-  /** The empty snapshot at revision 0. */
-  static readonly empty = new Snapshot(0, new Map());
-
   /**
    * Validates and compiles flags as a unit: any problem throws a
    * ValidationError naming every bad field, as Go's flag.NewSnapshot does.
