@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/controller/notify"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/rollout/runner"
 	"github.com/vigil-dev/vigil/controller/server"
@@ -178,6 +182,102 @@ func TestRenderStatus(t *testing.T) {
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("status view lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// TestServeSendsSignedWebhooks runs `vigil serve` with a webhook and a
+// secret, and checks that rollout transitions arrive signed.
+func TestServeSendsSignedWebhooks(t *testing.T) {
+	type delivery struct {
+		body []byte
+		sig  string
+	}
+	got := make(chan delivery, 10)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- delivery{body, r.Header.Get(notify.SignatureHeader)}
+	}))
+	t.Cleanup(hook.Close)
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte("hook-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VIGIL_ADMIN_TOKEN", cliToken)
+	addr := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		cmd := newRootCmd()
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		cmd.SetArgs([]string{"serve", "--addr", addr, "--data", filepath.Join(dir, "data"), "--log-level", "error",
+			"--webhook", hook.URL + "/hooks/vigil", "--webhook-secret-file", secretFile})
+		served <- cmd.ExecuteContext(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	url := "http://" + addr
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		resp, err := http.Get(url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve not ready: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	conn := []string{"--server", url, "--token", cliToken}
+	putFlag := `{"key":"checkout","variants":{"on":true,"off":false},"control":"off","treatment":"on","enabled":true}`
+	req, _ := http.NewRequest(http.MethodPut, url+"/api/v1/flags/checkout", strings.NewReader(putFlag))
+	req.Header.Set("Authorization", "Bearer "+cliToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("put flag: %s", resp.Status)
+	}
+	for _, args := range [][]string{{"rollout", "start", "checkout"}, {"rollout", "rollback", "checkout", "--reason", "pager"}} {
+		if out, err := vigil(t, append(args, conn...)...); err != nil {
+			t.Fatalf("vigil %v: %v\n%s", args, err, out)
+		}
+	}
+	for _, want := range []struct{ from, to, reason string }{
+		{"pending", "progressing", "started at 1% by admin"},
+		{"progressing", "rolled_back", "rolled back to 0% by admin: pager"},
+	} {
+		select {
+		case d := <-got:
+			if !notify.Verify("hook-secret", d.body, d.sig) {
+				t.Errorf("signature %q does not verify", d.sig)
+			}
+			var e notify.Event
+			if err := json.Unmarshal(d.body, &e); err != nil {
+				t.Fatal(err)
+			}
+			if e.Type != notify.EventType || e.Flag != "checkout" || string(e.From) != want.from || string(e.To) != want.to || e.Reason != want.reason {
+				t.Errorf("webhook %s, want %s -> %s (%s)", d.body, want.from, want.to, want.reason)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no webhook for %s -> %s", want.from, want.to)
 		}
 	}
 }
