@@ -4,15 +4,17 @@ import "math"
 
 // The mixture e-process.
 //
-// A test keeps, for every parameter value θ on a grid fixed in advance, the
-// cumulative log-likelihood L(θ) of everything observed so far. For the null
-// θ0 and an alternative θ1 the running likelihood ratio is exp(L(θ1)-L(θ0)),
-// a test supermartingale under H0 because the model is monotone in θ. The
-// e-value is the weighted mixture over alternatives, a supermartingale too,
-// so by Ville's inequality it reaches 1/α under H0 with probability at most α
-// however often it is looked at. Because only differences of L matter, the
-// same running sums also give every other null, which is how the confidence
-// interval is found without extra state.
+// For the null θ0 and an alternative θ1, the product over ticks of each
+// tick's likelihood ratio is a test supermartingale under H0 (θ <= θ0)
+// because the model is monotone in θ. The e-value is the equally weighted
+// mixture of these products over a grid of alternatives fixed in advance,
+// a supermartingale too, so by Ville's inequality it reaches 1/α under H0
+// with probability at most α however often it is looked at. Evidence keeps
+// the running log of each product.
+//
+// The confidence interval needs every null, not just θ0: for it Evidence
+// keeps the cumulative log-likelihood L(θ) on a fixed grid of θ, from which
+// any null's and alternative's ratio is a difference, exp(L(θ1)-L(θ0)).
 
 // Mixture grid: the alternatives are θ0·g (θ0/g for lower-is-worse) for
 // altCount values of g geometric from altLow to altHigh, with equal weights.
@@ -92,9 +94,10 @@ func rateLikelihood(n, e float64) likelihood {
 	}
 }
 
-// Evidence is the running state of one mixture e-process: the cumulative
-// log-likelihood at the null, at each alternative, and on the interval grid.
-// It is plain data so that it survives a JSON round trip.
+// Evidence is the running state of one mixture e-process: the log
+// likelihood ratio of each alternative against the null, and the cumulative
+// log-likelihood on the interval grid. It is plain data so that it survives
+// a JSON round trip.
 type Evidence struct {
 	// Null is θ0, the tolerated ratio (or, for an absolute bound, rate).
 	Null float64 `json:"null"`
@@ -103,8 +106,8 @@ type Evidence struct {
 	// LogLR[j] is the running sum over ticks of the log-likelihood ratio of
 	// alternative j against Null, each tick's term capped at tickCap.
 	LogLR []float64 `json:"logLR"`
-	// Interval is L on the interval grid; nil for tests that report no
-	// confidence interval.
+	// Interval is the cumulative log-likelihood (uncapped) on the interval
+	// grid; nil for tests that report no confidence interval.
 	Interval []float64 `json:"interval,omitempty"`
 	// Ticks counts the ticks that carried information.
 	Ticks int `json:"ticks"`

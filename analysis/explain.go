@@ -79,8 +79,9 @@ func subject(cv CheckVerdict, c check) string {
 // overall combines the checks: any Fail, or a mean e-value that reached 1/α,
 // fails; all Pass passes; anything else is inconclusive.
 func overall(checks []CheckVerdict, combinedFail bool, eValue, threshold float64) (Outcome, string) {
-	var fails, open []string
+	var fails, open, all []string
 	for _, cv := range checks {
+		all = append(all, cv.Check+": "+cv.Explanation)
 		switch cv.Outcome {
 		case Fail:
 			fails = append(fails, cv.Check+": "+cv.Explanation)
@@ -96,7 +97,7 @@ func overall(checks []CheckVerdict, combinedFail bool, eValue, threshold float64
 	case len(open) > 0:
 		return Inconclusive, strings.Join(open, "; ")
 	}
-	return Pass, fmt.Sprintf("all %d checks pass", len(checks))
+	return Pass, strings.Join(all, "; ")
 }
 
 // percent formats a rate as a percentage with two significant digits

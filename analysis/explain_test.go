@@ -58,7 +58,7 @@ func TestOverall(t *testing.T) {
 		want     Outcome
 		text     string
 	}{
-		{[]CheckVerdict{pass, pass}, false, Pass, "all 2 checks pass"},
+		{[]CheckVerdict{pass, pass}, false, Pass, "a: fine; a: fine"},
 		{[]CheckVerdict{pass, open}, false, Inconclusive, "c: wait"},
 		{[]CheckVerdict{open, fail}, false, Fail, "b: bad"},
 		{[]CheckVerdict{pass, open}, true, Fail, "combined evidence of 2 checks reached e-value 120 of 100: fail"},

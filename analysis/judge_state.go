@@ -83,8 +83,9 @@ type CheckState struct {
 	Dispersion []EdgeDispersion `json:"dispersion"`
 	// MaxLogE is the largest log e-value of the check seen so far.
 	MaxLogE float64 `json:"maxLogE"`
-	// Skipped counts ticks that added nothing because a counter went down
-	// (a reset, or a window that lost data) or could not be read.
+	// Skipped counts ticks that added nothing to the evidence: a counter
+	// went down (a reset, or a window that lost data), a count was missing,
+	// or no latency edge could be chosen yet.
 	Skipped int `json:"skipped"`
 }
 

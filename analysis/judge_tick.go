@@ -6,9 +6,8 @@ import (
 	"slices"
 )
 
-// Latency edge targets: the share of control requests slower than the edge
-// for control's p95 and p99.
-var latencyTargets = [...]float64{0.05, 0.01}
+// p95Share is the share of control requests slower than control's p95.
+const p95Share = 0.05
 
 // newCheckState starts the memory of a check.
 func newCheckState(c check) CheckState {
@@ -25,7 +24,8 @@ func newCheckState(c check) CheckState {
 				cs.Slots = append(cs.Slots, Slot{Edge: e, Evidence: newEvidence(m.null(), false, true)})
 			}
 		default:
-			for _, t := range latencyTargets {
+			// One slot follows the edge nearest control's p95, one its p99.
+			for _, t := range []float64{p95Share, p99Share} {
 				cs.Slots = append(cs.Slots, Slot{Target: t, Evidence: newEvidence(m.null(), false, true)})
 			}
 		}

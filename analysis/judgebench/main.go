@@ -73,6 +73,14 @@ func machine() string {
 			}
 		}
 	}
-	return fmt.Sprintf("%s, %d CPUs, GOMAXPROCS=%d, %s %s/%s", model, runtime.NumCPU(), runtime.GOMAXPROCS(0),
-		runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	load := "unknown"
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			load = f[0]
+		}
+	}
+	// The load shows whether the machine was shared, which stretches the
+	// wall time (never the results, which depend only on the seed).
+	return fmt.Sprintf("%s, %d CPUs, GOMAXPROCS=%d, %s %s/%s, load average %s at start", model, runtime.NumCPU(),
+		runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, load)
 }
