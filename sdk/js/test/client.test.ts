@@ -76,11 +76,17 @@ test("stream down: polls the snapshot with If-None-Match and applies changes", a
   assert.equal(client.isReady, true, "304 keeps the client fresh");
   ctl.put(rolloutFlag("f", 100));
   await eventually(() => client.booleanValue("f", { key: "u" }, false), "the poll to bring the change");
-  // The stream comes back: the client reconnects and stops polling.
+  // The stream comes back: the client reconnects and stops polling. An
+  // event only the stream carries shows that the client has read the
+  // stream's snapshot, after which at most the poll in flight may finish.
   ctl.streamStatus = 200;
   await eventually(() => ctl.openStreams === 1, "the stream to reopen");
+  let streamEvent = false;
+  client.on("change", (keys) => (streamEvent ||= keys.includes("stream-only")));
+  ctl.broadcast("put", { ...rolloutFlag("stream-only", 100), version: 1000 });
+  await eventually(() => streamEvent, "the stream's event");
   const polls = ctl.requests.filter((r) => r.startsWith("GET /sdk/v1/snapshot")).length;
-  await new Promise((r) => setTimeout(r, 200));
+  await new Promise((r) => setTimeout(r, 300));
   const after = ctl.requests.filter((r) => r.startsWith("GET /sdk/v1/snapshot")).length;
   assert.ok(after <= polls + 1, `still polling with the stream open: ${polls} then ${after}`);
 });
