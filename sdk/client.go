@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"time"
 
 	"go.opentelemetry.io/otel/metric"
 
@@ -52,6 +53,10 @@ type Client struct {
 	events     metric.Int64Counter
 	cohorts    cohortCache
 
+	// epoch is the origin of scope timestamps: a duration since it reads
+	// only the monotonic clock, where time.Now also reads the wall clock.
+	epoch time.Time
+
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	fresh     chan struct{}
@@ -72,6 +77,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, store: newStore(), pinning: !cfg.DisablePinning, fresh: make(chan struct{})}
 	c.store.cohorts = &c.cohorts
+	c.epoch = time.Now()
 	if err := c.initMetrics(); err != nil {
 		return nil, err
 	}

@@ -21,7 +21,8 @@ import (
 type Scope struct {
 	ctx    scopeContext
 	client *Client
-	start  time.Time
+	// start is when the scope began, as a duration since client.epoch.
+	start time.Duration
 	// incoming is the baggage of the context the scope started in.
 	incoming baggage.Baggage
 
@@ -93,7 +94,7 @@ func (c *Client) StartScope(ctx context.Context) (context.Context, *Scope) {
 func (c *Client) initScope(s *Scope, parent context.Context) {
 	s.ctx = scopeContext{Context: parent, s: s}
 	s.client = c
-	s.start = time.Now()
+	s.start = time.Since(c.epoch)
 	s.incoming = baggage.FromContext(parent)
 }
 
@@ -101,14 +102,16 @@ func (c *Client) initScope(s *Scope, parent context.Context) {
 // err marks it failed (see ReportError for the error.type). Only the first
 // End, EndStatus or Observe of a scope records.
 func (s *Scope) End(err error) {
-	s.finish(errorType(err), time.Since(s.start))
+	s.finish(errorType(err), s.elapsed())
 }
 
 // EndStatus records the outcome of an HTTP request: a 5xx status marks it
 // failed with error.type set to the status code, such as "503".
 func (s *Scope) EndStatus(status int) {
-	s.finish(statusErrorType(status), time.Since(s.start))
+	s.finish(statusErrorType(status), s.elapsed())
 }
+
+func (s *Scope) elapsed() time.Duration { return time.Since(s.client.epoch) - s.start }
 
 // Observe records the outcome of the scope in ctx with a duration the
 // caller measured, for work that times itself. It does nothing when ctx has
