@@ -1,0 +1,68 @@
+package analysis
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+// FuzzJudge feeds arbitrary cumulative counts (NaN, infinities, negative,
+// going down) through three ticks of every kind of check: Judge must not
+// panic, state and verdict must stay JSON, and a cohort without requests in
+// the step must never pass.
+func FuzzJudge(f *testing.F) {
+	f.Add(100.0, 1.0, 900.0, 9.0, 10.0, 0.5, 200.0, 3.0, 1800.0, 18.0)
+	f.Add(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+	f.Add(1e300, -1.0, 5.0, 1e9, -3.0, 2.0, 7.5, 7.5, 1.0, 0.0)
+	cfg := Config{Metrics: []MetricConfig{
+		{Name: "error-rate", Kind: KindErrorRate, Max: 0.05},
+		{Name: "latency", Kind: KindLatency, MaxP99: 300 * time.Millisecond},
+		{Name: "signups", Kind: KindCustom, Direction: LowerIsWorse, Tolerance: 0.9},
+	}}
+	f.Fuzz(func(t *testing.T, nT, eT, nC, eC, slow, edge, nT2, eT2, nC2, eC2 float64) {
+		obs := []FlagCounts{
+			{Treatment: CohortCounts{Requests: nT, Errors: eT, Slower: map[float64]float64{edge: slow}, Custom: map[string]float64{"signups": eT}},
+				Control: CohortCounts{Requests: nC, Errors: eC, Slower: map[float64]float64{edge: slow * 9}, Custom: map[string]float64{"signups": eC}}},
+			{Treatment: CohortCounts{Requests: nT2, Errors: eT2, Slower: map[float64]float64{edge: slow + eT2}, Custom: map[string]float64{"signups": eT2}},
+				Control: CohortCounts{Requests: nC2, Errors: eC2, Slower: map[float64]float64{edge: slow}, Custom: map[string]float64{"signups": eC2}}},
+			{Treatment: CohortCounts{Requests: nT2, Errors: eT2}, Control: CohortCounts{Requests: nC2, Errors: eC2}},
+		}
+		var s State
+		for i, o := range obs {
+			next, v, err := Judge(cfg, s, o, StepProgress{})
+			if err != nil {
+				t.Fatalf("tick %d: %v", i, err)
+			}
+			if _, err := json.Marshal(next); err != nil {
+				t.Fatalf("tick %d: state does not marshal: %v", i, err)
+			}
+			if _, err := json.Marshal(v); err != nil {
+				t.Fatalf("tick %d: verdict does not marshal: %v", i, err)
+			}
+			for _, c := range v.Checks {
+				if c.Outcome == Pass && (c.StepRequests.Treatment < 1 || c.StepRequests.Control < 1) {
+					t.Fatalf("tick %d: %s passed with step requests %+v", i, c.Check, c.StepRequests)
+				}
+			}
+			s = next
+		}
+	})
+}
+
+// BenchmarkJudge measures one tick of an error-rate and a latency check.
+func BenchmarkJudge(b *testing.B) {
+	cfg := Config{Metrics: []MetricConfig{{Name: "error-rate", Kind: KindErrorRate}, {Name: "latency", Kind: KindLatency}}}
+	var s State
+	for k := 0; b.Loop(); k++ {
+		f := float64(k + 1)
+		obs := FlagCounts{
+			Treatment: CohortCounts{Requests: 50 * f, Errors: f / 2, Slower: map[float64]float64{0.1: 25 * f, 0.25: 2 * f, 0.5: f / 10}},
+			Control:   CohortCounts{Requests: 950 * f, Errors: 9.5 * f, Slower: map[float64]float64{0.1: 475 * f, 0.25: 38 * f, 0.5: f}},
+		}
+		next, _, err := Judge(cfg, s, obs, StepProgress{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s = next
+	}
+}
