@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -279,6 +280,28 @@ func TestSpanEventVersionAndUnitKey(t *testing.T) {
 	for _, kv := range events[0].Attributes {
 		if kv.Key == "feature_flag.context.id" || strings.Contains(kv.Value.Emit(), "user-1") {
 			t.Errorf("unit key recorded without opting in: %v", kv)
+		}
+	}
+}
+
+func TestErrorType(t *testing.T) {
+	opErr := &net.OpError{Op: "dial", Err: errors.New("refused")}
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{nil, ""},
+		{errors.New("plain"), "error"},
+		{fmt.Errorf("wrapped: %w", errors.New("plain")), "error"},
+		{opErr, "*net.OpError"},
+		{fmt.Errorf("call payments: %w", opErr), "*net.OpError"},
+		{fmt.Errorf("a: %w", fmt.Errorf("b: %w", quotaError{})), "quota"},
+		{errors.Join(opErr, errors.New("x")), "error"},
+		{context.DeadlineExceeded, "context.deadlineExceededError"},
+	}
+	for _, tt := range tests {
+		if got := errorType(tt.err); got != tt.want {
+			t.Errorf("errorType(%v) = %q, want %q", tt.err, got, tt.want)
 		}
 	}
 }

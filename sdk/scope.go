@@ -126,8 +126,8 @@ func (c *Client) Observe(ctx context.Context, err error, d time.Duration) {
 // error response without a 5xx status, or that want a more precise
 // error.type than the status code. The error.type is the string returned by
 // an ErrorType() string method of err (or of an error it wraps), else the
-// Go type of err, else "error" for errors built with errors.New or
-// fmt.Errorf. The first error reported wins. Without a scope in ctx it does
+// Go type of the first error in err's chain that fmt.Errorf did not make
+// (such as "*net.OpError"), else "error". The first error reported wins. Without a scope in ctx it does
 // nothing.
 func ReportError(ctx context.Context, err error) {
 	s := scopeFrom(ctx)
@@ -311,12 +311,19 @@ func errorType(err error) string {
 			return t
 		}
 	}
-	switch t := fmt.Sprintf("%T", err); t {
-	case "*errors.errorString", "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError":
-		return "error"
-	default:
-		return t
+	// Wrapping with fmt.Errorf says nothing about the kind of failure:
+	// look through it for the first error of a meaningful type.
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		switch t := fmt.Sprintf("%T", e); t {
+		case "*errors.errorString", "*fmt.wrapError":
+		default:
+			if t == "*fmt.wrapErrors" || t == "*errors.joinError" {
+				return "error"
+			}
+			return t
+		}
 	}
+	return "error"
 }
 
 // statusErrorType is the error.type of an HTTP status: the code for 5xx,
