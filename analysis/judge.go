@@ -146,6 +146,8 @@ func noEvidenceReason(c check) string {
 	switch {
 	case c.kind == checkMaxP99:
 		return fmt.Sprintf("no latency bucket edge at or above %v", c.metric.MaxP99)
+	case c.metric.Kind == KindLatency && len(c.metric.Edges) > 0:
+		return fmt.Sprintf("none of the edges %v (seconds) is in the latency histogram", c.metric.Edges)
 	case c.metric.Kind == KindLatency:
 		return "no latency edge to test yet (control has no slow requests so far)"
 	}

@@ -277,6 +277,10 @@ func TestJudgeLatencyEdges(t *testing.T) {
 	if vs[0].Outcome != Inconclusive || !strings.Contains(vs[0].Checks[0].Reason, "no latency edge") {
 		t.Errorf("first tick: %s %q, want inconclusive: no edge chosen before any control data", vs[0].Outcome, vs[0].Checks[0].Reason)
 	}
+	fixed := Config{Metrics: []MetricConfig{{Name: "latency", Kind: KindLatency, Edges: []float64{0.3}}}}
+	if _, v, _ := Judge(fixed, State{}, obs[0], StepProgress{}); !strings.Contains(v.Checks[0].Reason, "none of the edges [0.3]") {
+		t.Errorf("an edge missing from the histogram: reason %q", v.Checks[0].Reason)
+	}
 	slots := s.Checks[0].Slots
 	if slots[0].Edge != 0.25 || slots[1].Edge != 0.5 {
 		t.Errorf("edges %v and %v, want 0.25 and 0.5", slots[0].Edge, slots[1].Edge)
