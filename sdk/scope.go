@@ -127,8 +127,8 @@ func (c *Client) Observe(ctx context.Context, err error, d time.Duration) {
 // error.type than the status code. The error.type is the string returned by
 // an ErrorType() string method of err (or of an error it wraps), else the
 // Go type of the first error in err's chain that fmt.Errorf did not make
-// (such as "*net.OpError"), else "error". The first error reported wins. Without a scope in ctx it does
-// nothing.
+// (such as "*net.OpError"), else "error". The first error reported wins.
+// Without a scope in ctx it does nothing.
 func ReportError(ctx context.Context, err error) {
 	s := scopeFrom(ctx)
 	if s == nil || err == nil {
