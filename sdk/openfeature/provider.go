@@ -319,10 +319,16 @@ func (o *observer) RoundTrip(req *http.Request) (*http.Response, error) {
 // evalContext converts OpenFeature's flattened context: the targeting key
 // is the unit, everything else an attribute.
 func evalContext(flat of.FlattenedContext) sdk.EvalContext {
-	ec := sdk.EvalContext{Attributes: make(map[string]any, len(flat))}
+	var ec sdk.EvalContext
+	if tk, ok := flat[of.TargetingKey]; ok {
+		ec.Key, _ = tk.(string)
+		if len(flat) == 1 {
+			return ec
+		}
+	}
+	ec.Attributes = make(map[string]any, len(flat))
 	for k, v := range flat {
 		if k == of.TargetingKey {
-			ec.Key, _ = v.(string)
 			continue
 		}
 		if t, ok := v.(time.Time); ok {
@@ -342,6 +348,25 @@ var reasons = map[flag.Reason]of.Reason{
 	sdk.ReasonPinned:          ReasonPinned,
 }
 
+// metaKey identifies the flag metadata of an evaluation.
+type metaKey struct {
+	version int64
+	tracked bool
+}
+
+// metadata holds one FlagMetadata per flag version, shared by evaluations:
+// OpenFeature copies it before handing it out.
+var metadata sync.Map // metaKey -> of.FlagMetadata
+
+func flagMetadata(version int64, tracked bool) of.FlagMetadata {
+	k := metaKey{version, tracked}
+	if m, ok := metadata.Load(k); ok {
+		return m.(of.FlagMetadata)
+	}
+	m, _ := metadata.LoadOrStore(k, of.FlagMetadata{"version": version, "tracked": tracked})
+	return m.(of.FlagMetadata)
+}
+
 func resolution(d sdk.Detail) of.ProviderResolutionDetail {
 	r := of.ProviderResolutionDetail{
 		Reason:  reasons[d.Reason],
@@ -351,11 +376,13 @@ func resolution(d sdk.Detail) of.ProviderResolutionDetail {
 		r.Reason = of.Reason(strings.ToUpper(string(d.Reason)))
 	}
 	if d.Variant != "" {
-		r.FlagMetadata = of.FlagMetadata{"version": d.Version, "tracked": d.Tracked}
+		r.FlagMetadata = flagMetadata(d.Version, d.Tracked)
+	}
+	if d.ErrorType == "" {
+		return r
 	}
 	msg := d.Key + ": " + string(d.ErrorType)
 	switch d.ErrorType {
-	case "":
 	case flag.ErrorFlagNotFound:
 		r.ResolutionError = of.NewFlagNotFoundResolutionError(msg)
 	case flag.ErrorTargetingKeyMissing:
