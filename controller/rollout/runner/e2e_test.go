@@ -55,8 +55,8 @@ func (l *lateReader) Read(ctx context.Context, now time.Time, qs []analysis.Flag
 }
 
 // e2eFlag is a flag of the fleet with a compressed plan: a look every
-// second and steps that bake for 15 s, so that a whole rollout takes about
-// a minute.
+// second and steps that bake for 20 s, so that a whole rollout takes about
+// a minute and a half.
 func e2eFlag(key string) flag.Flag {
 	return flag.Flag{
 		Key:       key,
@@ -67,7 +67,7 @@ func e2eFlag(key string) flag.Flag {
 		Rollout: &flag.Rollout{Plan: &flag.Plan{
 			Steps:           []float64{5, 10, 25, 50, 100},
 			Interval:        flag.Duration(time.Second),
-			MinStepDuration: flag.Duration(15 * time.Second),
+			MinStepDuration: flag.Duration(20 * time.Second),
 			MaxStepDuration: flag.Duration(time.Minute),
 			MinRequests:     150,
 		}},
@@ -161,7 +161,7 @@ func TestEndToEnd(t *testing.T) {
 	// Follow the rollouts through the API until all three are finished.
 	highest := map[string]float64{}
 	var final map[string]rollout.State
-	for deadline := time.Now().Add(100 * time.Second); ; {
+	for deadline := time.Now().Add(110 * time.Second); ; {
 		final = map[string]rollout.State{}
 		var list struct{ Rollouts []rollout.State }
 		getJSON(t, base+"/api/v1/rollouts", &list)
