@@ -35,6 +35,7 @@ test-go:
 # detector, whose overhead on two cores drowns the latency they measure.
 test-e2e:
 	$(GO) test -count=1 -timeout 6m -run 'TestEndToEnd|TestKillNine' ./controller/rollout/runner
+	$(GO) test -count=1 -timeout 6m -run 'TestDemo' ./cmd/vigil
 
 bench:
 	@set -e; for m in $(MODULES); do \

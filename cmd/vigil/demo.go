@@ -50,7 +50,7 @@ no request saw two variants of a flag.`,
 	}
 	fs := cmd.Flags()
 	fs.DurationVar(&opts.Interval, "interval", time.Second, "analysis interval of both rollouts")
-	fs.DurationVar(&opts.StepDuration, "step-duration", 6*time.Second, "minimum time at each step")
+	fs.DurationVar(&opts.StepDuration, "step-duration", 8*time.Second, "minimum time at each step")
 	fs.Float64Var(&opts.Rate, "rate", 400, "requests per second through the gateway")
 	fs.IntVar(&opts.Users, "users", 20000, "distinct users sending requests")
 	fs.DurationVar(&opts.Timeout, "timeout", 150*time.Second, "give up when the rollouts have not finished by then")

@@ -1,3 +1,9 @@
+// The demo's tests put a fleet under load and judge latencies measured on
+// loopback; under the race detector on two cores the same load starves the
+// services, so `make test` runs them in its test-e2e step, without it.
+
+//go:build !race
+
 package main
 
 import (
@@ -68,7 +74,7 @@ func checkRolledBackEarly(t *testing.T, o demo.Outcome) {
 func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	var out bytes.Buffer
-	outcome, err := runDemo(context.Background(), &out, demo.Options{Rate: 300, Timeout: 150 * time.Second}, demoSetup{dir: dir})
+	outcome, err := runDemo(context.Background(), &out, demo.Options{Timeout: 150 * time.Second}, demoSetup{dir: dir})
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
@@ -96,7 +102,7 @@ func TestDemoAgainstPrometheus(t *testing.T) {
     - files: [%q]
       refresh_interval: 1s`, targets)}})
 	var out bytes.Buffer
-	opts := demo.Options{Rate: 300, Timeout: 150 * time.Second,
+	opts := demo.Options{Timeout: 150 * time.Second,
 		Fleet: func(ctx context.Context, addrs []string) error {
 			tmp := targets + ".tmp"
 			body := fmt.Sprintf(`[{"targets": ["%s"]}]`, strings.Join(addrs, `", "`))

@@ -89,7 +89,7 @@ func (o *Options) defaults() {
 		o.Interval = time.Second
 	}
 	if o.StepDuration <= 0 {
-		o.StepDuration = 6 * o.Interval
+		o.StepDuration = 8 * o.Interval
 	}
 	if o.Rate <= 0 {
 		o.Rate = 400
@@ -114,7 +114,7 @@ func FlagsFile(interval, step time.Duration) string {
         interval: %s
         minStepDuration: %s
         maxStepDuration: %s
-        minRequests: 100
+        minRequests: 250
         onTimeout: pause
         metrics:
           - {name: error-rate, tolerance: 1.2}
