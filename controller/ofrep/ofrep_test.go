@@ -21,6 +21,7 @@ import (
 
 	"github.com/vigil-dev/vigil/controller/ofrep"
 	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/internal/jstest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -322,9 +323,10 @@ var ofrepUnits = stdflag.Int("ofrep-units", 2500, "units per flag in TestOpenFea
 // the real @openfeature/server-sdk and @openfeature/ofrep-provider against
 // the controller, and requires the answers of `vigil eval`.
 func TestOpenFeatureJavaScriptOFREP(t *testing.T) {
-	sdkJS := filepath.Join("..", "..", "sdk", "js")
-	ensureNodeModules(t, sdkJS)
-	e := start(t, ofrep.Config{})
+	sdkJS := jstest.Modules(t)
+	// Without the race detector the SDK sends thousands of requests a
+	// second; the rate limit is tested on its own.
+	e := start(t, ofrep.Config{RequestsPerSecond: 1e6})
 	n := *ofrepUnits
 	if n < 4 {
 		t.Fatalf("-ofrep-units %d: want at least 4", n)
@@ -403,22 +405,4 @@ func expected(d flag.Detail, def any) string {
 	}
 	v, _ := json.Marshal(d.Value)
 	return d.Variant + "|" + reason[d.Reason] + "||" + string(v)
-}
-
-// ensureNodeModules makes sure node and the TypeScript SDK's dependencies
-// (which include the OpenFeature packages) are there: `make test` installs
-// them first; a bare `go test` installs them from the lock file.
-func ensureNodeModules(t *testing.T, dir string) {
-	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatal("node is not installed: the OFREP verification needs Node.js 20 and npm (apt-get install nodejs npm)")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@openfeature", "ofrep-provider")); err == nil {
-		return
-	}
-	cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
-	}
 }

@@ -10,15 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
 
+	"github.com/vigil-dev/vigil/internal/jstest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
-
-// jsDir is the TypeScript SDK; its evaluate script reads a document of
-// flags, units and contexts and prints one outcome per evaluation.
-var jsDir = filepath.Join("..", "..", "sdk", "js")
 
 const units = 100000
 
@@ -192,7 +188,7 @@ func generatedValues() []any {
 // the outcome of each unit and each context.
 func nodeEvaluate(t *testing.T, input []byte) (u, c map[string][]string) {
 	t.Helper()
-	script := ensureBuilt(t)
+	script := tool(t, "evaluate.js")
 	path := filepath.Join(t.TempDir(), "input.json")
 	if err := os.WriteFile(path, input, 0o644); err != nil {
 		t.Fatal(err)
@@ -227,53 +223,11 @@ func nodeEvaluate(t *testing.T, input []byte) (u, c map[string][]string) {
 	return decode(out.Units), decode(out.Contexts)
 }
 
-// ensureBuilt returns the compiled evaluate script (the other tools are
-// beside it), building sdk/js when
-// the build is missing or older than its sources. `make test` builds it
-// first (target test-js); this keeps `go test ./...` self-sufficient.
-func ensureBuilt(t *testing.T) string {
+// tool returns a compiled script of sdk/js/tools, building sdk/js first if
+// needed.
+func tool(t *testing.T, name string) string {
 	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatal("node is not installed: the cross-language test needs Node.js 20 and npm (apt-get install nodejs npm)")
-	}
-	script := filepath.Join(jsDir, "dist", "tools", "evaluate.js")
-	if st, err := os.Stat(script); err == nil && !newerSources(t, st.ModTime()) {
-		return script
-	}
-	run := func(args ...string) {
-		cmd := exec.Command("npm", args...)
-		cmd.Dir = jsDir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("npm %s in %s: %v\n%s", strings.Join(args, " "), jsDir, err, out)
-		}
-	}
-	if _, err := os.Stat(filepath.Join(jsDir, "node_modules", ".bin", "tsc")); err != nil {
-		run("ci", "--no-audit", "--no-fund")
-	}
-	run("run", "build")
-	if _, err := os.Stat(script); err != nil {
-		t.Fatalf("npm run build in %s did not produce %s", jsDir, script)
-	}
-	return script
-}
-
-func newerSources(t *testing.T, built time.Time) bool {
-	newer := false
-	for _, dir := range []string{"src", "tools"} {
-		err := filepath.WalkDir(filepath.Join(jsDir, dir), func(p string, d os.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if info, err := d.Info(); err == nil && !d.IsDir() && info.ModTime().After(built) {
-				newer = true
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("read %s: %v", jsDir, err)
-		}
-	}
-	return newer
+	return filepath.Join(jstest.Built(t), "tools", name)
 }
 
 func outcome(d flag.Detail) string {

@@ -48,7 +48,7 @@ type pinOutput struct {
 
 func nodePins(t *testing.T, flags []flag.Flag, units, incoming []string) pinOutput {
 	t.Helper()
-	script := filepath.Join(filepath.Dir(ensureBuilt(t)), "pins.js")
+	script := tool(t, "pins.js")
 	input, _ := json.Marshal(map[string]any{"flags": flags, "units": units, "incoming": incoming, "key": "pinned"})
 	path := filepath.Join(t.TempDir(), "pins.json")
 	if err := os.WriteFile(path, input, 0o644); err != nil {

@@ -72,7 +72,7 @@ func TestRegexAgreesWithGo(t *testing.T) {
 		patterns = append(patterns, b.String())
 		compiled = append(compiled, re)
 	}
-	script := filepath.Join(filepath.Dir(ensureBuilt(t)), "regex.js")
+	script := tool(t, "regex.js")
 	input, _ := json.Marshal(map[string]any{"patterns": patterns, "inputs": reInputs})
 	path := filepath.Join(t.TempDir(), "regex.json")
 	if err := os.WriteFile(path, input, 0o644); err != nil {
