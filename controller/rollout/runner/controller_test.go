@@ -151,7 +151,7 @@ type fixture struct {
 	c     *Controller
 }
 
-func newFixture(t *testing.T, st store.Store) *fixture {
+func newFixture(t testing.TB, st store.Store) *fixture {
 	t.Helper()
 	f := &fixture{st: st, clock: &clock{now: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}, rec: &recorder{}, reg: prometheus.NewRegistry()}
 	f.tr = newTraffic(st, f.clock)
@@ -167,7 +167,7 @@ func newFixture(t *testing.T, st store.Store) *fixture {
 	return f
 }
 
-func openSQLite(t *testing.T) store.Store {
+func openSQLite(t testing.TB) store.Store {
 	t.Helper()
 	st, err := store.OpenSQLite(context.Background(), t.TempDir())
 	if err != nil {
@@ -177,7 +177,7 @@ func openSQLite(t *testing.T) store.Store {
 	return st
 }
 
-func putFlag(t *testing.T, st store.Store, f flag.Flag) {
+func putFlag(t testing.TB, st store.Store, f flag.Flag) {
 	t.Helper()
 	err := st.Update(context.Background(), store.Actor{Name: "test"}, func(tx store.Tx) error {
 		_, err := tx.PutFlag(context.Background(), f)
