@@ -166,6 +166,5 @@ export function parseFlagsFile(text: string, name = "flags"): Flag[] {
   });
   errors.push(...validate(flags));
   if (errors.length > 0) throw new ValidationError(errors);
-  // The controller assigns versions; in a file they are ignored.
-  return flags.map((f) => ({ ...f, version: 0 }));
+  return flags;
 }
