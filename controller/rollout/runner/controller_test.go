@@ -462,6 +462,7 @@ func TestLoopCarriesOnAfterRestart(t *testing.T) {
 		if got := g.state(t, "checkout"); got.Revision != before.Revision && !g.c.Leader() {
 			t.Fatalf("revision changed from %d to %d while no one held the lease", before.Revision, got.Revision)
 		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	g.run(t, 10*time.Minute, func() bool { return g.state(t, "checkout").Phase == rollout.Promoted })
 	after := g.state(t, "checkout")
