@@ -168,6 +168,9 @@ type compiled struct {
 	// percent; rollout is false when the flag has no rollout at all.
 	threshold uint32
 	rollout   bool
+	// splitTreatment and splitControl are the rollout's two answers, built
+	// once so that the hot path copies a finished result.
+	splitTreatment, splitControl Detail
 }
 
 type rule struct {
@@ -228,6 +231,8 @@ func compile(f Flag) (*compiled, error) {
 		}
 		c.rollout, c.threshold = true, m
 	}
+	c.splitTreatment = c.detail(c.treatment, ReasonSplit)
+	c.splitControl = c.detail(c.control, ReasonSplit)
 	return c, nil
 }
 
@@ -260,9 +265,9 @@ func (c *compiled) evaluate(ctx Context) Detail {
 	h := c.prefix
 	h.writeString(ctx.Key)
 	if bucketOf(h.sum()) < c.threshold {
-		return c.detail(c.treatment, ReasonSplit)
+		return c.splitTreatment
 	}
-	return c.detail(c.control, ReasonSplit)
+	return c.splitControl
 }
 
 func (r *rule) matches(attrs map[string]any) bool {
