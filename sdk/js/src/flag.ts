@@ -4,7 +4,7 @@
 
 import { hashFrom, bucketOf, millipercent, saltPrefix, type HashState } from "./bucket.js";
 import { goFormatFloatF, goParseFloat, goSprint, goTrimSpace } from "./gocompat.js";
-import { compileRE2, UnsupportedPatternError } from "./re2.js";
+import { compileRE2, InvalidPatternError } from "./re2.js";
 import { compareVersions, parseVersion, type Version } from "./semver.js";
 
 /** A clause operator. */
@@ -178,6 +178,24 @@ function deepFreeze<T>(v: T): T {
   return v;
 }
 
+// isJSON reports whether v survives a JSON round trip: finite numbers,
+// strings, booleans, null, and lists and plain objects of them.
+function isJSON(v: unknown): boolean {
+  switch (typeof v) {
+    case "string":
+    case "boolean":
+      return true;
+    case "number":
+      return Number.isFinite(v);
+    case "object":
+      if (v === null) return true;
+      if (Array.isArray(v)) return v.every(isJSON);
+      if (Object.getPrototypeOf(v) !== Object.prototype && Object.getPrototypeOf(v) !== null) return false;
+      return Object.values(v).every(isJSON);
+  }
+  return false;
+}
+
 function isRecord(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
 }
@@ -330,6 +348,7 @@ export function checkFlag(f: Flag, name = f.key || "#0"): FieldError[] {
   for (const n of names) {
     if (n === "") add("variants", "a variant name is empty");
     if (f.variants[n] === undefined) add(`variants.${n}`, "value is missing");
+    else if (!isJSON(f.variants[n])) add(`variants.${n}`, "value is not representable in JSON (a non-finite number or a non-JSON object)");
   }
   const variant = (field: string, v: string | undefined) => {
     if (!v) add(field, "is required");
@@ -397,8 +416,8 @@ function compileClause(c: Clause): CompiledClause {
         try {
           res.push(compileRE2(v));
         } catch (e) {
-          if (!(e instanceof UnsupportedPatternError)) throw e;
-          unsupported ??= `values[${i}]: pattern ${JSON.stringify(v)} is outside the RE2 subset this SDK runs: ${e.message}`;
+          if (e instanceof InvalidPatternError) throw new Error(`values[${i}]: bad regular expression: ${e.message}`);
+          unsupported ??= `values[${i}]: pattern ${JSON.stringify(v)} is outside the RE2 subset this SDK runs: ${(e as Error).message}`;
         }
       });
       break;

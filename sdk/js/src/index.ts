@@ -20,7 +20,7 @@ export {
   type Target,
 } from "./flag.js";
 export { vigilMiddleware, withVigil } from "./middleware.js";
-export { UnsupportedPatternError, compileRE2, translateRE2 } from "./re2.js";
+export { InvalidPatternError, UnsupportedPatternError, compileRE2, translateRE2 } from "./re2.js";
 export { Snapshot, parseFlagsFile, readSnapshotDocument } from "./snapshot.js";
 export {
   ATTR_ERROR_TYPE,

@@ -4,8 +4,9 @@
 // "\Q..\E" and "[[:alpha:]]" do not exist) and accepts what RE2 refuses
 // (look-arounds, back-references). So a pattern is translated, construct by
 // construct, into a RegExp with the "u" flag that accepts exactly the same
-// strings, and anything outside the supported subset is refused with an
-// UnsupportedPatternError rather than run with different meaning.
+// strings. What RE2 refuses is refused with an InvalidPatternError, and a
+// valid pattern outside the supported subset with an
+// UnsupportedPatternError rather than run with a different meaning.
 //
 // Supported: literals and escapes (\a \f \t \n \r \v, \x7F, \x{10FFFF},
 // octal, escaped punctuation, \Q...\E), ".", "^", "$", \A, \z, \b, \B, the
@@ -20,6 +21,11 @@
 /** A valid RE2 pattern that this SDK cannot run with the same meaning. */
 export class UnsupportedPatternError extends Error {
   override name = "UnsupportedPatternError";
+}
+
+/** A pattern that is not valid RE2: Go's regexp refuses it too. */
+export class InvalidPatternError extends Error {
+  override name = "InvalidPatternError";
 }
 
 interface Flags {
@@ -89,7 +95,7 @@ function unicodeClass(name: string, negated: boolean): string {
   if (name === "Any") return negated ? "[^\\s\\S]" : "[\\s\\S]";
   if (CATEGORIES.has(name)) body = name;
   else if (/^[A-Za-z_]+$/.test(name)) body = "Script=" + name;
-  else throw new UnsupportedPatternError(`unknown Unicode class \\p{${name}}`);
+  else throw new InvalidPatternError(`unknown Unicode class \\p{${name}}`);
   return (negated ? "\\P{" : "\\p{") + body + "}";
 }
 
@@ -101,13 +107,17 @@ export interface Translated {
 
 /**
  * Translates an RE2 pattern (Go regexp syntax) into an equivalent
- * JavaScript pattern, or throws UnsupportedPatternError.
+ * JavaScript pattern, or throws InvalidPatternError (not RE2) or
+ * UnsupportedPatternError (RE2 outside the subset).
  */
 export function translateRE2(pattern: string): Translated {
   return new Translator(pattern).run();
 }
 
-/** Compiles an RE2 pattern to an equivalent RegExp, or throws. */
+/**
+ * Compiles an RE2 pattern to an equivalent RegExp, or throws
+ * InvalidPatternError or UnsupportedPatternError.
+ */
 export function compileRE2(pattern: string): RegExp {
   const t = translateRE2(pattern);
   try {
@@ -137,6 +147,10 @@ class Translator {
     throw new UnsupportedPatternError(`${msg} at offset ${this.i}`);
   }
 
+  private invalid(msg: string): never {
+    throw new InvalidPatternError(`${msg} at offset ${this.i}`);
+  }
+
   run(): Translated {
     // A leading (?i...) may switch case folding on for the whole pattern.
     const lead = this.peekFlagGroup();
@@ -146,7 +160,7 @@ class Translator {
       this.applyFlags(lead.on, lead.off);
     }
     while (this.i < this.cps.length) this.atom();
-    if (this.stack.length > 0) this.fail("missing closing )");
+    if (this.stack.length > 0) this.invalid("missing closing )");
     return { source: this.out, flags: this.caseless ? "iu" : "u" };
   }
 
@@ -197,7 +211,7 @@ class Translator {
         this.group();
         return;
       case ")":
-        if (this.stack.length === 0) this.fail("unexpected )");
+        if (this.stack.length === 0) this.invalid("unexpected )");
         this.flags = this.stack.pop()!;
         this.out += ")";
         this.i++;
@@ -233,10 +247,10 @@ class Translator {
       case "*":
       case "+":
       case "?":
-        this.fail(`missing argument to repetition operator ${c}`);
+        this.invalid(`missing argument to repetition operator ${c}`);
         break;
       case "{":
-        if (this.repeatLength() > 0) this.fail("missing argument to repetition operator {");
+        if (this.repeatLength() > 0) this.invalid("missing argument to repetition operator {");
         this.out += "\\{";
         this.i++;
         this.quantifier();
@@ -271,9 +285,9 @@ class Translator {
       } else if ((m = /^\(\?P?<([A-Za-z0-9_]+)>/.exec(tail)) !== null) {
         this.i += Array.from(m[0]).length;
       } else if (/^[=!]|^<[=!]/.test(rest)) {
-        this.fail("look-around assertions are not RE2");
+        this.invalid("look-around assertions are not RE2");
       } else {
-        this.fail("invalid or unsupported group");
+        this.invalid("invalid or unsupported group");
       }
     } else {
       this.i++;
@@ -291,7 +305,7 @@ class Translator {
     if (m === null) return 0;
     const lo = Number(m[1]);
     const hi = m[3] === undefined ? lo : m[3] === "" ? -1 : Number(m[3]);
-    if (lo > 1000 || hi > 1000 || (hi >= 0 && hi < lo)) this.fail("invalid repeat count");
+    if (lo > 1000 || hi > 1000 || (hi >= 0 && hi < lo)) this.invalid("invalid repeat count");
     return m[0].length;
   }
 
@@ -313,7 +327,7 @@ class Translator {
     }
     const next = this.peek();
     if (next === "*" || next === "+" || next === "?" || (next === "{" && this.repeatLength() > 0)) {
-      this.fail("invalid nested repetition operator");
+      this.invalid("invalid nested repetition operator");
     }
     this.out += q;
   }
@@ -322,7 +336,7 @@ class Translator {
   // literals.
   private escape(): string {
     const c = this.peek(1);
-    if (c === undefined) this.fail("trailing backslash");
+    if (c === undefined) this.invalid("trailing backslash");
     switch (c) {
       case "A":
         this.i += 2;
@@ -374,12 +388,12 @@ class Translator {
       let name: string;
       if (this.peek() === "{") {
         const close = this.cps.indexOf("}", this.i);
-        if (close < 0) this.fail("missing } in \\p{");
+        if (close < 0) this.invalid("missing } in \\p{");
         name = this.cps.slice(this.i + 1, close).join("");
         this.i = close + 1;
       } else {
         const n = this.peek();
-        if (n === undefined) this.fail("missing class name after \\p");
+        if (n === undefined) this.invalid("missing class name after \\p");
         name = n;
         this.i++;
       }
@@ -409,12 +423,12 @@ class Translator {
         if (this.peek() === "{") {
           const close = this.cps.indexOf("}", this.i);
           const hex = close < 0 ? "" : this.cps.slice(this.i + 1, close).join("");
-          if (!/^[0-9A-Fa-f]+$/.test(hex) || parseInt(hex, 16) > MAX_CP) this.fail("invalid escape \\x{");
+          if (!/^[0-9A-Fa-f]+$/.test(hex) || parseInt(hex, 16) > MAX_CP) this.invalid("invalid escape \\x{");
           this.i = close + 1;
           return parseInt(hex, 16);
         }
         const hex = (this.peek() ?? "") + (this.peek(1) ?? "");
-        if (!/^[0-9A-Fa-f]{2}$/.test(hex)) this.fail("invalid escape \\x");
+        if (!/^[0-9A-Fa-f]{2}$/.test(hex)) this.invalid("invalid escape \\x");
         this.i += 2;
         return parseInt(hex, 16);
       }
@@ -422,7 +436,7 @@ class Translator {
     if (c >= "0" && c <= "7") {
       // RE2: \0 and \1-\7 followed by an octal digit start an octal code of
       // up to three digits; a lone \1-\7 would be a back-reference.
-      if (c !== "0" && !/[0-7]/.test(this.peek() ?? "")) this.fail("back-references are not RE2");
+      if (c !== "0" && !/[0-7]/.test(this.peek() ?? "")) this.invalid("back-references are not RE2");
       let digits = c;
       while (digits.length < 3 && /[0-7]/.test(this.peek() ?? "")) {
         digits += this.peek();
@@ -433,7 +447,7 @@ class Translator {
     const code = c.codePointAt(0)!;
     if (code < 0x80 && !/[0-9A-Za-z]/.test(c)) return code; // escaped punctuation
     this.i -= 2;
-    return this.fail(`invalid escape \\${c}`);
+    return this.invalid(`invalid escape \\${c}`);
   }
 
   private charClass(): string {
@@ -448,7 +462,7 @@ class Translator {
     let first = true;
     for (;;) {
       const c = this.peek();
-      if (c === undefined) this.fail("missing closing ]");
+      if (c === undefined) this.invalid("missing closing ]");
       if (c === "]" && !first) break;
       first = false;
       if (c === "[" && this.peek(1) === ":") {
@@ -479,7 +493,7 @@ class Translator {
       if (this.peek() === "-" && this.peek(1) !== "]" && this.peek(1) !== undefined) {
         this.i++;
         hi = this.classChar();
-        if (hi < lo) this.fail("bad character class range");
+        if (hi < lo) this.invalid("bad character class range");
       }
       ranges.push([lo, hi]);
     }
@@ -493,8 +507,8 @@ class Translator {
     const c = this.peek()!;
     if (c === "\\") {
       const n = this.peek(1);
-      if (n === undefined) this.fail("trailing backslash");
-      if ("AzbBQEdswDSWpP".includes(n)) this.fail(`invalid escape \\${n} in a character class`);
+      if (n === undefined) this.invalid("trailing backslash");
+      if ("AzbBQEdswDSWpP".includes(n)) this.invalid(`invalid escape \\${n} in a character class`);
       return this.charEscape();
     }
     this.i++;

@@ -1,7 +1,7 @@
 // An immutable set of compiled flags, and the documents that carry flags:
 // the controller's snapshot (docs/sdk-protocol.md) and flags files.
 
-import { parse as parseYAML } from "yaml";
+import { parse as parseYAML, type ScalarTag } from "yaml";
 import {
   compileFlag,
   evaluateFlag,
@@ -140,6 +140,21 @@ export function readSnapshotDocument(doc: unknown): SnapshotDocument {
   return { revision, flags, errors };
 }
 
+// Go reads flags files with gopkg.in/yaml.v3, which keeps some YAML 1.1
+// readings of plain scalars that YAML 1.2 (this parser) does not: 0777 is
+// octal, 1_000 is a number, 0b101 is binary, 2026-01-01 is a timestamp. Such
+// scalars would mean different things to the two SDKs, so they are refused
+// here with a pointer to the fix, instead of being read one way.
+const goAmbiguous: ScalarTag = {
+  tag: "tag:vigil.dev,2026:go-ambiguous",
+  default: true,
+  test: /^(?:[-+]?0+[1-7][0-7]+|[-+]?0[bB][01_]+|[-+]?0[xXoO][0-9a-fA-F_]*_[0-9a-fA-F_]*|[-+]?[0-9.][0-9._]*_[0-9._]*(?:[eE][-+]?[0-9_]+)?|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt ].*)?)$/,
+  resolve(value, onError) {
+    onError(`the plain scalar ${value} reads differently in Go's YAML parser: quote it, or write the number in decimal without "_"`);
+    return value;
+  },
+};
+
 /**
  * Parses and validates a flags file, YAML or JSON, as Go's flag.Parse
  * does: YAML 1.2 (so off and on are strings), unknown fields are errors,
@@ -148,7 +163,7 @@ export function readSnapshotDocument(doc: unknown): SnapshotDocument {
 export function parseFlagsFile(text: string, name = "flags"): Flag[] {
   let doc: unknown;
   try {
-    doc = parseYAML(text, { version: "1.2", uniqueKeys: true });
+    doc = parseYAML(text, { version: "1.2", uniqueKeys: true, merge: true, customTags: (tags) => [goAmbiguous, ...tags] });
   } catch (e) {
     throw new Error(`parse ${name}: ${(e as Error).message}`);
   }
