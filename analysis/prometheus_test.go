@@ -12,8 +12,6 @@ import (
 	"time"
 
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/config"
 
 	"github.com/vigil-dev/vigil/analysis/metricstore"
@@ -202,27 +200,3 @@ func TestHTTPProviderAgainstEmbeddedAPI(t *testing.T) {
 
 var _ Provider = (*metricstore.Store)(nil)
 var _ Provider = (*HTTPProvider)(nil)
-
-func TestInstrumentedProvider(t *testing.T) {
-	l := newLoader(t)
-	reg := prometheus.NewRegistry()
-	p, err := NewInstrumentedProvider(failingProvider{l.s, "broken"}, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.Query(context.Background(), "vector(1)", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.Query(context.Background(), "broken", time.Now()); err == nil {
-		t.Fatal("the failing query succeeded")
-	}
-	if got := testutil.ToFloat64(p.errors); got != 1 {
-		t.Errorf("vigil_provider_errors_total = %v, want 1", got)
-	}
-	if n, err := testutil.GatherAndCount(reg, "vigil_provider_query_duration_seconds"); err != nil || n != 1 {
-		t.Errorf("duration histogram: %d series, %v", n, err)
-	}
-	if _, err := NewInstrumentedProvider(l.s, reg); err == nil {
-		t.Error("a second registration with the same registry succeeded")
-	}
-}

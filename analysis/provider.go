@@ -7,7 +7,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 )
 
@@ -48,47 +47,4 @@ func (e *QueryError) Unwrap() error { return e.Err }
 func finite(v model.SampleValue) bool {
 	f := float64(v)
 	return !math.IsNaN(f) && !math.IsInf(f, 0)
-}
-
-// InstrumentedProvider counts a provider's failures and times its queries
-// as vigil_provider_errors_total and vigil_provider_query_duration_seconds.
-type InstrumentedProvider struct {
-	next     Provider
-	errors   prometheus.Counter
-	duration prometheus.Histogram
-}
-
-// NewInstrumentedProvider wraps p and registers its metrics with reg. Wrap
-// the controller's one provider once: a second registration with the same
-// reg fails.
-func NewInstrumentedProvider(p Provider, reg prometheus.Registerer) (*InstrumentedProvider, error) {
-	ip := &InstrumentedProvider{
-		next: p,
-		errors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "vigil_provider_errors_total",
-			Help: "Metric provider queries that failed: query errors, timeouts and unreachable servers.",
-		}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "vigil_provider_query_duration_seconds",
-			Help:    "Time taken by metric provider queries, retries included.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
-		}),
-	}
-	for _, c := range []prometheus.Collector{ip.errors, ip.duration} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register provider metrics: %w", err)
-		}
-	}
-	return ip, nil
-}
-
-// Query runs the wrapped provider's query and records it.
-func (p *InstrumentedProvider) Query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
-	start := time.Now()
-	v, err := p.next.Query(ctx, query, ts)
-	p.duration.Observe(time.Since(start).Seconds())
-	if err != nil {
-		p.errors.Inc()
-	}
-	return v, err
 }
