@@ -6,7 +6,7 @@ BIN     := bin/vigil
 # services importing them never pull in the controller's dependencies.
 MODULES := . sdk $(patsubst %/go.mod,%,$(wildcard sdk/*/go.mod))
 
-.PHONY: build test test-go test-js test-ofrep test-e2e bench bench-judge lint demo fuzz clean
+.PHONY: build test test-go test-js test-e2e bench bench-judge lint demo fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/vigil
@@ -17,12 +17,6 @@ test: test-js test-go test-e2e
 # (the cross-language Go test runs the built dist), then node's test runner.
 test-js:
 	cd sdk/js && npm ci --no-audit --no-fund && npm run build && npm test
-
-# OFREP through the real OpenFeature JavaScript SDK for 10,000 units per
-# flag (make test checks 2,500): a few minutes under the race detector.
-test-ofrep:
-	cd sdk/js && npm ci --no-audit --no-fund
-	$(GO) test -race -count=1 -run OpenFeatureJavaScriptOFREP ./controller/ofrep -ofrep-units=10000
 
 test-go:
 	@set -e; for m in $(MODULES); do \
