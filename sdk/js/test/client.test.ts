@@ -177,7 +177,9 @@ test("file mode: JSON and YAML, reload on change, a bad file keeps the flags", a
 
   writeFileSync(path, "flags:\n  - key: f\n    variants: {a: 1}\n    control: a\n    typo: true\n");
   utimesSync(path, new Date(), new Date(Date.now() + 4000));
-  await eventually(() => errors.length === 1, "an error for the bad file");
+  // The reload may read the file before and after its time stamp moves:
+  // one error or two, never a change.
+  await eventually(() => errors.length >= 1, "an error for the bad file");
   assert.match(errors[0]!.message, /flag f: typo: unknown field/);
   assert.equal(client.stringDetail("f", { key: "u" }, "d").reason, "disabled", "the last good flags stay");
 
