@@ -97,12 +97,11 @@ test("unreachable controller: stale, last snapshot served, ready again on return
   const events: string[] = [];
   client.on("stale", () => events.push("stale"));
   client.on("ready", () => events.push("ready"));
-  const port = ctl.port;
-  await ctl.stop();
+  ctl.goDown();
   await eventually(() => events.includes("stale"), "stale");
   assert.equal(client.isReady, false);
   assert.equal(client.booleanValue("all", { key: "u" }, false), true, "last snapshot still served");
-  await ctl.start(port);
+  ctl.comeBack();
   await eventually(() => events.at(-1) === "ready", "ready after the controller returns");
   assert.equal(client.isReady, true);
 });

@@ -16,6 +16,8 @@ export class TestController {
   streamStatus = 200;
   /** stop sending pings on open streams */
   silent = false;
+  /** refuse every connection, as an unreachable controller would */
+  private down = false;
   private streams = new Set<ServerResponse>();
   private sockets = new Set<Socket>();
   private server: Server;
@@ -28,6 +30,10 @@ export class TestController {
   private newServer(): Server {
     const s = createServer((req, res) => this.handle(req, res));
     s.on("connection", (sock) => {
+      if (this.down) {
+        sock.destroy();
+        return;
+      }
       this.sockets.add(sock);
       sock.on("close", () => this.sockets.delete(sock));
     });
@@ -53,6 +59,23 @@ export class TestController {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server = this.newServer();
+  }
+
+  /**
+   * Makes the controller unreachable: every connection is cut and new ones
+   * are reset. The port stays bound, so that comeBack cannot lose it to
+   * another process.
+   */
+  goDown(): void {
+    this.down = true;
+    for (const r of this.streams) r.destroy();
+    this.streams.clear();
+    for (const s of this.sockets) s.destroy();
+  }
+
+  /** Accepts connections again after goDown. */
+  comeBack(): void {
+    this.down = false;
   }
 
   /** Cuts the open streams, as a proxy timeout would. */

@@ -66,12 +66,11 @@ test("OpenFeature: every type, reasons, error codes, events, tracking", async (t
   const seen: string[] = [];
   of.addHandler(ProviderEvents.Stale, () => seen.push("stale"));
   of.addHandler(ProviderEvents.Ready, () => seen.push("ready"));
-  const port = ctl.port;
-  await ctl.stop();
+  ctl.goDown();
   await eventually(() => seen.includes("stale"), "stale");
   assert.equal(of.providerStatus, ProviderStatus.STALE);
   assert.equal(await of.getBooleanValue("checkout", true, { targetingKey: "user-1" }), false, "last snapshot served");
-  await ctl.start(port);
+  ctl.comeBack();
   await eventually(() => seen.at(-1) === "ready", "ready again");
   assert.equal(of.providerStatus, ProviderStatus.READY);
 
