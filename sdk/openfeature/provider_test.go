@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,16 +32,37 @@ const token = "sdk-token"
 type controller struct {
 	t    *testing.T
 	addr string
+	// down makes the controller unreachable while it keeps its port:
+	// connections are cut and new ones closed at once.
+	down atomic.Bool
 
 	mu      sync.Mutex
 	rev     int64
 	flags   map[string]flag.Flag
 	streams map[chan string]bool
+	conns   map[net.Conn]bool
 	srv     *http.Server
 }
 
+// refusingListener closes the connections it accepts while the controller
+// is down.
+type refusingListener struct {
+	net.Listener
+	c *controller
+}
+
+func (l refusingListener) Accept() (net.Conn, error) {
+	for {
+		conn, err := l.Listener.Accept()
+		if err != nil || !l.c.down.Load() {
+			return conn, err
+		}
+		conn.Close()
+	}
+}
+
 func newController(t *testing.T, flags ...flag.Flag) *controller {
-	c := &controller{t: t, flags: map[string]flag.Flag{}, streams: map[chan string]bool{}}
+	c := &controller{t: t, flags: map[string]flag.Flag{}, streams: map[chan string]bool{}, conns: map[net.Conn]bool{}}
 	for _, f := range flags {
 		c.rev++
 		f.Version = c.rev
@@ -60,11 +82,33 @@ func (c *controller) start(addr string) {
 	}
 	c.mu.Lock()
 	c.addr = ln.Addr().String()
-	c.srv = &http.Server{Handler: http.HandlerFunc(c.serve)}
+	c.srv = &http.Server{Handler: http.HandlerFunc(c.serve), ConnState: func(conn net.Conn, s http.ConnState) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		switch s {
+		case http.StateNew:
+			c.conns[conn] = true
+		case http.StateClosed, http.StateHijacked:
+			delete(c.conns, conn)
+		}
+	}}
 	srv := c.srv
 	c.mu.Unlock()
-	go srv.Serve(ln)
+	go srv.Serve(refusingListener{ln, c})
 }
+
+// goDown makes the controller unreachable: open connections are cut and
+// new ones closed. comeBack undoes it.
+func (c *controller) goDown() {
+	c.down.Store(true)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for conn := range c.conns {
+		conn.Close()
+	}
+}
+
+func (c *controller) comeBack() { c.down.Store(false) }
 
 func (c *controller) stop() {
 	c.mu.Lock()
@@ -291,13 +335,12 @@ func TestProvider(t *testing.T) {
 	}
 
 	// STALE while the controller is unreachable, READY when it is back.
-	addr := ctl.addr
-	ctl.stop()
+	ctl.goDown()
 	ev.next(t, "stale", func(d of.EventDetails) bool { return c.State() == of.StaleState })
 	if c.Boolean(ctx, "checkout", true, user) {
 		t.Error("the last snapshot is not served while stale")
 	}
-	ctl.start(addr)
+	ctl.comeBack()
 	ev.next(t, "ready again", func(d of.EventDetails) bool { return c.State() == of.ReadyState })
 }
 
