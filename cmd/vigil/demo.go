@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/internal/demo"
@@ -96,27 +95,10 @@ func runDemo(ctx context.Context, out io.Writer, opts demo.Options, setup demoSe
 		Logger:     slog.New(slog.NewTextHandler(logFile, nil)),
 		Heartbeat:  5 * time.Second,
 	}
-	fs := pflag.NewFlagSet("demo", pflag.ContinueOnError)
-	parts := serveOptions()
-	for _, o := range parts {
-		if o.Flags != nil {
-			o.Flags(fs)
-		}
-	}
-	args := append([]string{"--scrape-interval", opts.Interval.String(), "--metrics-retention", "24h"}, setup.serveArgs...)
-	if err := fs.Parse(args); err != nil {
-		return demo.Outcome{}, err
-	}
 	srvCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServer()
-	for _, o := range parts {
-		if o.Configure != nil {
-			if err := o.Configure(srvCtx, &cfg); err != nil {
-				return demo.Outcome{}, err
-			}
-		}
-	}
-	srv, err := server.New(srvCtx, cfg)
+	args := append([]string{"--scrape-interval", opts.Interval.String(), "--metrics-retention", "24h"}, setup.serveArgs...)
+	srv, fs, err := assemble(srvCtx, cfg, args)
 	if err != nil {
 		return demo.Outcome{}, err
 	}

@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+	"github.com/spf13/pflag"
 
+	"github.com/vigil-dev/vigil/controller/ofrep"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/dashboards"
@@ -18,7 +21,54 @@ import (
 // controller from them.
 func serveOptions() []serveOption {
 	m := &metricsOptions{}
-	return []serveOption{m.serveOption(), rolloutServeOption(m.Provider), dashboardServeOption()}
+	return []serveOption{m.serveOption(), rolloutServeOption(m.Provider), dashboardServeOption(), ofrepServeOption()}
+}
+
+// ofrepServeOption serves the OpenFeature Remote Evaluation Protocol under
+// /ofrep/v1, so that any language's OpenFeature SDK can use Vigil.
+func ofrepServeOption() serveOption {
+	var cfg ofrep.Config
+	return serveOption{
+		Flags: func(fs *pflag.FlagSet) {
+			fs.Float64Var(&cfg.RequestsPerSecond, "ofrep-rate", 1000, "OFREP requests per second allowed per token")
+			fs.IntVar(&cfg.Burst, "ofrep-burst", 0, "OFREP requests a token may make at once above the rate (default twice the rate)")
+		},
+		Configure: func(_ context.Context, sc *server.Config) error {
+			if cfg.RequestsPerSecond <= 0 || cfg.Burst < 0 {
+				return fmt.Errorf("--ofrep-rate %v, --ofrep-burst %d: want a positive rate and a burst of at least 0", cfg.RequestsPerSecond, cfg.Burst)
+			}
+			sc.Extensions = append(sc.Extensions, ofrep.Extension(cfg))
+			return nil
+		},
+	}
+}
+
+// assemble builds, in process, the controller `vigil serve args...` runs:
+// the server on cfg with every serve option configured from args, which
+// are serve's own flags. It returns the parsed flags too.
+func assemble(ctx context.Context, cfg server.Config, args []string) (*server.Server, *pflag.FlagSet, error) {
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	parts := serveOptions()
+	for _, o := range parts {
+		if o.Flags != nil {
+			o.Flags(fs)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	for _, o := range parts {
+		if o.Configure != nil {
+			if err := o.Configure(ctx, &cfg); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	srv, err := server.New(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return srv, fs, nil
 }
 
 // dashboardServeOption serves GET /api/v1/flags/{key}/dashboard: the flag's
