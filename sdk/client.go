@@ -149,6 +149,17 @@ func (c *Client) Snapshot() *flag.Snapshot {
 	return nil
 }
 
+// Updated returns a channel that is closed when the client next installs new
+// flags, whether from the stream, a poll, the cache or the flags file. To
+// follow every change, take the channel before reading Snapshot:
+//
+//	for {
+//		next := client.Updated()
+//		use(client.Snapshot())
+//		<-next
+//	}
+func (c *Client) Updated() <-chan struct{} { return c.store.next() }
+
 // Bool evaluates a flag whose variants are booleans.
 func (c *Client) Bool(ctx context.Context, key string, ec EvalContext, def bool) bool {
 	var r result

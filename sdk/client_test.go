@@ -103,3 +103,32 @@ func TestMiddlewareKeepsResponseBehaviour(t *testing.T) {
 		"feature_flag.key=a,feature_flag.result.reason=split,feature_flag.result.variant=on => 1",
 	})
 }
+
+func TestUpdatedBroadcastsEveryInstall(t *testing.T) {
+	s := newStore()
+	a, b := s.next(), s.next()
+	if err := s.replace(1, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, ch := range []<-chan struct{}{a, b} {
+		select {
+		case <-ch:
+		default:
+			t.Fatalf("watcher %d was not told of the new snapshot", i)
+		}
+	}
+	c := s.next()
+	select {
+	case <-c:
+		t.Fatal("the channel for the next change is already closed")
+	default:
+	}
+	if ok, err := s.put(flag.Flag{Key: "k", Variants: map[string]json.RawMessage{"a": json.RawMessage(`1`)}, Control: "a", Version: 2}); !ok || err != nil {
+		t.Fatalf("put: %v %v", ok, err)
+	}
+	select {
+	case <-c:
+	default:
+		t.Fatal("a put did not close the channel")
+	}
+}

@@ -107,17 +107,29 @@ type store struct {
 	// changed, when set, is called with every new snapshot, under mu (which
 	// only writers take).
 	changed func(*flag.Snapshot)
+	// updated is closed, and replaced, whenever a new snapshot is
+	// installed: a broadcast to every watcher at once.
+	updated atomic.Pointer[chan struct{}]
 }
 
 func newStore() *store {
-	return &store{versions: map[string]int64{}}
+	s := &store{versions: map[string]int64{}}
+	ch := make(chan struct{})
+	s.updated.Store(&ch)
+	return s
 }
+
+// next returns a channel that is closed when the next snapshot is
+// installed.
+func (s *store) next() <-chan struct{} { return *s.updated.Load() }
 
 // load returns the current state, nil before any data arrived.
 func (s *store) load() *state { return s.cur.Load() }
 
 func (s *store) install(st *state) {
 	s.cur.Store(st)
+	ch := make(chan struct{})
+	close(*s.updated.Swap(&ch))
 	if s.changed != nil {
 		s.changed(st.snap)
 	}

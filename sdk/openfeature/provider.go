@@ -38,25 +38,11 @@ const Name = "vigil"
 // through baggage (sdk.ReasonPinned).
 const ReasonPinned of.Reason = "PINNED"
 
-// Option configures a Provider.
-type Option func(*Provider)
-
-// WithWatchInterval sets how often the provider looks for a new snapshot to
-// announce CONFIGURATION_CHANGED. Zero or less means 200 ms.
-func WithWatchInterval(d time.Duration) Option {
-	return func(p *Provider) {
-		if d > 0 {
-			p.watch = d
-		}
-	}
-}
-
 // Provider is the OpenFeature provider. Create it with New, which makes and
 // owns the SDK client, or NewWithClient, which shares one.
 type Provider struct {
 	cfg    sdk.Config
 	owned  bool
-	watch  time.Duration
 	events chan of.Event
 
 	mu     sync.Mutex
@@ -80,8 +66,8 @@ const (
 // New returns a provider that creates its client from cfg in Init and
 // closes it in Shutdown. Only a provider made by New can announce STALE: it
 // watches the client's requests to the controller through cfg.HTTPClient.
-func New(cfg sdk.Config, opts ...Option) *Provider {
-	p := newProvider(opts)
+func New(cfg sdk.Config) *Provider {
+	p := newProvider()
 	p.cfg, p.owned = cfg, true
 	return p
 }
@@ -90,18 +76,14 @@ func New(cfg sdk.Config, opts ...Option) *Provider {
 // keeps and closes. Such a provider announces READY and
 // CONFIGURATION_CHANGED; it cannot see whether the controller is
 // reachable, so it never announces STALE.
-func NewWithClient(c *sdk.Client, opts ...Option) *Provider {
-	p := newProvider(opts)
+func NewWithClient(c *sdk.Client) *Provider {
+	p := newProvider()
 	p.client = c
 	return p
 }
 
-func newProvider(opts []Option) *Provider {
-	p := &Provider{watch: 200 * time.Millisecond, events: make(chan of.Event, 16), health: make(chan health, 1)}
-	for _, o := range opts {
-		o(p)
-	}
-	return p
+func newProvider() *Provider {
+	return &Provider{events: make(chan of.Event, 16), health: make(chan health, 1)}
 }
 
 // Client returns the SDK client the provider evaluates with, nil before Init
@@ -209,8 +191,8 @@ func (p *Provider) run(ctx context.Context, last *flag.Snapshot) {
 	defer close(p.done)
 	ready := last != nil
 	stale, refusedOnce := false, false
-	tick := time.NewTicker(p.watch)
-	defer tick.Stop()
+	// The snapshot read at Init may already be stale; compare once at once.
+	updated := closedChannel()
 	for {
 		select {
 		case <-ctx.Done():
@@ -230,7 +212,8 @@ func (p *Provider) run(ctx context.Context, last *flag.Snapshot) {
 				refusedOnce = true
 				p.emit(ctx, of.ProviderError, of.ProviderEventDetails{Message: "vigil: the controller refused the token", ErrorCode: of.GeneralCode})
 			}
-		case <-tick.C:
+		case <-updated:
+			updated = p.client.Updated()
 			snap := p.client.Snapshot()
 			if snap == last || snap == nil {
 				continue
@@ -247,6 +230,12 @@ func (p *Provider) run(ctx context.Context, last *flag.Snapshot) {
 			}
 		}
 	}
+}
+
+func closedChannel() <-chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
 }
 
 func (p *Provider) emit(ctx context.Context, t of.EventType, d of.ProviderEventDetails) {

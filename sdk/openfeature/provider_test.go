@@ -245,7 +245,7 @@ func TestProvider(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	cfg := fastConfig(ctl.url())
 	cfg.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	p := New(cfg, WithWatchInterval(20*time.Millisecond))
+	p := New(cfg)
 	if err := of.SetNamedProviderAndWait("vigil-test", p); err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +446,7 @@ func TestRefusedTokenIsOneError(t *testing.T) {
 	cfg := fastConfig(ctl.url())
 	cfg.Token = "wrong"
 	cfg.InitTimeout = 300 * time.Millisecond
-	p := New(cfg, WithWatchInterval(10*time.Millisecond))
+	p := New(cfg)
 	t.Cleanup(func() { p.Shutdown() })
 	if err := p.Init(of.EvaluationContext{}); err == nil {
 		t.Fatal("Init succeeded with a refused token")
