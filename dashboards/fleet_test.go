@@ -6,14 +6,14 @@ import (
 	"math"
 	"sort"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
-	"github.com/prometheus/prometheus/promql/promqltest"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/vigil-dev/vigil/analysis/metricstore"
 )
 
 // The test fleet: two services export the SDK's metrics for two flags under
@@ -178,29 +178,40 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// loadFleet fills an in-memory TSDB with the fleet, minute 0 at the Unix
-// epoch.
-func loadFleet(t *testing.T) storage.Storage {
+// loadFleet stores the fleet in the embedded metric store that `vigil serve`
+// runs when there is no Prometheus, minute 0 at the Unix epoch.
+func loadFleet(t *testing.T) storage.Queryable {
 	t.Helper()
+	ms, err := metricstore.Open(context.Background(), metricstore.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ms.Close() })
 	series := fleetSeries()
 	names := make([]string, 0, len(series))
 	for n := range series {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var b strings.Builder
-	fmt.Fprintf(&b, "load %s\n", scrapeEvery)
+	app := ms.Appender(context.Background())
 	for _, n := range names {
-		vals := make([]string, len(series[n]))
+		lbls, err := parser.NewParser(parser.Options{}).ParseMetric(n)
+		if err != nil {
+			t.Fatalf("series %s: %v", n, err)
+		}
 		for i, v := range series[n] {
-			vals[i] = "_" // no sample
-			if !math.IsNaN(v) {
-				vals[i] = strconv.FormatFloat(v, 'g', -1, 64)
+			if math.IsNaN(v) {
+				continue // no sample
+			}
+			if _, err := app.Append(0, lbls, time.Unix(0, 0).Add(time.Duration(i)*scrapeEvery).UnixMilli(), v); err != nil {
+				t.Fatalf("append %s: %v", n, err)
 			}
 		}
-		fmt.Fprintf(&b, "  %s %s\n", n, strings.Join(vals, " "))
 	}
-	return promqltest.LoadedStorage(t, b.String())
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return ms.Queryable()
 }
 
 func newEngine(t *testing.T) *promql.Engine {
@@ -216,7 +227,7 @@ func newEngine(t *testing.T) *promql.Engine {
 }
 
 // rangeQuery runs expr from minute 10 to minute 30 of the fleet.
-func rangeQuery(t *testing.T, ng *promql.Engine, st storage.Storage, expr string) promql.Matrix {
+func rangeQuery(t *testing.T, ng *promql.Engine, st storage.Queryable, expr string) promql.Matrix {
 	t.Helper()
 	start, end := time.Unix(0, 0).Add(10*time.Minute), time.Unix(0, 0).Add(30*time.Minute)
 	q, err := ng.NewRangeQuery(context.Background(), st, nil, expr, start, end, queryStep)
