@@ -7,8 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/Masterminds/semver/v3"
 )
 
 // Context is what a flag is evaluated for: a unit (the targeting key, such
@@ -185,7 +183,7 @@ type clause struct {
 	set  map[string]struct{}
 	nums []float64
 	res  []*regexp.Regexp
-	vers []*semver.Version
+	vers []version
 }
 
 func compile(f Flag) (*compiled, error) {
@@ -328,12 +326,12 @@ func (c *clause) matches(v any) bool {
 		if !ok {
 			return false
 		}
-		sv, err := semver.NewVersion(s)
-		if err != nil {
+		sv, ok := parseVersion(s)
+		if !ok {
 			return false
 		}
 		for _, w := range c.vers {
-			if cmp := sv.Compare(w); (c.op == OpSemverLT && cmp < 0) || (c.op == OpSemverGTE && cmp >= 0) {
+			if cmp := sv.compare(w); (c.op == OpSemverLT && cmp < 0) || (c.op == OpSemverGTE && cmp >= 0) {
 				return true
 			}
 		}

@@ -6,8 +6,6 @@ import (
 	"math"
 	"regexp"
 	"strconv"
-
-	"github.com/Masterminds/semver/v3"
 )
 
 // FieldError reports one invalid field of one flag.
@@ -250,10 +248,10 @@ func compileClause(c Clause) (clause, error) {
 			cc.nums[i] = n
 		}
 	case OpSemverLT, OpSemverGTE:
-		cc.vers = make([]*semver.Version, len(c.Values))
+		cc.vers = make([]version, len(c.Values))
 		for i, v := range c.Values {
-			sv, err := semver.NewVersion(v)
-			if err != nil {
+			sv, ok := parseVersion(v)
+			if !ok {
 				return cc, fmt.Errorf("values[%d]: %q is not a semantic version", i, v)
 			}
 			cc.vers[i] = sv
