@@ -36,6 +36,7 @@ type QueryError struct {
 	Err error
 }
 
+// Error describes the problem in one line.
 func (e *QueryError) Error() string {
 	return fmt.Sprintf("read %s: query %s: %v", e.Metric, e.Query, e.Err)
 }

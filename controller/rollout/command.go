@@ -47,6 +47,7 @@ type RefusedError struct {
 	Hint string
 }
 
+// Error describes the problem in one line.
 func (e *RefusedError) Error() string {
 	return fmt.Sprintf("cannot %s rollout %s: it is %s; %s", e.Command, e.Key, e.Phase, e.Hint)
 }

@@ -52,6 +52,7 @@ type PlanError struct {
 	Message string
 }
 
+// Error describes the problem in one line.
 func (e *PlanError) Error() string {
 	return fmt.Sprintf("plan: %s: %s", e.Field, e.Message)
 }

@@ -49,6 +49,7 @@ type Error struct {
 	server.ErrorBody
 }
 
+// Error describes the problem in one line.
 func (e *Error) Error() string {
 	msg := e.ErrorBody.Error
 	if msg == "" {

@@ -15,6 +15,7 @@ type FieldError struct {
 	Message string
 }
 
+// Error describes the problem in one line.
 func (e *FieldError) Error() string {
 	return fmt.Sprintf("flag %s: %s: %s", e.Flag, e.Field, e.Message)
 }

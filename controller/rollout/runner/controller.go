@@ -453,6 +453,7 @@ type FlagError struct {
 	Reason string
 }
 
+// Error describes the problem in one line.
 func (e *FlagError) Error() string {
 	return fmt.Sprintf("cannot start rollout %s: %s", e.Key, e.Reason)
 }
