@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -318,16 +317,6 @@ func (s *sightings) summary() (multi, mismatched map[string]int) {
 		multi[key], mismatched[key] = len(users), len(bad)
 	}
 	return multi, mismatched
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // stepsBar draws progress through a plan's steps, such as

@@ -3,6 +3,8 @@ package demo
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/vigil-dev/vigil/analysis"
@@ -20,7 +22,7 @@ type Artifacts struct {
 // rollback, the cross-service check and where to look next.
 func PrintSummary(w io.Writer, o Outcome, a Artifacts) {
 	fmt.Fprintf(w, "\nSummary after %s: %d requests sent, %d failed\n", o.Elapsed.Round(time.Second), o.Sent, o.Failed)
-	for _, key := range sortedKeys(o.Rollouts) {
+	for _, key := range slices.Sorted(maps.Keys(o.Rollouts)) {
 		s := o.Rollouts[key]
 		fmt.Fprintf(w, "\n%s: %s at %s%%\n", key, s.Phase, formatPercent(s.Percent))
 		if s.Verdict != nil {
@@ -29,17 +31,19 @@ func PrintSummary(w io.Writer, o Outcome, a Artifacts) {
 		for _, t := range s.History {
 			fmt.Fprintf(w, "  %s  %-11s -> %-11s %6s%%  %s\n", t.At.Format("15:04:05"), t.From, t.To, formatPercent(t.Percent), t.Reason)
 			if t.To == rollout.RolledBack && t.Evidence != nil {
-				fmt.Fprintf(w, "      judge: %s\n", t.Evidence.Summary)
-				if v := judgeVerdictOf(t.Evidence); v != nil {
-					for _, c := range v.Checks {
-						fmt.Fprintf(w, "      %s: %s\n", c.Check, c.Explanation)
-					}
+				v := judgeVerdictOf(t.Evidence)
+				if v == nil {
+					fmt.Fprintf(w, "      judge: %s\n", t.Evidence.Summary)
+					continue
+				}
+				for _, c := range v.Checks {
+					fmt.Fprintf(w, "      %s: %s\n", c.Check, c.Explanation)
 				}
 			}
 		}
 	}
 	fmt.Fprintln(w, "\nOne request, one variant:")
-	for _, key := range sortedKeys(o.CrossService) {
+	for _, key := range slices.Sorted(maps.Keys(o.CrossService)) {
 		if o.CrossService[key] == 0 {
 			continue
 		}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/vigil-dev/vigil/analysis"
@@ -21,7 +23,7 @@ type liveView struct {
 
 func (v *liveView) draw(states map[string]rollout.State) {
 	var b strings.Builder
-	for _, key := range sortedKeys(states) {
+	for _, key := range slices.Sorted(maps.Keys(states)) {
 		b.WriteString(describe(states[key]))
 	}
 	text := b.String()
@@ -36,7 +38,7 @@ func (v *liveView) draw(states map[string]rollout.State) {
 	if v.last == nil {
 		v.last = map[string]string{}
 	}
-	for _, key := range sortedKeys(states) {
+	for _, key := range slices.Sorted(maps.Keys(states)) {
 		s := states[key]
 		line := fmt.Sprintf("%-13s %-11s %6s%%  %s", key, s.Phase, formatPercent(s.Percent), stepsBar(s))
 		if v.last[key] != line {
