@@ -22,6 +22,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/rollout/runner"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/internal/client"
+	"github.com/vigil-dev/vigil/internal/rolloutview"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -297,32 +298,6 @@ func stepsText(steps []float64) string {
 	return strings.Join(parts, " → ")
 }
 
-// progressBar draws the plan's steps with the ones reached filled in, the
-// current one in brackets and gates marked with a bar sign.
-func progressBar(s rollout.State) string {
-	var b strings.Builder
-	for i, p := range s.Plan.Steps {
-		if i > 0 {
-			b.WriteString(" ─ ")
-		}
-		mark := "○"
-		switch {
-		case s.Phase == rollout.Promoted || i < s.Step:
-			mark = "●"
-		case i == s.Step && s.Phase != rollout.RolledBack && s.Phase != rollout.Aborted:
-			mark = "◉"
-		}
-		gate := ""
-		for _, g := range s.Plan.Gates {
-			if g == p {
-				gate = "‖"
-			}
-		}
-		fmt.Fprintf(&b, "%s%s %v%%", gate, mark, p)
-	}
-	return b.String()
-}
-
 func ago(t, now time.Time) string {
 	if t.IsZero() {
 		return "-"
@@ -335,7 +310,7 @@ func renderStatus(s rollout.State, now time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s  %s  %v%%  step %s\n", s.Key, strings.ToUpper(string(s.Phase)), s.Percent, stepOf(s))
 	if len(s.Plan.Steps) > 0 {
-		fmt.Fprintf(&b, "%s\n", progressBar(s))
+		fmt.Fprintf(&b, "%s\n", rolloutview.Progress(s))
 	}
 	fmt.Fprintf(&b, "started      %s\n", ago(s.StartedAt, now))
 	if s.Phase == rollout.Progressing || s.Phase == rollout.Paused {

@@ -319,27 +319,6 @@ func (s *sightings) summary() (multi, mismatched map[string]int) {
 	return multi, mismatched
 }
 
-// stepsBar draws progress through a plan's steps, such as
-// "[5]─[10]─(25)─ 50 ─ 100 ".
-func stepsBar(s rollout.State) string {
-	var b strings.Builder
-	for i, p := range s.Plan.Steps {
-		if i > 0 {
-			b.WriteString("─")
-		}
-		label := formatPercent(p)
-		switch {
-		case i < s.Step || (i == s.Step && s.Phase == rollout.Promoted):
-			b.WriteString("[" + label + "]")
-		case i == s.Step && s.Phase == rollout.Progressing:
-			b.WriteString("(" + label + ")")
-		default:
-			b.WriteString(" " + label + " ")
-		}
-	}
-	return b.String()
-}
-
 func formatPercent(p float64) string {
 	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.3f", p), "0"), ".")
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/internal/rolloutview"
 )
 
 // liveView shows the rollouts while they run: redrawn in place on a
@@ -40,7 +41,7 @@ func (v *liveView) draw(states map[string]rollout.State) {
 	}
 	for _, key := range slices.Sorted(maps.Keys(states)) {
 		s := states[key]
-		line := fmt.Sprintf("%-13s %-11s %6s%%  %s", key, s.Phase, formatPercent(s.Percent), stepsBar(s))
+		line := fmt.Sprintf("%-13s %-11s %6s%%  %s", key, s.Phase, formatPercent(s.Percent), rolloutview.Progress(s))
 		if v.last[key] != line {
 			v.last[key] = line
 			fmt.Fprintln(v.out, line)
@@ -52,7 +53,7 @@ func (v *liveView) draw(states map[string]rollout.State) {
 // steps, each cohort's numbers and the latest verdict.
 func describe(s rollout.State) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-13s %-11s %6s%%  %s\n", s.Key, s.Phase, formatPercent(s.Percent), stepsBar(s))
+	fmt.Fprintf(&b, "%-13s %-11s %6s%%  %s\n", s.Key, s.Phase, formatPercent(s.Percent), rolloutview.Progress(s))
 	if v := judgeVerdict(s); v != nil {
 		for _, c := range v.Checks {
 			fmt.Fprintf(&b, "   %-14s treatment %s  control %s  %s\n", c.Check,
