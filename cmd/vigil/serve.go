@@ -69,12 +69,8 @@ and exits 0.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
-			for _, o := range opts {
-				if o.Configure != nil {
-					if err := o.Configure(ctx, &cfg); err != nil {
-						return err
-					}
-				}
+			if err := configure(ctx, &cfg, opts); err != nil {
+				return err
 			}
 			srv, err := server.New(ctx, cfg)
 			if err != nil {

@@ -57,18 +57,26 @@ func assemble(ctx context.Context, cfg server.Config, args []string) (*server.Se
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
-	for _, o := range parts {
-		if o.Configure != nil {
-			if err := o.Configure(ctx, &cfg); err != nil {
-				return nil, nil, err
-			}
-		}
+	if err := configure(ctx, &cfg, parts); err != nil {
+		return nil, nil, err
 	}
 	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	return srv, fs, nil
+}
+
+// configure lets every option adjust cfg once the flags are parsed.
+func configure(ctx context.Context, cfg *server.Config, parts []serveOption) error {
+	for _, o := range parts {
+		if o.Configure != nil {
+			if err := o.Configure(ctx, cfg); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // dashboardServeOption serves GET /api/v1/flags/{key}/dashboard: the flag's
