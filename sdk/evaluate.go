@@ -44,7 +44,7 @@ func (c *Client) resolve(ctx context.Context, key string, ec flag.Context, r *re
 		r.cohort = r.d.Reason
 		return
 	}
-	r.d = st.snap.Evaluate(key, ec)
+	st.snap.EvaluateTo(key, ec, &r.d)
 	r.cohort = r.d.Reason
 	if r.d.ErrorType == flag.ErrorFlagNotFound {
 		return

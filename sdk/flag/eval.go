@@ -142,12 +142,22 @@ func (s *Snapshot) clone(revision int64) *Snapshot {
 // Evaluate evaluates key for ctx. An unknown flag yields ReasonError with
 // ErrorFlagNotFound and a nil Value: the caller serves its default.
 func (s *Snapshot) Evaluate(key string, ctx Context) Detail {
+	var d Detail
+	s.EvaluateTo(key, ctx, &d)
+	return d
+}
+
+// EvaluateTo is Evaluate writing the result into d: a caller that keeps the
+// result inside a larger struct saves copying it, which is a good part of
+// an evaluation's cost.
+func (s *Snapshot) EvaluateTo(key string, ctx Context, d *Detail) {
 	if s != nil {
 		if c, ok := s.flags[key]; ok {
-			return c.evaluate(ctx)
+			c.evaluate(ctx, d)
+			return
 		}
 	}
-	return Detail{Key: key, Reason: ReasonError, ErrorType: ErrorFlagNotFound}
+	*d = Detail{Key: key, Reason: ReasonError, ErrorType: ErrorFlagNotFound}
 }
 
 type variant struct {
@@ -155,24 +165,24 @@ type variant struct {
 	value any
 }
 
+// compiled is a flag ready to evaluate. Every answer it can give is built
+// when it is compiled, so that evaluating copies a finished result.
 type compiled struct {
-	def       Flag
-	prefix    murmur3 // hash state after the salt and "/"
-	control   variant
-	treatment variant
-	targets   map[string]variant
-	rules     []rule
+	def    Flag
+	prefix murmur3 // hash state after the salt and "/"
+	// targets maps a unit to its target's answer.
+	targets map[string]Detail
+	rules   []rule
 	// threshold is the rollout's treatment share in thousandths of a
 	// percent; rollout is false when the flag has no rollout at all.
 	threshold uint32
 	rollout   bool
-	// splitTreatment and splitControl are the rollout's two answers, built
-	// once so that the hot path copies a finished result.
-	splitTreatment, splitControl Detail
+
+	disabled, byDefault, keyMissing, splitTreatment, splitControl Detail
 }
 
 type rule struct {
-	variant variant
+	answer  Detail
 	clauses []clause
 }
 
@@ -195,7 +205,11 @@ func compile(f Flag) (*compiled, error) {
 		}
 		values[name] = variant{name: name, value: v}
 	}
-	c := &compiled{def: f, control: values[f.Control], treatment: values[f.Treatment]}
+	c := &compiled{def: f}
+	answer := func(variant string, r Reason) Detail {
+		v := values[variant]
+		return Detail{Key: f.Key, Value: v.value, Variant: v.name, Reason: r, Version: f.Version, Tracked: f.Tracked}
+	}
 	salt := f.Salt
 	if salt == "" {
 		salt = f.Key
@@ -204,15 +218,15 @@ func compile(f Flag) (*compiled, error) {
 	for _, t := range f.Targets {
 		for _, u := range t.Units {
 			if c.targets == nil {
-				c.targets = make(map[string]variant)
+				c.targets = make(map[string]Detail)
 			}
 			if _, dup := c.targets[u]; !dup {
-				c.targets[u] = values[t.Variant]
+				c.targets[u] = answer(t.Variant, ReasonTargetingMatch)
 			}
 		}
 	}
 	for i, r := range f.Rules {
-		cr := rule{variant: values[r.Variant]}
+		cr := rule{answer: answer(r.Variant, ReasonTargetingMatch)}
 		for j, cl := range r.When {
 			cc, err := compileClause(cl)
 			if err != nil {
@@ -229,43 +243,48 @@ func compile(f Flag) (*compiled, error) {
 		}
 		c.rollout, c.threshold = true, m
 	}
-	c.splitTreatment = c.detail(c.treatment, ReasonSplit)
-	c.splitControl = c.detail(c.control, ReasonSplit)
+	c.disabled = answer(f.Control, ReasonDisabled)
+	c.byDefault = answer(f.Control, ReasonDefault)
+	c.keyMissing = answer(f.Control, ReasonError)
+	c.keyMissing.ErrorType = ErrorTargetingKeyMissing
+	c.splitTreatment = answer(f.Treatment, ReasonSplit)
+	c.splitControl = answer(f.Control, ReasonSplit)
 	return c, nil
 }
 
-func (c *compiled) detail(v variant, r Reason) Detail {
-	return Detail{Key: c.def.Key, Value: v.value, Variant: v.name, Reason: r, Version: c.def.Version, Tracked: c.def.Tracked}
-}
-
-func (c *compiled) evaluate(ctx Context) Detail {
+// evaluate writes the answer for ctx into d, in the documented order:
+// disabled, targets, rules, rollout, default.
+func (c *compiled) evaluate(ctx Context, d *Detail) {
 	if !c.def.Enabled {
-		return c.detail(c.control, ReasonDisabled)
+		*d = c.disabled
+		return
 	}
 	if ctx.Key != "" && c.targets != nil {
-		if v, ok := c.targets[ctx.Key]; ok {
-			return c.detail(v, ReasonTargetingMatch)
+		if t, ok := c.targets[ctx.Key]; ok {
+			*d = t
+			return
 		}
 	}
 	for i := range c.rules {
 		if c.rules[i].matches(ctx.Attributes) {
-			return c.detail(c.rules[i].variant, ReasonTargetingMatch)
+			*d = c.rules[i].answer
+			return
 		}
 	}
-	if !c.rollout {
-		return c.detail(c.control, ReasonDefault)
+	switch {
+	case !c.rollout:
+		*d = c.byDefault
+	case ctx.Key == "":
+		*d = c.keyMissing
+	default:
+		h := c.prefix
+		h.writeString(ctx.Key)
+		if bucketOf(h.sum()) < c.threshold {
+			*d = c.splitTreatment
+		} else {
+			*d = c.splitControl
+		}
 	}
-	if ctx.Key == "" {
-		d := c.detail(c.control, ReasonError)
-		d.ErrorType = ErrorTargetingKeyMissing
-		return d
-	}
-	h := c.prefix
-	h.writeString(ctx.Key)
-	if bucketOf(h.sum()) < c.threshold {
-		return c.splitTreatment
-	}
-	return c.splitControl
 }
 
 func (r *rule) matches(attrs map[string]any) bool {
