@@ -73,6 +73,10 @@ type Config struct {
 	// Seen, when set, is told of every evaluation: which service saw which
 	// variant of which flag for which unit, in which request.
 	Seen func(service, flag, unit, request, variant string)
+	// Answered, when set, is told of every request the gateway answered:
+	// its id and the HTTP status the caller got. With Seen it gives each
+	// cohort's failures as users see them, across the whole chain.
+	Answered func(request string, status int)
 }
 
 // DefaultControl is a healthy service: 1% errors, a few milliseconds, and a
@@ -206,7 +210,12 @@ func startService(ctx context.Context, cfg Config, name, next string, client *ht
 			s.metrics.Close()
 		}
 	}()
-	s.srv = &http.Server{Handler: withBaggage(c.Middleware(h)), ReadHeaderTimeout: 5 * time.Second}
+	var handler http.Handler = withBaggage(c.Middleware(h))
+	if name == "gateway" && cfg.Answered != nil {
+		// Only the gateway's answer is what the caller sees.
+		handler = answered(handler, cfg.Answered)
+	}
+	s.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -224,6 +233,38 @@ func withBaggage(next http.Handler) http.Handler {
 		ctx := propagation.Baggage{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// answered reports the status of every request next answered. Outermost,
+// so it sees the status the SDK middleware recorded, and the caller got.
+func answered(next http.Handler, report func(request string, status int)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status != 0 {
+			report(r.Header.Get("X-Request-Id"), rec.status)
+		}
+	})
+}
+
+// statusRecorder remembers the status written through it.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
 }
 
 type handler struct {

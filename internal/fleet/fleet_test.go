@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -92,5 +93,71 @@ func TestFleetPinsVariantsAndExposesCohortMetrics(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("payments /metrics lacks %s\n%s", want, body)
 		}
+	}
+}
+
+// TestFleetReportsWhatTheCallerGot checks that Answered sees, for every
+// request, the status the caller got: a failure in payments reaches the
+// caller as the gateway's 502, and a request not on the failing path as 200.
+func TestFleetReportsWhatTheCallerGot(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "flags.yaml")
+	half := strings.Replace(testFlags, "rollout: {percent: 100}", "rollout: {percent: 50}", 1)
+	if err := os.WriteFile(path, []byte(half), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	variant := map[string]string{} // request -> fast-payments variant in payments
+	status := map[string]int{}     // request -> gateway's status
+	ctx := context.Background()
+	f, err := Start(ctx, Config{
+		FlagsFile: path,
+		Control:   Behaviour{Latency: time.Millisecond},
+		Treatment: map[string]Behaviour{FastPayments: {ErrorRate: 1, Latency: time.Millisecond}},
+		Seen: func(service, flag, _, request, v string) {
+			if service == "payments" && flag == FastPayments {
+				mu.Lock()
+				defer mu.Unlock()
+				variant[request] = v
+			}
+		},
+		Answered: func(request string, code int) {
+			mu.Lock()
+			defer mu.Unlock()
+			if _, dup := status[request]; dup {
+				t.Errorf("request %s answered twice", request)
+			}
+			status[request] = code
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+
+	const n = 60
+	failed := 0
+	for i := range n {
+		if err := f.Do(ctx, fmt.Sprintf("user-%d", i)); err != nil {
+			failed++
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(status) != n {
+		t.Fatalf("%d requests answered, want %d", len(status), n)
+	}
+	got := map[int]int{}
+	for req, code := range status {
+		got[code]++
+		want := http.StatusOK
+		if variant[req] == "on" {
+			want = http.StatusBadGateway
+		}
+		if code != want {
+			t.Errorf("request %s (fast-payments %q): gateway answered %d, want %d", req, variant[req], code, want)
+		}
+	}
+	if got[http.StatusBadGateway] != failed || got[http.StatusOK] == 0 || failed == 0 {
+		t.Errorf("statuses %v, %d requests failed for the caller; want both outcomes, the failures as 502", got, failed)
 	}
 }
