@@ -85,8 +85,15 @@ test("stream down: polls the snapshot with If-None-Match and applies changes", a
   client.on("change", (keys) => (streamEvent ||= keys.includes("stream-only")));
   ctl.broadcast("put", { ...rolloutFlag("stream-only", 100), version: 1000 });
   await eventually(() => streamEvent, "the stream's event");
+  // That no poll follows is an absence, which no event announces. It is
+  // bounded by the stream's own pings rather than by a wall-clock sleep:
+  // pings and polls run on timers of the same 50 ms interval in this one
+  // event loop, so a slow machine delays both alike, and five pings span at
+  // least four poll intervals, in which a client still polling sends more
+  // than the one poll that may have been in flight.
   const polls = ctl.requests.filter((r) => r.startsWith("GET /sdk/v1/snapshot")).length;
-  await new Promise((r) => setTimeout(r, 300));
+  const pings = ctl.pings;
+  await eventually(() => ctl.pings >= pings + 5, "five pings on the open stream");
   const after = ctl.requests.filter((r) => r.startsWith("GET /sdk/v1/snapshot")).length;
   assert.ok(after <= polls + 1, `still polling with the stream open: ${polls} then ${after}`);
 });

@@ -16,6 +16,8 @@ export class TestController {
   streamStatus = 200;
   /** stop sending pings on open streams */
   silent = false;
+  /** pings written to open streams, every 50 ms while not silent */
+  pings = 0;
   /** refuse every connection, as an unreachable controller would */
   private down = false;
   private streams = new Set<ServerResponse>();
@@ -134,7 +136,9 @@ export class TestController {
       res.write(`: hello\n\nevent: snapshot\nid: ${this.revision}\ndata: ${JSON.stringify(this.snapshot())}\n\n`);
       this.streams.add(res);
       const ping = setInterval(() => {
-        if (!this.silent) res.write(": ping\n\n");
+        if (this.silent) return;
+        res.write(": ping\n\n");
+        this.pings++;
       }, 50);
       res.on("close", () => {
         clearInterval(ping);
