@@ -255,8 +255,9 @@ func (c *Client) Int(ctx context.Context, key string, ec EvalContext, def int64)
 	return v
 }
 
-// IntDetail is Int with the evaluation detail; Detail.Value is the float64
-// the variant holds.
+// IntDetail is Int with the evaluation detail. Detail.Value is what the
+// variant holds, a float64 in JSON's number model, or def as an int64 when
+// the variant is not a whole number.
 func (c *Client) IntDetail(ctx context.Context, key string, ec EvalContext, def int64) (int64, Detail) {
 	var r result
 	c.resolve(ctx, key, ec, &r)

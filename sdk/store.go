@@ -135,9 +135,11 @@ func (s *store) install(st *state) {
 	}
 }
 
-// replace installs a full snapshot. A flag that fails validation keeps the
-// definition held before, if any, so that one bad flag does not discard the
-// whole update; every such flag is reported in the returned error.
+// replace installs a full snapshot, even one with a lower revision than
+// held: the controller's snapshot is authoritative (docs/sdk-protocol.md).
+// A flag that fails validation keeps the definition held before, if any, so
+// that one bad flag does not discard the whole update; every such flag is
+// reported in the returned error.
 func (s *store) replace(revision int64, flags []flag.Flag) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -62,8 +62,9 @@ type Clause struct {
 // Op is a clause operator.
 type Op string
 
-// The clause operators. Numeric operators compare the attribute with the
-// first value as numbers; semver operators as semantic versions.
+// The clause operators. A clause matches when the attribute matches any of
+// its values: numeric operators compare as numbers, semver operators as
+// semantic versions, and not_in when the attribute equals none of them.
 const (
 	OpIn         Op = "in"
 	OpNotIn      Op = "not_in"
