@@ -9,8 +9,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/sdk/flag"
@@ -152,14 +155,42 @@ func TestFlagCommands(t *testing.T) {
 	}
 }
 
+// TestHelpEverywhere walks the whole command tree, so that a command added
+// later is covered without a change here: every command prints its usage
+// for --help and succeeds. In process, Execute returning nil is what makes
+// main exit 0.
 func TestHelpEverywhere(t *testing.T) {
-	for _, args := range [][]string{
-		{"serve"}, {"apply"}, {"get"}, {"get", "flags"}, {"get", "flag"}, {"delete"}, {"delete", "flag"},
-		{"audit"}, {"token"}, {"token", "create"}, {"token", "list"}, {"token", "revoke"},
-	} {
-		out, err := runCLI(t, "", append(args, "--help")...)
-		if err != nil || !strings.Contains(out, "Usage:") {
-			t.Errorf("vigil %s --help: %v\n%s", strings.Join(args, " "), err, out)
+	root := newRootCmd()
+	// Execute adds cobra's help and completion commands itself; add them
+	// before the walk so that their help is checked too.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	var paths [][]string
+	var walk func(c *cobra.Command, path []string)
+	walk = func(c *cobra.Command, path []string) {
+		paths = append(paths, path)
+		for _, sub := range c.Commands() {
+			walk(sub, append(slices.Clone(path), sub.Name()))
+		}
+	}
+	walk(root, nil)
+	// A walk that found only the top would pass vacuously; these are some
+	// commands known to sit a level or two down.
+	seen := map[string]bool{}
+	for _, p := range paths {
+		seen[strings.Join(p, " ")] = true
+	}
+	for _, want := range []string{"serve", "get flags", "token create", "rollout start", "completion bash"} {
+		if !seen[want] {
+			t.Errorf("the walk did not reach vigil %s", want)
+		}
+	}
+	for _, path := range paths {
+		// A fresh tree each time: cobra keeps parsed flags on the commands.
+		out, err := runCLI(t, "", append(path, "--help")...)
+		name := strings.Join(append([]string{"vigil"}, path...), " ")
+		if err != nil || !strings.Contains(out, "Usage:") || !strings.Contains(out, name) {
+			t.Errorf("%s --help: %v\n%s", name, err, out)
 		}
 	}
 }
