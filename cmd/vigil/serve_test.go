@@ -16,19 +16,11 @@ import (
 	"github.com/vigil-dev/vigil/internal/vigiltest"
 )
 
-// replicaArgs are the flags of one replica on the database at url. When the
-// binary has the embedded metric store, each replica needs its own
-// directory for it.
-func replicaArgs(t *testing.T, bin, url string) []string {
-	args := []string{"--database", url}
-	help, err := exec.Command(bin, "serve", "--help").CombinedOutput()
-	if err != nil {
-		t.Fatalf("vigil serve --help: %v\n%s", err, help)
-	}
-	if strings.Contains(string(help), "--metrics-dir") {
-		args = append(args, "--metrics-dir", t.TempDir())
-	}
-	return args
+// replicaArgs are the flags of one replica on the database at url. Each
+// replica needs its own directory for the embedded metric store, which
+// would otherwise default to ./vigil-data/metrics for both.
+func replicaArgs(t *testing.T, url string) []string {
+	return []string{"--database", url, "--metrics-dir", t.TempDir()}
 }
 
 var adminEnv = []string{"VIGIL_ADMIN_TOKEN=" + testAdminToken}
@@ -139,8 +131,8 @@ func TestReplicasSharePostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := vigiltest.Start(t, bin, adminEnv, replicaArgs(t, bin, url)...)
-	b := vigiltest.Start(t, bin, adminEnv, replicaArgs(t, bin, url)...)
+	a := vigiltest.Start(t, bin, adminEnv, replicaArgs(t, url)...)
+	b := vigiltest.Start(t, bin, adminEnv, replicaArgs(t, url)...)
 	lines, cancel := openEvents(t, b.URL)
 	defer cancel()
 	waitLine(t, lines, "event: snapshot", 5*time.Second)
