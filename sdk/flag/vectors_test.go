@@ -3,6 +3,7 @@ package flag
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,7 +25,67 @@ type evalVector struct {
 	Flag       string         `json:"flag"`
 	Key        string         `json:"targetingKey"`
 	Attributes map[string]any `json:"attributes,omitempty"`
-	Expected   evalExpected   `json:"expected"`
+	// Type is the type the caller asks for (one of evalTypes), and Default
+	// the default it passes, which is served when the evaluation has no
+	// variant or the variant's value is not of Type. A case without a type
+	// asks for any JSON value with a null default, as the first version of
+	// the file did.
+	Type     string          `json:"type,omitempty"`
+	Default  json.RawMessage `json:"default,omitempty"`
+	Expected evalExpected    `json:"expected"`
+}
+
+// evalTypes are the types a case may ask for, each as the typed getter of
+// the SDKs (Go's Bool, String, Float, Int and JSON) checks it.
+var evalTypes = map[string]func(v any) bool{
+	"boolean": func(v any) bool { _, ok := v.(bool); return ok },
+	"string":  func(v any) bool { _, ok := v.(string); return ok },
+	"number":  func(v any) bool { _, ok := v.(float64); return ok },
+	// A whole number in the int64 range: 2^63 is a float64 but not an
+	// int64, while -2^63 is both.
+	"integer": func(v any) bool {
+		f, ok := v.(float64)
+		return ok && f == math.Trunc(f) && f >= -(1<<63) && f < 1<<63
+	},
+	"object": func(any) bool { return true },
+}
+
+// typed turns an evaluation into what a caller asking for c's type gets:
+// the default when there is no variant, the default with type_mismatch
+// when the variant's value is not of the type (even over another error
+// that kept a variant, such as targeting_key_missing serving the control),
+// and the evaluation otherwise.
+func typed(t *testing.T, c evalVector, d Detail) Detail {
+	t.Helper()
+	typ, def := c.Type, any(nil)
+	if typ == "" {
+		typ = "object"
+	}
+	check, ok := evalTypes[typ]
+	if !ok {
+		t.Fatalf("%s: unknown type %q", c.Name, c.Type)
+	}
+	if c.Type == "" && c.Default != nil {
+		t.Fatalf("%s: a default without a type", c.Name)
+	}
+	if c.Type != "" {
+		if c.Default == nil {
+			t.Fatalf("%s: type %s without a default", c.Name, c.Type)
+		}
+		if err := json.Unmarshal(c.Default, &def); err != nil {
+			t.Fatalf("%s: default: %v", c.Name, err)
+		}
+		if !check(def) {
+			t.Fatalf("%s: default %s is not of type %s", c.Name, c.Default, c.Type)
+		}
+	}
+	switch {
+	case d.Variant == "":
+		d.Value = def
+	case !check(d.Value):
+		d.Value, d.Variant, d.Reason, d.ErrorType = def, "", ReasonError, ErrorTypeMismatch
+	}
+	return d
 }
 
 type evalExpected struct {
@@ -110,6 +171,17 @@ flags:
     treatment: t
     enabled: true
     rollout: {percent: 0.001}
+  - key: numbers
+    variants: {whole: 7, frac: 2.5, top: 9223372036854775807, bottom: -9223372036854775808, huge: 1e300, text: "7", bool: true}
+    control: whole
+    enabled: true
+    rules:
+      - {variant: frac, when: [{attribute: pick, op: in, values: [frac]}]}
+      - {variant: top, when: [{attribute: pick, op: in, values: [top]}]}
+      - {variant: bottom, when: [{attribute: pick, op: in, values: [bottom]}]}
+      - {variant: huge, when: [{attribute: pick, op: in, values: [huge]}]}
+      - {variant: text, when: [{attribute: pick, op: in, values: [text]}]}
+      - {variant: bool, when: [{attribute: pick, op: in, values: [bool]}]}
 `
 
 func evalVectorCases() []evalVector {
@@ -186,7 +258,69 @@ func evalVectorCases() []evalVector {
 		u := "unit-" + itoa(i*7919)
 		cases = append(cases, evalVector{Name: "split " + u, Flag: "new-checkout", Key: u})
 	}
-	return cases
+	return append(cases, typedVectorCases()...)
+}
+
+// typedVectorCases ask for a type: the variant when its value has it, the
+// default with type_mismatch when not, the default when there is no
+// variant. Defaults differ from every variant so that serving one shows.
+func typedVectorCases() []evalVector {
+	const (
+		defBool   = `true`
+		defString = `"fallback"`
+		defNumber = `0.5`
+		defInt    = `3`
+		defObject = `{"fallback": true}`
+	)
+	typed := func(name, f, key, typ, def string, attrs ...any) evalVector {
+		c := evalVector{Name: name, Flag: f, Key: key, Type: typ, Default: json.RawMessage(def)}
+		if len(attrs) > 0 {
+			c.Attributes = map[string]any{attrs[0].(string): attrs[1]}
+		}
+		return c
+	}
+	return []evalVector{
+		typed("boolean: target", "new-checkout", "qa-1", "boolean", `false`),
+		typed("boolean: split", "new-checkout", "user-1", "boolean", defBool),
+		typed("boolean: no unit key serves the control, not the default", "new-checkout", "", "boolean", defBool),
+		typed("string: type_mismatch wins over targeting_key_missing", "new-checkout", "", "string", defString),
+		typed("string: boolean variant is a type_mismatch", "new-checkout", "qa-1", "string", defString),
+		typed("boolean: unknown flag serves the default", "missing", "u", "boolean", defBool),
+		typed("string: unknown flag serves the default", "missing", "u", "string", defString),
+		typed("number: unknown flag serves the default", "missing", "u", "number", defNumber),
+		typed("integer: unknown flag serves the default", "missing", "u", "integer", defInt),
+		typed("object: unknown flag serves the default", "missing", "u", "object", defObject),
+		typed("string: disabled serves the control", "disabled", "qa-1", "string", defString),
+		typed("boolean: string variant is a type_mismatch", "disabled", "qa-1", "boolean", defBool),
+		typed("number: string variant is a type_mismatch", "disabled", "qa-1", "number", defNumber),
+		typed("integer: string variant is a type_mismatch", "disabled", "qa-1", "integer", defInt),
+		typed("object: any JSON value, a string too", "disabled", "qa-1", "object", defObject),
+		typed("number: default variant", "no-rollout", "u", "number", defNumber),
+		typed("number: rule variant", "no-rollout", "u", "number", defNumber, "tier", "gold"),
+		typed("integer: whole number", "no-rollout", "u", "integer", defInt, "tier", "gold"),
+		typed("string: number variant is a type_mismatch", "no-rollout", "u", "string", defString),
+		typed("boolean: number variant is a type_mismatch", "no-rollout", "u", "boolean", defBool),
+		typed("object: any JSON value, a number too", "no-rollout", "u", "object", defObject),
+		typed("object: any JSON value, a boolean too", "new-checkout", "qa-1", "object", defObject),
+		typed("object: an object", "json-values", "user-2", "object", defObject),
+		typed("object: a null variant serves null, not the default", "json-values", "user-1", "object", defObject),
+		typed("boolean: null variant is a type_mismatch", "json-values", "user-1", "boolean", defBool),
+		typed("number: object variant is a type_mismatch", "json-values", "user-2", "number", defNumber),
+		typed("string: object variant is a type_mismatch", "json-values", "user-2", "string", defString),
+		typed("integer: 7", "numbers", "u", "integer", defInt),
+		typed("integer: 7 without a unit key, no rollout", "numbers", "", "integer", defInt),
+		typed("integer: 2.5 is a type_mismatch", "numbers", "u", "integer", defInt, "pick", "frac"),
+		typed("number: 2.5", "numbers", "u", "number", defNumber, "pick", "frac"),
+		typed("integer: 2^63 is out of range", "numbers", "u", "integer", defInt, "pick", "top"),
+		typed("number: 2^63", "numbers", "u", "number", defNumber, "pick", "top"),
+		typed("integer: -2^63 is in range", "numbers", "u", "integer", defInt, "pick", "bottom"),
+		typed("integer: 1e300 is out of range", "numbers", "u", "integer", defInt, "pick", "huge"),
+		typed("number: 1e300", "numbers", "u", "number", defNumber, "pick", "huge"),
+		typed("integer: the string \"7\" is a type_mismatch", "numbers", "u", "integer", defInt, "pick", "text"),
+		typed("string: \"7\"", "numbers", "u", "string", defString, "pick", "text"),
+		typed("number: boolean variant is a type_mismatch", "numbers", "u", "number", defNumber, "pick", "bool"),
+		typed("boolean: true", "numbers", "u", "boolean", `false`, "pick", "bool"),
+	}
 }
 
 func TestEvaluationVectorFile(t *testing.T) {
@@ -197,8 +331,10 @@ func TestEvaluationVectorFile(t *testing.T) {
 		}
 		vf := evalVectorFile{Version: "v1", Flags: src.Flags, Cases: evalVectorCases(),
 			Description: "Vigil evaluation vectors: evaluate each case's flag for its targetingKey and attributes " +
-				"and expect variant, value, reason and errorType. For an unknown flag the SDK serves the caller's default " +
-				"(value and variant are null/empty here). See docs/bucketing.md."}
+				"and expect variant, value, reason and errorType. A case with a type (boolean, string, number, integer, object) " +
+				"asks for that type with the given default, which is served when there is no variant, and with type_mismatch " +
+				"when the variant's value is not of the type. A case without a type asks for any JSON value with a null " +
+				"default. See docs/bucketing.md."}
 		for i := range vf.Flags {
 			vf.Flags[i].Version = int64(i + 1)
 		}
@@ -207,7 +343,7 @@ func TestEvaluationVectorFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, c := range vf.Cases {
-			d := snap.Evaluate(c.Flag, Context{Key: c.Key, Attributes: c.Attributes})
+			d := typed(t, c, snap.Evaluate(c.Flag, Context{Key: c.Key, Attributes: c.Attributes}))
 			vf.Cases[i].Expected = evalExpected{Value: d.Value, Variant: d.Variant, Reason: d.Reason, ErrorType: d.ErrorType}
 		}
 		var buf bytes.Buffer
@@ -234,8 +370,10 @@ func TestEvaluationVectorFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	reasons := map[Reason]bool{}
+	errorTypes := map[ErrorType]bool{}
+	types := map[string]bool{}
 	for _, c := range vf.Cases {
-		d := snap.Evaluate(c.Flag, Context{Key: c.Key, Attributes: c.Attributes})
+		d := typed(t, c, snap.Evaluate(c.Flag, Context{Key: c.Key, Attributes: c.Attributes}))
 		got, _ := json.Marshal(d.Value)
 		want, _ := json.Marshal(c.Expected.Value)
 		if d.Variant != c.Expected.Variant || d.Reason != c.Expected.Reason || d.ErrorType != c.Expected.ErrorType || !bytes.Equal(got, want) {
@@ -243,10 +381,27 @@ func TestEvaluationVectorFile(t *testing.T) {
 				c.Expected.Variant, c.Expected.Reason, c.Expected.ErrorType, want)
 		}
 		reasons[d.Reason] = true
+		errorTypes[d.ErrorType] = true
+		types[c.Type] = true
 	}
 	for _, r := range []Reason{ReasonDisabled, ReasonTargetingMatch, ReasonSplit, ReasonDefault, ReasonError} {
 		if !reasons[r] {
 			t.Errorf("no case yields reason %s", r)
 		}
+	}
+	// provider_not_ready and general cannot come from a snapshot in the Go
+	// reference (docs/bucketing.md says why); every other error type must.
+	for _, e := range []ErrorType{ErrorFlagNotFound, ErrorTargetingKeyMissing, ErrorTypeMismatch} {
+		if !errorTypes[e] {
+			t.Errorf("no case yields error type %s", e)
+		}
+	}
+	for typ := range evalTypes {
+		if !types[typ] {
+			t.Errorf("no case asks for type %s", typ)
+		}
+	}
+	if !types[""] {
+		t.Error("no case without a type: the first version's cases must stay valid")
 	}
 }

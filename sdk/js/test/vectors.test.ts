@@ -5,7 +5,9 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { bucket, bucketOf, hash, millipercent } from "../src/bucket.js";
-import { readSnapshotDocument, Snapshot } from "../src/snapshot.js";
+import { Client } from "../src/client.js";
+import type { Detail } from "../src/flag.js";
+import { readSnapshotDocument } from "../src/snapshot.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
 
@@ -111,26 +113,60 @@ interface EvalFile {
     flag: string;
     targetingKey?: string;
     attributes?: Record<string, unknown>;
+    /** the type the caller asks for; absent: any JSON value with a null default */
+    type?: "boolean" | "string" | "number" | "integer" | "object";
+    default?: unknown;
     expected: { value: unknown; variant?: string; reason: string; errorType?: string };
   }[];
 }
 
-test("evaluation-v1.json: every case", () => {
+test("evaluation-v1.json: every case, through the client's typed methods", () => {
   const ev = JSON.parse(readFileSync(root + "testdata/evaluation-v1.json", "utf8")) as EvalFile;
   assert.equal(ev.version, "v1");
   const doc = readSnapshotDocument({ revision: 1, flags: ev.flags });
   assert.deepEqual(doc.errors, []);
-  const snap = Snapshot.of(1, doc.flags);
+  // The typed methods are where a type_mismatch arises, so the cases run
+  // through a client, not the snapshot alone.
+  const client = new Client({ flags: doc.flags, logger: { warn: () => {}, error: () => {} } });
   const reasons = new Set<string>();
+  const errorTypes = new Set<string>();
+  const types = new Set<string>();
   for (const c of ev.cases) {
-    const d = snap.evaluate(c.flag, { key: c.targetingKey ?? "", attributes: c.attributes ?? {} });
+    const ctx = { key: c.targetingKey ?? "", attributes: c.attributes ?? {} };
+    types.add(c.type ?? "");
+    const def = c.type === undefined ? null : c.default;
+    assert.notEqual(def, undefined, `${c.name}: type ${c.type} without a default`);
+    let d: Detail;
+    switch (c.type) {
+      case "boolean":
+        d = client.booleanDetail(c.flag, ctx, def as boolean);
+        break;
+      case "string":
+        d = client.stringDetail(c.flag, ctx, def as string);
+        break;
+      case "number":
+        d = client.numberDetail(c.flag, ctx, def as number);
+        break;
+      case "integer":
+        d = client.integerDetail(c.flag, ctx, def as number);
+        break;
+      case "object":
+      case undefined:
+        d = client.jsonDetail(c.flag, ctx, def);
+        break;
+      default:
+        assert.fail(`${c.name}: unknown type ${String(c.type)}`);
+    }
     reasons.add(d.reason);
+    errorTypes.add(d.errorType ?? "");
     assert.deepEqual(
-      { value: d.value ?? null, variant: d.variant, reason: d.reason, errorType: d.errorType ?? "" },
+      { value: d.value, variant: d.variant, reason: d.reason, errorType: d.errorType ?? "" },
       { value: c.expected.value, variant: c.expected.variant ?? "", reason: c.expected.reason, errorType: c.expected.errorType ?? "" },
       c.name,
     );
   }
-  assert.ok(ev.cases.length >= 150);
+  assert.ok(ev.cases.length >= 190);
   for (const r of ["disabled", "targeting_match", "split", "default", "error"]) assert.ok(reasons.has(r), `no case yields ${r}`);
+  for (const e of ["flag_not_found", "targeting_key_missing", "type_mismatch"]) assert.ok(errorTypes.has(e), `no case yields ${e}`);
+  for (const t of ["", "boolean", "string", "number", "integer", "object"]) assert.ok(types.has(t), `no case asks for type ${JSON.stringify(t)}`);
 });
