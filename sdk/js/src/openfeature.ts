@@ -122,8 +122,14 @@ export class VigilProvider implements Provider {
     return this.resolve(key, def, ctx, (v) => typeof v === "number");
   }
 
+  /**
+   * Evaluates a flag with any JSON variants, null and scalars included: an
+   * OpenFeature JsonValue may be any of them, and the Go provider and both
+   * clients' JSON methods accept them all, so a service gets the same
+   * answer in either language.
+   */
   async resolveObjectEvaluation<T extends JsonValue>(key: string, def: T, ctx: EvaluationContext): Promise<ResolutionDetails<T>> {
-    return this.resolve(key, def, ctx, (v) => v !== null && typeof v === "object");
+    return this.resolve(key, def, ctx, () => true);
   }
 
   /**

@@ -45,6 +45,9 @@ test("OpenFeature: every type, reasons, error codes, events, tracking", async (t
   assert.deepEqual([n.value, n.variant, n.reason], [10, "a", "SPLIT"]);
   const o = await of.getObjectDetails("config", {}, { targetingKey: "user-1" });
   assert.deepEqual([o.value, o.reason], [{ retries: 3 }, "DISABLED"]);
+  // Object evaluation takes any JSON value, as Go's provider does.
+  const scalar = await of.getObjectDetails("checkout", {}, { targetingKey: "user-1" });
+  assert.deepEqual([scalar.value, scalar.variant, scalar.errorCode], [true, "on", undefined]);
 
   const missing = await of.getBooleanDetails("nope", true, { targetingKey: "u" });
   assert.deepEqual([missing.value, missing.reason, missing.errorCode], [true, "ERROR", "FLAG_NOT_FOUND"]);
