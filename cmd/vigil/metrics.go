@@ -120,6 +120,9 @@ func mountMetricStore(ms *metricstore.Store) server.Extension {
 		read := h.Group("/api/v1", store.RoleAdmin, store.RoleReader)
 		for _, path := range []string{"/query", "/query_range", "/series", "/labels", "/label/:name/values", "/metadata", "/query_exemplars"} {
 			read.GET(path, api)
+		}
+		// As in Prometheus, label values and metadata are GET only.
+		for _, path := range []string{"/query", "/query_range", "/series", "/labels", "/query_exemplars"} {
 			read.POST(path, api)
 		}
 		otlp := gin.WrapH(ms.OTLPHandler())

@@ -119,8 +119,7 @@ func roleRoutes() map[string]routeCase {
 	for _, cmd := range []string{"start", "pause", "resume", "promote", "rollback", "abort"} {
 		rc["POST /api/v1/rollouts/:key/"+cmd] = routeCase{path: "/api/v1/rollouts/never-created/" + cmd, allowed: adminOnly}
 	}
-	// Grafana sends queries either way; both are reads. (Prometheus's own
-	// API answers POST on label values with 405, past authorization.)
+	// Grafana sends queries either way; both are reads.
 	for pattern, query := range map[string]string{
 		"/api/v1/query":              "query=vector(1)",
 		"/api/v1/query_range":        "query=vector(1)&start=0&end=60&step=15",
@@ -136,6 +135,9 @@ func roleRoutes() map[string]routeCase {
 			get += "?" + query
 		}
 		rc["GET "+pattern] = routeCase{path: get, allowed: readers}
+		if pattern == "/api/v1/label/:name/values" || pattern == "/api/v1/metadata" {
+			continue // GET only, as in Prometheus
+		}
 		rc["POST "+pattern] = routeCase{path: path, body: func() string { return query },
 			contentType: "application/x-www-form-urlencoded", allowed: readers}
 	}
