@@ -94,7 +94,9 @@ func evalUnits(in io.Reader, enc *json.Encoder, snap *flag.Snapshot, key string,
 
 func explain(snap *flag.Snapshot, key string, ctx flag.Context) evalResult {
 	r := evalResult{Unit: ctx.Key, Detail: snap.Evaluate(key, ctx)}
-	if f, ok := snap.Flag(key); ok && f.Rollout != nil {
+	// An empty unit key never reaches bucketing (docs/bucketing.md), so a
+	// bucket beside it would explain a decision that was not made.
+	if f, ok := snap.Flag(key); ok && f.Rollout != nil && ctx.Key != "" {
 		salt := f.Salt
 		if salt == "" {
 			salt = f.Key

@@ -54,7 +54,7 @@ func TestEval(t *testing.T) {
 		{[]string{"new-checkout", "user-1"}, `{"unit":"user-1","key":"new-checkout","value":false,"variant":"off","reason":"split","bucket":39756,"percent":5}`},
 		{[]string{"new-checkout", "qa-1"}, `{"unit":"qa-1","key":"new-checkout","value":true,"variant":"on","reason":"targeting_match","bucket":`},
 		{[]string{"new-checkout", "user-1", "plan=beta"}, `{"unit":"user-1","key":"new-checkout","value":true,"variant":"on","reason":"targeting_match","bucket":39756,"percent":5}`},
-		{[]string{"new-checkout", "", "plan=free"}, `"reason":"error","errorType":"targeting_key_missing"`},
+		{[]string{"new-checkout", "", "plan=free"}, `{"unit":"","key":"new-checkout","value":false,"variant":"off","reason":"error","errorType":"targeting_key_missing"}`},
 		{[]string{"missing", "user-1"}, `{"unit":"user-1","key":"missing","value":null,"reason":"error","errorType":"flag_not_found"}`},
 	}
 	for _, tt := range tests {
