@@ -1,5 +1,8 @@
-// Package crosslang holds the test that proves the Go and TypeScript SDKs
-// give every unit the same answer: it evaluates the same flags over the same
+// Package crosslang holds the tests that prove the Go and TypeScript SDKs
+// give every unit the same answer: the same flags evaluated over the same
 // 100,000 units in both languages (the TypeScript side through node and
-// sdk/js) and compares every variant, reason and error type.
+// sdk/js), flags files parsed alike, patterns and pins read alike, the same
+// metric names, attributes and buckets recorded, and both SDKs against a
+// real `vigil serve` whose flags change through the admin API while they
+// run.
 package crosslang
