@@ -11,7 +11,9 @@ MODULES := . sdk $(patsubst %/go.mod,%,$(wildcard sdk/*/go.mod))
 build:
 	$(GO) build -o $(BIN) ./cmd/vigil
 
-test: test-js test-go test-e2e
+# The tests that run vigil as a process share the binary make build wrote.
+test: export VIGIL_TEST_BINARY = $(abspath $(BIN))
+test: build test-js test-go test-e2e
 
 # The TypeScript SDK: dependencies from the committed lock file, a tsc build
 # (the cross-language Go test runs the built dist), then node's test runner.
@@ -41,6 +43,19 @@ bench:
 # rewrites docs/judge-benchmark.md; commit the result.
 bench-judge:
 	GOMAXPROCS=2 $(GO) run ./analysis/judgebench -runs 2000 -seed 20261125 -out docs/judge-benchmark.md
+
+# Every fuzz target for FUZZTIME each (go test -fuzz takes one target per
+# run); the seed corpora also run, as plain tests, in make test.
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for m in $(MODULES); do \
+		(cd $$m && for pkg in $$($(GO) list ./...); do \
+			for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+				echo "== $$pkg $$f"; \
+				$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg; \
+			done; \
+		done); \
+	done
 
 lint:
 	@set -e; out=$$(gofmt -l $$(git ls-files '*.go')); \

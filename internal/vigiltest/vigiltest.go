@@ -16,10 +16,22 @@ import (
 	"time"
 )
 
-// Build builds the vigil command into a temporary directory of tb and
-// returns the binary's path.
+// BinaryEnv names an environment variable that holds the path of a vigil
+// binary built from this tree. make test builds one and sets it, so that the
+// packages that run vigil share it instead of each linking its own; a plain
+// go test leaves it unset and builds.
+const BinaryEnv = "VIGIL_TEST_BINARY"
+
+// Build returns the path of a vigil binary: the one BinaryEnv names, or else
+// one built into a temporary directory of tb.
 func Build(tb testing.TB) string {
 	tb.Helper()
+	if bin := os.Getenv(BinaryEnv); bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			tb.Fatalf("%s: %v", BinaryEnv, err)
+		}
+		return bin
+	}
 	bin := filepath.Join(tb.TempDir(), "vigil")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/vigil-dev/vigil/cmd/vigil")
 	if out, err := cmd.CombinedOutput(); err != nil {
