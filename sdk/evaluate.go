@@ -99,23 +99,23 @@ func (c *Client) observe(ctx context.Context, r *result, unit string) {
 	}
 	attrs := make([]attribute.KeyValue, 0, 7)
 	attrs = append(attrs,
-		attribute.String("feature_flag.key", r.d.Key),
-		attribute.String("feature_flag.provider.name", "vigil"),
-		attribute.String("feature_flag.result.reason", string(r.d.Reason)),
+		attribute.String(AttrKey, r.d.Key),
+		attribute.String(AttrProviderName, ProviderName),
+		attribute.String(AttrReason, string(r.d.Reason)),
 	)
 	if r.d.Variant != "" {
-		attrs = append(attrs, attribute.String("feature_flag.result.variant", r.d.Variant))
+		attrs = append(attrs, attribute.String(AttrVariant, r.d.Variant))
 	}
 	if r.d.Version != 0 {
-		attrs = append(attrs, attribute.String("feature_flag.version", strconv.FormatInt(r.d.Version, 10)))
+		attrs = append(attrs, attribute.String(AttrVersion, strconv.FormatInt(r.d.Version, 10)))
 	}
 	if r.d.ErrorType != "" {
-		attrs = append(attrs, attribute.String("error.type", string(r.d.ErrorType)))
+		attrs = append(attrs, attribute.String(AttrErrorType, string(r.d.ErrorType)))
 	}
 	if c.cfg.RecordUnitKey && unit != "" {
-		attrs = append(attrs, attribute.String("feature_flag.context.id", unit))
+		attrs = append(attrs, attribute.String(AttrContextID, unit))
 	}
-	span.AddEvent("feature_flag.evaluation", trace.WithAttributes(attrs...))
+	span.AddEvent(SpanEventEvaluation, trace.WithAttributes(attrs...))
 	if r.d.Variant != "" {
 		span.SetAttributes(attribute.String(SpanAttributePrefix+r.d.Key, r.d.Variant))
 	}

@@ -30,6 +30,19 @@ const (
 	AttrEventName = "feature_flag.event.name"
 )
 
+// The span event an evaluation adds to a recording span, and the attributes
+// it carries besides AttrKey, AttrVariant, AttrReason and AttrErrorType
+// (OpenTelemetry's feature-flag semantic conventions).
+const (
+	SpanEventEvaluation = "feature_flag.evaluation"
+	AttrProviderName    = "feature_flag.provider.name"
+	AttrVersion         = "feature_flag.version"
+	// AttrContextID carries the unit key, only with Config.RecordUnitKey.
+	AttrContextID = "feature_flag.context.id"
+	// ProviderName is the value of AttrProviderName.
+	ProviderName = "vigil"
+)
+
 // DurationBuckets are the boundaries, in seconds, of the
 // feature_flag.request.duration histogram: HTTP latencies from 5 ms to 10 s.
 var DurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 2.5, 5, 7.5, 10}

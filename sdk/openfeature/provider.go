@@ -32,7 +32,7 @@ import (
 )
 
 // Name is the provider's name in OpenFeature metadata.
-const Name = "vigil"
+const Name = sdk.ProviderName
 
 // ReasonPinned is the OpenFeature reason of a variant pinned upstream
 // through baggage (sdk.ReasonPinned).
