@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,11 @@ const (
 	// slower in the tail.
 	SlowSearch = "slow-search"
 )
+
+// ServedMetric counts, on each service's /metrics, the requests it
+// answered by status code, whatever flags they evaluated; the SDK's cohort
+// metrics count only requests that evaluated a flag under rollout.
+const ServedMetric = "fleet_requests_total"
 
 // Behaviour is how one code path of a service performs.
 type Behaviour struct {
@@ -167,6 +173,12 @@ func (f *Fleet) Do(ctx context.Context, unit string) error {
 
 func startService(ctx context.Context, cfg Config, name, next string, client *http.Client) (*service, error) {
 	reg := prometheus.NewRegistry()
+	// Every request, flags under rollout or not, so that the fleet's
+	// traffic shows after the rollouts have finished too.
+	served := prometheus.NewCounterVec(prometheus.CounterOpts{Name: ServedMetric, Help: "Requests the service answered, by status code."}, []string{"code"})
+	if err := reg.Register(served); err != nil {
+		return nil, fmt.Errorf("register %s: %w", ServedMetric, err)
+	}
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
 	if err != nil {
 		return nil, err
@@ -210,12 +222,15 @@ func startService(ctx context.Context, cfg Config, name, next string, client *ht
 			s.metrics.Close()
 		}
 	}()
-	var handler http.Handler = withBaggage(c.Middleware(h))
+	report := func(_ string, status int) { served.WithLabelValues(strconv.Itoa(status)).Inc() }
 	if name == "gateway" && cfg.Answered != nil {
 		// Only the gateway's answer is what the caller sees.
-		handler = answered(handler, cfg.Answered)
+		report = func(request string, status int) {
+			served.WithLabelValues(strconv.Itoa(status)).Inc()
+			cfg.Answered(request, status)
+		}
 	}
-	s.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	s.srv = &http.Server{Handler: answered(withBaggage(c.Middleware(h)), report), ReadHeaderTimeout: 5 * time.Second}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -236,7 +251,7 @@ func withBaggage(next http.Handler) http.Handler {
 }
 
 // answered reports the status of every request next answered. Outermost,
-// so it sees the status the SDK middleware recorded, and the caller got.
+// so it sees the status the SDK middleware recorded and the caller got.
 func answered(next http.Handler, report func(request string, status int)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w}

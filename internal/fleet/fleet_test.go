@@ -160,4 +160,17 @@ func TestFleetReportsWhatTheCallerGot(t *testing.T) {
 	if got[http.StatusBadGateway] != failed || got[http.StatusOK] == 0 || failed == 0 {
 		t.Errorf("statuses %v, %d requests failed for the caller; want both outcomes, the failures as 502", got, failed)
 	}
+
+	// The gateway's /metrics counts the same.
+	resp, err := http.Get("http://" + f.MetricsTargets()[2] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for code, n := range got {
+		if want := fmt.Sprintf("%s{code=\"%d\"} %d\n", ServedMetric, code, n); !strings.Contains(string(body), want) {
+			t.Errorf("gateway /metrics lacks %q:\n%s", want, body)
+		}
+	}
 }
