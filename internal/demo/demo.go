@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/internal/client"
 	"github.com/vigil-dev/vigil/internal/fleet"
@@ -42,15 +44,29 @@ type Options struct {
 	// Out receives the live view and the summary.
 	Out io.Writer
 	// Live redraws the view in place (for a terminal); otherwise it
-	// prints a line whenever a rollout changes.
+	// prints a rollout's lines whenever it changes.
 	Live bool
+	// Metrics, when set, is the Prometheus API the judge reads, read
+	// again for the view's cohort figures: requests, errors and p95
+	// latency.
+	Metrics analysis.Provider
 }
 
 // The demo's flags: new-checkout's treatment is healthy, fast-payments's
-// fails twice as often and is slower in the tail.
+// makes requests fail twice as often and is slower in the tail. Every
+// service fails 1% of its requests, so 3.0% of requests fail on the way
+// through gateway, checkout and payments; fast-payments's treatment path in
+// payments fails 4%, which makes 5.9% end to end, 1.99 times as many
+// (TestHarmfulFailsTwiceAsOften).
 var (
 	healthy = fleet.Behaviour{ErrorRate: 0.01, Latency: 3 * time.Millisecond, TailRate: 0.02, TailLatency: 60 * time.Millisecond}
 	harmful = fleet.Behaviour{ErrorRate: 0.04, Latency: 3 * time.Millisecond, TailRate: 0.2, TailLatency: 300 * time.Millisecond}
+)
+
+// The variants of both demo flags.
+const (
+	treatmentVariant = "on"
+	controlVariant   = "off"
 )
 
 // Outcome is what a demo run produced.
@@ -61,7 +77,34 @@ type Outcome struct {
 	// CrossService maps a flag to how many users saw it in more than one
 	// service, and Mismatched to how many of those saw different variants.
 	CrossService, Mismatched map[string]int
-	Elapsed                  time.Duration
+	// Served maps a flag and a variant to the requests the gateway
+	// answered for users served that variant, and how many failed.
+	Served  map[string]map[string]Tally
+	Elapsed time.Duration
+}
+
+// Tally counts requests and the failed ones among them.
+type Tally struct {
+	Requests, Failed int
+}
+
+// Rate is the share of requests that failed, NaN without requests.
+func (t Tally) Rate() float64 {
+	if t.Requests == 0 {
+		return math.NaN()
+	}
+	return float64(t.Failed) / float64(t.Requests)
+}
+
+// ErrorRatio is how many times as often the requests of users served the
+// flag's treatment failed, end to end, as those of users served control;
+// NaN when either cohort has no requests or control no failures.
+func (o Outcome) ErrorRatio(key string) float64 {
+	t, c := o.Served[key][treatmentVariant].Rate(), o.Served[key][controlVariant].Rate()
+	if c == 0 {
+		return math.NaN()
+	}
+	return t / c
 }
 
 // Expected reports whether the run ended as the story says: new-checkout
@@ -130,7 +173,7 @@ func FlagsFile(interval, step time.Duration) string {
     rollout:
       percent: 0` + plan + `
   - key: fast-payments
-    description: Faster payment path; its treatment fails twice as often and is slower in the tail
+    description: Faster payment path; its treatment makes requests fail twice as often and is slower in the tail
     variants: {off: false, on: true}
     control: off
     treatment: on
@@ -146,25 +189,52 @@ func FlagsFile(interval, step time.Duration) string {
 `
 }
 
+// Demo is a running demo: the fleet under load and the two rollouts. Start
+// it, Wait for the story's end, then Close it; between Wait and Close the
+// fleet and the load keep running, for a person to explore.
+type Demo struct {
+	opts     Options
+	api      *client.Client
+	fleet    *fleet.Fleet
+	load     *fleet.Load
+	seen     *sightings
+	start    time.Time
+	stopLoad context.CancelFunc
+	loadDone sync.WaitGroup
+	closed   sync.Once
+}
+
 // Run plays the demo against the controller and returns when both rollouts
-// have finished, or ctx ends, or the timeout passes.
+// have finished, or ctx ends, or the timeout passes. The fleet and the load
+// stop before it returns.
 func Run(ctx context.Context, opts Options) (Outcome, error) {
-	opts.defaults()
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
-	defer cancel()
-	api, err := client.New(opts.ServerURL, opts.Token)
+	d, err := Start(ctx, opts)
 	if err != nil {
 		return Outcome{}, err
+	}
+	defer d.Close()
+	return d.Wait(ctx)
+}
+
+// Start applies the demo's flags, starts the fleet and the load and starts
+// both rollouts. The fleet and the load run until Close, whatever happens to
+// ctx, which only bounds the start.
+func Start(ctx context.Context, opts Options) (*Demo, error) {
+	opts.defaults()
+	d := &Demo{opts: opts, seen: newSightings(), start: time.Now()}
+	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	var err error
+	if d.api, err = client.New(opts.ServerURL, opts.Token); err != nil {
+		return nil, fmt.Errorf("demo: controller client: %w", err)
 	}
 	w := opts.Out
 	fmt.Fprintf(w, "Vigil demo: controller at %s\n", opts.ServerURL)
 
-	if _, err := api.Apply(ctx, []byte(FlagsFile(opts.Interval, opts.StepDuration)), false, false, "demo flags"); err != nil {
-		return Outcome{}, fmt.Errorf("apply demo flags: %w", err)
+	if _, err := d.api.Apply(ctx, []byte(FlagsFile(opts.Interval, opts.StepDuration)), false, false, "demo flags"); err != nil {
+		return nil, fmt.Errorf("apply demo flags: %w", err)
 	}
-	seen := newSightings()
-	fl, err := fleet.Start(ctx, fleet.Config{
+	d.fleet, err = fleet.Start(ctx, fleet.Config{
 		ControllerURL: opts.ServerURL, Token: opts.Token,
 		OTLPEndpoint: opts.OTLPEndpoint, PushInterval: opts.Interval,
 		Headers: map[string]string{"Authorization": "Bearer " + opts.Token},
@@ -173,55 +243,82 @@ func Run(ctx context.Context, opts Options) (Outcome, error) {
 			fleet.NewCheckout:  healthy,
 			fleet.FastPayments: harmful,
 		},
-		Seen: seen.record,
+		Seen:     d.seen.record,
+		Answered: d.seen.answered,
 	})
 	if err != nil {
-		return Outcome{}, fmt.Errorf("start the fleet: %w", err)
+		return nil, fmt.Errorf("start the fleet: %w", err)
 	}
-	defer fl.Close()
-	fmt.Fprintf(w, "fleet: gateway -> checkout -> payments, gateway at %s\n", fl.GatewayURL())
+	fmt.Fprintf(w, "fleet: gateway -> checkout -> payments, gateway at %s\n", d.fleet.GatewayURL())
 	if opts.Fleet != nil {
-		if err := opts.Fleet(ctx, fl.MetricsTargets()); err != nil {
-			return Outcome{}, err
+		if err := opts.Fleet(ctx, d.fleet.MetricsTargets()); err != nil {
+			d.fleet.Close()
+			return nil, fmt.Errorf("hand the fleet's targets over: %w", err)
 		}
 	}
 
-	load := &fleet.Load{Rate: opts.Rate, Users: opts.Users, Workers: 32}
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	var loadDone sync.WaitGroup
-	loadDone.Add(1)
+	// The load outlives ctx: with --keep-running it goes on after the
+	// story, until Close.
+	d.load = &fleet.Load{Rate: opts.Rate, Users: opts.Users, Workers: 32}
+	var loadCtx context.Context
+	loadCtx, d.stopLoad = context.WithCancel(context.WithoutCancel(ctx))
+	d.loadDone.Add(1)
 	go func() {
-		defer loadDone.Done()
-		load.Run(loadCtx, fl)
-	}()
-	defer func() {
-		stopLoad()
-		loadDone.Wait()
+		defer d.loadDone.Done()
+		d.load.Run(loadCtx, d.fleet)
 	}()
 	fmt.Fprintf(w, "load: %.0f requests/s from %d users\n\n", opts.Rate, opts.Users)
 
 	for _, key := range []string{fleet.NewCheckout, fleet.FastPayments} {
 		var st rollout.State
-		if err := api.Do(ctx, client.Request{Method: http.MethodPost, Path: "/api/v1/rollouts/" + key + "/start",
+		if err := d.api.Do(ctx, client.Request{Method: http.MethodPost, Path: "/api/v1/rollouts/" + key + "/start",
 			Body: map[string]string{"reason": "demo"}}, &st); err != nil {
-			return Outcome{}, fmt.Errorf("start rollout %s: %w", key, err)
+			d.Close()
+			return nil, fmt.Errorf("start rollout %s: %w", key, err)
 		}
 	}
-
-	view := &liveView{out: w, live: opts.Live}
-	states, err := watch(ctx, api, opts.Interval/2, view)
-	stopLoad()
-	loadDone.Wait()
-	out := Outcome{Rollouts: states, Sent: load.Sent(), Failed: load.Failed(), Elapsed: time.Since(start)}
-	out.CrossService, out.Mismatched = seen.summary()
-	if err != nil {
-		return out, err
-	}
-	return out, nil
+	return d, nil
 }
 
-// watch polls the rollouts until both demo rollouts are finished.
-func watch(ctx context.Context, api *client.Client, every time.Duration, view *liveView) (map[string]rollout.State, error) {
+// GatewayURL is the fleet's entry point.
+func (d *Demo) GatewayURL() string { return d.fleet.GatewayURL() }
+
+// Rate is the load's requests per second.
+func (d *Demo) Rate() float64 { return d.opts.Rate }
+
+// Wait shows the rollouts until both have finished, or ctx ends, or the
+// demo's timeout (counted from Start) passes, and returns the outcome so
+// far. The fleet and the load keep running.
+func (d *Demo) Wait(ctx context.Context) (Outcome, error) {
+	ctx, cancel := context.WithDeadline(ctx, d.start.Add(d.opts.Timeout))
+	defer cancel()
+	view := &liveView{out: d.opts.Out, live: d.opts.Live}
+	var cohorts *cohortReader
+	if d.opts.Metrics != nil {
+		cohorts = newCohortReader(d.opts.Metrics, d.opts.Interval)
+	}
+	states, err := watch(ctx, d.api, d.opts.Interval/2, view, cohorts)
+	// The check covers the story; what the load does while a person
+	// explores is not part of it, and is not kept.
+	d.seen.stop()
+	out := Outcome{Rollouts: states, Sent: d.load.Sent(), Failed: d.load.Failed(), Elapsed: time.Since(d.start)}
+	out.CrossService, out.Mismatched = d.seen.summary()
+	out.Served = d.seen.served()
+	return out, err
+}
+
+// Close stops the load, then the fleet. It is safe to call more than once.
+func (d *Demo) Close() {
+	d.closed.Do(func() {
+		d.stopLoad()
+		d.loadDone.Wait()
+		d.fleet.Close()
+	})
+}
+
+// watch polls the rollouts until both demo rollouts are finished, reading
+// the cohorts' figures as it goes when cohorts is not nil.
+func watch(ctx context.Context, api *client.Client, every time.Duration, view *liveView, cohorts *cohortReader) (map[string]rollout.State, error) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	states := map[string]rollout.State{}
@@ -233,12 +330,16 @@ func watch(ctx context.Context, api *client.Client, every time.Duration, view *l
 			if ctx.Err() != nil {
 				return states, fmt.Errorf("rollouts did not finish in time: %w", ctx.Err())
 			}
-			return states, err
+			return states, fmt.Errorf("read the rollouts: %w", err)
 		}
 		for _, s := range list.Rollouts {
 			states[s.Key] = s
 		}
-		view.draw(states)
+		var figures map[string]flagFigures
+		if cohorts != nil {
+			figures = cohorts.update(ctx, time.Now(), states)
+		}
+		view.draw(states, figures)
 		if finished(states[fleet.NewCheckout]) && finished(states[fleet.FastPayments]) {
 			return states, nil
 		}
@@ -267,6 +368,10 @@ type sightings struct {
 	// by flag, then request: the variant served, or "" once services
 	// disagreed.
 	requests map[string]map[string]sighting
+	// status is the gateway's answer to each request.
+	status map[string]int
+	// stopped ends the recording once the story is over.
+	stopped bool
 }
 
 type sighting struct {
@@ -277,12 +382,31 @@ type sighting struct {
 }
 
 func newSightings() *sightings {
-	return &sightings{requests: map[string]map[string]sighting{}}
+	return &sightings{requests: map[string]map[string]sighting{}, status: map[string]int{}}
+}
+
+// stop ends the recording: the maps grow with every request, and with
+// --keep-running the load goes on for as long as a person explores.
+func (s *sightings) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+}
+
+func (s *sightings) answered(request string, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stopped {
+		s.status[request] = status
+	}
 }
 
 func (s *sightings) record(_, key, unit, request, variant string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
 	reqs := s.requests[key]
 	if reqs == nil {
 		reqs = map[string]sighting{}
@@ -317,6 +441,32 @@ func (s *sightings) summary() (multi, mismatched map[string]int) {
 		multi[key], mismatched[key] = len(users), len(bad)
 	}
 	return multi, mismatched
+}
+
+// served counts, per flag and variant, the requests the gateway answered
+// and how many of them failed for the caller: each cohort's error rate end
+// to end, as users saw it.
+func (s *sightings) served() map[string]map[string]Tally {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]map[string]Tally{}
+	for key, reqs := range s.requests {
+		by := map[string]Tally{}
+		for id, r := range reqs {
+			status, ok := s.status[id]
+			if !ok || r.mismatch {
+				continue
+			}
+			t := by[r.variant]
+			t.Requests++
+			if status >= 500 {
+				t.Failed++
+			}
+			by[r.variant] = t
+		}
+		out[key] = by
+	}
+	return out
 }
 
 func formatPercent(p float64) string {
