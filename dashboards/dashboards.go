@@ -19,6 +19,7 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/statetimeline"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 
+	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -39,8 +40,9 @@ const OverviewUID = "vigil-overview"
 // FlagUIDPrefix starts the UID of every flag's dashboard.
 const FlagUIDPrefix = "vigil-flag-"
 
-// Grafana accepts UIDs of up to 40 letters, digits, '-' and '_'.
-const maxUID = 40
+// MaxUIDLength is the length of the longest UID Grafana accepts; a UID
+// holds letters, digits, '-' and '_'.
+const MaxUIDLength = 40
 
 // Tag marks every Vigil dashboard; their links menu lists dashboards by it.
 const Tag = "vigil"
@@ -50,12 +52,12 @@ const Tag = "vigil"
 // Grafana would not take as it is (a '.', or too long) is shortened and
 // given a hash of the whole key, which keeps distinct keys apart.
 func UID(key string) string {
-	if len(FlagUIDPrefix)+len(key) <= maxUID && !strings.Contains(key, ".") {
+	if len(FlagUIDPrefix)+len(key) <= MaxUIDLength && !strings.Contains(key, ".") {
 		return FlagUIDPrefix + key
 	}
 	sum := sha256.Sum256([]byte(key))
 	suffix := "-" + hex.EncodeToString(sum[:4])
-	keep := min(len(key), maxUID-len(FlagUIDPrefix)-len(suffix))
+	keep := min(len(key), MaxUIDLength-len(FlagUIDPrefix)-len(suffix))
 	return FlagUIDPrefix + strings.ReplaceAll(key[:keep], ".", "_") + suffix
 }
 
@@ -129,8 +131,9 @@ func BuildFlag(f flag.Flag, opts Options) (dashboard.Dashboard, error) {
 	}
 
 	b.WithRow(p.row("Judge")).
-		WithPanel(p.evidence(s).Span(12)).
-		WithPanel(p.verdicts(s).Span(12))
+		WithPanel(p.evidence(s).Span(8)).
+		WithPanel(p.checkEvidence(s).Span(8)).
+		WithPanel(p.verdicts(s).Span(8))
 
 	d, err := b.Build()
 	if err != nil {
@@ -293,8 +296,8 @@ func (s scope) legendCtl(single string) string {
 func (p *panels) state(s scope) *statetimeline.PanelBuilder {
 	states := rolloutStates()
 	colors := map[string]string{
-		"pending": "text", "progressing": "blue", "paused": "yellow",
-		"promoted": "green", "rolled_back": "red", "aborted": "purple",
+		string(rollout.Pending): "text", string(rollout.Progressing): "blue", string(rollout.Paused): "yellow",
+		string(rollout.Promoted): "green", string(rollout.RolledBack): "red", string(rollout.Aborted): "purple",
 	}
 	opts := make(map[string]dashboard.ValueMappingResult, len(states))
 	for i, st := range states {
@@ -368,21 +371,37 @@ func (p *panels) slowShare(s scope, edge float64) *timeseries.PanelBuilder {
 	return cohortTargets(b, s, "", func(c cohort) string { return s.slowShare(edge, c) })
 }
 
+// evidence draws what the judge compares with its threshold: the mean of
+// the checks' e-values against 1/alpha. The judge keeps the highest mean it
+// has seen, so a line that touched the threshold and came down still failed.
 func (p *panels) evidence(s scope) *timeseries.PanelBuilder {
-	legend := "{{metric}}"
-	if s.ctlBy != "" {
-		legend = "{{flag}} {{metric}}"
-	}
 	return p.timeseries("Judge's evidence against the threshold",
-		"The judge's e-value per metric (vigil_analysis_evidence): crossing the threshold, 1/alpha, "+
-			"is enough evidence that the treatment is worse.", "none").
+		"The mean of the checks' e-values (vigil_analysis_evidence, metric \"all\"), which the judge compares with 1/alpha: "+
+			"once the mean reaches it at any tick, there is enough evidence that the treatment is worse, and the rollout fails.", "none").
 		ScaleDistribution(common.NewScaleDistributionConfigBuilder().Type(common.ScaleDistributionLog).Log(10)).
-		WithTarget(query("A", s.evidence(), legend)).
+		WithTarget(query("A", s.meanEvidence(), s.legendCtl("mean e-value"))).
 		WithTarget(query("threshold", s.threshold(), s.legendCtl("threshold")+" (1/alpha)")).
-		OverrideByQuery("threshold", []dashboard.DynamicConfigValue{
-			{Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": "red"}},
-			{Id: "custom.lineStyle", Value: map[string]any{"fill": "dash", "dash": []int{10, 10}}},
-		})
+		OverrideByQuery("threshold", thresholdStyle())
+}
+
+// checkEvidence draws each check's e-value against the bound at which that
+// check fails alone, which is higher than the mean's: the checks share
+// alpha between them.
+func (p *panels) checkEvidence(s scope) *timeseries.PanelBuilder {
+	return p.timeseries("Evidence per check",
+		"Each check's e-value (vigil_analysis_evidence). One check fails the rollout by itself on reaching "+
+			"the number of checks over alpha; below that, the checks count through their mean, on the panel beside.", "none").
+		ScaleDistribution(common.NewScaleDistributionConfigBuilder().Type(common.ScaleDistributionLog).Log(10)).
+		WithTarget(query("A", s.checkEvidence(), "{{metric}}")).
+		WithTarget(query("threshold", s.checkThreshold(), "threshold per check (checks/alpha)")).
+		OverrideByQuery("threshold", thresholdStyle())
+}
+
+func thresholdStyle() []dashboard.DynamicConfigValue {
+	return []dashboard.DynamicConfigValue{
+		{Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": "red"}},
+		{Id: "custom.lineStyle", Value: map[string]any{"fill": "dash", "dash": []int{10, 10}}},
+	}
 }
 
 func (p *panels) verdicts(s scope) *timeseries.PanelBuilder {

@@ -2,6 +2,7 @@ package dashboards
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	stdflag "flag"
 	"math"
@@ -16,11 +17,12 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/cog"
 	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
-	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 
+	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/internal/fleet"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -50,7 +52,7 @@ type generated struct {
 func generateAll(t *testing.T) []generated {
 	t.Helper()
 	var out []generated
-	for _, key := range []string{"new-checkout", "fast-search", "dark-mode"} {
+	for _, key := range []string{"new-checkout", "fast-payments", "dark-mode"} {
 		b, err := ForFlag(testFlags(t)[key], Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -63,7 +65,7 @@ func generateAll(t *testing.T) []generated {
 	}
 	out = append(out,
 		generated{"overview", b, map[string]string{"flag": ".*"}},
-		generated{"overview-one-flag", b, map[string]string{"flag": "fast-search"}})
+		generated{"overview-one-flag", b, map[string]string{"flag": "fast-payments"}})
 	return out
 }
 
@@ -204,17 +206,36 @@ func TestQueriesParse(t *testing.T) {
 	}
 }
 
-// TestQueriesReturnData runs every query of the dashboards of the flags in
-// the test fleet, and of the overview, against the fleet's metrics.
-func TestQueriesReturnData(t *testing.T) {
-	st := loadFleet(t)
-	ng := newEngine(t)
+// TestFleet runs every query of the dashboards of the flags in the test
+// fleet, and of the overview, against what the fleet's services and
+// controller exported, then checks that the panels measure what their
+// titles say where the fleet's behaviour makes the truth known.
+func TestFleet(t *testing.T) {
+	run := runFleet(t)
+	for _, key := range []string{fleet.NewCheckout, fleet.FastPayments} {
+		if _, ok := testFlags(t)[key]; !ok {
+			t.Fatalf("flag %s of the fleet is not in testdata/flags.yaml", key)
+		}
+	}
+	if s := run.rollouts[fleet.NewCheckout]; s.Phase != rollout.Promoted {
+		t.Fatalf("healthy new-checkout ended %s, want promoted:%s", s.Phase, summary(run.rollouts, run.start))
+	}
+	if s := run.rollouts[fleet.FastPayments]; s.Phase != rollout.RolledBack || s.Verdict == nil || s.Verdict.Outcome != rollout.Fail {
+		t.Fatalf("harmful fast-payments ended %s, want rolled back by the judge:%s", s.Phase, summary(run.rollouts, run.start))
+	}
+	t.Run("queries return data", func(t *testing.T) { testQueriesReturnData(t, run) })
+	t.Run("flag variable", func(t *testing.T) { testFlagVariable(t, run) })
+	t.Run("panel values", func(t *testing.T) { testPanelValues(t, run) })
+	t.Run("transition annotation", func(t *testing.T) { testTransitionAnnotation(t, run) })
+}
+
+func testQueriesReturnData(t *testing.T, run *fleetRun) {
 	for _, g := range generateAll(t) {
 		if g.name == "dark-mode" {
 			continue // not in the fleet
 		}
 		for _, q := range queries(t, g.json) {
-			m := rangeQuery(t, ng, st, substitute(t, q.expr, g.vars))
+			m := run.rangeQuery(t, substitute(t, q.expr, g.vars))
 			if points(m) == 0 {
 				t.Errorf("%s: %s: no data\n%s", g.name, q.where, q.expr)
 			}
@@ -222,92 +243,127 @@ func TestQueriesReturnData(t *testing.T) {
 	}
 }
 
-// points counts the samples of m that are numbers.
-func points(m promql.Matrix) int {
-	n := 0
-	for _, s := range m {
-		for _, p := range s.Floats {
-			if !math.IsNaN(p.F) {
-				n++
+// testFlagVariable asks the store for the overview's flag variable as
+// Grafana does, with the label values API.
+func testFlagVariable(t *testing.T, run *fleetRun) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got, _, _, err := run.api.LabelValues(ctx, "flag", []string{percentMetric}, run.start, run.end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{fleet.NewCheckout, fleet.FastPayments} {
+		if !slices.Contains(got, model.LabelValue(key)) {
+			t.Errorf("flag variable offers %v, without %s", got, key)
+		}
+	}
+}
+
+// testPanelValues checks the panels against what is known of the fleet:
+// fast-payments' treatment fails every request and takes at least 300 ms,
+// its control never fails, and each rollout ended where its state says.
+func testPanelValues(t *testing.T, run *fleetRun) {
+	fp := flagScope(testFlags(t)[fleet.FastPayments])
+	nc := flagScope(testFlags(t)[fleet.NewCheckout])
+	treatment, control := fp.cohorts[0], fp.cohorts[1]
+	// every checks every sample of expr's one series, and that it has some.
+	every := func(name, expr string, ok func(float64) bool) {
+		t.Helper()
+		m := run.rangeQuery(t, substitute(t, expr, nil))
+		if len(m) != 1 || points(m) == 0 {
+			t.Errorf("%s: want one series with samples, got %v\n%s", name, m, expr)
+			return
+		}
+		for _, p := range m[0].Values {
+			if v := float64(p.Value); !math.IsNaN(v) && !ok(v) {
+				t.Errorf("%s = %v at %v\n%s", name, v, p.Timestamp.Time().Sub(run.start), expr)
+				return
 			}
 		}
 	}
-	return n
+	last := func(name, expr string) float64 {
+		t.Helper()
+		m := run.rangeQuery(t, substitute(t, expr, nil))
+		if len(m) != 1 || len(m[0].Values) == 0 {
+			t.Fatalf("%s: want one series, got %v\n%s", name, m, expr)
+		}
+		return float64(m[0].Values[len(m[0].Values)-1].Value)
+	}
+	is := func(want float64) func(float64) bool {
+		return func(v float64) bool { return math.Abs(v-want) < 1e-9 }
+	}
+
+	every("treatment error ratio", fp.errorRatio(treatment), is(1))
+	// Control has no error series at all: zero stands in for it.
+	every("control error ratio", fp.errorRatio(control), is(0))
+	every("treatment slower than 0.25s", fp.slowShare(0.25, treatment), is(1))
+	every("treatment p50", fp.quantile(0.5, treatment), func(v float64) bool { return v >= 0.25 })
+
+	state := func(p rollout.Phase) float64 { return float64(slices.Index(rolloutStates(), string(p)) + 1) }
+	if got := last("fast-payments state", fp.state()); got != state(rollout.RolledBack) {
+		t.Errorf("fast-payments state = %v, want %v (rolled_back)", got, state(rollout.RolledBack))
+	}
+	if got := last("new-checkout state", nc.state()); got != state(rollout.Promoted) {
+		t.Errorf("new-checkout state = %v, want %v (promoted)", got, state(rollout.Promoted))
+	}
+	if got := last("new-checkout percent", nc.percent()); got != 100 {
+		t.Errorf("new-checkout percent = %v, want 100", got)
+	}
+	if got := last("fast-payments percent", fp.percent()); got != 0 {
+		t.Errorf("fast-payments percent = %v, want 0", got)
+	}
+
+	// The evidence panel draws what the judge compared with its threshold:
+	// the judge rolled fast-payments back on the tick its mean reached
+	// 1/alpha, and new-checkout's stayed below all along.
+	threshold := last("threshold", fp.threshold())
+	if threshold != 100 { // alpha 0.01
+		t.Errorf("threshold = %v, want 1/alpha = 100", threshold)
+	}
+	if got := last("fast-payments mean evidence", fp.meanEvidence()); got < threshold {
+		t.Errorf("fast-payments was rolled back with a mean e-value of %v, below the threshold %v", got, threshold)
+	}
+	every("new-checkout mean evidence", nc.meanEvidence(), func(v float64) bool { return v < threshold })
+	// A check fails alone at the number of checks over alpha.
+	checks := len(run.rollouts[fleet.NewCheckout].Verdict.Metrics)
+	if got := last("new-checkout threshold per check", nc.checkThreshold()); checks < 2 || got != float64(checks)*threshold {
+		t.Errorf("threshold per check = %v, want %d checks times %v", got, checks, threshold)
+	}
 }
 
-// TestPanelValues checks that the panels measure what their titles say, on
-// cohorts whose true error ratios and latency distributions are known.
-func TestPanelValues(t *testing.T) {
-	st := loadFleet(t)
-	ng := newEngine(t)
-	f := testFlags(t)["fast-search"]
-	s := flagScope(f)
-	treatment, control := s.cohorts[0], s.cohorts[1]
-	last := func(expr string) float64 {
-		t.Helper()
-		m := rangeQuery(t, ng, st, substitute(t, expr, nil))
-		if len(m) != 1 || len(m[0].Floats) == 0 {
-			t.Fatalf("want one series, got %v\n%s", m, expr)
-		}
-		return m[0].Floats[len(m[0].Floats)-1].F
-	}
-	near := func(name string, got, want, tol float64) {
-		t.Helper()
-		if math.Abs(got-want) > tol {
-			t.Errorf("%s = %.4f, want %.4f ± %.4f", name, got, want, tol)
-		}
-	}
-	near("treatment error ratio", last(s.errorRatio(treatment)), 0.04, 0.002)
-	near("control error ratio", last(s.errorRatio(control)), 0.01, 0.002)
-	// Exponential latency: the share slower than e is exp(-e/mean).
-	near("treatment slower than 0.5s", last(s.slowShare(0.5, treatment)), math.Exp(-0.5/0.4), 0.01)
-	near("control slower than 0.5s", last(s.slowShare(0.5, control)), math.Exp(-0.5/0.2), 0.01)
-	// The p50 of an exponential is mean*ln 2; bucket interpolation is coarse.
-	near("control p50", last(s.quantile(0.5, control)), 0.2*math.Ln2, 0.03)
-	near("state after the rollback", last(s.state()), float64(slices.Index(rolloutStates(), "rolled_back")+1), 0)
-
-	nc := flagScope(testFlags(t)["new-checkout"])
-	near("new-checkout state", last(nc.state()), float64(slices.Index(rolloutStates(), "progressing")+1), 0)
-	near("new-checkout percent", last(nc.percent()), 25, 0)
-
-	// A cohort that never failed shows a zero error ratio, not a gap.
-	noErrors := flagScope(flag.Flag{Key: "new-checkout"})
-	m := rangeQuery(t, ng, st, substitute(t, strings.ReplaceAll(noErrors.errorRatio(cohort{}), `error_type!=""`, `error_type="never"`), nil))
-	if len(m) != 2 || m[0].Floats[0].F != 0 {
-		t.Errorf("error ratio without failures = %v, want 0 for both variants", m)
-	}
-}
-
-// TestTransitionAnnotation checks that the annotation marks each transition
-// once, at the step that follows it, including the first transition to a
-// state, whose counter starts at 1.
-func TestTransitionAnnotation(t *testing.T) {
-	st := loadFleet(t)
-	ng := newEngine(t)
-	m := rangeQuery(t, ng, st, substitute(t, overviewScope().transitions(), map[string]string{"flag": ".*"}))
-	got := map[string][]time.Duration{}
+// testTransitionAnnotation checks that the annotation marks every
+// transition of the rollouts, including the first to each state, whose
+// counter appears at 1, and nothing else.
+func testTransitionAnnotation(t *testing.T, run *fleetRun) {
+	m := run.rangeQuery(t, substitute(t, overviewScope().transitions(), map[string]string{"flag": ".*"}))
+	marked := map[string]time.Time{} // the last mark of each flag and state
 	for _, s := range m {
-		key := s.Metric.Get("flag") + " " + s.Metric.Get("to")
-		for _, p := range s.Floats {
-			got[key] = append(got[key], time.Duration(p.T)*time.Millisecond)
-		}
-	}
-	want := map[string][]time.Duration{
-		"new-checkout progressing": {10 * time.Minute, 20 * time.Minute},
-		"fast-search progressing":  {10 * time.Minute},
-		"fast-search rolled_back":  {20 * time.Minute},
-	}
-	for k, w := range want {
-		if !slices.Equal(got[k], w) {
-			t.Errorf("%s: annotations at %v, want %v", k, got[k], w)
-		}
-	}
-	if len(got) != len(want) {
-		t.Errorf("annotations for %v, want only %v", got, want)
-	}
-	for _, s := range m {
-		if s.Metric.Has(labels.MetricName) {
+		if _, ok := s.Metric[model.MetricNameLabel]; ok {
 			t.Errorf("annotation series keeps its metric name: %v", s.Metric)
+		}
+		key := string(s.Metric["flag"]) + " " + string(s.Metric["to"])
+		for _, p := range s.Values {
+			if p.Value > 0 {
+				marked[key] = p.Timestamp.Time()
+			}
+		}
+	}
+	want := map[string]time.Time{} // the last transition to each state
+	for _, key := range []string{fleet.NewCheckout, fleet.FastPayments} {
+		for _, h := range run.rollouts[key].History {
+			want[key+" "+string(h.To)] = h.At
+		}
+	}
+	for k, at := range want {
+		// A mark follows the transition by up to a rate interval and the
+		// scrape that saw it.
+		if got, ok := marked[k]; !ok || got.Before(at) {
+			t.Errorf("%s: last marked at %v, want a mark after the transition at %v", k, got, at)
+		}
+	}
+	for k := range marked {
+		if _, ok := want[k]; !ok {
+			t.Errorf("annotation %s, but no such transition: %v", k, want)
 		}
 	}
 }
@@ -407,10 +463,10 @@ func TestEdges(t *testing.T) {
 	if got := Edges(fl["new-checkout"], Options{}); !slices.Equal(got, []float64{0.5, 1, 2.5}) {
 		t.Errorf("plan edges: %v", got)
 	}
-	if got := Edges(fl["fast-search"], Options{}); !slices.Equal(got, []float64{0.25, 0.5, 1}) {
+	if got := Edges(fl["fast-payments"], Options{}); !slices.Equal(got, []float64{0.25, 0.5, 1}) {
 		t.Errorf("default edges: %v", got)
 	}
-	if got := Edges(fl["fast-search"], Options{Edges: []float64{2, 0.1, 2}}); !slices.Equal(got, []float64{0.1, 2}) {
+	if got := Edges(fl["fast-payments"], Options{Edges: []float64{2, 0.1, 2}}); !slices.Equal(got, []float64{0.1, 2}) {
 		t.Errorf("option edges: %v", got)
 	}
 }

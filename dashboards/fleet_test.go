@@ -3,245 +3,270 @@ package dashboards
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
-	"sort"
-	"strconv"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/prometheus/promql"
-	"github.com/prometheus/prometheus/promql/parser"
-	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
 
+	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/analysis/metricstore"
+	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/rollout/runner"
+	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/internal/client"
+	"github.com/vigil-dev/vigil/internal/fleet"
 )
 
-// The test fleet: two services export the SDK's metrics for two flags under
-// rollout, and one controller exports its own, scraped every 15 s for 30
-// minutes. new-checkout advances through its steps; fast-search's treatment
-// fails more often and is slower, and it is rolled back at minute 20.
+// The test fleet is the product's own parts on loopback: the services of
+// internal/fleet, which use the real Go SDK, push their cohort metrics over
+// OTLP into the embedded metric store that `vigil serve` runs when there is
+// no Prometheus; the store scrapes a real controller, whose rollout loop
+// judges from that same store. Two rollouts run to their end: the treatment
+// of new-checkout behaves as control does and is promoted; that of
+// fast-payments fails every request after 300 ms, and the judge rolls it
+// back. Nothing is written by hand, so a metric or label renamed in the SDK
+// or the controller leaves a panel without data.
 const (
-	scrapeEvery  = 15 * time.Second
-	fleetSamples = 121 // minute 0 to minute 30, both included
-	rollbackAt   = 80  // sample of fast-search's rollback: minute 20
+	// scrapeEvery is how often the store scrapes the controller, and
+	// pushEvery how often the services push: often, so that rollouts of a
+	// few seconds leave several samples of every series, yet with time to
+	// spare for a scrape on a busy machine.
+	scrapeEvery = time.Second
+	pushEvery   = 250 * time.Millisecond
+	// fleetTimeout bounds the rollouts; they take about ten seconds.
+	fleetTimeout = time.Minute
+	fleetToken   = "dashboards-fleet-test-admin-token-0123"
 )
 
 // Grafana's interval variables as a dashboard over the fleet resolves them:
-// $__rate_interval is four scrape intervals.
+// $__rate_interval is four scrape intervals, and the step one interval.
 const (
-	rateInterval = "1m"
-	queryStep    = time.Minute
+	rateInterval = "4s"
+	queryStep    = scrapeEvery
 )
 
-// fleetBuckets are the SDK's explicit histogram boundaries in seconds.
-func fleetBuckets() []float64 {
-	return []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10}
+// The fleet's code paths: control is fast and never fails, so that every
+// failure and every slow request belongs to fast-payments' treatment.
+var (
+	fleetControl = fleet.Behaviour{Latency: 2 * time.Millisecond}
+	fleetHarmful = fleet.Behaviour{ErrorRate: 1, Latency: 300 * time.Millisecond}
+)
+
+// fleetRun is what a run of the fleet left: its metrics in the store, read
+// through the store's Prometheus query API, and the rollouts' final states.
+type fleetRun struct {
+	api        promv1.API
+	start, end time.Time
+	rollouts   map[string]rollout.State
 }
 
-type fleetCohort struct {
-	flag, variant, reason string
-	rps                   float64 // per service instance
-	errorRatio            float64
-	meanLatency           float64 // seconds, exponentially distributed
-}
-
-func fleetCohorts() []fleetCohort {
-	return []fleetCohort{
-		{"new-checkout", "on", "split", 4, 0.01, 0.12},
-		{"new-checkout", "off", "split", 16, 0.01, 0.12},
-		{"new-checkout", "on", "targeting_match", 2, 0.01, 0.12},
-		{"fast-search", "v2", "split", 10, 0.04, 0.4},
-		{"fast-search", "v1", "split", 10, 0.01, 0.2},
-	}
-}
-
-// fleetSeries returns every series of the fleet with one value per scrape.
-func fleetSeries() map[string][]float64 {
-	out := map[string][]float64{}
-	add := func(labels string, v func(i int) float64) {
-		vals := make([]float64, fleetSamples)
-		for i := range vals {
-			vals[i] = v(i)
-		}
-		out[labels] = vals
-	}
-	secs := scrapeEvery.Seconds()
-	for _, instance := range []string{"svc-a:8080", "svc-b:8080"} {
-		for _, c := range fleetCohorts() {
-			// The OTel exporter adds its scope labels to every series.
-			common := fmt.Sprintf(`feature_flag_key=%q, feature_flag_result_variant=%q, feature_flag_result_reason=%q, `+
-				`otel_scope_name="github.com/vigil-dev/vigil/sdk", otel_scope_version="0.1.0", otel_scope_schema_url="", `+
-				`job="checkout", instance=%q`, c.flag, c.variant, c.reason, instance)
-			total := func(i int) float64 { return math.Round(c.rps * secs * float64(i)) }
-			failed := func(i int) float64 { return math.Round(total(i) * c.errorRatio) }
-			add("feature_flag_requests_total{"+common+"}", func(i int) float64 { return total(i) - failed(i) })
-			add(`feature_flag_requests_total{`+common+`, error_type="timeout"}`, failed)
-			for _, le := range fleetBuckets() {
-				cdf := 1 - math.Exp(-le/c.meanLatency)
-				// The classic text format writes edges as Go's 'g' does.
-				le := strconv.FormatFloat(le, 'g', -1, 64)
-				add(fmt.Sprintf("feature_flag_request_duration_seconds_bucket{%s, le=%q}", common, le),
-					func(i int) float64 { return math.Floor(total(i) * cdf) })
-			}
-			add(fmt.Sprintf(`feature_flag_request_duration_seconds_bucket{%s, le="+Inf"}`, common), total)
-			add("feature_flag_request_duration_seconds_count{"+common+"}", total)
-			add("feature_flag_request_duration_seconds_sum{"+common+"}",
-				func(i int) float64 { return total(i) * c.meanLatency })
-		}
-	}
-
-	ctl := `job="vigil", instance="vigil:8080"`
-	minute := func(i int) float64 { return float64(i) * secs / 60 }
-	// new-checkout's steps: 1% from minute 0, then 5, 10 and 25 at minutes
-	// 5, 10 and 20.
-	checkoutStep := func(i int) int {
-		m := minute(i)
-		switch {
-		case m >= 20:
-			return 3
-		case m >= 10:
-			return 2
-		case m >= 5:
-			return 1
-		}
-		return 0
-	}
-	add(`vigil_rollout_percent{flag="new-checkout", `+ctl+`}`, func(i int) float64 {
-		return []float64{1, 5, 10, 25}[checkoutStep(i)]
-	})
-	add(`vigil_rollout_transitions_total{flag="new-checkout", to="progressing", `+ctl+`}`, func(i int) float64 {
-		return float64(checkoutStep(i) + 1)
-	})
-	// fast-search: 5% from minute 0, 10% from minute 10, rolled back at 20.
-	add(`vigil_rollout_percent{flag="fast-search", `+ctl+`}`, func(i int) float64 {
-		switch {
-		case i >= rollbackAt:
-			return 0
-		case minute(i) >= 10:
-			return 10
-		}
-		return 5
-	})
-	add(`vigil_rollout_transitions_total{flag="fast-search", to="progressing", `+ctl+`}`, func(i int) float64 {
-		if minute(i) >= 10 {
-			return 2
-		}
-		return 1
-	})
-	// This series first appears at the rollback, as a counter created on
-	// first use does.
-	add(`vigil_rollout_transitions_total{flag="fast-search", to="rolled_back", `+ctl+`}`, func(i int) float64 {
-		if i < rollbackAt {
-			return math.NaN()
-		}
-		return 1
-	})
-	for _, st := range rolloutStates() {
-		add(fmt.Sprintf(`vigil_rollout_state{flag="new-checkout", state=%q, %s}`, st, ctl), func(int) float64 {
-			return b2f(st == "progressing")
-		})
-		add(fmt.Sprintf(`vigil_rollout_state{flag="fast-search", state=%q, %s}`, st, ctl), func(i int) float64 {
-			if i >= rollbackAt {
-				return b2f(st == "rolled_back")
-			}
-			return b2f(st == "progressing")
-		})
-	}
-	for _, f := range []string{"new-checkout", "fast-search"} {
-		growth := 1.02
-		if f == "fast-search" {
-			growth = 1.06
-		}
-		add(fmt.Sprintf(`vigil_analysis_evidence_threshold{flag=%q, %s}`, f, ctl), func(int) float64 { return 100 })
-		for _, m := range []string{"error-rate", "latency"} {
-			add(fmt.Sprintf(`vigil_analysis_evidence{flag=%q, metric=%q, %s}`, f, m, ctl), func(i int) float64 {
-				return math.Pow(growth, float64(i))
-			})
-			add(fmt.Sprintf(`vigil_analysis_verdicts_total{flag=%q, metric=%q, verdict="inconclusive", %s}`, f, m, ctl),
-				func(i int) float64 { return math.Floor(float64(i) / 2) })
-		}
-	}
-	add(`vigil_provider_errors_total{`+ctl+`}`, func(i int) float64 { return math.Floor(float64(i) / 20) })
-	for _, le := range []string{"0.01", "0.05", "0.1", "0.5", "1", "+Inf"} {
-		x, _ := strconv.ParseFloat(le, 64)
-		add(fmt.Sprintf(`vigil_provider_query_duration_seconds_bucket{le=%q, %s}`, le, ctl), func(i int) float64 {
-			return math.Floor(float64(2*i) * (1 - math.Exp(-x/0.03)))
-		})
-	}
-	return out
-}
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// loadFleet stores the fleet in the embedded metric store that `vigil serve`
-// runs when there is no Prometheus, minute 0 at the Unix epoch.
-func loadFleet(t *testing.T) storage.Queryable {
+// runFleet runs the fleet until both rollouts have finished and the store
+// holds the controller's final metrics. Everything stops at the test's end.
+func runFleet(t *testing.T) *fleetRun {
 	t.Helper()
-	ms, err := metricstore.Open(context.Background(), metricstore.Options{Dir: t.TempDir()})
+	ctx, cancel := context.WithTimeout(context.Background(), fleetTimeout)
+	t.Cleanup(cancel)
+	start := time.Now()
+	logger := slog.New(slog.DiscardHandler)
+
+	// The controller's listener comes first: the store scrapes it, and the
+	// controller judges from the store.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		t.Fatal(err)
+	}
+	reg := server.NewRegistry()
+	ms, err := metricstore.Open(ctx, metricstore.Options{
+		Dir: t.TempDir(), ScrapeTargets: []string{ln.Addr().String()}, ScrapeInterval: scrapeEvery,
+		Registerer: reg, Logger: logger,
+	})
+	if err != nil {
+		ln.Close()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ms.Close() })
-	series := fleetSeries()
-	names := make([]string, 0, len(series))
-	for n := range series {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	app := ms.Appender(context.Background())
-	for _, n := range names {
-		lbls, err := parser.NewParser(parser.Options{}).ParseMetric(n)
-		if err != nil {
-			t.Fatalf("series %s: %v", n, err)
-		}
-		for i, v := range series[n] {
-			if math.IsNaN(v) {
-				continue // no sample
-			}
-			if _, err := app.Append(0, lbls, time.Unix(0, 0).Add(time.Duration(i)*scrapeEvery).UnixMilli(), v); err != nil {
-				t.Fatalf("append %s: %v", n, err)
-			}
-		}
-	}
-	if err := app.Commit(); err != nil {
+	storeHTTP := httptest.NewServer(ms.Handler())
+	t.Cleanup(storeHTTP.Close)
+
+	srv, err := server.New(ctx, server.Config{
+		DataDir: t.TempDir(), AdminToken: fleetToken, Registry: reg, Logger: logger,
+		Extensions: []server.Extension{runner.Extension(runner.Options{Reader: analysis.NewReader(ms)})},
+	})
+	if err != nil {
+		ln.Close()
 		t.Fatal(err)
 	}
-	return ms.Queryable()
-}
-
-func newEngine(t *testing.T) *promql.Engine {
-	t.Helper()
-	ng := promql.NewEngine(promql.EngineOpts{
-		MaxSamples:    5_000_000,
-		Timeout:       time.Minute,
-		LookbackDelta: 5 * time.Minute,
-		Parser:        parser.NewParser(parser.Options{}),
+	srvCtx, stopSrv := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(srvCtx, ln) }()
+	t.Cleanup(func() {
+		stopSrv()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
 	})
-	t.Cleanup(func() { ng.Close() })
-	return ng
+	base := "http://" + ln.Addr().String()
+	ctl, err := client.New(base, fleetToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile(filepath.Join("testdata", "flags.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.Apply(ctx, file, false, false, "dashboards fleet test"); err != nil {
+		t.Fatalf("apply testdata/flags.yaml: %v", err)
+	}
+
+	fl, err := fleet.Start(ctx, fleet.Config{
+		ControllerURL: base, Token: fleetToken,
+		OTLPEndpoint: storeHTTP.URL, PushInterval: pushEvery,
+		Control:   fleetControl,
+		Treatment: map[string]fleet.Behaviour{fleet.FastPayments: fleetHarmful},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fl.Close)
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	loaded := make(chan struct{})
+	go func() { (&fleet.Load{Rate: 60, Users: 2000, Workers: 12}).Run(loadCtx, fl); close(loaded) }()
+	stop := func() { stopLoad(); <-loaded }
+	t.Cleanup(stop)
+
+	keys := []string{fleet.NewCheckout, fleet.FastPayments}
+	for _, key := range keys {
+		if err := ctl.Do(ctx, client.Request{Method: http.MethodPost, Path: "/api/v1/rollouts/" + key + "/start",
+			Body: map[string]string{"reason": "dashboards fleet test"}}, nil); err != nil {
+			t.Fatalf("start rollout %s: %v", key, err)
+		}
+	}
+	states, err := awaitRollouts(ctx, ctl, keys)
+	if err != nil {
+		t.Fatalf("%v:%s", err, summary(states, start))
+	}
+	// The queries' range ends once the store holds what the controller
+	// exported after the last transition, and a rate interval more: the
+	// annotation marks a change only in a window that holds samples from
+	// both sides of it.
+	var last time.Time
+	for _, s := range states {
+		for _, h := range s.History {
+			last = maxTime(last, h.At)
+		}
+	}
+	window, err := time.ParseDuration(rateInterval)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.WaitScraped(ctx, last.Add(window+scrapeEvery)); err != nil {
+		t.Fatalf("wait for the store to scrape the controller: %v", err)
+	}
+	stop()
+	t.Logf("rollouts finished in %v:%s", time.Since(start).Round(time.Millisecond), summary(states, start))
+
+	c, err := api.NewClient(api.Config{Address: storeHTTP.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fleetRun{api: promv1.NewAPI(c), start: start, end: time.Now(), rollouts: states}
 }
 
-// rangeQuery runs expr from minute 10 to minute 30 of the fleet.
-func rangeQuery(t *testing.T, ng *promql.Engine, st storage.Queryable, expr string) promql.Matrix {
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// awaitRollouts follows the rollouts through the controller's API until
+// none is progressing any more.
+func awaitRollouts(ctx context.Context, ctl *client.Client, keys []string) (map[string]rollout.State, error) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	states := map[string]rollout.State{}
+	for {
+		var list struct{ Rollouts []rollout.State }
+		if err := ctl.Do(ctx, client.Request{Method: http.MethodGet, Path: "/api/v1/rollouts"}, &list); err != nil {
+			return states, fmt.Errorf("list rollouts: %w", err)
+		}
+		done := true
+		for _, s := range list.Rollouts {
+			states[s.Key] = s
+		}
+		for _, k := range keys {
+			if s, ok := states[k]; !ok || s.Phase == rollout.Progressing {
+				done = false
+			}
+		}
+		if done {
+			return states, nil
+		}
+		select {
+		case <-ctx.Done():
+			return states, fmt.Errorf("rollouts unfinished: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// summary describes the rollouts, with the time of each transition since
+// start.
+func summary(states map[string]rollout.State, start time.Time) string {
+	var b strings.Builder
+	for k, s := range states {
+		fmt.Fprintf(&b, "\n  %s %s at %v%%:", k, s.Phase, s.Percent)
+		for _, h := range s.History {
+			fmt.Fprintf(&b, " %s@%v%% after %v", h.To, h.Percent, h.At.Sub(start).Round(time.Millisecond))
+		}
+		if s.Verdict != nil {
+			fmt.Fprintf(&b, "\n    verdict: %s", s.Verdict.Summary)
+		}
+	}
+	return b.String()
+}
+
+// rangeQuery runs expr over the whole run through the store's query API,
+// as Grafana's Prometheus data source sends a panel's query.
+func (r *fleetRun) rangeQuery(t *testing.T, expr string) model.Matrix {
 	t.Helper()
-	start, end := time.Unix(0, 0).Add(10*time.Minute), time.Unix(0, 0).Add(30*time.Minute)
-	q, err := ng.NewRangeQuery(context.Background(), st, nil, expr, start, end, queryStep)
+	return r.rangeQueryStep(t, expr, queryStep)
+}
+
+func (r *fleetRun) rangeQueryStep(t *testing.T, expr string, step time.Duration) model.Matrix {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, _, _, err := r.api.QueryRange(ctx, expr, promv1.Range{Start: r.start, End: r.end, Step: step})
 	if err != nil {
 		t.Fatalf("query %s: %v", expr, err)
 	}
-	defer q.Close()
-	res := q.Exec(context.Background())
-	if res.Err != nil {
-		t.Fatalf("query %s: %v", expr, res.Err)
-	}
-	m, err := res.Matrix()
-	if err != nil {
-		t.Fatalf("query %s: %v", expr, err)
+	m, ok := v.(model.Matrix)
+	if !ok {
+		t.Fatalf("query %s: a %s, not a matrix", expr, v.Type())
 	}
 	return m
+}
+
+// points counts the samples of m that are numbers.
+func points(m model.Matrix) int {
+	n := 0
+	for _, s := range m {
+		for _, p := range s.Values {
+			if !math.IsNaN(float64(p.Value)) {
+				n++
+			}
+		}
+	}
+	return n
 }

@@ -7,15 +7,24 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
-// Metric names of the SDK and of the controller, the contract the queries
-// are written against.
+// The SDK's cohort metrics, as Prometheus names them: package analysis
+// names them once for every reader of the SDK's contract.
 const (
-	requestsMetric    = "feature_flag_requests_total"
-	bucketMetric      = "feature_flag_request_duration_seconds_bucket"
-	countMetric       = "feature_flag_request_duration_seconds_count"
+	requestsMetric = analysis.RequestsMetric
+	bucketMetric   = analysis.DurationMetric + "_bucket"
+	countMetric    = analysis.DurationMetric + "_count"
+)
+
+// The controller's metrics, as controller/rollout/runner registers them.
+// The runner does not export their names yet; until it does, this is the
+// one copy, and the fleet test checks each name against the series a real
+// controller exports, so a rename there fails here.
+const (
 	percentMetric     = "vigil_rollout_percent"
 	stateMetric       = "vigil_rollout_state"
 	transitionsMetric = "vigil_rollout_transitions_total"
@@ -24,12 +33,20 @@ const (
 	verdictsMetric    = "vigil_analysis_verdicts_total"
 	providerErrors    = "vigil_provider_errors_total"
 	providerDuration  = "vigil_provider_query_duration_seconds_bucket"
+	// overallCheck is the metric label of the judge's overall verdict and
+	// of the mean e-value that its threshold applies to.
+	overallCheck = "all"
 )
 
 // rolloutStates lists the rollout states in the order the state panel
-// numbers them, from 1.
+// numbers them, from 1: the rollout state machine's own list, in the order
+// of a rollout's life.
 func rolloutStates() []string {
-	return []string{"pending", "progressing", "paused", "promoted", "rolled_back", "aborted"}
+	out := make([]string, len(rollout.Phases))
+	for i, p := range rollout.Phases {
+		out[i] = string(p)
+	}
+	return out
 }
 
 // defaultEdges are the latency edges, in seconds, charted for a flag whose
@@ -158,7 +175,7 @@ func (c cohort) legend(s scope, suffix string) string {
 func rate(sel string) string { return "rate(" + sel + "[$__rate_interval])" }
 
 func (s scope) percent() string {
-	return fmt.Sprintf("max by (%sflag) (%s{%s})", s.ctlBy, percentMetric, s.ctl)
+	return fmt.Sprintf("max by (flag) (%s{%s})", percentMetric, s.ctl)
 }
 
 // state encodes the current rollout state as its position in states, from
@@ -171,7 +188,7 @@ func (s scope) state() string {
 	for i, st := range states {
 		terms[i] = fmt.Sprintf("(%s{%s, state=%q} == 1) * %d", stateMetric, s.ctl, st, i+1)
 	}
-	return fmt.Sprintf("max by (%sflag) (\n  %s\n)", s.ctlBy, strings.Join(terms, "\n  or "))
+	return fmt.Sprintf("max by (flag) (\n  %s\n)", strings.Join(terms, "\n  or "))
 }
 
 func (s scope) requestRate() string {
@@ -203,12 +220,27 @@ func (s scope) slowShare(edge float64, c cohort) string {
 		by, rate(s.sel(countMetric, c.split()...)))
 }
 
-func (s scope) evidence() string {
-	return fmt.Sprintf("max by (%smetric) (%s{%s})", s.ctlBy, evidenceMetric, s.ctl)
+// meanEvidence is the mean of the checks' e-values, the quantity the judge
+// compares with its threshold of 1/alpha.
+func (s scope) meanEvidence() string {
+	return fmt.Sprintf("max by (flag) (%s{%s, metric=%q})", evidenceMetric, s.ctl, overallCheck)
+}
+
+// checkEvidence is each check's own e-value.
+func (s scope) checkEvidence() string {
+	return fmt.Sprintf("max by (%smetric) (%s{%s, metric!=%q})", s.ctlBy, evidenceMetric, s.ctl, overallCheck)
 }
 
 func (s scope) threshold() string {
-	return fmt.Sprintf("max by (%sflag) (%s{%s})", s.ctlBy, thresholdMetric, s.ctl)
+	return fmt.Sprintf("max by (flag) (%s{%s})", thresholdMetric, s.ctl)
+}
+
+// checkThreshold is where one check fails on its own: the number of checks
+// over alpha, so that the chance of any false failure stays alpha. The
+// checks are counted once each, whichever controller reported them.
+func (s scope) checkThreshold() string {
+	return fmt.Sprintf("max by (flag) (%s{%s})\n* on (flag)\ncount by (flag) (max by (flag, metric) (%s{%s, metric!=%q}))",
+		thresholdMetric, s.ctl, evidenceMetric, s.ctl, overallCheck)
 }
 
 func (s scope) verdicts() string {
