@@ -27,6 +27,8 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 
+	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/dashboards"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
@@ -43,6 +45,29 @@ const (
 	SlowRatio       = "flag_variant_le:feature_flag_slow_requests_per_requests:ratio_rate5m"
 	cohortGroupings = "feature_flag_key, feature_flag_result_variant"
 )
+
+// The controller's metrics, as controller/rollout/runner registers them.
+// The runner does not export their names yet; until it does, this is the
+// one copy here, and TestRulesOnRealController checks the rules against
+// what a real controller exports.
+const (
+	percentMetric     = "vigil_rollout_percent"
+	stateMetric       = "vigil_rollout_state"
+	transitionsMetric = "vigil_rollout_transitions_total"
+	providerErrors    = "vigil_provider_errors_total"
+)
+
+// The SDK's cohort metrics, as package analysis names them.
+const (
+	requestsMetric = analysis.RequestsMetric
+	bucketMetric   = analysis.DurationMetric + "_bucket"
+	countMetric    = analysis.DurationMetric + "_count"
+)
+
+// rolledBackFor is how long VigilRolloutRolledBack fires after a rollback:
+// long enough for a notification to get through Alertmanager's grouping and
+// a restart of either, short enough not to page about last week's rollback.
+const rolledBackFor = 30 * time.Minute
 
 // Alert names.
 const (
@@ -180,13 +205,13 @@ func Groups(flags []flag.Flag, opts Options) (rulefmt.RuleGroups, error) {
 	if err := flag.Validate(flags); err != nil {
 		return rulefmt.RuleGroups{}, err
 	}
-	g := &gen{o: o}
+	sorted := slices.Clone(flags)
+	slices.SortFunc(sorted, func(a, b flag.Flag) int { return strings.Compare(a.Key, b.Key) })
+	g := &gen{o: o, flags: sorted}
 	groups := []rulefmt.RuleGroup{
 		{Name: "vigil-recording", Rules: recordingRules()},
 		{Name: "vigil-rollouts", Rules: g.rolloutAlerts(stuckWindow(flags, o.StuckAfter))},
 	}
-	sorted := slices.Clone(flags)
-	slices.SortFunc(sorted, func(a, b flag.Flag) int { return strings.Compare(a.Key, b.Key) })
 	for _, f := range sorted {
 		if f.Treatment == "" {
 			continue // nothing to compare
@@ -212,18 +237,21 @@ func recordingRules() []rulefmt.Rule {
 		return fmt.Sprintf("sum by (%s) (rate(%s[5m]))", by, sel)
 	}
 	return []rulefmt.Rule{
-		{Record: RequestsRate, Expr: sumRate("feature_flag_requests_total{"+split+"}", cohortGroupings)},
-		{Record: ErrorsRate, Expr: sumRate("feature_flag_requests_total{"+split+`, error_type!=""}`, cohortGroupings)},
+		{Record: RequestsRate, Expr: sumRate(requestsMetric+"{"+split+"}", cohortGroupings)},
+		{Record: ErrorsRate, Expr: sumRate(requestsMetric+"{"+split+`, error_type!=""}`, cohortGroupings)},
 		// A cohort that never failed has no error series: it counts as zero.
 		{Record: ErrorRatio, Expr: fmt.Sprintf("(%s or %s * 0) / %s", ErrorsRate, RequestsRate, RequestsRate)},
-		{Record: BucketRate, Expr: sumRate("feature_flag_request_duration_seconds_bucket{"+split+"}", cohortGroupings+", le")},
-		{Record: CountRate, Expr: sumRate("feature_flag_request_duration_seconds_count{"+split+"}", cohortGroupings)},
+		{Record: BucketRate, Expr: sumRate(bucketMetric+"{"+split+"}", cohortGroupings+", le")},
+		{Record: CountRate, Expr: sumRate(countMetric+"{"+split+"}", cohortGroupings)},
 		// The share slower than each edge: the requests above its bucket.
 		{Record: SlowRatio, Expr: fmt.Sprintf("1 - (%s / ignoring (le) group_left %s)", BucketRate, CountRate)},
 	}
 }
 
-type gen struct{ o Options }
+type gen struct {
+	o     Options
+	flags []flag.Flag
+}
 
 // alert builds an alerting rule with Vigil's routing labels and
 // annotations. The runbook's anchor is the alert's name in lower case, as
@@ -251,15 +279,33 @@ func (g *gen) alert(name, expr string, for_ time.Duration, severity string, labe
 	}
 }
 
-// overviewURL links the overview narrowed to the alert's flag: a generic
-// alert cannot know the UID of a flag's dashboard, which may be hashed.
-func (g *gen) overviewURL() string {
-	return g.o.GrafanaURL + "/d/" + dashboards.OverviewUID + "?var-flag={{ $labels.flag }}"
+// flagDashboardURL links the dashboard of the alert's flag. A generic alert
+// covers flags added after the rules were generated, so the link is a
+// template over the flag label: a key that Grafana takes as it is gives the
+// UID dashboards.UID gives it; a key it shortens and hashes, which a
+// template cannot compute, is spelled out for each flag known now; for any
+// other, the link is the overview narrowed to the flag.
+func (g *gen) flagDashboardURL() string {
+	d := g.o.GrafanaURL + "/d/"
+	var b strings.Builder
+	b.WriteString("{{ if ")
+	for _, f := range g.flags {
+		if uid := dashboards.UID(f.Key); uid != dashboards.FlagUIDPrefix+f.Key {
+			fmt.Fprintf(&b, "eq $labels.flag %q }}%s%s{{ else if ", f.Key, d, uid)
+		}
+	}
+	// dashboards.UID keeps a key without a '.' that fits in the UID.
+	asIs := fmt.Sprintf("^[^.]{1,%d}$", dashboards.MaxUIDLength-len(dashboards.FlagUIDPrefix))
+	fmt.Fprintf(&b, "match %q $labels.flag }}%s%s{{ $labels.flag }}{{ else }}%s%s?var-flag={{ $labels.flag }}{{ end }}",
+		asIs, d, dashboards.FlagUIDPrefix, d, dashboards.OverviewUID)
+	return b.String()
 }
 
 func (g *gen) rolloutAlerts(stuck time.Duration) []rulefmt.Rule {
 	w := model.Duration(stuck).String()
-	progressing := `vigil_rollout_state{state="progressing"}`
+	progressing := fmt.Sprintf("%s{state=%q}", stateMetric, rollout.Progressing)
+	rolledBack := fmt.Sprintf("%s{to=%q}", transitionsMetric, rollout.RolledBack)
+	since := model.Duration(rolledBackFor).String()
 	return []rulefmt.Rule{
 		g.alert(AlertRolloutStuck,
 			// Progressing now, a whole window ago and all along, and
@@ -267,24 +313,33 @@ func (g *gen) rolloutAlerts(stuck time.Duration) []rulefmt.Rule {
 			// matters: a counter's first sample shows no increase.
 			fmt.Sprintf("max by (flag) (min_over_time(%s[%s])) == 1\n"+
 				"and on (flag) max by (flag) (%s offset %s) == 1\n"+
-				"unless on (flag) max by (flag) (changes(vigil_rollout_percent[%s])) > 0\n"+
-				"unless on (flag) sum by (flag) (increase(vigil_rollout_transitions_total[%s])) > 0",
-				progressing, w, progressing, w, w, w),
+				"unless on (flag) max by (flag) (changes(%s[%s])) > 0\n"+
+				"unless on (flag) sum by (flag) (increase(%s[%s])) > 0",
+				progressing, w, progressing, w, percentMetric, w, transitionsMetric, w),
 			5*time.Minute, "warning", nil,
 			"Rollout of {{ $labels.flag }} is stuck",
 			"The rollout of flag {{ $labels.flag }} has been progressing for "+w+" without moving to another step.",
 			"Check the controller is running and holds the lock, and the rollout's latest verdict: "+
 				"an inconclusive judge holds a step until maxStepDuration. Pause, resume or roll back by hand.",
-			g.overviewURL()),
+			g.flagDashboardURL()),
 		g.alert(AlertRolledBack,
-			`max by (flag) (vigil_rollout_state{state="rolled_back"}) == 1`,
+			// A rollback within the window: the counter went up, or its
+			// series appeared, since a counter is created at the first
+			// rollback of a flag and increase() cannot see a first sample.
+			fmt.Sprintf("max by (flag) (\n"+
+				"  increase(%s[%s]) > 0\n"+
+				"  or\n"+
+				"  (%s unless %s offset %s)\n"+
+				")",
+				rolledBack, since, rolledBack, rolledBack, since),
 			0, "info", nil,
 			"Rollout of {{ $labels.flag }} was rolled back",
-			"Vigil rolled flag {{ $labels.flag }} back to its control variant. It stays there until someone starts a new rollout.",
+			"Vigil rolled flag {{ $labels.flag }} back to its control variant in the last "+since+
+				". It stays there until someone starts a new rollout; this alert ends after "+since+".",
 			"Read the rollback's verdict and evidence in `vigil rollout status {{ $labels.flag }}`, fix the treatment, then start a new rollout.",
-			g.overviewURL()),
+			g.flagDashboardURL()),
 		g.alert(AlertProviderErrors,
-			"sum by (job, instance) (rate(vigil_provider_errors_total[5m])) > 0",
+			"sum by (job, instance) (rate("+providerErrors+"[5m])) > 0",
 			5*time.Minute, "warning", nil,
 			"Vigil cannot query its metric provider",
 			"Vigil's controller {{ $labels.instance }} fails to query its metric provider ({{ printf \"%.3g\" $value }} errors/s): "+
@@ -300,7 +355,7 @@ func (g *gen) rolloutAlerts(stuck time.Duration) []rulefmt.Rule {
 			"Flag {{ $labels.flag }} is under rollout but no service reports requests split between its treatment and control: the judge cannot decide.",
 			"Check the services evaluating the flag use the Vigil SDK with metrics enabled, that Prometheus scrapes them, "+
 				"and that the requests evaluate this flag.",
-			g.overviewURL()),
+			g.flagDashboardURL()),
 	}
 }
 

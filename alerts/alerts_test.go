@@ -2,8 +2,12 @@ package alerts
 
 import (
 	"bytes"
+	"context"
 	stdflag "flag"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +16,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/template"
 
+	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/metricstore"
+	"github.com/vigil-dev/vigil/controller/rollout/runner"
+	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/dashboards"
+	"github.com/vigil-dev/vigil/internal/client"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -194,8 +206,145 @@ func TestNoTeamLabel(t *testing.T) {
 	if _, ok := r.Labels["team"]; ok {
 		t.Errorf("team label without a team: %v", r.Labels)
 	}
-	if !strings.HasPrefix(r.Annotations["dashboard_url"], "http://localhost:3000/d/") {
-		t.Errorf("default Grafana URL: %s", r.Annotations["dashboard_url"])
+	if got := expandURL(t, r.Annotations["dashboard_url"], "new-checkout"); got != "http://localhost:3000/d/vigil-flag-new-checkout" {
+		t.Errorf("default Grafana URL: %s", got)
+	}
+}
+
+// expandURL expands an annotation for an alert on flag as Prometheus does,
+// with the same variables and functions.
+func expandURL(t *testing.T, text, flag string) string {
+	t.Helper()
+	defs := "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}"
+	data := template.AlertTemplateData(map[string]string{"flag": flag}, nil, "", promql.Sample{F: 1})
+	out, err := template.NewTemplateExpander(context.Background(), defs+text, "dashboard_url", data, 0, nil, nil, nil).Expand()
+	if err != nil {
+		t.Fatalf("expand %q for flag %s: %v", text, flag, err)
+	}
+	return out
+}
+
+// TestFlagDashboardURL checks that the generic alerts link each flag's own
+// dashboard, as dashboards.UID names it, for the flags the rules were
+// generated from and for later flags whose key the UID holds as it is; a
+// later flag with a hashed UID gets the overview narrowed to it.
+func TestFlagDashboardURL(t *testing.T) {
+	groups, err := Groups(testFlags(t), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "https://grafana.example.com/d/"
+	known := map[string]bool{}
+	for _, f := range testFlags(t) {
+		known[f.Key] = true
+	}
+	keys := []string{"new-checkout", "search.ranking", "dark-mode", "added-later", "added.later",
+		strings.Repeat("k", 29), strings.Repeat("k", 30)}
+	for _, r := range groups.Groups[1].Rules {
+		if r.Alert == AlertProviderErrors {
+			continue // about a controller, not a flag
+		}
+		for _, key := range keys {
+			want := base + dashboards.UID(key)
+			if !known[key] && dashboards.UID(key) != dashboards.FlagUIDPrefix+key {
+				want = base + dashboards.OverviewUID + "?var-flag=" + key
+			}
+			if got := expandURL(t, r.Annotations["dashboard_url"], key); got != want {
+				t.Errorf("%s for flag %s links %s, want %s", r.Alert, key, got, want)
+			}
+		}
+	}
+}
+
+// TestRulesOnRealController evaluates the generic alerts' expressions on
+// the metrics of a real controller, scraped by the embedded metric store:
+// a rollout just started and without cohort metrics raises
+// VigilCohortMetricsMissing, and once rolled back VigilRolloutRolledBack.
+// A metric or label the controller renamed would leave them silent.
+func TestRulesOnRealController(t *testing.T) {
+	const token = "alerts-test-admin-token-0123456789"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := server.NewRegistry()
+	ms, err := metricstore.Open(ctx, metricstore.Options{
+		Dir: t.TempDir(), ScrapeTargets: []string{ln.Addr().String()}, ScrapeInterval: 250 * time.Millisecond, Registerer: reg,
+	})
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ms.Close() })
+	srv, err := server.New(ctx, server.Config{
+		DataDir: t.TempDir(), AdminToken: token, Registry: reg, Logger: slog.New(slog.DiscardHandler),
+		Extensions: []server.Extension{runner.Extension(runner.Options{Reader: analysis.NewReader(ms)})},
+	})
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	srvCtx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(srvCtx, ln) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	ctl, err := client.New("http://"+ln.Addr().String(), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := testFlags(t)[0]
+	if _, err := ctl.PutFlag(ctx, f, 0, "alerts test"); err != nil {
+		t.Fatal(err)
+	}
+	groups, err := Groups([]flag.Flag{f}, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	expr := map[string]string{}
+	for _, r := range groups.Groups[1].Rules {
+		expr[r.Alert] = r.Expr
+	}
+	// command runs a rollout command, waits until the store has scraped
+	// the controller since, and returns the flags alert fires for.
+	command := func(kind, alert string) []string {
+		t.Helper()
+		if err := ctl.Do(ctx, client.Request{Method: http.MethodPost, Path: "/api/v1/rollouts/" + f.Key + "/" + kind,
+			Body: map[string]string{"reason": "alerts test"}}, nil); err != nil {
+			t.Fatalf("%s %s: %v", kind, f.Key, err)
+		}
+		now := time.Now()
+		if err := ms.WaitScraped(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+		v, err := ms.Query(ctx, expr[alert], time.Now())
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", alert, err, expr[alert])
+		}
+		var flags []string
+		for _, s := range v {
+			flags = append(flags, string(s.Metric["flag"]))
+		}
+		return flags
+	}
+	if got := command("start", AlertCohortsMissing); !slices.Equal(got, []string{f.Key}) {
+		t.Errorf("%s after the start, without cohorts, fires for %v, want %s\n%s", AlertCohortsMissing, got, f.Key, expr[AlertCohortsMissing])
+	}
+	if got := command("rollback", AlertRolledBack); !slices.Equal(got, []string{f.Key}) {
+		t.Errorf("%s after a rollback fires for %v, want %s\n%s", AlertRolledBack, got, f.Key, expr[AlertRolledBack])
+	}
+	// Every controller metric the rules read is one the controller exports.
+	for _, name := range []string{percentMetric, stateMetric, transitionsMetric, providerErrors} {
+		v, err := ms.Query(ctx, "count("+name+")", time.Now())
+		if err != nil || len(v) != 1 || v[0].Value == 0 {
+			t.Errorf("the controller exports no %s: %v %v", name, v, err)
+		}
 	}
 }
 
