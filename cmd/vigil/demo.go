@@ -14,8 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/common/config"
 	"github.com/spf13/cobra"
 
+	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/internal/demo"
 )
@@ -33,12 +35,14 @@ func newDemoCmd() *cobra.Command {
 embedded store and embedded metric store, a fleet of three services that use
 the Vigil SDK (gateway -> checkout -> payments), and a load generator. Then
 roll out two flags at once: new-checkout, whose treatment is healthy and is
-promoted, and fast-payments, whose treatment fails twice as often and is
-slower in the tail, and which the controller rolls back by itself.
+promoted, and fast-payments, whose treatment makes requests fail twice as
+often and is slower in the tail, and which the controller rolls back by
+itself.
 
 Time is compressed: the judge looks every --interval and each step bakes for
 --step-duration. The command exits 0 when both rollouts end as described and
-no request saw two variants of a flag.`,
+no request saw two variants of a flag. With --keep-running, the controller,
+the fleet and the load stay up after the summary until SIGINT or SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
@@ -54,7 +58,7 @@ no request saw two variants of a flag.`,
 	fs.IntVar(&opts.Users, "users", 20000, "distinct users sending requests")
 	fs.DurationVar(&opts.Timeout, "timeout", 150*time.Second, "give up when the rollouts have not finished by then")
 	fs.StringVar(&dir, "dir", "", "directory for the controller's data, dashboards and rules (default a new temporary directory)")
-	fs.BoolVar(&keepRunning, "keep-running", false, "keep the controller and the fleet running after the story, until interrupted")
+	fs.BoolVar(&keepRunning, "keep-running", false, "keep the controller, the fleet and the load running after the story, until SIGINT or SIGTERM")
 	return cmd
 }
 
@@ -67,24 +71,32 @@ type demoSetup struct {
 	serveArgs []string
 }
 
-func runDemo(ctx context.Context, out io.Writer, opts demo.Options, setup demoSetup) (demo.Outcome, error) {
+// runDemo plays the demo against a controller it assembles as `vigil serve`
+// does, prints the summary and writes the dashboards and alert rules. With
+// setup.keepRunning, the controller, the fleet and the load stay up after
+// the summary until ctx ends (SIGINT or SIGTERM for the command); then all
+// of them stop.
+func runDemo(ctx context.Context, out io.Writer, opts demo.Options, setup demoSetup) (_ demo.Outcome, err error) {
 	dir := setup.dir
 	if dir == "" {
-		var err error
 		if dir, err = os.MkdirTemp("", "vigil-demo-"); err != nil {
-			return demo.Outcome{}, err
+			return demo.Outcome{}, fmt.Errorf("demo directory: %w", err)
 		}
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		return demo.Outcome{}, err
+		return demo.Outcome{}, fmt.Errorf("demo directory: %w", err)
 	}
 	logFile, err := os.Create(filepath.Join(dir, "vigil.log"))
 	if err != nil {
-		return demo.Outcome{}, err
+		return demo.Outcome{}, fmt.Errorf("controller log: %w", err)
 	}
 	defer logFile.Close()
 	token, err := randomToken()
 	if err != nil {
 		return demo.Outcome{}, err
+	}
+	tokenFile := filepath.Join(dir, "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		return demo.Outcome{}, fmt.Errorf("admin token: %w", err)
 	}
 
 	// The same controller as `vigil serve`, with the scrape interval
@@ -104,32 +116,52 @@ func runDemo(ctx context.Context, out io.Writer, opts demo.Options, setup demoSe
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return demo.Outcome{}, err
+		return demo.Outcome{}, fmt.Errorf("controller listener: %w", err)
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(srvCtx, ln) }()
+	// Last of all, after the fleet and the load have stopped.
 	defer func() {
 		stopServer()
-		<-served
+		if serr := <-served; serr != nil && err == nil {
+			err = fmt.Errorf("controller: %w", serr)
+		}
 	}()
 	url := "http://" + ln.Addr().String()
 
-	opts.ServerURL, opts.Token = url, token
-	if !fs.Changed("prometheus-url") {
-		opts.OTLPEndpoint = url
-	}
-	opts.Out = out
-	opts.Live = isTerminal(out)
-	outcome, runErr := demo.Run(ctx, opts)
-
+	// Grafana, and the view's cohort figures, read the Prometheus API that
+	// holds the fleet's metrics: the controller's own with the embedded
+	// store, which the services push to, else the Prometheus the judge
+	// reads.
+	promURL, _ := fs.GetString("prometheus-url")
 	artifacts := demo.Artifacts{
 		Dashboards:    filepath.Join(dir, "dashboards"),
 		AlertRules:    filepath.Join(dir, "alerts.yaml"),
-		PrometheusAPI: url + " (token in " + filepath.Join(dir, "admin-token") + ")",
+		PrometheusAPI: promURL,
 	}
-	if err := os.WriteFile(filepath.Join(dir, "admin-token"), []byte(token+"\n"), 0o600); err != nil {
-		return outcome, err
+	promClient := config.DefaultHTTPClientConfig
+	if promURL == "" {
+		artifacts.PrometheusAPI = url
+		artifacts.PrometheusAuth = "bearer token in " + tokenFile
+		promClient.BearerToken = config.Secret(token)
+		opts.OTLPEndpoint = url
 	}
+	if opts.Metrics, err = analysis.NewHTTPProvider(analysis.HTTPOptions{URL: artifacts.PrometheusAPI, Client: promClient,
+		Timeout: 5 * time.Second, Retries: -1}); err != nil {
+		return demo.Outcome{}, err
+	}
+
+	opts.ServerURL, opts.Token = url, token
+	opts.Out = out
+	opts.Live = isTerminal(out)
+	d, err := demo.Start(ctx, opts)
+	if err != nil {
+		return demo.Outcome{}, err
+	}
+	// Before the controller stops: the fleet's SDKs are its clients.
+	defer d.Close()
+	outcome, runErr := d.Wait(ctx)
+
 	for _, args := range [][]string{
 		{"dashboards", "generate", "--all", "-o", artifacts.Dashboards, "--server", url, "--token", token},
 		{"alerts", "generate", "-o", artifacts.AlertRules, "--server", url, "--token", token},
@@ -150,8 +182,10 @@ func runDemo(ctx context.Context, out io.Writer, opts demo.Options, setup demoSe
 	}
 	fmt.Fprintln(out, "\nBoth rollouts ended as expected: new-checkout promoted, fast-payments rolled back by the judge.")
 	if setup.keepRunning {
-		fmt.Fprintf(out, "Still running (controller %s, admin token %s); interrupt to stop.\n", url, token)
+		fmt.Fprintf(out, "\nStill running until interrupted: controller %s (admin token in %s), fleet gateway %s, load %.0f requests/s.\n",
+			url, tokenFile, d.GatewayURL(), d.Rate())
 		<-ctx.Done()
+		fmt.Fprintln(out, "Interrupted: stopping the load, the fleet and the controller.")
 	}
 	return outcome, nil
 }
