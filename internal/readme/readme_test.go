@@ -4,17 +4,21 @@ package readme
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/internal/pgtest"
 	"github.com/vigil-dev/vigil/internal/promtest"
 	"github.com/vigil-dev/vigil/internal/vigiltest"
@@ -31,7 +35,16 @@ type block struct {
 	lines []string
 }
 
-func readmeBlocks(t *testing.T) []block {
+// part is a fenced block of the README or, when block is nil, an inline
+// code span of its prose, in the order they appear.
+type part struct {
+	block *block
+	span  string
+}
+
+var inlineCode = regexp.MustCompile("`([^`]+)`")
+
+func readmeParts(t *testing.T) []part {
 	t.Helper()
 	f, err := os.Open(filepath.Join(root, "README.md"))
 	if err != nil {
@@ -39,8 +52,8 @@ func readmeBlocks(t *testing.T) []block {
 	}
 	defer f.Close()
 	var (
-		blocks []block
-		cur    *block
+		parts []part
+		cur   *block
 	)
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -49,14 +62,29 @@ func readmeBlocks(t *testing.T) []block {
 		case cur == nil && strings.HasPrefix(line, "```"):
 			cur = &block{lang: strings.TrimPrefix(line, "```")}
 		case cur != nil && line == "```":
-			blocks = append(blocks, *cur)
+			parts = append(parts, part{block: cur})
 			cur = nil
 		case cur != nil:
 			cur.lines = append(cur.lines, line)
+		default:
+			for _, m := range inlineCode.FindAllStringSubmatch(line, -1) {
+				parts = append(parts, part{span: m[1]})
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
+	}
+	return parts
+}
+
+func readmeBlocks(t *testing.T) []block {
+	t.Helper()
+	var blocks []block
+	for _, p := range readmeParts(t) {
+		if p.block != nil {
+			blocks = append(blocks, *p.block)
+		}
 	}
 	return blocks
 }
@@ -96,14 +124,16 @@ func TestGoExampleCompiles(t *testing.T) {
 	}
 }
 
-// TestCommands runs every shell command of the README in order, in a
-// temporary directory holding the README's flags file, with the vigil
-// binary on PATH. Servers it starts listen on free loopback ports; the
-// README's example addresses of Prometheus and PostgreSQL are replaced by
-// real servers the test starts.
+// TestCommands runs every command of the README in order: each line of its
+// shell blocks, and each command its prose shows in inline code (such as
+// `vigil demo --help`, `vigil rollout status new-checkout -w` and the
+// by-hand rollout commands), in a temporary directory holding the README's
+// flags file, with the vigil binary built from this tree. Servers it starts
+// listen on free loopback ports; the README's example addresses of
+// Prometheus and PostgreSQL are replaced by real servers the test starts.
 func TestCommands(t *testing.T) {
-	blocks := readmeBlocks(t)
-	yamls := blocksOf(blocks, "yaml")
+	parts := readmeParts(t)
+	yamls := blocksOf(readmeBlocks(t), "yaml")
 	if len(yamls) != 1 {
 		t.Fatalf("%d YAML blocks in the README, want 1", len(yamls))
 	}
@@ -119,89 +149,373 @@ func TestCommands(t *testing.T) {
 	idle := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	t.Cleanup(idle.Close)
 	prom := promtest.Start(t, promtest.Options{Targets: []string{idle.URL + "/metrics"}})
-	replace := map[string]string{
+	r := &runner{t: t, bin: bin, dir: dir, idle: idle, env: map[string]string{}, ran: map[string]bool{}, replace: map[string]string{
 		"http://prometheus:9090":    prom.URL,
 		"postgres://vigil@db/vigil": pgtest.Database(t),
-	}
-	env := map[string]string{}
-	var ran int
-	for _, b := range blocksOf(blocks, "sh") {
-		for _, line := range b.lines {
-			line = strings.TrimSpace(line)
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			for from, to := range replace {
-				line = strings.ReplaceAll(line, from, to)
-			}
-			ran++
-			t.Logf("$ %s", line)
-			switch {
-			case strings.HasPrefix(line, "make "):
-				// make test is what CI runs and make demo is TestDemo;
-				// here the targets must exist and expand.
-				cmd := exec.Command("make", "-n", strings.TrimPrefix(line, "make "))
-				cmd.Dir = root
-				if out, err := cmd.CombinedOutput(); err != nil {
-					t.Fatalf("%s: %v\n%s", line, err, out)
-				}
-			case strings.HasPrefix(line, "export "):
-				for _, kv := range strings.Fields(strings.TrimPrefix(line, "export ")) {
-					k, v, _ := strings.Cut(kv, "=")
-					env[k] = os.Expand(v, func(name string) string { return env[name] })
-				}
-			case strings.HasPrefix(line, "vigil serve"):
-				background := strings.HasSuffix(line, "&")
-				args := strings.Fields(strings.TrimSuffix(strings.TrimPrefix(line, "vigil serve"), "&"))
-				addr := ""
-				args = dropFlag(args, "--addr", &addr)
-				if !hasFlag(args, "--data") && !hasFlag(args, "--metrics-dir") {
-					// Another server of the test already holds
-					// ./vigil-data's metric store.
-					args = append(args, "--metrics-dir", filepath.Join(dir, fmt.Sprintf("metrics-%d", ran)))
-				}
-				p := vigiltest.Start(t, bin, envList(env), args...)
-				if background {
-					if addr != "" {
-						replace["http://"+addr] = p.URL
-						for k, v := range env {
-							env[k] = strings.ReplaceAll(v, "http://"+addr, p.URL)
-						}
-					}
+	}}
+	var shell int
+	for _, p := range parts {
+		switch {
+		case p.block != nil && p.block.lang == "sh":
+			for _, line := range p.block.lines {
+				line = strings.TrimSpace(line)
+				if line == "" || strings.HasPrefix(line, "#") {
 					continue
 				}
-				if err := p.Cmd.Process.Signal(os.Interrupt); err != nil {
-					t.Fatal(err)
-				}
-				if err := p.Wait(15 * time.Second); err != nil {
-					t.Fatalf("%s: did not stop cleanly: %v\n%s", line, err, p.Log())
-				}
-			case strings.HasPrefix(line, "vigil "):
-				for from, to := range replace {
-					line = strings.ReplaceAll(line, from, to)
-				}
-				args := strings.Fields(os.Expand(strings.TrimPrefix(line, "vigil "), func(name string) string { return env[name] }))
-				cmd := exec.Command(bin, args...)
-				cmd.Dir = dir
-				cmd.Env = append(os.Environ(), envList(env)...)
-				out, err := cmd.CombinedOutput()
-				if err != nil {
-					t.Fatalf("%s: %v\n%s", line, err, out)
-				}
-				t.Logf("%s", out)
-			default:
-				t.Fatalf("the README shows a command this test does not know how to run: %q", line)
+				shell++
+				r.shell(line)
 			}
+		case p.block == nil:
+			r.prose(p.span)
 		}
 	}
-	if ran < 10 {
-		t.Fatalf("ran %d commands; the README's shell blocks were not found", ran)
+	if shell < 10 {
+		t.Fatalf("ran %d shell commands; the README's shell blocks were not found", shell)
 	}
-	// What the commands should have left behind.
+	// What the commands should have left behind, and the prose commands
+	// the README must keep showing.
 	for _, f := range []string{"dashboards/vigil-flag-new-checkout.json", "vigil-rules.yaml"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("README commands did not produce %s: %v", f, err)
 		}
+	}
+	for _, c := range []string{"make demo", "make test", "vigil demo --help", "vigil rollout status new-checkout -w", "promtool check rules"} {
+		if !r.ran[c] {
+			t.Errorf("the README no longer shows %q", c)
+		}
+	}
+}
+
+// runner runs the README's commands for TestCommands.
+type runner struct {
+	t    *testing.T
+	bin  string
+	dir  string
+	idle *httptest.Server
+	// env is what the README's export lines set; replace maps the
+	// README's example addresses to the test's servers.
+	env     map[string]string
+	replace map[string]string
+	// ran holds the commands run so far, and helpText `vigil demo --help`.
+	ran      map[string]bool
+	helpText string
+}
+
+func (r *runner) expand(line string) string {
+	for from, to := range r.replace {
+		line = strings.ReplaceAll(line, from, to)
+	}
+	return line
+}
+
+// vigil runs the vigil binary with the README's environment and returns
+// its output, failing the test if it fails.
+func (r *runner) vigil(args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command(r.bin, args...)
+	cmd.Dir = r.dir
+	cmd.Env = append(os.Environ(), envList(r.env)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("vigil %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	r.t.Logf("%s", out)
+	return string(out)
+}
+
+// shell runs one line of a shell block.
+func (r *runner) shell(line string) {
+	t := r.t
+	t.Helper()
+	line = r.expand(line)
+	r.ran[line] = true
+	t.Logf("$ %s", line)
+	switch {
+	case strings.HasPrefix(line, "make "):
+		r.make(strings.TrimPrefix(line, "make "))
+	case strings.HasPrefix(line, "export "):
+		for _, kv := range strings.Fields(strings.TrimPrefix(line, "export ")) {
+			k, v, _ := strings.Cut(kv, "=")
+			r.env[k] = os.Expand(v, func(name string) string { return r.env[name] })
+		}
+	case strings.HasPrefix(line, "vigil serve"):
+		background := strings.HasSuffix(line, "&")
+		args := strings.Fields(strings.TrimSuffix(strings.TrimPrefix(line, "vigil serve"), "&"))
+		addr := ""
+		args = dropFlag(args, "--addr", &addr)
+		if !hasFlag(args, "--data") && !hasFlag(args, "--metrics-dir") {
+			// Another server of the test already holds
+			// ./vigil-data's metric store.
+			args = append(args, "--metrics-dir", filepath.Join(r.dir, fmt.Sprintf("metrics-%d", len(r.ran))))
+		}
+		p := vigiltest.Start(t, r.bin, envList(r.env), args...)
+		if background {
+			if addr != "" {
+				r.replace["http://"+addr] = p.URL
+				for k, v := range r.env {
+					r.env[k] = strings.ReplaceAll(v, "http://"+addr, p.URL)
+				}
+			}
+			return
+		}
+		if err := p.Cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Wait(15 * time.Second); err != nil {
+			t.Fatalf("%s: did not stop cleanly: %v\n%s", line, err, p.Log())
+		}
+	case strings.HasPrefix(line, "vigil "):
+		r.vigil(strings.Fields(os.Expand(strings.TrimPrefix(line, "vigil "), func(name string) string { return r.env[name] }))...)
+	default:
+		t.Fatalf("the README shows a command this test does not know how to run: %q", line)
+	}
+}
+
+// make checks a make target the README shows. Neither runs here: `make
+// test` runs this very test, so it cannot run inside it (CI runs it through
+// .ci/run), and cmd/vigil's TestDemo, which `make test` runs, runs the
+// `vigil demo` that `make demo` builds and runs; running it here too would
+// double the demo's time in `make test`. What is checked is that each
+// target still runs what those tests cover.
+func (r *runner) make(target string) {
+	t := r.t
+	t.Helper()
+	cmd := exec.Command("make", "-n", target)
+	cmd.Dir = root
+	outb, err := cmd.CombinedOutput()
+	out := string(outb)
+	if err != nil {
+		t.Fatalf("make -n %s: %v\n%s", target, err, out)
+	}
+	var want []string
+	switch target {
+	case "demo":
+		// Exactly: build the binary, run `vigil demo` with no flags.
+		if got := strings.Fields(out); strings.Join(got, " ") != "go build -o bin/vigil ./cmd/vigil bin/vigil demo" {
+			t.Errorf("make demo runs %q, want the build and `bin/vigil demo`, which cmd/vigil TestDemo runs", out)
+		}
+		return
+	case "test":
+		want = []string{
+			"npm test",                    // the TypeScript SDK
+			"go test -race -count=1",      // every Go module, internal/readme too
+			"-run 'TestDemo' ./cmd/vigil", // the demo, as `make demo` runs it
+			"-run 'TestEndToEnd|TestKillNine' ./controller/rollout/runner",
+		}
+	default:
+		t.Fatalf("the README shows make %s, which this test does not know", target)
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("make %s no longer runs %q:\n%s", target, w, out)
+		}
+	}
+}
+
+// commandWords are the first words of inline code the prose shows that are
+// commands; any such span must be one the test knows how to run.
+var commandWords = map[string]bool{"vigil": true, "make": true, "promtool": true, "go": true, "npm": true, "node": true, "prometheus": true, "curl": true}
+
+// prose runs the command an inline code span of the prose shows, if it
+// shows one.
+func (r *runner) prose(span string) {
+	t := r.t
+	t.Helper()
+	first, _, _ := strings.Cut(span, " ")
+	byHand := slices.Contains(rollout.Commands, rollout.CommandKind(span))
+	if !commandWords[first] && !byHand && !strings.HasPrefix(span, "--") && !strings.HasPrefix(span, ".ci/") {
+		return // a path, a metric, a flag key
+	}
+	if r.ran[span] && first == "make" {
+		return // a target the shell blocks showed, checked there
+	}
+	t.Logf("(prose) %s", span)
+	r.ran[span] = true
+	switch {
+	case span == "make demo" || span == "make test":
+		r.make(strings.TrimPrefix(span, "make "))
+	case span == ".ci/run":
+		r.ciRun()
+	case span == "vigil demo --help":
+		r.helpText = r.vigil("demo", "--help")
+		for _, want := range []string{"Usage:\n  vigil demo [flags]", "--interval", "--step-duration", "--rate", "--users", "--timeout", "--dir", "--keep-running"} {
+			if !strings.Contains(r.helpText, want) {
+				t.Errorf("vigil demo --help lacks %q", want)
+			}
+		}
+	case span == "--keep-running":
+		// What it does is cmd/vigil's TestDemoAgainstPrometheus; here,
+		// that the flag the README names exists.
+		if !strings.Contains(r.helpText, "--keep-running") {
+			t.Errorf("the README names --keep-running, which vigil demo --help (run before) does not list")
+		}
+	case span == "vigil rollout status new-checkout -w":
+		r.watch(strings.Fields(strings.TrimPrefix(span, "vigil "))...)
+	case byHand:
+		r.byHand(rollout.CommandKind(span))
+	case strings.HasPrefix(span, "--scrape-target "):
+		r.scrapeTarget()
+	case span == "promtool check rules":
+		// On the rule file the README's alerts command wrote just before.
+		out, err := exec.Command("promtool", "check", "rules", filepath.Join(r.dir, "vigil-rules.yaml")).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "SUCCESS") {
+			t.Errorf("promtool check rules vigil-rules.yaml: %v\n%s", err, out)
+		}
+	default:
+		t.Fatalf("the README's prose shows a command this test does not know how to run: %q", span)
+	}
+}
+
+// ciRun checks .ci/run, which cannot run here: it installs packages and then
+// runs `make test`, which runs this test. CI runs it on a fresh machine.
+func (r *runner) ciRun() {
+	path := filepath.Join(root, ".ci", "run")
+	st, err := os.Stat(path)
+	if err != nil || st.Mode()&0o111 == 0 {
+		r.t.Fatalf(".ci/run: not an executable file: %v", err)
+	}
+	body, err := os.ReadFile(path)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(body)), "\n")
+	if !slices.Contains(lines, "make lint") || lines[len(lines)-1] != "make test" {
+		r.t.Errorf(".ci/run does not end by running make lint and make test")
+	}
+}
+
+// watch runs `vigil rollout status KEY -w`, which follows the rollout until
+// it finishes or Ctrl-C: it must draw the progressing rollout, then stop
+// cleanly on SIGINT.
+func (r *runner) watch(args ...string) {
+	t := r.t
+	t.Helper()
+	cmd := exec.Command(r.bin, args...)
+	cmd.Dir = r.dir
+	cmd.Env = append(os.Environ(), envList(r.env)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	drawn := make(chan struct{})
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		sc := bufio.NewScanner(stdout)
+		once := false
+		for sc.Scan() {
+			out.WriteString(sc.Text() + "\n")
+			if !once && strings.Contains(sc.Text(), "new-checkout  PROGRESSING") {
+				once = true
+				close(drawn)
+			}
+		}
+	}()
+	select {
+	case <-drawn:
+	case <-copied:
+		cmd.Wait()
+		t.Fatalf("vigil %s exited without drawing the progressing rollout:\n%s", strings.Join(args, " "), out.String())
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-copied
+		cmd.Wait()
+		t.Fatalf("vigil %s drew nothing in 30s:\n%s", strings.Join(args, " "), out.String())
+	}
+	// It follows: still running after drawing, until interrupted.
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { <-copied; exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("vigil %s after SIGINT: %v\n%s", strings.Join(args, " "), err, out.String())
+		}
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("vigil %s did not stop on SIGINT", strings.Join(args, " "))
+	}
+	if !strings.Contains(out.String(), "◉ 1%") {
+		t.Errorf("vigil %s did not draw the progress at 1%%:\n%s", strings.Join(args, " "), out.String())
+	}
+}
+
+// byHand runs one of the rollout commands the README says take over by
+// hand, on the rollout the README started, and checks the state it leaves.
+func (r *runner) byHand(kind rollout.CommandKind) {
+	want := map[rollout.CommandKind]string{
+		rollout.Pause:    "rollout new-checkout is paused at 1%",
+		rollout.Resume:   "rollout new-checkout is progressing at 1%",
+		rollout.Promote:  "rollout new-checkout is promoted at 100%",
+		rollout.Rollback: "rollout new-checkout is rolled_back at 0%",
+		rollout.Abort:    "rollout new-checkout is aborted at 0%",
+	}[kind]
+	if want == "" {
+		r.t.Fatalf("the README names rollout command %q, which this test does not know", kind)
+	}
+	if kind == rollout.Abort {
+		// Only an unfinished rollout can be aborted, and the commands
+		// before finished it: start it again, as the README does.
+		r.vigil("rollout", "start", "new-checkout")
+	}
+	if out := r.vigil("rollout", string(kind), "new-checkout"); !strings.Contains(out, want) {
+		r.t.Errorf("vigil rollout %s new-checkout: %q, want %q", kind, out, want)
+	}
+}
+
+// scrapeTarget runs `vigil serve --scrape-target host:port` with the test's
+// idle target and waits until its embedded store has scraped it, as its
+// Prometheus API shows. The scrape interval is shortened so as not to wait
+// the default 15s.
+func (r *runner) scrapeTarget() {
+	t := r.t
+	t.Helper()
+	target := strings.TrimPrefix(r.idle.URL, "http://")
+	p := vigiltest.Start(t, r.bin, envList(r.env), "--data", filepath.Join(r.dir, "scrape-data"), "--scrape-target", target, "--scrape-interval", "500ms")
+	query := p.URL + "/api/v1/query?query=" + url.QueryEscape(fmt.Sprintf(`up{instance=%q}`, target))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, err := http.NewRequest(http.MethodGet, query, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+r.env["VIGIL_ADMIN_TOKEN"])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res struct {
+			Data struct {
+				Result []struct {
+					Value []any `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&res)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s, %v", query, resp.Status, err)
+		}
+		if len(res.Data.Result) == 1 && len(res.Data.Result[0].Value) == 2 && res.Data.Result[0].Value[1] == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("vigil serve --scrape-target %s: not scraped in 30s\n%s", target, p.Log())
+		}
+		time.Sleep(100 * time.Millisecond) // polling the condition
+	}
+	if err := p.Cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(15 * time.Second); err != nil {
+		t.Fatalf("vigil serve --scrape-target: did not stop cleanly: %v\n%s", err, p.Log())
 	}
 }
 
