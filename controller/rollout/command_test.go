@@ -88,7 +88,9 @@ func TestApplyInEveryPhase(t *testing.T) {
 			Aborted:     refused,
 		},
 		Abort: {
-			Pending:     {Aborted, 0, "audit notify "},
+			// A pending rollout's flag may serve any percentage its
+			// definition gives it: abort sets 0 whatever the state says.
+			Pending:     {Aborted, 0, "percent=0 audit notify "},
 			Progressing: {Aborted, 0, "percent=0 tracked=false audit notify "},
 			Paused:      {Aborted, 0, "percent=0 tracked=false audit notify "},
 			Promoted:    refused,

@@ -101,7 +101,9 @@ const ControllerActor = "controller"
 type State struct {
 	Key   string `json:"key"`
 	Phase Phase  `json:"state"`
-	// Percent is the treatment share the SDKs serve.
+	// Percent is the treatment share the SDKs serve: the rollout's own from
+	// the first start on; while pending, the flag's definition decides it,
+	// and the controller reports the flag's.
 	Percent float64 `json:"percent"`
 	// Step indexes Plan.Steps; -1 before the first start.
 	Step int `json:"step"`

@@ -168,7 +168,10 @@ func (s *State) promote(actor, reason string, now time.Time) []Action {
 func (s *State) transition(to Phase, percent float64, actor, reason string, now time.Time) []Action {
 	from := s.Phase
 	var acts []Action
-	if percent != s.Percent {
+	// Rollback and abort set 0 even when the state already says 0: a
+	// pending rollout's percentage is the flag's own, which may be anything
+	// its definition says, and 0 must hold whatever it was.
+	if percent != s.Percent || to == RolledBack || to == Aborted {
 		acts = append(acts, SetPercent{Percent: percent})
 	}
 	wasTracked := s.Active()

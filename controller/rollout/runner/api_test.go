@@ -77,6 +77,10 @@ func (e *apiEnv) do(t *testing.T, method, path, body string) (int, []byte) {
 func TestAPI(t *testing.T) {
 	e := startAPI(t)
 	putFlag(t, e.f.st, checkoutFlag("checkout"))
+	// search serves 30% by its definition before any rollout.
+	search := checkoutFlag("search")
+	search.Rollout.Percent = 30
+	putFlag(t, e.f.st, search)
 
 	for _, tc := range []struct {
 		name, method, path, body string
@@ -99,6 +103,16 @@ func TestAPI(t *testing.T) {
 		{"abort rolled back", "POST", "/api/v1/rollouts/checkout/abort", "", 409, []string{"it is rolled_back; it has already finished"}},
 		{"get", "GET", "/api/v1/rollouts/checkout", "", 200, []string{`"key":"checkout"`, `"state":"rolled_back"`, `"updatedAt":`, `"history":[{`, `"to":"paused"`}},
 		{"list", "GET", "/api/v1/rollouts", "", 200, []string{`"rollouts":[{"key":"checkout"`}},
+		{"pending at the flag's percent", "GET", "/api/v1/rollouts/search", "", 200, []string{`"state":"pending"`, `"percent":30`}},
+		{"abort pending", "POST", "/api/v1/rollouts/search/abort", "", 200, []string{`"state":"aborted"`, `"percent":0`, `aborted by admin: from the test`}},
+		{"start after abort", "POST", "/api/v1/rollouts/search/start", "", 200, []string{`"state":"progressing"`, `"percent":1`}},
+		{"promote", "POST", "/api/v1/rollouts/search/promote", `{"reason":"looks good"}`, 200, []string{`"state":"promoted"`, `"percent":100`, `promoted to 100% by admin: looks good`}},
+		{"promote promoted", "POST", "/api/v1/rollouts/search/promote", "", 409, []string{"cannot promote rollout search: it is promoted; only a progressing or paused rollout can be promoted"}},
+		{"abort promoted", "POST", "/api/v1/rollouts/search/abort", "", 409, []string{"cannot abort rollout search: it is promoted; it has already finished"}},
+		{"start after promote", "POST", "/api/v1/rollouts/search/start", "", 200, []string{`"state":"progressing"`, `"percent":1`}},
+		{"abort", "POST", "/api/v1/rollouts/search/abort", "", 200, []string{`"state":"aborted"`, `"percent":0`, `"to":"aborted"`}},
+		{"abort aborted", "POST", "/api/v1/rollouts/search/abort", "", 409, []string{"it is aborted; it has already finished"}},
+		{"list both", "GET", "/api/v1/rollouts", "", 200, []string{`"key":"checkout"`, `"key":"search"`}},
 	} {
 		status, body := e.do(t, tc.method, tc.path, tc.body)
 		if status != tc.status {
@@ -123,6 +137,10 @@ func TestAPI(t *testing.T) {
 	}
 	if err := json.Unmarshal(body, &f); status != 200 || err != nil || f.Rollout.Percent != 0 || f.Tracked {
 		t.Errorf("flag after rollback: %d %s", status, body)
+	}
+	status, body = e.do(t, "GET", "/api/v1/flags/search", "")
+	if err := json.Unmarshal(body, &f); status != 200 || err != nil || f.Rollout.Percent != 0 || f.Tracked {
+		t.Errorf("flag after abort: %d %s", status, body)
 	}
 	// The loop's metrics are served.
 	resp, err := http.Get(e.url + "/metrics")

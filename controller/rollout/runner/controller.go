@@ -357,17 +357,23 @@ func write(ctx context.Context, tx store.Tx, s rollout.State, acts []rollout.Act
 			if err := loadFlag(); err != nil {
 				return err
 			}
-			if f.Rollout == nil {
+			// A flag already at the percentage keeps its version, so that
+			// the SDKs are not sent a change that changes nothing.
+			if f.Rollout == nil && a.Percent != 0 {
 				f.Rollout = &flag.Rollout{}
 			}
-			f.Rollout.Percent = a.Percent
-			flagChanged = true
+			if f.Rollout != nil && f.Rollout.Percent != a.Percent {
+				f.Rollout.Percent = a.Percent
+				flagChanged = true
+			}
 		case rollout.SetTracked:
 			if err := loadFlag(); err != nil {
 				return err
 			}
-			f.Tracked = a.Tracked
-			flagChanged = true
+			if f.Tracked != a.Tracked {
+				f.Tracked = a.Tracked
+				flagChanged = true
+			}
 		case rollout.Audit:
 			if err := tx.AppendAudit(ctx, store.AuditEntry{Actor: a.Actor, Action: "rollout", Flag: s.Key, Message: a.Message}); err != nil {
 				return fmt.Errorf("audit: %w", err)
@@ -397,6 +403,16 @@ func readState(ctx context.Context, tx store.Tx, key string) (rollout.State, err
 		return rollout.State{}, fmt.Errorf("read rollout %s: %w", key, err)
 	}
 	return decode(r)
+}
+
+// pendingState is the rollout of a flag never rolled out: pending, at the
+// percentage its definition gives it, which is what its SDKs serve.
+func pendingState(f flag.Flag) rollout.State {
+	s := rollout.New(f.Key)
+	if f.Rollout != nil {
+		s.Percent = f.Rollout.Percent
+	}
+	return s
 }
 
 func decode(r store.Rollout) (rollout.State, error) {
@@ -440,10 +456,11 @@ func (c *Controller) Rollout(ctx context.Context, key string) (rollout.State, er
 	if !errors.Is(err, store.ErrNotFound) {
 		return rollout.State{}, fmt.Errorf("read rollout %s: %w", key, err)
 	}
-	if _, err := c.opts.Store.Flag(ctx, key); err != nil {
+	f, err := c.opts.Store.Flag(ctx, key)
+	if err != nil {
 		return rollout.State{}, fmt.Errorf("flag %s: %w", key, err)
 	}
-	return rollout.New(key), nil
+	return pendingState(f), nil
 }
 
 // FlagError says the flag cannot be rolled out as it is; the API answers
@@ -478,6 +495,9 @@ func (c *Controller) apply(ctx context.Context, key string, cmd rollout.Command,
 		cur, err := readState(ctx, tx, key)
 		if err != nil {
 			return err
+		}
+		if cur.Phase == rollout.Pending {
+			cur = pendingState(f)
 		}
 		if cmd.Kind == rollout.Start {
 			if err := startable(f); err != nil {
