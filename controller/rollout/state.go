@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"time"
 
@@ -19,12 +20,14 @@ const (
 	Progressing Phase = "progressing"
 	// Paused: held at its percentage until a person resumes it.
 	Paused Phase = "paused"
-	// Promoted: at 100%, no longer judged or tracked.
+	// Promoted: at 100%, no longer judged or tracked; it stays there until a
+	// rollback or a new start.
 	Promoted Phase = "promoted"
 	// RolledBack: at 0% because the treatment hurt or a person said so; it
 	// stays there until a new start.
 	RolledBack Phase = "rolled_back"
-	// Aborted: stopped at 0% by a person without a judgement.
+	// Aborted: stopped at 0% by a person without a judgement; it stays
+	// there until a new start.
 	Aborted Phase = "aborted"
 )
 
@@ -150,6 +153,44 @@ func (s *State) Analyzing(now time.Time) bool {
 // or the loop may still change: progressing or paused.
 func (s *State) Active() bool {
 	return s.Phase == Progressing || s.Phase == Paused
+}
+
+// OwnsPercent reports whether a rollout in phase p owns its flag's
+// treatment percentage: in every phase after the first start. Only the
+// rollout's commands and loop change the percentage then, and an edit of
+// the flag (PUT, apply) keeps the stored one whatever it says, so that a
+// flags file never fights the rollout: it cannot ramp a progressing one,
+// bring back a treatment that was rolled back or aborted at 0%, or take a
+// promoted flag back from 100% by being applied again. A new start is how a
+// person changes the percentage of such a flag.
+func (p Phase) OwnsPercent() bool {
+	return p != Pending && p != ""
+}
+
+// Hold is what a rollout decides of its flag: the fields that a person's
+// edit of the flag keeps.
+type Hold struct {
+	// Owned reports that the rollout owns the flag's percentage, which is
+	// then Percent.
+	Owned   bool
+	Percent float64
+	// Tracked is whether the SDKs record the flag's cohort metrics: while
+	// the rollout is progressing or paused.
+	Tracked bool
+}
+
+// Hold returns what s decides of its flag.
+func (s *State) Hold() Hold {
+	return Hold{Owned: s.Phase.OwnsPercent(), Percent: s.Percent, Tracked: s.Active()}
+}
+
+// DecodeState reads a state as stored (the JSON of State).
+func DecodeState(key string, data []byte) (State, error) {
+	var s State
+	if err := json.Unmarshal(data, &s); err != nil {
+		return State{}, fmt.Errorf("decode rollout %s: %w", key, err)
+	}
+	return s, nil
 }
 
 // clone copies s deeply enough that changing the copy's slices and

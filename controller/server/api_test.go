@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/sdk/flag"
@@ -91,30 +92,92 @@ func TestFlagLifecycle(t *testing.T) {
 	})
 }
 
-func TestTrackedAndRolloutPercentAreControllerOwned(t *testing.T) {
-	e := start(t, server.Config{})
-	e.mustStatus(e.do("PUT", "/api/v1/flags/a", e.admin, flagJSON("a", 0)), http.StatusCreated)
-	// The rollout controller marks the flag tracked and sets its percent.
-	ctx := t.Context()
-	if err := e.srv.Store().Update(ctx, store.Actor{Name: "rollout"}, func(tx store.Tx) error {
-		f, err := tx.Flag(ctx, "a")
-		if err != nil {
-			return err
+// TestRolloutOwnsPercentAfterStart: from a rollout's first start on, in
+// every phase, a person's PUT or apply keeps the percent the rollout set, and
+// tracked while the rollout is active; a flag never rolled out takes what
+// the edit says.
+func TestRolloutOwnsPercentAfterStart(t *testing.T) {
+	for _, tc := range []struct {
+		phase   rollout.Phase // "" for no rollout record
+		percent float64       // what the rollout set
+		tracked bool
+		want    float64 // the percent after an edit that says 30
+	}{
+		{"", 0, false, 30},
+		{rollout.Progressing, 10, true, 10},
+		{rollout.Paused, 10, true, 10},
+		{rollout.Promoted, 100, false, 100},
+		{rollout.RolledBack, 0, false, 0},
+		{rollout.Aborted, 0, false, 0},
+	} {
+		name := string(tc.phase)
+		if name == "" {
+			name = "never started"
 		}
-		f.Tracked, f.Rollout.Percent = true, 10
-		_, err = tx.PutFlag(ctx, f)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	// A person's edit keeps both.
-	body := flagJSON("a", 90)
-	body["description"] = "edited"
-	body["tracked"] = false
-	var f flag.Flag
-	e.mustStatus(e.do("PUT", "/api/v1/flags/a", e.admin, body), http.StatusOK).json(t, &f)
-	if !f.Tracked || f.Rollout.Percent != 10 || f.Description != "edited" {
-		t.Fatalf("after edit %+v", f)
+		t.Run(name, func(t *testing.T) {
+			e := start(t, server.Config{})
+			e.mustStatus(e.do("PUT", "/api/v1/flags/a", e.admin, flagJSON("a", 0)), http.StatusCreated)
+			if tc.phase != "" {
+				// What the rollout controller does at a transition: the
+				// state and the flag in one transaction.
+				ctx := t.Context()
+				if err := e.srv.Store().Update(ctx, store.Actor{Name: "rollout"}, func(tx store.Tx) error {
+					f, err := tx.Flag(ctx, "a")
+					if err != nil {
+						return err
+					}
+					f.Tracked, f.Rollout.Percent = tc.tracked, tc.percent
+					if _, err := tx.PutFlag(ctx, f); err != nil {
+						return err
+					}
+					st := rollout.New("a")
+					st.Phase, st.Percent, st.Step = tc.phase, tc.percent, 1
+					raw, err := json.Marshal(st)
+					if err != nil {
+						return err
+					}
+					return tx.PutRollout(ctx, store.Rollout{Key: "a", State: raw})
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A person's PUT keeps both.
+			body := flagJSON("a", 30)
+			body["description"] = "edited"
+			body["tracked"] = !tc.tracked
+			var f flag.Flag
+			e.mustStatus(e.do("PUT", "/api/v1/flags/a", e.admin, body), http.StatusOK).json(t, &f)
+			if f.Tracked != tc.tracked || f.Rollout.Percent != tc.want || f.Description != "edited" {
+				t.Fatalf("after PUT: tracked %v at %v%% %q, want tracked %v at %v%%", f.Tracked, f.Rollout.Percent, f.Description, tc.tracked, tc.want)
+			}
+			// So does applying a flags file, dry run or not; one that says
+			// 50% changes nothing but the percent, which stays.
+			file := `{"flags": [{"key": "a", "description": "edited", "variants": {"on": true, "off": false},
+				"control": "off", "treatment": "on", "enabled": true, "rollout": {"percent": 50}}]}`
+			for _, path := range []string{"/api/v1/apply?dryRun=true", "/api/v1/apply"} {
+				var r server.ApplyResult
+				e.mustStatus(e.do("POST", path, e.admin, file), http.StatusOK).json(t, &r)
+				changed := fmt.Sprint(r.Updated) == "[a]"
+				if changed != (tc.phase == "") {
+					t.Errorf("%s: %+v", path, r)
+				}
+			}
+			e.mustStatus(e.do("GET", "/api/v1/flags/a", e.admin, nil), http.StatusOK).json(t, &f)
+			want := tc.want
+			if tc.phase == "" {
+				want = 50
+			}
+			if f.Tracked != tc.tracked || f.Rollout.Percent != want {
+				t.Errorf("after apply: tracked %v at %v%%, want tracked %v at %v%%", f.Tracked, f.Rollout.Percent, tc.tracked, want)
+			}
+			// The rollout's record outlives the flag: created again, the
+			// flag takes the rollout's percent.
+			e.mustStatus(e.do("DELETE", "/api/v1/flags/a", e.admin, nil), http.StatusOK)
+			e.mustStatus(e.do("PUT", "/api/v1/flags/a", e.admin, body), http.StatusCreated).json(t, &f)
+			if f.Tracked != tc.tracked || f.Rollout.Percent != tc.want {
+				t.Errorf("created again: tracked %v at %v%%, want tracked %v at %v%%", f.Tracked, f.Rollout.Percent, tc.tracked, tc.want)
+			}
+		})
 	}
 }
 

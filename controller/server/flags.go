@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
@@ -74,17 +76,54 @@ func checkVersion(key string, expected int64, current flag.Flag, exists bool) er
 	return nil
 }
 
-// mergeControllerFields carries over what only the controller sets: whether
-// the flag is tracked and, while it is, the rollout's percent, which the
-// rollout controller owns.
-func mergeControllerFields(f *flag.Flag, old flag.Flag, exists bool) {
-	f.Tracked = exists && old.Tracked
-	if f.Tracked && old.Rollout != nil {
+// mergeControllerFields puts into f what only the flag's rollout decides,
+// whatever the edit says: whether the flag is tracked and, from the first
+// start on (progressing, paused, promoted, rolled back or aborted), its
+// percent. The rollout's stored state is the one source of both; it is read
+// in the same transaction as the edit, and every transition changes it and
+// the flag together, so the two never disagree.
+func mergeControllerFields(f *flag.Flag, h rollout.Hold) {
+	f.Tracked = h.Tracked
+	if h.Owned {
 		if f.Rollout == nil {
 			f.Rollout = &flag.Rollout{}
 		}
-		f.Rollout.Percent = old.Rollout.Percent
+		f.Rollout.Percent = h.Percent
 	}
+}
+
+// rolloutHold reads what the rollout of key decides of its flag, inside tx;
+// a flag never rolled out has no hold.
+func rolloutHold(ctx context.Context, tx store.Tx, key string) (rollout.Hold, error) {
+	r, err := tx.Rollout(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return rollout.Hold{}, nil
+	}
+	if err != nil {
+		return rollout.Hold{}, fmt.Errorf("read rollout %s: %w", key, err)
+	}
+	st, err := rollout.DecodeState(r.Key, r.State)
+	if err != nil {
+		return rollout.Hold{}, err
+	}
+	return st.Hold(), nil
+}
+
+// rolloutHolds reads the holds of every rollout inside tx, by flag key.
+func rolloutHolds(ctx context.Context, tx store.Tx) (map[string]rollout.Hold, error) {
+	rs, err := tx.Rollouts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list rollouts: %w", err)
+	}
+	out := make(map[string]rollout.Hold, len(rs))
+	for _, r := range rs {
+		st, err := rollout.DecodeState(r.Key, r.State)
+		if err != nil {
+			return nil, err
+		}
+		out[r.Key] = st.Hold()
+	}
+	return out, nil
 }
 
 // sameFlag reports whether two flags have the same content, ignoring the
@@ -129,7 +168,11 @@ func (s *Server) putFlag(c *gin.Context) {
 		if err := checkVersion(key, expected, old, exists); err != nil {
 			return err
 		}
-		mergeControllerFields(&f, old, exists)
+		hold, err := rolloutHold(ctx, tx, key)
+		if err != nil {
+			return err
+		}
+		mergeControllerFields(&f, hold)
 		if exists && sameFlag(f, old) {
 			out = old
 			return nil
@@ -198,10 +241,10 @@ type ApplyResult struct {
 	Unchanged []string `json:"unchanged"`
 }
 
-// diff computes what applying file to current does. It fills the changed
-// flags into puts (with controller fields merged) and the keys to delete
-// into dels.
-func diff(current, file []flag.Flag, prune bool) (r ApplyResult, puts []flag.Flag, dels []string) {
+// diff computes what applying file to current, whose rollouts decide what
+// holds says, does. It fills the changed flags into puts (with controller
+// fields merged) and the keys to delete into dels.
+func diff(current, file []flag.Flag, holds map[string]rollout.Hold, prune bool) (r ApplyResult, puts []flag.Flag, dels []string) {
 	r = ApplyResult{Created: []string{}, Updated: []string{}, Deleted: []string{}, Unchanged: []string{}}
 	have := make(map[string]flag.Flag, len(current))
 	for _, f := range current {
@@ -211,7 +254,7 @@ func diff(current, file []flag.Flag, prune bool) (r ApplyResult, puts []flag.Fla
 	for _, f := range file {
 		inFile[f.Key] = true
 		old, exists := have[f.Key]
-		mergeControllerFields(&f, old, exists)
+		mergeControllerFields(&f, holds[f.Key])
 		switch {
 		case !exists:
 			r.Created = append(r.Created, f.Key)
@@ -281,26 +324,26 @@ func (s *Server) apply(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	if dryRun {
-		snap, err := s.store.Snapshot(ctx)
-		if err != nil {
-			s.FailStore(c, err)
-			return
-		}
-		r, _, _ := diff(snap.Flags, file.Flags, prune)
-		r.DryRun, r.Revision = true, snap.Revision
-		c.JSON(http.StatusOK, r)
-		return
-	}
 	var r ApplyResult
+	// A dry run reads in a transaction too, and writes nothing in it, so that
+	// the flags and their rollouts it compares are read consistently.
 	err = s.store.Update(ctx, ActorOf(c), func(tx store.Tx) error {
 		current, err := tx.Flags(ctx)
 		if err != nil {
 			return err
 		}
+		holds, err := rolloutHolds(ctx, tx)
+		if err != nil {
+			return err
+		}
 		var puts []flag.Flag
 		var dels []string
-		r, puts, dels = diff(current, file.Flags, prune)
+		r, puts, dels = diff(current, file.Flags, holds, prune)
+		r.DryRun = dryRun
+		if dryRun {
+			r.Revision = tx.Revision()
+			return nil
+		}
 		for _, f := range puts {
 			if _, err := tx.PutFlag(ctx, f); err != nil {
 				return err
@@ -318,7 +361,9 @@ func (s *Server) apply(c *gin.Context) {
 		s.FailStore(c, err)
 		return
 	}
-	s.hub.await(ctx, r.Revision)
+	if !dryRun {
+		s.hub.await(ctx, r.Revision)
+	}
 	c.JSON(http.StatusOK, r)
 }
 

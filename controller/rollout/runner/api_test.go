@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
 const apiToken = "rollout-api-test-token-0123456789"
@@ -153,5 +155,72 @@ func TestAPI(t *testing.T) {
 		if !strings.Contains(string(metrics), name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
+	}
+}
+
+// TestFlagEditsKeepTheRolloutPercent reproduces what a person does after a
+// rollout ends: PUT the flag, or apply its flags file again, with another
+// percent. The flag must keep serving what the rollout says.
+func TestFlagEditsKeepTheRolloutPercent(t *testing.T) {
+	e := startAPI(t)
+	for _, tc := range []struct {
+		commands []string
+		percent  float64 // the rollout's, which the flag must keep
+	}{
+		{[]string{"start", "rollback"}, 0},
+		{[]string{"start", "promote"}, 100},
+		{[]string{"start", "abort"}, 0},
+		{[]string{"abort"}, 0}, // from pending, the flag at 30% by its definition
+		{[]string{"start", "promote", "rollback"}, 0},
+	} {
+		key := strings.Join(tc.commands, "-")
+		t.Run(key, func(t *testing.T) {
+			fl := checkoutFlag(key)
+			fl.Rollout.Percent = 30
+			putFlag(t, e.f.st, fl)
+			for _, c := range tc.commands {
+				if status, body := e.do(t, "POST", "/api/v1/rollouts/"+key+"/"+c, ""); status != 200 {
+					t.Fatalf("%s: %d %s", c, status, body)
+				}
+			}
+			check := func(after string) {
+				t.Helper()
+				var f struct {
+					Rollout struct{ Percent float64 } `json:"rollout"`
+				}
+				status, body := e.do(t, "GET", "/api/v1/flags/"+key, "")
+				if err := json.Unmarshal(body, &f); status != 200 || err != nil {
+					t.Fatalf("get flag: %d %s", status, body)
+				}
+				var s struct{ Percent float64 }
+				status, body = e.do(t, "GET", "/api/v1/rollouts/"+key, "")
+				if err := json.Unmarshal(body, &s); status != 200 || err != nil {
+					t.Fatalf("get rollout: %d %s", status, body)
+				}
+				if f.Rollout.Percent != tc.percent || s.Percent != tc.percent {
+					t.Errorf("after %s the flag serves %v%% and its rollout says %v%%, want %v%%", after, f.Rollout.Percent, s.Percent, tc.percent)
+				}
+			}
+			check("the commands")
+			def, err := json.Marshal(fl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status, body := e.do(t, "PUT", "/api/v1/flags/"+key, string(def)); status != 200 {
+				t.Fatalf("put: %d %s", status, body)
+			}
+			check("a PUT at 30%")
+			for _, p := range []float64{0, 30} {
+				fl.Rollout.Percent = p
+				file, err := json.Marshal(map[string]any{"flags": []flag.Flag{fl}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if status, body := e.do(t, "POST", "/api/v1/apply", string(file)); status != 200 {
+					t.Fatalf("apply: %d %s", status, body)
+				}
+				check(fmt.Sprintf("applying a file at %v%%", p))
+			}
+		})
 	}
 }

@@ -416,11 +416,7 @@ func pendingState(f flag.Flag) rollout.State {
 }
 
 func decode(r store.Rollout) (rollout.State, error) {
-	var s rollout.State
-	if err := json.Unmarshal(r.State, &s); err != nil {
-		return rollout.State{}, fmt.Errorf("decode rollout %s: %w", r.Key, err)
-	}
-	return s, nil
+	return rollout.DecodeState(r.Key, r.State)
 }
 
 // states reads every stored rollout.
