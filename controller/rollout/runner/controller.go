@@ -184,9 +184,12 @@ func (c *Controller) Tick(ctx context.Context) error {
 
 // observe reads the counts of every due rollout in one batch and judges
 // each rollout past its warm-up. A query that failed is a provider error for
-// every rollout in the batch; a series that is missing or not finite (no
-// traffic yet in a cohort) is not: the judge reads it as unreadable, which
-// holds the rollout as inconclusive until maxStepDuration.
+// every rollout it was asked for: a built-in query for the whole batch, a
+// custom metric's query for the rollouts whose plans name it, each of
+// which holds and counts toward its onProviderError. A series that is
+// missing or not finite (no traffic yet in a cohort) is not: the judge reads
+// it as unreadable, which holds the rollout as inconclusive until
+// maxStepDuration.
 func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map[string]flag.Flag, now time.Time) []rollout.Observation {
 	obs := make([]rollout.Observation, len(due))
 	var qs []analysis.FlagQuery
@@ -207,7 +210,11 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 	}
 	start := time.Now()
 	readings, err := c.opts.Reader.Read(ctx, now, qs)
-	c.opts.Metrics.observeQuery(time.Since(start), err)
+	took := time.Since(start)
+	// The batch counts as one failed read when a query for only some of its
+	// rollouts failed, too.
+	failed := err
+	defer func() { c.opts.Metrics.observeQuery(took, failed) }()
 	for i, s := range due {
 		if obs[i].Err != nil {
 			continue
@@ -219,6 +226,13 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 			continue
 		case !ok:
 			obs[i].Err = fmt.Errorf("the metrics reader returned nothing for %s", s.Key)
+			continue
+		}
+		if rerr := readError(rd.Err); rerr != nil {
+			obs[i].Err = fmt.Errorf("read metrics of %s: %w", s.Key, rerr)
+			if failed == nil {
+				failed = obs[i].Err
+			}
 			continue
 		}
 		cum := rd.Counts
@@ -237,6 +251,27 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 		obs[i].Verdict, obs[i].Judge = v, judge
 	}
 	return obs
+}
+
+// readError returns the parts of a flag's read error that are failures, not
+// missing data: a query the provider refused (*analysis.QueryError) or one
+// that could not be built for the flag. Nil when every part is
+// analysis.ErrNoData, which only means no traffic yet.
+func readError(err error) error {
+	if err == nil {
+		return nil
+	}
+	parts := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		parts = j.Unwrap()
+	}
+	var failed []error
+	for _, e := range parts {
+		if !errors.Is(e, analysis.ErrNoData) {
+			failed = append(failed, e)
+		}
+	}
+	return errors.Join(failed...)
 }
 
 // finiteOr returns v, or last when v could not be read.

@@ -55,6 +55,7 @@ type traffic struct {
 	rps     float64
 	errRate map[string][2]float64 // flag -> treatment, control error rate
 	fail    error                 // when set, every query fails with it
+	flagErr map[string]error      // a flag's Reading.Err, as the reader reports a part it could not read
 
 	mu      sync.Mutex
 	last    time.Time
@@ -64,7 +65,7 @@ type traffic struct {
 }
 
 func newTraffic(st store.Store, c *clock) *traffic {
-	return &traffic{st: st, clock: c, rps: 1000, errRate: map[string][2]float64{}, cum: map[string]*analysis.FlagCounts{}, last: c.Now()}
+	return &traffic{st: st, clock: c, rps: 1000, errRate: map[string][2]float64{}, flagErr: map[string]error{}, cum: map[string]*analysis.FlagCounts{}, last: c.Now()}
 }
 
 // advance accrues the traffic of the time since the last call at the flags'
@@ -114,6 +115,7 @@ func (tr *traffic) Read(ctx context.Context, now time.Time, qs []analysis.FlagQu
 			rd.Counts = *c
 		}
 		rd.Counts.Flag = q.Flag
+		rd.Err = tr.flagErr[q.Flag]
 		out[q.Flag] = rd
 	}
 	return out, nil
@@ -352,6 +354,46 @@ func TestLoopPausesAfterProviderErrors(t *testing.T) {
 	}
 	if fl := f.flag(t, "checkout"); fl.Rollout.Percent != 1 || !fl.Tracked {
 		t.Errorf("paused flag at %v%% tracked %v", fl.Rollout.Percent, fl.Tracked)
+	}
+	if got := testutil.ToFloat64(f.c.opts.Metrics.provErrors); got != 5 {
+		t.Errorf("vigil_provider_errors_total = %v, want 5", got)
+	}
+}
+
+// TestLoopCountsAFailedCustomQuery: a custom metric's query that fails
+// fails only for the rollouts whose plans name it, and the reader then
+// reports no error for the batch, only in those rollouts' readings. Each is a
+// provider error for its rollout, up to onProviderError; missing data is
+// not.
+func TestLoopCountsAFailedCustomQuery(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	conversion := flag.MetricSpec{Name: "conversion", Direction: "lower-is-worse", Tolerance: 0.9,
+		Query: `sum by (feature_flag_result_variant) (increase(checkouts_total{feature_flag_key="{{flag}}"}[{{window}}]))`}
+	for _, key := range []string{"custom", "quiet", "plain"} {
+		fl := checkoutFlag(key)
+		if key != "plain" {
+			fl.Rollout.Plan.Metrics = append(fl.Rollout.Plan.Metrics, conversion)
+		}
+		putFlag(t, f.st, fl)
+		f.tr.errRate[key] = [2]float64{0.01, 0.01}
+		if _, err := f.c.Command(ctx, key, rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What analysis.Reader reports for a custom query the provider refused,
+	// and for a custom metric without any series yet.
+	f.tr.flagErr["custom"] = errors.Join(&analysis.QueryError{Metric: "conversion", Query: "...", Err: errors.New("bad_data: many-to-many matching not allowed")})
+	f.tr.flagErr["quiet"] = errors.Join(fmt.Errorf(`flag quiet variant "on": custom metric "conversion": %w: no sample`, analysis.ErrNoData))
+	f.run(t, 30*time.Second, func() bool { return f.state(t, "custom").Phase != rollout.Progressing })
+	s := f.state(t, "custom")
+	if s.Phase != rollout.Paused || s.ProviderErrors != 5 || !strings.Contains(s.PausedReason, "many-to-many matching not allowed") {
+		t.Fatalf("custom: %s after %d provider errors: %q", s.Phase, s.ProviderErrors, s.PausedReason)
+	}
+	for _, key := range []string{"quiet", "plain"} {
+		if s := f.state(t, key); s.Phase != rollout.Progressing || s.ProviderErrors != 0 {
+			t.Errorf("%s: %s with %d provider errors, want progressing with none", key, s.Phase, s.ProviderErrors)
+		}
 	}
 	if got := testutil.ToFloat64(f.c.opts.Metrics.provErrors); got != 5 {
 		t.Errorf("vigil_provider_errors_total = %v, want 5", got)

@@ -51,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"flag"}),
 		provErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_provider_errors_total",
-			Help: "Batched cohort queries that failed.",
+			Help: "Batched cohort reads in which a query failed.",
 		}),
 		queryTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vigil_provider_query_duration_seconds",
