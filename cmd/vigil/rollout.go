@@ -52,9 +52,9 @@ treatment is worse.`,
 	}{
 		{rollout.Pause, "Hold a progressing rollout at its percentage"},
 		{rollout.Resume, "Carry on a paused rollout (at a gate: approve the next step)"},
-		{rollout.Promote, "Go to 100% at once and stop tracking"},
+		{rollout.Promote, "Go to 100% at once and stop tracking; the flag stays there until a rollback or a new start"},
 		{rollout.Rollback, "Go to 0% at once; the flag stays there until a new start"},
-		{rollout.Abort, "Stop the rollout at 0% without a judgement"},
+		{rollout.Abort, "Stop the rollout at 0% without a judgement; the flag stays there until a new start"},
 	} {
 		cmd.AddCommand(newRolloutCommandCmd(c.kind, c.short))
 	}

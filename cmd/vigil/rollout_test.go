@@ -98,31 +98,17 @@ func vigil(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
-func TestRolloutCLI(t *testing.T) {
-	url := startController(t)
-	conn := []string{"--server", url, "--token", cliToken}
-	plan := filepath.Join(t.TempDir(), "plan.yaml")
-	if err := os.WriteFile(plan, []byte("steps: [2, 20]\ngates: [20]\nminRequests: 50\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		args []string
-		want string // a substring of the output, or of the error when fail
-		fail bool
-	}{
-		{[]string{"rollout", "pause", "checkout"}, "cannot pause rollout checkout: it is pending; only a progressing rollout can be paused", true},
-		{[]string{"rollout", "start", "checkout", "--plan", plan, "--interval", "5s", "--reason", "ticket 7"}, "rollout checkout started at 2% (steps 2% → 20% → 100%)", false},
-		{[]string{"rollout", "start", "checkout"}, "it is progressing", true},
-		{[]string{"rollout", "start", "nope"}, "flag nope: not found", true},
-		{[]string{"rollout", "status", "checkout"}, "checkout  PROGRESSING  2%  step 1/3\n◉ 2% ─ ‖○ 20% ─ ○ 100%\n", false},
-		{[]string{"rollout", "pause", "checkout", "--reason", "lunch"}, "rollout checkout is paused at 2%", false},
-		{[]string{"rollout", "status", "checkout"}, "paused       paused by admin: lunch", false},
-		{[]string{"rollout", "list"}, "checkout                         paused             2%    1/3  -", false},
-		{[]string{"rollout", "resume", "checkout"}, "rollout checkout is progressing at 2%", false},
-		{[]string{"rollout", "rollback", "checkout"}, "rollout checkout is rolled_back at 0%", false},
-		{[]string{"rollout", "status", "checkout", "-w"}, "ROLLED_BACK", false},
-		{[]string{"rollout", "status", "checkout", "-o", "yaml"}, `--output "yaml": want one of text, json`, true},
-	} {
+// rolloutCLICase is one CLI invocation and what it must print.
+type rolloutCLICase struct {
+	args []string
+	want string // a substring of the output, or of the error when fail
+	fail bool
+}
+
+// runRolloutCLI runs each case against the controller at conn.
+func runRolloutCLI(t *testing.T, conn []string, cases []rolloutCLICase) {
+	t.Helper()
+	for _, tc := range cases {
 		out, err := vigil(t, append(tc.args, conn...)...)
 		got := out
 		if tc.fail {
@@ -139,6 +125,30 @@ func TestRolloutCLI(t *testing.T) {
 			t.Errorf("vigil %v:\n%s\nwant it to contain %q", tc.args, got, tc.want)
 		}
 	}
+}
+
+func TestRolloutCLI(t *testing.T) {
+	url := startController(t)
+	conn := []string{"--server", url, "--token", cliToken}
+	dir := t.TempDir()
+	plan := filepath.Join(dir, "plan.yaml")
+	if err := os.WriteFile(plan, []byte("steps: [2, 20]\ngates: [20]\nminRequests: 50\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runRolloutCLI(t, conn, []rolloutCLICase{
+		{[]string{"rollout", "pause", "checkout"}, "cannot pause rollout checkout: it is pending; only a progressing rollout can be paused", true},
+		{[]string{"rollout", "start", "checkout", "--plan", plan, "--interval", "5s", "--reason", "ticket 7"}, "rollout checkout started at 2% (steps 2% → 20% → 100%)", false},
+		{[]string{"rollout", "start", "checkout"}, "it is progressing", true},
+		{[]string{"rollout", "start", "nope"}, "flag nope: not found", true},
+		{[]string{"rollout", "status", "checkout"}, "checkout  PROGRESSING  2%  step 1/3\n◉ 2% ─ ‖○ 20% ─ ○ 100%\n", false},
+		{[]string{"rollout", "pause", "checkout", "--reason", "lunch"}, "rollout checkout is paused at 2%", false},
+		{[]string{"rollout", "status", "checkout"}, "paused       paused by admin: lunch", false},
+		{[]string{"rollout", "list"}, "checkout                         paused             2%    1/3  -", false},
+		{[]string{"rollout", "resume", "checkout"}, "rollout checkout is progressing at 2%", false},
+		{[]string{"rollout", "rollback", "checkout"}, "rollout checkout is rolled_back at 0%", false},
+		{[]string{"rollout", "status", "checkout", "-w"}, "ROLLED_BACK", false},
+		{[]string{"rollout", "status", "checkout", "-o", "yaml"}, `--output "yaml": want one of text, json`, true},
+	})
 
 	out, err := vigil(t, append([]string{"rollout", "status", "checkout", "-o", "json"}, conn...)...)
 	if err != nil {
@@ -154,6 +164,19 @@ func TestRolloutCLI(t *testing.T) {
 	if !strings.Contains(s.History[0].Reason, "ticket 7") {
 		t.Errorf("start reason lost: %q", s.History[0].Reason)
 	}
+
+	runRolloutCLI(t, conn, []rolloutCLICase{
+		{[]string{"rollout", "promote", "checkout"}, "cannot promote rollout checkout: it is rolled_back; only a progressing or paused rollout can be promoted", true},
+		{[]string{"rollout", "start", "checkout", "--steps", "10,50"}, "rollout checkout started at 10% (steps 10% → 50% → 100%)", false},
+		{[]string{"rollout", "promote", "checkout", "--reason", "all good"}, "rollout checkout is promoted at 100%", false},
+		{[]string{"rollout", "status", "checkout"}, "promoted to 100% by admin: all good", false},
+		{[]string{"rollout", "abort", "checkout"}, "cannot abort rollout checkout: it is promoted; it has already finished", true},
+		{[]string{"rollout", "start", "checkout"}, "rollout checkout started at 1%", false},
+		{[]string{"rollout", "abort", "checkout", "--reason", "wrong flag"}, "rollout checkout is aborted at 0%", false},
+		{[]string{"rollout", "status", "checkout"}, "aborted by admin: wrong flag", false},
+		{[]string{"rollout", "list"}, "checkout                         aborted            0%", false},
+		{[]string{"rollout", "status", "checkout"}, "checkout  ABORTED  0%", false},
+	})
 }
 
 func TestRenderStatus(t *testing.T) {
