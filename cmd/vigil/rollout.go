@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"time"
 
@@ -97,6 +98,12 @@ func newRolloutStartCmd() *cobra.Command {
 		if len(steps) > 0 {
 			plan.Steps = steps
 		}
+		if err := flagZeros(cmd.Flags(), map[string]string{
+			"interval": "interval", "min-step-duration": "minStepDuration",
+			"max-step-duration": "maxStepDuration", "min-requests": "minRequests",
+		}); err != nil {
+			return err
+		}
 		for _, d := range []struct {
 			v   time.Duration
 			dst *flag.Duration
@@ -147,7 +154,37 @@ func readPlan(path string) (flag.Plan, error) {
 	if err := flag.DecodeStrict(js, &plan); err != nil {
 		return flag.Plan{}, fmt.Errorf("read plan %s: %w", path, err)
 	}
+	// Decoding drops an explicit zero, which then reads as not set.
+	if err := rollout.CheckExplicitZeros(doc); err != nil {
+		return flag.Plan{}, fmt.Errorf("read plan %s: %w", path, err)
+	}
 	return plan, nil
+}
+
+// flagZeros refuses a plan flag given as zero, which the plan would read as
+// not set (see rollout.CheckExplicitZeros); fields maps each flag's name to
+// its plan field.
+func flagZeros(fs *pflag.FlagSet, fields map[string]string) error {
+	written := map[string]any{}
+	byField := map[string]string{}
+	for name, field := range fields {
+		f := fs.Lookup(name)
+		if f == nil || !f.Changed {
+			continue
+		}
+		// As a plan file would have it: a number, or a duration string.
+		var v any = f.Value.String()
+		if n, err := strconv.ParseFloat(f.Value.String(), 64); err == nil {
+			v = n
+		}
+		written[field], byField[field] = v, name
+	}
+	err := rollout.CheckExplicitZeros(written)
+	var pe *rollout.PlanError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("--%s %v: %w", byField[pe.Field], written[pe.Field], pe)
+	}
+	return err
 }
 
 func newRolloutCommandCmd(kind rollout.CommandKind, short string) *cobra.Command {

@@ -135,6 +135,10 @@ func TestRolloutCLI(t *testing.T) {
 	if err := os.WriteFile(plan, []byte("steps: [2, 20]\ngates: [20]\nminRequests: 50\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	zeroPlan := filepath.Join(dir, "zero.yaml")
+	if err := os.WriteFile(zeroPlan, []byte("steps: [2, 20]\nminStepDuration: 0s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	runRolloutCLI(t, conn, []rolloutCLICase{
 		{[]string{"rollout", "pause", "checkout"}, "cannot pause rollout checkout: it is pending; only a progressing rollout can be paused", true},
 		{[]string{"rollout", "start", "checkout", "--plan", plan, "--interval", "5s", "--reason", "ticket 7"}, "rollout checkout started at 2% (steps 2% → 20% → 100%)", false},
@@ -175,6 +179,10 @@ func TestRolloutCLI(t *testing.T) {
 		{[]string{"rollout", "abort", "checkout", "--reason", "wrong flag"}, "rollout checkout is aborted at 0%", false},
 		{[]string{"rollout", "status", "checkout"}, "aborted by admin: wrong flag", false},
 		{[]string{"rollout", "list"}, "checkout                         aborted            0%", false},
+		// An explicit zero would silently become the default; it is refused.
+		{[]string{"rollout", "start", "checkout", "--min-requests", "0"}, "--min-requests 0: plan: minRequests: 0 would be read as not set", true},
+		{[]string{"rollout", "start", "checkout", "--min-step-duration", "0s"}, "--min-step-duration 0s: plan: minStepDuration: 0s would be read as not set", true},
+		{[]string{"rollout", "start", "checkout", "--plan", zeroPlan}, "plan: minStepDuration: 0s would be read as not set", true},
 		{[]string{"rollout", "status", "checkout"}, "checkout  ABORTED  0%", false},
 	})
 }

@@ -1,7 +1,9 @@
 package rollout
 
 import (
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +72,35 @@ func FuzzRollout(f *testing.F) {
 				}
 			default:
 				t.Fatalf("phase %q", s.Phase)
+			}
+		}
+	})
+}
+
+// FuzzCheckExplicitZeros feeds written plans to CheckExplicitZeros: it never
+// panics, and refuses only fields whose zero a plan reads as unset.
+func FuzzCheckExplicitZeros(f *testing.F) {
+	f.Add([]byte(`{"minRequests": 0, "minStepDuration": "0s"}`))
+	f.Add([]byte(`{"onProviderError": {"after": 0}, "alpha": 0}`))
+	f.Add([]byte(`{"interval": "1s", "minRequests": 1}`))
+	f.Add([]byte(`[0, {"minRequests": null}]`))
+	known := map[string]bool{}
+	for _, z := range zeroAsUnset {
+		known[strings.Join(z.path, ".")] = true
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var doc any
+		if json.Unmarshal(data, &doc) != nil {
+			return
+		}
+		err := CheckExplicitZeros(doc)
+		if err == nil {
+			return
+		}
+		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			var pe *PlanError
+			if !errors.As(e, &pe) || !known[pe.Field] {
+				t.Fatalf("refused %v, not a zero-as-unset field", e)
 			}
 		}
 	})

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -59,7 +60,9 @@ func (e *PlanError) Error() string {
 
 // ResolvePlan merges plans, each over the ones before it, over the defaults:
 // usually the flag's own plan, then the overrides given on start. A set field
-// replaces the one below it; Metrics and Steps replace whole lists; Gates
+// (one that is not zero: a flag.Plan cannot tell an explicit zero from a
+// missing field, so the edges that read plans refuse an explicit zero with
+// CheckExplicitZeros) replaces the one below it; Metrics and Steps replace whole lists; Gates
 // replaces the list whenever it is given, so an empty list clears the gates.
 // Steps that do not end at 100 get 100 appended: reaching it is promotion.
 // The result is validated; errors are *PlanError values joined together.
@@ -160,8 +163,8 @@ func validatePlan(p *flag.Plan) error {
 	if p.MaxStepDuration < p.MinStepDuration {
 		add("maxStepDuration", "%v must not be shorter than minStepDuration (%v)", p.MaxStepDuration.Std(), p.MinStepDuration.Std())
 	}
-	if p.MinRequests < 0 {
-		add("minRequests", "%d must not be negative", p.MinRequests)
+	if p.MinRequests < 1 {
+		add("minRequests", "%d must be at least 1: a step must never pass on no data", p.MinRequests)
 	}
 	if p.OnTimeout != ActionPause && p.OnTimeout != ActionRollback {
 		add("onTimeout", "%q must be pause or rollback", p.OnTimeout)
@@ -200,4 +203,71 @@ func validatePlan(p *flag.Plan) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// zeroAsUnset lists the plan fields whose zero ResolvePlan reads as not set,
+// with what to write instead of an explicit zero.
+var zeroAsUnset = []struct {
+	path     []string
+	duration bool
+	hint     string
+}{
+	{[]string{"interval"}, true, "the shortest interval is 1s"},
+	{[]string{"warmup"}, true, "write 1s for practically no warm-up"},
+	{[]string{"minStepDuration"}, true, "write 1s for practically no bake time (a step is never judged before its warm-up anyway)"},
+	{[]string{"maxStepDuration"}, true, "give the longest a step may last, at least minStepDuration"},
+	{[]string{"minRequests"}, false, "the least is 1, since a step must never pass on no data"},
+	{[]string{"alpha"}, false, "alpha must be above 0 and below 0.5"},
+	{[]string{"onProviderError", "after"}, false, "the least is 1"},
+}
+
+// CheckExplicitZeros checks a plan as written, JSON or YAML decoded into
+// maps (map[string]any), for fields given as zero where a plan reads zero as
+// not set: left alone, `minStepDuration: 0s` would silently become the
+// default 5m, and `minRequests: 0` 500. Each such field is a *PlanError,
+// joined together, saying what to write instead. Values of the wrong type
+// are left to the strict decoder that reads the plan; nil (no plan) passes.
+func CheckExplicitZeros(written any) error {
+	var errs []error
+	for _, z := range zeroAsUnset {
+		v, ok := lookup(written, z.path)
+		if !ok || v == nil || v == "" {
+			continue
+		}
+		js, err := json.Marshal(v)
+		if err != nil {
+			continue
+		}
+		var zero bool
+		if z.duration {
+			var d flag.Duration
+			zero = json.Unmarshal(js, &d) == nil && d == 0
+		} else {
+			var n float64
+			zero = json.Unmarshal(js, &n) == nil && n == 0
+		}
+		if zero {
+			field := z.path[0]
+			for _, p := range z.path[1:] {
+				field += "." + p
+			}
+			errs = append(errs, &PlanError{Field: field, Message: fmt.Sprintf(
+				"%v would be read as not set, leaving the flag's plan or the default in force; %s", v, z.hint)})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// lookup follows path through nested maps.
+func lookup(doc any, path []string) (any, bool) {
+	for _, k := range path {
+		m, ok := doc.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if doc, ok = m[k]; !ok {
+			return nil, false
+		}
+	}
+	return doc, true
 }

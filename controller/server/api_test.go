@@ -259,6 +259,33 @@ func TestApplyIsAllOrNothing(t *testing.T) {
 	})
 }
 
+// TestExplicitZeroInPlanIsRefused: a flag.Plan reads 0 as not set, so a
+// plan written with minStepDuration: 0s would silently bake for the default
+// 5m; PUT and apply refuse it, naming the flag and field, and change nothing.
+func TestExplicitZeroInPlanIsRefused(t *testing.T) {
+	e := start(t, server.Config{})
+	body := flagJSON("a", 0)
+	body["rollout"] = map[string]any{"percent": 0, "plan": map[string]any{"minStepDuration": "0s", "minRequests": 10}}
+	b := e.mustStatus(e.do("PUT", "/api/v1/flags/a", e.admin, body), http.StatusBadRequest).errorBody(t)
+	if b.Flag != "a" || b.Field != "rollout.plan.minStepDuration" || !strings.Contains(b.Error, "0s would be read as not set") {
+		t.Errorf("PUT: %+v", b)
+	}
+	file := strings.Replace(flagsYAML, "rollout: {percent: 5}", "rollout: {percent: 5, plan: {minRequests: 0, onProviderError: {after: 0}}}", 1)
+	b = e.mustStatus(e.do("POST", "/api/v1/apply", e.admin, file), http.StatusBadRequest).errorBody(t)
+	if len(b.Errors) != 2 || b.Flag != "alpha" || b.Field != "rollout.plan.minRequests" || b.Errors[1].Field != "rollout.plan.onProviderError.after" ||
+		!strings.Contains(b.Error, "a step must never pass on no data") {
+		t.Errorf("apply: %+v", b)
+	}
+	var list server.FlagList
+	e.mustStatus(e.do("GET", "/api/v1/flags", e.admin, nil), http.StatusOK).json(t, &list)
+	if len(list.Flags) != 0 {
+		t.Errorf("a refused change was stored: %+v", list.Flags)
+	}
+	// A plan without zeros is taken.
+	file = strings.Replace(flagsYAML, "rollout: {percent: 5}", "rollout: {percent: 5, plan: {minRequests: 1, minStepDuration: 1s}}", 1)
+	e.mustStatus(e.do("POST", "/api/v1/apply", e.admin, file), http.StatusOK)
+}
+
 func TestTokens(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		sdk := e.token("checkout-svc", store.RoleSDK)

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
+	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/store"
@@ -126,6 +128,49 @@ func rolloutHolds(ctx context.Context, tx store.Tx) (map[string]rollout.Hold, er
 	return out, nil
 }
 
+// planZeros checks the rollout plan of one flag as written (decoded into
+// maps) for explicit zeros that the plan would read as not set, which
+// rollout.CheckExplicitZeros describes: a flag.Plan cannot keep them, so
+// they are refused here rather than silently become the defaults.
+func planZeros(key string, written any) []error {
+	var plan any
+	if f, ok := written.(map[string]any); ok {
+		if r, ok := f["rollout"].(map[string]any); ok {
+			plan = r["plan"]
+		}
+	}
+	var out []error
+	for _, e := range flattenErrors(rollout.CheckExplicitZeros(plan)) {
+		var pe *rollout.PlanError
+		if errors.As(e, &pe) {
+			out = append(out, &flag.FieldError{Flag: key, Field: "rollout.plan." + pe.Field, Message: pe.Message})
+		}
+	}
+	return out
+}
+
+// fileZeros is planZeros for every flag of a flags file as written, YAML or
+// JSON.
+func fileZeros(body []byte) error {
+	var doc struct {
+		Flags []any `yaml:"flags"`
+	}
+	if err := yaml.Unmarshal(body, &doc); err != nil {
+		return fmt.Errorf("parse flags: %w", err)
+	}
+	var errs []error
+	for i, f := range doc.Flags {
+		key := fmt.Sprintf("#%d", i)
+		if m, ok := f.(map[string]any); ok {
+			if k, ok := m["key"].(string); ok && k != "" {
+				key = k
+			}
+		}
+		errs = append(errs, planZeros(key, f)...)
+	}
+	return errors.Join(errs...)
+}
+
 // sameFlag reports whether two flags have the same content, ignoring the
 // version.
 func sameFlag(a, b flag.Flag) bool {
@@ -137,6 +182,13 @@ func sameFlag(a, b flag.Flag) bool {
 
 func (s *Server) putFlag(c *gin.Context) {
 	key := c.Param("key")
+	body, ok := ReadBody(c)
+	if !ok {
+		return
+	}
+	// BindJSON reads the body again from here; the plan check below needs
+	// it as written too.
+	c.Request.Body = io.NopCloser(bytes.NewReader(body))
 	var f flag.Flag
 	if !BindJSON(c, &f) {
 		return
@@ -150,6 +202,15 @@ func (s *Server) putFlag(c *gin.Context) {
 	}
 	if err := flag.ValidateFlag(&f); err != nil {
 		failValidation(c, err)
+		return
+	}
+	var written any
+	if err := json.Unmarshal(body, &written); err != nil {
+		Fail(c, http.StatusBadRequest, "invalid JSON: "+err.Error(), "")
+		return
+	}
+	if errs := planZeros(key, written); len(errs) > 0 {
+		failValidation(c, errors.Join(errs...))
 		return
 	}
 	expected, ok := expectedVersion(c, f.Version)
@@ -321,6 +382,10 @@ func (s *Server) apply(c *gin.Context) {
 			}
 		}
 		Fail(c, http.StatusBadRequest, msg, field)
+		return
+	}
+	if err := fileZeros(body); err != nil {
+		failValidation(c, err)
 		return
 	}
 	ctx := c.Request.Context()

@@ -1,7 +1,9 @@
 package runner
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -106,6 +108,21 @@ func (c *Controller) command(kind rollout.CommandKind) gin.HandlerFunc {
 		if req.Plan != nil && kind != rollout.Start {
 			server.Fail(g, http.StatusBadRequest, "a plan can only be given to start", "plan")
 			return
+		}
+		if req.Plan != nil {
+			// An explicit zero is gone once decoded; check the plan as
+			// written. It decoded strictly above, so it decodes here.
+			var written struct {
+				Plan any `json:"plan"`
+			}
+			if err := json.Unmarshal(body, &written); err != nil {
+				c.fail(g, fmt.Errorf("decode plan: %w", err))
+				return
+			}
+			if err := rollout.CheckExplicitZeros(written.Plan); err != nil {
+				c.fail(g, err)
+				return
+			}
 		}
 		actor := server.ActorOf(g)
 		if req.Reason == "" {

@@ -96,6 +96,8 @@ func TestAPI(t *testing.T) {
 		{"pause pending", "POST", "/api/v1/rollouts/checkout/pause", "", 409, []string{`"error":"cannot pause rollout checkout: it is pending; only a progressing rollout can be paused"`}},
 		{"bad plan", "POST", "/api/v1/rollouts/checkout/start", `{"plan":{"steps":[20,2]}}`, 400, []string{`"field":"plan.steps[1]"`, "must be greater than the step before it"}},
 		{"unknown field", "POST", "/api/v1/rollouts/checkout/start", `{"plna":{}}`, 400, []string{`unknown field \"plna\"`}},
+		{"explicit zero", "POST", "/api/v1/rollouts/checkout/start", `{"plan":{"steps":[2,20],"minRequests":0}}`, 400, []string{`"field":"plan.minRequests"`, "0 would be read as not set", "the least is 1"}},
+		{"explicit zero duration", "POST", "/api/v1/rollouts/checkout/start", `{"plan":{"minStepDuration":"0s"}}`, 400, []string{`"field":"plan.minStepDuration"`, "write 1s for practically no bake time"}},
 		{"start", "POST", "/api/v1/rollouts/checkout/start", `{"plan":{"steps":[2,20]},"reason":"ticket 42"}`, 200, []string{`"state":"progressing"`, `"percent":2`, `"step":0`, `"startedAt":"2026-11-25T10:00:00Z"`, `started at 2% by admin: ticket 42`}},
 		{"start twice", "POST", "/api/v1/rollouts/checkout/start", "", 409, []string{"cannot start rollout checkout: it is progressing; pause it, promote it, roll it back or abort it first"}},
 		{"plan on pause", "POST", "/api/v1/rollouts/checkout/pause", `{"plan":{}}`, 400, []string{`"field":"plan"`}},
