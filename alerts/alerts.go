@@ -29,6 +29,7 @@ import (
 
 	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/rollout/runner"
 	"github.com/vigil-dev/vigil/dashboards"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
@@ -46,15 +47,13 @@ const (
 	cohortGroupings = "feature_flag_key, feature_flag_result_variant"
 )
 
-// The controller's metrics, as controller/rollout/runner registers them.
-// The runner does not export their names yet; until it does, this is the
-// one copy here, and TestRulesOnRealController checks the rules against
-// what a real controller exports.
+// The controller's metrics, named where controller/rollout/runner
+// registers them.
 const (
-	percentMetric     = "vigil_rollout_percent"
-	stateMetric       = "vigil_rollout_state"
-	transitionsMetric = "vigil_rollout_transitions_total"
-	providerErrors    = "vigil_provider_errors_total"
+	percentMetric     = runner.MetricPercent
+	stateMetric       = runner.MetricState
+	transitionsMetric = runner.MetricTransitions
+	providerErrors    = runner.MetricProviderErrors
 )
 
 // The SDK's cohort metrics, as package analysis names them.

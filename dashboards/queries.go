@@ -9,6 +9,7 @@ import (
 
 	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/rollout/runner"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -20,22 +21,18 @@ const (
 	countMetric    = analysis.DurationMetric + "_count"
 )
 
-// The controller's metrics, as controller/rollout/runner registers them.
-// The runner does not export their names yet; until it does, this is the
-// one copy, and the fleet test checks each name against the series a real
-// controller exports, so a rename there fails here.
+// The controller's metrics, named where controller/rollout/runner
+// registers them.
 const (
-	percentMetric     = "vigil_rollout_percent"
-	stateMetric       = "vigil_rollout_state"
-	transitionsMetric = "vigil_rollout_transitions_total"
-	evidenceMetric    = "vigil_analysis_evidence"
-	thresholdMetric   = "vigil_analysis_evidence_threshold"
-	verdictsMetric    = "vigil_analysis_verdicts_total"
-	providerErrors    = "vigil_provider_errors_total"
-	providerDuration  = "vigil_provider_query_duration_seconds_bucket"
-	// overallCheck is the metric label of the judge's overall verdict and
-	// of the mean e-value that its threshold applies to.
-	overallCheck = "all"
+	percentMetric     = runner.MetricPercent
+	stateMetric       = runner.MetricState
+	transitionsMetric = runner.MetricTransitions
+	evidenceMetric    = runner.MetricEvidence
+	thresholdMetric   = runner.MetricEvidenceThreshold
+	verdictsMetric    = runner.MetricVerdicts
+	providerErrors    = runner.MetricProviderErrors
+	providerDuration  = runner.MetricProviderQueryDuration + "_bucket"
+	overallCheck      = runner.OverallCheck
 )
 
 // rolloutStates lists the rollout states in the order the state panel
