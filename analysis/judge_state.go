@@ -186,9 +186,20 @@ func valid(v float64) bool {
 // snapshot rounds the readable values of cum onto last. Counts from
 // Prometheus's increase() are extrapolated fractions; rounding the
 // cumulative values (never the differences) keeps the ticks' differences
-// summing to the rounded total. A value that cannot be read (NaN, negative,
-// infinite, missing) keeps its last known value, so the next readable tick
-// covers the gap.
+// summing to the rounded total.
+//
+// Every test compares a count of bad events with the requests of the same
+// span, so a cohort's counts must advance together: a tick whose events
+// and requests cover different spans biases the test whenever the rate or
+// the treatment share changed in between (and an absolute bound would see
+// the events of two ticks against the requests of one). Hence:
+//   - when a cohort's requests or errors cannot be read (NaN, negative,
+//     infinite), none of its counts advance; the next readable tick covers
+//     the gap for all of them;
+//   - a latency edge or custom count that cannot be read or is missing
+//     while the requests advance is dropped from the snapshot, and its next
+//     reading becomes its new baseline (see tickDelta): that count loses the
+//     gap, but never pairs it with the wrong requests.
 func snapshot(last Snapshot, cum FlagCounts) Snapshot {
 	return Snapshot{
 		Treatment: cohortSnapshot(last.Treatment, cum.Treatment),
@@ -197,24 +208,17 @@ func snapshot(last Snapshot, cum FlagCounts) Snapshot {
 }
 
 func cohortSnapshot(last CohortSnapshot, c CohortCounts) CohortSnapshot {
-	out := last.clone()
-	if valid(c.Requests) {
-		out.Requests = math.Round(c.Requests)
+	if !valid(c.Requests) || !valid(c.Errors) {
+		return last.clone()
 	}
-	if valid(c.Errors) {
-		out.Errors = math.Round(c.Errors)
-	}
+	out := CohortSnapshot{Requests: math.Round(c.Requests), Errors: math.Round(c.Errors)}
 	for edge, n := range c.Slower {
 		if !(edge > 0) || math.IsInf(edge, 1) || !valid(n) {
 			continue
 		}
-		i, ok := slices.BinarySearchFunc(out.Slower, edge, func(e EdgeCount, t float64) int { return cmp.Compare(e.Edge, t) })
-		if ok {
-			out.Slower[i].Count = math.Round(n)
-		} else {
-			out.Slower = slices.Insert(out.Slower, i, EdgeCount{Edge: edge, Count: math.Round(n)})
-		}
+		out.Slower = append(out.Slower, EdgeCount{Edge: edge, Count: math.Round(n)})
 	}
+	slices.SortFunc(out.Slower, func(a, b EdgeCount) int { return cmp.Compare(a.Edge, b.Edge) })
 	for name, n := range c.Custom {
 		if !valid(n) {
 			continue

@@ -148,6 +148,58 @@ func TestJudgeCounterWentDown(t *testing.T) {
 	}
 }
 
+func TestJudgeCohortCountsAdvanceTogether(t *testing.T) {
+	// Control's request count is unreadable at the second tick while its
+	// error count has moved on to 18. Had the errors advanced alone, the
+	// third tick would pair 1,800 requests with 9 errors. Instead nothing
+	// of control advances at the second tick, and the third covers both
+	// ticks: 1,800 requests and 18 errors. Control's dispersion then holds
+	// the ticks (900, 9) and (1800, 18):
+	//   Events = 27, Requests = 2700, SquaresPerRequest = 81/900 + 324/1800 = 0.27.
+	nan := math.NaN()
+	s, vs := judgeAll(t, errorRate, []FlagCounts{
+		errorCounts(100, 1, 900, 9),
+		errorCounts(200, 2, nan, 18),
+		errorCounts(300, 3, 2700, 27),
+	}, StepProgress{})
+	if vs[1].Outcome != Inconclusive || !strings.Contains(vs[1].Checks[0].Reason, "control request count unreadable") {
+		t.Errorf("tick 2: %s %q, want inconclusive: control requests unreadable", vs[1].Outcome, vs[1].Checks[0].Reason)
+	}
+	d := s.Checks[0].Dispersion[0].Dispersion
+	if d.Ticks != 2 || d.Events != 27 || d.Requests != 2700 || !approx(d.SquaresPerRequest, 0.27, 1e-12) {
+		t.Errorf("control dispersion %+v, want 2 ticks, 27 events, 2700 requests, squares 0.27", d)
+	}
+
+	// A custom count missing at one tick while requests advance is dropped
+	// and comes back as a new baseline, so no tick pairs its events with
+	// the wrong requests. Control's refunds read 9, missing, 30, 39 against
+	// 900, 1800, 2700, 3600 requests: the ticks used are (900, 9) and
+	// (900, 39-30 = 9); tick 3 alone would have been (900, 30-9 = 21).
+	refunds := Config{Metrics: []MetricConfig{{Name: "refunds", Kind: KindCustom}}}
+	obs := []FlagCounts{}
+	for i, c := range []float64{9, -1, 30, 39} {
+		f := float64(i + 1)
+		o := errorCounts(100*f, 0, 900*f, 0)
+		o.Treatment.Custom = map[string]float64{"refunds": f}
+		if c >= 0 {
+			o.Control.Custom = map[string]float64{"refunds": c}
+		}
+		obs = append(obs, o)
+	}
+	s, _ = judgeAll(t, refunds, obs, StepProgress{})
+	if _, ok := snapshot(s.Last, obs[1]).Control.Custom["refunds"]; ok {
+		t.Error("a missing custom count was kept in the snapshot")
+	}
+	cs := s.Checks[0]
+	d = cs.Dispersion[0].Dispersion
+	if d.Ticks != 2 || d.Events != 18 || d.Requests != 1800 {
+		t.Errorf("control dispersion %+v, want 2 ticks, 18 events, 1800 requests", d)
+	}
+	if cs.Skipped != 2 || cs.Slots[0].Evidence.Ticks != 2 {
+		t.Errorf("skipped %d ticks, evidence from %d; want 2 (missing, then the new baseline) and 2", cs.Skipped, cs.Slots[0].Evidence.Ticks)
+	}
+}
+
 func TestJudgeRoundsFractionalCounts(t *testing.T) {
 	// increase() extrapolates: 10.4 then 20.6 cumulative errors are 10 then
 	// 21, so the two ticks add 10 and 11, summing to the rounded total.

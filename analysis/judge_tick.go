@@ -76,7 +76,8 @@ type delta struct {
 
 // tickDelta returns both cohorts' requests and events over the tick, where
 // events reads the events of a snapshot. ok is false when either was missing
-// or went down: the tick is then a no-op and the judge re-bases on the new
+// or went down, or when a count appears after its cohort already had
+// requests: the tick is then a no-op and the judge re-bases on the new
 // cumulative values.
 func tickDelta(prev, cur Snapshot, events func(CohortSnapshot) (float64, bool)) (t, c delta, ok bool) {
 	one := func(p, q CohortSnapshot) (delta, bool) {
@@ -86,6 +87,12 @@ func tickDelta(prev, cur Snapshot, events func(CohortSnapshot) (float64, bool)) 
 			return delta{}, false
 		}
 		if !okP {
+			if p.Requests > 0 {
+				// The count was unreadable or missing at the last tick
+				// (see snapshot): its value covers more than this tick's
+				// requests, so it only sets the baseline.
+				return delta{}, false
+			}
 			pe = 0 // first time this count is seen: it started at zero
 		}
 		d := delta{requests: q.Requests - p.Requests, events: qe - pe}
