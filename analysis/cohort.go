@@ -18,7 +18,10 @@ type CohortCounts struct {
 
 // FlagCounts pairs the two cohorts of one flag.
 type FlagCounts struct {
-	Flag      string
+	// Flag is the flag's key.
+	Flag string
+	// Treatment is the cohort served the variant being rolled out.
 	Treatment CohortCounts
-	Control   CohortCounts
+	// Control is the cohort served the variant it is compared against.
+	Control CohortCounts
 }

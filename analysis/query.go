@@ -74,8 +74,11 @@ type Reading struct {
 	Counts FlagCounts
 	// TreatmentBuckets and ControlBuckets are the cohorts' latency
 	// histograms since Since, cumulative and sorted by UpperBound (the last
-	// is +Inf); nil when there is none. The judge picks latency edges from
-	// control's.
+	// is +Inf); nil when there is none. They are for display (the demo's
+	// live view interpolates quantiles from them); the judge never reads
+	// them: it tests counts of requests slower than an edge
+	// (CohortCounts.Slower), chosen from control's counts, because an
+	// interpolated quantile is not a count a sequential test can use.
 	TreatmentBuckets, ControlBuckets []Bucket
 	// Err says why some counts could not be read; nil when all were.
 	// errors.Is(Err, ErrNoData) when a series was missing or not finite;
