@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
+	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/internal/client"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
@@ -118,7 +119,11 @@ what would change. Use -f - to read standard input.`,
 		}
 		// Check locally first, so that a mistake is reported with the
 		// file's name and without a round trip.
-		if _, err := flag.Parse(data); err != nil {
+		parsed, err := flag.Parse(data)
+		if err == nil {
+			err = analysis.ValidateFlags(parsed.Flags)
+		}
+		if err != nil {
 			return fmt.Errorf("%s: %w", file, err)
 		}
 		c, err := r.client()

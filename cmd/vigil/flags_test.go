@@ -159,6 +159,33 @@ func TestFlagCommands(t *testing.T) {
 // later is covered without a change here: every command prints its usage
 // for --help and succeeds. In process, Execute returning nil is what makes
 // main exit 0.
+// TestApplyChecksLocally: vigil apply refuses a bad file, custom metric
+// queries included, with the file's name and the field, before it asks a
+// server (none answers at the address given).
+func TestApplyChecksLocally(t *testing.T) {
+	t.Setenv("VIGIL_SERVER", "http://127.0.0.1:1")
+	t.Setenv("VIGIL_TOKEN", testAdminToken)
+	file := filepath.Join(t.TempDir(), "flags.yaml")
+	yaml := `flags:
+  - key: new-checkout
+    variants: {on: true, off: false}
+    control: off
+    treatment: on
+    rollout:
+      percent: 0
+      plan:
+        metrics:
+          - {name: conversion, direction: lower-is-worse, tolerance: 0.95, query: 'sum(rate(orders_total[{{window}}])'}
+`
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runCLI(t, "", "apply", "-f", file)
+	if err == nil || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "rollout.plan.metrics[0].query") {
+		t.Fatalf("apply of a bad query: %v", err)
+	}
+}
+
 func TestHelpEverywhere(t *testing.T) {
 	root := newRootCmd()
 	// Execute adds cobra's help and completion commands itself; add them

@@ -286,6 +286,32 @@ func TestExplicitZeroInPlanIsRefused(t *testing.T) {
 	e.mustStatus(e.do("POST", "/api/v1/apply", e.admin, file), http.StatusOK)
 }
 
+// TestBadMetricQueryIsRefused: a custom metric's PromQL is parsed when the
+// flag is written, so a typo is refused by PUT and apply, naming the flag
+// and the field, instead of surfacing when a rollout starts.
+func TestBadMetricQueryIsRefused(t *testing.T) {
+	e := start(t, server.Config{})
+	body := flagJSON("a", 0)
+	body["rollout"] = map[string]any{"percent": 0, "plan": map[string]any{"metrics": []any{
+		map[string]any{"name": "conversion", "direction": "lower-is-worse", "tolerance": 0.95,
+			"query": `sum(increase(checkout_total{feature_flag_key="{{flag}}"}[{{window}}])`},
+	}}}
+	b := e.mustStatus(e.do("PUT", "/api/v1/flags/a", e.admin, body), http.StatusBadRequest).errorBody(t)
+	if b.Flag != "a" || b.Field != "rollout.plan.metrics[0].query" || !strings.Contains(b.Error, "conversion") {
+		t.Errorf("PUT: %+v", b)
+	}
+	file := strings.Replace(flagsYAML, "rollout: {percent: 5}", "rollout: {percent: 5, plan: {metrics: [{name: conversion, direction: lower-is-worse, tolerance: 0.95}]}}", 1)
+	b = e.mustStatus(e.do("POST", "/api/v1/apply", e.admin, file), http.StatusBadRequest).errorBody(t)
+	if b.Flag != "alpha" || b.Field != "rollout.plan.metrics[0].query" || !strings.Contains(b.Error, "needs a query") {
+		t.Errorf("apply: %+v", b)
+	}
+	var list server.FlagList
+	e.mustStatus(e.do("GET", "/api/v1/flags", e.admin, nil), http.StatusOK).json(t, &list)
+	if len(list.Flags) != 0 {
+		t.Errorf("a refused change was stored: %+v", list.Flags)
+	}
+}
+
 func TestTokens(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		sdk := e.token("checkout-svc", store.RoleSDK)

@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"gopkg.in/yaml.v3"
 
+	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/sdk/flag"
@@ -204,6 +205,11 @@ func (s *Server) putFlag(c *gin.Context) {
 		failValidation(c, err)
 		return
 	}
+	// A plan's custom queries are refused now, not when a rollout starts.
+	if err := analysis.ValidateFlags([]flag.Flag{f}); err != nil {
+		failValidation(c, err)
+		return
+	}
 	var written any
 	if err := json.Unmarshal(body, &written); err != nil {
 		Fail(c, http.StatusBadRequest, "invalid JSON: "+err.Error(), "")
@@ -385,6 +391,10 @@ func (s *Server) apply(c *gin.Context) {
 		return
 	}
 	if err := fileZeros(body); err != nil {
+		failValidation(c, err)
+		return
+	}
+	if err := analysis.ValidateFlags(file.Flags); err != nil {
 		failValidation(c, err)
 		return
 	}
