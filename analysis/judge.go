@@ -3,6 +3,7 @@ package analysis
 import (
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -34,8 +35,10 @@ const maxLogEValue = 700
 // A counter that went down (a reset, or a window that lost data) makes the
 // tick a no-op for the tests that read it, and the next tick starts from the
 // new value. A count that cannot be read (NaN, missing) makes its tests
-// inconclusive and is picked up at the next readable tick. A Fail is final:
-// it stays a Fail at every later tick of the rollout.
+// inconclusive and is picked up at the next readable tick. No test fails
+// before control has had the ticks its over-dispersion estimate needs
+// (three); the evidence of those ticks is judged once it has. A Fail is
+// final: it stays a Fail at every later tick of the rollout.
 //
 // The error reports a configuration that fails Validate or a state written
 // by another version; prev is then returned unchanged.
@@ -80,16 +83,21 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 	for i, c := range checks {
 		cs := &next.Checks[i]
 		reason := unreadable(c, cum)
+		before := cs.evidenceTicks()
 		if !update(cs, c, prev.Last, cur) {
 			cs.Skipped++
 			if reason == "" {
 				reason = noEvidenceReason(c)
 			}
 		}
+		held := !cfg.DisableTempering && cs.holds()
+		if reason == "" && held {
+			reason = holdReason(cs)
+		}
 		if reason == "" {
 			reason = gate(stepReq, step)
 		}
-		cv := assess(cs, c, cur, alpha, cfg.DisableTempering)
+		cv := assess(cs, c, cur, alpha, cfg.DisableTempering, held, cs.evidenceTicks() > before)
 		logEs[i] = cv.logE
 		cv.StepRequests = stepReq
 		cv.Threshold = float64(len(checks)) / alpha
@@ -167,6 +175,39 @@ func gate(req RequestCounts, step StepProgress) string {
 	return ""
 }
 
+// holds reports whether the check holds its fail: control has not yet had
+// the ticks its over-dispersion estimate needs (see minDispersionTicks).
+// The hold ends after that many ticks of evidence even without them (a
+// control with no traffic never gives an estimate), so it lasts at most
+// minDispersionTicks-1 ticks of evidence and Slot.Held stays that short.
+func (c *CheckState) holds() bool {
+	for _, d := range c.Dispersion {
+		if d.Dispersion.Known() {
+			return false
+		}
+	}
+	return c.evidenceTicks() < minDispersionTicks
+}
+
+// evidenceTicks is the most ticks of evidence any of the check's slots has.
+func (c *CheckState) evidenceTicks() int {
+	n := 0
+	for _, s := range c.Slots {
+		n = max(n, s.Evidence.Ticks)
+	}
+	return n
+}
+
+// holdReason says why a held check is inconclusive.
+func holdReason(c *CheckState) string {
+	ticks := 0
+	for _, d := range c.Dispersion {
+		ticks = max(ticks, d.Dispersion.Ticks)
+	}
+	return fmt.Sprintf("control has %d of the %d ticks needed to tell bursts of bad events from independent ones; a rollback waits for them",
+		ticks, minDispersionTicks)
+}
+
 // assessed is a check verdict with its current log e-value.
 type assessed struct {
 	CheckVerdict
@@ -176,7 +217,17 @@ type assessed struct {
 // assess computes a check's current evidence and updates its running
 // maximum. The latency ratio test averages its slots' e-values (the mean of
 // e-values is an e-value) and reports the slot with the most evidence.
-func assess(cs *CheckState, c check, cur Snapshot, alpha float64, noTempering bool) assessed {
+//
+// A held check (see CheckState.holds) counts as e-value 1, the e-value of
+// no evidence, and records its slots' evidence after each tick that added
+// some. The first tick after the hold judges those ticks as well, under
+// the dispersion now estimated: the running maximum is taken over the
+// whole path of the tempered e-process, as it would have been had the
+// estimate existed from the start. A burst in the first ticks therefore
+// meets the dispersion that control shows by the third, and a large effect
+// found at the second tick is still rolled back at the third even if that
+// tick's own count was low.
+func assess(cs *CheckState, c check, cur Snapshot, alpha float64, noTempering, held, added bool) assessed {
 	a := assessed{CheckVerdict: CheckVerdict{Check: c.name, Metric: c.metric.Name, Kind: c.metric.Kind, CILevel: 1 - alpha}}
 	slotLogE := make([]float64, len(cs.Slots))
 	best := 0
@@ -192,6 +243,27 @@ func assess(cs *CheckState, c check, cur Snapshot, alpha float64, noTempering bo
 		}
 	}
 	a.logE = logSumExp(slotLogE) - math.Log(float64(len(slotLogE)))
+	switch {
+	case held:
+		if added {
+			for i := range cs.Slots {
+				s := &cs.Slots[i]
+				s.Held = append(s.Held, slices.Clone(s.Evidence.LogLR))
+			}
+		}
+		a.logE = 0
+	case len(cs.Slots[0].Held) > 0:
+		for t := range cs.Slots[0].Held {
+			past := make([]float64, len(cs.Slots))
+			for i, s := range cs.Slots {
+				past[i] = Evidence{LogLR: s.Held[t]}.logE(phis[i])
+			}
+			cs.MaxLogE = max(cs.MaxLogE, logSumExp(past)-math.Log(float64(len(past))))
+		}
+		for i := range cs.Slots {
+			cs.Slots[i].Held = nil
+		}
+	}
 	cs.MaxLogE = max(cs.MaxLogE, a.logE)
 	a.EValue = math.Exp(min(a.logE, maxLogEValue))
 	a.PValue = math.Min(1, math.Exp(-cs.MaxLogE))

@@ -102,6 +102,10 @@ type Slot struct {
 	EdgeTicks []EdgeCount `json:"edgeTicks,omitempty"`
 	// Evidence is the e-process.
 	Evidence Evidence `json:"evidence"`
+	// Held is Evidence.LogLR after each tick folded in while the check
+	// held its fail for want of a dispersion estimate, oldest first; it is
+	// emptied once the estimate exists and those ticks have been judged.
+	Held [][]float64 `json:"held,omitempty"`
 }
 
 // EdgeDispersion is control's dispersion accumulator at one latency edge.
@@ -122,6 +126,10 @@ func (s State) clone() State {
 		for j := range c.Slots {
 			c.Slots[j].EdgeTicks = slices.Clone(c.Slots[j].EdgeTicks)
 			c.Slots[j].Evidence = c.Slots[j].Evidence.clone()
+			c.Slots[j].Held = slices.Clone(c.Slots[j].Held)
+			for k := range c.Slots[j].Held {
+				c.Slots[j].Held[k] = slices.Clone(c.Slots[j].Held[k])
+			}
 		}
 		c.Dispersion = slices.Clone(c.Dispersion)
 	}

@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -197,6 +198,52 @@ func TestJudgeCohortCountsAdvanceTogether(t *testing.T) {
 	}
 	if cs.Skipped != 2 || cs.Slots[0].Evidence.Ticks != 2 {
 		t.Errorf("skipped %d ticks, evidence from %d; want 2 (missing, then the new baseline) and 2", cs.Skipped, cs.Slots[0].Evidence.Ticks)
+	}
+}
+
+func TestJudgeHoldsAFailUntilControlShowsItsDispersion(t *testing.T) {
+	// Two ticks of treatment at 10% (100 requests, 10 errors) against
+	// control at 1% (900, 9). With ρ = 100/900 each tick adds to
+	// alternative g the log-ratio 10·log g − 19·log((9+g)/10), capped at 4:
+	// 1.7623 at g = 1.25 and the cap at g = 1.85, 2.74, 4.05 and 6. After
+	// two ticks L = (3.5246, 8, 8, 8, 8) and log e = log((e^3.5246 + 4e^8)/5)
+	// = 7.78, past log(1/α) = 4.61, which used to fail at the second tick.
+	// Control has had 2 ticks, too few to estimate its dispersion, so the
+	// judge holds.
+	obs := []FlagCounts{
+		errorCounts(100, 10, 900, 9),
+		errorCounts(200, 20, 1800, 18),
+		// Third tick: no treatment errors and 18 in control, adding
+		// −18·log((9+g)/10) = (−0.4445, −1.4688, −2.8854, −4.7966, −7.2984),
+		// so L = (3.0801, 6.5312, 5.1146, 3.2034, 0.7016). Control's ticks
+		// 9, 9, 18 (expected 12 each) give χ² = (9+9+36)/12 = 4.5, φ =
+		// 4.5/2 − sqrt(2/2) = 1.25. Now log e = log(Σ e^(L/1.25)/5) = 3.997,
+		// below the bar, but the held second tick, judged under φ = 1.25,
+		// is log((e^2.8196 + 4e^6.4)/5) = 6.1838: fail.
+		errorCounts(300, 20, 2700, 36),
+	}
+	_, vs := judgeAll(t, errorRate, obs, StepProgress{})
+	for i, v := range vs[:2] {
+		c := v.Checks[0]
+		if v.Outcome != Inconclusive || !strings.Contains(c.Reason, fmt.Sprintf("control has %d of the 3 ticks", i+1)) || c.EValue != 1 {
+			t.Errorf("tick %d: %s %q e-value %v; want inconclusive, held with e-value 1", i+1, v.Outcome, c.Reason, c.EValue)
+		}
+	}
+	c := vs[2].Checks[0]
+	if vs[2].Outcome != Fail || !approx(c.Dispersion, 1.25, 1e-12) || !approx(c.EValue, math.Exp(3.997004), 1e-3) ||
+		!approx(c.PValue, math.Exp(-6.183799), 1e-5) {
+		t.Errorf("tick 3: %s, dispersion %v, e-value %v, p-value %v; want fail, 1.25, %.3f, %.6f",
+			vs[2].Outcome, c.Dispersion, c.EValue, c.PValue, math.Exp(3.997004), math.Exp(-6.183799))
+	}
+
+	// Had control's third tick been a burst of 40, its ticks 9, 9, 40
+	// (expected 19.33) give χ² = 33.14 and φ = 33.14/2 − 1 = 15.569: the
+	// first ticks' evidence, log((e^(3.5246/φ) + 4e^(8/φ))/5) = 0.4626, is
+	// what a burst of that size can produce, and nothing fails.
+	obs[2] = errorCounts(300, 20, 2700, 58)
+	_, vs = judgeAll(t, errorRate, obs, StepProgress{})
+	if c := vs[2].Checks[0]; vs[2].Outcome == Fail || !approx(c.Dispersion, 15.568966, 1e-6) || c.PValue < 0.5 {
+		t.Errorf("burst in control: %s, dispersion %v, p-value %v; want no fail, 15.569, p ≈ 0.63", vs[2].Outcome, c.Dispersion, c.PValue)
 	}
 }
 
