@@ -18,7 +18,7 @@ func main() {
 	runs := flag.Int("runs", 2000, "runs per scenario")
 	seed := flag.Uint64("seed", 20261125, "seed of every run")
 	out := flag.String("out", "", "write the markdown report to this file instead of stdout")
-	only := flag.String("only", "", "run only the scenarios whose name contains this")
+	only := flag.String("only", "", "run only the scenarios whose name contains this, or any of several separated by |")
 	flag.Parse()
 	if err := run(*runs, *seed, *out, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "judgebench:", err)
@@ -30,14 +30,7 @@ func run(runs int, seed uint64, out, only string) error {
 	if runs < 1 {
 		return fmt.Errorf("-runs %d: need at least one run", runs)
 	}
-	var scs []scenario
-	var idx []int
-	for i, s := range scenarios() {
-		if strings.Contains(s.name, only) {
-			scs = append(scs, s)
-			idx = append(idx, i)
-		}
-	}
+	scs, idx := pick(only)
 	if len(scs) == 0 {
 		return fmt.Errorf("-only %q matches no scenario", only)
 	}
@@ -60,6 +53,23 @@ func run(runs int, seed uint64, out, only string) error {
 	}
 	writeReport(w, m, scs, all)
 	return nil
+}
+
+// pick returns the scenarios whose name contains only, or any of several
+// filters separated by "|" (scenario names contain commas), with their
+// indices among all scenarios. A scenario's index seeds its runs, so a
+// filtered run gives the same numbers as the full benchmark.
+func pick(only string) (scs []scenario, idx []int) {
+	for i, s := range scenarios() {
+		for _, part := range strings.Split(only, "|") {
+			if strings.Contains(s.name, part) {
+				scs = append(scs, s)
+				idx = append(idx, i)
+				break
+			}
+		}
+	}
+	return scs, idx
 }
 
 // machine describes the computer the benchmark ran on.

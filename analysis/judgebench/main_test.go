@@ -76,3 +76,23 @@ func TestHistogramQuantile(t *testing.T) {
 		t.Errorf("p99 = %v, want 0.475", got)
 	}
 }
+
+func TestPickKeepsIndices(t *testing.T) {
+	scs, idx := pick("clustered errors (mean 3), tempered|errors ×5")
+	var names []string
+	for _, s := range scs {
+		names = append(names, s.name)
+	}
+	want := []string{"A/A, clustered errors (mean 3), tempered", "errors ×5"}
+	if !reflect.DeepEqual(names, want) {
+		t.Fatalf("picked %q, want %q", names, want)
+	}
+	for i, s := range scs {
+		if all := scenarios(); all[idx[i]].name != s.name {
+			t.Errorf("%s: index %d is %q among all scenarios", s.name, idx[i], all[idx[i]].name)
+		}
+	}
+	if scs, _ := pick(""); len(scs) != len(scenarios()) {
+		t.Errorf("an empty filter picked %d of %d scenarios", len(scs), len(scenarios()))
+	}
+}
