@@ -280,8 +280,15 @@ func (r *runner) shell(line string) {
 func (r *runner) make(target string) {
 	t := r.t
 	t.Helper()
-	cmd := exec.Command("make", "-n", target)
+	cmd := exec.Command("make", "-n", "--no-print-directory", target)
 	cmd.Dir = root
+	// Under make test this runs inside make, whose variables would turn
+	// the dry run into a sub-make's (directory lines, a jobserver).
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); name != "MAKEFLAGS" && name != "MFLAGS" && name != "MAKELEVEL" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	outb, err := cmd.CombinedOutput()
 	out := string(outb)
 	if err != nil {
