@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/vigil-dev/vigil/internal/poll"
 )
 
 func openStore(t *testing.T, opts Options) *Store {
@@ -85,19 +88,15 @@ func TestScrapeTargetDown(t *testing.T) {
 	}))
 	t.Cleanup(down.Close)
 	s := openStore(t, Options{ScrapeTargets: []string{strings.TrimPrefix(down.URL, "http://")}, ScrapeInterval: 200 * time.Millisecond})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ts := s.Targets()
-		if len(ts) == 1 && ts[0].Health == "down" {
-			if !strings.Contains(ts[0].LastError, "500") {
-				t.Errorf("LastError = %q, want the HTTP status", ts[0].LastError)
-			}
-			break
+	var ts []TargetStatus
+	poll.Until(t, 20*time.Second, "the target to report down", func() error {
+		if ts = s.Targets(); len(ts) != 1 || ts[0].Health != "down" {
+			return fmt.Errorf("targets %+v", ts)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("target never reported down: %+v", ts)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the target state, not waiting for time to pass
+		return nil
+	})
+	if !strings.Contains(ts[0].LastError, "500") {
+		t.Errorf("LastError = %q, want the HTTP status", ts[0].LastError)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()

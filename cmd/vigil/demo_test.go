@@ -29,6 +29,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/internal/demo"
 	"github.com/vigil-dev/vigil/internal/fleet"
+	"github.com/vigil-dev/vigil/internal/poll"
 	"github.com/vigil-dev/vigil/internal/promtest"
 	"github.com/vigil-dev/vigil/internal/vigiltest"
 )
@@ -363,12 +364,12 @@ func TestDemoAgainstPrometheus(t *testing.T) {
 	payments := fleetScrape[0]
 	mu.Unlock()
 	before := fleetRequests(t, payments)
-	for deadline := time.Now().Add(30 * time.Second); fleetRequests(t, payments) <= before; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the load stopped after the summary: payments served %v requests and no more", before)
+	poll.Until(t, 30*time.Second, "the load to go on after the summary", func() error {
+		if n := fleetRequests(t, payments); n <= before {
+			return fmt.Errorf("payments served %v requests and no more", n)
 		}
-		time.Sleep(100 * time.Millisecond) // polling the condition
-	}
+		return nil
+	})
 	q := prom.URL + "/api/v1/query?query=" + url.QueryEscape(`sum(feature_flag_requests_total{feature_flag_key="fast-payments"})`)
 	presp, err := noReuse.Get(q)
 	if err != nil {

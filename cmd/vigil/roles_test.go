@@ -19,6 +19,7 @@ import (
 
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
+	"github.com/vigil-dev/vigil/internal/poll"
 )
 
 const rolesAdminToken = "roles-test-admin-token-0123456789"
@@ -207,17 +208,14 @@ func startAssembled(t *testing.T, cfg server.Config) *assembledController {
 	// The SDK endpoints and OFREP load the flags in the background; wait
 	// until both have "existing" so that no request below meets a 503.
 	ofrep := `{"context":{"targetingKey":"user-1"}}`
-	for deadline := time.Now().Add(30 * time.Second); ; {
+	poll.Until(t, 30*time.Second, "the controller to serve the flag", func() error {
 		ready, _ := a.do(t, http.MethodGet, "/readyz", "", "", "")
 		evaluated, _ := a.do(t, http.MethodPost, "/ofrep/v1/evaluate/flags/existing", rolesAdminToken, ofrep, "")
 		if ready == http.StatusOK && evaluated == http.StatusOK {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("controller not serving the flag: readyz %d, ofrep %d", ready, evaluated)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return fmt.Errorf("readyz %d, ofrep %d", ready, evaluated)
+	})
 	return a
 }
 

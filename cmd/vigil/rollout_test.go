@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/rollout/runner"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
+	"github.com/vigil-dev/vigil/internal/poll"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -261,19 +262,7 @@ func TestServeSendsSignedWebhooks(t *testing.T) {
 		}
 	})
 	url := "http://" + addr
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		resp, err := http.Get(url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve not ready: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Ready(t, 30*time.Second, url)
 	conn := []string{"--server", url, "--token", cliToken}
 	putFlag := `{"key":"checkout","variants":{"on":true,"off":false},"control":"off","treatment":"on","enabled":true}`
 	req, _ := http.NewRequest(http.MethodPut, url+"/api/v1/flags/checkout", strings.NewReader(putFlag))

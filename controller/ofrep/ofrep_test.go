@@ -22,6 +22,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/ofrep"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/internal/jstest"
+	"github.com/vigil-dev/vigil/internal/poll"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -111,13 +112,7 @@ func start(t *testing.T, cfg ofrep.Config) *env {
 
 func (e *env) eventually(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.True(e.t, 10*time.Second, what, cond)
 }
 
 type response struct {

@@ -18,6 +18,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/internal/pgtest"
+	"github.com/vigil-dev/vigil/internal/poll"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -92,20 +93,7 @@ func start(t testing.TB, cfg server.Config) *env {
 }
 
 func (e *env) waitReady() {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(e.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("server not ready: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Ready(e.t, 10*time.Second, e.url)
 }
 
 type response struct {

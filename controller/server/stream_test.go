@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
+	"github.com/vigil-dev/vigil/internal/poll"
 	"github.com/vigil-dev/vigil/sdk"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
@@ -101,17 +103,15 @@ func TestSnapshotETag(t *testing.T) {
 // waitSnapshot polls the snapshot until it reaches revision rev.
 func waitSnapshot(t *testing.T, e *env, tok string, rev int64) response {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		r := e.do("GET", "/sdk/v1/snapshot", tok, nil)
+	var r response
+	poll.Until(t, 5*time.Second, fmt.Sprintf("the snapshot to reach revision %d", rev), func() error {
+		r = e.do("GET", "/sdk/v1/snapshot", tok, nil)
 		if r.status == http.StatusOK && r.header.Get("ETag") == `"`+strconv.FormatInt(rev, 10)+`"` {
-			return r
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("snapshot never reached revision %d: %d %s", rev, r.status, r.body)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return fmt.Errorf("%d %s", r.status, r.body)
+	})
+	return r
 }
 
 // TestSDKClient runs the real Go SDK against the controller.
@@ -138,13 +138,7 @@ func TestSDKClient(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.True(t, 5*time.Second, what, cond)
 }
 
 // TestShutdownEndsStreams: when the server's context ends, open streams

@@ -20,6 +20,7 @@ import (
 
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/internal/pgtest"
+	"github.com/vigil-dev/vigil/internal/poll"
 	"github.com/vigil-dev/vigil/internal/promtest"
 	"github.com/vigil-dev/vigil/internal/vigiltest"
 )
@@ -487,8 +488,7 @@ func (r *runner) scrapeTarget() {
 	target := strings.TrimPrefix(r.idle.URL, "http://")
 	p := vigiltest.Start(t, r.bin, envList(r.env), "--data", filepath.Join(r.dir, "scrape-data"), "--scrape-target", target, "--scrape-interval", "500ms")
 	query := p.URL + "/api/v1/query?query=" + url.QueryEscape(fmt.Sprintf(`up{instance=%q}`, target))
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Until(t, 30*time.Second, "vigil serve --scrape-target "+target+" to scrape it", func() error {
 		req, err := http.NewRequest(http.MethodGet, query, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -511,13 +511,10 @@ func (r *runner) scrapeTarget() {
 			t.Fatalf("%s: %s, %v", query, resp.Status, err)
 		}
 		if len(res.Data.Result) == 1 && len(res.Data.Result[0].Value) == 2 && res.Data.Result[0].Value[1] == "1" {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("vigil serve --scrape-target %s: not scraped in 30s\n%s", target, p.Log())
-		}
-		time.Sleep(100 * time.Millisecond) // polling the condition
-	}
+		return fmt.Errorf("up is %v\n%s", res.Data.Result, p.Log())
+	})
 	if err := p.Cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}

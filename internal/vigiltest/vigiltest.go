@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vigil-dev/vigil/internal/poll"
 )
 
 // BinaryEnv names an environment variable that holds the path of a vigil
@@ -104,20 +106,18 @@ func Start(tb testing.TB, bin string, env []string, args ...string) *Process {
 	case <-time.After(60 * time.Second):
 		tb.Fatalf("vigil serve did not start\n%s", p.Log())
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Until(tb, 30*time.Second, "vigil serve to be ready", func() error {
 		resp, err := http.Get(p.URL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
+		if err != nil {
+			return fmt.Errorf("%w\n%s", err, p.Log())
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("vigil serve not ready: %v\n%s", err, p.Log())
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz answered %s\n%s", resp.Status, p.Log())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return p
 }
 
 // Log returns what the process has written to standard error so far.
