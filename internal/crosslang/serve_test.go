@@ -16,8 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-dev/vigil/controller/store"
+	"github.com/vigil-dev/vigil/internal/client"
 	"github.com/vigil-dev/vigil/internal/vigiltest"
 	"github.com/vigil-dev/vigil/sdk"
+	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
 const liveAdminToken = "crosslang-admin-token-0123456789"
@@ -200,39 +203,20 @@ func (n *liveNode) call(cmd map[string]any, out any) {
 	}
 }
 
-// admin sends a request to the admin API and decodes the answer into out.
-func admin(t *testing.T, base, method, path, token string, body string, out any) int {
+// putFlag writes a flag, given as JSON without its key, through the admin
+// API client the CLI uses, and returns the version the controller gave it.
+func putFlag(t *testing.T, c *client.Client, key, body string) int64 {
 	t.Helper()
-	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+	var f flag.Flag
+	if err := json.Unmarshal([]byte(body), &f); err != nil {
+		t.Fatalf("flag %s: %v", key, err)
+	}
+	f.Key = key
+	out, err := c.PutFlag(context.Background(), f, 0, "")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("put flag %s: %v", key, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		t.Fatalf("%s %s: %s: %s", method, path, resp.Status, data)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			t.Fatalf("%s %s: decode %s: %v", method, path, data, err)
-		}
-	}
-	return resp.StatusCode
-}
-
-func putFlag(t *testing.T, base, key, body string) int64 {
-	t.Helper()
-	var f struct {
-		Version int64 `json:"version"`
-	}
-	admin(t, base, "PUT", "/api/v1/flags/"+key, liveAdminToken, body, &f)
-	return f.Version
+	return out.Version
 }
 
 // waitRevision waits until c holds revision rev, on its Updated channel.
@@ -294,14 +278,18 @@ type liveObserved struct {
 func TestTypeScriptClientAgainstVigilServe(t *testing.T) {
 	bin := vigiltest.Build(t)
 	p := vigiltest.Start(t, bin, []string{"VIGIL_ADMIN_TOKEN=" + liveAdminToken}, "--data", t.TempDir())
-	var minted struct {
-		Token string `json:"token"`
+	ctl, err := client.New(p.URL, liveAdminToken)
+	if err != nil {
+		t.Fatal(err)
 	}
-	admin(t, p.URL, "POST", "/api/v1/tokens", liveAdminToken, `{"name": "crosslang", "role": "sdk"}`, &minted)
+	minted, err := ctl.CreateToken(context.Background(), "crosslang", store.RoleSDK)
+	if err != nil {
+		t.Fatal(err)
+	}
 	token := minted.Token
 	var rev int64
 	for _, k := range []string{"rollout", "color", "limit", "config", "off"} {
-		rev = putFlag(t, p.URL, k, liveFlags[k])
+		rev = putFlag(t, ctl, k, liveFlags[k])
 	}
 
 	quiet := slog.New(slog.DiscardHandler)
@@ -420,13 +408,13 @@ func TestTypeScriptClientAgainstVigilServe(t *testing.T) {
 	etag := fmt.Sprintf("%q", fmt.Sprint(rev))
 	js.call(map[string]any{"cmd": "waitNotModified", "etag": etag}, nil)
 
-	step("rollout raised", "rollout", putFlag(t, p.URL, "rollout", strings.Replace(liveFlags["rollout"], "33.333", "66.667", 1)))
-	step("flag created", "fresh", putFlag(t, p.URL, "fresh",
+	step("rollout raised", "rollout", putFlag(t, ctl, "rollout", strings.Replace(liveFlags["rollout"], "33.333", "66.667", 1)))
+	step("flag created", "fresh", putFlag(t, ctl, "fresh",
 		`{"variants": {"off": false, "on": true}, "control": "off", "treatment": "on", "enabled": true, "rollout": {"percent": 100}}`))
-	var deleted struct {
-		Version int64 `json:"version"`
+	deleted, err := ctl.DeleteFlag(context.Background(), "color", 0, "")
+	if err != nil {
+		t.Fatal(err)
 	}
-	admin(t, p.URL, "DELETE", "/api/v1/flags/color", liveAdminToken, "", &deleted)
 	step("flag deleted", "color", deleted.Version)
 	last := fmt.Sprintf("%q", fmt.Sprint(deleted.Version))
 	js.call(map[string]any{"cmd": "waitNotModified", "etag": last}, nil)
