@@ -33,6 +33,8 @@ import (
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/vigil-dev/vigil/internal/poll"
 )
 
 // DefaultBinary is where Debian's prometheus package installs the server.
@@ -371,20 +373,13 @@ func (s *Server) WaitNextScrape(t testing.TB) {
 
 func (s *Server) waitScrapes(t testing.TB, after time.Time) {
 	t.Helper()
-	deadline := time.Now().Add(s.timeout)
-	var why string
-	for time.Now().Before(deadline) {
+	poll.Until(t, s.timeout, "promtest: targets to be scraped", func() error {
 		ok, reason, err := s.scrapedAfter(after)
-		if err != nil {
-			why = err.Error()
-		} else if ok {
-			return
-		} else {
-			why = reason
+		if err != nil || ok {
+			return err
 		}
-		pause()
-	}
-	t.Fatalf("promtest: targets not scraped within %s: %s", s.timeout, why)
+		return errors.New(reason)
+	})
 }
 
 // scrapedAfter reports whether every active target's last scrape started
@@ -427,19 +422,18 @@ func (s *Server) scrapedAfter(after time.Time) (bool, string, error) {
 // the last result after the start timeout. Use it instead of sleeping.
 func (s *Server) WaitFor(t testing.TB, query string, ok func(model.Value) bool) model.Value {
 	t.Helper()
-	deadline := time.Now().Add(s.timeout)
-	var last model.Value
-	var lastErr error
-	for time.Now().Before(deadline) {
+	var v model.Value
+	poll.Until(t, s.timeout, fmt.Sprintf("promtest: %q as expected", query), func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		v, _, _, err := s.api.Query(ctx, query, time.Now())
-		cancel()
-		if err == nil && ok(v) {
-			return v
+		defer cancel()
+		var err error
+		if v, _, _, err = s.api.Query(ctx, query, time.Now()); err != nil {
+			return err
 		}
-		last, lastErr = v, err
-		pause()
-	}
-	t.Fatalf("promtest: %q not as expected within %s: last result %v, error %v", query, s.timeout, last, lastErr)
-	return nil
+		if !ok(v) {
+			return fmt.Errorf("last result %v", v)
+		}
+		return nil
+	})
+	return v
 }
