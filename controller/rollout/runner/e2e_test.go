@@ -30,6 +30,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/internal/fleet"
+	"github.com/vigil-dev/vigil/internal/poll"
 	"github.com/vigil-dev/vigil/internal/promtest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
@@ -160,7 +161,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// Follow the rollouts through the API until all three are finished.
 	var final map[string]rollout.State
-	for deadline := time.Now().Add(110 * time.Second); ; {
+	poll.Until(t, 110*time.Second, "the three rollouts to finish", func() error {
 		final = map[string]rollout.State{}
 		var list struct{ Rollouts []rollout.State }
 		getJSON(t, base+"/api/v1/rollouts", &list)
@@ -172,13 +173,10 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 		if done && len(final) == 3 {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rollouts unfinished after %v: %s", time.Since(began).Round(time.Second), summary(final))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return fmt.Errorf("unfinished after %v: %s", time.Since(began).Round(time.Second), summary(final))
+	})
 	t.Logf("finished in %v with %d requests (%d failed): %s", time.Since(began).Round(time.Second), load.Sent(), load.Failed(), summary(final))
 
 	if s := final[fleet.NewCheckout]; s.Phase != rollout.Promoted || s.Percent != 100 {
