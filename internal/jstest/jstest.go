@@ -76,17 +76,18 @@ func lock(t testing.TB, dir string) func() {
 	if err != nil {
 		t.Fatalf("lock %s: %v", dir, err)
 	}
-	deadline := time.Now().Add(5 * time.Minute)
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
+	// The kernel wakes a blocked flock when the holder lets go; the timer
+	// only bounds a holder that never does.
+	locked := make(chan error, 1)
+	go func() { locked <- syscall.Flock(int(f.Fd()), syscall.LOCK_EX) }()
+	select {
+	case err := <-locked:
+		if err != nil {
 			f.Close()
 			t.Fatalf("lock %s: %v", dir, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+	case <-time.After(5 * time.Minute):
+		t.Fatalf("lock %s: still held by another test process after 5 minutes", dir)
 	}
 	return func() {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
