@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/internal/poll"
 	"github.com/vigil-dev/vigil/internal/vigiltest"
 	"github.com/vigil-dev/vigil/sdk"
 	"github.com/vigil-dev/vigil/sdk/flag"
@@ -168,21 +169,18 @@ func selfCPU() time.Duration {
 // waitConnected waits until the controller reports n connected streams.
 func waitConnected(b *testing.B, url string, n int) {
 	want := fmt.Sprintf("vigil_sse_clients %d\n", n)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	poll.Until(b, 2*time.Minute, fmt.Sprintf("the controller to report %d streams", n), func() error {
 		resp, err := http.Get(url + "/metrics")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if strings.Contains(string(body), want) {
-				return
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("controller never reported %d streams", n)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), want) {
+			return fmt.Errorf("no %q in /metrics", strings.TrimSpace(want))
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func quantile(sorted []time.Duration, q float64) time.Duration {

@@ -398,13 +398,16 @@ func TestSpanEventsThroughOpenFeature(t *testing.T) {
 	p.Shutdown()
 	f := testFlags()[0]
 	f.Enabled = false
+	next := c.Updated()
 	ctl.put(f)
-	deadline := time.Now().Add(10 * time.Second)
+	timeout := time.After(10 * time.Second)
 	for c.Bool(context.Background(), "checkout", sdk.EvalContext{Key: "user-1"}, false) {
-		if time.Now().After(deadline) {
+		select {
+		case <-next:
+			next = c.Updated()
+		case <-timeout:
 			t.Fatal("the shared client stopped receiving updates when the provider shut down")
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
