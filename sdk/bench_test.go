@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/vigil-dev/vigil/sdk/flag"
@@ -181,8 +182,11 @@ func threeTracked(c *Client) http.Handler {
 }
 
 func benchHandler(b *testing.B, withMiddleware, evaluate bool) {
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-	c := staticClient(b, mp, rollout("a", 10, true), rollout("b", 50, true), rollout("c", 90, true))
+	benchHandlerWith(b, sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader())), withMiddleware, evaluate)
+}
+
+func benchHandlerWith(b *testing.B, mp metric.MeterProvider, withMiddleware, evaluate bool) {
+	c := staticClientWith(b, func(cfg *Config) { cfg.MeterProvider = mp }, rollout("a", 10, true), rollout("b", 50, true), rollout("c", 90, true))
 	h := threeTracked(c)
 	if !evaluate {
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
@@ -213,6 +217,13 @@ func BenchmarkHandler3Tracked(b *testing.B) { benchHandler(b, false, true) }
 // BenchmarkMiddleware3Tracked is the same handler behind the middleware,
 // recording three cohorts into a real SDK MeterProvider.
 func BenchmarkMiddleware3Tracked(b *testing.B) { benchHandler(b, true, true) }
+
+// BenchmarkMiddleware3TrackedNoopMeter is BenchmarkMiddleware3Tracked with
+// OpenTelemetry's no-op MeterProvider: the middleware's cost without the
+// metric SDK's, which the service's choice of SDK version sets.
+func BenchmarkMiddleware3TrackedNoopMeter(b *testing.B) {
+	benchHandlerWith(b, noop.NewMeterProvider(), true, true)
+}
 
 // BenchmarkMiddlewareNoFlags is the middleware around a handler that
 // evaluates nothing: the fixed cost of a request scope.

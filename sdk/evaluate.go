@@ -87,7 +87,7 @@ func (c *Client) resolve(ctx context.Context, key string, ec flag.Context, r *re
 // the recording span in ctx.
 func (c *Client) observe(ctx context.Context, r *result, unit string) {
 	if r.scope != nil && r.d.Tracked && r.d.Variant != "" && r.meta != nil {
-		e := entry{meta: r.meta, variant: r.d.Variant, reason: r.cohort, ok: r.meta.cohort(r.d.Variant, r.cohort)}
+		e := entry{answer: r.meta.answer(r.d.Variant, r.cohort)}
 		if c.pinning && !r.pinned && r.d.Reason != flag.ReasonError {
 			e.pinned, e.unit = true, unit
 		}

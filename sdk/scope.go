@@ -41,14 +41,10 @@ type Scope struct {
 	bag any
 }
 
-// entry is a tracked flag evaluated in a scope, and its pin.
+// entry is a tracked flag evaluated in a scope, and its pin. It is kept
+// small because a scope holds four inline and is allocated per request.
 type entry struct {
-	meta    *flagMeta
-	variant string
-	reason  flag.Reason
-	// ok is the cohort's options for a request without error, when
-	// prepared.
-	ok *cohortOpts
+	*answer
 	// pinned marks an entry this scope pins for the rest of the request;
 	// the unit's hash for the baggage member is computed when one is
 	// needed, not on every evaluation.
@@ -169,7 +165,7 @@ func (s *Scope) snapshotEntries(buf []entry) []entry {
 func (s *Scope) add(e entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended || s.find(e.meta.key) != nil {
+	if s.ended || s.find(e.meta) != nil {
 		return
 	}
 	if e.pinned && s.incoming.Len() > 0 && s.incoming.Member(e.meta.pinName).Key() != "" {
@@ -189,16 +185,17 @@ func (s *Scope) add(e entry) {
 	}
 }
 
-// find returns the entry of key; the caller holds mu.
-func (s *Scope) find(key string) *entry {
+// find returns the entry of m's flag; the caller holds mu. An update of
+// the flag during the request gives it a new flagMeta, so keys are compared.
+func (s *Scope) find(m *flagMeta) *entry {
 	for i := range min(s.n, len(s.entries)) {
-		if s.entries[i].meta.key == key {
-			return &s.entries[i]
+		if e := &s.entries[i]; e.meta == m || e.meta.key == m.key {
+			return e
 		}
 	}
 	for i := range s.more {
-		if s.more[i].meta.key == key {
-			return &s.more[i]
+		if e := &s.more[i]; e.meta == m || e.meta.key == m.key {
+			return e
 		}
 	}
 	return nil
@@ -210,7 +207,7 @@ func (s *Scope) find(key string) *entry {
 func (s *Scope) lookupPin(m *flagMeta, unit string) (pin, bool) {
 	if s.hasPins.Load() {
 		s.mu.Lock()
-		e := s.find(m.key)
+		e := s.find(m)
 		var p pin
 		ok := e != nil && e.pinned && e.unit == unit && e.meta.salt == m.salt
 		if ok {
@@ -269,7 +266,6 @@ func (s *Scope) baggageValue() any {
 
 // finish records the scope once.
 func (s *Scope) finish(errType string, d time.Duration) {
-	var buf [8]entry
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
@@ -279,20 +275,27 @@ func (s *Scope) finish(errType string, d time.Duration) {
 	if s.errType != "" {
 		errType = s.errType
 	}
-	entries := append(buf[:0], s.entries[:min(s.n, len(s.entries))]...)
-	entries = append(entries, s.more...)
 	s.mu.Unlock()
+	// Once ended, a scope's entries no longer change: add refuses new ones.
 	c := s.client
 	secs := d.Seconds()
 	ctx := s.ctx.Context
-	for _, e := range entries {
-		o := e.ok
-		if o == nil || errType != "" {
-			o = c.cohorts.get(cohortKey{key: e.meta.key, variant: e.variant, reason: e.reason, errType: errType})
-		}
-		o.requests.Add(1)
-		c.duration.Record(ctx, secs, o.record...)
+	for _, e := range s.entries[:min(s.n, len(s.entries))] {
+		c.record(ctx, e.answer, errType, secs)
 	}
+	for _, e := range s.more {
+		c.record(ctx, e.answer, errType, secs)
+	}
+}
+
+// record counts one request of a's cohort and records its duration.
+func (c *Client) record(ctx context.Context, a *answer, errType string, secs float64) {
+	o := a.ok
+	if o == nil || errType != "" {
+		o = c.cohorts.get(cohortKey{key: a.meta.key, variant: a.variant, reason: a.reason, errType: errType})
+	}
+	o.requests.Add(1)
+	c.duration.Record(ctx, secs, o.record...)
 }
 
 // errorTyper is implemented by errors that name their own error.type.

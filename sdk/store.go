@@ -26,13 +26,24 @@ type flagMeta struct {
 	salt    string
 	// values are the decoded variant values, for serving a pinned variant.
 	values map[string]any
-	// cohorts are the metric options of a tracked flag's successful
-	// requests, by variant and reason (see reasonIndex), so that the end
-	// of a request finds them without a lookup. Nil for untracked flags.
-	cohorts map[string]*[numReasons]*cohortOpts
+	// answers are the answers a tracked flag can give, by variant and
+	// reason (see reasonIndex), so that a scope records a pointer and the
+	// end of a request finds the metric options without a lookup. Nil for
+	// untracked flags.
+	answers map[string]*[numReasons]*answer
 }
 
-// The reasons a cohort can carry, as indexes of flagMeta.cohorts.
+// answer is one variant of a tracked flag with the reason its cohort
+// carries, and the metric options of that cohort's requests without error
+// (nil when not prepared).
+type answer struct {
+	meta    *flagMeta
+	variant string
+	reason  flag.Reason
+	ok      *cohortOpts
+}
+
+// The reasons a cohort can carry, as indexes of flagMeta.answers.
 const numReasons = 5
 
 func reasonIndex(r flag.Reason) int {
@@ -65,29 +76,27 @@ func newFlagMeta(f *flag.Flag, cc *cohortCache) *flagMeta {
 		m.values[name] = v
 	}
 	if f.Tracked && cc != nil {
-		m.cohorts = make(map[string]*[numReasons]*cohortOpts, len(f.Variants))
+		m.answers = make(map[string]*[numReasons]*answer, len(f.Variants))
 		for name := range f.Variants {
-			var byReason [numReasons]*cohortOpts
+			var byReason [numReasons]*answer
 			for i, r := range cohortReasons {
-				byReason[i] = cc.get(cohortKey{key: f.Key, variant: name, reason: r})
+				byReason[i] = &answer{meta: m, variant: name, reason: r, ok: cc.get(cohortKey{key: f.Key, variant: name, reason: r})}
 			}
-			m.cohorts[name] = &byReason
+			m.answers[name] = &byReason
 		}
 	}
 	return m
 }
 
-// cohort returns the options of a successful request's cohort, nil when
-// they were not prepared.
-func (m *flagMeta) cohort(variant string, reason flag.Reason) *cohortOpts {
-	i := reasonIndex(reason)
-	if m == nil || m.cohorts == nil || i < 0 {
-		return nil
+// answer returns the prepared answer of variant and reason, or a new one
+// without metric options when it was not prepared.
+func (m *flagMeta) answer(variant string, reason flag.Reason) *answer {
+	if i := reasonIndex(reason); i >= 0 {
+		if byReason := m.answers[variant]; byReason != nil {
+			return byReason[i]
+		}
 	}
-	if byReason := m.cohorts[variant]; byReason != nil {
-		return byReason[i]
-	}
-	return nil
+	return &answer{meta: m, variant: variant, reason: reason}
 }
 
 // store applies deliveries to the current state. Writers serialize on mu;
