@@ -44,24 +44,15 @@ func (c *Client) resolve(ctx context.Context, key string, ec flag.Context, r *re
 		r.cohort = r.d.Reason
 		return
 	}
-	st.snap.EvaluateTo(key, ec, &r.d)
-	r.cohort = r.d.Reason
-	if r.d.ErrorType == flag.ErrorFlagNotFound {
+	r.meta = st.meta[key]
+	if r.meta == nil {
+		st.snap.EvaluateTo(key, ec, &r.d) // flag_not_found
+		r.cohort = r.d.Reason
 		return
 	}
-	// Only look the flag up again when there is a scope to record in, or
-	// baggage that may pin it.
-	var b baggage.Baggage
-	if r.scope == nil {
-		if !c.pinning {
-			return
-		}
-		if b = baggage.FromContext(ctx); b.Len() == 0 {
-			return
-		}
-	}
-	r.meta = st.meta[key]
-	if !c.pinning || r.meta == nil || r.d.Reason == flag.ReasonDisabled {
+	r.meta.flag.EvaluateTo(ec, &r.d)
+	r.cohort = r.d.Reason
+	if !c.pinning || r.d.Reason == flag.ReasonDisabled {
 		// A flag disabled here is a kill switch: it wins over any pin.
 		return
 	}
@@ -69,8 +60,10 @@ func (c *Client) resolve(ctx context.Context, key string, ec flag.Context, r *re
 	var ok bool
 	if r.scope != nil {
 		p, ok = r.scope.lookupPin(r.meta, ec.Key)
-	} else if p, ok = parsePin(b.Member(r.meta.pinName)); ok {
-		ok = p.unit == flag.Hash(r.meta.salt, ec.Key)
+	} else if b := baggage.FromContext(ctx); b.Len() > 0 {
+		if p, ok = parsePin(b.Member(r.meta.pinName)); ok {
+			ok = p.unit == flag.Hash(r.meta.salt, ec.Key)
+		}
 	}
 	if !ok {
 		return

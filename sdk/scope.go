@@ -30,7 +30,10 @@ type Scope struct {
 	ended bool
 	// errType is the error.type of the first error reported.
 	errType string
-	n       int
+	// n counts the entries. add, under mu, writes an entry before it
+	// stores n and never changes it after, so that evaluations read the
+	// inline entries without mu; more is read under mu.
+	n       atomic.Int32
 	entries [4]entry
 	more    []entry
 	// hasPins is set with the first pin, so that evaluations in a scope
@@ -156,7 +159,7 @@ func (c *Client) Track(ctx context.Context, name string) {
 func (s *Scope) snapshotEntries(buf []entry) []entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	buf = append(buf, s.entries[:min(s.n, len(s.entries))]...)
+	buf = append(buf, s.inline()...)
 	return append(buf, s.more...)
 }
 
@@ -173,28 +176,34 @@ func (s *Scope) add(e entry) {
 		// variant this service lacks): leave the upstream pin to travel.
 		e.pinned = false
 	}
-	if s.n < len(s.entries) {
-		s.entries[s.n] = e
+	if n := int(s.n.Load()); n < len(s.entries) {
+		s.entries[n] = e
 	} else {
 		s.more = append(s.more, e)
 	}
-	s.n++
+	s.n.Add(1)
 	if e.pinned {
 		s.hasPins.Store(true)
 		s.bag = nil
 	}
 }
 
-// find returns the entry of m's flag; the caller holds mu. An update of
-// the flag during the request gives it a new flagMeta, so keys are compared.
+// inline returns the entries held in the scope itself; see n.
+func (s *Scope) inline() []entry { return s.entries[:min(int(s.n.Load()), len(s.entries))] }
+
+// find returns the entry of m's flag; the caller holds mu.
 func (s *Scope) find(m *flagMeta) *entry {
-	for i := range min(s.n, len(s.entries)) {
-		if e := &s.entries[i]; e.meta == m || e.meta.key == m.key {
-			return e
-		}
+	if e := findIn(s.inline(), m); e != nil {
+		return e
 	}
-	for i := range s.more {
-		if e := &s.more[i]; e.meta == m || e.meta.key == m.key {
+	return findIn(s.more, m)
+}
+
+// findIn returns the entry of m's flag in entries. An update of the flag
+// during the request gives it a new flagMeta, so keys are compared too.
+func findIn(entries []entry, m *flagMeta) *entry {
+	for i := range entries {
+		if e := &entries[i]; e.meta == m || e.meta.key == m.key {
 			return e
 		}
 	}
@@ -206,16 +215,18 @@ func (s *Scope) find(m *flagMeta) *entry {
 // hash under salt.
 func (s *Scope) lookupPin(m *flagMeta, unit string) (pin, bool) {
 	if s.hasPins.Load() {
-		s.mu.Lock()
-		e := s.find(m)
-		var p pin
-		ok := e != nil && e.pinned && e.unit == unit && e.meta.salt == m.salt
-		if ok {
-			p = pin{name: m.pinName, variant: e.variant, reason: e.reason}
+		e := findIn(s.inline(), m)
+		if e == nil && int(s.n.Load()) > len(s.entries) {
+			s.mu.Lock()
+			if e = findIn(s.more, m); e != nil {
+				// more may move when it grows: copy the entry out.
+				c := *e
+				e = &c
+			}
+			s.mu.Unlock()
 		}
-		s.mu.Unlock()
-		if ok {
-			return p, true
+		if e != nil && e.pinned && e.unit == unit && e.meta.salt == m.salt {
+			return pin{name: m.pinName, variant: e.variant, reason: e.reason}, true
 		}
 	}
 	if s.incoming.Len() == 0 {
@@ -254,7 +265,7 @@ func (s *Scope) baggageValue() any {
 			b = nb
 		}
 	}
-	for i := range min(s.n, len(s.entries)) {
+	for i := range s.inline() {
 		add(&s.entries[i])
 	}
 	for i := range s.more {
@@ -280,7 +291,7 @@ func (s *Scope) finish(errType string, d time.Duration) {
 	c := s.client
 	secs := d.Seconds()
 	ctx := s.ctx.Context
-	for _, e := range s.entries[:min(s.n, len(s.entries))] {
+	for _, e := range s.inline() {
 		c.record(ctx, e.answer, errType, secs)
 	}
 	for _, e := range s.more {

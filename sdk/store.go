@@ -10,8 +10,9 @@ import (
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
-// state is what evaluation reads: an immutable snapshot and, per flag, what
-// pinning needs. A new state replaces the old one atomically.
+// state is what evaluation reads: an immutable snapshot and, per flag, its
+// compiled form with what pinning and the cohort metrics need. A new state
+// replaces the old one atomically.
 type state struct {
 	snap *flag.Snapshot
 	meta map[string]*flagMeta
@@ -20,17 +21,27 @@ type state struct {
 // flagMeta holds per-flag values that evaluation would otherwise compute on
 // every call.
 type flagMeta struct {
-	key string
+	// flag is the snapshot's compiled flag, so that one map lookup finds
+	// both it and the rest of flagMeta.
+	flag *flag.Compiled
+	key  string
 	// pinName is the baggage member that pins this flag.
 	pinName string
 	salt    string
 	// values are the decoded variant values, for serving a pinned variant.
 	values map[string]any
-	// answers are the answers a tracked flag can give, by variant and
+	// answers are the answers a tracked flag can give, by variant and then
 	// reason (see reasonIndex), so that a scope records a pointer and the
-	// end of a request finds the metric options without a lookup. Nil for
-	// untracked flags.
-	answers map[string]*[numReasons]*answer
+	// end of a request finds the metric options without a lookup. A slice,
+	// because flags have a few variants and comparing a few short strings
+	// costs less than hashing one. Nil for untracked flags.
+	answers []variantAnswers
+}
+
+// variantAnswers are a variant's answers, by reason.
+type variantAnswers struct {
+	variant  string
+	byReason [numReasons]*answer
 }
 
 // answer is one variant of a tracked flag with the reason its cohort
@@ -64,8 +75,9 @@ func reasonIndex(r flag.Reason) int {
 
 var cohortReasons = [numReasons]flag.Reason{flag.ReasonSplit, flag.ReasonTargetingMatch, flag.ReasonDefault, flag.ReasonDisabled, flag.ReasonError}
 
-func newFlagMeta(f *flag.Flag, cc *cohortCache) *flagMeta {
-	m := &flagMeta{key: f.Key, pinName: pinPrefix + f.Key, salt: f.Salt, values: make(map[string]any, len(f.Variants))}
+// newFlagMeta prepares the metadata of f, whose compiled form is c.
+func newFlagMeta(f *flag.Flag, c *flag.Compiled, cc *cohortCache) *flagMeta {
+	m := &flagMeta{flag: c, key: f.Key, pinName: pinPrefix + f.Key, salt: f.Salt, values: make(map[string]any, len(f.Variants))}
 	if m.salt == "" {
 		m.salt = f.Key
 	}
@@ -76,13 +88,13 @@ func newFlagMeta(f *flag.Flag, cc *cohortCache) *flagMeta {
 		m.values[name] = v
 	}
 	if f.Tracked && cc != nil {
-		m.answers = make(map[string]*[numReasons]*answer, len(f.Variants))
+		m.answers = make([]variantAnswers, 0, len(f.Variants))
 		for name := range f.Variants {
-			var byReason [numReasons]*answer
+			va := variantAnswers{variant: name}
 			for i, r := range cohortReasons {
-				byReason[i] = &answer{meta: m, variant: name, reason: r, ok: cc.get(cohortKey{key: f.Key, variant: name, reason: r})}
+				va.byReason[i] = &answer{meta: m, variant: name, reason: r, ok: cc.get(cohortKey{key: f.Key, variant: name, reason: r})}
 			}
-			m.answers[name] = &byReason
+			m.answers = append(m.answers, va)
 		}
 	}
 	return m
@@ -92,8 +104,10 @@ func newFlagMeta(f *flag.Flag, cc *cohortCache) *flagMeta {
 // without metric options when it was not prepared.
 func (m *flagMeta) answer(variant string, reason flag.Reason) *answer {
 	if i := reasonIndex(reason); i >= 0 {
-		if byReason := m.answers[variant]; byReason != nil {
-			return byReason[i]
+		for j := range m.answers {
+			if m.answers[j].variant == variant {
+				return m.answers[j].byReason[i]
+			}
 		}
 	}
 	return &answer{meta: m, variant: variant, reason: reason}
@@ -160,7 +174,7 @@ func (s *store) replace(revision int64, flags []flag.Flag) error {
 	st := &state{snap: snap, meta: make(map[string]*flagMeta, snap.Len())}
 	s.versions = make(map[string]int64, snap.Len())
 	for _, f := range snap.Flags() {
-		st.meta[f.Key] = newFlagMeta(&f, s.cohorts)
+		st.meta[f.Key] = newFlagMeta(&f, snap.Lookup(f.Key), s.cohorts)
 		s.versions[f.Key] = f.Version
 	}
 	s.floor = revision
@@ -216,7 +230,7 @@ func (s *store) put(f flag.Flag) (bool, error) {
 		return false, fmt.Errorf("update of flag %s to version %d rejected: %w", f.Key, f.Version, err)
 	}
 	s.versions[f.Key] = f.Version
-	s.install(&state{snap: snap, meta: withMeta(cur.meta, f.Key, newFlagMeta(&f, s.cohorts))})
+	s.install(&state{snap: snap, meta: withMeta(cur.meta, f.Key, newFlagMeta(&f, snap.Lookup(f.Key), s.cohorts))})
 	return true, nil
 }
 

@@ -64,7 +64,7 @@ type Detail struct {
 // build a new Snapshot.
 type Snapshot struct {
 	revision int64
-	flags    map[string]*compiled
+	flags    map[string]*Compiled
 }
 
 // NewSnapshot validates and compiles flags. On error it returns nil and the
@@ -73,7 +73,7 @@ func NewSnapshot(revision int64, flags []Flag) (*Snapshot, error) {
 	if err := Validate(flags); err != nil {
 		return nil, err
 	}
-	s := &Snapshot{revision: revision, flags: make(map[string]*compiled, len(flags))}
+	s := &Snapshot{revision: revision, flags: make(map[string]*Compiled, len(flags))}
 	for i := range flags {
 		c, err := compile(flags[i])
 		if err != nil {
@@ -98,6 +98,11 @@ func (s *Snapshot) Flag(key string) (Flag, bool) {
 	}
 	return c.def, true
 }
+
+// Lookup returns key's compiled flag, nil when the snapshot has none. A
+// caller that keeps data of its own per flag beside a snapshot finds both
+// with one map lookup, and evaluates through the Compiled.
+func (s *Snapshot) Lookup(key string) *Compiled { return s.flags[key] }
 
 // Flags returns every definition, sorted by key.
 func (s *Snapshot) Flags() []Flag {
@@ -132,7 +137,7 @@ func (s *Snapshot) Delete(key string, version int64) *Snapshot {
 }
 
 func (s *Snapshot) clone(revision int64) *Snapshot {
-	n := &Snapshot{revision: revision, flags: make(map[string]*compiled, len(s.flags)+1)}
+	n := &Snapshot{revision: revision, flags: make(map[string]*Compiled, len(s.flags)+1)}
 	for k, v := range s.flags {
 		n.flags[k] = v
 	}
@@ -153,7 +158,7 @@ func (s *Snapshot) Evaluate(key string, ctx Context) Detail {
 func (s *Snapshot) EvaluateTo(key string, ctx Context, d *Detail) {
 	if s != nil {
 		if c, ok := s.flags[key]; ok {
-			c.evaluate(ctx, d)
+			c.EvaluateTo(ctx, d)
 			return
 		}
 	}
@@ -165,9 +170,10 @@ type variant struct {
 	value any
 }
 
-// compiled is a flag ready to evaluate. Every answer it can give is built
-// when it is compiled, so that evaluating copies a finished result.
-type compiled struct {
+// Compiled is one flag of a Snapshot, ready to evaluate. Every answer it
+// can give is built when it is compiled, so that evaluating copies a
+// finished result.
+type Compiled struct {
 	def    Flag
 	prefix murmur3 // hash state after the salt and "/"
 	// targets maps a unit to its target's answer.
@@ -196,7 +202,7 @@ type clause struct {
 	vers []version
 }
 
-func compile(f Flag) (*compiled, error) {
+func compile(f Flag) (*Compiled, error) {
 	values := make(map[string]variant, len(f.Variants))
 	for name, raw := range f.Variants {
 		var v any
@@ -205,7 +211,7 @@ func compile(f Flag) (*compiled, error) {
 		}
 		values[name] = variant{name: name, value: v}
 	}
-	c := &compiled{def: f}
+	c := &Compiled{def: f}
 	answer := func(variant string, r Reason) Detail {
 		v := values[variant]
 		return Detail{Key: f.Key, Value: v.value, Variant: v.name, Reason: r, Version: f.Version, Tracked: f.Tracked}
@@ -252,9 +258,9 @@ func compile(f Flag) (*compiled, error) {
 	return c, nil
 }
 
-// evaluate writes the answer for ctx into d, in the documented order:
+// EvaluateTo writes the answer for ctx into d, in the documented order:
 // disabled, targets, rules, rollout, default.
-func (c *compiled) evaluate(ctx Context, d *Detail) {
+func (c *Compiled) EvaluateTo(ctx Context, d *Detail) {
 	if !c.def.Enabled {
 		*d = c.disabled
 		return

@@ -136,6 +136,18 @@ func TestEvaluationOrder(t *testing.T) {
 			if tc.variant == "on" && d.Value != true || tc.variant == "off" && d.Value != false {
 				t.Fatalf("value %v for variant %s", d.Value, d.Variant)
 			}
+			// The compiled flag a snapshot hands out answers the same.
+			c := s.Lookup(tc.key)
+			if (c == nil) != (tc.errType == ErrorFlagNotFound) {
+				t.Fatalf("Lookup(%q) = %v", tc.key, c)
+			}
+			if c != nil {
+				var cd Detail
+				c.EvaluateTo(tc.ctx, &cd)
+				if cd != d {
+					t.Fatalf("Compiled.EvaluateTo = %+v, Snapshot.Evaluate = %+v", cd, d)
+				}
+			}
 		})
 	}
 }
