@@ -6,7 +6,7 @@ BIN     := bin/vigil
 # services importing them never pull in the controller's dependencies.
 MODULES := . sdk $(patsubst %/go.mod,%,$(wildcard sdk/*/go.mod))
 
-.PHONY: build test test-go test-js test-e2e bench bench-judge lint demo fuzz clean
+.PHONY: build test test-go test-js test-e2e bench bench-otel bench-judge lint demo fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/vigil
@@ -38,6 +38,16 @@ bench:
 		(cd $$m && $(GO) test -run '^$$' -bench . -benchmem ./...); \
 	done
 	cd sdk/js && npm run build && npm run bench
+
+# The SDK's middleware benchmarks against another OpenTelemetry release, in a
+# temporary copy of the sdk module (the service's metric SDK sets the cost of
+# each histogram Record): make bench-otel OTEL=v1.44.0
+OTEL ?= v1.44.0
+bench-otel:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	tar -cf - --exclude=sdk/js sdk | tar -C "$$tmp" -xf -; \
+	cd "$$tmp/sdk" && $(GO) get $(foreach m,otel otel/metric otel/trace otel/sdk otel/sdk/metric,go.opentelemetry.io/$(m)@$(OTEL)) && \
+	$(GO) test -run '^$$' -bench 'Handler3Tracked|Middleware|OTelHistogramRecord' -benchmem -count 5 .
 
 # The judge simulation: seeded, reproducible, a few minutes on 2 cores. It
 # rewrites docs/judge-benchmark.md; commit the result.
