@@ -53,6 +53,10 @@ type Provider struct {
 	// health carries what the controller's answers say about its
 	// reachability, from the HTTP transport to the watch loop.
 	health chan health
+
+	// metadata is the current version's metadata of each flag evaluated:
+	// flag key -> *versionMetadata.
+	metadata sync.Map
 }
 
 type health int
@@ -337,26 +341,28 @@ var reasons = map[flag.Reason]of.Reason{
 	sdk.ReasonPinned:          ReasonPinned,
 }
 
-// metaKey identifies the flag metadata of an evaluation.
-type metaKey struct {
+// versionMetadata is the FlagMetadata of one version of a flag.
+type versionMetadata struct {
 	version int64
 	tracked bool
+	md      of.FlagMetadata
 }
 
-// metadata holds one FlagMetadata per flag version, shared by evaluations:
-// OpenFeature copies it before handing it out.
-var metadata sync.Map // metaKey -> of.FlagMetadata
-
-func flagMetadata(version int64, tracked bool) of.FlagMetadata {
-	k := metaKey{version, tracked}
-	if m, ok := metadata.Load(k); ok {
-		return m.(of.FlagMetadata)
+// flagMetadata returns the metadata of d's flag version, built once per
+// version and shared by evaluations (OpenFeature copies it before handing it
+// out), so that an evaluation does not allocate a map.
+func (p *Provider) flagMetadata(d sdk.Detail) of.FlagMetadata {
+	if v, ok := p.metadata.Load(d.Key); ok {
+		if m := v.(*versionMetadata); m.version == d.Version && m.tracked == d.Tracked {
+			return m.md
+		}
 	}
-	m, _ := metadata.LoadOrStore(k, of.FlagMetadata{"version": version, "tracked": tracked})
-	return m.(of.FlagMetadata)
+	m := &versionMetadata{version: d.Version, tracked: d.Tracked, md: of.FlagMetadata{"version": d.Version, "tracked": d.Tracked}}
+	p.metadata.Store(d.Key, m)
+	return m.md
 }
 
-func resolution(d sdk.Detail) of.ProviderResolutionDetail {
+func (p *Provider) resolution(d sdk.Detail) of.ProviderResolutionDetail {
 	r := of.ProviderResolutionDetail{
 		Reason:  reasons[d.Reason],
 		Variant: d.Variant,
@@ -365,7 +371,7 @@ func resolution(d sdk.Detail) of.ProviderResolutionDetail {
 		r.Reason = of.Reason(strings.ToUpper(string(d.Reason)))
 	}
 	if d.Variant != "" {
-		r.FlagMetadata = flagMetadata(d.Version, d.Tracked)
+		r.FlagMetadata = p.flagMetadata(d)
 	}
 	if d.ErrorType == "" {
 		return r
@@ -398,7 +404,7 @@ func (p *Provider) BooleanEvaluation(ctx context.Context, key string, def bool, 
 		return of.BoolResolutionDetail{Value: def, ProviderResolutionDetail: notReady}
 	}
 	v, d := c.BoolDetail(ctx, key, evalContext(flat), def)
-	return of.BoolResolutionDetail{Value: v, ProviderResolutionDetail: resolution(d)}
+	return of.BoolResolutionDetail{Value: v, ProviderResolutionDetail: p.resolution(d)}
 }
 
 // StringEvaluation evaluates a flag whose variants are strings.
@@ -408,7 +414,7 @@ func (p *Provider) StringEvaluation(ctx context.Context, key string, def string,
 		return of.StringResolutionDetail{Value: def, ProviderResolutionDetail: notReady}
 	}
 	v, d := c.StringDetail(ctx, key, evalContext(flat), def)
-	return of.StringResolutionDetail{Value: v, ProviderResolutionDetail: resolution(d)}
+	return of.StringResolutionDetail{Value: v, ProviderResolutionDetail: p.resolution(d)}
 }
 
 // FloatEvaluation evaluates a flag whose variants are numbers.
@@ -418,7 +424,7 @@ func (p *Provider) FloatEvaluation(ctx context.Context, key string, def float64,
 		return of.FloatResolutionDetail{Value: def, ProviderResolutionDetail: notReady}
 	}
 	v, d := c.FloatDetail(ctx, key, evalContext(flat), def)
-	return of.FloatResolutionDetail{Value: v, ProviderResolutionDetail: resolution(d)}
+	return of.FloatResolutionDetail{Value: v, ProviderResolutionDetail: p.resolution(d)}
 }
 
 // IntEvaluation evaluates a flag whose variants are whole numbers.
@@ -428,7 +434,7 @@ func (p *Provider) IntEvaluation(ctx context.Context, key string, def int64, fla
 		return of.IntResolutionDetail{Value: def, ProviderResolutionDetail: notReady}
 	}
 	v, d := c.IntDetail(ctx, key, evalContext(flat), def)
-	return of.IntResolutionDetail{Value: v, ProviderResolutionDetail: resolution(d)}
+	return of.IntResolutionDetail{Value: v, ProviderResolutionDetail: p.resolution(d)}
 }
 
 // ObjectEvaluation evaluates a flag with any JSON variants; the value is
@@ -439,7 +445,7 @@ func (p *Provider) ObjectEvaluation(ctx context.Context, key string, def any, fl
 		return of.InterfaceResolutionDetail{Value: def, ProviderResolutionDetail: notReady}
 	}
 	v, d := c.JSONDetail(ctx, key, evalContext(flat), def)
-	return of.InterfaceResolutionDetail{Value: v, ProviderResolutionDetail: resolution(d)}
+	return of.InterfaceResolutionDetail{Value: v, ProviderResolutionDetail: p.resolution(d)}
 }
 
 // Track counts a business event in the cohort of every tracked flag

@@ -330,8 +330,15 @@ func TestProvider(t *testing.T) {
 	if !reflect.DeepEqual(d.FlagChanges, []string{"checkout"}) {
 		t.Errorf("flags changed %v, want [checkout]", d.FlagChanges)
 	}
-	if c.Boolean(ctx, "checkout", true, user) {
+	after, _ := c.BooleanValueDetails(ctx, "checkout", true, user)
+	if after.Value {
 		t.Error("checkout still on after the change")
+	}
+	// The flag metadata follows the flag's version.
+	v0, ok0 := b.FlagMetadata["version"].(int64)
+	v1, ok1 := after.FlagMetadata["version"].(int64)
+	if !ok0 || !ok1 || v1 <= v0 {
+		t.Errorf("metadata version %v before the change and %v after", b.FlagMetadata["version"], after.FlagMetadata["version"])
 	}
 
 	// STALE while the controller is unreachable, READY when it is back.
