@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -102,6 +103,23 @@ func TestMiddlewareKeepsResponseBehaviour(t *testing.T) {
 		"error.type=500,feature_flag.key=a,feature_flag.result.reason=split,feature_flag.result.variant=on => 1",
 		"feature_flag.key=a,feature_flag.result.reason=split,feature_flag.result.variant=on => 1",
 	})
+}
+
+func TestDuplicateKeysInSnapshotReported(t *testing.T) {
+	s := newStore()
+	first, second := rollout("a", 100, false), rollout("a", 0, false)
+	first.Version, second.Version = 1, 2
+	err := s.replace(3, []flag.Flag{first, second, rollout("b", 0, false)})
+	if err == nil || !strings.Contains(err.Error(), "flag a: key: duplicate key (flag #1)") {
+		t.Fatalf("replace with a duplicate key: %v", err)
+	}
+	snap := s.load().snap
+	if d := snap.Evaluate("a", unit("u")); d.Version != 1 || d.Value != true {
+		t.Errorf("a = %+v, want the first definition", d)
+	}
+	if _, ok := snap.Flag("b"); !ok {
+		t.Error("the other flag of the snapshot was not installed")
+	}
 }
 
 func TestUpdatedBroadcastsEveryInstall(t *testing.T) {

@@ -183,12 +183,18 @@ func (s *store) replace(revision int64, flags []flag.Flag) error {
 }
 
 // salvage builds a snapshot flag by flag, keeping the previous definition of
-// any flag that does not validate.
+// any flag that does not validate and the first of flags sharing a key.
 func (s *store) salvage(revision int64, flags []flag.Flag) (*flag.Snapshot, error) {
 	prev := s.load()
 	snap, _ := flag.NewSnapshot(revision, nil)
 	var errs []error
-	for _, f := range flags {
+	seen := make(map[string]bool, len(flags))
+	for i, f := range flags {
+		if seen[f.Key] {
+			errs = append(errs, &flag.FieldError{Flag: f.Key, Field: "key", Message: fmt.Sprintf("duplicate key (flag #%d); the first definition is kept", i)})
+			continue
+		}
+		seen[f.Key] = true
 		n, err := snap.Put(f)
 		if err == nil {
 			snap = n
