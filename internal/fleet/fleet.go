@@ -196,32 +196,40 @@ func startService(ctx context.Context, cfg Config, name, next string, client *ht
 		}
 		readers = append(readers, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(push, sdkmetric.WithInterval(interval))))
 	}
-	mp := sdkmetric.NewMeterProvider(append(readers, sdkmetric.WithResource(resource.NewSchemaless(semconv.ServiceName(name))))...)
-	c, err := sdk.New(ctx, sdk.Config{ServerURL: cfg.ControllerURL, Token: cfg.Token, FlagsFile: cfg.FlagsFile, MeterProvider: mp,
+	s := &service{name: name}
+	s.mp = sdkmetric.NewMeterProvider(append(readers, sdkmetric.WithResource(resource.NewSchemaless(semconv.ServiceName(name))))...)
+	ok := false
+	defer func() {
+		if ok {
+			return
+		}
+		// Whatever started before the failure stops with it.
+		for _, l := range []net.Listener{s.ln, s.metrics} {
+			if l != nil {
+				l.Close()
+			}
+		}
+		if s.sdk != nil {
+			s.sdk.Close()
+		}
+		_ = s.mp.Shutdown(context.Background())
+	}()
+	c, err := sdk.New(ctx, sdk.Config{ServerURL: cfg.ControllerURL, Token: cfg.Token, FlagsFile: cfg.FlagsFile, MeterProvider: s.mp,
 		BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second, PollInterval: time.Second})
 	if err != nil {
 		return nil, err
 	}
+	s.sdk = c
 	if !c.Ready() {
-		c.Close()
 		return nil, errors.New("no flags from the controller yet")
 	}
-	s := &service{name: name, sdk: c, mp: mp}
 	h := &handler{service: s, cfg: cfg, next: next, client: client, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
-	var ok bool
 	if s.ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		return nil, err
 	}
 	if s.metrics, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		s.ln.Close()
 		return nil, err
 	}
-	defer func() {
-		if !ok {
-			s.ln.Close()
-			s.metrics.Close()
-		}
-	}()
 	report := func(_ string, status int) { served.WithLabelValues(strconv.Itoa(status)).Inc() }
 	if name == "gateway" && cfg.Answered != nil {
 		// Only the gateway's answer is what the caller sees.
