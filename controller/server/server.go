@@ -175,9 +175,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 // Store returns the server's store, instrumented with its metrics.
 func (s *Server) Store() store.Store { return s.store }
 
-// Registry returns the server's metrics registry.
-func (s *Server) Registry() *prometheus.Registry { return s.reg }
-
 // Handler returns the server's HTTP handler. SDK endpoints answer 503 until
 // Run or Serve has loaded the flags.
 func (s *Server) Handler() http.Handler { return s.engine }
