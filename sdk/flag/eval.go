@@ -102,7 +102,12 @@ func (s *Snapshot) Flag(key string) (Flag, bool) {
 // Lookup returns key's compiled flag, nil when the snapshot has none. A
 // caller that keeps data of its own per flag beside a snapshot finds both
 // with one map lookup, and evaluates through the Compiled.
-func (s *Snapshot) Lookup(key string) *Compiled { return s.flags[key] }
+func (s *Snapshot) Lookup(key string) *Compiled {
+	if s == nil {
+		return nil
+	}
+	return s.flags[key]
+}
 
 // Flags returns every definition, sorted by key.
 func (s *Snapshot) Flags() []Flag {

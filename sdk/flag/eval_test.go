@@ -136,6 +136,9 @@ func TestEvaluationOrder(t *testing.T) {
 			if tc.variant == "on" && d.Value != true || tc.variant == "off" && d.Value != false {
 				t.Fatalf("value %v for variant %s", d.Value, d.Variant)
 			}
+			if (*Snapshot)(nil).Lookup(tc.key) != nil {
+				t.Fatal("a nil snapshot has a flag")
+			}
 			// The compiled flag a snapshot hands out answers the same.
 			c := s.Lookup(tc.key)
 			if (c == nil) != (tc.errType == ErrorFlagNotFound) {
