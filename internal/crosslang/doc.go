@@ -4,5 +4,6 @@
 // sdk/js), flags files parsed alike, patterns and pins read alike, the same
 // metric names, attributes and buckets recorded, and both SDKs against a
 // real `vigil serve` whose flags change through the admin API while they
-// run.
+// run. The Go OpenFeature provider is run against a real `vigil serve` here
+// too, killed and restarted, since the sdk modules cannot start one.
 package crosslang
