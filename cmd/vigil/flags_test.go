@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/internal/servertest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -25,28 +25,14 @@ const testAdminToken = "flags-cli-admin-token-0123456789"
 // returns its URL.
 func startTestServer(t *testing.T) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, server.Config{
-		DataDir:    t.TempDir(),
-		AdminToken: testAdminToken,
-		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+	url, _ := servertest.Run(t, func(ctx context.Context) (*server.Server, error) {
+		return server.New(ctx, server.Config{
+			DataDir:    t.TempDir(),
+			AdminToken: testAdminToken,
+			Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	return "http://" + ln.Addr().String()
+	return url
 }
 
 // runCLI runs the vigil command line in-process.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/internal/poll"
+	"github.com/vigil-dev/vigil/internal/servertest"
 )
 
 const rolesAdminToken = "roles-test-admin-token-0123456789"
@@ -163,35 +163,19 @@ type assembledController struct {
 func startAssembled(t *testing.T, cfg server.Config) *assembledController {
 	t.Helper()
 	cfg.DataDir, cfg.AdminToken = t.TempDir(), rolesAdminToken
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, _, err := assemble(ctx, cfg, nil)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	engine, ok := srv.Handler().(*gin.Engine)
-	if !ok {
-		cancel()
-		t.Fatalf("server handler is a %T, not the gin engine whose routes the test enumerates", srv.Handler())
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	a := &assembledController{url: "http://" + ln.Addr().String(), engine: engine, stop: stop,
+	var engine *gin.Engine
+	url, stop := servertest.Run(t, func(ctx context.Context) (*server.Server, error) {
+		srv, _, err := assemble(ctx, cfg, nil)
+		if err != nil {
+			return nil, err
+		}
+		var ok bool
+		if engine, ok = srv.Handler().(*gin.Engine); !ok {
+			return nil, fmt.Errorf("server handler is a %T, not the gin engine whose routes the test enumerates", srv.Handler())
+		}
+		return srv, nil
+	})
+	a := &assembledController{url: url, engine: engine, stop: stop,
 		tokens: map[string]string{asNone: "", asBad: "vgl_not-a-token-this-controller-issued", asAdmin: rolesAdminToken}}
 
 	if code, body := a.do(t, http.MethodPut, "/api/v1/flags/existing", rolesAdminToken, flagBody("existing", 100), ""); code != http.StatusCreated {

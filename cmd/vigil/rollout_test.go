@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/internal/poll"
+	"github.com/vigil-dev/vigil/internal/servertest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -45,10 +46,9 @@ func (noTraffic) Read(_ context.Context, _ time.Time, qs []analysis.FlagQuery) (
 // loopback and one flag, "checkout", ready to roll out.
 func startController(t *testing.T) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := context.Background()
 	st, err := store.OpenSQLite(ctx, t.TempDir())
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
@@ -60,31 +60,15 @@ func startController(t *testing.T) string {
 		return err
 	})
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
-	srv, err := server.New(ctx, server.Config{
-		Store: st, AdminToken: cliToken, Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
-		Extensions: []server.Extension{runner.Extension(runner.Options{Reader: noTraffic{}})},
+	url, _ := servertest.Run(t, func(ctx context.Context) (*server.Server, error) {
+		return server.New(ctx, server.Config{
+			Store: st, AdminToken: cliToken, Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
+			Extensions: []server.Extension{runner.Extension(runner.Options{Reader: noTraffic{}})},
+		})
 	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return "http://" + ln.Addr().String()
+	return url
 }
 
 // vigil runs the CLI with args and returns its output and error.

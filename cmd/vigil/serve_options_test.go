@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/dashboards"
+	"github.com/vigil-dev/vigil/internal/servertest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -22,29 +22,13 @@ import (
 // sends token.
 func serveAssembled(t *testing.T, token string) (string, func(method, path, body string) (int, string)) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, _, err := assemble(ctx, server.Config{
-		DataDir: t.TempDir(), AdminToken: token,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, []string{"--scrape-interval", "1s"})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
+	url, _ := servertest.Run(t, func(ctx context.Context) (*server.Server, error) {
+		srv, _, err := assemble(ctx, server.Config{
+			DataDir: t.TempDir(), AdminToken: token,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		}, []string{"--scrape-interval", "1s"})
+		return srv, err
 	})
-	url := "http://" + ln.Addr().String()
 
 	do := func(method, path, body string) (int, string) {
 		t.Helper()

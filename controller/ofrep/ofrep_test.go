@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/internal/jstest"
 	"github.com/vigil-dev/vigil/internal/poll"
+	"github.com/vigil-dev/vigil/internal/servertest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -74,28 +74,14 @@ type env struct {
 // flagsFile and mints an sdk token.
 func start(t *testing.T, cfg ofrep.Config) *env {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, server.Config{
-		DataDir: t.TempDir(), AdminToken: adminSecret,
-		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Extensions: []server.Extension{ofrep.Extension(cfg)},
+	url, _ := servertest.Run(t, func(ctx context.Context) (*server.Server, error) {
+		return server.New(ctx, server.Config{
+			DataDir: t.TempDir(), AdminToken: adminSecret,
+			Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Extensions: []server.Extension{ofrep.Extension(cfg)},
+		})
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	e := &env{t: t, url: "http://" + ln.Addr().String()}
+	e := &env{t: t, url: url}
 	e.eventually("the server to be ready", func() bool { return e.do("GET", "/readyz", "", "", nil).status == 200 })
 	e.mustStatus(e.do("POST", "/api/v1/apply", adminSecret, flagsFile, nil), 200)
 	r := e.mustStatus(e.do("POST", "/api/v1/tokens", adminSecret, `{"name":"svc","role":"sdk"}`, nil), 201)

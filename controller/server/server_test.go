@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/internal/pgtest"
 	"github.com/vigil-dev/vigil/internal/poll"
+	"github.com/vigil-dev/vigil/internal/servertest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -70,24 +70,12 @@ func start(t testing.TB, cfg server.Config) *env {
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
+	var srv *server.Server
+	url, _ := servertest.Run(t, func(ctx context.Context) (s *server.Server, err error) {
+		srv, err = server.New(ctx, cfg)
+		return srv, err
 	})
-	e := &env{t: t, url: "http://" + ln.Addr().String(), srv: srv, admin: adminSecret}
+	e := &env{t: t, url: url, srv: srv, admin: adminSecret}
 	e.waitReady()
 	return e
 }

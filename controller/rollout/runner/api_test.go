@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/internal/servertest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -30,30 +30,14 @@ func startAPI(t *testing.T) *apiEnv {
 	t.Helper()
 	st := openSQLite(t)
 	f := newFixture(t, st)
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, server.Config{
-		Store: st, AdminToken: apiToken, Registry: prometheus.NewRegistry(),
-		Logger:     slog.New(slog.DiscardHandler),
-		Extensions: []server.Extension{Extension(Options{Reader: f.tr, Now: f.clock.Now, Holder: "api-test"})},
+	url, _ := servertest.Run(t, func(ctx context.Context) (*server.Server, error) {
+		return server.New(ctx, server.Config{
+			Store: st, AdminToken: apiToken, Registry: prometheus.NewRegistry(),
+			Logger:     slog.New(slog.DiscardHandler),
+			Extensions: []server.Extension{Extension(Options{Reader: f.tr, Now: f.clock.Now, Holder: "api-test"})},
+		})
 	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return &apiEnv{url: "http://" + ln.Addr().String(), f: f}
+	return &apiEnv{url: url, f: f}
 }
 
 func (e *apiEnv) do(t *testing.T, method, path, body string) (int, []byte) {
