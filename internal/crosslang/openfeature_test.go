@@ -10,8 +10,6 @@ import (
 
 	of "github.com/open-feature/go-sdk/openfeature"
 
-	"github.com/vigil-dev/vigil/controller/store"
-	"github.com/vigil-dev/vigil/internal/client"
 	"github.com/vigil-dev/vigil/internal/vigiltest"
 	"github.com/vigil-dev/vigil/sdk"
 	"github.com/vigil-dev/vigil/sdk/openfeature"
@@ -52,21 +50,11 @@ func (e ofEvents) next(t *testing.T, what string, match func(of.EventDetails) bo
 // and READY again when a controller on the same address and data comes
 // back, with changes flowing again.
 func TestOpenFeatureProviderAgainstVigilServe(t *testing.T) {
-	bin := vigiltest.Build(t)
-	data := t.TempDir()
-	env := []string{"VIGIL_ADMIN_TOKEN=" + liveAdminToken}
-	p := vigiltest.Start(t, bin, env, "--data", data)
-	ctl, err := client.New(p.URL, liveAdminToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	minted, err := ctl.CreateToken(context.Background(), "openfeature", store.RoleSDK)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin, data := vigiltest.Build(t), t.TempDir()
+	p, ctl, token := startLive(t, bin, data)
 	putFlag(t, ctl, "checkout", `{"variants": {"off": false, "on": true}, "control": "off", "treatment": "on", "enabled": true, "rollout": {"percent": 100}}`)
 
-	provider := openfeature.New(sdk.Config{ServerURL: p.URL, Token: minted.Token, Logger: slog.New(slog.DiscardHandler),
+	provider := openfeature.New(sdk.Config{ServerURL: p.URL, Token: token, Logger: slog.New(slog.DiscardHandler),
 		InitTimeout: time.Minute, PollInterval: 100 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
 	if err := of.SetNamedProviderAndWait("vigil-live", provider); err != nil {
 		t.Fatal(err)
@@ -109,7 +97,7 @@ func TestOpenFeatureProviderAgainstVigilServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back := vigiltest.Start(t, bin, env, "--data", data, "--addr", addr.Host)
+	back := vigiltest.Start(t, bin, liveEnv, "--data", data, "--addr", addr.Host)
 	ev.next(t, "READY again", func(of.EventDetails) bool { return c.State() == of.ReadyState })
 	putFlag(t, ctl, "checkout", `{"variants": {"off": false, "on": true}, "control": "off", "treatment": "on", "enabled": true, "rollout": {"percent": 100}}`)
 	ev.next(t, "a change after the restart", func(d of.EventDetails) bool { return reflect.DeepEqual(d.FlagChanges, []string{"checkout"}) })

@@ -268,16 +268,11 @@ type liveObserved struct {
 	Log      []string      `json:"log"`
 }
 
-// TestTypeScriptClientAgainstVigilServe runs the TypeScript SDK against a
-// real `vigil serve`, next to the Go SDK: the first snapshot, a flag
-// changed, one created and one deleted through the admin API, each arriving
-// on the stream, in a client polling with If-None-Match and in the
-// OpenFeature provider's configuration-changed event, and a token the
-// controller refuses. After every step each TypeScript answer, for every
-// flag, type and unit, must be the Go SDK's.
-func TestTypeScriptClientAgainstVigilServe(t *testing.T) {
-	bin := vigiltest.Build(t)
-	p := vigiltest.Start(t, bin, []string{"VIGIL_ADMIN_TOKEN=" + liveAdminToken}, "--data", t.TempDir())
+// startLive starts `vigil serve` from bin with its data in dir and returns
+// it, an admin client of it, and an sdk token it minted.
+func startLive(t *testing.T, bin, dir string) (*vigiltest.Process, *client.Client, string) {
+	t.Helper()
+	p := vigiltest.Start(t, bin, liveEnv, "--data", dir)
 	ctl, err := client.New(p.URL, liveAdminToken)
 	if err != nil {
 		t.Fatal(err)
@@ -286,7 +281,21 @@ func TestTypeScriptClientAgainstVigilServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token := minted.Token
+	return p, ctl, minted.Token
+}
+
+// liveEnv is the environment of the `vigil serve` the live tests start.
+var liveEnv = []string{"VIGIL_ADMIN_TOKEN=" + liveAdminToken}
+
+// TestTypeScriptClientAgainstVigilServe runs the TypeScript SDK against a
+// real `vigil serve`, next to the Go SDK: the first snapshot, a flag
+// changed, one created and one deleted through the admin API, each arriving
+// on the stream, in a client polling with If-None-Match and in the
+// OpenFeature provider's configuration-changed event, and a token the
+// controller refuses. After every step each TypeScript answer, for every
+// flag, type and unit, must be the Go SDK's.
+func TestTypeScriptClientAgainstVigilServe(t *testing.T) {
+	p, ctl, token := startLive(t, vigiltest.Build(t), t.TempDir())
 	var rev int64
 	for _, k := range []string{"rollout", "color", "limit", "config", "off"} {
 		rev = putFlag(t, ctl, k, liveFlags[k])
