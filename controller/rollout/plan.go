@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vigil-dev/vigil/sdk/flag"
@@ -221,6 +222,17 @@ var zeroAsUnset = []struct {
 	{[]string{"onProviderError", "after"}, false, "the least is 1"},
 }
 
+// metricZeroAsUnset is zeroAsUnset for the fields of each entry of metrics.
+var metricZeroAsUnset = []struct {
+	field    string
+	duration bool
+	hint     string
+}{
+	{"tolerance", false, "a tolerance is a ratio treatment/control above 0, such as 1.2"},
+	{"max", false, "a bound must be above 0; leave it out for none"},
+	{"maxP99", true, "a bound must be above 0; leave it out for none"},
+}
+
 // CheckExplicitZeros checks a plan as written, JSON or YAML decoded into
 // maps (map[string]any), for fields given as zero where a plan reads zero as
 // not set: left alone, `minStepDuration: 0s` would silently become the
@@ -229,33 +241,47 @@ var zeroAsUnset = []struct {
 // are left to the strict decoder that reads the plan; nil (no plan) passes.
 func CheckExplicitZeros(written any) error {
 	var errs []error
-	for _, z := range zeroAsUnset {
-		v, ok := lookup(written, z.path)
-		if !ok || v == nil || v == "" {
-			continue
-		}
-		js, err := json.Marshal(v)
-		if err != nil {
-			continue
-		}
-		var zero bool
-		if z.duration {
-			var d flag.Duration
-			zero = json.Unmarshal(js, &d) == nil && d == 0
-		} else {
-			var n float64
-			zero = json.Unmarshal(js, &n) == nil && n == 0
-		}
-		if zero {
-			field := z.path[0]
-			for _, p := range z.path[1:] {
-				field += "." + p
-			}
+	check := func(field string, v any, duration bool, hint string) {
+		if isZero(v, duration) {
 			errs = append(errs, &PlanError{Field: field, Message: fmt.Sprintf(
-				"%v would be read as not set, leaving the flag's plan or the default in force; %s", v, z.hint)})
+				"%v would be read as not set, leaving the flag's plan or the default in force; %s", v, hint)})
+		}
+	}
+	for _, z := range zeroAsUnset {
+		if v, ok := lookup(written, z.path); ok {
+			check(strings.Join(z.path, "."), v, z.duration, z.hint)
+		}
+	}
+	if metrics, ok := lookup(written, []string{"metrics"}); ok {
+		list, _ := metrics.([]any)
+		for i, m := range list {
+			for _, z := range metricZeroAsUnset {
+				if v, ok := lookup(m, []string{z.field}); ok {
+					check(fmt.Sprintf("metrics[%d].%s", i, z.field), v, z.duration, z.hint)
+				}
+			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// isZero reports whether a written value is a zero number, or with duration
+// a zero duration. Null, "" and values of other types are not: they are the
+// strict decoder's to judge.
+func isZero(v any, duration bool) bool {
+	if v == nil || v == "" {
+		return false
+	}
+	js, err := json.Marshal(v)
+	if err != nil {
+		return false
+	}
+	if duration {
+		var d flag.Duration
+		return json.Unmarshal(js, &d) == nil && d == 0
+	}
+	var n float64
+	return json.Unmarshal(js, &n) == nil && n == 0
 }
 
 // lookup follows path through nested maps.

@@ -154,6 +154,9 @@ func TestCheckExplicitZeros(t *testing.T) {
 		{"yaml", "steps: [1, 50]\nminStepDuration: 0s\nminRequests: 0\n", []string{"minStepDuration", "minRequests"}},
 		{"wrong type is the decoder's", `{"minRequests": "many", "onProviderError": 3}`, nil},
 		{"empty duration", `{"minStepDuration": ""}`, nil},
+		{"metric bounds", `{"metrics": [{"name": "error-rate", "tolerance": 1.5, "max": 0.01}, {"name": "latency", "tolerance": 0, "maxP99": "0s"},
+			{"name": "conversion", "max": 0}]}`, []string{"metrics[1].tolerance", "metrics[1].maxP99", "metrics[2].max"}},
+		{"metrics not a list is the decoder's", `{"metrics": {"tolerance": 0}}`, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var doc any
