@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/internal/client"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
@@ -122,6 +123,9 @@ what would change. Use -f - to read standard input.`,
 		parsed, err := flag.Parse(data)
 		if err == nil {
 			err = analysis.ValidateFlags(parsed.Flags)
+		}
+		if err == nil {
+			err = rollout.CheckFileZeros(data)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", file, err)

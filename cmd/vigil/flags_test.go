@@ -141,13 +141,9 @@ func TestFlagCommands(t *testing.T) {
 	}
 }
 
-// TestHelpEverywhere walks the whole command tree, so that a command added
-// later is covered without a change here: every command prints its usage
-// for --help and succeeds. In process, Execute returning nil is what makes
-// main exit 0.
 // TestApplyChecksLocally: vigil apply refuses a bad file, custom metric
-// queries included, with the file's name and the field, before it asks a
-// server (none answers at the address given).
+// queries and plan fields given as zero included, with the file's name and
+// the field, before it asks a server (none answers at the address given).
 func TestApplyChecksLocally(t *testing.T) {
 	t.Setenv("VIGIL_SERVER", "http://127.0.0.1:1")
 	t.Setenv("VIGIL_TOKEN", testAdminToken)
@@ -170,8 +166,20 @@ func TestApplyChecksLocally(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "rollout.plan.metrics[0].query") {
 		t.Fatalf("apply of a bad query: %v", err)
 	}
+	zero := strings.Replace(yaml, "tolerance: 0.95, query: 'sum(rate(orders_total[{{window}}])'", "tolerance: 0, query: 'sum(rate(orders_total[{{window}}]))'", 1)
+	if err := os.WriteFile(file, []byte(zero), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = runCLI(t, "", "apply", "-f", file)
+	if err == nil || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "flag new-checkout: rollout.plan.metrics[0].tolerance: 0 would be read as not set") {
+		t.Fatalf("apply of a zero tolerance: %v", err)
+	}
 }
 
+// TestHelpEverywhere walks the whole command tree, so that a command added
+// later is covered without a change here: every command prints its usage
+// for --help and succeeds. In process, Execute returning nil is what makes
+// main exit 0.
 func TestHelpEverywhere(t *testing.T) {
 	root := newRootCmd()
 	// Execute adds cobra's help and completion commands itself; add them

@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
-	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/controller/rollout"
@@ -129,49 +128,6 @@ func rolloutHolds(ctx context.Context, tx store.Tx) (map[string]rollout.Hold, er
 	return out, nil
 }
 
-// planZeros checks the rollout plan of one flag as written (decoded into
-// maps) for explicit zeros that the plan would read as not set, which
-// rollout.CheckExplicitZeros describes: a flag.Plan cannot keep them, so
-// they are refused here rather than silently become the defaults.
-func planZeros(key string, written any) []error {
-	var plan any
-	if f, ok := written.(map[string]any); ok {
-		if r, ok := f["rollout"].(map[string]any); ok {
-			plan = r["plan"]
-		}
-	}
-	var out []error
-	for _, e := range flattenErrors(rollout.CheckExplicitZeros(plan)) {
-		var pe *rollout.PlanError
-		if errors.As(e, &pe) {
-			out = append(out, &flag.FieldError{Flag: key, Field: "rollout.plan." + pe.Field, Message: pe.Message})
-		}
-	}
-	return out
-}
-
-// fileZeros is planZeros for every flag of a flags file as written, YAML or
-// JSON.
-func fileZeros(body []byte) error {
-	var doc struct {
-		Flags []any `yaml:"flags"`
-	}
-	if err := yaml.Unmarshal(body, &doc); err != nil {
-		return fmt.Errorf("parse flags: %w", err)
-	}
-	var errs []error
-	for i, f := range doc.Flags {
-		key := fmt.Sprintf("#%d", i)
-		if m, ok := f.(map[string]any); ok {
-			if k, ok := m["key"].(string); ok && k != "" {
-				key = k
-			}
-		}
-		errs = append(errs, planZeros(key, f)...)
-	}
-	return errors.Join(errs...)
-}
-
 // sameFlag reports whether two flags have the same content, ignoring the
 // version.
 func sameFlag(a, b flag.Flag) bool {
@@ -215,8 +171,8 @@ func (s *Server) putFlag(c *gin.Context) {
 		Fail(c, http.StatusBadRequest, "invalid JSON: "+err.Error(), "")
 		return
 	}
-	if errs := planZeros(key, written); len(errs) > 0 {
-		failValidation(c, errors.Join(errs...))
+	if err := rollout.CheckFlagZeros(key, written); err != nil {
+		failValidation(c, err)
 		return
 	}
 	expected, ok := expectedVersion(c, f.Version)
@@ -390,7 +346,7 @@ func (s *Server) apply(c *gin.Context) {
 		Fail(c, http.StatusBadRequest, msg, field)
 		return
 	}
-	if err := fileZeros(body); err != nil {
+	if err := rollout.CheckFileZeros(body); err != nil {
 		failValidation(c, err)
 		return
 	}
