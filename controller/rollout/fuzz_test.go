@@ -3,6 +3,7 @@ package rollout
 import (
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -84,9 +85,14 @@ func FuzzCheckExplicitZeros(f *testing.F) {
 	f.Add([]byte(`{"onProviderError": {"after": 0}, "alpha": 0}`))
 	f.Add([]byte(`{"interval": "1s", "minRequests": 1}`))
 	f.Add([]byte(`[0, {"minRequests": null}]`))
+	f.Add([]byte(`{"metrics": [{"name": "latency", "tolerance": 0, "maxP99": "0s"}, 3]}`))
 	known := map[string]bool{}
 	for _, z := range zeroAsUnset {
 		known[strings.Join(z.path, ".")] = true
+	}
+	metricField := regexp.MustCompile(`^metrics\[[0-9]+\]\.(.+)$`)
+	for _, z := range metricZeroAsUnset {
+		known["metrics[]."+z.field] = true
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var doc any
@@ -99,9 +105,45 @@ func FuzzCheckExplicitZeros(f *testing.F) {
 		}
 		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
 			var pe *PlanError
-			if !errors.As(e, &pe) || !known[pe.Field] {
+			if !errors.As(e, &pe) {
+				t.Fatalf("%v is not a *PlanError", e)
+			}
+			field := pe.Field
+			if m := metricField.FindStringSubmatch(field); m != nil {
+				field = "metrics[]." + m[1]
+			}
+			if !known[field] {
 				t.Fatalf("refused %v, not a zero-as-unset field", e)
 			}
 		}
+	})
+}
+
+// FuzzCheckFileZeros feeds flags files to CheckFileZeros: it never panics,
+// and whatever it refuses in a file it can read is a *flag.FieldError of a
+// rollout plan field.
+func FuzzCheckFileZeros(f *testing.F) {
+	f.Add([]byte("flags:\n  - key: a\n    rollout: {percent: 5, plan: {minRequests: 0}}\n"))
+	f.Add([]byte(`{"flags": [{"rollout": {"plan": {"metrics": [{"max": 0}]}}}, 7]}`))
+	f.Add([]byte("flags: nope\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		err := CheckFileZeros(data)
+		if err == nil || strings.HasPrefix(err.Error(), "parse flags: ") {
+			return
+		}
+		var walk func(error)
+		walk = func(err error) {
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				for _, e := range j.Unwrap() {
+					walk(e)
+				}
+				return
+			}
+			var fe *flag.FieldError
+			if !errors.As(err, &fe) || !strings.HasPrefix(fe.Field, "rollout.plan.") {
+				t.Fatalf("refused %v, not a plan field of a flag", err)
+			}
+		}
+		walk(err)
 	})
 }
