@@ -25,6 +25,14 @@ type Observation struct {
 	Err error
 }
 
+// Due reports whether a rollout takes a look at now: it is progressing and
+// its plan's interval has passed since it last changed, give or take slack.
+// The controller passes half its tick as slack, so that a rollout whose
+// interval equals the tick is not skipped every other tick by timer jitter.
+func Due(s State, now time.Time, slack time.Duration) bool {
+	return s.Phase == Progressing && !now.Add(slack).Before(s.UpdatedAt.Add(s.Plan.Interval.Std()))
+}
+
 // Step decides what one tick's observation does to a progressing rollout:
 //
 //   - metrics unreadable: hold; after onProviderError.after such ticks in a

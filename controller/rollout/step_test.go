@@ -253,6 +253,30 @@ func TestStep(t *testing.T) {
 	}
 }
 
+func TestDue(t *testing.T) {
+	s := started(t, &flag.Plan{Interval: flag.Duration(30 * time.Second)}) // updated at t0
+	paused := s
+	paused.Phase = Paused
+	for _, tc := range []struct {
+		name  string
+		s     State
+		now   time.Duration
+		slack time.Duration
+		want  bool
+	}{
+		{"before the interval", s, 29 * time.Second, 0, false},
+		{"at the interval", s, 30 * time.Second, 0, true},
+		{"after the interval", s, time.Minute, 0, true},
+		{"within the slack", s, 25 * time.Second, 5 * time.Second, true},
+		{"outside the slack", s, 24 * time.Second, 5 * time.Second, false},
+		{"paused, however late", paused, time.Hour, 0, false},
+	} {
+		if got := Due(tc.s, at(tc.now), tc.slack); got != tc.want {
+			t.Errorf("%s: Due at +%v with slack %v = %v, want %v", tc.name, tc.now, tc.slack, got, tc.want)
+		}
+	}
+}
+
 func TestStepAdvanceStartsTheNextStep(t *testing.T) {
 	s := started(t, nil)
 	total := Requests{Treatment: 600, Control: 60000}

@@ -155,9 +155,7 @@ func (c *Controller) Tick(ctx context.Context) error {
 	}
 	var due []rollout.State
 	for _, s := range states {
-		// Half a tick of slack keeps a rollout whose interval equals the
-		// tick from being skipped every other tick by timer jitter.
-		if s.Phase != rollout.Progressing || now.Add(c.opts.Tick/2).Before(s.UpdatedAt.Add(s.Plan.Interval.Std())) {
+		if !rollout.Due(s, now, c.opts.Tick/2) {
 			continue
 		}
 		if _, ok := flags[s.Key]; !ok {
