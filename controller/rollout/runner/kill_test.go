@@ -19,6 +19,7 @@ import (
 	"github.com/vigil-dev/vigil/internal/fleet"
 	"github.com/vigil-dev/vigil/internal/promtest"
 	"github.com/vigil-dev/vigil/internal/vigiltest"
+	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
 // TestKillNine kills a real `vigil serve` with SIGKILL again and again while
@@ -52,7 +53,7 @@ func TestKillNine(t *testing.T) {
 	}
 	p := start()
 	for _, key := range []string{fleet.NewCheckout, fleet.FastPayments} {
-		putFlagHTTP(t, base, e2eFlag(key))
+		putFlagHTTP(t, base, killFlag(key))
 	}
 	fl, err := fleet.Start(ctx, fleet.Config{ControllerURL: base, Token: e2eToken, Control: control,
 		Treatment: map[string]fleet.Behaviour{fleet.NewCheckout: control, fleet.FastPayments: failing}})
@@ -154,4 +155,21 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// killFlag is e2eFlag judged on errors as usual but with a latency
+// tolerance of 3. Every restart of the controller stalls the two cores for a
+// moment, which slows whatever requests are in flight in both cohorts, in
+// bursts. With 5% of the traffic, treatment's share of a burst varies far
+// more than independent requests would, and once (1 run in 9 here) that was
+// enough for the latency test to roll the healthy flag back in the first
+// seconds. The judge's latency test is TestEndToEnd's subject; this one is
+// the rollout state surviving kill -9.
+func killFlag(key string) flag.Flag {
+	f := e2eFlag(key)
+	f.Rollout.Plan.Metrics = []flag.MetricSpec{
+		{Name: rollout.MetricErrorRate, Tolerance: 1.2},
+		{Name: rollout.MetricLatency, Tolerance: 3},
+	}
+	return f
 }
