@@ -82,7 +82,7 @@ func start(t *testing.T, cfg ofrep.Config) *env {
 		})
 	})
 	e := &env{t: t, url: url}
-	e.eventually("the server to be ready", func() bool { return e.do("GET", "/readyz", "", "", nil).status == 200 })
+	poll.Ready(t, 10*time.Second, url)
 	e.mustStatus(e.do("POST", "/api/v1/apply", adminSecret, flagsFile, nil), 200)
 	r := e.mustStatus(e.do("POST", "/api/v1/tokens", adminSecret, `{"name":"svc","role":"sdk"}`, nil), 201)
 	var tok server.CreatedToken

@@ -47,15 +47,19 @@ func True(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
 // Ready waits until GET base+"/readyz" answers 200.
 func Ready(tb testing.TB, timeout time.Duration, base string) {
 	tb.Helper()
-	Until(tb, timeout, base+" to be ready", func() error {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz answered %s", resp.Status)
-		}
-		return nil
-	})
+	Until(tb, timeout, base+" to be ready", func() error { return Readyz(base) })
+}
+
+// Readyz asks GET base+"/readyz" once: nil when it answers 200, else what
+// went wrong, for a condition of Until that adds to it.
+func Readyz(base string) error {
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/readyz answered %s", resp.Status)
+	}
+	return nil
 }

@@ -5,7 +5,6 @@ package vigiltest
 import (
 	"bufio"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,13 +106,8 @@ func Start(tb testing.TB, bin string, env []string, args ...string) *Process {
 		tb.Fatalf("vigil serve did not start\n%s", p.Log())
 	}
 	poll.Until(tb, 30*time.Second, "vigil serve to be ready", func() error {
-		resp, err := http.Get(p.URL + "/readyz")
-		if err != nil {
+		if err := poll.Readyz(p.URL); err != nil {
 			return fmt.Errorf("%w\n%s", err, p.Log())
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz answered %s\n%s", resp.Status, p.Log())
 		}
 		return nil
 	})
