@@ -104,6 +104,11 @@ func rolloutHold(ctx context.Context, tx store.Tx, key string) (rollout.Hold, er
 	if err != nil {
 		return rollout.Hold{}, fmt.Errorf("read rollout %s: %w", key, err)
 	}
+	return holdOf(r)
+}
+
+// holdOf decodes a stored rollout and returns what it decides of its flag.
+func holdOf(r store.Rollout) (rollout.Hold, error) {
 	st, err := rollout.DecodeState(r.Key, r.State)
 	if err != nil {
 		return rollout.Hold{}, err
@@ -119,11 +124,11 @@ func rolloutHolds(ctx context.Context, tx store.Tx) (map[string]rollout.Hold, er
 	}
 	out := make(map[string]rollout.Hold, len(rs))
 	for _, r := range rs {
-		st, err := rollout.DecodeState(r.Key, r.State)
+		h, err := holdOf(r)
 		if err != nil {
 			return nil, err
 		}
-		out[r.Key] = st.Hold()
+		out[r.Key] = h
 	}
 	return out, nil
 }
