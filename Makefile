@@ -30,7 +30,7 @@ test-go:
 # Prometheus, and kill -9 of a real vigil serve) build without the race
 # detector, whose overhead on two cores drowns the latency they measure.
 test-e2e:
-	$(GO) test -count=1 -timeout 6m -run 'TestEndToEnd|TestKillNine' ./controller/rollout/runner
+	$(GO) test -count=1 -timeout 6m -run 'TestEndToEnd|TestKillNine' ./controller/runner
 	$(GO) test -count=1 -timeout 6m -run 'TestDemo' ./cmd/vigil
 
 bench:

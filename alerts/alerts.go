@@ -29,7 +29,7 @@ import (
 
 	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/controller/rollout"
-	"github.com/vigil-dev/vigil/controller/rollout/runner"
+	"github.com/vigil-dev/vigil/controller/runner"
 	"github.com/vigil-dev/vigil/dashboards"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
@@ -47,7 +47,7 @@ const (
 	cohortGroupings = "feature_flag_key, feature_flag_result_variant"
 )
 
-// The controller's metrics, named where controller/rollout/runner
+// The controller's metrics, named where controller/runner
 // registers them.
 const (
 	percentMetric     = runner.MetricPercent

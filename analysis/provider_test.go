@@ -21,7 +21,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/vigil-dev/vigil/analysis/metricstore"
-	"github.com/vigil-dev/vigil/internal/promtest"
+	"github.com/vigil-dev/vigil/internal/testenv/promtest"
 )
 
 // traffic drives the SDK's cohort metrics through the OpenTelemetry SDK and

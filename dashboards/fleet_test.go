@@ -21,7 +21,7 @@ import (
 	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/analysis/metricstore"
 	"github.com/vigil-dev/vigil/controller/rollout"
-	"github.com/vigil-dev/vigil/controller/rollout/runner"
+	"github.com/vigil-dev/vigil/controller/runner"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/internal/client"
 	"github.com/vigil-dev/vigil/internal/fleet"

@@ -9,7 +9,7 @@ import (
 
 	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/controller/rollout"
-	"github.com/vigil-dev/vigil/controller/rollout/runner"
+	"github.com/vigil-dev/vigil/controller/runner"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -21,7 +21,7 @@ const (
 	countMetric    = analysis.DurationMetric + "_count"
 )
 
-// The controller's metrics, named where controller/rollout/runner
+// The controller's metrics, named where controller/runner
 // registers them.
 const (
 	percentMetric     = runner.MetricPercent

@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
-	"github.com/vigil-dev/vigil/internal/poll"
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
 )
 
 func openStore(t *testing.T, opts Options) *Store {

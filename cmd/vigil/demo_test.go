@@ -29,9 +29,9 @@ import (
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/internal/demo"
 	"github.com/vigil-dev/vigil/internal/fleet"
-	"github.com/vigil-dev/vigil/internal/poll"
-	"github.com/vigil-dev/vigil/internal/promtest"
-	"github.com/vigil-dev/vigil/internal/vigiltest"
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
+	"github.com/vigil-dev/vigil/internal/testenv/promtest"
+	"github.com/vigil-dev/vigil/internal/testenv/vigiltest"
 )
 
 // demoOutput is what checkDemoOutput read from the demo's output.

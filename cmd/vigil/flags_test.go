@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vigil-dev/vigil/controller/server"
-	"github.com/vigil-dev/vigil/internal/servertest"
+	"github.com/vigil-dev/vigil/internal/testenv/servertest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 

@@ -18,8 +18,8 @@ import (
 
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
-	"github.com/vigil-dev/vigil/internal/poll"
-	"github.com/vigil-dev/vigil/internal/servertest"
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
+	"github.com/vigil-dev/vigil/internal/testenv/servertest"
 )
 
 const rolesAdminToken = "roles-test-admin-token-0123456789"

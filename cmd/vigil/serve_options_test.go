@@ -13,7 +13,7 @@ import (
 
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/dashboards"
-	"github.com/vigil-dev/vigil/internal/servertest"
+	"github.com/vigil-dev/vigil/internal/testenv/servertest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-dev/vigil/internal/pgtest"
-	"github.com/vigil-dev/vigil/internal/vigiltest"
+	"github.com/vigil-dev/vigil/internal/testenv/pgtest"
+	"github.com/vigil-dev/vigil/internal/testenv/vigiltest"
 )
 
 // replicaArgs are the flags of one replica on the database at url. Each

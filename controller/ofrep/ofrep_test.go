@@ -20,9 +20,9 @@ import (
 
 	"github.com/vigil-dev/vigil/controller/ofrep"
 	"github.com/vigil-dev/vigil/controller/server"
-	"github.com/vigil-dev/vigil/internal/jstest"
-	"github.com/vigil-dev/vigil/internal/poll"
-	"github.com/vigil-dev/vigil/internal/servertest"
+	"github.com/vigil-dev/vigil/internal/testenv/jstest"
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
+	"github.com/vigil-dev/vigil/internal/testenv/servertest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 

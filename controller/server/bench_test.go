@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/vigil-dev/vigil/controller/server"
-	"github.com/vigil-dev/vigil/internal/poll"
-	"github.com/vigil-dev/vigil/internal/vigiltest"
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
+	"github.com/vigil-dev/vigil/internal/testenv/vigiltest"
 	"github.com/vigil-dev/vigil/sdk"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )

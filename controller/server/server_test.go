@@ -16,9 +16,9 @@ import (
 
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
-	"github.com/vigil-dev/vigil/internal/pgtest"
-	"github.com/vigil-dev/vigil/internal/poll"
-	"github.com/vigil-dev/vigil/internal/servertest"
+	"github.com/vigil-dev/vigil/internal/testenv/pgtest"
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
+	"github.com/vigil-dev/vigil/internal/testenv/servertest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }

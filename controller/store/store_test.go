@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/vigil-dev/vigil/controller/store"
-	"github.com/vigil-dev/vigil/internal/pgtest"
+	"github.com/vigil-dev/vigil/internal/testenv/pgtest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 

@@ -1,5 +1,5 @@
 // Command readme is the SDK example shown in the repository's README, kept
-// here so that it compiles; a test in internal/readme checks that the README
+// here so that it compiles; a test in internal/e2e/readme checks that the README
 // shows exactly the lines between the markers.
 package main
 

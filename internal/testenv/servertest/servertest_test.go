@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/vigil-dev/vigil/controller/server"
-	"github.com/vigil-dev/vigil/internal/poll"
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
 )
 
 func TestRunServesUntilStopped(t *testing.T) {

@@ -17,8 +17,8 @@ import (
 
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/internal/fleet"
-	"github.com/vigil-dev/vigil/internal/promtest"
-	"github.com/vigil-dev/vigil/internal/vigiltest"
+	"github.com/vigil-dev/vigil/internal/testenv/promtest"
+	"github.com/vigil-dev/vigil/internal/testenv/vigiltest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 

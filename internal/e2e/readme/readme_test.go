@@ -19,16 +19,16 @@ import (
 	"time"
 
 	"github.com/vigil-dev/vigil/controller/rollout"
-	"github.com/vigil-dev/vigil/internal/pgtest"
-	"github.com/vigil-dev/vigil/internal/poll"
-	"github.com/vigil-dev/vigil/internal/promtest"
-	"github.com/vigil-dev/vigil/internal/vigiltest"
+	"github.com/vigil-dev/vigil/internal/testenv/pgtest"
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
+	"github.com/vigil-dev/vigil/internal/testenv/promtest"
+	"github.com/vigil-dev/vigil/internal/testenv/vigiltest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // root is the repository, found before TestCommands changes directory.
-var root, _ = filepath.Abs("../..")
+var root, _ = filepath.Abs("../../..")
 
 // block is one fenced code block of the README.
 type block struct {
@@ -306,9 +306,9 @@ func (r *runner) make(target string) {
 	case "test":
 		want = []string{
 			"npm test",                    // the TypeScript SDK
-			"go test -race -count=1",      // every Go module, internal/readme too
+			"go test -race -count=1",      // every Go module, internal/e2e/readme too
 			"-run 'TestDemo' ./cmd/vigil", // the demo, as `make demo` runs it
-			"-run 'TestEndToEnd|TestKillNine' ./controller/rollout/runner",
+			"-run 'TestEndToEnd|TestKillNine' ./controller/runner",
 		}
 	default:
 		t.Fatalf("the README shows make %s, which this test does not know", target)

@@ -10,7 +10,7 @@ import (
 
 	of "github.com/open-feature/go-sdk/openfeature"
 
-	"github.com/vigil-dev/vigil/internal/vigiltest"
+	"github.com/vigil-dev/vigil/internal/testenv/vigiltest"
 	"github.com/vigil-dev/vigil/sdk"
 	"github.com/vigil-dev/vigil/sdk/openfeature"
 )

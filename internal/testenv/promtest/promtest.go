@@ -34,7 +34,7 @@ import (
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
-	"github.com/vigil-dev/vigil/internal/poll"
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
 )
 
 // DefaultBinary is where Debian's prometheus package installs the server.

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-dev/vigil/controller/server"
-	"github.com/vigil-dev/vigil/internal/servertest"
+	"github.com/vigil-dev/vigil/internal/testenv/servertest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 

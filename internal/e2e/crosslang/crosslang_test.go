@@ -12,7 +12,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/vigil-dev/vigil/internal/jstest"
+	"github.com/vigil-dev/vigil/internal/testenv/jstest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 

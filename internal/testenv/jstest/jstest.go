@@ -23,7 +23,7 @@ func Dir(t testing.TB) string {
 	if !ok {
 		t.Fatal("jstest: cannot locate the source tree")
 	}
-	return filepath.Join(filepath.Dir(file), "..", "..", "sdk", "js")
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "sdk", "js")
 }
 
 // Modules makes sure node is installed and sdk/js's dependencies are, from

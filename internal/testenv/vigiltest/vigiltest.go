@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-dev/vigil/internal/poll"
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
 )
 
 // BinaryEnv names an environment variable that holds the path of a vigil
