@@ -28,6 +28,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/runner"
 	"github.com/vigil-dev/vigil/dashboards"
@@ -223,8 +224,9 @@ func Groups(flags []flag.Flag, opts Options) (rulefmt.RuleGroups, error) {
 func stuckWindow(flags []flag.Flag, floor time.Duration) time.Duration {
 	w := floor
 	for _, f := range flags {
-		if f.Rollout != nil && f.Rollout.Plan != nil {
-			w = max(w, 2*f.Rollout.Plan.MaxStepDuration.Std())
+		// The flags' plans were validated when they were written.
+		if spec, _ := plan.OfFlag(f); spec != nil && spec.MaxStepDuration != nil {
+			w = max(w, 2*spec.MaxStepDuration.Std())
 		}
 	}
 	return w
@@ -362,20 +364,23 @@ func (g *gen) flagAlerts(f flag.Flag) []rulefmt.Rule {
 	errorFactor, latencyFactor := g.o.ErrorFactor, g.o.LatencyFactor
 	var maxErrors float64
 	var maxP99 time.Duration
-	if f.Rollout != nil && f.Rollout.Plan != nil {
-		for _, m := range f.Rollout.Plan.Metrics {
-			switch m.Name {
-			case "error-rate":
-				if m.Tolerance > 0 {
-					errorFactor = m.Tolerance
-				}
-				maxErrors = m.Max
-			case "latency":
-				if m.Tolerance > 0 {
-					latencyFactor = m.Tolerance
-				}
-				maxP99 = m.MaxP99.Std()
-			}
+	// What the flag's plan writes overrides the options; it was validated
+	// when it was written.
+	spec, _ := plan.OfFlag(f)
+	if m, ok := spec.Metric(plan.MetricErrorRate); ok {
+		if m.Tolerance != nil {
+			errorFactor = *m.Tolerance
+		}
+		if m.Max != nil {
+			maxErrors = *m.Max
+		}
+	}
+	if m, ok := spec.Metric(plan.MetricLatency); ok {
+		if m.Tolerance != nil {
+			latencyFactor = *m.Tolerance
+		}
+		if m.MaxP99 != nil {
+			maxP99 = m.MaxP99.Std()
 		}
 	}
 	sel := func(metric, variant string, more ...string) string {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/analysis/metricstore"
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/runner"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/dashboards"
@@ -123,8 +124,13 @@ func TestPromtoolUnitTests(t *testing.T) {
 func TestPromtoolUnitTestsFail(t *testing.T) {
 	flags := testFlags(t)
 	for i := range flags {
-		if flags[i].Rollout != nil && flags[i].Rollout.Plan != nil {
-			flags[i].Rollout.Plan.Metrics = nil
+		spec, err := plan.OfFlag(flags[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if spec != nil {
+			spec.Metrics = nil
+			flags[i].Rollout.Plan = spec.Raw()
 		}
 	}
 	opts := testOptions()
@@ -185,7 +191,12 @@ func TestExprsParse(t *testing.T) {
 
 func TestStuckWindowCoversLongSteps(t *testing.T) {
 	flags := testFlags(t)
-	flags[0].Rollout.Plan.MaxStepDuration = flag.Duration(90 * time.Minute)
+	spec, err := plan.OfFlag(flags[0])
+	if err != nil || spec == nil {
+		t.Fatalf("flag %s: plan %v, %v", flags[0].Key, spec, err)
+	}
+	spec.MaxStepDuration = new(plan.Duration(90 * time.Minute))
+	flags[0].Rollout.Plan = spec.Raw()
 	groups, err := Groups(flags, testOptions())
 	if err != nil {
 		t.Fatal(err)

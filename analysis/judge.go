@@ -40,12 +40,10 @@ const maxLogEValue = 700
 // (three); the evidence of those ticks is judged once it has. A Fail is
 // final: it stays a Fail at every later tick of the rollout.
 //
-// The error reports a configuration that fails Validate or a state written
-// by another version; prev is then returned unchanged.
+// cfg must pass Validate, which Judge does not call at every look: the
+// rollout plan validates it once, when it is resolved. The error reports a
+// state written by another version; prev is then returned unchanged.
 func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Verdict, error) {
-	if err := cfg.Validate(); err != nil {
-		return prev, Verdict{}, err
-	}
 	if prev.Version != 0 && prev.Version != stateVersion {
 		return prev, Verdict{}, fmt.Errorf("judge state version %d: this judge reads version %d", prev.Version, stateVersion)
 	}

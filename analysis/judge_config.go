@@ -82,45 +82,15 @@ type MetricConfig struct {
 	Edges []float64 `json:"edges,omitempty"`
 }
 
-// ConfigFromPlan turns a rollout plan's judge settings into a Config:
-// metrics named error-rate and latency are built in, any other is custom.
-func ConfigFromPlan(p flag.Plan) Config {
-	cfg := Config{Alpha: p.Alpha}
-	for _, s := range p.Metrics {
-		m := MetricConfig{
-			Name:      s.Name,
-			Kind:      KindCustom,
-			Direction: Direction(s.Direction),
-			Tolerance: s.Tolerance,
-			Max:       s.Max,
-			MaxP99:    time.Duration(s.MaxP99),
-			Edges:     append([]float64(nil), s.Edges...),
-		}
-		switch s.Name {
-		case string(KindErrorRate):
-			m.Kind = KindErrorRate
-		case string(KindLatency):
-			m.Kind = KindLatency
-		}
-		cfg.Metrics = append(cfg.Metrics, m)
-	}
-	return cfg
-}
-
-// Validate reports every problem with the configuration, naming the field.
+// Validate reports every problem with the configuration, each a
+// *flag.FieldError whose Field is the path of the setting at fault (such as
+// "metrics[1].tolerance"), joined with errors.Join. Judge trusts its
+// configuration and does not call it: the rollout plan validates it once,
+// when the plan is resolved (controller/plan).
 func (c Config) Validate() error {
 	var errs []error
-	for _, p := range c.problems() {
-		errs = append(errs, fmt.Errorf("judge config %s: %s", p.Field, p.Message))
-	}
-	return errors.Join(errs...)
-}
-
-// problems lists what Validate reports, each with the field at fault.
-func (c Config) problems() []*MetricError {
-	var errs []*MetricError
 	add := func(field, format string, args ...any) {
-		errs = append(errs, &MetricError{Field: field, Message: fmt.Sprintf(format, args...)})
+		errs = append(errs, &flag.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
 	}
 	if c.Alpha != 0 && !(c.Alpha > 0 && c.Alpha < 0.5) {
 		add("alpha", "%v must be between 0 and 0.5", c.Alpha)
@@ -175,78 +145,6 @@ func (c Config) problems() []*MetricError {
 			if !(e > 0) || math.IsInf(e, 0) {
 				add(fmt.Sprintf("%s.edges[%d]", field, j), "%v must be a positive number of seconds", e)
 			}
-		}
-	}
-	return errs
-}
-
-// MetricError is one problem with a metric of a rollout plan.
-type MetricError struct {
-	// Field is the path of the setting at fault within the plan, such as
-	// "metrics[1].query".
-	Field string
-	// Message says what is wrong.
-	Message string
-}
-
-// Error describes the problem in one line.
-func (e *MetricError) Error() string { return e.Field + ": " + e.Message }
-
-// ValidateMetrics checks a rollout plan's metrics as the judge and the
-// metrics reader will read them, so that a plan is refused when it is
-// loaded rather than when its rollout starts or, worse, at every tick: each
-// metric's settings (kind, direction, tolerance, bounds, edges), and each
-// custom metric's query template, parsed with the Prometheus parser with
-// its placeholders filled in. An empty list is valid: the plan's defaults
-// apply. Every problem is a *MetricError, joined with errors.Join.
-func ValidateMetrics(metrics []flag.MetricSpec) error {
-	var errs []error
-	for _, p := range metricProblems(metrics) {
-		errs = append(errs, p)
-	}
-	return errors.Join(errs...)
-}
-
-// metricProblems lists what ValidateMetrics reports.
-func metricProblems(metrics []flag.MetricSpec) []*MetricError {
-	if len(metrics) == 0 {
-		return nil
-	}
-	errs := ConfigFromPlan(flag.Plan{Metrics: metrics}).problems()
-	for i, m := range metrics {
-		if m.Name == "" || m.Name == string(KindErrorRate) || m.Name == string(KindLatency) {
-			continue
-		}
-		field := fmt.Sprintf("metrics[%d].query", i)
-		if m.Query == "" {
-			errs = append(errs, &MetricError{Field: field, Message: fmt.Sprintf("custom metric %q needs a query", m.Name)})
-			continue
-		}
-		if _, err := ParseQueryTemplate(m.Name, m.Query); err != nil {
-			errs = append(errs, &MetricError{Field: field, Message: err.Error()})
-		}
-	}
-	return errs
-}
-
-// ValidateFlags runs ValidateMetrics on the rollout plan of every flag that
-// has one, for the controller to call when flags are written (a flag's PUT,
-// a flags file's apply) after flag.Validate. Like flag.Validate it returns
-// every problem as a *flag.FieldError, joined with errors.Join, naming the
-// flag (its key, or "#i" without one) and the field, such as
-// "rollout.plan.metrics[1].query".
-func ValidateFlags(flags []flag.Flag) error {
-	var errs []error
-	for i, f := range flags {
-		if f.Rollout == nil || f.Rollout.Plan == nil {
-			continue
-		}
-		name := f.Key
-		if name == "" {
-			name = fmt.Sprintf("#%d", i)
-		}
-		for _, p := range metricProblems(f.Rollout.Plan.Metrics) {
-			errs = append(errs, &flag.FieldError{Flag: name, Field: "rollout.plan." + p.Field, Message: p.Message})
 		}
 	}
 	return errors.Join(errs...)

@@ -2,12 +2,15 @@ package analysis
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
 // errorCounts builds cumulative error-rate counts.
@@ -459,17 +462,25 @@ func TestJudgeRejectsBadInput(t *testing.T) {
 		{Config{Metrics: []MetricConfig{{Name: "l", Kind: KindLatency, Edges: []float64{-1}}}}, "metrics[0].edges[0]"},
 		{Config{Metrics: []MetricConfig{{Name: "e", Kind: KindErrorRate}, {Name: "e", Kind: KindErrorRate}}}, "duplicate"},
 	}
+	// A bad configuration is refused once, by Validate, when the rollout
+	// plan is resolved (controller/plan); Judge trusts its configuration
+	// and does not validate it again at every look. Each problem names its
+	// field.
 	for _, tc := range bad {
-		prev := State{Ticks: 7}
-		s, _, err := Judge(tc.cfg, prev, errorCounts(1, 0, 1, 0), StepProgress{})
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("config %+v: error %v, want one containing %q", tc.cfg, err, tc.want)
-		}
-		if s.Ticks != 7 {
-			t.Errorf("config %+v: state changed on error", tc.cfg)
+		err := tc.cfg.Validate()
+		var fe *flag.FieldError
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, &fe) || fe.Field == "" {
+			t.Errorf("config %+v: error %v, want a field error containing %q", tc.cfg, err, tc.want)
 		}
 	}
-	if _, _, err := Judge(errorRate, State{Version: 99}, errorCounts(1, 0, 1, 0), StepProgress{}); err == nil || !strings.Contains(err.Error(), "version 99") {
+	if err := errorRate.Validate(); err != nil {
+		t.Errorf("valid config: %v", err)
+	}
+	s, _, err := Judge(errorRate, State{Version: 99, Ticks: 7}, errorCounts(1, 0, 1, 0), StepProgress{})
+	if err == nil || !strings.Contains(err.Error(), "version 99") {
 		t.Errorf("foreign state version: error %v", err)
+	}
+	if s.Version != 99 || s.Ticks != 7 {
+		t.Errorf("foreign state version: state changed on error: %+v", s)
 	}
 }

@@ -9,8 +9,6 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
-
-	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
 // placeholder matches {{name}}, with optional spaces inside the braces.
@@ -97,27 +95,6 @@ func (t *QueryTemplate) Expand(flagKey, treatment, control string, window time.D
 		return "", fmt.Errorf("custom metric %q: query %q returns a %s, want an instant vector", t.Name, q, expr.Type())
 	}
 	return q, nil
-}
-
-// CustomTemplates parses the custom metrics of a rollout plan: every metric
-// other than the built-in "error-rate" and "latency". A custom metric
-// without a query is an error.
-func CustomTemplates(p flag.Plan) ([]*QueryTemplate, error) {
-	var out []*QueryTemplate
-	for _, m := range p.Metrics {
-		if m.Name == string(KindErrorRate) || m.Name == string(KindLatency) {
-			continue
-		}
-		if m.Query == "" {
-			return nil, fmt.Errorf("custom metric %q: no query", m.Name)
-		}
-		t, err := ParseQueryTemplate(m.Name, m.Query)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, nil
 }
 
 // readCustom reads every custom metric with one query per distinct

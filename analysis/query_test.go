@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/vigil-dev/vigil/analysis/metricstore"
-	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
 // loader appends counters to an embedded store. Every series gets a sample
@@ -371,23 +370,8 @@ func TestQueryTemplateErrors(t *testing.T) {
 	}
 }
 
-func TestCustomTemplatesFromPlan(t *testing.T) {
-	ts, err := CustomTemplates(flag.Plan{Metrics: []flag.MetricSpec{
-		{Name: "error-rate"}, {Name: "latency"},
-		{Name: "signups", Query: `sum by (feature_flag_result_variant) (increase(signups_total{feature_flag_key="{{flag}}"}[{{window}}]))`},
-	}})
-	if err != nil || len(ts) != 1 || ts[0].Name != "signups" {
-		t.Fatalf("CustomTemplates = %v, %v; want the one custom metric", ts, err)
-	}
-	_, err = CustomTemplates(flag.Plan{Metrics: []flag.MetricSpec{{Name: "signups"}}})
-	if err == nil || !strings.Contains(err.Error(), `"signups": no query`) {
-		t.Errorf("custom metric without query: %v", err)
-	}
-	_, err = CustomTemplates(flag.Plan{Metrics: []flag.MetricSpec{{Name: "bad", Query: "sum("}}})
-	if err == nil || !strings.Contains(err.Error(), `custom metric "bad"`) {
-		t.Errorf("bad query: %v", err)
-	}
-}
+// TestCustomTemplatesFromPlan: moved with the plan to controller/plan
+// (legacy_test.go).
 
 func FuzzParseQueryTemplate(f *testing.F) {
 	for _, s := range []string{

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/runner"
 	"github.com/vigil-dev/vigil/sdk/flag"
@@ -56,12 +57,10 @@ func defaultEdges() []float64 { return []float64{0.25, 0.5, 1} }
 // 0.25, 0.5 and 1 s. They are sorted and free of duplicates.
 func Edges(f flag.Flag, opts Options) []float64 {
 	var edges []float64
-	if f.Rollout != nil && f.Rollout.Plan != nil {
-		for _, m := range f.Rollout.Plan.Metrics {
-			if m.Name == "latency" {
-				edges = append(edges, m.Edges...)
-			}
-		}
+	// The flag's plan was validated when it was written.
+	spec, _ := plan.OfFlag(f)
+	if m, ok := spec.Metric(plan.MetricLatency); ok {
+		edges = append(edges, m.Edges...)
 	}
 	if len(edges) == 0 {
 		edges = append(edges, opts.Edges...)

@@ -13,8 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
-	"github.com/vigil-dev/vigil/analysis"
-	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/internal/client"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
@@ -122,10 +121,7 @@ what would change. Use -f - to read standard input.`,
 		// file's name and without a round trip.
 		parsed, err := flag.Parse(data)
 		if err == nil {
-			err = analysis.ValidateFlags(parsed.Flags)
-		}
-		if err == nil {
-			err = rollout.CheckFileZeros(data)
+			err = plan.ValidateFlags(parsed.Flags)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", file, err)

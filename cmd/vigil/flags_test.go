@@ -171,7 +171,7 @@ func TestApplyChecksLocally(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = runCLI(t, "", "apply", "-f", file)
-	if err == nil || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "flag new-checkout: rollout.plan.metrics[0].tolerance: 0 would be read as not set") {
+	if err == nil || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "flag new-checkout: rollout.plan.metrics[0].tolerance: 0 must be a positive ratio") {
 		t.Fatalf("apply of a zero tolerance: %v", err)
 	}
 }

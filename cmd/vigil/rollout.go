@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,12 +18,12 @@ import (
 
 	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/controller/notify"
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/runner"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/internal/client"
 	"github.com/vigil-dev/vigil/internal/rolloutview"
-	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
 // rolloutPath is the API path of a rollout, or of one of its commands.
@@ -89,35 +88,33 @@ func newRolloutStartCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var plan flag.Plan
+		spec := &plan.Spec{}
 		if planFile != "" {
-			if plan, err = readPlan(planFile); err != nil {
+			if spec, err = readPlan(planFile); err != nil {
 				return err
 			}
 		}
-		if len(steps) > 0 {
-			plan.Steps = steps
-		}
-		if err := flagZeros(cmd.Flags(), map[string]string{
-			"interval": "interval", "min-step-duration": "minStepDuration",
-			"max-step-duration": "maxStepDuration", "min-requests": "minRequests",
-		}); err != nil {
-			return err
+		// A flag given on the command line is written, zero included, and
+		// overrides the file: the server validates the whole.
+		fs := cmd.Flags()
+		if fs.Changed("steps") {
+			spec.Steps = &steps
 		}
 		for _, d := range []struct {
-			v   time.Duration
-			dst *flag.Duration
-		}{{interval, &plan.Interval}, {minStep, &plan.MinStepDuration}, {maxStep, &plan.MaxStepDuration}} {
-			if d.v != 0 {
-				*d.dst = flag.Duration(d.v)
+			name string
+			v    time.Duration
+			dst  **plan.Duration
+		}{{"interval", interval, &spec.Interval}, {"min-step-duration", minStep, &spec.MinStepDuration}, {"max-step-duration", maxStep, &spec.MaxStepDuration}} {
+			if fs.Changed(d.name) {
+				*d.dst = new(plan.Duration(d.v))
 			}
 		}
-		if minRequests != 0 {
-			plan.MinRequests = minRequests
+		if fs.Changed("min-requests") {
+			spec.MinRequests = &minRequests
 		}
 		body := map[string]any{"reason": reason}
-		if !isZeroPlan(plan) {
-			body["plan"] = plan
+		if *spec != (plan.Spec{}) {
+			body["plan"] = spec
 		}
 		var s rollout.State
 		if err := c.Do(cmd.Context(), client.Request{Method: http.MethodPost, Path: rolloutPath(args[0], rollout.Start), Body: body}, &s); err != nil {
@@ -129,62 +126,27 @@ func newRolloutStartCmd() *cobra.Command {
 	return cmd
 }
 
-func isZeroPlan(p flag.Plan) bool {
-	b, _ := json.Marshal(p)
-	return string(b) == "{}"
-}
-
-// readPlan reads plan overrides from a JSON or YAML file, strictly.
-func readPlan(path string) (flag.Plan, error) {
+// readPlan reads a plan as written from a JSON or YAML file, strictly.
+func readPlan(path string) (*plan.Spec, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return flag.Plan{}, fmt.Errorf("read plan %s: %w", path, err)
+		return nil, fmt.Errorf("read plan %s: %w", path, err)
 	}
-	// YAML is a superset of JSON: decode either, then check the fields
+	// YAML is a superset of JSON: decode either, then read the fields
 	// strictly through JSON so that a typo is an error, not a default.
 	var doc any
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return flag.Plan{}, fmt.Errorf("read plan %s: %w", path, err)
+		return nil, fmt.Errorf("read plan %s: %w", path, err)
 	}
 	js, err := json.Marshal(doc)
 	if err != nil {
-		return flag.Plan{}, fmt.Errorf("read plan %s: %w", path, err)
+		return nil, fmt.Errorf("read plan %s: %w", path, err)
 	}
-	var plan flag.Plan
-	if err := flag.DecodeStrict(js, &plan); err != nil {
-		return flag.Plan{}, fmt.Errorf("read plan %s: %w", path, err)
+	spec, err := plan.Decode(js)
+	if err != nil {
+		return nil, fmt.Errorf("read plan %s: %w", path, err)
 	}
-	// Decoding drops an explicit zero, which then reads as not set.
-	if err := rollout.CheckExplicitZeros(doc); err != nil {
-		return flag.Plan{}, fmt.Errorf("read plan %s: %w", path, err)
-	}
-	return plan, nil
-}
-
-// flagZeros refuses a plan flag given as zero, which the plan would read as
-// not set (see rollout.CheckExplicitZeros); fields maps each flag's name to
-// its plan field.
-func flagZeros(fs *pflag.FlagSet, fields map[string]string) error {
-	written := map[string]any{}
-	byField := map[string]string{}
-	for name, field := range fields {
-		f := fs.Lookup(name)
-		if f == nil || !f.Changed {
-			continue
-		}
-		// As a plan file would have it: a number, or a duration string.
-		var v any = f.Value.String()
-		if n, err := strconv.ParseFloat(f.Value.String(), 64); err == nil {
-			v = n
-		}
-		written[field], byField[field] = v, name
-	}
-	err := rollout.CheckExplicitZeros(written)
-	var pe *rollout.PlanError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("--%s %v: %w", byField[pe.Field], written[pe.Field], pe)
-	}
-	return err
+	return spec, nil
 }
 
 func newRolloutCommandCmd(kind rollout.CommandKind, short string) *cobra.Command {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/controller/notify"
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/runner"
 	"github.com/vigil-dev/vigil/controller/server"
@@ -116,17 +117,21 @@ func TestRolloutCLI(t *testing.T) {
 	url := startController(t)
 	conn := []string{"--server", url, "--token", cliToken}
 	dir := t.TempDir()
-	plan := filepath.Join(dir, "plan.yaml")
-	if err := os.WriteFile(plan, []byte("steps: [2, 20]\ngates: [20]\nminRequests: 50\n"), 0o600); err != nil {
+	planFile := filepath.Join(dir, "plan.yaml")
+	if err := os.WriteFile(planFile, []byte("steps: [2, 20]\ngates: [20]\nminRequests: 50\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	zeroPlan := filepath.Join(dir, "zero.yaml")
-	if err := os.WriteFile(zeroPlan, []byte("steps: [2, 20]\nminStepDuration: 0s\n"), 0o600); err != nil {
+	if err := os.WriteFile(zeroPlan, []byte("steps: [2, 20]\ninterval: 0s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	zeroStepPlan := filepath.Join(dir, "zero-step.yaml")
+	if err := os.WriteFile(zeroStepPlan, []byte("steps: [2, 20]\nminStepDuration: 0s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	runRolloutCLI(t, conn, []rolloutCLICase{
 		{[]string{"rollout", "pause", "checkout"}, "cannot pause rollout checkout: it is pending; only a progressing rollout can be paused", true},
-		{[]string{"rollout", "start", "checkout", "--plan", plan, "--interval", "5s", "--reason", "ticket 7"}, "rollout checkout started at 2% (steps 2% → 20% → 100%)", false},
+		{[]string{"rollout", "start", "checkout", "--plan", planFile, "--interval", "5s", "--reason", "ticket 7"}, "rollout checkout started at 2% (steps 2% → 20% → 100%)", false},
 		{[]string{"rollout", "start", "checkout"}, "it is progressing", true},
 		{[]string{"rollout", "start", "nope"}, "flag nope: not found", true},
 		{[]string{"rollout", "status", "checkout"}, "checkout  PROGRESSING  2%  step 1/3\n◉ 2% ─ ‖○ 20% ─ ○ 100%\n", false},
@@ -164,19 +169,45 @@ func TestRolloutCLI(t *testing.T) {
 		{[]string{"rollout", "abort", "checkout", "--reason", "wrong flag"}, "rollout checkout is aborted at 0%", false},
 		{[]string{"rollout", "status", "checkout"}, "aborted by admin: wrong flag", false},
 		{[]string{"rollout", "list"}, "checkout                         aborted            0%", false},
-		// An explicit zero would silently become the default; it is refused.
-		{[]string{"rollout", "start", "checkout", "--min-requests", "0"}, "--min-requests 0: plan: minRequests: 0 would be read as not set", true},
-		{[]string{"rollout", "start", "checkout", "--min-step-duration", "0s"}, "--min-step-duration 0s: plan: minStepDuration: 0s would be read as not set", true},
-		{[]string{"rollout", "start", "checkout", "--plan", zeroPlan}, "plan: minStepDuration: 0s would be read as not set", true},
+		// An explicit zero is a value, never the default in disguise: the
+		// server refuses one the plan cannot take, and nothing changes.
+		{[]string{"rollout", "start", "checkout", "--min-requests", "0"}, "flag checkout: plan.minRequests: 0 must be at least 1", true},
+		{[]string{"rollout", "start", "checkout", "--interval", "0s"}, "flag checkout: plan.interval: 0s is shorter than the minimum of 1s", true},
+		{[]string{"rollout", "start", "checkout", "--plan", zeroPlan}, "flag checkout: plan.interval: 0s is shorter than the minimum of 1s", true},
 		{[]string{"rollout", "status", "checkout"}, "checkout  ABORTED  0%", false},
 	})
+
+	// A zero the plan can take is kept, from a command-line flag and from a
+	// plan file alike, not read as the default 5m.
+	for _, args := range [][]string{
+		{"rollout", "start", "checkout", "--min-step-duration", "0s"},
+		{"rollout", "start", "checkout", "--plan", zeroStepPlan},
+	} {
+		if out, err := vigil(t, append(args, conn...)...); err != nil || !strings.Contains(out, "rollout checkout started at") {
+			t.Fatalf("vigil %v: %s %v", args, out, err)
+		}
+		out, err := vigil(t, append([]string{"rollout", "status", "checkout", "-o", "json"}, conn...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s rollout.State
+		if err := json.Unmarshal([]byte(out), &s); err != nil {
+			t.Fatalf("status -o json is not JSON: %v\n%s", err, out)
+		}
+		if s.Phase != rollout.Progressing || s.Plan.MinStepDuration != 0 {
+			t.Errorf("vigil %v: phase %s, minStepDuration %v; want progressing with 0s", args, s.Phase, s.Plan.MinStepDuration.Std())
+		}
+		if _, err := vigil(t, append([]string{"rollout", "abort", "checkout"}, conn...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func TestRenderStatus(t *testing.T) {
 	now := time.Date(2026, 11, 25, 10, 10, 0, 0, time.Local)
 	s := rollout.State{
 		Key: "checkout", Phase: rollout.Progressing, Percent: 10, Step: 2,
-		Plan:             flag.Plan{Steps: []float64{1, 5, 10, 50, 100}, Gates: []float64{50}, MinStepDuration: flag.Duration(5 * time.Minute), MaxStepDuration: flag.Duration(time.Hour)},
+		Plan:             plan.Plan{Steps: []float64{1, 5, 10, 50, 100}, Gates: []float64{50}, MinStepDuration: plan.Duration(5 * time.Minute), MaxStepDuration: plan.Duration(time.Hour)},
 		StartedAt:        now.Add(-10 * time.Minute),
 		StepStartedAt:    now.Add(-time.Minute),
 		AnalysisStartsAt: now.Add(20 * time.Second),

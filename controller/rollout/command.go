@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vigil-dev/vigil/sdk/flag"
+	"github.com/vigil-dev/vigil/controller/plan"
 )
 
 // CommandKind names a person's command.
@@ -33,8 +33,8 @@ type Command struct {
 	Reason string
 	// FlagPlan is the plan in the flag's definition and Plan the overrides
 	// given with the command; both only matter to Start.
-	FlagPlan *flag.Plan
-	Plan     *flag.Plan
+	FlagPlan *plan.Spec
+	Plan     *plan.Spec
 }
 
 // RefusedError is returned for a command that makes no sense in the
@@ -54,7 +54,7 @@ func (e *RefusedError) Error() string {
 
 // Apply carries out a person's command. A command the current phase does not
 // allow returns a *RefusedError, and a start whose plan does not resolve the
-// *PlanError values of ResolvePlan; either way s is returned unchanged.
+// problems of plan.Resolve, *flag.FieldError values under "plan"; either way s is returned unchanged.
 //
 //   - start: from pending, rolled_back, aborted or promoted, a new rollout
 //     at the first step, with a fresh judge. A gate on the first step is
@@ -86,19 +86,19 @@ func Apply(s State, cmd Command, now time.Time) (State, []Action, error) {
 		if s.Active() {
 			return refuse("pause it, promote it, roll it back or abort it first")
 		}
-		plan, err := ResolvePlan(cmd.FlagPlan, cmd.Plan)
+		p, err := plan.Resolve(cmd.FlagPlan, cmd.Plan)
 		if err != nil {
-			return s, nil, fmt.Errorf("start rollout %s: %w", s.Key, err)
+			return s, nil, plan.Within(err, s.Key, "plan")
 		}
 		n := s.clone()
 		n.Revision++
-		n.Plan = plan
+		n.Plan = p
 		n.StartedAt = now
 		n.Judge, n.Verdict, n.AwaitingGate = nil, nil, nil
 		n.Cohorts = Cohorts{}
-		n.enterStep(0, now, plan.Warmup.Std())
+		n.enterStep(0, now, p.Warmup.Std())
 		n.StepBaseline = &Requests{}
-		acts := n.transition(Progressing, plan.Steps[0], actor, why(fmt.Sprintf("started at %v%%", plan.Steps[0])), now)
+		acts := n.transition(Progressing, p.Steps[0], actor, why(fmt.Sprintf("started at %v%%", p.Steps[0])), now)
 		return n, acts, nil
 	case Pause:
 		switch s.Phase {

@@ -154,10 +154,10 @@ func TestApplyInEveryPhase(t *testing.T) {
 }
 
 func TestApplyStart(t *testing.T) {
-	flagPlan := &flag.Plan{Steps: []float64{10, 50}, Interval: flag.Duration(time.Minute)}
+	flagPlan := spec(t, `{"steps": [10, 50], "interval": "1m"}`)
 	s := inPhase(t, RolledBack)
 	s.Verdict, s.Judge, s.ProviderErrors = fail(), json.RawMessage(`{"old":true}`), 3
-	got, _, err := Apply(s, Command{Kind: Start, Actor: "dan", FlagPlan: flagPlan, Plan: &flag.Plan{MinRequests: 100}}, at(time.Hour))
+	got, _, err := Apply(s, Command{Kind: Start, Actor: "dan", FlagPlan: flagPlan, Plan: spec(t, `{"minRequests": 100}`)}, at(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestApplyStart(t *testing.T) {
 }
 
 func TestApplyStartWithGateOnFirstStep(t *testing.T) {
-	s, _, err := Apply(New("checkout"), Command{Kind: Start, Plan: &flag.Plan{Gates: []float64{1}}}, t0)
+	s, _, err := Apply(New("checkout"), Command{Kind: Start, Plan: spec(t, `{"gates": [1]}`)}, t0)
 	if err != nil || s.Phase != Progressing || s.Percent != 1 {
 		t.Fatalf("start with a gate on step 1: %s at %v%%, err %v", s.Phase, s.Percent, err)
 	}
@@ -184,12 +184,12 @@ func TestApplyStartWithGateOnFirstStep(t *testing.T) {
 
 func TestApplyStartBadPlan(t *testing.T) {
 	in := New("checkout")
-	got, acts, err := Apply(in, Command{Kind: Start, Plan: &flag.Plan{Steps: []float64{50, 20}}}, t0)
-	var pe *PlanError
-	if !errors.As(err, &pe) || pe.Field != "steps[1]" {
-		t.Fatalf("err = %v, want a *PlanError on steps[1]", err)
+	got, acts, err := Apply(in, Command{Kind: Start, Plan: spec(t, `{"steps": [50, 20]}`)}, t0)
+	var fe *flag.FieldError
+	if !errors.As(err, &fe) || fe.Field != "plan.steps[1]" || fe.Flag != "checkout" {
+		t.Fatalf("err = %v, want a *flag.FieldError of checkout on plan.steps[1]", err)
 	}
-	if !strings.Contains(err.Error(), "start rollout checkout: plan: steps[1]") {
+	if !strings.Contains(err.Error(), "flag checkout: plan.steps[1]") {
 		t.Errorf("error %q does not say where", err)
 	}
 	var re *RefusedError
@@ -202,7 +202,7 @@ func TestApplyStartBadPlan(t *testing.T) {
 }
 
 func TestApplyResumeAtGate(t *testing.T) {
-	s := atStep(t, &flag.Plan{Gates: []float64{25}}, 2, Requests{})
+	s := atStep(t, spec(t, `{"gates": [25]}`), 2, Requests{})
 	s, _ = Step(s, Observation{Requests: Requests{1000, 1000}, Verdict: pass()}, at(10*time.Minute))
 	if s.Phase != Paused || s.AwaitingGate == nil {
 		t.Fatalf("not at the gate: %s", s.Phase)
@@ -231,7 +231,7 @@ func TestApplyResumeAtGate(t *testing.T) {
 }
 
 func TestApplyResumeAtGateTo100Promotes(t *testing.T) {
-	s := atStep(t, &flag.Plan{Gates: []float64{100}}, 4, Requests{})
+	s := atStep(t, spec(t, `{"gates": [100]}`), 4, Requests{})
 	s, _ = Step(s, Observation{Requests: Requests{1000, 1000}, Verdict: pass()}, at(10*time.Minute))
 	s, acts, err := Apply(s, Command{Kind: Resume}, at(11*time.Minute))
 	if err != nil {

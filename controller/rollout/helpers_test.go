@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-dev/vigil/sdk/flag"
+	"github.com/vigil-dev/vigil/controller/plan"
 )
 
 // t0 is the fake clock's start; tests move time by adding to it.
@@ -16,7 +16,7 @@ func at(d time.Duration) time.Time { return t0.Add(d) }
 
 // started returns a rollout of "checkout" started at t0 with the default
 // plan under overrides.
-func started(t *testing.T, override *flag.Plan) State {
+func started(t *testing.T, override *plan.Spec) State {
 	t.Helper()
 	s, _, err := Apply(New("checkout"), Command{Kind: Start, Actor: "alice", Plan: override}, t0)
 	if err != nil {
@@ -26,11 +26,21 @@ func started(t *testing.T, override *flag.Plan) State {
 }
 
 // atStep returns a rollout moved to step i of its plan, entered at t0.
-func atStep(t *testing.T, override *flag.Plan, i int, base Requests) State {
+func atStep(t *testing.T, override *plan.Spec, i int, base Requests) State {
 	t.Helper()
 	s := started(t, override)
 	s.Step, s.Percent = i, s.Plan.Steps[i]
 	s.StepBaseline = &base
+	return s
+}
+
+// spec decodes a plan as written.
+func spec(t *testing.T, js string) *plan.Spec {
+	t.Helper()
+	s, err := plan.Decode([]byte(js))
+	if err != nil {
+		t.Fatal(err)
+	}
 	return s
 }
 

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/vigil-dev/vigil/sdk/flag"
+	"github.com/vigil-dev/vigil/controller/plan"
 )
 
 // Phase is where a rollout is in its life.
@@ -111,7 +111,7 @@ type State struct {
 	// Step indexes Plan.Steps; -1 before the first start.
 	Step int `json:"step"`
 	// Plan is the resolved plan of the current rollout.
-	Plan flag.Plan `json:"plan"`
+	Plan plan.Plan `json:"plan"`
 	// Revision grows with every change, so a writer can refuse to store a
 	// decision taken on a state that changed meanwhile.
 	Revision      int64     `json:"revision"`
@@ -196,13 +196,7 @@ func DecodeState(key string, data []byte) (State, error) {
 // clone copies s deeply enough that changing the copy's slices and
 // pointers leaves s alone: decisions never alter their input.
 func (s State) clone() State {
-	s.Plan.Steps = slices.Clone(s.Plan.Steps)
-	s.Plan.Gates = slices.Clone(s.Plan.Gates)
-	s.Plan.Metrics = slices.Clone(s.Plan.Metrics)
-	if s.Plan.OnProviderError != nil {
-		pe := *s.Plan.OnProviderError
-		s.Plan.OnProviderError = &pe
-	}
+	s.Plan = s.Plan.Clone()
 	s.History = slices.Clone(s.History)
 	if s.AwaitingGate != nil {
 		g := *s.AwaitingGate

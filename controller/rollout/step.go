@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/vigil-dev/vigil/controller/plan"
 )
 
 // Observation is what the loop learned about one progressing rollout at one
@@ -140,8 +142,8 @@ func (s *State) checkTimeout(now time.Time) []Action {
 }
 
 // policy carries out a plan's pause-or-rollback setting.
-func (s *State) policy(action, reason string, now time.Time) []Action {
-	if action == ActionRollback {
+func (s *State) policy(action plan.Action, reason string, now time.Time) []Action {
+	if action == plan.Rollback {
 		return s.rollback(ControllerActor, reason, now)
 	}
 	s.PausedReason = reason

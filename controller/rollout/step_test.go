@@ -8,15 +8,13 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
 func TestStep(t *testing.T) {
 	enough := Requests{Treatment: 500, Control: 20000}
-	gated := &flag.Plan{Gates: []float64{25}}
-	gatedFull := &flag.Plan{Gates: []float64{100}}
-	timeoutRollback := &flag.Plan{OnTimeout: ActionRollback}
+	gated := spec(t, `{"gates": [25]}`)
+	gatedFull := spec(t, `{"gates": [100]}`)
+	timeoutRollback := spec(t, `{"onTimeout": "rollback"}`)
 	for _, tc := range []struct {
 		name  string
 		state func(t *testing.T) State
@@ -31,7 +29,7 @@ func TestStep(t *testing.T) {
 	}{
 		{
 			name:  "pass during warm-up holds",
-			state: func(t *testing.T) State { return started(t, &flag.Plan{MinStepDuration: flag.Duration(time.Second)}) },
+			state: func(t *testing.T) State { return started(t, spec(t, `{"minStepDuration": "1s"}`)) },
 			obs:   Observation{Requests: enough, Verdict: pass()},
 			now:   29 * time.Second,
 			phase: Progressing, percent: 1, step: 0,
@@ -188,7 +186,7 @@ func TestStep(t *testing.T) {
 		{
 			name: "provider errors with action rollback roll back",
 			state: func(t *testing.T) State {
-				s := started(t, &flag.Plan{OnProviderError: &flag.ProviderErrorPolicy{After: 2, Action: ActionRollback}})
+				s := started(t, spec(t, `{"onProviderError": {"after": 2, "action": "rollback"}}`))
 				s.ProviderErrors = 1
 				return s
 			},
@@ -254,7 +252,7 @@ func TestStep(t *testing.T) {
 }
 
 func TestDue(t *testing.T) {
-	s := started(t, &flag.Plan{Interval: flag.Duration(30 * time.Second)}) // updated at t0
+	s := started(t, spec(t, `{"interval": "30s"}`)) // updated at t0
 	paused := s
 	paused.Phase = Paused
 	for _, tc := range []struct {
@@ -305,7 +303,7 @@ func TestStepAdvanceStartsTheNextStep(t *testing.T) {
 }
 
 func TestStepCountsAfterProviderLostHistory(t *testing.T) {
-	s := atStep(t, &flag.Plan{MinStepDuration: flag.Duration(time.Minute)}, 1, Requests{Treatment: 1000, Control: 1000})
+	s := atStep(t, spec(t, `{"minStepDuration": "1m"}`), 1, Requests{Treatment: 1000, Control: 1000})
 	s, _ = Step(s, Observation{Requests: Requests{Treatment: 200, Control: 200}, Verdict: pass()}, at(2*time.Minute))
 	if s.Step != 1 || *s.StepBaseline != (Requests{200, 200}) || s.Cohorts.Step != (Requests{}) {
 		t.Fatalf("after counts fell: step %d baseline %+v step counts %+v", s.Step, s.StepBaseline, s.Cohorts.Step)
@@ -368,7 +366,7 @@ func TestStepIgnoresStoppedRollouts(t *testing.T) {
 // TestStepWholeRollout drives a healthy rollout tick by tick through every
 // step and a gate, as the loop would.
 func TestStepWholeRollout(t *testing.T) {
-	s := started(t, &flag.Plan{Gates: []float64{50}})
+	s := started(t, spec(t, `{"gates": [50]}`))
 	var total Requests
 	now := t0
 	var percents []float64
@@ -427,7 +425,7 @@ func TestStepWholeRollout(t *testing.T) {
 }
 
 func TestStateJSONRoundTrip(t *testing.T) {
-	s := started(t, &flag.Plan{Gates: []float64{25}})
+	s := started(t, spec(t, `{"gates": [25]}`))
 	s, _ = Step(s, Observation{Requests: Requests{600, 9000}, Verdict: pass(), Judge: json.RawMessage(`{"e":[1.5,2]}`)}, at(6*time.Minute))
 	data, err := json.Marshal(s)
 	if err != nil {

@@ -1,14 +1,13 @@
 package runner
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
@@ -18,7 +17,7 @@ import (
 // CommandBody is the optional JSON body of POST /api/v1/rollouts/{key}/{command}.
 type CommandBody struct {
 	// Plan overrides the flag's plan, field by field; start only.
-	Plan *flag.Plan `json:"plan,omitempty"`
+	Plan *plan.Spec `json:"plan,omitempty"`
 	// Reason goes into the history and the audit log; the X-Vigil-Reason
 	// header does the same.
 	Reason string `json:"reason,omitempty"`
@@ -109,21 +108,6 @@ func (c *Controller) command(kind rollout.CommandKind) gin.HandlerFunc {
 			server.Fail(g, http.StatusBadRequest, "a plan can only be given to start", "plan")
 			return
 		}
-		if req.Plan != nil {
-			// An explicit zero is gone once decoded; check the plan as
-			// written. It decoded strictly above, so it decodes here.
-			var written struct {
-				Plan any `json:"plan"`
-			}
-			if err := json.Unmarshal(body, &written); err != nil {
-				c.fail(g, fmt.Errorf("decode plan: %w", err))
-				return
-			}
-			if err := rollout.CheckExplicitZeros(written.Plan); err != nil {
-				c.fail(g, err)
-				return
-			}
-		}
 		actor := server.ActorOf(g)
 		if req.Reason == "" {
 			req.Reason = actor.Message
@@ -141,12 +125,12 @@ func (c *Controller) command(kind rollout.CommandKind) gin.HandlerFunc {
 func (c *Controller) fail(g *gin.Context, err error) {
 	var refused *rollout.RefusedError
 	var flagErr *FlagError
-	var planErr *rollout.PlanError
+	var fieldErr *flag.FieldError
 	switch {
 	case errors.As(err, &refused), errors.As(err, &flagErr):
 		server.Fail(g, http.StatusConflict, err.Error(), "")
-	case errors.As(err, &planErr):
-		server.Fail(g, http.StatusBadRequest, err.Error(), "plan."+planErr.Field)
+	case errors.As(err, &fieldErr):
+		server.FailValidation(g, err)
 	case errors.Is(err, store.ErrNotFound):
 		server.Fail(g, http.StatusNotFound, err.Error(), "key")
 	default:

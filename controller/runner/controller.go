@@ -15,6 +15,7 @@ import (
 
 	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/controller/notify"
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/sdk/flag"
@@ -66,6 +67,8 @@ type Controller struct {
 
 	mu     sync.Mutex
 	leader bool
+
+	plans planCache
 }
 
 // New returns a Controller; Run starts its loop.
@@ -141,6 +144,7 @@ func (c *Controller) Tick(ctx context.Context) error {
 		return err
 	}
 	c.opts.Metrics.observeStates(states)
+	c.plans.keep(states)
 	if !held {
 		return nil
 	}
@@ -193,14 +197,14 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 	var qs []analysis.FlagQuery
 	for i, s := range due {
 		f := flags[s.Key]
-		custom, err := analysis.CustomTemplates(s.Plan)
+		p, err := c.plans.get(s)
 		switch {
 		case err != nil:
 			obs[i].Err = fmt.Errorf("plan of %s: %w", s.Key, err)
 		case f.Treatment == "" || f.Treatment == f.Control:
 			obs[i].Err = fmt.Errorf("flag %s: treatment %q and control %q must be two different variants", s.Key, f.Treatment, f.Control)
 		default:
-			qs = append(qs, analysis.FlagQuery{Flag: s.Key, Treatment: f.Treatment, Control: f.Control, Since: s.StartedAt, Custom: custom})
+			qs = append(qs, analysis.FlagQuery{Flag: s.Key, Treatment: f.Treatment, Control: f.Control, Since: s.StartedAt, Custom: p.Custom})
 		}
 	}
 	if len(qs) == 0 {
@@ -295,7 +299,11 @@ func (c *Controller) judge(s rollout.State, cum analysis.FlagCounts, now time.Ti
 		MinDuration: s.Plan.MinStepDuration.Std(),
 	}
 	cum.Flag = s.Key
-	next, v, err := analysis.Judge(analysis.ConfigFromPlan(s.Plan), prev, cum, step)
+	p, err := c.plans.get(s)
+	if err != nil {
+		return nil, nil, fmt.Errorf("plan of %s: %w", s.Key, err)
+	}
+	next, v, err := analysis.Judge(p.Judge, prev, cum, step)
 	if err != nil {
 		return nil, nil, fmt.Errorf("judge %s: %w", s.Key, err)
 	}
@@ -507,7 +515,7 @@ func (e *FlagError) Error() string {
 // Command carries out a person's command in one transaction and returns the
 // new state. Errors: store.ErrNotFound (wrapped) for an unknown flag,
 // *rollout.RefusedError for a command the rollout's phase does not allow,
-// *rollout.PlanError for a bad plan, *FlagError for a flag that cannot be
+// *flag.FieldError values (joined) for a bad plan, *FlagError for a flag that cannot be
 // rolled out.
 func (c *Controller) Command(ctx context.Context, key string, cmd rollout.Command) (rollout.State, error) {
 	return c.apply(ctx, key, cmd, store.Actor{Name: cmd.Actor, Message: cmd.Reason})
@@ -532,18 +540,13 @@ func (c *Controller) apply(ctx context.Context, key string, cmd rollout.Command,
 			if err := startable(f); err != nil {
 				return err
 			}
-			if f.Rollout != nil {
-				cmd.FlagPlan = f.Rollout.Plan
+			if cmd.FlagPlan, err = plan.OfFlag(f); err != nil {
+				return err
 			}
 		}
 		next, acts, err = rollout.Apply(cur, cmd, c.opts.Now())
 		if err != nil {
 			return err
-		}
-		if cmd.Kind == rollout.Start {
-			if err := analyzable(next.Plan); err != nil {
-				return fmt.Errorf("start rollout %s: %w", key, err)
-			}
 		}
 		return write(ctx, tx, next, acts)
 	})
@@ -552,19 +555,6 @@ func (c *Controller) apply(ctx context.Context, key string, cmd rollout.Command,
 	}
 	c.after(next, acts)
 	return next, nil
-}
-
-// analyzable checks a resolved plan against what the judge and the metrics
-// reader accept, so that a plan they would refuse at every tick is refused
-// at the start instead.
-func analyzable(p flag.Plan) error {
-	if err := analysis.ConfigFromPlan(p).Validate(); err != nil {
-		return &rollout.PlanError{Field: "metrics", Message: err.Error()}
-	}
-	if _, err := analysis.CustomTemplates(p); err != nil {
-		return &rollout.PlanError{Field: "metrics", Message: err.Error()}
-	}
-	return nil
 }
 
 // startable checks that a flag can be rolled out: a rollout ramps its
@@ -579,4 +569,52 @@ func startable(f flag.Flag) error {
 		return &FlagError{Key: f.Key, Reason: "the flag is disabled, so every unit gets control; enable it first"}
 	}
 	return nil
+}
+
+// planCache keeps each progressing rollout's prepared plan, made once per
+// rollout rather than at every look: a rollout's plan never changes after
+// its start.
+type planCache struct {
+	mu sync.Mutex
+	m  map[string]cachedPlan
+}
+
+type cachedPlan struct {
+	startedAt time.Time
+	prepared  *plan.Prepared
+}
+
+// get returns the prepared plan of s's rollout.
+func (c *planCache) get(s rollout.State) (*plan.Prepared, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[s.Key]; ok && e.startedAt.Equal(s.StartedAt) {
+		return e.prepared, nil
+	}
+	p, err := plan.Prepare(s.Plan)
+	if err != nil {
+		return nil, err
+	}
+	if c.m == nil {
+		c.m = make(map[string]cachedPlan)
+	}
+	c.m[s.Key] = cachedPlan{startedAt: s.StartedAt, prepared: p}
+	return p, nil
+}
+
+// keep forgets the plans of rollouts that are no longer progressing.
+func (c *planCache) keep(states []rollout.State) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	live := make(map[string]bool, len(states))
+	for _, s := range states {
+		if s.Phase == rollout.Progressing {
+			live[s.Key] = true
+		}
+	}
+	for k := range c.m {
+		if !live[k] {
+			delete(c.m, k)
+		}
+	}
 }

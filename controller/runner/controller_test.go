@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/controller/notify"
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/internal/testenv/pgtest"
@@ -198,13 +199,8 @@ func checkoutFlag(key string) flag.Flag {
 		Control:   "off",
 		Treatment: "on",
 		Enabled:   true,
-		Rollout: &flag.Rollout{Plan: &flag.Plan{
-			Interval:        flag.Duration(time.Second),
-			MinStepDuration: flag.Duration(5 * time.Second),
-			MaxStepDuration: flag.Duration(time.Minute),
-			MinRequests:     200,
-			Metrics:         []flag.MetricSpec{{Name: "error-rate", Tolerance: 1.2}},
-		}},
+		Rollout: &flag.Rollout{Plan: json.RawMessage(`{"interval": "1s", "minStepDuration": "5s", "maxStepDuration": "1m",
+			"minRequests": 200, "metrics": [{"name": "error-rate", "tolerance": 1.2}]}`)},
 	}
 }
 
@@ -369,12 +365,13 @@ func TestLoopPausesAfterProviderErrors(t *testing.T) {
 func TestLoopCountsAFailedCustomQuery(t *testing.T) {
 	f := newFixture(t, openSQLite(t))
 	ctx := context.Background()
-	conversion := flag.MetricSpec{Name: "conversion", Direction: "lower-is-worse", Tolerance: 0.9,
-		Query: `sum by (feature_flag_result_variant) (increase(checkouts_total{feature_flag_key="{{flag}}"}[{{window}}]))`}
+	withConversion := json.RawMessage(`{"interval": "1s", "minStepDuration": "5s", "maxStepDuration": "1m", "minRequests": 200,
+		"metrics": [{"name": "error-rate", "tolerance": 1.2}, {"name": "conversion", "direction": "lower-is-worse", "tolerance": 0.9,
+			"query": "sum by (feature_flag_result_variant) (increase(checkouts_total{feature_flag_key=\"{{flag}}\"}[{{window}}]))"}]}`)
 	for _, key := range []string{"custom", "quiet", "plain"} {
 		fl := checkoutFlag(key)
 		if key != "plain" {
-			fl.Rollout.Plan.Metrics = append(fl.Rollout.Plan.Metrics, conversion)
+			fl.Rollout.Plan = withConversion
 		}
 		putFlag(t, f.st, fl)
 		f.tr.errRate[key] = [2]float64{0.01, 0.01}
@@ -594,12 +591,15 @@ func TestCommandErrors(t *testing.T) {
 	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Pause}); !errors.As(err, &re) {
 		t.Errorf("pause of a pending rollout: %v", err)
 	}
-	var pe *rollout.PlanError
-	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Plan: &flag.Plan{Steps: []float64{5, 1}}}); !errors.As(err, &pe) {
+	var pe *flag.FieldError
+	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Plan: &plan.Spec{Steps: &[]float64{5, 1}}}); !errors.As(err, &pe) || pe.Field != "plan.steps[1]" {
 		t.Errorf("start with a bad plan: %v", err)
 	}
-	badQuery := &flag.Plan{Metrics: []flag.MetricSpec{{Name: "conversion", Query: "sum(rate(x[{{window}}]", Direction: "lower-is-worse"}}}
-	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Plan: badQuery}); !errors.As(err, &pe) || pe.Field != "metrics" || !strings.Contains(err.Error(), "conversion") {
+	badQuery, err := plan.Decode([]byte(`{"metrics": [{"name": "conversion", "query": "sum(rate(x[{{window}}]", "direction": "lower-is-worse"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Plan: badQuery}); !errors.As(err, &pe) || pe.Field != "plan.metrics[0].query" || !strings.Contains(err.Error(), "conversion") {
 		t.Errorf("start with an unparsable custom query: %v", err)
 	}
 	if _, err := f.st.Rollout(ctx, "checkout"); !errors.Is(err, store.ErrNotFound) {
@@ -610,5 +610,50 @@ func TestCommandErrors(t *testing.T) {
 	}
 	if s, err := f.c.Rollout(ctx, "checkout"); err != nil || s.Phase != rollout.Pending {
 		t.Errorf("never-started rollout: %+v %v", s, err)
+	}
+}
+
+// TestLoopPreparesPlanOnce: a rollout's plan is resolved and validated when
+// it starts and its custom queries are parsed once, not at every look: the
+// reader gets the very same parsed template at every tick, until a new
+// start brings a new plan.
+func TestLoopPreparesPlanOnce(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	fl := checkoutFlag("custom")
+	fl.Rollout.Plan = json.RawMessage(`{"interval": "1s", "minStepDuration": "5s", "maxStepDuration": "1m", "minRequests": 200,
+		"metrics": [{"name": "conversion", "direction": "lower-is-worse", "tolerance": 0.9,
+			"query": "sum by (feature_flag_result_variant) (increase(checkouts_total{feature_flag_key=\"{{flag}}\"}[{{window}}]))"}]}`)
+	putFlag(t, f.st, fl)
+	if _, err := f.c.Command(ctx, "custom", rollout.Command{Kind: rollout.Start}); err != nil {
+		t.Fatal(err)
+	}
+	f.run(t, 10*time.Second, func() bool { return false })
+	var seen []*analysis.QueryTemplate
+	for _, batch := range f.tr.queries {
+		for _, q := range batch {
+			if len(q.Custom) != 1 {
+				t.Fatalf("query %+v: want the one custom template", q)
+			}
+			seen = append(seen, q.Custom[0])
+		}
+	}
+	if len(seen) < 5 {
+		t.Fatalf("%d looks in 10 s of 1 s intervals", len(seen))
+	}
+	for i, tmpl := range seen {
+		if tmpl != seen[0] {
+			t.Fatalf("look %d got a template parsed again (%p, first %p)", i, tmpl, seen[0])
+		}
+	}
+	for _, cmd := range []rollout.CommandKind{rollout.Abort, rollout.Start} {
+		if _, err := f.c.Command(ctx, "custom", rollout.Command{Kind: cmd}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.tr.queries = nil
+	f.run(t, 3*time.Second, func() bool { return len(f.tr.queries) > 0 })
+	if len(f.tr.queries) == 0 || f.tr.queries[0][0].Custom[0] == seen[0] {
+		t.Error("a new start kept the last rollout's prepared plan")
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/runner"
 	"github.com/vigil-dev/vigil/controller/server"
@@ -65,13 +66,18 @@ func e2eFlag(key string) flag.Flag {
 		Control:   "off",
 		Treatment: "on",
 		Enabled:   true,
-		Rollout: &flag.Rollout{Plan: &flag.Plan{
-			Steps:           []float64{5, 10, 25, 50, 100},
-			Interval:        flag.Duration(time.Second),
-			MinStepDuration: flag.Duration(20 * time.Second),
-			MaxStepDuration: flag.Duration(time.Minute),
-			MinRequests:     150,
-		}},
+		Rollout:   &flag.Rollout{Plan: e2ePlan().Raw()},
+	}
+}
+
+// e2ePlan is the plan of e2eFlag.
+func e2ePlan() plan.Spec {
+	return plan.Spec{
+		Steps:           &[]float64{5, 10, 25, 50, 100},
+		Interval:        new(plan.Duration(time.Second)),
+		MinStepDuration: new(plan.Duration(20 * time.Second)),
+		MaxStepDuration: new(plan.Duration(time.Minute)),
+		MinRequests:     new(int64(150)),
 	}
 }
 

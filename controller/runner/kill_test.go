@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/internal/fleet"
 	"github.com/vigil-dev/vigil/internal/testenv/promtest"
@@ -167,9 +168,11 @@ func freeAddr(t *testing.T) string {
 // the rollout state surviving kill -9.
 func killFlag(key string) flag.Flag {
 	f := e2eFlag(key)
-	f.Rollout.Plan.Metrics = []flag.MetricSpec{
-		{Name: rollout.MetricErrorRate, Tolerance: 1.2},
-		{Name: rollout.MetricLatency, Tolerance: 3},
+	p := e2ePlan()
+	p.Metrics = &[]plan.MetricSpec{
+		{Name: plan.MetricErrorRate, Tolerance: new(1.2)},
+		{Name: plan.MetricLatency, Tolerance: new(3.0)},
 	}
+	f.Rollout.Plan = p.Raw()
 	return f
 }

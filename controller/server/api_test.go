@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
@@ -259,15 +260,17 @@ func TestApplyIsAllOrNothing(t *testing.T) {
 	})
 }
 
-// TestExplicitZeroInPlanIsRefused: a flag.Plan reads 0 as not set, so a
-// plan written with minStepDuration: 0s would silently bake for the default
-// 5m; PUT and apply refuse it, naming the flag and field, and change nothing.
+// TestExplicitZeroInPlanIsRefused: a zero written in a plan is a value, never
+// "not set" silently replaced by the default. A zero the plan cannot take
+// (interval: 0s would bake for the default 30s) is refused by PUT and apply,
+// naming the flag and field, and changes nothing; a zero it can take
+// (minStepDuration: 0s) is kept as written, not read as the default 5m.
 func TestExplicitZeroInPlanIsRefused(t *testing.T) {
 	e := start(t, server.Config{})
 	body := flagJSON("a", 0)
-	body["rollout"] = map[string]any{"percent": 0, "plan": map[string]any{"minStepDuration": "0s", "minRequests": 10}}
+	body["rollout"] = map[string]any{"percent": 0, "plan": map[string]any{"interval": "0s", "minRequests": 10}}
 	b := e.mustStatus(e.do("PUT", "/api/v1/flags/a", e.admin, body), http.StatusBadRequest).errorBody(t)
-	if b.Flag != "a" || b.Field != "rollout.plan.minStepDuration" || !strings.Contains(b.Error, "0s would be read as not set") {
+	if b.Flag != "a" || b.Field != "rollout.plan.interval" || !strings.Contains(b.Error, "0s is shorter than the minimum of 1s") {
 		t.Errorf("PUT: %+v", b)
 	}
 	file := strings.Replace(flagsYAML, "rollout: {percent: 5}", "rollout: {percent: 5, plan: {minRequests: 0, onProviderError: {after: 0}}}", 1)
@@ -280,6 +283,17 @@ func TestExplicitZeroInPlanIsRefused(t *testing.T) {
 	e.mustStatus(e.do("GET", "/api/v1/flags", e.admin, nil), http.StatusOK).json(t, &list)
 	if len(list.Flags) != 0 {
 		t.Errorf("a refused change was stored: %+v", list.Flags)
+	}
+	// A zero the plan can take is stored as written and resolves to zero.
+	body["rollout"] = map[string]any{"percent": 0, "plan": map[string]any{"minStepDuration": "0s", "minRequests": 10}}
+	var f flag.Flag
+	e.mustStatus(e.do("PUT", "/api/v1/flags/a", e.admin, body), http.StatusCreated).json(t, &f)
+	spec, err := plan.OfFlag(f)
+	if err != nil || spec == nil {
+		t.Fatalf("stored plan %s: %v", f.Rollout.Plan, err)
+	}
+	if p, err := plan.Resolve(spec); err != nil || p.MinStepDuration != 0 || p.MinRequests != 10 {
+		t.Errorf("stored plan %s resolves to %+v, %v; want minStepDuration 0s kept", f.Rollout.Plan, p, err)
 	}
 	// A plan without zeros is taken.
 	file = strings.Replace(flagsYAML, "rollout: {percent: 5}", "rollout: {percent: 5, plan: {minRequests: 1, minStepDuration: 1s}}", 1)

@@ -105,9 +105,9 @@ func describeJSONError(err error) (string, string) {
 	return "invalid JSON: " + msg, ""
 }
 
-// failValidation answers 400 for errors from flag validation, naming the
+// FailValidation answers 400 for errors from flag validation, naming the
 // first problem's field and listing every problem.
-func failValidation(c *gin.Context, err error) {
+func FailValidation(c *gin.Context, err error) {
 	body := ErrorBody{Error: err.Error()}
 	for _, e := range flattenErrors(err) {
 		var fe *flag.FieldError

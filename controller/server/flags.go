@@ -14,7 +14,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/sdk/flag"
@@ -163,21 +163,12 @@ func (s *Server) putFlag(c *gin.Context) {
 		return
 	}
 	if err := flag.ValidateFlag(&f); err != nil {
-		failValidation(c, err)
+		FailValidation(c, err)
 		return
 	}
-	// A plan's custom queries are refused now, not when a rollout starts.
-	if err := analysis.ValidateFlags([]flag.Flag{f}); err != nil {
-		failValidation(c, err)
-		return
-	}
-	var written any
-	if err := json.Unmarshal(body, &written); err != nil {
-		Fail(c, http.StatusBadRequest, "invalid JSON: "+err.Error(), "")
-		return
-	}
-	if err := rollout.CheckFlagZeros(key, written); err != nil {
-		failValidation(c, err)
+	// A plan is refused when it is written, not when its rollout starts.
+	if err := plan.ValidateFlags([]flag.Flag{f}); err != nil {
+		FailValidation(c, err)
 		return
 	}
 	expected, ok := expectedVersion(c, f.Version)
@@ -339,7 +330,7 @@ func (s *Server) apply(c *gin.Context) {
 	file, err := flag.Parse(body)
 	if err != nil {
 		if isFieldError(err) {
-			failValidation(c, err)
+			FailValidation(c, err)
 			return
 		}
 		msg, field := err.Error(), ""
@@ -351,12 +342,8 @@ func (s *Server) apply(c *gin.Context) {
 		Fail(c, http.StatusBadRequest, msg, field)
 		return
 	}
-	if err := rollout.CheckFileZeros(body); err != nil {
-		failValidation(c, err)
-		return
-	}
-	if err := analysis.ValidateFlags(file.Flags); err != nil {
-		failValidation(c, err)
+	if err := plan.ValidateFlags(file.Flags); err != nil {
+		FailValidation(c, err)
 		return
 	}
 	ctx := c.Request.Context()

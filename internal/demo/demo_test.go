@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/internal/fleet"
-	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
 // endToEnd is the share of requests that fail on their way through
@@ -95,7 +95,7 @@ func testState(t *testing.T) rollout.State {
 		t.Fatal(err)
 	}
 	return rollout.State{Key: fleet.FastPayments, Phase: rollout.Progressing, Percent: 10, Step: 1,
-		Plan:    flag.Plan{Steps: []float64{5, 10, 25, 50, 100}},
+		Plan:    plan.Plan{Steps: []float64{5, 10, 25, 50, 100}},
 		Cohorts: rollout.Cohorts{Total: rollout.Requests{Treatment: 410, Control: 4100}},
 		Verdict: &rollout.Verdict{Outcome: rollout.Outcome(analysis.Inconclusive), Summary: "error-rate: not enough evidence yet", Detail: detail}}
 }

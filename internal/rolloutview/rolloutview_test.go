@@ -3,12 +3,12 @@ package rolloutview
 import (
 	"testing"
 
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
-	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
 func TestProgress(t *testing.T) {
-	plan := flag.Plan{Steps: []float64{1, 5, 50, 100}, Gates: []float64{50}}
+	p := plan.Plan{Steps: []float64{1, 5, 50, 100}, Gates: []float64{50}}
 	for _, tc := range []struct {
 		phase rollout.Phase
 		step  int
@@ -18,7 +18,7 @@ func TestProgress(t *testing.T) {
 		{rollout.RolledBack, 1, "● 1% ─ ○ 5% ─ ‖○ 50% ─ ○ 100%"},
 		{rollout.Promoted, 3, "● 1% ─ ● 5% ─ ‖● 50% ─ ● 100%"},
 	} {
-		if got := Progress(rollout.State{Phase: tc.phase, Step: tc.step, Plan: plan}); got != tc.want {
+		if got := Progress(rollout.State{Phase: tc.phase, Step: tc.step, Plan: p}); got != tc.want {
 			t.Errorf("%s at step %d: %q, want %q", tc.phase, tc.step, got, tc.want)
 		}
 	}

@@ -78,10 +78,13 @@ flags:
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := f.Flags[0].Rollout.Plan
-	if p.Interval.Std().String() != "30s" || p.MinStepDuration.Std().String() != "5m0s" || p.Metrics[1].MaxP99.Std().String() != "1.5s" ||
-		p.OnProviderError.After != 5 || p.Gates[0] != 50 || p.Metrics[2].Direction != "lower-is-worse" || p.MinRequests != 500 {
-		t.Fatalf("plan %+v", p)
+	// The SDK carries the plan as written, for the controller to read.
+	var p map[string]any
+	if err := json.Unmarshal(f.Flags[0].Rollout.Plan, &p); err != nil {
+		t.Fatalf("plan %s: %v", f.Flags[0].Rollout.Plan, err)
+	}
+	if p["interval"] != "30s" || p["minRequests"] != 500.0 || len(p["metrics"].([]any)) != 3 || p["gates"].([]any)[0] != 50.0 {
+		t.Fatalf("plan %s", f.Flags[0].Rollout.Plan)
 	}
 }
 
@@ -270,10 +273,6 @@ func TestBadDefinitions(t *testing.T) {
 		{"bad key", mut(func(f *Flag) { f.Key = "has space" }), "key", "must be"},
 		{"no variants", mut(func(f *Flag) { f.Variants = nil }), "variants", "at least one"},
 		{"duplicate keys", []Flag{rolloutFlag("k", 1), rolloutFlag("k", 2)}, "key", "duplicate key"},
-		{"steps not increasing", mut(func(f *Flag) { f.Rollout.Plan = &Plan{Steps: []float64{5, 1}} }), "rollout.plan.steps[1]", "greater than"},
-		{"gate not a step", mut(func(f *Flag) { f.Rollout.Plan = &Plan{Steps: []float64{1, 100}, Gates: []float64{50}} }), "rollout.plan.gates[0]", "not one of the steps"},
-		{"custom metric without query", mut(func(f *Flag) { f.Rollout.Plan = &Plan{Metrics: []MetricSpec{{Name: "conv"}}} }), "rollout.plan.metrics[0].query", "needs a query"},
-		{"bad onTimeout", mut(func(f *Flag) { f.Rollout.Plan = &Plan{OnTimeout: "explode"} }), "rollout.plan.onTimeout", "pause or rollback"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -297,7 +296,6 @@ func TestParseRejects(t *testing.T) {
 		"unknown field":   "flags:\n  - key: k\n    variants: {a: 1}\n    control: a\n    colour: red\n",
 		"not yaml":        "flags: [",
 		"empty":           "",
-		"bad duration":    "flags:\n  - key: k\n    variants: {a: 1}\n    control: a\n    treatment: a\n    rollout: {percent: 1, plan: {interval: soon}}\n",
 		"values not list": "flags:\n  - key: k\n    variants: {a: 1}\n    control: a\n    rules: [{variant: a, when: [{attribute: x, op: in, values: 3}]}]\n",
 	} {
 		if _, err := Parse([]byte(doc)); err == nil {

@@ -85,48 +85,7 @@ const (
 type Rollout struct {
 	// Percent is the treatment share, 0 to 100 with up to 3 decimals.
 	Percent float64 `json:"percent"`
-	// Plan drives an automated rollout on the controller; SDKs ignore it.
-	Plan *Plan `json:"plan,omitempty"`
-}
-
-// Plan describes how the controller advances a rollout. Every field is
-// optional; the controller fills in defaults.
-type Plan struct {
-	Steps           []float64            `json:"steps,omitempty"`
-	Interval        Duration             `json:"interval,omitempty"`
-	MinStepDuration Duration             `json:"minStepDuration,omitempty"`
-	MinRequests     int64                `json:"minRequests,omitempty"`
-	MaxStepDuration Duration             `json:"maxStepDuration,omitempty"`
-	OnTimeout       string               `json:"onTimeout,omitempty"`
-	OnProviderError *ProviderErrorPolicy `json:"onProviderError,omitempty"`
-	Alpha           float64              `json:"alpha,omitempty"`
-	Metrics         []MetricSpec         `json:"metrics,omitempty"`
-	Gates           []float64            `json:"gates,omitempty"`
-	Warmup          Duration             `json:"warmup,omitempty"`
-}
-
-// ProviderErrorPolicy says what a rollout does after After consecutive ticks
-// whose metrics could not be read.
-type ProviderErrorPolicy struct {
-	After  int    `json:"after,omitempty"`
-	Action string `json:"action,omitempty"`
-}
-
-// MetricSpec names a metric the judge checks at every tick. Built-in names
-// are "error-rate" and "latency"; any other name needs a Query.
-type MetricSpec struct {
-	Name string `json:"name"`
-	// Query is a PromQL template for a custom metric.
-	Query string `json:"query,omitempty"`
-	// Direction is "higher-is-worse" (default) or "lower-is-worse".
-	Direction string `json:"direction,omitempty"`
-	// Tolerance is the ratio treatment/control tolerated before failing.
-	Tolerance float64 `json:"tolerance,omitempty"`
-	// Max is an absolute bound on the treatment's rate.
-	Max float64 `json:"max,omitempty"`
-	// MaxP99 is an absolute bound on the treatment's p99 latency.
-	MaxP99 Duration `json:"maxP99,omitempty"`
-	// Edges are latency bucket edges in seconds to test; empty means chosen
-	// from control's distribution.
-	Edges []float64 `json:"edges,omitempty"`
+	// Plan drives an automated rollout on the controller, which owns its
+	// format (controller/plan); SDKs carry it as written and never read it.
+	Plan json.RawMessage `json:"plan,omitempty"`
 }

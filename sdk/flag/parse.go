@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -124,42 +122,3 @@ func (v *Values) UnmarshalJSON(data []byte) error {
 	*v = out
 	return nil
 }
-
-// Duration is a time.Duration written in Go syntax ("30s", "5m") in files and
-// on the wire.
-type Duration time.Duration
-
-// MarshalJSON writes the duration in Go syntax.
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
-}
-
-// UnmarshalJSON reads a Go duration string, or a number of seconds.
-func (d *Duration) UnmarshalJSON(data []byte) error {
-	var s string
-	if err := json.Unmarshal(data, &s); err != nil {
-		var secs float64
-		if err := json.Unmarshal(data, &secs); err != nil {
-			return fmt.Errorf("duration: want a string like \"30s\", got %s", data)
-		}
-		*d = Duration(secs * float64(time.Second))
-		return nil
-	}
-	if s == "" {
-		*d = 0
-		return nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		if n, nerr := strconv.ParseFloat(s, 64); nerr == nil {
-			*d = Duration(n * float64(time.Second))
-			return nil
-		}
-		return fmt.Errorf("duration %q: want Go syntax like \"30s\" or \"5m\"", s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// Std returns d as a time.Duration.
-func (d Duration) Std() time.Duration { return time.Duration(d) }

@@ -99,12 +99,6 @@ func checkFlag(f *Flag) []*FieldError {
 		if _, err := Millipercent(f.Rollout.Percent); err != nil {
 			add("rollout.percent", "%v", err)
 		}
-		if f.Rollout.Plan != nil {
-			for _, e := range checkPlan(f.Rollout.Plan) {
-				e.Field = "rollout.plan." + e.Field
-				errs = append(errs, e)
-			}
-		}
 	}
 	return errs
 }
@@ -120,96 +114,6 @@ func Millipercent(p float64) (uint32, error) {
 		return 0, fmt.Errorf("%v has more than 3 decimals", p)
 	}
 	return uint32(m), nil
-}
-
-func checkPlan(p *Plan) []*FieldError {
-	var errs []*FieldError
-	add := func(field, format string, args ...any) {
-		errs = append(errs, &FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
-	}
-	prev := 0.0
-	for i, s := range p.Steps {
-		if _, err := Millipercent(s); err != nil || s == 0 {
-			add(fmt.Sprintf("steps[%d]", i), "%v must be a percentage above 0 and at most 100 with up to 3 decimals", s)
-		} else if s <= prev {
-			add(fmt.Sprintf("steps[%d]", i), "%v must be greater than the step before it (%v)", s, prev)
-		}
-		prev = s
-	}
-	for _, d := range []struct {
-		name string
-		v    Duration
-	}{{"interval", p.Interval}, {"minStepDuration", p.MinStepDuration}, {"maxStepDuration", p.MaxStepDuration}, {"warmup", p.Warmup}} {
-		if d.v < 0 {
-			add(d.name, "must not be negative")
-		}
-	}
-	if p.Interval != 0 && p.Interval.Std() < 1e9 {
-		add("interval", "%v is shorter than the minimum of 1s", p.Interval.Std())
-	}
-	if p.MaxStepDuration != 0 && p.MaxStepDuration < p.MinStepDuration {
-		add("maxStepDuration", "must not be shorter than minStepDuration")
-	}
-	if p.MinRequests < 0 {
-		add("minRequests", "must not be negative")
-	}
-	if p.OnTimeout != "" && p.OnTimeout != "pause" && p.OnTimeout != "rollback" {
-		add("onTimeout", "%q must be pause or rollback", p.OnTimeout)
-	}
-	if pe := p.OnProviderError; pe != nil {
-		if pe.After < 0 {
-			add("onProviderError.after", "must not be negative")
-		}
-		if pe.Action != "" && pe.Action != "pause" && pe.Action != "rollback" {
-			add("onProviderError.action", "%q must be pause or rollback", pe.Action)
-		}
-	}
-	if p.Alpha != 0 && (p.Alpha <= 0 || p.Alpha >= 0.5 || math.IsNaN(p.Alpha)) {
-		add("alpha", "%v must be between 0 and 0.5", p.Alpha)
-	}
-	names := map[string]bool{}
-	for i, m := range p.Metrics {
-		field := fmt.Sprintf("metrics[%d]", i)
-		switch {
-		case m.Name == "":
-			add(field+".name", "is required")
-		case names[m.Name]:
-			add(field+".name", "duplicate metric %q", m.Name)
-		case m.Name != "error-rate" && m.Name != "latency" && m.Query == "":
-			add(field+".query", "metric %q is not built in (error-rate, latency), so it needs a query", m.Name)
-		}
-		names[m.Name] = true
-		if m.Direction != "" && m.Direction != "higher-is-worse" && m.Direction != "lower-is-worse" {
-			add(field+".direction", "%q must be higher-is-worse or lower-is-worse", m.Direction)
-		}
-		if m.Tolerance < 0 || math.IsNaN(m.Tolerance) {
-			add(field+".tolerance", "must be positive")
-		}
-		if m.Max < 0 || math.IsNaN(m.Max) {
-			add(field+".max", "must not be negative")
-		}
-		if m.MaxP99 < 0 {
-			add(field+".maxP99", "must not be negative")
-		}
-		for j, e := range m.Edges {
-			if !(e > 0) || math.IsInf(e, 0) {
-				add(fmt.Sprintf("%s.edges[%d]", field, j), "%v must be a positive number of seconds", e)
-			}
-		}
-	}
-	steps := map[float64]bool{}
-	for _, s := range p.Steps {
-		steps[s] = true
-	}
-	for i, g := range p.Gates {
-		if len(p.Steps) > 0 && !steps[g] {
-			add(fmt.Sprintf("gates[%d]", i), "%v is not one of the steps", g)
-		}
-		if _, err := Millipercent(g); err != nil {
-			add(fmt.Sprintf("gates[%d]", i), "%v", err)
-		}
-	}
-	return errs
 }
 
 // compileClause prepares a clause for evaluation and reports a bad one.

@@ -1,0 +1,59 @@
+package plan
+
+import (
+	"fmt"
+
+	"github.com/vigil-dev/vigil/analysis"
+)
+
+// JudgeConfig is the judge's configuration for p: metrics named error-rate
+// and latency are built in, any other is custom. It is a conversion, with no
+// parsing and no validation: Resolve validated p.
+func (p Plan) JudgeConfig() analysis.Config {
+	cfg := analysis.Config{Alpha: p.Alpha, Metrics: make([]analysis.MetricConfig, len(p.Metrics))}
+	for i, m := range p.Metrics {
+		kind := analysis.KindCustom
+		switch m.Name {
+		case MetricErrorRate:
+			kind = analysis.KindErrorRate
+		case MetricLatency:
+			kind = analysis.KindLatency
+		}
+		cfg.Metrics[i] = analysis.MetricConfig{
+			Name:      m.Name,
+			Kind:      kind,
+			Direction: analysis.Direction(m.Direction),
+			Tolerance: m.Tolerance,
+			Max:       m.Max,
+			MaxP99:    m.MaxP99.Std(),
+			Edges:     m.Edges,
+		}
+	}
+	return cfg
+}
+
+// Prepared is a plan with what the rollout loop needs at every look made
+// once: the judge's configuration and the custom metrics' parsed queries.
+type Prepared struct {
+	Plan   Plan
+	Judge  analysis.Config
+	Custom []*analysis.QueryTemplate
+}
+
+// Prepare makes the parts of p the loop reads at every look. p has been
+// resolved, so the error only reports a plan stored by a version of Vigil
+// that accepted what this one refuses.
+func Prepare(p Plan) (*Prepared, error) {
+	out := &Prepared{Plan: p, Judge: p.JudgeConfig()}
+	for _, m := range p.Metrics {
+		if m.BuiltIn() {
+			continue
+		}
+		t, err := analysis.ParseQueryTemplate(m.Name, m.Query)
+		if err != nil {
+			return nil, fmt.Errorf("plan metric %s: %w", m.Name, err)
+		}
+		out.Custom = append(out.Custom, t)
+	}
+	return out, nil
+}
