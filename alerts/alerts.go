@@ -27,12 +27,12 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 
-	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
-	"github.com/vigil-dev/vigil/controller/runner"
+	"github.com/vigil-dev/vigil/controller/rolloutmetrics"
 	"github.com/vigil-dev/vigil/dashboards"
 	"github.com/vigil-dev/vigil/sdk/flag"
+	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
 // Recording rules, named level:metric:operations. The level flag_variant
@@ -45,23 +45,22 @@ const (
 	BucketRate      = "flag_variant_le:feature_flag_request_duration_seconds_bucket:rate5m"
 	CountRate       = "flag_variant:feature_flag_request_duration_seconds_count:rate5m"
 	SlowRatio       = "flag_variant_le:feature_flag_slow_requests_per_requests:ratio_rate5m"
-	cohortGroupings = "feature_flag_key, feature_flag_result_variant"
+	cohortGroupings = semconv.LabelKey + ", " + semconv.LabelVariant
 )
 
-// The controller's metrics, named where controller/runner
-// registers them.
+// The controller's metrics, named in package rolloutmetrics.
 const (
-	percentMetric     = runner.MetricPercent
-	stateMetric       = runner.MetricState
-	transitionsMetric = runner.MetricTransitions
-	providerErrors    = runner.MetricProviderErrors
+	percentMetric     = rolloutmetrics.Percent
+	stateMetric       = rolloutmetrics.State
+	transitionsMetric = rolloutmetrics.Transitions
+	providerErrors    = rolloutmetrics.ProviderErrors
 )
 
-// The SDK's cohort metrics, as package analysis names them.
+// The SDK's cohort metrics, as package semconv names them.
 const (
-	requestsMetric = analysis.RequestsMetric
-	bucketMetric   = analysis.DurationMetric + "_bucket"
-	countMetric    = analysis.DurationMetric + "_count"
+	requestsMetric = semconv.PromRequests
+	bucketMetric   = semconv.PromRequestDuration + "_bucket"
+	countMetric    = semconv.PromRequestDuration + "_count"
 )
 
 // rolledBackFor is how long VigilRolloutRolledBack fires after a rollback:
@@ -233,13 +232,13 @@ func stuckWindow(flags []flag.Flag, floor time.Duration) time.Duration {
 }
 
 func recordingRules() []rulefmt.Rule {
-	split := `feature_flag_result_reason="split"`
+	split := semconv.LabelReason + "=" + strconv.Quote(semconv.ReasonSplit)
 	sumRate := func(sel, by string) string {
 		return fmt.Sprintf("sum by (%s) (rate(%s[5m]))", by, sel)
 	}
 	return []rulefmt.Rule{
 		{Record: RequestsRate, Expr: sumRate(requestsMetric+"{"+split+"}", cohortGroupings)},
-		{Record: ErrorsRate, Expr: sumRate(requestsMetric+"{"+split+`, error_type!=""}`, cohortGroupings)},
+		{Record: ErrorsRate, Expr: sumRate(requestsMetric+"{"+split+", "+semconv.LabelErrorType+`!=""}`, cohortGroupings)},
 		// A cohort that never failed has no error series: it counts as zero.
 		{Record: ErrorRatio, Expr: fmt.Sprintf("(%s or %s * 0) / %s", ErrorsRate, RequestsRate, RequestsRate)},
 		{Record: BucketRate, Expr: sumRate(bucketMetric+"{"+split+"}", cohortGroupings+", le")},
@@ -349,8 +348,8 @@ func (g *gen) rolloutAlerts(stuck time.Duration) []rulefmt.Rule {
 			g.o.GrafanaURL+"/d/"+dashboards.OverviewUID),
 		g.alert(AlertCohortsMissing,
 			fmt.Sprintf("max by (flag) (%s) == 1\n"+
-				"unless on (flag) label_replace(sum by (feature_flag_key) (%s) > 0, \"flag\", \"$1\", \"feature_flag_key\", \"(.*)\")",
-				progressing, RequestsRate),
+				"unless on (flag) label_replace(sum by (%s) (%s) > 0, \"flag\", \"$1\", %q, \"(.*)\")",
+				progressing, semconv.LabelKey, RequestsRate, semconv.LabelKey),
 			10*time.Minute, "warning", nil,
 			"No cohort metrics for the rollout of {{ $labels.flag }}",
 			"Flag {{ $labels.flag }} is under rollout but no service reports requests split between its treatment and control: the judge cannot decide.",
@@ -384,7 +383,7 @@ func (g *gen) flagAlerts(f flag.Flag) []rulefmt.Rule {
 		}
 	}
 	sel := func(metric, variant string, more ...string) string {
-		m := append([]string{"feature_flag_key=" + strconv.Quote(f.Key), "feature_flag_result_variant=" + strconv.Quote(variant)}, more...)
+		m := append([]string{semconv.LabelKey + "=" + strconv.Quote(f.Key), semconv.LabelVariant + "=" + strconv.Quote(variant)}, more...)
 		return metric + "{" + strings.Join(m, ", ") + "}"
 	}
 	num := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
@@ -399,22 +398,22 @@ func (g *gen) flagAlerts(f flag.Flag) []rulefmt.Rule {
 	// match with ignoring would drop.
 	rules := []rulefmt.Rule{
 		g.alert(AlertErrorRatioHigh,
-			fmt.Sprintf("%s\n  > ignoring (feature_flag_result_variant) group_left %s * %s\nand %s > %s\nand %s",
-				sel(ErrorRatio, t), num(errorFactor), sel(ErrorRatio, c),
+			fmt.Sprintf("%s\n  > ignoring (%s) group_left %s * %s\nand %s > %s\nand %s",
+				sel(ErrorRatio, t), semconv.LabelVariant, num(errorFactor), sel(ErrorRatio, c),
 				sel(ErrorRatio, t), num(g.o.MinErrorRatio), treatmentTraffic),
 			g.o.For, "critical", labels,
 			"Treatment of "+f.Key+" fails more often than control",
-			"The treatment {{ $labels.feature_flag_result_variant }} of flag "+f.Key+" fails {{ $value | humanizePercentage }} of its requests, "+
+			"The treatment {{ $labels."+semconv.LabelVariant+" }} of flag "+f.Key+" fails {{ $value | humanizePercentage }} of its requests, "+
 				"more than "+num(errorFactor)+" times control's ratio, for "+model.Duration(g.o.For).String()+".",
 			"Roll back with `vigil rollout rollback "+f.Key+"` if Vigil has not already, then look at the treatment's errors by error_type.",
 			dash),
 		g.alert(AlertLatencyRegressed,
-			fmt.Sprintf("%s\n  > ignoring (feature_flag_result_variant) group_left %s * %s\nand %s > %s\nand ignoring (le) %s",
-				sel(SlowRatio, t, le), num(latencyFactor), sel(SlowRatio, c, le),
+			fmt.Sprintf("%s\n  > ignoring (%s) group_left %s * %s\nand %s > %s\nand ignoring (le) %s",
+				sel(SlowRatio, t, le), semconv.LabelVariant, num(latencyFactor), sel(SlowRatio, c, le),
 				sel(SlowRatio, t, le), num(g.o.MinSlowRatio), treatmentTraffic),
 			g.o.For, "warning", labels,
 			"Treatment of "+f.Key+" is slower than control",
-			"{{ $value | humanizePercentage }} of the requests of treatment {{ $labels.feature_flag_result_variant }} of flag "+f.Key+
+			"{{ $value | humanizePercentage }} of the requests of treatment {{ $labels."+semconv.LabelVariant+" }} of flag "+f.Key+
 				" take longer than {{ $labels.le }}s, more than "+num(latencyFactor)+" times control's share, for "+model.Duration(g.o.For).String()+".",
 			"Compare the cohorts' latency on the flag's dashboard; roll back with `vigil rollout rollback "+f.Key+"` if the slowdown matters.",
 			dash),
@@ -424,7 +423,7 @@ func (g *gen) flagAlerts(f flag.Flag) []rulefmt.Rule {
 			fmt.Sprintf("%s > %s\nand %s", sel(ErrorRatio, t), num(maxErrors), treatmentTraffic),
 			g.o.For, "critical", labels,
 			"Treatment of "+f.Key+" fails more than its plan allows",
-			"The treatment {{ $labels.feature_flag_result_variant }} of flag "+f.Key+" fails {{ $value | humanizePercentage }} of its requests, "+
+			"The treatment {{ $labels."+semconv.LabelVariant+" }} of flag "+f.Key+" fails {{ $value | humanizePercentage }} of its requests, "+
 				"above the plan's maximum of "+num(maxErrors)+".",
 			"Roll back with `vigil rollout rollback "+f.Key+"` if Vigil has not already, then look at the treatment's errors by error_type.",
 			dash))
@@ -435,7 +434,7 @@ func (g *gen) flagAlerts(f flag.Flag) []rulefmt.Rule {
 				sel(BucketRate, t), num(maxP99.Seconds()), treatmentTraffic),
 			g.o.For, "warning", labels,
 			"Treatment of "+f.Key+" is slower than its plan allows",
-			"The p99 latency of treatment {{ $labels.feature_flag_result_variant }} of flag "+f.Key+" is {{ $value | humanizeDuration }}, "+
+			"The p99 latency of treatment {{ $labels."+semconv.LabelVariant+" }} of flag "+f.Key+" is {{ $value | humanizeDuration }}, "+
 				"above the plan's maximum of "+maxP99.String()+".",
 			"Compare the cohorts' latency on the flag's dashboard; roll back with `vigil rollout rollback "+f.Key+"` if the slowdown matters.",
 			dash))

@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/template"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/cohort"
 	"github.com/vigil-dev/vigil/analysis/metricstore"
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/runner"
@@ -291,7 +291,7 @@ func TestRulesOnRealController(t *testing.T) {
 	t.Cleanup(func() { ms.Close() })
 	srv, err := server.New(ctx, server.Config{
 		DataDir: t.TempDir(), AdminToken: token, Registry: reg, Logger: slog.New(slog.DiscardHandler),
-		Extensions: []server.Extension{runner.Extension(runner.Options{Reader: analysis.NewReader(ms)})},
+		Extensions: []server.Extension{runner.Extension(runner.Options{Reader: cohort.NewReader(ms)})},
 	})
 	if err != nil {
 		ln.Close()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/sdk/flag"
+	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
 // Options tunes the generated dashboards. The zero value is ready to use.
@@ -324,12 +325,12 @@ func (p *panels) requests(s scope) *timeseries.PanelBuilder {
 	return p.timeseries("Requests per second by variant",
 		"Evaluations that served each variant, by the reason the variant was chosen: "+
 			"only reason \"split\" takes part in the comparison.", "reqps").
-		WithTarget(query("A", s.requestRate(), s.legend+"{{feature_flag_result_variant}} ({{feature_flag_result_reason}})"))
+		WithTarget(query("A", s.requestRate(), s.legend+"{{"+semconv.LabelVariant+"}} ({{"+semconv.LabelReason+"}})"))
 }
 
 // cohortTargets adds one query per cohort and colours treatment and control
 // alike on every panel.
-func cohortTargets(b *timeseries.PanelBuilder, s scope, suffix string, expr func(cohort) string) *timeseries.PanelBuilder {
+func cohortTargets(b *timeseries.PanelBuilder, s scope, suffix string, expr func(cohortSeries) string) *timeseries.PanelBuilder {
 	for _, c := range s.cohorts {
 		ref := "A"
 		if c.role != "" {
@@ -361,14 +362,14 @@ func (p *panels) quantile(s scope, q float64) *timeseries.PanelBuilder {
 	name := "p" + strconv.FormatFloat(q*100, 'g', -1, 64)
 	b := p.timeseries("Latency "+name,
 		"The "+name+" of feature_flag.request.duration for the split's requests, estimated from the histogram's buckets.", "s").Min(0)
-	return cohortTargets(b, s, " "+name, func(c cohort) string { return s.quantile(q, c) })
+	return cohortTargets(b, s, " "+name, func(c cohortSeries) string { return s.quantile(q, c) })
 }
 
 func (p *panels) slowShare(s scope, edge float64) *timeseries.PanelBuilder {
 	b := p.timeseries("Slower than "+formatEdge(edge),
 		"Share of the split's requests slower than "+formatEdge(edge)+
 			": one of the edges at which the judge compares the cohorts' latency.", "percentunit").Min(0)
-	return cohortTargets(b, s, "", func(c cohort) string { return s.slowShare(edge, c) })
+	return cohortTargets(b, s, "", func(c cohortSeries) string { return s.slowShare(edge, c) })
 }
 
 // evidence draws what the judge compares with its threshold: the mean of

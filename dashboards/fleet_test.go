@@ -18,7 +18,7 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/cohort"
 	"github.com/vigil-dev/vigil/analysis/metricstore"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/runner"
@@ -100,7 +100,7 @@ func runFleet(t *testing.T) *fleetRun {
 
 	srv, err := server.New(ctx, server.Config{
 		DataDir: t.TempDir(), AdminToken: fleetToken, Registry: reg, Logger: logger,
-		Extensions: []server.Extension{runner.Extension(runner.Options{Reader: analysis.NewReader(ms)})},
+		Extensions: []server.Extension{runner.Extension(runner.Options{Reader: cohort.NewReader(ms)})},
 	})
 	if err != nil {
 		ln.Close()

@@ -7,33 +7,32 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vigil-dev/vigil/analysis"
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
-	"github.com/vigil-dev/vigil/controller/runner"
+	"github.com/vigil-dev/vigil/controller/rolloutmetrics"
 	"github.com/vigil-dev/vigil/sdk/flag"
+	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
-// The SDK's cohort metrics, as Prometheus names them: package analysis
+// The SDK's cohort metrics, as Prometheus names them: package semconv
 // names them once for every reader of the SDK's contract.
 const (
-	requestsMetric = analysis.RequestsMetric
-	bucketMetric   = analysis.DurationMetric + "_bucket"
-	countMetric    = analysis.DurationMetric + "_count"
+	requestsMetric = semconv.PromRequests
+	bucketMetric   = semconv.PromRequestDuration + "_bucket"
+	countMetric    = semconv.PromRequestDuration + "_count"
 )
 
-// The controller's metrics, named where controller/runner
-// registers them.
+// The controller's metrics, named in package rolloutmetrics.
 const (
-	percentMetric     = runner.MetricPercent
-	stateMetric       = runner.MetricState
-	transitionsMetric = runner.MetricTransitions
-	evidenceMetric    = runner.MetricEvidence
-	thresholdMetric   = runner.MetricEvidenceThreshold
-	verdictsMetric    = runner.MetricVerdicts
-	providerErrors    = runner.MetricProviderErrors
-	providerDuration  = runner.MetricProviderQueryDuration + "_bucket"
-	overallCheck      = runner.OverallCheck
+	percentMetric     = rolloutmetrics.Percent
+	stateMetric       = rolloutmetrics.State
+	transitionsMetric = rolloutmetrics.Transitions
+	evidenceMetric    = rolloutmetrics.Evidence
+	thresholdMetric   = rolloutmetrics.EvidenceThreshold
+	verdictsMetric    = rolloutmetrics.Verdicts
+	providerErrors    = rolloutmetrics.ProviderErrors
+	providerDuration  = rolloutmetrics.ProviderQueryDuration + "_bucket"
+	overallCheck      = rolloutmetrics.OverallCheck
 )
 
 // rolloutStates lists the rollout states in the order the state panel
@@ -100,10 +99,10 @@ func formatEdge(e float64) string { return strconv.FormatFloat(e, 'g', -1, 64) +
 // with Go's rules, so Go quoting is exact.
 func quote(s string) string { return strconv.Quote(s) }
 
-// cohort is one series group a comparison panel draws: a named role
+// cohortSeries is one series group a comparison panel draws: a named role
 // (treatment or control) pinned to its variant, or, with no role, every
 // variant the split served.
-type cohort struct {
+type cohortSeries struct {
 	role    string
 	variant string
 }
@@ -118,30 +117,30 @@ type scope struct {
 	sdkBy, ctlBy string
 	// legend prefixes every legend where several flags share a panel.
 	legend  string
-	cohorts []cohort
+	cohorts []cohortSeries
 }
 
 func flagScope(f flag.Flag) scope {
 	s := scope{
-		sdk: "feature_flag_key=" + quote(f.Key),
+		sdk: semconv.LabelKey + "=" + quote(f.Key),
 		ctl: "flag=" + quote(f.Key),
 	}
 	if f.Treatment != "" && f.Control != "" {
-		s.cohorts = []cohort{{"treatment", f.Treatment}, {"control", f.Control}}
+		s.cohorts = []cohortSeries{{"treatment", f.Treatment}, {"control", f.Control}}
 	} else {
-		s.cohorts = []cohort{{}}
+		s.cohorts = []cohortSeries{{}}
 	}
 	return s
 }
 
 func overviewScope() scope {
 	return scope{
-		sdk:     `feature_flag_key=~"$flag"`,
+		sdk:     semconv.LabelKey + `=~"$flag"`,
 		ctl:     `flag=~"$flag"`,
-		sdkBy:   "feature_flag_key, ",
+		sdkBy:   semconv.LabelKey + ", ",
 		ctlBy:   "flag, ",
-		legend:  "{{feature_flag_key}} ",
-		cohorts: []cohort{{}},
+		legend:  "{{" + semconv.LabelKey + "}} ",
+		cohorts: []cohortSeries{{}},
 	}
 }
 
@@ -153,17 +152,17 @@ func (s scope) sel(metric string, matchers ...string) string {
 
 // split restricts a selector to the units the rollout split placed: the
 // only ones that form comparable random cohorts.
-func (c cohort) split() []string {
-	m := []string{`feature_flag_result_reason="split"`}
+func (c cohortSeries) split() []string {
+	m := []string{semconv.LabelReason + "=" + quote(semconv.ReasonSplit)}
 	if c.variant != "" {
-		m = append(m, "feature_flag_result_variant="+quote(c.variant))
+		m = append(m, semconv.LabelVariant+"="+quote(c.variant))
 	}
 	return m
 }
 
-func (c cohort) legend(s scope, suffix string) string {
+func (c cohortSeries) legend(s scope, suffix string) string {
 	if c.role == "" {
-		return s.legend + "{{feature_flag_result_variant}}" + suffix
+		return s.legend + "{{" + semconv.LabelVariant + "}}" + suffix
 	}
 	return fmt.Sprintf("%s%s (%s)%s", s.legend, c.role, c.variant, suffix)
 }
@@ -188,29 +187,29 @@ func (s scope) state() string {
 }
 
 func (s scope) requestRate() string {
-	return fmt.Sprintf("sum by (%sfeature_flag_result_variant, feature_flag_result_reason) (%s)",
-		s.sdkBy, rate(s.sel(requestsMetric)))
+	return fmt.Sprintf("sum by (%s%s, %s) (%s)",
+		s.sdkBy, semconv.LabelVariant, semconv.LabelReason, rate(s.sel(requestsMetric)))
 }
 
 // errorRatio is failed over all requests of the cohort. A cohort without a
 // single failure has no error series, so zero stands in for it rather than
 // a gap.
-func (s scope) errorRatio(c cohort) string {
-	by := "sum by (" + s.sdkBy + "feature_flag_result_variant) "
+func (s scope) errorRatio(c cohortSeries) string {
+	by := "sum by (" + s.sdkBy + semconv.LabelVariant + ") "
 	all := by + "(" + rate(s.sel(requestsMetric, c.split()...)) + ")"
-	failed := by + "(" + rate(s.sel(requestsMetric, append(c.split(), `error_type!=""`)...)) + ")"
+	failed := by + "(" + rate(s.sel(requestsMetric, append(c.split(), semconv.LabelErrorType+`!=""`)...)) + ")"
 	return fmt.Sprintf("(\n  %s\n  or\n  %s * 0\n)\n/\n%s", failed, all, all)
 }
 
-func (s scope) quantile(q float64, c cohort) string {
-	return fmt.Sprintf("histogram_quantile(%s, sum by (%sle, feature_flag_result_variant) (%s))",
-		strconv.FormatFloat(q, 'g', -1, 64), s.sdkBy, rate(s.sel(bucketMetric, c.split()...)))
+func (s scope) quantile(q float64, c cohortSeries) string {
+	return fmt.Sprintf("histogram_quantile(%s, sum by (%sle, %s) (%s))",
+		strconv.FormatFloat(q, 'g', -1, 64), s.sdkBy, semconv.LabelVariant, rate(s.sel(bucketMetric, c.split()...)))
 }
 
 // slowShare is the share of the cohort's requests slower than edge: the
 // requests above the edge's bucket over all of them.
-func (s scope) slowShare(edge float64, c cohort) string {
-	by := "sum by (" + s.sdkBy + "feature_flag_result_variant) "
+func (s scope) slowShare(edge float64, c cohortSeries) string {
+	by := "sum by (" + s.sdkBy + semconv.LabelVariant + ") "
 	le := "le=~" + quote(EdgeMatcher([]float64{edge}))
 	return fmt.Sprintf("1 - (\n  %s(%s)\n  /\n  %s(%s)\n)", by, rate(s.sel(bucketMetric, append(c.split(), le)...)),
 		by, rate(s.sel(countMetric, c.split()...)))

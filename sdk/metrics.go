@@ -11,23 +11,24 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/vigil-dev/vigil/sdk/flag"
+	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
 // The cohort metrics: the contract that rollout analysis, dashboards and
-// alerts read. Do not rename.
+// alerts read, named once in package semconv.
 const (
-	MetricRequests        = "feature_flag.requests"
-	MetricRequestDuration = "feature_flag.request.duration"
-	MetricEvents          = "feature_flag.events"
+	MetricRequests        = semconv.MetricRequests
+	MetricRequestDuration = semconv.MetricRequestDuration
+	MetricEvents          = semconv.MetricEvents
 )
 
 // Attribute keys of the cohort metrics.
 const (
-	AttrKey       = "feature_flag.key"
-	AttrVariant   = "feature_flag.result.variant"
-	AttrReason    = "feature_flag.result.reason"
-	AttrErrorType = "error.type"
-	AttrEventName = "feature_flag.event.name"
+	AttrKey       = semconv.AttrKey
+	AttrVariant   = semconv.AttrVariant
+	AttrReason    = semconv.AttrReason
+	AttrErrorType = semconv.AttrErrorType
+	AttrEventName = semconv.AttrEventName
 )
 
 // The span event an evaluation adds to a recording span, and the attributes
@@ -44,8 +45,8 @@ const (
 )
 
 // DurationBuckets are the boundaries, in seconds, of the
-// feature_flag.request.duration histogram: HTTP latencies from 5 ms to 10 s.
-var DurationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 2.5, 5, 7.5, 10}
+// feature_flag.request.duration histogram (semconv.DurationBuckets).
+var DurationBuckets = semconv.DurationBuckets
 
 func (c *Client) initMetrics() error {
 	mp := c.cfg.MeterProvider

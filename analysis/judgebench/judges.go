@@ -4,7 +4,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/judge"
 )
 
 // tick is one look's counts, for this tick only.
@@ -16,30 +16,30 @@ type tick struct {
 	slowT, slowC []int // requests slower than each histogram edge
 }
 
-// judge is a rollback rule fed one tick at a time.
-type judge interface {
+// rule is a rollback rule fed one tick at a time.
+type rule interface {
 	// observe takes a tick and reports whether to roll back now.
 	observe(t tick) bool
 }
 
-// vigilJudge runs analysis.Judge on cumulative counts, as the rollout
+// vigilJudge runs judge.Judge on cumulative counts, as the rollout
 // controller does, persisting nothing but the returned state.
 type vigilJudge struct {
-	cfg   analysis.Config
-	state analysis.State
-	cum   analysis.FlagCounts
+	cfg   judge.Config
+	state judge.State
+	cum   judge.FlagCounts
 }
 
 func newVigilJudge(s scenario) *vigilJudge {
-	m := analysis.MetricConfig{Name: "error-rate", Kind: analysis.KindErrorRate}
+	m := judge.MetricConfig{Name: "error-rate", Kind: judge.KindErrorRate}
 	if s.latency {
-		m = analysis.MetricConfig{Name: "latency", Kind: analysis.KindLatency}
+		m = judge.MetricConfig{Name: "latency", Kind: judge.KindLatency}
 	}
-	return &vigilJudge{cfg: analysis.Config{Metrics: []analysis.MetricConfig{m}, DisableTempering: s.noTempering}}
+	return &vigilJudge{cfg: judge.Config{Metrics: []judge.MetricConfig{m}, DisableTempering: s.noTempering}}
 }
 
 func (j *vigilJudge) observe(t tick) bool {
-	add := func(c *analysis.CohortCounts, n, e int, slow []int) {
+	add := func(c *judge.CohortCounts, n, e int, slow []int) {
 		c.Requests += float64(n)
 		c.Errors += float64(e)
 		if slow == nil {
@@ -54,12 +54,12 @@ func (j *vigilJudge) observe(t tick) bool {
 	}
 	add(&j.cum.Treatment, t.nT, t.eT, t.slowT)
 	add(&j.cum.Control, t.nC, t.eC, t.slowC)
-	next, v, err := analysis.Judge(j.cfg, j.state, j.cum, analysis.StepProgress{Index: t.step, Elapsed: t.elapsed})
+	next, v, err := judge.Judge(j.cfg, j.state, j.cum, judge.StepProgress{Index: t.step, Elapsed: t.elapsed})
 	if err != nil {
 		panic(err) // the benchmark's own configuration is fixed and valid
 	}
 	j.state = next
-	return v.Outcome == analysis.Fail
+	return v.Outcome == judge.Fail
 }
 
 // flaggerJudge is a Flagger-style threshold judge: at each look it compares

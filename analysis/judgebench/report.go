@@ -37,7 +37,7 @@ size with mean 3 (variance about 5 times the mean). A ramp holds each share (1, 
 for a fifth of the horizon; the drifting baseline rises linearly from 0.5%% to 2%% over the hour.
 
 Judges:
-- **Vigil**: `+"`analysis.Judge`"+` with its defaults (α = 0.01, tolerance 1.0, latency edges chosen
+- **Vigil**: `+"`judge.Judge`"+` with its defaults (α = 0.01, tolerance 1.0, latency edges chosen
   from control's counts before each tick), fed cumulative counts exactly as the rollout controller
   does, keeping nothing between looks but the returned state; rolls back on a fail verdict. It is a
   mixture e-process on the conditional binomial of treatment's bad events given both cohorts'
@@ -130,10 +130,10 @@ type row struct {
 }
 
 // summarize reduces one judge's outcomes.
-func summarize(results [][]outcome, judge int) row {
+func summarize(results [][]outcome, j int) row {
 	var req, ev []int
 	for _, r := range results {
-		if o := r[judge]; o.rolledBack {
+		if o := r[j]; o.rolledBack {
 			req = append(req, o.requests)
 			ev = append(ev, o.events)
 		}

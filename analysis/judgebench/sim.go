@@ -21,7 +21,7 @@ type outcome struct {
 // runOnce replays one seeded run of a scenario through every judge.
 func runOnce(s scenario, seed uint64, index int, run int) []outcome {
 	r := rand.New(rand.NewPCG(seed, uint64(index)<<32|uint64(run)))
-	judges := []judge{newVigilJudge(s), newZJudge(s), newFlaggerJudge(s)}
+	judges := []rule{newVigilJudge(s), newZJudge(s), newFlaggerJudge(s)}
 	out := make([]outcome, len(judges))
 	done := 0
 	perTick := int(s.rps * s.tick.Seconds())

@@ -142,7 +142,7 @@ func seriesOf(t *testing.T, s *Store, job string) []string {
 			case "le":
 				// Prometheus 3's text parser writes le="1" as "1.0"; the
 				// OTLP translator keeps "1". Queries must compare le as a
-				// number (package analysis does).
+				// number (package cohort does).
 				f, err := strconv.ParseFloat(string(val), 64)
 				if err != nil {
 					t.Fatalf("series %v: le is not a number", smp.Metric)

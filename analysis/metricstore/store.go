@@ -5,7 +5,7 @@
 // Prometheus API clients can read it.
 //
 // A Store answers instant queries in-process (Query), which makes it a metric
-// provider for package analysis without an HTTP round trip.
+// provider for package cohort without an HTTP round trip.
 package metricstore
 
 import (
@@ -181,7 +181,7 @@ func (s *Store) Queryable() storage.Queryable { return s.db }
 
 // Query evaluates an instant query at ts and returns its samples. A scalar
 // result is returned as one sample with no labels. It implements
-// analysis.Provider. Native histogram samples are not returned: the analysis
+// cohort.Provider. Native histogram samples are not returned: the analysis
 // reads classic histograms.
 func (s *Store) Query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
 	var out model.Vector

@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/common/config"
 	"github.com/spf13/cobra"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/cohort"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/internal/demo"
 )
@@ -146,7 +146,7 @@ func runDemo(ctx context.Context, out io.Writer, opts demo.Options, setup demoSe
 		promClient.BearerToken = config.Secret(token)
 		opts.OTLPEndpoint = url
 	}
-	if opts.Metrics, err = analysis.NewHTTPProvider(analysis.HTTPOptions{URL: artifacts.PrometheusAPI, Client: promClient,
+	if opts.Metrics, err = cohort.NewHTTPProvider(cohort.HTTPOptions{URL: artifacts.PrometheusAPI, Client: promClient,
 		Timeout: 5 * time.Second, Retries: -1}); err != nil {
 		return demo.Outcome{}, err
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/cohort"
 	"github.com/vigil-dev/vigil/analysis/metricstore"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
@@ -32,7 +32,7 @@ type metricsOptions struct {
 	scrapeTargets    []string
 	scrapeInterval   time.Duration
 
-	provider analysis.Provider
+	provider cohort.Provider
 }
 
 // serveOption registers the flags and, once they are parsed, opens the
@@ -42,7 +42,7 @@ func (m *metricsOptions) serveOption() serveOption {
 		Flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&m.prometheusURL, "prometheus-url", "", "base URL of a Prometheus-compatible query API (Prometheus, Thanos, Mimir, VictoriaMetrics); default: the embedded metric store")
 			fs.StringVar(&m.prometheusConfig, "prometheus-http-config", "", "YAML file of HTTP client settings for --prometheus-url (bearer_token_file, basic_auth, tls_config, http_headers), as in a Prometheus scrape config")
-			fs.DurationVar(&m.queryTimeout, "prometheus-timeout", analysis.DefaultQueryTimeout, "timeout of one query to --prometheus-url")
+			fs.DurationVar(&m.queryTimeout, "prometheus-timeout", cohort.DefaultQueryTimeout, "timeout of one query to --prometheus-url")
 			fs.StringVar(&m.dir, "metrics-dir", "", "directory of the embedded metric store (default <data>/metrics)")
 			fs.DurationVar(&m.retention, "metrics-retention", metricstore.DefaultRetention, "how long the embedded metric store keeps samples")
 			fs.StringArrayVar(&m.scrapeTargets, "scrape-target", nil, "host:port or URL of a /metrics endpoint the embedded store scrapes (repeatable)")
@@ -53,21 +53,21 @@ func (m *metricsOptions) serveOption() serveOption {
 }
 
 // Provider is the provider configure opened.
-func (m *metricsOptions) Provider() analysis.Provider { return m.provider }
+func (m *metricsOptions) Provider() cohort.Provider { return m.provider }
 
 func (m *metricsOptions) configure(ctx context.Context, cfg *server.Config) error {
 	if cfg.Registry == nil {
 		cfg.Registry = server.NewRegistry()
 	}
 	var (
-		p   analysis.Provider
+		p   cohort.Provider
 		ext server.Extension
 	)
 	if m.prometheusURL != "" {
 		if len(m.scrapeTargets) > 0 {
 			return errors.New("--scrape-target feeds the embedded metric store; with --prometheus-url, let that Prometheus scrape them")
 		}
-		opts := analysis.HTTPOptions{URL: m.prometheusURL, Timeout: m.queryTimeout}
+		opts := cohort.HTTPOptions{URL: m.prometheusURL, Timeout: m.queryTimeout}
 		if m.prometheusConfig != "" {
 			data, err := os.ReadFile(m.prometheusConfig)
 			if err != nil {
@@ -84,7 +84,7 @@ func (m *metricsOptions) configure(ctx context.Context, cfg *server.Config) erro
 		} else {
 			opts.Client = config.DefaultHTTPClientConfig
 		}
-		hp, err := analysis.NewHTTPProvider(opts)
+		hp, err := cohort.NewHTTPProvider(opts)
 		if err != nil {
 			return fmt.Errorf("--prometheus-url: %w", err)
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/cohort"
 	"github.com/vigil-dev/vigil/controller/notify"
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
@@ -347,7 +347,7 @@ func renderStatus(s rollout.State, now time.Time) string {
 // webhook flags and the rollout extension, which reads cohort counts through
 // the provider that provider returns once the flags are parsed (so the
 // option that sets up the metric provider must come first).
-func rolloutServeOption(provider func() analysis.Provider) serveOption {
+func rolloutServeOption(provider func() cohort.Provider) serveOption {
 	var (
 		hooks      []string
 		format     string
@@ -377,7 +377,7 @@ func rolloutServeOption(provider func() analysis.Provider) serveOption {
 				}
 				secret = strings.TrimSpace(string(b))
 			}
-			opts := runner.Options{Reader: analysis.NewReader(p), LeaseTTL: leaseTTL}
+			opts := runner.Options{Reader: cohort.NewReader(p), LeaseTTL: leaseTTL}
 			var n *notify.Notifier
 			if len(hooks) > 0 {
 				var webhooks []notify.Webhook

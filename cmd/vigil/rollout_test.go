@@ -17,7 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/cohort"
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/notify"
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
@@ -35,10 +36,10 @@ const cliToken = "cli-test-admin-token-0123456789"
 // CLI, and the rollouts they start never need to advance.
 type noTraffic struct{}
 
-func (noTraffic) Read(_ context.Context, _ time.Time, qs []analysis.FlagQuery) (map[string]analysis.Reading, error) {
-	out := make(map[string]analysis.Reading, len(qs))
+func (noTraffic) Read(_ context.Context, _ time.Time, qs []cohort.FlagQuery) (map[string]cohort.Reading, error) {
+	out := make(map[string]cohort.Reading, len(qs))
 	for _, q := range qs {
-		out[q.Flag] = analysis.Reading{Counts: analysis.FlagCounts{Flag: q.Flag}}
+		out[q.Flag] = cohort.Reading{Counts: judge.FlagCounts{Flag: q.Flag}}
 	}
 	return out, nil
 }

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -26,10 +26,10 @@ func TestConfigFromPlan(t *testing.T) {
 		{Name: MetricLatency, MaxP99: Duration(time.Second), Edges: []float64{0.25}},
 		{Name: "checkouts", Query: "sum(x)", Direction: "lower-is-worse", Tolerance: 0.95},
 	}}
-	want := analysis.Config{Alpha: 0.05, Metrics: []analysis.MetricConfig{
-		{Name: "error-rate", Kind: analysis.KindErrorRate, Tolerance: 1.2, Max: 0.02},
-		{Name: "latency", Kind: analysis.KindLatency, MaxP99: time.Second, Edges: []float64{0.25}},
-		{Name: "checkouts", Kind: analysis.KindCustom, Direction: analysis.LowerIsWorse, Tolerance: 0.95},
+	want := judge.Config{Alpha: 0.05, Metrics: []judge.MetricConfig{
+		{Name: "error-rate", Kind: judge.KindErrorRate, Tolerance: 1.2, Max: 0.02},
+		{Name: "latency", Kind: judge.KindLatency, MaxP99: time.Second, Edges: []float64{0.25}},
+		{Name: "checkouts", Kind: judge.KindCustom, Direction: judge.LowerIsWorse, Tolerance: 0.95},
 	}}
 	got := p.JudgeConfig()
 	if !reflect.DeepEqual(got, want) {

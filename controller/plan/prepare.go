@@ -3,26 +3,27 @@ package plan
 import (
 	"fmt"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/cohort"
+	"github.com/vigil-dev/vigil/analysis/judge"
 )
 
 // JudgeConfig is the judge's configuration for p: metrics named error-rate
 // and latency are built in, any other is custom. It is a conversion, with no
 // parsing and no validation: Resolve validated p.
-func (p Plan) JudgeConfig() analysis.Config {
-	cfg := analysis.Config{Alpha: p.Alpha, Metrics: make([]analysis.MetricConfig, len(p.Metrics))}
+func (p Plan) JudgeConfig() judge.Config {
+	cfg := judge.Config{Alpha: p.Alpha, Metrics: make([]judge.MetricConfig, len(p.Metrics))}
 	for i, m := range p.Metrics {
-		kind := analysis.KindCustom
+		kind := judge.KindCustom
 		switch m.Name {
 		case MetricErrorRate:
-			kind = analysis.KindErrorRate
+			kind = judge.KindErrorRate
 		case MetricLatency:
-			kind = analysis.KindLatency
+			kind = judge.KindLatency
 		}
-		cfg.Metrics[i] = analysis.MetricConfig{
+		cfg.Metrics[i] = judge.MetricConfig{
 			Name:      m.Name,
 			Kind:      kind,
-			Direction: analysis.Direction(m.Direction),
+			Direction: judge.Direction(m.Direction),
 			Tolerance: m.Tolerance,
 			Max:       m.Max,
 			MaxP99:    m.MaxP99.Std(),
@@ -36,8 +37,8 @@ func (p Plan) JudgeConfig() analysis.Config {
 // once: the judge's configuration and the custom metrics' parsed queries.
 type Prepared struct {
 	Plan   Plan
-	Judge  analysis.Config
-	Custom []*analysis.QueryTemplate
+	Judge  judge.Config
+	Custom []*cohort.QueryTemplate
 }
 
 // Prepare makes the parts of p the loop reads at every look. p has been
@@ -49,7 +50,7 @@ func Prepare(p Plan) (*Prepared, error) {
 		if m.BuiltIn() {
 			continue
 		}
-		t, err := analysis.ParseQueryTemplate(m.Name, m.Query)
+		t, err := cohort.ParseQueryTemplate(m.Name, m.Query)
 		if err != nil {
 			return nil, fmt.Errorf("plan metric %s: %w", m.Name, err)
 		}

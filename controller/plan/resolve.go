@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/cohort"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -161,7 +161,7 @@ func (p Plan) problems() []error {
 		case m.Query == "":
 			add(fmt.Sprintf("metrics[%d].query", i), "metric %q is not built in (error-rate, latency), so it needs a query", m.Name)
 		default:
-			if _, err := analysis.ParseQueryTemplate(m.Name, m.Query); err != nil {
+			if _, err := cohort.ParseQueryTemplate(m.Name, m.Query); err != nil {
 				add(fmt.Sprintf("metrics[%d].query", i), "%v", err)
 			}
 		}

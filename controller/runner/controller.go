@@ -13,7 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/cohort"
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/notify"
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
@@ -25,11 +26,11 @@ import (
 const LeaseName = "rollout-loop"
 
 // Reader reads cumulative cohort counts for many rollouts at once, with
-// one query per metric for the whole batch; *analysis.Reader is one.
+// one query per metric for the whole batch; *cohort.Reader is one.
 type Reader interface {
 	// Read returns each flag's counts since its Since. The error reports a
 	// query that failed as a whole.
-	Read(ctx context.Context, now time.Time, flags []analysis.FlagQuery) (map[string]analysis.Reading, error)
+	Read(ctx context.Context, now time.Time, flags []cohort.FlagQuery) (map[string]cohort.Reading, error)
 }
 
 // Notifier takes transitions after they are committed.
@@ -194,7 +195,7 @@ func (c *Controller) Tick(ctx context.Context) error {
 // maxStepDuration.
 func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map[string]flag.Flag, now time.Time) []rollout.Observation {
 	obs := make([]rollout.Observation, len(due))
-	var qs []analysis.FlagQuery
+	var qs []cohort.FlagQuery
 	for i, s := range due {
 		f := flags[s.Key]
 		p, err := c.plans.get(s)
@@ -204,7 +205,7 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 		case f.Treatment == "" || f.Treatment == f.Control:
 			obs[i].Err = fmt.Errorf("flag %s: treatment %q and control %q must be two different variants", s.Key, f.Treatment, f.Control)
 		default:
-			qs = append(qs, analysis.FlagQuery{Flag: s.Key, Treatment: f.Treatment, Control: f.Control, Since: s.StartedAt, Custom: p.Custom})
+			qs = append(qs, cohort.FlagQuery{Flag: s.Key, Treatment: f.Treatment, Control: f.Control, Since: s.StartedAt, Custom: p.Custom})
 		}
 	}
 	if len(qs) == 0 {
@@ -256,9 +257,9 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 }
 
 // readError returns the parts of a flag's read error that are failures, not
-// missing data: a query the provider refused (*analysis.QueryError) or one
+// missing data: a query the provider refused (*cohort.QueryError) or one
 // that could not be built for the flag. Nil when every part is
-// analysis.ErrNoData, which only means no traffic yet.
+// cohort.ErrNoData, which only means no traffic yet.
 func readError(err error) error {
 	if err == nil {
 		return nil
@@ -269,7 +270,7 @@ func readError(err error) error {
 	}
 	var failed []error
 	for _, e := range parts {
-		if !errors.Is(e, analysis.ErrNoData) {
+		if !errors.Is(e, cohort.ErrNoData) {
 			failed = append(failed, e)
 		}
 	}
@@ -285,14 +286,14 @@ func finiteOr(v, last float64) float64 {
 }
 
 // judge folds one tick's counts into the rollout's judge state.
-func (c *Controller) judge(s rollout.State, cum analysis.FlagCounts, now time.Time) (*rollout.Verdict, json.RawMessage, error) {
-	var prev analysis.State
+func (c *Controller) judge(s rollout.State, cum judge.FlagCounts, now time.Time) (*rollout.Verdict, json.RawMessage, error) {
+	var prev judge.State
 	if len(s.Judge) > 0 {
 		if err := json.Unmarshal(s.Judge, &prev); err != nil {
 			return nil, nil, fmt.Errorf("judge state of %s: %w", s.Key, err)
 		}
 	}
-	step := analysis.StepProgress{
+	step := judge.StepProgress{
 		Index:       s.Step,
 		Elapsed:     now.Sub(s.StepStartedAt),
 		MinRequests: float64(s.Plan.MinRequests),
@@ -303,7 +304,7 @@ func (c *Controller) judge(s rollout.State, cum analysis.FlagCounts, now time.Ti
 	if err != nil {
 		return nil, nil, fmt.Errorf("plan of %s: %w", s.Key, err)
 	}
-	next, v, err := analysis.Judge(p.Judge, prev, cum, step)
+	next, v, err := judge.Judge(p.Judge, prev, cum, step)
 	if err != nil {
 		return nil, nil, fmt.Errorf("judge %s: %w", s.Key, err)
 	}

@@ -16,7 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/cohort"
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/notify"
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
@@ -61,13 +62,13 @@ type traffic struct {
 
 	mu      sync.Mutex
 	last    time.Time
-	cum     map[string]*analysis.FlagCounts
+	cum     map[string]*judge.FlagCounts
 	batches int
-	queries [][]analysis.FlagQuery
+	queries [][]cohort.FlagQuery
 }
 
 func newTraffic(st store.Store, c *clock) *traffic {
-	return &traffic{st: st, clock: c, rps: 1000, errRate: map[string][2]float64{}, flagErr: map[string]error{}, cum: map[string]*analysis.FlagCounts{}, last: c.Now()}
+	return &traffic{st: st, clock: c, rps: 1000, errRate: map[string][2]float64{}, flagErr: map[string]error{}, cum: map[string]*judge.FlagCounts{}, last: c.Now()}
 }
 
 // advance accrues the traffic of the time since the last call at the flags'
@@ -88,7 +89,7 @@ func (tr *traffic) advance(ctx context.Context) error {
 		}
 		c := tr.cum[f.Key]
 		if c == nil {
-			c = &analysis.FlagCounts{Flag: f.Key}
+			c = &judge.FlagCounts{Flag: f.Key}
 			tr.cum[f.Key] = c
 		}
 		share := f.Rollout.Percent / 100
@@ -102,7 +103,7 @@ func (tr *traffic) advance(ctx context.Context) error {
 	return nil
 }
 
-func (tr *traffic) Read(ctx context.Context, now time.Time, qs []analysis.FlagQuery) (map[string]analysis.Reading, error) {
+func (tr *traffic) Read(ctx context.Context, now time.Time, qs []cohort.FlagQuery) (map[string]cohort.Reading, error) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	tr.batches++
@@ -110,9 +111,9 @@ func (tr *traffic) Read(ctx context.Context, now time.Time, qs []analysis.FlagQu
 	if tr.fail != nil {
 		return nil, tr.fail
 	}
-	out := make(map[string]analysis.Reading, len(qs))
+	out := make(map[string]cohort.Reading, len(qs))
 	for _, q := range qs {
-		var rd analysis.Reading
+		var rd cohort.Reading
 		if c := tr.cum[q.Flag]; c != nil {
 			rd.Counts = *c
 		}
@@ -379,10 +380,10 @@ func TestLoopCountsAFailedCustomQuery(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// What analysis.Reader reports for a custom query the provider refused,
+	// What cohort.Reader reports for a custom query the provider refused,
 	// and for a custom metric without any series yet.
-	f.tr.flagErr["custom"] = errors.Join(&analysis.QueryError{Metric: "conversion", Query: "...", Err: errors.New("bad_data: many-to-many matching not allowed")})
-	f.tr.flagErr["quiet"] = errors.Join(fmt.Errorf(`flag quiet variant "on": custom metric "conversion": %w: no sample`, analysis.ErrNoData))
+	f.tr.flagErr["custom"] = errors.Join(&cohort.QueryError{Metric: "conversion", Query: "...", Err: errors.New("bad_data: many-to-many matching not allowed")})
+	f.tr.flagErr["quiet"] = errors.Join(fmt.Errorf(`flag quiet variant "on": custom metric "conversion": %w: no sample`, cohort.ErrNoData))
 	f.run(t, 30*time.Second, func() bool { return f.state(t, "custom").Phase != rollout.Progressing })
 	s := f.state(t, "custom")
 	if s.Phase != rollout.Paused || s.ProviderErrors != 5 || !strings.Contains(s.PausedReason, "many-to-many matching not allowed") {
@@ -629,7 +630,7 @@ func TestLoopPreparesPlanOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.run(t, 10*time.Second, func() bool { return false })
-	var seen []*analysis.QueryTemplate
+	var seen []*cohort.QueryTemplate
 	for _, batch := range f.tr.queries {
 		for _, q := range batch {
 			if len(q.Custom) != 1 {

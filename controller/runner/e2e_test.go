@@ -24,7 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/cohort"
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/runner"
@@ -43,10 +43,10 @@ const e2eToken = "end-to-end-admin-token-0123456789"
 // running first. No rollout starts before it is connected.
 type lateReader struct {
 	mu sync.Mutex
-	r  *analysis.Reader
+	r  *cohort.Reader
 }
 
-func (l *lateReader) Read(ctx context.Context, now time.Time, qs []analysis.FlagQuery) (map[string]analysis.Reading, error) {
+func (l *lateReader) Read(ctx context.Context, now time.Time, qs []cohort.FlagQuery) (map[string]cohort.Reading, error) {
 	l.mu.Lock()
 	r := l.r
 	l.mu.Unlock()
@@ -144,12 +144,12 @@ func TestEndToEnd(t *testing.T) {
 	}
 	t.Cleanup(fl.Close)
 	prom := promtest.Start(t, promtest.Options{Targets: fl.MetricsTargets()})
-	provider, err := analysis.NewHTTPProvider(analysis.HTTPOptions{URL: prom.URL})
+	provider, err := cohort.NewHTTPProvider(cohort.HTTPOptions{URL: prom.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
 	reader.mu.Lock()
-	reader.r = analysis.NewReader(provider)
+	reader.r = cohort.NewReader(provider)
 	reader.mu.Unlock()
 
 	loadCtx, stopLoad := context.WithCancel(ctx)

@@ -5,26 +5,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/rolloutmetrics"
 )
-
-// The names of the rollout controller's metrics: the contract that the
-// generated dashboards and alert rules read. Do not rename.
-const (
-	MetricPercent               = "vigil_rollout_percent"
-	MetricState                 = "vigil_rollout_state"
-	MetricTransitions           = "vigil_rollout_transitions_total"
-	MetricVerdicts              = "vigil_analysis_verdicts_total"
-	MetricEvidence              = "vigil_analysis_evidence"
-	MetricEvidenceThreshold     = "vigil_analysis_evidence_threshold"
-	MetricProviderErrors        = "vigil_provider_errors_total"
-	MetricProviderQueryDuration = "vigil_provider_query_duration_seconds"
-)
-
-// OverallCheck is the metric label of the judge's overall verdict and of the
-// mean e-value that its threshold applies to.
-const OverallCheck = "all"
 
 // Metrics are the rollout controller's Prometheus metrics. A nil *Metrics
 // records nothing.
@@ -43,35 +27,35 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		percent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: MetricPercent,
+			Name: rolloutmetrics.Percent,
 			Help: "Treatment percentage of each flag under a rollout.",
 		}, []string{"flag"}),
 		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: MetricState,
+			Name: rolloutmetrics.State,
 			Help: "1 for the rollout's current state, 0 for the others.",
 		}, []string{"flag", "state"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: MetricTransitions,
+			Name: rolloutmetrics.Transitions,
 			Help: "Rollout transitions by the state they led to (step advances count as progressing).",
 		}, []string{"flag", "to"}),
 		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: MetricVerdicts,
+			Name: rolloutmetrics.Verdicts,
 			Help: "Judge verdicts per metric check; metric \"all\" is the overall verdict.",
 		}, []string{"flag", "metric", "verdict"}),
 		evidence: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: MetricEvidence,
+			Name: rolloutmetrics.Evidence,
 			Help: "Latest e-value per metric check; metric \"all\" is the mean that the threshold applies to.",
 		}, []string{"flag", "metric"}),
 		threshold: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: MetricEvidenceThreshold,
+			Name: rolloutmetrics.EvidenceThreshold,
 			Help: "E-value at which the overall verdict fails (1/alpha).",
 		}, []string{"flag"}),
 		provErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: MetricProviderErrors,
+			Name: rolloutmetrics.ProviderErrors,
 			Help: "Batched cohort reads in which a query failed.",
 		}),
 		queryTime: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    MetricProviderQueryDuration,
+			Name:    rolloutmetrics.ProviderQueryDuration,
 			Help:    "Time to read the cohort counts of all due rollouts.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}),
@@ -117,12 +101,12 @@ func (m *Metrics) observeQuery(d time.Duration, err error) {
 	}
 }
 
-func (m *Metrics) observeVerdict(key string, v analysis.Verdict) {
+func (m *Metrics) observeVerdict(key string, v judge.Verdict) {
 	if m == nil {
 		return
 	}
-	m.verdicts.WithLabelValues(key, OverallCheck, string(v.Outcome)).Inc()
-	m.evidence.WithLabelValues(key, OverallCheck).Set(v.EValue)
+	m.verdicts.WithLabelValues(key, rolloutmetrics.OverallCheck, string(v.Outcome)).Inc()
+	m.evidence.WithLabelValues(key, rolloutmetrics.OverallCheck).Set(v.EValue)
 	m.threshold.WithLabelValues(key).Set(v.Threshold)
 	for _, c := range v.Checks {
 		m.verdicts.WithLabelValues(key, c.Check, string(c.Outcome)).Inc()

@@ -4,14 +4,14 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/rollout"
 )
 
 // verdictOf keeps the judge's verdict in the rollout's form: the outcome,
 // the one-line explanation, each metric's e-value against its threshold,
 // and the judge's full evidence as Detail.
-func verdictOf(v analysis.Verdict, now time.Time) *rollout.Verdict {
+func verdictOf(v judge.Verdict, now time.Time) *rollout.Verdict {
 	out := &rollout.Verdict{At: now, Outcome: rollout.Outcome(v.Outcome), Summary: v.Explanation}
 	for _, c := range v.Checks {
 		out.Metrics = append(out.Metrics, rollout.MetricVerdict{

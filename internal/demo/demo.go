@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/cohort"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/internal/client"
 	"github.com/vigil-dev/vigil/internal/fleet"
@@ -49,7 +49,7 @@ type Options struct {
 	// Metrics, when set, is the Prometheus API the judge reads, read
 	// again for the view's cohort figures: requests, errors and p95
 	// latency.
-	Metrics analysis.Provider
+	Metrics cohort.Provider
 }
 
 // The demo's flags: new-checkout's treatment is healthy, fast-payments's

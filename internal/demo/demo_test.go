@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/cohort"
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/internal/fleet"
@@ -47,10 +48,10 @@ func TestHarmfulFailsTwiceAsOften(t *testing.T) {
 }
 
 // hist is a histogram from pairs of upper bound and cumulative count.
-func hist(pairs ...float64) []analysis.Bucket {
-	var out []analysis.Bucket
+func hist(pairs ...float64) []cohort.Bucket {
+	var out []cohort.Bucket
 	for i := 0; i+1 < len(pairs); i += 2 {
-		out = append(out, analysis.Bucket{UpperBound: pairs[i], Count: pairs[i+1]})
+		out = append(out, cohort.Bucket{UpperBound: pairs[i], Count: pairs[i+1]})
 	}
 	return out
 }
@@ -59,7 +60,7 @@ func TestQuantile(t *testing.T) {
 	inf := math.Inf(1)
 	for _, tc := range []struct {
 		name    string
-		buckets []analysis.Bucket
+		buckets []cohort.Bucket
 		q, want float64
 	}{
 		// 100 requests: 90 under 10 ms, 10 between 10 and 50 ms; the
@@ -85,11 +86,11 @@ func TestQuantile(t *testing.T) {
 // evidence the judge serialized.
 func testState(t *testing.T) rollout.State {
 	t.Helper()
-	detail, err := json.Marshal(analysis.Verdict{Outcome: analysis.Inconclusive, Flag: fleet.FastPayments, Checks: []analysis.CheckVerdict{
-		{Check: "error-rate", Kind: analysis.KindErrorRate, Outcome: analysis.Inconclusive, Ratio: 2.5,
-			Treatment: analysis.CohortEvidence{Requests: 400, Events: 20, Rate: 0.05},
-			Control:   analysis.CohortEvidence{Requests: 4000, Events: 80, Rate: 0.02}},
-		{Check: "latency", Kind: analysis.KindLatency, Outcome: analysis.Inconclusive, Ratio: 1.1},
+	detail, err := json.Marshal(judge.Verdict{Outcome: judge.Inconclusive, Flag: fleet.FastPayments, Checks: []judge.CheckVerdict{
+		{Check: "error-rate", Kind: judge.KindErrorRate, Outcome: judge.Inconclusive, Ratio: 2.5,
+			Treatment: judge.CohortEvidence{Requests: 400, Events: 20, Rate: 0.05},
+			Control:   judge.CohortEvidence{Requests: 4000, Events: 80, Rate: 0.02}},
+		{Check: "latency", Kind: judge.KindLatency, Outcome: judge.Inconclusive, Ratio: 1.1},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -97,16 +98,16 @@ func testState(t *testing.T) rollout.State {
 	return rollout.State{Key: fleet.FastPayments, Phase: rollout.Progressing, Percent: 10, Step: 1,
 		Plan:    plan.Plan{Steps: []float64{5, 10, 25, 50, 100}},
 		Cohorts: rollout.Cohorts{Total: rollout.Requests{Treatment: 410, Control: 4100}},
-		Verdict: &rollout.Verdict{Outcome: rollout.Outcome(analysis.Inconclusive), Summary: "error-rate: not enough evidence yet", Detail: detail}}
+		Verdict: &rollout.Verdict{Outcome: rollout.Outcome(judge.Inconclusive), Summary: "error-rate: not enough evidence yet", Detail: detail}}
 }
 
 func TestDescribeShowsEachCohortsRequestsErrorsAndLatency(t *testing.T) {
 	s := testState(t)
 	inf := math.Inf(1)
-	rd := analysis.Reading{
-		Counts: analysis.FlagCounts{Flag: fleet.FastPayments,
-			Treatment: analysis.CohortCounts{Requests: 500, Errors: 25},
-			Control:   analysis.CohortCounts{Requests: 5000, Errors: 100}},
+	rd := cohort.Reading{
+		Counts: judge.FlagCounts{Flag: fleet.FastPayments,
+			Treatment: judge.CohortCounts{Requests: 500, Errors: 25},
+			Control:   judge.CohortCounts{Requests: 5000, Errors: 100}},
 		TreatmentBuckets: hist(0.005, 400, 0.25, 450, 0.3, 500, inf, 500),
 		ControlBuckets:   hist(0.005, 4000, 0.06, 5000, inf, 5000),
 	}
@@ -214,7 +215,7 @@ func TestSightings(t *testing.T) {
 
 func TestPrintSummary(t *testing.T) {
 	rb := testState(t)
-	rb.Verdict.Detail, _ = json.Marshal(analysis.Verdict{Outcome: analysis.Fail, Checks: []analysis.CheckVerdict{
+	rb.Verdict.Detail, _ = json.Marshal(judge.Verdict{Outcome: judge.Fail, Checks: []judge.CheckVerdict{
 		{Check: "error-rate", Explanation: "treatment error rate 5.0% vs control 2.0% (ratio 2.5) exceeds tolerance 1.2: fail"}}})
 	rb.Phase, rb.Percent = rollout.RolledBack, 0
 	rb.History = []rollout.Transition{

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/rollout"
 )
 
@@ -97,6 +97,6 @@ func ratioInterval(t, c Tally, z float64) (lo, hi float64, ok bool) {
 	return r * math.Exp(-z*se), r * math.Exp(z*se), true
 }
 
-func judgeVerdictOf(v *rollout.Verdict) *analysis.Verdict {
+func judgeVerdictOf(v *rollout.Verdict) *judge.Verdict {
 	return judgeVerdict(rollout.State{Verdict: v})
 }

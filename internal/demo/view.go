@@ -11,7 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vigil-dev/vigil/analysis"
+	"github.com/vigil-dev/vigil/analysis/cohort"
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/internal/rolloutview"
 )
@@ -131,13 +132,13 @@ func (c cohortFigures) String() string {
 
 // verdictFigures are a cohort's numbers from the error-rate check of the
 // latest verdict, or only its requests when there is none.
-func verdictFigures(v *analysis.Verdict, requests float64, treatment bool) cohortFigures {
+func verdictFigures(v *judge.Verdict, requests float64, treatment bool) cohortFigures {
 	out := cohortFigures{Requests: requests, Errors: math.NaN(), Latency: math.NaN()}
 	if v == nil {
 		return out
 	}
 	for _, cv := range v.Checks {
-		if cv.Kind == analysis.KindErrorRate {
+		if cv.Kind == judge.KindErrorRate {
 			e := cv.Control
 			if treatment {
 				e = cv.Treatment
@@ -166,7 +167,7 @@ func formatLatency(s float64) string {
 // histogram_quantile does: linearly within the bucket that holds it, and
 // the highest finite bound when that is the +Inf bucket. NaN without
 // requests.
-func quantile(q float64, buckets []analysis.Bucket) float64 {
+func quantile(q float64, buckets []cohort.Bucket) float64 {
 	if len(buckets) == 0 || !math.IsInf(buckets[len(buckets)-1].UpperBound, 1) {
 		return math.NaN()
 	}
@@ -195,14 +196,14 @@ func quantile(q float64, buckets []analysis.Bucket) float64 {
 // cohortReader reads the rollouts' cohort figures from the metrics the
 // judge reads, at most once an interval, since the view redraws more often.
 type cohortReader struct {
-	reader  *analysis.Reader
+	reader  *cohort.Reader
 	every   time.Duration
 	last    time.Time
 	figures map[string]flagFigures
 }
 
-func newCohortReader(p analysis.Provider, every time.Duration) *cohortReader {
-	return &cohortReader{reader: analysis.NewReader(p), every: every, figures: map[string]flagFigures{}}
+func newCohortReader(p cohort.Provider, every time.Duration) *cohortReader {
+	return &cohortReader{reader: cohort.NewReader(p), every: every, figures: map[string]flagFigures{}}
 }
 
 // update reads the figures of the rollouts still running when an interval
@@ -213,11 +214,11 @@ func (r *cohortReader) update(ctx context.Context, now time.Time, states map[str
 	if now.Sub(r.last) < r.every {
 		return r.figures
 	}
-	var queries []analysis.FlagQuery
+	var queries []cohort.FlagQuery
 	for _, key := range slices.Sorted(maps.Keys(states)) {
 		s := states[key]
 		if (s.Phase == rollout.Progressing || s.Phase == rollout.Paused) && !s.StartedAt.IsZero() && s.StartedAt.Before(now.Add(-time.Second)) {
-			queries = append(queries, analysis.FlagQuery{Flag: key, Treatment: treatmentVariant, Control: controlVariant, Since: s.StartedAt})
+			queries = append(queries, cohort.FlagQuery{Flag: key, Treatment: treatmentVariant, Control: controlVariant, Since: s.StartedAt})
 		}
 	}
 	if len(queries) == 0 {
@@ -236,7 +237,7 @@ func (r *cohortReader) update(ctx context.Context, now time.Time, states map[str
 }
 
 // figuresOf turns one flag's reading into the view's figures.
-func figuresOf(rd analysis.Reading) flagFigures {
+func figuresOf(rd cohort.Reading) flagFigures {
 	return flagFigures{
 		Treatment: cohortFigures{Requests: rd.Counts.Treatment.Requests, Errors: rd.Counts.Treatment.Errors, Latency: quantile(latencyQuantile, rd.TreatmentBuckets)},
 		Control:   cohortFigures{Requests: rd.Counts.Control.Requests, Errors: rd.Counts.Control.Errors, Latency: quantile(latencyQuantile, rd.ControlBuckets)},
@@ -245,11 +246,11 @@ func figuresOf(rd analysis.Reading) flagFigures {
 }
 
 // judgeVerdict decodes the judge's evidence kept with the latest verdict.
-func judgeVerdict(s rollout.State) *analysis.Verdict {
+func judgeVerdict(s rollout.State) *judge.Verdict {
 	if s.Verdict == nil || len(s.Verdict.Detail) == 0 {
 		return nil
 	}
-	var v analysis.Verdict
+	var v judge.Verdict
 	if err := json.Unmarshal(s.Verdict.Detail, &v); err != nil {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package analysis
+package judge
 
 // CohortCounts are cumulative counts for one cohort of one flag, taken from
 // counters over a window (usually since the rollout began). Only units placed

@@ -1,4 +1,4 @@
-package analysis
+package cohort
 
 import (
 	"cmp"
@@ -13,29 +13,15 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/vigil-dev/vigil/analysis/judge"
+	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
-// The SDK's cohort metrics (the contract with package sdk), as Prometheus
-// names them.
 const (
-	// RequestsMetric counts flag-guarded requests; failed ones carry
-	// error_type.
-	RequestsMetric = "feature_flag_requests_total"
-	// DurationMetric is the request latency histogram in seconds; its
-	// series are DurationMetric + "_bucket", "_sum" and "_count".
-	DurationMetric = "feature_flag_request_duration_seconds"
-
-	labelKey       = "feature_flag_key"
-	labelVariant   = "feature_flag_result_variant"
-	labelReason    = "feature_flag_result_reason"
-	labelErrorType = "error_type"
-	labelLE        = "le"
+	labelLE = "le"
 	// labelFlag tags each flag's part of a custom metric's query, whose
 	// result need not carry feature_flag_key.
 	labelFlag = "vigil_flag"
-	// reasonSplit is the only evaluation reason analysed: units placed by
-	// the rollout split are a random sample, targeted units are not.
-	reasonSplit = "split"
 )
 
 // Names under which Reading.Err reports what could not be read.
@@ -53,7 +39,7 @@ type FlagQuery struct {
 	Treatment, Control string
 	// Since is when the rollout began: counts cover (Since, now].
 	Since time.Time
-	// Custom are the flag's custom metrics, read into CohortCounts.Custom
+	// Custom are the flag's custom metrics, read into judge.CohortCounts.Custom
 	// under their names.
 	Custom []*QueryTemplate
 }
@@ -71,13 +57,13 @@ type Reading struct {
 	// Counts are the cohorts' counts since FlagQuery.Since. A count that
 	// could not be read is NaN (Requests, Errors) or absent (Slower,
 	// Custom entries), which the judge treats as unreadable: never a pass.
-	Counts FlagCounts
+	Counts judge.FlagCounts
 	// TreatmentBuckets and ControlBuckets are the cohorts' latency
 	// histograms since Since, cumulative and sorted by UpperBound (the last
 	// is +Inf); nil when there is none. They are for display (the demo's
 	// live view interpolates quantiles from them); the judge never reads
 	// them: it tests counts of requests slower than an edge
-	// (CohortCounts.Slower), chosen from control's counts, because an
+	// (judge.CohortCounts.Slower), chosen from control's counts, because an
 	// interpolated quantile is not a count a sequential test can use.
 	TreatmentBuckets, ControlBuckets []Bucket
 	// Err says why some counts could not be read; nil when all were.
@@ -124,10 +110,10 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 	out := make(map[string]Reading, len(flags))
 	errs := make(map[string][]error, len(flags))
 	for _, f := range flags {
-		out[f.Flag] = Reading{Counts: FlagCounts{
+		out[f.Flag] = Reading{Counts: judge.FlagCounts{
 			Flag:      f.Flag,
-			Treatment: CohortCounts{Requests: math.NaN(), Errors: math.NaN()},
-			Control:   CohortCounts{Requests: math.NaN(), Errors: math.NaN()},
+			Treatment: judge.CohortCounts{Requests: math.NaN(), Errors: math.NaN()},
+			Control:   judge.CohortCounts{Requests: math.NaN(), Errors: math.NaN()},
 		}}
 	}
 	var whole []error
@@ -266,7 +252,7 @@ func alternation(values []string) string {
 // cohortQuery sums increase(metric{selector}[window]) by flag, variant and
 // the extra labels, over every flag's own window, in one query.
 func cohortQuery(now time.Time, flags []FlagQuery, metric, extraSelector string, extraBy ...string) string {
-	by := strings.Join(append([]string{labelKey, labelVariant}, extraBy...), ", ")
+	by := strings.Join(append([]string{semconv.LabelKey, semconv.LabelVariant}, extraBy...), ", ")
 	windows, groups := flagGroups(now, flags)
 	parts := make([]string, len(groups))
 	for i, g := range groups {
@@ -276,21 +262,21 @@ func cohortQuery(now time.Time, flags []FlagQuery, metric, extraSelector string,
 			variants = append(variants, f.Treatment, f.Control)
 		}
 		parts[i] = fmt.Sprintf(`sum by (%s) (increase(%s{%s=%q, %s=~%s, %s=~%s%s}[%s]))`,
-			by, metric, labelReason, reasonSplit, labelKey, alternation(keys), labelVariant, alternation(variants), extraSelector, windows[i])
+			by, metric, semconv.LabelReason, semconv.ReasonSplit, semconv.LabelKey, alternation(keys), semconv.LabelVariant, alternation(variants), extraSelector, windows[i])
 	}
 	return strings.Join(parts, " or ")
 }
 
 func requestsQuery(now time.Time, flags []FlagQuery) string {
-	return cohortQuery(now, flags, RequestsMetric, "")
+	return cohortQuery(now, flags, semconv.PromRequests, "")
 }
 
 func errorsQuery(now time.Time, flags []FlagQuery) string {
-	return cohortQuery(now, flags, RequestsMetric, fmt.Sprintf(`, %s!=""`, labelErrorType))
+	return cohortQuery(now, flags, semconv.PromRequests, fmt.Sprintf(`, %s!=""`, semconv.LabelErrorType))
 }
 
 func latencyQuery(now time.Time, flags []FlagQuery) string {
-	return cohortQuery(now, flags, DurationMetric+"_bucket", "", labelLE)
+	return cohortQuery(now, flags, semconv.PromRequestDuration+"_bucket", "", labelLE)
 }
 
 type cohortKey struct{ flag, variant string }
@@ -299,7 +285,7 @@ type cohortKey struct{ flag, variant string }
 func cohortValues(v model.Vector) map[cohortKey]model.SampleValue {
 	out := make(map[cohortKey]model.SampleValue, len(v))
 	for _, s := range v {
-		k := cohortKey{string(s.Metric[labelKey]), string(s.Metric[labelVariant])}
+		k := cohortKey{string(s.Metric[semconv.LabelKey]), string(s.Metric[semconv.LabelVariant])}
 		out[k] += s.Value
 	}
 	return out
@@ -311,7 +297,7 @@ func pick(byCohort map[cohortKey]model.SampleValue, f FlagQuery, variant, metric
 	v, ok := byCohort[cohortKey{f.Flag, variant}]
 	if !ok {
 		errs[f.Flag] = append(errs[f.Flag], fmt.Errorf("flag %s variant %q: %s: %w: no series with reason %q since %s",
-			f.Flag, variant, metric, ErrNoData, reasonSplit, f.Since.UTC().Format(time.RFC3339)))
+			f.Flag, variant, metric, ErrNoData, semconv.ReasonSplit, f.Since.UTC().Format(time.RFC3339)))
 		return math.NaN()
 	}
 	if !finite(v) {
@@ -339,7 +325,7 @@ func histograms(v model.Vector) map[cohortKey]map[float64]float64 {
 		if err != nil || math.IsNaN(le) {
 			continue
 		}
-		k := cohortKey{string(s.Metric[labelKey]), string(s.Metric[labelVariant])}
+		k := cohortKey{string(s.Metric[semconv.LabelKey]), string(s.Metric[semconv.LabelVariant])}
 		if out[k] == nil {
 			out[k] = map[float64]float64{}
 		}
@@ -352,7 +338,7 @@ func histograms(v model.Vector) map[cohortKey]map[float64]float64 {
 // finite edge (the +Inf bucket minus the edge's) and the sorted histogram.
 func slower(h map[float64]float64) (map[float64]float64, []Bucket, error) {
 	if len(h) == 0 {
-		return nil, nil, fmt.Errorf("%w: no %s_bucket series", ErrNoData, DurationMetric)
+		return nil, nil, fmt.Errorf("%w: no %s_bucket series", ErrNoData, semconv.PromRequestDuration)
 	}
 	total, ok := h[math.Inf(1)]
 	if !ok {

@@ -1,4 +1,4 @@
-package analysis
+package cohort
 
 import (
 	"context"
@@ -12,7 +12,9 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/analysis/metricstore"
+	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
 // loader appends counters to an embedded store. Every series gets a sample
@@ -52,21 +54,21 @@ func (l *loader) counter(step float64, lbls ...string) {
 
 // cohortLabels returns the SDK's labels of one cohort.
 func cohortLabels(name, flagKey, variant, reason string, extra ...string) []string {
-	return append([]string{"__name__", name, labelKey, flagKey, labelVariant, variant, labelReason, reason}, extra...)
+	return append([]string{"__name__", name, semconv.LabelKey, flagKey, semconv.LabelVariant, variant, semconv.LabelReason, reason}, extra...)
 }
 
 func (l *loader) loadCheckout() {
 	// checkout: treatment "on", control "off", over the whole 10 minutes.
-	l.counter(3, cohortLabels(RequestsMetric, "checkout", "on", "split")...)
-	l.counter(1, cohortLabels(RequestsMetric, "checkout", "on", "split", labelErrorType, "timeout")...)
-	l.counter(10, cohortLabels(RequestsMetric, "checkout", "off", "split")...)
-	l.counter(1, cohortLabels(RequestsMetric, "checkout", "off", "split", labelErrorType, "500")...)
+	l.counter(3, cohortLabels(semconv.PromRequests, "checkout", "on", "split")...)
+	l.counter(1, cohortLabels(semconv.PromRequests, "checkout", "on", "split", semconv.LabelErrorType, "timeout")...)
+	l.counter(10, cohortLabels(semconv.PromRequests, "checkout", "off", "split")...)
+	l.counter(1, cohortLabels(semconv.PromRequests, "checkout", "off", "split", semconv.LabelErrorType, "500")...)
 	// Targeted units are not part of the comparison.
-	l.counter(100, cohortLabels(RequestsMetric, "checkout", "on", "targeting_match")...)
-	l.counter(100, cohortLabels(RequestsMetric, "checkout", "on", "targeting_match", labelErrorType, "500")...)
+	l.counter(100, cohortLabels(semconv.PromRequests, "checkout", "on", "targeting_match")...)
+	l.counter(100, cohortLabels(semconv.PromRequests, "checkout", "on", "targeting_match", semconv.LabelErrorType, "500")...)
 	// A third variant is ignored.
-	l.counter(7, cohortLabels(RequestsMetric, "checkout", "beta", "split")...)
-	b := DurationMetric + "_bucket"
+	l.counter(7, cohortLabels(semconv.PromRequests, "checkout", "beta", "split")...)
+	b := semconv.PromRequestDuration + "_bucket"
 	for _, c := range []struct {
 		variant, le string
 		step        float64
@@ -90,7 +92,7 @@ func TestReadCohortCounts(t *testing.T) {
 	l := newLoader(t)
 	l.loadCheckout()
 	// search: only its treatment has traffic.
-	l.counter(2, cohortLabels(RequestsMetric, "search", "v2", "split")...)
+	l.counter(2, cohortLabels(semconv.PromRequests, "search", "v2", "split")...)
 
 	var counting countingProvider
 	counting.p = l.s
@@ -110,10 +112,10 @@ func TestReadCohortCounts(t *testing.T) {
 	if co.Err != nil {
 		t.Errorf("checkout: unexpected error %v", co.Err)
 	}
-	want := FlagCounts{
+	want := judge.FlagCounts{
 		Flag:      "checkout",
-		Treatment: CohortCounts{Requests: 160, Errors: 40, Slower: map[float64]float64{0.1: 120, 0.5: 40}},
-		Control:   CohortCounts{Requests: 440, Errors: 40, Slower: map[float64]float64{0.1: 200, 0.5: 40}},
+		Treatment: judge.CohortCounts{Requests: 160, Errors: 40, Slower: map[float64]float64{0.1: 120, 0.5: 40}},
+		Control:   judge.CohortCounts{Requests: 440, Errors: 40, Slower: map[float64]float64{0.1: 200, 0.5: 40}},
 	}
 	assertCounts(t, co.Counts, want)
 	if len(co.ControlBuckets) != 3 || co.ControlBuckets[0].UpperBound != 0.1 || !near(co.ControlBuckets[0].Count, 240) || !math.IsInf(co.ControlBuckets[2].UpperBound, 1) || !near(co.ControlBuckets[2].Count, 440) {
@@ -137,14 +139,14 @@ func TestReadCohortCounts(t *testing.T) {
 
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-6*math.Max(1, math.Abs(b)) }
 
-func assertCounts(t *testing.T, got, want FlagCounts) {
+func assertCounts(t *testing.T, got, want judge.FlagCounts) {
 	t.Helper()
 	if got.Flag != want.Flag {
 		t.Errorf("flag %q, want %q", got.Flag, want.Flag)
 	}
 	for _, c := range []struct {
 		name      string
-		got, want CohortCounts
+		got, want judge.CohortCounts
 	}{{"treatment", got.Treatment, want.Treatment}, {"control", got.Control, want.Control}} {
 		if !near(c.got.Requests, c.want.Requests) || !near(c.got.Errors, c.want.Errors) {
 			t.Errorf("%s %s: requests %v errors %v, want %v and %v", want.Flag, c.name, c.got.Requests, c.got.Errors, c.want.Requests, c.want.Errors)
@@ -197,7 +199,7 @@ func TestReadQueryFailureIsUnreadable(t *testing.T) {
 
 	got, err := NewReader(failingProvider{l.s, `error_type!=""`}).Read(context.Background(), l.end, q)
 	var qe *QueryError
-	if !errors.As(err, &qe) || qe.Metric != MetricErrors || !strings.Contains(qe.Query, RequestsMetric) {
+	if !errors.As(err, &qe) || qe.Metric != MetricErrors || !strings.Contains(qe.Query, semconv.PromRequests) {
 		t.Fatalf("Read error = %v, want a QueryError for errors", err)
 	}
 	co := got["checkout"]
@@ -208,7 +210,7 @@ func TestReadQueryFailureIsUnreadable(t *testing.T) {
 		t.Errorf("requests should still be read (%v) and the flag's error name the query (%v)", co.Counts.Treatment.Requests, co.Err)
 	}
 
-	got, err = NewReader(failingProvider{l.s, DurationMetric}).Read(context.Background(), l.end, q)
+	got, err = NewReader(failingProvider{l.s, semconv.PromRequestDuration}).Read(context.Background(), l.end, q)
 	if err == nil || got["checkout"].Counts.Treatment.Slower != nil || got["checkout"].Counts.Control.Slower != nil {
 		t.Errorf("latency query failure: err %v, slower %v", err, got["checkout"].Counts.Treatment.Slower)
 	}
@@ -218,7 +220,7 @@ func TestReadNaNIsUnreadable(t *testing.T) {
 	l := newLoader(t)
 	app := l.s.Appender(context.Background())
 	for _, v := range []string{"on", "off"} {
-		ls := labels.FromStrings(cohortLabels(RequestsMetric, "f", v, "split")...)
+		ls := labels.FromStrings(cohortLabels(semconv.PromRequests, "f", v, "split")...)
 		for k := 0; k <= 4; k++ {
 			val := float64(k)
 			if v == "on" && k == 4 {
@@ -300,12 +302,12 @@ func TestQueriesParseAndAreOnePerMetric(t *testing.T) {
 func TestCustomMetric(t *testing.T) {
 	l := newLoader(t)
 	l.loadCheckout()
-	l.counter(2, "__name__", "checkout_failures_total", labelKey, "checkout", labelVariant, "on")
-	l.counter(1, "__name__", "checkout_failures_total", labelKey, "checkout", labelVariant, "off")
-	l.counter(5, "__name__", "checkout_failures_total", labelKey, "other", labelVariant, "on")
-	l.counter(6, "__name__", "checkout_failures_total", labelKey, "other", labelVariant, "off")
-	l.counter(1, cohortLabels(RequestsMetric, "other", "on", "split")...)
-	l.counter(1, cohortLabels(RequestsMetric, "other", "off", "split")...)
+	l.counter(2, "__name__", "checkout_failures_total", semconv.LabelKey, "checkout", semconv.LabelVariant, "on")
+	l.counter(1, "__name__", "checkout_failures_total", semconv.LabelKey, "checkout", semconv.LabelVariant, "off")
+	l.counter(5, "__name__", "checkout_failures_total", semconv.LabelKey, "other", semconv.LabelVariant, "on")
+	l.counter(6, "__name__", "checkout_failures_total", semconv.LabelKey, "other", semconv.LabelVariant, "off")
+	l.counter(1, cohortLabels(semconv.PromRequests, "other", "on", "split")...)
+	l.counter(1, cohortLabels(semconv.PromRequests, "other", "off", "split")...)
 
 	failures := mustTemplate(t, "checkout-failures",
 		`sum by (feature_flag_result_variant) (increase(checkout_failures_total{feature_flag_key="{{ flag }}", feature_flag_result_variant=~"{{treatment}}|{{control}}"}[{{window}}]))`)

@@ -1,10 +1,12 @@
-package analysis
+package cohort
 
 import (
 	"context"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
 // BenchmarkRead reads the cohort counts of 100 flags from the embedded
@@ -16,10 +18,10 @@ func BenchmarkRead(b *testing.B) {
 	for i := range 100 {
 		key := fmt.Sprintf("flag-%03d", i)
 		for _, v := range []string{"on", "off"} {
-			l.counter(10, cohortLabels(RequestsMetric, key, v, "split")...)
-			l.counter(1, cohortLabels(RequestsMetric, key, v, "split", labelErrorType, "500")...)
+			l.counter(10, cohortLabels(semconv.PromRequests, key, v, "split")...)
+			l.counter(1, cohortLabels(semconv.PromRequests, key, v, "split", semconv.LabelErrorType, "500")...)
 			for j, le := range []string{"0.05", "0.1", "0.25", "0.5", "1", "+Inf"} {
-				l.counter(float64(j+5), cohortLabels(DurationMetric+"_bucket", key, v, "split", labelLE, le)...)
+				l.counter(float64(j+5), cohortLabels(semconv.PromRequestDuration+"_bucket", key, v, "split", labelLE, le)...)
 			}
 		}
 		flags = append(flags, FlagQuery{Flag: key, Treatment: "on", Control: "off", Since: l.end.Add(-time.Duration(5+i%3) * time.Minute)})

@@ -1,4 +1,4 @@
-package analysis
+package cohort
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 
 	"github.com/vigil-dev/vigil/analysis/metricstore"
 	"github.com/vigil-dev/vigil/internal/testenv/promtest"
+	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
 // traffic drives the SDK's cohort metrics through the OpenTelemetry SDK and
@@ -176,7 +177,7 @@ func TestSameCountsOnPrometheusAndEmbedded(t *testing.T) {
 	// lastScrape is the time of Prometheus's latest samples of the
 	// exporter's series (up is stamped a little apart from them).
 	lastScrape := func() time.Time {
-		v := prom.Query(t, "max(timestamp("+RequestsMetric+"))")
+		v := prom.Query(t, "max(timestamp("+semconv.PromRequests+"))")
 		vec, ok := v.(model.Vector)
 		if !ok || len(vec) != 1 {
 			t.Fatalf("latest sample time = %v, want one value", v)
@@ -193,7 +194,7 @@ func TestSameCountsOnPrometheusAndEmbedded(t *testing.T) {
 	// The mirror has caught up when it holds Prometheus's samples of the
 	// latest scrape, after now: Prometheus commits a scrape's samples at
 	// once, so one metric's series show it for all.
-	series := fmt.Sprintf("count(timestamp(%s) > %.4f)", RequestsMetric, float64(latest.UnixMilli())/1000-0.0005)
+	series := fmt.Sprintf("count(timestamp(%s) > %.4f)", semconv.PromRequests, float64(latest.UnixMilli())/1000-0.0005)
 	v, _, _, err := prom.API().Query(waitCtx, series, latest)
 	if err != nil {
 		t.Fatal(err)

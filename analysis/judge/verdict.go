@@ -1,4 +1,4 @@
-package analysis
+package judge
 
 // Outcome is a judge's answer at one tick.
 type Outcome string

@@ -1,4 +1,4 @@
-package analysis
+package cohort
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/vigil-dev/vigil/analysis/judge"
+	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
 // placeholder matches {{name}}, with optional spaces inside the braces.
@@ -34,7 +36,7 @@ const (
 // A variant with no sample is unreadable (never a pass), not zero: write the
 // query so that it returns 0 when there were no events.
 type QueryTemplate struct {
-	// Name is the metric's name, the key of CohortCounts.Custom.
+	// Name is the metric's name, the key of judge.CohortCounts.Custom.
 	Name string
 	text string
 }
@@ -139,17 +141,17 @@ func (r *Reader) readCustom(ctx context.Context, now time.Time, flags []FlagQuer
 		}
 		byCohort := map[cohortKey]model.SampleValue{}
 		for _, s := range v {
-			byCohort[cohortKey{string(s.Metric[labelFlag]), string(s.Metric[labelVariant])}] += s.Value
+			byCohort[cohortKey{string(s.Metric[labelFlag]), string(s.Metric[semconv.LabelVariant])}] += s.Value
 		}
 		for _, u := range uses {
 			rd := out[u.f.Flag]
 			for _, c := range []struct {
 				variant string
-				counts  *CohortCounts
+				counts  *judge.CohortCounts
 			}{{u.f.Treatment, &rd.Counts.Treatment}, {u.f.Control, &rd.Counts.Control}} {
 				val, ok := byCohort[cohortKey{u.f.Flag, c.variant}]
 				if !ok || !finite(val) {
-					reason := "no sample labelled " + labelVariant + "=" + fmt.Sprintf("%q", c.variant)
+					reason := "no sample labelled " + semconv.LabelVariant + "=" + fmt.Sprintf("%q", c.variant)
 					if ok {
 						reason = fmt.Sprintf("value %v", val)
 					}
