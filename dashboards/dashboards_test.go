@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/internal/fleet"
 	"github.com/vigil-dev/vigil/sdk/flag"
@@ -220,7 +221,7 @@ func TestFleet(t *testing.T) {
 	if s := run.rollouts[fleet.NewCheckout]; s.Phase != rollout.Promoted {
 		t.Fatalf("healthy new-checkout ended %s, want promoted:%s", s.Phase, summary(run.rollouts, run.start))
 	}
-	if s := run.rollouts[fleet.FastPayments]; s.Phase != rollout.RolledBack || s.Verdict == nil || s.Verdict.Outcome != rollout.Fail {
+	if s := run.rollouts[fleet.FastPayments]; s.Phase != rollout.RolledBack || s.Verdict == nil || s.Verdict.Outcome != judge.Fail {
 		t.Fatalf("harmful fast-payments ended %s, want rolled back by the judge:%s", s.Phase, summary(run.rollouts, run.start))
 	}
 	t.Run("queries return data", func(t *testing.T) { testQueriesReturnData(t, run) })

@@ -8,11 +8,13 @@ import (
 )
 
 // StepProgress is where the rollout stands within its current step, and the
-// minimum evidence the plan asks of a pass.
+// minimum evidence the plan asks of a pass. The judge is the one place that
+// checks these minimums; the rollout state machine advances on its pass.
 type StepProgress struct {
-	// Index identifies the plan step; when it changes, the step's request
-	// counts start again from the previous observation.
-	Index int `json:"index"`
+	// Baseline is the cumulative request counts when the step began (zero
+	// for the first step): the rollout state's step baseline, the one the
+	// step's counts are shown from.
+	Baseline RequestCounts `json:"baseline"`
 	// Elapsed is the time since the step began.
 	Elapsed time.Duration `json:"elapsed"`
 	// MinRequests is the requests each cohort needs within the step before
@@ -61,17 +63,13 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 	}
 
 	cur := snapshot(prev.Last, cum)
-	if next.Ticks == 0 || step.Index != next.Step {
-		next.Step = step.Index
-		next.StepStart = RequestCounts{Treatment: prev.Last.Treatment.Requests, Control: prev.Last.Control.Requests}
-	}
 	stepReq := RequestCounts{
-		Treatment: cur.Treatment.Requests - next.StepStart.Treatment,
-		Control:   cur.Control.Requests - next.StepStart.Control,
+		Treatment: cur.Treatment.Requests - step.Baseline.Treatment,
+		Control:   cur.Control.Requests - step.Baseline.Control,
 	}
 	if stepReq.Treatment < 0 || stepReq.Control < 0 {
-		// Request counters went down: the step starts again from here.
-		next.StepStart = RequestCounts{Treatment: cur.Treatment.Requests, Control: cur.Control.Requests}
+		// Request counters went below the step's baseline: the rollout
+		// state starts the step's counts again from here.
 		stepReq = RequestCounts{}
 	}
 

@@ -19,10 +19,6 @@ type State struct {
 	Version int `json:"version"`
 	// Ticks counts the observations folded in.
 	Ticks int `json:"ticks"`
-	// Step is the plan step of the last observation.
-	Step int `json:"step"`
-	// StepStart holds the cumulative request counts when Step began.
-	StepStart RequestCounts `json:"stepStart"`
 	// Last is the cumulative counts of the last observation, rounded; the
 	// next tick is the difference from it.
 	Last Snapshot `json:"last"`

@@ -268,7 +268,12 @@ func TestJudgeStepCounts(t *testing.T) {
 	var s State
 	var v Verdict
 	for i, o := range obs {
-		step := StepProgress{Index: i / 3, MinRequests: 250}
+		// Steps of three ticks: the second begins after the third tick's
+		// 300 treatment and 2700 control requests.
+		step := StepProgress{MinRequests: 250}
+		if i >= 3 {
+			step.Baseline = RequestCounts{Treatment: 300, Control: 2700}
+		}
 		var err error
 		if s, v, err = Judge(errorRate, s, o, step); err != nil {
 			t.Fatal(err)

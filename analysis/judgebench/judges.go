@@ -9,7 +9,6 @@ import (
 
 // tick is one look's counts, for this tick only.
 type tick struct {
-	step         int
 	elapsed      time.Duration
 	nT, nC       int
 	eT, eC       int   // errors
@@ -54,7 +53,7 @@ func (j *vigilJudge) observe(t tick) bool {
 	}
 	add(&j.cum.Treatment, t.nT, t.eT, t.slowT)
 	add(&j.cum.Control, t.nC, t.eC, t.slowC)
-	next, v, err := judge.Judge(j.cfg, j.state, j.cum, judge.StepProgress{Index: t.step, Elapsed: t.elapsed})
+	next, v, err := judge.Judge(j.cfg, j.state, j.cum, judge.StepProgress{Elapsed: t.elapsed})
 	if err != nil {
 		panic(err) // the benchmark's own configuration is fixed and valid
 	}

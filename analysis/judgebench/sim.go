@@ -31,7 +31,7 @@ func runOnce(s scenario, seed uint64, index int, run int) []outcome {
 		if k > 0 && s.step(k) != s.step(k-1) {
 			stepStart = k
 		}
-		t := tick{step: s.step(k), elapsed: time.Duration(k-stepStart+1) * s.tick}
+		t := tick{elapsed: time.Duration(k-stepStart+1) * s.tick}
 		t.nT = binomial(r, perTick, s.share(k))
 		t.nC = perTick - t.nT
 		p := s.baseline(k)

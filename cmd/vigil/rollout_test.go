@@ -213,9 +213,9 @@ func TestRenderStatus(t *testing.T) {
 		StepStartedAt:    now.Add(-time.Minute),
 		AnalysisStartsAt: now.Add(20 * time.Second),
 		UpdatedAt:        now.Add(-time.Second),
-		Cohorts:          rollout.Cohorts{Total: rollout.Requests{Treatment: 1234, Control: 56789}, Step: rollout.Requests{Treatment: 100, Control: 900}},
-		Verdict: &rollout.Verdict{At: now, Outcome: rollout.Inconclusive, Summary: "needs 500 requests per cohort in this step",
-			Metrics: []rollout.MetricVerdict{{Name: "error-rate", Outcome: rollout.Inconclusive, EValue: 1.5, Threshold: 200, Summary: "ratio 1.1"}}},
+		Cohorts:          rollout.Cohorts{Total: judge.RequestCounts{Treatment: 1234, Control: 56789}, Step: judge.RequestCounts{Treatment: 100, Control: 900}},
+		Verdict: &rollout.Verdict{At: now, Outcome: judge.Inconclusive, Summary: "needs 500 requests per cohort in this step",
+			Metrics: []rollout.MetricVerdict{{Name: "error-rate", Outcome: judge.Inconclusive, EValue: 1.5, Threshold: 200, Summary: "ratio 1.1"}}},
 	}
 	got := renderStatus(s, now)
 	for _, want := range []string{

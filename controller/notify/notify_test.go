@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/rollout"
 )
 
@@ -62,8 +63,8 @@ func event() Event {
 	return NewEvent("checkout", rollout.Transition{
 		At: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC), From: rollout.Progressing, To: rollout.RolledBack,
 		Percent: 0, Step: 2, Actor: rollout.ControllerActor, Reason: "the judge found the treatment worse than control",
-		Evidence: &rollout.Verdict{Outcome: rollout.Fail, Summary: "treatment error rate 2.1% vs control 1.0%: fail",
-			Metrics: []rollout.MetricVerdict{{Name: "error-rate", Outcome: rollout.Fail, EValue: 140, Threshold: 100}}},
+		Evidence: &rollout.Verdict{Outcome: judge.Fail, Summary: "treatment error rate 2.1% vs control 1.0%: fail",
+			Metrics: []rollout.MetricVerdict{{Name: "error-rate", Outcome: judge.Fail, EValue: 140, Threshold: 100}}},
 	})
 }
 

@@ -3,6 +3,8 @@ package rollout
 import (
 	"testing"
 	"time"
+
+	"github.com/vigil-dev/vigil/analysis/judge"
 )
 
 // BenchmarkStep is one tick's decision for a rollout with a long history.
@@ -14,7 +16,7 @@ func BenchmarkStep(b *testing.B) {
 	for i := range 50 {
 		s.History = append(s.History, Transition{At: t0, From: Progressing, To: Progressing, Percent: float64(i)})
 	}
-	obs := Observation{Requests: Requests{Treatment: 100, Control: 10000}, Verdict: inconclusive()}
+	obs := Observation{Requests: judge.RequestCounts{Treatment: 100, Control: 10000}, Verdict: inconclusive()}
 	now := t0.Add(time.Minute)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/plan"
 )
 
@@ -97,7 +98,7 @@ func Apply(s State, cmd Command, now time.Time) (State, []Action, error) {
 		n.Judge, n.Verdict, n.AwaitingGate = nil, nil, nil
 		n.Cohorts = Cohorts{}
 		n.enterStep(0, now, p.Warmup.Std())
-		n.StepBaseline = &Requests{}
+		n.StepBaseline = &judge.RequestCounts{}
 		acts := n.transition(Progressing, p.Steps[0], actor, why(fmt.Sprintf("started at %v%%", p.Steps[0])), now)
 		return n, acts, nil
 	case Pause:

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -18,7 +19,7 @@ func inPhase(t *testing.T, p Phase) State {
 	if p == Pending {
 		return New("checkout")
 	}
-	s := atStep(t, nil, 2, Requests{})
+	s := atStep(t, nil, 2, judge.RequestCounts{})
 	var kind CommandKind
 	switch p {
 	case Progressing:
@@ -156,7 +157,7 @@ func TestApplyInEveryPhase(t *testing.T) {
 func TestApplyStart(t *testing.T) {
 	flagPlan := spec(t, `{"steps": [10, 50], "interval": "1m"}`)
 	s := inPhase(t, RolledBack)
-	s.Verdict, s.Judge, s.ProviderErrors = fail(), json.RawMessage(`{"old":true}`), 3
+	s.Verdict, s.Judge, s.ProviderErrors = verdictOf(*fail(), t0), json.RawMessage(`{"old":true}`), 3
 	got, _, err := Apply(s, Command{Kind: Start, Actor: "dan", FlagPlan: flagPlan, Plan: spec(t, `{"minRequests": 100}`)}, at(time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +168,7 @@ func TestApplyStart(t *testing.T) {
 	if !got.StartedAt.Equal(at(time.Hour)) || !got.StepStartedAt.Equal(at(time.Hour)) || !got.AnalysisStartsAt.Equal(at(time.Hour+time.Minute)) {
 		t.Errorf("timers started %v step %v analysis %v", got.StartedAt, got.StepStartedAt, got.AnalysisStartsAt)
 	}
-	if got.Verdict != nil || got.Judge != nil || got.ProviderErrors != 0 || got.Cohorts != (Cohorts{}) || *got.StepBaseline != (Requests{}) {
+	if got.Verdict != nil || got.Judge != nil || got.ProviderErrors != 0 || got.Cohorts != (Cohorts{}) || *got.StepBaseline != (judge.RequestCounts{}) {
 		t.Errorf("a new start kept the old rollout's evidence: %+v", got)
 	}
 	if len(got.History) != len(s.History)+1 {
@@ -202,8 +203,8 @@ func TestApplyStartBadPlan(t *testing.T) {
 }
 
 func TestApplyResumeAtGate(t *testing.T) {
-	s := atStep(t, spec(t, `{"gates": [25]}`), 2, Requests{})
-	s, _ = Step(s, Observation{Requests: Requests{1000, 1000}, Verdict: pass()}, at(10*time.Minute))
+	s := atStep(t, spec(t, `{"gates": [25]}`), 2, judge.RequestCounts{})
+	s, _ = Step(s, Observation{Requests: judge.RequestCounts{Treatment: 1000, Control: 1000}, Verdict: pass()}, at(10*time.Minute))
 	if s.Phase != Paused || s.AwaitingGate == nil {
 		t.Fatalf("not at the gate: %s", s.Phase)
 	}
@@ -224,15 +225,15 @@ func TestApplyResumeAtGate(t *testing.T) {
 		t.Errorf("reason %q", s.History[len(s.History)-1].Reason)
 	}
 	// The first observation of the approved step sets its baseline.
-	s, _ = Step(s, Observation{Requests: Requests{1200, 1500}, Verdict: inconclusive()}, at(21*time.Minute))
-	if *s.StepBaseline != (Requests{1200, 1500}) || s.Cohorts.Step != (Requests{}) {
+	s, _ = Step(s, Observation{Requests: judge.RequestCounts{Treatment: 1200, Control: 1500}, Verdict: inconclusive()}, at(21*time.Minute))
+	if *s.StepBaseline != (judge.RequestCounts{Treatment: 1200, Control: 1500}) || s.Cohorts.Step != (judge.RequestCounts{}) {
 		t.Errorf("baseline %+v step counts %+v", s.StepBaseline, s.Cohorts.Step)
 	}
 }
 
 func TestApplyResumeAtGateTo100Promotes(t *testing.T) {
-	s := atStep(t, spec(t, `{"gates": [100]}`), 4, Requests{})
-	s, _ = Step(s, Observation{Requests: Requests{1000, 1000}, Verdict: pass()}, at(10*time.Minute))
+	s := atStep(t, spec(t, `{"gates": [100]}`), 4, judge.RequestCounts{})
+	s, _ = Step(s, Observation{Requests: judge.RequestCounts{Treatment: 1000, Control: 1000}, Verdict: pass()}, at(10*time.Minute))
 	s, acts, err := Apply(s, Command{Kind: Resume}, at(11*time.Minute))
 	if err != nil {
 		t.Fatal(err)
@@ -243,8 +244,8 @@ func TestApplyResumeAtGateTo100Promotes(t *testing.T) {
 }
 
 func TestApplyResumeRestartsTheStep(t *testing.T) {
-	s := atStep(t, nil, 1, Requests{})
-	s, _ = Step(s, Observation{Requests: Requests{10, 10}, Verdict: inconclusive()}, at(time.Hour))
+	s := atStep(t, nil, 1, judge.RequestCounts{})
+	s, _ = Step(s, Observation{Requests: judge.RequestCounts{Treatment: 10, Control: 10}, Verdict: inconclusive()}, at(time.Hour))
 	if s.Phase != Paused {
 		t.Fatalf("phase %s, want paused by the timeout", s.Phase)
 	}
@@ -259,7 +260,7 @@ func TestApplyResumeRestartsTheStep(t *testing.T) {
 		t.Errorf("clocks not restarted: step %v analysis %v baseline %v", s.StepStartedAt, s.AnalysisStartsAt, s.StepBaseline)
 	}
 	// The restarted step does not time out at once.
-	s, _ = Step(s, Observation{Requests: Requests{20, 20}, Verdict: inconclusive()}, at(2*time.Hour+time.Minute))
+	s, _ = Step(s, Observation{Requests: judge.RequestCounts{Treatment: 20, Control: 20}, Verdict: inconclusive()}, at(2*time.Hour+time.Minute))
 	if s.Phase != Progressing {
 		t.Errorf("phase %s right after resuming", s.Phase)
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
@@ -32,7 +33,7 @@ func FuzzRollout(f *testing.F) {
 			return
 		}
 		now := t0
-		var total Requests
+		var total judge.RequestCounts
 		for _, op := range script {
 			now = now.Add(time.Duration(op%16) * time.Minute)
 			total.Treatment += float64(op) * 10

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/plan"
 )
 
@@ -26,7 +27,7 @@ func started(t *testing.T, override *plan.Spec) State {
 }
 
 // atStep returns a rollout moved to step i of its plan, entered at t0.
-func atStep(t *testing.T, override *plan.Spec, i int, base Requests) State {
+func atStep(t *testing.T, override *plan.Spec, i int, base judge.RequestCounts) State {
 	t.Helper()
 	s := started(t, override)
 	s.Step, s.Percent = i, s.Plan.Steps[i]
@@ -44,11 +45,13 @@ func spec(t *testing.T, js string) *plan.Spec {
 	return s
 }
 
-func pass() *Verdict { return &Verdict{Outcome: Pass, Summary: "no harm found"} }
-func fail() *Verdict {
-	return &Verdict{Outcome: Fail, Summary: "treatment error rate 2.0% vs control 1.0%: fail"}
+func pass() *judge.Verdict { return &judge.Verdict{Outcome: judge.Pass, Explanation: "no harm found"} }
+func fail() *judge.Verdict {
+	return &judge.Verdict{Outcome: judge.Fail, Explanation: "treatment error rate 2.0% vs control 1.0%: fail"}
 }
-func inconclusive() *Verdict { return &Verdict{Outcome: Inconclusive, Summary: "too little data"} }
+func inconclusive() *judge.Verdict {
+	return &judge.Verdict{Outcome: judge.Inconclusive, Explanation: "too little data"}
+}
 
 // kinds names the actions in order, for compact comparisons.
 func kinds(acts []Action) string {

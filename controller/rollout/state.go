@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/plan"
 )
 
@@ -34,21 +35,11 @@ const (
 // Phases lists every phase, in the order of a rollout's life.
 var Phases = []Phase{Pending, Progressing, Paused, Promoted, RolledBack, Aborted}
 
-// Outcome is a judge's answer for one tick.
-type Outcome string
-
-// The judge's three answers.
-const (
-	Fail         Outcome = "fail"
-	Pass         Outcome = "pass"
-	Inconclusive Outcome = "inconclusive"
-)
-
 // Verdict is the judge's latest answer with the evidence behind it, in the
-// form kept in the state and shown to people.
+// form kept in the state and shown to people (see verdictOf).
 type Verdict struct {
-	At      time.Time `json:"at"`
-	Outcome Outcome   `json:"outcome"`
+	At      time.Time     `json:"at"`
+	Outcome judge.Outcome `json:"outcome"`
 	// Summary is one line a person can read, for example "treatment error
 	// rate 2.1% vs control 1.0% (ratio 2.1) exceeds tolerance 1.2: fail".
 	Summary string          `json:"summary"`
@@ -59,8 +50,8 @@ type Verdict struct {
 
 // MetricVerdict is the evidence for one metric of the plan.
 type MetricVerdict struct {
-	Name    string  `json:"name"`
-	Outcome Outcome `json:"outcome"`
+	Name    string        `json:"name"`
+	Outcome judge.Outcome `json:"outcome"`
 	// EValue is the sequential test's evidence against "no harm"; the
 	// metric fails when it reaches Threshold (1/alpha).
 	EValue    float64 `json:"evalue"`
@@ -68,18 +59,12 @@ type MetricVerdict struct {
 	Summary   string  `json:"summary"`
 }
 
-// Requests counts the requests of each cohort.
-type Requests struct {
-	Treatment float64 `json:"treatment"`
-	Control   float64 `json:"control"`
-}
-
 // Cohorts are the request counts last observed for a rollout.
 type Cohorts struct {
 	// Total counts since the rollout began.
-	Total Requests `json:"total"`
+	Total judge.RequestCounts `json:"total"`
 	// Step counts since the current step began.
-	Step Requests `json:"step"`
+	Step judge.RequestCounts `json:"step"`
 }
 
 // Transition is one entry of a rollout's history.
@@ -130,10 +115,10 @@ type State struct {
 	AwaitingGate *float64 `json:"awaitingGate,omitempty"`
 	// StepBaseline is the cumulative request counts when the current step
 	// began; nil until the first observation of the step sets it.
-	StepBaseline *Requests    `json:"stepBaseline,omitempty"`
-	Cohorts      Cohorts      `json:"cohorts"`
-	Verdict      *Verdict     `json:"verdict"`
-	History      []Transition `json:"history"`
+	StepBaseline *judge.RequestCounts `json:"stepBaseline,omitempty"`
+	Cohorts      Cohorts              `json:"cohorts"`
+	Verdict      *Verdict             `json:"verdict"`
+	History      []Transition         `json:"history"`
 	// Judge is the judge's own state, opaque here, carried between ticks.
 	Judge json.RawMessage `json:"judge,omitempty"`
 }

@@ -6,19 +6,21 @@ import (
 	"slices"
 	"time"
 
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/plan"
 )
 
 // Observation is what the loop learned about one progressing rollout at one
 // tick.
 type Observation struct {
-	// Requests are the cumulative counts of each cohort since the rollout
+	// judge.RequestCounts are the cumulative counts of each cohort since the rollout
 	// began. The state keeps their value at the start of each step, so the
 	// step's minimum counts only the step's own traffic.
-	Requests Requests
-	// Verdict is the judge's answer; nil while the step warms up and the
-	// judge was not asked.
-	Verdict *Verdict
+	Requests judge.RequestCounts
+	// Verdict is the judge's answer, whose pass already includes the plan's
+	// minimums for the step; nil while the step warms up and the judge was
+	// not asked.
+	Verdict *judge.Verdict
 	// Judge is the judge's state after this tick; nil keeps the old one.
 	Judge json.RawMessage
 	// Err reports that the metrics could not be read. The rest of the
@@ -40,9 +42,10 @@ func Due(s State, now time.Time, slack time.Duration) bool {
 //   - metrics unreadable: hold; after onProviderError.after such ticks in a
 //     row, onProviderError.action;
 //   - fail: roll back to 0%, even during a warm-up;
-//   - pass, after the warm-up, with minStepDuration elapsed since the step
-//     began and minRequests in each cohort within the step: the next step, a
-//     pause before it if it is a gate, or promotion when it is 100;
+//   - pass, after the warm-up: the next step, a pause before it if it is a
+//     gate, or promotion when it is 100. The judge passes a step only once
+//     minStepDuration has elapsed and each cohort has minRequests within the
+//     step (it reads them from StepProgress), so they are checked there, once;
 //   - anything else: hold; and once maxStepDuration has elapsed in the
 //     step, onTimeout.
 //
@@ -71,16 +74,13 @@ func Step(s State, obs Observation, now time.Time) (State, []Action) {
 	if obs.Verdict == nil {
 		return s, s.checkTimeout(now)
 	}
-	v := *obs.Verdict
-	if v.At.IsZero() {
-		v.At = now
-	}
-	s.Verdict = &v
+	v := verdictOf(*obs.Verdict, now)
+	s.Verdict = v
 	switch v.Outcome {
-	case Fail:
+	case judge.Fail:
 		return s, s.rollback(ControllerActor, "the judge found the treatment worse than control: "+v.Summary, now)
-	case Pass:
-		if s.mayAdvance(now) {
+	case judge.Pass:
+		if s.Analyzing(now) {
 			return s, s.advance(obs.Requests, now)
 		}
 	}
@@ -91,28 +91,35 @@ func Step(s State, obs Observation, now time.Time) (State, []Action) {
 // step's. Counts below the step's baseline mean the provider lost history
 // (a counter reset it could not see through, a retention cut): the step
 // then counts afresh from here rather than never reaching its minimum.
-func (s *State) observeRequests(total Requests) {
+func (s *State) observeRequests(total judge.RequestCounts) {
 	b := s.StepBaseline
 	if b == nil || total.Treatment < b.Treatment || total.Control < b.Control {
-		b = &Requests{Treatment: total.Treatment, Control: total.Control}
+		b = &judge.RequestCounts{Treatment: total.Treatment, Control: total.Control}
 		s.StepBaseline = b
 	}
 	s.Cohorts = Cohorts{
 		Total: total,
-		Step:  Requests{Treatment: total.Treatment - b.Treatment, Control: total.Control - b.Control},
+		Step:  judge.RequestCounts{Treatment: total.Treatment - b.Treatment, Control: total.Control - b.Control},
 	}
 }
 
-// mayAdvance reports whether a passing step has met its minimums.
-func (s *State) mayAdvance(now time.Time) bool {
-	need := float64(s.Plan.MinRequests)
-	return s.Analyzing(now) &&
-		now.Sub(s.StepStartedAt) >= s.Plan.MinStepDuration.Std() &&
-		s.Cohorts.Step.Treatment >= need && s.Cohorts.Step.Control >= need
+// StepProgress is what the judge needs to know of the current step at now:
+// the step's baseline, how long it has run, and the plan's minimums, which
+// the judge is the one to check before it passes a step.
+func (s State) StepProgress(now time.Time) judge.StepProgress {
+	p := judge.StepProgress{
+		Elapsed:     now.Sub(s.StepStartedAt),
+		MinRequests: float64(s.Plan.MinRequests),
+		MinDuration: s.Plan.MinStepDuration.Std(),
+	}
+	if s.StepBaseline != nil {
+		p.Baseline = *s.StepBaseline
+	}
+	return p
 }
 
 // advance leaves a passed step for the next one, a gate or promotion.
-func (s *State) advance(total Requests, now time.Time) []Action {
+func (s *State) advance(total judge.RequestCounts, now time.Time) []Action {
 	from := s.Plan.Steps[s.Step]
 	next := s.Plan.Steps[s.Step+1]
 	passed := fmt.Sprintf("step %d (%v%%) passed with %.0f treatment and %.0f control requests",
@@ -126,7 +133,7 @@ func (s *State) advance(total Requests, now time.Time) []Action {
 		return s.promote(ControllerActor, passed+"; promoted to 100%", now)
 	}
 	s.enterStep(s.Step+1, now, s.Plan.Warmup.Std())
-	s.StepBaseline = &Requests{Treatment: total.Treatment, Control: total.Control}
+	s.StepBaseline = &judge.RequestCounts{Treatment: total.Treatment, Control: total.Control}
 	return s.transition(Progressing, next, ControllerActor, fmt.Sprintf("%s; now at %v%%", passed, next), now)
 }
 

@@ -8,10 +8,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-dev/vigil/analysis/judge"
 )
 
 func TestStep(t *testing.T) {
-	enough := Requests{Treatment: 500, Control: 20000}
+	enough := judge.RequestCounts{Treatment: 500, Control: 20000}
 	gated := spec(t, `{"gates": [25]}`)
 	gatedFull := spec(t, `{"gates": [100]}`)
 	timeoutRollback := spec(t, `{"onTimeout": "rollback"}`)
@@ -35,27 +37,6 @@ func TestStep(t *testing.T) {
 			phase: Progressing, percent: 1, step: 0,
 		},
 		{
-			name:  "pass before minStepDuration holds",
-			state: func(t *testing.T) State { return started(t, nil) },
-			obs:   Observation{Requests: enough, Verdict: pass()},
-			now:   5*time.Minute - time.Second,
-			phase: Progressing, percent: 1, step: 0,
-		},
-		{
-			name:  "pass with too few treatment requests holds",
-			state: func(t *testing.T) State { return started(t, nil) },
-			obs:   Observation{Requests: Requests{Treatment: 499, Control: 50000}, Verdict: pass()},
-			now:   10 * time.Minute,
-			phase: Progressing, percent: 1, step: 0,
-		},
-		{
-			name:  "pass with too few control requests holds",
-			state: func(t *testing.T) State { return started(t, nil) },
-			obs:   Observation{Requests: Requests{Treatment: 5000, Control: 499}, Verdict: pass()},
-			now:   10 * time.Minute,
-			phase: Progressing, percent: 1, step: 0,
-		},
-		{
 			name:  "pass with the minimums advances",
 			state: func(t *testing.T) State { return started(t, nil) },
 			obs:   Observation{Requests: enough, Verdict: pass()},
@@ -63,13 +44,6 @@ func TestStep(t *testing.T) {
 			phase: Progressing, percent: 5, step: 1,
 			actions: "percent=5 audit notify ",
 			reason:  "step 1 (1%) passed with 500 treatment and 20000 control requests; now at 5%",
-		},
-		{
-			name:  "minimums count only the step's traffic",
-			state: func(t *testing.T) State { return atStep(t, nil, 1, Requests{Treatment: 400, Control: 1000}) },
-			obs:   Observation{Requests: Requests{Treatment: 899, Control: 5000}, Verdict: pass()},
-			now:   time.Hour - time.Second,
-			phase: Progressing, percent: 5, step: 1,
 		},
 		{
 			name:  "inconclusive with the minimums holds",
@@ -87,8 +61,8 @@ func TestStep(t *testing.T) {
 		},
 		{
 			name:  "fail rolls back",
-			state: func(t *testing.T) State { return atStep(t, nil, 2, Requests{}) },
-			obs:   Observation{Requests: Requests{Treatment: 40, Control: 400}, Verdict: fail()},
+			state: func(t *testing.T) State { return atStep(t, nil, 2, judge.RequestCounts{}) },
+			obs:   Observation{Requests: judge.RequestCounts{Treatment: 40, Control: 400}, Verdict: fail()},
 			now:   2 * time.Minute,
 			phase: RolledBack, percent: 0, step: 2,
 			actions: "percent=0 tracked=false audit notify ",
@@ -104,7 +78,7 @@ func TestStep(t *testing.T) {
 		},
 		{
 			name:  "pass into a gate pauses before the step",
-			state: func(t *testing.T) State { return atStep(t, gated, 2, Requests{}) },
+			state: func(t *testing.T) State { return atStep(t, gated, 2, judge.RequestCounts{}) },
 			obs:   Observation{Requests: enough, Verdict: pass()},
 			now:   6 * time.Minute,
 			phase: Paused, percent: 10, step: 2,
@@ -113,7 +87,7 @@ func TestStep(t *testing.T) {
 		},
 		{
 			name:  "pass at the last step before 100 promotes",
-			state: func(t *testing.T) State { return atStep(t, nil, 4, Requests{}) },
+			state: func(t *testing.T) State { return atStep(t, nil, 4, judge.RequestCounts{}) },
 			obs:   Observation{Requests: enough, Verdict: pass()},
 			now:   5 * time.Minute,
 			phase: Promoted, percent: 100, step: 5,
@@ -122,7 +96,7 @@ func TestStep(t *testing.T) {
 		},
 		{
 			name:  "a gate at 100 pauses before promotion",
-			state: func(t *testing.T) State { return atStep(t, gatedFull, 4, Requests{}) },
+			state: func(t *testing.T) State { return atStep(t, gatedFull, 4, judge.RequestCounts{}) },
 			obs:   Observation{Requests: enough, Verdict: pass()},
 			now:   5 * time.Minute,
 			phase: Paused, percent: 50, step: 4,
@@ -131,8 +105,8 @@ func TestStep(t *testing.T) {
 		},
 		{
 			name:  "inconclusive past maxStepDuration pauses",
-			state: func(t *testing.T) State { return atStep(t, nil, 1, Requests{}) },
-			obs:   Observation{Requests: Requests{Treatment: 100, Control: 100}, Verdict: inconclusive()},
+			state: func(t *testing.T) State { return atStep(t, nil, 1, judge.RequestCounts{}) },
+			obs:   Observation{Requests: judge.RequestCounts{Treatment: 100, Control: 100}, Verdict: inconclusive()},
 			now:   time.Hour,
 			phase: Paused, percent: 5, step: 1,
 			actions: "audit notify ",
@@ -140,28 +114,19 @@ func TestStep(t *testing.T) {
 		},
 		{
 			name:  "inconclusive just before maxStepDuration holds",
-			state: func(t *testing.T) State { return atStep(t, nil, 1, Requests{}) },
-			obs:   Observation{Requests: Requests{Treatment: 100, Control: 100}, Verdict: inconclusive()},
+			state: func(t *testing.T) State { return atStep(t, nil, 1, judge.RequestCounts{}) },
+			obs:   Observation{Requests: judge.RequestCounts{Treatment: 100, Control: 100}, Verdict: inconclusive()},
 			now:   time.Hour - time.Nanosecond,
 			phase: Progressing, percent: 5, step: 1,
 		},
 		{
 			name:  "timeout with onTimeout rollback rolls back",
-			state: func(t *testing.T) State { return atStep(t, timeoutRollback, 1, Requests{}) },
+			state: func(t *testing.T) State { return atStep(t, timeoutRollback, 1, judge.RequestCounts{}) },
 			obs:   Observation{Verdict: inconclusive()},
 			now:   2 * time.Hour,
 			phase: RolledBack, percent: 0, step: 1,
 			actions: "percent=0 tracked=false audit notify ",
 			reason:  "onTimeout: rollback",
-		},
-		{
-			name:  "pass short of minimums past maxStepDuration times out",
-			state: func(t *testing.T) State { return started(t, nil) },
-			obs:   Observation{Requests: Requests{Treatment: 10, Control: 1000}, Verdict: pass()},
-			now:   time.Hour,
-			phase: Paused, percent: 1, step: 0,
-			actions: "audit notify ",
-			reason:  "maxStepDuration",
 		},
 		{
 			name:  "a provider error holds",
@@ -277,7 +242,7 @@ func TestDue(t *testing.T) {
 
 func TestStepAdvanceStartsTheNextStep(t *testing.T) {
 	s := started(t, nil)
-	total := Requests{Treatment: 600, Control: 60000}
+	total := judge.RequestCounts{Treatment: 600, Control: 60000}
 	s, _ = Step(s, Observation{Requests: total, Verdict: pass()}, at(6*time.Minute))
 	if s.Step != 1 || !s.StepStartedAt.Equal(at(6*time.Minute)) || !s.AnalysisStartsAt.Equal(at(6*time.Minute+30*time.Second)) {
 		t.Fatalf("step %d started %v analysis %v", s.Step, s.StepStartedAt, s.AnalysisStartsAt)
@@ -288,27 +253,32 @@ func TestStepAdvanceStartsTheNextStep(t *testing.T) {
 	if s.Analyzing(at(6*time.Minute+29*time.Second)) || !s.Analyzing(at(6*time.Minute+30*time.Second)) {
 		t.Error("Analyzing does not follow the warm-up")
 	}
-	// 5 minutes later with 499 more treatment requests: not yet.
-	s, acts := Step(s, Observation{Requests: Requests{Treatment: 1099, Control: 90000}, Verdict: pass()}, at(11*time.Minute))
+	// 5 minutes later with 499 more treatment requests, which the judge
+	// finds too few (inconclusive): the step holds and counts them.
+	s, acts := Step(s, Observation{Requests: judge.RequestCounts{Treatment: 1099, Control: 90000}, Verdict: inconclusive()}, at(11*time.Minute))
 	if s.Step != 1 || len(acts) != 0 {
 		t.Fatalf("advanced on %v step requests: step %d", s.Cohorts.Step, s.Step)
 	}
-	if want := (Cohorts{Total: Requests{1099, 90000}, Step: Requests{499, 30000}}); s.Cohorts != want {
+	want := judge.StepProgress{Baseline: total, Elapsed: 5 * time.Minute, MinRequests: 500, MinDuration: 5 * time.Minute}
+	if got := s.StepProgress(at(11 * time.Minute)); got != want {
+		t.Errorf("StepProgress = %+v, want %+v", got, want)
+	}
+	if want := (Cohorts{Total: judge.RequestCounts{Treatment: 1099, Control: 90000}, Step: judge.RequestCounts{Treatment: 499, Control: 30000}}); s.Cohorts != want {
 		t.Errorf("cohorts %+v, want %+v", s.Cohorts, want)
 	}
-	s, _ = Step(s, Observation{Requests: Requests{Treatment: 1100, Control: 90000}, Verdict: pass()}, at(11*time.Minute+30*time.Second))
+	s, _ = Step(s, Observation{Requests: judge.RequestCounts{Treatment: 1100, Control: 90000}, Verdict: pass()}, at(11*time.Minute+30*time.Second))
 	if s.Step != 2 || s.Percent != 10 {
 		t.Fatalf("step %d at %v%%, want step 2 at 10%%", s.Step, s.Percent)
 	}
 }
 
 func TestStepCountsAfterProviderLostHistory(t *testing.T) {
-	s := atStep(t, spec(t, `{"minStepDuration": "1m"}`), 1, Requests{Treatment: 1000, Control: 1000})
-	s, _ = Step(s, Observation{Requests: Requests{Treatment: 200, Control: 200}, Verdict: pass()}, at(2*time.Minute))
-	if s.Step != 1 || *s.StepBaseline != (Requests{200, 200}) || s.Cohorts.Step != (Requests{}) {
+	s := atStep(t, spec(t, `{"minStepDuration": "1m"}`), 1, judge.RequestCounts{Treatment: 1000, Control: 1000})
+	s, _ = Step(s, Observation{Requests: judge.RequestCounts{Treatment: 200, Control: 200}, Verdict: inconclusive()}, at(2*time.Minute))
+	if s.Step != 1 || *s.StepBaseline != (judge.RequestCounts{Treatment: 200, Control: 200}) || s.Cohorts.Step != (judge.RequestCounts{}) {
 		t.Fatalf("after counts fell: step %d baseline %+v step counts %+v", s.Step, s.StepBaseline, s.Cohorts.Step)
 	}
-	s, _ = Step(s, Observation{Requests: Requests{Treatment: 700, Control: 700}, Verdict: pass()}, at(3*time.Minute))
+	s, _ = Step(s, Observation{Requests: judge.RequestCounts{Treatment: 700, Control: 700}, Verdict: pass()}, at(3*time.Minute))
 	if s.Step != 2 {
 		t.Fatalf("step %d, want 2 once 500 requests came after the rebase", s.Step)
 	}
@@ -347,7 +317,7 @@ func TestStepKeepsJudgeState(t *testing.T) {
 	if string(s.Judge) != `{"ticks":1}` {
 		t.Errorf("judge state %s, want the last one a readable tick gave", s.Judge)
 	}
-	if s.Verdict == nil || s.Verdict.Outcome != Inconclusive || !s.Verdict.At.Equal(at(2*time.Minute)) {
+	if s.Verdict == nil || s.Verdict.Outcome != judge.Inconclusive || !s.Verdict.At.Equal(at(2*time.Minute)) {
 		t.Errorf("verdict %+v, want the inconclusive one of minute 2", s.Verdict)
 	}
 }
@@ -364,10 +334,14 @@ func TestStepIgnoresStoppedRollouts(t *testing.T) {
 }
 
 // TestStepWholeRollout drives a healthy rollout tick by tick through every
-// step and a gate, as the loop would.
+// step and a gate with the real judge, as the loop does: the judge checks
+// the plan's minimums from the state's StepProgress, and the state machine
+// follows its pass.
 func TestStepWholeRollout(t *testing.T) {
-	s := started(t, spec(t, `{"gates": [50]}`))
-	var total Requests
+	s := started(t, spec(t, `{"gates": [50], "metrics": [{"name": "error-rate"}]}`))
+	var total judge.RequestCounts
+	var judged judge.State
+	cfg := s.Plan.JudgeConfig()
 	now := t0
 	var percents []float64
 	for tick := 0; tick < 500 && s.Phase != Promoted; tick++ {
@@ -388,7 +362,15 @@ func TestStepWholeRollout(t *testing.T) {
 		total.Control += 3000 * (100 - s.Percent) / 100
 		obs := Observation{Requests: total}
 		if s.Analyzing(now) {
-			obs.Verdict = pass()
+			// Healthy: both cohorts fail 1 request in 1000.
+			counts := judge.FlagCounts{Flag: s.Key,
+				Treatment: judge.CohortCounts{Requests: total.Treatment, Errors: total.Treatment / 1000},
+				Control:   judge.CohortCounts{Requests: total.Control, Errors: total.Control / 1000}}
+			next, v, err := judge.Judge(cfg, judged, counts, s.StepProgress(now))
+			if err != nil {
+				t.Fatal(err)
+			}
+			judged, obs.Verdict = next, &v
 		}
 		var acts []Action
 		s, acts = Step(s, obs, now)
@@ -426,7 +408,7 @@ func TestStepWholeRollout(t *testing.T) {
 
 func TestStateJSONRoundTrip(t *testing.T) {
 	s := started(t, spec(t, `{"gates": [25]}`))
-	s, _ = Step(s, Observation{Requests: Requests{600, 9000}, Verdict: pass(), Judge: json.RawMessage(`{"e":[1.5,2]}`)}, at(6*time.Minute))
+	s, _ = Step(s, Observation{Requests: judge.RequestCounts{Treatment: 600, Control: 9000}, Verdict: pass(), Judge: json.RawMessage(`{"e":[1.5,2]}`)}, at(6*time.Minute))
 	data, err := json.Marshal(s)
 	if err != nil {
 		t.Fatal(err)

@@ -239,19 +239,19 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 			continue
 		}
 		cum := rd.Counts
-		obs[i].Requests = rollout.Requests{
+		obs[i].Requests = judge.RequestCounts{
 			Treatment: finiteOr(cum.Treatment.Requests, s.Cohorts.Total.Treatment),
 			Control:   finiteOr(cum.Control.Requests, s.Cohorts.Total.Control),
 		}
 		if !s.Analyzing(now) {
 			continue
 		}
-		v, judge, jerr := c.judge(s, cum, now)
+		v, state, jerr := c.judge(s, cum, now)
 		if jerr != nil {
 			obs[i].Err = jerr
 			continue
 		}
-		obs[i].Verdict, obs[i].Judge = v, judge
+		obs[i].Verdict, obs[i].Judge = v, state
 	}
 	return obs
 }
@@ -286,25 +286,19 @@ func finiteOr(v, last float64) float64 {
 }
 
 // judge folds one tick's counts into the rollout's judge state.
-func (c *Controller) judge(s rollout.State, cum judge.FlagCounts, now time.Time) (*rollout.Verdict, json.RawMessage, error) {
+func (c *Controller) judge(s rollout.State, cum judge.FlagCounts, now time.Time) (*judge.Verdict, json.RawMessage, error) {
 	var prev judge.State
 	if len(s.Judge) > 0 {
 		if err := json.Unmarshal(s.Judge, &prev); err != nil {
 			return nil, nil, fmt.Errorf("judge state of %s: %w", s.Key, err)
 		}
 	}
-	step := judge.StepProgress{
-		Index:       s.Step,
-		Elapsed:     now.Sub(s.StepStartedAt),
-		MinRequests: float64(s.Plan.MinRequests),
-		MinDuration: s.Plan.MinStepDuration.Std(),
-	}
 	cum.Flag = s.Key
 	p, err := c.plans.get(s)
 	if err != nil {
 		return nil, nil, fmt.Errorf("plan of %s: %w", s.Key, err)
 	}
-	next, v, err := judge.Judge(p.Judge, prev, cum, step)
+	next, v, err := judge.Judge(p.Judge, prev, cum, s.StepProgress(now))
 	if err != nil {
 		return nil, nil, fmt.Errorf("judge %s: %w", s.Key, err)
 	}
@@ -313,7 +307,7 @@ func (c *Controller) judge(s rollout.State, cum judge.FlagCounts, now time.Time)
 		return nil, nil, fmt.Errorf("judge state of %s: %w", s.Key, err)
 	}
 	c.opts.Metrics.observeVerdict(s.Key, v)
-	return verdictOf(v, now), raw, nil
+	return &v, raw, nil
 }
 
 // errStale reports a decision taken on a state that changed before it

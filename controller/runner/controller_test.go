@@ -281,7 +281,7 @@ func TestLoopPromotesHealthyAndRollsBackHarmful(t *testing.T) {
 		t.Errorf("rolled-back flag at %v%% tracked %v", fl.Rollout.Percent, fl.Tracked)
 	}
 	last := harmful.History[len(harmful.History)-1]
-	if last.Evidence == nil || last.Evidence.Outcome != rollout.Fail || last.Evidence.Summary == "" || len(last.Evidence.Detail) == 0 {
+	if last.Evidence == nil || last.Evidence.Outcome != judge.Fail || last.Evidence.Summary == "" || len(last.Evidence.Detail) == 0 {
 		t.Errorf("rollback without its evidence: %+v", last.Evidence)
 	}
 	// One batched query per tick, never one per flag.
@@ -558,7 +558,7 @@ func TestStaleDecisionIsDropped(t *testing.T) {
 	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Pause, Actor: "b"}); err != nil {
 		t.Fatal(err)
 	}
-	next, acts := rollout.Step(s, rollout.Observation{Verdict: &rollout.Verdict{Outcome: rollout.Fail}}, f.clock.Now())
+	next, acts := rollout.Step(s, rollout.Observation{Verdict: &judge.Verdict{Outcome: judge.Fail}}, f.clock.Now())
 	if err := f.c.commit(ctx, s.Revision, next, acts); err != nil {
 		t.Fatal(err)
 	}

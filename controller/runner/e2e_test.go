@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-dev/vigil/analysis/cohort"
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/runner"
@@ -206,9 +207,9 @@ func TestEndToEnd(t *testing.T) {
 		ev := s.History[len(s.History)-1].Evidence
 		failed := false
 		for _, m := range ev.Metrics {
-			failed = failed || (m.Name == metric && m.Outcome == rollout.Fail)
+			failed = failed || (m.Name == metric && m.Outcome == judge.Fail)
 		}
-		if ev.Outcome != rollout.Fail || !failed {
+		if ev.Outcome != judge.Fail || !failed {
 			t.Errorf("%s rolled back without %s failing: %+v", key, metric, ev)
 		}
 	}

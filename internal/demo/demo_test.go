@@ -97,8 +97,8 @@ func testState(t *testing.T) rollout.State {
 	}
 	return rollout.State{Key: fleet.FastPayments, Phase: rollout.Progressing, Percent: 10, Step: 1,
 		Plan:    plan.Plan{Steps: []float64{5, 10, 25, 50, 100}},
-		Cohorts: rollout.Cohorts{Total: rollout.Requests{Treatment: 410, Control: 4100}},
-		Verdict: &rollout.Verdict{Outcome: rollout.Outcome(judge.Inconclusive), Summary: "error-rate: not enough evidence yet", Detail: detail}}
+		Cohorts: rollout.Cohorts{Total: judge.RequestCounts{Treatment: 410, Control: 4100}},
+		Verdict: &rollout.Verdict{Outcome: judge.Outcome(judge.Inconclusive), Summary: "error-rate: not enough evidence yet", Detail: detail}}
 }
 
 func TestDescribeShowsEachCohortsRequestsErrorsAndLatency(t *testing.T) {

@@ -1,22 +1,21 @@
-package runner
+package rollout
 
 import (
 	"encoding/json"
 	"time"
 
 	"github.com/vigil-dev/vigil/analysis/judge"
-	"github.com/vigil-dev/vigil/controller/rollout"
 )
 
 // verdictOf keeps the judge's verdict in the rollout's form: the outcome,
 // the one-line explanation, each metric's e-value against its threshold,
 // and the judge's full evidence as Detail.
-func verdictOf(v judge.Verdict, now time.Time) *rollout.Verdict {
-	out := &rollout.Verdict{At: now, Outcome: rollout.Outcome(v.Outcome), Summary: v.Explanation}
+func verdictOf(v judge.Verdict, now time.Time) *Verdict {
+	out := &Verdict{At: now, Outcome: v.Outcome, Summary: v.Explanation}
 	for _, c := range v.Checks {
-		out.Metrics = append(out.Metrics, rollout.MetricVerdict{
+		out.Metrics = append(out.Metrics, MetricVerdict{
 			Name:      c.Check,
-			Outcome:   rollout.Outcome(c.Outcome),
+			Outcome:   c.Outcome,
 			EValue:    c.EValue,
 			Threshold: c.Threshold,
 			Summary:   c.Explanation,
