@@ -3,6 +3,8 @@ package plan
 import (
 	"slices"
 	"time"
+
+	"github.com/vigil-dev/vigil/analysis/judge"
 )
 
 // Action is what a rollout does on a timeout or after repeated provider
@@ -15,11 +17,11 @@ const (
 	Rollback Action = "rollback"
 )
 
-// Names of the built-in metrics; any other name is a custom metric with a
-// query.
+// Names of the built-in metrics, which are the judge's kinds; any other
+// name is a custom metric with a query.
 const (
-	MetricErrorRate = "error-rate"
-	MetricLatency   = "latency"
+	MetricErrorRate = string(judge.KindErrorRate)
+	MetricLatency   = string(judge.KindLatency)
 )
 
 // Plan is a resolved plan: every field set and the whole validated. A

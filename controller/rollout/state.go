@@ -44,8 +44,8 @@ type Verdict struct {
 	// rate 2.1% vs control 1.0% (ratio 2.1) exceeds tolerance 1.2: fail".
 	Summary string          `json:"summary"`
 	Metrics []MetricVerdict `json:"metrics,omitempty"`
-	// Detail is the judge's full evidence, kept as it serialized it.
-	Detail json.RawMessage `json:"detail,omitempty"`
+	// Detail is the judge's full evidence.
+	Detail *judge.Verdict `json:"detail,omitempty"`
 }
 
 // MetricVerdict is the evidence for one metric of the plan.

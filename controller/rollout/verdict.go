@@ -1,7 +1,6 @@
 package rollout
 
 import (
-	"encoding/json"
 	"time"
 
 	"github.com/vigil-dev/vigil/analysis/judge"
@@ -11,7 +10,7 @@ import (
 // the one-line explanation, each metric's e-value against its threshold,
 // and the judge's full evidence as Detail.
 func verdictOf(v judge.Verdict, now time.Time) *Verdict {
-	out := &Verdict{At: now, Outcome: v.Outcome, Summary: v.Explanation}
+	out := &Verdict{At: now, Outcome: v.Outcome, Summary: v.Explanation, Detail: &v}
 	for _, c := range v.Checks {
 		out.Metrics = append(out.Metrics, MetricVerdict{
 			Name:      c.Check,
@@ -20,9 +19,6 @@ func verdictOf(v judge.Verdict, now time.Time) *Verdict {
 			Threshold: c.Threshold,
 			Summary:   c.Explanation,
 		})
-	}
-	if detail, err := json.Marshal(v); err == nil {
-		out.Detail = detail
 	}
 	return out
 }

@@ -281,7 +281,7 @@ func TestLoopPromotesHealthyAndRollsBackHarmful(t *testing.T) {
 		t.Errorf("rolled-back flag at %v%% tracked %v", fl.Rollout.Percent, fl.Tracked)
 	}
 	last := harmful.History[len(harmful.History)-1]
-	if last.Evidence == nil || last.Evidence.Outcome != judge.Fail || last.Evidence.Summary == "" || len(last.Evidence.Detail) == 0 {
+	if last.Evidence == nil || last.Evidence.Outcome != judge.Fail || last.Evidence.Summary == "" || last.Evidence.Detail == nil || len(last.Evidence.Detail.Checks) == 0 {
 		t.Errorf("rollback without its evidence: %+v", last.Evidence)
 	}
 	// One batched query per tick, never one per flag.

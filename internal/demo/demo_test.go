@@ -2,7 +2,6 @@ package demo
 
 import (
 	"bytes"
-	"encoding/json"
 	"math"
 	"regexp"
 	"strconv"
@@ -82,23 +81,20 @@ func TestQuantile(t *testing.T) {
 	}
 }
 
-// testState is fast-payments at its second step, with a verdict whose
-// evidence the judge serialized.
+// testState is fast-payments at its second step, with a verdict and the
+// judge's evidence behind it.
 func testState(t *testing.T) rollout.State {
 	t.Helper()
-	detail, err := json.Marshal(judge.Verdict{Outcome: judge.Inconclusive, Flag: fleet.FastPayments, Checks: []judge.CheckVerdict{
+	detail := &judge.Verdict{Outcome: judge.Inconclusive, Flag: fleet.FastPayments, Checks: []judge.CheckVerdict{
 		{Check: "error-rate", Kind: judge.KindErrorRate, Outcome: judge.Inconclusive, Ratio: 2.5,
 			Treatment: judge.CohortEvidence{Requests: 400, Events: 20, Rate: 0.05},
 			Control:   judge.CohortEvidence{Requests: 4000, Events: 80, Rate: 0.02}},
 		{Check: "latency", Kind: judge.KindLatency, Outcome: judge.Inconclusive, Ratio: 1.1},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	}}
 	return rollout.State{Key: fleet.FastPayments, Phase: rollout.Progressing, Percent: 10, Step: 1,
 		Plan:    plan.Plan{Steps: []float64{5, 10, 25, 50, 100}},
 		Cohorts: rollout.Cohorts{Total: judge.RequestCounts{Treatment: 410, Control: 4100}},
-		Verdict: &rollout.Verdict{Outcome: judge.Outcome(judge.Inconclusive), Summary: "error-rate: not enough evidence yet", Detail: detail}}
+		Verdict: &rollout.Verdict{Outcome: judge.Inconclusive, Summary: "error-rate: not enough evidence yet", Detail: detail}}
 }
 
 func TestDescribeShowsEachCohortsRequestsErrorsAndLatency(t *testing.T) {
@@ -215,8 +211,8 @@ func TestSightings(t *testing.T) {
 
 func TestPrintSummary(t *testing.T) {
 	rb := testState(t)
-	rb.Verdict.Detail, _ = json.Marshal(judge.Verdict{Outcome: judge.Fail, Checks: []judge.CheckVerdict{
-		{Check: "error-rate", Explanation: "treatment error rate 5.0% vs control 2.0% (ratio 2.5) exceeds tolerance 1.2: fail"}}})
+	rb.Verdict.Detail = &judge.Verdict{Outcome: judge.Fail, Checks: []judge.CheckVerdict{
+		{Check: "error-rate", Explanation: "treatment error rate 5.0% vs control 2.0% (ratio 2.5) exceeds tolerance 1.2: fail"}}}
 	rb.Phase, rb.Percent = rollout.RolledBack, 0
 	rb.History = []rollout.Transition{
 		{At: time.Date(2026, 1, 2, 3, 4, 5, 0, time.Local), From: rollout.Progressing, To: rollout.RolledBack, Reason: "the judge found the treatment worse than control", Evidence: rb.Verdict},

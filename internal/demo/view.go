@@ -2,7 +2,6 @@ package demo
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -245,14 +244,10 @@ func figuresOf(rd cohort.Reading) flagFigures {
 	}
 }
 
-// judgeVerdict decodes the judge's evidence kept with the latest verdict.
+// judgeVerdict is the judge's evidence kept with the latest verdict.
 func judgeVerdict(s rollout.State) *judge.Verdict {
-	if s.Verdict == nil || len(s.Verdict.Detail) == 0 {
+	if s.Verdict == nil {
 		return nil
 	}
-	var v judge.Verdict
-	if err := json.Unmarshal(s.Verdict.Detail, &v); err != nil {
-		return nil
-	}
-	return &v
+	return s.Verdict.Detail
 }
