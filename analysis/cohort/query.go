@@ -81,10 +81,12 @@ type Reading struct {
 // appear with a new one. Its price is extrapolation: Prometheus stretches
 // each series' increase from its first and last samples in the window to the
 // window's ends, so a count is fractional and may run up to about one scrape
-// interval's traffic ahead of or behind the truth. Both cohorts' series come
-// from the same pods and scrapes and are stretched alike, so their ratio is
-// unaffected, and the error shrinks relative to the count as the rollout
-// goes on. Counts are not rounded here: the judge rounds the cumulative
+// interval's traffic ahead of or behind the truth, differently at every read.
+// Over one window both cohorts are stretched alike, but the judge differences
+// successive reads, and a sparse series (treatment's errors) can read lower
+// than at the last look; the judge holds such a look until every count has
+// caught up (see judge.Judge) rather than re-base on the lower value, which
+// biased the ratio upward. Counts are not rounded here: the judge rounds the cumulative
 // values (never the per-tick differences), so rounding errors do not add up.
 // A scrape missing at query time (scrape interval, remote-write lag) is
 // covered by the same extrapolation and caught up at the next read, since

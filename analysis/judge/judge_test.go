@@ -135,20 +135,27 @@ func TestJudgeNoDataNeverPasses(t *testing.T) {
 	}
 }
 
+// TestJudgeCounterWentDown: a reading below the last (increase() extrapolated
+// less this time) holds the whole snapshot, both cohorts, until every count
+// has caught up; the next look covers the held span on both sides, so no
+// look is lost and none is counted twice.
 func TestJudgeCounterWentDown(t *testing.T) {
 	s, vs := judgeAll(t, errorRate, []FlagCounts{
 		errorCounts(1000, 10, 9000, 90),
-		errorCounts(500, 50, 4000, 40), // a reset: no-op, re-based
-		errorCounts(600, 51, 4900, 49), // +100/+1 and +900/+9 from the new base
+		errorCounts(1050, 9, 9500, 95),  // treatment's errors read lower: held
+		errorCounts(1100, 11, 9900, 99), // +100/+1 and +900/+9 from the first look
 	}, StepProgress{})
-	if vs[1].Outcome != Inconclusive || !strings.Contains(vs[1].Checks[0].Reason, "went down") {
-		t.Errorf("reset tick: %s %q, want inconclusive because a counter went down", vs[1].Outcome, vs[1].Checks[0].Reason)
+	if vs[1].Outcome != Inconclusive || !strings.Contains(vs[1].Checks[0].Reason, "read lower than at the last look") {
+		t.Errorf("held look: %s %q, want inconclusive because a count read lower", vs[1].Outcome, vs[1].Checks[0].Reason)
 	}
 	if s.Checks[0].Skipped != 1 || s.Checks[0].Slots[0].Evidence.Ticks != 2 {
-		t.Errorf("skipped %d ticks, evidence from %d; want 1 and 2", s.Checks[0].Skipped, s.Checks[0].Slots[0].Evidence.Ticks)
+		t.Errorf("skipped %d looks, evidence from %d; want 1 and 2", s.Checks[0].Skipped, s.Checks[0].Slots[0].Evidence.Ticks)
 	}
 	if d := s.Checks[0].Dispersion[0].Dispersion; d.Requests != 9000+900 || d.Events != 99 {
 		t.Errorf("control counted %v requests, %v errors; want 9900 and 99", d.Requests, d.Events)
+	}
+	if s.Last.Treatment.Errors != 11 || s.Last.Control.Requests != 9900 {
+		t.Errorf("last snapshot %+v, want the third look's counts", s.Last)
 	}
 }
 
@@ -191,7 +198,7 @@ func TestJudgeCohortCountsAdvanceTogether(t *testing.T) {
 		obs = append(obs, o)
 	}
 	s, _ = judgeAll(t, refunds, obs, StepProgress{})
-	if _, ok := snapshot(s.Last, obs[1]).Control.Custom["refunds"]; ok {
+	if snap, _ := snapshot(Snapshot{}, obs[1]); snap.Control.Custom["refunds"] != 0 {
 		t.Error("a missing custom count was kept in the snapshot")
 	}
 	cs := s.Checks[0]
