@@ -101,6 +101,9 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 		logEs[i] = cv.logE
 		cv.StepRequests = stepReq
 		cv.Threshold = float64(len(checks)) / alpha
+		if reason == "" {
+			reason = beyondTolerance(cv.CheckVerdict, c)
+		}
 		switch {
 		case cs.MaxLogE >= checkThreshold:
 			cv.Outcome = Fail
@@ -199,6 +202,27 @@ func (c *CheckState) evidenceTicks() int {
 		n = max(n, s.Evidence.Ticks)
 	}
 	return n
+}
+
+// beyondTolerance says why a ratio check whose always-valid interval lies
+// wholly on the harmful side of its tolerance cannot pass, or "". The
+// e-process may not have reached its threshold yet (tempering, a hold), but
+// a pass beside such an interval would promote a treatment the evidence
+// already places beyond what is tolerated.
+func beyondTolerance(cv CheckVerdict, c check) string {
+	if c.kind != checkRatio || cv.CIHigh <= 0 {
+		return ""
+	}
+	if c.metric.Direction == LowerIsWorse {
+		if cv.CIHigh < cv.Tolerance {
+			return fmt.Sprintf("its interval %s to %s lies below the tolerance %s", ciEnd(cv.CILow), ciEnd(cv.CIHigh), number(cv.Tolerance))
+		}
+		return ""
+	}
+	if cv.CILow > cv.Tolerance {
+		return fmt.Sprintf("its interval %s to %s lies above the tolerance %s", ciEnd(cv.CILow), ciEnd(cv.CIHigh), number(cv.Tolerance))
+	}
+	return ""
 }
 
 // holdReason says why a held check is inconclusive.

@@ -43,10 +43,26 @@ func FuzzJudge(f *testing.F) {
 				if c.Outcome == Pass && (c.StepRequests.Treatment < 1 || c.StepRequests.Control < 1) {
 					t.Fatalf("tick %d: %s passed with step requests %+v", i, c.Check, c.StepRequests)
 				}
+				if passesBeyondTolerance(c) {
+					t.Fatalf("tick %d: %s passed beside the interval %v to %v, beyond tolerance %v", i, c.Check, c.CILow, c.CIHigh, c.Tolerance)
+				}
 			}
 			s = next
 		}
 	})
+}
+
+// passesBeyondTolerance reports the verdict the judge must never give: a
+// pass beside an always-valid interval that lies wholly beyond the
+// tolerance.
+func passesBeyondTolerance(c CheckVerdict) bool {
+	if c.Outcome != Pass || c.CIHigh <= 0 || c.Tolerance <= 0 {
+		return false
+	}
+	if c.Kind == KindCustom && c.Tolerance < 1 {
+		return c.CIHigh < c.Tolerance
+	}
+	return c.CILow > c.Tolerance
 }
 
 // BenchmarkJudge measures one tick of an error-rate and a latency check.

@@ -496,3 +496,30 @@ func TestJudgeRejectsBadInput(t *testing.T) {
 		t.Errorf("foreign state version: state changed on error: %+v", s)
 	}
 }
+
+// TestBeyondTolerance: a ratio check whose interval lies wholly on the
+// harmful side of its tolerance cannot pass (the rule Judge applies before
+// a pass; FuzzJudge checks that no verdict breaks it).
+func TestBeyondTolerance(t *testing.T) {
+	higher := check{name: "error-rate", metric: MetricConfig{Name: "error-rate", Kind: KindErrorRate}, kind: checkRatio}
+	lower := check{name: "signups", metric: MetricConfig{Name: "signups", Kind: KindCustom, Direction: LowerIsWorse}, kind: checkRatio}
+	bound := check{name: "error-rate:max", metric: higher.metric, kind: checkMax}
+	for _, tc := range []struct {
+		name   string
+		c      check
+		cv     CheckVerdict
+		reason string
+	}{
+		{"above", higher, CheckVerdict{Tolerance: 1.2, CILow: 6.2, CIHigh: 16}, "its interval 6.2 to 16 lies above the tolerance 1.2"},
+		{"straddles", higher, CheckVerdict{Tolerance: 1.2, CILow: 1.1, CIHigh: 16}, ""},
+		{"below, higher is worse", higher, CheckVerdict{Tolerance: 1.2, CILow: 0.5, CIHigh: 0.9}, ""},
+		{"no interval yet", higher, CheckVerdict{Tolerance: 1.2}, ""},
+		{"lower is worse, below", lower, CheckVerdict{Tolerance: 0.9, CILow: 0.5, CIHigh: 0.8}, "its interval 0.5 to 0.8 lies below the tolerance 0.9"},
+		{"lower is worse, above", lower, CheckVerdict{Tolerance: 0.9, CILow: 1.5, CIHigh: 3}, ""},
+		{"not a ratio", bound, CheckVerdict{Tolerance: 0.05, CILow: 6, CIHigh: 9}, ""},
+	} {
+		if got := beyondTolerance(tc.cv, tc.c); got != tc.reason {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.reason)
+		}
+	}
+}
