@@ -58,13 +58,18 @@ func ReadBody(c *gin.Context) ([]byte, bool) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			Fail(c, http.StatusRequestEntityTooLarge, "request body is larger than the limit of "+strconv.FormatInt(mbe.Limit, 10)+" bytes", "")
+			failTooLarge(c, mbe.Limit)
 			return nil, false
 		}
 		Fail(c, http.StatusBadRequest, "read request body: "+err.Error(), "")
 		return nil, false
 	}
 	return body, true
+}
+
+// failTooLarge answers 413 for a body over limit bytes.
+func failTooLarge(c *gin.Context, limit int64) {
+	Fail(c, http.StatusRequestEntityTooLarge, "request body is larger than the limit of "+strconv.FormatInt(limit, 10)+" bytes", "")
 }
 
 // BindJSON reads the request body into v, rejecting unknown fields and

@@ -18,6 +18,7 @@ type metrics struct {
 	sseClients    prometheus.Gauge
 	storeDuration *prometheus.HistogramVec
 	revision      prometheus.Gauge
+	connsRefused  prometheus.Counter
 }
 
 // NewRegistry returns the registry a server uses when Config.Registry is
@@ -48,8 +49,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "vigil_flags_revision",
 			Help: "The flag revision this controller serves to SDKs.",
 		}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_http_connections_refused_total",
+			Help: "Connections closed on arrival because their client, or the controller, held its maximum of open connections.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.sseClients, m.storeDuration, m.revision)
+	reg.MustRegister(m.requests, m.sseClients, m.storeDuration, m.revision, m.connsRefused)
 	return m
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"time"
 
@@ -16,7 +17,7 @@ func (s *Server) routes() *gin.Engine {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
-	e.Use(s.metrics.countRequests, s.recover, s.limitBody)
+	e.Use(s.metrics.countRequests, s.recover, s.writeDeadline, s.limitBody)
 	e.NoRoute(func(c *gin.Context) {
 		Fail(c, http.StatusNotFound, "no such endpoint: "+c.Request.Method+" "+c.Request.URL.Path+"; see docs/api.md", "")
 	})
@@ -47,11 +48,55 @@ func (s *Server) routes() *gin.Engine {
 	return e
 }
 
-// limitBody caps every request body at Config.MaxBodyBytes.
+// limitBody caps every request body at Config.MaxBodyBytes without ever
+// waiting for bytes that do not come. A body declared larger is refused at
+// once. Until the handler has read a body to its end, the answer carries
+// Connection: close: otherwise Go's server, before it writes the answer,
+// reads what is left of the body so as to reuse the connection, and a
+// client that declares a body and never sends it would hold back the
+// answer, 401s and /healthz included.
 func (s *Server) limitBody(c *gin.Context) {
-	if c.Request.Body != nil {
-		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	r := c.Request
+	if r.ContentLength == 0 {
+		c.Next()
+		return
 	}
+	c.Header("Connection", "close")
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		failTooLarge(c, s.cfg.MaxBodyBytes)
+		return
+	}
+	body := &watchedBody{ReadCloser: http.MaxBytesReader(c.Writer, r.Body, s.cfg.MaxBodyBytes), header: c.Writer.Header()}
+	r.Body = body
+	c.Next()
+	if !body.eof {
+		// Nothing more will be read: let the server give up on the rest
+		// at once rather than wait for it until the read deadline.
+		_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now())
+	}
+}
+
+// watchedBody notes when its request body has been read to the end; the
+// connection may then serve another request.
+type watchedBody struct {
+	io.ReadCloser
+	header http.Header
+	eof    bool
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.eof {
+		b.eof = true
+		b.header.Del("Connection")
+	}
+	return n, err
+}
+
+// writeDeadline bounds writing the answer, so that a client that does not
+// read it cannot hold the connection. The SDK stream sets its own.
+func (s *Server) writeDeadline(c *gin.Context) {
+	_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	c.Next()
 }
 

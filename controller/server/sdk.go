@@ -60,16 +60,28 @@ func (s *Server) stream(c *gin.Context) {
 	}
 	defer s.hub.unsubscribe(client)
 	w := c.Writer
+	rc := http.NewResponseController(w)
+	// The request is read: the stream lives as long as the client wants
+	// (up to its maximum age), bounded instead by each write's deadline.
+	_ = rc.SetReadDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Connection", "keep-alive")
 	h.Set("X-Accel-Buffering", "no")
+	send := func(msg []byte) bool {
+		if err := rc.SetWriteDeadline(time.Now().Add(s.cfg.StreamWriteTimeout)); err != nil {
+			return false
+		}
+		if _, err := w.Write(msg); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
 	w.WriteHeader(http.StatusOK)
-	if _, err := w.Write(first); err != nil {
+	if !send(first) {
 		return
 	}
-	w.Flush()
 	ping := time.NewTicker(s.cfg.Heartbeat)
 	defer ping.Stop()
 	done := c.Request.Context().Done()
@@ -84,9 +96,8 @@ func (s *Server) stream(c *gin.Context) {
 		case <-done:
 			return
 		}
-		if _, err := w.Write(msg); err != nil {
+		if !send(msg) {
 			return
 		}
-		w.Flush()
 	}
 }

@@ -50,6 +50,24 @@ type Config struct {
 	// Heartbeat is the interval of ": ping" comments on SDK streams;
 	// default 15s.
 	Heartbeat time.Duration
+	// ReadTimeout bounds reading a whole request, headers and body, on
+	// every route but the SDK stream; default 30s. Headers alone must come
+	// within 10s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing an answer, from the end of its request,
+	// on every route but the SDK stream; default 60s.
+	WriteTimeout time.Duration
+	// StreamWriteTimeout bounds each write to an SDK stream: a client that
+	// takes longer to accept an event or a heartbeat is disconnected;
+	// default 10s.
+	StreamWriteTimeout time.Duration
+	// MaxConnsPerClient caps the connections open at once from one client
+	// IP address; connections over it are closed at once; default 512,
+	// negative for no cap. Behind a proxy every client has the proxy's
+	// address: raise it or turn it off there.
+	MaxConnsPerClient int
+	// MaxConns caps the connections open at once in total; default none.
+	MaxConns int
 	// Resync is how often the server rereads changes even without a
 	// notification, a safety net for a lost LISTEN connection; default 5s.
 	Resync time.Duration
@@ -93,6 +111,9 @@ type namedTask struct {
 	fn   func(ctx context.Context) error
 }
 
+// readHeaderTimeout bounds reading a request's headers.
+const readHeaderTimeout = 10 * time.Second
+
 // Server is a Vigil controller.
 type Server struct {
 	cfg        Config
@@ -127,6 +148,18 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.Resync <= 0 {
 		cfg.Resync = 5 * time.Second
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 30 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = time.Minute
+	}
+	if cfg.StreamWriteTimeout <= 0 {
+		cfg.StreamWriteTimeout = 10 * time.Second
+	}
+	if cfg.MaxConnsPerClient == 0 {
+		cfg.MaxConnsPerClient = 512
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
@@ -197,11 +230,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer s.closeStore()
 	hs := &http.Server{
 		Handler:           s.engine,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// No WriteTimeout: SDK streams stay open for as long as clients want.
+		ReadHeaderTimeout: readHeaderTimeout,
+		// The stream handler lifts this deadline once its request is read.
+		ReadTimeout: s.cfg.ReadTimeout,
+		IdleTimeout: 2 * time.Minute,
+		// No WriteTimeout: SDK streams stay open for as long as clients
+		// want. The deadlines middleware and the stream set their own.
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	ln = newLimitListener(ln, s.cfg.MaxConnsPerClient, s.cfg.MaxConns, s.log, s.metrics.connsRefused)
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBg()
 	var wg sync.WaitGroup

@@ -1,0 +1,244 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/controller/store"
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+// lockedBuffer is a log destination that the server's goroutines write to
+// while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// dialFrom opens a TCP connection to the server at base from the loopback
+// address local, such as 127.0.0.2, so that a test can be several clients.
+func dialFrom(t *testing.T, local, base string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatalf("dial from %s: %v", local, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closedByServer reports whether the server closes c, without answering,
+// within 5 s.
+func closedByServer(c net.Conn) bool {
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := c.Read(make([]byte, 1))
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// TestStalledBodiesAreAnswered: a client that declares a body and never
+// sends it gets its answer at once where the handler does not need the
+// body (a 401, /healthz), long before the read deadline, and a 400 at the
+// read deadline where the handler does need it; the server then closes the
+// connection.
+func TestStalledBodiesAreAnswered(t *testing.T) {
+	patient := start(t, server.Config{ReadTimeout: time.Hour})
+	strict := start(t, server.Config{ReadTimeout: time.Second})
+	auth := "Authorization: Bearer " + adminSecret + "\r\n"
+	for _, c := range []struct {
+		e   *env
+		req string
+	}{
+		{patient, "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"},
+		{patient, "PUT /api/v1/flags/a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"},
+		{patient, "POST /sdk/v1/snapshot HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"},
+		{patient, "PUT /api/v1/flags/a HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Length: 2000000\r\n\r\n"},
+		{strict, "PUT /api/v1/flags/a HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Length: 10\r\n\r\n"},
+		{strict, "PUT /api/v1/flags/a HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Length: 10\r\n\r\n{\"ke"},
+	} {
+		line, _, _ := strings.Cut(c.req, "\r\n")
+		conn := dialFrom(t, "127.0.0.1", c.e.url)
+		if _, err := io.WriteString(conn, c.req); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s with a body that never comes: no answer: %v", line, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && !strings.HasPrefix(line, "GET /healthz") || resp.StatusCode >= 500 {
+			t.Errorf("%s: %s", line, resp.Status)
+		}
+		if !resp.Close {
+			t.Errorf("%s: the answer keeps the connection open for the rest of a body that never comes", line)
+		}
+		if !closedByServer(conn) {
+			t.Errorf("%s: the server did not close the connection", line)
+		}
+	}
+	// A body read to its end keeps the connection for the next request.
+	r := patient.mustStatus(patient.do("PUT", "/api/v1/flags/a", patient.admin, flagJSON("a", 1)), http.StatusCreated)
+	if r.header.Get("Connection") == "close" {
+		t.Error("a fully read body closes the connection")
+	}
+}
+
+// TestManyStalledClients: hundreds of connections from one client that
+// never finish their headers, and more beyond its cap, do not keep the
+// controller from answering another client: /healthz, the admin API and a
+// live stream still answer, and the refusals are logged.
+func TestManyStalledClients(t *testing.T) {
+	const capacity, stalled = 200, 300
+	var logs lockedBuffer
+	e := start(t, server.Config{MaxConnsPerClient: capacity, Heartbeat: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	s := e.openStream(e.admin)
+	if ev, err := s.next(); err != nil || ev.event != "snapshot" {
+		t.Fatalf("first event %+v %v", ev, err)
+	}
+
+	conns := make([]net.Conn, stalled)
+	for i := range conns {
+		conns[i] = dialFrom(t, "127.0.0.2", e.url)
+		if _, err := io.WriteString(conns[i], "GET /healthz HTTP/1.1\r\nHost: x\r\n"); err != nil {
+			// The server may already have closed a connection over the cap.
+			continue
+		}
+	}
+	closed := 0
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, c := range conns {
+		wg.Go(func() {
+			if closedByServer(c) {
+				mu.Lock()
+				closed++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if closed < stalled-capacity {
+		t.Errorf("the server closed %d of %d connections from one client within 5 s; want at least the %d over its cap of %d", closed, stalled, stalled-capacity, capacity)
+	}
+	poll.Until(t, 5*time.Second, "the refusals in the log", func() error {
+		if l := logs.String(); !strings.Contains(l, "refusing connections over the connection cap") || !strings.Contains(l, "client=127.0.0.2") {
+			return fmt.Errorf("log:\n%s", l)
+		}
+		return nil
+	})
+
+	// Another client is served meanwhile.
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func(path string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", e.url+path, nil)
+		req.Header.Set("Authorization", "Bearer "+e.admin)
+		resp, err := fresh.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", path, resp.Status)
+		}
+		return nil
+	}
+	for _, path := range []string{"/healthz", "/api/v1/flags", "/sdk/v1/snapshot"} {
+		poll.Until(t, 5*time.Second, "GET "+path+" beside the stalled client", func() error { return get(path) })
+	}
+	e.mustStatus(e.do("PUT", "/api/v1/flags/a", e.admin, flagJSON("a", 1)), http.StatusCreated)
+	if ev, err := s.next(); err != nil || ev.event != "put" {
+		t.Fatalf("the live stream after the change: %+v %v", ev, err)
+	}
+	if ev, err := e.openStream(e.admin).next(); err != nil || ev.event != "snapshot" {
+		t.Fatalf("a new stream beside the stalled client: %+v %v", ev, err)
+	}
+	metrics := string(e.mustStatus(e.do("GET", "/metrics", "", nil), http.StatusOK).body)
+	if !strings.Contains(metrics, "vigil_http_connections_refused_total ") || strings.Contains(metrics, "vigil_http_connections_refused_total 0\n") {
+		t.Error("vigil_http_connections_refused_total does not count the refusals")
+	}
+}
+
+// TestStreamClientThatDoesNotRead: a stream whose client stops reading is
+// ended at its write deadline rather than held open forever.
+func TestStreamClientThatDoesNotRead(t *testing.T) {
+	st, err := store.OpenSQLite(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	// A snapshot of several MiB fills the socket buffers of a client that
+	// reads nothing.
+	err = st.Update(t.Context(), store.Actor{Name: "test"}, func(tx store.Tx) error {
+		for i := range 3 {
+			f := flag.Flag{Key: fmt.Sprintf("big-%d", i), Description: strings.Repeat("x", 3<<20),
+				Variants: map[string]json.RawMessage{"on": json.RawMessage("true"), "off": json.RawMessage("false")}, Control: "off", Treatment: "on"}
+			if _, err := tx.PutFlag(t.Context(), f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, server.Config{Store: st, StreamWriteTimeout: 200 * time.Millisecond})
+	c := dialFrom(t, "127.0.0.1", e.url)
+	if err := c.(*net.TCPConn).SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, "GET /sdk/v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+adminSecret+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	clients := func() string {
+		for _, l := range strings.Split(string(e.do("GET", "/metrics", "", nil).body), "\n") {
+			if strings.HasPrefix(l, "vigil_sse_clients ") {
+				return l
+			}
+		}
+		return ""
+	}
+	poll.Until(t, 5*time.Second, "the stream to open", func() error {
+		if l := clients(); l != "vigil_sse_clients 1" {
+			return errors.New(l)
+		}
+		return nil
+	})
+	poll.Until(t, 5*time.Second, "the stream to end at its write deadline", func() error {
+		if l := clients(); l != "vigil_sse_clients 0" {
+			return errors.New(l)
+		}
+		return nil
+	})
+}
