@@ -113,7 +113,8 @@ func (m *metricsOptions) configure(ctx context.Context, cfg *server.Config) erro
 
 // mountMetricStore serves the embedded store's Prometheus query API to
 // readers and admins, so Grafana can use the controller as a Prometheus data
-// source, and its OTLP receiver to SDKs; it closes the store at shutdown.
+// source, and its OTLP receiver to ingest tokens; it closes the store at
+// shutdown.
 func mountMetricStore(ms *metricstore.Store) server.Extension {
 	return func(h *server.Host) error {
 		api := gin.WrapH(ms.APIHandler())
@@ -126,8 +127,8 @@ func mountMetricStore(ms *metricstore.Store) server.Extension {
 			read.POST(path, api)
 		}
 		otlp := gin.WrapH(ms.OTLPHandler())
-		h.Group("/v1", store.RoleAdmin, store.RoleSDK).POST("/metrics", otlp)
-		h.Group("/api/v1/otlp/v1", store.RoleAdmin, store.RoleSDK).POST("/metrics", otlp)
+		h.Group("/v1", store.RoleAdmin, store.RoleIngest).POST("/metrics", otlp)
+		h.Group("/api/v1/otlp/v1", store.RoleAdmin, store.RoleIngest).POST("/metrics", otlp)
 		h.Go("metric store", func(ctx context.Context) error {
 			<-ctx.Done()
 			return ms.Close()

@@ -32,9 +32,10 @@ const (
 	asAdmin  = "admin"
 	asReader = "reader"
 	asSDK    = "sdk"
+	asIngest = "ingest"
 )
 
-var identities = []string{asNone, asBad, asAdmin, asReader, asSDK}
+var identities = []string{asNone, asBad, asAdmin, asReader, asSDK, asIngest}
 
 // Who may use a route. The role decisions, also in docs/api.md:
 //
@@ -46,18 +47,21 @@ var identities = []string{asNone, asBad, asAdmin, asReader, asSDK}
 //     no flag writes, no rollout commands, no tokens, and no OTLP push,
 //     because pushed samples are what the rollout judge decides on, and a
 //     reader token handed to a dashboard must not be able to steer it.
-//   - sdk is for services: flag delivery (/sdk/v1, OFREP) and OTLP push,
-//     since services push their metrics there. Nothing else: sdk tokens sit
-//     in every service's configuration, so they see neither the admin API
-//     nor other services' metrics through the query API.
+//   - sdk is for services: flag delivery (/sdk/v1, OFREP). Nothing else:
+//     sdk tokens sit in every service's configuration, the least trusted
+//     secret there is, so they see neither the admin API nor other
+//     services' metrics, and may not push metrics: pushed samples decide
+//     rollouts, and a leaked sdk token must not be able to promote one.
+//   - ingest may only push OTLP metrics, for the collector or the services
+//     trusted to report the metrics rollouts are judged on.
 //   - /healthz, /readyz and /metrics take no token, so that orchestrators
 //     and a Prometheus can probe and scrape the controller without one.
 var (
-	public    = []string{asNone, asBad, asAdmin, asReader, asSDK}
+	public    = []string{asNone, asBad, asAdmin, asReader, asSDK, asIngest}
 	adminOnly = []string{asAdmin}
 	readers   = []string{asAdmin, asReader}
 	delivery  = []string{asAdmin, asReader, asSDK}
-	pushers   = []string{asAdmin, asSDK}
+	pushers   = []string{asAdmin, asIngest}
 )
 
 // routeCase is what one registered route expects, and a request that
@@ -157,7 +161,7 @@ type assembledController struct {
 
 // startAssembled builds the controller with assemble, as `vigil serve`
 // does, from cfg (its logger and, if set, its store) on SQLite in a temp
-// dir; mints a reader and an sdk token; creates the flag "existing"; and
+// dir; mints a reader, an sdk and an ingest token; creates the flag "existing"; and
 // waits until every part serves it. stop (also run at cleanup) shuts it
 // down and waits for it.
 func startAssembled(t *testing.T, cfg server.Config) *assembledController {
@@ -181,7 +185,7 @@ func startAssembled(t *testing.T, cfg server.Config) *assembledController {
 	if code, body := a.do(t, http.MethodPut, "/api/v1/flags/existing", rolesAdminToken, flagBody("existing", 100), ""); code != http.StatusCreated {
 		t.Fatalf("create flag: %d %s", code, body)
 	}
-	for _, role := range []string{asReader, asSDK} {
+	for _, role := range []string{asReader, asSDK, asIngest} {
 		code, body := a.do(t, http.MethodPost, "/api/v1/tokens", rolesAdminToken, fmt.Sprintf(`{"name":"roles-%s","role":%q}`, role, role), "")
 		var created server.CreatedToken
 		if err := json.Unmarshal([]byte(body), &created); code != http.StatusCreated || err != nil || created.Token == "" {
@@ -387,7 +391,7 @@ func TestTokensNeverLogged(t *testing.T) {
 	if !strings.Contains(log, "vigil controller listening") || !strings.Contains(log, `msg="look up token"`) {
 		t.Fatalf("the log shows no sign of the server:\n%s", log)
 	}
-	secrets := append([]string{a.tokens[asBad], a.tokens[asAdmin], a.tokens[asReader], a.tokens[asSDK]}, minted...)
+	secrets := append([]string{a.tokens[asBad], a.tokens[asAdmin], a.tokens[asReader], a.tokens[asSDK], a.tokens[asIngest]}, minted...)
 	if len(minted) == 0 {
 		t.Fatal("no token was minted through the API")
 	}

@@ -21,18 +21,18 @@ The controller stores only a hash: a token is shown once, when created.`,
 
 	var name, role string
 	create := &cobra.Command{
-		Use:   "create --name NAME --role admin|reader|sdk",
+		Use:   "create --name NAME --role admin|reader|sdk|ingest",
 		Short: "Mint a token and print it (shown only this once)",
 		Args:  cobra.NoArgs,
 	}
 	cr := addRemoteFlags(create)
 	create.Flags().StringVar(&name, "name", "", "token name, such as the service that uses it (required)")
-	create.Flags().StringVar(&role, "role", "", "admin, reader or sdk (required)")
+	create.Flags().StringVar(&role, "role", "", store.Roles+" (required)")
 	create.MarkFlagRequired("name")
 	create.MarkFlagRequired("role")
 	create.RunE = func(cmd *cobra.Command, _ []string) error {
 		if !store.Role(role).Valid() {
-			return fmt.Errorf("--role %q: want admin, reader or sdk", role)
+			return fmt.Errorf("--role %q: want %s", role, store.Roles)
 		}
 		c, err := cr.client()
 		if err != nil {

@@ -44,7 +44,7 @@ func TestBadInput(t *testing.T) {
 			{"apply unknown field", "POST", "/api/v1/apply", "flags:\n  - key: a\n    colour: red\n", nil, 400, "colour", "unknown field"},
 			{"apply duplicate", "POST", "/api/v1/apply", "flags:\n  - {key: a, variants: {on: 1}, control: on}\n  - {key: a, variants: {on: 1}, control: on}\n", nil, 400, "key", "duplicate"},
 			{"apply bad dryRun", "POST", "/api/v1/apply?dryRun=maybe", flagsYAML, nil, 400, "dryRun", "true or false"},
-			{"token bad role", "POST", "/api/v1/tokens", map[string]any{"name": "n", "role": "root"}, nil, 400, "role", "admin, reader or sdk"},
+			{"token bad role", "POST", "/api/v1/tokens", map[string]any{"name": "n", "role": "root"}, nil, 400, "role", "admin, reader, sdk or ingest"},
 			{"token bad name", "POST", "/api/v1/tokens", map[string]any{"name": "a b", "role": "sdk"}, nil, 400, "name", "letters"},
 			{"token unknown field", "POST", "/api/v1/tokens", map[string]any{"name": "n", "role": "sdk", "ttl": 3}, nil, 400, "ttl", "unknown field"},
 			{"audit bad limit", "GET", "/api/v1/audit?limit=0", nil, nil, 400, "limit", "whole number"},

@@ -48,7 +48,7 @@ func (s *Server) createToken(c *gin.Context) {
 		return
 	}
 	if !req.Role.Valid() {
-		Fail(c, http.StatusBadRequest, fmt.Sprintf("role %q must be admin, reader or sdk", req.Role), "role")
+		Fail(c, http.StatusBadRequest, fmt.Sprintf("role %q must be %s", req.Role, store.Roles), "role")
 		return
 	}
 	secret, err := NewTokenSecret()

@@ -156,11 +156,18 @@ const (
 	RoleAdmin  Role = "admin"  // everything
 	RoleReader Role = "reader" // read the admin API and the SDK endpoints
 	RoleSDK    Role = "sdk"    // only the SDK endpoints
+	// RoleIngest may only push metrics (OTLP) into the embedded metric
+	// store. Those samples decide rollouts, so pushing is a permission of
+	// its own rather than something every service's sdk token can do.
+	RoleIngest Role = "ingest"
 )
+
+// Roles lists every role, for messages.
+const Roles = "admin, reader, sdk or ingest"
 
 // Valid reports whether r is one of the roles.
 func (r Role) Valid() bool {
-	return r == RoleAdmin || r == RoleReader || r == RoleSDK
+	return r == RoleAdmin || r == RoleReader || r == RoleSDK || r == RoleIngest
 }
 
 // Token is an API token. Only a hash of the secret is stored.
