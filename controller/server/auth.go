@@ -73,7 +73,7 @@ func (s *Server) authenticate(c *gin.Context) (store.Token, int, error) {
 		return store.Token{Name: AdminTokenName, Role: store.RoleAdmin}, 0, nil
 	}
 	hash := hex.EncodeToString(sum[:])
-	tok, err := s.store.TokenByHash(c.Request.Context(), hash)
+	tok, err := s.tokens.lookup(c.Request.Context(), hash)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && subtle.ConstantTimeCompare([]byte(hash), []byte(tok.Hash)) != 1) {
 		return store.Token{}, http.StatusUnauthorized, errors.New("invalid or revoked token")
 	}
@@ -104,6 +104,13 @@ func (s *Server) requireRole(roles ...store.Role) gin.HandlerFunc {
 	}
 }
 
+// tokenOf returns the token that requireRole admitted the request with.
+func tokenOf(c *gin.Context) store.Token {
+	v, _ := c.Get(tokenKey)
+	tok, _ := v.(store.Token)
+	return tok
+}
+
 // ReasonHeader carries the optional "why" of a change into the audit log.
 const ReasonHeader = "X-Vigil-Reason"
 
@@ -117,9 +124,5 @@ func ActorOf(c *gin.Context) store.Actor {
 	if len(msg) > maxReasonLen {
 		msg = msg[:maxReasonLen]
 	}
-	a := store.Actor{Message: msg}
-	if v, ok := c.Get(tokenKey); ok {
-		a.Name = v.(store.Token).Name
-	}
-	return a
+	return store.Actor{Name: tokenOf(c).Name, Message: msg}
 }

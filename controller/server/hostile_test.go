@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +19,9 @@ import (
 
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
+	"github.com/vigil-dev/vigil/internal/testenv/pgtest"
 	"github.com/vigil-dev/vigil/internal/testenv/poll"
+	"github.com/vigil-dev/vigil/sdk"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -240,5 +243,107 @@ func TestStreamClientThatDoesNotRead(t *testing.T) {
 			return errors.New(l)
 		}
 		return nil
+	})
+}
+
+// streamEnds reports whether s ends (the server closes it) within 10 s,
+// skipping heartbeats and events.
+func streamEnds(s *sseReader) bool {
+	ended := make(chan bool, 1)
+	go func() {
+		for {
+			if _, err := s.next(); err != nil {
+				ended <- true
+				return
+			}
+		}
+	}()
+	select {
+	case <-ended:
+		return true
+	case <-time.After(10 * time.Second):
+		s.resp.Body.Close()
+		return false
+	}
+}
+
+// TestRevocationEndsStreamsOnEveryReplica: two replicas share one
+// PostgreSQL database; revoking a token through one ends the streams it
+// opened on both, and both refuse it, though neither rereads the store on
+// its own for an hour: the revocation travels through the change feed.
+func TestRevocationEndsStreamsOnEveryReplica(t *testing.T) {
+	url := pgtest.Database(t)
+	a := start(t, server.Config{DatabaseURL: url, Resync: time.Hour, Heartbeat: time.Hour})
+	b := start(t, server.Config{DatabaseURL: url, Resync: time.Hour, Heartbeat: time.Hour})
+	revoked := a.token("leaked", store.RoleSDK)
+	kept := a.token("kept", store.RoleSDK)
+	var streams []*sseReader
+	for _, e := range []*env{a, b} {
+		for _, tok := range []string{revoked, kept} {
+			// b may not have heard of the tokens yet: the first request
+			// finds them in the store.
+			s := e.openStream(tok)
+			if ev, err := s.next(); err != nil || ev.event != "snapshot" {
+				t.Fatalf("first event %+v %v", ev, err)
+			}
+			streams = append(streams, s)
+		}
+	}
+	a.mustStatus(a.do("DELETE", "/api/v1/tokens/leaked", a.admin, nil), http.StatusNoContent)
+	for i, replica := range []string{"a", "b"} {
+		if !streamEnds(streams[2*i]) {
+			t.Errorf("replica %s: the revoked token's stream is still open 10 s after the revocation", replica)
+		}
+	}
+	for i, e := range []*env{a, b} {
+		poll.Until(t, 5*time.Second, "the revoked token to be refused", func() error {
+			if r := e.do("GET", "/sdk/v1/snapshot", revoked, nil); r.status != http.StatusUnauthorized {
+				return fmt.Errorf("replica %d: %d", i, r.status)
+			}
+			return nil
+		})
+	}
+	// The other token's streams go on.
+	a.mustStatus(a.do("PUT", "/api/v1/flags/a", a.admin, flagJSON("a", 1)), http.StatusCreated)
+	for i := range 2 {
+		if ev, err := streams[2*i+1].next(); err != nil || ev.event != "put" {
+			t.Errorf("replica %d: the kept token's stream: %+v %v", i, ev, err)
+		}
+	}
+}
+
+// TestStreamsHaveAMaximumAge: a stream ends at its maximum age, and the Go
+// SDK reconnects and goes on following the flags.
+func TestStreamsHaveAMaximumAge(t *testing.T) {
+	e := start(t, server.Config{StreamMaxAge: 300 * time.Millisecond, Heartbeat: time.Hour})
+	tok := e.token("svc", store.RoleSDK)
+	if !streamEnds(e.openStream(tok)) {
+		t.Fatal("a stream outlived its maximum age of 300ms by 10 s")
+	}
+	c, err := sdk.New(t.Context(), sdk.Config{ServerURL: e.url, Token: tok, Logger: quietLogger(),
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	streamsOpened := func() int {
+		for _, l := range strings.Split(string(e.do("GET", "/metrics", "", nil).body), "\n") {
+			if v, ok := strings.CutPrefix(l, `vigil_http_requests_total{code="200",route="/sdk/v1/stream"} `); ok {
+				n, _ := strconv.Atoi(v)
+				return n
+			}
+		}
+		return 0
+	}
+	// The test's own stream above was the first.
+	poll.Until(t, 10*time.Second, "the SDK to reconnect as its streams age out", func() error {
+		if n := streamsOpened(); n < 4 {
+			return fmt.Errorf("%d streams opened", n)
+		}
+		return nil
+	})
+	e.mustStatus(e.do("PUT", "/api/v1/flags/f", e.admin, flagJSON("f", 100)), http.StatusCreated)
+	waitFor(t, "the SDK to follow a change after reconnecting", func() bool {
+		return c.Bool(t.Context(), "f", sdk.EvalContext{Key: "user-1"}, false)
 	})
 }

@@ -25,6 +25,7 @@ const clientBuffer = 64
 // are encoded once per change and shared by every stream.
 type hub struct {
 	store   store.Store
+	tokens  *tokenCache
 	log     *slog.Logger
 	metrics *metrics
 	resync  time.Duration
@@ -42,6 +43,9 @@ type hub struct {
 }
 
 type streamClient struct {
+	// token is the hash of the stream's token: revoking it ends the
+	// stream. It is empty for the configured admin token.
+	token  string
 	events chan []byte
 	// gone closes when the hub drops the client or shuts down.
 	gone chan struct{}
@@ -49,18 +53,22 @@ type streamClient struct {
 
 var errShuttingDown = errors.New("the controller is shutting down")
 
-func newHub(s store.Store, log *slog.Logger, m *metrics, resync time.Duration) *hub {
-	return &hub{store: s, log: log, metrics: m, resync: resync, clients: map[*streamClient]struct{}{}, advanced: make(chan struct{})}
+func newHub(s store.Store, tokens *tokenCache, log *slog.Logger, m *metrics, resync time.Duration) *hub {
+	return &hub{store: s, tokens: tokens, log: log, metrics: m, resync: resync, clients: map[*streamClient]struct{}{}, advanced: make(chan struct{})}
 }
 
 func (h *hub) loaded() bool    { return h.ready.Load() }
 func (h *hub) revision() int64 { return h.rev.Load() }
 
-// run loads the flags, then follows the store's changes until ctx ends.
+// run loads the flags and tokens, then follows the store's changes until
+// ctx ends.
 func (h *hub) run(ctx context.Context) {
 	watch := h.store.Watch(ctx)
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 		err := h.load(ctx)
+		if err == nil {
+			err = h.syncTokens(ctx)
+		}
 		if err == nil {
 			break
 		}
@@ -85,6 +93,32 @@ func (h *hub) run(ctx context.Context) {
 		}
 		if err := h.sync(ctx); err != nil && ctx.Err() == nil {
 			h.log.Error("read flag changes", "err", err)
+		}
+		if err := h.syncTokens(ctx); err != nil && ctx.Err() == nil {
+			h.log.Error("read token changes", "err", err)
+		}
+	}
+}
+
+// syncTokens rereads the tokens and ends the streams of those revoked.
+func (h *hub) syncTokens(ctx context.Context) error {
+	gone, err := h.tokens.reload(ctx)
+	if err != nil {
+		return err
+	}
+	for _, hash := range gone {
+		h.dropToken(hash)
+	}
+	return nil
+}
+
+// dropToken ends every stream opened with the token whose hash is hash.
+func (h *hub) dropToken(hash string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.clients {
+		if c.token == hash {
+			h.dropLocked(c)
 		}
 	}
 }
@@ -217,9 +251,10 @@ func (h *hub) snapshot() ([]byte, int64, error) {
 	return b, h.rev.Load(), err
 }
 
-// subscribe registers a stream and returns the snapshot event it starts
-// with; every later change arrives on the client's channel.
-func (h *hub) subscribe() (*streamClient, []byte, error) {
+// subscribe registers a stream opened with the token whose hash is token
+// and returns the snapshot event it starts with; every later change arrives
+// on the client's channel.
+func (h *hub) subscribe(token string) (*streamClient, []byte, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -231,7 +266,7 @@ func (h *hub) subscribe() (*streamClient, []byte, error) {
 	}
 	var first bytes.Buffer
 	writeEvent(&first, h.rev.Load(), "snapshot", snap)
-	c := &streamClient{events: make(chan []byte, clientBuffer), gone: make(chan struct{})}
+	c := &streamClient{token: token, events: make(chan []byte, clientBuffer), gone: make(chan struct{})}
 	h.clients[c] = struct{}{}
 	h.metrics.sseClients.Inc()
 	return c, first.Bytes(), nil

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"time"
@@ -53,7 +54,7 @@ func (s *Server) stream(c *gin.Context) {
 		Fail(c, http.StatusServiceUnavailable, "flags not loaded yet; retry", "")
 		return
 	}
-	client, first, err := s.hub.subscribe()
+	client, first, err := s.hub.subscribe(tokenOf(c).Hash)
 	if err != nil {
 		Fail(c, http.StatusServiceUnavailable, err.Error(), "")
 		return
@@ -84,6 +85,10 @@ func (s *Server) stream(c *gin.Context) {
 	}
 	ping := time.NewTicker(s.cfg.Heartbeat)
 	defer ping.Stop()
+	// At its maximum age the stream ends and the SDK reconnects, showing
+	// its token again.
+	age := time.NewTimer(s.cfg.StreamMaxAge - rand.N(s.cfg.StreamMaxAge/10+1))
+	defer age.Stop()
 	done := c.Request.Context().Done()
 	for {
 		var msg []byte
@@ -92,6 +97,8 @@ func (s *Server) stream(c *gin.Context) {
 		case <-ping.C:
 			msg = []byte(": ping\n\n")
 		case <-client.gone:
+			return
+		case <-age.C:
 			return
 		case <-done:
 			return

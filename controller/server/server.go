@@ -68,6 +68,11 @@ type Config struct {
 	MaxConnsPerClient int
 	// MaxConns caps the connections open at once in total; default none.
 	MaxConns int
+	// StreamMaxAge is how long an SDK stream lives at most (less up to a
+	// tenth, at random, so that clients connected together do not
+	// reconnect together); the SDK then reconnects, showing its token
+	// again; default 1h.
+	StreamMaxAge time.Duration
 	// Resync is how often the server rereads changes even without a
 	// notification, a safety net for a lost LISTEN connection; default 5s.
 	Resync time.Duration
@@ -124,6 +129,7 @@ type Server struct {
 	metrics    *metrics
 	engine     *gin.Engine
 	hub        *hub
+	tokens     *tokenCache
 	admin      *adminToken
 	background []namedTask
 }
@@ -158,6 +164,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.StreamWriteTimeout <= 0 {
 		cfg.StreamWriteTimeout = 10 * time.Second
 	}
+	if cfg.StreamMaxAge <= 0 {
+		cfg.StreamMaxAge = time.Hour
+	}
 	if cfg.MaxConnsPerClient == 0 {
 		cfg.MaxConnsPerClient = 512
 	}
@@ -183,7 +192,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.ownsStore = true
 	}
 	s.store = instrument(st, s.metrics.storeDuration)
-	s.hub = newHub(s.store, s.log, s.metrics, cfg.Resync)
+	s.tokens = newTokenCache(s.store)
+	s.hub = newHub(s.store, s.tokens, s.log, s.metrics, cfg.Resync)
 	s.engine = s.routes()
 	h := &Host{
 		Store:    s.store,

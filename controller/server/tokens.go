@@ -70,6 +70,7 @@ func (s *Server) createToken(c *gin.Context) {
 		s.FailStore(c, err)
 		return
 	}
+	s.tokens.put(tok)
 	c.JSON(http.StatusCreated, CreatedToken{Name: req.Name, Role: req.Role, Token: secret, CreatedAt: time.Now().UTC()})
 }
 
@@ -95,6 +96,11 @@ func (s *Server) deleteToken(c *gin.Context) {
 	if err != nil {
 		s.FailStore(c, err)
 		return
+	}
+	// Here at once; other replicas hear of it through the store's change
+	// feed.
+	if hash := s.tokens.remove(name); hash != "" {
+		s.hub.dropToken(hash)
 	}
 	c.Status(http.StatusNoContent)
 }

@@ -122,10 +122,13 @@ func (s *sqlStore) Update(ctx context.Context, actor Actor, fn func(tx Tx) error
 	if err := fn(t); err != nil {
 		return err
 	}
+	changed := t.rev != start || t.tokensChanged
 	if t.rev != start {
 		if _, err := tx.ExecContext(ctx, `UPDATE vigil_meta SET revision = $1 WHERE id = 1`, t.rev); err != nil {
 			return fmt.Errorf("write revision: %w", err)
 		}
+	}
+	if changed {
 		if s.d.notify != nil {
 			if err := s.d.notify(ctx, tx, t.rev); err != nil {
 				return fmt.Errorf("notify: %w", err)
@@ -135,7 +138,7 @@ func (s *sqlStore) Update(ctx context.Context, actor Actor, fn func(tx Tx) error
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	if t.rev != start {
+	if changed {
 		s.notes.publish(t.rev)
 	}
 	return nil
@@ -380,6 +383,10 @@ type sqlTx struct {
 	now   time.Time
 	rev   int64
 	d     *dialect
+	// tokensChanged: a token was created or deleted, which watchers hear
+	// of as they do of flag changes, so that replicas that keep tokens in
+	// memory drop a revoked one at once.
+	tokensChanged bool
 }
 
 func (t *sqlTx) Revision() int64 { return t.rev }
@@ -493,11 +500,16 @@ func (t *sqlTx) CreateToken(ctx context.Context, tok Token) error {
 		}
 		return fmt.Errorf("create token %s: %w", tok.Name, err)
 	}
+	t.tokensChanged = true
 	return nil
 }
 
 func (t *sqlTx) DeleteToken(ctx context.Context, name string) error {
-	return t.deleteOne(ctx, `DELETE FROM vigil_tokens WHERE name = $1`, "token "+name, name)
+	if err := t.deleteOne(ctx, `DELETE FROM vigil_tokens WHERE name = $1`, "token "+name, name); err != nil {
+		return err
+	}
+	t.tokensChanged = true
+	return nil
 }
 
 func (t *sqlTx) deleteOne(ctx context.Context, query, what string, arg any) error {

@@ -62,8 +62,8 @@ type Store interface {
 	// ReleaseLease gives up the lease if holder has it.
 	ReleaseLease(ctx context.Context, name, holder string) error
 	// Watch returns a channel that receives a revision, or 0 when it is not
-	// known, whenever the flags may have changed, through this process or
-	// (on PostgreSQL) any other. Values are hints that coalesce: read Changes
+	// known, whenever the flags or the tokens may have changed, through this
+	// process or (on PostgreSQL) any other. Values are hints that coalesce: read Changes
 	// to learn what changed. The channel closes when ctx is done.
 	Watch(ctx context.Context) <-chan int64
 	// Ping checks that the database answers.
