@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -89,8 +90,11 @@ func (s *Server) requireRole(roles ...store.Role) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		tok, status, err := s.authenticate(c)
 		if err != nil {
-			if status == http.StatusUnauthorized {
+			switch status {
+			case http.StatusUnauthorized:
 				c.Header("WWW-Authenticate", `Bearer realm="vigil"`)
+			case http.StatusServiceUnavailable:
+				c.Header("Retry-After", strconv.Itoa(RetryAfterSeconds))
 			}
 			Fail(c, status, err.Error(), "")
 			return

@@ -37,18 +37,33 @@ func Fail(c *gin.Context, status int, msg, field string) {
 	c.AbortWithStatusJSON(status, ErrorBody{Error: msg, Field: field})
 }
 
+// RetryAfterSeconds is what Retry-After says while the store is
+// unavailable: about when a restarted or failed-over database answers.
+const RetryAfterSeconds = 5
+
 // FailStore aborts the request with the status that err from the store calls
-// for: 404, 409 or 500. The message of a 500 is logged, not returned.
+// for: 404, 409, 503 with Retry-After while the store is unavailable, or
+// 500. The message of a 5xx is logged, not returned.
 func (s *Server) FailStore(c *gin.Context, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		Fail(c, http.StatusNotFound, err.Error(), "")
 	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrExists):
 		Fail(c, http.StatusConflict, err.Error(), "")
+	case store.Unavailable(err):
+		s.log.Warn("store unavailable", "route", c.FullPath(), "err", err)
+		FailUnavailable(c, "the store is unavailable; nothing was changed; retry")
 	default:
 		s.log.Error("request failed", "route", c.FullPath(), "err", err)
 		Fail(c, http.StatusInternalServerError, "internal error; see the controller's log", "")
 	}
+}
+
+// FailUnavailable answers 503 with Retry-After, for a request that needs the
+// store while store.Unavailable says it cannot be reached.
+func FailUnavailable(c *gin.Context, msg string) {
+	c.Header("Retry-After", strconv.Itoa(RetryAfterSeconds))
+	Fail(c, http.StatusServiceUnavailable, msg, "")
 }
 
 // ReadBody reads the request body within the size limit. On failure it has

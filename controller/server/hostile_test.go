@@ -11,12 +11,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/vigil-dev/vigil/controller/ofrep"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/internal/testenv/pgtest"
@@ -346,4 +350,112 @@ func TestStreamsHaveAMaximumAge(t *testing.T) {
 	waitFor(t, "the SDK to follow a change after reconnecting", func() bool {
 		return c.Bool(t.Context(), "f", sdk.EvalContext{Key: "user-1"}, false)
 	})
+}
+
+// setOutage makes the PostgreSQL database at dbURL refuse connections and
+// cuts those it has (down), or lets it take connections again (!down): a
+// real outage of the controller's database that a test can end.
+func setOutage(t *testing.T, dbURL string, down bool) {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	u.Path = "/postgres"
+	// Not the test's context: this also runs at cleanup, after it ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER DATABASE %s ALLOW_CONNECTIONS %t", pgx.Identifier{name}.Sanitize(), !down)); err != nil {
+		t.Fatal(err)
+	}
+	if down {
+		if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDatabaseOutage: while the PostgreSQL database is down, SDK delivery
+// (snapshot, a live stream, a new stream, OFREP) goes on from memory with
+// tokens checked in memory; admin requests answer 503 with Retry-After and
+// change nothing; /readyz fails naming the store. When the database is
+// back, all is as before.
+func TestDatabaseOutage(t *testing.T) {
+	dbURL := pgtest.Database(t)
+	e := start(t, server.Config{DatabaseURL: dbURL, Heartbeat: time.Hour, Extensions: []server.Extension{ofrep.Extension(ofrep.Config{})}})
+	e.mustStatus(e.do("PUT", "/api/v1/flags/a", e.admin, flagJSON("a", 100)), http.StatusCreated)
+	tok := e.token("svc", store.RoleSDK)
+	evaluate := func() response {
+		return e.do("POST", "/ofrep/v1/evaluate/flags/a", tok, `{"context":{"targetingKey":"user-1"}}`)
+	}
+	poll.Until(t, 5*time.Second, "OFREP to serve the flag", func() error {
+		if r := evaluate(); r.status != http.StatusOK {
+			return fmt.Errorf("%d %s", r.status, r.body)
+		}
+		return nil
+	})
+	live := e.openStream(tok)
+	if ev, err := live.next(); err != nil || ev.event != "snapshot" {
+		t.Fatalf("first event %+v %v", ev, err)
+	}
+
+	setOutage(t, dbURL, true)
+	t.Cleanup(func() { setOutage(t, dbURL, false) })
+	var ready server.ReadyBody
+	poll.Until(t, 10*time.Second, "/readyz to report the store down", func() error {
+		r := e.do("GET", "/readyz", "", nil)
+		ready = server.ReadyBody{}
+		r.json(t, &ready)
+		if r.status != http.StatusServiceUnavailable || ready.Checks["store"] == "ok" || !strings.Contains(ready.Error, "store") {
+			return fmt.Errorf("%d %s", r.status, r.body)
+		}
+		return nil
+	})
+	if ready.Checks["flags"] != "ok" {
+		t.Errorf("/readyz during the outage: %+v; want the flags ok", ready)
+	}
+
+	var snap server.SnapshotBody
+	e.mustStatus(e.do("GET", "/sdk/v1/snapshot", tok, nil), http.StatusOK).json(t, &snap)
+	if len(snap.Flags) != 1 || snap.Flags[0].Key != "a" {
+		t.Errorf("snapshot during the outage: %+v", snap)
+	}
+	if r := evaluate(); r.status != http.StatusOK || !strings.Contains(string(r.body), `"variant":"on"`) {
+		t.Errorf("OFREP during the outage: %d %s", r.status, r.body)
+	}
+	if ev, err := e.openStream(tok).next(); err != nil || ev.event != "snapshot" {
+		t.Errorf("a new stream during the outage: %+v %v", ev, err)
+	}
+	for _, req := range []struct {
+		method, path string
+		body         any
+	}{
+		{"GET", "/api/v1/flags", nil},
+		{"GET", "/api/v1/audit", nil},
+		{"PUT", "/api/v1/flags/b", flagJSON("b", 1)},
+		{"POST", "/api/v1/tokens", map[string]any{"name": "new", "role": "sdk"}},
+	} {
+		r := e.do(req.method, req.path, e.admin, req.body)
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+			t.Errorf("%s %s during the outage: %d (Retry-After %q) %s; want 503 with Retry-After", req.method, req.path, r.status, r.header.Get("Retry-After"), r.body)
+		}
+	}
+
+	setOutage(t, dbURL, false)
+	poll.Ready(t, 10*time.Second, e.url)
+	var list server.FlagList
+	e.mustStatus(e.do("GET", "/api/v1/flags", e.admin, nil), http.StatusOK).json(t, &list)
+	if len(list.Flags) != 1 {
+		t.Errorf("a 503 changed the flags: %+v", list)
+	}
+	e.mustStatus(e.do("PUT", "/api/v1/flags/b", e.admin, flagJSON("b", 1)), http.StatusCreated)
+	if ev, err := live.next(); err != nil || ev.event != "put" || !strings.Contains(ev.data, `"key":"b"`) {
+		t.Errorf("the stream opened before the outage, after it: %+v %v", ev, err)
+	}
 }

@@ -2,8 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -117,17 +121,66 @@ func (s *Server) recover(c *gin.Context) {
 	c.Next()
 }
 
-// ready answers 200 once the flags are loaded and the store answers.
+// ReadyBody is the body of GET /readyz: each check's state, "ok" or why
+// not, and in Error the checks that fail.
+type ReadyBody struct {
+	Status   string            `json:"status"` // "ready" or "not ready"
+	Revision int64             `json:"revision"`
+	Checks   map[string]string `json:"checks"`
+	Error    string            `json:"error,omitempty"`
+}
+
+// readyCheckTimeout bounds each check of /readyz.
+const readyCheckTimeout = 2 * time.Second
+
+// ready answers 200 when every check holds (the flags are loaded, the store
+// answers, and the extensions' own), else 503 naming the failing ones.
 func (s *Server) ready(c *gin.Context) {
-	if !s.hub.loaded() {
-		Fail(c, http.StatusServiceUnavailable, "flags not loaded yet", "")
+	body := ReadyBody{Status: "ready", Revision: s.hub.revision(), Checks: map[string]string{}}
+	var failing []string
+	for _, chk := range s.readyChecks {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), readyCheckTimeout)
+		err := chk.check(ctx)
+		cancel()
+		if err != nil {
+			body.Checks[chk.name] = err.Error()
+			failing = append(failing, chk.name+": "+err.Error())
+			continue
+		}
+		body.Checks[chk.name] = "ok"
+	}
+	if len(failing) > 0 {
+		body.Status, body.Error = "not ready", strings.Join(failing, "; ")
+		c.Header("Retry-After", strconv.Itoa(RetryAfterSeconds))
+		c.AbortWithStatusJSON(http.StatusServiceUnavailable, body)
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
-	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
-		Fail(c, http.StatusServiceUnavailable, "store unreachable: "+err.Error(), "")
-		return
+	c.JSON(http.StatusOK, body)
+}
+
+// ReadyCheck is one condition of /readyz: nil when it holds, else an error
+// that says why not. ctx bounds it to 2 s.
+type ReadyCheck func(ctx context.Context) error
+
+type namedCheck struct {
+	name  string
+	check ReadyCheck
+}
+
+// builtinChecks are the server's own conditions of readiness.
+func (s *Server) builtinChecks() []namedCheck {
+	return []namedCheck{
+		{"flags", func(context.Context) error {
+			if !s.hub.loaded() {
+				return errors.New("not loaded yet")
+			}
+			return nil
+		}},
+		{"store", func(ctx context.Context) error {
+			if err := s.store.Ping(ctx); err != nil {
+				return fmt.Errorf("unreachable: %w", err)
+			}
+			return nil
+		}},
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ready", "revision": s.hub.revision()})
 }

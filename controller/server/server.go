@@ -104,6 +104,12 @@ func (h *Host) Group(path string, roles ...store.Role) *gin.RouterGroup {
 	return h.s.engine.Group(path, h.s.requireRole(roles...))
 }
 
+// ReadyCheck adds a condition to /readyz under name: the controller is
+// ready only while check returns nil, and /readyz shows its error.
+func (h *Host) ReadyCheck(name string, check ReadyCheck) {
+	h.s.readyChecks = append(h.s.readyChecks, namedCheck{name, check})
+}
+
 // Go runs fn in the background while the server runs. Its context ends when
 // the server begins to shut down, and Run waits for fn to return. An error
 // from fn is logged.
@@ -132,6 +138,8 @@ type Server struct {
 	tokens     *tokenCache
 	admin      *adminToken
 	background []namedTask
+	// readyChecks are the conditions of /readyz, the server's own first.
+	readyChecks []namedCheck
 }
 
 // New opens the store, migrating its schema, and builds the server and its
@@ -194,6 +202,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.store = instrument(st, s.metrics.storeDuration)
 	s.tokens = newTokenCache(s.store)
 	s.hub = newHub(s.store, s.tokens, s.log, s.metrics, cfg.Resync)
+	s.readyChecks = s.builtinChecks()
 	s.engine = s.routes()
 	h := &Host{
 		Store:    s.store,
