@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -457,5 +458,65 @@ func TestDatabaseOutage(t *testing.T) {
 	e.mustStatus(e.do("PUT", "/api/v1/flags/b", e.admin, flagJSON("b", 1)), http.StatusCreated)
 	if ev, err := live.next(); err != nil || ev.event != "put" || !strings.Contains(ev.data, `"key":"b"`) {
 		t.Errorf("the stream opened before the outage, after it: %+v %v", ev, err)
+	}
+}
+
+// readSnapshotEvent reads a stream's response up to the end of its first
+// event, allocating next to nothing however large the event.
+func readSnapshotEvent(t *testing.T, base, token string) {
+	t.Helper()
+	c := dialFrom(t, "127.0.0.1", base)
+	if _, err := io.WriteString(c, "GET /sdk/v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+token+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream: %v %v", resp, err)
+	}
+	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("read the snapshot event: %v", err)
+		}
+		if len(line) == 1 {
+			return
+		}
+	}
+}
+
+// TestStreamsShareTheSnapshot: streams that start at the same revision
+// share one snapshot event; the controller does not copy it per stream.
+func TestStreamsShareTheSnapshot(t *testing.T) {
+	const size, streams = 2 << 20, 20
+	st, err := store.OpenSQLite(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	err = st.Update(t.Context(), store.Actor{Name: "test"}, func(tx store.Tx) error {
+		_, err := tx.PutFlag(t.Context(), flag.Flag{Key: "big", Description: strings.Repeat("x", size),
+			Variants: map[string]json.RawMessage{"on": json.RawMessage("true"), "off": json.RawMessage("false")}, Control: "off", Treatment: "on"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, server.Config{Store: st, Heartbeat: time.Hour})
+	readSnapshotEvent(t, e.url, e.admin)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range streams {
+		readSnapshotEvent(t, e.url, e.admin)
+	}
+	runtime.ReadMemStats(&after)
+	// Each stream's own copy of the event would allocate its size again.
+	grew := after.TotalAlloc - before.TotalAlloc
+	t.Logf("%d streams allocated %.1f MiB for a snapshot of %d MiB", streams, float64(grew)/(1<<20), size>>20)
+	if grew > 5*size {
+		t.Errorf("%d streams allocated %d MiB, for a snapshot of %d MiB: streams copy it", streams, grew>>20, size>>20)
 	}
 }

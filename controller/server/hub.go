@@ -33,11 +33,15 @@ type hub struct {
 	ready atomic.Bool
 	rev   atomic.Int64
 
-	mu      sync.Mutex
-	flags   map[string]flag.Flag
-	snap    []byte // the snapshot JSON at rev; nil when it must be rebuilt
-	clients map[*streamClient]struct{}
-	closed  bool
+	mu    sync.Mutex
+	flags map[string]flag.Flag
+	snap  []byte // the snapshot JSON at rev; nil when it must be rebuilt
+	// snapEvent is the stream's snapshot event at rev, shared read-only by
+	// every stream that starts at rev, so that memory does not grow with
+	// the number of streams; nil when it must be rebuilt.
+	snapEvent []byte
+	clients   map[*streamClient]struct{}
+	closed    bool
 	// advanced is closed and replaced whenever rev grows.
 	advanced chan struct{}
 }
@@ -133,7 +137,7 @@ func (h *hub) load(ctx context.Context) error {
 		flags[f.Key] = f
 	}
 	h.mu.Lock()
-	h.flags, h.snap = flags, nil
+	h.flags, h.snap, h.snapEvent = flags, nil, nil
 	h.setRevLocked(snap.Revision)
 	h.mu.Unlock()
 	h.ready.Store(true)
@@ -176,7 +180,7 @@ func (h *hub) sync(ctx context.Context) error {
 			h.flags[c.Key] = c.Flag
 		}
 	}
-	h.snap = nil
+	h.snap, h.snapEvent = nil, nil
 	h.setRevLocked(rev)
 	if len(msg) == 0 {
 		return nil
@@ -252,24 +256,28 @@ func (h *hub) snapshot() ([]byte, int64, error) {
 }
 
 // subscribe registers a stream opened with the token whose hash is token
-// and returns the snapshot event it starts with; every later change arrives
-// on the client's channel.
+// and returns the snapshot event it starts with, which the caller must not
+// change: it is shared. Every later change arrives on the client's
+// channel.
 func (h *hub) subscribe(token string) (*streamClient, []byte, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, nil, errShuttingDown
 	}
-	snap, err := h.snapshotLocked()
-	if err != nil {
-		return nil, nil, err
+	if h.snapEvent == nil {
+		snap, err := h.snapshotLocked()
+		if err != nil {
+			return nil, nil, err
+		}
+		var first bytes.Buffer
+		writeEvent(&first, h.rev.Load(), "snapshot", snap)
+		h.snapEvent = first.Bytes()
 	}
-	var first bytes.Buffer
-	writeEvent(&first, h.rev.Load(), "snapshot", snap)
 	c := &streamClient{token: token, events: make(chan []byte, clientBuffer), gone: make(chan struct{})}
 	h.clients[c] = struct{}{}
 	h.metrics.sseClients.Inc()
-	return c, first.Bytes(), nil
+	return c, h.snapEvent, nil
 }
 
 func (h *hub) unsubscribe(c *streamClient) {
