@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -43,7 +44,9 @@ func (s *Server) createToken(c *gin.Context) {
 		Fail(c, http.StatusBadRequest, fmt.Sprintf("name %q must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name), "name")
 		return
 	}
-	if req.Name == AdminTokenName {
+	// Case-insensitive, so that no "Admin" passes for the admin token in
+	// the audit log.
+	if strings.EqualFold(req.Name, AdminTokenName) {
 		Fail(c, http.StatusConflict, fmt.Sprintf("name %q is reserved for the configured admin token", req.Name), "name")
 		return
 	}
