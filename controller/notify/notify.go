@@ -245,7 +245,11 @@ func post(ctx context.Context, hook Webhook, body []byte, opts Options) error {
 	if hook.Secret != "" {
 		req.Header.Set(SignatureHeader, Sign(hook.Secret, body))
 	}
-	resp, err := opts.Client.Do(req)
+	// Never follow a redirect, whatever the client would: it would send
+	// the signed body to an address nobody configured.
+	client := *opts.Client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Do(req)
 	if err != nil {
 		// The client's error repeats the URL, and with it any token in it.
 		var ue *url.Error
@@ -261,6 +265,8 @@ func post(ctx context.Context, hook Webhook, body []byte, opts Options) error {
 		return nil
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		return fmt.Errorf("status %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	case resp.StatusCode < 400:
+		return permanentError{fmt.Errorf("status %s: webhooks do not follow redirects; configure the address it redirects to", resp.Status)}
 	default:
 		return permanentError{fmt.Errorf("status %s: %s", resp.Status, strings.TrimSpace(string(msg)))}
 	}

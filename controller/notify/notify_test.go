@@ -149,6 +149,25 @@ func TestDeliverDoesNotRetryClientErrors(t *testing.T) {
 	}
 }
 
+// TestDeliverNeverFollowsRedirects: a webhook that redirects gets the
+// signed body once, and the address it redirects to never sees it.
+func TestDeliverNeverFollowsRedirects(t *testing.T) {
+	elsewhere := newReceiver(t)
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		redirecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			http.Redirect(w, req, elsewhere.URL, status)
+		}))
+		err := Deliver(context.Background(), Webhook{URL: redirecting.URL, Secret: "s3cret"}, event(), fast())
+		redirecting.Close()
+		if err == nil || !strings.Contains(err.Error(), "attempt 1 of 4") || !strings.Contains(err.Error(), "redirect") {
+			t.Errorf("%d: err = %v; want one attempt refused for the redirect", status, err)
+		}
+	}
+	if n := elsewhere.requests(); n != 0 {
+		t.Errorf("the redirect's target got %d requests", n)
+	}
+}
+
 func TestDeliverTimesOut(t *testing.T) {
 	r := newReceiver(t)
 	r.delay = time.Minute
