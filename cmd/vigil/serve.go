@@ -80,7 +80,7 @@ and exits 0.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&cfg.Addr, "addr", ":8080", "listen address, HOST:PORT")
+	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address, HOST:PORT; :8080 for every interface")
 	fs.StringVar(&cfg.DataDir, "data", "./vigil-data", "directory of the SQLite store")
 	fs.StringVar(&cfg.DatabaseURL, "database", "", "PostgreSQL URL (postgres://...) instead of SQLite")
 	fs.StringVar(&adminTokenFile, "admin-token-file", "", "file holding the first admin token (default $VIGIL_ADMIN_TOKEN)")

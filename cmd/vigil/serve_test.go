@@ -156,3 +156,12 @@ func TestReplicasSharePostgres(t *testing.T) {
 	resp.Body.Close()
 	waitLine(t, lines, "event: delete", time.Second)
 }
+
+// TestServeListensOnLoopbackByDefault: without --addr the controller is
+// reachable only from its own host.
+func TestServeListensOnLoopbackByDefault(t *testing.T) {
+	addr := newServeCmd().Flags().Lookup("addr")
+	if addr == nil || addr.DefValue != "127.0.0.1:8080" {
+		t.Fatalf("--addr default %+v, want 127.0.0.1:8080", addr)
+	}
+}

@@ -27,7 +27,8 @@ import (
 // Config configures a Server. Zero fields take the defaults in their
 // comments.
 type Config struct {
-	// Addr is the listening address for Run; default ":8080".
+	// Addr is the listening address for Run; default "127.0.0.1:8080", so
+	// that a controller is reachable from elsewhere only when told to be.
 	Addr string
 	// DataDir is the SQLite store's directory; default "./vigil-data".
 	DataDir string
@@ -146,7 +147,7 @@ type Server struct {
 // extensions. Run starts it.
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Addr == "" {
-		cfg.Addr = ":8080"
+		cfg.Addr = "127.0.0.1:8080"
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = "./vigil-data"
