@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -459,5 +460,34 @@ func TestMigrationsAreIdempotent(t *testing.T) {
 				t.Fatalf("after reopen: %+v %v", f, err)
 			}
 		})
+	}
+}
+
+// TestSQLiteFilesArePrivate: the data directory the store creates and the
+// database files in it are its owner's alone.
+func TestSQLiteFilesArePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "vigil-data")
+	s, err := store.OpenSQLite(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	put(t, s, testFlag("a", 1))
+	files, err := filepath.Glob(filepath.Join(dir, "vigil.db*"))
+	if err != nil || len(files) < 2 {
+		t.Fatalf("database files %v %v; want vigil.db and its WAL", files, err)
+	}
+	for _, p := range append([]string{dir}, files...) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := os.FileMode(0o600)
+		if fi.IsDir() {
+			want = 0o700
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s has mode %v, want %v", p, fi.Mode().Perm(), want)
+		}
 	}
 }
