@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -20,7 +21,8 @@ type tokenCache struct {
 	mu     sync.RWMutex
 	byHash map[string]store.Token
 	// gen grows with every change, so that a lookup that went to the store
-	// does not put back a token revoked meanwhile.
+	// does not put back a token revoked meanwhile, nor a reload drop one
+	// added after it read.
 	gen uint64
 }
 
@@ -46,33 +48,46 @@ func (tc *tokenCache) lookup(ctx context.Context, hash string) (store.Token, err
 	tc.mu.Lock()
 	if tc.gen == gen {
 		tc.byHash[hash] = tok
+		tc.gen++
 	}
 	tc.mu.Unlock()
 	return tok, nil
 }
 
 // reload replaces the tokens with the store's and returns the hashes of
-// those no longer valid as they were: deleted, or given another role.
+// those no longer valid as they were: deleted, or given another role. A
+// read that this replica's own changes overtook (a token minted, revoked or
+// found meanwhile) is read again, lest it drop a token newer than itself.
 func (tc *tokenCache) reload(ctx context.Context) ([]string, error) {
-	ts, err := tc.store.Tokens(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("reload tokens: %w", err)
-	}
-	next := make(map[string]store.Token, len(ts))
-	for _, t := range ts {
-		next[t.Hash] = t
-	}
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	var gone []string
-	for hash, old := range tc.byHash {
-		if t, ok := next[hash]; !ok || t.Role != old.Role || t.Name != old.Name {
-			gone = append(gone, hash)
+	for range 5 {
+		tc.mu.RLock()
+		start := tc.gen
+		tc.mu.RUnlock()
+		ts, err := tc.store.Tokens(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reload tokens: %w", err)
 		}
+		next := make(map[string]store.Token, len(ts))
+		for _, t := range ts {
+			next[t.Hash] = t
+		}
+		tc.mu.Lock()
+		if tc.gen != start {
+			tc.mu.Unlock()
+			continue
+		}
+		var gone []string
+		for hash, old := range tc.byHash {
+			if t, ok := next[hash]; !ok || t.Role != old.Role || t.Name != old.Name {
+				gone = append(gone, hash)
+			}
+		}
+		tc.byHash = next
+		tc.gen++
+		tc.mu.Unlock()
+		return gone, nil
 	}
-	tc.byHash = next
-	tc.gen++
-	return gone, nil
+	return nil, errors.New("reload tokens: they kept changing while being read; the next resync reads them again")
 }
 
 // put adds a token this replica has just stored.
