@@ -87,15 +87,29 @@ func failTooLarge(c *gin.Context, limit int64) {
 	Fail(c, http.StatusRequestEntityTooLarge, "request body is larger than the limit of "+strconv.FormatInt(limit, 10)+" bytes", "")
 }
 
-// BindJSON reads the request body into v, rejecting unknown fields and
-// trailing data. On failure it has already answered and returns false.
+// BindJSON reads the request body into v strictly: it refuses a
+// Content-Type other than JSON (415), and invalid UTF-8, NUL characters,
+// keys given twice, unknown fields and trailing data (400, naming the
+// field). On failure it has already answered and returns false.
 func BindJSON(c *gin.Context, v any) bool {
+	if !checkContentType(c, jsonTypes) {
+		return false
+	}
 	body, ok := ReadBody(c)
 	if !ok {
 		return false
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {
 		Fail(c, http.StatusBadRequest, "request body is empty; send a JSON object", "")
+		return false
+	}
+	if err := checkText(body); err != nil {
+		Fail(c, http.StatusBadRequest, err.Error(), "")
+		return false
+	}
+	var fe *fieldError
+	if err := checkJSON(body); errors.As(err, &fe) {
+		Fail(c, http.StatusBadRequest, "invalid JSON: "+fe.Error(), fe.field)
 		return false
 	}
 	if err := flag.DecodeStrict(body, v); err != nil {

@@ -323,8 +323,15 @@ func (s *Server) apply(c *gin.Context) {
 	if !ok {
 		return
 	}
+	if !checkContentType(c, yamlTypes) {
+		return
+	}
 	body, ok := ReadBody(c)
 	if !ok {
+		return
+	}
+	if err := checkText(body); err != nil {
+		Fail(c, http.StatusBadRequest, err.Error(), "")
 		return
 	}
 	file, err := flag.Parse(body)

@@ -1,16 +1,18 @@
 package server_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/vigil-dev/vigil/controller/server"
 )
 
 // FuzzAdminInput sends arbitrary bodies to the endpoints that parse them:
 // the controller answers every one with a success or a 4xx that has a
-// message, never a 5xx.
+// message, never a 5xx, and never accepts invalid UTF-8 or a NUL byte.
 func FuzzAdminInput(f *testing.F) {
 	for _, seed := range []string{
 		`{"key":"fz","variants":{"on":true,"off":false},"control":"off","treatment":"on","enabled":true,"rollout":{"percent":5}}`,
@@ -20,6 +22,11 @@ func FuzzAdminInput(f *testing.F) {
 		flagsYAML,
 		"flags:\n  - key: a\n    variants: {on: 1}\n    control: on\n    rules: [{variant: on, when: [{attribute: x, op: matches, values: ['(']}]}]\n",
 		`{"flags":[{"key":"a"}]}`,
+		`{"key":"fz","key":"fz","variants":{"a":1},"control":"a"}`,
+		`{"key":"fz","variants":{"a":1,"a":2},"control":"a"}`,
+		`{"key":"fz","variants":{"a\u0000":1},"control":"a\u0000"}`,
+		"{\"key\":\"fz\",\"description\":\"\xff\xfe\",\"variants\":{\"a\":1},\"control\":\"a\"}",
+		`{"name":"n","role":"sdk","name":"m"}`,
 		`[]`, `null`, `"x"`, `{`, "\x00", "",
 	} {
 		f.Add([]byte(seed))
@@ -41,6 +48,10 @@ func FuzzAdminInput(f *testing.F) {
 				if err := json.Unmarshal(r.body, &b); err != nil || b.Error == "" {
 					t.Fatalf("%s %s: %d without an error message: %s", req.method, req.path, r.status, r.body)
 				}
+			}
+			// Text that is not UTF-8, or holds a NUL byte, is never stored.
+			if (!utf8.Valid(body) || bytes.IndexByte(body, 0) >= 0) && r.status < 300 {
+				t.Fatalf("%s %s: %d for a body that is not clean UTF-8: %q", req.method, req.path, r.status, body)
 			}
 			if req.method == "PUT" && r.status != http.StatusOK && r.status != http.StatusCreated && r.status != http.StatusBadRequest && r.status != http.StatusConflict {
 				t.Fatalf("PUT: unexpected status %d: %s", r.status, r.body)
