@@ -100,6 +100,15 @@ type Reader struct {
 // NewReader returns a Reader that queries p.
 func NewReader(p Provider) *Reader { return &Reader{provider: p} }
 
+// Ping asks the provider a trivial query, for readiness checks: an error
+// says the metric source cannot answer.
+func (r *Reader) Ping(ctx context.Context) error {
+	if _, err := r.provider.Query(ctx, "vector(1)", time.Now()); err != nil {
+		return fmt.Errorf("metric source: %w", err)
+	}
+	return nil
+}
+
 // Read returns, for every flag in flags, its counts over (Since, now]. The
 // map has an entry for every flag, even when nothing could be read; the
 // error is non-nil when a built-in query failed as a whole (each Reading.Err

@@ -15,6 +15,8 @@ const (
 	EvidenceThreshold     = "vigil_analysis_evidence_threshold"
 	ProviderErrors        = "vigil_provider_errors_total"
 	ProviderQueryDuration = "vigil_provider_query_duration_seconds"
+	// Leader is 1 on the replica that holds the rollout loop's lease.
+	Leader = "vigil_rollout_leader"
 )
 
 // OverallCheck is the metric label of the judge's overall verdict and of the

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -47,9 +48,18 @@ func Extension(opts Options) server.Extension {
 			return err
 		}
 		c.Routes(h.Read, h.Write)
+		if p, ok := opts.Reader.(pinger); ok {
+			h.ReadyCheck("metrics", p.Ping)
+		}
 		h.Go("rollout loop", c.Run)
 		return nil
 	}
+}
+
+// pinger is a metrics reader that can tell whether its source answers
+// (*cohort.Reader can).
+type pinger interface {
+	Ping(ctx context.Context) error
 }
 
 // Routes registers GET /rollouts and GET /rollouts/{key} on read, and

@@ -69,6 +69,10 @@ type Controller struct {
 	mu     sync.Mutex
 	leader bool
 
+	// readFailing is when the metric source's reads began to fail (zero
+	// while they succeed), and readLogged when that was last logged.
+	readFailing, readLogged time.Time
+
 	plans planCache
 }
 
@@ -137,6 +141,7 @@ func (c *Controller) Tick(ctx context.Context) error {
 	c.mu.Lock()
 	c.leader = held && err == nil
 	c.mu.Unlock()
+	c.opts.Metrics.observeLeader(held && err == nil)
 	if err != nil {
 		return fmt.Errorf("acquire lease %s: %w", LeaseName, err)
 	}
@@ -217,7 +222,10 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 	// The batch counts as one failed read when a query for only some of its
 	// rollouts failed, too.
 	failed := err
-	defer func() { c.opts.Metrics.observeQuery(took, failed) }()
+	defer func() {
+		c.opts.Metrics.observeQuery(took, failed)
+		c.logRead(failed, now)
+	}()
 	for i, s := range due {
 		if obs[i].Err != nil {
 			continue
@@ -254,6 +262,27 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 		obs[i].Verdict, obs[i].Judge = v, state
 	}
 	return obs
+}
+
+// readLogEvery is how often a metric source that keeps failing is logged
+// again after its first failure.
+const readLogEvery = time.Minute
+
+// logRead logs the first failed read of the metric source at once, then at
+// most once every readLogEvery while it keeps failing, and its recovery.
+func (c *Controller) logRead(err error, now time.Time) {
+	switch {
+	case err == nil && !c.readFailing.IsZero():
+		c.log.Info("metric source reads again", "failing for", now.Sub(c.readFailing).Round(time.Second))
+		c.readFailing = time.Time{}
+	case err == nil:
+	case c.readFailing.IsZero():
+		c.readFailing, c.readLogged = now, now
+		c.log.Warn("metric source read failed; rollouts hold and count it toward onProviderError", "err", err)
+	case now.Sub(c.readLogged) >= readLogEvery:
+		c.readLogged = now
+		c.log.Warn("metric source still failing", "since", c.readFailing, "err", err)
+	}
 }
 
 // readError returns the parts of a flag's read error that are failures, not

@@ -443,6 +443,9 @@ func TestLoopOnlyLeaderActs(t *testing.T) {
 					t.Fatalf("leaders: a %v b %v", a.c.Leader(), b.c.Leader())
 				}
 			}
+			if la, lb := testutil.ToFloat64(a.c.opts.Metrics.leader), testutil.ToFloat64(b.c.opts.Metrics.leader); la != 1 || lb != 0 {
+				t.Errorf("vigil_rollout_leader: %v on the leader, %v on the other, want 1 and 0", la, lb)
+			}
 			if n := len(b.rec.tos()); n != 0 {
 				t.Errorf("the follower sent %d notifications", n)
 			}

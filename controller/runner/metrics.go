@@ -21,6 +21,7 @@ type Metrics struct {
 	threshold   *prometheus.GaugeVec
 	provErrors  prometheus.Counter
 	queryTime   prometheus.Histogram
+	leader      prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -59,8 +60,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time to read the cohort counts of all due rollouts.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: rolloutmetrics.Leader,
+			Help: "1 while this replica holds the rollout loop's lease, else 0.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.percent, m.state, m.transitions, m.verdicts, m.evidence, m.threshold, m.provErrors, m.queryTime} {
+	for _, c := range []prometheus.Collector{m.percent, m.state, m.transitions, m.verdicts, m.evidence, m.threshold, m.provErrors, m.queryTime, m.leader} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -82,6 +87,17 @@ func (m *Metrics) observeStates(ss []rollout.State) {
 			m.state.WithLabelValues(s.Key, string(p)).Set(v)
 		}
 	}
+}
+
+func (m *Metrics) observeLeader(held bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if held {
+		v = 1
+	}
+	m.leader.Set(v)
 }
 
 func (m *Metrics) observeTransition(key string, t rollout.Transition) {

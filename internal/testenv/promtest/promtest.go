@@ -318,6 +318,15 @@ func (s *Server) waitReady(timeout time.Duration) error {
 // enough not to busy-loop a 2-core machine.
 func pause() { time.Sleep(50 * time.Millisecond) }
 
+// Stop stops Prometheus before the test ends, for tests of what happens
+// when it goes away; the cleanup then has nothing left to do.
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	if err := s.stop(); err != nil {
+		t.Fatalf("promtest: stop prometheus: %v", err)
+	}
+}
+
 func (s *Server) stop() error {
 	if s.hasExited() {
 		return nil

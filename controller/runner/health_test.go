@@ -1,0 +1,94 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vigil-dev/vigil/analysis/cohort"
+	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
+	"github.com/vigil-dev/vigil/internal/testenv/promtest"
+	"github.com/vigil-dev/vigil/internal/testenv/servertest"
+)
+
+// TestReadyzFollowsTheMetricSource: a controller whose metric source (a real
+// Prometheus) goes away stops being ready, and /readyz says why.
+func TestReadyzFollowsTheMetricSource(t *testing.T) {
+	prom := promtest.Start(t, promtest.Options{})
+	provider, err := cohort.NewHTTPProvider(cohort.HTTPOptions{URL: prom.URL, Timeout: time.Second, Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := openSQLite(t)
+	url, _ := servertest.Run(t, func(ctx context.Context) (*server.Server, error) {
+		return server.New(ctx, server.Config{
+			Store: st, AdminToken: apiToken, Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
+			Extensions: []server.Extension{Extension(Options{Reader: cohort.NewReader(provider), Holder: "readyz-test"})},
+		})
+	})
+	readyz := func() (int, string) {
+		resp, err := http.Get(url + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	poll.Ready(t, 10*time.Second, url)
+	if code, body := readyz(); code != http.StatusOK || !strings.Contains(body, `"metrics":"ok"`) {
+		t.Fatalf("with Prometheus up: %d %s, want 200 with the metrics check ok", code, body)
+	}
+	prom.Stop(t)
+	if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, `"metrics":"metric source:`) {
+		t.Fatalf("with Prometheus stopped: %d %s, want 503 naming the metric source", code, body)
+	}
+}
+
+// TestLoopLogsFailedReadsOnce: the first failed read of the metric source
+// is logged at once, a source that keeps failing at most once a minute, and
+// its recovery once.
+func TestLoopLogsFailedReadsOnce(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	var logs bytes.Buffer
+	f.c.log = slog.New(slog.NewTextHandler(&logs, nil))
+	ctx := context.Background()
+	fl := checkoutFlag("checkout")
+	fl.Rollout.Plan = json.RawMessage(`{"interval": "1s", "maxStepDuration": "1h", "onProviderError": {"after": 1000}, "metrics": [{"name": "error-rate"}]}`)
+	putFlag(t, f.st, fl)
+	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start}); err != nil {
+		t.Fatal(err)
+	}
+	f.tr.fail = errors.New("connection refused")
+	f.run(t, 30*time.Second, func() bool { return false })
+	if n := strings.Count(logs.String(), "metric source read failed"); n != 1 {
+		t.Errorf("first failure logged %d times in 30 s of failing looks, want once:\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), "still failing") {
+		t.Errorf("logged again within a minute:\n%s", logs.String())
+	}
+	f.run(t, 61*time.Second, func() bool { return strings.Contains(logs.String(), "still failing") })
+	if !strings.Contains(logs.String(), "still failing") {
+		t.Errorf("a source failing for over a minute was not logged again:\n%s", logs.String())
+	}
+	f.tr.fail = nil
+	f.run(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "metric source reads again") })
+	if !strings.Contains(logs.String(), "metric source reads again") {
+		t.Errorf("recovery not logged:\n%s", logs.String())
+	}
+	if got := testutil.ToFloat64(f.c.opts.Metrics.leader); got != 1 {
+		t.Errorf("%s = %v on the only replica, want 1", "vigil_rollout_leader", got)
+	}
+}
