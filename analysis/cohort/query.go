@@ -84,9 +84,9 @@ type Reading struct {
 // interval's traffic ahead of or behind the truth, differently at every read.
 // Over one window both cohorts are stretched alike, but the judge differences
 // successive reads, and a sparse series (treatment's errors) can read lower
-// than at the last look; the judge holds such a look until every count has
-// caught up (see judge.Judge) rather than re-base on the lower value, which
-// biased the ratio upward. Counts are not rounded here: the judge rounds the cumulative
+// than at the last look; the judge keeps each count's highest reading (see
+// judge.Judge) rather than re-base on the lower value, which biased the
+// ratio upward. Counts are not rounded here: the judge rounds the cumulative
 // values (never the per-tick differences), so rounding errors do not add up.
 // A scrape missing at query time (scrape interval, remote-write lag) is
 // covered by the same extrapolation and caught up at the next read, since

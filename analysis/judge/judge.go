@@ -34,10 +34,10 @@ const maxLogEValue = 700
 // rollout stands. prev is the state Judge returned last time, or the zero
 // State for a new rollout. Judge is a pure function: it never changes prev.
 //
-// A reading with any count below the last (increase() extrapolating less
-// than at the last look, or a window that lost data) is held: the look adds
-// nothing, and the next look whose counts have all caught up covers the
-// held span for both cohorts. A count that cannot be read (NaN, missing) makes its tests
+// Each count is the highest value read so far: a reading below it
+// (increase() extrapolating less than at the last look, or a window that
+// lost data) adds nothing for that count, and the next reading above it adds
+// only what lies above. A count that cannot be read (NaN, missing) makes its tests
 // inconclusive and is picked up at the next readable tick. No test fails
 // before control has had the ticks its over-dispersion estimate needs
 // (three); the evidence of those ticks is judged once it has. A Fail is
@@ -63,7 +63,7 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 		}
 	}
 
-	cur, held := snapshot(prev.Last, cum)
+	cur := snapshot(prev.Last, cum)
 	stepReq := RequestCounts{
 		Treatment: cur.Treatment.Requests - step.Baseline.Treatment,
 		Control:   cur.Control.Requests - step.Baseline.Control,
@@ -80,11 +80,8 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 	for i, c := range checks {
 		cs := &next.Checks[i]
 		reason := unreadable(c, cum)
-		if reason == "" && held {
-			reason = heldReason
-		}
 		before := cs.evidenceTicks()
-		if !update(cs, c, prev.Last, cur) || held {
+		if !update(cs, c, prev.Last, cur) {
 			cs.Skipped++
 			if reason == "" {
 				reason = noEvidenceReason(c)
@@ -164,9 +161,6 @@ func noEvidenceReason(c check) string {
 	}
 	return "a counter went down since the last tick, so this tick was skipped"
 }
-
-// heldReason says why a look whose counts went down added nothing.
-const heldReason = "a count read lower than at the last look (an extrapolated read, or lost data), so the look waits for every count to catch up"
 
 // gate returns why the step does not yet allow a pass, or "".
 func gate(req RequestCounts, step StepProgress) string {

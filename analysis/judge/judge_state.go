@@ -79,9 +79,8 @@ type CheckState struct {
 	Dispersion []EdgeDispersion `json:"dispersion"`
 	// MaxLogE is the largest log e-value of the check seen so far.
 	MaxLogE float64 `json:"maxLogE"`
-	// Skipped counts ticks that added nothing to the evidence: a count read
-	// lower than at the last look (the look is held), a count was missing,
-	// or no latency edge could be chosen yet.
+	// Skipped counts ticks that added nothing to the evidence: a count was
+	// missing, or no latency edge could be chosen yet.
 	Skipped int `json:"skipped"`
 }
 
@@ -205,56 +204,33 @@ func valid(v float64) bool {
 //     reading becomes its new baseline (see tickDelta): that count loses the
 //     gap, but never pairs it with the wrong requests.
 //
-// Counts never go down: a reading with any count below the last one (what
-// Prometheus's increase() gives when it extrapolates a sparse series less
-// at this read than at the last, or a window that lost data) holds the
-// whole snapshot at the last one, for both cohorts, until every count has
-// caught up. The next tick then covers the held span with the same
-// requests and events on both sides. Re-basing on the lower value instead
-// would drop exactly the ticks in which a sparse count had no new events
-// and count the earlier overshoot again, which biases the ratio upward.
-//
-// held reports a reading that went down.
-func snapshot(last Snapshot, cum FlagCounts) (s Snapshot, held bool) {
-	cur := Snapshot{
+// Counts never go down: each is the highest value read so far (a high-water
+// mark). Prometheus's increase() extrapolates anew at every read, so a
+// sparse series (treatment's errors) often reads lower than at the last
+// look; the look then adds no events for it, and the next reading above the
+// mark adds only what lies above. Re-basing on the lower value instead
+// would count the earlier overshoot again, which biased the ratio upward.
+func snapshot(last Snapshot, cum FlagCounts) Snapshot {
+	return Snapshot{
 		Treatment: cohortSnapshot(last.Treatment, cum.Treatment),
 		Control:   cohortSnapshot(last.Control, cum.Control),
 	}
-	if below(cur.Treatment, last.Treatment) || below(cur.Control, last.Control) {
-		return last.clone(), true
-	}
-	return cur, false
-}
-
-// below reports whether any count of cur is lower than the same count of
-// last.
-func below(cur, last CohortSnapshot) bool {
-	if cur.Requests < last.Requests || cur.Errors < last.Errors {
-		return true
-	}
-	for _, ec := range cur.Slower {
-		if n, ok := last.slower(ec.Edge); ok && ec.Count < n {
-			return true
-		}
-	}
-	for name, n := range cur.Custom {
-		if m, ok := last.Custom[name]; ok && n < m {
-			return true
-		}
-	}
-	return false
 }
 
 func cohortSnapshot(last CohortSnapshot, c CohortCounts) CohortSnapshot {
 	if !valid(c.Requests) || !valid(c.Errors) {
 		return last.clone()
 	}
-	out := CohortSnapshot{Requests: math.Round(c.Requests), Errors: math.Round(c.Errors)}
+	out := CohortSnapshot{Requests: max(last.Requests, math.Round(c.Requests)), Errors: max(last.Errors, math.Round(c.Errors))}
 	for edge, n := range c.Slower {
 		if !(edge > 0) || math.IsInf(edge, 1) || !valid(n) {
 			continue
 		}
-		out.Slower = append(out.Slower, EdgeCount{Edge: edge, Count: math.Round(n)})
+		n = math.Round(n)
+		if m, ok := last.slower(edge); ok {
+			n = max(n, m)
+		}
+		out.Slower = append(out.Slower, EdgeCount{Edge: edge, Count: n})
 	}
 	slices.SortFunc(out.Slower, func(a, b EdgeCount) int { return cmp.Compare(a.Edge, b.Edge) })
 	for name, n := range c.Custom {
@@ -264,7 +240,7 @@ func cohortSnapshot(last CohortSnapshot, c CohortCounts) CohortSnapshot {
 		if out.Custom == nil {
 			out.Custom = map[string]float64{}
 		}
-		out.Custom[name] = math.Round(n)
+		out.Custom[name] = max(last.Custom[name], math.Round(n))
 	}
 	return out
 }
