@@ -119,7 +119,7 @@ what would change. Use -f - to read standard input.`,
 		}
 		// Check locally first, so that a mistake is reported with the
 		// file's name and without a round trip.
-		parsed, err := flag.Parse(data)
+		parsed, err := flag.ParseFileOrFlag(data)
 		if err == nil {
 			err = plan.ValidateFlags(parsed.Flags)
 		}

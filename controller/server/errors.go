@@ -125,7 +125,10 @@ func BindJSON(c *gin.Context, v any) bool {
 func describeJSONError(err error) (string, string) {
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
+	var pe *flag.PositionError
 	switch {
+	case errors.As(err, &pe):
+		return pe.Error(), pe.Field()
 	case errors.As(err, &te):
 		return "invalid JSON: " + te.Field + ": want " + te.Type.String() + ", got " + te.Value, te.Field
 	case errors.As(err, &se):

@@ -334,7 +334,7 @@ func (s *Server) apply(c *gin.Context) {
 		Fail(c, http.StatusBadRequest, err.Error(), "")
 		return
 	}
-	file, err := flag.Parse(body)
+	file, err := flag.ParseFileOrFlag(body)
 	if err != nil {
 		if isFieldError(err) {
 			FailValidation(c, err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 
 	"gopkg.in/yaml.v3"
 )
@@ -24,17 +25,42 @@ func ParseFile(path string) (File, error) {
 }
 
 // Parse decodes a flags document, YAML or JSON, and validates it. Unknown
-// fields are errors, so a typo never silently drops a setting.
+// fields are errors, so a typo never silently drops a setting; they and
+// values of the wrong kind are reported with their line and column (a
+// *PositionError).
 //
 // YAML is read with YAML 1.2 rules, so `off` and `on` are strings, as the
 // variant names of most flags files are.
-func Parse(data []byte) (File, error) {
+func Parse(data []byte) (File, error) { return parse(data, false) }
+
+// ParseFileOrFlag is Parse that also takes a document of one flag (with a
+// key and no flags list), as `vigil get flag KEY` prints it, and reads it as
+// a file of that flag. Apply takes either; a flags file for the SDKs is
+// always a file.
+func ParseFileOrFlag(data []byte) (File, error) { return parse(data, true) }
+
+func parse(data []byte, oneFlag bool) (File, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return File{}, fmt.Errorf("parse flags: %w", err)
+	}
+	if len(root.Content) == 0 {
+		return File{}, errors.New("parse flags: document is empty")
+	}
+	node := root.Content[0]
 	var doc any
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	if err := node.Decode(&doc); err != nil {
 		return File{}, fmt.Errorf("parse flags: %w", err)
 	}
 	if doc == nil {
 		return File{}, errors.New("parse flags: document is empty")
+	}
+	typ := reflect.TypeFor[File]()
+	if m, ok := doc.(map[string]any); ok && oneFlag && m["key"] != nil && m["flags"] == nil {
+		typ, doc = reflect.TypeFor[Flag](), map[string]any{"flags": []any{m}}
+	}
+	if err := checkNode(node, typ, ""); err != nil {
+		return File{}, fmt.Errorf("parse flags: %w", err)
 	}
 	js, err := json.Marshal(toJSONCompatible(doc))
 	if err != nil {
