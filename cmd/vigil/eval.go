@@ -40,21 +40,21 @@ is omitted: one JSON object is printed per unit.`,
   cut -f1 users.tsv | vigil eval -f flags.yaml --units - new-checkout country=FR`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if file == "" {
-				return fmt.Errorf("eval: -f FLAGS_FILE is required")
+				return usageError(fmt.Errorf("eval: -f FLAGS_FILE is required"))
 			}
 			if units != "" && units != "-" {
-				return fmt.Errorf("eval: --units takes only - (standard input), got %q", units)
+				return usageError(fmt.Errorf("eval: --units takes only - (standard input), got %q", units))
 			}
 			need := 2
 			if units == "-" {
 				need = 1
 			}
 			if len(args) < need {
-				return fmt.Errorf("eval: want KEY%s, got %d arguments", map[bool]string{true: " UNIT", false: ""}[need == 2], len(args))
+				return usageError(fmt.Errorf("eval: want KEY%s, got %d arguments", map[bool]string{true: " UNIT", false: ""}[need == 2], len(args)))
 			}
 			attrs, err := parseAttrs(args[need:])
 			if err != nil {
-				return err
+				return usageError(err)
 			}
 			f, err := flag.ParseFile(file)
 			if err != nil {
@@ -65,6 +65,12 @@ is omitted: one JSON object is printed per unit.`,
 				return fmt.Errorf("eval: %w", err)
 			}
 			key := args[0]
+			// A flag the file lacks evaluates to the default with
+			// FLAG_NOT_FOUND, as in a service; here it is most likely a
+			// typo, and a script must not read it as an answer.
+			if _, ok := snap.Flag(key); !ok {
+				return fmt.Errorf("eval: flag %q is not in %s", key, file)
+			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			if units == "" {
 				return enc.Encode(explain(snap, key, flag.Context{Key: args[1], Attributes: attrs}))

@@ -55,7 +55,6 @@ func TestEval(t *testing.T) {
 		{[]string{"new-checkout", "qa-1"}, `{"unit":"qa-1","key":"new-checkout","value":true,"variant":"on","reason":"targeting_match","bucket":`},
 		{[]string{"new-checkout", "user-1", "plan=beta"}, `{"unit":"user-1","key":"new-checkout","value":true,"variant":"on","reason":"targeting_match","bucket":39756,"percent":5}`},
 		{[]string{"new-checkout", "", "plan=free"}, `{"unit":"","key":"new-checkout","value":false,"variant":"off","reason":"error","errorType":"targeting_key_missing"}`},
-		{[]string{"missing", "user-1"}, `{"unit":"user-1","key":"missing","value":null,"reason":"error","errorType":"flag_not_found"}`},
 	}
 	for _, tt := range tests {
 		out, err := runEval(t, "", append([]string{"-f", path}, tt.args...)...)
@@ -105,6 +104,10 @@ func TestEvalErrors(t *testing.T) {
 		{[]string{"-f", good, "--units", "users.txt", "new-checkout"}, "--units takes only -"},
 		{[]string{"-f", bad, "new-checkout", "u"}, "new-checkout"},
 		{[]string{"-f", filepath.Join(t.TempDir(), "none.yaml"), "k", "u"}, "none.yaml"},
+		// A key the file lacks is an error, not a default a script could
+		// take for an answer.
+		{[]string{"-f", good, "missing", "user-1"}, `flag "missing" is not in ` + good},
+		{[]string{"-f", good, "--units", "-", "missing"}, `flag "missing" is not in`},
 	}
 	for _, tt := range tests {
 		if _, err := runEval(t, "", tt.args...); err == nil || !strings.Contains(err.Error(), tt.want) {

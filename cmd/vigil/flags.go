@@ -178,9 +178,10 @@ func newGetCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		// Both print a flags file, which `vigil apply -f` takes back.
 		switch *lo {
 		case "json":
-			return printJSON(cmd.OutOrStdout(), l)
+			return printJSON(cmd.OutOrStdout(), flag.File{Flags: l.Flags})
 		case "yaml":
 			return printYAML(cmd.OutOrStdout(), flag.File{Flags: l.Flags})
 		}

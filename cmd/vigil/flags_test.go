@@ -98,6 +98,15 @@ func TestFlagCommands(t *testing.T) {
 	if out := mustRun("", "get", "flag", "new-checkout"); !strings.Contains(out, "percent: 10") {
 		t.Fatalf("get flag: %s", out)
 	}
+	// Every output of get is a file apply takes back, unchanged.
+	for _, args := range [][]string{
+		{"get", "flags", "-o", "json"}, {"get", "flags", "-o", "yaml"},
+		{"get", "flag", "new-checkout", "-o", "json"}, {"get", "flag", "new-checkout"},
+	} {
+		if out := mustRun(mustRun("", args...), "apply", "-f", "-"); !strings.Contains(out, "0 changed, 1 unchanged") {
+			t.Errorf("vigil %s | vigil apply -f -: %s", strings.Join(args, " "), out)
+		}
+	}
 	audit := mustRun("", "audit", "--flag", "new-checkout")
 	if !strings.Contains(audit, "update") || !strings.Contains(audit, "create") || !strings.Contains(audit, "launch") {
 		t.Fatalf("audit: %s", audit)

@@ -12,7 +12,7 @@ import (
 func main() {
 	if err := newRootCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "vigil:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -37,5 +37,9 @@ func newRootCmd() *cobra.Command {
 		newAlertsCmd(),
 		newDemoCmd(),
 	)
+	// Cobra adds these two when it runs; strictCommands must see them.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	strictCommands(root)
 	return root
 }

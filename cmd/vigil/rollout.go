@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -215,22 +216,31 @@ func newRolloutListCmd() *cobra.Command {
 
 func newRolloutStatusCmd() *cobra.Command {
 	var watch bool
-	var every time.Duration
+	var every, timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "status KEY",
 		Short: "Show a rollout: steps, cohorts, verdict and history (-w to follow it live)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Show a rollout. The exit code says where it is, so that a pipeline can gate
+on it: 0 promoted, 3 rolled back, 4 aborted, 5 paused, 6 still pending or
+progressing (with -w: when --timeout ran out), 1 an error, 2 a wrong command
+line. With -w it follows the rollout until it is promoted, rolled back or
+aborted, Ctrl-C or --timeout.`,
+		Args: cobra.ExactArgs(1),
 	}
 	remote := addRemoteFlags(cmd)
 	output := addOutputFlag(cmd, "text", "json")
-	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "refresh in place until the rollout finishes or Ctrl-C")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "follow the rollout until it finishes, Ctrl-C or --timeout")
 	cmd.Flags().DurationVar(&every, "refresh", 2*time.Second, "how often -w refreshes")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "with -w, stop following after this long (0: no limit)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := checkOutput(*output, "text", "json"); err != nil {
-			return err
+			return usageError(err)
 		}
 		if every < 100*time.Millisecond {
-			return fmt.Errorf("--refresh %v: want at least 100ms", every)
+			return usageError(fmt.Errorf("--refresh %v: want at least 100ms", every))
+		}
+		if timeout < 0 || (timeout > 0 && !watch) {
+			return usageError(fmt.Errorf("--timeout %v: want a positive duration, with -w", timeout))
 		}
 		c, err := remote.client()
 		if err != nil {
@@ -239,46 +249,100 @@ func newRolloutStatusCmd() *cobra.Command {
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 		defer stop()
 		w := cmd.OutOrStdout()
-		var lastRev int64 = -1
-		for {
-			var s rollout.State
-			err := c.Do(ctx, client.Request{Method: http.MethodGet, Path: rolloutPath(args[0])}, &s)
-			if errors.Is(err, context.Canceled) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if s.Revision != lastRev {
-				lastRev = s.Revision
-				if *output == "json" {
-					// One object per line when watching, so scripts can
-					// read the stream line by line.
-					enc := json.NewEncoder(w)
-					if !watch {
-						enc.SetIndent("", "  ")
-					}
-					if err := enc.Encode(s); err != nil {
-						return err
-					}
-				} else {
-					if watch {
-						fmt.Fprint(w, "\033[H\033[2J")
-					}
-					fmt.Fprint(w, renderStatus(s, time.Now()))
-				}
-			}
-			if !watch || (s.Phase != rollout.Progressing && s.Phase != rollout.Paused && s.Phase != rollout.Pending) {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(every):
-			}
+		sw := statusWatch{
+			key: args[0], json: *output == "json", watch: watch, every: every, timeout: timeout,
+			// Redrawing in place is for a person at a terminal; a pipe or
+			// a file gets each change once, without control codes.
+			redraw: watch && *output == "text" && isTerminal(w),
 		}
+		return sw.run(ctx, c, w)
 	}
 	return cmd
+}
+
+// statusWatch shows one rollout, once or until it finishes.
+type statusWatch struct {
+	key         string
+	json, watch bool
+	redraw      bool // clear the screen and draw every refresh, so countdowns tick
+	every       time.Duration
+	timeout     time.Duration
+}
+
+// run shows the rollout and returns the error that gives the exit code of
+// its phase (nil when promoted).
+func (sw statusWatch) run(ctx context.Context, c *client.Client, w io.Writer) error {
+	var deadline <-chan time.Time
+	if sw.timeout > 0 {
+		t := time.NewTimer(sw.timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	var s rollout.State
+	var lastRev int64 = -1
+	for {
+		var next rollout.State
+		err := c.Do(ctx, client.Request{Method: http.MethodGet, Path: rolloutPath(sw.key)}, &next)
+		if errors.Is(err, context.Canceled) && lastRev >= 0 {
+			return phaseResult(s, "interrupted")
+		}
+		if err != nil {
+			return err
+		}
+		s = next
+		switch {
+		case sw.json && s.Revision != lastRev:
+			// One object per line when watching, so scripts can read
+			// the stream line by line.
+			enc := json.NewEncoder(w)
+			if !sw.watch {
+				enc.SetIndent("", "  ")
+			}
+			if err := enc.Encode(s); err != nil {
+				return err
+			}
+		case sw.redraw:
+			fmt.Fprint(w, "\033[H\033[2J"+renderStatus(s, time.Now()))
+		case !sw.json && s.Revision != lastRev:
+			if lastRev >= 0 {
+				fmt.Fprintln(w)
+			}
+			fmt.Fprint(w, renderStatus(s, time.Now()))
+		}
+		lastRev = s.Revision
+		if !sw.watch || finished(s.Phase) {
+			return phaseResult(s, "")
+		}
+		select {
+		case <-ctx.Done():
+			return phaseResult(s, "interrupted")
+		case <-deadline:
+			return phaseResult(s, fmt.Sprintf("--timeout %v ran out", sw.timeout))
+		case <-time.After(sw.every):
+		}
+	}
+}
+
+// finished reports whether a rollout in phase p is over.
+func finished(p rollout.Phase) bool {
+	return p == rollout.Promoted || p == rollout.RolledBack || p == rollout.Aborted
+}
+
+// phaseResult is nil for a promoted rollout and otherwise an error whose exit
+// code names the phase; why says why watching stopped, if it stopped early.
+func phaseResult(s rollout.State, why string) error {
+	code := map[rollout.Phase]int{
+		rollout.Promoted: exitOK, rollout.RolledBack: exitRolledBack, rollout.Aborted: exitAborted,
+		rollout.Paused: exitPaused, rollout.Pending: exitRunning, rollout.Progressing: exitRunning,
+	}[s.Phase]
+	if code == exitOK {
+		return nil
+	}
+	msg := fmt.Sprintf("rollout %s is %s at %v%%, not promoted", s.Key, s.Phase, s.Percent)
+	if why != "" {
+		msg += " (" + why + ")"
+	}
+	return &exitCodeError{code: code, err: errors.New(msg)}
 }
 
 // stepOf shows a rollout's step as "3/6".

@@ -90,6 +90,9 @@ type rolloutCLICase struct {
 	args []string
 	want string // a substring of the output, or of the error when fail
 	fail bool
+	// code, when not 0, is the exit code the command must end with, having
+	// printed want (rollout status of a rollout not promoted).
+	code int
 }
 
 // runRolloutCLI runs each case against the controller at conn.
@@ -98,7 +101,11 @@ func runRolloutCLI(t *testing.T, conn []string, cases []rolloutCLICase) {
 	for _, tc := range cases {
 		out, err := vigil(t, append(tc.args, conn...)...)
 		got := out
-		if tc.fail {
+		if tc.code != 0 {
+			if c := exitCode(err); c != tc.code {
+				t.Errorf("vigil %v: exit code %d (%v), want %d", tc.args, c, err, tc.code)
+			}
+		} else if tc.fail {
 			if err == nil {
 				t.Errorf("vigil %v succeeded: %s", tc.args, out)
 				continue
@@ -131,23 +138,23 @@ func TestRolloutCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	runRolloutCLI(t, conn, []rolloutCLICase{
-		{[]string{"rollout", "pause", "checkout"}, "cannot pause rollout checkout: it is pending; only a progressing rollout can be paused", true},
-		{[]string{"rollout", "start", "checkout", "--plan", planFile, "--interval", "5s", "--reason", "ticket 7"}, "rollout checkout started at 2% (steps 2% → 20% → 100%)", false},
-		{[]string{"rollout", "start", "checkout"}, "it is progressing", true},
-		{[]string{"rollout", "start", "nope"}, "flag nope: not found", true},
-		{[]string{"rollout", "status", "checkout"}, "checkout  PROGRESSING  2%  step 1/3\n◉ 2% ─ ‖○ 20% ─ ○ 100%\n", false},
-		{[]string{"rollout", "pause", "checkout", "--reason", "lunch"}, "rollout checkout is paused at 2%", false},
-		{[]string{"rollout", "status", "checkout"}, "paused       paused by admin: lunch", false},
-		{[]string{"rollout", "list"}, "checkout                         paused             2%    1/3  -", false},
-		{[]string{"rollout", "resume", "checkout"}, "rollout checkout is progressing at 2%", false},
-		{[]string{"rollout", "rollback", "checkout"}, "rollout checkout is rolled_back at 0%", false},
-		{[]string{"rollout", "status", "checkout", "-w"}, "ROLLED_BACK", false},
-		{[]string{"rollout", "status", "checkout", "-o", "yaml"}, `--output "yaml": want one of text, json`, true},
+		{[]string{"rollout", "pause", "checkout"}, "cannot pause rollout checkout: it is pending; only a progressing rollout can be paused", true, 0},
+		{[]string{"rollout", "start", "checkout", "--plan", planFile, "--interval", "5s", "--reason", "ticket 7"}, "rollout checkout started at 2% (steps 2% → 20% → 100%)", false, 0},
+		{[]string{"rollout", "start", "checkout"}, "it is progressing", true, 0},
+		{[]string{"rollout", "start", "nope"}, "flag nope: not found", true, 0},
+		{[]string{"rollout", "status", "checkout"}, "checkout  PROGRESSING  2%  step 1/3\n◉ 2% ─ ‖○ 20% ─ ○ 100%\n", false, exitRunning},
+		{[]string{"rollout", "pause", "checkout", "--reason", "lunch"}, "rollout checkout is paused at 2%", false, 0},
+		{[]string{"rollout", "status", "checkout"}, "paused       paused by admin: lunch", false, exitPaused},
+		{[]string{"rollout", "list"}, "checkout                         paused             2%    1/3  -", false, 0},
+		{[]string{"rollout", "resume", "checkout"}, "rollout checkout is progressing at 2%", false, 0},
+		{[]string{"rollout", "rollback", "checkout"}, "rollout checkout is rolled_back at 0%", false, 0},
+		{[]string{"rollout", "status", "checkout", "-w"}, "ROLLED_BACK", false, exitRolledBack},
+		{[]string{"rollout", "status", "checkout", "-o", "yaml"}, `--output "yaml": want one of text, json`, true, 0},
 	})
 
 	out, err := vigil(t, append([]string{"rollout", "status", "checkout", "-o", "json"}, conn...)...)
-	if err != nil {
-		t.Fatal(err)
+	if exitCode(err) != exitRolledBack {
+		t.Fatalf("status of a rolled back rollout: %v", err)
 	}
 	var s rollout.State
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
@@ -161,21 +168,22 @@ func TestRolloutCLI(t *testing.T) {
 	}
 
 	runRolloutCLI(t, conn, []rolloutCLICase{
-		{[]string{"rollout", "promote", "checkout"}, "cannot promote rollout checkout: it is rolled_back; only a progressing or paused rollout can be promoted", true},
-		{[]string{"rollout", "start", "checkout", "--steps", "10,50"}, "rollout checkout started at 10% (steps 10% → 50% → 100%)", false},
-		{[]string{"rollout", "promote", "checkout", "--reason", "all good"}, "rollout checkout is promoted at 100%", false},
-		{[]string{"rollout", "status", "checkout"}, "promoted to 100% by admin: all good", false},
-		{[]string{"rollout", "abort", "checkout"}, "cannot abort rollout checkout: it is promoted; it has already finished", true},
-		{[]string{"rollout", "start", "checkout"}, "rollout checkout started at 1%", false},
-		{[]string{"rollout", "abort", "checkout", "--reason", "wrong flag"}, "rollout checkout is aborted at 0%", false},
-		{[]string{"rollout", "status", "checkout"}, "aborted by admin: wrong flag", false},
-		{[]string{"rollout", "list"}, "checkout                         aborted            0%", false},
+		{[]string{"rollout", "promote", "checkout"}, "cannot promote rollout checkout: it is rolled_back; only a progressing or paused rollout can be promoted", true, 0},
+		{[]string{"rollout", "start", "checkout", "--steps", "10,50"}, "rollout checkout started at 10% (steps 10% → 50% → 100%)", false, 0},
+		{[]string{"rollout", "promote", "checkout", "--reason", "all good"}, "rollout checkout is promoted at 100%", false, 0},
+		{[]string{"rollout", "status", "checkout"}, "promoted to 100% by admin: all good", false, 0},
+		{[]string{"rollout", "status", "checkout", "-w", "--timeout", "1m"}, "PROMOTED", false, 0},
+		{[]string{"rollout", "abort", "checkout"}, "cannot abort rollout checkout: it is promoted; it has already finished", true, 0},
+		{[]string{"rollout", "start", "checkout"}, "rollout checkout started at 1%", false, 0},
+		{[]string{"rollout", "abort", "checkout", "--reason", "wrong flag"}, "rollout checkout is aborted at 0%", false, 0},
+		{[]string{"rollout", "status", "checkout"}, "aborted by admin: wrong flag", false, exitAborted},
+		{[]string{"rollout", "list"}, "checkout                         aborted            0%", false, 0},
 		// An explicit zero is a value, never the default in disguise: the
 		// server refuses one the plan cannot take, and nothing changes.
-		{[]string{"rollout", "start", "checkout", "--min-requests", "0"}, "flag checkout: plan.minRequests: 0 must be at least 1", true},
-		{[]string{"rollout", "start", "checkout", "--interval", "0s"}, "flag checkout: plan.interval: 0s is shorter than the minimum of 1s", true},
-		{[]string{"rollout", "start", "checkout", "--plan", zeroPlan}, "flag checkout: plan.interval: 0s is shorter than the minimum of 1s", true},
-		{[]string{"rollout", "status", "checkout"}, "checkout  ABORTED  0%", false},
+		{[]string{"rollout", "start", "checkout", "--min-requests", "0"}, "flag checkout: plan.minRequests: 0 must be at least 1", true, 0},
+		{[]string{"rollout", "start", "checkout", "--interval", "0s"}, "flag checkout: plan.interval: 0s is shorter than the minimum of 1s", true, 0},
+		{[]string{"rollout", "start", "checkout", "--plan", zeroPlan}, "flag checkout: plan.interval: 0s is shorter than the minimum of 1s", true, 0},
+		{[]string{"rollout", "status", "checkout"}, "checkout  ABORTED  0%", false, exitAborted},
 	})
 
 	// A zero the plan can take is kept, from a command-line flag and from a
@@ -188,7 +196,7 @@ func TestRolloutCLI(t *testing.T) {
 			t.Fatalf("vigil %v: %s %v", args, out, err)
 		}
 		out, err := vigil(t, append([]string{"rollout", "status", "checkout", "-o", "json"}, conn...)...)
-		if err != nil {
+		if exitCode(err) != exitRunning {
 			t.Fatal(err)
 		}
 		var s rollout.State

@@ -103,6 +103,10 @@ func (c *Client) Do(ctx context.Context, req Request, out any) error {
 	}
 	resp, err := c.http.Do(hr)
 	if err != nil {
+		if ctx.Err() == nil {
+			// Most often the wrong server, or none running.
+			err = fmt.Errorf("%w (is the controller at %s? set VIGIL_SERVER or pass --server)", err, c.base)
+		}
 		return fmt.Errorf("%s %s: %w", req.Method, c.base+req.Path, err)
 	}
 	defer resp.Body.Close()
@@ -115,6 +119,9 @@ func (c *Client) Do(ctx context.Context, req Request, out any) error {
 		if json.Unmarshal(data, &e.ErrorBody) != nil || e.ErrorBody.Error == "" {
 			e.ErrorBody.Error = fmt.Sprintf("%s %s: %s", req.Method, req.Path, resp.Status)
 		}
+		if resp.StatusCode == http.StatusUnauthorized {
+			e.ErrorBody.Error += authHint(c.token)
+		}
 		return e
 	}
 	if out != nil && len(data) > 0 {
@@ -123,6 +130,14 @@ func (c *Client) Do(ctx context.Context, req Request, out any) error {
 		}
 	}
 	return nil
+}
+
+// authHint says where the CLI takes its token from, for an answer 401.
+func authHint(token string) string {
+	if token == "" {
+		return " (no token given: set VIGIL_TOKEN or pass --token)"
+	}
+	return " (check the token in VIGIL_TOKEN or --token, and that VIGIL_SERVER or --server is the controller that issued it)"
 }
 
 func reasonHeader(reason string) http.Header {

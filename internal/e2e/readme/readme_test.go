@@ -5,6 +5,7 @@ package readme
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -213,16 +214,40 @@ func (r *runner) expand(line string) string {
 // its output, failing the test if it fails.
 func (r *runner) vigil(args ...string) string {
 	r.t.Helper()
+	return r.vigilExit(0, args...)
+}
+
+// vigilExit is vigil for a command that must end with exit code code.
+func (r *runner) vigilExit(code int, args ...string) string {
+	r.t.Helper()
 	cmd := exec.Command(r.bin, args...)
 	cmd.Dir = r.dir
 	cmd.Env = append(os.Environ(), envList(r.env)...)
 	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("vigil %s: %v\n%s", strings.Join(args, " "), err, out)
+	if got := exitCode(r.t, err); got != code {
+		r.t.Fatalf("vigil %s: exit code %d (%v), want %d\n%s", strings.Join(args, " "), got, err, code, out)
 	}
 	r.t.Logf("%s", out)
 	return string(out)
 }
+
+// exitCode is the exit code of a command that ended with err.
+func exitCode(t *testing.T, err error) int {
+	t.Helper()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0
+}
+
+// rolloutRunning is the exit code of `vigil rollout status` for a rollout
+// still progressing, as the README's is when it shows the command
+// (docs/cli.md).
+const rolloutRunning = 6
 
 // shell runs one line of a shell block.
 func (r *runner) shell(line string) {
@@ -265,6 +290,9 @@ func (r *runner) shell(line string) {
 		if err := p.Wait(15 * time.Second); err != nil {
 			t.Fatalf("%s: did not stop cleanly: %v\n%s", line, err, p.Log())
 		}
+	case strings.HasPrefix(line, "vigil rollout status "):
+		// The rollout the README just started is progressing.
+		r.vigilExit(rolloutRunning, strings.Fields(strings.TrimPrefix(line, "vigil "))...)
 	case strings.HasPrefix(line, "vigil "):
 		r.vigil(strings.Fields(os.Expand(strings.TrimPrefix(line, "vigil "), func(name string) string { return r.env[name] }))...)
 	default:
@@ -393,8 +421,8 @@ func (r *runner) ciRun() {
 }
 
 // watch runs `vigil rollout status KEY -w`, which follows the rollout until
-// it finishes or Ctrl-C: it must draw the progressing rollout, then stop
-// cleanly on SIGINT.
+// it finishes or Ctrl-C: it must draw the progressing rollout, then stop on
+// SIGINT with the exit code of a rollout still progressing.
 func (r *runner) watch(args ...string) {
 	t := r.t
 	t.Helper()
@@ -443,8 +471,8 @@ func (r *runner) watch(args ...string) {
 	go func() { <-copied; exited <- cmd.Wait() }()
 	select {
 	case err := <-exited:
-		if err != nil {
-			t.Errorf("vigil %s after SIGINT: %v\n%s", strings.Join(args, " "), err, out.String())
+		if code := exitCode(t, err); code != rolloutRunning {
+			t.Errorf("vigil %s after SIGINT: exit code %d (%v), want %d for a rollout still progressing\n%s", strings.Join(args, " "), code, err, rolloutRunning, out.String())
 		}
 	case <-time.After(15 * time.Second):
 		cmd.Process.Kill()
