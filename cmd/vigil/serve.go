@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -43,7 +47,8 @@ Flags are stored in SQLite in --data (the default) or in PostgreSQL with
 --database postgres://...; several replicas may share one PostgreSQL database.
 
 The first admin token comes from $VIGIL_ADMIN_TOKEN or --admin-token-file;
-mint more with 'vigil token create'. SIGTERM or SIGINT stops the server
+mint more with 'vigil token create'. Without one, serve refuses a store that
+holds no admin token of its own, which no one could administer. SIGTERM or SIGINT stops the server
 gracefully: it stops accepting, ends SDK streams, finishes in-flight requests
 and exits 0.`,
 		Args: cobra.NoArgs,
@@ -69,14 +74,27 @@ and exits 0.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
-			if err := configure(ctx, &cfg, opts); err != nil {
-				return err
-			}
-			srv, err := server.New(ctx, cfg)
+			// Listen first: a taken port or a wrong --addr fails before
+			// anything is created on disk.
+			ln, err := net.Listen("tcp", cfg.Addr)
 			if err != nil {
+				return fmt.Errorf("--addr %s: %w (want HOST:PORT, such as :8080 or 127.0.0.1:8080)", cfg.Addr, err)
+			}
+			defer ln.Close()
+			// What later steps fail on (a short admin token, a store that
+			// cannot open) is found only once the store exists: remove
+			// the files and directories this start created, so that a
+			// failed start leaves nothing behind.
+			created := missingPaths(servePaths(cmd.Flags(), cfg))
+			srv, closeStore, err := startServer(ctx, &cfg, opts)
+			if err != nil {
+				for _, d := range created {
+					os.RemoveAll(d)
+				}
 				return err
 			}
-			return srv.Run(ctx)
+			defer closeStore()
+			return srv.Serve(ctx, ln)
 		},
 	}
 	fs := cmd.Flags()
@@ -95,6 +113,101 @@ and exits 0.`,
 		}
 	}
 	return cmd
+}
+
+// startServer opens the store, refuses a store no one could administer,
+// configures the serve options and builds the server; closeStore closes
+// the store once the server is done with it.
+func startServer(ctx context.Context, cfg *server.Config, opts []serveOption) (srv *server.Server, closeStore func(), err error) {
+	st, err := store.Open(ctx, cfg.DataDir, cfg.DatabaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+	if cfg.AdminToken == "" {
+		if err := checkAdministrable(ctx, st); err != nil {
+			return nil, nil, err
+		}
+	}
+	cfg.Store = st
+	if err := configure(ctx, cfg, opts); err != nil {
+		return nil, nil, err
+	}
+	if srv, err = server.New(ctx, *cfg); err != nil {
+		return nil, nil, err
+	}
+	return srv, func() {
+		if err := st.Close(); err != nil {
+			cfg.Logger.Error("close store", "err", err)
+		}
+	}, nil
+}
+
+// checkAdministrable refuses to serve a store that has no admin token when
+// none is configured either: nothing could then create a flag or a token,
+// and the server would answer every admin call 401.
+func checkAdministrable(ctx context.Context, st store.Store) error {
+	tokens, err := st.Tokens(ctx)
+	if err != nil {
+		return fmt.Errorf("read tokens: %w", err)
+	}
+	for _, t := range tokens {
+		if t.Role == store.RoleAdmin {
+			return nil
+		}
+	}
+	return errors.New("no admin token: set VIGIL_ADMIN_TOKEN or --admin-token-file (at least 16 characters); " +
+		"the store has no admin token of its own, so nothing could use the admin API")
+}
+
+// servePaths are the files and directories serve may create: the SQLite
+// store's and the embedded metric store's.
+func servePaths(flags *pflag.FlagSet, cfg server.Config) []string {
+	var dirs []string
+	if cfg.DatabaseURL == "" {
+		dirs = append(dirs, cfg.DataDir)
+		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+			dirs = append(dirs, filepath.Join(cfg.DataDir, "vigil.db"+suffix))
+		}
+	}
+	if flags.Lookup("prometheus-url").Value.String() == "" {
+		if m := flags.Lookup("metrics-dir").Value.String(); m != "" {
+			dirs = append(dirs, m)
+		} else {
+			dirs = append(dirs, filepath.Join(cfg.DataDir, "metrics"))
+		}
+	}
+	return dirs
+}
+
+// missingPaths returns, for each path, its outermost ancestor (or itself)
+// that does not exist yet: what creating the path would create.
+func missingPaths(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		p, err := filepath.Abs(p)
+		if err != nil {
+			continue
+		}
+		top := ""
+		for d := p; ; d = filepath.Dir(d) {
+			if _, err := os.Lstat(d); err == nil || !errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			top = d
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+		if top != "" && !slices.Contains(out, top) {
+			out = append(out, top)
+		}
+	}
+	return out
 }
 
 // redactURL hides a password in a database URL before it is printed.
