@@ -2,14 +2,23 @@
 GO      ?= go
 GOFLAGS ?=
 BIN     := bin/vigil
+# What `vigil version` prints; release builds set the same three variables.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 # Every Go module in the repository; the SDK modules are kept separate so that
 # services importing them never pull in the controller's dependencies.
 MODULES := . sdk $(patsubst %/go.mod,%,$(wildcard sdk/*/go.mod))
 
-.PHONY: build test test-go test-js test-e2e bench bench-otel bench-judge lint demo fuzz clean
+.PHONY: build install test test-go test-js test-e2e bench bench-otel bench-judge lint demo fuzz clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/vigil
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vigil
+
+# vigil on PATH: into $(go env GOBIN), or $(go env GOPATH)/bin.
+install:
+	$(GO) install -ldflags '$(LDFLAGS)' ./cmd/vigil
 
 # The tests that run vigil as a process share the binary make build wrote.
 test: export VIGIL_TEST_BINARY = $(abspath $(BIN))

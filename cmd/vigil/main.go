@@ -22,6 +22,7 @@ func newRootCmd() *cobra.Command {
 		Short:         "Feature-flag rollouts that advance, hold and roll back on metrics",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       thisVersion().String(),
 	}
 	root.AddCommand(
 		// Subcommands are registered here, one constructor per file.
@@ -36,6 +37,7 @@ func newRootCmd() *cobra.Command {
 		newDashboardsCmd(),
 		newAlertsCmd(),
 		newDemoCmd(),
+		newVersionCmd(),
 	)
 	// Cobra adds these two when it runs; strictCommands must see them.
 	root.InitDefaultHelpCmd()

@@ -326,8 +326,9 @@ func (r *runner) make(target string) {
 	var want []string
 	switch target {
 	case "demo":
-		// Exactly: build the binary, run `vigil demo` with no flags.
-		if got := strings.Fields(out); strings.Join(got, " ") != "go build -o bin/vigil ./cmd/vigil bin/vigil demo" {
+		// Exactly: build the binary (with its version), run `vigil demo`
+		// with no flags.
+		if got := strings.Fields(ldflags.ReplaceAllString(out, "")); strings.Join(got, " ") != "go build -o bin/vigil ./cmd/vigil bin/vigil demo" {
 			t.Errorf("make demo runs %q, want the build and `bin/vigil demo`, which cmd/vigil TestDemo runs", out)
 		}
 		return
@@ -558,6 +559,9 @@ func envList(env map[string]string) []string {
 	}
 	return out
 }
+
+// ldflags matches the version flags make passes to go build.
+var ldflags = regexp.MustCompile(`-ldflags '[^']*' `)
 
 var flagValue = regexp.MustCompile(`^--[a-z-]+$`)
 
