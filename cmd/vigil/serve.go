@@ -37,6 +37,7 @@ func newServeCmd(opts ...serveOption) *cobra.Command {
 		cfg            server.Config
 		adminTokenFile string
 		logLevel       string
+		logFormat      string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -48,16 +49,30 @@ Flags are stored in SQLite in --data (the default) or in PostgreSQL with
 
 The first admin token comes from $VIGIL_ADMIN_TOKEN or --admin-token-file;
 mint more with 'vigil token create'. Without one, serve refuses a store that
-holds no admin token of its own, which no one could administer. SIGTERM or SIGINT stops the server
-gracefully: it stops accepting, ends SDK streams, finishes in-flight requests
-and exits 0.`,
+holds no admin token of its own, which no one could administer.
+
+Every flag may also be set in the environment, as VIGIL_ and its name in
+capitals with underscores (--log-format: VIGIL_LOG_FORMAT); a flag on the
+command line wins. SIGTERM or SIGINT stops the server gracefully: it stops
+accepting, ends SDK streams, finishes in-flight requests and exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := flagsFromEnv(cmd.Flags(), os.LookupEnv); err != nil {
+				return err
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
 			}
-			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			ho := &slog.HandlerOptions{Level: level}
+			switch logFormat {
+			case "text":
+				cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, ho))
+			case "json":
+				cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, ho))
+			default:
+				return fmt.Errorf("--log-format %q: want text or json", logFormat)
+			}
 			if cfg.DatabaseURL != "" && !store.IsPostgresURL(cfg.DatabaseURL) {
 				return fmt.Errorf("--database %q: want a PostgreSQL URL such as postgres://user@host/db", redactURL(cfg.DatabaseURL))
 			}
@@ -107,12 +122,40 @@ and exits 0.`,
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "interval of heartbeat comments on SDK streams")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for in-flight requests on shutdown")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text (key=value) or json (one object a line)")
 	for _, o := range opts {
 		if o.Flags != nil {
 			o.Flags(fs)
 		}
 	}
+	fs.VisitAll(func(f *pflag.Flag) {
+		f.Usage += " [$" + envName(f.Name) + "]"
+	})
 	return cmd
+}
+
+// envName is the environment variable that sets the serve flag name:
+// "log-format" is VIGIL_LOG_FORMAT.
+func envName(name string) string {
+	return "VIGIL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// flagsFromEnv sets each flag not given on the command line from its
+// environment variable, if lookup finds one, so that a container is
+// configured without arguments. A repeatable flag takes one value this way.
+func flagsFromEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "help" {
+			return
+		}
+		if v, ok := lookup(envName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q (--%s): %w", envName(f.Name), v, f.Name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
 }
 
 // startServer opens the store, refuses a store no one could administer,
