@@ -325,6 +325,9 @@ func (r *runner) make(target string) {
 	}
 	var want []string
 	switch target {
+	case "install":
+		r.install()
+		return
 	case "demo":
 		// Exactly: build the binary (with its version), run `vigil demo`
 		// with no flags.
@@ -373,6 +376,8 @@ func (r *runner) prose(span string) {
 		r.make(strings.TrimPrefix(span, "make "))
 	case span == ".ci/run":
 		r.ciRun()
+	case strings.HasPrefix(span, "go install "):
+		r.goInstall(strings.TrimPrefix(span, "go install "))
 	case span == "vigil demo --help":
 		r.helpText = r.vigil("demo", "--help")
 		for _, want := range []string{"Usage:\n  vigil demo [flags]", "--interval", "--step-duration", "--rate", "--users", "--timeout", "--dir", "--keep-running"} {
@@ -400,6 +405,46 @@ func (r *runner) prose(span string) {
 		}
 	default:
 		t.Fatalf("the README's prose shows a command this test does not know how to run: %q", span)
+	}
+}
+
+// install runs `make install` for real, into a temporary GOBIN, and checks
+// that the vigil it installed prints its version and commit.
+func (r *runner) install() {
+	t := r.t
+	t.Helper()
+	gobin := t.TempDir()
+	cmd := exec.Command("make", "--no-print-directory", "install")
+	cmd.Dir = root
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); name != "MAKEFLAGS" && name != "MFLAGS" && name != "MAKELEVEL" && name != "GOBIN" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "GOBIN="+gobin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	out, err := exec.Command(filepath.Join(gobin, "vigil"), "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "vigil ") || strings.Contains(string(out), "commit unknown") {
+		t.Fatalf("the vigil make install wrote: version %v: %s", err, out)
+	}
+}
+
+// goInstall checks `go install PATH@latest`, which needs a published
+// release and so cannot run here: PATH must be this module's command.
+func (r *runner) goInstall(arg string) {
+	t := r.t
+	t.Helper()
+	pkg, version, _ := strings.Cut(arg, "@")
+	if version != "latest" {
+		t.Errorf("go install %s: want @latest", arg)
+	}
+	cmd := exec.Command("go", "list", "-f", "{{.Name}} {{.ImportPath}}", pkg)
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "main "+pkg {
+		t.Errorf("go install %s: %s is not this module's command: %v %s", arg, pkg, err, out)
 	}
 }
 
