@@ -31,6 +31,7 @@ type metricsOptions struct {
 	retention        time.Duration
 	scrapeTargets    []string
 	scrapeInterval   time.Duration
+	leaseTTL         time.Duration
 
 	provider cohort.Provider
 }
@@ -47,6 +48,7 @@ func (m *metricsOptions) serveOption() serveOption {
 			fs.DurationVar(&m.retention, "metrics-retention", metricstore.DefaultRetention, "how long the embedded metric store keeps samples")
 			fs.StringArrayVar(&m.scrapeTargets, "scrape-target", nil, "host:port or URL of a /metrics endpoint the embedded store scrapes (repeatable)")
 			fs.DurationVar(&m.scrapeInterval, "scrape-interval", metricstore.DefaultScrapeInterval, "how often the embedded store scrapes each target")
+			fs.DurationVar(&m.leaseTTL, "metrics-lease-ttl", 15*time.Second, "with --database and no --prometheus-url: how long the embedded store's lease, which keeps other replicas from running their own, outlives a crashed replica")
 		},
 		Configure: m.configure,
 	}
@@ -103,6 +105,13 @@ func (m *metricsOptions) configure(ctx context.Context, cfg *server.Config) erro
 		}
 		p = ms
 		ext = mountMetricStore(ms)
+		if cfg.DatabaseURL != "" {
+			// Replicas share the database but not this store.
+			if m.leaseTTL < time.Second {
+				return fmt.Errorf("--metrics-lease-ttl %v: want at least 1s", m.leaseTTL)
+			}
+			cfg.Extensions = append(cfg.Extensions, singleEmbeddedStore(m.leaseTTL))
+		}
 	}
 	m.provider = p
 	if ext != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -13,15 +14,18 @@ import (
 	"time"
 
 	"github.com/vigil-dev/vigil/internal/testenv/pgtest"
+	"github.com/vigil-dev/vigil/internal/testenv/promtest"
 	"github.com/vigil-dev/vigil/internal/testenv/vigiltest"
 )
 
-// replicaArgs are the flags of one replica on the database at url. Each
-// replica needs its own directory for the embedded metric store, which
-// would otherwise default to ./vigil-data/metrics for both.
-func replicaArgs(t *testing.T, url string) []string {
-	return []string{"--database", url, "--metrics-dir", t.TempDir()}
+// replicaArgs are the flags of one replica on the database at url that
+// reads metrics from the Prometheus at prom: replicas on one database may
+// not each run an embedded metric store (TestOneEmbeddedStorePerDatabase).
+func replicaArgs(url, prom string) []string {
+	return []string{"--database", url, "--prometheus-url", prom}
 }
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 var adminEnv = []string{"VIGIL_ADMIN_TOKEN=" + testAdminToken}
 
@@ -121,18 +125,10 @@ func TestServeSIGTERM(t *testing.T) {
 // replica B within one second.
 func TestReplicasSharePostgres(t *testing.T) {
 	bin := vigiltest.Build(t)
-	ctx := context.Background()
-	pg, err := pgtest.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.Stop() })
-	url, err := pg.CreateDatabase(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := vigiltest.Start(t, bin, adminEnv, replicaArgs(t, url)...)
-	b := vigiltest.Start(t, bin, adminEnv, replicaArgs(t, url)...)
+	url := pgtest.Database(t)
+	prom := promtest.Start(t, promtest.Options{})
+	a := vigiltest.Start(t, bin, adminEnv, replicaArgs(url, prom.URL)...)
+	b := vigiltest.Start(t, bin, adminEnv, replicaArgs(url, prom.URL)...)
 	lines, cancel := openEvents(t, b.URL)
 	defer cancel()
 	waitLine(t, lines, "event: snapshot", 5*time.Second)

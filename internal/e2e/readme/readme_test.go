@@ -391,6 +391,11 @@ func (r *runner) prose(span string) {
 		if !strings.Contains(r.helpText, "--keep-running") {
 			t.Errorf("the README names --keep-running, which vigil demo --help (run before) does not list")
 		}
+	case strings.HasPrefix(span, "--") && !strings.Contains(span, " "):
+		// A flag of serve the prose names: it must exist.
+		if help := r.vigil("serve", "--help"); !strings.Contains(help, "  "+span+" ") {
+			t.Errorf("the README names %s, which vigil serve --help does not list", span)
+		}
 	case span == "vigil rollout status new-checkout -w":
 		r.watch(strings.Fields(strings.TrimPrefix(span, "vigil "))...)
 	case byHand:
