@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -38,6 +39,8 @@ func newServeCmd(opts ...serveOption) *cobra.Command {
 		adminTokenFile string
 		logLevel       string
 		logFormat      string
+		tlsCert        string
+		tlsKey         string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -87,6 +90,17 @@ accepting, ends SDK streams, finishes in-flight requests and exits 0.`,
 				}
 				cfg.AdminToken = strings.TrimSpace(string(b))
 			}
+			var tlsConfig *tls.Config
+			if (tlsCert == "") != (tlsKey == "") {
+				return usageError(errors.New("--tls-cert and --tls-key go together"))
+			}
+			if tlsCert != "" {
+				certs, err := newCertReloader(tlsCert, tlsKey, cfg.Logger)
+				if err != nil {
+					return err
+				}
+				tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
 			// Listen first: a taken port or a wrong --addr fails before
@@ -96,6 +110,9 @@ accepting, ends SDK streams, finishes in-flight requests and exits 0.`,
 				return fmt.Errorf("--addr %s: %w (want HOST:PORT, such as :8080 or 127.0.0.1:8080)", cfg.Addr, err)
 			}
 			defer ln.Close()
+			if tlsConfig != nil {
+				ln = tls.NewListener(ln, tlsConfig)
+			}
 			// What later steps fail on (a short admin token, a store that
 			// cannot open) is found only once the store exists: remove
 			// the files and directories this start created, so that a
@@ -123,6 +140,8 @@ accepting, ends SDK streams, finishes in-flight requests and exits 0.`,
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for in-flight requests on shutdown")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text (key=value) or json (one object a line)")
+	fs.StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with; reloaded when the file changes")
+	fs.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert; reloaded when the file changes")
 	for _, o := range opts {
 		if o.Flags != nil {
 			o.Flags(fs)
