@@ -449,7 +449,7 @@ func rolloutServeOption(provider func() cohort.Provider) serveOption {
 					webhooks = append(webhooks, notify.Webhook{URL: h, Secret: secret, Format: notify.Format(format)})
 				}
 				var err error
-				if n, err = notify.New(webhooks, notify.Options{Logger: cfg.Logger}); err != nil {
+				if n, err = notify.New(webhooks, notifyOptions(cfg)); err != nil {
 					return fmt.Errorf("--webhook: %w", err)
 				}
 				opts.Notifier = n
@@ -469,4 +469,13 @@ func rolloutServeOption(provider func() cohort.Provider) serveOption {
 			return nil
 		},
 	}
+}
+
+// notifyOptions are the webhooks' options for a server configured as cfg.
+func notifyOptions(cfg *server.Config) notify.Options {
+	opts := notify.Options{Logger: cfg.Logger}
+	if cfg.Registry != nil {
+		opts.Registerer = cfg.Registry
+	}
+	return opts
 }

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vigil-dev/vigil/controller/rollout"
 )
 
@@ -96,17 +97,25 @@ type Options struct {
 	Client *http.Client
 	// Logger reports failed deliveries (default slog.Default()).
 	Logger *slog.Logger
+	// Registerer, when set, registers MetricDeliveries.
+	Registerer prometheus.Registerer
 }
+
+// MetricDeliveries counts webhook deliveries by outcome: "delivered",
+// "failed" (after every attempt) or "dropped" (the webhook's queue was
+// full).
+const MetricDeliveries = "vigil_webhook_deliveries_total"
 
 // Notifier delivers events to webhooks in the background, in order per
 // webhook, one goroutine each, so a slow receiver delays only itself.
 type Notifier struct {
-	opts    Options
-	sinks   []*sink
-	wg      sync.WaitGroup
-	cancel  context.CancelFunc
-	closeMu sync.Mutex
-	closed  bool
+	opts       Options
+	deliveries *prometheus.CounterVec // nil without Options.Registerer
+	sinks      []*sink
+	wg         sync.WaitGroup
+	cancel     context.CancelFunc
+	closeMu    sync.Mutex
+	closed     bool
 }
 
 type sink struct {
@@ -141,6 +150,16 @@ func New(hooks []Webhook, opts Options) (*Notifier, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Notifier{opts: opts, cancel: cancel}
+	if opts.Registerer != nil {
+		n.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricDeliveries,
+			Help: "Webhook deliveries of rollout transitions by outcome: delivered, failed after every attempt, or dropped from a full queue.",
+		}, []string{"outcome"})
+		if err := opts.Registerer.Register(n.deliveries); err != nil {
+			cancel()
+			return nil, fmt.Errorf("register %s: %w", MetricDeliveries, err)
+		}
+	}
 	for _, h := range hooks {
 		s := &sink{hook: h, queue: make(chan Event, opts.Queue)}
 		n.sinks = append(n.sinks, s)
@@ -163,6 +182,7 @@ func (n *Notifier) Notify(e Event) {
 		select {
 		case s.queue <- e:
 		default:
+			n.count("dropped")
 			n.opts.Logger.Warn("webhook queue full; transition not sent",
 				"webhook", redactString(s.hook.URL), "flag", e.Flag, "to", e.To)
 		}
@@ -197,8 +217,18 @@ func (n *Notifier) run(ctx context.Context, s *sink) {
 	defer n.wg.Done()
 	for e := range s.queue {
 		if err := Deliver(ctx, s.hook, e, n.opts); err != nil {
+			n.count("failed")
 			n.opts.Logger.Error("webhook delivery failed", "flag", e.Flag, "to", e.To, "err", err)
+			continue
 		}
+		n.count("delivered")
+	}
+}
+
+// count records a delivery's outcome.
+func (n *Notifier) count(outcome string) {
+	if n.deliveries != nil {
+		n.deliveries.WithLabelValues(outcome).Inc()
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/rollout"
 )
@@ -200,7 +202,10 @@ func TestSlackFormat(t *testing.T) {
 
 func TestNotifierDeliversInOrderAndCloses(t *testing.T) {
 	a, b := newReceiver(t, 500), newReceiver(t)
-	n, err := New([]Webhook{{URL: a.URL, Secret: "x"}, {URL: b.URL, Format: FormatSlack}}, fast())
+	opts := fast()
+	reg := prometheus.NewRegistry()
+	opts.Registerer = reg
+	n, err := New([]Webhook{{URL: a.URL, Secret: "x"}, {URL: b.URL, Format: FormatSlack}, {URL: "http://127.0.0.1:1/closed"}}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,6 +222,14 @@ func TestNotifierDeliversInOrderAndCloses(t *testing.T) {
 	n.Notify(event()) // after Close: ignored, no panic
 	if a.requests() != 4 || b.requests() != 3 {
 		t.Fatalf("requests a=%d b=%d, want 4 (one retry) and 3", a.requests(), b.requests())
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP vigil_webhook_deliveries_total Webhook deliveries of rollout transitions by outcome: delivered, failed after every attempt, or dropped from a full queue.
+# TYPE vigil_webhook_deliveries_total counter
+vigil_webhook_deliveries_total{outcome="delivered"} 6
+vigil_webhook_deliveries_total{outcome="failed"} 3
+`), MetricDeliveries); err != nil {
+		t.Error(err)
 	}
 	for i, body := range a.bodies[1:] {
 		var e Event
