@@ -217,7 +217,9 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 		return obs
 	}
 	start := time.Now()
-	readings, err := c.opts.Reader.Read(ctx, now, qs)
+	rctx, cancel := context.WithTimeout(ctx, c.readBudget(due))
+	readings, err := c.opts.Reader.Read(rctx, now, qs)
+	cancel()
 	took := time.Since(start)
 	// The batch counts as one failed read when a query for only some of its
 	// rollouts failed, too.
@@ -262,6 +264,19 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 		obs[i].Verdict, obs[i].Judge = v, state
 	}
 	return obs
+}
+
+// readBudget bounds one tick's read of the metric source, every query and
+// retry included: 80% of the shortest interval among the due rollouts, and
+// at most a third of the lease, so that a hung source fails the look (which
+// counts toward onProviderError at once) instead of stalling the loop past
+// its next looks and its lease.
+func (c *Controller) readBudget(due []rollout.State) time.Duration {
+	budget := c.opts.LeaseTTL / 3
+	for _, s := range due {
+		budget = min(budget, s.Plan.Interval.Std()*4/5)
+	}
+	return budget
 }
 
 // readLogEvery is how often a metric source that keeps failing is logged

@@ -92,3 +92,34 @@ func TestLoopLogsFailedReadsOnce(t *testing.T) {
 		t.Errorf("%s = %v on the only replica, want 1", "vigil_rollout_leader", got)
 	}
 }
+
+// hungReader is a metric source that never answers: each read waits until
+// its context ends.
+type hungReader struct{}
+
+func (hungReader) Read(ctx context.Context, _ time.Time, _ []cohort.FlagQuery) (map[string]cohort.Reading, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestHungMetricSourceFailsTheLook: a read that never answers ends at the
+// tick's read budget, and each such look counts toward onProviderError at
+// once: after 5 of them the rollout pauses, naming the deadline. Without a
+// budget the first tick would never return.
+func TestHungMetricSourceFailsTheLook(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	f.c.opts.Reader = hungReader{}
+	ctx := context.Background()
+	putFlag(t, f.st, checkoutFlag("checkout"))
+	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.c.readBudget([]rollout.State{f.state(t, "checkout")}); got != 800*time.Millisecond {
+		t.Errorf("read budget %v for a 1 s interval, want 800ms", got)
+	}
+	f.run(t, 10*time.Second, func() bool { return f.state(t, "checkout").Phase != rollout.Progressing })
+	s := f.state(t, "checkout")
+	if s.Phase != rollout.Paused || s.ProviderErrors != 5 || !strings.Contains(s.PausedReason, "deadline exceeded") {
+		t.Fatalf("%s after %d provider errors: %q; want paused after 5 looks that hit the deadline", s.Phase, s.ProviderErrors, s.PausedReason)
+	}
+}
