@@ -359,10 +359,23 @@ func (c *Controller) judge(s rollout.State, cum judge.FlagCounts, now time.Time)
 // decides again from what they left.
 var errStale = errors.New("rollout changed since it was read")
 
+// errLeaseLost reports a decision taken by a leader whose lease expired
+// before it could store it: another replica may have taken the lease and
+// decided on the same rollout, so only the lease's holder writes.
+var errLeaseLost = errors.New("the rollout loop's lease is no longer held")
+
 // commit stores a decision taken on revision rev, with its actions, in one
-// transaction, then sends its notifications.
+// transaction fenced by the loop's lease (dropped when this replica no
+// longer holds it), then sends its notifications.
 func (c *Controller) commit(ctx context.Context, rev int64, next rollout.State, acts []rollout.Action) error {
 	err := c.opts.Store.Update(ctx, store.Actor{Name: rollout.ControllerActor}, func(tx store.Tx) error {
+		held, err := tx.HoldsLease(ctx, LeaseName, c.opts.Holder)
+		if err != nil {
+			return err
+		}
+		if !held {
+			return errLeaseLost
+		}
 		cur, err := readState(ctx, tx, next.Key)
 		if err != nil {
 			return err
@@ -372,8 +385,12 @@ func (c *Controller) commit(ctx context.Context, rev int64, next rollout.State, 
 		}
 		return write(ctx, tx, next, acts)
 	})
-	if errors.Is(err, errStale) {
+	switch {
+	case errors.Is(err, errStale):
 		c.log.Info("decision dropped: the rollout changed meanwhile", "flag", next.Key)
+		return nil
+	case errors.Is(err, errLeaseLost):
+		c.log.Warn("decision dropped: this replica's lease on the rollout loop expired during the tick", "flag", next.Key)
 		return nil
 	}
 	if err != nil {

@@ -661,3 +661,55 @@ func TestLoopPreparesPlanOnce(t *testing.T) {
 		t.Error("a new start kept the last rollout's prepared plan")
 	}
 }
+
+// TestLoopWritesOnlyUnderItsLease: a decision taken by a leader whose lease
+// ran out, and was taken by another replica, before the decision could be
+// stored is dropped: the write is fenced by the lease in its transaction,
+// on SQLite and on two replicas of one PostgreSQL.
+func TestLoopWritesOnlyUnderItsLease(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) (store.Store, store.Store){
+		"sqlite": func(t *testing.T) (store.Store, store.Store) { st := openSQLite(t); return st, st },
+		"postgres": func(t *testing.T) (store.Store, store.Store) {
+			url := pgtest.Database(t)
+			var out [2]store.Store
+			for i := range out {
+				st, err := store.OpenPostgres(context.Background(), url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { st.Close() })
+				out[i] = st
+			}
+			return out[0], out[1]
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			st1, st2 := open(t)
+			a := newFixture(t, st1)
+			a.c.opts.LeaseTTL = time.Second
+			putFlag(t, st1, checkoutFlag("checkout"))
+			ctx := context.Background()
+			if _, err := a.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.c.Tick(ctx); err != nil || !a.c.Leader() {
+				t.Fatalf("a did not take the lease: %v", err)
+			}
+			s := a.state(t, "checkout")
+			next, acts := rollout.Step(s, rollout.Observation{Verdict: &judge.Verdict{Outcome: judge.Fail}}, a.clock.Now())
+			poll.True(t, 10*time.Second, "another replica takes the expired lease", func() bool {
+				held, err := st2.AcquireLease(ctx, LeaseName, "test-2", time.Minute)
+				return err == nil && held
+			})
+			if err := a.c.commit(ctx, s.Revision, next, acts); err != nil {
+				t.Fatal(err)
+			}
+			if got := a.state(t, "checkout"); got.Phase != rollout.Progressing || got.Revision != s.Revision {
+				t.Errorf("a decision without the lease was stored: %s at revision %d", got.Phase, got.Revision)
+			}
+			if tos := a.rec.tos(); len(tos) != 1 {
+				t.Errorf("notifications %v, want only the start's", tos)
+			}
+		})
+	}
+}

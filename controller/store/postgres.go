@@ -45,6 +45,7 @@ func OpenPostgres(ctx context.Context, url string) (Store, error) {
 			readTx:            &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 			notify:            pgNotify,
 			isUniqueViolation: pgUnique,
+			holdsLease:        `SELECT 1 FROM vigil_leases WHERE name = $1 AND holder = $2 AND expires_at > $3 FOR SHARE`,
 		},
 		w: db, r: db,
 		notes: newNotifier(),

@@ -26,6 +26,11 @@ type dialect struct {
 	notify func(ctx context.Context, tx *sql.Tx, revision int64) error
 	// isUniqueViolation reports a duplicate-key error.
 	isUniqueViolation func(error) bool
+	// holdsLease selects a lease still held by a holder and, where the
+	// database needs it, locks its row until the transaction ends, so that
+	// the lease cannot change hands before the writes that rely on it
+	// commit.
+	holdsLease string
 }
 
 // sqlStore implements Store over database/sql. The two databases share
@@ -390,6 +395,18 @@ type sqlTx struct {
 }
 
 func (t *sqlTx) Revision() int64 { return t.rev }
+
+func (t *sqlTx) HoldsLease(ctx context.Context, name, holder string) (bool, error) {
+	var one int
+	err := t.tx.QueryRowContext(ctx, t.d.holdsLease, name, holder, t.now.UnixMicro()).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("check lease %s: %w", name, err)
+	}
+	return true, nil
+}
 
 func (t *sqlTx) Flag(ctx context.Context, key string) (flag.Flag, error) {
 	return queryFlag(ctx, t.tx, key)

@@ -54,6 +54,9 @@ func OpenSQLite(ctx context.Context, dir string) (Store, error) {
 			name:              "sqlite",
 			lockRevision:      `SELECT revision FROM vigil_meta WHERE id = 1`,
 			isUniqueViolation: sqliteUnique,
+			// One writer at a time: nothing can take the lease during the
+			// transaction.
+			holdsLease: `SELECT 1 FROM vigil_leases WHERE name = $1 AND holder = $2 AND expires_at > $3`,
 		},
 		w: w, r: r,
 		notes: newNotifier(),

@@ -106,6 +106,10 @@ type Tx interface {
 	CreateToken(ctx context.Context, t Token) error
 	// DeleteToken removes a token, or returns ErrNotFound.
 	DeleteToken(ctx context.Context, name string) error
+	// HoldsLease reports whether holder has the lease name past the
+	// transaction's time, and keeps it from changing hands until the
+	// transaction ends: a leader fences its writes with it.
+	HoldsLease(ctx context.Context, name, holder string) (bool, error)
 }
 
 // Actor is who makes a change and why; it goes into the audit log.
