@@ -2,16 +2,38 @@
 GO      ?= go
 GOFLAGS ?=
 BIN     := bin/vigil
-# What `vigil version` prints; release builds set the same three variables.
+# What `vigil version` prints; make build, make install and the release builds
+# (make image, make release-snapshot) set the same three: the tag, or the
+# commit where no tag names it; the commit; and the commit's time, not the
+# clock's, so that two builds of one commit are the same bytes. Evaluated
+# once, so that a tree that changes during a build does not rename its files
+# halfway.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
-DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+DATE    ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo 1970-01-01T00:00:00Z)
+VERSION := $(VERSION)
+COMMIT  := $(COMMIT)
+DATE    := $(DATE)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 # Every Go module in the repository; the SDK modules are kept separate so that
 # services importing them never pull in the controller's dependencies.
-MODULES := . sdk $(patsubst %/go.mod,%,$(wildcard sdk/*/go.mod))
+MODULES := . sdk $(patsubst %/go.mod,%,$(wildcard sdk/*/go.mod)) deploy
+# Modules whose tests run without the race detector: deploy's tests only
+# render a chart and pack an image, and helm's and Kubernetes' packages built
+# with -race would cost minutes of make test for nothing.
+NORACE  := deploy
 
-.PHONY: build install test test-go test-js test-e2e bench bench-otel bench-judge lint demo fuzz clean
+RELEASE_LDFLAGS = -s -w $(LDFLAGS)
+# A release build of cmd/vigil: static (the image has no C library, and the
+# SQLite driver is pure Go) and without paths of the build machine.
+# $(call release-build,GOOS,GOARCH,OUTPUT)
+release-build = CGO_ENABLED=0 GOOS=$(1) GOARCH=$(2) $(GO) build -trimpath -ldflags '$(RELEASE_LDFLAGS)' -o $(3) ./cmd/vigil
+# Packs a linux binary into the image tarball, without a Docker daemon.
+# $(call image-pack,GOARCH,BINARY,TARBALL)
+image-pack = cd deploy && $(GO) run ./cmd/vigil-image -arch $(1) -binary $(abspath $(2)) -o $(abspath $(3)) \
+	-version $(VERSION) -revision $(COMMIT) -created $(DATE)
+
+.PHONY: build install test test-go test-js test-e2e bench bench-otel bench-judge lint demo fuzz clean image release-snapshot
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vigil
@@ -32,7 +54,8 @@ test-js:
 test-go:
 	@set -e; for m in $(MODULES); do \
 		echo "== go test $$m"; \
-		(cd $$m && $(GO) test -race -count=1 -timeout 12m ./...); \
+		race=-race; case " $(NORACE) " in *" $$m "*) race=;; esac; \
+		(cd $$m && $(GO) test $$race -count=1 -timeout 12m ./...); \
 	done
 
 # The rollout end-to-end tests (a fleet under load judged from a real
@@ -81,8 +104,35 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
 
+# The container image for docker load or podman load: make image, or
+# make image IMAGE_ARCH=arm64. deploy/image says what is in it.
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
+IMAGE_BIN  ?= bin/linux_$(IMAGE_ARCH)/vigil
+IMAGE      ?= bin/vigil-image-$(IMAGE_ARCH).tar
+image:
+	$(call release-build,linux,$(IMAGE_ARCH),$(IMAGE_BIN))
+	$(call image-pack,$(IMAGE_ARCH),$(IMAGE_BIN),$(IMAGE))
+
+# What a release publishes, built locally into dist/: an archive per
+# platform, the images for linux, and their checksums. .goreleaser.yaml
+# describes the same release for goreleaser.
+PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+DIST      ?= dist
+release-snapshot:
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	@set -e; for p in $(PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; name=vigil_$(VERSION)_$${os}_$${arch}; \
+		echo "== $$p"; \
+		$(call release-build,$$os,$$arch,$(DIST)/$$name/vigil); \
+		cp README.md $(DIST)/$$name/; [ ! -f LICENSE ] || cp LICENSE $(DIST)/$$name/; \
+		tar -C $(DIST) --sort=name --mtime=$(DATE) --owner=0 --group=0 --numeric-owner -cf - $$name | gzip -n > $(DIST)/$$name.tar.gz; \
+		if [ $$os = linux ]; then ($(call image-pack,$$arch,$(DIST)/$$name/vigil,$(DIST)/vigil-image_$(VERSION)_$$arch.tar)); fi; \
+	done
+	cd $(DIST) && sha256sum *.tar.gz *.tar > checksums.txt
+	cat $(DIST)/checksums.txt
+
 demo: build
 	$(BIN) demo
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
