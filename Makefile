@@ -114,22 +114,32 @@ image:
 	$(call image-pack,$(IMAGE_ARCH),$(IMAGE_BIN),$(IMAGE))
 
 # What a release publishes, built locally into dist/: an archive per
-# platform, the images for linux, and their checksums. .goreleaser.yaml
-# describes the same release for goreleaser.
+# platform, the images for linux, and their checksums (make -j2 builds two at
+# a time). .goreleaser.yaml describes the same release for goreleaser.
 PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 DIST      ?= dist
+RELEASE_FILES := $(foreach p,$(PLATFORMS),$(DIST)/vigil_$(VERSION)_$(subst /,_,$(p)).tar.gz) \
+	$(foreach p,$(filter linux/%,$(PLATFORMS)),$(DIST)/vigil-image_$(VERSION)_$(notdir $(p)).tar)
 release-snapshot:
-	rm -rf $(DIST) && mkdir -p $(DIST)
-	@set -e; for p in $(PLATFORMS); do \
-		os=$${p%/*}; arch=$${p#*/}; name=vigil_$(VERSION)_$${os}_$${arch}; \
-		echo "== $$p"; \
-		$(call release-build,$$os,$$arch,$(DIST)/$$name/vigil); \
-		cp README.md $(DIST)/$$name/; [ ! -f LICENSE ] || cp LICENSE $(DIST)/$$name/; \
-		tar -C $(DIST) --sort=name --mtime=$(DATE) --owner=0 --group=0 --numeric-owner -cf - $$name | gzip -n > $(DIST)/$$name.tar.gz; \
-		if [ $$os = linux ]; then ($(call image-pack,$$arch,$(DIST)/$$name/vigil,$(DIST)/vigil-image_$(VERSION)_$$arch.tar)); fi; \
-	done
-	cd $(DIST) && sha256sum *.tar.gz *.tar > checksums.txt
+	rm -rf $(DIST)
+	$(MAKE) --no-print-directory $(RELEASE_FILES)
+	cd $(DIST) && sha256sum $(notdir $(RELEASE_FILES)) > checksums.txt
 	cat $(DIST)/checksums.txt
+
+# The binaries stay beside their archives.
+.SECONDARY:
+
+# $* is OS_ARCH.
+$(DIST)/vigil_$(VERSION)_%/vigil:
+	$(call release-build,$(word 1,$(subst _, ,$*)),$(word 2,$(subst _, ,$*)),$@)
+
+$(DIST)/vigil_$(VERSION)_%.tar.gz: $(DIST)/vigil_$(VERSION)_%/vigil
+	cp README.md $(wildcard LICENSE) $(dir $<)
+	tar -C $(DIST) --sort=name --mtime=$(DATE) --owner=0 --group=0 --numeric-owner -cf - vigil_$(VERSION)_$* | gzip -n > $@
+
+# $* is ARCH.
+$(DIST)/vigil-image_$(VERSION)_%.tar: $(DIST)/vigil_$(VERSION)_linux_%/vigil
+	$(call image-pack,$*,$<,$@)
 
 demo: build
 	$(BIN) demo

@@ -13,11 +13,18 @@ import (
 	"github.com/vigil-dev/vigil/deploy/internal/doc"
 )
 
-// TestDockerfile: the Dockerfile builds the image make image builds, so its
+// TestDockerfiles: the Dockerfile, and the one goreleaser builds the
+// release's image with, build the image make image builds, so their
 // entrypoint, user, port, volume and binary are the same. (No Docker daemon
-// runs here to build it.)
-func TestDockerfile(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+// runs here to build them.)
+func TestDockerfiles(t *testing.T) {
+	for _, name := range []string{"Dockerfile", "deploy/goreleaser.Dockerfile"} {
+		t.Run(name, func(t *testing.T) { checkDockerfile(t, name) })
+	}
+}
+
+func checkDockerfile(t *testing.T, name string) {
+	data, err := os.ReadFile(filepath.Join(root, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +58,10 @@ func TestDockerfile(t *testing.T) {
 	if !slices.ContainsFunc(final["COPY"], func(c string) bool { return strings.HasSuffix(c, " "+image.BinaryPath) }) {
 		t.Errorf("final stage copies %q, not the binary to %s", final["COPY"], image.BinaryPath)
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "-X main.version=", "-X main.commit=", "-X main.date="} {
+	if name != "Dockerfile" {
+		return // goreleaser built the binary
+	}
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-X main.version=", "-X main.commit=", "-X main.date="} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("Dockerfile builds vigil without %s", want)
 		}
