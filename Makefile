@@ -122,7 +122,7 @@ RELEASE_FILES := $(foreach p,$(PLATFORMS),$(DIST)/vigil_$(VERSION)_$(subst /,_,$
 	$(foreach p,$(filter linux/%,$(PLATFORMS)),$(DIST)/vigil-image_$(VERSION)_$(notdir $(p)).tar)
 release-snapshot:
 	rm -rf $(DIST)
-	$(MAKE) --no-print-directory $(RELEASE_FILES)
+	$(MAKE) --no-print-directory VERSION=$(VERSION) COMMIT=$(COMMIT) DATE=$(DATE) $(RELEASE_FILES)
 	cd $(DIST) && sha256sum $(notdir $(RELEASE_FILES)) > checksums.txt
 	cat $(DIST)/checksums.txt
 
@@ -135,7 +135,7 @@ $(DIST)/vigil_$(VERSION)_%/vigil:
 
 $(DIST)/vigil_$(VERSION)_%.tar.gz: $(DIST)/vigil_$(VERSION)_%/vigil
 	cp README.md $(wildcard LICENSE) $(dir $<)
-	tar -C $(DIST) --sort=name --mtime=$(DATE) --owner=0 --group=0 --numeric-owner -cf - vigil_$(VERSION)_$* | gzip -n > $@
+	tar -C $(DIST) -I 'gzip -n' --sort=name --mtime=$(DATE) --owner=0 --group=0 --numeric-owner -cf $@ $(notdir $(<D))
 
 # $* is ARCH.
 $(DIST)/vigil-image_$(VERSION)_%.tar: $(DIST)/vigil_$(VERSION)_linux_%/vigil

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/vigil-dev/vigil/deploy/image"
+	"github.com/vigil-dev/vigil/internal/testenv/vigiltest"
 )
 
 // root is the repository, whose Makefile builds the image.
@@ -138,6 +139,10 @@ func TestMakeImage(t *testing.T) {
 	}
 	// The binary runs with nothing from the build machine's environment,
 	// and the image's entrypoint and arguments are flags serve accepts.
+	// The static build serves, its SQLite store and all: the driver is pure
+	// Go, or this would fail without cgo.
+	vigiltest.Start(t, bin, []string{"VIGIL_ADMIN_TOKEN=image-test-admin-token-0123456789"}, "--data", filepath.Join(dir, "store"))
+
 	help := runVigil(t, bin, "--help")
 	if !strings.Contains(help, "serve") {
 		t.Errorf("vigil --help names no serve command:\n%s", help)
