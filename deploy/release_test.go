@@ -8,13 +8,14 @@ package deploy_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/vigil-dev/vigil/deploy/internal/maketest"
 )
 
 var root, _ = filepath.Abs("..")
@@ -57,7 +58,7 @@ func TestReleaseConfigs(t *testing.T) {
 
 	// make -n prints what make release-snapshot would run.
 	const version = "v9.8.7"
-	out, err := exec.Command("make", "-n", "-C", root, "release-snapshot", "VERSION="+version).Output()
+	out, err := maketest.Command(root, "-n", "release-snapshot", "VERSION="+version).Output()
 	if err != nil {
 		t.Fatalf("make -n release-snapshot: %v", err)
 	}

@@ -3,7 +3,6 @@ package image_test
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/vigil-dev/vigil/deploy/image"
 	"github.com/vigil-dev/vigil/deploy/internal/doc"
+	"github.com/vigil-dev/vigil/deploy/internal/maketest"
 )
 
 // TestDockerfiles: the Dockerfile, and the one goreleaser builds the
@@ -92,7 +92,7 @@ func TestDocs(t *testing.T) {
 		t.Fatalf("docs/deploy.md: make image %q, docker load -i %q, docker run %q: want one of each", makeArgs, load, run)
 	}
 	// make -n prints the commands make image would run.
-	dry, err := exec.Command("make", append([]string{"-n", "-C", root}, makeArgs...)...).Output()
+	dry, err := maketest.Command(root, append([]string{"-n"}, makeArgs...)...).Output()
 	if err != nil {
 		t.Fatalf("make -n %s: %v", strings.Join(makeArgs, " "), err)
 	}

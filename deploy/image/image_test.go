@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/vigil-dev/vigil/deploy/image"
+	"github.com/vigil-dev/vigil/deploy/internal/maketest"
 	"github.com/vigil-dev/vigil/internal/testenv/vigiltest"
 )
 
@@ -37,7 +38,7 @@ const (
 func TestMakeImage(t *testing.T) {
 	dir := t.TempDir()
 	tarPath := filepath.Join(dir, "vigil-image.tar")
-	cmd := exec.Command("make", "-C", root, "image",
+	cmd := maketest.Command(root, "image",
 		"IMAGE_ARCH="+runtime.GOARCH, "IMAGE_BIN="+filepath.Join(dir, "build", "vigil"), "IMAGE="+tarPath,
 		"VERSION="+version, "COMMIT="+revision, "DATE="+created)
 	if out, err := cmd.CombinedOutput(); err != nil {
