@@ -7,6 +7,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -55,8 +58,13 @@ const (
 	promBaseline = 0.01
 	// restartDown is how long a restarted pod serves nothing.
 	restartDown = 20 * time.Second
-	// promFlag, promTreatment and promControl name the flag under test.
-	promFlag, promTreatment, promControl = "checkout", "on", "off"
+	// promTreatment and promControl are the variants compared.
+	promTreatment, promControl = "on", "off"
+	// promBatch is how many runs share a store, each as its own flag,
+	// read together as the controller reads all its rollouts: with one
+	// query per metric. A flag's counts do not depend on the other flags'
+	// series, so a run's outcome does not depend on its batch.
+	promBatch = 10
 )
 
 // promEpoch is when every simulated rollout begins. The store keeps sample
@@ -123,13 +131,13 @@ type simPod struct {
 	arrivals float64
 }
 
-// promRun is one seeded run of a PromQL scenario.
+// promRun is one seeded run of a PromQL scenario: one flag's rollout.
 type promRun struct {
-	s      promScenario
-	r      *rand.Rand
-	store  *metricstore.Store
-	reader *cohort.Reader
-	pods   []*simPod
+	s     promScenario
+	r     *rand.Rand
+	flag  string
+	store *metricstore.Store
+	pods  []*simPod
 	// next is each pod's next scrape.
 	next []time.Time
 	// downFrom and downTo bound the restarted pod's (pod 0's) outage.
@@ -139,9 +147,9 @@ type promRun struct {
 	truth judge.FlagCounts
 }
 
-// newPromRun starts a run that scrapes into store.
-func newPromRun(s promScenario, r *rand.Rand, store *metricstore.Store) *promRun {
-	run := &promRun{s: s, r: r, store: store, reader: cohort.NewReader(store), downFrom: promEpoch.Add(s.horizon / 2)}
+// newPromRun starts a run of flag that scrapes into store.
+func newPromRun(s promScenario, r *rand.Rand, store *metricstore.Store, flag string) *promRun {
+	run := &promRun{s: s, r: r, flag: flag, store: store, downFrom: promEpoch.Add(s.horizon / 2)}
 	run.downTo = run.downFrom.Add(restartDown)
 	if !s.restart {
 		run.downFrom, run.downTo = time.Time{}, time.Time{}
@@ -158,7 +166,7 @@ func newPromRun(s promScenario, r *rand.Rand, store *metricstore.Store) *promRun
 			b.Add("job", "checkout")
 			b.Add("otel_scope_name", sdk.ScopeName)
 			b.Add("otel_scope_version", sdk.Version)
-			b.Add(semconv.LabelKey, promFlag)
+			b.Add(semconv.LabelKey, flag)
 			b.Add(semconv.LabelVariant, variant)
 			b.Add(semconv.LabelReason, semconv.ReasonSplit)
 			if errType != "" {
@@ -270,7 +278,6 @@ type promJudge struct {
 }
 
 func (j *promJudge) observe(cum judge.FlagCounts, elapsed time.Duration) (bool, error) {
-	cum.Flag = promFlag
 	next, v, err := judge.Judge(j.cfg, j.state, cum, judge.StepProgress{Elapsed: elapsed})
 	if err != nil {
 		return false, err
@@ -279,44 +286,82 @@ func (j *promJudge) observe(cum judge.FlagCounts, elapsed time.Duration) (bool, 
 	return v.Outcome == judge.Fail, nil
 }
 
-// runPromOnce replays one seeded run of a PromQL scenario in a fresh store
-// under dir and returns its outcome for each of promJudgeNames.
-func runPromOnce(ctx context.Context, s promScenario, seed uint64, index, run int, dir string) ([]outcome, error) {
+// runPromBatch replays runs first to first+n-1 of a PromQL scenario in one
+// fresh store under dir and returns each run's outcome for each of
+// promJudgeNames.
+func runPromBatch(ctx context.Context, s promScenario, seed uint64, index, first, n int, dir string) ([][]outcome, error) {
 	store, err := metricstore.Open(ctx, metricstore.Options{Dir: dir})
 	if err != nil {
 		return nil, err
 	}
 	defer store.Close()
-	// The top bit keeps these streams apart from the exact-count
-	// scenarios' of the same index.
-	sim := newPromRun(s, rand.New(rand.NewPCG(seed, 1<<63|uint64(index)<<32|uint64(run))), store)
+	reader := cohort.NewReader(store)
 	cfg := judge.Config{Metrics: []judge.MetricConfig{{Name: "error-rate", Kind: judge.KindErrorRate}}}
-	judges := []*promJudge{{cfg: cfg}, {cfg: cfg}}
-	out := make([]outcome, len(judges))
-	done := 0
-	for look := promEpoch.Add(s.look); !look.After(promEpoch.Add(s.horizon)) && done < len(judges); look = look.Add(s.look) {
-		if err := sim.until(ctx, look); err != nil {
-			return nil, err
+	runs := make([]*promRun, n)
+	judges := make([][]*promJudge, n)
+	out := make([][]outcome, n)
+	for k := range runs {
+		// The top bit keeps these streams apart from the exact-count
+		// scenarios' of the same index.
+		r := rand.New(rand.NewPCG(seed, 1<<63|uint64(index)<<32|uint64(first+k)))
+		runs[k] = newPromRun(s, r, store, fmt.Sprintf("flag-%d", first+k))
+		judges[k] = []*promJudge{{cfg: cfg}, {cfg: cfg}}
+		out[k] = make([]outcome, len(promJudgeNames))
+	}
+	live := slices.Clone(runs)
+	for look := promEpoch.Add(s.look); !look.After(promEpoch.Add(s.horizon)) && len(live) > 0; look = look.Add(s.look) {
+		for _, run := range live {
+			if err := run.until(ctx, look); err != nil {
+				return nil, err
+			}
 		}
-		read, err := sim.read(ctx, look)
+		read, err := readRuns(ctx, reader, look, live)
 		if err != nil {
 			return nil, err
 		}
-		for j, cum := range []judge.FlagCounts{read, sim.truth} {
-			if out[j].rolledBack {
-				continue
+		still := live[:0]
+		for i, run := range live {
+			k := slices.Index(runs, run)
+			for j, cum := range []judge.FlagCounts{read[i], run.truth} {
+				if out[k][j].rolledBack {
+					continue
+				}
+				failed, err := judges[k][j].observe(cum, look.Sub(promEpoch))
+				if err != nil {
+					return nil, fmt.Errorf("run %d: %s at %v: %w", first+k, promJudgeNames[j], look.Sub(promEpoch), err)
+				}
+				if failed {
+					out[k][j] = outcome{rolledBack: true, requests: int(run.truth.Treatment.Requests), events: int(run.truth.Treatment.Errors)}
+				}
 			}
-			failed, err := judges[j].observe(cum, look.Sub(promEpoch))
-			if err != nil {
-				return nil, fmt.Errorf("%s at %v: %w", promJudgeNames[j], look.Sub(promEpoch), err)
-			}
-			if failed {
-				out[j] = outcome{rolledBack: true, requests: int(sim.truth.Treatment.Requests), events: int(sim.truth.Treatment.Errors)}
-				done++
+			if !out[k][0].rolledBack || !out[k][1].rolledBack {
+				still = append(still, run)
 			}
 		}
+		live = still
 	}
 	return out, store.Close()
+}
+
+// readRuns returns each run's counts as the controller reads them at t:
+// what cohort.Reader.Read returns for every run's flag, in one read. A
+// failed query is an error; a missing series (no traffic yet; with no
+// custom metrics, the only other error a reading can carry) leaves the NaN
+// counts the judge takes as unreadable, as in the controller.
+func readRuns(ctx context.Context, reader *cohort.Reader, t time.Time, runs []*promRun) ([]judge.FlagCounts, error) {
+	qs := make([]cohort.FlagQuery, len(runs))
+	for i, run := range runs {
+		qs[i] = cohort.FlagQuery{Flag: run.flag, Treatment: promTreatment, Control: promControl, Since: promEpoch}
+	}
+	readings, err := reader.Read(ctx, t, qs)
+	if err != nil {
+		return nil, fmt.Errorf("read at %v: %w", t.Sub(promEpoch), err)
+	}
+	out := make([]judge.FlagCounts, len(runs))
+	for i, run := range runs {
+		out[i] = readings[run.flag].Counts
+	}
+	return out, nil
 }
 
 // until appends every scrape before t to the store and simulates the
@@ -350,22 +395,10 @@ func (run *promRun) until(ctx context.Context, t time.Time) error {
 	return nil
 }
 
-// read returns the flag's counts as the controller reads them at t: what
-// cohort.Reader.Read returns. A failed query is an error; a missing series
-// (no traffic yet; with no custom metrics, the only other error a reading
-// can carry) leaves the NaN counts the judge takes as unreadable, as in the
-// controller.
-func (run *promRun) read(ctx context.Context, t time.Time) (judge.FlagCounts, error) {
-	readings, err := run.reader.Read(ctx, t, []cohort.FlagQuery{{Flag: promFlag, Treatment: promTreatment, Control: promControl, Since: promEpoch}})
-	if err != nil {
-		return judge.FlagCounts{}, fmt.Errorf("read at %v: %w", t.Sub(promEpoch), err)
-	}
-	return readings[promFlag].Counts, nil
-}
-
-// runPromScenario runs a PromQL scenario runs times on workers goroutines,
-// each run in a fresh store in a directory under os.TempDir; the result
-// depends only on the seed, never on scheduling.
+// runPromScenario runs a PromQL scenario runs times, in batches of
+// promBatch on workers goroutines, each batch in a fresh store in a
+// directory under os.TempDir; the result depends only on the seed, never
+// on scheduling.
 func runPromScenario(ctx context.Context, s promScenario, seed uint64, index, runs, workers int) ([][]outcome, error) {
 	base, err := os.MkdirTemp("", "judgebench-")
 	if err != nil {
@@ -373,27 +406,31 @@ func runPromScenario(ctx context.Context, s promScenario, seed uint64, index, ru
 	}
 	defer os.RemoveAll(base)
 	results := make([][]outcome, runs)
-	errs := make([]error, runs)
+	batches := (runs + promBatch - 1) / promBatch
+	errs := make([]error, batches)
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for run := range next {
-				dir := fmt.Sprintf("%s/%d", base, run)
-				results[run], errs[run] = runPromOnce(ctx, s, seed, index, run, dir)
-				if err := os.RemoveAll(dir); err != nil && errs[run] == nil {
-					errs[run] = err
+			for b := range next {
+				first := b * promBatch
+				n := min(promBatch, runs-first)
+				dir := filepath.Join(base, strconv.Itoa(b))
+				out, err := runPromBatch(ctx, s, seed, index, first, n, dir)
+				if err == nil {
+					copy(results[first:], out)
+					err = os.RemoveAll(dir)
 				}
-				if errs[run] != nil {
-					errs[run] = fmt.Errorf("%s, run %d: %w", s.name, run, errs[run])
+				if err != nil {
+					errs[b] = fmt.Errorf("%s: %w", s.name, err)
 				}
 			}
 		}()
 	}
-	for run := range runs {
-		next <- run
+	for b := range batches {
+		next <- b
 	}
 	close(next)
 	wg.Wait()

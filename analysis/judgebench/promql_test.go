@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-dev/vigil/analysis/cohort"
 	"github.com/vigil-dev/vigil/analysis/metricstore"
 )
 
@@ -37,16 +38,18 @@ func TestPromReadFollowsTruth(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	run := newPromRun(s, rand.New(rand.NewPCG(1, 2)), store)
+	run := newPromRun(s, rand.New(rand.NewPCG(1, 2)), store, "checkout")
+	reader := cohort.NewReader(store)
 	ctx := context.Background()
 	for look := promEpoch.Add(s.look); !look.After(promEpoch.Add(s.horizon)); look = look.Add(s.look) {
 		if err := run.until(ctx, look); err != nil {
 			t.Fatal(err)
 		}
-		got, err := run.read(ctx, look)
+		read, err := readRuns(ctx, reader, look, []*promRun{run})
 		if err != nil {
 			t.Fatal(err)
 		}
+		got := read[0]
 		if look.Sub(promEpoch) < time.Minute {
 			continue // a scrape interval is a large part of the first looks
 		}
@@ -77,18 +80,29 @@ func TestPromReadFollowsTruth(t *testing.T) {
 }
 
 func TestPromRunsAreReproducible(t *testing.T) {
-	s, i := promScenarioNamed(t, "A/A, 4 pods, scrape 15 s, look 10 s")
-	s.horizon = 5 * time.Minute
-	one, err := runPromScenario(context.Background(), s, 7, i, 4, 1)
+	s, i := promScenarioNamed(t, "errors ×2, 1 pod, scrape 15 s, look 10 s")
+	s.pods, s.restart, s.horizon = 4, true, 20*time.Minute
+	one, err := runPromScenario(context.Background(), s, 7, i, promBatch+2, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	two, err := runPromScenario(context.Background(), s, 7, i, 4, 2)
+	two, err := runPromScenario(context.Background(), s, 7, i, promBatch+2, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(one, two) {
 		t.Errorf("the same seed gave different results on 1 and 2 workers: %v and %v", one, two)
+	}
+	if rw := summarize(one, 0); rw.rollbacks < 2 || rw.medianReq == rw.p90Req {
+		t.Fatalf("%d rollbacks, median and p90 of requests %d and %d: too few to compare", rw.rollbacks, rw.medianReq, rw.p90Req)
+	}
+	// A run's outcome does not depend on the runs that share its store.
+	alone, err := runPromBatch(context.Background(), s, 7, i, promBatch+1, 1, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(alone[0], one[promBatch+1]) {
+		t.Errorf("run %d alone: %v; beside run %d: %v", promBatch+1, alone[0], promBatch, one[promBatch+1])
 	}
 }
 

@@ -225,6 +225,9 @@ engine), with a staleness marker for each series that vanished, as a Prometheus 
 At each look the judge reads what `+"`cohort.Reader.Read`"+` returns for the flag (the controller's
 own read: increase() over the window since the rollout began, summed by flag and variant) and keeps
 its state from the previous look, as the controller runs it; a look sees every scrape before it.
+Runs share a store ten at a time, each as its own flag, and are read together with one query per
+metric, as the controller reads all its rollouts (a flag's counts do not depend on other flags'
+series).
 The judge tests the error rate only, with its defaults (α = 0.01, tolerance 1.0); latency
 histograms are not simulated. A restarted pod is down for 20 s (its scrapes fail and the other pods
 take its traffic), loses what it counted since its last scrape, and comes back with its counters at
