@@ -136,3 +136,20 @@ func TestWilson(t *testing.T) {
 		}
 	}
 }
+
+// TestPromAAHoldsAlpha runs short A/A runs through PromQL in the regime
+// where increase()'s re-extrapolation misled the judge most (one pod,
+// scrape 15 s, look 10 s): a judge that re-based a count that read lower
+// on the lower value rolled back 6 of these 20 healthy rollouts within
+// 30 minutes.
+func TestPromAAHoldsAlpha(t *testing.T) {
+	s, i := promScenarioNamed(t, "A/A, 1 pod, scrape 15 s, look 10 s")
+	s.horizon = 30 * time.Minute
+	res, err := runPromScenario(context.Background(), s, 1, i, 20, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := summarize(res, 0); got.rollbacks > 1 {
+		t.Errorf("A/A through PromQL: %d of 20 runs rolled back within 30 minutes, want at most 1", got.rollbacks)
+	}
+}
