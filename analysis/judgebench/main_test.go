@@ -10,13 +10,20 @@ import (
 // scenarioNamed returns a benchmark scenario by name.
 func scenarioNamed(t *testing.T, name string) (scenario, int) {
 	t.Helper()
-	for i, s := range scenarios() {
-		if s.name == name {
+	return named(t, scenarios(), func(s scenario) string { return s.name }, name)
+}
+
+// named returns the scenario of all called name, with its index.
+func named[S any](t *testing.T, all []S, nameOf func(S) string, name string) (S, int) {
+	t.Helper()
+	for i, s := range all {
+		if nameOf(s) == name {
 			return s, i
 		}
 	}
 	t.Fatalf("no scenario %q", name)
-	return scenario{}, 0
+	var zero S
+	return zero, 0
 }
 
 // TestSmoke runs a few hundred short runs and asserts only properties that

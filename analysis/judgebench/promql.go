@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -408,32 +407,18 @@ func runPromScenario(ctx context.Context, s promScenario, seed uint64, index, ru
 	results := make([][]outcome, runs)
 	batches := (runs + promBatch - 1) / promBatch
 	errs := make([]error, batches)
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for b := range next {
-				first := b * promBatch
-				n := min(promBatch, runs-first)
-				dir := filepath.Join(base, strconv.Itoa(b))
-				out, err := runPromBatch(ctx, s, seed, index, first, n, dir)
-				if err == nil {
-					copy(results[first:], out)
-					err = os.RemoveAll(dir)
-				}
-				if err != nil {
-					errs[b] = fmt.Errorf("%s: %w", s.name, err)
-				}
-			}
-		}()
-	}
-	for b := range batches {
-		next <- b
-	}
-	close(next)
-	wg.Wait()
+	forEach(batches, workers, func(b int) {
+		first := b * promBatch
+		dir := filepath.Join(base, strconv.Itoa(b))
+		out, err := runPromBatch(ctx, s, seed, index, first, min(promBatch, runs-first), dir)
+		if err == nil {
+			copy(results[first:], out)
+			err = os.RemoveAll(dir)
+		}
+		if err != nil {
+			errs[b] = fmt.Errorf("%s: %w", s.name, err)
+		}
+	})
 	return results, errors.Join(errs...)
 }
 

@@ -15,13 +15,7 @@ import (
 // promScenarioNamed returns a PromQL scenario by name.
 func promScenarioNamed(t *testing.T, name string) (promScenario, int) {
 	t.Helper()
-	for i, s := range promScenarios() {
-		if s.name == name {
-			return s, i
-		}
-	}
-	t.Fatalf("no PromQL scenario %q", name)
-	return promScenario{}, 0
+	return named(t, promScenarios(), func(s promScenario) string { return s.name }, name)
 }
 
 // TestPromReadFollowsTruth scrapes a run with a pod restart into a real

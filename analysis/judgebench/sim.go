@@ -69,21 +69,27 @@ func p99Edge() int {
 // depends only on the seed, never on scheduling.
 func runScenario(s scenario, seed uint64, index, runs, workers int) [][]outcome {
 	results := make([][]outcome, runs)
+	forEach(runs, workers, func(run int) { results[run] = runOnce(s, seed, index, run) })
+	return results
+}
+
+// forEach calls do for 0 to n-1 on workers goroutines and returns when
+// every call has.
+func forEach(n, workers int, do func(i int)) {
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for run := range next {
-				results[run] = runOnce(s, seed, index, run)
+			for i := range next {
+				do(i)
 			}
 		}()
 	}
-	for run := range runs {
-		next <- run
+	for i := range n {
+		next <- i
 	}
 	close(next)
 	wg.Wait()
-	return results
 }
