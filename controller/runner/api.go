@@ -143,6 +143,9 @@ func (c *Controller) fail(g *gin.Context, err error) {
 		server.FailValidation(g, err)
 	case errors.Is(err, store.ErrNotFound):
 		server.Fail(g, http.StatusNotFound, err.Error(), "key")
+	case store.Unavailable(err):
+		c.log.Warn("store unavailable", "route", g.FullPath(), "err", err)
+		server.FailUnavailable(g, "the store is unavailable; nothing was changed; retry")
 	default:
 		c.log.Error("rollout request failed", "route", g.FullPath(), "err", err)
 		server.Fail(g, http.StatusInternalServerError, "internal error; see the controller's log", "")

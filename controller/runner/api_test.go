@@ -40,6 +40,24 @@ func startAPI(t *testing.T) *apiEnv {
 	return &apiEnv{url: url, f: f}
 }
 
+// raw sends an admin request without a body and returns the response, its
+// body read and closed.
+func (e *apiEnv) raw(t *testing.T, method, path string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, e.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
 func (e *apiEnv) do(t *testing.T, method, path, body string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, e.url+path, bytes.NewBufferString(body))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +19,8 @@ import (
 	"github.com/vigil-dev/vigil/analysis/cohort"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/controller/store"
+	"github.com/vigil-dev/vigil/internal/testenv/pgtest"
 	"github.com/vigil-dev/vigil/internal/testenv/poll"
 	"github.com/vigil-dev/vigil/internal/testenv/promtest"
 	"github.com/vigil-dev/vigil/internal/testenv/servertest"
@@ -122,4 +125,47 @@ func TestHungMetricSourceFailsTheLook(t *testing.T) {
 	if s.Phase != rollout.Paused || s.ProviderErrors != 5 || !strings.Contains(s.PausedReason, "deadline exceeded") {
 		t.Fatalf("%s after %d provider errors: %q; want paused after 5 looks that hit the deadline", s.Phase, s.ProviderErrors, s.PausedReason)
 	}
+}
+
+// TestRolloutAPIDuringDatabaseOutage: while PostgreSQL is down the rollout
+// API answers 503 with Retry-After, as the rest of the admin API does, and
+// changes nothing; afterwards it answers again.
+func TestRolloutAPIDuringDatabaseOutage(t *testing.T) {
+	dbURL := pgtest.Database(t)
+	st, err := store.OpenPostgres(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	putFlag(t, st, checkoutFlag("checkout"))
+	f := newFixture(t, st)
+	url, _ := servertest.Run(t, func(ctx context.Context) (*server.Server, error) {
+		return server.New(ctx, server.Config{
+			Store: st, AdminToken: apiToken, Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
+			Extensions: []server.Extension{Extension(Options{Reader: f.tr, Now: f.clock.Now, Holder: "outage-test"})},
+		})
+	})
+	e := &apiEnv{url: url, f: f}
+	if code, body := e.do(t, "POST", "/api/v1/rollouts/checkout/start", ""); code != http.StatusOK {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	pgtest.SetOutage(t, dbURL, true)
+	t.Cleanup(func() { pgtest.SetOutage(t, dbURL, false) })
+	for _, req := range []struct{ method, path string }{
+		{"GET", "/api/v1/rollouts"},
+		{"GET", "/api/v1/rollouts/checkout"},
+		{"POST", "/api/v1/rollouts/checkout/pause"},
+	} {
+		resp := e.raw(t, req.method, req.path)
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s during the outage: %d (Retry-After %q), want 503 with Retry-After", req.method, req.path, resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	}
+	pgtest.SetOutage(t, dbURL, false)
+	poll.Until(t, 15*time.Second, "the rollout API to answer again", func() error {
+		if code, body := e.do(t, "GET", "/api/v1/rollouts/checkout", ""); code != http.StatusOK || !strings.Contains(string(body), `"state":"progressing"`) {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
 }

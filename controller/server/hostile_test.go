@@ -11,15 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/vigil-dev/vigil/controller/ofrep"
 	"github.com/vigil-dev/vigil/controller/server"
@@ -353,35 +350,6 @@ func TestStreamsHaveAMaximumAge(t *testing.T) {
 	})
 }
 
-// setOutage makes the PostgreSQL database at dbURL refuse connections and
-// cuts those it has (down), or lets it take connections again (!down): a
-// real outage of the controller's database that a test can end.
-func setOutage(t *testing.T, dbURL string, down bool) {
-	t.Helper()
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := strings.TrimPrefix(u.Path, "/")
-	u.Path = "/postgres"
-	// Not the test's context: this also runs at cleanup, after it ends.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER DATABASE %s ALLOW_CONNECTIONS %t", pgx.Identifier{name}.Sanitize(), !down)); err != nil {
-		t.Fatal(err)
-	}
-	if down {
-		if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestDatabaseOutage: while the PostgreSQL database is down, SDK delivery
 // (snapshot, a live stream, a new stream, OFREP) goes on from memory with
 // tokens checked in memory; admin requests answer 503 with Retry-After and
@@ -406,8 +374,8 @@ func TestDatabaseOutage(t *testing.T) {
 		t.Fatalf("first event %+v %v", ev, err)
 	}
 
-	setOutage(t, dbURL, true)
-	t.Cleanup(func() { setOutage(t, dbURL, false) })
+	pgtest.SetOutage(t, dbURL, true)
+	t.Cleanup(func() { pgtest.SetOutage(t, dbURL, false) })
 	var ready server.ReadyBody
 	poll.Until(t, 10*time.Second, "/readyz to report the store down", func() error {
 		r := e.do("GET", "/readyz", "", nil)
@@ -448,7 +416,7 @@ func TestDatabaseOutage(t *testing.T) {
 		}
 	}
 
-	setOutage(t, dbURL, false)
+	pgtest.SetOutage(t, dbURL, false)
 	poll.Ready(t, 10*time.Second, e.url)
 	var list server.FlagList
 	e.mustStatus(e.do("GET", "/api/v1/flags", e.admin, nil), http.StatusOK).json(t, &list)
