@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/vigil-dev/vigil/deploy/internal/doc"
+	"github.com/vigil-dev/vigil/deploy/internal/maketest"
 	"github.com/vigil-dev/vigil/internal/testenv/vigiltest"
 )
 
@@ -117,10 +118,8 @@ func TestUnit(t *testing.T) {
 		switch c.Name() {
 		case "install":
 			if n := len(c.Args); n >= 3 && !slices.Contains(c.Args, "-d") {
-				if c.Args[n-2] != "/dev/null" {
-					if _, err := os.Stat(filepath.Join(root, c.Args[n-2])); err != nil {
-						t.Errorf("%v: %v", c, err)
-					}
+				if src := c.Args[n-2]; src != "/dev/null" && !inTreeOrMade(t, root, src) {
+					t.Errorf("%v: %s is neither in the tree nor what make image builds", c, src)
 				}
 				installed = append(installed, c.Args[n-1])
 			}
@@ -151,4 +150,19 @@ func TestUnit(t *testing.T) {
 	if u, err := url.Parse(curled[0]); err != nil || u.Port() != port || u.Path != "/readyz" {
 		t.Errorf("docs/deploy.md curls %s, want /readyz on the unit's port %s", curled[0], port)
 	}
+}
+
+// inTreeOrMade reports whether path, relative to the repository's root, is a
+// file of the tree or what `make image` writes: a test must not depend on
+// another test having run make image first.
+func inTreeOrMade(t *testing.T, root, path string) bool {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(root, path)); err == nil {
+		return true
+	}
+	dry, err := maketest.Command(root, "-n", "image").Output()
+	if err != nil {
+		t.Fatalf("make -n image: %v", err)
+	}
+	return strings.Contains(string(dry), "-o "+path+" ")
 }
