@@ -77,6 +77,7 @@ func scenarios() []scenario {
 			s.effect, s.ratio, s.rps, s.tick, s.ticks = true, 2, 1, time.Minute, 1440
 		}),
 		with("errors ×2, 1,000 req/s", func(s *scenario) { s.effect, s.ratio, s.rps = true, 2, 1000 }),
+		with("errors ×1.2, 1,000 req/s", func(s *scenario) { s.effect, s.ratio, s.rps = true, 1.2, 1000 }),
 		with("latency +20% above p90", func(s *scenario) { s.effect, s.latency, s.slowdown = true, true, 0.2 }),
 		with("latency +50% above p90", func(s *scenario) { s.effect, s.latency, s.slowdown = true, true, 0.5 }),
 	}
