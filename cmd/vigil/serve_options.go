@@ -90,6 +90,11 @@ func dashboardServeOption() serveOption {
 					server.Fail(c, http.StatusNotFound, "flag "+c.Param("key")+" not found", "key")
 					return
 				}
+				if store.Unavailable(err) {
+					h.Logger.Warn("store unavailable", "route", c.FullPath(), "err", err)
+					server.FailUnavailable(c, "the store is unavailable; retry")
+					return
+				}
 				if err != nil {
 					h.Logger.Error("read flag for dashboard", "key", c.Param("key"), "err", err)
 					server.Fail(c, http.StatusInternalServerError, "internal error; see the controller's log", "")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/dashboards"
+	"github.com/vigil-dev/vigil/internal/testenv/pgtest"
 	"github.com/vigil-dev/vigil/internal/testenv/servertest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
@@ -127,5 +128,18 @@ func TestServeDashboardIsGenerated(t *testing.T) {
 		if served != string(want) {
 			t.Errorf("%s: the served dashboard is not dashboards.ForFlag of the stored flag", fl.Key)
 		}
+	}
+}
+
+// TestDashboardDuringDatabaseOutage: while PostgreSQL is down the dashboard
+// route answers 503 with Retry-After, as the rest of the admin API does.
+func TestDashboardDuringDatabaseOutage(t *testing.T) {
+	dbURL := pgtest.Database(t)
+	a := startAssembled(t, server.Config{DatabaseURL: dbURL})
+	pgtest.SetOutage(t, dbURL, true)
+	t.Cleanup(func() { pgtest.SetOutage(t, dbURL, false) })
+	code, header, body := a.send(t, http.MethodGet, "/api/v1/flags/existing/dashboard", rolesAdminToken, "", "", false)
+	if code != http.StatusServiceUnavailable || header.Get("Retry-After") == "" {
+		t.Errorf("dashboard during the outage: %d (Retry-After %q) %s, want 503 with Retry-After", code, header.Get("Retry-After"), body)
 	}
 }
