@@ -159,7 +159,7 @@ func noEvidenceReason(c check) string {
 	case c.metric.Kind == KindLatency:
 		return "no latency edge to test yet (control has no slow requests so far)"
 	}
-	return "a counter went down since the last tick, so this tick was skipped"
+	return "a count missing at the last look came back, so this look only set its baseline"
 }
 
 // gate returns why the step does not yet allow a pass, or "".

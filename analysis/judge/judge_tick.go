@@ -75,10 +75,10 @@ type delta struct {
 }
 
 // tickDelta returns both cohorts' requests and events over the tick, where
-// events reads the events of a snapshot. ok is false when either was missing
-// or went down, or when a count appears after its cohort already had
-// requests: the tick is then a no-op and the judge re-bases on the new
-// cumulative values.
+// events reads the events of a snapshot. Counts never go down (snapshot
+// keeps each one's highest reading), so ok is false only when a count is
+// missing, or appears after its cohort already had requests: the tick is
+// then a no-op and its reading becomes the count's baseline.
 func tickDelta(prev, cur Snapshot, events func(CohortSnapshot) (float64, bool)) (t, c delta, ok bool) {
 	one := func(p, q CohortSnapshot) (delta, bool) {
 		pe, okP := events(p)
@@ -95,8 +95,7 @@ func tickDelta(prev, cur Snapshot, events func(CohortSnapshot) (float64, bool)) 
 			}
 			pe = 0 // first time this count is seen: it started at zero
 		}
-		d := delta{requests: q.Requests - p.Requests, events: qe - pe}
-		return d, d.requests >= 0 && d.events >= 0
+		return delta{requests: q.Requests - p.Requests, events: qe - pe}, true
 	}
 	t, okT := one(prev.Treatment, cur.Treatment)
 	c, okC := one(prev.Control, cur.Control)
