@@ -200,10 +200,12 @@ func (c *Controller) Tick(ctx context.Context) error {
 // maxStepDuration.
 func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map[string]flag.Flag, now time.Time) []rollout.Observation {
 	obs := make([]rollout.Observation, len(due))
+	plans := make([]*plan.Prepared, len(due))
 	var qs []cohort.FlagQuery
 	for i, s := range due {
 		f := flags[s.Key]
 		p, err := c.plans.get(s)
+		plans[i] = p
 		switch {
 		case err != nil:
 			obs[i].Err = fmt.Errorf("plan of %s: %w", s.Key, err)
@@ -256,7 +258,7 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 		if !s.Analyzing(now) {
 			continue
 		}
-		v, state, jerr := c.judge(s, cum, now)
+		v, state, jerr := c.judge(s, plans[i], cum, now)
 		if jerr != nil {
 			obs[i].Err = jerr
 			continue
@@ -329,8 +331,9 @@ func finiteOr(v, last float64) float64 {
 	return v
 }
 
-// judge folds one tick's counts into the rollout's judge state.
-func (c *Controller) judge(s rollout.State, cum judge.FlagCounts, now time.Time) (*judge.Verdict, json.RawMessage, error) {
+// judge folds one tick's counts into the rollout's judge state, under the
+// rollout's prepared plan p.
+func (c *Controller) judge(s rollout.State, p *plan.Prepared, cum judge.FlagCounts, now time.Time) (*judge.Verdict, json.RawMessage, error) {
 	var prev judge.State
 	if len(s.Judge) > 0 {
 		if err := json.Unmarshal(s.Judge, &prev); err != nil {
@@ -338,10 +341,6 @@ func (c *Controller) judge(s rollout.State, cum judge.FlagCounts, now time.Time)
 		}
 	}
 	cum.Flag = s.Key
-	p, err := c.plans.get(s)
-	if err != nil {
-		return nil, nil, fmt.Errorf("plan of %s: %w", s.Key, err)
-	}
 	next, v, err := judge.Judge(p.Judge, prev, cum, s.StepProgress(now))
 	if err != nil {
 		return nil, nil, fmt.Errorf("judge %s: %w", s.Key, err)
