@@ -40,25 +40,15 @@ func startAPI(t *testing.T) *apiEnv {
 	return &apiEnv{url: url, f: f}
 }
 
-// raw sends an admin request without a body and returns the response, its
-// body read and closed.
-func (e *apiEnv) raw(t *testing.T, method, path string) *http.Response {
+func (e *apiEnv) do(t *testing.T, method, path, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, e.url+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+apiToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp
+	resp, out := e.send(t, method, path, body)
+	return resp.StatusCode, out
 }
 
-func (e *apiEnv) do(t *testing.T, method, path, body string) (int, []byte) {
+// send makes an admin request and returns the response, whose body it has
+// read and closed, with that body.
+func (e *apiEnv) send(t *testing.T, method, path, body string) (*http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, e.url+path, bytes.NewBufferString(body))
 	if err != nil {
@@ -75,7 +65,7 @@ func (e *apiEnv) do(t *testing.T, method, path, body string) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, out
+	return resp, out
 }
 
 func TestAPI(t *testing.T) {

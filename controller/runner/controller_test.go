@@ -399,8 +399,10 @@ func TestLoopCountsAFailedCustomQuery(t *testing.T) {
 	}
 }
 
-func TestLoopOnlyLeaderActs(t *testing.T) {
-	for name, open := range map[string]func(t *testing.T) (store.Store, store.Store){
+// replicaStores are the ways to open the stores of two replicas: one SQLite
+// store both use, or two connections to one PostgreSQL database.
+func replicaStores() map[string]func(t *testing.T) (store.Store, store.Store) {
+	return map[string]func(t *testing.T) (store.Store, store.Store){
 		"sqlite": func(t *testing.T) (store.Store, store.Store) { st := openSQLite(t); return st, st },
 		"postgres": func(t *testing.T) (store.Store, store.Store) {
 			url := pgtest.Database(t)
@@ -415,7 +417,11 @@ func TestLoopOnlyLeaderActs(t *testing.T) {
 			}
 			return out[0], out[1]
 		},
-	} {
+	}
+}
+
+func TestLoopOnlyLeaderActs(t *testing.T) {
+	for name, open := range replicaStores() {
 		t.Run(name, func(t *testing.T) {
 			st1, st2 := open(t)
 			a := newFixture(t, st1)
@@ -667,22 +673,7 @@ func TestLoopPreparesPlanOnce(t *testing.T) {
 // stored is dropped: the write is fenced by the lease in its transaction,
 // on SQLite and on two replicas of one PostgreSQL.
 func TestLoopWritesOnlyUnderItsLease(t *testing.T) {
-	for name, open := range map[string]func(t *testing.T) (store.Store, store.Store){
-		"sqlite": func(t *testing.T) (store.Store, store.Store) { st := openSQLite(t); return st, st },
-		"postgres": func(t *testing.T) (store.Store, store.Store) {
-			url := pgtest.Database(t)
-			var out [2]store.Store
-			for i := range out {
-				st, err := store.OpenPostgres(context.Background(), url)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { st.Close() })
-				out[i] = st
-			}
-			return out[0], out[1]
-		},
-	} {
+	for name, open := range replicaStores() {
 		t.Run(name, func(t *testing.T) {
 			st1, st2 := open(t)
 			a := newFixture(t, st1)

@@ -156,7 +156,7 @@ func TestRolloutAPIDuringDatabaseOutage(t *testing.T) {
 		{"GET", "/api/v1/rollouts/checkout"},
 		{"POST", "/api/v1/rollouts/checkout/pause"},
 	} {
-		resp := e.raw(t, req.method, req.path)
+		resp, _ := e.send(t, req.method, req.path, "")
 		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 			t.Errorf("%s %s during the outage: %d (Retry-After %q), want 503 with Retry-After", req.method, req.path, resp.StatusCode, resp.Header.Get("Retry-After"))
 		}
