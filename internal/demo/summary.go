@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/rollout"
 )
 
@@ -95,8 +94,4 @@ func ratioInterval(t, c Tally, z float64) (lo, hi float64, ok bool) {
 	se := math.Sqrt(1/float64(t.Failed) - 1/float64(t.Requests) + 1/float64(c.Failed) - 1/float64(c.Requests))
 	r := t.Rate() / c.Rate()
 	return r * math.Exp(-z*se), r * math.Exp(z*se), true
-}
-
-func judgeVerdictOf(v *rollout.Verdict) *judge.Verdict {
-	return judgeVerdict(rollout.State{Verdict: v})
 }

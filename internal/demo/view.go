@@ -71,7 +71,7 @@ func heading(s rollout.State) string {
 func describe(s rollout.State, f flagFigures) string {
 	var b strings.Builder
 	b.WriteString(heading(s) + "\n")
-	v := judgeVerdict(s)
+	v := judgeVerdictOf(s.Verdict)
 	t, c := f.Treatment, f.Control
 	if !f.read {
 		// Before the first read of the metrics, the judge's counts.
@@ -244,10 +244,10 @@ func figuresOf(rd cohort.Reading) flagFigures {
 	}
 }
 
-// judgeVerdict is the judge's evidence kept with the latest verdict.
-func judgeVerdict(s rollout.State) *judge.Verdict {
-	if s.Verdict == nil {
+// judgeVerdictOf is the judge's evidence kept with a verdict, or nil.
+func judgeVerdictOf(v *rollout.Verdict) *judge.Verdict {
+	if v == nil {
 		return nil
 	}
-	return s.Verdict.Detail
+	return v.Detail
 }
