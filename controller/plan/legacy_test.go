@@ -79,7 +79,7 @@ func TestValidateFlagsMetrics(t *testing.T) {
 	}
 	err := ValidateFlags(flags)
 	var got []string
-	for _, e := range flatten(err) {
+	for _, e := range flag.Errors(err) {
 		var fe *flag.FieldError
 		if !errors.As(e, &fe) || fe.Flag != "checkout" {
 			t.Fatalf("%v: want a *flag.FieldError for flag checkout", e)

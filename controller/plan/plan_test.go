@@ -171,7 +171,7 @@ func TestWithin(t *testing.T) {
 	_, err := Resolve(spec(t, `{"steps": [5, 1], "alpha": 2}`))
 	err = Within(err, "checkout", "rollout.plan")
 	var fields []string
-	for _, e := range flatten(err) {
+	for _, e := range flag.Errors(err) {
 		var fe *flag.FieldError
 		if !errors.As(e, &fe) || fe.Flag != "checkout" {
 			t.Fatalf("%v is not a field error of checkout", e)
@@ -192,7 +192,7 @@ func TestValidateFlags(t *testing.T) {
 	}
 	err := ValidateFlags(flags)
 	want := []string{"flag typo: rollout.plan: ", "flag #3: rollout.plan.metrics[0].query: "}
-	got := flatten(err)
+	got := flag.Errors(err)
 	if len(got) != len(want) {
 		t.Fatalf("errors %v, want %d", err, len(want))
 	}
@@ -233,7 +233,7 @@ func FuzzResolve(f *testing.F) {
 		p, err := Resolve(s)
 		if err != nil {
 			seen := map[string]bool{}
-			for _, e := range flatten(err) {
+			for _, e := range flag.Errors(err) {
 				var fe *flag.FieldError
 				if !errors.As(e, &fe) || fe.Field == "" {
 					t.Fatalf("%v is not a field error", e)

@@ -169,7 +169,7 @@ func (p Plan) problems() []error {
 	// The judge's own rules on its configuration (at least one metric,
 	// names, which bounds apply to which metric, tolerances, edges, alpha's
 	// range), with the same paths.
-	errs = append(errs, flatten(p.JudgeConfig().Validate())...)
+	errs = append(errs, flag.Errors(p.JudgeConfig().Validate())...)
 	for i, g := range p.Gates {
 		if !slices.Contains(p.Steps, g) {
 			add(fmt.Sprintf("gates[%d]", i), "%v is not one of the steps %v", g, p.Steps)
@@ -190,7 +190,7 @@ func Within(err error, key, prefix string) error {
 	if err == nil {
 		return nil
 	}
-	parts := flatten(err)
+	parts := flag.Errors(err)
 	out := make([]error, len(parts))
 	for i, e := range parts {
 		var fe *flag.FieldError
@@ -238,20 +238,4 @@ func ValidateFlags(flags []flag.Flag) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// flatten lists the errors joined in err, however deeply; nil for nil.
-func flatten(err error) []error {
-	if err == nil {
-		return nil
-	}
-	j, ok := err.(interface{ Unwrap() []error })
-	if !ok {
-		return []error{err}
-	}
-	var out []error
-	for _, e := range j.Unwrap() {
-		out = append(out, flatten(e)...)
-	}
-	return out
 }

@@ -146,7 +146,7 @@ func describeJSONError(err error) (string, string) {
 // first problem's field and listing every problem.
 func FailValidation(c *gin.Context, err error) {
 	body := ErrorBody{Error: err.Error()}
-	for _, e := range flattenErrors(err) {
+	for _, e := range flag.Errors(err) {
 		var fe *flag.FieldError
 		if errors.As(e, &fe) {
 			body.Errors = append(body.Errors, FieldProblem{Flag: fe.Flag, Field: fe.Field, Message: fe.Message})
@@ -161,20 +161,4 @@ func FailValidation(c *gin.Context, err error) {
 		}
 	}
 	c.AbortWithStatusJSON(http.StatusBadRequest, body)
-}
-
-func flattenErrors(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, flattenErrors(e)...)
-		}
-		return out
-	}
-	if u := errors.Unwrap(err); u != nil {
-		if _, ok := u.(interface{ Unwrap() []error }); ok {
-			return flattenErrors(u)
-		}
-	}
-	return []error{err}
 }

@@ -20,6 +20,28 @@ func (e *FieldError) Error() string {
 	return fmt.Sprintf("flag %s: %s: %s", e.Flag, e.Field, e.Message)
 }
 
+// Errors lists the errors joined in err (errors.Join), however deeply, and
+// through one wrap around a join, such as Validate's *FieldError values;
+// nil for nil.
+func Errors(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, Errors(e)...)
+		}
+		return out
+	}
+	if u := errors.Unwrap(err); u != nil {
+		if _, ok := u.(interface{ Unwrap() []error }); ok {
+			return Errors(u)
+		}
+	}
+	return []error{err}
+}
+
 var keyPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 // Validate checks a set of flags as a unit and returns every problem found,
