@@ -14,6 +14,13 @@ type CohortCounts struct {
 	Slower map[float64]float64
 	// Custom maps a custom metric's name to its event count for the cohort.
 	Custom map[string]float64
+	// UnitBuckets holds the same counts split by the unit's bucket
+	// (flag.UnitBucket, the SDKs' vigil_unit_bucket label), indexed by
+	// bucket; nil when the services do not label it. Units cluster (a bot,
+	// a retrying client, a customer with broken data), so the judge
+	// measures how unevenly bad events split between the cohorts across
+	// buckets, not only across requests. An entry's own UnitBuckets is nil.
+	UnitBuckets []CohortCounts
 }
 
 // FlagCounts pairs the two cohorts of one flag.

@@ -24,6 +24,24 @@ func Bucket(salt, unit string) uint32 {
 	return bucketOf(Hash(salt, unit))
 }
 
+// UnitBuckets is the number of unit buckets: the SDKs label a tracked flag's
+// cohort metrics with a unit's bucket so that the judge can measure how
+// unevenly bad events fall across units (users cluster), not only across
+// requests. Few buckets keep the series per flag bounded; see docs/sdk.md.
+const UnitBuckets = 8
+
+// UnitBucketSalt salts the unit-bucket hash. It differs from every flag's
+// salt in use, so a unit's bucket says nothing about its variant and every
+// bucket holds both cohorts.
+const UnitBucketSalt = "vigil-unit-bucket"
+
+// UnitBucket returns unit's bucket in [0, UnitBuckets):
+// (MurmurHash3(UnitBucketSalt + "/" + unit) × UnitBuckets) >> 32, the same
+// hash and arithmetic as the variant bucket under a fixed salt.
+func UnitBucket(unit string) int {
+	return int((uint64(Hash(UnitBucketSalt, unit)) * UnitBuckets) >> 32)
+}
+
 func bucketOf(h uint32) uint32 {
 	return uint32((uint64(h) * Buckets) >> 32)
 }

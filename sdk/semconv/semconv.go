@@ -19,6 +19,10 @@ const (
 	AttrReason    = "feature_flag.result.reason"
 	AttrErrorType = "error.type"
 	AttrEventName = "feature_flag.event.name"
+	// AttrUnitBucket is the unit's bucket (flag.UnitBucket) as a decimal
+	// string "0" to "7". It is set on the cohort metrics of tracked flags
+	// for units placed by the split only, never on the span event.
+	AttrUnitBucket = "vigil.unit_bucket"
 )
 
 // The cohort metrics and their labels as Prometheus names them, after the
@@ -32,10 +36,11 @@ const (
 	// series are PromRequestDuration + "_bucket", "_sum" and "_count".
 	PromRequestDuration = "feature_flag_request_duration_seconds"
 
-	LabelKey       = "feature_flag_key"
-	LabelVariant   = "feature_flag_result_variant"
-	LabelReason    = "feature_flag_result_reason"
-	LabelErrorType = "error_type"
+	LabelKey        = "feature_flag_key"
+	LabelVariant    = "feature_flag_result_variant"
+	LabelReason     = "feature_flag_result_reason"
+	LabelErrorType  = "error_type"
+	LabelUnitBucket = "vigil_unit_bucket"
 )
 
 // ReasonSplit is the evaluation reason of units placed by the rollout's
