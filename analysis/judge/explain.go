@@ -56,7 +56,11 @@ func explainCheck(cv CheckVerdict, c check) string {
 			fmt.Fprintf(&b, " exceeds tolerance %s: fail", number(cv.Tolerance))
 		}
 	case Pass:
-		fmt.Fprintf(&b, ", no evidence %s tolerance %s (%s): pass", beyond, number(cv.Tolerance), ev)
+		fmt.Fprintf(&b, ", no evidence %s tolerance %s (%s)", beyond, number(cv.Tolerance), ev)
+		if cv.HarmBound > 0 {
+			fmt.Fprintf(&b, " and the interval short of the harm bound %s", number(cv.HarmBound))
+		}
+		b.WriteString(": pass")
 	default:
 		fmt.Fprintf(&b, ", no evidence %s tolerance %s yet (%s): inconclusive, %s", beyond, number(cv.Tolerance), ev, cv.Reason)
 	}
@@ -78,7 +82,7 @@ func subject(cv CheckVerdict, c check) string {
 
 // overall combines the checks: any Fail, or a mean e-value that reached 1/α,
 // fails; all Pass passes; anything else is inconclusive.
-func overall(checks []CheckVerdict, combinedFail bool, eValue, threshold float64) (Outcome, string) {
+func overall(checks []CheckVerdict, combinedFail bool, eValue, threshold float64, split *SampleRatio) (Outcome, string) {
 	var fails, open, all []string
 	for _, cv := range checks {
 		all = append(all, cv.Check+": "+cv.Explanation)
@@ -94,6 +98,8 @@ func overall(checks []CheckVerdict, combinedFail bool, eValue, threshold float64
 		return Fail, strings.Join(fails, "; ")
 	case combinedFail:
 		return Fail, fmt.Sprintf("combined evidence of %d checks reached e-value %s of %s: fail", len(checks), number(eValue), number(threshold))
+	case split != nil && split.Mismatch:
+		return Inconclusive, split.Explanation
 	case len(open) > 0:
 		return Inconclusive, strings.Join(open, "; ")
 	}

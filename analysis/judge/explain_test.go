@@ -62,9 +62,15 @@ func TestOverall(t *testing.T) {
 		{[]CheckVerdict{pass, open}, false, Inconclusive, "c: wait"},
 		{[]CheckVerdict{open, fail}, false, Fail, "b: bad"},
 		{[]CheckVerdict{pass, open}, true, Fail, "combined evidence of 2 checks reached e-value 120 of 100: fail"},
+		{[]CheckVerdict{pass, pass}, false, Inconclusive, "sample ratio mismatch: split"},
+		{[]CheckVerdict{pass, fail}, false, Fail, "b: bad"},
 	}
-	for _, tc := range cases {
-		got, text := overall(tc.checks, tc.combined, 120, 100)
+	for i, tc := range cases {
+		var split *SampleRatio
+		if i >= 4 {
+			split = &SampleRatio{Mismatch: true, Explanation: "sample ratio mismatch: split"}
+		}
+		got, text := overall(tc.checks, tc.combined, 120, 100, split)
 		if got != tc.want || text != tc.text {
 			t.Errorf("overall = %s %q, want %s %q", got, text, tc.want, tc.text)
 		}

@@ -22,6 +22,10 @@ type StepProgress struct {
 	MinRequests float64 `json:"minRequests"`
 	// MinDuration is how long the step must have run before a pass.
 	MinDuration time.Duration `json:"minDuration"`
+	// Percent is the share of split-placed units the flag sends to
+	// treatment at this step, in percent; 0 leaves the traffic split
+	// unchecked (see SampleRatio).
+	Percent float64 `json:"percent,omitempty"`
 }
 
 // maxLogEValue keeps reported e-values finite (exp(700) is about 1e304).
@@ -37,11 +41,17 @@ const maxLogEValue = 700
 // Each count is the highest value read so far: a reading below it
 // (increase() extrapolating less than at the last look, or a window that
 // lost data) adds nothing for that count, and the next reading above it adds
-// only what lies above. A count that cannot be read (NaN, missing) makes its tests
-// inconclusive and is picked up at the next readable tick. No test fails
-// before control has had the ticks its over-dispersion estimate needs
-// (three); the evidence of those ticks is judged once it has. A Fail is
-// final: it stays a Fail at every later tick of the rollout.
+// only what lies above. A count that cannot be read (NaN, missing) makes its
+// tests inconclusive and is picked up at the next readable tick. No test
+// fails before its over-dispersion estimate exists (see Dispersion); the
+// evidence of the ticks before it is judged once it does. A Fail is final:
+// it stays a Fail at every later tick of the rollout.
+//
+// A ratio check passes only when, beyond the step's minimums, nothing
+// points to harm and, if its metric sets a harm bound (MaxRatio), the
+// always-valid interval shows the ratio below it, or shows the difference
+// below the metric's practical floor. A sample ratio mismatch holds every
+// pass (see SampleRatio).
 //
 // cfg must pass Validate, which Judge does not call at every look: the
 // rollout plan validates it once, when it is resolved. The error reports a
@@ -77,6 +87,7 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 	v := Verdict{Flag: cum.Flag, Threshold: 1 / alpha}
 	checkThreshold := math.Log(float64(len(checks)) / alpha)
 	logEs := make([]float64, len(checks))
+	beyondFloor := false
 	for i, c := range checks {
 		cs := &next.Checks[i]
 		reason := unreadable(c, cum)
@@ -87,6 +98,7 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 				reason = noEvidenceReason(c)
 			}
 		}
+		cs.estimateUnits(c, cum)
 		held := !cfg.DisableTempering && cs.holds()
 		if reason == "" && held {
 			reason = holdReason(cs)
@@ -98,11 +110,18 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 		logEs[i] = cv.logE
 		cv.StepRequests = stepReq
 		cv.Threshold = float64(len(checks)) / alpha
+		floored := cv.belowFloor(c)
+		if !floored {
+			beyondFloor = true
+		}
 		if reason == "" {
 			reason = beyondTolerance(cv.CheckVerdict, c)
 		}
+		if reason == "" {
+			reason = cv.unsafe(c)
+		}
 		switch {
-		case cs.MaxLogE >= checkThreshold:
+		case cs.MaxLogE >= checkThreshold && !floored:
 			cv.Outcome = Fail
 		case reason != "":
 			cv.Outcome, cv.Reason = Inconclusive, reason
@@ -114,10 +133,12 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 	}
 	logMean := logSumExp(logEs) - math.Log(float64(len(logEs)))
 	next.MaxLogMean = max(next.MaxLogMean, logMean)
+	v.SampleRatio = next.SampleRatio.update(prev.Last, cur, cum, step, alpha, cfg.DisableTempering)
 	next.Last = cur
 	next.Ticks++
 	v.EValue = math.Exp(min(logMean, maxLogEValue))
-	v.Outcome, v.Explanation = overall(v.Checks, next.MaxLogMean >= math.Log(1/alpha), v.EValue, v.Threshold)
+	combinedFail := next.MaxLogMean >= math.Log(1/alpha) && beyondFloor
+	v.Outcome, v.Explanation = overall(v.Checks, combinedFail, v.EValue, v.Threshold, v.SampleRatio)
 	return next, v, nil
 }
 
@@ -182,7 +203,7 @@ func gate(req RequestCounts, step StepProgress) string {
 // minDispersionTicks-1 ticks of evidence and Slot.Held stays that short.
 func (c *CheckState) holds() bool {
 	for _, d := range c.Dispersion {
-		if d.Dispersion.Known() {
+		if d.Known() {
 			return false
 		}
 	}
@@ -219,14 +240,102 @@ func beyondTolerance(cv CheckVerdict, c check) string {
 	return ""
 }
 
+// belowFloor reports whether a ratio check's difference may still lie below
+// its practical floor, which keeps it from failing: its interval does not
+// lie wholly beyond the floor ratio. A check without a floor, or an
+// absolute bound, is never below it.
+func (a assessed) belowFloor(c check) bool {
+	if c.kind != checkRatio || a.FloorRatio == 0 {
+		return false
+	}
+	if a.CIHigh == 0 {
+		return true
+	}
+	if c.metric.Direction == LowerIsWorse {
+		return a.CIHigh >= a.FloorRatio
+	}
+	return a.CILow <= a.FloorRatio
+}
+
+// unsafe says why a ratio check has no evidence of safety yet, or "": its
+// metric sets a harm bound and its interval does not yet lie on the safe
+// side of the bound, nor of the floor ratio (a difference shown to be below
+// the practical floor is safe whatever the ratio).
+func (a assessed) unsafe(c check) string {
+	if c.kind != checkRatio || a.HarmBound == 0 {
+		return ""
+	}
+	if a.CIHigh == 0 {
+		return fmt.Sprintf("no bad events yet to bound the ratio below the harm bound %s", number(a.HarmBound))
+	}
+	if c.metric.Direction == LowerIsWorse {
+		bound := a.HarmBound
+		if a.FloorRatio > 0 {
+			bound = min(bound, a.FloorRatio)
+		}
+		if a.CILow > bound {
+			return ""
+		}
+		return fmt.Sprintf("its interval reaches down to %s, not yet above the harm bound %s", ciEnd(a.CILow), number(bound))
+	}
+	bound := max(a.HarmBound, a.FloorRatio)
+	if a.CIHigh < bound {
+		return ""
+	}
+	return fmt.Sprintf("its interval reaches up to %s, not yet below the harm bound %s", ciEnd(a.CIHigh), number(bound))
+}
+
+// floorRatio is the ratio at which the difference between the cohorts
+// reaches the metric's practical floor, given control's rate; 0 when the
+// metric sets no floor or control's rate is unknown. For latency the floor
+// is a slowdown: the share of control requests slower than edge−MinSlowdown
+// but not than edge, read off control's histogram by linear interpolation
+// between its edges, is the extra share that slowdown would put above the
+// edge.
+func floorRatio(m MetricConfig, control CohortEvidence, ctl CohortSnapshot, edge float64) float64 {
+	if control.Rate <= 0 {
+		return 0
+	}
+	diff := m.MinDifference
+	if m.Kind == KindLatency {
+		if m.MinSlowdown <= 0 || edge <= 0 || control.Requests <= 0 {
+			return 0
+		}
+		diff = (slowerAt(ctl, edge-m.MinSlowdown.Seconds()) - control.Events) / control.Requests
+	}
+	if diff <= 0 {
+		return 0
+	}
+	if m.Direction == LowerIsWorse {
+		return max(0, 1-diff/control.Rate)
+	}
+	return 1 + diff/control.Rate
+}
+
+// slowerAt is the number of requests slower than x seconds, interpolated
+// linearly between the histogram's edges (every request is slower than 0).
+func slowerAt(c CohortSnapshot, x float64) float64 {
+	lo, loCount := 0.0, c.Requests
+	for _, ec := range c.Slower {
+		if ec.Edge >= x {
+			if ec.Edge == lo {
+				return ec.Count
+			}
+			return loCount + (ec.Count-loCount)*(max(x, lo)-lo)/(ec.Edge-lo)
+		}
+		lo, loCount = ec.Edge, ec.Count
+	}
+	return loCount
+}
+
 // holdReason says why a held check is inconclusive.
 func holdReason(c *CheckState) string {
 	ticks := 0
 	for _, d := range c.Dispersion {
 		ticks = max(ticks, d.Dispersion.Ticks)
 	}
-	return fmt.Sprintf("control has %d of the %d ticks needed to tell bursts of bad events from independent ones; a rollback waits for them",
-		ticks, minDispersionTicks)
+	return fmt.Sprintf("the cohorts have %d of the %d looks with bad events (or %d unit buckets) needed to tell clustered bad events from independent ones; a rollback waits for them",
+		ticks, minDispersionTicks, minUnitBuckets)
 }
 
 // assessed is a check verdict with its current log e-value.
@@ -305,6 +414,8 @@ func assess(cs *CheckState, c check, cur Snapshot, alpha float64, noTempering, h
 		return a
 	}
 	a.Tolerance = s.Evidence.Null
+	a.HarmBound = harmRatio(c.metric)
+	a.FloorRatio = floorRatio(c.metric, a.Control, cur.Control, s.Edge)
 	if a.Control.Rate > 0 {
 		a.Ratio = a.Treatment.Rate / a.Control.Rate
 	}
@@ -314,12 +425,31 @@ func assess(cs *CheckState, c check, cur Snapshot, alpha float64, noTempering, h
 	return a
 }
 
-// phi is the dispersion of control's count at edge; see Dispersion.Phi.
+// phi is the over-dispersion of the count at edge; see EdgeDispersion.Phi.
 func (c *CheckState) phi(edge float64) float64 {
 	for _, d := range c.Dispersion {
 		if d.Edge == edge {
-			return d.Dispersion.Phi()
+			return d.Phi()
 		}
 	}
 	return 1
+}
+
+// estimateUnits replaces the unit estimate of every count the check has
+// followed with one from cum's unit buckets; without unit buckets the
+// estimates stay unknown and the estimate across ticks is used.
+func (c *CheckState) estimateUnits(chk check, cum FlagCounts) {
+	for i := range c.Dispersion {
+		d := &c.Dispersion[i]
+		events := eventsOf(chk.metric)
+		if d.Edge > 0 {
+			events = slowerOf(d.Edge)
+		}
+		t, ctl, ok := unitCounts(cum, events)
+		if !ok {
+			d.Units = UnitDispersion{}
+			continue
+		}
+		d.Units = unitDispersion(t, ctl)
+	}
 }

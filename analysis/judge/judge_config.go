@@ -80,6 +80,25 @@ type MetricConfig struct {
 	// empty means the edges nearest control's p95 and p99, chosen before
 	// each tick from control's counts so far.
 	Edges []float64 `json:"edges,omitempty"`
+	// MaxRatio is the harm bound: the ratio check passes only once its
+	// always-valid interval lies below it (above it for lower-is-worse
+	// metrics, where a value above 1 is read as its inverse, like
+	// Tolerance), that is, on evidence that treatment is no worse than
+	// MaxRatio times control. 0 means no harm bound: the check passes on
+	// the absence of evidence of harm.
+	MaxRatio float64 `json:"maxRatio,omitempty"`
+	// MinDifference is the practical floor of an error-rate or custom
+	// metric, a difference in rate per request (0.001 is 0.1 percentage
+	// points): a treatment whose rate differs from control's by less is
+	// not harmed, whatever the ratio. A check fails only on evidence that
+	// the difference exceeds it, and passes once the difference is shown
+	// to be below it even if the ratio's interval is still wide.
+	MinDifference float64 `json:"minDifference,omitempty"`
+	// MinSlowdown is the practical floor of a latency metric: a slowdown
+	// at the judged edge smaller than this is not harm. It is converted to
+	// a share of requests through control's histogram, as the share of
+	// control requests between edge−MinSlowdown and the edge.
+	MinSlowdown time.Duration `json:"minSlowdown,omitempty"`
 }
 
 // Validate reports every problem with the configuration, each a
@@ -141,6 +160,24 @@ func (c Config) Validate() error {
 		if len(m.Edges) > 0 && m.Kind != KindLatency {
 			add(field+".edges", "apply to latency only")
 		}
+		switch {
+		case m.MaxRatio < 0 || math.IsNaN(m.MaxRatio) || math.IsInf(m.MaxRatio, 0):
+			add(field+".maxRatio", "%v must be a positive number", m.MaxRatio)
+		case m.MaxRatio > 0 && !lower && m.MaxRatio <= m.null():
+			add(field+".maxRatio", "%v must be above the tolerance %v: a harm bound at or below it would hold every treatment the tolerance accepts", m.MaxRatio, m.null())
+		case m.MaxRatio > 0 && lower && harmRatio(m) >= m.null():
+			add(field+".maxRatio", "%v must be further from 1 than the tolerance %v", m.MaxRatio, m.Tolerance)
+		}
+		if m.MinDifference < 0 || math.IsNaN(m.MinDifference) || m.MinDifference >= 1 {
+			add(field+".minDifference", "%v must be a rate difference from 0 up to 1", m.MinDifference)
+		} else if m.MinDifference > 0 && m.Kind == KindLatency {
+			add(field+".minDifference", "applies to error-rate and custom metrics; latency sets minSlowdown")
+		}
+		if m.MinSlowdown < 0 {
+			add(field+".minSlowdown", "%v must not be negative", m.MinSlowdown)
+		} else if m.MinSlowdown > 0 && m.Kind != KindLatency {
+			add(field+".minSlowdown", "applies to latency only")
+		}
 		for j, e := range m.Edges {
 			if !(e > 0) || math.IsInf(e, 0) {
 				add(fmt.Sprintf("%s.edges[%d]", field, j), "%v must be a positive number of seconds", e)
@@ -168,6 +205,15 @@ func (m MetricConfig) null() float64 {
 		return 1 / t
 	}
 	return t
+}
+
+// harmRatio is the harm bound as a ratio on the metric's scale (below 1 for
+// lower-is-worse metrics), or 0 when there is none.
+func harmRatio(m MetricConfig) float64 {
+	if m.MaxRatio > 0 && m.Direction == LowerIsWorse && m.MaxRatio > 1 {
+		return 1 / m.MaxRatio
+	}
+	return m.MaxRatio
 }
 
 // checkKind is one of the tests run for a metric.

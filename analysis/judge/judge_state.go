@@ -27,6 +27,8 @@ type State struct {
 	// MaxLogMean is the largest log of the mean e-value across checks seen
 	// so far: the overall test fails once it reaches log(1/α).
 	MaxLogMean float64 `json:"maxLogMean"`
+	// SampleRatio is the memory of the traffic split's check.
+	SampleRatio SampleRatioState `json:"sampleRatio"`
 }
 
 // RequestCounts is a pair of request counts, one per cohort.
@@ -103,17 +105,33 @@ type Slot struct {
 	Held [][]float64 `json:"held,omitempty"`
 }
 
-// EdgeDispersion is control's dispersion accumulator at one latency edge.
+// EdgeDispersion is the over-dispersion estimates of one count: at one
+// latency edge, or edge 0 for counts without edges.
 type EdgeDispersion struct {
 	// Edge is the bucket edge in seconds, 0 for counts without edges.
 	Edge float64 `json:"edge"`
-	// Dispersion is the accumulator.
+	// Dispersion is the estimate across ticks.
 	Dispersion Dispersion `json:"dispersion"`
+	// Units is the estimate across unit buckets at the last look.
+	Units UnitDispersion `json:"units"`
+}
+
+// Known reports whether either estimate exists.
+func (d EdgeDispersion) Known() bool { return d.Units.Known() || d.Dispersion.Known() }
+
+// Phi is the unit estimate when the services label unit buckets, else the
+// estimate across ticks.
+func (d EdgeDispersion) Phi() float64 {
+	if d.Units.Known() {
+		return d.Units.Phi()
+	}
+	return d.Dispersion.Phi()
 }
 
 // clone returns a deep copy of the state.
 func (s State) clone() State {
 	s.Last = s.Last.clone()
+	s.SampleRatio.LogLR = slices.Clone(s.SampleRatio.LogLR)
 	s.Checks = slices.Clone(s.Checks)
 	for i := range s.Checks {
 		c := &s.Checks[i]

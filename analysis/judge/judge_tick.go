@@ -102,6 +102,36 @@ func tickDelta(prev, cur Snapshot, events func(CohortSnapshot) (float64, bool)) 
 	return t, c, okT && okC
 }
 
+// cumulativeRatio is the ratio estimate from the cumulative counts of cur,
+// the centre of the split's residuals (see Dispersion).
+func cumulativeRatio(cur Snapshot, events func(CohortSnapshot) (float64, bool)) float64 {
+	te, okT := events(cur.Treatment)
+	ce, okC := events(cur.Control)
+	if !okT || !okC {
+		return 1
+	}
+	return ratioEstimate(delta{cur.Treatment.Requests, te}, delta{cur.Control.Requests, ce})
+}
+
+// unitCounts returns each unit bucket's cumulative requests and events of
+// both cohorts, for buckets where both can be read; ok is false when the
+// counts carry no unit buckets.
+func unitCounts(cum FlagCounts, events func(CohortSnapshot) (float64, bool)) (t, c []delta, ok bool) {
+	n := min(len(cum.Treatment.UnitBuckets), len(cum.Control.UnitBuckets))
+	for b := range n {
+		tb := cohortSnapshot(CohortSnapshot{}, cum.Treatment.UnitBuckets[b])
+		cb := cohortSnapshot(CohortSnapshot{}, cum.Control.UnitBuckets[b])
+		te, okT := events(tb)
+		ce, okC := events(cb)
+		if !okT || !okC {
+			continue
+		}
+		t = append(t, delta{tb.Requests, te})
+		c = append(c, delta{cb.Requests, ce})
+	}
+	return t, c, n > 0
+}
+
 // errorsOf, slowerOf and customOf read one count of a snapshot.
 func errorsOf(s CohortSnapshot) (float64, bool) { return s.Errors, true }
 
@@ -138,7 +168,7 @@ func update(cs *CheckState, c check, prev, cur Snapshot) bool {
 		if !ok {
 			return false
 		}
-		cs.dispersion(edge).add(ctl.requests, ctl.events)
+		cs.dispersion(edge).add(t, ctl, cumulativeRatio(cur, slowerOf(edge)))
 		s := &cs.Slots[0]
 		s.useEdge(edge)
 		s.Evidence.add(rateLikelihood(t.requests, t.events))
@@ -150,7 +180,7 @@ func update(cs *CheckState, c check, prev, cur Snapshot) bool {
 	if !ok {
 		return false
 	}
-	cs.dispersion(0).add(ctl.requests, ctl.events)
+	cs.dispersion(0).add(t, ctl, cumulativeRatio(cur, eventsOf(c.metric)))
 	ev := &cs.Slots[0].Evidence
 	if c.kind == checkMax {
 		ev.add(rateLikelihood(t.requests, t.events))
@@ -167,8 +197,8 @@ func update(cs *CheckState, c check, prev, cur Snapshot) bool {
 func updateLatency(cs *CheckState, prev, cur Snapshot) bool {
 	used := false
 	for _, ec := range cur.Control.Slower {
-		if _, ctl, ok := tickDelta(prev, cur, slowerOf(ec.Edge)); ok {
-			cs.dispersion(ec.Edge).add(ctl.requests, ctl.events)
+		if t, ctl, ok := tickDelta(prev, cur, slowerOf(ec.Edge)); ok {
+			cs.dispersion(ec.Edge).add(t, ctl, cumulativeRatio(cur, slowerOf(ec.Edge)))
 		}
 	}
 	for i := range cs.Slots {

@@ -30,6 +30,9 @@ type Verdict struct {
 	Threshold float64 `json:"threshold"`
 	// Explanation is one line a person can read.
 	Explanation string `json:"explanation"`
+	// SampleRatio is the check of the traffic split; nil when the step's
+	// percent was not given.
+	SampleRatio *SampleRatio `json:"sampleRatio,omitempty"`
 }
 
 // CheckVerdict is the verdict of one test.
@@ -67,6 +70,15 @@ type CheckVerdict struct {
 	// Tolerance is the ratio tested against (ratio tests), or Bound the
 	// rate (absolute bounds).
 	Tolerance float64 `json:"tolerance,omitempty"`
+	// HarmBound is the ratio the interval must lie below (above, for
+	// lower-is-worse metrics) before the check passes; 0 when the metric
+	// sets none and the check passes on the absence of evidence of harm.
+	HarmBound float64 `json:"harmBound,omitempty"`
+	// FloorRatio is the ratio at which the difference between the cohorts
+	// reaches the metric's practical floor at control's current rate; 0
+	// when the metric sets no floor. The check fails only on evidence
+	// beyond it, and passes once its interval lies short of it.
+	FloorRatio float64 `json:"floorRatio,omitempty"`
 	// Bound is the largest tolerated rate of treatment's bad events, for
 	// absolute bounds (Max, or 1% above MaxP99).
 	Bound float64 `json:"bound,omitempty"`

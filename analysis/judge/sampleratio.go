@@ -1,0 +1,166 @@
+package judge
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// The sample-ratio check. The judge compares cohorts on the premise that
+// the flag split units as it says: at 5%, treatment serves about 5% of the
+// split-placed requests. When it does not (a service without the SDK, a
+// cache that serves stale variants, bucketing that differs between
+// languages, counts pushed by a client that has no traffic), the comparison
+// is biased in a way no ratio test can see, so the rollout holds: no check
+// passes while the mismatch stands.
+//
+// The test is a mixture e-process like the ratio test's, on treatment's
+// share of requests: each look's requests are binomial with the step's
+// share under H0, and the alternatives multiply its odds by fixed factors
+// either way. Requests are not independent (a heavy user is in one cohort
+// for the whole rollout and moves the share by itself), so the evidence is
+// tempered by the over-dispersion of the share across unit buckets, or,
+// without unit buckets, across looks (see Dispersion): a mismatch that moves
+// every bucket alike stands out, a heavy unit in one bucket does not.
+
+// sampleRatioSettle is how long after the percent changes looks are left
+// out of the test: requests served before the change reach the counts late
+// (scrape interval, remote-write lag, SDKs taking the change).
+const sampleRatioSettle = 2 * time.Minute
+
+// sampleRatioOdds are the odds factors of the alternatives; each is used
+// both ways.
+var sampleRatioOdds = [...]float64{1.25, 1.6, 2.5, 5}
+
+// SampleRatioState is the memory of the sample-ratio test.
+type SampleRatioState struct {
+	// Percent is the step's percent at the last look.
+	Percent float64 `json:"percent,omitempty"`
+	// LogLR is the running log-likelihood ratio of each alternative, the
+	// odds factors up then down, each look's term capped at tickCap.
+	LogLR []float64 `json:"logLR,omitempty"`
+	// MaxLogE is the largest tempered log e-value seen.
+	MaxLogE float64 `json:"maxLogE,omitempty"`
+	// Requests are the requests of the looks counted.
+	Requests RequestCounts `json:"requests"`
+	// Expected is treatment's expected requests over those looks.
+	Expected float64 `json:"expected"`
+	// Dispersion is the over-dispersion of the share across looks.
+	Dispersion Dispersion `json:"dispersion"`
+}
+
+// SampleRatio is the verdict of the sample-ratio check.
+type SampleRatio struct {
+	// Expected is treatment's share of split-placed requests the flag
+	// should give over the looks counted, and Observed the share it got.
+	Expected float64 `json:"expected"`
+	// Observed: see Expected.
+	Observed float64 `json:"observed"`
+	// Requests are the requests of the looks counted.
+	Requests RequestCounts `json:"requests"`
+	// EValue is the test's tempered e-value and Threshold 1/α.
+	EValue    float64 `json:"eValue"`
+	Threshold float64 `json:"threshold"`
+	// Dispersion is the over-dispersion the evidence was divided by.
+	Dispersion float64 `json:"dispersion"`
+	// Mismatch is set once the e-value has reached Threshold; it holds
+	// every pass for the rest of the rollout.
+	Mismatch bool `json:"mismatch"`
+	// Explanation is one line a person can read.
+	Explanation string `json:"explanation"`
+}
+
+// update folds the look from last to cur into the test and returns its
+// verdict, or nil when the step's percent is not known.
+func (s *SampleRatioState) update(last, cur Snapshot, cum FlagCounts, step StepProgress, alpha float64, noTempering bool) *SampleRatio {
+	if !(step.Percent > 0 && step.Percent < 100) {
+		return nil
+	}
+	changed := step.Percent != s.Percent
+	s.Percent = step.Percent
+	nT := cur.Treatment.Requests - last.Treatment.Requests
+	nC := cur.Control.Requests - last.Control.Requests
+	q := step.Percent / 100
+	if !changed && step.Elapsed >= sampleRatioSettle && nT >= 0 && nC >= 0 && nT+nC > 0 {
+		if len(s.LogLR) != 2*len(sampleRatioOdds) {
+			s.LogLR = make([]float64, 2*len(sampleRatioOdds))
+		}
+		for j, g := range sampleRatioOdds {
+			s.LogLR[j] += min(shareLogLR(nT, nC, q, g), tickCap)
+			s.LogLR[len(sampleRatioOdds)+j] += min(shareLogLR(nT, nC, q, 1/g), tickCap)
+		}
+		s.Requests.Treatment += nT
+		s.Requests.Control += nC
+		s.Expected += q * (nT + nC)
+		s.Dispersion.add(delta{q, nT}, delta{1 - q, nC}, 1)
+	}
+	v := &SampleRatio{Threshold: 1 / alpha, Requests: s.Requests, Dispersion: 1}
+	if total := s.Requests.Treatment + s.Requests.Control; total > 0 {
+		v.Observed = s.Requests.Treatment / total
+		v.Expected = s.Expected / total
+	}
+	if !noTempering {
+		v.Dispersion = s.phi(cum)
+	}
+	logE := math.Inf(-1)
+	if len(s.LogLR) > 0 {
+		terms := make([]float64, len(s.LogLR))
+		for j, l := range s.LogLR {
+			terms[j] = l/v.Dispersion - math.Log(float64(len(s.LogLR)))
+		}
+		logE = logSumExp(terms)
+		s.MaxLogE = max(s.MaxLogE, logE)
+	}
+	v.EValue = math.Exp(min(max(logE, -maxLogEValue), maxLogEValue))
+	v.Mismatch = s.MaxLogE >= math.Log(1/alpha)
+	v.Explanation = explainSampleRatio(v)
+	return v
+}
+
+// phi is the share's over-dispersion: across unit buckets when the counts
+// carry them, else across looks.
+func (s *SampleRatioState) phi(cum FlagCounts) float64 {
+	n := min(len(cum.Treatment.UnitBuckets), len(cum.Control.UnitBuckets))
+	if n == 0 {
+		return s.Dispersion.Phi()
+	}
+	var tt, ct float64
+	for b := range n {
+		tt += cum.Treatment.UnitBuckets[b].Requests
+		ct += cum.Control.UnitBuckets[b].Requests
+	}
+	if tt+ct <= 0 {
+		return 1
+	}
+	q := tt / (tt + ct)
+	var u UnitDispersion
+	for b := range n {
+		bt, bc := cum.Treatment.UnitBuckets[b].Requests, cum.Control.UnitBuckets[b].Requests
+		if r, ok := splitResidual(delta{q, bt}, delta{1 - q, bc}, 1); ok {
+			u.Buckets++
+			u.ChiSquare += r
+		}
+	}
+	return u.Phi()
+}
+
+// shareLogLR is the log-likelihood ratio of nT treatment and nC control
+// requests when treatment's share has odds g times those of q, against
+// share q.
+func shareLogLR(nT, nC, q, g float64) float64 {
+	q1 := g * q / (1 - q + g*q)
+	return nT*math.Log(q1/q) + nC*math.Log((1-q1)/(1-q))
+}
+
+// explainSampleRatio writes the check's one line.
+func explainSampleRatio(v *SampleRatio) string {
+	if v.Requests.Treatment+v.Requests.Control == 0 {
+		return "traffic split not checked yet (the first looks after a step change are left out)"
+	}
+	shares := fmt.Sprintf("treatment has %s of split requests where the flag sends %s (e-value %s of %s)",
+		percent(v.Observed), percent(v.Expected), number(v.EValue), number(v.Threshold))
+	if v.Mismatch {
+		return "sample ratio mismatch: " + shares + "; the cohorts are not the split the flag makes (a service without the SDK, a stale cache, bucketing that differs, or forged counts), so no step passes"
+	}
+	return shares + ": consistent with the split"
+}
