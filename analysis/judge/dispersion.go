@@ -50,7 +50,7 @@ type Dispersion struct {
 
 // add records one tick's split at the ratio estimate theta.
 func (d *Dispersion) add(t, c delta, theta float64) {
-	if r, ok := splitResidual(t, c, theta); ok {
+	if r, ok := splitResidual(t, c, theta); ok && !math.IsInf(d.ChiSquare+r, 1) {
 		d.Ticks++
 		d.ChiSquare += r
 	}
@@ -105,7 +105,7 @@ func unitDispersion(t, c []delta) UnitDispersion {
 	theta := ratioEstimate(tt, ct)
 	var u UnitDispersion
 	for b := range t {
-		if r, ok := splitResidual(t[b], c[b], theta); ok {
+		if r, ok := splitResidual(t[b], c[b], theta); ok && !math.IsInf(u.ChiSquare+r, 1) {
 			u.Buckets++
 			u.ChiSquare += r
 		}
@@ -136,5 +136,9 @@ func splitResidual(t, c delta, theta float64) (float64, bool) {
 		return 0, false
 	}
 	d := t.events - m*pi
-	return d * d / v, true
+	r := d * d / v
+	if math.IsNaN(r) || math.IsInf(r, 0) {
+		return 0, false // counts too large to weigh
+	}
+	return r, true
 }

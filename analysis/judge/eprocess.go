@@ -166,49 +166,43 @@ func (ev Evidence) logE(phi float64) float64 {
 }
 
 // interval returns the always-valid (1-alpha) confidence interval for θ: the
-// hull of the grid values that a two-sided mixture, tempered by 1/phi, has
-// not rejected, widened by one grid step each side. Ends beyond the grid
-// are clamped to it. ok is false when
-// there is no interval grid or no information yet.
+// grid values that a two-sided mixture, tempered by 1/phi, has not rejected,
+// widened by one grid step each side. Ends beyond the grid are clamped to
+// it. ok is false when there is no interval grid or no information yet.
 func (ev Evidence) interval(phi, alpha float64) (lo, hi float64, ok bool) {
 	n := len(ev.Interval)
 	if n != 2*intervalHalf+1 || ev.Ticks == 0 {
 		return 0, 0, false
 	}
 	// The two-sided e-value at grid null i is
-	//   M(i) = w · Σ_{0<|m|<=span} exp(L(i+m) - L(i)),  w = 1/(2·span),
-	// computed for all i at once with prefix sums of exp(L - max L). L is
-	// concave in log θ, so a point whose term underflows lies far in a tail
-	// that is rejected anyway.
-	top := ev.Interval[0]
-	for _, v := range ev.Interval {
-		top = max(top, v)
-	}
-	prefix := make([]float64, n+1)
-	exps := make([]float64, n)
+	//   M(i) = w · Σ_{0<|m|<=span} exp((L(i+m) - L(i))/phi),  w = 1/(2·span).
+	// L is concave in log θ, so the nulls not rejected are a run of grid
+	// points around L's peak, which is never rejected (every term is at
+	// most 1 there, so M < 1). Each end is found by walking out from the
+	// peak to the first rejected null. Every M is summed from its own
+	// differences: prefix sums over exp(L - max L) lose the small terms
+	// beside the large ones, and accepted far tails of a sharp peak.
+	peak := 0
 	for i, v := range ev.Interval {
-		exps[i] = math.Exp((v - top) / phi)
-		prefix[i+1] = prefix[i] + exps[i]
+		if v > ev.Interval[peak] {
+			peak = i
+		}
 	}
-	w := 1 / (2.0 * intervalSpan)
-	bound := 1 / alpha
-	first, last := -1, -1
-	for i := range n {
-		if exps[i] == 0 {
-			continue
+	rejected := func(i int) bool {
+		var m float64
+		for j := max(0, i-intervalSpan); j <= min(n-1, i+intervalSpan); j++ {
+			if j != i {
+				m += math.Exp((ev.Interval[j] - ev.Interval[i]) / phi)
+			}
 		}
-		from, to := max(0, i-intervalSpan), min(n, i+intervalSpan+1)
-		m := w * (prefix[to] - prefix[from] - exps[i]) / exps[i]
-		if m >= bound {
-			continue
-		}
-		if first < 0 {
-			first = i
-		}
-		last = i
+		return m/(2*intervalSpan) >= 1/alpha
 	}
-	if first < 0 {
-		return 0, 0, false
+	first, last := peak, peak
+	for first > 0 && !rejected(first-1) {
+		first--
+	}
+	for last < n-1 && !rejected(last+1) {
+		last++
 	}
 	// The test covers every θ, not only the grid's: a θ between the last
 	// rejected and the first accepted grid point may be accepted, so the

@@ -32,34 +32,39 @@ func TestRateLikelihoodByHand(t *testing.T) {
 
 func TestMixtureByHand(t *testing.T) {
 	// The same tick as TestRatioLikelihoodByHand against the grid
-	//   g_j = 1.25·4.8^(j/4) = 1.25, 1.8502, 2.7386, 4.0536, 6
+	//   g = 1.05, 1.12, 1.25, 1.86, 2.74, 4.05, 6
+	//   w = 0.075, 0.075, 0.17, 0.17, 0.17, 0.17, 0.17
 	// with ρ = nT/nC = 1/9:
 	//   log LR_j = 5·ln g_j - 15·ln((1+g_j/9)/(1+1/9))
-	//            = 0.7453, 1.8525, 2.6328, 3.0008, 2.8768   (none above the cap 4)
-	//   e-value = (e^0.7453 + e^1.8525 + e^2.6328 + e^3.0008 + e^2.8768)/5
-	//           = (2.1071 + 6.3758 + 13.913 + 20.104 + 17.757)/5 = 12.051
-	//   log e-value = 2.4891
+	//            = 0.1691, 0.3877, 0.7453, 1.8654, 2.6335, 3.0005, 2.8768
+	//   e-value = 0.075·(1.1843 + 1.4736) + 0.17·(2.1071 + 6.4583 + 13.923
+	//             + 20.096 + 17.758) = 0.19934 + 10.2582 = 10.4575
+	//   log e-value = 2.34733
 	ev := newEvidence(1, false, false)
 	ev.add(ratioLikelihood(100, 900, 5, 10))
-	if got := ev.logE(1); !approx(got, 2.4891, 1e-4) {
-		t.Errorf("log e-value = %.5f, want 2.4891", got)
+	if got := ev.logE(1); !approx(got, 2.34733, 1e-4) {
+		t.Errorf("log e-value = %.5f, want 2.34733", got)
 	}
-	// Tempered by φ = 2, every log LR is halved:
-	//   (e^0.3727 + e^0.9263 + e^1.3164 + e^1.5004 + e^1.4384)/5
-	//   = (1.4516 + 2.5251 + 3.7300 + 4.4838 + 4.2140)/5 = 3.2809, log = 1.1881
-	if got := ev.logE(2); !approx(got, 1.1881, 1e-3) {
-		t.Errorf("tempered log e-value = %.5f, want 1.1881", got)
+	// Tempered by φ = 2, every log LR is halved: log e-value 1.08663.
+	if got := ev.logE(2); !approx(got, 1.08663, 1e-4) {
+		t.Errorf("tempered log e-value = %.5f, want 1.08663", got)
 	}
 }
 
 func TestTickCap(t *testing.T) {
 	// 40 treatment errors against 1 control error at a 5% share: every
-	// alternative's log LR is far above the cap, so each adds exactly 4 and
-	// the e-value is e^4 (log 4), whatever the grid.
+	// alternative from 1.12 up is far above the cap and adds exactly 4;
+	// 1.05 adds 40·ln 1.05 − 41·ln((1+1.05ρ)/(1+ρ)) = 1.8492, ρ = 50/950.
+	// log e = log(0.075·e^1.8492 + 0.925·e^4) = 3.93143.
 	ev := newEvidence(1, false, false)
 	ev.add(ratioLikelihood(50, 950, 40, 1))
-	if got := ev.logE(1); !approx(got, 4, 1e-12) {
-		t.Errorf("log e-value = %v, want the cap 4", got)
+	if got := ev.logE(1); !approx(got, 3.93143, 1e-5) {
+		t.Errorf("log e-value = %v, want 3.93143", got)
+	}
+	for j, l := range ev.LogLR[1:] {
+		if l != tickCap {
+			t.Errorf("alternative %v added %v, want the cap %v", altFactors[j+1], l, tickCap)
+		}
 	}
 }
 
@@ -89,7 +94,7 @@ func TestEmptyTicksCarryNoEvidence(t *testing.T) {
 	}
 	ev := newEvidence(1, false, true)
 	ev.add(nil)
-	if ev.Ticks != 0 || ev.logE(1) != 0 {
+	if ev.Ticks != 0 || !approx(ev.logE(1), 0, 1e-12) {
 		t.Errorf("empty evidence: ticks %d, log e %v; want 0, 0", ev.Ticks, ev.logE(1))
 	}
 	if _, _, ok := ev.interval(1, 0.01); ok {

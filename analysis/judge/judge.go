@@ -220,7 +220,9 @@ func (c *CheckState) evidenceTicks() int {
 }
 
 // beyondTolerance says why a ratio check whose always-valid interval lies
-// wholly on the harmful side of its tolerance cannot pass, or "". The
+// wholly on the harmful side of what is tolerated cannot pass, or "". What
+// is tolerated is the tolerance, or the floor ratio where the practical
+// floor reaches further (a difference below the floor is not harm). The
 // e-process may not have reached its threshold yet (tempering, a hold), but
 // a pass beside such an interval would promote a treatment the evidence
 // already places beyond what is tolerated.
@@ -228,16 +230,29 @@ func beyondTolerance(cv CheckVerdict, c check) string {
 	if c.kind != checkRatio || cv.CIHigh <= 0 {
 		return ""
 	}
+	tol := cv.Tolerance
 	if c.metric.Direction == LowerIsWorse {
-		if cv.CIHigh < cv.Tolerance {
-			return fmt.Sprintf("its interval %s to %s lies below the tolerance %s", ciEnd(cv.CILow), ciEnd(cv.CIHigh), number(cv.Tolerance))
+		if cv.FloorRatio > 0 {
+			tol = min(tol, cv.FloorRatio)
+		}
+		if cv.CIHigh < tol {
+			return fmt.Sprintf("its interval %s to %s lies below %s", ciEnd(cv.CILow), ciEnd(cv.CIHigh), toleranceName(cv, tol))
 		}
 		return ""
 	}
-	if cv.CILow > cv.Tolerance {
-		return fmt.Sprintf("its interval %s to %s lies above the tolerance %s", ciEnd(cv.CILow), ciEnd(cv.CIHigh), number(cv.Tolerance))
+	tol = max(tol, cv.FloorRatio)
+	if cv.CILow > tol {
+		return fmt.Sprintf("its interval %s to %s lies above %s", ciEnd(cv.CILow), ciEnd(cv.CIHigh), toleranceName(cv, tol))
 	}
 	return ""
+}
+
+// toleranceName names what an interval was compared with.
+func toleranceName(cv CheckVerdict, tol float64) string {
+	if tol != cv.Tolerance {
+		return "the practical floor's ratio " + number(tol)
+	}
+	return "the tolerance " + number(tol)
 }
 
 // belowFloor reports whether a ratio check's difference may still lie below

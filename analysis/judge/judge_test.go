@@ -151,9 +151,6 @@ func TestJudgeCounterWentDown(t *testing.T) {
 	if got := s.Checks[0].Slots[0].Evidence.Ticks; got != 3 {
 		t.Errorf("evidence from %d looks, want 3", got)
 	}
-	if d := s.Checks[0].Dispersion[0].Dispersion; d.Requests != 9900 || d.Events != 99 {
-		t.Errorf("control counted %v requests, %v errors; want 9900 and 99", d.Requests, d.Events)
-	}
 	if got := snapshot(s.Last, errorCounts(5, 0, 5, 0)); got.Treatment.Requests != 1100 || got.Control.Errors != 99 {
 		t.Errorf("a reading far below the marks moved them: %+v", got)
 	}
@@ -164,9 +161,12 @@ func TestJudgeCohortCountsAdvanceTogether(t *testing.T) {
 	// error count has moved on to 18. Had the errors advanced alone, the
 	// third tick would pair 1,800 requests with 9 errors. Instead nothing
 	// of control advances at the second tick, and the third covers both
-	// ticks: 1,800 requests and 18 errors. Control's dispersion then holds
-	// the ticks (900, 9) and (1800, 18):
-	//   Events = 27, Requests = 2700, SquaresPerRequest = 81/900 + 324/1800 = 0.27.
+	// ticks: 1,800 requests and 18 errors. The dispersion then holds the
+	// looks (100, 1 | 900, 9) and (100, 1 | 1800, 18) (treatment's counts
+	// advanced at the second tick, without control), at ratio estimates
+	// (1.5/100)/(9.5/900) = 1.42105 and (3.5/300)/(27.5/2700) = 1.14545:
+	//   π = 0.13636, m = 10: (1 − 1.3636)²/1.17769 = 0.11228
+	//   π = 0.05983, m = 19: (1 − 1.1368)²/1.06874 = 0.01750, sum 0.12978.
 	nan := math.NaN()
 	s, vs := judgeAll(t, errorRate, []FlagCounts{
 		errorCounts(100, 1, 900, 9),
@@ -177,8 +177,8 @@ func TestJudgeCohortCountsAdvanceTogether(t *testing.T) {
 		t.Errorf("tick 2: %s %q, want inconclusive: control requests unreadable", vs[1].Outcome, vs[1].Checks[0].Reason)
 	}
 	d := s.Checks[0].Dispersion[0].Dispersion
-	if d.Ticks != 2 || d.Events != 27 || d.Requests != 2700 || !approx(d.SquaresPerRequest, 0.27, 1e-12) {
-		t.Errorf("control dispersion %+v, want 2 ticks, 27 events, 2700 requests, squares 0.27", d)
+	if d.Ticks != 2 || !approx(d.ChiSquare, 0.12978, 1e-4) {
+		t.Errorf("dispersion %+v, want 2 looks with residuals summing to 0.12978", d)
 	}
 
 	// A custom count missing at one tick while requests advance is dropped
@@ -203,57 +203,55 @@ func TestJudgeCohortCountsAdvanceTogether(t *testing.T) {
 	}
 	cs := s.Checks[0]
 	d = cs.Dispersion[0].Dispersion
-	if d.Ticks != 2 || d.Events != 18 || d.Requests != 1800 {
-		t.Errorf("control dispersion %+v, want 2 ticks, 18 events, 1800 requests", d)
+	if d.Ticks != 2 {
+		t.Errorf("dispersion %+v, want 2 looks", d)
 	}
 	if cs.Skipped != 2 || cs.Slots[0].Evidence.Ticks != 2 {
 		t.Errorf("skipped %d ticks, evidence from %d; want 2 (missing, then the new baseline) and 2", cs.Skipped, cs.Slots[0].Evidence.Ticks)
 	}
 }
 
-func TestJudgeHoldsAFailUntilControlShowsItsDispersion(t *testing.T) {
-	// Two ticks of treatment at 10% (100 requests, 10 errors) against
-	// control at 1% (900, 9). With ρ = 100/900 each tick adds to
-	// alternative g the log-ratio 10·log g − 19·log((9+g)/10), capped at 4:
-	// 1.7623 at g = 1.25 and the cap at g = 1.85, 2.74, 4.05 and 6. After
-	// two ticks L = (3.5246, 8, 8, 8, 8) and log e = log((e^3.5246 + 4e^8)/5)
-	// = 7.78, past log(1/α) = 4.61, which used to fail at the second tick.
-	// Control has had 2 ticks, too few to estimate its dispersion, so the
-	// judge holds.
+func TestJudgeHoldsAFailUntilItsDispersionIsKnown(t *testing.T) {
+	// Ticks of treatment at 10% (100 requests, 10 errors) against control at
+	// 1% (900, 9). With ρ = 100/900 each tick adds to alternative g the
+	// log-ratio 10·log g − 19·log((9+g)/10), capped at 4: 0.3931, 0.9066
+	// and 1.7623 at g = 1.05, 1.12, 1.25 and the cap at 1.86 and above.
+	// After two ticks log e = log(Σ w_j·e^(L_j)) = 7.6175, past log(1/α) =
+	// 4.61, but the split has had 2 looks, too few to estimate its
+	// dispersion, so the judge holds.
 	obs := []FlagCounts{
 		errorCounts(100, 10, 900, 9),
 		errorCounts(200, 20, 1800, 18),
-		// Third tick: no treatment errors and 18 in control, adding
-		// −18·log((9+g)/10) = (−0.4445, −1.4688, −2.8854, −4.7966, −7.2984),
-		// so L = (3.0801, 6.5312, 5.1146, 3.2034, 0.7016). Control's ticks
-		// 9, 9, 18 (expected 12 each) give χ² = (9+9+36)/12 = 4.5, φ =
-		// 4.5/2 − sqrt(2/2) = 1.25. Now log e = log(Σ e^(L/1.25)/5) = 3.997,
-		// below the bar, but the held second tick, judged under φ = 1.25,
-		// is log((e^2.8196 + 4e^6.4)/5) = 6.1838: fail.
-		errorCounts(300, 20, 2700, 36),
+		errorCounts(300, 30, 2700, 27),
 	}
+	// At the third look the split has been the same three times: the
+	// residuals around the ratio estimate (about 9.95) sum to 0.00018, φ =
+	// 1, and the held looks are judged as well; the third alone has log e
+	// = 11.6147: fail.
 	_, vs := judgeAll(t, errorRate, obs, StepProgress{})
 	for i, v := range vs[:2] {
 		c := v.Checks[0]
-		if v.Outcome != Inconclusive || !strings.Contains(c.Reason, fmt.Sprintf("control has %d of the 3 ticks", i+1)) || c.EValue != 1 {
+		if v.Outcome != Inconclusive || !strings.Contains(c.Reason, fmt.Sprintf("have %d of the 3 looks", i+1)) || c.EValue != 1 {
 			t.Errorf("tick %d: %s %q e-value %v; want inconclusive, held with e-value 1", i+1, v.Outcome, c.Reason, c.EValue)
 		}
 	}
 	c := vs[2].Checks[0]
-	if vs[2].Outcome != Fail || !approx(c.Dispersion, 1.25, 1e-12) || !approx(c.EValue, math.Exp(3.997004), 1e-3) ||
-		!approx(c.PValue, math.Exp(-6.183799), 1e-5) {
-		t.Errorf("tick 3: %s, dispersion %v, e-value %v, p-value %v; want fail, 1.25, %.3f, %.6f",
-			vs[2].Outcome, c.Dispersion, c.EValue, c.PValue, math.Exp(3.997004), math.Exp(-6.183799))
+	if vs[2].Outcome != Fail || c.Dispersion != 1 || !approx(math.Log(c.EValue), 11.614654, 1e-5) ||
+		!approx(math.Log(c.PValue), -11.614654, 1e-5) {
+		t.Errorf("tick 3: %s, dispersion %v, e-value %v, p-value %v; want fail, 1, %.4g",
+			vs[2].Outcome, c.Dispersion, c.EValue, c.PValue, math.Exp(11.614654))
 	}
 
-	// Had control's third tick been a burst of 40, its ticks 9, 9, 40
-	// (expected 19.33) give χ² = 33.14 and φ = 33.14/2 − 1 = 15.569: the
-	// first ticks' evidence, log((e^(3.5246/φ) + 4e^(8/φ))/5) = 0.4626, is
-	// what a burst of that size can produce, and nothing fails.
-	obs[2] = errorCounts(300, 20, 2700, 58)
+	// Had treatment had no errors at the third look while control had 18,
+	// the split would have swung: the ratio estimate falls to 5.0548, π =
+	// 505.48/1405.48 = 0.35965, and the look's residual is (0 − 6.4737)² /
+	// 4.1455 = 10.1096. φ = 10.1098/2 = 5.0549, and the held second look,
+	// judged under it, is log e = 1.3472: what a swing of that size can
+	// produce, and nothing fails.
+	obs[2] = errorCounts(300, 20, 2700, 36)
 	_, vs = judgeAll(t, errorRate, obs, StepProgress{})
-	if c := vs[2].Checks[0]; vs[2].Outcome == Fail || !approx(c.Dispersion, 15.568966, 1e-6) || c.PValue < 0.5 {
-		t.Errorf("burst in control: %s, dispersion %v, p-value %v; want no fail, 15.569, p ≈ 0.63", vs[2].Outcome, c.Dispersion, c.PValue)
+	if c := vs[2].Checks[0]; vs[2].Outcome == Fail || !approx(c.Dispersion, 5.054878, 1e-5) || !approx(c.PValue, math.Exp(-1.347150), 1e-4) {
+		t.Errorf("swing at the third look: %s, dispersion %v, p-value %v; want no fail, 5.0549, %.4f", vs[2].Outcome, c.Dispersion, c.PValue, math.Exp(-1.347150))
 	}
 }
 
@@ -264,9 +262,8 @@ func TestJudgeRoundsFractionalCounts(t *testing.T) {
 		errorCounts(100.4, 0.6, 999.5, 10.4),
 		errorCounts(200.2, 1.4, 1999.6, 20.6),
 	}, StepProgress{})
-	d := s.Checks[0].Dispersion[0].Dispersion
-	if d.Events != 21 || d.Requests != 2000 || s.Last.Treatment.Requests != 200 {
-		t.Errorf("control events %v requests %v, treatment %v: want 21, 2000, 200", d.Events, d.Requests, s.Last.Treatment.Requests)
+	if c := s.Last.Control; c.Errors != 21 || c.Requests != 2000 || s.Last.Treatment.Requests != 200 {
+		t.Errorf("control errors %v requests %v, treatment %v: want 21, 2000, 200", c.Errors, c.Requests, s.Last.Treatment.Requests)
 	}
 }
 

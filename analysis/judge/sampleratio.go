@@ -82,17 +82,7 @@ func (s *SampleRatioState) update(last, cur Snapshot, cum FlagCounts, step StepP
 	nC := cur.Control.Requests - last.Control.Requests
 	q := step.Percent / 100
 	if !changed && step.Elapsed >= sampleRatioSettle && nT >= 0 && nC >= 0 && nT+nC > 0 {
-		if len(s.LogLR) != 2*len(sampleRatioOdds) {
-			s.LogLR = make([]float64, 2*len(sampleRatioOdds))
-		}
-		for j, g := range sampleRatioOdds {
-			s.LogLR[j] += min(shareLogLR(nT, nC, q, g), tickCap)
-			s.LogLR[len(sampleRatioOdds)+j] += min(shareLogLR(nT, nC, q, 1/g), tickCap)
-		}
-		s.Requests.Treatment += nT
-		s.Requests.Control += nC
-		s.Expected += q * (nT + nC)
-		s.Dispersion.add(delta{q, nT}, delta{1 - q, nC}, 1)
+		s.count(nT, nC, q)
 	}
 	v := &SampleRatio{Threshold: 1 / alpha, Requests: s.Requests, Dispersion: 1}
 	if total := s.Requests.Treatment + s.Requests.Control; total > 0 {
@@ -117,6 +107,31 @@ func (s *SampleRatioState) update(last, cur Snapshot, cum FlagCounts, step StepP
 	return v
 }
 
+// count folds a look of nT and nC requests at share q into the test. A look
+// whose counts are too large to weigh (an overflow) is left out.
+func (s *SampleRatioState) count(nT, nC, q float64) {
+	terms := make([]float64, 2*len(sampleRatioOdds))
+	for j, g := range sampleRatioOdds {
+		terms[j] = min(shareLogLR(nT, nC, q, g), tickCap)
+		terms[len(sampleRatioOdds)+j] = min(shareLogLR(nT, nC, q, 1/g), tickCap)
+	}
+	for _, l := range terms {
+		if math.IsNaN(l) || math.IsInf(l, 0) || math.IsInf(s.Expected+q*(nT+nC), 0) {
+			return
+		}
+	}
+	if len(s.LogLR) != len(terms) {
+		s.LogLR = make([]float64, len(terms))
+	}
+	for j, l := range terms {
+		s.LogLR[j] = max(s.LogLR[j]+l, -math.MaxFloat64)
+	}
+	s.Requests.Treatment += nT
+	s.Requests.Control += nC
+	s.Expected += q * (nT + nC)
+	s.Dispersion.add(delta{q, nT}, delta{1 - q, nC}, 1)
+}
+
 // phi is the share's over-dispersion: across unit buckets when the counts
 // carry them, else across looks.
 func (s *SampleRatioState) phi(cum FlagCounts) float64 {
@@ -136,7 +151,7 @@ func (s *SampleRatioState) phi(cum FlagCounts) float64 {
 	var u UnitDispersion
 	for b := range n {
 		bt, bc := cum.Treatment.UnitBuckets[b].Requests, cum.Control.UnitBuckets[b].Requests
-		if r, ok := splitResidual(delta{q, bt}, delta{1 - q, bc}, 1); ok {
+		if r, ok := splitResidual(delta{q, bt}, delta{1 - q, bc}, 1); ok && !math.IsInf(u.ChiSquare+r, 1) {
 			u.Buckets++
 			u.ChiSquare += r
 		}

@@ -1,5 +1,7 @@
 package judge
 
+import "fmt"
+
 // Outcome is a judge's answer at one tick.
 type Outcome string
 
@@ -114,4 +116,37 @@ func newCohortEvidence(requests, events float64) CohortEvidence {
 		e.Rate = events / requests
 	}
 	return e
+}
+
+// Violation says how a check's verdict breaks what a verdict promises, or
+// "": a pass never stands beside an always-valid interval that lies wholly
+// beyond what is tolerated (the tolerance, or the practical floor's ratio
+// where that reaches further), and a check with a harm bound passes only
+// with its interval short of the bound (or of the floor's ratio). The judge
+// benchmark checks every verdict it gets with it.
+func (c CheckVerdict) Violation() string {
+	if c.Outcome != Pass || c.CIHigh <= 0 || c.Tolerance <= 0 {
+		return ""
+	}
+	if c.Kind == KindCustom && c.Tolerance < 1 {
+		tol, bound := c.Tolerance, c.HarmBound
+		if c.FloorRatio > 0 {
+			tol, bound = min(tol, c.FloorRatio), min(bound, c.FloorRatio)
+		}
+		switch {
+		case c.CIHigh < tol:
+			return fmt.Sprintf("passed beside the interval %v to %v, below %v", c.CILow, c.CIHigh, tol)
+		case c.HarmBound > 0 && c.CILow <= bound:
+			return fmt.Sprintf("passed with the interval %v to %v reaching the harm bound %v", c.CILow, c.CIHigh, bound)
+		}
+		return ""
+	}
+	tol, bound := max(c.Tolerance, c.FloorRatio), max(c.HarmBound, c.FloorRatio)
+	switch {
+	case c.CILow > tol:
+		return fmt.Sprintf("passed beside the interval %v to %v, above %v", c.CILow, c.CIHigh, tol)
+	case c.HarmBound > 0 && c.CIHigh >= bound:
+		return fmt.Sprintf("passed with the interval %v to %v reaching the harm bound %v", c.CILow, c.CIHigh, bound)
+	}
+	return ""
 }

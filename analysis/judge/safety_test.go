@@ -1,0 +1,159 @@
+package judge
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// harmBounded is the error-rate check with a tolerance of 1.2 and a harm
+// bound of 1.5, as the default plan sets them.
+var harmBounded = Config{Metrics: []MetricConfig{{Name: "error-rate", Kind: KindErrorRate, Tolerance: 1.2, MaxRatio: 1.5}}}
+
+func TestPassNeedsTheIntervalBelowTheHarmBound(t *testing.T) {
+	// Equal rates, 1,000 requests and 10 errors a cohort a look: early on
+	// nothing points to harm, but the interval still reaches past 1.5, so
+	// the check holds; once it lies below 1.5 the check passes.
+	_, vs := judgeAll(t, harmBounded, steady(60, 1000, 10, 1000, 10), StepProgress{})
+	first := vs[3].Checks[0]
+	if first.Outcome != Inconclusive || !strings.Contains(first.Reason, "not yet below the harm bound 1.5") || first.HarmBound != 1.5 {
+		t.Errorf("look 4: %s %q (harm bound %v); want inconclusive, interval not yet below 1.5", first.Outcome, first.Reason, first.HarmBound)
+	}
+	last := vs[len(vs)-1].Checks[0]
+	if last.Outcome != Pass || !(last.CIHigh < 1.5) {
+		t.Errorf("look 60: %s, interval %v to %v; want pass with the interval below 1.5 (%s)", last.Outcome, last.CILow, last.CIHigh, last.Explanation)
+	}
+	passed := -1
+	for i, v := range vs {
+		if c := v.Checks[0]; c.Outcome == Pass && passed < 0 {
+			passed = i
+		}
+		if c := v.Checks[0]; c.Outcome == Pass && !(c.CIHigh < 1.5) {
+			t.Errorf("look %d passed beside an interval up to %v", i+1, c.CIHigh)
+		}
+	}
+	if passed < 0 {
+		t.Fatal("never passed")
+	}
+}
+
+func TestHarmBoundHoldsA1_5Regression(t *testing.T) {
+	// Treatment at 1.5 times control never shows an interval below 1.5:
+	// the check holds or fails, and never passes.
+	_, vs := judgeAll(t, harmBounded, steady(200, 1000, 15, 1000, 10), StepProgress{})
+	for i, v := range vs {
+		if v.Outcome == Pass {
+			t.Fatalf("look %d passed a 1.5× regression: %s", i+1, v.Explanation)
+		}
+	}
+	if vs[len(vs)-1].Outcome != Fail {
+		t.Errorf("after 200 looks: %s, want fail", vs[len(vs)-1].Outcome)
+	}
+}
+
+func TestPracticalFloor(t *testing.T) {
+	// Control at 0.01%, treatment at 0.02%: twice the rate, but 0.01
+	// percentage points apart. With a floor of 0.1 points the ratio at
+	// which the difference reaches the floor is 1 + 0.001/0.0001 = 11:
+	// the check does not fail, and passes once its interval lies below 11
+	// even though the harm bound of 1.5 is far from reached.
+	cfg := Config{Metrics: []MetricConfig{{Name: "error-rate", Kind: KindErrorRate, Tolerance: 1.2, MaxRatio: 1.5, MinDifference: 0.001}}}
+	_, vs := judgeAll(t, cfg, steady(40, 100000, 20, 100000, 10), StepProgress{})
+	last := vs[len(vs)-1].Checks[0]
+	if last.Outcome != Pass || !approx(last.FloorRatio, 11, 1e-9) || !(last.CILow > 1.2) {
+		t.Errorf("%s, floor ratio %v, interval %v to %v; want pass at floor ratio 11 beside an interval above the tolerance (%s)",
+			last.Outcome, last.FloorRatio, last.CILow, last.CIHigh, last.Explanation)
+	}
+	// Without the floor the same counts fail.
+	cfg.Metrics[0].MinDifference = 0
+	_, vs = judgeAll(t, cfg, steady(40, 100000, 20, 100000, 10), StepProgress{})
+	if got := vs[len(vs)-1].Outcome; got != Fail {
+		t.Errorf("without a floor: %s, want fail", got)
+	}
+}
+
+func TestLatencyFloorReadsControlsHistogram(t *testing.T) {
+	// Control: 1,000 requests, 100 slower than 40 ms, 50 slower than 50 ms.
+	// A 5 ms floor at the 50 ms edge: slower than 45 ms interpolates to 75,
+	// so the floor is 25 extra requests in 1,000 over control's 50, ratio
+	// 1.5.
+	ctl := CohortSnapshot{Requests: 1000, Slower: []EdgeCount{{0.04, 100}, {0.05, 50}}}
+	m := MetricConfig{Kind: KindLatency, MinSlowdown: 5 * time.Millisecond}
+	if got := floorRatio(m, newCohortEvidence(1000, 50), ctl, 0.05); !approx(got, 1.5, 1e-9) {
+		t.Errorf("floor ratio %v, want 1.5", got)
+	}
+	// Below the first edge, every request counts as slower than 0.
+	if got := slowerAt(ctl, 0.02); !approx(got, 550, 1e-9) {
+		t.Errorf("slower than 20 ms: %v, want 550 (halfway from 1,000 at 0 to 100 at 40 ms)", got)
+	}
+}
+
+func TestSampleRatioMismatchHolds(t *testing.T) {
+	// Counts pushed alike for both cohorts while the flag sends 1% to
+	// treatment: once the step has settled, the check finds the mismatch
+	// and no step passes, though the cohorts look identical.
+	step := StepProgress{Percent: 1, Elapsed: 10 * time.Minute}
+	_, vs := judgeAll(t, errorRate, steady(10, 1000, 10, 1000, 10), step)
+	v := vs[len(vs)-1]
+	if v.SampleRatio == nil || !v.SampleRatio.Mismatch || v.Outcome != Inconclusive ||
+		!strings.Contains(v.Explanation, "sample ratio mismatch") || !approx(v.SampleRatio.Observed, 0.5, 1e-9) {
+		t.Fatalf("outcome %s, split %+v; want inconclusive on a mismatch at 50%% observed", v.Outcome, v.SampleRatio)
+	}
+	// The split the flag makes is no mismatch.
+	step.Percent = 10
+	_, vs = judgeAll(t, errorRate, steady(10, 1000, 10, 9000, 90), step)
+	if v := vs[len(vs)-1]; v.SampleRatio == nil || v.SampleRatio.Mismatch || v.Outcome != Pass {
+		t.Errorf("10%% split at 10%%: outcome %s, split %+v; want pass, no mismatch", v.Outcome, v.SampleRatio)
+	}
+	// Looks right after a change of percent are left out.
+	step.Elapsed = time.Minute
+	_, vs = judgeAll(t, errorRate, steady(10, 1000, 10, 1000, 10), step)
+	if s := vs[len(vs)-1].SampleRatio; s == nil || s.Mismatch || s.Requests.Treatment != 0 {
+		t.Errorf("unsettled step: %+v; want nothing counted", s)
+	}
+}
+
+// withUnits spreads cumulative counts over 8 unit buckets evenly and adds
+// heavy errors to treatment's bucket 0.
+func withUnits(c FlagCounts, heavy float64) FlagCounts {
+	split := func(cc CohortCounts, extra float64) CohortCounts {
+		cc.UnitBuckets = make([]CohortCounts, 8)
+		for b := range cc.UnitBuckets {
+			cc.UnitBuckets[b] = CohortCounts{Requests: cc.Requests / 8, Errors: cc.Errors / 8}
+		}
+		cc.UnitBuckets[0].Errors += extra
+		cc.Errors += extra
+		return cc
+	}
+	c.Treatment = split(c.Treatment, heavy)
+	c.Control = split(c.Control, 0)
+	return c
+}
+
+func TestAHeavyUnitIsNotARegression(t *testing.T) {
+	// One unit in treatment errs 20 times a look; everyone else errs at 1%
+	// in both cohorts. Counted by request, treatment's rate is 3 times
+	// control's and the judge fails; counted by unit bucket, all of the
+	// excess sits in one bucket, and it does not.
+	var plain, units []FlagCounts
+	for i := 1; i <= 30; i++ {
+		f := float64(i)
+		c := errorCounts(1000*f, 10*f, 19000*f, 190*f)
+		u := withUnits(c, 20*f)
+		plain = append(plain, u)
+		plain[i-1].Treatment.UnitBuckets, plain[i-1].Control.UnitBuckets = nil, nil
+		units = append(units, u)
+	}
+	if _, vs := judgeAll(t, errorRate, plain, StepProgress{}); vs[len(vs)-1].Outcome != Fail {
+		t.Errorf("without unit buckets: %s, want fail", vs[len(vs)-1].Outcome)
+	}
+	_, vs := judgeAll(t, errorRate, units, StepProgress{})
+	for i, v := range vs {
+		if v.Outcome == Fail {
+			t.Fatalf("look %d failed on one heavy unit: %s", i+1, v.Explanation)
+		}
+	}
+	if phi := vs[len(vs)-1].Checks[0].Dispersion; phi < 10 {
+		t.Errorf("dispersion %v, want the heavy unit to show (above 10)", phi)
+	}
+}
