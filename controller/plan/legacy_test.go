@@ -48,6 +48,10 @@ func TestConfigFromPlan(t *testing.T) {
 	}
 	got = resolved.JudgeConfig()
 	want.Metrics[1].Tolerance = DefaultTolerance
+	// Built-in metrics get the default harm bound, latency its floor; the
+	// custom metric has neither unless written.
+	want.Metrics[0].MaxRatio, want.Metrics[1].MaxRatio = 1.5, 1.5
+	want.Metrics[1].MinSlowdown = time.Millisecond
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("JudgeConfig of the resolved plan:\n got %+v\nwant %+v", got, want)
 	}

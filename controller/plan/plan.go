@@ -71,6 +71,13 @@ type Metric struct {
 	Max       float64   `json:"max,omitempty"`
 	MaxP99    Duration  `json:"maxP99,omitempty"`
 	Edges     []float64 `json:"edges,omitempty"`
+	// MaxRatio is the harm bound; 0 means none (a plan stored before
+	// harm bounds existed reads as none, as it was judged).
+	MaxRatio float64 `json:"maxRatio,omitempty"`
+	// MinDifference is the practical floor in percentage points.
+	MinDifference float64 `json:"minDifference,omitempty"`
+	// MinSlowdown is the latency metric's practical floor.
+	MinSlowdown Duration `json:"minSlowdown,omitempty"`
 }
 
 // BuiltIn reports whether m is one of the metrics the SDKs record.
@@ -85,6 +92,19 @@ const (
 	// DefaultCustomTolerance is the ratio tolerated for a custom metric
 	// whose spec names none: any evidence of harm fails.
 	DefaultCustomTolerance = 1.0
+	// DefaultHarmFactor sets a built-in metric's harm bound when its spec
+	// names none: maxRatio is this times the tolerance (1.5 at the default
+	// tolerance). A step then passes only on evidence that treatment is
+	// less than 1.5 times worse than control, and a treatment 1.5 times
+	// worse is promoted with a chance of at most about α. Custom metrics
+	// have no harm bound unless they set one: their events are often too
+	// sparse to bound within a step.
+	DefaultHarmFactor = 1.25
+	// DefaultMinSlowdown is the latency metric's practical floor when its
+	// spec names none: a slowdown below a millisecond at the judged edge
+	// is not harm, so a 0.5 ms slowdown of a 5 ms service is no rollback
+	// unless the plan asks for it (minSlowdown: 0s).
+	DefaultMinSlowdown = Duration(time.Millisecond)
 )
 
 // Defaults returns the plan a rollout follows where nothing is written. Its
@@ -101,8 +121,8 @@ func Defaults() Plan {
 		OnProviderError: ProviderErrorPolicy{After: 5, Action: Pause},
 		Alpha:           0.01,
 		Metrics: []Metric{
-			{Name: MetricErrorRate, Tolerance: DefaultTolerance},
-			{Name: MetricLatency, Tolerance: DefaultTolerance},
+			{Name: MetricErrorRate, Tolerance: DefaultTolerance, MaxRatio: DefaultHarmFactor * DefaultTolerance},
+			{Name: MetricLatency, Tolerance: DefaultTolerance, MaxRatio: DefaultHarmFactor * DefaultTolerance, MinSlowdown: DefaultMinSlowdown},
 		},
 		Gates: []float64{},
 	}

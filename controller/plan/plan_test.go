@@ -56,7 +56,7 @@ func TestResolveMerge(t *testing.T) {
 		OnTimeout:       Rollback,
 		OnProviderError: ProviderErrorPolicy{After: 2, Action: Rollback},
 		Alpha:           0.05,
-		Metrics:         []Metric{{Name: MetricErrorRate, Tolerance: DefaultTolerance}},
+		Metrics:         []Metric{{Name: MetricErrorRate, Tolerance: DefaultTolerance, MaxRatio: 1.5}},
 		Gates:           []float64{},
 		Warmup:          Duration(time.Second),
 	}
@@ -89,6 +89,30 @@ func TestResolveCustomMetricTolerance(t *testing.T) {
 	}
 }
 
+// TestResolveHarmBoundsAndFloors: a built-in metric's harm bound follows its
+// tolerance unless written; a custom metric has none; the floor in
+// percentage points reaches the judge as a rate.
+func TestResolveHarmBoundsAndFloors(t *testing.T) {
+	p, err := Resolve(spec(t, `{"metrics": [
+		{"name": "error-rate", "tolerance": 2, "minDifference": 0.5},
+		{"name": "latency", "maxRatio": 3, "minSlowdown": "5ms"},
+		{"name": "refunds", "query": "sum by (feature_flag_result_variant) (increase(refunds_total{feature_flag_key=\"{{flag}}\"}[{{window}}]))"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := p.JudgeConfig()
+	errs, lat, custom := cfg.Metrics[0], cfg.Metrics[1], cfg.Metrics[2]
+	if errs.MaxRatio != 2.5 || errs.MinDifference != 0.005 {
+		t.Errorf("error-rate: maxRatio %v, minDifference %v; want 2.5 (1.25 × tolerance 2) and 0.005 (0.5 points)", errs.MaxRatio, errs.MinDifference)
+	}
+	if lat.MaxRatio != 3 || lat.MinSlowdown != 5*time.Millisecond {
+		t.Errorf("latency: maxRatio %v, minSlowdown %v; want 3 and 5ms as written", lat.MaxRatio, lat.MinSlowdown)
+	}
+	if custom.MaxRatio != 0 || custom.MinDifference != 0 {
+		t.Errorf("custom: maxRatio %v, minDifference %v; want none", custom.MaxRatio, custom.MinDifference)
+	}
+}
+
 func TestResolveInvalid(t *testing.T) {
 	for _, tc := range []struct {
 		name, spec, field string
@@ -117,6 +141,14 @@ func TestResolveInvalid(t *testing.T) {
 		{"maxP99 on errors", `{"metrics": [{"name": "error-rate", "maxP99": "1s"}]}`, "metrics[0].maxP99"},
 		{"edge not positive", `{"metrics": [{"name": "latency", "edges": [0]}]}`, "metrics[0].edges[0]"},
 		{"gate not a step", `{"gates": [30]}`, "gates[0]"},
+		{"harm bound at the tolerance", `{"metrics": [{"name": "error-rate", "tolerance": 1.5, "maxRatio": 1.5}]}`, "metrics[0].maxRatio"},
+		{"harm bound below the tolerance", `{"metrics": [{"name": "error-rate", "maxRatio": 1.1}]}`, "metrics[0].maxRatio"},
+		{"negative harm bound", `{"metrics": [{"name": "latency", "maxRatio": -2}]}`, "metrics[0].maxRatio"},
+		{"floor of 100 points", `{"metrics": [{"name": "error-rate", "minDifference": 100}]}`, "metrics[0].minDifference"},
+		{"negative floor", `{"metrics": [{"name": "error-rate", "minDifference": -0.1}]}`, "metrics[0].minDifference"},
+		{"difference floor on latency", `{"metrics": [{"name": "latency", "minDifference": 0.1}]}`, "metrics[0].minDifference"},
+		{"slowdown floor on errors", `{"metrics": [{"name": "error-rate", "minSlowdown": "2ms"}]}`, "metrics[0].minSlowdown"},
+		{"negative slowdown floor", `{"metrics": [{"name": "latency", "minSlowdown": "-1ms"}]}`, "metrics[0].minSlowdown"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Resolve(spec(t, tc.spec))
@@ -150,6 +182,8 @@ func TestExplicitZeros(t *testing.T) {
 		{`{"minStepDuration": "0s"}`, "", func(p Plan) bool { return p.MinStepDuration == 0 }},
 		{`{"warmup": "0s"}`, "", func(p Plan) bool { return p.Warmup == 0 }},
 		{`{"gates": []}`, "", func(p Plan) bool { return p.Gates != nil && len(p.Gates) == 0 }},
+		{`{"metrics": [{"name": "error-rate", "maxRatio": 0}]}`, "", func(p Plan) bool { return p.Metrics[0].MaxRatio == 0 }},
+		{`{"metrics": [{"name": "latency", "minSlowdown": "0s"}]}`, "", func(p Plan) bool { return p.Metrics[0].MinSlowdown == 0 }},
 	} {
 		t.Run(tc.spec, func(t *testing.T) {
 			p, err := Resolve(spec(t, `{"gates": [50]}`), spec(t, tc.spec))

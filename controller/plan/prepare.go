@@ -28,6 +28,11 @@ func (p Plan) JudgeConfig() judge.Config {
 			Max:       m.Max,
 			MaxP99:    m.MaxP99.Std(),
 			Edges:     m.Edges,
+			MaxRatio:  m.MaxRatio,
+			// The plan writes the floor in percentage points, the judge
+			// reads a rate.
+			MinDifference: m.MinDifference / 100,
+			MinSlowdown:   m.MinSlowdown.Std(),
 		}
 	}
 	return cfg

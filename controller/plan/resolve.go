@@ -89,6 +89,19 @@ func resolveMetric(s MetricSpec) Metric {
 	}
 	set(&m.Max, s.Max)
 	set(&m.MaxP99, s.MaxP99)
+	switch {
+	case s.MaxRatio != nil:
+		m.MaxRatio = *s.MaxRatio
+	case m.BuiltIn():
+		m.MaxRatio = DefaultHarmFactor * m.Tolerance
+	}
+	set(&m.MinDifference, s.MinDifference)
+	switch {
+	case s.MinSlowdown != nil:
+		m.MinSlowdown = *s.MinSlowdown
+	case m.Name == MetricLatency:
+		m.MinSlowdown = DefaultMinSlowdown
+	}
 	return m
 }
 
@@ -156,6 +169,9 @@ func (p Plan) problems() []error {
 		add("onProviderError.action", "%q must be pause or rollback", a)
 	}
 	for i, m := range p.Metrics {
+		if !(m.MinDifference >= 0 && m.MinDifference < 100) {
+			add(fmt.Sprintf("metrics[%d].minDifference", i), "%v must be percentage points from 0 up to 100", m.MinDifference)
+		}
 		switch {
 		case m.Name == "" || m.BuiltIn():
 		case m.Query == "":
@@ -169,7 +185,14 @@ func (p Plan) problems() []error {
 	// The judge's own rules on its configuration (at least one metric,
 	// names, which bounds apply to which metric, tolerances, edges, alpha's
 	// range), with the same paths.
-	errs = append(errs, flag.Errors(p.JudgeConfig().Validate())...)
+	for _, e := range flag.Errors(p.JudgeConfig().Validate()) {
+		// The judge reads the floor as a rate; the plan checked it in
+		// percentage points above.
+		if fe := (*flag.FieldError)(nil); errors.As(e, &fe) && strings.HasSuffix(fe.Field, ".minDifference") && strings.Contains(fe.Message, "rate difference") {
+			continue
+		}
+		errs = append(errs, e)
+	}
 	for i, g := range p.Gates {
 		if !slices.Contains(p.Steps, g) {
 			add(fmt.Sprintf("gates[%d]", i), "%v is not one of the steps %v", g, p.Steps)

@@ -59,6 +59,14 @@ type MetricSpec struct {
 	// Edges are latency bucket edges in seconds to test; empty means the
 	// edges nearest control's p95 and p99.
 	Edges []float64 `json:"edges,omitempty"`
+	// MaxRatio is the harm bound: a step passes only once the ratio's
+	// always-valid interval lies below it; 0 turns it off.
+	MaxRatio *float64 `json:"maxRatio,omitempty"`
+	// MinDifference is the practical floor of an error-rate or custom
+	// metric, in percentage points.
+	MinDifference *float64 `json:"minDifference,omitempty"`
+	// MinSlowdown is the practical floor of the latency metric.
+	MinSlowdown *Duration `json:"minSlowdown,omitempty"`
 }
 
 // Decode reads a Spec from JSON, strictly: an unknown field is an error,
