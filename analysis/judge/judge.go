@@ -196,18 +196,20 @@ func gate(req RequestCounts, step StepProgress) string {
 	return ""
 }
 
-// holds reports whether the check holds its fail: control has not yet had
-// the ticks its over-dispersion estimate needs (see minDispersionTicks).
-// The hold ends after that many ticks of evidence even without them (a
-// control with no traffic never gives an estimate), so it lasts at most
-// minDispersionTicks-1 ticks of evidence and Slot.Held stays that short.
+// holds reports whether the check holds its fail: it has evidence, but not
+// yet the looks or unit buckets its over-dispersion estimate needs (see
+// minDispersionTicks). The hold ends after that many ticks of evidence even
+// without them (a control with no traffic never gives an estimate), so it
+// lasts at most minDispersionTicks-1 ticks of evidence and Slot.Held stays
+// that short. A check without evidence holds nothing.
 func (c *CheckState) holds() bool {
 	for _, d := range c.Dispersion {
 		if d.Known() {
 			return false
 		}
 	}
-	return c.evidenceTicks() < minDispersionTicks
+	n := c.evidenceTicks()
+	return n > 0 && n < minDispersionTicks
 }
 
 // evidenceTicks is the most ticks of evidence any of the check's slots has.
@@ -260,8 +262,11 @@ func toleranceName(cv CheckVerdict, tol float64) string {
 // lie wholly beyond the floor ratio. A check without a floor, or an
 // absolute bound, is never below it.
 func (a assessed) belowFloor(c check) bool {
-	if c.kind != checkRatio || a.FloorRatio == 0 {
+	if c.kind != checkRatio || a.floorDiff == 0 {
 		return false
+	}
+	if a.FloorRatio == 0 {
+		return true // control has no events: no difference is shown
 	}
 	if a.CIHigh == 0 {
 		return true
@@ -278,6 +283,9 @@ func (a assessed) belowFloor(c check) bool {
 // the practical floor is safe whatever the ratio).
 func (a assessed) unsafe(c check) string {
 	if c.kind != checkRatio || a.HarmBound == 0 {
+		return ""
+	}
+	if a.safeByFloor(c) {
 		return ""
 	}
 	if a.CIHigh == 0 {
@@ -300,31 +308,61 @@ func (a assessed) unsafe(c check) string {
 	return fmt.Sprintf("its interval reaches up to %s, not yet below the harm bound %s", ciEnd(a.CIHigh), number(bound))
 }
 
-// floorRatio is the ratio at which the difference between the cohorts
-// reaches the metric's practical floor, given control's rate; 0 when the
-// metric sets no floor or control's rate is unknown. For latency the floor
-// is a slowdown: the share of control requests slower than edge−MinSlowdown
-// but not than edge, read off control's histogram by linear interpolation
+// safeByFloor reports whether treatment's rate is shown to exceed control's
+// by less than the practical floor: its upper bound (rateUpper) less
+// control's rate is below the floor. This is what lets a check pass when
+// neither cohort has bad events, where no ratio can be bounded. Only
+// higher-is-worse metrics take this route.
+func (a assessed) safeByFloor(c check) bool {
+	if a.floorDiff <= 0 || c.metric.Direction == LowerIsWorse {
+		return false
+	}
+	return rateUpper(a.Treatment.Events, a.Treatment.Requests, a.alpha)-a.Control.Rate < a.floorDiff
+}
+
+// floorDifference is the metric's practical floor as a difference between
+// the cohorts' rates; 0 when it sets none. For latency the floor is a
+// slowdown: the share of control requests slower than edge−MinSlowdown but
+// not than edge, read off control's histogram by linear interpolation
 // between its edges, is the extra share that slowdown would put above the
 // edge.
-func floorRatio(m MetricConfig, control CohortEvidence, ctl CohortSnapshot, edge float64) float64 {
-	if control.Rate <= 0 {
+func floorDifference(m MetricConfig, control CohortEvidence, ctl CohortSnapshot, edge float64) float64 {
+	if m.Kind != KindLatency {
+		return m.MinDifference
+	}
+	if m.MinSlowdown <= 0 || edge <= 0 || control.Requests <= 0 {
 		return 0
 	}
-	diff := m.MinDifference
-	if m.Kind == KindLatency {
-		if m.MinSlowdown <= 0 || edge <= 0 || control.Requests <= 0 {
-			return 0
+	return max(0, (slowerAt(ctl, edge-m.MinSlowdown.Seconds())-control.Events)/control.Requests)
+}
+
+// rateUpper is an upper confidence bound at level 1−alpha on a rate of
+// which events were seen in requests: the Chernoff bound of a Poisson
+// count, the λ·n above events where events·log(events/(λn)) + λn − events
+// reaches log(1/α). With no events it is log(1/α)/n, which holds at every
+// look at once, since a count of zero now was zero at every earlier look.
+func rateUpper(events, requests, alpha float64) float64 {
+	if requests <= 0 {
+		return math.Inf(1)
+	}
+	l := math.Log(1 / alpha)
+	if events <= 0 {
+		return l / requests
+	}
+	excess := func(mu float64) float64 { return events*math.Log(events/mu) + mu - events }
+	lo, hi := events, events+l+math.Sqrt(2*events*l)+l
+	for excess(hi) < l {
+		hi *= 2
+	}
+	for range 60 {
+		mid := (lo + hi) / 2
+		if excess(mid) < l {
+			lo = mid
+		} else {
+			hi = mid
 		}
-		diff = (slowerAt(ctl, edge-m.MinSlowdown.Seconds()) - control.Events) / control.Requests
 	}
-	if diff <= 0 {
-		return 0
-	}
-	if m.Direction == LowerIsWorse {
-		return max(0, 1-diff/control.Rate)
-	}
-	return 1 + diff/control.Rate
+	return hi / requests
 }
 
 // slowerAt is the number of requests slower than x seconds, interpolated
@@ -357,6 +395,11 @@ func holdReason(c *CheckState) string {
 type assessed struct {
 	CheckVerdict
 	logE float64
+	// floorDiff is the practical floor as a difference of rates at the
+	// check's edge; 0 without a floor.
+	floorDiff float64
+	// alpha is the judge's α, for the bound on treatment's rate.
+	alpha float64
 }
 
 // assess computes a check's current evidence and updates its running
@@ -430,7 +473,13 @@ func assess(cs *CheckState, c check, cur Snapshot, alpha float64, noTempering, h
 	}
 	a.Tolerance = s.Evidence.Null
 	a.HarmBound = harmRatio(c.metric)
-	a.FloorRatio = floorRatio(c.metric, a.Control, cur.Control, s.Edge)
+	a.floorDiff, a.alpha = floorDifference(c.metric, a.Control, cur.Control, s.Edge), alpha
+	if a.floorDiff > 0 && a.Control.Rate > 0 {
+		a.FloorRatio = 1 + a.floorDiff/a.Control.Rate
+		if c.metric.Direction == LowerIsWorse {
+			a.FloorRatio = max(0, 1-a.floorDiff/a.Control.Rate)
+		}
+	}
 	if a.Control.Rate > 0 {
 		a.Ratio = a.Treatment.Rate / a.Control.Rate
 	}

@@ -75,12 +75,12 @@ func TestPracticalFloor(t *testing.T) {
 func TestLatencyFloorReadsControlsHistogram(t *testing.T) {
 	// Control: 1,000 requests, 100 slower than 40 ms, 50 slower than 50 ms.
 	// A 5 ms floor at the 50 ms edge: slower than 45 ms interpolates to 75,
-	// so the floor is 25 extra requests in 1,000 over control's 50, ratio
-	// 1.5.
+	// so the floor is 25 extra requests in 1,000 (a difference of 0.025)
+	// over control's 50.
 	ctl := CohortSnapshot{Requests: 1000, Slower: []EdgeCount{{0.04, 100}, {0.05, 50}}}
 	m := MetricConfig{Kind: KindLatency, MinSlowdown: 5 * time.Millisecond}
-	if got := floorRatio(m, newCohortEvidence(1000, 50), ctl, 0.05); !approx(got, 1.5, 1e-9) {
-		t.Errorf("floor ratio %v, want 1.5", got)
+	if got := floorDifference(m, newCohortEvidence(1000, 50), ctl, 0.05); !approx(got, 0.025, 1e-12) {
+		t.Errorf("floor difference %v, want 0.025", got)
 	}
 	// Below the first edge, every request counts as slower than 0.
 	if got := slowerAt(ctl, 0.02); !approx(got, 550, 1e-9) {
@@ -155,5 +155,40 @@ func TestAHeavyUnitIsNotARegression(t *testing.T) {
 	}
 	if phi := vs[len(vs)-1].Checks[0].Dispersion; phi < 10 {
 		t.Errorf("dispersion %v, want the heavy unit to show (above 10)", phi)
+	}
+}
+
+func TestAFloorLetsACleanServicePass(t *testing.T) {
+	// Neither cohort has errors, so no ratio can be bounded. With a floor
+	// of 0.05 percentage points the check passes once treatment's rate is
+	// shown below it: log(100)/n < 0.0005, so n above 9,210 requests.
+	cfg := Config{Metrics: []MetricConfig{{Name: "error-rate", Kind: KindErrorRate, Tolerance: 1.2, MaxRatio: 1.5, MinDifference: 0.0005}}}
+	_, vs := judgeAll(t, cfg, steady(20, 1000, 0, 9000, 0), StepProgress{})
+	for i, v := range vs {
+		want := Inconclusive
+		if float64(i+1)*1000 > 9210 {
+			want = Pass
+		}
+		if v.Outcome != want {
+			t.Errorf("look %d, %d treatment requests: %s, want %s (%s)", i+1, (i+1)*1000, v.Outcome, want, v.Explanation)
+		}
+	}
+	// Without the floor it never passes.
+	cfg.Metrics[0].MinDifference = 0
+	_, vs = judgeAll(t, cfg, steady(20, 1000, 0, 9000, 0), StepProgress{})
+	if got := vs[len(vs)-1]; got.Outcome != Inconclusive || !strings.Contains(got.Explanation, "no bad events yet") {
+		t.Errorf("without a floor: %s (%s), want inconclusive: no bad events yet", got.Outcome, got.Explanation)
+	}
+}
+
+func TestRateUpperByHand(t *testing.T) {
+	// No events in 1,000 requests at α = 0.01: log(100)/1000 = 0.0046052.
+	if got := rateUpper(0, 1000, 0.01); !approx(got, 0.0046052, 1e-7) {
+		t.Errorf("0 events: %v, want 0.0046052", got)
+	}
+	// 10 events: μ = 22.8835 solves 10·log(10/μ) + μ − 10 = log(100):
+	// 10·log(10/22.8835) = −8.2783, and −8.2783 + 12.8835 = 4.6052.
+	if got := rateUpper(10, 1000, 0.01); !approx(got, 0.0228835, 1e-7) {
+		t.Errorf("10 events: %v, want 0.0228835", got)
 	}
 }

@@ -52,6 +52,7 @@ func TestConfigFromPlan(t *testing.T) {
 	// custom metric has neither unless written.
 	want.Metrics[0].MaxRatio, want.Metrics[1].MaxRatio = 1.5, 1.5
 	want.Metrics[1].MinSlowdown = time.Millisecond
+	want.Metrics[0].MinDifference = 0.0005
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("JudgeConfig of the resolved plan:\n got %+v\nwant %+v", got, want)
 	}

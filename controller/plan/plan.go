@@ -100,6 +100,13 @@ const (
 	// have no harm bound unless they set one: their events are often too
 	// sparse to bound within a step.
 	DefaultHarmFactor = 1.25
+	// DefaultMinDifference is the error-rate metric's practical floor, in
+	// percentage points, when its spec names none: a difference below 0.05
+	// points is not harm. It is also what lets a service without errors
+	// pass its steps at all: with no errors in either cohort no ratio can
+	// be bounded below the harm bound, but treatment's rate can be shown
+	// below 0.05% (after about 9,200 treatment requests at α = 0.01).
+	DefaultMinDifference = 0.05
 	// DefaultMinSlowdown is the latency metric's practical floor when its
 	// spec names none: a slowdown below a millisecond at the judged edge
 	// is not harm, so a 0.5 ms slowdown of a 5 ms service is no rollback
@@ -121,7 +128,7 @@ func Defaults() Plan {
 		OnProviderError: ProviderErrorPolicy{After: 5, Action: Pause},
 		Alpha:           0.01,
 		Metrics: []Metric{
-			{Name: MetricErrorRate, Tolerance: DefaultTolerance, MaxRatio: DefaultHarmFactor * DefaultTolerance},
+			{Name: MetricErrorRate, Tolerance: DefaultTolerance, MaxRatio: DefaultHarmFactor * DefaultTolerance, MinDifference: DefaultMinDifference},
 			{Name: MetricLatency, Tolerance: DefaultTolerance, MaxRatio: DefaultHarmFactor * DefaultTolerance, MinSlowdown: DefaultMinSlowdown},
 		},
 		Gates: []float64{},

@@ -56,7 +56,7 @@ func TestResolveMerge(t *testing.T) {
 		OnTimeout:       Rollback,
 		OnProviderError: ProviderErrorPolicy{After: 2, Action: Rollback},
 		Alpha:           0.05,
-		Metrics:         []Metric{{Name: MetricErrorRate, Tolerance: DefaultTolerance, MaxRatio: 1.5}},
+		Metrics:         []Metric{{Name: MetricErrorRate, Tolerance: DefaultTolerance, MaxRatio: 1.5, MinDifference: 0.05}},
 		Gates:           []float64{},
 		Warmup:          Duration(time.Second),
 	}

@@ -95,7 +95,12 @@ func resolveMetric(s MetricSpec) Metric {
 	case m.BuiltIn():
 		m.MaxRatio = DefaultHarmFactor * m.Tolerance
 	}
-	set(&m.MinDifference, s.MinDifference)
+	switch {
+	case s.MinDifference != nil:
+		m.MinDifference = *s.MinDifference
+	case m.Name == MetricErrorRate:
+		m.MinDifference = DefaultMinDifference
+	}
 	switch {
 	case s.MinSlowdown != nil:
 		m.MinSlowdown = *s.MinSlowdown

@@ -104,13 +104,15 @@ func (s *State) observeRequests(total judge.RequestCounts) {
 }
 
 // StepProgress is what the judge needs to know of the current step at now:
-// the step's baseline, how long it has run, and the plan's minimums, which
-// the judge is the one to check before it passes a step.
+// the step's baseline, how long it has run, the plan's minimums, which the
+// judge is the one to check before it passes a step, and the percent it
+// checks the traffic split against.
 func (s State) StepProgress(now time.Time) judge.StepProgress {
 	p := judge.StepProgress{
 		Elapsed:     now.Sub(s.StepStartedAt),
 		MinRequests: float64(s.Plan.MinRequests),
 		MinDuration: s.Plan.MinStepDuration.Std(),
+		Percent:     s.Percent,
 	}
 	if s.StepBaseline != nil {
 		p.Baseline = *s.StepBaseline
