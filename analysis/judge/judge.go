@@ -115,7 +115,7 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 			beyondFloor = true
 		}
 		if reason == "" {
-			reason = beyondTolerance(cv.CheckVerdict, c)
+			reason = cv.beyondTolerance(c)
 		}
 		if reason == "" {
 			reason = cv.unsafe(c)
@@ -221,32 +221,47 @@ func (c *CheckState) evidenceTicks() int {
 	return n
 }
 
-// beyondTolerance says why a ratio check whose always-valid interval lies
-// wholly on the harmful side of what is tolerated cannot pass, or "". What
-// is tolerated is the tolerance, or the floor ratio where the practical
-// floor reaches further (a difference below the floor is not harm). The
-// e-process may not have reached its threshold yet (tempering, a hold), but
-// a pass beside such an interval would promote a treatment the evidence
-// already places beyond what is tolerated.
-func beyondTolerance(cv CheckVerdict, c check) string {
-	if c.kind != checkRatio || cv.CIHigh <= 0 {
+// beyondTolerance says why a ratio check with an always-valid interval (of
+// any of its slots) wholly on the harmful side of what is tolerated cannot
+// pass, or "". What is tolerated is the tolerance, or the floor ratio where
+// the practical floor reaches further (a difference below the floor is not
+// harm). The e-process may not have reached its threshold yet (tempering,
+// a hold), but a pass beside such an interval would promote a treatment the
+// evidence already places beyond what is tolerated.
+func (a assessed) beyondTolerance(c check) string {
+	if c.kind != checkRatio {
 		return ""
 	}
-	tol := cv.Tolerance
-	if c.metric.Direction == LowerIsWorse {
-		if cv.FloorRatio > 0 {
-			tol = min(tol, cv.FloorRatio)
+	for _, si := range a.slots {
+		if si.hi <= 0 {
+			continue
 		}
-		if cv.CIHigh < tol {
-			return fmt.Sprintf("its interval %s to %s lies below %s", ciEnd(cv.CILow), ciEnd(cv.CIHigh), toleranceName(cv, tol))
+		cv := a.CheckVerdict
+		cv.CILow, cv.CIHigh, cv.Edge = si.lo, si.hi, si.edge
+		tol := cv.Tolerance
+		if c.metric.Direction == LowerIsWorse {
+			if cv.FloorRatio > 0 {
+				tol = min(tol, cv.FloorRatio)
+			}
+			if cv.CIHigh < tol {
+				return fmt.Sprintf("its interval%s %s to %s lies below %s", atEdge(cv.Edge, a.Edge), ciEnd(cv.CILow), ciEnd(cv.CIHigh), toleranceName(cv, tol))
+			}
+			continue
 		}
-		return ""
-	}
-	tol = max(tol, cv.FloorRatio)
-	if cv.CILow > tol {
-		return fmt.Sprintf("its interval %s to %s lies above %s", ciEnd(cv.CILow), ciEnd(cv.CIHigh), toleranceName(cv, tol))
+		tol = max(tol, cv.FloorRatio)
+		if cv.CILow > tol {
+			return fmt.Sprintf("its interval%s %s to %s lies above %s", atEdge(cv.Edge, a.Edge), ciEnd(cv.CILow), ciEnd(cv.CIHigh), toleranceName(cv, tol))
+		}
 	}
 	return ""
+}
+
+// atEdge names a slot's edge when it is not the one the verdict shows.
+func atEdge(edge, shown float64) string {
+	if edge == shown || edge == 0 {
+		return ""
+	}
+	return " at " + seconds(edge)
 }
 
 // toleranceName names what an interval was compared with.
@@ -288,24 +303,26 @@ func (a assessed) unsafe(c check) string {
 	if a.safeByFloor(c) {
 		return ""
 	}
-	if a.CIHigh == 0 {
-		return fmt.Sprintf("no bad events yet to bound the ratio below the harm bound %s", number(a.HarmBound))
+	si := a.slots[a.harm]
+	where := atEdge(si.edge, a.Edge)
+	if si.hi == 0 {
+		return fmt.Sprintf("no bad events yet to bound the ratio%s below the harm bound %s", where, number(a.HarmBound))
 	}
 	if c.metric.Direction == LowerIsWorse {
 		bound := a.HarmBound
 		if a.FloorRatio > 0 {
 			bound = min(bound, a.FloorRatio)
 		}
-		if a.CILow > bound {
+		if si.lo > bound {
 			return ""
 		}
-		return fmt.Sprintf("its interval reaches down to %s, not yet above the harm bound %s", ciEnd(a.CILow), number(bound))
+		return fmt.Sprintf("its interval%s reaches down to %s, not yet above the harm bound %s", where, ciEnd(si.lo), number(bound))
 	}
 	bound := max(a.HarmBound, a.FloorRatio)
-	if a.CIHigh < bound {
+	if si.hi < bound {
 		return ""
 	}
-	return fmt.Sprintf("its interval reaches up to %s, not yet below the harm bound %s", ciEnd(a.CIHigh), number(bound))
+	return fmt.Sprintf("its interval%s reaches up to %s, not yet below the harm bound %s", where, ciEnd(si.hi), number(bound))
 }
 
 // safeByFloor reports whether treatment's rate is shown to exceed control's
@@ -400,6 +417,18 @@ type assessed struct {
 	floorDiff float64
 	// alpha is the judge's α, for the bound on treatment's rate.
 	alpha float64
+	// slots are the intervals of every slot of a ratio check (the verdict
+	// shows the one with the most evidence of harm), and harm the index of
+	// the one the harm bound is checked on: the slot with the most bad
+	// events in control, whose interval narrows fastest (for latency's
+	// default edges, the one nearest control's p95).
+	slots []slotInterval
+	harm  int
+}
+
+// slotInterval is one slot's always-valid interval; hi is 0 without one.
+type slotInterval struct {
+	edge, lo, hi float64
 }
 
 // assess computes a check's current evidence and updates its running
@@ -483,9 +512,22 @@ func assess(cs *CheckState, c check, cur Snapshot, alpha float64, noTempering, h
 	if a.Control.Rate > 0 {
 		a.Ratio = a.Treatment.Rate / a.Control.Rate
 	}
-	if lo, hi, ok := s.Evidence.interval(phis[best], alpha); ok {
-		a.CILow, a.CIHigh = lo, hi
+	mostEvents := -1.0
+	for i, sl := range cs.Slots {
+		si := slotInterval{edge: sl.Edge}
+		if lo, hi, ok := sl.Evidence.interval(phis[i], alpha); ok {
+			si.lo, si.hi = lo, hi
+		}
+		a.slots = append(a.slots, si)
+		ce, _ := events(cur.Control)
+		if c.metric.Kind == KindLatency {
+			ce, _ = slowerOf(sl.Edge)(cur.Control)
+		}
+		if ce > mostEvents {
+			a.harm, mostEvents = i, ce
+		}
 	}
+	a.CILow, a.CIHigh = a.slots[best].lo, a.slots[best].hi
 	return a
 }
 

@@ -495,7 +495,8 @@ func TestJudgeRejectsBadInput(t *testing.T) {
 }
 
 // TestBeyondTolerance: a ratio check whose interval lies wholly on the
-// harmful side of its tolerance cannot pass (the rule Judge applies before
+// harmful side of its tolerance (or of its floor's ratio, where that is
+// further) cannot pass (the rule Judge applies before
 // a pass; FuzzJudge checks that no verdict breaks it).
 func TestBeyondTolerance(t *testing.T) {
 	higher := check{name: "error-rate", metric: MetricConfig{Name: "error-rate", Kind: KindErrorRate}, kind: checkRatio}
@@ -514,8 +515,11 @@ func TestBeyondTolerance(t *testing.T) {
 		{"lower is worse, below", lower, CheckVerdict{Tolerance: 0.9, CILow: 0.5, CIHigh: 0.8}, "its interval 0.5 to 0.8 lies below the tolerance 0.9"},
 		{"lower is worse, above", lower, CheckVerdict{Tolerance: 0.9, CILow: 1.5, CIHigh: 3}, ""},
 		{"not a ratio", bound, CheckVerdict{Tolerance: 0.05, CILow: 6, CIHigh: 9}, ""},
+		{"above the floor's ratio", higher, CheckVerdict{Tolerance: 1.2, FloorRatio: 3, CILow: 3.5, CIHigh: 16}, "its interval 3.5 to 16 lies above the practical floor's ratio 3.0"},
+		{"under the floor's ratio", higher, CheckVerdict{Tolerance: 1.2, FloorRatio: 3, CILow: 1.5, CIHigh: 16}, ""},
 	} {
-		if got := beyondTolerance(tc.cv, tc.c); got != tc.reason {
+		a := assessed{CheckVerdict: tc.cv, slots: []slotInterval{{lo: tc.cv.CILow, hi: tc.cv.CIHigh}}}
+		if got := a.beyondTolerance(tc.c); got != tc.reason {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.reason)
 		}
 	}

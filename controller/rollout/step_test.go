@@ -357,15 +357,17 @@ func TestStepWholeRollout(t *testing.T) {
 			}
 			continue
 		}
-		// 100 requests a second, split by the current percentage.
-		total.Treatment += 3000 * s.Percent / 100
-		total.Control += 3000 * (100 - s.Percent) / 100
+		// 10,000 requests a second, split by the current percentage:
+		// enough errors at 1% to bound the ratio below the default harm
+		// bound within a few looks.
+		total.Treatment += 300000 * s.Percent / 100
+		total.Control += 300000 * (100 - s.Percent) / 100
 		obs := Observation{Requests: total}
 		if s.Analyzing(now) {
-			// Healthy: both cohorts fail 1 request in 1000.
+			// Healthy: both cohorts fail 1 request in 100.
 			counts := judge.FlagCounts{Flag: s.Key,
-				Treatment: judge.CohortCounts{Requests: total.Treatment, Errors: total.Treatment / 1000},
-				Control:   judge.CohortCounts{Requests: total.Control, Errors: total.Control / 1000}}
+				Treatment: judge.CohortCounts{Requests: total.Treatment, Errors: total.Treatment / 100},
+				Control:   judge.CohortCounts{Requests: total.Control, Errors: total.Control / 100}}
 			next, v, err := judge.Judge(cfg, judged, counts, s.StepProgress(now))
 			if err != nil {
 				t.Fatal(err)
@@ -394,12 +396,7 @@ func TestStepWholeRollout(t *testing.T) {
 	if got := strings.Join(tos, " "); got != want {
 		t.Errorf("history %s\n         want %s", got, want)
 	}
-	// At 1% and 100 requests a second, 500 treatment requests take 500 s:
-	// the first step must not pass before that.
-	if d := s.History[1].At.Sub(s.History[0].At); d < 500*time.Second {
-		t.Errorf("left 1%% after %v, before 500 treatment requests", d)
-	}
-	for i := 2; i < len(s.History); i++ {
+	for i := 1; i < len(s.History); i++ {
 		if d := s.History[i].At.Sub(s.History[i-1].At); s.History[i-1].To == Progressing && d < 5*time.Minute {
 			t.Errorf("step at %v%% lasted %v, under minStepDuration", s.History[i-1].Percent, d)
 		}

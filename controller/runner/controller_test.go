@@ -204,8 +204,20 @@ func checkoutFlag(key string) flag.Flag {
 		Treatment: "on",
 		Enabled:   true,
 		Rollout: &flag.Rollout{Plan: json.RawMessage(`{"interval": "1s", "minStepDuration": "5s", "maxStepDuration": "1m",
-			"minRequests": 200, "metrics": [{"name": "error-rate", "tolerance": 1.2}]}`)},
+			"minRequests": 200, "metrics": [{"name": "error-rate", "tolerance": 1.2, "maxRatio": 0}]}`)},
 	}
+}
+
+// boundedFlag is checkoutFlag under the default harm bound and floor: a
+// step passes only on evidence that treatment is less than 1.5 times
+// worse. The loop's other tests turn the bound off (maxRatio: 0), since
+// they test its mechanics with a minute's traffic, too little to bound a
+// ratio.
+func boundedFlag(key string) flag.Flag {
+	f := checkoutFlag(key)
+	f.Rollout.Plan = json.RawMessage(`{"interval": "1s", "minStepDuration": "5s", "maxStepDuration": "5m",
+		"minRequests": 200, "metrics": [{"name": "error-rate", "tolerance": 1.2}]}`)
+	return f
 }
 
 // run ticks the loop once a second of fake time until done reports true or
@@ -248,8 +260,11 @@ func (f *fixture) flag(t *testing.T, key string) flag.Flag {
 func TestLoopPromotesHealthyAndRollsBackHarmful(t *testing.T) {
 	f := newFixture(t, openSQLite(t))
 	ctx := context.Background()
-	putFlag(t, f.st, checkoutFlag("healthy"))
-	putFlag(t, f.st, checkoutFlag("harmful"))
+	// 20,000 requests a second: at 1% treatment has 2 errors a second,
+	// enough to bound its ratio below 1.5 within a couple of minutes.
+	f.tr.rps = 20000
+	putFlag(t, f.st, boundedFlag("healthy"))
+	putFlag(t, f.st, boundedFlag("harmful"))
 	f.tr.errRate["healthy"] = [2]float64{0.01, 0.01}
 	f.tr.errRate["harmful"] = [2]float64{0.05, 0.01}
 	for _, key := range []string{"healthy", "harmful"} {
