@@ -81,3 +81,18 @@ func BenchmarkBucket(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkUnitBucket is the cost the SDKs add to every tracked evaluation
+// the split places: one more hash of the unit key.
+func BenchmarkUnitBucket(b *testing.B) {
+	units := make([]string, 1024)
+	for i := range units {
+		units[i] = "user-" + strconv.Itoa(i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		_ = UnitBucket(units[i&1023])
+		i++
+	}
+}

@@ -39,8 +39,15 @@ const UnitBucketSalt = "vigil-unit-bucket"
 // (MurmurHash3(UnitBucketSalt + "/" + unit) × UnitBuckets) >> 32, the same
 // hash and arithmetic as the variant bucket under a fixed salt.
 func UnitBucket(unit string) int {
-	return int((uint64(Hash(UnitBucketSalt, unit)) * UnitBuckets) >> 32)
+	m := unitBucketPrefix
+	m.writeString(unit)
+	return int((uint64(m.sum()) * UnitBuckets) >> 32)
 }
+
+// unitBucketPrefix is the hash state after UnitBucketSalt + "/", so that
+// UnitBucket, which the SDKs call on every tracked evaluation the split
+// places, hashes only the unit key.
+var unitBucketPrefix = saltPrefix(UnitBucketSalt)
 
 func bucketOf(h uint32) uint32 {
 	return uint32((uint64(h) * Buckets) >> 32)
