@@ -100,8 +100,8 @@ func TestMiddlewareKeepsResponseBehaviour(t *testing.T) {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/panic", nil))
 	}()
 	equal(t, "requests", counts(t, collect(t, reader)["feature_flag.requests"]), []string{
-		"error.type=500,feature_flag.key=a,feature_flag.result.reason=split,feature_flag.result.variant=on => 1",
-		"feature_flag.key=a,feature_flag.result.reason=split,feature_flag.result.variant=on => 1",
+		"error.type=500,feature_flag.key=a,feature_flag.result.reason=split,feature_flag.result.variant=on" + bucketAttr("u") + " => 1",
+		"feature_flag.key=a,feature_flag.result.reason=split,feature_flag.result.variant=on" + bucketAttr("u") + " => 1",
 	})
 }
 

@@ -80,11 +80,8 @@ func (c *Client) resolve(ctx context.Context, key string, ec flag.Context, r *re
 // the recording span in ctx.
 func (c *Client) observe(ctx context.Context, r *result, unit string) {
 	if r.scope != nil && r.d.Tracked && r.d.Variant != "" && r.meta != nil {
-		e := entry{answer: r.meta.answer(r.d.Variant, r.cohort)}
-		if c.pinning && !r.pinned && r.d.Reason != flag.ReasonError {
-			e.pinned, e.unit = true, unit
-		}
-		r.scope.add(e)
+		pinned := c.pinning && !r.pinned && r.d.Reason != flag.ReasonError
+		r.scope.add(r.meta, r.d.Variant, r.cohort, unit, pinned)
 	}
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {

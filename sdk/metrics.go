@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -29,6 +30,9 @@ const (
 	AttrReason    = semconv.AttrReason
 	AttrErrorType = semconv.AttrErrorType
 	AttrEventName = semconv.AttrEventName
+	// AttrUnitBucket is the unit's bucket (flag.UnitBucket), on the cohort
+	// metrics of units the split placed only.
+	AttrUnitBucket = semconv.AttrUnitBucket
 )
 
 // The span event an evaluation adds to a recording span, and the attributes
@@ -89,9 +93,20 @@ func (c *Client) initMetrics() error {
 type cohortKey struct {
 	key, variant string
 	reason       flag.Reason
-	errType      string
-	event        string
+	// bucket is the unit bucket's label, "" for cohorts without one.
+	bucket  string
+	errType string
+	event   string
 }
+
+// unitBucketLabels are the values of AttrUnitBucket, by unit bucket, made
+// once so that labelling a request does not format a number.
+var unitBucketLabels = func() (l [flag.UnitBuckets]string) {
+	for i := range l {
+		l[i] = strconv.Itoa(i)
+	}
+	return l
+}()
 
 // cohortOpts are the measurement options of one attribute set, built once:
 // building an attribute set and boxing it in an option allocates, which the
@@ -116,11 +131,14 @@ func (cc *cohortCache) get(k cohortKey) *cohortOpts {
 	if o != nil {
 		return o
 	}
-	attrs := make([]attribute.KeyValue, 0, 5)
+	attrs := make([]attribute.KeyValue, 0, 6)
 	attrs = append(attrs,
 		attribute.String(AttrKey, k.key),
 		attribute.String(AttrVariant, k.variant),
 		attribute.String(AttrReason, string(k.reason)))
+	if k.bucket != "" {
+		attrs = append(attrs, attribute.String(AttrUnitBucket, k.bucket))
+	}
 	if k.errType != "" {
 		attrs = append(attrs, attribute.String(AttrErrorType, k.errType))
 	}

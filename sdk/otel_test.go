@@ -18,6 +18,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
 // collect reads the SDK's metrics from reader, by name.
@@ -40,6 +42,12 @@ func collect(t *testing.T, reader *sdkmetric.ManualReader) map[string]metricdata
 }
 
 func encode(s attribute.Set) string { return s.Encoded(attribute.DefaultEncoder()) }
+
+// bucketAttr is unit's vigil.unit_bucket as encode renders it at the end of
+// a split cohort's attributes.
+func bucketAttr(unit string) string {
+	return fmt.Sprintf(",vigil.unit_bucket=%d", flag.UnitBucket(unit))
+}
 
 // counts renders an int64 sum's points as "attributes => value", sorted.
 func counts(t *testing.T, m metricdata.Metrics) []string {
@@ -141,13 +149,17 @@ func TestMiddlewareCohortMetrics(t *testing.T) {
 	if req.Unit != "{request}" {
 		t.Errorf("requests unit = %q", req.Unit)
 	}
-	want := []string{}
+	// Every request is one unit, placed by the split, so each counts in its
+	// unit's bucket.
+	n := map[string]int{}
 	for _, f := range []string{"feature_flag.key=a,feature_flag.result.reason=split,feature_flag.result.variant=on", "feature_flag.key=b,feature_flag.result.reason=split,feature_flag.result.variant=off"} {
-		want = append(want,
-			"error.type=503,"+f+" => 1",
-			"error.type=error,"+f+" => 1",
-			"error.type=quota,"+f+" => 1",
-			f+" => 3")
+		for u, errType := range map[string]string{"1": "", "2": "", "3": "error.type=503,", "4": "error.type=quota,", "5": "error.type=error,", "6": ""} {
+			n[errType+f+bucketAttr("user-"+u)]++
+		}
+	}
+	want := []string{}
+	for k, v := range n {
+		want = append(want, fmt.Sprintf("%s => %d", k, v))
 	}
 	slices.Sort(want)
 	equal(t, "feature_flag.requests", counts(t, req), want)
@@ -181,8 +193,8 @@ func TestScopeObserveAndTrack(t *testing.T) {
 
 	ms := collect(t, reader)
 	equal(t, "requests", counts(t, ms["feature_flag.requests"]), []string{
-		"error.type=error,feature_flag.key=a,feature_flag.result.reason=split,feature_flag.result.variant=on => 1",
-		"feature_flag.key=b,feature_flag.result.reason=split,feature_flag.result.variant=off => 1",
+		"error.type=error,feature_flag.key=a,feature_flag.result.reason=split,feature_flag.result.variant=on" + bucketAttr("job-1") + " => 1",
+		"feature_flag.key=b,feature_flag.result.reason=split,feature_flag.result.variant=off" + bucketAttr("job-2") + " => 1",
 	})
 	h := ms["feature_flag.request.duration"].Data.(metricdata.Histogram[float64])
 	for _, p := range h.DataPoints {
@@ -195,7 +207,7 @@ func TestScopeObserveAndTrack(t *testing.T) {
 		t.Errorf("events unit = %q", ev.Unit)
 	}
 	equal(t, "events", counts(t, ev), []string{
-		"feature_flag.event.name=order.placed,feature_flag.key=a,feature_flag.result.reason=split,feature_flag.result.variant=on => 2",
+		"feature_flag.event.name=order.placed,feature_flag.key=a,feature_flag.result.reason=split,feature_flag.result.variant=on" + bucketAttr("job-1") + " => 2",
 	})
 }
 
@@ -304,4 +316,95 @@ func TestErrorType(t *testing.T) {
 			t.Errorf("errorType(%v) = %q, want %q", tt.err, got, tt.want)
 		}
 	}
+}
+
+// TestUnitBucketOnSplitCohortsOnly: the cohorts of units the split placed
+// carry their unit's bucket, on every cohort metric; targeted, default and
+// disabled cohorts carry none, and untracked flags record nothing.
+func TestUnitBucketOnSplitCohortsOnly(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	split := rollout("split", 50, true)
+	split.Targets = []flag.Target{{Variant: "on", Units: []string{"user-3", "user-4"}}}
+	split.Rules = []flag.Rule{{Variant: "off", When: []flag.Clause{{Attribute: "plan", Op: flag.OpIn, Values: flag.Values{"gold"}}}}}
+	noRollout := rollout("no-rollout", 0, true)
+	noRollout.Rollout = nil
+	disabled := rollout("disabled", 100, true)
+	disabled.Enabled = false
+	flags := []flag.Flag{split, noRollout, disabled, rollout("untracked", 100, false)}
+	c := staticClient(t, mp, flags...)
+	snap, err := flag.NewSnapshot(1, flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	requests, events := map[string]int{}, map[string]int{}
+	reasons := map[flag.Reason]bool{}
+	buckets := map[int]bool{}
+	for i := range 200 {
+		ec := EvalContext{Key: fmt.Sprintf("user-%d", i)}
+		if i%10 == 0 {
+			ec.Attributes = map[string]any{"plan": "gold"}
+		}
+		ctx, s := c.StartScope(context.Background())
+		for _, f := range flags {
+			c.Bool(ctx, f.Key, ec, false)
+			if !f.Tracked {
+				continue
+			}
+			d := snap.Evaluate(f.Key, ec)
+			reasons[d.Reason] = true
+			cohort := fmt.Sprintf("feature_flag.key=%s,feature_flag.result.reason=%s,feature_flag.result.variant=%s", f.Key, d.Reason, d.Variant)
+			if d.Reason == flag.ReasonSplit {
+				cohort += bucketAttr(ec.Key)
+				buckets[flag.UnitBucket(ec.Key)] = true
+			}
+			requests[cohort]++
+			events["feature_flag.event.name=paid,"+cohort]++
+		}
+		c.Track(ctx, "paid")
+		s.End(nil)
+	}
+	// The population must reach every reason and every bucket, or the
+	// comparison below would prove less than it claims.
+	for _, r := range []flag.Reason{flag.ReasonSplit, flag.ReasonTargetingMatch, flag.ReasonDefault, flag.ReasonDisabled} {
+		if !reasons[r] {
+			t.Fatalf("no evaluation with reason %s", r)
+		}
+	}
+	if len(buckets) != flag.UnitBuckets {
+		t.Fatalf("split units in %d buckets, want all %d", len(buckets), flag.UnitBuckets)
+	}
+	render := func(m map[string]int) []string {
+		var out []string
+		for k, v := range m {
+			out = append(out, fmt.Sprintf("%s => %d", k, v))
+		}
+		slices.Sort(out)
+		return out
+	}
+	ms := collect(t, reader)
+	equal(t, "requests", counts(t, ms[MetricRequests]), render(requests))
+	equal(t, "durations", histCounts(t, ms[MetricRequestDuration]), render(requests))
+	equal(t, "events", counts(t, ms[MetricEvents]), render(events))
+}
+
+// TestUnitBucketPerUnitInOneScope: flags evaluated for different units in
+// one scope each count in their own unit's bucket.
+func TestUnitBucketPerUnitInOneScope(t *testing.T) {
+	c, reader := metricClient(t)
+	u1, u2 := "user-1", "user-2"
+	for i := 3; flag.UnitBucket(u1) == flag.UnitBucket(u2); i++ {
+		u2 = fmt.Sprintf("user-%d", i)
+	}
+	ctx, s := c.StartScope(context.Background())
+	c.Bool(ctx, "a", unit(u1), false)
+	c.Bool(ctx, "b", unit(u2), false)
+	c.Bool(ctx, "a", unit(u2), false) // the first result of a flag counts
+	s.End(nil)
+	equal(t, "requests", counts(t, collect(t, reader)[MetricRequests]), []string{
+		"feature_flag.key=a,feature_flag.result.reason=split,feature_flag.result.variant=on" + bucketAttr(u1) + " => 1",
+		"feature_flag.key=b,feature_flag.result.reason=split,feature_flag.result.variant=off" + bucketAttr(u2) + " => 1",
+	})
 }

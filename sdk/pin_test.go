@@ -110,9 +110,10 @@ func TestBaggagePinningAcrossServices(t *testing.T) {
 		t.Errorf("pin member = %q", m.String())
 	}
 
-	// B's cohort metrics count the pinned request in A's cohort (split).
+	// B's cohort metrics count the pinned request in A's cohort (split),
+	// in the unit's bucket as A counts it.
 	equal(t, "B's requests", counts(t, collect(t, readerB)["feature_flag.requests"]), []string{
-		"feature_flag.key=checkout,feature_flag.result.reason=split,feature_flag.result.variant=on => 1",
+		"feature_flag.key=checkout,feature_flag.result.reason=split,feature_flag.result.variant=on" + bucketAttr("user-1") + " => 1",
 	})
 }
 

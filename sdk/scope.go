@@ -44,15 +44,20 @@ type Scope struct {
 	bag any
 }
 
-// entry is a tracked flag evaluated in a scope, and its pin. It is kept
-// small because a scope holds four inline and is allocated per request.
+// entry is a tracked flag evaluated in a scope for a unit, and its pin. It
+// is kept small because a scope holds four inline and is allocated per
+// request.
 type entry struct {
 	*answer
 	// pinned marks an entry this scope pins for the rest of the request;
 	// the unit's hash for the baggage member is computed when one is
 	// needed, not on every evaluation.
 	pinned bool
-	unit   string
+	// unitBucket is unit's bucket when the split placed it, else -1, so
+	// that the other flags of the request, mostly evaluated for the same
+	// unit, do not hash it again.
+	unitBucket int8
+	unit       string
 }
 
 type scopeKey struct{}
@@ -152,7 +157,7 @@ func (c *Client) Track(ctx context.Context, name string) {
 	}
 	var buf [8]entry
 	for _, e := range s.snapshotEntries(buf[:0]) {
-		c.events.Add(ctx, 1, c.cohorts.get(cohortKey{key: e.meta.key, variant: e.variant, reason: e.reason, event: name}).add...)
+		c.events.Add(ctx, 1, c.cohorts.get(cohortKey{key: e.meta.key, variant: e.variant, reason: e.reason, bucket: e.bucket, event: name}).add...)
 	}
 }
 
@@ -163,14 +168,20 @@ func (s *Scope) snapshotEntries(buf []entry) []entry {
 	return append(buf, s.more...)
 }
 
-// add registers a tracked flag's result, pinned if e.pinned. The first
-// result of a flag in a scope is the one recorded and pinned.
-func (s *Scope) add(e entry) {
+// add registers the result of m's tracked flag for unit, variant in the
+// cohort of reason, and pins it if pinned. The first result of a flag in a
+// scope is the one recorded and pinned.
+func (s *Scope) add(m *flagMeta, variant string, reason flag.Reason, unit string, pinned bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended || s.find(e.meta) != nil {
+	if s.ended || s.find(m) != nil {
 		return
 	}
+	e := entry{pinned: pinned, unitBucket: -1, unit: unit}
+	if reason == flag.ReasonSplit {
+		e.unitBucket = s.unitBucket(unit)
+	}
+	e.answer = m.answer(variant, reason, int(e.unitBucket))
 	if e.pinned && s.incoming.Len() > 0 && s.incoming.Member(e.meta.pinName).Key() != "" {
 		// Pinned upstream but not honoured here (another unit, or a
 		// variant this service lacks): leave the upstream pin to travel.
@@ -186,6 +197,17 @@ func (s *Scope) add(e entry) {
 		s.hasPins.Store(true)
 		s.bag = nil
 	}
+}
+
+// unitBucket returns unit's bucket, from an earlier entry of the unit when
+// there is one; the caller holds mu.
+func (s *Scope) unitBucket(unit string) int8 {
+	for _, e := range s.inline() {
+		if e.unitBucket >= 0 && e.unit == unit {
+			return e.unitBucket
+		}
+	}
+	return int8(flag.UnitBucket(unit))
 }
 
 // inline returns the entries held in the scope itself; see n.
@@ -303,7 +325,7 @@ func (s *Scope) finish(errType string, d time.Duration) {
 func (c *Client) record(ctx context.Context, a *answer, errType string, secs float64) {
 	o := a.ok
 	if o == nil || errType != "" {
-		o = c.cohorts.get(cohortKey{key: a.meta.key, variant: a.variant, reason: a.reason, errType: errType})
+		o = c.cohorts.get(cohortKey{key: a.meta.key, variant: a.variant, reason: a.reason, bucket: a.bucket, errType: errType})
 	}
 	o.requests.Add(1)
 	c.duration.Record(ctx, secs, o.record...)

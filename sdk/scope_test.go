@@ -61,7 +61,7 @@ func TestScopeConcurrentEvaluations(t *testing.T) {
 	pins := map[string]string{}
 	for _, f := range flags {
 		d := snap.Evaluate(f.Key, u)
-		want = append(want, fmt.Sprintf("feature_flag.key=%s,feature_flag.result.reason=split,feature_flag.result.variant=%s => 1", f.Key, d.Variant))
+		want = append(want, fmt.Sprintf("feature_flag.key=%s,feature_flag.result.reason=split,feature_flag.result.variant=%s%s => 1", f.Key, d.Variant, bucketAttr(u.Key)))
 		pins[pinPrefix+f.Key] = d.Variant
 	}
 	b := baggage.FromContext(ctx)

@@ -38,19 +38,25 @@ type flagMeta struct {
 	answers []variantAnswers
 }
 
-// variantAnswers are a variant's answers, by reason.
+// variantAnswers are a variant's answers, by reason, and for the split by
+// unit bucket.
 type variantAnswers struct {
 	variant  string
 	byReason [numReasons]*answer
+	// split are the answers of units the split placed, by unit bucket;
+	// byReason holds none for the split.
+	split [flag.UnitBuckets]*answer
 }
 
 // answer is one variant of a tracked flag with the reason its cohort
-// carries, and the metric options of that cohort's requests without error
-// (nil when not prepared).
+// carries, the unit bucket its cohort metrics carry ("" for none), and the
+// metric options of that cohort's requests without error (nil when not
+// prepared).
 type answer struct {
 	meta    *flagMeta
 	variant string
 	reason  flag.Reason
+	bucket  string
 	ok      *cohortOpts
 }
 
@@ -92,7 +98,14 @@ func newFlagMeta(f *flag.Flag, c *flag.Compiled, cc *cohortCache) *flagMeta {
 		for name := range f.Variants {
 			va := variantAnswers{variant: name}
 			for i, r := range cohortReasons {
+				if r == flag.ReasonSplit {
+					continue
+				}
 				va.byReason[i] = &answer{meta: m, variant: name, reason: r, ok: cc.get(cohortKey{key: f.Key, variant: name, reason: r})}
+			}
+			for b, label := range unitBucketLabels {
+				k := cohortKey{key: f.Key, variant: name, reason: flag.ReasonSplit, bucket: label}
+				va.split[b] = &answer{meta: m, variant: name, reason: flag.ReasonSplit, bucket: label, ok: cc.get(k)}
 			}
 			m.answers = append(m.answers, va)
 		}
@@ -100,17 +113,27 @@ func newFlagMeta(f *flag.Flag, c *flag.Compiled, cc *cohortCache) *flagMeta {
 	return m
 }
 
-// answer returns the prepared answer of variant and reason, or a new one
-// without metric options when it was not prepared.
-func (m *flagMeta) answer(variant string, reason flag.Reason) *answer {
+// answer returns the prepared answer of variant and reason, in unit bucket
+// bucket when it is not negative, or a new one without metric options when
+// it was not prepared. Only the split places units at random, so only its
+// cohorts carry a bucket, for the judge to measure how bad events cluster
+// by unit (docs/sdk.md).
+func (m *flagMeta) answer(variant string, reason flag.Reason, bucket int) *answer {
 	if i := reasonIndex(reason); i >= 0 {
 		for j := range m.answers {
-			if m.answers[j].variant == variant {
-				return m.answers[j].byReason[i]
+			if va := &m.answers[j]; va.variant == variant {
+				if reason == flag.ReasonSplit {
+					return va.split[bucket]
+				}
+				return va.byReason[i]
 			}
 		}
 	}
-	return &answer{meta: m, variant: variant, reason: reason}
+	a := &answer{meta: m, variant: variant, reason: reason}
+	if reason == flag.ReasonSplit {
+		a.bucket = unitBucketLabels[bucket]
+	}
+	return a
 }
 
 // store applies deliveries to the current state. Writers serialize on mu;

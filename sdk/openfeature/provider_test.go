@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,7 +197,7 @@ func variants(kv ...string) map[string]json.RawMessage {
 func testFlags() []flag.Flag {
 	return []flag.Flag{
 		{Key: "checkout", Variants: variants("off", "false", "on", "true"), Control: "off", Treatment: "on", Enabled: true,
-			Rollout: &flag.Rollout{Percent: 100}, Tracked: true},
+			Targets: []flag.Target{{Variant: "on", Units: []string{"vip"}}}, Rollout: &flag.Rollout{Percent: 100}, Tracked: true},
 		{Key: "color", Variants: variants("a", `"red"`, "b", `"blue"`), Control: "a", Enabled: true,
 			Rules: []flag.Rule{{Variant: "b", When: []flag.Clause{{Attribute: "plan", Op: flag.OpIn, Values: flag.Values{"gold"}}}}}},
 		{Key: "ratio", Variants: variants("a", "0.25"), Control: "a", Enabled: true},
@@ -301,25 +302,36 @@ func TestProvider(t *testing.T) {
 	}
 
 	// Evaluations through OpenFeature in a request scope count in the
-	// cohort metrics, and Track counts business events per cohort.
+	// cohort metrics, and Track counts business events per cohort. A unit
+	// the split placed counts in its unit bucket, a targeted one in none.
 	sctx, scope := p.Client().StartScope(ctx)
 	if !c.Boolean(sctx, "checkout", false, user) {
 		t.Error("checkout in scope")
 	}
 	c.Track(sctx, "checkout.completed", user, of.NewTrackingEventDetails(30))
 	scope.End(nil)
+	vip := of.NewEvaluationContext("vip", nil)
+	sctx, scope = p.Client().StartScope(ctx)
+	c.Boolean(sctx, "checkout", false, vip)
+	c.Track(sctx, "checkout.completed", vip, of.NewTrackingEventDetails(30))
+	scope.End(nil)
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(ctx, &rm); err != nil {
 		t.Fatal(err)
 	}
 	cohort := attribute.NewSet(attribute.String("feature_flag.key", "checkout"),
-		attribute.String("feature_flag.result.variant", "on"), attribute.String("feature_flag.result.reason", "split"))
-	event := attribute.NewSet(append(cohort.ToSlice(), attribute.String("feature_flag.event.name", "checkout.completed"))...)
-	if got := sumFor(rm, "feature_flag.events", event); got != 1 {
-		t.Errorf("feature_flag.events{checkout.completed} = %d, want 1", got)
-	}
-	if got := sumFor(rm, "feature_flag.requests", cohort); got != 1 {
-		t.Errorf("feature_flag.requests = %d, want 1 (evaluations outside the scope do not count)", got)
+		attribute.String("feature_flag.result.variant", "on"), attribute.String("feature_flag.result.reason", "split"),
+		attribute.String("vigil.unit_bucket", strconv.Itoa(flag.UnitBucket("user-1"))))
+	targeted := attribute.NewSet(attribute.String("feature_flag.key", "checkout"),
+		attribute.String("feature_flag.result.variant", "on"), attribute.String("feature_flag.result.reason", "targeting_match"))
+	for _, set := range []attribute.Set{cohort, targeted} {
+		event := attribute.NewSet(append(set.ToSlice(), attribute.String("feature_flag.event.name", "checkout.completed"))...)
+		if got := sumFor(rm, "feature_flag.events", event); got != 1 {
+			t.Errorf("feature_flag.events{%s} = %d, want 1", event.Encoded(attribute.DefaultEncoder()), got)
+		}
+		if got := sumFor(rm, "feature_flag.requests", set); got != 1 {
+			t.Errorf("feature_flag.requests{%s} = %d, want 1 (evaluations outside the scope do not count)", set.Encoded(attribute.DefaultEncoder()), got)
+		}
 	}
 
 	// CONFIGURATION_CHANGED names the changed flag.

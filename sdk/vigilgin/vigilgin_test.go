@@ -89,7 +89,8 @@ func TestMiddleware(t *testing.T) {
 		}
 	}
 	slices.Sort(got)
-	const cohort = "feature_flag.key=checkout,feature_flag.result.reason=split,feature_flag.result.variant=on"
+	// Unit "u" is placed by the split, so its cohort carries its bucket.
+	cohort := fmt.Sprintf("feature_flag.key=checkout,feature_flag.result.reason=split,feature_flag.result.variant=on,vigil.unit_bucket=%d", flag.UnitBucket("u"))
 	want := []string{
 		"error.type=error," + cohort + " => 1",
 		"error.type=500," + cohort + " => 1",

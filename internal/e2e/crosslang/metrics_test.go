@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/vigil-dev/vigil/sdk"
+	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
 // recordedMetric is one instrument as an SDK exported it: the attribute
@@ -140,6 +142,9 @@ func TestMetricContractSameInGoAndTypeScript(t *testing.T) {
 		"attrReason":            sdk.AttrReason,
 		"attrErrorType":         sdk.AttrErrorType,
 		"attrEventName":         sdk.AttrEventName,
+		"attrUnitBucket":        sdk.AttrUnitBucket,
+		"unitBuckets":           float64(flag.UnitBuckets),
+		"unitBucketSalt":        flag.UnitBucketSalt,
 		"durationBuckets":       buckets,
 		"spanAttributePrefix":   sdk.SpanAttributePrefix,
 	}
@@ -175,4 +180,129 @@ func TestMetricContractSameInGoAndTypeScript(t *testing.T) {
 		j, _ := json.MarshalIndent(jsRec, "", " ")
 		t.Errorf("recorded metrics differ\nGo:\n%s\nTypeScript:\n%s", g, j)
 	}
+}
+
+// TestUnitBucketsSameInGoAndTypeScript records the same units of work in
+// both SDKs (sdk/js/tools/metrics.ts with a units file): a tracked flag
+// whose units are placed by its split, by targets, or not at all (the empty
+// key), and an untracked flag. Every point, with its attribute values, must
+// be the same, so that both languages put each unit in the same unit
+// bucket, and label the split's cohorts only. The units are those of
+// testdata/unit-bucket-v1.json, every shape of key.
+func TestUnitBucketsSameInGoAndTypeScript(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "testdata", "unit-bucket-v1.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vf struct {
+		Vectors []struct {
+			Unit string `json:"unit"`
+		} `json:"vectors"`
+	}
+	if err := json.Unmarshal(data, &vf); err != nil {
+		t.Fatalf("decode unit-bucket-v1.json: %v", err)
+	}
+	units := []string{"vip-1", "staff-1"}
+	for _, v := range vf.Vectors {
+		units = append(units, v.Unit)
+	}
+	input, err := json.Marshal(map[string][]string{"units": units})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "units.json")
+	if err := os.WriteFile(path, input, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command("node", tool(t, "metrics.js"), path)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("node metrics.js: %v\n%s", err, stderr.String())
+	}
+	var js struct {
+		Points []string `json:"points"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &js); err != nil {
+		t.Fatalf("decode node output: %v\n%s", err, stdout.String())
+	}
+
+	goPoints := goUnitPoints(t, units)
+	// What Go records must reach every unit bucket and the targeted
+	// cohorts, or agreeing would prove little.
+	seen := map[string]bool{}
+	for _, p := range goPoints {
+		if _, after, ok := strings.Cut(p, sdk.AttrUnitBucket+"="); ok {
+			seen[after[:1]] = true
+		}
+		if strings.Contains(p, "reason=targeting_match") {
+			seen["targeted"] = true
+		}
+	}
+	if len(seen) != flag.UnitBuckets+1 {
+		t.Fatalf("Go points reach only %v of the %d unit buckets and the targets: %q", seen, flag.UnitBuckets, goPoints)
+	}
+	if !slices.Equal(js.Points, goPoints) {
+		t.Errorf("points differ\nGo:         %q\nTypeScript: %q", goPoints, js.Points)
+	}
+}
+
+// goUnitPoints records with the Go SDK what sdk/js/tools/metrics.ts records
+// for a units file, in its "name|key=value,...|count" form, sorted.
+func goUnitPoints(t *testing.T, units []string) []string {
+	t.Helper()
+	onOff := `"variants": {"off": false, "on": true}, "control": "off", "treatment": "on", "enabled": true, "rollout": {"percent": 50}`
+	doc := `{"flags": [{"key": "split", ` + onOff + `, "tracked": true,
+		"targets": [{"variant": "on", "units": ["vip-1"]}, {"variant": "off", "units": ["staff-1"]}]},
+		{"key": "quiet", ` + onOff + `, "tracked": false}]}`
+	flags := filepath.Join(t.TempDir(), "flags.json")
+	if err := os.WriteFile(flags, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	c, err := sdk.New(context.Background(), sdk.Config{FlagsFile: flags, MeterProvider: mp, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, u := range units {
+		ctx, s := c.StartScope(context.Background())
+		c.Bool(ctx, "split", sdk.EvalContext{Key: u}, false)
+		c.Bool(ctx, "quiet", sdk.EvalContext{Key: u}, false)
+		c.Track(ctx, "paid")
+		s.End(nil)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	point := func(name string, set attribute.Set, n int64) {
+		var kvs []string
+		for _, kv := range set.ToSlice() {
+			kvs = append(kvs, string(kv.Key)+"="+kv.Value.Emit())
+		}
+		slices.Sort(kvs)
+		out = append(out, fmt.Sprintf("%s|%s|%d", name, strings.Join(kvs, ","), n))
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					point(m.Name, p.Attributes, p.Value)
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					point(m.Name, p.Attributes, int64(p.Count))
+				}
+			default:
+				t.Fatalf("metric %s: unexpected data %T", m.Name, m.Data)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -7,9 +7,11 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -19,6 +21,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/vigil-dev/vigil/sdk"
+	vigilflag "github.com/vigil-dev/vigil/sdk/flag"
+	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
 // TestPrometheusExposition runs the example service with the real
@@ -143,4 +147,166 @@ func labels(m *dto.Metric) map[string]string {
 		out[l.GetName()] = l.GetValue()
 	}
 	return out
+}
+
+// TestUnitBucketSeries runs the example service with the real exporter and
+// a tracked flag that places most units by its split and some by targets:
+// split series carry vigil_unit_bucket, the unit's bucket, and targeted ones
+// do not; an untracked flag exports no cohort series at all. It counts the
+// series a tracked flag adds, which docs/sdk.md quotes.
+func TestUnitBucketSeries(t *testing.T) {
+	const users = 160
+	doc := func(tracked bool) string {
+		return fmt.Sprintf(`{"flags": [{"key": "new-checkout", "variants": {"off": false, "on": true}, "control": "off", "treatment": "on",
+			"enabled": true, "tracked": %v, "rollout": {"percent": 50},
+			"targets": [{"variant": "on", "units": ["vip-1", "vip-2"]}, {"variant": "off", "units": ["staff-1"]}]}]}`, tracked)
+	}
+	units := []string{"vip-1", "vip-2", "staff-1"}
+	for i := range users {
+		units = append(units, fmt.Sprintf("user-%d", i))
+	}
+
+	tracked := scrapeAfter(t, doc(true), units)
+	// Each unit made one good and one failed request.
+	want := map[string]int{}
+	for _, u := range units {
+		d := tracked.client.Snapshot().Evaluate("new-checkout", sdk.EvalContext{Key: u})
+		bucket := ""
+		if d.Reason == vigilflag.ReasonSplit {
+			bucket = strconv.Itoa(vigilflag.UnitBucket(u))
+		}
+		for _, e := range []string{"", "503"} {
+			want[fmt.Sprintf("%s %s %s %s", d.Variant, d.Reason, bucket, e)]++
+		}
+	}
+	got := map[string]int{}
+	buckets := map[string]bool{}
+	for _, m := range tracked.families[semconv.PromRequests].GetMetric() {
+		l := labels(m)
+		bucket, has := l[semconv.LabelUnitBucket]
+		if split := l[semconv.LabelReason] == semconv.ReasonSplit; split != has {
+			t.Errorf("series %v: reason %s with unit bucket label %v", l, l[semconv.LabelReason], has)
+		}
+		buckets[bucket] = true
+		got[fmt.Sprintf("%s %s %s %s", l[semconv.LabelVariant], l[semconv.LabelReason], bucket, l[semconv.LabelErrorType])] += int(m.GetCounter().GetValue())
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("requests by variant, reason, unit bucket and error type:\n got  %v\n want %v", got, want)
+	}
+	if len(buckets) != vigilflag.UnitBuckets+1 { // the 8 buckets and none
+		t.Errorf("unit bucket labels %v, want all %d and none", buckets, vigilflag.UnitBuckets)
+	}
+
+	// The series of the exposition, as Prometheus stores them: one per
+	// sample line. Two variants, good and failed (one error type): the
+	// split's cohorts are 2 x 2 x 8 unit buckets, the targets' 2 x 2, and
+	// each cohort has one counter series and a histogram of 20 boundaries
+	// plus +Inf, _sum and _count.
+	perCohort := 1 + len(sdk.DurationBuckets) + 1 + 2
+	split, targeted := tracked.series(t)
+	if want := 2 * 2 * vigilflag.UnitBuckets * perCohort; split != want {
+		t.Errorf("%d split series, want %d", split, want)
+	}
+	if want := 2 * 2 * perCohort; targeted != want {
+		t.Errorf("%d targeted series, want %d", targeted, want)
+	}
+	t.Logf("series per process: split %d (%d per cohort), targeted %d", split, perCohort, targeted)
+
+	untracked := scrapeAfter(t, doc(false), units)
+	for name := range untracked.families {
+		if strings.HasPrefix(name, "feature_flag_") {
+			t.Errorf("an untracked flag exported %s", name)
+		}
+	}
+}
+
+// scrape is one scrape of the example service's /metrics.
+type scrape struct {
+	client   *sdk.Client
+	text     string
+	families map[string]*dto.MetricFamily
+}
+
+// series counts the cohort series of the exposition, with and without the
+// unit bucket label.
+func (s scrape) series(t *testing.T) (labelled, unlabelled int) {
+	t.Helper()
+	for _, line := range strings.Split(s.text, "\n") {
+		if !strings.HasPrefix(line, "feature_flag_") {
+			continue
+		}
+		if strings.Contains(line, semconv.LabelUnitBucket+`="`) {
+			labelled++
+		} else {
+			unlabelled++
+		}
+	}
+	return labelled, unlabelled
+}
+
+// scrapeAfter serves the flags file doc with the example's handler and
+// exporter, sends each unit one good and one failed /checkout, and scrapes.
+func scrapeAfter(t *testing.T, doc string, units []string) scrape {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "flags.json")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	registry := prometheus.NewRegistry()
+	mp, err := newMeterProvider(registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	client, err := sdk.New(context.Background(), sdk.Config{FlagsFile: path, MeterProvider: mp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	srv := httptest.NewServer(newHandler(client, registry))
+	t.Cleanup(srv.Close)
+	get := func(path string) (string, error) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	// The handler sleeps a few milliseconds per request: send them from a
+	// few goroutines.
+	paths := make(chan string)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			var first error
+			for p := range paths {
+				if _, err := get(p); err != nil && first == nil {
+					first = err
+				}
+			}
+			errs <- first
+		}()
+	}
+	for _, u := range units {
+		paths <- "/checkout?user=" + url.QueryEscape(u)
+		paths <- "/checkout?fail=1&user=" + url.QueryEscape(u)
+	}
+	close(paths)
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	text, err := get("/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("parse exposition: %v\n%s", err, text)
+	}
+	return scrape{client: client, text: text, families: families}
 }

@@ -165,6 +165,26 @@ export function bucket(salt: string, unit: string): number {
 }
 
 /**
+ * The number of unit buckets: the cohort metrics of a tracked flag's units
+ * placed by the split carry the unit's bucket (ATTR_UNIT_BUCKET), so that
+ * the judge can measure how bad events cluster by unit. See docs/sdk.md.
+ */
+export const UNIT_BUCKETS = 8;
+
+/** The fixed salt of the unit-bucket hash, no flag's salt. */
+export const UNIT_BUCKET_SALT = "vigil-unit-bucket";
+
+const UNIT_BUCKET_PREFIX = saltPrefix(UNIT_BUCKET_SALT);
+
+/**
+ * Returns unit's bucket in [0, UNIT_BUCKETS): (hash(UNIT_BUCKET_SALT, unit)
+ * * 8) >> 32, Go's flag.UnitBucket (docs/bucketing.md, "The unit bucket").
+ */
+export function unitBucket(unit: string): number {
+  return Math.floor((hashFrom(UNIT_BUCKET_PREFIX, unit) * UNIT_BUCKETS) / TWO_32);
+}
+
+/**
  * Converts a percentage with at most three decimals to thousandths of a
  * percent, the threshold bucketing compares with, or throws a RangeError.
  * It computes exactly what Go's flag.Millipercent does: p * 1000 is the same

@@ -3,7 +3,7 @@
 // and OpenTelemetry cohort metrics. The OpenFeature provider is in
 // "@vigil-dev/sdk/openfeature".
 
-export { BUCKETING_VERSION, BUCKETS, bucket, hash, millipercent } from "./bucket.js";
+export { BUCKETING_VERSION, BUCKETS, UNIT_BUCKETS, UNIT_BUCKET_SALT, bucket, hash, millipercent, unitBucket } from "./bucket.js";
 export { AuthError, Client, type ClientConfig, type ClientEvents, type Logger } from "./client.js";
 export {
   FieldError,
@@ -27,6 +27,7 @@ export {
   ATTR_EVENT_NAME,
   ATTR_KEY,
   ATTR_REASON,
+  ATTR_UNIT_BUCKET,
   ATTR_VARIANT,
   DURATION_BUCKETS,
   METRIC_EVENTS,

@@ -16,6 +16,7 @@ import {
   type Context,
   type MeterProvider,
 } from "@opentelemetry/api";
+import { unitBucket } from "./bucket.js";
 import type { Detail, Reason } from "./flag.js";
 import { parsePin, PinningContext, PIN_PREFIX, type Pin } from "./pin.js";
 
@@ -32,6 +33,11 @@ export const ATTR_VARIANT = "feature_flag.result.variant";
 export const ATTR_REASON = "feature_flag.result.reason";
 export const ATTR_ERROR_TYPE = "error.type";
 export const ATTR_EVENT_NAME = "feature_flag.event.name";
+/**
+ * The unit's bucket (unitBucket) as a decimal string "0" to "7", on the
+ * cohort metrics of units placed by the split only, never on the span event.
+ */
+export const ATTR_UNIT_BUCKET = "vigil.unit_bucket";
 
 /** The span event every evaluation adds to the active span. */
 export const SPAN_EVENT = "feature_flag.evaluation";
@@ -51,6 +57,8 @@ export const SDK_VERSION = "0.1.0";
 interface Entry {
   variant: string;
   reason: Reason;
+  /** the unit bucket the cohort carries, "" for none */
+  bucket: string;
 }
 
 /**
@@ -67,6 +75,9 @@ export class Scope {
   private ended = false;
   private errType = "";
   private readonly start = process.hrtime.bigint();
+  /** the last unit placed by a split, and its bucket: one request's flags are mostly evaluated for one unit */
+  private bucketUnit: string | undefined;
+  private bucket = "";
 
   /** @internal incoming is the baggage the unit of work arrived with. */
   constructor(
@@ -75,12 +86,21 @@ export class Scope {
   ) {}
 
   /**
-   * @internal Registers a tracked flag's result and pins it when pin is
-   * given; the first result per flag wins.
+   * @internal Registers a tracked flag's result for unit and pins it when
+   * pin is given; the first result per flag wins. Only the split places
+   * units at random, so only its cohorts carry the unit's bucket.
    */
-  add(key: string, variant: string, reason: Reason, pin?: Pin): void {
+  add(key: string, variant: string, reason: Reason, unit: string, pin?: Pin): void {
     if (this.ended || this.entries.has(key)) return;
-    this.entries.set(key, { variant, reason });
+    let bucket = "";
+    if (reason === "split") {
+      if (this.bucketUnit !== unit) {
+        this.bucketUnit = unit;
+        this.bucket = String(unitBucket(unit));
+      }
+      bucket = this.bucket;
+    }
+    this.entries.set(key, { variant, reason, bucket });
     // Pinned upstream but not honoured here (another unit, or a variant
     // this service lacks): leave the upstream pin to travel.
     if (pin !== undefined && this.incoming?.getEntry(PIN_PREFIX + key) === undefined) this.pins.set(key, pin);
@@ -130,7 +150,7 @@ export class Scope {
 
   /** Counts a business event in the cohort of every tracked flag evaluated so far. */
   track(name: string): void {
-    for (const [key, e] of this.entries) this.telemetry.event(key, e.variant, e.reason, name);
+    for (const [key, e] of this.entries) this.telemetry.event(key, e.variant, e.reason, e.bucket, name);
   }
 
   private elapsed(): number {
@@ -141,7 +161,7 @@ export class Scope {
     if (this.ended) return;
     this.ended = true;
     const t = this.errType !== "" ? this.errType : errType;
-    for (const [key, e] of this.entries) this.telemetry.request(key, e.variant, e.reason, t, seconds);
+    for (const [key, e] of this.entries) this.telemetry.request(key, e.variant, e.reason, e.bucket, t, seconds);
   }
 }
 
@@ -199,11 +219,12 @@ export class Telemetry {
     this.recordUnitKey = opts.recordUnitKey === true;
   }
 
-  private attrs(key: string, variant: string, reason: string, errType: string, event: string): Attributes {
-    const id = `${key}\0${variant}\0${reason}\0${errType}\0${event}`;
+  private attrs(key: string, variant: string, reason: string, bucket: string, errType: string, event: string): Attributes {
+    const id = `${key}\0${variant}\0${reason}\0${bucket}\0${errType}\0${event}`;
     let a = this.cohorts.get(id);
     if (a === undefined) {
       a = { [ATTR_KEY]: key, [ATTR_VARIANT]: variant, [ATTR_REASON]: reason };
+      if (bucket !== "") a[ATTR_UNIT_BUCKET] = bucket;
       if (errType !== "") a[ATTR_ERROR_TYPE] = errType;
       if (event !== "") a[ATTR_EVENT_NAME] = event;
       Object.freeze(a);
@@ -212,14 +233,14 @@ export class Telemetry {
     return a;
   }
 
-  request(key: string, variant: string, reason: string, errType: string, seconds: number): void {
-    const a = this.attrs(key, variant, reason, errType, "");
+  request(key: string, variant: string, reason: string, bucket: string, errType: string, seconds: number): void {
+    const a = this.attrs(key, variant, reason, bucket, errType, "");
     this.requests.add(1, a);
     this.duration.record(seconds, a);
   }
 
-  event(key: string, variant: string, reason: string, name: string): void {
-    this.events.add(1, this.attrs(key, variant, reason, "", name));
+  event(key: string, variant: string, reason: string, bucket: string, name: string): void {
+    this.events.add(1, this.attrs(key, variant, reason, bucket, "", name));
   }
 
   /**
@@ -228,7 +249,7 @@ export class Telemetry {
    * active span.
    */
   observe(d: Detail, unit: string, scope: Scope | undefined, cohort: Reason, pin: Pin | undefined): void {
-    if (scope !== undefined && d.tracked && d.variant !== "") scope.add(d.key, d.variant, cohort, pin);
+    if (scope !== undefined && d.tracked && d.variant !== "") scope.add(d.key, d.variant, cohort, unit, pin);
     const span = trace.getActiveSpan();
     if (span === undefined || !span.isRecording()) return;
     const a: Attributes = {

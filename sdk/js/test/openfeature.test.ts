@@ -3,6 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { OpenFeature, ProviderEvents, ProviderStatus, type EventDetails } from "@openfeature/server-sdk";
 import { MeterProvider, MetricReader, type DataPoint } from "@opentelemetry/sdk-metrics";
+import { unitBucket } from "../src/bucket.js";
 import { Client } from "../src/client.js";
 import { VigilProvider } from "../src/openfeature.js";
 import { withVigil } from "../src/middleware.js";
@@ -96,7 +97,18 @@ test("OpenFeature: every type, reasons, error codes, events, tracking", async (t
   assert.ok(events, "feature_flag.events recorded");
   assert.deepEqual(
     (events.dataPoints as DataPoint<number>[]).map((d) => [d.attributes, d.value]),
-    [[{ "feature_flag.key": "checkout", "feature_flag.result.variant": "on", "feature_flag.result.reason": "split", "feature_flag.event.name": "checkout.completed" }, 1]],
+    [
+      [
+        {
+          "feature_flag.key": "checkout",
+          "feature_flag.result.variant": "on",
+          "feature_flag.result.reason": "split",
+          "vigil.unit_bucket": String(unitBucket("user-9")),
+          "feature_flag.event.name": "checkout.completed",
+        },
+        1,
+      ],
+    ],
   );
   const requests = metrics.find((m) => m.descriptor.name === "feature_flag.requests");
   assert.equal((requests?.dataPoints as DataPoint<number>[]).reduce((n, d) => n + d.value, 0), 1);

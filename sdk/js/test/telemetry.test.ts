@@ -12,6 +12,8 @@ import { AggregationTemporality, MeterProvider, MetricReader, type DataPoint, ty
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { Client } from "../src/client.js";
 import { vigilMiddleware, withVigil } from "../src/middleware.js";
+import { unitBucket } from "../src/bucket.js";
+import type { EvalContext, Flag } from "../src/flag.js";
 import { DURATION_BUCKETS } from "../src/telemetry.js";
 import { quiet, rolloutFlag } from "./controller.js";
 
@@ -102,8 +104,15 @@ function assertCohorts(ps: Point[]): void {
   const requests = ps.filter((p) => p.name === "feature_flag.requests");
   const key = (p: Point) => JSON.stringify(Object.entries(p.attrs).sort());
   const byAttrs = new Map(requests.map((p) => [key(p), p.value]));
+  // Every unit here is placed by the split, so its cohorts carry its bucket.
+  const bucket = String(unitBucket("user-42"));
   const cohort = (k: string, variant: string, extra: Record<string, string> = {}) =>
-    key({ name: "", unit: "", value: 0, attrs: { "feature_flag.key": k, "feature_flag.result.variant": variant, "feature_flag.result.reason": "split", ...extra } });
+    key({
+      name: "",
+      unit: "",
+      value: 0,
+      attrs: { "feature_flag.key": k, "feature_flag.result.variant": variant, "feature_flag.result.reason": "split", "vigil.unit_bucket": bucket, ...extra },
+    });
   assert.equal(byAttrs.get(cohort("checkout", "on")), 3, "two /ok and one /buy");
   assert.equal(byAttrs.get(cohort("checkout", "on", { "error.type": "503" })), 1);
   assert.equal(byAttrs.get(cohort("checkout", "on", { "error.type": "TypeError" })), 1);
@@ -130,6 +139,7 @@ function assertCohorts(ps: Point[]): void {
     assert.equal(e.unit, "{event}");
     assert.equal(e.value, 1);
     assert.equal(e.attrs["feature_flag.event.name"], "checkout.completed");
+    assert.equal(e.attrs["vigil.unit_bucket"], bucket);
   }
   assert.deepEqual(events.map((e) => e.attrs["feature_flag.key"]).sort(), ["checkout", "color"]);
 }
@@ -179,6 +189,59 @@ test("withScope: work outside HTTP; a rejected promise marks the scope failed", 
     rs.map((p) => [p.attrs["error.type"] ?? "", p.value]).sort(),
     [["", 1], ["RangeError", 1]],
   );
+});
+
+test("unit bucket: on split cohorts only, every cohort metric; none on targeted, default or disabled; untracked record nothing", async (t) => {
+  const split: Flag = {
+    ...rolloutFlag("split", 50, { tracked: true }),
+    targets: [{ variant: "on", units: ["user-3", "user-4"] }],
+    rules: [{ variant: "off", when: [{ attribute: "plan", op: "in", values: ["gold"] }] }],
+  };
+  const noRollout: Flag = { ...rolloutFlag("no-rollout", 0, { tracked: true }), rollout: undefined };
+  const disabled: Flag = { ...rolloutFlag("disabled", 100, { tracked: true }), enabled: false };
+  const all: Flag[] = [split, noRollout, disabled, rolloutFlag("untracked", 100, { tracked: false })];
+  const reader = new TestReader();
+  const meterProvider = new MeterProvider({ readers: [reader] });
+  const client = new Client({ flags: all, meterProvider, logger: quiet });
+  t.after(async () => {
+    await client.close();
+    await meterProvider.shutdown();
+  });
+  const want = new Map<string, number>();
+  const reasons = new Set<string>();
+  const buckets = new Set<string>();
+  for (let i = 0; i < 200; i++) {
+    const unit: EvalContext = { key: `user-${i}`, attributes: i % 10 === 0 ? { plan: "gold" } : {} };
+    await client.withScope(() => {
+      for (const f of all) {
+        const d = client.booleanDetail(f.key, unit, false);
+        if (!f.tracked) continue;
+        reasons.add(d.reason);
+        const attrs: Record<string, string> = { "feature_flag.key": f.key, "feature_flag.result.variant": d.variant, "feature_flag.result.reason": d.reason };
+        if (d.reason === "split") {
+          attrs["vigil.unit_bucket"] = String(unitBucket(unit.key!));
+          buckets.add(attrs["vigil.unit_bucket"]);
+        }
+        const k = JSON.stringify(Object.entries(attrs).sort());
+        want.set(k, (want.get(k) ?? 0) + 1);
+      }
+      client.track("paid");
+    });
+  }
+  // The population must reach every reason and every bucket, or the
+  // comparison below would prove less than it claims.
+  assert.deepEqual([...reasons].sort(), ["default", "disabled", "split", "targeting_match"]);
+  assert.equal(buckets.size, 8);
+  const ps = await points(reader);
+  for (const name of ["feature_flag.requests", "feature_flag.request.duration", "feature_flag.events"]) {
+    const got = new Map<string, number>();
+    for (const p of ps.filter((p) => p.name === name)) {
+      const { "feature_flag.event.name": ev, ...attrs } = p.attrs;
+      assert.equal(ev, name === "feature_flag.events" ? "paid" : undefined);
+      got.set(JSON.stringify(Object.entries(attrs).sort()), typeof p.value === "number" ? p.value : (p.value as Histogram).count);
+    }
+    assert.deepEqual([...got.entries()].sort(), [...want.entries()].sort(), name);
+  }
 });
 
 test("span event feature_flag.evaluation on the active span", async (t) => {

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { bucket, bucketOf, hash, millipercent } from "../src/bucket.js";
+import { bucket, bucketOf, hash, millipercent, UNIT_BUCKET_SALT, UNIT_BUCKETS, unitBucket } from "../src/bucket.js";
 import { Client } from "../src/client.js";
 import type { Detail } from "../src/flag.js";
 import { readSnapshotDocument } from "../src/snapshot.js";
@@ -40,6 +40,27 @@ test("bucketing-v1.json: every boundary on its side", () => {
     const inTreatment = bucket(b.salt, b.unit) < millipercent(b.percent);
     assert.equal(inTreatment, b.treatment, `${b.unit} at ${b.percent}%`);
   }
+});
+
+interface UnitBucketFile {
+  version: string;
+  salt: string;
+  buckets: number;
+  vectors: { unit: string; hash: number; bucket: number }[];
+}
+
+const unitBuckets = JSON.parse(readFileSync(root + "testdata/unit-bucket-v1.json", "utf8")) as UnitBucketFile;
+
+test("unit-bucket-v1.json: every unit's hash and unit bucket", () => {
+  assert.deepEqual([unitBuckets.version, unitBuckets.salt, unitBuckets.buckets], ["v1", UNIT_BUCKET_SALT, UNIT_BUCKETS]);
+  assert.ok(unitBuckets.vectors.length >= 300, `only ${unitBuckets.vectors.length} vectors`);
+  const seen = new Set<number>();
+  for (const v of unitBuckets.vectors) {
+    assert.equal(hash(unitBuckets.salt, v.unit), v.hash, `hash of ${JSON.stringify(v.unit)}`);
+    assert.equal(unitBucket(v.unit), v.bucket, `unit bucket of ${JSON.stringify(v.unit)}`);
+    seen.add(v.bucket);
+  }
+  assert.equal(seen.size, UNIT_BUCKETS);
 });
 
 test("the three reference values of docs/bucketing.md", () => {
