@@ -244,6 +244,25 @@ test("unit bucket: on split cohorts only, every cohort metric; none on targeted,
   }
 });
 
+test("unit bucket: flags evaluated for different units in one scope count in their own unit's bucket", async (t) => {
+  const { reader, client } = setup(t);
+  let u2 = "user-2";
+  for (let i = 3; unitBucket(u2) === unitBucket("user-1"); i++) u2 = `user-${i}`;
+  await client.withScope(() => {
+    client.booleanValue("checkout", { key: "user-1" }, false);
+    client.stringValue("color", { key: u2 }, "none");
+    client.booleanValue("checkout", { key: u2 }, false); // the first result of a flag counts
+  });
+  const rs = (await points(reader)).filter((p) => p.name === "feature_flag.requests");
+  assert.deepEqual(
+    rs.map((p) => [p.attrs["feature_flag.key"], p.attrs["vigil.unit_bucket"], p.value]).sort(),
+    [
+      ["checkout", String(unitBucket("user-1")), 1],
+      ["color", String(unitBucket(u2)), 1],
+    ],
+  );
+});
+
 test("span event feature_flag.evaluation on the active span", async (t) => {
   const cm = new AsyncLocalStorageContextManager().enable();
   context.setGlobalContextManager(cm);
