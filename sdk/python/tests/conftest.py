@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,3 +22,15 @@ def read_testdata(name: str) -> Any:
 def repo() -> Path:
     """The repository's root."""
     return REPO
+
+
+@pytest.fixture(scope="session")
+def vigil_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The vigil binary: the one make test built (VIGIL_TEST_BINARY), or one
+    built for this run, as internal/testenv/vigiltest does for Go tests."""
+    given = os.environ.get("VIGIL_TEST_BINARY", "")
+    if given and os.path.exists(given):
+        return given
+    out = str(tmp_path_factory.mktemp("bin") / "vigil")
+    subprocess.run(["go", "build", "-o", out, "./cmd/vigil"], cwd=REPO, check=True)
+    return out

@@ -54,7 +54,8 @@ def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int | float:
         return int(text[2:], 8)
     if text.startswith("0x"):
         return int(text[2:], 16)
-    return gocompat.json_int(text)
+    # Go's YAML decoder reads -0 as the integer 0, unlike its JSON decoder.
+    return gocompat.json_int(text.lstrip("+-") if int(text) == 0 else text)
 
 
 def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
