@@ -33,7 +33,7 @@ release-build = CGO_ENABLED=0 GOOS=$(1) GOARCH=$(2) $(GO) build -trimpath -ldfla
 image-pack = cd deploy && $(GO) run ./cmd/vigil-image -arch $(1) -binary $(abspath $(2)) -o $(abspath $(3)) \
 	-version $(VERSION) -revision $(COMMIT) -created $(DATE)
 
-.PHONY: build install test test-go test-js test-e2e bench bench-otel bench-judge lint demo fuzz clean image release-snapshot
+.PHONY: build install test test-go test-js test-python lint-python test-e2e bench bench-otel bench-judge lint demo fuzz clean image release-snapshot
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vigil
@@ -44,12 +44,36 @@ install:
 
 # The tests that run vigil as a process share the binary make build wrote.
 test: export VIGIL_TEST_BINARY = $(abspath $(BIN))
-test: build test-js test-go test-e2e
+test: build test-js test-python test-go test-e2e
 
 # The TypeScript SDK: dependencies from the committed lock file, a tsc build
 # (the cross-language Go test runs the built dist), then node's test runner.
 test-js:
 	cd sdk/js && npm ci --no-audit --no-fund && npm run build && npm test
+
+# The Python SDK (sdk/python): a virtual environment over Debian's python3
+# that sees the packages .ci/run installed, checked against the pinned
+# requirements-dev.txt, with the SDK installed as `pip install` would; then
+# pytest (its cross-language tests run the vigil binary make build wrote).
+PYTHON  ?= /usr/bin/python3
+PYVENV  := sdk/python/.venv
+PYVENVPY := $(PYVENV)/bin/python
+$(PYVENVPY): sdk/python/requirements-dev.txt sdk/python/pyproject.toml
+	rm -rf $(PYVENV)
+	$(PYTHON) -m venv --system-site-packages $(PYVENV)
+	$(PYVENVPY) -m pip install -q --no-index --no-deps -r sdk/python/requirements-dev.txt
+	$(PYVENVPY) -m pip install -q --no-index --no-deps --no-build-isolation ./sdk/python
+	rm -rf sdk/python/build
+
+test-python: $(PYVENVPY)
+	cd sdk/python && .venv/bin/python -m pytest -q -p no:cacheprovider
+
+# ruff (its WebAssembly build) and pyright in strict mode, both from the npm
+# registry at the versions sdk/python/tools/package-lock.json pins.
+lint-python: $(PYVENVPY)
+	cd sdk/python/tools && npm ci --no-audit --no-fund --silent
+	cd sdk/python && node tools/ruff.mjs src tests
+	cd sdk/python && node tools/node_modules/pyright/index.js --pythonpath .venv/bin/python
 
 test-go:
 	@set -e; for m in $(filter-out $(NORACE),$(MODULES)); do \
@@ -102,7 +126,7 @@ fuzz:
 		done); \
 	done
 
-lint:
+lint: lint-python
 	@set -e; out=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from vigilserve import VigilServe
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -34,3 +37,13 @@ def vigil_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
     out = str(tmp_path_factory.mktemp("bin") / "vigil")
     subprocess.run(["go", "build", "-o", out, "./cmd/vigil"], cwd=REPO, check=True)
     return out
+
+
+@pytest.fixture()
+def vigil_serve(vigil_binary: str, tmp_path: Path) -> Iterator[VigilServe]:
+    """A real vigil serve on a free loopback port, stopped after the test."""
+    data = tmp_path / "data"
+    data.mkdir()
+    server = VigilServe(vigil_binary, str(data))
+    yield server
+    server.stop()

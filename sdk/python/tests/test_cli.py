@@ -69,7 +69,9 @@ def run_python(args: list[str], stdin: str = "") -> subprocess.CompletedProcess[
 
 
 def run_go(binary: str, args: list[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([binary, "eval", *args], input=stdin, capture_output=True, text=True, encoding="utf-8", check=False)
+    return subprocess.run(
+        [binary, "eval", *args], input=stdin, capture_output=True, text=True, encoding="utf-8", check=False
+    )
 
 
 @pytest.fixture()
@@ -89,13 +91,18 @@ def test_units_from_stdin_match_go(vigil_binary: str, flags_file: str, key: str)
         assert py.returncode == 0, py.stderr
         go_lines, py_lines = go.stdout.splitlines(), py.stdout.splitlines()
         assert len(go_lines) == len(UNITS)
-        for unit, g, p in zip(UNITS, go_lines, py_lines):
+        for unit, g, p in zip(UNITS, go_lines, py_lines, strict=False):
             assert p == g, f"unit {unit!r} with {attrs}"
         assert len(py_lines) == len(go_lines)
 
 
 def test_one_unit_matches_go(vigil_binary: str, flags_file: str) -> None:
-    for args in (["new-checkout", "user-1"], ["new-checkout", "user-1", "plan=beta"], ["new-checkout", "", "plan=free"], ["limits", "u", "k=v=w"]):
+    for args in (
+        ["new-checkout", "user-1"],
+        ["new-checkout", "user-1", "plan=beta"],
+        ["new-checkout", "", "plan=free"],
+        ["limits", "u", "k=v=w"],
+    ):
         py, go = run_python(["-f", flags_file, *args]), run_go(vigil_binary, ["-f", flags_file, *args])
         assert (py.returncode, py.stdout) == (go.returncode, go.stdout), args
     assert run_python(["-f", flags_file, "new-checkout", "user-1"]).stdout == (

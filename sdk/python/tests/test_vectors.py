@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from conftest import REPO, read_testdata
-from vigil import Client, EvalContext, Snapshot, read_snapshot_document
+from vigil import Client, Detail, EvalContext, Snapshot, read_snapshot_document
 from vigil.bucket import bucket, hash_unit
 from vigil.flag import millipercent
 from vigil.gocompat import json_loads
+
+from conftest import REPO, read_testdata
 
 BUCKETING = read_testdata("bucketing-v1.json")
 EVALUATION = json_loads((REPO / "testdata" / "evaluation-v1.json").read_text(encoding="utf-8"))
@@ -66,7 +68,7 @@ def vector_client(tmp_path_factory: pytest.TempPathFactory) -> Client:
     return Client.from_file(str(path))
 
 
-GETTERS = {
+GETTERS: dict[str, Callable[[Client, str, EvalContext, Any], Detail]] = {
     "boolean": Client.bool_detail,
     "string": Client.string_detail,
     "number": Client.float_detail,

@@ -70,7 +70,9 @@ def parse_attrs(args: Sequence[str]) -> dict[str, Any]:
 
 def run_eval(argv: Sequence[str], stdin: IO[bytes], stdout: IO[str]) -> None:
     """Runs `eval` with argv (after the word eval)."""
-    p = _Parser(prog="python -m vigil eval", description="Evaluate a flag for a unit from a flags file and explain the result.")
+    p = _Parser(
+        prog="python -m vigil eval", description="Evaluate a flag for a unit from a flags file and explain the result."
+    )
     p.add_argument("-f", "--file", default="", help="flags file (YAML or JSON)")
     p.add_argument("--units", default="", help="read units from standard input (-), one a line")
     p.add_argument("args", nargs="*", metavar="KEY [UNIT] [attr=value ...]")

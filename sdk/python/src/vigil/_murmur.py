@@ -20,8 +20,8 @@ def murmur3_32(data: bytes) -> int:
     blocks = n >> 2
     h = 0
     if blocks:
-        for k in struct.unpack_from(f"<{blocks}I", data):
-            k = (k * _C1) & _MASK
+        for block in struct.unpack_from(f"<{blocks}I", data):
+            k = (block * _C1) & _MASK
             k = ((k << 15) | (k >> 17)) & _MASK
             k = (k * _C2) & _MASK
             h ^= k

@@ -57,7 +57,15 @@ class Config:
             raise ConfigError("config: set server_url (with token) or flags_file")
         if self.server_url and not self.server_url.startswith(("http://", "https://")):
             raise ConfigError(f"config: server_url {self.server_url!r}: want an http:// or https:// URL")
-        for name in ("file_reload_interval", "init_timeout", "poll_interval", "poll_timeout", "stream_idle_timeout", "backoff_min", "backoff_max"):
+        for name in (
+            "file_reload_interval",
+            "init_timeout",
+            "poll_interval",
+            "poll_timeout",
+            "stream_idle_timeout",
+            "backoff_min",
+            "backoff_max",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"config: {name} must not be negative")
         if self.backoff_max < self.backoff_min:
@@ -234,7 +242,9 @@ class Client:
 
     # Evaluation.
 
-    def evaluate(self, key: str, ctx: EvalContext | str | None = None, attributes: Mapping[str, Any] | None = None) -> Detail:
+    def evaluate(
+        self, key: str, ctx: EvalContext | str | None = None, attributes: Mapping[str, Any] | None = None
+    ) -> Detail:
         """The detail of key for a unit (and attributes), with the flag's
         own value: no type is checked and no default served."""
         snap = self._snap
@@ -242,10 +252,17 @@ class Client:
             return Detail(key, None, "", "error", "provider_not_ready")
         return snap.evaluate(key, _context(ctx, attributes))
 
-    def _typed(self, key: str, ctx: EvalContext | str | None, attributes: Mapping[str, Any] | None, default: Any, check: Callable[[Any], bool]) -> Detail:
+    def _typed(
+        self,
+        key: str,
+        ctx: EvalContext | str | None,
+        attributes: Mapping[str, Any] | None,
+        default: Any,
+        check: Callable[[Any], bool],
+    ) -> Detail:
         try:
             d = self.evaluate(key, ctx, attributes)
-        except Exception:  # noqa: BLE001 (evaluation never raises into the caller)
+        except Exception:  # evaluation never raises into the caller
             self._log.exception("vigil: evaluating %s", key)
             return Detail(key, default, "", "error", "general")
         if not d.variant:
@@ -254,50 +271,70 @@ class Client:
             return replace(d, value=default, variant="", reason="error", error_type="type_mismatch")
         return d
 
-    def bool_detail(self, key: str, ctx: EvalContext | str | None, default: bool, attributes: Mapping[str, Any] | None = None) -> Detail:
+    def bool_detail(
+        self, key: str, ctx: EvalContext | str | None, default: bool, attributes: Mapping[str, Any] | None = None
+    ) -> Detail:
         """Evaluates a flag whose variants are booleans, with the detail."""
         return self._typed(key, ctx, attributes, default, _is_bool)
 
-    def bool_value(self, key: str, ctx: EvalContext | str | None, default: bool, attributes: Mapping[str, Any] | None = None) -> bool:
+    def bool_value(
+        self, key: str, ctx: EvalContext | str | None, default: bool, attributes: Mapping[str, Any] | None = None
+    ) -> bool:
         """Evaluates a flag whose variants are booleans."""
         v: bool = self.bool_detail(key, ctx, default, attributes).value
         return v
 
-    def string_detail(self, key: str, ctx: EvalContext | str | None, default: str, attributes: Mapping[str, Any] | None = None) -> Detail:
+    def string_detail(
+        self, key: str, ctx: EvalContext | str | None, default: str, attributes: Mapping[str, Any] | None = None
+    ) -> Detail:
         """Evaluates a flag whose variants are strings, with the detail."""
         return self._typed(key, ctx, attributes, default, _is_str)
 
-    def string_value(self, key: str, ctx: EvalContext | str | None, default: str, attributes: Mapping[str, Any] | None = None) -> str:
+    def string_value(
+        self, key: str, ctx: EvalContext | str | None, default: str, attributes: Mapping[str, Any] | None = None
+    ) -> str:
         """Evaluates a flag whose variants are strings."""
         v: str = self.string_detail(key, ctx, default, attributes).value
         return v
 
-    def float_detail(self, key: str, ctx: EvalContext | str | None, default: float, attributes: Mapping[str, Any] | None = None) -> Detail:
+    def float_detail(
+        self, key: str, ctx: EvalContext | str | None, default: float, attributes: Mapping[str, Any] | None = None
+    ) -> Detail:
         """Evaluates a flag whose variants are numbers, with the detail; the
         value is a float."""
         d = self._typed(key, ctx, attributes, default, _is_number)
         return d if isinstance(d.value, float) or not d.variant else replace(d, value=float(d.value))
 
-    def float_value(self, key: str, ctx: EvalContext | str | None, default: float, attributes: Mapping[str, Any] | None = None) -> float:
+    def float_value(
+        self, key: str, ctx: EvalContext | str | None, default: float, attributes: Mapping[str, Any] | None = None
+    ) -> float:
         """Evaluates a flag whose variants are numbers."""
         v: float = self.float_detail(key, ctx, default, attributes).value
         return v
 
-    def int_detail(self, key: str, ctx: EvalContext | str | None, default: int, attributes: Mapping[str, Any] | None = None) -> Detail:
+    def int_detail(
+        self, key: str, ctx: EvalContext | str | None, default: int, attributes: Mapping[str, Any] | None = None
+    ) -> Detail:
         """Evaluates a flag whose variants are whole numbers in the int64
         range (2.5 and 2**63 are type mismatches), with the detail."""
         d = self._typed(key, ctx, attributes, default, _is_int)
         return d if isinstance(d.value, int) or not d.variant else replace(d, value=int(d.value))
 
-    def int_value(self, key: str, ctx: EvalContext | str | None, default: int, attributes: Mapping[str, Any] | None = None) -> int:
+    def int_value(
+        self, key: str, ctx: EvalContext | str | None, default: int, attributes: Mapping[str, Any] | None = None
+    ) -> int:
         """Evaluates a flag whose variants are whole numbers."""
         v: int = self.int_detail(key, ctx, default, attributes).value
         return v
 
-    def json_detail(self, key: str, ctx: EvalContext | str | None, default: Any, attributes: Mapping[str, Any] | None = None) -> Detail:
+    def json_detail(
+        self, key: str, ctx: EvalContext | str | None, default: Any, attributes: Mapping[str, Any] | None = None
+    ) -> Detail:
         """Evaluates a flag whose variants are any JSON value (null included), with the detail."""
         return self._typed(key, ctx, attributes, default, _any)
 
-    def json_value(self, key: str, ctx: EvalContext | str | None, default: Any, attributes: Mapping[str, Any] | None = None) -> Any:
+    def json_value(
+        self, key: str, ctx: EvalContext | str | None, default: Any, attributes: Mapping[str, Any] | None = None
+    ) -> Any:
         """Evaluates a flag whose variants are any JSON value."""
         return self.json_detail(key, ctx, default, attributes).value

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
 from vigil import gocompat
-from vigil.flag import FieldError, Flag, ValidationError, read_flag, validate
+from vigil.flag import FieldError, Flag, ValidationError, as_list, as_object, read_flag, validate
 
 
 class DocumentError(ValueError):
@@ -26,7 +25,7 @@ class _Loader(yaml.SafeLoader):
 
 _Loader.yaml_implicit_resolvers = {}
 _IMPLICIT = [
-    ("tag:yaml.org,2002:null", r"~|null|Null|NULL|", list("~nN") + [""]),
+    ("tag:yaml.org,2002:null", r"~|null|Null|NULL|", [*"~nN", ""]),
     ("tag:yaml.org,2002:bool", r"true|True|TRUE|false|False|FALSE", list("tTfF")),
     # Go's yaml.v3 keeps some YAML 1.1 readings that YAML 1.2 does not
     # (0777 is octal, 1_000 a number, 0b101 binary, 2026-01-01 a
@@ -45,7 +44,7 @@ _IMPLICIT = [
     ),
 ]
 for _tag, _pattern, _first in _IMPLICIT:
-    _Loader.add_implicit_resolver(_tag, re.compile(f"^(?:{_pattern})$"), _first)
+    _Loader.add_implicit_resolver(_tag, re.compile(f"^(?:{_pattern})$"), _first)  # pyright: ignore[reportUnknownMemberType]
 
 
 def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int | float:
@@ -76,36 +75,42 @@ def _construct_ambiguous(loader: _Loader, node: yaml.ScalarNode) -> str:
     )
 
 
+def _construct(loader: _Loader, node: yaml.Node) -> object:
+    # PyYAML's stubs leave construct_object's result unknown.
+    return cast(object, loader.construct_object(node, deep=True))  # pyright: ignore[reportUnknownMemberType]
+
+
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[str, Any]:
     loader.flatten_mapping(node)
     out: dict[str, Any] = {}
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
+        key = _construct(loader, key_node)
         # Go's flag.Parse turns keys of other kinds into strings (fmt.Sprint).
         name = key if isinstance(key, str) else gocompat.sprint(key)
         if name in out:
             raise yaml.constructor.ConstructorError(
                 "while reading a mapping", node.start_mark, f"key {name!r} is already defined", key_node.start_mark
             )
-        out[name] = loader.construct_object(value_node, deep=True)
+        out[name] = _construct(loader, value_node)
     return out
 
 
-_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)  # type: ignore[no-untyped-call]
-_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)  # type: ignore[no-untyped-call]
-_Loader.add_constructor("tag:vigil.dev,2026:go-ambiguous", _construct_ambiguous)  # type: ignore[no-untyped-call]
-_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)  # type: ignore[no-untyped-call]
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+_Loader.add_constructor("tag:vigil.dev,2026:go-ambiguous", _construct_ambiguous)
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 
 
-def _check_json(v: Any, path: str) -> None:
+def _check_json(v: object, path: str) -> None:
     # What a flags file holds must survive a JSON round trip, as in Go.
     if isinstance(v, float) and not math.isfinite(v):
         raise DocumentError(f"{path}: {v} is not a JSON number")
-    if isinstance(v, Mapping):
-        for k, e in v.items():
+    obj, items = as_object(v), as_list(v)
+    if obj is not None:
+        for k, e in obj.items():
             _check_json(e, f"{path}.{k}")
-    elif isinstance(v, list):
-        for i, e in enumerate(v):
+    elif items is not None:
+        for i, e in enumerate(items):
             _check_json(e, f"{path}[{i}]")
     elif not isinstance(v, (str, int, float, bool, type(None))):
         raise DocumentError(f"{path}: a {type(v).__name__} is not a JSON value")
@@ -116,19 +121,20 @@ def parse_flags(text: str | bytes, name: str = "flags") -> list[Flag]:
     does: YAML 1.2, unknown fields are errors, and any problem rejects the
     whole file (DocumentError, or ValidationError naming every bad field)."""
     try:
-        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
+        loaded: object = yaml.load(text, Loader=_Loader)  # a SafeLoader
     except yaml.YAMLError as e:
         raise DocumentError(f"parse {name}: {e}") from e
-    if doc is None:
+    if loaded is None:
         raise DocumentError(f"parse {name}: document is empty")
-    if not isinstance(doc, Mapping):
+    doc = as_object(loaded)
+    if doc is None:
         raise DocumentError(f"parse {name}: want an object with a flags list")
     for k in doc:
         if k != "flags":
             raise DocumentError(f"parse {name}: unknown field {gocompat.json_dumps(k)}")
     _check_json(doc, "flags")
-    raw = doc.get("flags") or []
-    if not isinstance(raw, list):
+    raw = as_list(doc.get("flags") or [])
+    if raw is None:
         raise DocumentError(f"parse {name}: flags: want a list")
     errors: list[FieldError] = []
     flags = [f for i, r in enumerate(raw) if (f := read_flag(r, i, True, errors)) is not None]
@@ -161,17 +167,18 @@ class SnapshotDocument:
     errors: list[FieldError]
 
 
-def read_snapshot_document(doc: Any) -> SnapshotDocument:
+def read_snapshot_document(value: object) -> SnapshotDocument:
     """Reads a snapshot object already decoded from JSON (gocompat.json_loads)."""
-    if not isinstance(doc, Mapping):
+    doc = as_object(value)
+    if doc is None:
         raise DocumentError("snapshot: want a JSON object with revision and flags")
-    revision = doc.get("revision") or 0
+    revision: object = doc.get("revision") or 0
     if isinstance(revision, float) and revision.is_integer():
         revision = int(revision)
     if isinstance(revision, bool) or not isinstance(revision, int):
         raise DocumentError("snapshot: revision: want an integer")
-    raw = doc.get("flags") or []
-    if not isinstance(raw, list):
+    raw = as_list(doc.get("flags") or [])
+    if raw is None:
         raise DocumentError("snapshot: flags: want a list")
     errors: list[FieldError] = []
     flags = [f for i, r in enumerate(raw) if (f := read_flag(r, i, False, errors)) is not None]

@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from vigil import gocompat, semver
 from vigil.bucket import bucket_of, hash_unit
@@ -51,7 +51,7 @@ class EvalContext:
     lists and objects are compared in Go's fmt.Sprint spelling)."""
 
     key: str = ""
-    attributes: Mapping[str, Any] = field(default_factory=dict)
+    attributes: Mapping[str, Any] = field(default_factory=dict[str, Any])
 
 
 @dataclass(frozen=True)
@@ -188,18 +188,30 @@ def clause_value(v: Any) -> str | None:
     return None
 
 
-def read_flag(raw: Any, index: int, strict: bool, errors: list[FieldError]) -> Flag | None:
+def as_object(v: object) -> Mapping[str, Any] | None:
+    """v as a JSON object, or None when it is not one."""
+    return cast("Mapping[str, Any]", v) if isinstance(v, Mapping) else None
+
+
+def as_list(v: object) -> list[Any] | None:
+    """v as a JSON list, or None when it is not one."""
+    return cast("list[Any]", v) if isinstance(v, list) else None
+
+
+def read_flag(raw: object, index: int, strict: bool, errors: list[FieldError]) -> Flag | None:
     """Reads an untyped flag into a Flag. With strict, unknown fields are
     errors, as in flags files; on the wire they are ignored, so that an
     older SDK keeps working with a newer controller. Problems are appended
     to errors, and None returned when there were any."""
-    name = raw["key"] if isinstance(raw, Mapping) and isinstance(raw.get("key"), str) and raw["key"] else f"#{index}"
+    obj = as_object(raw)
+    key = obj.get("key") if obj is not None else None
+    name = key if isinstance(key, str) and key else f"#{index}"
     before = len(errors)
 
     def add(path: str, msg: str) -> None:
         errors.append(FieldError(name, path, msg))
 
-    if not isinstance(raw, Mapping):
+    if obj is None:
         add("", "a flag must be an object")
         return None
 
@@ -209,7 +221,7 @@ def read_flag(raw: Any, index: int, strict: bool, errors: list[FieldError]) -> F
                 if k not in known:
                     add(f"{path}.{k}" if path else str(k), "unknown field")
 
-    def string(v: Any, path: str) -> str:
+    def string(v: object, path: str) -> str:
         if v is None:
             return ""
         if not isinstance(v, str):
@@ -217,7 +229,7 @@ def read_flag(raw: Any, index: int, strict: bool, errors: list[FieldError]) -> F
             return ""
         return v
 
-    def boolean(v: Any, path: str) -> bool:
+    def boolean(v: object, path: str) -> bool:
         if v is None:
             return False
         if not isinstance(v, bool):
@@ -225,97 +237,136 @@ def read_flag(raw: Any, index: int, strict: bool, errors: list[FieldError]) -> F
             return False
         return v
 
-    def objects(v: Any, path: str) -> list[tuple[str, Mapping[str, Any]]]:
+    def objects(v: object, path: str) -> list[tuple[str, Mapping[str, Any]]]:
         if v is None:
             return []
-        if not isinstance(v, list):
+        items = as_list(v)
+        if items is None:
             add(path, "want a list")
             return []
-        out = []
-        for i, e in enumerate(v):
-            if isinstance(e, Mapping):
-                out.append((f"{path}[{i}]", e))
+        out: list[tuple[str, Mapping[str, Any]]] = []
+        for i, e in enumerate(items):
+            o = as_object(e)
+            if o is not None:
+                out.append((f"{path}[{i}]", o))
             else:
                 add(f"{path}[{i}]", "want an object")
         return out
 
-    unknown(raw, _FLAG_FIELDS, "")
+    unknown(obj, _FLAG_FIELDS, "")
     variants: Mapping[str, Any] = {}
-    if raw.get("variants") is not None:
-        if isinstance(raw["variants"], Mapping):
-            variants = dict(raw["variants"])
+    if obj.get("variants") is not None:
+        vs = as_object(obj["variants"])
+        if vs is not None:
+            variants = dict(vs)
         else:
             add("variants", "want an object of variant names to values")
-    version = raw.get("version")
-    if version is None:
-        version = 0
-    elif isinstance(version, float) and version.is_integer():
-        version = int(version)
-    elif isinstance(version, bool) or not isinstance(version, int):
+    raw_version: object = obj.get("version")
+    version = 0
+    if isinstance(raw_version, float) and raw_version.is_integer():
+        version = int(raw_version)
+    elif isinstance(raw_version, int) and not isinstance(raw_version, bool):
+        version = raw_version
+    elif raw_version is not None:
         add("version", "want an integer")
-        version = 0
-    targets = []
-    for path, t in objects(raw.get("targets"), "targets"):
+    targets: list[Target] = []
+    for path, t in objects(obj.get("targets"), "targets"):
         unknown(t, _TARGET_FIELDS, path)
         units: list[str] = []
         if t.get("units") is not None:
-            if not isinstance(t["units"], list):
+            us = as_list(t["units"])
+            if us is None:
                 add(f"{path}.units", "want a list of strings")
             else:
-                for j, u in enumerate(t["units"]):
+                for j, u in enumerate(us):
                     if isinstance(u, str):
                         units.append(u)
                     else:
                         add(f"{path}.units[{j}]", f"want a string, got {_show(u)}")
         targets.append(Target(string(t.get("variant"), f"{path}.variant"), tuple(units)))
-    rules = []
-    for path, r in objects(raw.get("rules"), "rules"):
+    rules: list[Rule] = []
+    for path, r in objects(obj.get("rules"), "rules"):
         unknown(r, _RULE_FIELDS, path)
-        when = []
+        when: list[Clause] = []
         for cpath, c in objects(r.get("when"), f"{path}.when"):
             unknown(c, _CLAUSE_FIELDS, cpath)
             values: list[str] = []
             if c.get("values") is not None:
-                if not isinstance(c["values"], list):
+                vals = as_list(c["values"])
+                if vals is None:
                     add(f"{cpath}.values", "values must be a list")
                 else:
-                    for k, v in enumerate(c["values"]):
+                    for k, v in enumerate(vals):
                         s = clause_value(v)
                         if s is None:
                             add(f"{cpath}.values[{k}]", f"want a string, number or boolean, got {_show(v)}")
                         else:
                             values.append(s)
-            when.append(Clause(string(c.get("attribute"), f"{cpath}.attribute"), string(c.get("op"), f"{cpath}.op"), tuple(values)))
+            attribute = string(c.get("attribute"), f"{cpath}.attribute")
+            when.append(Clause(attribute, string(c.get("op"), f"{cpath}.op"), tuple(values)))
         rules.append(Rule(string(r.get("variant"), f"{path}.variant"), tuple(when)))
     rollout = None
-    if raw.get("rollout") is not None:
-        ro = raw["rollout"]
-        if not isinstance(ro, Mapping):
+    if obj.get("rollout") is not None:
+        ro = as_object(obj["rollout"])
+        if ro is None:
             add("rollout", "want an object")
         else:
             unknown(ro, _ROLLOUT_FIELDS, "rollout")
-            p = ro.get("percent")
-            if p is None:
-                p = 0
-            if isinstance(p, bool) or not isinstance(p, (int, float)):
+            p: object = ro.get("percent")
+            percent = 0.0
+            if isinstance(p, (int, float)) and not isinstance(p, bool):
+                percent = float(p)
+            elif p is not None:
                 add("rollout.percent", f"want a number, got {_show(p)}")
-                p = 0
-            rollout = Rollout(float(p), ro.get("plan"))
+            rollout = Rollout(percent, ro.get("plan"))
     f = Flag(
-        key=string(raw.get("key"), "key"),
-        description=string(raw.get("description"), "description"),
+        key=string(obj.get("key"), "key"),
+        description=string(obj.get("description"), "description"),
         variants=variants,
-        control=string(raw.get("control"), "control"),
-        treatment=string(raw.get("treatment"), "treatment"),
-        enabled=boolean(raw.get("enabled"), "enabled"),
-        salt=string(raw.get("salt"), "salt"),
+        control=string(obj.get("control"), "control"),
+        treatment=string(obj.get("treatment"), "treatment"),
+        enabled=boolean(obj.get("enabled"), "enabled"),
+        salt=string(obj.get("salt"), "salt"),
         targets=tuple(targets),
         rules=tuple(rules),
         rollout=rollout,
         version=version,
-        tracked=boolean(raw.get("tracked"), "tracked"),
+        tracked=boolean(obj.get("tracked"), "tracked"),
     )
     return f if len(errors) == before else None
+
+
+def flag_to_dict(f: Flag) -> dict[str, Any]:
+    """The flag as the protocol's JSON object, as the controller sends it."""
+    out: dict[str, Any] = {"key": f.key}
+    if f.description:
+        out["description"] = f.description
+    out["variants"] = dict(f.variants)
+    out["control"] = f.control
+    if f.treatment:
+        out["treatment"] = f.treatment
+    out["enabled"] = f.enabled
+    if f.salt:
+        out["salt"] = f.salt
+    if f.targets:
+        out["targets"] = [{"variant": t.variant, "units": list(t.units)} for t in f.targets]
+    if f.rules:
+        out["rules"] = [
+            {
+                "variant": r.variant,
+                "when": [{"attribute": c.attribute, "op": c.op, "values": list(c.values)} for c in r.when],
+            }
+            for r in f.rules
+        ]
+    if f.rollout is not None:
+        out["rollout"] = {"percent": f.rollout.percent}
+        if f.rollout.plan is not None:
+            out["rollout"]["plan"] = f.rollout.plan
+    if f.version:
+        out["version"] = f.version
+    if f.tracked:
+        out["tracked"] = True
+    return out
 
 
 def validate(flags: Sequence[Flag]) -> list[FieldError]:
@@ -335,7 +386,12 @@ def validate(flags: Sequence[Flag]) -> list[FieldError]:
 def _check_flag(f: Flag) -> list[tuple[str, str]]:
     errs: list[tuple[str, str]] = []
     if not _KEY.fullmatch(f.key):
-        errs.append(("key", f"{gocompat.json_dumps(f.key)} must be 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"))
+        errs.append(
+            (
+                "key",
+                f"{gocompat.json_dumps(f.key)} must be 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            )
+        )
     if not f.variants:
         errs.append(("variants", "at least one variant is required"))
     if "" in f.variants:
@@ -390,7 +446,7 @@ class _Clause:
 
     def matches(self, v: Any) -> bool:
         op = self.op
-        if op == "in" or op == "not_in":
+        if op in ("in", "not_in"):
             return (attr_string(v) in self.set) == (op == "in")
         if op == "starts_with":
             s = attr_string(v)
@@ -445,7 +501,10 @@ def _compile_clause(c: Clause) -> _Clause:
             except InvalidPatternError as e:
                 raise ValueError(f"values[{i}]: bad regular expression: {e}") from e
             except UnsupportedPatternError as e:
-                unsupported = unsupported or f"values[{i}]: pattern {gocompat.json_dumps(v)} is outside the RE2 subset this SDK runs: {e}"
+                unsupported = (
+                    unsupported
+                    or f"values[{i}]: pattern {gocompat.json_dumps(v)} is outside the RE2 subset this SDK runs: {e}"
+                )
     elif c.op in ("lt", "lte", "gt", "gte"):
         for i, v in enumerate(c.values):
             n = gocompat.parse_float(v)
@@ -503,18 +562,18 @@ class CompiledFlag:
     is built once, here."""
 
     __slots__ = (
-        "definition",
-        "salt",
-        "targets",
-        "rules",
-        "threshold",
-        "rollout",
-        "disabled",
         "by_default",
-        "key_missing",
-        "split_treatment",
-        "split_control",
+        "definition",
+        "disabled",
         "general",
+        "key_missing",
+        "rollout",
+        "rules",
+        "salt",
+        "split_control",
+        "split_treatment",
+        "targets",
+        "threshold",
         "warnings",
     )
 
@@ -585,7 +644,7 @@ class Snapshot:
     """An immutable, compiled set of flags. Evaluating takes no lock and
     does no I/O; updates build a new Snapshot."""
 
-    __slots__ = ("revision", "_flags")
+    __slots__ = ("_flags", "revision")
 
     def __init__(self, revision: int, flags: Mapping[str, CompiledFlag]) -> None:
         self.revision = revision

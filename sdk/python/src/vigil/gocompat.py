@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 # unicode.IsSpace: the Latin-1 spaces and the Unicode White_Space property.
 _GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -167,9 +167,10 @@ def sprint(v: Any) -> str:
     if isinstance(v, (int, float)):
         return format_float_g(float(v))
     if isinstance(v, Mapping):
-        return "map[" + " ".join(f"{k}:{sprint(v[k])}" for k in sorted(v, key=str)) + "]"
+        m = cast("Mapping[str, Any]", v)
+        return "map[" + " ".join(f"{k}:{sprint(m[k])}" for k in sorted(m, key=str)) + "]"
     if isinstance(v, Sequence):
-        return "[" + " ".join(sprint(e) for e in v) + "]"
+        return "[" + " ".join(sprint(e) for e in cast("Sequence[Any]", v)) + "]"
     return str(v)
 
 
@@ -204,9 +205,10 @@ def json_dumps(v: Any) -> str:
     if isinstance(v, float):
         return json_float(v)
     if isinstance(v, Mapping):
-        return "{" + ",".join(_json_string(str(k)) + ":" + json_dumps(v[k]) for k in sorted(v, key=str)) + "}"
+        m = cast("Mapping[str, Any]", v)
+        return "{" + ",".join(_json_string(str(k)) + ":" + json_dumps(m[k]) for k in sorted(m, key=str)) + "}"
     if isinstance(v, Sequence):
-        return "[" + ",".join(json_dumps(e) for e in v) + "]"
+        return "[" + ",".join(json_dumps(e) for e in cast("Sequence[Any]", v)) + "]"
     raise TypeError(f"not a JSON value: {type(v).__name__}")
 
 

@@ -480,4 +480,3 @@ class _Translator:
             # i with I only, and the Turkish letters with nothing.
             return "(?-i:[iI])" if c in (0x49, 0x69) else f"(?-i:{_cp(c)})"
         return _cp(c)
-

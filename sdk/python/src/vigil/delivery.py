@@ -1,0 +1,283 @@
+"""Delivery per docs/sdk-protocol.md: stream, polling, cache.
+
+One background thread keeps the client's flags current: it opens
+GET /sdk/v1/stream and applies its snapshot, put and delete events; when
+the stream fails it polls GET /sdk/v1/snapshot with If-None-Match at once
+and every poll_interval, and reconnects after a jittered exponential
+backoff. Every new snapshot is written to the cache file, if configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import os
+import random
+import socket
+import tempfile
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from vigil import gocompat
+from vigil.documents import DocumentError, read_snapshot_document
+from vigil.flag import FieldError, Snapshot, ValidationError, as_object, flag_to_dict, read_flag
+
+if TYPE_CHECKING:
+    from vigil.client import Client, Config
+
+USER_AGENT = "vigil-sdk-python/0.1.0"
+
+
+class _StreamEnded(Exception):
+    """The stream closed or failed; why is in the message."""
+
+
+class Delivery:
+    """Keeps a Client's flags current from the controller."""
+
+    def __init__(self, client: Client, config: Config, log: logging.Logger) -> None:
+        self._client = client
+        self._config = config
+        self._log = log
+        u = urlsplit(config.server_url)
+        self._https = u.scheme == "https"
+        self._host = u.hostname or ""
+        self._port = u.port
+        self._base = u.path.rstrip("/")
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._conn: http.client.HTTPConnection | None = None
+        # The version held for each key, deletes included (tombstones); a
+        # key absent from the last snapshot counts as deleted at its revision.
+        self._versions: dict[str, int] = {}
+        self._floor = 0
+        self._etag = ""
+
+    # The cache file.
+
+    def load_cache(self) -> None:
+        """Installs the cache file's snapshot, if there is a valid one, so
+        that a cold start with the controller down serves the last flags."""
+        path = self._config.cache_file
+        if not path or not os.path.exists(path):
+            return
+        try:
+            with open(path, "rb") as fh:
+                doc = read_snapshot_document(gocompat.json_loads(fh.read()))
+            snap, errors = Snapshot.salvage(doc.revision, doc.flags, None)
+        except (OSError, ValueError) as e:
+            self._log.warning("vigil: ignoring the cache %s: %s", path, e)
+            return
+        self._report(errors + doc.errors, "cache")
+        self._client.install(snap, source=False)
+
+    def _write_cache(self, snap: Snapshot) -> None:
+        path = self._config.cache_file
+        if not path:
+            return
+        body = gocompat.json_dumps({"revision": snap.revision, "flags": [flag_to_dict(f) for f in snap.flags()]})
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".vigil-cache-")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(body)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError as e:
+            self._log.warning("vigil: writing the cache %s: %s", path, e)
+
+    # Applying what the controller sends.
+
+    def _report(self, errors: list[FieldError], where: str) -> None:
+        for e in errors:
+            self._log.error("vigil: %s: keeping the previous definition: %s", where, e)
+
+    def _install(self, snap: Snapshot) -> None:
+        self._client.install(snap, source=True)
+        self._write_cache(snap)
+
+    def apply_snapshot(self, value: Any, where: str) -> None:
+        """Installs a snapshot document: authoritative, whatever its revision."""
+        doc = read_snapshot_document(value)
+        snap, errors = Snapshot.salvage(doc.revision, doc.flags, self._client.snapshot)
+        self._report(errors + doc.errors, where)
+        self._versions = {f.key: f.version for f in snap.flags()}
+        self._floor = doc.revision
+        self._install(snap)
+
+    def _held(self, key: str) -> int:
+        return self._versions.get(key, self._floor)
+
+    def apply_put(self, value: Any) -> None:
+        """Creates or replaces one flag, if it is newer than the one held."""
+        errors: list[FieldError] = []
+        f = read_flag(value, 0, False, errors)
+        if f is None:
+            self._report(errors, "put")
+            return
+        snap = self._client.snapshot
+        if snap is None or f.version <= self._held(f.key):
+            return
+        try:
+            snap = snap.put(f)
+        except ValidationError as e:
+            self._report(e.errors, "put")
+            return
+        self._versions[f.key] = f.version
+        self._install(snap)
+
+    def apply_delete(self, value: Any) -> None:
+        """Deletes one flag, if the delete is newer than the version held."""
+        obj = as_object(value)
+        key = obj.get("key") if obj is not None else None
+        version = obj.get("version") if obj is not None else None
+        if not isinstance(key, str) or not isinstance(version, int) or isinstance(version, bool):
+            self._log.error("vigil: dropping a delete event without key and version: %s", value)
+            return
+        snap = self._client.snapshot
+        if snap is None or version <= self._held(key):
+            return
+        self._versions[key] = version
+        self._install(snap.delete(key, version))
+
+    # The connection.
+
+    def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        conn = cls(self._host, self._port, timeout=timeout or None)
+        with self._lock:
+            if self._closed.is_set():
+                raise _StreamEnded("closed")
+            self._conn = conn
+        return conn
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._config.token}", "User-Agent": USER_AGENT}
+
+    def _refused(self, resp: http.client.HTTPResponse, what: str) -> str:
+        body = resp.read(4096).decode("utf-8", "replace").strip()
+        return f"{what}: {resp.status} {resp.reason}: {body}"
+
+    def stream(self) -> bool:
+        """Runs one stream connection until it ends; returns whether it
+        delivered a snapshot."""
+        got = False
+        conn = self._connect(self._config.stream_idle_timeout)
+        try:
+            conn.request(
+                "GET", self._base + "/sdk/v1/stream", headers={**self._headers(), "Accept": "text/event-stream"}
+            )
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise _StreamEnded(self._refused(resp, "stream"))
+            event, data = "", list[str]()
+            while not self._closed.is_set():
+                raw = resp.readline()
+                if not raw:
+                    raise _StreamEnded("stream: the controller closed it")
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if line == "":
+                    if data:
+                        got = self._dispatch(event or "message", "\n".join(data)) or got
+                    event, data = "", list[str]()
+                    continue
+                if line.startswith(":"):
+                    continue  # a ping
+                name, _, val = line.partition(":")
+                val = val.removeprefix(" ")
+                if name == "event":
+                    event = val
+                elif name == "data":
+                    data.append(val)
+        except (OSError, http.client.HTTPException) as e:
+            if not self._closed.is_set():
+                kind = "silent for too long" if isinstance(e, socket.timeout) else str(e) or type(e).__name__
+                raise _StreamEnded(f"stream: {kind}") from e
+        finally:
+            with self._lock:
+                self._conn = None
+            conn.close()
+        return got
+
+    def _dispatch(self, event: str, data: str) -> bool:
+        try:
+            value = gocompat.json_loads(data)
+            if event == "snapshot":
+                self.apply_snapshot(value, "stream")
+                return True
+            if event == "put":
+                self.apply_put(value)
+            elif event == "delete":
+                self.apply_delete(value)
+            # Unknown events are for newer SDKs.
+        except (ValueError, DocumentError) as e:
+            self._log.error("vigil: dropping a %s event: %s", event, e)
+        return False
+
+    def poll(self) -> None:
+        """Fetches the snapshot once, unless it did not change (ETag)."""
+        conn = self._connect(self._config.poll_timeout)
+        try:
+            headers = self._headers()
+            if self._etag:
+                headers["If-None-Match"] = self._etag
+            conn.request("GET", self._base + "/sdk/v1/snapshot", headers=headers)
+            resp = conn.getresponse()
+            if resp.status == 304:
+                resp.read()
+                return
+            if resp.status != 200:
+                self._log.warning("vigil: %s", self._refused(resp, "poll"))
+                return
+            body = resp.read()
+            self.apply_snapshot(gocompat.json_loads(body), "poll")
+            self._etag = resp.getheader("ETag") or ""
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            if not self._closed.is_set():
+                self._log.warning("vigil: poll: %s", e)
+        finally:
+            with self._lock:
+                self._conn = None
+            conn.close()
+
+    def run(self) -> None:
+        """The delivery loop, until close."""
+        backoff = self._config.backoff_min
+        while not self._closed.is_set():
+            try:
+                if self.stream():
+                    backoff = self._config.backoff_min
+            except _StreamEnded as e:
+                if self._closed.is_set():
+                    return
+                self._log.warning("vigil: %s; polling, and reconnecting in about %.1fs", e, backoff)
+            # Poll at once and every poll_interval until the backoff is up.
+            deadline = time.monotonic() + backoff * random.uniform(0.5, 1.0)
+            backoff = min(max(backoff * 2, self._config.backoff_min), self._config.backoff_max)
+            while not self._closed.is_set():
+                try:
+                    self.poll()
+                except _StreamEnded:
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed.wait(min(left, self._config.poll_interval or left)):
+                    break
+                if time.monotonic() >= deadline:
+                    break
+
+    def close(self) -> None:
+        """Stops the loop and cuts the connection in flight."""
+        with self._lock:
+            self._closed.set()
+            conn = self._conn
+        if conn is not None and conn.sock is not None:
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
