@@ -199,13 +199,27 @@ func nodeEvaluate(t *testing.T, input []byte) (u, c map[string][]string) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("node %s: %v\n%s", script, err, stderr.String())
 	}
+	return decodeEvaluated(t, stdout.Bytes())
+}
+
+// pythonEvaluate runs the Python SDK over input, as nodeEvaluate does the
+// TypeScript SDK.
+func pythonEvaluate(t *testing.T, input []byte) (u, c map[string][]string) {
+	t.Helper()
+	return decodeEvaluated(t, pythonRun(t, "evaluate", input))
+}
+
+// decodeEvaluated reads the output of an SDK's evaluate tool: per flag, the
+// outcome of each unit and each context.
+func decodeEvaluated(t *testing.T, stdout []byte) (u, c map[string][]string) {
+	t.Helper()
 	var out struct {
 		Outcomes []string          `json:"outcomes"`
 		Units    map[string]string `json:"units"`
 		Contexts map[string]string `json:"contexts"`
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
-		t.Fatalf("decode node output: %v", err)
+	if err := json.Unmarshal(stdout, &out); err != nil {
+		t.Fatalf("decode the evaluate tool's output: %v", err)
 	}
 	decode := func(m map[string]string) map[string][]string {
 		res := make(map[string][]string, len(m))
@@ -234,10 +248,10 @@ func outcome(d flag.Detail) string {
 	return d.Variant + "|" + string(d.Reason) + "|" + string(d.ErrorType)
 }
 
-// TestSameAnswerInGoAndTypeScript evaluates every flag for 100,000 units
-// and for contexts with every kind of attribute in both SDKs, and requires
-// identical variants, reasons and error types.
-func TestSameAnswerInGoAndTypeScript(t *testing.T) {
+// TestSameAnswerInGoTypeScriptAndPython evaluates every flag for 100,000
+// units and for contexts with every kind of attribute in the three SDKs, and
+// requires identical variants, reasons and error types.
+func TestSameAnswerInGoTypeScriptAndPython(t *testing.T) {
 	flags := crossFlags()
 	unitKeys := crossUnits(units)
 	for _, u := range unitKeys {
@@ -262,40 +276,53 @@ func TestSameAnswerInGoAndTypeScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	jsUnits, jsContexts := nodeEvaluate(t, input)
+	pyUnits, pyContexts := pythonEvaluate(t, input)
+	languages := []struct {
+		name            string
+		units, contexts map[string][]string
+	}{{"TypeScript", jsUnits, jsContexts}, {"Python", pyUnits, pyContexts}}
 
 	mismatches := 0
+	byFlag := map[string]int{}
 	report := func(format string, args ...any) {
 		mismatches++
+		byFlag[args[0].(string)]++
 		if mismatches <= 20 {
 			t.Errorf(format, args...)
 		}
 	}
 	treated := map[string]int{}
 	for _, f := range doc.Flags {
-		if got := len(jsUnits[f.Key]); got != len(unitKeys) {
-			t.Fatalf("flag %s: TypeScript answered for %d units, want %d", f.Key, got, len(unitKeys))
+		for _, l := range languages {
+			if got := len(l.units[f.Key]); got != len(unitKeys) {
+				t.Fatalf("flag %s: %s answered for %d units, want %d", f.Key, l.name, got, len(unitKeys))
+			}
+			if got := len(l.contexts[f.Key]); got != len(doc.Contexts) {
+				t.Fatalf("flag %s: %s answered for %d contexts, want %d", f.Key, l.name, got, len(doc.Contexts))
+			}
 		}
 		for i, u := range unitKeys {
 			d := snap.Evaluate(f.Key, flag.Context{Key: u})
 			if d.Variant == "on" {
 				treated[f.Key]++
 			}
-			if want, got := outcome(d), jsUnits[f.Key][i]; got != want {
-				report("flag %s unit %q: TypeScript %s, Go %s", f.Key, u, got, want)
+			for _, l := range languages {
+				if want, got := outcome(d), l.units[f.Key][i]; got != want {
+					report("flag %s unit %q: %s %s, Go %s", f.Key, u, l.name, got, want)
+				}
 			}
-		}
-		if got := len(jsContexts[f.Key]); got != len(doc.Contexts) {
-			t.Fatalf("flag %s: TypeScript answered for %d contexts, want %d", f.Key, got, len(doc.Contexts))
 		}
 		for i, c := range doc.Contexts {
 			d := snap.Evaluate(f.Key, flag.Context{Key: c.Key, Attributes: c.Attributes})
-			if want, got := outcome(d), jsContexts[f.Key][i]; got != want {
-				report("flag %s attribute a=%#v: TypeScript %s, Go %s", f.Key, c.Attributes["a"], got, want)
+			for _, l := range languages {
+				if want, got := outcome(d), l.contexts[f.Key][i]; got != want {
+					report("flag %s attribute a=%#v: %s %s, Go %s", f.Key, c.Attributes["a"], l.name, got, want)
+				}
 			}
 		}
 	}
 	if mismatches > 0 {
-		t.Fatalf("%d answers differ between Go and TypeScript", mismatches)
+		t.Fatalf("%d answers differ from Go's: %v", mismatches, byFlag)
 	}
 	// The comparison means something only if the flags split the units as
 	// their percentages say: each share within 1 point of its target.

@@ -45,9 +45,9 @@ var reInputs = []string{
 }
 
 // TestRegexAgreesWithGo builds thousands of RE2 patterns from the pieces
-// above, keeps those Go accepts, and requires the TypeScript SDK to match
-// exactly the same inputs with each, or to refuse it as outside its subset
-// (only patterns with case folding may be refused).
+// above, keeps those Go accepts, and requires the TypeScript and Python SDKs
+// to match exactly the same inputs with each, or to refuse it as outside
+// their subset (only patterns with case folding may be refused).
 func TestRegexAgreesWithGo(t *testing.T) {
 	var patterns []string
 	var compiled []*regexp.Regexp
@@ -84,11 +84,19 @@ func TestRegexAgreesWithGo(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("node %s: %v\n%s", script, err, stderr.String())
 	}
+	checkRegexResults(t, "TypeScript", patterns, compiled, stdout.Bytes())
+	checkRegexResults(t, "Python", patterns, compiled, pythonRun(t, "regex", input))
+}
+
+// checkRegexResults compares an SDK's answers for patterns (its regex
+// tool's output) with Go's.
+func checkRegexResults(t *testing.T, lang string, patterns []string, compiled []*regexp.Regexp, output []byte) {
+	t.Helper()
 	var out struct {
 		Results []string `json:"results"`
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil || len(out.Results) != len(patterns) {
-		t.Fatalf("node output: %v, %d results for %d patterns", err, len(out.Results), len(patterns))
+	if err := json.Unmarshal(output, &out); err != nil || len(out.Results) != len(patterns) {
+		t.Fatalf("%s output: %v, %d results for %d patterns", lang, err, len(out.Results), len(patterns))
 	}
 	refused, bad := 0, 0
 	for i, p := range patterns {
@@ -100,7 +108,7 @@ func TestRegexAgreesWithGo(t *testing.T) {
 			if !strings.Contains(p, "(?i") {
 				bad++
 				if bad <= 10 {
-					t.Errorf("pattern %q refused: %s", p, got)
+					t.Errorf("%s refused pattern %q: %s", lang, p, got)
 				}
 			}
 			continue
@@ -118,7 +126,7 @@ func TestRegexAgreesWithGo(t *testing.T) {
 			if bad <= 10 {
 				for j := range reInputs {
 					if got[j] != want.String()[j] {
-						t.Errorf("pattern %q on %q: TypeScript %c, Go %c", p, reInputs[j], got[j], want.String()[j])
+						t.Errorf("pattern %q on %q: %s %c, Go %c", p, reInputs[j], lang, got[j], want.String()[j])
 						break
 					}
 				}
@@ -126,10 +134,10 @@ func TestRegexAgreesWithGo(t *testing.T) {
 		}
 	}
 	if bad > 0 {
-		t.Fatalf("%d of %d patterns disagree (%d refused)", bad, len(patterns), refused)
+		t.Fatalf("%s: %d of %d patterns disagree (%d refused)", lang, bad, len(patterns), refused)
 	}
 	if refused > len(patterns)/5 {
-		t.Errorf("%d of %d patterns refused: the subset is too small", refused, len(patterns))
+		t.Errorf("%s: %d of %d patterns refused: the subset is too small", lang, refused, len(patterns))
 	}
-	t.Logf("%d patterns agree on %d inputs each; %d refused as outside the subset", len(patterns)-refused, len(reInputs), refused)
+	t.Logf("%s: %d patterns agree on %d inputs each; %d refused as outside the subset", lang, len(patterns)-refused, len(reInputs), refused)
 }

@@ -12,9 +12,9 @@ error type "general", as the TypeScript SDK does.
 
 Supported: literals and escapes (\\a \\f \\t \\n \\r \\v, \\x7F, \\x{10FFFF},
 octal, escaped punctuation, \\Q...\\E), ".", "^", "$", \\A, \\z, \\b, \\B, the
-Perl classes and their negations, Unicode general categories (\\pN, \\p{Lu},
-\\PL, \\p{^L}; scripts such as \\p{Greek} are not supported: Python's
-unicodedata has no script table), bracket classes with ranges, negation and
+Perl classes and their negations, Unicode categories and scripts (\\pN,
+\\p{Greek}, \\PL, \\p{^L}, from Go's own tables in _unicode.py, so that
+they follow Go's Unicode version), bracket classes with ranges, negation and
 [:posix:] classes, groups, alternation, repetitions (lazy or not), and the
 flags m, s and U anywhere and i at the start of the pattern. Under (?i),
 \\b, \\B, \\W and classes that hold "i" or "I" are refused: Python folds
@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from dataclasses import dataclass
+
+from vigil import _unicode
 
 _MAX_CP = 0x10FFFF
 Range = tuple[int, int]
@@ -55,11 +56,6 @@ _POSIX: dict[str, list[Range]] = {
     "xdigit": [(0x30, 0x39), (0x41, 0x46), (0x61, 0x66)],
 }
 
-# Go's general categories; "C" is Go's Other, without unassigned code points.
-_CATEGORIES = frozenset(
-    "C Cc Cf Co Cs L Ll Lm Lo Lt Lu M Mc Me Mn N Nd Nl No P Pc Pd Pe Pf Pi Po Ps S Sc Sk Sm So Z Zl Zp Zs".split()
-)
-
 _WORD = "[0-9A-Za-z_]"
 _WORD_BOUNDARY = f"(?:(?<={_WORD})(?!{_WORD})|(?<!{_WORD})(?={_WORD}))"
 _NOT_WORD_BOUNDARY = f"(?:(?<={_WORD})(?={_WORD})|(?<!{_WORD})(?!{_WORD}))"
@@ -78,21 +74,16 @@ class InvalidPatternError(ValueError):
     """A pattern that is not valid RE2: Go's regexp refuses it too."""
 
 
-@functools.lru_cache(maxsize=1)
-def _category_ranges() -> dict[str, list[Range]]:
-    # One pass over every code point, made the first time a pattern uses
-    # \p: the table is not worth its start-up cost otherwise.
-    out: dict[str, list[Range]] = {}
-    prev, start = "", 0
-    for c in range(_MAX_CP + 2):
-        cat = unicodedata.category(chr(c)) if c <= _MAX_CP else ""
-        if cat != prev:
-            if prev:
-                out.setdefault(prev, []).append((start, c - 1))
-            prev, start = cat, c
-    for major in "CLMNPSZ":
-        rs = [r for cat, ranges in out.items() if cat[0] == major and cat != "Cn" for r in ranges]
-        out[major] = sorted(rs)
+@functools.lru_cache(maxsize=256)
+def _unicode_class(name: str) -> list[Range] | None:
+    """The ranges of a category or script name, from Go's own tables."""
+    text = _unicode.CATEGORIES.get(name) or _unicode.SCRIPTS.get(name)
+    if text is None:
+        return None
+    out: list[Range] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.append((int(lo, 16), int(hi or lo, 16)))
     return out
 
 
@@ -369,14 +360,10 @@ class _Translator:
             negated = c == "P"
             if name.startswith("^"):
                 name, negated = name[1:], not negated
-            if name == "Any":
-                rs = [(0, _MAX_CP)]
-            elif name in _CATEGORIES:
-                rs = _category_ranges()[name]
-            elif re.fullmatch("[A-Za-z_]+", name):
-                raise self.fail(f"the Unicode script \\p{{{name}}}")
-            else:
+            found = [(0, _MAX_CP)] if name == "Any" else _unicode_class(name)
+            if found is None:
                 raise self.invalid(f"unknown Unicode class \\p{{{name}}}")
+            rs = found
             return self.folding_checked(_negate(rs) if negated else rs)
         return None
 
