@@ -203,10 +203,19 @@ func nodeEvaluate(t *testing.T, input []byte) (u, c map[string][]string) {
 }
 
 // pythonEvaluate runs the Python SDK over input, as nodeEvaluate does the
-// TypeScript SDK.
-func pythonEvaluate(t *testing.T, input []byte) (u, c map[string][]string) {
+// TypeScript SDK, and also returns each unit's unit bucket as Python
+// computes it, one digit a unit.
+func pythonEvaluate(t *testing.T, input []byte) (u, c map[string][]string, unitBuckets string) {
 	t.Helper()
-	return decodeEvaluated(t, pythonRun(t, "evaluate", input))
+	out := pythonRun(t, "evaluate", input)
+	var b struct {
+		UnitBuckets string `json:"unitBuckets"`
+	}
+	if err := json.Unmarshal(out, &b); err != nil {
+		t.Fatalf("decode the Python evaluate tool's output: %v", err)
+	}
+	u, c = decodeEvaluated(t, out)
+	return u, c, b.UnitBuckets
 }
 
 // decodeEvaluated reads the output of an SDK's evaluate tool: per flag, the
@@ -276,7 +285,7 @@ func TestSameAnswerInGoTypeScriptAndPython(t *testing.T) {
 		t.Fatal(err)
 	}
 	jsUnits, jsContexts := nodeEvaluate(t, input)
-	pyUnits, pyContexts := pythonEvaluate(t, input)
+	pyUnits, pyContexts, pyUnitBuckets := pythonEvaluate(t, input)
 	languages := []struct {
 		name            string
 		units, contexts map[string][]string
@@ -321,8 +330,25 @@ func TestSameAnswerInGoTypeScriptAndPython(t *testing.T) {
 			}
 		}
 	}
+	if got := len(pyUnitBuckets); got != len(unitKeys) {
+		t.Fatalf("Python gave %d unit buckets for %d units", got, len(unitKeys))
+	}
+	perBucket := make([]int, flag.UnitBuckets)
+	for i, u := range unitKeys {
+		want := flag.UnitBucket(u)
+		perBucket[want]++
+		if got := int(pyUnitBuckets[i] - '0'); got != want {
+			report("flag %s unit %q: Python unit bucket %d, Go %d", "(unit buckets)", u, got, want)
+		}
+	}
 	if mismatches > 0 {
 		t.Fatalf("%d answers differ from Go's: %v", mismatches, byFlag)
+	}
+	// The unit buckets mean something only if the units spread over all 8.
+	for b, n := range perBucket {
+		if n < len(unitKeys)/flag.UnitBuckets/2 {
+			t.Errorf("unit bucket %d holds %d of %d units", b, n, len(unitKeys))
+		}
 	}
 	// The comparison means something only if the flags split the units as
 	// their percentages say: each share within 1 point of its target.

@@ -7,7 +7,8 @@ the Go module), which run Go over the same input and compare every answer.
 evaluate: input {"flags": [...], "units": [...], "contexts": [{"key", "attributes"}]};
 output {"outcomes": ["variant|reason|errorType", ...], "units": {"<flag>": "<one
 char per unit>"}, "contexts": {...}}, where char c stands for
-outcomes[ord(c) - 0x100], as sdk/js/tools/evaluate.ts writes it.
+outcomes[ord(c) - 0x100], as sdk/js/tools/evaluate.ts writes it; and
+"unitBuckets", each unit's unit bucket (0 to 7) as one digit.
 
 regex: input {"patterns": [...], "inputs": [...]}; output {"results": [...]}:
 per pattern one 0 or 1 per input, or "U: why" when the pattern is outside
@@ -20,6 +21,7 @@ import json
 import sys
 from typing import Any
 
+from vigil.bucket import unit_bucket
 from vigil.documents import read_snapshot_document
 from vigil.flag import Detail, EvalContext, Snapshot, as_list, as_object
 from vigil.gocompat import json_loads
@@ -57,7 +59,9 @@ def evaluate(doc: Any) -> dict[str, Any]:
         assert compiled is not None
         out_units[f.key] = "".join(code(compiled.evaluate(u, None)) for u in units)
         out_contexts[f.key] = "".join(code(compiled.evaluate(c.key, c.attributes)) for c in contexts)
-    return {"outcomes": outcomes, "units": out_units, "contexts": out_contexts}
+    # Each unit's unit bucket (flag.UnitBucket), one digit per unit.
+    unit_buckets = "".join(str(unit_bucket(u)) for u in units)
+    return {"outcomes": outcomes, "units": out_units, "contexts": out_contexts, "unitBuckets": unit_buckets}
 
 
 def regex(doc: Any) -> dict[str, Any]:
