@@ -72,7 +72,7 @@ test-python: $(PYVENVPY)
 # registry at the versions sdk/python/tools/package-lock.json pins.
 lint-python: $(PYVENVPY)
 	cd sdk/python/tools && npm ci --no-audit --no-fund --silent
-	cd sdk/python && node tools/ruff.mjs src tests
+	cd sdk/python && node tools/ruff.mjs src tests bench
 	cd sdk/python && node tools/node_modules/pyright/index.js --pythonpath .venv/bin/python
 
 test-go:

@@ -133,7 +133,8 @@ def parse_flags(text: str | bytes, name: str = "flags") -> list[Flag]:
         if k != "flags":
             raise DocumentError(f"parse {name}: unknown field {gocompat.json_dumps(k)}")
     _check_json(doc, "flags")
-    raw = as_list(doc.get("flags") or [])
+    flags_value: object = doc.get("flags")
+    raw = [] if flags_value is None else as_list(flags_value)
     if raw is None:
         raise DocumentError(f"parse {name}: flags: want a list")
     errors: list[FieldError] = []
@@ -177,7 +178,8 @@ def read_snapshot_document(value: object) -> SnapshotDocument:
         revision = int(revision)
     if isinstance(revision, bool) or not isinstance(revision, int):
         raise DocumentError("snapshot: revision: want an integer")
-    raw = as_list(doc.get("flags") or [])
+    flags_value: object = doc.get("flags")
+    raw = [] if flags_value is None else as_list(flags_value)
     if raw is None:
         raise DocumentError("snapshot: flags: want a list")
     errors: list[FieldError] = []

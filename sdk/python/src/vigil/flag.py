@@ -550,8 +550,8 @@ def attr_number(v: Any) -> float | None:
     if isinstance(v, int):
         try:
             return float(v)
-        except OverflowError:
-            return math.copysign(math.inf, v)
+        except OverflowError:  # an int beyond float64, which Go cannot hold
+            return math.inf if v > 0 else -math.inf
     if isinstance(v, str):
         return gocompat.parse_float(gocompat.trim_space(v))
     return None
