@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import vigil
 from vigil import Client, Config, ConfigError
 from vigil.delivery import Delivery
 
@@ -148,15 +149,53 @@ def test_close_stops_the_stream_promptly(vigil_serve: VigilServe) -> None:
 def test_ready_wait_from_asyncio(vigil_serve: VigilServe) -> None:
     vigil_serve.put_flag(checkout())
 
-    async def main() -> bool:
-        client = Client(fast(vigil_serve.url, init_timeout=0))
+    async def main() -> list[bool]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        ticker = asyncio.create_task(tick())
+        client = await vigil.Client.create_async(fast(vigil_serve.url))
+        ticker.cancel()
         try:
-            ok = await client.wait_ready_async(10)
-            return ok and client.bool_value("new-checkout", "qa-1", False)
+            # The loop kept running while the client connected.
+            return [client.ready, client.bool_value("new-checkout", "qa-1", False), ticks > 0]
         finally:
             client.close()
 
-    assert asyncio.run(main())
+    assert asyncio.run(main()) == [True, True, True]
+
+
+def test_evaluation_from_many_threads_while_flags_change(vigil_serve: VigilServe) -> None:
+    vigil_serve.put_flag(checkout(percent=0))
+    answers: list[str] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+    with Client(fast(vigil_serve.url)) as client:
+
+        def evaluate() -> None:
+            try:
+                while not stop.is_set():
+                    d = client.bool_detail("new-checkout", "user-1", False)
+                    answers.append(d.reason)
+            except BaseException as e:  # reported below
+                failures.append(e)
+
+        threads = [threading.Thread(target=evaluate) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for p in (10, 20, 30, 40, 100):
+            vigil_serve.put_flag(checkout(percent=p))
+        wait_until(client, lambda: client.bool_value("new-checkout", "user-1", False), "the last put")
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not failures
+    assert answers and set(answers) == {"split"}
 
 
 def test_bad_configuration_is_refused() -> None:

@@ -137,6 +137,16 @@ class Client:
             self._ready.wait(config.init_timeout)
 
     @classmethod
+    async def create_async(cls, config: Config) -> Client:
+        """The client for asyncio code: constructed without blocking the
+        event loop, then awaited until ready for up to config.init_timeout
+        (after which it serves as the constructor's client does)."""
+        client = cls(replace(config, init_timeout=0))
+        if config.init_timeout > 0:
+            await client.wait_ready_async(config.init_timeout)
+        return client
+
+    @classmethod
     def from_file(cls, path: str, reload_interval: float = 0.0) -> Client:
         """A client serving a flags file, which it never leaves."""
         return cls(Config(flags_file=path, file_reload_interval=reload_interval))
