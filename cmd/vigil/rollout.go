@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-dev/vigil/analysis/cohort"
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/notify"
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
@@ -397,6 +399,7 @@ func renderStatus(s rollout.State, now time.Time) string {
 		for _, m := range v.Metrics {
 			fmt.Fprintf(&b, "  %-18s %-13s e-value %-9.3g of %-6.3g %s\n", m.Name, m.Outcome, m.EValue, m.Threshold, m.Summary)
 		}
+		writeEvidence(&b, v.Detail)
 	}
 	if len(s.History) > 0 {
 		b.WriteString("\nhistory\n")
@@ -405,6 +408,43 @@ func renderStatus(s rollout.State, now time.Time) string {
 		}
 	}
 	return b.String()
+}
+
+// writeEvidence writes the numbers a verdict rests on: for each ratio check
+// its interval against the tolerance, the harm bound and the practical
+// floor, and the traffic split's check.
+func writeEvidence(b *strings.Builder, d *judge.Verdict) {
+	if d == nil {
+		return
+	}
+	for _, c := range d.Checks {
+		if c.CILevel == 0 || c.Tolerance == 0 || c.Bound != 0 {
+			continue // an absolute bound: its line above says it all
+		}
+		fmt.Fprintf(b, "  %-18s ratio %.3g", c.Check, c.Ratio)
+		if c.CIHigh > 0 {
+			fmt.Fprintf(b, ", %g%% interval %.3g to %.3g", math.Round(c.CILevel*1000)/10, c.CILow, c.CIHigh)
+		} else {
+			b.WriteString(", no interval yet")
+		}
+		fmt.Fprintf(b, "; tolerance %.3g", c.Tolerance)
+		if c.HarmBound > 0 {
+			fmt.Fprintf(b, ", harm bound %.3g", c.HarmBound)
+		} else {
+			b.WriteString(", no harm bound")
+		}
+		if c.FloorRatio > 0 {
+			fmt.Fprintf(b, ", floor at ratio %.3g", c.FloorRatio)
+		}
+		fmt.Fprintf(b, "; dispersion %.3g\n", c.Dispersion)
+	}
+	if sr := d.SampleRatio; sr != nil {
+		word := "ok"
+		if sr.Mismatch {
+			word = "MISMATCH"
+		}
+		fmt.Fprintf(b, "  %-18s %-13s %s\n", "traffic split", word, sr.Explanation)
+	}
 }
 
 // rolloutServeOption runs the rollout loop in `vigil serve`: it adds the

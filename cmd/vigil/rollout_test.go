@@ -223,7 +223,11 @@ func TestRenderStatus(t *testing.T) {
 		UpdatedAt:        now.Add(-time.Second),
 		Cohorts:          rollout.Cohorts{Total: judge.RequestCounts{Treatment: 1234, Control: 56789}, Step: judge.RequestCounts{Treatment: 100, Control: 900}},
 		Verdict: &rollout.Verdict{At: now, Outcome: judge.Inconclusive, Summary: "needs 500 requests per cohort in this step",
-			Metrics: []rollout.MetricVerdict{{Name: "error-rate", Outcome: judge.Inconclusive, EValue: 1.5, Threshold: 200, Summary: "ratio 1.1"}}},
+			Metrics: []rollout.MetricVerdict{{Name: "error-rate", Outcome: judge.Inconclusive, EValue: 1.5, Threshold: 200, Summary: "ratio 1.1"}},
+			Detail: &judge.Verdict{
+				Checks: []judge.CheckVerdict{{Check: "error-rate", Ratio: 1.1, CILow: 0.82, CIHigh: 1.74, CILevel: 0.99, Tolerance: 1.2, HarmBound: 1.5, FloorRatio: 1.05, Dispersion: 1.3}},
+				SampleRatio: &judge.SampleRatio{Mismatch: true, Explanation: "sample ratio mismatch: treatment has 50% of split requests where the flag sends 10%"},
+			}},
 	}
 	got := renderStatus(s, now)
 	for _, want := range []string{
@@ -235,6 +239,8 @@ func TestRenderStatus(t *testing.T) {
 		"control             56789            900",
 		"verdict      INCONCLUSIVE",
 		"error-rate         inconclusive  e-value 1.5       of 200",
+		"error-rate         ratio 1.1, 99% interval 0.82 to 1.74; tolerance 1.2, harm bound 1.5, floor at ratio 1.05; dispersion 1.3\n",
+		"traffic split      MISMATCH      sample ratio mismatch: treatment has 50% of split requests where the flag sends 10%\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("status view lacks %q:\n%s", want, got)
