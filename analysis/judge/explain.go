@@ -98,7 +98,7 @@ func overall(checks []CheckVerdict, combinedFail bool, eValue, threshold float64
 		return Fail, strings.Join(fails, "; ")
 	case combinedFail:
 		return Fail, fmt.Sprintf("combined evidence of %d checks reached e-value %s of %s: fail", len(checks), number(eValue), number(threshold))
-	case split != nil && split.Mismatch:
+	case split != nil && (split.Mismatch || !split.Checked):
 		return Inconclusive, split.Explanation
 	case len(open) > 0:
 		return Inconclusive, strings.Join(open, "; ")

@@ -26,6 +26,10 @@ type StepProgress struct {
 	// treatment at this step, in percent; 0 leaves the traffic split
 	// unchecked (see SampleRatio).
 	Percent float64 `json:"percent,omitempty"`
+	// SplitSettle is how long after the step began its looks are left out
+	// of the split's check, while counts of the previous percent still
+	// arrive; 0 means DefaultSplitSettle.
+	SplitSettle time.Duration `json:"splitSettle,omitempty"`
 }
 
 // maxLogEValue keeps reported e-values finite (exp(700) is about 1e304).

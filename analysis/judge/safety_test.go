@@ -105,11 +105,19 @@ func TestSampleRatioMismatchHolds(t *testing.T) {
 	if v := vs[len(vs)-1]; v.SampleRatio == nil || v.SampleRatio.Mismatch || v.Outcome != Pass {
 		t.Errorf("10%% split at 10%%: outcome %s, split %+v; want pass, no mismatch", v.Outcome, v.SampleRatio)
 	}
-	// Looks right after a change of percent are left out.
+	// Looks right after a change of percent are left out, and until one
+	// is counted no step passes.
 	step.Elapsed = time.Minute
-	_, vs = judgeAll(t, errorRate, steady(10, 1000, 10, 1000, 10), step)
-	if s := vs[len(vs)-1].SampleRatio; s == nil || s.Mismatch || s.Requests.Treatment != 0 {
-		t.Errorf("unsettled step: %+v; want nothing counted", s)
+	_, vs = judgeAll(t, errorRate, steady(10, 1000, 10, 9000, 90), step)
+	if v := vs[len(vs)-1]; v.SampleRatio == nil || v.SampleRatio.Checked || v.SampleRatio.Requests.Treatment != 0 ||
+		v.Outcome != Inconclusive || !strings.Contains(v.Explanation, "not checked yet") {
+		t.Errorf("unsettled step: %s, split %+v; want inconclusive with nothing counted", v.Outcome, v.SampleRatio)
+	}
+	// The step says when its looks settle.
+	step.SplitSettle = 30 * time.Second
+	_, vs = judgeAll(t, errorRate, steady(10, 1000, 10, 9000, 90), step)
+	if v := vs[len(vs)-1]; v.Outcome != Pass || !v.SampleRatio.Checked {
+		t.Errorf("settled after 30 s: %s, split %+v; want pass, checked", v.Outcome, v.SampleRatio)
 	}
 }
 

@@ -23,10 +23,11 @@ import (
 // without unit buckets, across looks (see Dispersion): a mismatch that moves
 // every bucket alike stands out, a heavy unit in one bucket does not.
 
-// sampleRatioSettle is how long after the percent changes looks are left
-// out of the test: requests served before the change reach the counts late
-// (scrape interval, remote-write lag, SDKs taking the change).
-const sampleRatioSettle = 2 * time.Minute
+// DefaultSplitSettle is how long after the percent changes looks are left
+// out of the split's check when StepProgress does not say: requests served
+// before the change reach the counts late (scrape interval, remote-write
+// lag, SDKs taking the change).
+const DefaultSplitSettle = 2 * time.Minute
 
 // sampleRatioOdds are the odds factors of the alternatives; each is used
 // both ways.
@@ -66,6 +67,10 @@ type SampleRatio struct {
 	// Mismatch is set once the e-value has reached Threshold; it holds
 	// every pass for the rest of the rollout.
 	Mismatch bool `json:"mismatch"`
+	// Checked is set once a look has been counted. Until then no step
+	// passes: a step shorter than the settling time would otherwise pass
+	// on counts the split was never checked against.
+	Checked bool `json:"checked"`
 	// Explanation is one line a person can read.
 	Explanation string `json:"explanation"`
 }
@@ -81,11 +86,16 @@ func (s *SampleRatioState) update(last, cur Snapshot, cum FlagCounts, step StepP
 	nT := cur.Treatment.Requests - last.Treatment.Requests
 	nC := cur.Control.Requests - last.Control.Requests
 	q := step.Percent / 100
-	if !changed && step.Elapsed >= sampleRatioSettle && nT >= 0 && nC >= 0 && nT+nC > 0 {
+	settle := step.SplitSettle
+	if settle <= 0 {
+		settle = DefaultSplitSettle
+	}
+	if !changed && step.Elapsed >= settle && nT >= 0 && nC >= 0 && nT+nC > 0 {
 		s.count(nT, nC, q)
 	}
 	v := &SampleRatio{Threshold: 1 / alpha, Requests: s.Requests, Dispersion: 1}
 	if total := s.Requests.Treatment + s.Requests.Control; total > 0 {
+		v.Checked = true
 		v.Observed = s.Requests.Treatment / total
 		v.Expected = s.Expected / total
 	}
@@ -169,8 +179,8 @@ func shareLogLR(nT, nC, q, g float64) float64 {
 
 // explainSampleRatio writes the check's one line.
 func explainSampleRatio(v *SampleRatio) string {
-	if v.Requests.Treatment+v.Requests.Control == 0 {
-		return "traffic split not checked yet (the first looks after a step change are left out)"
+	if !v.Checked {
+		return "traffic split not checked yet (the looks right after a percent change are left out); no step passes before it is"
 	}
 	shares := fmt.Sprintf("treatment has %s of split requests where the flag sends %s (e-value %s of %s)",
 		percent(v.Observed), percent(v.Expected), number(v.EValue), number(v.Threshold))

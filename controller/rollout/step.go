@@ -113,6 +113,9 @@ func (s State) StepProgress(now time.Time) judge.StepProgress {
 		MinRequests: float64(s.Plan.MinRequests),
 		MinDuration: s.Plan.MinStepDuration.Std(),
 		Percent:     s.Percent,
+		// The split is checked from two looks after the warm-up, when
+		// counts of the previous percent have arrived.
+		SplitSettle: s.Plan.Warmup.Std() + 2*s.Plan.Interval.Std(),
 	}
 	if s.StepBaseline != nil {
 		p.Baseline = *s.StepBaseline

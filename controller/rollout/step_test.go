@@ -259,7 +259,7 @@ func TestStepAdvanceStartsTheNextStep(t *testing.T) {
 	if s.Step != 1 || len(acts) != 0 {
 		t.Fatalf("advanced on %v step requests: step %d", s.Cohorts.Step, s.Step)
 	}
-	want := judge.StepProgress{Baseline: total, Elapsed: 5 * time.Minute, MinRequests: 500, MinDuration: 5 * time.Minute, Percent: s.Percent}
+	want := judge.StepProgress{Baseline: total, Elapsed: 5 * time.Minute, MinRequests: 500, MinDuration: 5 * time.Minute, Percent: s.Percent, SplitSettle: 90 * time.Second}
 	if got := s.StepProgress(at(11 * time.Minute)); got != want {
 		t.Errorf("StepProgress = %+v, want %+v", got, want)
 	}

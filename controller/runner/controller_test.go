@@ -59,6 +59,7 @@ type traffic struct {
 	errRate map[string][2]float64 // flag -> treatment, control error rate
 	fail    error                 // when set, every query fails with it
 	flagErr map[string]error      // a flag's Reading.Err, as the reader reports a part it could not read
+	forged  map[string]bool       // flags whose counts are pushed alike for both cohorts, whatever the percent
 
 	mu      sync.Mutex
 	last    time.Time
@@ -68,7 +69,7 @@ type traffic struct {
 }
 
 func newTraffic(st store.Store, c *clock) *traffic {
-	return &traffic{st: st, clock: c, rps: 1000, errRate: map[string][2]float64{}, flagErr: map[string]error{}, cum: map[string]*judge.FlagCounts{}, last: c.Now()}
+	return &traffic{st: st, clock: c, rps: 1000, errRate: map[string][2]float64{}, flagErr: map[string]error{}, forged: map[string]bool{}, cum: map[string]*judge.FlagCounts{}, last: c.Now()}
 }
 
 // advance accrues the traffic of the time since the last call at the flags'
@@ -93,6 +94,9 @@ func (tr *traffic) advance(ctx context.Context) error {
 			tr.cum[f.Key] = c
 		}
 		share := f.Rollout.Percent / 100
+		if tr.forged[f.Key] {
+			share = 0.5
+		}
 		rates := tr.errRate[f.Key]
 		nt, nc := math.Round(tr.rps*secs*share), math.Round(tr.rps*secs*(1-share))
 		c.Treatment.Requests += nt
@@ -255,6 +259,31 @@ func (f *fixture) flag(t *testing.T, key string) flag.Flag {
 		t.Fatal(err)
 	}
 	return fl
+}
+
+// TestLoopHoldsForgedCounts: counts pushed alike for both cohorts (an sdk
+// token may push OTLP metrics to the embedded store) are identical, so no
+// ratio test can object to them, and with the harm bound off they would
+// promote the flag. The traffic split gives them away: treatment has half
+// the requests where the flag sends 1%, and the rollout holds at 1% until
+// its step times out.
+func TestLoopHoldsForgedCounts(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	putFlag(t, f.st, checkoutFlag("forged"))
+	f.tr.forged["forged"] = true
+	f.tr.errRate["forged"] = [2]float64{0.01, 0.01}
+	if _, err := f.c.Command(context.Background(), "forged", rollout.Command{Kind: rollout.Start, Actor: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	f.run(t, 2*time.Minute, func() bool { return f.state(t, "forged").Phase != rollout.Progressing })
+	s := f.state(t, "forged")
+	if s.Phase != rollout.Paused || s.Percent != 1 {
+		t.Fatalf("forged counts: %s at %v%%, want paused at 1%% (%s)", s.Phase, s.Percent, s.PausedReason)
+	}
+	d := s.Verdict.Detail
+	if d == nil || d.SampleRatio == nil || !d.SampleRatio.Mismatch || !strings.Contains(s.Verdict.Summary, "sample ratio mismatch") {
+		t.Errorf("verdict %+v, want a sample ratio mismatch", s.Verdict)
+	}
 }
 
 func TestLoopPromotesHealthyAndRollsBackHarmful(t *testing.T) {
