@@ -225,7 +225,7 @@ func TestRenderStatus(t *testing.T) {
 		Verdict: &rollout.Verdict{At: now, Outcome: judge.Inconclusive, Summary: "needs 500 requests per cohort in this step",
 			Metrics: []rollout.MetricVerdict{{Name: "error-rate", Outcome: judge.Inconclusive, EValue: 1.5, Threshold: 200, Summary: "ratio 1.1"}},
 			Detail: &judge.Verdict{
-				Checks: []judge.CheckVerdict{{Check: "error-rate", Ratio: 1.1, CILow: 0.82, CIHigh: 1.74, CILevel: 0.99, Tolerance: 1.2, HarmBound: 1.5, FloorRatio: 1.05, Dispersion: 1.3}},
+				Checks:      []judge.CheckVerdict{{Check: "error-rate", Ratio: 1.1, CILow: 0.82, CIHigh: 1.74, CILevel: 0.99, Tolerance: 1.2, HarmBound: 1.5, FloorRatio: 1.05, Dispersion: 1.3}},
 				SampleRatio: &judge.SampleRatio{Mismatch: true, Explanation: "sample ratio mismatch: treatment has 50% of split requests where the flag sends 10%"},
 			}},
 	}
