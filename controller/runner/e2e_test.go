@@ -73,13 +73,13 @@ func e2eFlag(key string) flag.Flag {
 
 // e2ePlan is the plan of e2eFlag. Its harm bound is 2 rather than the
 // default 1.5: a step passes once the interval shows treatment less than
-// twice as bad, which the fleet's traffic (about 13 treatment requests a
-// second at 5%) shows within 20 to 40 s, where bounding it below 1.5 would
-// take minutes. A harmful treatment never passes 5% then, so it must be
+// twice as bad, which the fleet's traffic (about 30 treatment requests a
+// second at 10%) shows within 20 to 40 s, where bounding it below 1.5 would
+// take minutes. A harmful treatment never passes 10% then, so it must be
 // rolled back there: its step may last 2 minutes for the evidence.
 func e2ePlan() plan.Spec {
 	return plan.Spec{
-		Steps:           &[]float64{5, 10, 25, 50, 100},
+		Steps:           &[]float64{10, 25, 50, 100},
 		Interval:        new(plan.Duration(time.Second)),
 		MinStepDuration: new(plan.Duration(20 * time.Second)),
 		MaxStepDuration: new(plan.Duration(2 * time.Minute)),
@@ -93,8 +93,10 @@ func e2ePlan() plan.Spec {
 
 // TestEndToEnd rolls out three flags of a real fleet of services that use
 // the real SDK, under load on loopback, judged from a real Prometheus: a
-// healthy treatment is promoted, one that fails twice as often and one that
-// is 50% slower in the slow tail are rolled back before they pass 25%.
+// healthy treatment is promoted although one broken user sends 4% of all
+// requests, every one of which fails (30% of all failures), and one that
+// fails twice as often and one that is 50% slower in the slow tail are
+// rolled back before they pass 10%.
 func TestEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -145,9 +147,11 @@ func TestEndToEnd(t *testing.T) {
 	slow.TailLatency = 600 * time.Millisecond
 	failing := control
 	failing.ErrorRate = 0.20
+	broken := controlUnit(t, fleet.NewCheckout)
 	fl, err := fleet.Start(ctx, fleet.Config{
 		ControllerURL: base, Token: e2eToken, Control: control,
-		Treatment: map[string]fleet.Behaviour{fleet.NewCheckout: control, fleet.FastPayments: failing, fleet.SlowSearch: slow},
+		Treatment:   map[string]fleet.Behaviour{fleet.NewCheckout: control, fleet.FastPayments: failing, fleet.SlowSearch: slow},
+		BrokenUnits: []string{broken},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +168,12 @@ func TestEndToEnd(t *testing.T) {
 
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	load := e2eLoad()
+	// 4.1% of the requests come from the broken unit: with 10% of the
+	// others failing, its failures are 0.041/(0.041 + 0.1·0.959) = 30% of
+	// all. Counted by request, control fails 1.4 times as often as the
+	// treatment of new-checkout; counted by unit bucket, one bucket is far
+	// off the others, and the judge weighs the evidence by that.
+	load.Heavy, load.HeavyShare = broken, 0.041
 	loaded := make(chan struct{})
 	go func() { load.Run(loadCtx, fl); close(loaded) }()
 	t.Cleanup(func() { stopLoad(); <-loaded })
@@ -204,13 +214,13 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("harmful %s ended %s at %v%%: %s", key, s.Phase, s.Percent, lastReason(s))
 			continue
 		}
-		// The history has every transition, so a step past 25% cannot hide
+		// The history has every transition, so a step past 10% cannot hide
 		// between two polls.
 		highest := 0.0
 		for _, h := range s.History {
 			highest = max(highest, h.Percent)
 		}
-		if highest > 25 || s.History[len(s.History)-1].From != rollout.Progressing {
+		if highest > 10 || s.History[len(s.History)-1].From != rollout.Progressing {
 			t.Errorf("%s rolled back only after reaching %v%%:%s", key, highest, historyText(s))
 		}
 		ev := s.History[len(s.History)-1].Evidence
@@ -229,6 +239,17 @@ func TestEndToEnd(t *testing.T) {
 	for _, f := range snap.Flags {
 		if f.Rollout == nil || f.Rollout.Percent != want[f.Key] || f.Tracked {
 			t.Errorf("snapshot has %s at %+v tracked %v, want %v%% untracked", f.Key, f.Rollout, f.Tracked, want[f.Key])
+		}
+	}
+}
+
+// controlUnit returns a unit key that stays in the control cohort of flag
+// key (no salt) at every step below 100%: its bucket is at least 50,000.
+func controlUnit(t *testing.T, key string) string {
+	for i := 0; ; i++ {
+		u := fmt.Sprintf("broken-%d", i)
+		if flag.Bucket(key, u) >= 50000 {
+			return u
 		}
 	}
 }
