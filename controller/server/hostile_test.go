@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -427,6 +429,81 @@ func TestDatabaseOutage(t *testing.T) {
 	if ev, err := live.next(); err != nil || ev.event != "put" || !strings.Contains(ev.data, `"key":"b"`) {
 		t.Errorf("the stream opened before the outage, after it: %+v %v", ev, err)
 	}
+}
+
+// TestLockedSQLiteFile: while another connection holds the SQLite file's
+// write lock, as a sqlite3 shell in another process would, admin writes
+// answer 503 with Retry-After after the store's short busy timeout, SDK
+// delivery goes on, and /readyz names the store although reads still work.
+// Once the lock is let go, writes succeed again.
+func TestLockedSQLiteFile(t *testing.T) {
+	dir := t.TempDir()
+	e := start(t, server.Config{DataDir: dir})
+	e.mustStatus(e.do("PUT", "/api/v1/flags/a", e.admin, flagJSON("a", 100)), http.StatusCreated)
+	tok := e.token("svc", store.RoleSDK)
+
+	other, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "vigil.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	holder, err := other.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	release := sync.OnceFunc(func() {
+		if _, err := holder.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+			t.Error(err)
+		}
+		holder.Close()
+	})
+	t.Cleanup(release)
+
+	// A write used to wait out a 10 s busy timeout before its 503; the
+	// bound is well above the store's timeout and below that.
+	client := &http.Client{Timeout: 8 * time.Second}
+	for _, req := range []struct{ method, path, body string }{
+		{"PUT", "/api/v1/flags/b", `{"key": "b", "variants": {"on": true, "off": false}, "control": "off", "treatment": "on"}`},
+		{"POST", "/api/v1/tokens", `{"name": "new", "role": "sdk"}`},
+		{"DELETE", "/api/v1/flags/a", ""},
+	} {
+		hr, err := http.NewRequest(req.method, e.url+req.path, strings.NewReader(req.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hr.Header.Set("Authorization", "Bearer "+e.admin)
+		if req.body != "" {
+			hr.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := client.Do(hr)
+		if err != nil {
+			t.Fatalf("%s %s with the file locked: %v; want a prompt 503", req.method, req.path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s with the file locked: %d (Retry-After %q) %s; want 503 with Retry-After", req.method, req.path, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+	}
+	r := e.do("GET", "/readyz", "", nil)
+	var ready server.ReadyBody
+	r.json(t, &ready)
+	if !strings.Contains(ready.Checks["store"], "locked") || !strings.Contains(ready.Error, "store") {
+		t.Errorf("/readyz with the file locked: %d %s; want the store check failing", r.status, r.body)
+	}
+	var snap server.SnapshotBody
+	e.mustStatus(e.do("GET", "/sdk/v1/snapshot", tok, nil), http.StatusOK).json(t, &snap)
+	if len(snap.Flags) != 1 || snap.Flags[0].Key != "a" {
+		t.Errorf("snapshot with the file locked: %+v", snap)
+	}
+
+	release()
+	poll.Ready(t, 10*time.Second, e.url)
+	e.mustStatus(e.do("PUT", "/api/v1/flags/b", e.admin, flagJSON("b", 1)), http.StatusCreated)
+	e.mustStatus(e.do("GET", "/api/v1/flags/a", e.admin, nil), http.StatusOK)
 }
 
 // readSnapshotEvent reads a stream's response up to the end of its first

@@ -178,7 +178,7 @@ func (s *Server) builtinChecks() []namedCheck {
 		}},
 		{"store", func(ctx context.Context) error {
 			if err := s.store.Ping(ctx); err != nil {
-				return fmt.Errorf("unreachable: %w", err)
+				return fmt.Errorf("unavailable: %w", err)
 			}
 			return nil
 		}},

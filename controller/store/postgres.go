@@ -48,6 +48,7 @@ func OpenPostgres(ctx context.Context, url string) (Store, error) {
 			holdsLease:        `SELECT 1 FROM vigil_leases WHERE name = $1 AND holder = $2 AND expires_at > $3 FOR SHARE`,
 		},
 		w: db, r: db,
+		wmu:   make(chan struct{}, 1),
 		notes: newNotifier(),
 		now:   time.Now,
 		stop:  func() { stop(); <-done },

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/vigil-dev/vigil/sdk/flag"
@@ -31,6 +30,10 @@ type dialect struct {
 	// the lease cannot change hands before the writes that rely on it
 	// commit.
 	holdsLease string
+	// pingWrite makes Ping begin (and roll back) a write transaction on
+	// the writer rather than ping a reader: on SQLite another process may
+	// hold the file's write lock while reads go on.
+	pingWrite bool
 }
 
 // sqlStore implements Store over database/sql. The two databases share
@@ -41,8 +44,10 @@ type sqlStore struct {
 	// has a one-connection writer so that its write lock is taken up front.
 	w, r *sql.DB
 	// wmu serializes this process's writers, so that they queue in Go
-	// rather than in the database's lock timeout.
-	wmu   sync.Mutex
+	// rather than in the database's lock timeout. It is a one-slot
+	// channel, not a mutex, so that a writer whose context ends (a client
+	// gone, a deadline) stops queueing.
+	wmu   chan struct{}
 	notes *notifier
 	now   func() time.Time
 	// stop ends background work (the PostgreSQL listener).
@@ -112,8 +117,12 @@ func (s *sqlStore) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
 }
 
 func (s *sqlStore) Update(ctx context.Context, actor Actor, fn func(tx Tx) error) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	select {
+	case s.wmu <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the other writers: %w", ctx.Err())
+	}
+	defer func() { <-s.wmu }()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -264,7 +273,19 @@ func (s *sqlStore) ReleaseLease(ctx context.Context, name, holder string) error 
 
 func (s *sqlStore) Watch(ctx context.Context) <-chan int64 { return s.notes.watch(ctx) }
 
-func (s *sqlStore) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
+func (s *sqlStore) Ping(ctx context.Context) error {
+	if !s.d.pingWrite {
+		return s.r.PingContext(ctx)
+	}
+	// The writer's one connection is taken in turn with the writers, and
+	// its transactions begin IMMEDIATE: beginning one takes the file's
+	// write lock, or fails as a write would.
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin a write: %w", err)
+	}
+	return tx.Rollback()
+}
 
 func (s *sqlStore) Close() error {
 	if s.stop != nil {

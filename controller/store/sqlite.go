@@ -8,11 +8,21 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
+
+// SQLiteBusyTimeout is how long a SQLite store waits for a lock that another
+// process holds before the operation fails as Unavailable (the server then
+// answers 503 with Retry-After). This process's own writers never wait on
+// it: they queue in Go, one at a time on one connection, and in WAL mode
+// reads take no lock that a writer waits for. So only another process (a
+// sqlite3 shell, a second controller on the same directory) makes a wait,
+// and a request should learn of it promptly rather than hold its client.
+const SQLiteBusyTimeout = time.Second
 
 // OpenSQLite opens (creating it if needed) the SQLite store in dir and
 // migrates its schema. One process may use a directory at a time.
@@ -31,7 +41,7 @@ func OpenSQLite(ctx context.Context, dir string) (Store, error) {
 		return nil, fmt.Errorf("open sqlite store: %w", err)
 	}
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(SQLiteBusyTimeout.Milliseconds(), 10)+")")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	dsn := "file:" + path + "?" + q.Encode()
@@ -57,8 +67,10 @@ func OpenSQLite(ctx context.Context, dir string) (Store, error) {
 			// One writer at a time: nothing can take the lease during the
 			// transaction.
 			holdsLease: `SELECT 1 FROM vigil_leases WHERE name = $1 AND holder = $2 AND expires_at > $3`,
+			pingWrite:  true,
 		},
 		w: w, r: r,
+		wmu:   make(chan struct{}, 1),
 		notes: newNotifier(),
 		now:   time.Now,
 	}

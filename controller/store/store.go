@@ -66,7 +66,9 @@ type Store interface {
 	// process or (on PostgreSQL) any other. Values are hints that coalesce: read Changes
 	// to learn what changed. The channel closes when ctx is done.
 	Watch(ctx context.Context) <-chan int64
-	// Ping checks that the database answers.
+	// Ping checks that the database answers and, on SQLite, that it would
+	// take a write now: another process may hold the file's write lock
+	// while reads go on.
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.
 	Close() error
