@@ -27,7 +27,8 @@ import (
 )
 
 // TestReadyzFollowsTheMetricSource: a controller whose metric source (a real
-// Prometheus) goes away stops being ready, and /readyz says why.
+// Prometheus) goes away is degraded, and /readyz says why; it still answers
+// 200, since SDK delivery goes on, and only /readyz?strict=true fails.
 func TestReadyzFollowsTheMetricSource(t *testing.T) {
 	prom := promtest.Start(t, promtest.Options{})
 	provider, err := cohort.NewHTTPProvider(cohort.HTTPOptions{URL: prom.URL, Timeout: time.Second, Retries: -1})
@@ -41,8 +42,8 @@ func TestReadyzFollowsTheMetricSource(t *testing.T) {
 			Extensions: []server.Extension{Extension(Options{Reader: cohort.NewReader(provider), Holder: "readyz-test"})},
 		})
 	})
-	readyz := func() (int, string) {
-		resp, err := http.Get(url + "/readyz")
+	readyz := func(query string) (int, string) {
+		resp, err := http.Get(url + "/readyz" + query)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,12 +52,15 @@ func TestReadyzFollowsTheMetricSource(t *testing.T) {
 		return resp.StatusCode, string(body)
 	}
 	poll.Ready(t, 10*time.Second, url)
-	if code, body := readyz(); code != http.StatusOK || !strings.Contains(body, `"metrics":"ok"`) {
+	if code, body := readyz(""); code != http.StatusOK || !strings.Contains(body, `"metrics":"ok"`) {
 		t.Fatalf("with Prometheus up: %d %s, want 200 with the metrics check ok", code, body)
 	}
 	prom.Stop(t)
-	if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, `"metrics":"metric source:`) {
-		t.Fatalf("with Prometheus stopped: %d %s, want 503 naming the metric source", code, body)
+	if code, body := readyz(""); code != http.StatusOK || !strings.Contains(body, `"status":"degraded"`) || !strings.Contains(body, `"metrics":"metric source:`) {
+		t.Fatalf("with Prometheus stopped: %d %s, want 200 degraded naming the metric source", code, body)
+	}
+	if code, body := readyz("?strict=true"); code != http.StatusServiceUnavailable || !strings.Contains(body, `"metrics":"metric source:`) {
+		t.Fatalf("strict, with Prometheus stopped: %d %s, want 503 naming the metric source", code, body)
 	}
 }
 

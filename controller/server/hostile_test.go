@@ -355,8 +355,9 @@ func TestStreamsHaveAMaximumAge(t *testing.T) {
 // TestDatabaseOutage: while the PostgreSQL database is down, SDK delivery
 // (snapshot, a live stream, a new stream, OFREP) goes on from memory with
 // tokens checked in memory; admin requests answer 503 with Retry-After and
-// change nothing; /readyz fails naming the store. When the database is
-// back, all is as before.
+// change nothing; /readyz stays 200, "degraded", naming the store, so that
+// the load balancer keeps the replica for SDKs, and /readyz?strict=true
+// answers 503. When the database is back, all is as before.
 func TestDatabaseOutage(t *testing.T) {
 	dbURL := pgtest.Database(t)
 	e := start(t, server.Config{DatabaseURL: dbURL, Heartbeat: time.Hour, Extensions: []server.Extension{ofrep.Extension(ofrep.Config{})}})
@@ -383,13 +384,19 @@ func TestDatabaseOutage(t *testing.T) {
 		r := e.do("GET", "/readyz", "", nil)
 		ready = server.ReadyBody{}
 		r.json(t, &ready)
-		if r.status != http.StatusServiceUnavailable || ready.Checks["store"] == "ok" || !strings.Contains(ready.Error, "store") {
+		if r.status != http.StatusOK || ready.Status != "degraded" || ready.Checks["store"] == "ok" || !strings.Contains(ready.Error, "store") {
 			return fmt.Errorf("%d %s", r.status, r.body)
 		}
 		return nil
 	})
 	if ready.Checks["flags"] != "ok" {
 		t.Errorf("/readyz during the outage: %+v; want the flags ok", ready)
+	}
+	strict := e.do("GET", "/readyz?strict=true", "", nil)
+	var strictBody server.ReadyBody
+	strict.json(t, &strictBody)
+	if strict.status != http.StatusServiceUnavailable || strict.header.Get("Retry-After") == "" || strictBody.Status != "degraded" || strictBody.Checks["store"] == "ok" {
+		t.Errorf("/readyz?strict=true during the outage: %d %s; want 503 with Retry-After naming the store", strict.status, strict.body)
 	}
 
 	var snap server.SnapshotBody
@@ -434,7 +441,8 @@ func TestDatabaseOutage(t *testing.T) {
 // TestLockedSQLiteFile: while another connection holds the SQLite file's
 // write lock, as a sqlite3 shell in another process would, admin writes
 // answer 503 with Retry-After after the store's short busy timeout, SDK
-// delivery goes on, and /readyz names the store although reads still work.
+// delivery goes on, and /readyz, degraded, names the store although reads
+// still work.
 // Once the lock is let go, writes succeed again.
 func TestLockedSQLiteFile(t *testing.T) {
 	dir := t.TempDir()
@@ -491,7 +499,7 @@ func TestLockedSQLiteFile(t *testing.T) {
 	r := e.do("GET", "/readyz", "", nil)
 	var ready server.ReadyBody
 	r.json(t, &ready)
-	if !strings.Contains(ready.Checks["store"], "locked") || !strings.Contains(ready.Error, "store") {
+	if ready.Status != "degraded" || !strings.Contains(ready.Checks["store"], "locked") || !strings.Contains(ready.Error, "store") {
 		t.Errorf("/readyz with the file locked: %d %s; want the store check failing", r.status, r.body)
 	}
 	var snap server.SnapshotBody

@@ -121,10 +121,14 @@ func (s *Server) recover(c *gin.Context) {
 	c.Next()
 }
 
-// ReadyBody is the body of GET /readyz: each check's state, "ok" or why
-// not, and in Error the checks that fail.
+// ReadyBody is the body of GET /readyz: the replica's status, each
+// check's state ("ok" or why not), and in Error the checks that fail.
 type ReadyBody struct {
-	Status   string            `json:"status"` // "ready" or "not ready"
+	// Status is "ready" when every check holds, "degraded" when the
+	// replica serves SDK delivery from memory while a dependency (the
+	// store, the metric source) fails, and "not ready" when it cannot
+	// serve at all (the flags are not loaded).
+	Status   string            `json:"status"`
 	Revision int64             `json:"revision"`
 	Checks   map[string]string `json:"checks"`
 	Error    string            `json:"error,omitempty"`
@@ -133,11 +137,27 @@ type ReadyBody struct {
 // readyCheckTimeout bounds each check of /readyz.
 const readyCheckTimeout = 2 * time.Second
 
-// ready answers 200 when every check holds (the flags are loaded, the store
-// answers, and the extensions' own), else 503 naming the failing ones.
+// ready answers whether the replica should get traffic. A dependency that
+// every replica shares, the database or the metric source, failing does not
+// make it unready: SDK delivery goes on from memory, and were every replica
+// taken out of its load balancer, SDKs would lose that too. So /readyz
+// answers 503 only while the replica cannot serve SDKs (its flags are not
+// loaded), and 200 "degraded", naming the failing checks, while a
+// dependency fails. With ?strict=true every check counts: for a probe in
+// front of the admin API, or a check that pages someone.
 func (s *Server) ready(c *gin.Context) {
+	strict := false
+	if v, ok := c.GetQuery("strict"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			Fail(c, http.StatusBadRequest, "strict="+strconv.Quote(v)+": want true or false", "strict")
+			return
+		}
+		strict = b
+	}
 	body := ReadyBody{Status: "ready", Revision: s.hub.revision(), Checks: map[string]string{}}
 	var failing []string
+	critical := false
 	for _, chk := range s.readyChecks {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), readyCheckTimeout)
 		err := chk.check(ctx)
@@ -145,12 +165,18 @@ func (s *Server) ready(c *gin.Context) {
 		if err != nil {
 			body.Checks[chk.name] = err.Error()
 			failing = append(failing, chk.name+": "+err.Error())
+			critical = critical || chk.critical
 			continue
 		}
 		body.Checks[chk.name] = "ok"
 	}
 	if len(failing) > 0 {
-		body.Status, body.Error = "not ready", strings.Join(failing, "; ")
+		body.Status, body.Error = "degraded", strings.Join(failing, "; ")
+	}
+	if critical {
+		body.Status = "not ready"
+	}
+	if critical || strict && len(failing) > 0 {
 		c.Header("Retry-After", strconv.Itoa(RetryAfterSeconds))
 		c.AbortWithStatusJSON(http.StatusServiceUnavailable, body)
 		return
@@ -165,18 +191,21 @@ type ReadyCheck func(ctx context.Context) error
 type namedCheck struct {
 	name  string
 	check ReadyCheck
+	// critical: while the check fails the replica cannot serve at all,
+	// and /readyz answers 503 even when not strict.
+	critical bool
 }
 
 // builtinChecks are the server's own conditions of readiness.
 func (s *Server) builtinChecks() []namedCheck {
 	return []namedCheck{
-		{"flags", func(context.Context) error {
+		{name: "flags", critical: true, check: func(context.Context) error {
 			if !s.hub.loaded() {
 				return errors.New("not loaded yet")
 			}
 			return nil
 		}},
-		{"store", func(ctx context.Context) error {
+		{name: "store", check: func(ctx context.Context) error {
 			if err := s.store.Ping(ctx); err != nil {
 				return fmt.Errorf("unavailable: %w", err)
 			}

@@ -105,10 +105,11 @@ func (h *Host) Group(path string, roles ...store.Role) *gin.RouterGroup {
 	return h.s.engine.Group(path, h.s.requireRole(roles...))
 }
 
-// ReadyCheck adds a condition to /readyz under name: the controller is
-// ready only while check returns nil, and /readyz shows its error.
+// ReadyCheck adds a dependency to /readyz under name: while check fails,
+// /readyz shows its error and answers 200 "degraded" (the replica still
+// serves SDKs from memory), and /readyz?strict=true answers 503.
 func (h *Host) ReadyCheck(name string, check ReadyCheck) {
-	h.s.readyChecks = append(h.s.readyChecks, namedCheck{name, check})
+	h.s.readyChecks = append(h.s.readyChecks, namedCheck{name: name, check: check})
 }
 
 // Go runs fn in the background while the server runs. Its context ends when

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -205,6 +206,30 @@ func TestMetricsAndHealth(t *testing.T) {
 	}
 	if strings.Contains(body, adminSecret) {
 		t.Error("metrics show the admin token")
+	}
+}
+
+// TestReadyzBeforeTheFlagsLoad: a replica that has not loaded its flags
+// cannot serve SDKs, so /readyz answers 503 "not ready" even when not
+// strict; a strict value that is not a boolean is refused, naming it.
+func TestReadyzBeforeTheFlagsLoad(t *testing.T) {
+	srv, err := server.New(t.Context(), server.Config{DataDir: t.TempDir(), AdminToken: adminSecret, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The handler alone, without Serve: nothing loads the flags.
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	t.Cleanup(func() { srv.Store().Close() })
+	e := &env{t: t, url: hs.URL, srv: srv, admin: adminSecret}
+	var ready server.ReadyBody
+	r := e.mustStatus(e.do("GET", "/readyz", "", nil), http.StatusServiceUnavailable)
+	r.json(t, &ready)
+	if ready.Status != "not ready" || ready.Checks["flags"] == "ok" || ready.Checks["store"] != "ok" || r.header.Get("Retry-After") == "" {
+		t.Errorf("/readyz before the flags load: %s (Retry-After %q); want not ready naming the flags", r.body, r.header.Get("Retry-After"))
+	}
+	if b := e.mustStatus(e.do("GET", "/readyz?strict=maybe", "", nil), http.StatusBadRequest).errorBody(t); b.Field != "strict" {
+		t.Errorf("/readyz?strict=maybe: %+v; want the field named", b)
 	}
 }
 

@@ -44,16 +44,18 @@ func True(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
 	})
 }
 
-// Ready waits until GET base+"/readyz" answers 200.
+// Ready waits until every check of base's /readyz holds.
 func Ready(tb testing.TB, timeout time.Duration, base string) {
 	tb.Helper()
 	Until(tb, timeout, base+" to be ready", func() error { return Readyz(base) })
 }
 
-// Readyz asks GET base+"/readyz" once: nil when it answers 200, else what
-// went wrong, for a condition of Until that adds to it.
+// Readyz asks GET base+"/readyz?strict=true" once: nil when it answers 200,
+// that is when every check holds (a plain /readyz answers 200 also while
+// the replica is degraded), else what went wrong, for a condition of Until
+// that adds to it.
 func Readyz(base string) error {
-	resp, err := http.Get(base + "/readyz")
+	resp, err := http.Get(base + "/readyz?strict=true")
 	if err != nil {
 		return err
 	}
