@@ -191,6 +191,11 @@ func parseRequest(body []byte) (request, *Failure) {
 		r.canonical = []byte("{}")
 		return r, nil
 	}
+	// As strict as the admin API: a key given twice would let the last
+	// win, and NUL or invalid UTF-8 pass into attributes.
+	if err := server.CheckJSON(body); err != nil {
+		return r, &Failure{ErrorCode: codeParseError, ErrorDetails: "invalid request body: " + err.Error()}
+	}
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return r, &Failure{ErrorCode: codeParseError, ErrorDetails: "request body is not a JSON object: " + err.Error()}
@@ -252,15 +257,21 @@ func evaluate(snap *flag.Snapshot, key string, ctx flag.Context) (any, int) {
 	}
 }
 
-// body reads the request body, which server.Config.MaxBodyBytes bounds.
-func body(c *gin.Context) ([]byte, bool) {
+// body reads the request body, which server.Config.MaxBodyBytes bounds,
+// refusing one that says it is not JSON; a refusal names the flag key of a
+// single evaluation.
+func body(c *gin.Context, key string) ([]byte, bool) {
+	if ct := c.GetHeader("Content-Type"); !server.JSONContentType(ct) {
+		c.AbortWithStatusJSON(http.StatusUnsupportedMediaType, Failure{Key: key, ErrorCode: codeParseError, ErrorDetails: fmt.Sprintf("Content-Type %q: send application/json", ct)})
+		return nil, false
+	}
 	b, err := io.ReadAll(c.Request.Body)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, Failure{ErrorCode: codeParseError, ErrorDetails: err.Error()})
+			c.AbortWithStatusJSON(http.StatusRequestEntityTooLarge, Failure{Key: key, ErrorCode: codeParseError, ErrorDetails: err.Error()})
 		} else {
-			c.AbortWithStatusJSON(http.StatusBadRequest, Failure{ErrorCode: codeParseError, ErrorDetails: "read body: " + err.Error()})
+			c.AbortWithStatusJSON(http.StatusBadRequest, Failure{Key: key, ErrorCode: codeParseError, ErrorDetails: "read body: " + err.Error()})
 		}
 		return nil, false
 	}
@@ -279,7 +290,7 @@ func (e *endpoints) loaded(c *gin.Context) *flag.Snapshot {
 
 func (e *endpoints) single(c *gin.Context) {
 	key := c.Param("key")
-	b, ok := body(c)
+	b, ok := body(c, key)
 	if !ok {
 		return
 	}
@@ -298,7 +309,7 @@ func (e *endpoints) single(c *gin.Context) {
 }
 
 func (e *endpoints) bulk(c *gin.Context) {
-	b, ok := body(c)
+	b, ok := body(c, "")
 	if !ok {
 		return
 	}

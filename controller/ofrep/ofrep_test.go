@@ -176,19 +176,27 @@ func TestSingleFlag(t *testing.T) {
 	for _, tc := range []struct {
 		name, key, body string
 		status          int
-		code            string
+		code, details   string
 	}{
-		{"unknown flag", "nope", `{"context":{"targetingKey":"u"}}`, 404, "FLAG_NOT_FOUND"},
-		{"rollout without a targeting key", "checkout", `{"context":{"plan":"gold"}}`, 400, "TARGETING_KEY_MISSING"},
-		{"not JSON", "checkout", `{"context":`, 400, "PARSE_ERROR"},
-		{"context not an object", "checkout", `{"context":["u"]}`, 400, "INVALID_CONTEXT"},
-		{"targeting key not a string", "checkout", `{"context":{"targetingKey":42}}`, 400, "INVALID_CONTEXT"},
+		{"unknown flag", "nope", `{"context":{"targetingKey":"u"}}`, 404, "FLAG_NOT_FOUND", ""},
+		{"rollout without a targeting key", "checkout", `{"context":{"plan":"gold"}}`, 400, "TARGETING_KEY_MISSING", ""},
+		{"not JSON", "checkout", `{"context":`, 400, "PARSE_ERROR", ""},
+		{"context not an object", "checkout", `{"context":["u"]}`, 400, "INVALID_CONTEXT", ""},
+		{"targeting key not a string", "checkout", `{"context":{"targetingKey":42}}`, 400, "INVALID_CONTEXT", ""},
+		{"key given twice", "checkout", `{"context":{"targetingKey":"qa-1","targetingKey":"u"}}`, 400, "PARSE_ERROR", "context.targetingKey: the key is given twice"},
+		{"NUL in an attribute", "checkout", `{"context":{"targetingKey":"u","plan":"gold\u0000"}}`, 400, "PARSE_ERROR", "context.plan: the string holds a NUL"},
+		{"invalid UTF-8", "checkout", "{\"context\":{\"targetingKey\":\"\xff\"}}", 400, "PARSE_ERROR", "not valid UTF-8 at byte 28"},
+		{"not JSON content", "checkout", `{"context":{"targetingKey":"u"}}`, 415, "PARSE_ERROR", "Content-Type \"text/plain\""},
 	} {
-		r := e.do("POST", "/ofrep/v1/evaluate/flags/"+tc.key, e.token, tc.body, nil)
+		headers := map[string]string{}
+		if tc.status == 415 {
+			headers["Content-Type"] = "text/plain"
+		}
+		r := e.do("POST", "/ofrep/v1/evaluate/flags/"+tc.key, e.token, tc.body, headers)
 		var f ofrep.Failure
 		r.decode(t, &f)
-		if r.status != tc.status || f.ErrorCode != tc.code || f.Key != tc.key || f.ErrorDetails == "" {
-			t.Errorf("%s: %d %+v, want %d %s with key and details", tc.name, r.status, f, tc.status, tc.code)
+		if r.status != tc.status || f.ErrorCode != tc.code || f.Key != tc.key || f.ErrorDetails == "" || !strings.Contains(f.ErrorDetails, tc.details) {
+			t.Errorf("%s: %d %+v, want %d %s with key and details %q", tc.name, r.status, f, tc.status, tc.code, tc.details)
 		}
 	}
 	if r := e.do("POST", "/ofrep/v1/evaluate/flags/checkout", "", `{}`, nil); r.status != 401 {

@@ -2,13 +2,16 @@ package ofrep
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func FuzzParseRequest(f *testing.F) {
 	for _, s := range []string{``, ` `, `{}`, `{"context":{"targetingKey":"u","plan":"gold","n":1.5}}`, `{"context":[]}`,
-		`nope`, `{"context":{"targetingKey":5}}`, `{"context":null}`, `{"context":{"targetingKey":null}}`, `[1]`, `{"context":"x"}`} {
+		`nope`, `{"context":{"targetingKey":5}}`, `{"context":null}`, `{"context":{"targetingKey":null}}`, `[1]`, `{"context":"x"}`,
+		`{"context":{"targetingKey":"u","targetingKey":"v"}}`, `{"context":{"plan":"a\u0000"}}`, "{\"context\":{\"p\":\"\xff\"}}"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -21,6 +24,11 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if !json.Valid(r.canonical) {
 			t.Fatalf("canonical context %q is not JSON", r.canonical)
+		}
+		// Strict input: no NUL character and no invalid UTF-8 (which
+		// encoding/json writes as U+FFFD) reaches the attributes.
+		if strings.Contains(string(r.canonical), `\u0000`) || !utf8.Valid(body) {
+			t.Fatalf("%q accepted: %s", body, r.canonical)
 		}
 		if _, ok := r.ctx.Attributes["targetingKey"]; ok {
 			t.Fatalf("targetingKey left among the attributes of %q", body)

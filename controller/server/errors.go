@@ -103,13 +103,13 @@ func BindJSON(c *gin.Context, v any) bool {
 		Fail(c, http.StatusBadRequest, "request body is empty; send a JSON object", "")
 		return false
 	}
-	if err := checkText(body); err != nil {
-		Fail(c, http.StatusBadRequest, err.Error(), "")
-		return false
-	}
-	var fe *fieldError
-	if err := checkJSON(body); errors.As(err, &fe) {
-		Fail(c, http.StatusBadRequest, "invalid JSON: "+fe.Error(), fe.field)
+	if err := CheckJSON(body); err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			Fail(c, http.StatusBadRequest, "invalid JSON: "+fe.Error(), fe.field)
+		} else {
+			Fail(c, http.StatusBadRequest, err.Error(), "")
+		}
 		return false
 	}
 	if err := flag.DecodeStrict(body, v); err != nil {
