@@ -136,6 +136,7 @@ accepting, ends SDK streams, finishes in-flight requests and exits 0.`,
 	fs.StringVar(&adminTokenFile, "admin-token-file", "", "file holding the first admin token (default $VIGIL_ADMIN_TOKEN)")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted")
 	fs.IntVar(&cfg.MaxConnsPerClient, "max-conns-per-client", 512, "connections one client IP address may hold open at once; -1 for no cap (behind a proxy, every client has its address)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "connections the controller holds open at once in total, SDK streams included; 0 for no cap (set it below the process's file descriptor limit)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "interval of heartbeat comments on SDK streams")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for in-flight requests on shutdown")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")

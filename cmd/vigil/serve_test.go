@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vigil-dev/vigil/internal/testenv/pgtest"
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
 	"github.com/vigil-dev/vigil/internal/testenv/promtest"
 	"github.com/vigil-dev/vigil/internal/testenv/vigiltest"
 )
@@ -160,4 +162,66 @@ func TestServeListensOnLoopbackByDefault(t *testing.T) {
 	if addr == nil || addr.DefValue != "127.0.0.1:8080" {
 		t.Fatalf("--addr default %+v, want 127.0.0.1:8080", addr)
 	}
+}
+
+// TestServeCapsTotalConnections: with --max-conns, a connection over the
+// cap is closed as soon as it is accepted and the refusal is logged; once
+// one closes, the next is served.
+func TestServeCapsTotalConnections(t *testing.T) {
+	p := vigiltest.Start(t, vigiltest.Build(t), adminEnv, "--data", t.TempDir(), "--max-conns", "3")
+	// Readiness was asked over a connection kept for reuse: let it go, and
+	// wait until the server has let go of it too, that is until three
+	// connections of the test's own are served at once.
+	http.DefaultClient.CloseIdleConnections()
+	addr := strings.TrimPrefix(p.URL, "http://")
+	var held []net.Conn
+	poll.Until(t, 10*time.Second, "three connections served at once", func() error {
+		for _, c := range held {
+			c.Close()
+		}
+		held = held[:0]
+		for i := range 3 {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				return err
+			}
+			held = append(held, c)
+			if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+				return fmt.Errorf("connection %d: %w", i, err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				return fmt.Errorf("connection %d: %w", i, err)
+			}
+			resp.Body.Close()
+		}
+		return nil
+	})
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	over, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	over.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := over.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("the connection over the cap: read %d, %v; want it closed", n, err)
+	}
+	poll.True(t, 5*time.Second, "the refusal in the log", func() bool {
+		return strings.Contains(p.Log(), "refusing connections over the connection cap")
+	})
+	held[0].Close()
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	poll.Until(t, 5*time.Second, "a connection once one closed", func() error {
+		resp, err := fresh.Get(p.URL + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
 }
