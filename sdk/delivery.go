@@ -83,15 +83,24 @@ func (r *remote) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		// A stream that delivered a snapshot and then lasted resets the
-		// backoff; one that drops right after its snapshot (a proxy that
-		// cuts long responses, say) keeps backing off.
-		if synced && time.Since(opened) >= r.c.cfg.BackoffMax {
+		// A stream that delivered a snapshot and then lasted, or that the
+		// controller ended on purpose, resets the backoff; one that drops
+		// right after its snapshot (a proxy that cuts long responses, say)
+		// keeps backing off.
+		var end *streamEnd
+		planned := errors.As(err, &end)
+		if synced && (planned || time.Since(opened) >= r.c.cfg.BackoffMax) {
 			failures = 0
 		}
 		failures++
 		wait := r.backoff(failures)
-		r.c.log.Warn("vigil: flag stream down; polling the snapshot until it reconnects", "err", err, "retry_in", wait)
+		if planned {
+			// Every stream ends so at its maximum age, about once an
+			// hour: no news.
+			r.c.log.Debug("vigil: the controller ended the flag stream; reconnecting", "reason", end.reason, "retry_in", wait)
+		} else {
+			r.c.log.Warn("vigil: flag stream down; polling the snapshot until it reconnects", "err", err, "retry_in", wait)
+		}
 		r.pollFor(ctx, wait)
 		if ctx.Err() != nil {
 			return
@@ -220,7 +229,8 @@ func decodeSnapshot(data []byte) (snapshotDoc, error) {
 	return doc, nil
 }
 
-// stream reads the event stream until it fails. synced reports whether a
+// stream reads the event stream until it fails, or until the controller
+// ends it with an end event (a *streamEnd). synced reports whether a
 // snapshot arrived on it.
 func (r *remote) stream(ctx context.Context) (synced bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -265,6 +275,11 @@ func (r *remote) stream(ctx context.Context) (synced bool, err error) {
 			}
 			return synced, wrap(fmt.Errorf("read stream: %w", err))
 		}
+		if ev.Type == "end" {
+			var d endDoc
+			_ = json.Unmarshal(ev.Data, &d) // the reason is only for the log
+			return synced, &streamEnd{reason: d.Reason}
+		}
 		if err := r.apply(ev); err != nil {
 			// The stream is out of step with the controller; a new
 			// connection starts with a fresh snapshot.
@@ -275,6 +290,17 @@ func (r *remote) stream(ctx context.Context) (synced bool, err error) {
 			synced = true
 		}
 	}
+}
+
+// streamEnd is the controller's end event: it closes the stream on
+// purpose (at the stream's maximum age, or shutting down).
+type streamEnd struct{ reason string }
+
+func (e *streamEnd) Error() string { return "the controller ended the stream: " + e.reason }
+
+// endDoc is the data of an end event.
+type endDoc struct {
+	Reason string `json:"reason"`
 }
 
 // apply applies one stream event.

@@ -316,15 +316,26 @@ func TestRevocationEndsStreamsOnEveryReplica(t *testing.T) {
 	}
 }
 
-// TestStreamsHaveAMaximumAge: a stream ends at its maximum age, and the Go
-// SDK reconnects and goes on following the flags.
+// TestStreamsHaveAMaximumAge: a stream ends at its maximum age with an end
+// event, and the Go SDK reconnects, goes on following the flags and logs
+// the planned ends at Debug only; a stream dropped for a revoked token, no
+// planned end, it warns of.
 func TestStreamsHaveAMaximumAge(t *testing.T) {
 	e := start(t, server.Config{StreamMaxAge: 300 * time.Millisecond, Heartbeat: time.Hour})
 	tok := e.token("svc", store.RoleSDK)
-	if !streamEnds(e.openStream(tok)) {
+	s := e.openStream(tok)
+	if ev, err := s.next(); err != nil || ev.event != "snapshot" {
+		t.Fatalf("first event %+v %v", ev, err)
+	}
+	if ev, err := s.next(); err != nil || ev.event != "end" || ev.data != `{"reason":"max-age"}` {
+		t.Fatalf("the event at the stream's maximum age: %+v %v; want end", ev, err)
+	}
+	if !streamEnds(s) {
 		t.Fatal("a stream outlived its maximum age of 300ms by 10 s")
 	}
-	c, err := sdk.New(t.Context(), sdk.Config{ServerURL: e.url, Token: tok, Logger: quietLogger(),
+	var logs lockedBuffer
+	c, err := sdk.New(t.Context(), sdk.Config{ServerURL: e.url, Token: tok,
+		Logger:     slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond, PollInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -349,6 +360,13 @@ func TestStreamsHaveAMaximumAge(t *testing.T) {
 	e.mustStatus(e.do("PUT", "/api/v1/flags/f", e.admin, flagJSON("f", 100)), http.StatusCreated)
 	waitFor(t, "the SDK to follow a change after reconnecting", func() bool {
 		return c.Bool(t.Context(), "f", sdk.EvalContext{Key: "user-1"}, false)
+	})
+	if got := logs.String(); strings.Contains(got, "level=WARN") || !strings.Contains(got, "level=DEBUG msg=\"vigil: the controller ended the flag stream; reconnecting\" reason=max-age") {
+		t.Errorf("SDK log over streams that aged out, want their ends at Debug only:\n%s", got)
+	}
+	e.mustStatus(e.do("DELETE", "/api/v1/tokens/svc", e.admin, nil), http.StatusNoContent)
+	poll.True(t, 10*time.Second, "the SDK to warn of the stream its revoked token lost", func() bool {
+		return strings.Contains(logs.String(), "level=WARN msg=\"vigil: flag stream down")
 	})
 }
 

@@ -295,6 +295,13 @@ func (h *hub) dropLocked(c *streamClient) {
 	h.metrics.sseClients.Dec()
 }
 
+// isClosed reports whether close has run: the controller shuts down.
+func (h *hub) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
+}
+
 // close ends every stream and refuses new ones.
 func (h *hub) close() {
 	h.mu.Lock()

@@ -49,6 +49,14 @@ func matchesETag(header, tag string) bool {
 	return false
 }
 
+// The end events: the controller ends a stream on purpose, and the SDK
+// reconnects without alarm (docs/sdk-protocol.md). They carry no id, so
+// that the client's last event ID stays the last revision it was sent.
+var (
+	endMaxAge   = []byte("event: end\ndata: {\"reason\":\"max-age\"}\n\n")
+	endShutdown = []byte("event: end\ndata: {\"reason\":\"shutdown\"}\n\n")
+)
+
 func (s *Server) stream(c *gin.Context) {
 	if !s.hub.loaded() {
 		Fail(c, http.StatusServiceUnavailable, "flags not loaded yet; retry", "")
@@ -97,8 +105,15 @@ func (s *Server) stream(c *gin.Context) {
 		case <-ping.C:
 			msg = []byte(": ping\n\n")
 		case <-client.gone:
+			// Dropped for a revoked token or for falling behind,
+			// which is no planned end; or the controller shuts down,
+			// which is.
+			if s.hub.isClosed() {
+				send(endShutdown)
+			}
 			return
 		case <-age.C:
+			send(endMaxAge)
 			return
 		case <-done:
 			return

@@ -143,7 +143,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // TestShutdownEndsStreams: when the server's context ends, open streams
-// end, in-flight requests finish, and Serve returns nil.
+// end, each with an end event that says so, in-flight requests finish, and
+// Serve returns nil.
 func TestShutdownEndsStreams(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -164,6 +165,9 @@ func TestShutdownEndsStreams(t *testing.T) {
 		t.Fatalf("first event %+v %v", ev, err)
 	}
 	cancel()
+	if ev, err := s.next(); err != nil || ev.event != "end" || ev.data != `{"reason":"shutdown"}` || ev.id != "" {
+		t.Fatalf("the stream's last event %+v %v; want end for shutdown, without an id", ev, err)
+	}
 	if _, err := io.ReadAll(s.br); err != nil {
 		t.Fatalf("stream did not end cleanly: %v", err)
 	}

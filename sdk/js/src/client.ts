@@ -537,7 +537,8 @@ export class Client extends EventEmitter<ClientEvents> {
 
   /**
    * Reads one stream connection until it ends. Returns true when it
-   * delivered a snapshot; throws when it could not be opened or failed.
+   * delivered a snapshot; throws when it could not be opened or failed,
+   * or ended without the controller's end event.
    */
   private async stream(onSnapshot: () => void): Promise<boolean> {
     const conn = new AbortController();
@@ -549,6 +550,9 @@ export class Client extends EventEmitter<ClientEvents> {
       idle = setTimeout(() => conn.abort(new Error(`no data for ${this.cfg.streamIdleTimeout} ms`)), this.cfg.streamIdleTimeout);
     };
     let delivered = false;
+    // The controller ends a stream on purpose (its maximum age, a
+    // shutdown) with an end event: reconnect without alarm.
+    let ended = false;
     try {
       arm();
       const res = await this.fetchFn(this.url("/sdk/v1/stream"), {
@@ -578,13 +582,16 @@ export class Client extends EventEmitter<ClientEvents> {
               case "delete":
                 this.applyDelete(data);
                 break;
+              case "end":
+                ended = true;
+                break;
             }
           } catch (e) {
             this.reportProblem(new Error(`stream event ${ev.type} (id ${ev.id}): ${(e as Error).message}`));
           }
         }
       }
-      if (!this.abort.signal.aborted) throw new Error("stream ended");
+      if (!this.abort.signal.aborted && !ended) throw new Error("stream ended");
       return delivered;
     } catch (e) {
       if (this.abort.signal.aborted) return delivered;

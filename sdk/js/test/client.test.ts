@@ -129,6 +129,22 @@ test("a dropped stream reconnects and resynchronizes from the new snapshot", asy
   await eventually(() => client.booleanValue("late", { key: "u" }, false), "the missed flag after reconnecting");
 });
 
+test("a stream the controller ends is reopened without a warning; one cut is warned of", async (t) => {
+  const warnings: string[] = [];
+  const { ctl, client } = await setup(t, { logger: { warn: (m: string) => warnings.push(m), error: () => {} } });
+  await client.ready();
+  const streams = () => ctl.requests.filter((r) => r.startsWith("GET /sdk/v1/stream")).length;
+  for (let i = 1; i <= 3; i++) {
+    await eventually(() => ctl.openStreams === 1, `stream ${i} open`);
+    ctl.endStreams("max-age");
+    await eventually(() => streams() > i, `stream ${i + 1}`);
+  }
+  assert.equal(warnings.length, 0, `warnings for planned ends: ${warnings.join("; ")}`);
+  await eventually(() => ctl.openStreams === 1, "the stream open again");
+  ctl.dropStreams();
+  await eventually(() => warnings.some((w) => w.startsWith("vigil: stream:")), "a warning for the cut stream");
+});
+
 test("bad token: an error event once, not ready, callers get their defaults with provider_not_ready", async (t) => {
   const { ctl, client } = await setup(t, { token: "wrong", initTimeout: 300 });
   const errors: Error[] = [];

@@ -80,6 +80,12 @@ export class TestController {
     this.down = false;
   }
 
+  /** Ends the open streams with an end event, as the controller does at a stream's maximum age. */
+  endStreams(reason: string): void {
+    for (const r of this.streams) r.end(`event: end\ndata: ${JSON.stringify({ reason })}\n\n`);
+    this.streams.clear();
+  }
+
   /** Cuts the open streams, as a proxy timeout would. */
   dropStreams(): void {
     for (const r of this.streams) r.destroy();
