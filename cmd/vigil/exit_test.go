@@ -14,6 +14,7 @@ import (
 
 	"github.com/vigil-dev/vigil/internal/client"
 	"github.com/vigil-dev/vigil/internal/testenv/poll"
+	"github.com/vigil-dev/vigil/internal/testenv/syncbuf"
 	"github.com/vigil-dev/vigil/internal/testenv/vigiltest"
 )
 
@@ -127,7 +128,7 @@ func TestStatusWatch(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- statusWatch{key: "checkout", watch: true, redraw: true, every: 100 * time.Millisecond}.run(ctx, c, &buf)

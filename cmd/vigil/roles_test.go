@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/internal/testenv/poll"
 	"github.com/vigil-dev/vigil/internal/testenv/servertest"
+	"github.com/vigil-dev/vigil/internal/testenv/syncbuf"
 )
 
 const rolesAdminToken = "roles-test-admin-token-0123456789"
@@ -318,25 +317,6 @@ func TestRolesEveryServeRoute(t *testing.T) {
 	})
 }
 
-// syncBuffer is a bytes.Buffer that the server's goroutines may write to
-// while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestTokensNeverLogged runs every route with every token through the
 // controller `vigil serve` assembles, logging at debug level, along with a
 // revoked token, an oversized body and a token lookup on a failed store;
@@ -344,7 +324,7 @@ func (b *syncBuffer) String() string {
 // the log: neither the secrets nor their stored hashes, which a log reader
 // could match against a leaked database.
 func TestTokensNeverLogged(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	// The test owns the store so that it can make it fail under the server.
 	st, err := store.Open(context.Background(), t.TempDir(), "")
 	if err != nil {

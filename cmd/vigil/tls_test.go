@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/vigil-dev/vigil/internal/testenv/poll"
+	"github.com/vigil-dev/vigil/internal/testenv/syncbuf"
 	"github.com/vigil-dev/vigil/internal/testenv/vigiltest"
 )
 
@@ -100,7 +101,7 @@ func TestServeTLS(t *testing.T) {
 	ln.Close()
 	cmd := exec.Command(bin, "serve", "--addr", addr, "--data", filepath.Join(dir, "data"), "--tls-cert", certFile, "--tls-key", keyFile)
 	cmd.Env = append(os.Environ(), adminEnv...)
-	var log syncBuffer
+	var log syncbuf.Buffer
 	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -25,28 +24,10 @@ import (
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/internal/testenv/pgtest"
 	"github.com/vigil-dev/vigil/internal/testenv/poll"
+	"github.com/vigil-dev/vigil/internal/testenv/syncbuf"
 	"github.com/vigil-dev/vigil/sdk"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
-
-// lockedBuffer is a log destination that the server's goroutines write to
-// while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // dialFrom opens a TCP connection to the server at base from the loopback
 // address local, such as 127.0.0.2, so that a test can be several clients.
@@ -125,7 +106,7 @@ func TestStalledBodiesAreAnswered(t *testing.T) {
 // live stream still answer, and the refusals are logged.
 func TestManyStalledClients(t *testing.T) {
 	const capacity, stalled = 200, 300
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	e := start(t, server.Config{MaxConnsPerClient: capacity, Heartbeat: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	s := e.openStream(e.admin)
@@ -333,7 +314,7 @@ func TestStreamsHaveAMaximumAge(t *testing.T) {
 	if !streamEnds(s) {
 		t.Fatal("a stream outlived its maximum age of 300ms by 10 s")
 	}
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	c, err := sdk.New(t.Context(), sdk.Config{ServerURL: e.url, Token: tok,
 		Logger:     slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond, PollInterval: time.Hour})

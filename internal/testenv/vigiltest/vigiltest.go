@@ -9,12 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigil-dev/vigil/internal/testenv/poll"
+	"github.com/vigil-dev/vigil/internal/testenv/syncbuf"
 )
 
 // BinaryEnv names an environment variable that holds the path of a vigil
@@ -49,8 +48,7 @@ type Process struct {
 
 	done chan struct{}
 	err  error
-	mu   sync.Mutex
-	log  strings.Builder
+	log  syncbuf.Buffer
 }
 
 var listeningRe = regexp.MustCompile(`vigil controller listening"? addr=(\S+)`)
@@ -76,9 +74,7 @@ func Start(tb testing.TB, bin string, env []string, args ...string) *Process {
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
-			p.mu.Lock()
-			p.log.WriteString(line + "\n")
-			p.mu.Unlock()
+			p.log.Write([]byte(line + "\n"))
 			if m := listeningRe.FindStringSubmatch(line); m != nil {
 				select {
 				case addr <- m[1]:
@@ -116,8 +112,6 @@ func Start(tb testing.TB, bin string, env []string, args ...string) *Process {
 
 // Log returns what the process has written to standard error so far.
 func (p *Process) Log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	return p.log.String()
 }
 
