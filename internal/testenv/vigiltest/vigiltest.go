@@ -51,7 +51,21 @@ type Process struct {
 	log  syncbuf.Buffer
 }
 
-var listeningRe = regexp.MustCompile(`vigil controller listening"? addr=(\S+)`)
+// listeningRe finds the address in the line that says the controller
+// listens, in text logs (msg="vigil controller listening" addr=HOST:PORT)
+// and in JSON logs (--log-format json: "msg":"vigil controller
+// listening","addr":"HOST:PORT").
+var listeningRe = regexp.MustCompile(`vigil controller listening"?(?: addr=|,"addr":")([^\s"]+)`)
+
+// listeningAddr returns the address a log line says the controller listens
+// on, if it says so.
+func listeningAddr(line string) (string, bool) {
+	m := listeningRe.FindStringSubmatch(line)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
 
 // Start runs `vigil serve --addr 127.0.0.1:0 args...` with env added to the
 // test's environment, waits until /readyz answers 200, and kills the
@@ -75,9 +89,9 @@ func Start(tb testing.TB, bin string, env []string, args ...string) *Process {
 		for sc.Scan() {
 			line := sc.Text()
 			p.log.Write([]byte(line + "\n"))
-			if m := listeningRe.FindStringSubmatch(line); m != nil {
+			if a, ok := listeningAddr(line); ok {
 				select {
-				case addr <- m[1]:
+				case addr <- a:
 				default:
 				}
 			}
