@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/common/config"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/vigil-dev/vigil/analysis/cohort"
 	"github.com/vigil-dev/vigil/controller/server"
@@ -199,12 +200,9 @@ func randomToken() (string, error) {
 }
 
 // isTerminal reports whether w is a terminal, where the live view redraws in
-// place.
+// place. It asks the terminal driver: being a character device is not
+// enough, /dev/null is one too.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -8,6 +8,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -431,5 +432,38 @@ func checkRolledBackEarly(t *testing.T, o demo.Outcome) {
 	nc := o.Rollouts[fleet.NewCheckout]
 	if len(nc.History) < len(nc.Plan.Steps) {
 		t.Errorf("%s: %d transitions for %d steps", fleet.NewCheckout, len(nc.History), len(nc.Plan.Steps))
+	}
+}
+
+// TestIsTerminal: only a terminal gets the live view's redraws; /dev/null
+// is a character device but no terminal, and neither is a pipe or a file.
+func TestIsTerminal(t *testing.T) {
+	open := func(path string) *os.File {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	_, pipe, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pipe.Close()
+	for _, c := range []struct {
+		name string
+		w    io.Writer
+		want bool
+	}{
+		{"a pseudo-terminal", open("/dev/ptmx"), true},
+		{"/dev/null", open(os.DevNull), false},
+		{"a pipe", pipe, false},
+		{"a file", open(filepath.Join(t.TempDir(), "out")), false},
+		{"a buffer", new(bytes.Buffer), false},
+	} {
+		if got := isTerminal(c.w); got != c.want {
+			t.Errorf("isTerminal(%s) = %v, want %v", c.name, got, c.want)
+		}
 	}
 }
