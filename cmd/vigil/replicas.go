@@ -42,6 +42,11 @@ func singleEmbeddedStore(ttl time.Duration) server.Extension {
 			return fmt.Errorf("embedded metric store: %w", err)
 		}
 		if !ok {
+			// Name the holder, so that whoever reads this finds it. The
+			// lease may have ended since.
+			if l, err := h.Store.Lease(ctx, embeddedStoreLease); err == nil {
+				return fmt.Errorf("%w (the replica that holds it: %s, until %s)", errSecondEmbeddedStore, l.Holder, l.Expires.UTC().Format(time.RFC3339))
+			}
 			return errSecondEmbeddedStore
 		}
 		h.Go("embedded metric store lease", func(ctx context.Context) error {

@@ -68,10 +68,15 @@ func TestOneEmbeddedStorePerDatabase(t *testing.T) {
 	if first == nil {
 		t.Fatalf("the first replica: %s", out)
 	}
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
 	secondArgs := embedded()
 	second, out := tryServe(t, bin, dir, secondArgs...)
 	if second != nil || !strings.Contains(out, "another replica on this database runs the embedded metric store") ||
-		!strings.Contains(out, "--prometheus-url") || !strings.Contains(out, "exit status 1") {
+		!strings.Contains(out, "--prometheus-url") || !strings.Contains(out, "exit status 1") ||
+		!strings.Contains(out, fmt.Sprintf("the replica that holds it: %s/%d/", host, first.Process.Pid)) {
 		t.Fatalf("a second replica with an embedded store: %s", out)
 	}
 	if _, err := os.Stat(secondArgs[3]); !os.IsNotExist(err) {

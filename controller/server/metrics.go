@@ -128,6 +128,11 @@ func (s *instrumented) Rollouts(ctx context.Context) ([]store.Rollout, error) {
 	return s.Store.Rollouts(ctx)
 }
 
+func (s *instrumented) Lease(ctx context.Context, name string) (store.Lease, error) {
+	defer s.observe("lease", time.Now())
+	return s.Store.Lease(ctx, name)
+}
+
 func (s *instrumented) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
 	defer s.observe("lease", time.Now())
 	return s.Store.AcquireLease(ctx, name, holder, ttl)

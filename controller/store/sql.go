@@ -271,6 +271,21 @@ func (s *sqlStore) ReleaseLease(ctx context.Context, name, holder string) error 
 	return nil
 }
 
+func (s *sqlStore) Lease(ctx context.Context, name string) (Lease, error) {
+	l := Lease{Name: name}
+	var expires int64
+	err := s.r.QueryRowContext(ctx, `SELECT holder, expires_at FROM vigil_leases WHERE name = $1 AND expires_at > $2`,
+		name, s.now().UnixMicro()).Scan(&l.Holder, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Lease{}, fmt.Errorf("lease %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return Lease{}, fmt.Errorf("lease %s: %w", name, err)
+	}
+	l.Expires = time.UnixMicro(expires)
+	return l, nil
+}
+
 func (s *sqlStore) Watch(ctx context.Context) <-chan int64 { return s.notes.watch(ctx) }
 
 func (s *sqlStore) Ping(ctx context.Context) error {

@@ -61,6 +61,9 @@ type Store interface {
 	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
 	// ReleaseLease gives up the lease if holder has it.
 	ReleaseLease(ctx context.Context, name, holder string) error
+	// Lease returns who holds the lease name and until when, or
+	// ErrNotFound when no one does (never taken, released or expired).
+	Lease(ctx context.Context, name string) (Lease, error)
 	// Watch returns a channel that receives a revision, or 0 when it is not
 	// known, whenever the flags or the tokens may have changed, through this
 	// process or (on PostgreSQL) any other. Values are hints that coalesce: read Changes
@@ -183,6 +186,13 @@ type Token struct {
 	Hash      string    `json:"-"` // hex SHA-256 of the secret
 	CreatedAt time.Time `json:"createdAt"`
 	CreatedBy string    `json:"createdBy,omitempty"`
+}
+
+// Lease is who holds a lease, and until when.
+type Lease struct {
+	Name    string
+	Holder  string
+	Expires time.Time
 }
 
 // Rollout is the stored state of one flag's rollout. The store treats State

@@ -297,6 +297,10 @@ func TestRolloutWithFlagInOneTransaction(t *testing.T) {
 func TestLease(t *testing.T) {
 	forEachKind(t, func(t *testing.T, s store.Store) {
 		ctx := context.Background()
+		if l, err := s.Lease(ctx, "rollouts"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("the lease before anyone took it: %+v %v", l, err)
+		}
+		before := time.Now()
 		ok, err := s.AcquireLease(ctx, "rollouts", "a", time.Hour)
 		if err != nil || !ok {
 			t.Fatalf("a first: %v %v", ok, err)
@@ -304,14 +308,23 @@ func TestLease(t *testing.T) {
 		if ok, err := s.AcquireLease(ctx, "rollouts", "b", time.Hour); err != nil || ok {
 			t.Fatalf("b while a holds: %v %v", ok, err)
 		}
+		if l, err := s.Lease(ctx, "rollouts"); err != nil || l.Name != "rollouts" || l.Holder != "a" || l.Expires.Before(before.Add(time.Hour)) {
+			t.Fatalf("the lease a holds: %+v %v", l, err)
+		}
 		if ok, err := s.AcquireLease(ctx, "rollouts", "a", time.Hour); err != nil || !ok {
 			t.Fatalf("a renews: %v %v", ok, err)
 		}
 		if err := s.ReleaseLease(ctx, "rollouts", "a"); err != nil {
 			t.Fatal(err)
 		}
+		if l, err := s.Lease(ctx, "rollouts"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("the lease a released: %+v %v", l, err)
+		}
 		if ok, err := s.AcquireLease(ctx, "rollouts", "b", -time.Second); err != nil || !ok {
 			t.Fatalf("b after release: %v %v", ok, err)
+		}
+		if l, err := s.Lease(ctx, "rollouts"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("the lease b let expire: %+v %v", l, err)
 		}
 		// b's lease is already expired, so a may take it.
 		if ok, err := s.AcquireLease(ctx, "rollouts", "a", time.Hour); err != nil || !ok {
