@@ -1,10 +1,12 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -251,4 +253,205 @@ func BenchmarkAdminAPI(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkStreamMemory measures what SDK streams cost a controller that
+// holds many flags: a real `vigil serve` process (SQLite store) with 100,000
+// flags (and, to compare, 1,000), restarted after loading them so that it holds no garbage of the
+// load, then 100 streams and then 900 more, each read to the end of its
+// snapshot event and then held open. The streams are raw loopback
+// connections that discard what they read, so that the benchmark process
+// holds no copy of the snapshots. The cost of a stream is the difference
+// between 100 and 1,000 streams, divided by 900: the first streams also pay
+// once for the shared snapshot event. Reported: the snapshot event's size,
+// the server's CPU use and allocation rate over 5 s with no stream, its
+// resident memory with no stream, 100 and 1,000, the resident memory, Go
+// heap and goroutine stacks in use per stream, and the server's CPU time
+// per stream.
+func BenchmarkStreamMemory(b *testing.B) {
+	bin := vigiltest.Build(b)
+	// With few flags, what is left is what a stream costs by itself.
+	for _, flags := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprintf("flags=%d", flags), func(b *testing.B) { benchStreamMemory(b, bin, flags) })
+	}
+}
+
+func benchStreamMemory(b *testing.B, bin string, flags int) {
+	const few, many = 100, 1_000
+	dir := b.TempDir()
+	args := []string{"--data", dir, "--max-body-bytes", strconv.Itoa(256 << 20), "--max-conns-per-client", "-1"}
+	env := []string{"VIGIL_ADMIN_TOKEN=" + adminSecret}
+
+	load := vigiltest.Start(b, bin, env, args...)
+	var body strings.Builder
+	body.WriteString(`{"flags":[`)
+	for i := range flags {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"key":"f%06d","variants":{"on":true,"off":false},"control":"off","treatment":"on","enabled":true,"rollout":{"percent":%d}}`, i, i%100)
+	}
+	body.WriteString(`]}`)
+	req, _ := http.NewRequest("POST", load.URL+"/api/v1/apply", strings.NewReader(body.String()))
+	req.Header.Set("Authorization", "Bearer "+adminSecret)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 10 * time.Minute}).Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("apply %d flags: %s %.300s", flags, resp.Status, msg)
+	}
+	if err := load.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		b.Fatal(err)
+	}
+	if err := load.Wait(time.Minute); err != nil {
+		b.Fatalf("the loading controller: %v", err)
+	}
+
+	p := vigiltest.Start(b, bin, env, args...)
+	pid := p.Cmd.Process.Pid
+	addr := strings.TrimPrefix(p.URL, "http://")
+	// What the controller does with no stream at all, over a few seconds:
+	// the baseline the streams add to.
+	const idle = 5 * time.Second
+	cpuIdle0, alloc0 := procCPU(b, pid), goMemstat(b, p.URL, "alloc_bytes_total")
+	time.Sleep(idle)
+	idleCPU := procCPU(b, pid) - cpuIdle0
+	idleAlloc := goMemstat(b, p.URL, "alloc_bytes_total") - alloc0
+	rss0 := procRSS(b, pid)
+	for b.Loop() {
+		var conns []net.Conn
+		var eventBytes int64
+		open := func(n int) {
+			opened := make([]net.Conn, n)
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, 32)
+			errs := make(chan error, n)
+			for i := range opened {
+				wg.Add(1)
+				sem <- struct{}{}
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem }()
+					c, size, err := openSnapshotStream(addr, adminSecret)
+					if err != nil {
+						errs <- err
+						return
+					}
+					opened[i] = c
+					if i == 0 {
+						eventBytes = size
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				b.Fatal(err)
+			}
+			conns = append(conns, opened...)
+			waitConnected(b, p.URL, len(conns))
+		}
+		open(few)
+		rssFew, heapFew, stackFew, cpuFew := procRSS(b, pid), goMemstat(b, p.URL, "heap_inuse_bytes"), goMemstat(b, p.URL, "stack_inuse_bytes"), procCPU(b, pid)
+		open(many - few)
+		rssMany, heapMany, stackMany, cpuMany := procRSS(b, pid), goMemstat(b, p.URL, "heap_inuse_bytes"), goMemstat(b, p.URL, "stack_inuse_bytes"), procCPU(b, pid)
+		const mib = 1 << 20
+		b.ReportMetric(float64(eventBytes)/mib, "snapshot-MiB")
+		b.ReportMetric(float64(rss0)/mib, "rss-0-MiB")
+		b.ReportMetric(float64(rssFew)/mib, fmt.Sprintf("rss-%d-MiB", few))
+		b.ReportMetric(float64(rssMany)/mib, fmt.Sprintf("rss-%d-MiB", many))
+		b.ReportMetric(float64(rssMany-rssFew)/(many-few)/(1<<10), "rss-KiB/stream")
+		b.ReportMetric(float64(heapMany-heapFew)/(many-few)/(1<<10), "heap-KiB/stream")
+		b.ReportMetric(float64(stackMany-stackFew)/(many-few)/(1<<10), "stack-KiB/stream")
+		b.ReportMetric(100*idleCPU.Seconds()/idle.Seconds(), "idle-cpu-%")
+		b.ReportMetric(float64(idleAlloc)/mib/idle.Seconds(), "idle-alloc-MiB/s")
+		b.ReportMetric(ms(cpuMany-cpuFew)/(many-few), "server-cpu-ms/stream")
+		for _, c := range conns {
+			c.Close()
+		}
+		waitConnected(b, p.URL, 0)
+	}
+}
+
+// openSnapshotStream opens an SDK stream on a raw connection and reads it
+// to the end of its first event, the snapshot, with a small buffer; it
+// returns the connection, still open, and the event's size.
+func openSnapshotStream(addr, token string) (net.Conn, int64, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, 0, err
+	}
+	if _, err := io.WriteString(c, "GET /sdk/v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+token+"\r\n\r\n"); err != nil {
+		c.Close()
+		return nil, 0, err
+	}
+	br := bufio.NewReaderSize(c, 64<<10)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		c.Close()
+		return nil, 0, fmt.Errorf("open stream: %v %v", resp, err)
+	}
+	body := bufio.NewReaderSize(resp.Body, 64<<10)
+	var n int64
+	midLine := false // the last piece read ended within a long line
+	for {
+		line, err := body.ReadSlice('\n')
+		n += int64(len(line))
+		if err == bufio.ErrBufferFull {
+			midLine = true
+			continue
+		}
+		if err != nil {
+			c.Close()
+			return nil, 0, fmt.Errorf("read the snapshot event: %w", err)
+		}
+		if len(line) == 1 && !midLine {
+			return c, n, nil
+		}
+		midLine = false
+	}
+}
+
+// procRSS returns a process's resident memory in bytes.
+func procRSS(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				b.Fatalf("VmRSS %q: %v", v, err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
+
+// goMemstat returns the controller's go_memstats_NAME gauge, in bytes.
+func goMemstat(b *testing.B, url, name string) int64 {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "go_memstats_"+name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return int64(f)
+		}
+	}
+	b.Fatalf("no go_memstats_%s in /metrics", name)
+	return 0
 }
