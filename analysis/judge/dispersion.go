@@ -10,8 +10,8 @@ import "math"
 // ticks under the estimate as well (see CheckState.holds and assess).
 const minDispersionTicks = 3
 
-// minUnitBuckets is how many unit buckets with bad events the unit estimate
-// needs (minUnitBuckets-1 degrees of freedom) before it is used.
+// minUnitBuckets is how many unit buckets (minUnitBuckets-1 degrees of
+// freedom) the unit estimate needs before it is used.
 const minUnitBuckets = 4
 
 // The judge's test counts requests, but requests are not independent: bad
@@ -31,14 +31,20 @@ const minUnitBuckets = 4
 // θ is the ratio estimated from all counts so far.
 //
 // There are two estimates:
-//   - across unit buckets (unitDispersion), from the cumulative counts per
-//     bucket, when the services label them. A unit's requests all fall in
-//     its bucket, so a heavy unit shows as one bucket far off the common
-//     split. The counts are cumulative, so a unit that errs all rollout long
-//     makes φ grow as its evidence does, and its evidence stops adding up:
-//     the number of units, not of requests, bounds what the test learns.
-//   - across ticks (Dispersion), when they do not: it sees bursts within a
-//     tick but not a unit that errs all along.
+//   - across the unit buckets the services label (unitDispersion), from the
+//     cumulative counts of each: how far each cohort's buckets' rates stray
+//     from that cohort's own rate. A unit's requests all fall in its
+//     bucket, so a heavy unit shows as one bucket far off its cohort's rate,
+//     and a cohort of few units as buckets that differ. The counts are
+//     cumulative, so a unit that errs all rollout long makes φ grow as its
+//     evidence does, and its evidence stops adding up: the number of units,
+//     not of requests, bounds what the test learns. Each cohort is compared
+//     with itself, so buckets that hold one cohort only (a handful of units)
+//     count too, and the ramp and the baseline, which every bucket of a
+//     cohort shares, add nothing.
+//   - across looks (Dispersion), when they do not: the split of each look's
+//     bad events around the ratio estimate. It sees bursts within a look
+//     but not a unit that errs all along.
 
 // Dispersion accumulates Pearson's residuals of the split over ticks.
 type Dispersion struct {
@@ -71,15 +77,16 @@ func (d Dispersion) Phi() float64 {
 
 // UnitDispersion is the estimate across unit buckets at the last look.
 type UnitDispersion struct {
-	// Buckets counts the unit buckets with bad events and requests in both
-	// cohorts.
-	Buckets int `json:"buckets"`
-	// ChiSquare is the sum of their residuals.
+	// DOF is its degrees of freedom: the buckets with requests, less one
+	// per cohort.
+	DOF int `json:"dof"`
+	// ChiSquare is the sum of the buckets' residuals.
 	ChiSquare float64 `json:"chiSquare"`
 }
 
-// Known reports whether enough buckets carry bad events.
-func (u UnitDispersion) Known() bool { return u.Buckets >= minUnitBuckets }
+// Known reports whether the buckets give the minUnitBuckets-1 degrees of
+// freedom the estimate needs.
+func (u UnitDispersion) Known() bool { return u.DOF >= minUnitBuckets-1 }
 
 // Phi is the estimated over-dispersion, at least 1; it is 1 until the
 // estimate is known.
@@ -87,28 +94,40 @@ func (u UnitDispersion) Phi() float64 {
 	if !u.Known() {
 		return 1
 	}
-	return max(1, u.ChiSquare/float64(u.Buckets-1))
+	return max(1, u.ChiSquare/float64(u.DOF))
 }
 
 // unitDispersion estimates φ from per-bucket cumulative counts, t[b] and
-// c[b] for bucket b, around the ratio of their totals. Every bucket sees the
-// same ramp and the same baseline over time, so the common ratio is the
-// right centre even while the treatment share and the baseline change.
+// c[b] for bucket b: Pearson's χ² of each bucket's events against its
+// requests times its cohort's rate, over both cohorts.
 func unitDispersion(t, c []delta) UnitDispersion {
-	var tt, ct delta
-	for b := range t {
-		tt.requests += t[b].requests
-		tt.events += t[b].events
-		ct.requests += c[b].requests
-		ct.events += c[b].events
-	}
-	theta := ratioEstimate(tt, ct)
 	var u UnitDispersion
-	for b := range t {
-		if r, ok := splitResidual(t[b], c[b], theta); ok && !math.IsInf(u.ChiSquare+r, 1) {
-			u.Buckets++
+	for _, cohort := range [][]delta{t, c} {
+		var total delta
+		buckets := 0
+		for _, b := range cohort {
+			if b.requests > 0 {
+				total.requests += b.requests
+				total.events += b.events
+				buckets++
+			}
+		}
+		p := total.events / total.requests
+		if buckets < 2 || !(p > 0 && p < 1) {
+			continue
+		}
+		for _, b := range cohort {
+			if b.requests <= 0 {
+				continue
+			}
+			d := b.events - b.requests*p
+			r := d * d / (b.requests * p * (1 - p))
+			if math.IsNaN(r) || math.IsInf(u.ChiSquare+r, 1) {
+				return UnitDispersion{}
+			}
 			u.ChiSquare += r
 		}
+		u.DOF += buckets - 1
 	}
 	return u
 }

@@ -41,20 +41,28 @@ func TestDispersionDefaultsToOne(t *testing.T) {
 }
 
 func TestUnitDispersionByHand(t *testing.T) {
-	// Four buckets of 100 requests a cohort, errors 5/1, 1/5, 3/3, 3/3:
-	// totals 12/12, so the ratio is 1 and π = 0.5 in every bucket.
-	//   buckets 0 and 1: m = 6, variance 1.5, (5-3)²/1.5 = 2.6667 each
-	//   buckets 2 and 3: residual 0
-	//   χ² = 5.3333 on 3 degrees of freedom: φ = 1.7778
-	tr := []delta{{100, 5}, {100, 1}, {100, 3}, {100, 3}}
-	ct := []delta{{100, 1}, {100, 5}, {100, 3}, {100, 3}}
+	// Four buckets of 100 requests a cohort. Treatment's errors 8, 0, 2, 2:
+	// its rate is 12/400 = 0.03, each bucket expects 3 with variance
+	// 100·0.03·0.97 = 2.91, and the residuals are 25/2.91 = 8.5911,
+	// 9/2.91 = 3.0928 and 1/2.91 = 0.3436 twice: 12.3711. Control's 3, 3,
+	// 3, 3 add 0. χ² = 12.3711 on (4−1) + (4−1) = 6 degrees of freedom:
+	// φ = 2.0619.
+	tr := []delta{{100, 8}, {100, 0}, {100, 2}, {100, 2}}
+	ct := []delta{{100, 3}, {100, 3}, {100, 3}, {100, 3}}
 	u := unitDispersion(tr, ct)
-	if u.Buckets != 4 || !approx(u.Phi(), 1.7778, 1e-4) {
-		t.Errorf("buckets %d, phi %.5f; want 4, 1.7778", u.Buckets, u.Phi())
+	if u.DOF != 6 || !approx(u.Phi(), 2.0619, 1e-4) {
+		t.Errorf("dof %d, phi %.5f; want 6, 2.0619", u.DOF, u.Phi())
 	}
-	// Three buckets with events are too few for an estimate.
-	if u := unitDispersion(tr[:3], ct[:3]); u.Known() || u.Phi() != 1 {
-		t.Errorf("3 buckets: known %v, phi %v; want unknown, 1", u.Known(), u.Phi())
+	// Two buckets a cohort give 2 degrees of freedom, too few.
+	if u := unitDispersion(tr[:2], ct[:2]); u.Known() || u.Phi() != 1 {
+		t.Errorf("2 buckets: known %v, phi %v; want unknown, 1", u.Known(), u.Phi())
+	}
+	// Buckets that hold one cohort only count for that cohort: ten sticky
+	// clients, two in treatment, eight in control, erring at different
+	// rates, are far more dispersed than independent requests.
+	few := unitDispersion([]delta{{500, 20}, {500, 2}}, []delta{{500, 5}, {500, 30}, {500, 11}, {500, 1}})
+	if !few.Known() || few.Phi() < 5 {
+		t.Errorf("few units: dof %d, phi %v; want known and above 5", few.DOF, few.Phi())
 	}
 }
 

@@ -132,6 +132,9 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 		default:
 			cv.Outcome = Pass
 		}
+		if cv.Outcome != Fail && c.kind == checkRatio {
+			cv.show(cv.harm)
+		}
 		cv.Explanation = explainCheck(cv.CheckVerdict, c)
 		v.Checks = append(v.Checks, cv.CheckVerdict)
 	}
@@ -304,12 +307,12 @@ func (a assessed) unsafe(c check) string {
 	if c.kind != checkRatio || a.HarmBound == 0 {
 		return ""
 	}
+	where := atEdge(a.slots[a.harm].edge, a.Edge)
+	a.show(a.harm) // a is a copy: the bound and floor at the harm slot
 	if a.safeByFloor(c) {
 		return ""
 	}
-	si := a.slots[a.harm]
-	where := atEdge(si.edge, a.Edge)
-	if si.hi == 0 {
+	if a.CIHigh == 0 {
 		return fmt.Sprintf("no bad events yet to bound the ratio%s below the harm bound %s", where, number(a.HarmBound))
 	}
 	if c.metric.Direction == LowerIsWorse {
@@ -317,16 +320,16 @@ func (a assessed) unsafe(c check) string {
 		if a.FloorRatio > 0 {
 			bound = min(bound, a.FloorRatio)
 		}
-		if si.lo > bound {
+		if a.CILow > bound {
 			return ""
 		}
-		return fmt.Sprintf("its interval%s reaches down to %s, not yet above the harm bound %s", where, ciEnd(si.lo), number(bound))
+		return fmt.Sprintf("its interval%s reaches down to %s, not yet above the harm bound %s", where, ciEnd(a.CILow), number(bound))
 	}
 	bound := max(a.HarmBound, a.FloorRatio)
-	if si.hi < bound {
+	if a.CIHigh < bound {
 		return ""
 	}
-	return fmt.Sprintf("its interval%s reaches up to %s, not yet below the harm bound %s", where, ciEnd(si.hi), number(bound))
+	return fmt.Sprintf("its interval%s reaches up to %s, not yet below the harm bound %s", where, ciEnd(a.CIHigh), number(bound))
 }
 
 // safeByFloor reports whether treatment's rate is shown to exceed control's
@@ -421,6 +424,9 @@ type assessed struct {
 	floorDiff float64
 	// alpha is the judge's α, for the bound on treatment's rate.
 	alpha float64
+	// cur and metric are what the slots' counts are read from.
+	cur    Snapshot
+	metric MetricConfig
 	// slots are the intervals of every slot of a ratio check (the verdict
 	// shows the one with the most evidence of harm), and harm the index of
 	// the one the harm bound is checked on: the slot with the most bad
@@ -430,9 +436,10 @@ type assessed struct {
 	harm  int
 }
 
-// slotInterval is one slot's always-valid interval; hi is 0 without one.
+// slotInterval is one slot's always-valid interval (hi is 0 without one),
+// with its edge, null and dispersion.
 type slotInterval struct {
-	edge, lo, hi float64
+	edge, lo, hi, null, phi float64
 }
 
 // assess computes a check's current evidence and updates its running
@@ -488,51 +495,64 @@ func assess(cs *CheckState, c check, cur Snapshot, alpha float64, noTempering, h
 	cs.MaxLogE = max(cs.MaxLogE, a.logE)
 	a.EValue = math.Exp(min(a.logE, maxLogEValue))
 	a.PValue = math.Min(1, math.Exp(-cs.MaxLogE))
-	a.Dispersion = phis[best]
-
-	s := cs.Slots[best]
-	a.Edge = s.Edge
-	events := eventsOf(c.metric)
-	if c.metric.Kind == KindLatency {
-		events = slowerOf(s.Edge)
-	}
-	te, _ := events(cur.Treatment)
-	ce, _ := events(cur.Control)
-	a.Treatment = newCohortEvidence(cur.Treatment.Requests, te)
-	a.Control = newCohortEvidence(cur.Control.Requests, ce)
 	if c.kind != checkRatio {
-		a.Bound = s.Evidence.Null
+		a.slots = []slotInterval{{edge: cs.Slots[0].Edge, phi: phis[0]}}
+		a.cur, a.metric = cur, c.metric
+		a.show(0)
+		a.Bound = cs.Slots[0].Evidence.Null
+		a.Tolerance, a.HarmBound, a.FloorRatio, a.Ratio, a.CILow, a.CIHigh = 0, 0, 0, 0, 0, 0
 		return a
 	}
-	a.Tolerance = s.Evidence.Null
-	a.HarmBound = harmRatio(c.metric)
-	a.floorDiff, a.alpha = floorDifference(c.metric, a.Control, cur.Control, s.Edge), alpha
+	a.cur, a.metric, a.alpha = cur, c.metric, alpha
+	mostEvents := -1.0
+	for i, sl := range cs.Slots {
+		si := slotInterval{edge: sl.Edge, phi: phis[i], null: sl.Evidence.Null}
+		if lo, hi, ok := sl.Evidence.interval(phis[i], alpha); ok {
+			si.lo, si.hi = lo, hi
+		}
+		a.slots = append(a.slots, si)
+		if ce, _ := a.events(sl.Edge)(cur.Control); ce > mostEvents {
+			a.harm, mostEvents = i, ce
+		}
+	}
+	a.show(best)
+	return a
+}
+
+// events reads the check's count at edge (for latency) from a snapshot.
+func (a assessed) events(edge float64) func(CohortSnapshot) (float64, bool) {
+	if a.metric.Kind == KindLatency {
+		return slowerOf(edge)
+	}
+	return eventsOf(a.metric)
+}
+
+// show fills the verdict's fields that describe one slot: its edge, the
+// cohorts' counts at it, the ratio, its interval, the floor at it and the
+// dispersion. A check shows the slot with the most evidence of harm, and,
+// unless it fails, the slot its harm bound was checked on (see Judge).
+func (a *assessed) show(i int) {
+	si := a.slots[i]
+	a.Edge, a.Dispersion = si.edge, si.phi
+	ev := a.events(si.edge)
+	te, _ := ev(a.cur.Treatment)
+	ce, _ := ev(a.cur.Control)
+	a.Treatment = newCohortEvidence(a.cur.Treatment.Requests, te)
+	a.Control = newCohortEvidence(a.cur.Control.Requests, ce)
+	a.Tolerance = si.null
+	a.HarmBound = harmRatio(a.metric)
+	a.floorDiff = floorDifference(a.metric, a.Control, a.cur.Control, si.edge)
+	a.FloorRatio, a.Ratio = 0, 0
 	if a.floorDiff > 0 && a.Control.Rate > 0 {
 		a.FloorRatio = 1 + a.floorDiff/a.Control.Rate
-		if c.metric.Direction == LowerIsWorse {
+		if a.metric.Direction == LowerIsWorse {
 			a.FloorRatio = max(0, 1-a.floorDiff/a.Control.Rate)
 		}
 	}
 	if a.Control.Rate > 0 {
 		a.Ratio = a.Treatment.Rate / a.Control.Rate
 	}
-	mostEvents := -1.0
-	for i, sl := range cs.Slots {
-		si := slotInterval{edge: sl.Edge}
-		if lo, hi, ok := sl.Evidence.interval(phis[i], alpha); ok {
-			si.lo, si.hi = lo, hi
-		}
-		a.slots = append(a.slots, si)
-		ce, _ := events(cur.Control)
-		if c.metric.Kind == KindLatency {
-			ce, _ = slowerOf(sl.Edge)(cur.Control)
-		}
-		if ce > mostEvents {
-			a.harm, mostEvents = i, ce
-		}
-	}
-	a.CILow, a.CIHigh = a.slots[best].lo, a.slots[best].hi
-	return a
+	a.CILow, a.CIHigh = si.lo, si.hi
 }
 
 // phi is the over-dispersion of the count at edge; see EdgeDispersion.Phi.

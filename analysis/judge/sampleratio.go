@@ -158,14 +158,18 @@ func (s *SampleRatioState) phi(cum FlagCounts) float64 {
 		return 1
 	}
 	q := tt / (tt + ct)
+	// Each bucket's share of treatment requests against the pooled share:
+	// Pearson's χ² on buckets−1 degrees of freedom.
 	var u UnitDispersion
+	buckets := 0
 	for b := range n {
 		bt, bc := cum.Treatment.UnitBuckets[b].Requests, cum.Control.UnitBuckets[b].Requests
 		if r, ok := splitResidual(delta{q, bt}, delta{1 - q, bc}, 1); ok && !math.IsInf(u.ChiSquare+r, 1) {
-			u.Buckets++
+			buckets++
 			u.ChiSquare += r
 		}
 	}
+	u.DOF = buckets - 1
 	return u.Phi()
 }
 
