@@ -98,6 +98,39 @@ def test_reconnects_after_an_outage_and_serves_the_last_flags_meanwhile(
             restarted.stop()
 
 
+def test_a_shutdown_is_no_fault(
+    vigil_serve: VigilServe, vigil_binary: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A controller that shuts down ends its streams with an end event: the
+    # SDK logs it at debug level only. A stream cut without one still warns.
+    vigil_serve.put_flag(checkout(percent=0))
+    with Client(fast(vigil_serve.url)) as client:
+        wait_until(client, lambda: client.ready, "the first snapshot")
+        addr = vigil_serve.addr
+        with caplog.at_level(logging.DEBUG, logger="vigil"):
+            vigil_serve.shut_down()
+            wait_for(lambda: "ended it (shutdown)" in caplog.text, 10, "the end event to be seen")
+
+        def stream_warnings() -> list[str]:
+            return [
+                r.getMessage()
+                for r in caplog.records
+                if r.levelno >= logging.WARNING and ("closed it" in r.getMessage() or "ended it" in r.getMessage())
+            ]
+
+        assert not stream_warnings(), caplog.text
+        restarted = VigilServe(vigil_binary, str(tmp_path / "data"), addr=addr)
+        try:
+            restarted.put_flag(checkout(percent=100))
+            wait_until(client, lambda: client.bool_value("new-checkout", "user-1", False), "the restarted controller")
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="vigil"):
+                restarted.stop()
+                wait_for(lambda: bool(stream_warnings()), 10, "a warning for the cut stream")
+        finally:
+            restarted.stop()
+
+
 def test_poll_uses_the_etag(vigil_serve: VigilServe) -> None:
     vigil_serve.put_flag(checkout())
     client = Client(Config(server_url=vigil_serve.url, token=ADMIN_TOKEN, init_timeout=0))

@@ -91,6 +91,13 @@ class VigilServe:
             self.proc.kill()
         self.proc.wait(30)
 
+    def shut_down(self) -> None:
+        """Stops the process as an operator does (SIGTERM): the controller
+        ends its streams with an end event before it exits."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(30)
+
 
 def wait_for(cond: Any, timeout: float, what: str) -> None:
     """Waits until cond() is true, checking often; fails after timeout."""

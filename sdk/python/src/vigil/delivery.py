@@ -18,7 +18,7 @@ import socket
 import tempfile
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from vigil import gocompat
@@ -33,6 +33,23 @@ USER_AGENT = "vigil-sdk-python/0.1.0"
 
 class _StreamEnded(Exception):
     """The stream closed or failed; why is in the message."""
+
+
+class _StreamEndedOnPurpose(_StreamEnded):
+    """The controller ended the stream with an end event (its maximum age, a
+    shutdown): no fault, so it is logged at debug level only."""
+
+
+def _end_reason(data: str) -> str:
+    """The reason of an end event ("max-age", "shutdown"), or "planned"."""
+    try:
+        value = gocompat.json_loads(data)
+    except ValueError:
+        return "planned"
+    if not isinstance(value, dict):
+        return "planned"
+    reason: object = cast("dict[str, object]", value).get("reason")
+    return reason if isinstance(reason, str) and reason else "planned"
 
 
 class Delivery:
@@ -170,6 +187,7 @@ class Delivery:
         """Runs one stream connection until it ends; returns whether it
         delivered a snapshot."""
         got = False
+        planned = ""  # the reason of an end event, once one came
         conn = self._connect(self._config.stream_idle_timeout)
         try:
             conn.request(
@@ -182,10 +200,14 @@ class Delivery:
             while not self._closed.is_set():
                 raw = resp.readline()
                 if not raw:
+                    if planned:
+                        raise _StreamEndedOnPurpose(f"stream: the controller ended it ({planned})")
                     raise _StreamEnded("stream: the controller closed it")
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 if line == "":
-                    if data:
+                    if event == "end":
+                        planned = _end_reason("\n".join(data))
+                    elif data:
                         got = self._dispatch(event or "message", "\n".join(data)) or got
                     event, data = "", list[str]()
                     continue
@@ -198,6 +220,8 @@ class Delivery:
                 elif name == "data":
                     data.append(val)
         except (OSError, http.client.HTTPException) as e:
+            if planned and not self._closed.is_set():
+                raise _StreamEndedOnPurpose(f"stream: the controller ended it ({planned})") from e
             if not self._closed.is_set():
                 kind = "silent for too long" if isinstance(e, socket.timeout) else str(e) or type(e).__name__
                 raise _StreamEnded(f"stream: {kind}") from e
@@ -255,6 +279,11 @@ class Delivery:
             try:
                 if self.stream():
                     backoff = self._config.backoff_min
+            except _StreamEndedOnPurpose as e:
+                if self._closed.is_set():
+                    return
+                backoff = self._config.backoff_min
+                self._log.debug("vigil: %s; reconnecting", e)
             except _StreamEnded as e:
                 if self._closed.is_set():
                     return
