@@ -333,15 +333,14 @@ func (a assessed) unsafe(c check) string {
 }
 
 // safeByFloor reports whether treatment's rate is shown to exceed control's
-// by less than the practical floor: its upper bound (rateUpper) less
-// control's rate is below the floor. This is what lets a check pass when
+// by less than the practical floor: its upper bound (TreatmentHigh, see
+// show) less control's rate is below the floor. This is what lets a check pass when
 // neither cohort has bad events, where no ratio can be bounded. Only
 // higher-is-worse metrics take this route.
 func (a assessed) safeByFloor(c check) bool {
-	if a.floorDiff <= 0 || c.metric.Direction == LowerIsWorse {
-		return false
-	}
-	return rateUpper(a.Treatment.Events, a.Treatment.Requests, a.alpha)-a.Control.Rate < a.floorDiff
+	// FloorDifference is set only for higher-is-worse metrics with a
+	// floor and treatment requests.
+	return a.FloorDifference > 0 && a.TreatmentHigh-a.Control.Rate < a.FloorDifference
 }
 
 // floorDifference is the metric's practical floor as a difference between
@@ -501,6 +500,7 @@ func assess(cs *CheckState, c check, cur Snapshot, alpha float64, noTempering, h
 		a.show(0)
 		a.Bound = cs.Slots[0].Evidence.Null
 		a.Tolerance, a.HarmBound, a.FloorRatio, a.Ratio, a.CILow, a.CIHigh = 0, 0, 0, 0, 0, 0
+		a.FloorDifference, a.TreatmentHigh = 0, 0
 		return a
 	}
 	a.cur, a.metric, a.alpha = cur, c.metric, alpha
@@ -542,7 +542,13 @@ func (a *assessed) show(i int) {
 	a.Tolerance = si.null
 	a.HarmBound = harmRatio(a.metric)
 	a.floorDiff = floorDifference(a.metric, a.Control, a.cur.Control, si.edge)
-	a.FloorRatio, a.Ratio = 0, 0
+	a.FloorRatio, a.Ratio, a.FloorDifference, a.TreatmentHigh = 0, 0, 0, 0
+	if a.floorDiff > 0 && a.metric.Direction != LowerIsWorse && a.Treatment.Requests > 0 {
+		// Clustered events make a count φ times as variable as a Poisson
+		// one: the bound is taken on φ times fewer events and requests.
+		a.FloorDifference = a.floorDiff
+		a.TreatmentHigh = rateUpper(a.Treatment.Events/si.phi, a.Treatment.Requests/si.phi, a.alpha)
+	}
 	if a.floorDiff > 0 && a.Control.Rate > 0 {
 		a.FloorRatio = 1 + a.floorDiff/a.Control.Rate
 		if a.metric.Direction == LowerIsWorse {

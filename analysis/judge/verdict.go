@@ -81,6 +81,13 @@ type CheckVerdict struct {
 	// when the metric sets no floor. The check fails only on evidence
 	// beyond it, and passes once its interval lies short of it.
 	FloorRatio float64 `json:"floorRatio,omitempty"`
+	// FloorDifference is the practical floor as a difference of rates at
+	// the check's edge, and TreatmentHigh the upper bound on treatment's
+	// rate it is compared with: a check whose TreatmentHigh less control's
+	// rate is below FloorDifference is shown safe whatever its ratio's
+	// interval. Both 0 when the metric sets no floor.
+	FloorDifference float64 `json:"floorDifference,omitempty"`
+	TreatmentHigh   float64 `json:"treatmentHigh,omitempty"`
 	// Bound is the largest tolerated rate of treatment's bad events, for
 	// absolute bounds (Max, or 1% above MaxP99).
 	Bound float64 `json:"bound,omitempty"`
@@ -142,10 +149,11 @@ func (c CheckVerdict) Violation() string {
 		return ""
 	}
 	tol, bound := max(c.Tolerance, c.FloorRatio), max(c.HarmBound, c.FloorRatio)
+	safeByFloor := c.FloorDifference > 0 && c.TreatmentHigh-c.Control.Rate < c.FloorDifference
 	switch {
 	case c.CILow > tol:
 		return fmt.Sprintf("passed beside the interval %v to %v, above %v", c.CILow, c.CIHigh, tol)
-	case c.HarmBound > 0 && c.CIHigh >= bound:
+	case c.HarmBound > 0 && c.CIHigh >= bound && !safeByFloor:
 		return fmt.Sprintf("passed with the interval %v to %v reaching the harm bound %v", c.CILow, c.CIHigh, bound)
 	}
 	return ""
