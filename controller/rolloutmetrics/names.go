@@ -19,6 +19,69 @@ const (
 	Leader = "vigil_rollout_leader"
 )
 
+// What the judge found at its latest look, per ratio check (labels flag and
+// metric, the check's name): the evidence behind Evidence, so that
+// dashboards and alerts judge a rollout by the judge's own numbers rather
+// than by a definition of their own. Only the replica that holds the lease
+// judges, so only its series are current; every series stays at its last
+// value after the rollout ends, as the other rollout metrics do. A series
+// whose quantity the verdict does not have (no events yet, no floor, no
+// harm bound) is absent rather than 0.
+const (
+	// Edge is the latency edge in seconds that the check's counts and
+	// interval refer to: the judge picks it from control's distribution
+	// unless the plan names edges. Latency checks only.
+	Edge = "vigil_analysis_edge_seconds"
+	// CohortRate is each cohort's bad events per request since the rollout
+	// began (errors, or requests slower than Edge); label cohort is
+	// "treatment" or "control".
+	CohortRate = "vigil_analysis_cohort_rate"
+	// Ratio is treatment's rate over control's.
+	Ratio = "vigil_analysis_ratio"
+	// RatioLow is the low end of the always-valid confidence interval for
+	// Ratio at level 1-alpha.
+	RatioLow = "vigil_analysis_ratio_ci_low"
+	// RatioHigh is its high end.
+	RatioHigh = "vigil_analysis_ratio_ci_high"
+	// Tolerance is the ratio the check tests against: evidence that the
+	// ratio exceeds it fails the rollout.
+	Tolerance = "vigil_analysis_tolerance"
+	// HarmBound is the ratio the interval must lie below before the check
+	// passes (the plan's maxRatio).
+	HarmBound = "vigil_analysis_harm_bound"
+	// FloorRatio is the ratio at which the difference between the cohorts
+	// reaches the metric's practical floor at control's current rate: an
+	// interval that lies below it passes, and only one wholly above both
+	// it and Tolerance shows harm.
+	FloorRatio = "vigil_analysis_floor_ratio"
+	// Dispersion is the over-dispersion the check's evidence was divided
+	// by (1 when events are as independent as the test assumes).
+	Dispersion = "vigil_analysis_dispersion"
+)
+
+// The traffic split's check, per rollout (label flag): whether treatment
+// gets the share of the split's requests the flag gives it.
+const (
+	// SplitExpected is treatment's share of the split's requests that the
+	// flag's percent should give over the looks counted.
+	SplitExpected = "vigil_analysis_split_expected_share"
+	// SplitObserved is the share treatment got over those looks.
+	SplitObserved = "vigil_analysis_split_observed_share"
+	// SplitMismatch is 1 once the shares differ beyond chance: the cohorts
+	// are not the split the flag makes, and the rollout holds every step.
+	SplitMismatch = "vigil_analysis_split_mismatch"
+)
+
+// The label of CohortRate and its values.
+const (
+	// CohortLabel names the cohort of a CohortRate series.
+	CohortLabel = "cohort"
+	// Treatment is the treatment's cohort.
+	Treatment = "treatment"
+	// Control is the control's cohort.
+	Control = "control"
+)
+
 // OverallCheck is the metric label of the judge's overall verdict and of the
 // mean e-value that its threshold applies to.
 const OverallCheck = "all"

@@ -22,6 +22,11 @@ type Metrics struct {
 	provErrors  prometheus.Counter
 	queryTime   prometheus.Histogram
 	leader      prometheus.Gauge
+	// The judge's latest findings per ratio check and on the split; see
+	// package rolloutmetrics.
+	edge, cohortRate, ratio, ratioLow, ratioHigh *prometheus.GaugeVec
+	tolerance, harmBound, floorRatio, dispersion *prometheus.GaugeVec
+	splitExpected, splitObserved, splitMismatch  *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -65,7 +70,30 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "1 while this replica holds the rollout loop's lease, else 0.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.percent, m.state, m.transitions, m.verdicts, m.evidence, m.threshold, m.provErrors, m.queryTime, m.leader} {
+	check := func(name, help string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, []string{"flag", "metric"})
+	}
+	m.edge = check(rolloutmetrics.Edge, "Latency edge in seconds that each latency check's counts and interval refer to.")
+	m.cohortRate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: rolloutmetrics.CohortRate,
+		Help: "Bad events per request of each cohort since the rollout began, per ratio check.",
+	}, []string{"flag", "metric", rolloutmetrics.CohortLabel})
+	m.ratio = check(rolloutmetrics.Ratio, "Treatment's rate over control's, per ratio check.")
+	m.ratioLow = check(rolloutmetrics.RatioLow, "Low end of the ratio's always-valid confidence interval at level 1-alpha.")
+	m.ratioHigh = check(rolloutmetrics.RatioHigh, "High end of the ratio's always-valid confidence interval at level 1-alpha.")
+	m.tolerance = check(rolloutmetrics.Tolerance, "Ratio each check tests against: evidence above it fails the rollout.")
+	m.harmBound = check(rolloutmetrics.HarmBound, "Ratio the interval must lie below before the check passes.")
+	m.floorRatio = check(rolloutmetrics.FloorRatio, "Ratio at which the difference reaches the metric's practical floor.")
+	m.dispersion = check(rolloutmetrics.Dispersion, "Over-dispersion the check's evidence was divided by.")
+	split := func(name, help string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, []string{"flag"})
+	}
+	m.splitExpected = split(rolloutmetrics.SplitExpected, "Treatment's share of the split's requests that the flag should give.")
+	m.splitObserved = split(rolloutmetrics.SplitObserved, "Treatment's share of the split's requests that it got.")
+	m.splitMismatch = split(rolloutmetrics.SplitMismatch, "1 once treatment's share differs from the flag's beyond chance: the rollout holds.")
+	for _, c := range []prometheus.Collector{m.percent, m.state, m.transitions, m.verdicts, m.evidence, m.threshold, m.provErrors, m.queryTime, m.leader,
+		m.edge, m.cohortRate, m.ratio, m.ratioLow, m.ratioHigh, m.tolerance, m.harmBound, m.floorRatio, m.dispersion,
+		m.splitExpected, m.splitObserved, m.splitMismatch} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -127,5 +155,52 @@ func (m *Metrics) observeVerdict(key string, v judge.Verdict) {
 	for _, c := range v.Checks {
 		m.verdicts.WithLabelValues(key, c.Check, string(c.Outcome)).Inc()
 		m.evidence.WithLabelValues(key, c.Check).Set(c.EValue)
+		if c.Bound == 0 { // a ratio check: only absolute bounds set Bound
+			m.observeRatioCheck(key, c)
+		}
+	}
+	m.observeSplit(key, v.SampleRatio)
+}
+
+// observeRatioCheck records the evidence behind a ratio check. The judge
+// writes 0 for a quantity it does not have (no events yet, no harm bound,
+// no floor); its series is deleted rather than set, so that a panel or an
+// alert never reads a missing bound as a ratio of 0.
+func (m *Metrics) observeRatioCheck(key string, c judge.CheckVerdict) {
+	for _, g := range []struct {
+		vec *prometheus.GaugeVec
+		v   float64
+	}{
+		{m.edge, c.Edge}, {m.ratio, c.Ratio}, {m.ratioLow, c.CILow}, {m.ratioHigh, c.CIHigh},
+		{m.tolerance, c.Tolerance}, {m.harmBound, c.HarmBound}, {m.floorRatio, c.FloorRatio}, {m.dispersion, c.Dispersion},
+	} {
+		setOrDelete(g.vec, g.v > 0, g.v, key, c.Check)
+	}
+	setOrDelete(m.cohortRate, c.Treatment.Requests > 0, c.Treatment.Rate, key, c.Check, rolloutmetrics.Treatment)
+	setOrDelete(m.cohortRate, c.Control.Requests > 0, c.Control.Rate, key, c.Check, rolloutmetrics.Control)
+}
+
+// observeSplit records the traffic split's check; a verdict without one
+// (the step's percent unknown) leaves no series.
+func (m *Metrics) observeSplit(key string, s *judge.SampleRatio) {
+	counted := s != nil && s.Requests.Treatment+s.Requests.Control > 0
+	var expected, observed, mismatch float64
+	if s != nil {
+		expected, observed = s.Expected, s.Observed
+		if s.Mismatch {
+			mismatch = 1
+		}
+	}
+	setOrDelete(m.splitExpected, counted, expected, key)
+	setOrDelete(m.splitObserved, counted, observed, key)
+	setOrDelete(m.splitMismatch, s != nil, mismatch, key)
+}
+
+// setOrDelete sets the gauge of labels to v if ok, else deletes it.
+func setOrDelete(g *prometheus.GaugeVec, ok bool, v float64, labels ...string) {
+	if ok {
+		g.WithLabelValues(labels...).Set(v)
+	} else {
+		g.DeleteLabelValues(labels...)
 	}
 }
