@@ -1,14 +1,20 @@
 // Package alerts generates a Prometheus rule file for Vigil's rollouts:
 // recording rules for the cohorts' error and slow-request ratios, and alerts
-// for a treatment that hurts, a rollout that is stuck or rolled back, and a
-// controller that cannot see its metrics.
+// for a treatment that hurts, a traffic split that is not the flag's, a
+// rollout that is stuck or rolled back, and a controller that cannot see
+// its metrics.
 //
-// Rules that need no knowledge of a flag are generic and cover every flag
-// the controller runs, including those added after the file was generated:
-// the recording rules, and the alerts on the controller's own metrics, which
-// carry a flag label. Comparing treatment with control needs to know which
-// variant is which, which no metric says, and uses the flag's own tolerance,
-// so those alerts are generated per flag, in one group per flag.
+// Whether a treatment hurts is what the judge decides, so the alerts that
+// compare treatment with control read the judge's own evidence, which the
+// controller exports (package rolloutmetrics): its interval for the ratio,
+// the tolerance and floor it tests against, and the latency edge it picked.
+// An alert with a definition of its own (other edges, another tolerance, a
+// five-minute window) would miss what the judge rolls back and page about
+// what it passes. Those alerts and the others on the controller's metrics
+// are generic: they carry a flag label and cover every flag the controller
+// runs, including those added after the file was generated. Only the plan's
+// absolute bounds (max, maxP99) are compared on the SDK's metrics, in one
+// group per flag whose plan sets them.
 package alerts
 
 import (
@@ -54,6 +60,7 @@ const (
 	stateMetric       = rolloutmetrics.State
 	transitionsMetric = rolloutmetrics.Transitions
 	providerErrors    = rolloutmetrics.ProviderErrors
+	leaderMetric      = rolloutmetrics.Leader
 )
 
 // The SDK's cohort metrics, as package semconv names them.
@@ -74,6 +81,7 @@ const (
 	AlertErrorRatioAbove  = "VigilTreatmentErrorRatioAboveMax"
 	AlertLatencyRegressed = "VigilTreatmentLatencyRegression"
 	AlertP99AboveMax      = "VigilTreatmentP99AboveMax"
+	AlertSplitMismatch    = "VigilSampleRatioMismatch"
 	AlertRolloutStuck     = "VigilRolloutStuck"
 	AlertRolledBack       = "VigilRolloutRolledBack"
 	AlertProviderErrors   = "VigilMetricProviderErrors"
@@ -92,31 +100,19 @@ type Options struct {
 	// RunbookURL is the runbook; each alert links to its own section.
 	// Default the runbook in Vigil's repository.
 	RunbookURL string
-	// ErrorFactor is how many times control's error ratio the treatment's
-	// may reach before alerting, for a flag whose error-rate metric sets no
-	// tolerance. Default 1.5.
-	ErrorFactor float64
-	// LatencyFactor is the same for the share of slow requests at each
-	// edge, for a flag whose latency metric sets no tolerance. Default 1.5.
-	LatencyFactor float64
-	// MinErrorRatio and MinSlowRatio are the treatment's ratios below which
-	// no comparison alerts, however small control's: a factor of two on
-	// 0.01% is noise. Defaults 0.001 and 0.01.
-	MinErrorRatio, MinSlowRatio float64
-	// MinRequestRate is the treatment's requests per second below which no
-	// comparison alerts: a handful of requests proves nothing. Default 0.1.
+	// MinRequestRate is the treatment's requests per second below which
+	// the plan's absolute bounds do not alert: a handful of requests
+	// proves nothing. Default 0.1.
 	MinRequestRate float64
-	// For is how long a treatment must stay worse before its alert fires.
-	// Default 10m.
+	// For is how long a treatment must stay worse before its alert fires:
+	// the judge's interval beyond what is tolerated, or a plan's bound
+	// exceeded. Default 10m.
 	For time.Duration
 	// StuckAfter is how long a rollout may progress without a transition
 	// before it is reported stuck. It is raised to twice the longest
 	// maxStepDuration of the flags given, since a step that long is normal.
 	// Default 2h.
 	StuckAfter time.Duration
-	// Edges are the latency edges, in seconds, compared for a flag whose plan
-	// names none. Default 0.25, 0.5 and 1 s, as on the dashboards.
-	Edges []float64
 }
 
 const defaultRunbook = "https://github.com/vigil-dev/vigil/blob/main/docs/runbook.md"
@@ -147,13 +143,7 @@ func (o Options) withDefaults() (Options, error) {
 	if strings.Contains(o.Team, "{{") {
 		return o, fmt.Errorf("team %q must not contain {{", o.Team)
 	}
-	errs := []error{
-		set(&o.ErrorFactor, 1.5, "error factor"),
-		set(&o.LatencyFactor, 1.5, "latency factor"),
-		set(&o.MinErrorRatio, 0.001, "minimum error ratio"),
-		set(&o.MinSlowRatio, 0.01, "minimum slow ratio"),
-		set(&o.MinRequestRate, 0.1, "minimum request rate"),
-	}
+	errs := []error{set(&o.MinRequestRate, 0.1, "minimum request rate")}
 	if o.For == 0 {
 		o.For = 10 * time.Minute
 	}
@@ -194,8 +184,8 @@ func Generate(flags []flag.Flag, opts Options) ([]byte, error) {
 }
 
 // Groups returns the rule groups for flags: the recording rules, the
-// generic rollout alerts, and one group of comparison alerts per flag that
-// has a treatment.
+// generic rollout alerts, and one group per flag with a treatment whose
+// plan sets an absolute bound.
 func Groups(flags []flag.Flag, opts Options) (rulefmt.RuleGroups, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -215,7 +205,9 @@ func Groups(flags []flag.Flag, opts Options) (rulefmt.RuleGroups, error) {
 		if f.Treatment == "" {
 			continue // nothing to compare
 		}
-		groups = append(groups, rulefmt.RuleGroup{Name: "vigil-flag-" + f.Key, Rules: g.flagAlerts(f)})
+		if rules := g.flagAlerts(f); len(rules) > 0 {
+			groups = append(groups, rulefmt.RuleGroup{Name: "vigil-flag-" + f.Key, Rules: rules})
+		}
 	}
 	return rulefmt.RuleGroups{Groups: groups}, nil
 }
@@ -301,12 +293,80 @@ func (g *gen) flagDashboardURL() string {
 	return b.String()
 }
 
+// judged filters expr, a selection of the judge's gauges, to the series of
+// the replica that holds the rollout loop's lease: only it judges, and
+// another replica's series keep the values of its last lease.
+func judged(expr string) string {
+	return fmt.Sprintf("(\n    %s\n  )\n  and on (job, instance) %s == 1", expr, leaderMetric)
+}
+
+// live keeps the flags whose rollout is progressing or paused: the judge's
+// gauges keep their last values after a rollout ends, and a treatment no
+// longer served alerts no more. Every replica exports the state.
+func live() string {
+	return fmt.Sprintf("max by (flag) (%s{state=~%q}) == 1", stateMetric, string(rollout.Progressing)+"|"+string(rollout.Paused))
+}
+
+// judgeValue is a template that writes the judge's gauge metric for the
+// alert's flag, and its check with check, through the function format.
+func judgeValue(metric string, check bool, format string) string {
+	sel, args := "flag=%q", " $labels.flag"
+	if check {
+		sel, args = sel+", metric=%q", args+" $labels.metric"
+	}
+	return `{{ with printf "max(` + metric + `{` + sel + `})"` + args + ` | query }}{{ . | first | value | ` + format + ` }}{{ end }}`
+}
+
+// beyondTolerance is the judge's evidence that a ratio check's treatment is
+// worse than tolerated: the low end of its always-valid interval above
+// both the tolerance and the floor's ratio (a difference below the
+// practical floor is no harm), as the judge itself decides it. Its value
+// is that low end.
+func beyondTolerance(check string) string {
+	low := fmt.Sprintf("%s{metric=%q}", rolloutmetrics.RatioLow, check)
+	return fmt.Sprintf("max by (flag, metric) (\n  %s\n)\nand on (flag) %s",
+		judged(fmt.Sprintf("%s > %s\n    unless %s <= %s", low, rolloutmetrics.Tolerance, low, rolloutmetrics.FloorRatio)), live())
+}
+
 func (g *gen) rolloutAlerts(stuck time.Duration) []rulefmt.Rule {
 	w := model.Duration(stuck).String()
 	progressing := fmt.Sprintf("%s{state=%q}", stateMetric, rollout.Progressing)
 	rolledBack := fmt.Sprintf("%s{to=%q}", transitionsMetric, rollout.RolledBack)
 	since := model.Duration(rolledBackFor).String()
+	forWhile := model.Duration(g.o.For).String()
+	interval := func(events string) string {
+		return "The judge's always-valid interval for treatment's rate of " + events + " over control's, " +
+			`{{ $value | printf "%.3g" }} to ` + judgeValue(rolloutmetrics.RatioHigh, true, `printf "%.3g"`) +
+			", has lain above the tolerance " + judgeValue(rolloutmetrics.Tolerance, true, `printf "%.3g"`) +
+			" and the practical floor for " + forWhile + ", and the rollout of {{ $labels.flag }} is still live."
+	}
 	return []rulefmt.Rule{
+		g.alert(AlertErrorRatioHigh, beyondTolerance(plan.MetricErrorRate),
+			g.o.For, "critical", nil,
+			"Treatment of {{ $labels.flag }} fails more often than control",
+			interval("errors"),
+			"`vigil rollout status {{ $labels.flag }}`: the judge rolls back once its evidence reaches its threshold; "+
+				"if the rollout is paused or holds and the errors hurt, roll back with `vigil rollout rollback {{ $labels.flag }}`, "+
+				"then look at the treatment's errors by error_type.",
+			g.flagDashboardURL()),
+		g.alert(AlertLatencyRegressed, beyondTolerance(plan.MetricLatency),
+			g.o.For, "warning", nil,
+			"Treatment of {{ $labels.flag }} is slower than control",
+			interval("requests slower than "+judgeValue(rolloutmetrics.Edge, true, "humanizeDuration")+" (the judge's edge)"),
+			"Compare the cohorts at the judge's edge on the flag's dashboard and in `vigil rollout status {{ $labels.flag }}`; "+
+				"roll back with `vigil rollout rollback {{ $labels.flag }}` if the slowdown matters and Vigil has not already.",
+			g.flagDashboardURL()),
+		g.alert(AlertSplitMismatch,
+			fmt.Sprintf("max by (flag) (\n  %s\n)\nand on (flag) %s",
+				judged(rolloutmetrics.SplitMismatch+" == 1"), live()),
+			0, "warning", nil,
+			"Traffic split of {{ $labels.flag }} is not the flag's",
+			"Treatment of {{ $labels.flag }} got "+judgeValue(rolloutmetrics.SplitObserved, false, "humanizePercentage")+
+				" of the split's requests where the flag gives it "+judgeValue(rolloutmetrics.SplitExpected, false, "humanizePercentage")+
+				", beyond chance: the cohorts are not comparable, so the rollout holds every step until maxStepDuration and its onTimeout.",
+			"Find where the split differs: a service evaluating the flag without the Vigil SDK, a cache serving stale variants, "+
+				"an SDK whose bucketing differs, or counts pushed by a client with no traffic. Then abort and start the rollout again.",
+			g.flagDashboardURL()),
 		g.alert(AlertRolloutStuck,
 			// Progressing now, a whole window ago and all along, and
 			// neither a step nor any transition since. The window's start
@@ -359,65 +419,30 @@ func (g *gen) rolloutAlerts(stuck time.Duration) []rulefmt.Rule {
 	}
 }
 
+// flagAlerts are f's alerts on the absolute bounds its plan sets, which
+// need the flag's treatment variant and the plan's numbers.
 func (g *gen) flagAlerts(f flag.Flag) []rulefmt.Rule {
-	errorFactor, latencyFactor := g.o.ErrorFactor, g.o.LatencyFactor
 	var maxErrors float64
 	var maxP99 time.Duration
-	// What the flag's plan writes overrides the options; it was validated
-	// when it was written.
+	// The flag's plan was validated when it was written.
 	spec, _ := plan.OfFlag(f)
-	if m, ok := spec.Metric(plan.MetricErrorRate); ok {
-		if m.Tolerance != nil {
-			errorFactor = *m.Tolerance
-		}
-		if m.Max != nil {
-			maxErrors = *m.Max
-		}
+	if m, ok := spec.Metric(plan.MetricErrorRate); ok && m.Max != nil {
+		maxErrors = *m.Max
 	}
-	if m, ok := spec.Metric(plan.MetricLatency); ok {
-		if m.Tolerance != nil {
-			latencyFactor = *m.Tolerance
-		}
-		if m.MaxP99 != nil {
-			maxP99 = m.MaxP99.Std()
-		}
+	if m, ok := spec.Metric(plan.MetricLatency); ok && m.MaxP99 != nil {
+		maxP99 = m.MaxP99.Std()
 	}
 	sel := func(metric, variant string, more ...string) string {
 		m := append([]string{semconv.LabelKey + "=" + strconv.Quote(f.Key), semconv.LabelVariant + "=" + strconv.Quote(variant)}, more...)
 		return metric + "{" + strings.Join(m, ", ") + "}"
 	}
 	num := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
-	t, c := f.Treatment, f.Control
+	t := f.Treatment
 	treatmentTraffic := fmt.Sprintf("%s > %s", sel(RequestsRate, t), num(g.o.MinRequestRate))
 	labels := map[string]string{"flag": f.Key}
 	dash := g.o.GrafanaURL + "/d/" + dashboards.UID(f.Key)
-	edges := dashboards.Edges(f, dashboards.Options{Edges: g.o.Edges})
-	le := "le=~" + strconv.Quote(dashboards.EdgeMatcher(edges))
 
-	// group_left keeps the treatment's variant label, which a one-to-one
-	// match with ignoring would drop.
-	rules := []rulefmt.Rule{
-		g.alert(AlertErrorRatioHigh,
-			fmt.Sprintf("%s\n  > ignoring (%s) group_left %s * %s\nand %s > %s\nand %s",
-				sel(ErrorRatio, t), semconv.LabelVariant, num(errorFactor), sel(ErrorRatio, c),
-				sel(ErrorRatio, t), num(g.o.MinErrorRatio), treatmentTraffic),
-			g.o.For, "critical", labels,
-			"Treatment of "+f.Key+" fails more often than control",
-			"The treatment {{ $labels."+semconv.LabelVariant+" }} of flag "+f.Key+" fails {{ $value | humanizePercentage }} of its requests, "+
-				"more than "+num(errorFactor)+" times control's ratio, for "+model.Duration(g.o.For).String()+".",
-			"Roll back with `vigil rollout rollback "+f.Key+"` if Vigil has not already, then look at the treatment's errors by error_type.",
-			dash),
-		g.alert(AlertLatencyRegressed,
-			fmt.Sprintf("%s\n  > ignoring (%s) group_left %s * %s\nand %s > %s\nand ignoring (le) %s",
-				sel(SlowRatio, t, le), semconv.LabelVariant, num(latencyFactor), sel(SlowRatio, c, le),
-				sel(SlowRatio, t, le), num(g.o.MinSlowRatio), treatmentTraffic),
-			g.o.For, "warning", labels,
-			"Treatment of "+f.Key+" is slower than control",
-			"{{ $value | humanizePercentage }} of the requests of treatment {{ $labels."+semconv.LabelVariant+" }} of flag "+f.Key+
-				" take longer than {{ $labels.le }}s, more than "+num(latencyFactor)+" times control's share, for "+model.Duration(g.o.For).String()+".",
-			"Compare the cohorts' latency on the flag's dashboard; roll back with `vigil rollout rollback "+f.Key+"` if the slowdown matters.",
-			dash),
-	}
+	var rules []rulefmt.Rule
 	if maxErrors > 0 {
 		rules = append(rules, g.alert(AlertErrorRatioAbove,
 			fmt.Sprintf("%s > %s\nand %s", sel(ErrorRatio, t), num(maxErrors), treatmentTraffic),

@@ -23,14 +23,17 @@ func newAlertsGenerateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "generate [-f FILE] [-o FILE]",
 		Short: "Write a Prometheus rule file for the flags' rollouts",
-		Long: `Write Prometheus rules: recording rules for every flag's cohorts, alerts on
-the controller's rollouts, and, for each flag with a treatment, alerts when
-the treatment fails more or is slower than control, with the flag's own
-tolerances. Each alert links to its runbook section and its dashboard.
+		Long: `Write Prometheus rules: recording rules for every flag's cohorts, and
+alerts on the controller's rollouts: a treatment that the judge's own
+evidence shows failing more or slower than control beyond its tolerance (at
+the latency edge the judge tests), a traffic split that is not the flag's,
+a rollout stuck or rolled back, a metric provider that fails; and, for each
+flag whose plan sets max or maxP99, alerts on those bounds. Each alert
+links to its runbook section and its dashboard.
 
 Flags come from the flags file given with -f (- for standard input), or
 else from the controller (--server, --token or $VIGIL_SERVER, $VIGIL_TOKEN).
-Generate again when flags change: the comparison alerts are per flag.`,
+Generate again when flags' bounds change: those alerts are per flag.`,
 		Args: cobra.NoArgs,
 	}
 	r := addRemoteFlags(cmd)
@@ -40,11 +43,8 @@ Generate again when flags change: the comparison alerts are per flag.`,
 	fl.StringVar(&opts.Team, "team", "", "value of the team label on every alert, for routing")
 	fl.StringVar(&opts.GrafanaURL, "grafana-url", "", "Grafana's base URL, for the dashboard links (default http://localhost:3000)")
 	fl.StringVar(&opts.RunbookURL, "runbook-url", "", "runbook URL; each alert links to its section (default Vigil's docs/runbook.md)")
-	fl.Float64Var(&opts.ErrorFactor, "error-factor", 0, "treatment/control error ratio that alerts when the plan sets no tolerance (default 1.5)")
-	fl.Float64Var(&opts.LatencyFactor, "latency-factor", 0, "treatment/control slow-request ratio that alerts when the plan sets no tolerance (default 1.5)")
 	fl.DurationVar(&opts.For, "for", 0, "how long a treatment must stay worse before alerting (default 10m)")
 	fl.DurationVar(&opts.StuckAfter, "stuck-after", 0, "how long a rollout may progress without a transition (default 2h)")
-	fl.Float64SliceVar(&opts.Edges, "edges", nil, "latency edges in seconds for flags whose plan names none (default 0.25,0.5,1)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		flags, err := loadFlags(cmd, file, r)
 		if err != nil {

@@ -353,7 +353,7 @@ func TestValues(t *testing.T) {
 				names = append(names, g.Name)
 			}
 			// The flags' file repeats the generic groups; each is kept once.
-			if want := []string{"vigil-recording", "vigil-rollouts", "vigil-flag-fast-search", "vigil-flag-new-checkout"}; !slices.Equal(names, want) {
+			if want := []string{"vigil-recording", "vigil-rollouts", "vigil-flag-new-checkout"}; !slices.Equal(names, want) {
 				t.Errorf("rule groups %q, want %q", names, want)
 			}
 		}},
