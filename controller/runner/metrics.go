@@ -181,9 +181,10 @@ func (m *Metrics) observeRatioCheck(key string, c judge.CheckVerdict) {
 }
 
 // observeSplit records the traffic split's check; a verdict without one
-// (the step's percent unknown) leaves no series.
+// (the step's percent unknown) leaves no series, and one not checked yet
+// no shares.
 func (m *Metrics) observeSplit(key string, s *judge.SampleRatio) {
-	counted := s != nil && s.Requests.Treatment+s.Requests.Control > 0
+	counted := s != nil && s.Checked
 	var expected, observed, mismatch float64
 	if s != nil {
 		expected, observed = s.Expected, s.Observed

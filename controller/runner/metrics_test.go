@@ -49,7 +49,7 @@ func TestVerdictMetrics(t *testing.T) {
 				Treatment: judge.CohortEvidence{Requests: 1000, Events: 30, Rate: 0.03}, Bound: 0.05, Dispersion: 1,
 			},
 		},
-		SampleRatio: &judge.SampleRatio{Expected: 0.1, Observed: 0.125, Requests: judge.RequestCounts{Treatment: 1000, Control: 7000}, Mismatch: true},
+		SampleRatio: &judge.SampleRatio{Expected: 0.1, Observed: 0.125, Requests: judge.RequestCounts{Treatment: 1000, Control: 7000}, Mismatch: true, Checked: true},
 	}
 	m.observeVerdict("f", v)
 	want := `
