@@ -19,16 +19,15 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/statetimeline"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/rolloutmetrics"
 	"github.com/vigil-dev/vigil/sdk/flag"
 	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
 // Options tunes the generated dashboards. The zero value is ready to use.
 type Options struct {
-	// Edges are the latency edges, in seconds, charted for a flag whose plan
-	// names none; empty means 0.25, 0.5 and 1 s.
-	Edges []float64
 	// Refresh is the auto-refresh interval; empty means 30s.
 	Refresh string
 	// From starts the default time range; empty means now-6h.
@@ -91,8 +90,10 @@ func marshal(d dashboard.Dashboard) ([]byte, error) {
 
 // BuildFlag builds f's dashboard: its rollout's percent and state, requests
 // by variant, errors and latency of treatment against control, the share of
-// slow requests at each edge the judge tests, and the judge's evidence
-// against its threshold, with every rollout transition marked.
+// slow requests at the edge the judge tests, and the judge's findings as
+// the controller exports them: each ratio check's interval against its
+// tolerance, harm bound and floor, the evidence against its threshold, and
+// the traffic split's check; every rollout transition is marked.
 func BuildFlag(f flag.Flag, opts Options) (dashboard.Dashboard, error) {
 	if err := flag.ValidateFlag(&f); err != nil {
 		return dashboard.Dashboard{}, fmt.Errorf("dashboard for flag %q: %w", f.Key, err)
@@ -125,16 +126,28 @@ func BuildFlag(f flag.Flag, opts Options) (dashboard.Dashboard, error) {
 	for _, q := range []float64{0.5, 0.95, 0.99} {
 		b.WithPanel(p.quantile(s, q).Span(8))
 	}
-	edges := Edges(f, opts)
-	b.WithRow(p.row("Slow requests at the judge's edges"))
+	// The judge's edge is known only as it goes (it follows control's
+	// distribution unless the plan names edges), so the controller's
+	// gauges draw it; edges the plan names are drawn from the SDK's
+	// histograms too.
+	b.WithRow(p.row("Slow requests at the judge's edge")).
+		WithPanel(p.judgeEdge(s).Span(8)).
+		WithPanel(p.judgedSlowShare(s).Span(16))
+	edges := Edges(f)
 	for _, e := range edges {
 		b.WithPanel(p.slowShare(s, e).Span(spanFor(len(edges))))
 	}
 
-	b.WithRow(p.row("Judge")).
-		WithPanel(p.evidence(s).Span(8)).
+	b.WithRow(p.row("Judge"))
+	checks := ratioChecks(f)
+	for _, c := range checks {
+		b.WithPanel(p.ratioInterval(s, c).Span(spanFor(len(checks))))
+	}
+	b.WithPanel(p.evidence(s).Span(8)).
 		WithPanel(p.checkEvidence(s).Span(8)).
 		WithPanel(p.verdicts(s).Span(8))
+	b.WithPanel(p.split(s).Span(16)).
+		WithPanel(p.splitCheck(s).Span(8))
 
 	d, err := b.Build()
 	if err != nil {
@@ -368,8 +381,97 @@ func (p *panels) quantile(s scope, q float64) *timeseries.PanelBuilder {
 func (p *panels) slowShare(s scope, edge float64) *timeseries.PanelBuilder {
 	b := p.timeseries("Slower than "+formatEdge(edge),
 		"Share of the split's requests slower than "+formatEdge(edge)+
-			": one of the edges at which the judge compares the cohorts' latency.", "percentunit").Min(0)
+			", over the last few minutes: one of the edges the plan names, among which the judge tests the one with the most evidence.", "percentunit").Min(0)
 	return cohortTargets(b, s, "", func(c cohortSeries) string { return s.slowShare(edge, c) })
+}
+
+// judgeEdge draws the latency edge the judge tests (vigil_analysis_edge_seconds):
+// unless the plan names edges, it picks them from control's distribution.
+func (p *panels) judgeEdge(s scope) *timeseries.PanelBuilder {
+	return p.timeseries("The judge's latency edge",
+		"The latency edge the judge's latency check counts slow requests at (vigil_analysis_edge_seconds): "+
+			"the plan's edge with the most evidence, or, where the plan names none, one the judge picks from control's latency distribution.", "s").
+		Min(0).
+		LineInterpolation(common.LineInterpolationStepAfter).
+		WithTarget(query("A", s.checkGauge(rolloutmetrics.Edge, plan.MetricLatency), s.legendCtl("edge")))
+}
+
+// judgedSlowShare draws each cohort's share of requests slower than the
+// judge's edge as the judge counts them: since the rollout began.
+func (p *panels) judgedSlowShare(s scope) *timeseries.PanelBuilder {
+	b := p.timeseries("Slower than the judge's edge",
+		"Share of each cohort's split requests slower than the judge's edge since the rollout began, as the judge counts them "+
+			"(vigil_analysis_cohort_rate, metric \"latency\"): the rates whose ratio the latency check tests.", "percentunit").Min(0)
+	for _, c := range []string{rolloutmetrics.Treatment, rolloutmetrics.Control} {
+		b.OverrideByQuery(c, []dashboard.DynamicConfigValue{{
+			Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": cohortColor(c)},
+		}})
+		b.WithTarget(query(c, s.cohortRate(plan.MetricLatency, c), s.legend+c))
+	}
+	return b
+}
+
+// ratioInterval draws a ratio check as the judge decides it: treatment's
+// rate over control's with its always-valid interval, against the
+// tolerance, the harm bound and the floor's ratio. An interval wholly above
+// both the tolerance and the floor's ratio fails the rollout; a pass needs
+// its high end below the harm bound, or below the floor's ratio.
+func (p *panels) ratioInterval(s scope, check string) *timeseries.PanelBuilder {
+	b := p.timeseries("Ratio and interval: "+check,
+		"Treatment's rate over control's for the "+check+" check (vigil_analysis_ratio) with the judge's always-valid interval "+
+			"(vigil_analysis_ratio_ci_low, _high). The check fails once the interval lies wholly above the tolerance and the floor's ratio "+
+			"(the ratio at which the difference reaches the plan's practical floor), and passes only once its high end lies below the harm bound "+
+			"(maxRatio) or the floor's ratio. Lines are missing where the judge has no such number yet.", "none").
+		ScaleDistribution(common.NewScaleDistributionConfigBuilder().Type(common.ScaleDistributionLog).Log(2))
+	for _, t := range []struct{ ref, metric, legend string }{
+		{"ratio", rolloutmetrics.Ratio, "ratio"},
+		{"low", rolloutmetrics.RatioLow, "interval low"},
+		{"high", rolloutmetrics.RatioHigh, "interval high"},
+		{"tolerance", rolloutmetrics.Tolerance, "tolerance"},
+		{"harm", rolloutmetrics.HarmBound, "harm bound"},
+		{"floor", rolloutmetrics.FloorRatio, "floor's ratio"},
+	} {
+		b.WithTarget(query(t.ref, s.checkGauge(t.metric, check), s.legendCtl(t.legend)))
+	}
+	return b.
+		OverrideByQuery("high", []dashboard.DynamicConfigValue{{Id: "custom.fillBelowTo", Value: s.legendCtl("interval low")}}).
+		OverrideByQuery("tolerance", thresholdStyle()).
+		OverrideByQuery("harm", dashed("orange")).
+		OverrideByQuery("floor", dashed("text"))
+}
+
+// split draws the traffic split's check: the share of the split's requests
+// treatment got against the share the flag gives it.
+func (p *panels) split(s scope) *timeseries.PanelBuilder {
+	return p.timeseries("Traffic split: treatment's share",
+		"Treatment's share of the split's requests, observed (vigil_analysis_split_observed_share) against what the flag's percent gives "+
+			"(vigil_analysis_split_expected_share), over the looks the judge counted: the looks right after a percent change are left out.", "percentunit").
+		Min(0).
+		WithTarget(query("observed", s.splitGauge(rolloutmetrics.SplitObserved), s.legendCtl("observed"))).
+		WithTarget(query("expected", s.splitGauge(rolloutmetrics.SplitExpected), s.legendCtl("expected"))).
+		OverrideByQuery("expected", dashed("text"))
+}
+
+// splitCheck draws whether the judge found a sample ratio mismatch, which
+// holds every step.
+func (p *panels) splitCheck(s scope) *statetimeline.PanelBuilder {
+	return statetimeline.NewPanelBuilder().
+		Id(p.next()).
+		Title("Sample ratio check").
+		Description("Whether treatment's share differs from the flag's beyond chance (vigil_analysis_split_mismatch): " +
+			"a mismatch holds every step, since the cohorts are not the split the flag makes.").
+		Datasource(datasourceRef()).
+		Height(8).
+		ShowValue(common.VisibilityModeAuto).
+		MergeValues(true).
+		Tooltip(tooltip()).
+		Mappings([]dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{
+			Type: dashboard.MappingTypeValueToText, Options: map[string]dashboard.ValueMappingResult{
+				"0": {Text: cog.ToPtr("consistent"), Color: cog.ToPtr("green"), Index: cog.ToPtr(int32(0))},
+				"1": {Text: cog.ToPtr("mismatch: holding"), Color: cog.ToPtr("red"), Index: cog.ToPtr(int32(1))},
+			},
+		}}}).
+		WithTarget(query("A", s.splitGauge(rolloutmetrics.SplitMismatch), s.legendCtl("split")))
 }
 
 // evidence draws what the judge compares with its threshold: the mean of
@@ -398,9 +500,12 @@ func (p *panels) checkEvidence(s scope) *timeseries.PanelBuilder {
 		OverrideByQuery("threshold", thresholdStyle())
 }
 
-func thresholdStyle() []dashboard.DynamicConfigValue {
+func thresholdStyle() []dashboard.DynamicConfigValue { return dashed("red") }
+
+// dashed draws a bound: a dashed line of one colour.
+func dashed(color string) []dashboard.DynamicConfigValue {
 	return []dashboard.DynamicConfigValue{
-		{Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": "red"}},
+		{Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": color}},
 		{Id: "custom.lineStyle", Value: map[string]any{"fill": "dash", "dash": []int{10, 10}}},
 	}
 }

@@ -227,7 +227,7 @@ func summary(states map[string]rollout.State, start time.Time) string {
 	for k, s := range states {
 		fmt.Fprintf(&b, "\n  %s %s at %v%%:", k, s.Phase, s.Percent)
 		for _, h := range s.History {
-			fmt.Fprintf(&b, " %s@%v%% after %v", h.To, h.Percent, h.At.Sub(start).Round(time.Millisecond))
+			fmt.Fprintf(&b, " %s@%v%% after %v (%s)", h.To, h.Percent, h.At.Sub(start).Round(time.Millisecond), h.Reason)
 		}
 		if s.Verdict != nil {
 			fmt.Fprintf(&b, "\n    verdict: %s", s.Verdict.Summary)

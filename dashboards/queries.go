@@ -33,6 +33,7 @@ const (
 	providerErrors    = rolloutmetrics.ProviderErrors
 	providerDuration  = rolloutmetrics.ProviderQueryDuration + "_bucket"
 	overallCheck      = rolloutmetrics.OverallCheck
+	leaderMetric      = rolloutmetrics.Leader
 )
 
 // rolloutStates lists the rollout states in the order the state panel
@@ -46,28 +47,32 @@ func rolloutStates() []string {
 	return out
 }
 
-// defaultEdges are the latency edges, in seconds, charted for a flag whose
-// plan names none: the judge then picks edges from control's distribution
-// at run time, which a dashboard cannot know in advance.
-func defaultEdges() []float64 { return []float64{0.25, 0.5, 1} }
-
-// Edges returns the latency histogram edges, in seconds, that the judge
-// tests for f: those of the plan's latency metrics, else opts.Edges, else
-// 0.25, 0.5 and 1 s. They are sorted and free of duplicates.
-func Edges(f flag.Flag, opts Options) []float64 {
-	var edges []float64
+// Edges returns the latency histogram edges, in seconds, that f's plan
+// names for the judge to test, sorted and free of duplicates; none when the
+// plan names none, and the judge picks its edge from control's latency
+// distribution as it goes (the edge gauge says which).
+func Edges(f flag.Flag) []float64 {
 	// The flag's plan was validated when it was written.
 	spec, _ := plan.OfFlag(f)
-	if m, ok := spec.Metric(plan.MetricLatency); ok {
-		edges = append(edges, m.Edges...)
+	m, _ := spec.Metric(plan.MetricLatency)
+	return sortedUnique(m.Edges)
+}
+
+// ratioChecks returns the names of the ratio checks the judge runs for f:
+// one per metric of its plan, the defaults filled in.
+func ratioChecks(f flag.Flag) []string {
+	// The flag's plan was validated when it was written; should it no
+	// longer resolve, the defaults' checks are still worth drawing.
+	spec, _ := plan.OfFlag(f)
+	p, err := plan.Resolve(spec)
+	if err != nil {
+		p = plan.Defaults()
 	}
-	if len(edges) == 0 {
-		edges = append(edges, opts.Edges...)
+	names := make([]string, len(p.Metrics))
+	for i, m := range p.Metrics {
+		names[i] = m.Name
 	}
-	if len(edges) == 0 {
-		edges = defaultEdges()
-	}
-	return sortedUnique(edges)
+	return names
 }
 
 func sortedUnique(v []float64) []float64 {
@@ -236,6 +241,31 @@ func (s scope) threshold() string {
 func (s scope) checkThreshold() string {
 	return fmt.Sprintf("max by (flag) (%s{%s})\n* on (flag)\ncount by (flag) (max by (flag, metric) (%s{%s, metric!=%q}))",
 		thresholdMetric, s.ctl, evidenceMetric, s.ctl, overallCheck)
+}
+
+// judged is one of the judge's gauges in the scope, grouped by by, from the
+// replica that holds the lease: only it judges, and the series of a replica
+// that lost the lease keep the values of its last look.
+func (s scope) judged(metric, by string, matchers ...string) string {
+	sel := metric + "{" + strings.Join(append([]string{s.ctl}, matchers...), ", ") + "}"
+	return fmt.Sprintf("max by (%s) (\n  %s\n  and on (job, instance) %s == 1\n)", by, sel, leaderMetric)
+}
+
+// checkGauge is a gauge of the judge's for one ratio check.
+func (s scope) checkGauge(metric, check string) string {
+	return s.judged(metric, s.ctlBy+"metric", "metric="+quote(check))
+}
+
+// cohortRate is each cohort's rate of bad events at the check, as the judge
+// counts them since the rollout began.
+func (s scope) cohortRate(check, cohort string) string {
+	return s.judged(rolloutmetrics.CohortRate, s.ctlBy+rolloutmetrics.CohortLabel,
+		"metric="+quote(check), rolloutmetrics.CohortLabel+"="+quote(cohort))
+}
+
+// splitGauge is a gauge of the traffic split's check.
+func (s scope) splitGauge(metric string) string {
+	return s.judged(metric, "flag")
 }
 
 func (s scope) verdicts() string {

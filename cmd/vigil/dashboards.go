@@ -56,7 +56,6 @@ another path, as in a container, give that path with --provisioning-path.`,
 	fl.StringVarP(&dir, "output", "o", "", "directory to write into, created if missing (required)")
 	fl.StringVar(&path, "provisioning-path", "", "DIR as Grafana sees it (default: DIR's absolute path)")
 	fl.StringVar(&folder, "folder", "Vigil", "Grafana folder of the dashboards")
-	fl.Float64SliceVar(&opts.Edges, "edges", nil, "latency edges in seconds for flags whose plan names none (default 0.25,0.5,1)")
 	fl.StringVar(&opts.Refresh, "refresh", "", "dashboards' refresh interval (default 30s)")
 	cmd.MarkFlagRequired("output")
 	cmd.MarkFlagsMutuallyExclusive("flag", "all")
