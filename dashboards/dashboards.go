@@ -319,19 +319,25 @@ func (p *panels) state(s scope) *statetimeline.PanelBuilder {
 			Text: cog.ToPtr(st), Color: cog.ToPtr(colors[st]), Index: cog.ToPtr(int32(i)),
 		}
 	}
+	return p.stateTimeline("Rollout state", "The rollout's state over time (vigil_rollout_state).", opts).
+		WithTarget(query("A", s.state(), s.legendCtl("state")))
+}
+
+// stateTimeline is a panel of a series whose values name states, as
+// mappings says.
+func (p *panels) stateTimeline(title, description string, mappings map[string]dashboard.ValueMappingResult) *statetimeline.PanelBuilder {
 	return statetimeline.NewPanelBuilder().
 		Id(p.next()).
-		Title("Rollout state").
-		Description("The rollout's state over time (vigil_rollout_state).").
+		Title(title).
+		Description(description).
 		Datasource(datasourceRef()).
 		Height(8).
 		ShowValue(common.VisibilityModeAuto).
 		MergeValues(true).
 		Tooltip(tooltip()).
 		Mappings([]dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{
-			Type: dashboard.MappingTypeValueToText, Options: opts,
-		}}}).
-		WithTarget(query("A", s.state(), s.legendCtl("state")))
+			Type: dashboard.MappingTypeValueToText, Options: mappings,
+		}}})
 }
 
 func (p *panels) requests(s scope) *timeseries.PanelBuilder {
@@ -455,22 +461,13 @@ func (p *panels) split(s scope) *timeseries.PanelBuilder {
 // splitCheck draws whether the judge found a sample ratio mismatch, which
 // holds every step.
 func (p *panels) splitCheck(s scope) *statetimeline.PanelBuilder {
-	return statetimeline.NewPanelBuilder().
-		Id(p.next()).
-		Title("Sample ratio check").
-		Description("Whether treatment's share differs from the flag's beyond chance (vigil_analysis_split_mismatch): " +
-			"a mismatch holds every step, since the cohorts are not the split the flag makes.").
-		Datasource(datasourceRef()).
-		Height(8).
-		ShowValue(common.VisibilityModeAuto).
-		MergeValues(true).
-		Tooltip(tooltip()).
-		Mappings([]dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{
-			Type: dashboard.MappingTypeValueToText, Options: map[string]dashboard.ValueMappingResult{
-				"0": {Text: cog.ToPtr("consistent"), Color: cog.ToPtr("green"), Index: cog.ToPtr(int32(0))},
-				"1": {Text: cog.ToPtr("mismatch: holding"), Color: cog.ToPtr("red"), Index: cog.ToPtr(int32(1))},
-			},
-		}}}).
+	return p.stateTimeline("Sample ratio check",
+		"Whether treatment's share differs from the flag's beyond chance (vigil_analysis_split_mismatch): "+
+			"a mismatch holds every step, since the cohorts are not the split the flag makes.",
+		map[string]dashboard.ValueMappingResult{
+			"0": {Text: cog.ToPtr("consistent"), Color: cog.ToPtr("green"), Index: cog.ToPtr(int32(0))},
+			"1": {Text: cog.ToPtr("mismatch: holding"), Color: cog.ToPtr("red"), Index: cog.ToPtr(int32(1))},
+		}).
 		WithTarget(query("A", s.splitGauge(rolloutmetrics.SplitMismatch), s.legendCtl("split")))
 }
 
