@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/template"
@@ -23,10 +24,12 @@ import (
 	"github.com/vigil-dev/vigil/analysis/cohort"
 	"github.com/vigil-dev/vigil/analysis/metricstore"
 	"github.com/vigil-dev/vigil/controller/plan"
+	"github.com/vigil-dev/vigil/controller/rolloutmetrics"
 	"github.com/vigil-dev/vigil/controller/runner"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/dashboards"
 	"github.com/vigil-dev/vigil/internal/client"
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -256,7 +259,9 @@ func TestFlagDashboardURL(t *testing.T) {
 // the metrics of a real controller, scraped by the embedded metric store:
 // a rollout just started and without cohort metrics raises
 // VigilCohortMetricsMissing, and once rolled back VigilRolloutRolledBack.
-// A metric or label the controller renamed would leave them silent.
+// A metric or label the controller renamed would leave them silent. The
+// judge, looking every second at no traffic, exports its tolerances and
+// its split check, and the alerts on its evidence stay quiet.
 func TestRulesOnRealController(t *testing.T) {
 	const token = "alerts-test-admin-token-0123456789"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -311,8 +316,12 @@ func TestRulesOnRealController(t *testing.T) {
 	// the controller since, and returns the flags alert fires for.
 	command := func(kind, alert string) []string {
 		t.Helper()
+		body := runner.CommandBody{Reason: "alerts test"}
+		if kind == "start" {
+			body.Plan = &plan.Spec{Interval: new(plan.Duration(time.Second))}
+		}
 		if err := ctl.Do(ctx, client.Request{Method: http.MethodPost, Path: "/api/v1/rollouts/" + f.Key + "/" + kind,
-			Body: map[string]string{"reason": "alerts test"}}, nil); err != nil {
+			Body: body}, nil); err != nil {
 			t.Fatalf("%s %s: %v", kind, f.Key, err)
 		}
 		now := time.Now()
@@ -331,6 +340,33 @@ func TestRulesOnRealController(t *testing.T) {
 	}
 	if got := command("start", AlertCohortsMissing); !slices.Equal(got, []string{f.Key}) {
 		t.Errorf("%s after the start, without cohorts, fires for %v, want %s\n%s", AlertCohortsMissing, got, f.Key, expr[AlertCohortsMissing])
+	}
+	// The judge's gauges the alerts read, from the leader: without traffic
+	// there is no interval, so none of its alerts fires.
+	judgedNow := func(name string) model.Vector {
+		v, err := ms.Query(ctx, fmt.Sprintf("%s{flag=%q} and on (job, instance) %s == 1", name, f.Key, leaderMetric), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	poll.Until(t, 30*time.Second, "the judge's gauges scraped", func() error {
+		for _, name := range []string{rolloutmetrics.Tolerance, rolloutmetrics.SplitMismatch} {
+			if v := judgedNow(name); len(v) == 0 {
+				return fmt.Errorf("no %s from the leader", name)
+			}
+		}
+		return nil
+	})
+	for _, s := range judgedNow(rolloutmetrics.Tolerance) {
+		if m := string(s.Metric["metric"]); m != plan.MetricErrorRate && m != plan.MetricLatency || s.Value != 1.2 {
+			t.Errorf("tolerance %v: want 1.2 for error-rate and latency, as the plan says", s)
+		}
+	}
+	for _, alert := range []string{AlertErrorRatioHigh, AlertLatencyRegressed, AlertSplitMismatch} {
+		if v, err := ms.Query(ctx, expr[alert], time.Now()); err != nil || len(v) != 0 {
+			t.Errorf("%s without traffic: %v, %v\n%s", alert, v, err, expr[alert])
+		}
 	}
 	if got := command("rollback", AlertRolledBack); !slices.Equal(got, []string{f.Key}) {
 		t.Errorf("%s after a rollback fires for %v, want %s\n%s", AlertRolledBack, got, f.Key, expr[AlertRolledBack])
