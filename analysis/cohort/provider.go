@@ -45,7 +45,6 @@ func (e *QueryError) Error() string {
 func (e *QueryError) Unwrap() error { return e.Err }
 
 // finite reports whether a sample value can be used as a count.
-func finite(v model.SampleValue) bool {
-	f := float64(v)
+func finite(f float64) bool {
 	return !math.IsNaN(f) && !math.IsInf(f, 0)
 }

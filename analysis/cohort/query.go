@@ -75,6 +75,15 @@ type Reading struct {
 // Reader reads cohort counts for all flags under analysis with one query
 // per metric, whatever the number of flags.
 //
+// Each query also groups by the unit bucket (semconv.LabelUnitBucket) that
+// the SDKs set on tracked flags' series, and the totals are summed from the
+// same result, so a cohort's judge.CohortCounts.UnitBuckets add up to its
+// totals exactly. A cohort is split only when every series that counted
+// toward its requests, errors and latency carries a valid bucket; a series
+// without one (an SDK that does not set it) still counts in the totals, and
+// UnitBuckets is then nil for that cohort. A custom metric is split too
+// where its query keeps the label on every sample of the cohort.
+//
 // Counts come from increase() over each flag's window since its rollout
 // began. increase() copes with what raw counter arithmetic does not: counter
 // resets when a pod restarts, and series that vanish with their pod or
@@ -136,52 +145,39 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 		}
 	}
 
+	reqs, errCounts, hists := counts{}, counts{}, histograms{}
 	q := requestsQuery(now, flags)
 	if v, err := r.provider.Query(ctx, q, now); err != nil {
 		fail(MetricRequests, q, err)
+		reqs = nil
 	} else {
-		byCohort := cohortValues(v)
-		for _, f := range flags {
-			rd := out[f.Flag]
-			rd.Counts.Treatment.Requests = pick(byCohort, f, f.Treatment, MetricRequests, errs)
-			rd.Counts.Control.Requests = pick(byCohort, f, f.Control, MetricRequests, errs)
-			out[f.Flag] = rd
+		for _, s := range v {
+			reqs.add(cohortOf(s.Metric), s.Metric, float64(s.Value))
 		}
 	}
-
 	q = errorsQuery(now, flags)
 	if v, err := r.provider.Query(ctx, q, now); err != nil {
 		fail(MetricErrors, q, err)
+		errCounts = nil
 	} else {
-		byCohort := cohortValues(v)
-		for _, f := range flags {
-			rd := out[f.Flag]
-			// No error series means no errors: the SDK creates the
-			// series at the first failure.
-			rd.Counts.Treatment.Errors = pickOrZero(byCohort, f, f.Treatment, MetricErrors, errs)
-			rd.Counts.Control.Errors = pickOrZero(byCohort, f, f.Control, MetricErrors, errs)
-			out[f.Flag] = rd
+		for _, s := range v {
+			errCounts.add(cohortOf(s.Metric), s.Metric, float64(s.Value))
 		}
 	}
-
 	q = latencyQuery(now, flags)
 	if v, err := r.provider.Query(ctx, q, now); err != nil {
 		fail(MetricLatency, q, err)
+		hists = nil
 	} else {
-		hists := histograms(v)
-		for _, f := range flags {
-			rd := out[f.Flag]
-			var err error
-			rd.Counts.Treatment.Slower, rd.TreatmentBuckets, err = slower(hists[cohortKey{f.Flag, f.Treatment}])
-			if err != nil {
-				errs[f.Flag] = append(errs[f.Flag], fmt.Errorf("flag %s treatment %q: latency: %w", f.Flag, f.Treatment, err))
-			}
-			rd.Counts.Control.Slower, rd.ControlBuckets, err = slower(hists[cohortKey{f.Flag, f.Control}])
-			if err != nil {
-				errs[f.Flag] = append(errs[f.Flag], fmt.Errorf("flag %s control %q: latency: %w", f.Flag, f.Control, err))
-			}
-			out[f.Flag] = rd
+		for _, s := range v {
+			hists.add(cohortOf(s.Metric), s.Metric, float64(s.Value))
 		}
+	}
+	for _, f := range flags {
+		rd := out[f.Flag]
+		rd.Counts.Treatment, rd.TreatmentBuckets = cohortCounts(f, f.Treatment, reqs, errCounts, hists, errs)
+		rd.Counts.Control, rd.ControlBuckets = cohortCounts(f, f.Control, reqs, errCounts, hists, errs)
+		out[f.Flag] = rd
 	}
 
 	r.readCustom(ctx, now, flags, out, errs)
@@ -260,10 +256,12 @@ func alternation(values []string) string {
 	return strconv.Quote(strings.Join(slices.Compact(quoted), "|"))
 }
 
-// cohortQuery sums increase(metric{selector}[window]) by flag, variant and
-// the extra labels, over every flag's own window, in one query.
+// cohortQuery sums increase(metric{selector}[window]) by flag, variant, unit
+// bucket and the extra labels, over every flag's own window, in one query.
+// Series without the bucket label (SDKs that do not set it) sum into one
+// group without it.
 func cohortQuery(now time.Time, flags []FlagQuery, metric, extraSelector string, extraBy ...string) string {
-	by := strings.Join(append([]string{semconv.LabelKey, semconv.LabelVariant}, extraBy...), ", ")
+	by := strings.Join(append([]string{semconv.LabelKey, semconv.LabelVariant, semconv.LabelUnitBucket}, extraBy...), ", ")
 	windows, groups := flagGroups(now, flags)
 	parts := make([]string, len(groups))
 	for i, g := range groups {
@@ -290,59 +288,59 @@ func latencyQuery(now time.Time, flags []FlagQuery) string {
 	return cohortQuery(now, flags, semconv.PromRequestDuration+"_bucket", "", labelLE)
 }
 
-type cohortKey struct{ flag, variant string }
+// cohortOf returns the cohort a series of the built-in queries belongs to.
+func cohortOf(m model.Metric) cohortKey {
+	return cohortKey{string(m[semconv.LabelKey]), string(m[semconv.LabelVariant])}
+}
 
-// cohortValues indexes a result by flag and variant.
-func cohortValues(v model.Vector) map[cohortKey]model.SampleValue {
-	out := make(map[cohortKey]model.SampleValue, len(v))
-	for _, s := range v {
-		k := cohortKey{string(s.Metric[semconv.LabelKey]), string(s.Metric[semconv.LabelVariant])}
-		out[k] += s.Value
+// cohortCounts assembles one cohort's counts from the built-in queries'
+// tallies; a nil reqs, errCounts or hists is a query that failed, whose
+// counts stay unreadable (NaN or nil) without a further error here.
+func cohortCounts(f FlagQuery, variant string, reqs, errCounts counts, hists histograms, errs map[string][]error) (judge.CohortCounts, []Bucket) {
+	k := cohortKey{f.Flag, variant}
+	c := judge.CohortCounts{Requests: math.NaN(), Errors: math.NaN()}
+	var req, bad *tally
+	if reqs != nil {
+		req = reqs[k]
+		c.Requests = pick(req, f, variant, MetricRequests, errs)
 	}
-	return out
+	if errCounts != nil {
+		// No error series means no errors: the SDK creates the series at
+		// the first failure.
+		bad = errCounts[k]
+		if bad == nil {
+			bad = &tally{}
+		}
+		c.Errors = pick(bad, f, variant, MetricErrors, errs)
+	}
+	var hist histogram
+	var buckets []Bucket
+	if hists != nil {
+		hist = hists[k]
+		var err error
+		c.Slower, buckets, err = slower(hist.totals())
+		if err != nil {
+			errs[f.Flag] = append(errs[f.Flag], fmt.Errorf("flag %s variant %q: latency: %w", f.Flag, variant, err))
+			hist = nil
+		}
+	}
+	c.UnitBuckets = unitBuckets(req, bad, hist)
+	return c, buckets
 }
 
 // pick reads one cohort's count; a missing or non-finite one is NaN with an
 // ErrNoData recorded against the flag.
-func pick(byCohort map[cohortKey]model.SampleValue, f FlagQuery, variant, metric string, errs map[string][]error) float64 {
-	v, ok := byCohort[cohortKey{f.Flag, variant}]
-	if !ok {
+func pick(t *tally, f FlagQuery, variant, metric string, errs map[string][]error) float64 {
+	if t == nil {
 		errs[f.Flag] = append(errs[f.Flag], fmt.Errorf("flag %s variant %q: %s: %w: no series with reason %q since %s",
 			f.Flag, variant, metric, ErrNoData, semconv.ReasonSplit, f.Since.UTC().Format(time.RFC3339)))
 		return math.NaN()
 	}
-	if !finite(v) {
-		errs[f.Flag] = append(errs[f.Flag], fmt.Errorf("flag %s variant %q: %s: %w: value %v", f.Flag, variant, metric, ErrNoData, v))
+	if !finite(t.total) {
+		errs[f.Flag] = append(errs[f.Flag], fmt.Errorf("flag %s variant %q: %s: %w: value %v", f.Flag, variant, metric, ErrNoData, t.total))
 		return math.NaN()
 	}
-	return float64(v)
-}
-
-// pickOrZero is pick for counts whose series exist only once non-zero.
-func pickOrZero(byCohort map[cohortKey]model.SampleValue, f FlagQuery, variant, metric string, errs map[string][]error) float64 {
-	if _, ok := byCohort[cohortKey{f.Flag, variant}]; !ok {
-		return 0
-	}
-	return pick(byCohort, f, variant, metric, errs)
-}
-
-// histograms groups bucket counts by cohort and bucket bound. Bounds are
-// compared as numbers: Prometheus 3's text parser stores le="1" as "1.0",
-// the OTLP translator keeps "1", and one store may hold both.
-func histograms(v model.Vector) map[cohortKey]map[float64]float64 {
-	out := map[cohortKey]map[float64]float64{}
-	for _, s := range v {
-		le, err := strconv.ParseFloat(string(s.Metric[labelLE]), 64)
-		if err != nil || math.IsNaN(le) {
-			continue
-		}
-		k := cohortKey{string(s.Metric[semconv.LabelKey]), string(s.Metric[semconv.LabelVariant])}
-		if out[k] == nil {
-			out[k] = map[float64]float64{}
-		}
-		out[k][le] += float64(s.Value)
-	}
-	return out
+	return t.total
 }
 
 // slower turns one cohort's buckets into the requests slower than each
@@ -357,7 +355,7 @@ func slower(h map[float64]float64) (map[float64]float64, []Bucket, error) {
 	}
 	buckets := make([]Bucket, 0, len(h))
 	for le, n := range h {
-		if math.IsNaN(n) || math.IsInf(n, 0) {
+		if !finite(n) {
 			return nil, nil, fmt.Errorf("%w: bucket le=%v is %v", ErrNoData, le, n)
 		}
 		buckets = append(buckets, Bucket{UpperBound: le, Count: n})

@@ -139,9 +139,9 @@ func (r *Reader) readCustom(ctx context.Context, now time.Time, flags []FlagQuer
 			}
 			continue
 		}
-		byCohort := map[cohortKey]model.SampleValue{}
+		byCohort := counts{}
 		for _, s := range v {
-			byCohort[cohortKey{string(s.Metric[labelFlag]), string(s.Metric[semconv.LabelVariant])}] += s.Value
+			byCohort.add(cohortKey{string(s.Metric[labelFlag]), string(s.Metric[semconv.LabelVariant])}, s.Metric, float64(s.Value))
 		}
 		for _, u := range uses {
 			rd := out[u.f.Flag]
@@ -149,11 +149,11 @@ func (r *Reader) readCustom(ctx context.Context, now time.Time, flags []FlagQuer
 				variant string
 				counts  *judge.CohortCounts
 			}{{u.f.Treatment, &rd.Counts.Treatment}, {u.f.Control, &rd.Counts.Control}} {
-				val, ok := byCohort[cohortKey{u.f.Flag, c.variant}]
-				if !ok || !finite(val) {
+				t := byCohort[cohortKey{u.f.Flag, c.variant}]
+				if t == nil || !finite(t.total) {
 					reason := "no sample labelled " + semconv.LabelVariant + "=" + fmt.Sprintf("%q", c.variant)
-					if ok {
-						reason = fmt.Sprintf("value %v", val)
+					if t != nil {
+						reason = fmt.Sprintf("value %v", t.total)
 					}
 					errs[u.f.Flag] = append(errs[u.f.Flag], fmt.Errorf("flag %s variant %q: custom metric %q: %w: %s", u.f.Flag, c.variant, name, ErrNoData, reason))
 					continue
@@ -161,7 +161,19 @@ func (r *Reader) readCustom(ctx context.Context, now time.Time, flags []FlagQuer
 				if c.counts.Custom == nil {
 					c.counts.Custom = map[string]float64{}
 				}
-				c.counts.Custom[name] = float64(val)
+				c.counts.Custom[name] = t.total
+				// Split by unit bucket only where the query kept the
+				// label on all it counted, and the built-in counts were
+				// split too.
+				if c.counts.UnitBuckets != nil && splitByUnit(t) {
+					for b := range c.counts.UnitBuckets {
+						ub := &c.counts.UnitBuckets[b]
+						if ub.Custom == nil {
+							ub.Custom = map[string]float64{}
+						}
+						ub.Custom[name] = t.buckets[b]
+					}
+				}
 			}
 			out[u.f.Flag] = rd
 		}
