@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -20,15 +21,18 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
+	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/analysis/metricstore"
 	"github.com/vigil-dev/vigil/internal/testenv/promtest"
+	"github.com/vigil-dev/vigil/sdk/flag"
 	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
 // traffic drives the SDK's cohort metrics through the OpenTelemetry SDK and
 // its Prometheus exporter at a steady pace: every tick, one treatment
 // request (every 5th fails) and three control requests (one fails every
-// 15th tick). It remembers when each tick happened, so the true counts of
+// 15th tick), labelled with unit buckets as a tracked flag's are: treatment
+// in buckets 0 to 3 in turn, control in all eight. It remembers when each tick happened, so the true counts of
 // any window are known.
 type traffic struct {
 	requests metric.Int64Counter
@@ -68,11 +72,12 @@ func startTraffic(t *testing.T) (*traffic, *httptest.Server) {
 	return tr, srv
 }
 
-func (tr *traffic) request(variant string, fail bool, seconds float64) {
+func (tr *traffic) request(variant string, bucket int, fail bool, seconds float64) {
 	attrs := []attribute.KeyValue{
-		attribute.String("feature_flag.key", "checkout"),
-		attribute.String("feature_flag.result.variant", variant),
-		attribute.String("feature_flag.result.reason", "split"),
+		attribute.String(semconv.AttrKey, "checkout"),
+		attribute.String(semconv.AttrVariant, variant),
+		attribute.String(semconv.AttrReason, "split"),
+		attribute.String(semconv.AttrUnitBucket, strconv.Itoa(bucket)),
 	}
 	if fail {
 		attrs = append(attrs, attribute.String("error.type", "timeout"))
@@ -92,10 +97,10 @@ func (tr *traffic) run() {
 			return
 		case <-tick.C:
 		}
-		tr.request("on", i%5 == 0, []float64{0.03, 0.07, 0.3, 0.7}[i%4])
-		tr.request("off", i%15 == 0, 0.03)
-		tr.request("off", false, 0.07)
-		tr.request("off", false, 0.2)
+		tr.request("on", i%4, i%5 == 0, []float64{0.03, 0.07, 0.3, 0.7}[i%4])
+		tr.request("off", (3*i)%8, i%15 == 0, 0.03)
+		tr.request("off", (3*i+1)%8, false, 0.07)
+		tr.request("off", (3*i+2)%8, false, 0.2)
 		tr.mu.Lock()
 		tr.ticks = append(tr.ticks, time.Now())
 		tr.mu.Unlock()
@@ -264,6 +269,46 @@ func TestSameCountsOnPrometheusAndEmbedded(t *testing.T) {
 			if got, ok := co.mirr[edge]; !ok || !within(n, got, exact, 0) {
 				t.Errorf("%s slower than %vs: Prometheus %v, embedded on the same samples %v", co.what, edge, n, got)
 			}
+		}
+	}
+
+	// The split by unit bucket comes from the same samples: the same on
+	// both, and adding up to the totals on each.
+	for _, c := range []struct {
+		what       string
+		prom, mirr judge.CohortCounts
+	}{{"treatment", p.Counts.Treatment, m.Counts.Treatment}, {"control", p.Counts.Control, m.Counts.Control}} {
+		if len(c.prom.UnitBuckets) != flag.UnitBuckets || len(c.mirr.UnitBuckets) != flag.UnitBuckets {
+			t.Fatalf("%s: unit buckets on Prometheus %v, embedded %v; want %d each", c.what, c.prom.UnitBuckets, c.mirr.UnitBuckets, flag.UnitBuckets)
+		}
+		for b := range c.prom.UnitBuckets {
+			pb, mb := c.prom.UnitBuckets[b], c.mirr.UnitBuckets[b]
+			if !within(pb.Requests, mb.Requests, exact, 0) || !within(pb.Errors, mb.Errors, exact, 0) || !within(pb.Slower[0.25], mb.Slower[0.25], exact, 0) {
+				t.Errorf("%s bucket %d: Prometheus %+v, embedded on the same samples %+v", c.what, b, pb, mb)
+			}
+		}
+	}
+	for name, r := range map[string]Reading{"Prometheus": p, "mirror": m, "embedded": e} {
+		for _, c := range []struct {
+			what string
+			cc   judge.CohortCounts
+		}{{"treatment", r.Counts.Treatment}, {"control", r.Counts.Control}} {
+			var req, bad, slow float64
+			for _, b := range c.cc.UnitBuckets {
+				req, bad, slow = req+b.Requests, bad+b.Errors, slow+b.Slower[0.25]
+			}
+			if !within(req, c.cc.Requests, exact, 0) || !within(bad, c.cc.Errors, exact, 0) || !within(slow, c.cc.Slower[0.25], exact, 0) {
+				t.Errorf("%s %s: unit buckets add up to %v requests, %v errors, %v slower than 0.25s; totals %v, %v, %v",
+					name, c.what, req, bad, slow, c.cc.Requests, c.cc.Errors, c.cc.Slower[0.25])
+			}
+		}
+		for b := 4; b < flag.UnitBuckets; b++ {
+			if n := r.Counts.Treatment.UnitBuckets[b].Requests; n != 0 {
+				t.Errorf("%s: treatment bucket %d has %v requests, want none", name, b, n)
+			}
+		}
+		if n := r.Counts.Treatment.UnitBuckets[1].Requests; !within(n, r.Counts.Treatment.Requests/4, 0.15, 2) {
+			t.Errorf("%s: treatment bucket 1 has %v requests of %v, want a quarter", name, n, r.Counts.Treatment.Requests)
 		}
 	}
 
