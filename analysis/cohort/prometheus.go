@@ -115,6 +115,20 @@ func (p *HTTPProvider) Query(ctx context.Context, query string, ts time.Time) (m
 	}
 }
 
+// QueryMatrix evaluates a range vector selector at ts and returns its raw
+// samples, retrying transient failures within ctx.
+func (p *HTTPProvider) QueryMatrix(ctx context.Context, query string, ts time.Time) (model.Matrix, error) {
+	v, _, _, err := p.api.Query(ctx, query, ts, v1.WithTimeout(p.timeout))
+	if err != nil {
+		return nil, err
+	}
+	m, ok := v.(model.Matrix)
+	if !ok {
+		return nil, fmt.Errorf("query %q: result is a %s, want a matrix", query, v.Type())
+	}
+	return m, nil
+}
+
 // retryClient retries one HTTP exchange of the API client. It sits below
 // the API's decoding so that it sees status codes and Retry-After.
 type retryClient struct {

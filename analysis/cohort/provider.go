@@ -17,6 +17,11 @@ type Provider interface {
 	// Query evaluates query at ts. A scalar result is one sample with no
 	// labels; a matrix or string result is an error.
 	Query(ctx context.Context, query string, ts time.Time) (model.Vector, error)
+	// QueryMatrix evaluates query, a range vector selector such as
+	// x{a="b"}[5m], at ts and returns every series' raw samples in the
+	// range, oldest first: what the Reader counts exactly from. Any other
+	// result type is an error.
+	QueryMatrix(ctx context.Context, query string, ts time.Time) (model.Matrix, error)
 }
 
 // ErrNoData marks a read that returned nothing usable: no series, or a value

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -24,10 +25,11 @@ const (
 	labelFlag = "vigil_flag"
 )
 
-// Names under which Reading.Err reports what could not be read.
+// Names under which Reading.Err reports the built-in query that could not
+// be read: requests (with the errors, read from the same series) and
+// latency.
 const (
 	MetricRequests = "requests"
-	MetricErrors   = "errors"
 	MetricLatency  = "latency"
 )
 
@@ -73,41 +75,88 @@ type Reading struct {
 }
 
 // Reader reads cohort counts for all flags under analysis with one query
-// per metric, whatever the number of flags.
+// per built-in metric (requests with errors, and latency), whatever the
+// number of flags, and one per distinct custom query template.
 //
-// Each query also groups by the unit bucket (semconv.LabelUnitBucket) that
-// the SDKs set on tracked flags' series, and the totals are summed from the
-// same result, so a cohort's judge.CohortCounts.UnitBuckets add up to its
-// totals exactly. A cohort is split only when every series that counted
-// toward its requests, errors and latency carries a valid bucket; a series
-// without one (an SDK that does not set it) still counts in the totals, and
-// UnitBuckets is then nil for that cohort. A custom metric is split too
-// where its query keeps the label on every sample of the cohort.
+// # Exact counts
 //
-// Counts come from increase() over each flag's window since its rollout
-// began. increase() copes with what raw counter arithmetic does not: counter
-// resets when a pod restarts, and series that vanish with their pod or
-// appear with a new one. Its price is extrapolation: Prometheus stretches
-// each series' increase from its first and last samples in the window to the
-// window's ends, so a count is fractional and may run up to about one scrape
-// interval's traffic ahead of or behind the truth, differently at every read.
-// Over one window both cohorts are stretched alike, but the judge differences
-// successive reads, and a sparse series (treatment's errors) can read lower
-// than at the last look; the judge keeps each count's highest reading (see
-// judge.Judge) rather than re-base on the lower value, which biased the
-// ratio upward. Counts are not rounded here: the judge rounds the cumulative
-// values (never the per-tick differences), so rounding errors do not add up.
-// A scrape missing at query time (scrape interval, remote-write lag) is
-// covered by the same extrapolation and caught up at the next read, since
-// every read covers the whole window from Since. VictoriaMetrics's
-// increase() does not extrapolate; the counts are then exact at sample
-// times.
+// A count is what the services' counters counted since the rollout began,
+// exactly, as of each series' latest sample: whole numbers that never go
+// down from one read to the next. The Reader reads the raw samples of every
+// split-placed cohort series (a range vector selector with no function, no
+// per-flag window and no extrapolation) and keeps, per flag and series, the
+// latest sample and a running count:
+//
+//   - Baseline: a series' count starts from its last sample at or before
+//     Since (looked for up to 5 minutes back). A series with none, first
+//     scraped after Since (a new pod, or an error series the SDK creates at
+//     its first failure), starts from zero, so its first sample counts in
+//     full. Events are placed by scrape time: those a sample just after
+//     Since holds happened up to one scrape interval earlier.
+//   - Counter resets: a sample lower than the one before it is a restarted
+//     process counting from zero again, and counts in full. A reset between
+//     two samples that the counter outgrew before the next one loses what
+//     the old process counted after its last sample, as it would in
+//     increase().
+//   - Pods that come and go: a vanished series keeps its count; a new one
+//     adds to the cohort's.
+//   - Scrape lag: each read reaches a minute before the flag's last one,
+//     and samples already folded in are skipped, so samples committed late
+//     are still seen. A count is as of the latest sample the provider
+//     shows: VictoriaMetrics hides the last 30 s by default.
+//   - Non-finite samples: a series whose latest sample is NaN or infinite
+//     makes its cohort's count unreadable until a finite one follows.
+//
+// Cost: a read asks for the samples since the earliest last read among its
+// flags, so each query costs O(series × samples per interval), and its text
+// grows only with the flag keys and variants (the selector's alternations),
+// not with their start times. A flag the Reader has not read yet, or not
+// for 10 minutes, is read in a second, catch-up query per built-in metric
+// that reaches back to the earliest such flag's start: on the tick of a
+// rollout's first look, and for every rollout after the controller starts
+// or takes over the lease. A flag not asked about for an hour is forgotten.
+//
+// Restarts and leader changes: the memory lives in this process. A Reader
+// that has not followed a rollout (a new process, or a new leader)
+// recomputes its counts from the raw samples since Since, which gives the
+// same exact counts as one that followed it all along, as long as the
+// provider still holds those samples (retention) and can return them in one
+// query (Prometheus's --query.max-samples, 50 million by default: one
+// series scraped every 15 s for a day is 5,760 samples). A Reader that led
+// before and leads again continues from its memory, reading the samples in
+// between.
+//
+// Unit buckets: the totals are summed from the same series' counts as the
+// split by the unit bucket (semconv.LabelUnitBucket) that the SDKs set on
+// tracked flags' series, so a cohort's judge.CohortCounts.UnitBuckets add
+// up to its totals exactly. A cohort is split only when every series that
+// counted toward its requests, errors and latency carries a valid bucket; a
+// series without one (an SDK that does not set it) still counts in the
+// totals, and UnitBuckets is then nil for that cohort. A custom metric is
+// split too where its query keeps the label on every sample of the cohort.
+//
+// Custom metrics are the user's PromQL over {{window}}, usually increase(),
+// which Prometheus extrapolates: they are not exact, and may read lower than
+// at the last look.
+//
+// Read's now should not go back from one call to the next for a flag; a
+// read at an earlier time returns the counts as of the latest samples seen.
+// Methods are safe for concurrent use; reads take turns.
 type Reader struct {
 	provider Provider
+
+	mu                sync.Mutex
+	requests, latency *source
 }
 
 // NewReader returns a Reader that queries p.
-func NewReader(p Provider) *Reader { return &Reader{provider: p} }
+func NewReader(p Provider) *Reader {
+	return &Reader{
+		provider: p,
+		requests: &source{name: MetricRequests, metric: semconv.PromRequests, follows: map[string]*follow{}},
+		latency:  &source{name: MetricLatency, metric: semconv.PromRequestDuration + "_bucket", follows: map[string]*follow{}},
+	}
+}
 
 // Ping asks the provider a trivial query, for readiness checks: an error
 // says the metric source cannot answer.
@@ -136,47 +185,50 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 			Control:   judge.CohortCounts{Requests: math.NaN(), Errors: math.NaN()},
 		}}
 	}
-	var whole []error
-	fail := func(metric, query string, err error) {
-		qe := &QueryError{Metric: metric, Query: query, Err: err}
-		whole = append(whole, qe)
-		for _, f := range flags {
-			errs[f.Flag] = append(errs[f.Flag], qe)
-		}
-	}
-
+	r.mu.Lock()
+	reqFollows, reqFailed := r.requests.read(ctx, r.provider, now, flags)
+	latFollows, latFailed := r.latency.read(ctx, r.provider, now, flags)
+	// Tallied under the lock: the next read changes the memory.
 	reqs, errCounts, hists := counts{}, counts{}, histograms{}
-	q := requestsQuery(now, flags)
-	if v, err := r.provider.Query(ctx, q, now); err != nil {
-		fail(MetricRequests, q, err)
-		reqs = nil
-	} else {
-		for _, s := range v {
-			reqs.add(cohortOf(s.Metric), s.Metric, float64(s.Value))
+	for _, fw := range reqFollows {
+		for _, s := range fw.series {
+			k := cohortOf(s.labels)
+			reqs.add(k, s.labels, s.value())
+			if s.labels[semconv.LabelErrorType] != "" {
+				errCounts.add(k, s.labels, s.value())
+			}
 		}
 	}
-	q = errorsQuery(now, flags)
-	if v, err := r.provider.Query(ctx, q, now); err != nil {
-		fail(MetricErrors, q, err)
-		errCounts = nil
-	} else {
-		for _, s := range v {
-			errCounts.add(cohortOf(s.Metric), s.Metric, float64(s.Value))
+	for _, fw := range latFollows {
+		for _, s := range fw.series {
+			hists.add(cohortOf(s.labels), s.labels, s.value())
 		}
 	}
-	q = latencyQuery(now, flags)
-	if v, err := r.provider.Query(ctx, q, now); err != nil {
-		fail(MetricLatency, q, err)
-		hists = nil
-	} else {
-		for _, s := range v {
-			hists.add(cohortOf(s.Metric), s.Metric, float64(s.Value))
-		}
-	}
+	r.mu.Unlock()
+
+	var whole []error
+	seen := map[*QueryError]bool{}
 	for _, f := range flags {
+		for _, qe := range []*QueryError{reqFailed[f.Flag], latFailed[f.Flag]} {
+			if qe == nil {
+				continue
+			}
+			errs[f.Flag] = append(errs[f.Flag], qe)
+			if !seen[qe] {
+				seen[qe] = true
+				whole = append(whole, qe)
+			}
+		}
+		in := builtins{reqs: reqs, errs: errCounts, hists: hists}
+		if reqFailed[f.Flag] != nil {
+			in.reqs, in.errs = nil, nil
+		}
+		if latFailed[f.Flag] != nil {
+			in.hists = nil
+		}
 		rd := out[f.Flag]
-		rd.Counts.Treatment, rd.TreatmentBuckets = cohortCounts(f, f.Treatment, reqs, errCounts, hists, errs)
-		rd.Counts.Control, rd.ControlBuckets = cohortCounts(f, f.Control, reqs, errCounts, hists, errs)
+		rd.Counts.Treatment, rd.TreatmentBuckets = in.cohort(f, f.Treatment, errs)
+		rd.Counts.Control, rd.ControlBuckets = in.cohort(f, f.Control, errs)
 		out[f.Flag] = rd
 	}
 
@@ -222,29 +274,6 @@ func validateFlagQueries(now time.Time, flags []FlagQuery) error {
 	return nil
 }
 
-// window is the range of a flag's read, in milliseconds as PromQL accepts.
-func window(now time.Time, f FlagQuery) string {
-	return model.Duration(now.Sub(f.Since).Truncate(time.Millisecond)).String()
-}
-
-// flagGroups groups flags by window, so that flags whose rollouts began
-// together share one selector.
-func flagGroups(now time.Time, flags []FlagQuery) (windows []string, groups [][]FlagQuery) {
-	idx := map[string]int{}
-	for _, f := range flags {
-		w := window(now, f)
-		i, ok := idx[w]
-		if !ok {
-			i = len(windows)
-			idx[w] = i
-			windows = append(windows, w)
-			groups = append(groups, nil)
-		}
-		groups[i] = append(groups[i], f)
-	}
-	return windows, groups
-}
-
 // alternation is a quoted PromQL regular expression matching exactly the
 // given values.
 func alternation(values []string) string {
@@ -256,67 +285,40 @@ func alternation(values []string) string {
 	return strconv.Quote(strings.Join(slices.Compact(quoted), "|"))
 }
 
-// cohortQuery sums increase(metric{selector}[window]) by flag, variant, unit
-// bucket and the extra labels, over every flag's own window, in one query.
-// Series without the bucket label (SDKs that do not set it) sum into one
-// group without it.
-func cohortQuery(now time.Time, flags []FlagQuery, metric, extraSelector string, extraBy ...string) string {
-	by := strings.Join(append([]string{semconv.LabelKey, semconv.LabelVariant, semconv.LabelUnitBucket}, extraBy...), ", ")
-	windows, groups := flagGroups(now, flags)
-	parts := make([]string, len(groups))
-	for i, g := range groups {
-		var keys, variants []string
-		for _, f := range g {
-			keys = append(keys, f.Flag)
-			variants = append(variants, f.Treatment, f.Control)
-		}
-		parts[i] = fmt.Sprintf(`sum by (%s) (increase(%s{%s=%q, %s=~%s, %s=~%s%s}[%s]))`,
-			by, metric, semconv.LabelReason, semconv.ReasonSplit, semconv.LabelKey, alternation(keys), semconv.LabelVariant, alternation(variants), extraSelector, windows[i])
-	}
-	return strings.Join(parts, " or ")
-}
-
-func requestsQuery(now time.Time, flags []FlagQuery) string {
-	return cohortQuery(now, flags, semconv.PromRequests, "")
-}
-
-func errorsQuery(now time.Time, flags []FlagQuery) string {
-	return cohortQuery(now, flags, semconv.PromRequests, fmt.Sprintf(`, %s!=""`, semconv.LabelErrorType))
-}
-
-func latencyQuery(now time.Time, flags []FlagQuery) string {
-	return cohortQuery(now, flags, semconv.PromRequestDuration+"_bucket", "", labelLE)
-}
-
 // cohortOf returns the cohort a series of the built-in queries belongs to.
 func cohortOf(m model.Metric) cohortKey {
 	return cohortKey{string(m[semconv.LabelKey]), string(m[semconv.LabelVariant])}
 }
 
-// cohortCounts assembles one cohort's counts from the built-in queries'
-// tallies; a nil reqs, errCounts or hists is a query that failed, whose
-// counts stay unreadable (NaN or nil) without a further error here.
-func cohortCounts(f FlagQuery, variant string, reqs, errCounts counts, hists histograms, errs map[string][]error) (judge.CohortCounts, []Bucket) {
+// builtins are the built-in queries' tallies; a nil field is a query that
+// failed for the flag at hand.
+type builtins struct {
+	reqs, errs counts
+	hists      histograms
+}
+
+// cohort assembles one cohort's counts. Counts whose query failed stay
+// unreadable (NaN or nil) without a further error here: the QueryError says
+// why.
+func (in builtins) cohort(f FlagQuery, variant string, errs map[string][]error) (judge.CohortCounts, []Bucket) {
 	k := cohortKey{f.Flag, variant}
 	c := judge.CohortCounts{Requests: math.NaN(), Errors: math.NaN()}
 	var req, bad *tally
-	if reqs != nil {
-		req = reqs[k]
+	if in.reqs != nil {
+		req = in.reqs[k]
 		c.Requests = pick(req, f, variant, MetricRequests, errs)
-	}
-	if errCounts != nil {
 		// No error series means no errors: the SDK creates the series at
 		// the first failure.
-		bad = errCounts[k]
+		bad = in.errs[k]
 		if bad == nil {
 			bad = &tally{}
 		}
-		c.Errors = pick(bad, f, variant, MetricErrors, errs)
+		c.Errors = pick(bad, f, variant, "errors", errs)
 	}
 	var hist histogram
 	var buckets []Bucket
-	if hists != nil {
-		hist = hists[k]
+	if in.hists != nil {
+		hist = in.hists[k]
 		var err error
 		c.Slower, buckets, err = slower(hist.totals())
 		if err != nil {
@@ -364,8 +366,9 @@ func slower(h map[float64]float64) (map[float64]float64, []Bucket, error) {
 	out := make(map[float64]float64, len(h)-1)
 	for _, b := range buckets {
 		if !math.IsInf(b.UpperBound, 1) {
-			// Buckets are extrapolated separately; never report a
-			// negative count for their difference.
+			// A pod's buckets come from one scrape, so +Inf holds every
+			// other bucket; but a broken exporter or a bucket series
+			// that vanished must not give a negative count.
 			out[b.UpperBound] = max(0, total-b.Count)
 		}
 	}

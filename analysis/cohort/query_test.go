@@ -3,7 +3,9 @@ package cohort
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,8 +106,8 @@ func TestReadCohortCounts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Read: %v", err)
 	}
-	if counting.n != 3 {
-		t.Errorf("Read sent %d queries for 2 flags, want 3 (one per metric)", counting.n)
+	if counting.n != 2 {
+		t.Errorf("Read sent %d queries for 2 flags, want 2 (one per built-in metric)", counting.n)
 	}
 
 	co := got["checkout"]
@@ -179,6 +181,12 @@ func (c *countingProvider) Query(ctx context.Context, q string, ts time.Time) (m
 	return c.p.Query(ctx, q, ts)
 }
 
+func (c *countingProvider) QueryMatrix(ctx context.Context, q string, ts time.Time) (model.Matrix, error) {
+	c.n++
+	c.queries = append(c.queries, q)
+	return c.p.QueryMatrix(ctx, q, ts)
+}
+
 // failingProvider fails the queries whose text contains match.
 type failingProvider struct {
 	p     Provider
@@ -192,22 +200,29 @@ func (f failingProvider) Query(ctx context.Context, q string, ts time.Time) (mod
 	return f.p.Query(ctx, q, ts)
 }
 
+func (f failingProvider) QueryMatrix(ctx context.Context, q string, ts time.Time) (model.Matrix, error) {
+	if strings.Contains(q, f.match) {
+		return nil, errors.New("connection refused")
+	}
+	return f.p.QueryMatrix(ctx, q, ts)
+}
+
 func TestReadQueryFailureIsUnreadable(t *testing.T) {
 	l := newLoader(t)
 	l.loadCheckout()
 	q := []FlagQuery{{Flag: "checkout", Treatment: "on", Control: "off", Since: l.end.Add(-10 * time.Minute)}}
 
-	got, err := NewReader(failingProvider{l.s, `error_type!=""`}).Read(context.Background(), l.end, q)
+	got, err := NewReader(failingProvider{l.s, semconv.PromRequests + "{"}).Read(context.Background(), l.end, q)
 	var qe *QueryError
-	if !errors.As(err, &qe) || qe.Metric != MetricErrors || !strings.Contains(qe.Query, semconv.PromRequests) {
-		t.Fatalf("Read error = %v, want a QueryError for errors", err)
+	if !errors.As(err, &qe) || qe.Metric != MetricRequests || !strings.Contains(qe.Query, semconv.PromRequests) {
+		t.Fatalf("Read error = %v, want a QueryError for requests", err)
 	}
 	co := got["checkout"]
-	if !math.IsNaN(co.Counts.Treatment.Errors) || !math.IsNaN(co.Counts.Control.Errors) {
-		t.Errorf("errors after a failed query = %v / %v, want NaN", co.Counts.Treatment.Errors, co.Counts.Control.Errors)
+	if !math.IsNaN(co.Counts.Treatment.Errors) || !math.IsNaN(co.Counts.Control.Requests) {
+		t.Errorf("counts after a failed query = %v / %v, want NaN", co.Counts.Treatment.Errors, co.Counts.Control.Requests)
 	}
-	if !near(co.Counts.Treatment.Requests, 160) || !errors.As(co.Err, &qe) {
-		t.Errorf("requests should still be read (%v) and the flag's error name the query (%v)", co.Counts.Treatment.Requests, co.Err)
+	if !near(co.Counts.Treatment.Slower[0.1], 120) || !errors.As(co.Err, &qe) {
+		t.Errorf("latency should still be read (%v) and the flag's error name the query (%v)", co.Counts.Treatment.Slower, co.Err)
 	}
 
 	got, err = NewReader(failingProvider{l.s, semconv.PromRequestDuration}).Read(context.Background(), l.end, q)
@@ -276,25 +291,59 @@ func mustTemplate(t *testing.T, name, text string) *QueryTemplate {
 	return q
 }
 
-func TestQueriesParseAndAreOnePerMetric(t *testing.T) {
-	now := time.Now()
-	var flags []FlagQuery
-	for i, key := range []string{"a", "b.c", "d|e", "f"} {
-		flags = append(flags, FlagQuery{Flag: key, Treatment: "on", Control: "off", Since: now.Add(-time.Duration(1+i%2) * time.Hour)})
+// TestQueriesDoNotGrowWithStartTimes: the built-in queries select raw
+// samples with one selector per metric, so their text is the same whether
+// the flags' rollouts began together or each at its own time, and a second
+// read asks only for the samples since the first.
+func TestQueriesDoNotGrowWithStartTimes(t *testing.T) {
+	l := newLoader(t)
+	var keys []string
+	for i := range 40 {
+		keys = append(keys, fmt.Sprintf("flag-%02d", i))
+	}
+	keys = append(keys, "b.c", "d|e")
+	texts := func(distinct bool) []string {
+		t.Helper()
+		var flags []FlagQuery
+		for i, k := range keys {
+			since := l.end.Add(-10 * time.Minute)
+			if distinct {
+				since = since.Add(time.Duration(i) * time.Second)
+			}
+			flags = append(flags, FlagQuery{Flag: k, Treatment: "on", Control: "off", Since: since})
+		}
+		var counting countingProvider
+		counting.p = l.s
+		r := NewReader(&counting)
+		for _, now := range []time.Time{l.end.Add(-time.Minute), l.end} {
+			if _, err := r.Read(context.Background(), now, flags); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return counting.queries
+	}
+	together, apart := texts(false), texts(true)
+	if !slices.Equal(together, apart) {
+		t.Errorf("queries differ with the number of start times:\n%s\n%s", strings.Join(together, "\n"), strings.Join(apart, "\n"))
+	}
+	if len(apart) != 4 {
+		t.Fatalf("two reads sent %d queries, want 4 (two built-in metrics each)", len(apart))
 	}
 	p := parser.NewParser(parser.Options{})
-	for _, q := range []string{requestsQuery(now, flags), errorsQuery(now, flags), latencyQuery(now, flags)} {
+	for i, q := range apart {
 		if _, err := p.ParseExpr(q); err != nil {
 			t.Errorf("query does not parse: %v\n%s", err, q)
 		}
-		// Two distinct windows: two parts joined by "or".
-		if n := strings.Count(q, " or "); n != 1 {
-			t.Errorf("query has %d \"or\", want 1:\n%s", n, q)
-		}
-		for _, want := range []string{`feature_flag_result_reason="split"`, `sum by (feature_flag_key, feature_flag_result_variant`, `d\\|e`, `b\\.c`, `[1h]`, `[2h]`} {
+		for _, want := range []string{`feature_flag_result_reason="split"`, `d\\|e`, `b\\.c`, `feature_flag_result_variant=~"off|on"`} {
 			if !strings.Contains(q, want) {
 				t.Errorf("query lacks %s:\n%s", want, q)
 			}
+		}
+		// The first read reaches back to the rollouts' start and 5 minutes
+		// before it for the baseline; the second a minute before the
+		// first.
+		if want := []string{"[14m]", "[14m]", "[2m]", "[2m]"}[i]; !strings.HasSuffix(q, want) {
+			t.Errorf("query %d has not the range %s:\n%s", i, want, q)
 		}
 	}
 }
@@ -322,8 +371,8 @@ func TestCustomMetric(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if counting.n != 5 {
-		t.Errorf("%d queries, want 5: three built-in and one per custom metric", counting.n)
+	if counting.n != 4 {
+		t.Errorf("%d queries, want 4: two built-in and one per custom metric", counting.n)
 	}
 	co := got["checkout"].Counts
 	if !near(co.Treatment.Custom["checkout-failures"], 80) || !near(co.Control.Custom["checkout-failures"], 40) {

@@ -66,8 +66,8 @@ func TestReadUnitBuckets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if counting.n != 4 {
-		t.Errorf("%d queries for 2 flags, want 4: one per built-in metric and one custom", counting.n)
+	if counting.n != 3 {
+		t.Errorf("%d queries for 2 flags, want 3: one per built-in metric and one custom", counting.n)
 	}
 
 	ub := got["ub"]

@@ -4,8 +4,9 @@
 // receiver, and serving the Prometheus query API so that Grafana and
 // Prometheus API clients can read it.
 //
-// A Store answers instant queries in-process (Query), which makes it a metric
-// provider for package cohort without an HTTP round trip.
+// A Store answers instant queries in-process (Query, and QueryMatrix for raw
+// samples), which makes it a metric provider for package cohort without an
+// HTTP round trip.
 package metricstore
 
 import (
@@ -202,6 +203,32 @@ func (s *Store) Query(ctx context.Context, query string, ts time.Time) (model.Ve
 		default:
 			return fmt.Errorf("query %q: result is a %s, want a vector or scalar", query, res.Value.Type())
 		}
+	})
+	return out, err
+}
+
+// QueryMatrix evaluates a range vector selector at ts and returns every
+// series' raw float samples in the range, oldest first. It implements
+// cohort.Provider. Native histogram samples are not returned.
+func (s *Store) QueryMatrix(ctx context.Context, query string, ts time.Time) (model.Matrix, error) {
+	var out model.Matrix
+	err := s.instant(ctx, query, ts, func(res *promql.Result) error {
+		m, ok := res.Value.(promql.Matrix)
+		if !ok {
+			return fmt.Errorf("query %q: result is a %s, want a matrix", query, res.Value.Type())
+		}
+		out = make(model.Matrix, 0, len(m))
+		for _, ser := range m {
+			if len(ser.Floats) == 0 {
+				continue
+			}
+			values := make([]model.SamplePair, len(ser.Floats))
+			for i, p := range ser.Floats {
+				values[i] = model.SamplePair{Timestamp: model.Time(p.T), Value: model.SampleValue(p.F)}
+			}
+			out = append(out, &model.SampleStream{Metric: metricOf(ser.Metric), Values: values})
+		}
+		return nil
 	})
 	return out, err
 }

@@ -388,3 +388,38 @@ func FuzzQueryAPI(f *testing.F) {
 		}
 	})
 }
+
+// TestQueryMatrixReturnsRawSamples: a range vector selector returns each
+// series' samples in the range as stored, oldest first, and any other result
+// type is refused.
+func TestQueryMatrixReturnsRawSamples(t *testing.T) {
+	s := openStore(t, Options{})
+	base := time.UnixMilli(1_800_000_000_000)
+	app := s.Appender(context.Background())
+	for i, v := range []float64{3, 7, 2, 9} {
+		for _, pod := range []string{"a", "b"} {
+			if _, err := app.Append(0, labels.FromStrings("__name__", "things_total", "pod", pod), base.Add(time.Duration(i)*15*time.Second).UnixMilli(), v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.QueryMatrix(context.Background(), `things_total{pod="a"}[40s]`, base.Add(45*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m) != 1 || m[0].Metric["pod"] != "a" || len(m[0].Values) != 3 {
+		t.Fatalf("matrix = %v, want pod a's last 3 samples", m)
+	}
+	for i, want := range []float64{7, 2, 9} {
+		p := m[0].Values[i]
+		if float64(p.Value) != want || p.Timestamp != model.TimeFromUnixNano(base.Add(time.Duration(i+1)*15*time.Second).UnixNano()) {
+			t.Errorf("sample %d = %v, want %v at %ds", i, p, want, (i+1)*15)
+		}
+	}
+	if _, err := s.QueryMatrix(context.Background(), `sum(things_total)`, base); err == nil || !strings.Contains(err.Error(), "want a matrix") {
+		t.Errorf("instant vector query: err %v, want a refusal naming the matrix", err)
+	}
+}

@@ -1,0 +1,224 @@
+package cohort
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/vigil-dev/vigil/sdk/semconv"
+)
+
+const (
+	// baselineLookback is how far before a rollout's start the first read
+	// of a flag looks for each series' last sample, the count's zero: as
+	// far as Prometheus's default lookback, so a series scraped at least
+	// every five minutes has one.
+	baselineLookback = 5 * time.Minute
+	// followOverlap is how far before a flag's last read the next read's
+	// samples start: samples that a scrape or remote write committed after
+	// that read (scrape lag; VictoriaMetrics shows the last 30 s late) are
+	// still seen, so a counter reset among them is not missed.
+	followOverlap = time.Minute
+	// followGap is the longest gap since a flag's last read at which it is
+	// read with the others: a flag read longer ago is read in the catch-up
+	// query, so that it does not stretch every flag's range.
+	followGap = 10 * time.Minute
+	// forgetAfter is how long the Reader keeps a flag it is no longer
+	// asked about; one asked about again later is caught up anew.
+	forgetAfter = time.Hour
+)
+
+// series is what the Reader remembers of one counter series.
+type series struct {
+	labels model.Metric
+	// last and lastTS are the latest finite sample seen.
+	last   float64
+	lastTS model.Time
+	// count is the events the series counted since the rollout began.
+	count float64
+	// broken is set while the series' latest sample is not finite: its
+	// count is then unreadable.
+	broken bool
+	// seenTS is the time of the latest sample seen, finite or not.
+	seenTS model.Time
+}
+
+// observe folds in one sample. A sample at or before since sets the
+// baseline; a later one counts what the counter grew by, or, when it went
+// down (the process restarted and its counter began again from zero), its
+// whole value.
+func (s *series) observe(p model.SamplePair, since model.Time) {
+	s.seenTS = p.Timestamp
+	v := float64(p.Value)
+	if !finite(v) {
+		s.broken = true
+		return
+	}
+	s.broken = false
+	if p.Timestamp > since {
+		if v >= s.last {
+			s.count += v - s.last
+		} else {
+			s.count += v
+		}
+	}
+	s.last, s.lastTS = v, p.Timestamp
+}
+
+// value is the series' count since the rollout began, NaN while broken.
+func (s *series) value() float64 {
+	if s.broken {
+		return math.NaN()
+	}
+	return s.count
+}
+
+// follow is the Reader's memory of one flag for one built-in query.
+type follow struct {
+	since              time.Time
+	treatment, control string
+	// readTo is the time of the flag's last successful read; zero before
+	// the first.
+	readTo time.Time
+	// series are the flag's cohort series by their label sets.
+	series map[string]*series
+}
+
+// matches reports whether the memory belongs to the rollout f asks about:
+// a rollout started again, or with other variants, begins from nothing.
+func (fw *follow) matches(f FlagQuery) bool {
+	return fw.since.Equal(f.Since) && fw.treatment == f.Treatment && fw.control == f.Control
+}
+
+// start is where the flag's samples must begin at a read: just before its
+// last read, or before the rollout began for its first.
+func (fw *follow) start() time.Time {
+	if fw.readTo.IsZero() {
+		return fw.since.Add(-baselineLookback)
+	}
+	return fw.readTo.Add(-followOverlap)
+}
+
+// fold takes in one series' samples from a read. A series first seen
+// starts from zero, so all it counted after the rollout began counts: a
+// series the SDK creates at its first failure, or a new pod's, starts with
+// the events it counted. Samples at or before the ones already folded in
+// are skipped, since reads overlap.
+func (fw *follow) fold(ss *model.SampleStream) {
+	id := ss.Metric.String()
+	s := fw.series[id]
+	if s == nil {
+		s = &series{labels: ss.Metric, seenTS: model.Earliest}
+		fw.series[id] = s
+	}
+	since := model.TimeFromUnixNano(fw.since.UnixNano())
+	for _, p := range ss.Values {
+		if p.Timestamp > s.seenTS {
+			s.observe(p, since)
+		}
+	}
+}
+
+// source is one built-in query of the Reader: a counter metric, and the
+// Reader's memory of every flag it reads.
+type source struct {
+	// name is what Reading.Err and QueryError call it.
+	name string
+	// metric is the counter read.
+	metric  string
+	follows map[string]*follow
+}
+
+// read brings the memory of every flag in flags up to now, with one query
+// for the flags read recently and one for the others (a flag read for the
+// first time since its rollout began, or not for followGap), each over the
+// range that its earliest flag needs. It returns each flag's memory, or the
+// failure of the query that covered it.
+func (src *source) read(ctx context.Context, p Provider, now time.Time, flags []FlagQuery) (map[string]*follow, map[string]*QueryError) {
+	var recent, others []*follow
+	keys := map[*follow]string{}
+	for _, f := range flags {
+		fw := src.follows[f.Flag]
+		if fw == nil || !fw.matches(f) {
+			fw = &follow{since: f.Since, treatment: f.Treatment, control: f.Control, series: map[string]*series{}}
+			src.follows[f.Flag] = fw
+		}
+		keys[fw] = f.Flag
+		if !fw.readTo.IsZero() && now.Sub(fw.readTo) <= followGap {
+			recent = append(recent, fw)
+		} else {
+			others = append(others, fw)
+		}
+	}
+	out := make(map[string]*follow, len(flags))
+	failed := map[string]*QueryError{}
+	for _, group := range [][]*follow{recent, others} {
+		if len(group) == 0 {
+			continue
+		}
+		byKey := make(map[string]*follow, len(group))
+		var flagKeys, variants []string
+		from := now
+		for _, fw := range group {
+			k := keys[fw]
+			byKey[k] = fw
+			flagKeys = append(flagKeys, k)
+			variants = append(variants, fw.treatment, fw.control)
+			if st := fw.start(); st.Before(from) {
+				from = st
+			}
+		}
+		q := samplesQuery(src.metric, flagKeys, variants, now.Sub(from))
+		m, err := p.QueryMatrix(ctx, q, now)
+		if err != nil {
+			qe := &QueryError{Metric: src.name, Query: q, Err: err}
+			for k := range byKey {
+				failed[k] = qe
+			}
+			continue
+		}
+		for _, ss := range m {
+			fw := byKey[string(ss.Metric[semconv.LabelKey])]
+			if fw == nil {
+				continue
+			}
+			// The selector matches every flag's variants; keep this
+			// flag's own.
+			if v := string(ss.Metric[semconv.LabelVariant]); v != fw.treatment && v != fw.control {
+				continue
+			}
+			fw.fold(ss)
+		}
+		for k, fw := range byKey {
+			fw.readTo = now
+			out[k] = fw
+		}
+	}
+	src.forget(now)
+	return out, failed
+}
+
+// forget drops the memory of flags not read for forgetAfter.
+func (src *source) forget(now time.Time) {
+	for k, fw := range src.follows {
+		last := fw.readTo
+		if last.IsZero() {
+			last = fw.since
+		}
+		if now.Sub(last) > forgetAfter {
+			delete(src.follows, k)
+		}
+	}
+}
+
+// samplesQuery selects the raw samples of the split-placed cohort series of
+// the given flags and variants over the range before the read.
+func samplesQuery(metric string, flagKeys, variants []string, window time.Duration) string {
+	window = max(window.Truncate(time.Millisecond), time.Millisecond)
+	slices.Sort(flagKeys)
+	return fmt.Sprintf(`%s{%s=%q, %s=~%s, %s=~%s}[%s]`,
+		metric, semconv.LabelReason, semconv.ReasonSplit, semconv.LabelKey, alternation(flagKeys), semconv.LabelVariant, alternation(variants), model.Duration(window))
+}
