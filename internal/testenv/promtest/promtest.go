@@ -2,7 +2,8 @@
 // the machine (Debian's prometheus package, /usr/bin/prometheus), on a free
 // loopback port, with its data and a generated configuration in a temporary
 // directory, scraping the targets the test names. The server is stopped when
-// the test ends.
+// the test ends. StartVictoriaMetrics does the same with VictoriaMetrics, for
+// tests that must hold against both.
 //
 // Typical use:
 //
@@ -82,6 +83,9 @@ type Server struct {
 	exited  chan struct{}
 	waitErr error
 	timeout time.Duration
+	// readyPath answers 200 once the server serves queries; log is the
+	// server's log file in Dir.
+	readyPath, log string
 }
 
 // Start starts Prometheus with opts, waits until it reports ready and every
@@ -166,18 +170,22 @@ func launch(bin, dir, cfgPath string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	logf, err := os.OpenFile(filepath.Join(dir, "prometheus.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open log: %w", err)
-	}
-	args := append([]string{
+	return spawn(bin, dir, addr, "prometheus.log", "/-/ready", append([]string{
 		"--config.file=" + cfgPath,
 		"--storage.tsdb.path=" + filepath.Join(dir, "data"),
 		"--web.listen-address=" + addr,
 		"--web.enable-admin-api",
 		"--web.enable-lifecycle",
 		"--log.level=info",
-	}, opts.Args...)
+	}, opts.Args...))
+}
+
+// spawn starts a server listening on addr, logging to logName in dir.
+func spawn(bin, dir, addr, logName, readyPath string, args []string) (*Server, error) {
+	logf, err := os.OpenFile(filepath.Join(dir, logName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Stdout = logf
@@ -194,7 +202,7 @@ func launch(bin, dir, cfgPath string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api client for %s: %w", base, err)
 	}
-	s := &Server{URL: base, Dir: dir, api: v1.NewAPI(client), cmd: cmd, exited: make(chan struct{})}
+	s := &Server{URL: base, Dir: dir, api: v1.NewAPI(client), cmd: cmd, exited: make(chan struct{}), readyPath: readyPath, log: logName}
 	go func() {
 		s.waitErr = cmd.Wait()
 		logf.Close()
@@ -215,6 +223,12 @@ func freeAddr() (string, error) {
 // Config renders the prometheus.yml that Start writes for opts. It is
 // exported so that tests can check it with promtool or reuse it.
 func Config(opts Options) (string, error) {
+	return render(opts, true)
+}
+
+// render writes the configuration; without the rule settings (evaluation
+// interval, rule files) for servers that only scrape.
+func render(opts Options, rules bool) (string, error) {
 	interval := opts.ScrapeInterval
 	if interval <= 0 {
 		interval = time.Second
@@ -224,9 +238,11 @@ func Config(opts Options) (string, error) {
 		eval = time.Second
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n  evaluation_interval: %s\n",
-		model.Duration(interval), model.Duration(interval), model.Duration(eval))
-	if len(opts.RuleFiles) > 0 {
+	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n", model.Duration(interval), model.Duration(interval))
+	if rules {
+		fmt.Fprintf(&b, "  evaluation_interval: %s\n", model.Duration(eval))
+	}
+	if rules && len(opts.RuleFiles) > 0 {
 		b.WriteString("rule_files:\n")
 		for _, f := range opts.RuleFiles {
 			fmt.Fprintf(&b, "  - %q\n", f)
@@ -298,15 +314,15 @@ func (s *Server) waitReady(timeout time.Duration) error {
 	var last error
 	for time.Now().Before(deadline) {
 		if s.hasExited() {
-			return fmt.Errorf("prometheus exited: %v", s.waitErr)
+			return fmt.Errorf("%s exited: %v", filepath.Base(s.cmd.Path), s.waitErr)
 		}
-		resp, err := client.Get(s.URL + "/-/ready")
+		resp, err := client.Get(s.URL + s.readyPath)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
-			err = fmt.Errorf("/-/ready: %s", resp.Status)
+			err = fmt.Errorf("%s: %s", s.readyPath, resp.Status)
 		}
 		last = err
 		pause()
@@ -344,15 +360,15 @@ func (s *Server) stop() error {
 
 func (s *Server) dumpLog(t testing.TB) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(s.Dir, "prometheus.log"))
+	b, err := os.ReadFile(filepath.Join(s.Dir, s.log))
 	if err != nil {
-		t.Logf("promtest: read prometheus log: %v", err)
+		t.Logf("promtest: read %s: %v", s.log, err)
 		return
 	}
 	if len(b) > 8000 {
 		b = append([]byte("...\n"), b[len(b)-8000:]...)
 	}
-	t.Logf("promtest: prometheus log (%s):\n%s", s.Dir, bytes.TrimSpace(b))
+	t.Logf("promtest: %s (%s):\n%s", s.log, s.Dir, bytes.TrimSpace(b))
 }
 
 // API returns a client for the server's HTTP API.

@@ -39,6 +39,19 @@ func TestStartScrapesTarget(t *testing.T) {
 	})
 }
 
+func TestStartVictoriaMetricsScrapesTarget(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "promtest_things_total", Help: "Things."})
+	reg.MustRegister(c)
+	c.Add(7)
+	exp := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(exp.Close)
+
+	vm := StartVictoriaMetrics(t, Options{Targets: []string{exp.URL + "/metrics"}})
+	c.Add(5)
+	vm.WaitFor(t, "promtest_things_total", func(v model.Value) bool { return hasValue(v, 12) })
+}
+
 func TestConfig(t *testing.T) {
 	cfg, err := Config(Options{Targets: []string{"127.0.0.1:1", "http://127.0.0.1:2/m", "127.0.0.1:3/metrics"}})
 	if err != nil {
