@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -29,6 +30,13 @@ const (
 	// forgetAfter is how long the Reader keeps a flag it is no longer
 	// asked about; one asked about again later is caught up anew.
 	forgetAfter = time.Hour
+	// catchUpSpan bounds one catch-up query: the flags it reads may span
+	// this much rollout time together (100 rollouts an hour old; one
+	// series scraped every 15 s has 240 samples an hour). Catching up a
+	// controller that took over thousands of long rollouts in one query
+	// would exceed what a provider answers (Prometheus's
+	// --query.max-samples) or the tick's read budget.
+	catchUpSpan = 100 * time.Hour
 )
 
 // series is what the Reader remembers of one counter series.
@@ -78,6 +86,7 @@ func (s *series) value() float64 {
 
 // follow is the Reader's memory of one flag for one built-in query.
 type follow struct {
+	flag               string
 	since              time.Time
 	treatment, control string
 	// readTo is the time of the flag's last successful read; zero before
@@ -132,73 +141,91 @@ type source struct {
 	follows map[string]*follow
 }
 
-// read brings the memory of every flag in flags up to now, with one query
-// for the flags read recently and one for the others (a flag read for the
-// first time since its rollout began, or not for followGap), each over the
-// range that its earliest flag needs. It returns each flag's memory, or the
-// failure of the query that covered it.
-func (src *source) read(ctx context.Context, p Provider, now time.Time, flags []FlagQuery) (map[string]*follow, map[string]*QueryError) {
-	var recent, others []*follow
-	keys := map[*follow]string{}
+// group is the flags one query reads.
+type group struct {
+	src     *source
+	follows []*follow
+	// failed is the query's failure, once read.
+	failed *QueryError
+}
+
+// plan sorts flags into the Reader's queries: one for the flags read
+// recently, and one to catch up the others (read for the first time since
+// their rollout began, or not for followGap). Catching up reads every
+// sample since a rollout's start, so it takes the flags with the earliest
+// starts first, as many as fit in catchUpSpan of rollout time together (at
+// least one); the rest are deferred to later reads.
+func (src *source) plan(now time.Time, flags []FlagQuery) (recent, catchUp *group, deferred []string) {
+	recent, catchUp = &group{src: src}, &group{src: src}
+	var behind []*follow
 	for _, f := range flags {
 		fw := src.follows[f.Flag]
 		if fw == nil || !fw.matches(f) {
-			fw = &follow{since: f.Since, treatment: f.Treatment, control: f.Control, series: map[string]*series{}}
+			fw = &follow{flag: f.Flag, since: f.Since, treatment: f.Treatment, control: f.Control, series: map[string]*series{}}
 			src.follows[f.Flag] = fw
 		}
-		keys[fw] = f.Flag
 		if !fw.readTo.IsZero() && now.Sub(fw.readTo) <= followGap {
-			recent = append(recent, fw)
+			recent.follows = append(recent.follows, fw)
 		} else {
-			others = append(others, fw)
+			behind = append(behind, fw)
 		}
 	}
-	out := make(map[string]*follow, len(flags))
-	failed := map[string]*QueryError{}
-	for _, group := range [][]*follow{recent, others} {
-		if len(group) == 0 {
+	slices.SortFunc(behind, func(a, b *follow) int {
+		if c := a.start().Compare(b.start()); c != 0 {
+			return c
+		}
+		return strings.Compare(a.flag, b.flag)
+	})
+	var span time.Duration
+	for _, fw := range behind {
+		span += now.Sub(fw.start())
+		if span > catchUpSpan && len(catchUp.follows) > 0 {
+			deferred = append(deferred, fw.flag)
 			continue
 		}
-		byKey := make(map[string]*follow, len(group))
-		var flagKeys, variants []string
-		from := now
-		for _, fw := range group {
-			k := keys[fw]
-			byKey[k] = fw
-			flagKeys = append(flagKeys, k)
-			variants = append(variants, fw.treatment, fw.control)
-			if st := fw.start(); st.Before(from) {
-				from = st
-			}
-		}
-		q := samplesQuery(src.metric, flagKeys, variants, now.Sub(from))
-		m, err := p.QueryMatrix(ctx, q, now)
-		if err != nil {
-			qe := &QueryError{Metric: src.name, Query: q, Err: err}
-			for k := range byKey {
-				failed[k] = qe
-			}
-			continue
-		}
-		for _, ss := range m {
-			fw := byKey[string(ss.Metric[semconv.LabelKey])]
-			if fw == nil {
-				continue
-			}
-			// The selector matches every flag's variants; keep this
-			// flag's own.
-			if v := string(ss.Metric[semconv.LabelVariant]); v != fw.treatment && v != fw.control {
-				continue
-			}
-			fw.fold(ss)
-		}
-		for k, fw := range byKey {
-			fw.readTo = now
-			out[k] = fw
+		catchUp.follows = append(catchUp.follows, fw)
+	}
+	return recent, catchUp, deferred
+}
+
+// read brings the memory of the group's flags up to now with one query,
+// over the range that its earliest flag needs.
+func (g *group) read(ctx context.Context, p Provider, now time.Time) {
+	if len(g.follows) == 0 {
+		return
+	}
+	byKey := make(map[string]*follow, len(g.follows))
+	var flagKeys, variants []string
+	from := now
+	for _, fw := range g.follows {
+		byKey[fw.flag] = fw
+		flagKeys = append(flagKeys, fw.flag)
+		variants = append(variants, fw.treatment, fw.control)
+		if st := fw.start(); st.Before(from) {
+			from = st
 		}
 	}
-	src.forget(now)
-	return out, failed
+	q := samplesQuery(g.src.metric, flagKeys, variants, now.Sub(from))
+	m, err := p.QueryMatrix(ctx, q, now)
+	if err != nil {
+		g.failed = &QueryError{Metric: g.src.name, Query: q, Err: err}
+		return
+	}
+	for _, ss := range m {
+		fw := byKey[string(ss.Metric[semconv.LabelKey])]
+		if fw == nil {
+			continue
+		}
+		// The selector matches every flag's variants; keep this flag's
+		// own.
+		if v := string(ss.Metric[semconv.LabelVariant]); v != fw.treatment && v != fw.control {
+			continue
+		}
+		fw.fold(ss)
+	}
+	for _, fw := range g.follows {
+		fw.readTo = now
+	}
 }
 
 // forget drops the memory of flags not read for forgetAfter.

@@ -2,6 +2,10 @@ package cohort
 
 import (
 	"context"
+	"errors"
+	"math"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,5 +90,50 @@ func TestReadCountsExactly(t *testing.T) {
 	}
 	if co := got["f"].Counts; co.Treatment.Requests != 71 || co.Treatment.Errors != 11 || co.Control.Requests != 120 {
 		t.Errorf("after a restart of the rollout: treatment %v requests, %v errors, control %v; want 71, 11, 120", co.Treatment.Requests, co.Treatment.Errors, co.Control.Requests)
+	}
+}
+
+// TestCatchUpIsBounded: a Reader that takes over long rollouts (a new
+// leader) catches them up from their start a few at a time, oldest first,
+// so that no query asks for more samples than a provider answers; the
+// others read as no data yet (never a pass) until their turn.
+func TestCatchUpIsBounded(t *testing.T) {
+	l := newLoader(t)
+	l.loadCheckout()
+	for _, key := range []string{"a", "b", "c"} {
+		l.counter(2, cohortLabels(semconv.PromRequests, key, "on", "split")...)
+		l.counter(1, cohortLabels(semconv.PromRequests, key, "off", "split")...)
+	}
+	// Three rollouts of 60 hours or more: two together exceed one
+	// catch-up's span.
+	var flags []FlagQuery
+	for i, key := range []string{"c", "a", "b"} {
+		flags = append(flags, FlagQuery{Flag: key, Treatment: "on", Control: "off", Since: l.end.Add(-60*time.Hour - time.Duration(i)*time.Minute)})
+	}
+	var counting countingProvider
+	counting.p = l.s
+	r := NewReader(&counting)
+	for read, want := range [][]string{{"b"}, {"b", "a"}, {"b", "a", "c"}} {
+		counting.n = 0
+		got, err := r.Read(context.Background(), l.end, flags)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range flags {
+			rd := got[f.Flag]
+			waiting := rd.Err != nil && strings.Contains(rd.Err.Error(), "caught up")
+			if slices.Contains(want, f.Flag) {
+				if rd.Counts.Treatment.Requests != 80 || waiting {
+					t.Errorf("read %d: %s: %v requests, err %v; want 80", read, f.Flag, rd.Counts.Treatment.Requests, rd.Err)
+				}
+			} else if !waiting || !errors.Is(rd.Err, ErrNoData) || !math.IsNaN(rd.Counts.Treatment.Requests) {
+				t.Errorf("read %d: %s: %v requests, err %v; want no data while others are caught up", read, f.Flag, rd.Counts.Treatment.Requests, rd.Err)
+			}
+		}
+		// Both built-in metrics: a catch-up query each, and from the
+		// second read on, one each for the flags already read.
+		if wantQueries := []int{2, 4, 4}[read]; counting.n != wantQueries {
+			t.Errorf("read %d sent %d queries, want %d", read, counting.n, wantQueries)
+		}
 	}
 }

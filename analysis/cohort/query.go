@@ -114,15 +114,21 @@ type Reading struct {
 // for 10 minutes, is read in a second, catch-up query per built-in metric
 // that reaches back to the earliest such flag's start: on the tick of a
 // rollout's first look, and for every rollout after the controller starts
-// or takes over the lease. A flag not asked about for an hour is forgotten.
+// or takes over the lease. The flags read recently are read first, so a
+// slow catch-up does not cost them their read. One catch-up takes the
+// flags with the earliest starts first, as many as span 100 hours of
+// rollout time together (at least one), so that it stays within what a
+// provider answers in one query (Prometheus's --query.max-samples, 50
+// million by default; a series scraped every 15 s has 240 samples an
+// hour); the others read as ErrNoData (the judge's inconclusive, never a
+// pass) until a later read catches them up. A flag not asked about for an
+// hour is forgotten.
 //
 // Restarts and leader changes: the memory lives in this process. A Reader
 // that has not followed a rollout (a new process, or a new leader)
 // recomputes its counts from the raw samples since Since, which gives the
 // same exact counts as one that followed it all along, as long as the
-// provider still holds those samples (retention) and can return them in one
-// query (Prometheus's --query.max-samples, 50 million by default: one
-// series scraped every 15 s for a day is 5,760 samples). A Reader that led
+// provider still holds those samples (its retention). A Reader that led
 // before and leads again continues from its memory, reading the samples in
 // between.
 //
@@ -186,25 +192,49 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 		}}
 	}
 	r.mu.Lock()
-	reqFollows, reqFailed := r.requests.read(ctx, r.provider, now, flags)
-	latFollows, latFailed := r.latency.read(ctx, r.provider, now, flags)
+	reqRecent, reqCatchUp, deferred := r.requests.plan(now, flags)
+	latRecent, latCatchUp, _ := r.latency.plan(now, flags)
+	// The flags read recently first: a slow catch-up must not cost them
+	// their read.
+	for _, g := range []*group{reqRecent, latRecent, reqCatchUp, latCatchUp} {
+		g.read(ctx, r.provider, now)
+	}
+	r.requests.forget(now)
+	r.latency.forget(now)
 	// Tallied under the lock: the next read changes the memory.
 	reqs, errCounts, hists := counts{}, counts{}, histograms{}
-	for _, fw := range reqFollows {
-		for _, s := range fw.series {
-			k := cohortOf(s.labels)
-			reqs.add(k, s.labels, s.value())
-			if s.labels[semconv.LabelErrorType] != "" {
-				errCounts.add(k, s.labels, s.value())
+	reqFailed, latFailed := map[string]*QueryError{}, map[string]*QueryError{}
+	for _, g := range []*group{reqRecent, reqCatchUp} {
+		for _, fw := range g.follows {
+			if g.failed != nil {
+				reqFailed[fw.flag] = g.failed
+				continue
+			}
+			for _, s := range fw.series {
+				k := cohortOf(s.labels)
+				reqs.add(k, s.labels, s.value())
+				if s.labels[semconv.LabelErrorType] != "" {
+					errCounts.add(k, s.labels, s.value())
+				}
 			}
 		}
 	}
-	for _, fw := range latFollows {
-		for _, s := range fw.series {
-			hists.add(cohortOf(s.labels), s.labels, s.value())
+	for _, g := range []*group{latRecent, latCatchUp} {
+		for _, fw := range g.follows {
+			if g.failed != nil {
+				latFailed[fw.flag] = g.failed
+				continue
+			}
+			for _, s := range fw.series {
+				hists.add(cohortOf(s.labels), s.labels, s.value())
+			}
 		}
 	}
 	r.mu.Unlock()
+	later := make(map[string]bool, len(deferred))
+	for _, k := range deferred {
+		later[k] = true
+	}
 
 	var whole []error
 	seen := map[*QueryError]bool{}
@@ -218,6 +248,10 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 				seen[qe] = true
 				whole = append(whole, qe)
 			}
+		}
+		if later[f.Flag] {
+			errs[f.Flag] = append(errs[f.Flag], fmt.Errorf("flag %s: %w: other rollouts are being caught up from their start first; read again at the next look", f.Flag, ErrNoData))
+			continue
 		}
 		in := builtins{reqs: reqs, errs: errCounts, hists: hists}
 		if reqFailed[f.Flag] != nil {
