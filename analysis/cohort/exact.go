@@ -3,6 +3,7 @@ package cohort
 import (
 	"context"
 	"fmt"
+	"iter"
 	"math"
 	"slices"
 	"strings"
@@ -92,8 +93,9 @@ type follow struct {
 	// readTo is the time of the flag's last successful read; zero before
 	// the first.
 	readTo time.Time
-	// series are the flag's cohort series by their label sets.
-	series map[string]*series
+	// series are the flag's cohort series by their label sets'
+	// fingerprints; series whose fingerprints collide share an entry.
+	series map[model.Fingerprint][]*series
 }
 
 // matches reports whether the memory belongs to the rollout f asks about:
@@ -117,16 +119,35 @@ func (fw *follow) start() time.Time {
 // the events it counted. Samples at or before the ones already folded in
 // are skipped, since reads overlap.
 func (fw *follow) fold(ss *model.SampleStream) {
-	id := ss.Metric.String()
-	s := fw.series[id]
+	fp := ss.Metric.Fingerprint()
+	var s *series
+	for _, c := range fw.series[fp] {
+		if c.labels.Equal(ss.Metric) {
+			s = c
+			break
+		}
+	}
 	if s == nil {
 		s = &series{labels: ss.Metric, seenTS: model.Earliest}
-		fw.series[id] = s
+		fw.series[fp] = append(fw.series[fp], s)
 	}
 	since := model.TimeFromUnixNano(fw.since.UnixNano())
 	for _, p := range ss.Values {
 		if p.Timestamp > s.seenTS {
 			s.observe(p, since)
+		}
+	}
+}
+
+// all returns every series of the flag.
+func (fw *follow) all() iter.Seq[*series] {
+	return func(yield func(*series) bool) {
+		for _, ss := range fw.series {
+			for _, s := range ss {
+				if !yield(s) {
+					return
+				}
+			}
 		}
 	}
 }
@@ -161,7 +182,7 @@ func (src *source) plan(now time.Time, flags []FlagQuery) (recent, catchUp *grou
 	for _, f := range flags {
 		fw := src.follows[f.Flag]
 		if fw == nil || !fw.matches(f) {
-			fw = &follow{flag: f.Flag, since: f.Since, treatment: f.Treatment, control: f.Control, series: map[string]*series{}}
+			fw = &follow{flag: f.Flag, since: f.Since, treatment: f.Treatment, control: f.Control, series: map[model.Fingerprint][]*series{}}
 			src.follows[f.Flag] = fw
 		}
 		if !fw.readTo.IsZero() && now.Sub(fw.readTo) <= followGap {

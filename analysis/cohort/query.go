@@ -210,7 +210,7 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 				reqFailed[fw.flag] = g.failed
 				continue
 			}
-			for _, s := range fw.series {
+			for s := range fw.all() {
 				k := cohortOf(s.labels)
 				reqs.add(k, s.labels, s.value())
 				if s.labels[semconv.LabelErrorType] != "" {
@@ -225,7 +225,7 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 				latFailed[fw.flag] = g.failed
 				continue
 			}
-			for _, s := range fw.series {
+			for s := range fw.all() {
 				hists.add(cohortOf(s.labels), s.labels, s.value())
 			}
 		}
