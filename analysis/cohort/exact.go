@@ -3,7 +3,6 @@ package cohort
 import (
 	"context"
 	"fmt"
-	"iter"
 	"math"
 	"slices"
 	"strings"
@@ -40,9 +39,16 @@ const (
 	catchUpSpan = 100 * time.Hour
 )
 
-// series is what the Reader remembers of one counter series.
+// series is what the Reader remembers of one counter series: of its labels
+// only what the counts need, since a Reader may follow millions.
 type series struct {
-	labels model.Metric
+	variant string
+	// failed is set for a series of failed requests (error_type set).
+	failed bool
+	// le is a histogram bucket's bound, NaN for other series.
+	le float64
+	// bucket is the unit bucket, or noBucket.
+	bucket int
 	// last and lastTS are the latest finite sample seen.
 	last   float64
 	lastTS model.Time
@@ -93,9 +99,8 @@ type follow struct {
 	// readTo is the time of the flag's last successful read; zero before
 	// the first.
 	readTo time.Time
-	// series are the flag's cohort series by their label sets'
-	// fingerprints; series whose fingerprints collide share an entry.
-	series map[model.Fingerprint][]*series
+	// series are the flag's cohort series by their label sets.
+	series map[seriesKey]*series
 }
 
 // matches reports whether the memory belongs to the rollout f asks about:
@@ -119,17 +124,17 @@ func (fw *follow) start() time.Time {
 // the events it counted. Samples at or before the ones already folded in
 // are skipped, since reads overlap.
 func (fw *follow) fold(ss *model.SampleStream) {
-	fp := ss.Metric.Fingerprint()
-	var s *series
-	for _, c := range fw.series[fp] {
-		if c.labels.Equal(ss.Metric) {
-			s = c
-			break
-		}
-	}
+	k := keyOf(ss.Metric)
+	s := fw.series[k]
 	if s == nil {
-		s = &series{labels: ss.Metric, seenTS: model.Earliest}
-		fw.series[fp] = append(fw.series[fp], s)
+		s = &series{
+			variant: string(ss.Metric[semconv.LabelVariant]),
+			failed:  ss.Metric[semconv.LabelErrorType] != "",
+			le:      upperBound(ss.Metric),
+			bucket:  bucketOf(ss.Metric),
+			seenTS:  model.Earliest,
+		}
+		fw.series[k] = s
 	}
 	since := model.TimeFromUnixNano(fw.since.UnixNano())
 	for _, p := range ss.Values {
@@ -139,17 +144,15 @@ func (fw *follow) fold(ss *model.SampleStream) {
 	}
 }
 
-// all returns every series of the flag.
-func (fw *follow) all() iter.Seq[*series] {
-	return func(yield func(*series) bool) {
-		for _, ss := range fw.series {
-			for _, s := range ss {
-				if !yield(s) {
-					return
-				}
-			}
-		}
-	}
+// seriesKey identifies a series by two independent 64-bit hashes of its
+// label set (FNV-1a over the sorted labels, and an order-independent XOR of
+// each label's hash): keeping every label set would cost a Reader that
+// follows millions of series far more memory, and a pair of label sets that
+// collides in both is not a practical concern.
+type seriesKey struct{ fp, fast model.Fingerprint }
+
+func keyOf(m model.Metric) seriesKey {
+	return seriesKey{m.Fingerprint(), m.FastFingerprint()}
 }
 
 // source is one built-in query of the Reader: a counter metric, and the
@@ -182,7 +185,7 @@ func (src *source) plan(now time.Time, flags []FlagQuery) (recent, catchUp *grou
 	for _, f := range flags {
 		fw := src.follows[f.Flag]
 		if fw == nil || !fw.matches(f) {
-			fw = &follow{flag: f.Flag, since: f.Since, treatment: f.Treatment, control: f.Control, series: map[model.Fingerprint][]*series{}}
+			fw = &follow{flag: f.Flag, since: f.Since, treatment: f.Treatment, control: f.Control, series: map[seriesKey]*series{}}
 			src.follows[f.Flag] = fw
 		}
 		if !fw.readTo.IsZero() && now.Sub(fw.readTo) <= followGap {

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/common/model"
 	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/sdk/semconv"
 )
@@ -210,11 +209,11 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 				reqFailed[fw.flag] = g.failed
 				continue
 			}
-			for s := range fw.all() {
-				k := cohortOf(s.labels)
-				reqs.add(k, s.labels, s.value())
-				if s.labels[semconv.LabelErrorType] != "" {
-					errCounts.add(k, s.labels, s.value())
+			for _, s := range fw.series {
+				k := cohortKey{fw.flag, s.variant}
+				reqs.add(k, s.bucket, s.value())
+				if s.failed {
+					errCounts.add(k, s.bucket, s.value())
 				}
 			}
 		}
@@ -225,8 +224,8 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 				latFailed[fw.flag] = g.failed
 				continue
 			}
-			for s := range fw.all() {
-				hists.add(cohortOf(s.labels), s.labels, s.value())
+			for _, s := range fw.series {
+				hists.add(cohortKey{fw.flag, s.variant}, s.le, s.bucket, s.value())
 			}
 		}
 	}
@@ -317,11 +316,6 @@ func alternation(values []string) string {
 	}
 	slices.Sort(quoted)
 	return strconv.Quote(strings.Join(slices.Compact(quoted), "|"))
-}
-
-// cohortOf returns the cohort a series of the built-in queries belongs to.
-func cohortOf(m model.Metric) cohortKey {
-	return cohortKey{string(m[semconv.LabelKey]), string(m[semconv.LabelVariant])}
 }
 
 // builtins are the built-in queries' tallies; a nil field is a query that

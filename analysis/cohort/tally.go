@@ -25,17 +25,28 @@ type tally struct {
 	labelled bool
 }
 
-// add counts v from a series labelled m.
-func (t *tally) add(m model.Metric, v float64) {
+// add counts v from a series in unit bucket b; b is noBucket for a series
+// without a valid bucket label.
+func (t *tally) add(b int, v float64) {
 	t.total += v
-	b, ok := unitBucket(m)
 	switch {
-	case ok:
+	case b != noBucket:
 		t.buckets[b] += v
 		t.labelled = true
 	case v != 0:
 		t.unlabelled = true
 	}
+}
+
+// noBucket is the unit bucket of a series without a valid bucket label.
+const noBucket = -1
+
+// bucketOf is a series' unit bucket, or noBucket.
+func bucketOf(m model.Metric) int {
+	if b, ok := unitBucket(m); ok {
+		return b
+	}
+	return noBucket
 }
 
 // unitBucket reads a series' unit bucket; false when the label is missing or
@@ -57,13 +68,13 @@ type cohortKey struct{ flag, variant string }
 // counts are one metric's tallies by cohort.
 type counts map[cohortKey]*tally
 
-func (c counts) add(k cohortKey, m model.Metric, v float64) {
+func (c counts) add(k cohortKey, bucket int, v float64) {
 	t := c[k]
 	if t == nil {
 		t = &tally{}
 		c[k] = t
 	}
-	t.add(m, v)
+	t.add(bucket, v)
 }
 
 // histogram is one cohort's latency buckets, by upper bound.
@@ -72,13 +83,21 @@ type histogram map[float64]*tally
 // histograms are the cohorts' latency buckets.
 type histograms map[cohortKey]histogram
 
-// add counts v from a bucket series labelled m. Bounds are compared as
-// numbers: Prometheus 3's text parser stores le="1" as "1.0", the OTLP
-// translator keeps "1", and one store may hold both. A series without a
-// readable le is ignored.
-func (h histograms) add(k cohortKey, m model.Metric, v float64) {
+// upperBound reads a histogram series' le. Bounds are compared as numbers:
+// Prometheus 3's text parser stores le="1" as "1.0", the OTLP translator
+// keeps "1", and one store may hold both. NaN when there is none.
+func upperBound(m model.Metric) float64 {
 	le, err := strconv.ParseFloat(string(m[labelLE]), 64)
-	if err != nil || math.IsNaN(le) {
+	if err != nil {
+		return math.NaN()
+	}
+	return le
+}
+
+// add counts v from a bucket series of bound le in unit bucket bucket; a
+// series without a readable le is ignored.
+func (h histograms) add(k cohortKey, le float64, bucket int, v float64) {
+	if math.IsNaN(le) {
 		return
 	}
 	if h[k] == nil {
@@ -89,7 +108,7 @@ func (h histograms) add(k cohortKey, m model.Metric, v float64) {
 		t = &tally{}
 		h[k][le] = t
 	}
-	t.add(m, v)
+	t.add(bucket, v)
 }
 
 // totals returns the histogram's counts over the whole cohort.
