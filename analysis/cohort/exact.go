@@ -18,11 +18,10 @@ const (
 	// far as Prometheus's default lookback, so a series scraped at least
 	// every five minutes has one.
 	baselineLookback = 5 * time.Minute
-	// followOverlap is how far before a flag's last read the next read's
-	// samples start: samples that a scrape or remote write committed after
-	// that read (scrape lag; VictoriaMetrics shows the last 30 s late) are
-	// still seen, so a counter reset among them is not missed.
-	followOverlap = time.Minute
+	// liveWindow is how recent a series' latest sample must be for the
+	// next read to start at it: older series are gone (a pod that went
+	// away) and would stretch every read.
+	liveWindow = 5 * time.Minute
 	// followGap is the longest gap since a flag's last read at which it is
 	// read with the others: a flag read longer ago is read in the catch-up
 	// query, so that it does not stretch every flag's range.
@@ -49,9 +48,8 @@ type series struct {
 	le float64
 	// bucket is the unit bucket, or noBucket.
 	bucket int
-	// last and lastTS are the latest finite sample seen.
-	last   float64
-	lastTS model.Time
+	// last is the latest finite sample's value.
+	last float64
 	// count is the events the series counted since the rollout began.
 	count float64
 	// broken is set while the series' latest sample is not finite: its
@@ -80,7 +78,7 @@ func (s *series) observe(p model.SamplePair, since model.Time) {
 			s.count += v
 		}
 	}
-	s.last, s.lastTS = v, p.Timestamp
+	s.last = v
 }
 
 // value is the series' count since the rollout began, NaN while broken.
@@ -99,6 +97,14 @@ type follow struct {
 	// readTo is the time of the flag's last successful read; zero before
 	// the first.
 	readTo time.Time
+	// resume is where the next read's samples start: the earliest latest
+	// sample among the flag's live series, so that a sample a scrape or
+	// remote write committed after the last read (scrape lag;
+	// VictoriaMetrics shows the last 30 s late) is still seen, and a
+	// counter reset among such samples is not missed. A series' samples
+	// are committed in order, so none older than its latest one seen can
+	// appear later.
+	resume time.Time
 	// series are the flag's cohort series by their label sets.
 	series map[seriesKey]*series
 }
@@ -109,13 +115,26 @@ func (fw *follow) matches(f FlagQuery) bool {
 	return fw.since.Equal(f.Since) && fw.treatment == f.Treatment && fw.control == f.Control
 }
 
-// start is where the flag's samples must begin at a read: just before its
-// last read, or before the rollout began for its first.
+// start is where the flag's samples must begin at a read: where the last
+// read left off, or before the rollout began for its first.
 func (fw *follow) start() time.Time {
 	if fw.readTo.IsZero() {
 		return fw.since.Add(-baselineLookback)
 	}
-	return fw.readTo.Add(-followOverlap)
+	return fw.resume
+}
+
+// readAt records a successful read at now.
+func (fw *follow) readAt(now time.Time) {
+	fw.readTo, fw.resume = now, now
+	live := model.TimeFromUnixNano(now.Add(-liveWindow).UnixNano())
+	for _, s := range fw.series {
+		if s.seenTS >= live {
+			if t := s.seenTS.Time(); t.Before(fw.resume) {
+				fw.resume = t
+			}
+		}
+	}
 }
 
 // fold takes in one series' samples from a read. A series first seen
@@ -248,7 +267,7 @@ func (g *group) read(ctx context.Context, p Provider, now time.Time) {
 		fw.fold(ss)
 	}
 	for _, fw := range g.follows {
-		fw.readTo = now
+		fw.readAt(now)
 	}
 }
 

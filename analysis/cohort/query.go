@@ -191,8 +191,10 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 		}}
 	}
 	r.mu.Lock()
-	reqRecent, reqCatchUp, deferred := r.requests.plan(now, flags)
-	latRecent, latCatchUp, _ := r.latency.plan(now, flags)
+	// The two metrics defer the same flags unless a past catch-up failed
+	// for one only; a flag deferred by either waits for both.
+	reqRecent, reqCatchUp, reqLater := r.requests.plan(now, flags)
+	latRecent, latCatchUp, latLater := r.latency.plan(now, flags)
 	// The flags read recently first: a slow catch-up must not cost them
 	// their read.
 	for _, g := range []*group{reqRecent, latRecent, reqCatchUp, latCatchUp} {
@@ -230,8 +232,8 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 		}
 	}
 	r.mu.Unlock()
-	later := make(map[string]bool, len(deferred))
-	for _, k := range deferred {
+	later := map[string]bool{}
+	for _, k := range append(reqLater, latLater...) {
 		later[k] = true
 	}
 
