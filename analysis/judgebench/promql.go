@@ -28,7 +28,7 @@ import (
 // embedded metric store (metricstore, the Prometheus TSDB and PromQL engine)
 // takes a sample of every pod's counters at each scrape, and at each look
 // the judge reads what cohort.Reader.Read returns, the controller's own
-// read: increase() over the window since the rollout began.
+// read: the counters' raw samples, counted exactly since the rollout began.
 type promScenario struct {
 	// name is the scenario's name in the report's PromQL section; -only
 	// matches it as filterName does.

@@ -223,7 +223,7 @@ phase, uniform within the scrape interval as Prometheus spreads targets: each sc
 pod's values to an embedded metric store (`+"`analysis/metricstore`"+`, the Prometheus TSDB and PromQL
 engine), with a staleness marker for each series that vanished, as a Prometheus scrape writes them.
 At each look the judge reads what `+"`cohort.Reader.Read`"+` returns for the flag (the controller's
-own read: increase() over the window since the rollout began, summed by flag and variant) and keeps
+own read: the counters' raw samples, counted exactly since the rollout began with resets handled) and keeps
 its state from the previous look, as the controller runs it; a look sees every scrape before it.
 Runs share a store ten at a time, each as its own flag, and are read together with one query per
 metric, as the controller reads all its rollouts (a flag's counts do not depend on other flags'

@@ -177,9 +177,9 @@ func quantile(q float64, buckets []cohort.Bucket) float64 {
 	rank := q * total
 	lower, below := 0.0, 0.0
 	for _, b := range buckets {
-		// increase() extrapolates each bucket on its own, so counts
-		// may dip a little from one bucket to the next; they cannot
-		// really.
+		// Each bucket is counted on its own series, so a broken
+		// exporter could leave a count below the one before it; they
+		// cannot really dip.
 		count := max(b.Count, below)
 		if count >= rank && count > below {
 			if math.IsInf(b.UpperBound, 1) {
