@@ -12,7 +12,9 @@ import (
 
 // Provider evaluates PromQL instant queries. The Prometheus HTTP API
 // (HTTPProvider, for Prometheus, Thanos, Mimir, VictoriaMetrics) and the
-// embedded store (metricstore.Store) implement it.
+// embedded store (metricstore.Store) implement it. Its methods must be safe
+// for concurrent use: the Reader sends its queries for different metrics
+// together.
 type Provider interface {
 	// Query evaluates query at ts. A scalar result is one sample with no
 	// labels; a matrix or string result is an error.

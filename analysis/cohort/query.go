@@ -196,9 +196,14 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 	reqRecent, reqCatchUp, reqLater := r.requests.plan(now, flags)
 	latRecent, latCatchUp, latLater := r.latency.plan(now, flags)
 	// The flags read recently first: a slow catch-up must not cost them
-	// their read.
-	for _, g := range []*group{reqRecent, latRecent, reqCatchUp, latCatchUp} {
-		g.read(ctx, r.provider, now)
+	// their read. The two metrics' queries run together: each group
+	// changes only its own source's memory.
+	for _, pair := range [][2]*group{{reqRecent, latRecent}, {reqCatchUp, latCatchUp}} {
+		var wg sync.WaitGroup
+		for _, g := range pair {
+			wg.Go(func() { g.read(ctx, r.provider, now) })
+		}
+		wg.Wait()
 	}
 	r.requests.forget(now)
 	r.latency.forget(now)
