@@ -98,18 +98,26 @@ type Reading struct {
 //     the old process counted after its last sample, as it would in
 //     increase().
 //   - Pods that come and go: a vanished series keeps its count; a new one
-//     adds to the cohort's.
-//   - Scrape lag: each read reaches a minute before the flag's last one,
-//     and samples already folded in are skipped, so samples committed late
-//     are still seen. A count is as of the latest sample the provider
-//     shows: VictoriaMetrics hides the last 30 s by default.
+//     adds to the cohort's. A series that comes back after more than 5
+//     minutes without samples is read from where the last read left off,
+//     so a reset in its gap counts as above.
+//   - Scrape lag: each read starts at the earliest latest sample among the
+//     flag's live series (samples within 5 minutes) and skips samples
+//     already folded in, so samples committed after the last read are
+//     still seen (a series' samples are committed in order). A count is as
+//     of the latest sample the provider shows: VictoriaMetrics hides the
+//     last 30 s by default.
 //   - Non-finite samples: a series whose latest sample is NaN or infinite
 //     makes its cohort's count unreadable until a finite one follows.
 //
-// Cost: a read asks for the samples since the earliest last read among its
-// flags, so each query costs O(series × samples per interval), and its text
-// grows only with the flag keys and variants (the selector's alternations),
-// not with their start times. A flag the Reader has not read yet, or not
+// Cost: a read asks for the samples since the earliest point where its
+// flags' last reads left off, so each query costs O(series × samples per
+// interval), and its text grows only with the flag keys and variants (the
+// selector's alternations), not with their start times. Every series comes
+// back with its labels, so a read's answer is larger than an aggregated
+// query's when the series far outnumber the cohorts (the latency
+// histogram: bounds × unit buckets × error types × pods); the two metrics'
+// queries are sent together. A flag the Reader has not read yet, or not
 // for 10 minutes, is read in a second, catch-up query per built-in metric
 // that reaches back to the earliest such flag's start: on the tick of a
 // rollout's first look, and for every rollout after the controller starts
