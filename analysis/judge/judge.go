@@ -307,8 +307,20 @@ func (a assessed) unsafe(c check) string {
 	if c.kind != checkRatio || a.HarmBound == 0 {
 		return ""
 	}
-	where := atEdge(a.slots[a.harm].edge, a.Edge)
-	a.show(a.harm) // a is a copy: the bound and floor at the harm slot
+	// Every slot must show it: harm in latency's far tail (the p99 edge)
+	// is harm even where the p95 edge shows none.
+	for i := range a.slots {
+		if why := a.unsafeAt(c, i); why != "" {
+			return why
+		}
+	}
+	return ""
+}
+
+// unsafeAt says why slot i shows no evidence of safety yet, or "".
+func (a assessed) unsafeAt(c check, i int) string {
+	where := atEdge(a.slots[i].edge, a.Edge)
+	a.show(i) // a is a copy: the bound and floor at slot i
 	if a.safeByFloor(c) {
 		return ""
 	}
@@ -428,9 +440,9 @@ type assessed struct {
 	metric MetricConfig
 	// slots are the intervals of every slot of a ratio check (the verdict
 	// shows the one with the most evidence of harm), and harm the index of
-	// the one the harm bound is checked on: the slot with the most bad
-	// events in control, whose interval narrows fastest (for latency's
-	// default edges, the one nearest control's p95).
+	// the one a check that does not fail shows: the slot with the most bad
+	// events in control (for latency's default edges, the one nearest
+	// control's p95). The harm bound holds at every slot.
 	slots []slotInterval
 	harm  int
 }
