@@ -93,10 +93,8 @@ func e2ePlan() plan.Spec {
 
 // TestEndToEnd rolls out three flags of a real fleet of services that use
 // the real SDK, under load on loopback, judged from a real Prometheus: a
-// healthy treatment is promoted although one broken user sends 1% of all
-// requests, every one of which fails (10% of all failures), and one that
-// fails twice as often and one that is 50% slower in the slow tail are
-// rolled back before they pass 10%.
+// healthy treatment is promoted, and one that fails twice as often and one
+// that is 50% slower in the slow tail are rolled back before they pass 10%.
 func TestEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -147,11 +145,9 @@ func TestEndToEnd(t *testing.T) {
 	slow.TailLatency = 600 * time.Millisecond
 	failing := control
 	failing.ErrorRate = 0.20
-	broken := controlUnit(t, fleet.NewCheckout)
 	fl, err := fleet.Start(ctx, fleet.Config{
 		ControllerURL: base, Token: e2eToken, Control: control,
-		Treatment:   map[string]fleet.Behaviour{fleet.NewCheckout: control, fleet.FastPayments: failing, fleet.SlowSearch: slow},
-		BrokenUnits: []string{broken},
+		Treatment: map[string]fleet.Behaviour{fleet.NewCheckout: control, fleet.FastPayments: failing, fleet.SlowSearch: slow},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -168,13 +164,6 @@ func TestEndToEnd(t *testing.T) {
 
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	load := e2eLoad()
-	// 1.1% of the requests come from the broken unit: with 10% of the
-	// others failing, its failures are 0.011/(0.011 + 0.1·0.989) = 10% of
-	// all. Counted by request, control fails 1.1 times as often as the
-	// treatment of new-checkout; counted by unit bucket, one bucket fails
-	// about twice as often as the others, and the judge weighs the
-	// evidence by that.
-	load.Heavy, load.HeavyShare = broken, 0.011
 	loaded := make(chan struct{})
 	go func() { load.Run(loadCtx, fl); close(loaded) }()
 	t.Cleanup(func() { stopLoad(); <-loaded })
@@ -240,17 +229,6 @@ func TestEndToEnd(t *testing.T) {
 	for _, f := range snap.Flags {
 		if f.Rollout == nil || f.Rollout.Percent != want[f.Key] || f.Tracked {
 			t.Errorf("snapshot has %s at %+v tracked %v, want %v%% untracked", f.Key, f.Rollout, f.Tracked, want[f.Key])
-		}
-	}
-}
-
-// controlUnit returns a unit key that stays in the control cohort of flag
-// key (no salt) at every step below 100%: its bucket is at least 50,000.
-func controlUnit(t *testing.T, key string) string {
-	for i := 0; ; i++ {
-		u := fmt.Sprintf("broken-%d", i)
-		if flag.Bucket(key, u) >= 50000 {
-			return u
 		}
 	}
 }
