@@ -27,6 +27,8 @@ type vigilJudge struct {
 	cfg   judge.Config
 	state judge.State
 	cum   judge.FlagCounts
+	// violations counts verdicts that broke the pass invariant.
+	violations int
 }
 
 func newVigilJudge(s scenario) *vigilJudge {
@@ -58,6 +60,9 @@ func (j *vigilJudge) observe(t tick) bool {
 		panic(err) // the benchmark's own configuration is fixed and valid
 	}
 	j.state = next
+	if passBeside(j.cfg, v) {
+		j.violations++
+	}
 	return v.Outcome == judge.Fail
 }
 
@@ -175,4 +180,51 @@ func (j *zJudge) observe(t tick) bool {
 		return false
 	}
 	return (j.eT/j.nT-j.eC/j.nC)/se > zCritical
+}
+
+// oracleJudge is a sequential probability ratio test that knows the true
+// ratio r of treatment's rate of bad events to control's: at each look the
+// conditional binomial likelihood of treatment's bad events given both
+// cohorts', under r against the tolerance r0, multiplies its running
+// likelihood ratio, which rolls back on reaching 1/α. No test of "r above
+// r0" can do much better on this traffic, so it is the reference for how
+// fast a valid sequential judge can be. It needs r > r0: in A/A scenarios
+// it never rolls back.
+type oracleJudge struct {
+	r, r0   float64
+	latency bool
+	edge    int
+	logLR   float64
+}
+
+// oracleApplies reports whether the oracle has an effect to find: a true
+// ratio above the tolerance.
+func (j *oracleJudge) applies() bool { return j.r > j.r0 }
+
+// newOracleJudge is the oracle for an exact-count scenario: its error
+// ratio, or for latency the ratio of the shares slower than the edge
+// nearest control's p99 (the edge the z-test reads).
+func newOracleJudge(s scenario) *oracleJudge {
+	j := &oracleJudge{r: s.ratio, r0: judge.DefaultTolerance, latency: s.latency}
+	if s.latency {
+		j.edge = p99Edge()
+		e := histogramEdges[j.edge]
+		j.r = treatmentSurvival(e, s.slowdown) / survival(e)
+	}
+	return j
+}
+
+func (j *oracleJudge) observe(t tick) bool {
+	if !j.applies() || t.nT == 0 || t.nC == 0 {
+		return false
+	}
+	eT, eC := t.eT, t.eC
+	if j.latency {
+		eT, eC = t.slowT[j.edge], t.slowC[j.edge]
+	}
+	nT, nC := float64(t.nT), float64(t.nC)
+	pi := func(r float64) float64 { return r * nT / (r*nT + nC) }
+	p1, p0 := pi(j.r), pi(j.r0)
+	j.logLR += float64(eT)*math.Log(p1/p0) + float64(eC)*math.Log((1-p1)/(1-p0))
+	return j.logLR >= math.Log(1/judge.DefaultAlpha)
 }

@@ -20,7 +20,7 @@ func main() {
 	promRuns := flag.Int("prom-runs", defaultPromRuns, "runs per scenario read through PromQL (0 skips them)")
 	seed := flag.Uint64("seed", 20261125, "seed of every run")
 	out := flag.String("out", "", "write the markdown report to this file instead of stdout")
-	only := flag.String("only", "", "run only the scenarios whose name contains this, or any of several separated by |; those read through PromQL are named \"PromQL: \" and their name in the report")
+	only := flag.String("only", "", "run only the scenarios whose name contains this, or any of several separated by |; those read through PromQL are named \"PromQL: \" and those over user populations \"users: \", then their name in the report")
 	flag.Parse()
 	if err := run(context.Background(), *runs, *promRuns, *seed, *out, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "judgebench:", err)
@@ -47,24 +47,49 @@ func run(ctx context.Context, runs, promRuns int, seed uint64, out, only string)
 	if promRuns == 0 {
 		pscs, pidx = nil, nil
 	}
-	if len(scs) == 0 && len(pscs) == 0 {
+	uscs, uidx := pickPop(only)
+	if len(scs) == 0 && len(pscs) == 0 && len(uscs) == 0 {
 		return fmt.Errorf("-only %q matches no scenario", only)
 	}
+	workers := runtime.GOMAXPROCS(0)
 	start := time.Now()
+	timed := func(name string, t0 time.Time) {
+		fmt.Fprintf(os.Stderr, "%-75s %v\n", name, time.Since(t0).Round(time.Millisecond))
+	}
 	all := make([][][]outcome, len(scs))
+	plans := make([][]planOutcome, len(scs))
 	for i, s := range scs {
 		t0 := time.Now()
-		all[i] = runScenario(s, seed, idx[i], runs, runtime.GOMAXPROCS(0))
-		fmt.Fprintf(os.Stderr, "%-65s %v\n", s.name, time.Since(t0).Round(time.Millisecond))
+		all[i] = runScenario(s, seed, idx[i], runs, workers)
+		if s.planToo() {
+			var err error
+			if plans[i], err = runScenarioPlans(s, seed, idx[i], runs, workers); err != nil {
+				return err
+			}
+		}
+		timed(s.name, t0)
+	}
+	uall := make([][][]outcome, len(uscs))
+	uplans := make([][]planOutcome, len(uscs))
+	for i, s := range uscs {
+		t0 := time.Now()
+		uall[i] = runPopScenario(s, seed, uidx[i], runs, workers)
+		if s.plan {
+			var err error
+			if uplans[i], err = runPopPlans(s, seed, uidx[i], runs, workers); err != nil {
+				return err
+			}
+		}
+		timed(s.filterName(), t0)
 	}
 	pall := make([][][]outcome, len(pscs))
 	for i, s := range pscs {
 		t0 := time.Now()
 		var err error
-		if pall[i], err = runPromScenario(ctx, s, seed, pidx[i], promRuns, runtime.GOMAXPROCS(0)); err != nil {
+		if pall[i], err = runPromScenario(ctx, s, seed, pidx[i], promRuns, workers); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "%-65s %v\n", s.filterName(), time.Since(t0).Round(time.Millisecond))
+		timed(s.filterName(), t0)
 	}
 	m := meta{runs: runs, promRuns: promRuns, seed: seed, elapsed: time.Since(start), machine: machine()}
 	w := os.Stdout
@@ -76,7 +101,11 @@ func run(ctx context.Context, runs, promRuns int, seed uint64, out, only string)
 		defer f.Close()
 		w = f
 	}
-	writeReport(w, m, scs, all, pscs, pall)
+	res := results{scs: scs, all: all, plans: plans, uscs: uscs, uall: uall, uplans: uplans, pscs: pscs, pall: pall}
+	writeReport(w, m, res)
+	if n := res.violations(); n > 0 {
+		return fmt.Errorf("%d verdicts passed beside a ratio interval wholly beyond the tolerance (see the report's invariant section)", n)
+	}
 	return nil
 }
 
@@ -97,6 +126,17 @@ func pick(only string) (scs []scenario, idx []int) {
 // pickProm is pick for the scenarios read through PromQL.
 func pickProm(only string) (scs []promScenario, idx []int) {
 	for i, s := range promScenarios() {
+		if matches(s.filterName(), only) {
+			scs = append(scs, s)
+			idx = append(idx, i)
+		}
+	}
+	return scs, idx
+}
+
+// pickPop is pick for the scenarios over user populations.
+func pickPop(only string) (scs []popScenario, idx []int) {
+	for i, s := range popScenarios() {
 		if matches(s.filterName(), only) {
 			scs = append(scs, s)
 			idx = append(idx, i)

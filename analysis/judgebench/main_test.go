@@ -5,6 +5,11 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"testing"
+	"time"
+
+	"github.com/vigil-dev/vigil/analysis/judge"
+	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
 // scenarioNamed returns a benchmark scenario by name.
@@ -101,5 +106,186 @@ func TestPickKeepsIndices(t *testing.T) {
 	}
 	if scs, _ := pick(""); len(scs) != len(scenarios()) {
 		t.Errorf("an empty filter picked %d of %d scenarios", len(scs), len(scenarios()))
+	}
+}
+
+// TestPopulationCellRates checks that the cells' rates add up to the
+// population's at every share, that a ramp only adds users to treatment,
+// and that the heavy user makes its share of the errors.
+func TestPopulationCellRates(t *testing.T) {
+	spec := popSpec{users: 1000, activitySigma: 1.5, errorSigma: 1.5, heavy: 0.3, ratio: 1}
+	p := newPopulation(spec, rand.New(rand.NewPCG(1, 2)))
+	var treated []bool
+	for _, pct := range []float64{1, 5, 50, 100} {
+		p.setPercent(pct)
+		var reqs, errs, treatment float64
+		for v := range p.rate {
+			for b := range p.rate[v] {
+				reqs += p.rate[v][b]
+				errs += p.errRate[v][b]
+				if v == treatmentCell {
+					treatment += p.rate[v][b]
+				}
+			}
+		}
+		if math.Abs(reqs-popRPS) > 1e-6 || math.Abs(errs-popRPS*popBaseline) > 1e-6 {
+			t.Errorf("at %v%%: cells sum to %v requests and %v errors per second, want %v and %v", pct, reqs, errs, popRPS, popRPS*popBaseline)
+		}
+		now := make([]bool, len(p.users))
+		for i, u := range p.users {
+			now[i] = p.variantOf(u) == treatmentCell
+			if treated != nil && treated[i] && !now[i] {
+				t.Fatalf("at %v%%: user %d left treatment", pct, i)
+			}
+		}
+		treated = now
+	}
+	heaviest := 0.0
+	for _, u := range p.users {
+		heaviest = max(heaviest, u.errors)
+	}
+	if got := heaviest / (popRPS * popBaseline); math.Abs(got-0.3) > 1e-9 {
+		t.Errorf("the heavy user makes %.3f of the errors, want 0.3", got)
+	}
+}
+
+// TestPopulationCounts checks that the counts read add up across unit
+// buckets and that stalled counts arrive later rather than never.
+func TestPopulationCounts(t *testing.T) {
+	spec := popSpec{users: 10, activitySigma: 0.5, errorSigma: 0.5, ratio: 1, stall: stallAtStart, latency: true}
+	p := newPopulation(spec, rand.New(rand.NewPCG(3, 4)))
+	var c judge.FlagCounts
+	for range stallStartLooks + 1 {
+		c = p.advance(50, popLook)
+	}
+	var sum judge.CohortCounts
+	for _, b := range c.Treatment.UnitBuckets {
+		sum.Requests += b.Requests
+		sum.Errors += b.Errors
+	}
+	if sum.Requests != c.Treatment.Requests || sum.Errors != c.Treatment.Errors {
+		t.Errorf("treatment's unit buckets sum to %v requests and %v errors, the cohort has %v and %v",
+			sum.Requests, sum.Errors, c.Treatment.Requests, c.Treatment.Errors)
+	}
+	// After the stalls, every late count has been read.
+	for i := range p.late {
+		for _, l := range p.late[i] {
+			if l.requests != 0 {
+				t.Fatalf("user %d still has %v late requests after the stalls", i, l.requests)
+			}
+		}
+	}
+	total := c.Treatment.Requests + c.Control.Requests
+	// 4 looks of 30 s at 100 requests per second: 12,000 expected,
+	// Poisson, so ±5 standard deviations is about ±550.
+	if math.Abs(total-12000) > 550 {
+		t.Errorf("%v requests in 2 minutes, want about 12,000", total)
+	}
+	if got := c.Control.Slower[semconv.DurationBuckets[0]]; got <= 0 || got > c.Control.Requests {
+		t.Errorf("control: %v requests slower than %v s of %v", got, semconv.DurationBuckets[0], c.Control.Requests)
+	}
+}
+
+// TestOracleBeatsFixedHorizon checks the oracle column against theory: at
+// 1% base errors, ratio 2 and a 5% share, a fixed-horizon test (α = 0.01
+// one-sided, power 0.9, control's rate known) needs about 1,690 treatment
+// requests; the oracle's sequential test needs fewer in the median, and no
+// valid judge needs fewer than the oracle.
+func TestOracleBeatsFixedHorizon(t *testing.T) {
+	s, i := scenarioNamed(t, "errors ×2")
+	s.ticks = 150
+	res := runScenario(s, 1, i, 200, 2)
+	oracle, vigil := summarize(res, oracleIndex), summarize(res, 0)
+	const za, zb, p0, p1 = 2.3263478740408408, 1.2815515655446004, 0.01, 0.02
+	fixed := math.Pow(za*math.Sqrt(p0*(1-p0))+zb*math.Sqrt(p1*(1-p1)), 2) / ((p1 - p0) * (p1 - p0))
+	if oracle.rate < 0.95 || float64(oracle.medianReq) >= fixed {
+		t.Errorf("oracle: detected %.1f%%, median %d treatment requests; want ≥ 95%% and fewer than the fixed horizon's %.0f",
+			100*oracle.rate, oracle.medianReq, fixed)
+	}
+	if vigil.medianReq < oracle.medianReq {
+		t.Errorf("Vigil's median %d treatment requests is below the oracle's %d", vigil.medianReq, oracle.medianReq)
+	}
+}
+
+// TestDefaultPlan drives the rollout state machine at small scale: healthy
+// rollouts are promoted, a fivefold error regression never is, and no
+// verdict passes beside an interval beyond the tolerance.
+func TestDefaultPlan(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		minPromoted   float64
+		maxPromoted   float64
+		minRolledBack float64
+	}{
+		{name: "A/A, 1% errors", minPromoted: 0.9, maxPromoted: 1},
+		{name: "errors ×5", minPromoted: 0, maxPromoted: 0, minRolledBack: 1},
+	} {
+		s, i := scenarioNamed(t, tc.name)
+		outs, err := runScenarioPlans(s, 1, i, 40, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := summarizePlans(outs)
+		promoted, rolledBack := float64(p.promoted)/float64(p.runs), float64(p.rolledBack)/float64(p.runs)
+		if promoted < tc.minPromoted || promoted > tc.maxPromoted || rolledBack < tc.minRolledBack {
+			t.Errorf("%s: promoted %.0f%%, rolled back %.0f%%; want promoted in [%.0f%%, %.0f%%], rolled back ≥ %.0f%%",
+				tc.name, 100*promoted, 100*rolledBack, 100*tc.minPromoted, 100*tc.maxPromoted, 100*tc.minRolledBack)
+		}
+		for _, o := range outs {
+			if o.phase == rollout.Promoted && o.at < 5*5*time.Minute {
+				t.Errorf("%s: promoted after %v, before five steps of minStepDuration", tc.name, o.at)
+			}
+		}
+		if v := (results{plans: [][]planOutcome{outs}}).violations(); v != 0 {
+			t.Errorf("%s: %d verdicts passed beside an interval beyond the tolerance", tc.name, v)
+		}
+	}
+}
+
+// TestPassInvariantSmall runs population scenarios alone and under the
+// default plan at small scale and finds no verdict that passes beside a
+// ratio interval wholly beyond the tolerance.
+func TestPassInvariantSmall(t *testing.T) {
+	res := results{}
+	for _, name := range []string{"A/A, heavy user (30% of errors), ramp 1→50%", "errors ×2, 1,000 mixed users, ramp 1→50%"} {
+		s, i := named(t, popScenarios(), func(s popScenario) string { return s.name }, name)
+		plans, err := runPopPlans(s, 1, i, 20, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.uscs = append(res.uscs, s)
+		res.uall = append(res.uall, runPopScenario(s, 1, i, 20, 2))
+		res.uplans = append(res.uplans, plans)
+	}
+	if v := res.violationCounts(); v.planVerdicts == 0 || res.violations() != 0 {
+		t.Errorf("%d verdicts passed beside an interval beyond the tolerance, of %d checked under the plan", res.violations(), v.planVerdicts)
+	}
+}
+
+func TestPassBeside(t *testing.T) {
+	cfg := judge.Config{Metrics: []judge.MetricConfig{
+		{Name: "error-rate", Kind: judge.KindErrorRate},
+		{Name: "conversions", Kind: judge.KindCustom, Direction: judge.LowerIsWorse},
+	}}
+	check := func(metric string, out judge.Outcome, lo, hi, tol float64) judge.CheckVerdict {
+		return judge.CheckVerdict{Check: metric, Metric: metric, Outcome: out, CILow: lo, CIHigh: hi, Tolerance: tol}
+	}
+	for _, tc := range []struct {
+		name string
+		v    judge.Verdict
+		want bool
+	}{
+		{"pass inside", judge.Verdict{Outcome: judge.Pass, Checks: []judge.CheckVerdict{check("error-rate", judge.Pass, 0.8, 1.3, 1.2)}}, false},
+		{"pass above", judge.Verdict{Outcome: judge.Pass, Checks: []judge.CheckVerdict{check("error-rate", judge.Pass, 1.3, 2, 1.2)}}, true},
+		{"check passes above, overall holds", judge.Verdict{Outcome: judge.Inconclusive, Checks: []judge.CheckVerdict{check("error-rate", judge.Pass, 1.3, 2, 1.2)}}, true},
+		{"overall passes, check above holds", judge.Verdict{Outcome: judge.Pass, Checks: []judge.CheckVerdict{check("error-rate", judge.Inconclusive, 1.3, 2, 1.2)}}, true},
+		{"held above", judge.Verdict{Outcome: judge.Inconclusive, Checks: []judge.CheckVerdict{check("error-rate", judge.Inconclusive, 1.3, 2, 1.2)}}, false},
+		{"no interval", judge.Verdict{Outcome: judge.Pass, Checks: []judge.CheckVerdict{check("error-rate", judge.Pass, 0, 0, 1.2)}}, false},
+		{"lower-is-worse below", judge.Verdict{Outcome: judge.Pass, Checks: []judge.CheckVerdict{check("conversions", judge.Pass, 0.5, 0.8, 0.9)}}, true},
+		{"lower-is-worse above", judge.Verdict{Outcome: judge.Pass, Checks: []judge.CheckVerdict{check("conversions", judge.Pass, 1.3, 2, 0.9)}}, false},
+	} {
+		if got := passBeside(cfg, tc.v); got != tc.want {
+			t.Errorf("%s: passBeside = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

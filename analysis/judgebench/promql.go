@@ -274,6 +274,8 @@ func (run *promRun) scrape(app storage.Appender, i int, t time.Time) error {
 type promJudge struct {
 	cfg   judge.Config
 	state judge.State
+	// violations counts verdicts that broke the pass invariant.
+	violations int
 }
 
 func (j *promJudge) observe(cum judge.FlagCounts, elapsed time.Duration) (bool, error) {
@@ -282,6 +284,9 @@ func (j *promJudge) observe(cum judge.FlagCounts, elapsed time.Duration) (bool, 
 		return false, err
 	}
 	j.state = next
+	if passBeside(j.cfg, v) {
+		j.violations++
+	}
 	return v.Outcome == judge.Fail, nil
 }
 
@@ -338,6 +343,11 @@ func runPromBatch(ctx context.Context, s promScenario, seed uint64, index, first
 			}
 		}
 		live = still
+	}
+	for k := range out {
+		for j := range out[k] {
+			out[k][j].violations = judges[k][j].violations
+		}
 	}
 	return out, store.Close()
 }

@@ -29,6 +29,14 @@ type scenario struct {
 	noTempering bool
 }
 
+// planToo reports whether the scenario also runs under the default plan:
+// all but the one that turns tempering off, which no plan can, and the
+// ramps of 1% errors, which the plan's own ramp makes the same as the
+// fixed share.
+func (s scenario) planToo() bool {
+	return !s.noTempering && !(len(s.steps) > 1 && s.baseline(0) == s.baseline(s.ticks-1))
+}
+
 // share is the treatment share at tick k.
 func (s scenario) share(k int) float64 {
 	per := max(1, s.ticks/len(s.steps))

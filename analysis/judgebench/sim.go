@@ -7,7 +7,10 @@ import (
 )
 
 // judgeNames are the judges compared, in table order.
-var judgeNames = []string{"Vigil", "naive z-test", "Flagger-style"}
+var judgeNames = []string{"Vigil", "naive z-test", "Flagger-style", "oracle SPRT"}
+
+// oracleIndex is the oracle's index among judgeNames.
+const oracleIndex = 3
 
 // outcome is one judge's result on one run.
 type outcome struct {
@@ -16,12 +19,16 @@ type outcome struct {
 	// or requests slower than the p99 edge for latency) up to and including
 	// the look that rolled back.
 	requests, events int
+	// violations counts the verdicts that broke the pass invariant
+	// (passBeside); Vigil's judge only.
+	violations int
 }
 
 // runOnce replays one seeded run of a scenario through every judge.
 func runOnce(s scenario, seed uint64, index int, run int) []outcome {
 	r := rand.New(rand.NewPCG(seed, uint64(index)<<32|uint64(run)))
-	judges := []rule{newVigilJudge(s), newZJudge(s), newFlaggerJudge(s)}
+	vigil := newVigilJudge(s)
+	judges := []rule{vigil, newZJudge(s), newFlaggerJudge(s), newOracleJudge(s)}
 	out := make([]outcome, len(judges))
 	done := 0
 	perTick := int(s.rps * s.tick.Seconds())
@@ -57,6 +64,7 @@ func runOnce(s scenario, seed uint64, index int, run int) []outcome {
 			}
 		}
 	}
+	out[0].violations = vigil.violations
 	return out
 }
 

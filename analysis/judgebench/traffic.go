@@ -3,11 +3,17 @@ package main
 import (
 	"math"
 	"math/rand/v2"
+
+	"gonum.org/v1/gonum/stat/distuv"
 )
 
-// binomial draws from Binomial(n, p) exactly, by counting geometric gaps
-// between successes; its cost grows with n·min(p, 1-p), which stays small
-// for the rates simulated here.
+// directDraws is the expected number of successes up to which binomial
+// counts geometric gaps; above it, gonum's rejection sampler costs less.
+const directDraws = 30
+
+// binomial draws from Binomial(n, p) exactly: by counting geometric gaps
+// between successes while n·min(p, 1-p) is small, whose cost grows with it,
+// and by gonum's rejection sampler, of constant cost, above directDraws.
 func binomial(r *rand.Rand, n int, p float64) int {
 	switch {
 	case n <= 0 || p <= 0:
@@ -16,6 +22,8 @@ func binomial(r *rand.Rand, n int, p float64) int {
 		return n
 	case p > 0.5:
 		return n - binomial(r, n, 1-p)
+	case float64(n)*p > directDraws:
+		return int(distuv.Binomial{N: float64(n), P: p, Src: r}.Rand())
 	}
 	logQ := math.Log1p(-p)
 	k, i := 0, 0
@@ -26,6 +34,15 @@ func binomial(r *rand.Rand, n int, p float64) int {
 		}
 		k++
 	}
+}
+
+// poisson draws from Poisson(mean) exactly (gonum: the direct method below
+// a mean of 10, transformed rejection above it).
+func poisson(r *rand.Rand, mean float64) int {
+	if mean <= 0 {
+		return 0
+	}
+	return int(distuv.Poisson{Lambda: mean, Src: r}.Rand())
 }
 
 // geometricGap draws the number of trials up to and including the first

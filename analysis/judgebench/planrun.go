@@ -1,0 +1,161 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/vigil-dev/vigil/analysis/judge"
+	"github.com/vigil-dev/vigil/controller/plan"
+	"github.com/vigil-dev/vigil/controller/rollout"
+)
+
+// planOutcome is how one run ended under the default plan.
+type planOutcome struct {
+	// phase is rollout.Promoted, rollout.RolledBack or rollout.Paused
+	// (maxStepDuration reached with onTimeout pause).
+	phase rollout.Phase
+	// at is when, from the start.
+	at time.Duration
+	// requests is treatment's requests by then.
+	requests int
+	// verdicts and violations count the judge's verdicts and those that
+	// broke the pass invariant (see passBeside).
+	verdicts, violations int
+}
+
+// planEpoch is when every rollout under the default plan starts.
+var planEpoch = time.UnixMilli(1_800_000_000_000).UTC()
+
+// maxPlanLooks ends a run that neither promoted, rolled back nor paused in
+// this many looks, which the default plan's maxStepDuration and onTimeout
+// make impossible (5 steps of at most an hour at 30 s looks is 600); it
+// guards the benchmark against a plan that changed.
+const maxPlanLooks = 5000
+
+// runPlan drives the real rollout state machine (rollout.Apply and
+// rollout.Step) with the default plan (plan.Resolve of nothing), a fake
+// clock and the judge's verdicts on src's counts, as the rollout loop in
+// controller/runner does: a look every interval, the judge asked only
+// after each step's warm-up, its state carried from look to look.
+func runPlan(src traffic, key string) (planOutcome, error) {
+	now := planEpoch
+	s, _, err := rollout.Apply(rollout.New(key), rollout.Command{Kind: rollout.Start, Actor: "judgebench"}, now)
+	if err != nil {
+		return planOutcome{}, fmt.Errorf("start %s: %w", key, err)
+	}
+	prep, err := plan.Prepare(s.Plan)
+	if err != nil {
+		return planOutcome{}, fmt.Errorf("prepare the plan of %s: %w", key, err)
+	}
+	var out planOutcome
+	var js judge.State
+	var treatment float64
+	for look := 0; s.Phase == rollout.Progressing; look++ {
+		if look == maxPlanLooks {
+			return planOutcome{}, fmt.Errorf("%s still progressing after %d looks", key, look)
+		}
+		d := s.Plan.Interval.Std()
+		now = now.Add(d)
+		cum := src.advance(s.Percent, d)
+		cum.Flag = key
+		treatment = cum.Treatment.Requests
+		obs := rollout.Observation{Requests: judge.RequestCounts{Treatment: cum.Treatment.Requests, Control: cum.Control.Requests}}
+		if s.Analyzing(now) {
+			next, v, err := judge.Judge(prep.Judge, js, cum, s.StepProgress(now))
+			if err != nil {
+				return planOutcome{}, fmt.Errorf("judge %s: %w", key, err)
+			}
+			js = next
+			obs.Verdict = &v
+			out.verdicts++
+			if passBeside(prep.Judge, v) {
+				out.violations++
+			}
+		}
+		s, _ = rollout.Step(s, obs, now)
+	}
+	out.phase, out.at, out.requests = s.Phase, now.Sub(planEpoch), int(treatment)
+	return out, nil
+}
+
+// runPlans runs runs rollouts under the default plan on workers
+// goroutines, each on the traffic newTraffic makes from its own seeded
+// generator; the result depends only on the seed.
+func runPlans(name string, seed, stream uint64, runs, workers int, newTraffic func(r *rand.Rand) traffic) ([]planOutcome, error) {
+	out := make([]planOutcome, runs)
+	errs := make([]error, runs)
+	forEach(runs, workers, func(run int) {
+		r := rand.New(rand.NewPCG(seed, stream|uint64(run)))
+		out[run], errs[run] = runPlan(newTraffic(r), fmt.Sprintf("flag-%d", run))
+	})
+	for _, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("%s under the default plan: %w", name, err)
+		}
+	}
+	return out, nil
+}
+
+// passBeside reports whether a verdict breaks the judge's promise: a pass,
+// overall or of one check, beside a ratio interval that lies wholly on the
+// harmful side of its tolerance (above it for higher-is-worse metrics,
+// below it for lower-is-worse ones).
+func passBeside(cfg judge.Config, v judge.Verdict) bool {
+	lower := map[string]bool{}
+	for _, m := range cfg.Metrics {
+		lower[m.Name] = m.Direction == judge.LowerIsWorse
+	}
+	for _, c := range v.Checks {
+		if c.CIHigh <= 0 || c.Tolerance <= 0 {
+			continue // no interval, or not a ratio test
+		}
+		beyond := c.CILow > c.Tolerance
+		if lower[c.Metric] {
+			beyond = c.CIHigh < c.Tolerance
+		}
+		if beyond && (c.Outcome == judge.Pass || v.Outcome == judge.Pass) {
+			return true
+		}
+	}
+	return false
+}
+
+// scenarioTraffic is an exact-count scenario's traffic at the share a
+// rollout sets: the same requests, errors and effect as its tick
+// simulation, with latency always drawn (the default plan judges it).
+type scenarioTraffic struct {
+	s   scenario
+	r   *rand.Rand
+	now time.Duration
+	cum judge.FlagCounts
+}
+
+func newScenarioTraffic(s scenario, r *rand.Rand) *scenarioTraffic {
+	t := &scenarioTraffic{s: s, r: r}
+	t.cum.Treatment.Slower = make(map[float64]float64, len(histogramEdges))
+	t.cum.Control.Slower = make(map[float64]float64, len(histogramEdges))
+	return t
+}
+
+func (t *scenarioTraffic) advance(percent float64, d time.Duration) judge.FlagCounts {
+	s := t.s
+	// The scenario's baseline is a function of its tick; past its horizon
+	// it keeps its last value.
+	p := s.baseline(min(int(t.now/s.tick), s.ticks-1))
+	t.now += d
+	n := int(s.rps * d.Seconds())
+	nT := binomial(t.r, n, percent/100)
+	nC := n - nT
+	add := func(c *judge.CohortCounts, n, e int, slow []int) {
+		c.Requests += float64(n)
+		c.Errors += float64(e)
+		for i, edge := range histogramEdges {
+			c.Slower[edge] += float64(slow[i])
+		}
+	}
+	add(&t.cum.Treatment, nT, badEvents(t.r, nT, min(1, p*s.ratio), s.cluster),
+		slowCounts(t.r, nT, func(x float64) float64 { return treatmentSurvival(x, s.slowdown) }))
+	add(&t.cum.Control, nC, badEvents(t.r, nC, p, s.cluster), slowCounts(t.r, nC, survival))
+	return t.cum
+}
