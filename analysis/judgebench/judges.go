@@ -60,7 +60,7 @@ func (j *vigilJudge) observe(t tick) bool {
 		panic(err) // the benchmark's own configuration is fixed and valid
 	}
 	j.state = next
-	if passBeside(j.cfg, v) {
+	if violation(v) != "" {
 		j.violations++
 	}
 	return v.Outcome == judge.Fail

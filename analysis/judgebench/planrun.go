@@ -20,7 +20,7 @@ type planOutcome struct {
 	// requests is treatment's requests by then.
 	requests int
 	// verdicts and violations count the judge's verdicts and those that
-	// broke the pass invariant (see passBeside).
+	// broke the pass invariant (see violation).
 	verdicts, violations int
 }
 
@@ -69,7 +69,7 @@ func runPlan(src traffic, key string) (planOutcome, error) {
 			js = next
 			obs.Verdict = &v
 			out.verdicts++
-			if passBeside(prep.Judge, v) {
+			if violation(v) != "" {
 				out.violations++
 			}
 		}
@@ -97,28 +97,20 @@ func runPlans(name string, seed, stream uint64, runs, workers int, newTraffic fu
 	return out, nil
 }
 
-// passBeside reports whether a verdict breaks the judge's promise: a pass,
-// overall or of one check, beside a ratio interval that lies wholly on the
-// harmful side of its tolerance (above it for higher-is-worse metrics,
-// below it for lower-is-worse ones).
-func passBeside(cfg judge.Config, v judge.Verdict) bool {
-	lower := map[string]bool{}
-	for _, m := range cfg.Metrics {
-		lower[m.Name] = m.Direction == judge.LowerIsWorse
-	}
+// violation says how a verdict breaks what a verdict promises, or "": a
+// check that passes beside an interval beyond what is tolerated, or short
+// of its harm bound (judge.CheckVerdict.Violation), or an overall pass
+// beside such a check, since an overall pass vouches for every check.
+func violation(v judge.Verdict) string {
 	for _, c := range v.Checks {
-		if c.CIHigh <= 0 || c.Tolerance <= 0 {
-			continue // no interval, or not a ratio test
+		if v.Outcome == judge.Pass {
+			c.Outcome = judge.Pass
 		}
-		beyond := c.CILow > c.Tolerance
-		if lower[c.Metric] {
-			beyond = c.CIHigh < c.Tolerance
-		}
-		if beyond && (c.Outcome == judge.Pass || v.Outcome == judge.Pass) {
-			return true
+		if why := c.Violation(); why != "" {
+			return c.Check + ": " + why
 		}
 	}
-	return false
+	return ""
 }
 
 // scenarioTraffic is an exact-count scenario's traffic at the share a

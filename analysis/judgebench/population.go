@@ -55,8 +55,8 @@ const (
 
 // The population model's fixed parts.
 const (
-	popRPS      = 100.0 // requests per second across both cohorts
-	popBaseline = 0.01  // share of requests that fail, over the population
+	popRPS      = 1000.0 // requests per second across both cohorts
+	popBaseline = 0.01   // share of requests that fail, over the population
 	// heavyTraffic is the heavy user's share of the requests.
 	heavyTraffic = 0.01
 	stallChance  = 0.5

@@ -284,7 +284,7 @@ func (j *promJudge) observe(cum judge.FlagCounts, elapsed time.Duration) (bool, 
 		return false, err
 	}
 	j.state = next
-	if passBeside(j.cfg, v) {
+	if violation(v) != "" {
 		j.violations++
 	}
 	return v.Outcome == judge.Fail, nil

@@ -101,12 +101,11 @@ for a fifth of the horizon; the drifting baseline rises linearly from 0.5%% to 2
 
 Judges:
 - **Vigil**: `+"`judge.Judge`"+` with its defaults (α = 0.01, tolerance 1.0, latency edges chosen
-  from control's counts before each tick), fed cumulative counts exactly as the rollout controller
-  does, keeping nothing between looks but the returned state; rolls back on a fail verdict. It is a
-  mixture e-process on the conditional binomial of treatment's bad events given both cohorts'
-  (5 alternatives from 1.25 to 6 times the tolerance, equal weights), each look adding at most e^4
-  to any alternative, with its log-evidence divided by control's estimated over-dispersion and no
-  rollback before control has had 3 looks (the looks held are then judged under the estimate).
+  from control's counts before each tick, no harm bound or floor), fed cumulative counts exactly as
+  the rollout controller does, keeping nothing between looks but the returned state; rolls back on
+  a fail verdict. How it tests is in `+"`analysis/judge`"+`'s package documentation: a mixture
+  e-process on the conditional binomial of treatment's bad events given both cohorts', tempered by
+  the over-dispersion of how they split between the cohorts.
 - **naive z-test**: one-sided two-proportion z-test on the counts since the start at α = 0.01,
   checked at every look as if it were the only one (for latency: the share slower than the edge
   nearest control's true p99).
@@ -128,7 +127,9 @@ each step's warm-up, with the state's step progress, and its state is carried fr
 The traffic is the scenario's (the same rate, errors, clustering, drift and effect) at the share
 the rollout sets; latency is always drawn (the plan judges it), with the scenario's slowdown if it
 has one. "promoted" is a run that reached 100%%; "rolled back" one the judge failed; "paused" one
-whose step stayed undecided for maxStepDuration.
+whose step stayed undecided for maxStepDuration. The plan's ramp sets the share, so the ramps of a
+constant baseline are not run again under it, nor the scenario without tempering, which no plan
+can turn off.
 
 In A/A scenarios (no effect) every rollback is false: the "false rollbacks" column. Otherwise the
 "detected" column is the share of runs rolled back within the horizon. Requests and bad events
@@ -148,19 +149,12 @@ quantiles).
 - The Flagger-style judge looks at treatment alone, so its answer depends on how well its fixed
   bound matches a baseline it cannot see: it rolls back nearly every healthy rollout at a realistic
   share, and at high traffic it misses nothing but needs many more requests.
-- Clustered errors break every test built on binomial or Poisson counts. Vigil divides its
-  log-evidence by control's estimated over-dispersion and caps what one look can add (e^4). Before
-  control has had 3 looks there is no estimate, only the assumption that errors are independent, and
-  that is when a burst or two in treatment looks most like a large effect: so Vigil rolls back no
-  earlier than the third look, judging the looks it held under control's estimate then. Most of its
-  remaining false rollbacks under clustering come at looks 3 to 5, while that estimate rests on 2 to
-  4 degrees of freedom. The hold delays the rollback of a large effect by one look at most.
-- The clustered false-rollback rate moves with the seed by about ±0.3 points at 2,000 runs (one
-  standard error), so one seed says little about the 2% target. Measured separately with
-  `+"`-only 'clustered errors (mean 3), tempered' -seed N`"+` for 14 more seeds (1 to 6 and 3001 to 3008,
-  2,000 runs each; none used to choose the method): 1.15% to 2.10%, mean 1.52%, where the judge
-  without the hold gave 1.60% to 2.50%, mean 1.94%. Errors ×5 on the same seeds: a median of 194
-  to 200 treatment requests (mean 196), 190 to 197 (mean 193) without the hold.
+- Clustered errors break every test built on binomial or Poisson counts, and errors that cluster by
+  user (the user population scenarios below) break them more: a test that counts requests takes one
+  user's errors for many independent pieces of evidence.
+- Under the default plan a step passes only on evidence that treatment is not harmful (its harm
+  bound), so at low traffic a healthy rollout is not promoted within maxStepDuration: it pauses
+  instead, as onTimeout says. The "paused" column is that cost.
 - Low baselines need many requests: at 0.1% errors and a 5% share, an hour holds about 9 treatment
   errors, too few to tell a doubling reliably. Vigil then stays inconclusive rather than guessing.
 `)
@@ -481,7 +475,7 @@ func writePopSection(w io.Writer, m meta, res results) {
 
 Errors cluster by user, so these scenarios draw the traffic from users rather than independent
 requests. Each run draws its own population: users with request rates and error propensities
-(log-normal with the σ given, scaled so that the population sends 100 requests per second and 1%%
+(log-normal with the σ given, scaled so that the population sends 1,000 requests per second and 1%%
 of them fail), each with a variant hash u, uniform, in treatment while u is below the treatment
 share (sticky: a ramp only adds users to treatment), and a unit bucket, uniform in 0 to %d and
 independent of u, as `+"`flag.UnitBucket`"+`. At each look the requests of each (variant, unit bucket)

@@ -20,7 +20,7 @@ type outcome struct {
 	// the look that rolled back.
 	requests, events int
 	// violations counts the verdicts that broke the pass invariant
-	// (passBeside); Vigil's judge only.
+	// (violation); Vigil's judge only.
 	violations int
 }
 
