@@ -52,6 +52,7 @@ func popScenarios() []popScenario {
 		{name: "A/A, heavy user (30% of errors), ramp 1→50%", pop: heavy, steps: ramp, plan: true},
 		{name: "A/A, 1,000 mixed users, ramp 1→50%", pop: mixed(1000), steps: ramp, plan: true},
 		{name: "A/A, 10,000 mixed users, ramp 1→50%", pop: mixed(10000), steps: ramp, plan: true},
+		{name: "A/A, 10 sticky clients, ramp 1→50%", pop: clients, steps: ramp, plan: true},
 		{name: "A/A, 10 sticky clients stalling at every look, ramp 1→50%", pop: stalled(clients, stallAlways), steps: ramp, plan: true},
 		{name: "A/A, 10 sticky clients stalling in the first 3 looks, ramp 1→50%", pop: stalled(clients, stallAtStart), steps: ramp, plan: true},
 		{name: "A/A, 30 s outage in both cohorts at 10 min, 5% share", pop: outage, steps: []float64{5}, plan: true},

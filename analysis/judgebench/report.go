@@ -492,7 +492,8 @@ log-normal as above, the same for every user), counted through the SDK's histogr
 - **sticky clients**: 10 clients (activity and error propensity log-normal with σ 0.5), each
   sticky to its variant, each reporting its counts on its own: at a look that stalls, each client's
   counts since it last reported are late with probability 1/2 (read at a later look). "at every
-  look": every look stalls; "in the first 3 looks": a controller that restarts as the rollout begins.
+  look": every look stalls; "in the first 3 looks": a controller that restarts as the rollout begins;
+  without stalls, the same clients for comparison.
 - **outage**: 10,000 alike users; for 30 s from minute 10, half of all requests fail in both cohorts.
 - **errors ×r**: every treatment user's error rate times r.
 
