@@ -24,11 +24,10 @@ type rule interface {
 // vigilJudge runs judge.Judge on cumulative counts, as the rollout
 // controller does, persisting nothing but the returned state.
 type vigilJudge struct {
-	cfg   judge.Config
-	state judge.State
-	cum   judge.FlagCounts
-	// violations counts verdicts that broke the pass invariant.
-	violations int
+	cfg      judge.Config
+	state    judge.State
+	cum      judge.FlagCounts
+	breaches breaches
 }
 
 func newVigilJudge(s scenario) *vigilJudge {
@@ -60,9 +59,7 @@ func (j *vigilJudge) observe(t tick) bool {
 		panic(err) // the benchmark's own configuration is fixed and valid
 	}
 	j.state = next
-	if violation(v) != "" {
-		j.violations++
-	}
+	j.breaches.check(v)
 	return v.Outcome == judge.Fail
 }
 

@@ -261,7 +261,8 @@ func TestPassInvariantSmall(t *testing.T) {
 		res.uplans = append(res.uplans, plans)
 	}
 	if v := res.violationCounts(); v.planVerdicts == 0 || res.violations() != 0 {
-		t.Errorf("%d verdicts passed beside an interval beyond the tolerance, of %d checked under the plan", res.violations(), v.planVerdicts)
+		t.Errorf("%d verdicts broke the pass invariant, of %d checked under the plan; the first alone: %q, under the plan: %q",
+			res.violations(), v.planVerdicts, v.users.first, v.userPlans.first)
 	}
 }
 

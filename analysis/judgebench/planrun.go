@@ -19,9 +19,10 @@ type planOutcome struct {
 	at time.Duration
 	// requests is treatment's requests by then.
 	requests int
-	// verdicts and violations count the judge's verdicts and those that
-	// broke the pass invariant (see violation).
-	verdicts, violations int
+	// verdicts counts the judge's verdicts; breaches those that broke the
+	// pass invariant.
+	verdicts int
+	breaches breaches
 }
 
 // planEpoch is when every rollout under the default plan starts.
@@ -69,9 +70,7 @@ func runPlan(src traffic, key string) (planOutcome, error) {
 			js = next
 			obs.Verdict = &v
 			out.verdicts++
-			if violation(v) != "" {
-				out.violations++
-			}
+			out.breaches.check(v)
 		}
 		s, _ = rollout.Step(s, obs, now)
 	}
@@ -95,6 +94,30 @@ func runPlans(name string, seed, stream uint64, runs, workers int, newTraffic fu
 		}
 	}
 	return out, nil
+}
+
+// breaches counts the verdicts that break the pass invariant (see
+// violation) and keeps the first, for the report to show.
+type breaches struct {
+	n     int
+	first string
+}
+
+func (b *breaches) check(v judge.Verdict) {
+	if why := violation(v); why != "" {
+		if b.n == 0 {
+			b.first = fmt.Sprintf("%s (verdict %s)", why, v.Outcome)
+		}
+		b.n++
+	}
+}
+
+// add counts o's breaches in b.
+func (b *breaches) add(o breaches) {
+	if b.n == 0 {
+		b.first = o.first
+	}
+	b.n += o.n
 }
 
 // violation says how a verdict breaks what a verdict promises, or "": a

@@ -107,11 +107,9 @@ func runPopOnce(s popScenario, seed uint64, index, run int) []outcome {
 				panic(err) // the benchmark's own configuration is fixed and valid
 			}
 			state = next
-			if violation(v) != "" {
-				out[0].violations++
-			}
+			out[0].breaches.check(v)
 			if v.Outcome == judge.Fail {
-				ended.violations = out[0].violations
+				ended.breaches = out[0].breaches
 				out[0] = ended
 			}
 		}
@@ -121,7 +119,7 @@ func runPopOnce(s popScenario, seed uint64, index, run int) []outcome {
 		}
 		if !out[1].rolledBack && oracle.observe(t) {
 			out[1] = ended
-			out[1].violations = 0
+			out[1].breaches = breaches{}
 		}
 		prev = cum
 	}

@@ -272,10 +272,9 @@ func (run *promRun) scrape(app storage.Appender, i int, t time.Time) error {
 // stores the state as JSON between looks; Go's JSON round-trips every
 // float64 exactly, so the bench keeps it in memory.)
 type promJudge struct {
-	cfg   judge.Config
-	state judge.State
-	// violations counts verdicts that broke the pass invariant.
-	violations int
+	cfg      judge.Config
+	state    judge.State
+	breaches breaches
 }
 
 func (j *promJudge) observe(cum judge.FlagCounts, elapsed time.Duration) (bool, error) {
@@ -284,9 +283,7 @@ func (j *promJudge) observe(cum judge.FlagCounts, elapsed time.Duration) (bool, 
 		return false, err
 	}
 	j.state = next
-	if violation(v) != "" {
-		j.violations++
-	}
+	j.breaches.check(v)
 	return v.Outcome == judge.Fail, nil
 }
 
@@ -346,7 +343,7 @@ func runPromBatch(ctx context.Context, s promScenario, seed uint64, index, first
 	}
 	for k := range out {
 		for j := range out[k] {
-			out[k][j].violations = judges[k][j].violations
+			out[k][j].breaches = judges[k][j].breaches
 		}
 	}
 	return out, store.Close()

@@ -40,30 +40,30 @@ type results struct {
 // violationCounts are the verdicts that broke the pass invariant, by part
 // of the benchmark, with the verdicts checked under the default plan.
 type violationCounts struct {
-	alone, plan, users, userPlans, prom int
+	alone, plan, users, userPlans, prom breaches
 	planVerdicts                        int
 }
 
 func (r results) violationCounts() violationCounts {
 	var v violationCounts
-	sumRuns := func(all [][][]outcome) (n int) {
+	sumRuns := func(all [][][]outcome) (b breaches) {
 		for _, sc := range all {
 			for _, run := range sc {
 				for _, o := range run {
-					n += o.violations
+					b.add(o.breaches)
 				}
 			}
 		}
-		return n
+		return b
 	}
-	sumPlans := func(all [][]planOutcome) (n, verdicts int) {
+	sumPlans := func(all [][]planOutcome) (b breaches, verdicts int) {
 		for _, sc := range all {
 			for _, o := range sc {
-				n += o.violations
+				b.add(o.breaches)
 				verdicts += o.verdicts
 			}
 		}
-		return n, verdicts
+		return b, verdicts
 	}
 	v.alone, v.users, v.prom = sumRuns(r.all), sumRuns(r.uall), sumRuns(r.pall)
 	var a, b int
@@ -76,7 +76,7 @@ func (r results) violationCounts() violationCounts {
 // violations is how many verdicts broke the pass invariant in all.
 func (r results) violations() int {
 	v := r.violationCounts()
-	return v.alone + v.plan + v.users + v.userPlans + v.prom
+	return v.alone.n + v.plan.n + v.users.n + v.userPlans.n + v.prom.n
 }
 
 // writeReport writes the whole markdown report.
@@ -532,26 +532,36 @@ Intervals are Wilson 95%% score intervals over the runs.
 	writePlanTable(w, len(res.uscs), func(i int) (string, []planOutcome) { return res.uscs[i].name, res.uplans[i] })
 }
 
-// writeInvariant reports the verdicts that passed beside a ratio interval
-// wholly beyond the tolerance.
+// writeInvariant reports the verdicts that broke the pass invariant, with
+// the first of each part.
 func writeInvariant(w io.Writer, res results) {
 	v := res.violationCounts()
-	fmt.Fprintf(w, `
+	fmt.Fprint(w, `
 ## The pass invariant
 
 No verdict may report a pass, overall or for one check, beside a ratio interval that lies wholly
-on the harmful side of the tolerance (for higher-is-worse metrics, CILow above Tolerance): that
-would promote a treatment the evidence already places beyond what is tolerated. Every verdict of
-every run above is checked; `+"`make bench-judge`"+` fails when any breaks it.
+beyond what is tolerated (above the tolerance for higher-is-worse metrics, or the practical floor's
+ratio where that reaches further), and a check with a harm bound passes only with its interval
+short of the bound: `+"`judge.CheckVerdict.Violation`"+`, applied to every check of a verdict that
+passes overall. Every verdict of every run above is checked; `+"`make bench-judge`"+` fails when any
+breaks it.
 
-| runs | verdicts breaking it |
-|---|---:|
-| exact counts, judge alone | %s |
-| exact counts, default plan | %s |
-| user populations, judge alone | %s |
-| user populations, default plan | %s |
-| through PromQL | %s |
-
-(%s verdicts were checked under the default plan.)
-`, thousands(v.alone), thousands(v.plan), thousands(v.users), thousands(v.userPlans), thousands(v.prom), thousands(v.planVerdicts))
+| runs | verdicts breaking it | the first |
+|---|---:|---|
+`)
+	for _, p := range []struct {
+		name string
+		b    breaches
+	}{
+		{"exact counts, judge alone", v.alone}, {"exact counts, default plan", v.plan},
+		{"user populations, judge alone", v.users}, {"user populations, default plan", v.userPlans},
+		{"through PromQL", v.prom},
+	} {
+		first := p.b.first
+		if first == "" {
+			first = "—"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s |\n", p.name, thousands(p.b.n), first)
+	}
+	fmt.Fprintf(w, "\n(%s verdicts were checked under the default plan.)\n", thousands(v.planVerdicts))
 }

@@ -19,9 +19,9 @@ type outcome struct {
 	// or requests slower than the p99 edge for latency) up to and including
 	// the look that rolled back.
 	requests, events int
-	// violations counts the verdicts that broke the pass invariant
-	// (violation); Vigil's judge only.
-	violations int
+	// breaches are the verdicts that broke the pass invariant; Vigil's
+	// judge only.
+	breaches breaches
 }
 
 // runOnce replays one seeded run of a scenario through every judge.
@@ -64,7 +64,7 @@ func runOnce(s scenario, seed uint64, index int, run int) []outcome {
 			}
 		}
 	}
-	out[0].violations = vigil.violations
+	out[0].breaches = vigil.breaches
 	return out
 }
 
