@@ -101,8 +101,8 @@ for a fifth of the horizon; the drifting baseline rises linearly from 0.5%% to 2
 
 Judges:
 - **Vigil**: `+"`judge.Judge`"+` with its defaults (α = 0.01, tolerance 1.0, latency edges chosen
-  from control's counts before each tick, no harm bound or floor), fed cumulative counts exactly as
-  the rollout controller does, keeping nothing between looks but the returned state; rolls back on
+  from control's counts before each tick, no harm bound or floor, the traffic split unchecked), fed
+  cumulative counts exactly as the rollout controller does, keeping nothing between looks but the returned state; rolls back on
   a fail verdict. How it tests is in `+"`analysis/judge`"+`'s package documentation: a mixture
   e-process on the conditional binomial of treatment's bad events given both cohorts', tempered by
   the over-dispersion of how they split between the cohorts.
@@ -497,7 +497,8 @@ log-normal as above, the same for every user), counted through the SDK's histogr
 - **outage**: 10,000 alike users; for 30 s from minute 10, half of all requests fail in both cohorts.
 - **errors ×r**: every treatment user's error rate times r.
 
-The judge alone (`+"`judge.Judge`"+` with its defaults, α = 0.01, tolerance 1.0, the error rate) looks
+The judge alone (`+"`judge.Judge`"+` with its defaults, α = 0.01, tolerance 1.0, the error rate, the
+traffic split unchecked) looks
 every 30 s for an hour (120 looks), at a 5%% share or a ramp holding 1, 5, 10, 25 and 50%% for 12
 minutes each; the oracle knows r. Each scenario is %s runs, alone and under the default plan
 (the fixed-share heavy user only alone: under the plan's ramp it is the ramp scenario).
