@@ -19,6 +19,9 @@ type planOutcome struct {
 	at time.Duration
 	// requests is treatment's requests by then.
 	requests int
+	// held says what held a paused run's step at its last verdict (see
+	// holdCause); empty otherwise.
+	held string
 	// verdicts counts the judge's verdicts; breaches those that broke the
 	// pass invariant.
 	verdicts int
@@ -51,6 +54,7 @@ func runPlan(src traffic, key string) (planOutcome, error) {
 	}
 	var out planOutcome
 	var js judge.State
+	var last *judge.Verdict
 	var treatment float64
 	for look := 0; s.Phase == rollout.Progressing; look++ {
 		if look == maxPlanLooks {
@@ -68,14 +72,58 @@ func runPlan(src traffic, key string) (planOutcome, error) {
 				return planOutcome{}, fmt.Errorf("judge %s: %w", key, err)
 			}
 			js = next
-			obs.Verdict = &v
+			obs.Verdict, last = &v, &v
 			out.verdicts++
 			out.breaches.check(v)
 		}
 		s, _ = rollout.Step(s, obs, now)
 	}
 	out.phase, out.at, out.requests = s.Phase, now.Sub(planEpoch), int(treatment)
+	if s.Phase == rollout.Paused && last != nil {
+		out.held = holdCause(*last, float64(s.Plan.MinRequests))
+	}
 	return out, nil
+}
+
+// What held a step, read from the judge's last verdict before the pause.
+const (
+	heldSplit     = "split mismatch"
+	heldUnchecked = "split not checked"
+	heldMinimum   = "minimums"
+	heldHarm      = "harm bound"
+	heldOther     = "other"
+)
+
+// heldCauses lists them in report order.
+var heldCauses = []string{heldHarm, heldSplit, heldUnchecked, heldMinimum, heldOther}
+
+// holdCause says what kept a verdict from passing: a sample ratio
+// mismatch, a split not checked yet, a check short of the plan's minimum
+// requests, a check whose interval still reaches its harm bound, or
+// something else.
+func holdCause(v judge.Verdict, minRequests float64) string {
+	if sr := v.SampleRatio; sr != nil {
+		switch {
+		case sr.Mismatch:
+			return heldSplit
+		case !sr.Checked:
+			return heldUnchecked
+		}
+	}
+	for _, c := range v.Checks {
+		if c.Outcome == judge.Pass {
+			continue
+		}
+		if c.StepRequests.Treatment < minRequests || c.StepRequests.Control < minRequests {
+			return heldMinimum
+		}
+	}
+	for _, c := range v.Checks {
+		if c.Outcome != judge.Pass && c.HarmBound > 0 && c.CIHigh >= c.HarmBound {
+			return heldHarm
+		}
+	}
+	return heldOther
 }
 
 // runPlans runs runs rollouts under the default plan on workers

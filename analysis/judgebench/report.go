@@ -127,7 +127,10 @@ each step's warm-up, with the state's step progress, and its state is carried fr
 The traffic is the scenario's (the same rate, errors, clustering, drift and effect) at the share
 the rollout sets; latency is always drawn (the plan judges it), with the scenario's slowdown if it
 has one. "promoted" is a run that reached 100%%; "rolled back" one the judge failed; "paused" one
-whose step stayed undecided for maxStepDuration. The plan's ramp sets the share, so the ramps of a
+whose step stayed undecided for maxStepDuration, with what held it at the judge's last verdict:
+"harm bound" (a check's interval still reaching it), "split mismatch" (the sample-ratio check
+found the treatment share of requests off the flag's percent), "split not checked", "minimums"
+(a cohort short of the step's minimum requests) or "other". The plan's ramp sets the share, so the ramps of a
 constant baseline are not run again under it, nor the scenario without tempering, which no plan
 can turn off.
 
@@ -407,6 +410,8 @@ func wilson(k, n int) (lo, hi float64) {
 // planSummary reduces the runs of one scenario under the default plan.
 type planSummary struct {
 	runs, promoted, rolledBack, paused int
+	// held counts the paused runs by what held them (holdCause).
+	held map[string]int
 	// medianPromoted and medianRolledBack are the median times to each.
 	medianPromoted, medianRolledBack time.Duration
 	// medianRequests is treatment's median requests at a rollback.
@@ -414,7 +419,7 @@ type planSummary struct {
 }
 
 func summarizePlans(outs []planOutcome) planSummary {
-	p := planSummary{runs: len(outs)}
+	p := planSummary{runs: len(outs), held: map[string]int{}}
 	var promoted, rolledBack, requests []int
 	for _, o := range outs {
 		switch o.phase {
@@ -427,6 +432,7 @@ func summarizePlans(outs []planOutcome) planSummary {
 			requests = append(requests, o.requests)
 		default:
 			p.paused++
+			p.held[o.held]++
 		}
 	}
 	if len(promoted) > 0 {
@@ -443,7 +449,7 @@ func summarizePlans(outs []planOutcome) planSummary {
 // row returns the i-th scenario's name and outcomes, nil when it did not
 // run under the plan.
 func writePlanTable(w io.Writer, n int, row func(i int) (string, []planOutcome)) {
-	fmt.Fprintln(w, "| scenario | promoted (95% CI) | rolled back (95% CI) | paused at maxStepDuration | median time to promotion / rollback | treatment requests to rollback, median |")
+	fmt.Fprintln(w, "| scenario | promoted (95% CI) | rolled back (95% CI) | paused at maxStepDuration (what held it) | median time to promotion / rollback | treatment requests to rollback, median |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
 	for i := range n {
 		name, outs := row(i)
@@ -462,7 +468,7 @@ func writePlanTable(w io.Writer, n int, row func(i int) (string, []planOutcome))
 			req = thousands(p.medianRequests)
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s / %s | %s |\n", name, rateCI(p.promoted, p.runs), rateCI(p.rolledBack, p.runs),
-			fmt.Sprintf("%.2f%%", 100*float64(p.paused)/float64(p.runs)),
+			pausedCell(p),
 			times(p.medianPromoted, p.promoted), times(p.medianRolledBack, p.rolledBack), req)
 	}
 }
@@ -565,4 +571,20 @@ breaks it.
 		fmt.Fprintf(w, "| %s | %s | %s |\n", p.name, thousands(p.b.n), first)
 	}
 	fmt.Fprintf(w, "\n(%s verdicts were checked under the default plan.)\n", thousands(v.planVerdicts))
+}
+
+// pausedCell is the paused share with what held those runs at their last
+// verdict.
+func pausedCell(p planSummary) string {
+	out := fmt.Sprintf("%.2f%%", 100*float64(p.paused)/float64(p.runs))
+	var parts []string
+	for _, c := range heldCauses {
+		if n := p.held[c]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", c, n))
+		}
+	}
+	if len(parts) > 0 {
+		out += " (" + strings.Join(parts, ", ") + ")"
+	}
+	return out
 }
