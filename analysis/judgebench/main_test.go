@@ -252,12 +252,12 @@ func TestPassInvariantSmall(t *testing.T) {
 	res := results{}
 	for _, name := range []string{"A/A, heavy user (30% of errors), ramp 1→50%", "errors ×2, 1,000 mixed users, ramp 1→50%"} {
 		s, i := named(t, popScenarios(), func(s popScenario) string { return s.name }, name)
-		plans, err := runPopPlans(s, 1, i, 20, 2)
+		plans, err := runPopPlans(s, 1, i, 8, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
 		res.uscs = append(res.uscs, s)
-		res.uall = append(res.uall, runPopScenario(s, 1, i, 20, 2))
+		res.uall = append(res.uall, runPopScenario(s, 1, i, 8, 2))
 		res.uplans = append(res.uplans, plans)
 	}
 	if v := res.violationCounts(); v.planVerdicts == 0 || res.violations() != 0 {
