@@ -37,6 +37,7 @@ func (s *Server) routes() *gin.Engine {
 	read.GET("/flags", s.listFlags)
 	read.GET("/flags/:key", s.getFlag)
 	read.GET("/audit", s.listAudit)
+	read.GET("/whoami", s.whoami)
 
 	write := e.Group("/api/v1", s.requireRole(store.RoleAdmin))
 	write.PUT("/flags/:key", s.putFlag)
@@ -50,6 +51,20 @@ func (s *Server) routes() *gin.Engine {
 	sdk.GET("/snapshot", s.snapshot)
 	sdk.GET("/stream", s.stream)
 	return e
+}
+
+// WhoAmI is the body of GET /api/v1/whoami: the name and role of the
+// request's token, so that a console can say who is signed in and which
+// actions the server will allow.
+type WhoAmI struct {
+	Name string     `json:"name"`
+	Role store.Role `json:"role"`
+}
+
+func (s *Server) whoami(c *gin.Context) {
+	tok := tokenOf(c)
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, WhoAmI{Name: tok.Name, Role: tok.Role})
 }
 
 // limitBody caps every request body at Config.MaxBodyBytes without ever

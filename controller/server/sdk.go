@@ -31,15 +31,15 @@ func (s *Server) snapshot(c *gin.Context) {
 	tag := etag(rev)
 	c.Header("ETag", tag)
 	c.Header("Cache-Control", "no-cache")
-	if matchesETag(c.GetHeader("If-None-Match"), tag) {
+	if MatchesETag(c.GetHeader("If-None-Match"), tag) {
 		c.Status(http.StatusNotModified)
 		return
 	}
 	c.Data(http.StatusOK, "application/json", body)
 }
 
-// matchesETag reports whether an If-None-Match header names tag.
-func matchesETag(header, tag string) bool {
+// MatchesETag reports whether an If-None-Match header names tag (or *).
+func MatchesETag(header, tag string) bool {
 	for _, t := range strings.Split(header, ",") {
 		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
 		if t == tag || t == "*" {

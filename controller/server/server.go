@@ -105,6 +105,13 @@ func (h *Host) Group(path string, roles ...store.Role) *gin.RouterGroup {
 	return h.s.engine.Group(path, h.s.requireRole(roles...))
 }
 
+// Public returns the root route group with no authentication, for routes
+// that serve nothing secret, such as a page whose data comes from the
+// authenticated API.
+func (h *Host) Public() *gin.RouterGroup {
+	return &h.s.engine.RouterGroup
+}
+
 // ReadyCheck adds a dependency to /readyz under name: while check fails,
 // /readyz shows its error and answers 200 "degraded" (the replica still
 // serves SDKs from memory), and /readyz?strict=true answers 503.
