@@ -54,7 +54,8 @@ var identities = []string{asNone, asBad, asAdmin, asReader, asSDK, asIngest}
 //   - ingest may only push OTLP metrics, for the collector or the services
 //     trusted to report the metrics rollouts are judged on.
 //   - /healthz, /readyz and /metrics take no token, so that orchestrators
-//     and a Prometheus can probe and scrape the controller without one.
+//     and a Prometheus can probe and scrape the controller without one;
+//     nor do the console's page and assets, which hold no data.
 var (
 	public    = []string{asNone, asBad, asAdmin, asReader, asSDK, asIngest}
 	adminOnly = []string{asAdmin}
@@ -87,11 +88,18 @@ func roleRoutes() map[string]routeCase {
 		"GET /healthz": {path: "/healthz", allowed: public},
 		"GET /readyz":  {path: "/readyz", allowed: public},
 		"GET /metrics": {path: "/metrics", allowed: public},
+		// The console's page and assets hold no data: what it shows comes
+		// from the API below, with the signed-in token.
+		"GET /":             {path: "/", allowed: public},
+		"GET /assets/*file": {path: "/assets/app.js", allowed: public},
 
-		"GET /api/v1/flags":                {path: "/api/v1/flags", allowed: readers},
-		"GET /api/v1/flags/:key":           {path: "/api/v1/flags/existing", allowed: readers},
-		"GET /api/v1/flags/:key/dashboard": {path: "/api/v1/flags/existing/dashboard", allowed: readers},
-		"GET /api/v1/audit":                {path: "/api/v1/audit", allowed: readers},
+		"GET /api/v1/flags":                       {path: "/api/v1/flags", allowed: readers},
+		"GET /api/v1/flags/:key":                  {path: "/api/v1/flags/existing", allowed: readers},
+		"GET /api/v1/flags/:key/dashboard":        {path: "/api/v1/flags/existing/dashboard", allowed: readers},
+		"GET /api/v1/audit":                       {path: "/api/v1/audit", allowed: readers},
+		"GET /api/v1/whoami":                      {path: "/api/v1/whoami", allowed: readers},
+		"GET /api/v1/console/overview":            {path: "/api/v1/console/overview", allowed: readers},
+		"GET /api/v1/console/rollouts/:key/looks": {path: "/api/v1/console/rollouts/existing/looks", allowed: readers},
 		// The same body each time: the first PUT creates, the rest change nothing.
 		"PUT /api/v1/flags/:key":    {path: "/api/v1/flags/written", body: func() string { return flagBody("written", 5) }, allowed: adminOnly},
 		"DELETE /api/v1/flags/:key": {path: "/api/v1/flags/never-created", allowed: adminOnly},

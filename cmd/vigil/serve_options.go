@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/spf13/pflag"
 
+	"github.com/vigil-dev/vigil/controller/console"
 	"github.com/vigil-dev/vigil/controller/ofrep"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
@@ -21,7 +22,27 @@ import (
 // controller from them.
 func serveOptions() []serveOption {
 	m := &metricsOptions{}
-	return []serveOption{m.serveOption(), rolloutServeOption(m.Provider), dashboardServeOption(), ofrepServeOption()}
+	return []serveOption{m.serveOption(), rolloutServeOption(m.Provider), dashboardServeOption(), ofrepServeOption(), consoleServeOption()}
+}
+
+// consoleServeOption serves the web console (docs/console.md) at
+// --console-path.
+func consoleServeOption() serveOption {
+	var cfg console.Config
+	return serveOption{
+		Flags: func(fs *pflag.FlagSet) {
+			fs.StringVar(&cfg.Path, "console-path", "/", "path at which the web console is served, such as /console/")
+		},
+		Configure: func(_ context.Context, sc *server.Config) error {
+			p, err := console.NormalizePath(cfg.Path)
+			if err != nil {
+				return fmt.Errorf("--console-path: %w", err)
+			}
+			cfg.Path = p
+			sc.Extensions = append(sc.Extensions, console.Extension(cfg))
+			return nil
+		},
+	}
 }
 
 // ofrepServeOption serves the OpenFeature Remote Evaluation Protocol under

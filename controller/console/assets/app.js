@@ -1,0 +1,570 @@
+// The Vigil console: a page over the admin API (docs/api.md), with no build
+// step. The token lives in sessionStorage and goes out only as a bearer
+// token; routes are in the URL's fragment, so no token or key ever reaches
+// a server log through a URL.
+(function () {
+  'use strict';
+
+  var root = document.querySelector('meta[name="vigil-root"]').content;
+  var apiBase = root + 'api/v1/';
+  var storeKey = 'vigil.console.session';
+  var main = document.getElementById('main');
+  var nav = document.getElementById('nav');
+  var pollEvery = 2000;
+
+  // What the tests and people measuring the console can read.
+  var probe = window.vigilConsole = { overviewMs: 0, overviewRows: 0, renders: 0 };
+
+  var session = loadSession();
+  var page = null; // the current page's stop function
+
+  // ---- utilities ----
+
+  function esc(s) {
+    return String(s == null ? '' : s).replace(/[&<>"']/g, function (c) {
+      return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c];
+    });
+  }
+  function words(state) { return String(state || '').replace(/_/g, ' '); }
+  function badge(kind, value, label) {
+    var v = value || 'none';
+    return '<span class="badge ' + kind + '-' + esc(v) + '">' + esc(label || words(v)) + '</span>';
+  }
+  function num(x, digits) {
+    if (x == null || !isFinite(x)) return '–';
+    if (x !== 0 && (Math.abs(x) >= 1e5 || Math.abs(x) < 1e-3)) return x.toExponential(2);
+    return (+x.toFixed(digits == null ? 3 : digits)).toString();
+  }
+  function pct(x) { return x == null ? '–' : num(x * 100, 2) + '%'; }
+  function count(x) { return x == null ? '–' : Math.round(x).toLocaleString('en'); }
+  function dur(ms) {
+    if (ms < 0) ms = 0;
+    var s = Math.round(ms / 1000);
+    if (s < 60) return s + 's';
+    var m = Math.floor(s / 60);
+    if (m < 60) return m + 'm ' + (s % 60) + 's';
+    var h = Math.floor(m / 60);
+    if (h < 48) return h + 'h ' + (m % 60) + 'm';
+    return Math.floor(h / 24) + 'd ' + (h % 24) + 'h';
+  }
+  function when(iso) {
+    if (!iso) return '–';
+    var d = new Date(iso);
+    return '<time datetime="' + esc(iso) + '">' + esc(d.toLocaleString()) + '</time>';
+  }
+  function since(iso) { return iso ? '<span data-since="' + esc(iso) + '">' + dur(Date.now() - Date.parse(iso)) + '</span>' : '–'; }
+  function until(iso) { return iso ? '<span data-until="' + esc(iso) + '">' + untilText(iso) + '</span>' : '–'; }
+  function untilText(iso) {
+    var ms = Date.parse(iso) - Date.now();
+    return ms <= 0 ? 'due' : 'in ' + dur(ms);
+  }
+  // tick refreshes the relative times on the page without touching the rest.
+  function tick() {
+    var now = Date.now();
+    main.querySelectorAll('[data-since]').forEach(function (e) { e.textContent = dur(now - Date.parse(e.dataset.since)); });
+    main.querySelectorAll('[data-until]').forEach(function (e) { e.textContent = untilText(e.dataset.until); });
+  }
+
+  // ---- session ----
+
+  function loadSession() {
+    try {
+      var s = JSON.parse(sessionStorage.getItem(storeKey) || 'null');
+      return s && s.token ? s : null;
+    } catch (e) { return null; }
+  }
+  function saveSession(s) {
+    session = s;
+    if (s) sessionStorage.setItem(storeKey, JSON.stringify(s));
+    else sessionStorage.removeItem(storeKey);
+  }
+  function isAdmin() { return session && session.role === 'admin'; }
+
+  // SignedOut is thrown by call when the server refuses the token: the
+  // page has already been replaced by the signed-out page.
+  function SignedOut() {}
+
+  // call sends one API request with the session's token. A 401 means the
+  // token was revoked or has expired: the session ends there.
+  function call(method, path, opts) {
+    opts = opts || {};
+    var headers = { Authorization: 'Bearer ' + (opts.token || session.token) };
+    if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
+    if (opts.etag) headers['If-None-Match'] = opts.etag;
+    return fetch(apiBase + path, {
+      method: method, headers: headers, cache: 'no-store', credentials: 'omit',
+      body: opts.body === undefined ? undefined : JSON.stringify(opts.body)
+    }).then(function (res) {
+      if (res.status === 401 && !opts.token) {
+        saveSession(null);
+        location.hash = '#/signed-out';
+        throw new SignedOut();
+      }
+      return res;
+    });
+  }
+  function json(method, path, opts) {
+    return call(method, path, opts).then(function (res) {
+      return res.json().catch(function () { return {}; }).then(function (body) {
+        if (!res.ok) {
+          var e = new Error(body.error || (res.status + ' ' + res.statusText));
+          e.status = res.status;
+          throw e;
+        }
+        return body;
+      });
+    });
+  }
+  function failed(e, where) {
+    if (e instanceof SignedOut) return;
+    if (where) where.innerHTML = '<p class="error" role="alert">' + esc(e.message) + '</p>';
+  }
+
+  // ---- routing ----
+
+  function route() {
+    if (page) { page(); page = null; }
+    var h = location.hash.replace(/^#/, '') || '/';
+    var path = h.split('?')[0];
+    var query = new URLSearchParams(h.split('?')[1] || '');
+    drawNav();
+    if (path === '/signed-out') return signedOut();
+    if (!session) return signIn(path === '/signin' ? query.get('msg') : '');
+    if (path === '/signin') { location.hash = '#/'; return; }
+    var m = path.match(/^\/rollouts\/(.+)$/);
+    if (m) return rolloutPage(decodeURIComponent(m[1]));
+    return overviewPage(query.get('state') || '');
+  }
+
+  function drawNav() {
+    if (!session) { nav.innerHTML = ''; return; }
+    nav.innerHTML = '<a href="#/">Rollouts</a>' +
+      '<span class="who" id="who">Signed in as <strong>' + esc(session.name) + '</strong> (' + esc(session.role) + ')</span>' +
+      '<button type="button" id="signout">Sign out</button>';
+    document.getElementById('signout').onclick = function () {
+      saveSession(null);
+      location.hash = '#/signin?msg=signed-out';
+    };
+  }
+
+  // ---- sign-in ----
+
+  function signIn(msg) {
+    document.title = 'Sign in · Vigil';
+    main.innerHTML = '<section class="signin" id="signin"><h1>Sign in</h1>' +
+      (msg === 'signed-out' ? '<p role="status">You are signed out. The token was forgotten by this tab.</p>' : '') +
+      '<p>Sign in with a Vigil token: a reader token to watch, an admin token to act. The token stays in this tab only and is sent to the controller alone.</p>' +
+      '<form id="signin-form"><label for="token">Token</label>' +
+      '<input id="token" type="password" autocomplete="off" required spellcheck="false">' +
+      '<button type="submit">Sign in</button><div id="signin-error" aria-live="assertive"></div></form></section>';
+    var input = document.getElementById('token');
+    input.focus();
+    document.getElementById('signin-form').onsubmit = function (ev) {
+      ev.preventDefault();
+      var token = input.value.trim();
+      var out = document.getElementById('signin-error');
+      call('GET', 'whoami', { token: token }).then(function (res) {
+        return res.json().catch(function () { return {}; }).then(function (body) {
+          if (res.status === 401) throw new Error('This token was refused: it was revoked, has expired, or was never issued by this controller.');
+          if (res.status === 403) throw new Error('This token may not use the console (' + (body.error || 'forbidden') + '). Use an admin or a reader token.');
+          if (!res.ok) throw new Error(body.error || res.statusText);
+          saveSession({ token: token, name: body.name, role: body.role });
+          location.hash = '#/';
+          if (location.hash === '#/') route();
+        });
+      }).catch(function (e) { out.innerHTML = '<p class="error" role="alert">' + esc(e.message) + '</p>'; });
+    };
+  }
+
+  function signedOut() {
+    document.title = 'Signed out · Vigil';
+    main.innerHTML = '<section class="signin" id="signed-out"><h1>Signed out</h1>' +
+      '<p role="alert">The controller refused your token: it was revoked, has expired, or the controller no longer knows it. Nothing was changed by the request that was refused.</p>' +
+      '<p><a href="#/signin">Sign in again</a> with a valid token.</p></section>';
+  }
+
+  // ---- overview ----
+
+  var states = ['pending', 'progressing', 'paused', 'promoted', 'rolled_back', 'aborted'];
+
+  function overviewPage(filter) {
+    document.title = 'Rollouts · Vigil';
+    var t0 = performance.now();
+    main.innerHTML = '<h1>Rollouts</h1>' +
+      '<div class="filters" role="group" aria-label="Show flags by state" id="filters"></div>' +
+      '<p class="meta" id="updated" aria-live="polite"></p><div id="overview-error"></div>' +
+      '<div class="table-wrap"><table class="flags" id="flags"><caption class="sr-only">Every flag with its rollout</caption><thead><tr>' +
+      '<th scope="col">Flag</th><th scope="col">State</th><th scope="col">Percent</th><th scope="col" class="opt">Step</th>' +
+      '<th scope="col">Verdict</th><th scope="col" class="opt">Checks</th><th scope="col" class="opt">In step</th><th scope="col" class="opt">Next look</th>' +
+      '</tr></thead><tbody id="rows"></tbody></table></div>';
+    var etag = '', data = null, stopped = false, first = true;
+    var timer = setInterval(tick, 1000);
+    var poller = null;
+
+    function draw() {
+      var rows = data.flags.filter(function (f) { return !filter || f.state === filter; });
+      var counts = {};
+      data.flags.forEach(function (f) { counts[f.state] = (counts[f.state] || 0) + 1; });
+      var fs = '<button type="button" data-state="" aria-pressed="' + (!filter) + '">all (' + data.flags.length + ')</button>';
+      states.forEach(function (s) {
+        fs += '<button type="button" data-state="' + s + '" aria-pressed="' + (filter === s) + '">' + words(s) + ' (' + (counts[s] || 0) + ')</button>';
+      });
+      var fe = document.getElementById('filters');
+      var focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.state : undefined;
+      fe.innerHTML = fs;
+      fe.querySelectorAll('button').forEach(function (b) {
+        b.onclick = function () { location.hash = b.dataset.state ? '#/?state=' + b.dataset.state : '#/'; };
+        if (focused !== undefined && b.dataset.state === focused) b.focus();
+      });
+      var html = [];
+      for (var i = 0; i < rows.length; i++) html.push(rowHTML(rows[i]));
+      document.getElementById('rows').innerHTML = html.length ? html.join('') :
+        '<tr><td colspan="8" class="nodata">No flag is ' + esc(words(filter)) + '.</td></tr>';
+      document.getElementById('updated').textContent = rows.length + ' of ' + data.flags.length + ' flags · updated ' + new Date().toLocaleTimeString();
+      probe.renders++;
+      if (first) {
+        first = false;
+        void document.getElementById('flags').offsetHeight; // lay out, so the figure includes it
+        probe.overviewMs = performance.now() - t0;
+        probe.overviewRows = rows.length;
+      }
+    }
+    function poll() {
+      call('GET', 'console/overview', { etag: etag }).then(function (res) {
+        if (stopped) return;
+        if (res.status === 304) return;
+        return res.json().then(function (body) {
+          if (!res.ok) throw new Error(body.error || res.statusText);
+          if (stopped) return;
+          etag = res.headers.get('ETag') || '';
+          data = body;
+          draw();
+          document.getElementById('overview-error').innerHTML = '';
+        });
+      }).catch(function (e) { if (!stopped) failed(e, document.getElementById('overview-error')); })
+        .then(function () { if (!stopped) poller = setTimeout(poll, pollEvery); });
+    }
+    poll();
+    page = function () { stopped = true; clearInterval(timer); clearTimeout(poller); };
+  }
+
+  function rowHTML(f) {
+    var checks = (f.checks || []).map(function (c) {
+      return '<span>' + esc(c.check) + ' ' + badge('v', c.outcome) + '</span>';
+    });
+    if (f.splitMismatch) checks.push('<span>split ' + badge('v', 'fail', 'mismatch') + '</span>');
+    var active = f.state === 'progressing' || f.state === 'paused';
+    return '<tr data-key="' + esc(f.key) + '" data-state="' + esc(f.state) + '">' +
+      '<th scope="row"><a href="#/rollouts/' + encodeURIComponent(f.key) + '">' + esc(f.key) + '</a>' +
+      (f.description ? '<div class="desc">' + esc(f.description) + '</div>' : '') + '</th>' +
+      '<td>' + badge('st', f.state) + (f.pausedReason ? '<div class="desc">' + esc(f.pausedReason) + '</div>' : '') + '</td>' +
+      '<td class="num">' + num(f.percent) + '%</td>' +
+      '<td class="opt">' + (f.step >= 0 && f.steps ? (f.step + 1) + ' of ' + f.steps : '–') + '</td>' +
+      '<td>' + (f.outcome ? badge('v', f.outcome) : '<span class="nodata">no verdict</span>') + '</td>' +
+      '<td class="opt"><div class="checks">' + checks.join('') + '</div></td>' +
+      '<td class="opt">' + (active ? since(f.stepStartedAt) : '–') + '</td>' +
+      '<td class="opt">' + (f.state === 'progressing' ? until(f.nextLookAt) : '–') + '</td></tr>';
+  }
+
+  // ---- a rollout ----
+
+  function rolloutPage(key) {
+    document.title = key + ' · Vigil';
+    var k = encodeURIComponent(key);
+    main.innerHTML = '<p><a href="#/">← All rollouts</a></p>' +
+      '<h1 id="title">' + esc(key) + ' <span id="state"></span></h1>' +
+      '<div id="rollout-error"></div><p class="lead" id="place"></p>' +
+      '<section class="panel" aria-labelledby="verdict-h"><h2 id="verdict-h">Verdict</h2><div id="verdict"></div></section>' +
+      '<section class="panel" aria-labelledby="actions-h"><h2 id="actions-h">Actions</h2><div id="actions"></div><div id="action-result" aria-live="assertive"></div></section>' +
+      '<section aria-labelledby="checks-h"><h2 id="checks-h">Checks</h2><p class="meta">Charts over the rollout: dashed lines mark step changes. Each chart\'s numbers are also written beside it.</p><div id="checks"></div></section>' +
+      '<section class="panel" aria-labelledby="split-h"><h2 id="split-h">Traffic split</h2><div id="split"></div></section>' +
+      '<section aria-labelledby="cohorts-h"><h2 id="cohorts-h">Cohorts</h2><div id="cohorts"></div></section>' +
+      '<section aria-labelledby="timeline-h"><h2 id="timeline-h">Timeline</h2><div id="timeline" class="table-wrap"></div></section>' +
+      '<section aria-labelledby="audit-h"><h2 id="audit-h">Audit log</h2><div id="audit" class="table-wrap"></div></section>' +
+      '<section aria-labelledby="flag-h"><h2 id="flag-h">Flag definition</h2><details><summary>Show the flag as stored (read only)</summary><pre id="flag"></pre></details></section>';
+    var stopped = false, poller = null, timer = setInterval(tick, 1000);
+    var charts = {}, lastRevision = -1, lastLooks = -1, state = null;
+
+    function poll() {
+      Promise.all([json('GET', 'rollouts/' + k), json('GET', 'console/rollouts/' + k + '/looks')]).then(function (r) {
+        if (stopped) return;
+        state = r[0];
+        var looks = r[1].looks, changed = state.revision !== lastRevision;
+        if (changed) {
+          lastRevision = state.revision;
+          drawState(state);
+          json('GET', 'audit?limit=50&flag=' + k).then(function (a) { if (!stopped) drawAudit(a.entries || []); }).catch(function (e) { failed(e, document.getElementById('audit')); });
+          json('GET', 'flags/' + k).then(function (f) { if (!stopped) document.getElementById('flag').textContent = JSON.stringify(f, null, 2); }).catch(function () {});
+        }
+        if (looks.length !== lastLooks || changed) {
+          lastLooks = looks.length;
+          drawChecks(state, looks);
+        }
+        document.getElementById('rollout-error').innerHTML = '';
+      }).catch(function (e) { if (!stopped) failed(e, document.getElementById('rollout-error')); })
+        .then(function () { if (!stopped) poller = setTimeout(poll, pollEvery); });
+    }
+
+    function drawState(s) {
+      document.getElementById('state').innerHTML = badge('st', s.state);
+      var steps = (s.plan && s.plan.steps) || [];
+      var place = '<strong>' + num(s.percent) + '%</strong> of units get the treatment';
+      if (s.step >= 0 && steps.length) place += ' · step ' + (s.step + 1) + ' of ' + steps.length + ' (' + steps.map(function (p) { return num(p) + '%'; }).join(' → ') + ')';
+      if (s.startedAt) place += ' · started ' + when(s.startedAt);
+      if (s.state === 'progressing' || s.state === 'paused') place += ' · in this step for ' + since(s.stepStartedAt);
+      if (s.state === 'progressing' && s.plan && s.plan.interval) place += ' · the judge looks every ' + esc(s.plan.interval);
+      if (s.pausedReason) place += '<br>Paused: ' + esc(s.pausedReason);
+      if (s.awaitingGate != null) place += '<br>Waiting for a person to approve ' + num(s.awaitingGate) + '% (resume)';
+      document.getElementById('place').innerHTML = place;
+
+      var v = s.verdict, vh;
+      if (!v) vh = '<p class="nodata" id="sentence">The judge has not looked at this rollout yet.</p>';
+      else {
+        vh = '<p class="sentence" id="sentence">' + badge('v', v.outcome) + ' ' + esc(v.summary) + '</p>';
+        if (v.detail) {
+          if (v.detail.explanation && v.detail.explanation !== v.summary) vh += '<p>' + esc(v.detail.explanation) + '</p>';
+          vh += '<p class="meta">Combined evidence of the checks: e-value ' + num(v.detail.eValue) + ' of ' + num(v.detail.threshold) +
+            ' (the rollout fails when it reaches the threshold) · judged ' + when(v.at) + '</p>';
+        }
+      }
+      document.getElementById('verdict').innerHTML = vh;
+      drawActions(s);
+      drawSplit(v && v.detail && v.detail.sampleRatio);
+      var c = s.cohorts || {}, tot = c.total || {}, st = c.step || {};
+      document.getElementById('cohorts').innerHTML = '<table id="cohort-table"><thead><tr><th scope="col">Requests</th><th scope="col" class="num">treatment</th><th scope="col" class="num">control</th></tr></thead><tbody>' +
+        '<tr><th scope="row">since the rollout began</th><td class="num">' + count(tot.treatment) + '</td><td class="num">' + count(tot.control) + '</td></tr>' +
+        '<tr><th scope="row">in this step</th><td class="num">' + count(st.treatment) + '</td><td class="num">' + count(st.control) + '</td></tr></tbody></table>';
+      drawTimeline(s.history || []);
+    }
+
+    function drawSplit(sr) {
+      var el = document.getElementById('split');
+      if (!sr) { el.innerHTML = '<p class="nodata">No split check at this look (it runs while the step is between 0% and 100%).</p>'; return; }
+      var counted = sr.requests && (sr.requests.treatment + sr.requests.control) > 0;
+      var word = sr.mismatch ? badge('v', 'fail', 'mismatch') : counted ? badge('v', 'pass', 'as expected') : badge('v', 'none', 'not checked yet');
+      el.innerHTML = '<p>' + word + ' ' + esc(sr.explanation) + '</p>' +
+        '<dl class="figures"><div><dt>expected treatment share</dt><dd>' + pct(sr.expected) + '</dd></div>' +
+        '<div><dt>observed share</dt><dd>' + pct(sr.observed) + '</dd></div>' +
+        '<div><dt>requests (treatment / control)</dt><dd>' + count(sr.requests && sr.requests.treatment) + ' / ' + count(sr.requests && sr.requests.control) + '</dd></div>' +
+        '<div><dt>e-value / threshold</dt><dd>' + num(sr.eValue) + ' / ' + num(sr.threshold) + '</dd></div>' +
+        '<div><dt>dispersion</dt><dd>' + num(sr.dispersion) + '</dd></div></dl>';
+    }
+
+    function drawTimeline(history) {
+      var rows = history.slice().reverse().map(function (t) {
+        return '<tr><td>' + when(t.at) + '</td><td>' + badge('st', t.from) + ' → ' + badge('st', t.to) + '</td><td class="num">' + num(t.percent) + '%</td>' +
+          '<td class="num">' + (t.step >= 0 ? t.step + 1 : '–') + '</td><td>' + esc(t.actor) + '</td><td>' + esc(t.reason) + '</td></tr>';
+      });
+      document.getElementById('timeline').innerHTML = rows.length ? '<table id="history"><thead><tr><th scope="col">When</th><th scope="col">Change</th><th scope="col" class="num">Percent</th><th scope="col" class="num">Step</th><th scope="col">Who</th><th scope="col">Why</th></tr></thead><tbody>' + rows.join('') + '</tbody></table>' :
+        '<p class="nodata">Never started.</p>';
+    }
+
+    function drawAudit(entries) {
+      var rows = entries.map(function (e) {
+        return '<tr><td>' + when(e.time) + '</td><td>' + esc(e.actor) + '</td><td>' + esc(e.action) + '</td><td class="num">' + esc(e.version || '') + '</td><td>' + esc(e.message) + '</td></tr>';
+      });
+      document.getElementById('audit').innerHTML = rows.length ? '<table><thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">Action</th><th scope="col" class="num">Version</th><th scope="col">Message</th></tr></thead><tbody>' + rows.join('') + '</tbody></table>' :
+        '<p class="nodata">No entries.</p>';
+    }
+
+    function drawActions(s) {
+      var el = document.getElementById('actions');
+      if (!isAdmin()) {
+        el.innerHTML = '<p class="why" id="actions-why">There are no buttons here because you are signed in as ' + esc(session.name) +
+          ', a ' + esc(session.role) + ' token: it may see everything and change nothing, and the controller refuses its commands. Sign in with an admin token to pause, resume, promote, roll back, abort or start.</p>';
+        return;
+      }
+      var cmds = {
+        pending: ['start'], progressing: ['pause', 'promote', 'rollback', 'abort'], paused: ['resume', 'promote', 'rollback', 'abort'],
+        promoted: ['start', 'rollback'], rolled_back: ['start'], aborted: ['start']
+      }[s.state] || [];
+      var names = { start: 'Start', pause: 'Pause', resume: 'Resume', promote: 'Promote', rollback: 'Roll back', abort: 'Abort' };
+      el.innerHTML = '<div class="actions">' + cmds.map(function (c) {
+        return '<button type="button" data-command="' + c + '"' + (c === 'rollback' || c === 'abort' ? ' class="danger"' : '') + '>' + names[c] + '</button>';
+      }).join('') + '</div>';
+      el.querySelectorAll('button').forEach(function (b) { b.onclick = function () { confirmCommand(b.dataset.command, names[b.dataset.command]); }; });
+    }
+
+    function confirmCommand(cmd, name) {
+      var s = state, p = num(s.percent) + '%';
+      var steps = (s.plan && s.plan.steps) || [];
+      var text = {
+        start: 'Start a new rollout of ' + key + ' from the first step of its plan' + (steps.length ? ' (' + num(steps[0]) + '%)' : '') + ': the judge then looks at every interval and advances it step by step, or rolls it back on evidence of harm.',
+        pause: 'Hold ' + key + ' at ' + p + '. The judge stops deciding until someone resumes it; units keep their variants.',
+        resume: 'Resume ' + key + ' at ' + p + ': the judge looks again and may advance it or roll it back.',
+        promote: 'Give the treatment to every unit: ' + key + ' goes to 100% now and the rollout ends as promoted, without waiting for the judge.',
+        rollback: 'Send every unit to control: ' + key + ' goes to 0% now and the rollout ends as rolled back.',
+        abort: 'Stop the rollout without a judgement: ' + key + ' goes to 0% now and the rollout ends as aborted.'
+      }[cmd];
+      var dlg = document.getElementById('confirm');
+      document.getElementById('confirm-title').textContent = name + ' ' + key + '?';
+      document.getElementById('confirm-text').textContent = text;
+      document.getElementById('confirm-ok').textContent = name;
+      document.getElementById('confirm-reason').value = '';
+      document.getElementById('confirm-extra').innerHTML = cmd === 'start' ?
+        '<label for="confirm-steps">Steps in percent (optional; overrides the plan\'s)</label><input id="confirm-steps" placeholder="' + esc(steps.join(', ') || '1, 5, 25, 100') + '" autocomplete="off">' : '';
+      dlg.onclose = function () {
+        if (dlg.returnValue !== 'ok') return;
+        var body = { reason: document.getElementById('confirm-reason').value };
+        var se = document.getElementById('confirm-steps');
+        if (se && se.value.trim()) body.plan = { steps: se.value.split(/[\s,]+/).filter(Boolean).map(Number) };
+        var out = document.getElementById('action-result');
+        out.innerHTML = '<p role="status">Sending ' + esc(cmd) + '…</p>';
+        json('POST', 'rollouts/' + k + '/' + cmd, { body: body }).then(function (ns) {
+          out.innerHTML = '<p role="status" id="action-done">' + esc(name) + ': ' + esc(key) + ' is now ' + esc(words(ns.state)) + ' at ' + num(ns.percent) + '%.</p>';
+          clearTimeout(poller);
+          poll();
+        }).catch(function (e) { failed(e, out); });
+      };
+      dlg.returnValue = '';
+      dlg.showModal();
+    }
+
+    function drawChecks(s, looks) {
+      var el = document.getElementById('checks');
+      var v = s.verdict && s.verdict.detail;
+      var names = [];
+      looks.forEach(function (l) { (l.checks || []).forEach(function (c) { if (names.indexOf(c.check) < 0) names.push(c.check); }); });
+      if (v) v.checks.forEach(function (c) { if (names.indexOf(c.check) < 0) names.push(c.check); });
+      if (!names.length) { el.innerHTML = '<p class="nodata">No look by the judge yet.</p>'; charts = {}; return; }
+      el.dataset.looks = looks.length;
+      var xs = looks.map(function (l) { return Date.parse(l.at) / 1000; });
+      var marks = [];
+      (s.history || []).forEach(function (t) { if (t.at) marks.push(Date.parse(t.at) / 1000); });
+      names.forEach(function (name) {
+        var id = 'check-' + name.replace(/[^A-Za-z0-9_-]/g, '_');
+        var art = document.getElementById(id);
+        if (!art) {
+          art = document.createElement('article');
+          art.className = 'panel check';
+          art.id = id;
+          art.dataset.check = name;
+          art.innerHTML = '<div class="check-text"></div><div class="charts">' +
+            '<figure><div class="chart" data-chart="rates" role="img"></div><figcaption>Rate of bad events: treatment and control</figcaption></figure>' +
+            '<figure><div class="chart" data-chart="ratio" role="img"></div><figcaption>Ratio with its always-valid interval, against tolerance and harm bound</figcaption></figure>' +
+            '<figure><div class="chart" data-chart="evidence" role="img"></div><figcaption>Evidence (e-value, log scale) against its threshold</figcaption></figure></div>';
+          el.appendChild(art);
+        }
+        var cur = null;
+        if (v) v.checks.forEach(function (c) { if (c.check === name) cur = c; });
+        var series = looks.map(function (l) {
+          var found = null;
+          (l.checks || []).forEach(function (c) { if (c.check === name) found = c; });
+          return found;
+        });
+        if (!cur) cur = series[series.length - 1];
+        art.querySelector('.check-text').innerHTML = checkText(name, cur);
+        drawCharts(art, id, xs, series, marks);
+      });
+    }
+
+    function drawCharts(art, id, xs, series, marks) {
+      function col(f) { return series.map(function (c) { var x = c ? f(c) : null; return x == null || !isFinite(x) ? null : x; }); }
+      var last = series[series.length - 1] || {};
+      var rate = function (c) { return c.treatment && c.control ? c : null; };
+      var sets = {
+        rates: {
+          data: [xs, col(function (c) { return rate(c) && c.treatment.rate; }), col(function (c) { return rate(c) && c.control.rate; })],
+          series: [{ label: 'treatment', stroke: '#cf222e', width: 2 }, { label: 'control', stroke: '#0969da', width: 2 }],
+          y: { values: function (u, v) { return v.map(function (x) { return pct(x); }); } }
+        },
+        ratio: {
+          data: [xs, col(function (c) { return c.ratio || null; }), col(function (c) { return c.ciLow || null; }), col(function (c) { return c.ciHigh || null; }),
+            col(function (c) { return c.tolerance || null; }), col(function (c) { return c.harmBound || null; })],
+          series: [{ label: 'ratio', stroke: '#1b1f24', width: 2 }, { label: 'interval low', stroke: '#8c959f' }, { label: 'interval high', stroke: '#8c959f' },
+            { label: 'tolerance', stroke: '#9a6700', dash: [6, 4] }, { label: 'harm bound', stroke: '#cf222e', dash: [2, 4] }],
+          bands: [{ series: [3, 2], fill: 'rgba(9,105,218,0.15)' }],
+          y: { distr: 3 }
+        },
+        evidence: {
+          data: [xs, col(function (c) { return Math.max(c.eValue, 1e-3); }), col(function (c) { return c.threshold || null; })],
+          series: [{ label: 'e-value', stroke: '#8250df', width: 2 }, { label: 'threshold', stroke: '#cf222e', dash: [6, 4] }],
+          y: { distr: 3 }
+        }
+      };
+      Object.keys(sets).forEach(function (kind) {
+        var el = art.querySelector('[data-chart="' + kind + '"]');
+        var set = sets[kind], key = id + ':' + kind;
+        el.setAttribute('aria-label', chartLabel(kind, last));
+        el.dataset.points = xs.length;
+        var width = Math.max(260, el.clientWidth || 360);
+        if (charts[key] && charts[key].series.length === set.data.length) {
+          charts[key].marks = marks;
+          charts[key].setData(set.data);
+          if (Math.abs(charts[key].width - width) > 4) charts[key].setSize({ width: width, height: 220 });
+          return;
+        }
+        if (charts[key]) charts[key].destroy();
+        if (typeof uPlot === 'undefined') { el.textContent = 'Charts could not load.'; return; }
+        var opts = {
+          width: width, height: 220,
+          scales: { x: { time: true }, y: set.y && set.y.distr ? { distr: set.y.distr } : {} },
+          series: [{}].concat(set.series.map(function (s) { s.spanGaps = true; return s; })),
+          axes: [{}, set.y && set.y.values ? { values: set.y.values, size: 60 } : { size: 60 }],
+          bands: set.bands,
+          legend: { live: false },
+          cursor: { drag: { x: false, y: false } },
+          plugins: [stepMarks()]
+        };
+        var u = new uPlot(opts, set.data, el);
+        u.marks = marks;
+        charts[key] = u;
+      });
+    }
+
+    page = function () {
+      stopped = true; clearInterval(timer); clearTimeout(poller);
+      Object.keys(charts).forEach(function (k) { charts[k].destroy(); });
+    };
+    poll();
+  }
+
+  // stepMarks draws a dashed line at each time in the chart's marks: the
+  // rollout's transitions, step advances included.
+  function stepMarks() {
+    return {
+      hooks: {
+        draw: function (u) {
+          var ctx = u.ctx, b = u.bbox;
+          ctx.save();
+          ctx.strokeStyle = '#57606a';
+          ctx.setLineDash([4, 4]);
+          ctx.lineWidth = 1;
+          (u.marks || []).forEach(function (t) {
+            var x = Math.round(u.valToPos(t, 'x', true));
+            if (x < b.left || x > b.left + b.width) return;
+            ctx.beginPath(); ctx.moveTo(x, b.top); ctx.lineTo(x, b.top + b.height); ctx.stroke();
+          });
+          ctx.restore();
+        }
+      }
+    };
+  }
+
+  function chartLabel(kind, c) {
+    if (!c) return 'No data';
+    if (kind === 'rates') return 'Treatment rate ' + pct(c.treatment && c.treatment.rate) + ', control rate ' + pct(c.control && c.control.rate);
+    if (kind === 'ratio') return 'Ratio ' + num(c.ratio) + ', interval ' + num(c.ciLow) + ' to ' + num(c.ciHigh) + ', tolerance ' + num(c.tolerance) + (c.harmBound ? ', harm bound ' + num(c.harmBound) : '');
+    return 'E-value ' + num(c.eValue) + ' of threshold ' + num(c.threshold);
+  }
+
+  function checkText(name, c) {
+    if (!c) return '<h3>' + esc(name) + '</h3><p class="nodata">Not judged at the latest look.</p>';
+    function fig(label, value) { return '<div><dt>' + esc(label) + '</dt><dd>' + value + '</dd></div>'; }
+    var f = fig('ratio', num(c.ratio));
+    if (c.ciHigh) f += fig('interval at ' + pct(c.ciLevel), num(c.ciLow) + ' to ' + num(c.ciHigh));
+    if (c.tolerance) f += fig(c.bound ? 'bound' : 'tolerance', num(c.tolerance));
+    if (c.harmBound) f += fig('harm bound', num(c.harmBound));
+    if (c.floorRatio) f += fig('practical floor (ratio)', num(c.floorRatio));
+    f += fig('e-value / threshold', num(c.eValue) + ' / ' + num(c.threshold));
+    f += fig('dispersion', num(c.dispersion));
+    if (c.treatment) f += fig('treatment', pct(c.treatment.rate) + ' (' + count(c.treatment.events) + ' of ' + count(c.treatment.requests) + ')');
+    if (c.control) f += fig('control', pct(c.control.rate) + ' (' + count(c.control.events) + ' of ' + count(c.control.requests) + ')');
+    if (c.stepRequests) f += fig('requests this step', count(c.stepRequests.treatment) + ' / ' + count(c.stepRequests.control));
+    return '<h3>' + esc(name) + ' ' + badge('v', c.outcome) + '</h3><p class="explanation">' + esc(c.explanation) + '</p>' +
+      (c.reason ? '<p class="meta">' + esc(c.reason) + '</p>' : '') + '<dl class="figures">' + f + '</dl>';
+  }
+
+  window.addEventListener('hashchange', route);
+  route();
+})();

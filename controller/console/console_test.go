@@ -1,0 +1,156 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-dev/vigil/analysis/judge"
+	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/internal/testenv/servertest"
+)
+
+const testAdmin = "console-unit-admin-token-0123456789"
+
+func TestNormalizePath(t *testing.T) {
+	for in, want := range map[string]string{"": "/", "/": "/", "/console": "/console/", "/console/": "/console/", "/a/b": "/a/b/"} {
+		got, err := NormalizePath(in)
+		if err != nil || got != want {
+			t.Errorf("NormalizePath(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"console", "/a/../b", "/a?b", "/a#b", "/:key", "/*x", "/a//b"} {
+		if got, err := NormalizePath(bad); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("NormalizePath(%q) = %q, %v; want an error naming it", bad, got, err)
+		}
+	}
+}
+
+// start runs a server with the console at path on SQLite in a temp dir.
+func start(t *testing.T, path string) string {
+	t.Helper()
+	url, _ := servertest.Run(t, func(ctx context.Context) (*server.Server, error) {
+		return server.New(ctx, server.Config{DataDir: t.TempDir(), AdminToken: testAdmin,
+			Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Extensions: []server.Extension{Extension(Config{Path: path})}})
+	})
+	return url
+}
+
+func get(t *testing.T, url, token, etag string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+// TestServedUnderPath serves the console at /ops/console/: the page there
+// points back to the API by a relative path, so that it works behind a
+// proxy that adds a prefix of its own, and its assets are served under it.
+func TestServedUnderPath(t *testing.T) {
+	url := start(t, "/ops/console")
+	resp, body := get(t, url+"/ops/console/", "", "")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `<meta name="vigil-root" content="./../../">`) {
+		t.Fatalf("page: %d %s", resp.StatusCode, body)
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("page's Content-Security-Policy %q", csp)
+	}
+	for file, want := range map[string]string{"app.js": "vigilConsole", "app.css": ".badge", "vendor/uPlot.iife.min.js": "uPlot"} {
+		resp, body := get(t, url+"/ops/console/assets/"+file, "", "")
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, want) || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: %d, %d bytes, nosniff %q", file, resp.StatusCode, len(body), resp.Header.Get("X-Content-Type-Options"))
+		}
+	}
+	if resp, _ := get(t, url+"/ops/console/assets/nothing.js", "", ""); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a missing asset: %d, want 404", resp.StatusCode)
+	}
+	// The root is the API's 404 then, not the console.
+	if resp, body := get(t, url+"/", "", ""); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/ with the console elsewhere: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestOverviewETag answers 304 to a poll while nothing changed and the
+// new overview once a flag changes.
+func TestOverviewETag(t *testing.T) {
+	url := start(t, "/")
+	resp, body := get(t, url+"/api/v1/console/overview", testAdmin, "")
+	tag := resp.Header.Get("ETag")
+	if resp.StatusCode != http.StatusOK || tag == "" || body != `{"flags":[]}` {
+		t.Fatalf("overview: %d %q %s", resp.StatusCode, tag, body)
+	}
+	if resp, body := get(t, url+"/api/v1/console/overview", testAdmin, tag); resp.StatusCode != http.StatusNotModified || body != "" {
+		t.Fatalf("overview with its ETag: %d %s, want 304", resp.StatusCode, body)
+	}
+	req, _ := http.NewRequest(http.MethodPut, url+"/api/v1/flags/f", strings.NewReader(`{"variants":{"off":false,"on":true},"control":"off","treatment":"on","enabled":true,"rollout":{"percent":12}}`))
+	req.Header.Set("Authorization", "Bearer "+testAdmin)
+	put, err := http.DefaultClient.Do(req)
+	if err != nil || put.StatusCode != http.StatusCreated {
+		t.Fatalf("put flag: %v %v", put, err)
+	}
+	put.Body.Close()
+	resp, body = get(t, url+"/api/v1/console/overview", testAdmin, tag)
+	var o Overview
+	if err := json.Unmarshal([]byte(body), &o); resp.StatusCode != http.StatusOK || err != nil || resp.Header.Get("ETag") == tag {
+		t.Fatalf("overview after a change: %d %s %v", resp.StatusCode, body, err)
+	}
+	if len(o.Flags) != 1 || o.Flags[0].Key != "f" || o.Flags[0].State != rollout.Pending || o.Flags[0].Percent != 12 || o.Flags[0].Step != -1 {
+		t.Fatalf("overview: %+v", o.Flags)
+	}
+}
+
+func verdictAt(at time.Time, outcome judge.Outcome) *rollout.Verdict {
+	return &rollout.Verdict{At: at, Outcome: outcome, Summary: string(outcome),
+		Detail: &judge.Verdict{Outcome: outcome, EValue: 2, Threshold: 100,
+			Checks: []judge.CheckVerdict{{Check: "error-rate", Outcome: outcome, Ratio: 1.1, CILow: 0.9, CIHigh: 1.4}}}}
+}
+
+// TestRecorderKeepsEachLookOnce keeps every new verdict once, seeds a
+// rollout first seen with the verdicts behind its transitions, and drops
+// the oldest past its bound.
+func TestRecorderKeepsEachLookOnce(t *testing.T) {
+	r := newRecorder(nil, slog.New(slog.NewTextHandler(io.Discard, nil)), 3)
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	s := rollout.New("k")
+	s.Phase, s.Percent, s.Step = rollout.Progressing, 10, 1
+	s.History = []rollout.Transition{{At: t0.Add(time.Second), From: rollout.Progressing, To: rollout.Progressing, Percent: 10, Step: 1, Evidence: verdictAt(t0, judge.Pass)}}
+	s.Verdict = verdictAt(t0.Add(2*time.Second), judge.Inconclusive)
+	r.record(s)
+	r.record(s) // the same look again
+	got := r.looks["k"]
+	if len(got) != 2 || !got[0].At.Equal(t0) || got[0].Outcome != judge.Pass || got[1].Outcome != judge.Inconclusive || len(got[1].Checks) != 1 || got[1].EValue != 2 {
+		t.Fatalf("looks: %+v", got)
+	}
+	for i := 3; i <= 5; i++ {
+		s.Verdict = verdictAt(t0.Add(time.Duration(i)*time.Second), judge.Pass)
+		r.record(s)
+	}
+	got = r.looks["k"]
+	if len(got) != 3 || !got[0].At.Equal(t0.Add(3*time.Second)) || !got[2].At.Equal(t0.Add(5*time.Second)) {
+		t.Fatalf("after the bound: %+v", got)
+	}
+}
