@@ -86,11 +86,14 @@ test-go:
 	done
 
 # The rollout end-to-end tests (a fleet under load judged from a real
-# Prometheus, and kill -9 of a real vigil serve) build without the race
-# detector, whose overhead on two cores drowns the latency they measure.
+# Prometheus, kill -9 of a real vigil serve, and the console in headless
+# Chromium over the demo's fleet) build without the race detector, whose
+# overhead on two cores drowns the latency they measure. The console's
+# screenshots land in bin/console-screenshots.
 test-e2e:
 	$(GO) test -count=1 -timeout 6m -run 'TestEndToEnd|TestKillNine' ./controller/runner
 	$(GO) test -count=1 -timeout 6m -run 'TestDemo' ./cmd/vigil
+	VIGIL_CONSOLE_SCREENSHOTS=$(abspath bin/console-screenshots) $(GO) test -count=1 -timeout 6m ./internal/e2e/console
 
 bench:
 	@set -e; for m in $(MODULES); do \
