@@ -13,7 +13,7 @@
   var pollEvery = 2000;
 
   // What the tests and people measuring the console can read.
-  var probe = window.vigilConsole = { overviewMs: 0, overviewRows: 0, renders: 0 };
+  var probe = window.vigilConsole = { overviewMs: 0, overviewSinceLoad: 0, overviewRows: 0, renders: 0 };
 
   var session = loadSession();
   var page = null; // the current page's stop function
@@ -226,14 +226,17 @@
         first = false;
         void document.getElementById('flags').offsetHeight; // lay out, so the figure includes it
         probe.overviewMs = performance.now() - t0;
+        probe.overviewSinceLoad = performance.now();
         probe.overviewRows = rows.length;
       }
     }
     function poll() {
+      var asked = performance.now();
       call('GET', 'console/overview', { etag: etag }).then(function (res) {
         if (stopped) return;
         if (res.status === 304) return;
         return res.json().then(function (body) {
+          if (first) probe.overviewFetchMs = performance.now() - asked;
           if (!res.ok) throw new Error(body.error || res.statusText);
           if (stopped) return;
           etag = res.headers.get('ETag') || '';
@@ -512,8 +515,21 @@
       });
     }
 
+    // Charts follow the page's width: a phone's column, a laptop's thirds.
+    var resizing = null;
+    function resize() {
+      clearTimeout(resizing);
+      resizing = setTimeout(function () {
+        Object.keys(charts).forEach(function (k) {
+          var u = charts[k], w = Math.max(260, u.root.parentNode.clientWidth);
+          if (Math.abs(u.width - w) > 4) u.setSize({ width: w, height: 220 });
+        });
+      }, 100);
+    }
+    window.addEventListener('resize', resize);
     page = function () {
-      stopped = true; clearInterval(timer); clearTimeout(poller);
+      stopped = true; clearInterval(timer); clearTimeout(poller); clearTimeout(resizing);
+      window.removeEventListener('resize', resize);
       Object.keys(charts).forEach(function (k) { charts[k].destroy(); });
     };
     poll();
