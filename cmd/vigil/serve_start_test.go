@@ -39,6 +39,7 @@ func TestServeFailsCleanly(t *testing.T) {
 		{"address without a colon", testAdminToken, []string{"--addr", "8096"}, "--addr 8096: listen tcp: address 8096: missing port in address"},
 		{"short admin token", "short", []string{"--addr", "127.0.0.1:0"}, "admin token is 5 characters"},
 		{"no admin token for a fresh store", "", []string{"--addr", "127.0.0.1:0"}, "no admin token: set VIGIL_ADMIN_TOKEN or --admin-token-file"},
+		{"console path with a wildcard", testAdminToken, []string{"--addr", "127.0.0.1:0", "--console-path", "/ops/*x"}, `--console-path: console path "/ops/*x": want an absolute path`},
 		{"nested data directory", "short", []string{"--addr", "127.0.0.1:0", "--data", "a/b/c"}, "admin token is 5 characters"},
 		{"existing data directory", "short", []string{"--addr", "127.0.0.1:0", "--data", existing}, "admin token is 5 characters"},
 	} {
