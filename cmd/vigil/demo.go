@@ -159,6 +159,7 @@ func runDemo(ctx context.Context, out io.Writer, opts demo.Options, setup demoSe
 	if err != nil {
 		return demo.Outcome{}, err
 	}
+	fmt.Fprintf(out, "console: %s/ (sign in with the admin token in %s)\n", url, tokenFile)
 	// Before the controller stops: the fleet's SDKs are its clients.
 	defer d.Close()
 	outcome, runErr := d.Wait(ctx)
@@ -183,8 +184,8 @@ func runDemo(ctx context.Context, out io.Writer, opts demo.Options, setup demoSe
 	}
 	fmt.Fprintln(out, "\nBoth rollouts ended as expected: new-checkout promoted, fast-payments rolled back by the judge.")
 	if setup.keepRunning {
-		fmt.Fprintf(out, "\nStill running until interrupted: controller %s (admin token in %s), fleet gateway %s, load %.0f requests/s.\n",
-			url, tokenFile, d.GatewayURL(), d.Rate())
+		fmt.Fprintf(out, "\nStill running until interrupted: controller %s (admin token in %s), console %s/, fleet gateway %s, load %.0f requests/s.\n",
+			url, tokenFile, url, d.GatewayURL(), d.Rate())
 		<-ctx.Done()
 		fmt.Fprintln(out, "Interrupted: stopping the load, the fleet and the controller.")
 	}

@@ -38,12 +38,15 @@ import (
 // demoOutput is what checkDemoOutput read from the demo's output.
 type demoOutput struct {
 	controller string // "Vigil demo: controller at URL"
+	console    string // "console: URL (sign in with the admin token in FILE)"
+	tokenFile  string
 	promHow    string // "Prometheus API for Grafana (HOW): URL"
 	promURL    string
 }
 
 var (
 	demoControllerLine = regexp.MustCompile(`(?m)^Vigil demo: controller at (\S+)$`)
+	demoConsoleLine    = regexp.MustCompile(`(?m)^console: (\S+) \(sign in with the admin token in (\S+)\)$`)
 	demoDashboardsLine = regexp.MustCompile(`(?m)^Grafana dashboards: (.+)$`)
 	demoRulesLine      = regexp.MustCompile(`(?m)^Prometheus alert rules: (.+)$`)
 	demoPromLine       = regexp.MustCompile(`(?m)^Prometheus API for Grafana \((.+)\): (\S+)$`)
@@ -171,6 +174,11 @@ func checkDemoOutput(t *testing.T, out string) demoOutput {
 		d.controller = m[1]
 	} else {
 		t.Errorf("demo output does not name the controller")
+	}
+	if m := demoConsoleLine.FindStringSubmatch(out); m != nil && m[1] == d.controller+"/" {
+		d.console, d.tokenFile = m[1], m[2]
+	} else {
+		t.Errorf("demo output does not name the console at the controller's root: %q", m)
 	}
 	if m := demoPromLine.FindStringSubmatch(out); m != nil {
 		d.promHow, d.promURL = m[1], m[2]
@@ -344,6 +352,35 @@ func TestDemoAgainstPrometheus(t *testing.T) {
 	}
 	gateway := m[1]
 	noReuse := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	// The console it named is still served, and the token it names signs
+	// in as admin.
+	if !strings.Contains(text, "console "+d.console+",") {
+		t.Errorf("keep-running line does not name the console %s", d.console)
+	}
+	cresp, err := noReuse.Get(d.console)
+	if err != nil {
+		t.Fatalf("console after the summary: %v", err)
+	}
+	page, _ := io.ReadAll(cresp.Body)
+	cresp.Body.Close()
+	if cresp.StatusCode != http.StatusOK || !strings.Contains(string(page), `name="vigil-root"`) {
+		t.Errorf("console after the summary: %s %.200s", cresp.Status, page)
+	}
+	secret, err := os.ReadFile(d.tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wreq, _ := http.NewRequest(http.MethodGet, d.controller+"/api/v1/whoami", nil)
+	wreq.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(secret)))
+	wresp, err := noReuse.Do(wreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	who, _ := io.ReadAll(wresp.Body)
+	wresp.Body.Close()
+	if wresp.StatusCode != http.StatusOK || !strings.Contains(string(who), `"role":"admin"`) {
+		t.Errorf("whoami with the demo's token: %s %s", wresp.Status, who)
+	}
 	get := func() (*http.Response, error) {
 		req, err := http.NewRequest(http.MethodGet, gateway+"/checkout", nil)
 		if err != nil {
