@@ -9,21 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vigil-dev/vigil/internal/explain"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
-
-// evalResult is one line of `vigil eval` output: the evaluation detail, the
-// unit it was for, and the unit's bucket, which together with the rollout
-// percentage explains a split.
-type evalResult struct {
-	Unit string `json:"unit"`
-	flag.Detail
-	// Bucket is the unit's v1 bucket for this flag, in [0, 100000); a split
-	// serves the treatment when Bucket < percent*1000.
-	Bucket *uint32 `json:"bucket,omitempty"`
-	// Percent is the flag's rollout percentage, when it has a rollout.
-	Percent *float64 `json:"percent,omitempty"`
-}
 
 func newEvalCmd() *cobra.Command {
 	var file, units string
@@ -73,7 +61,7 @@ is omitted: one JSON object is printed per unit.`,
 			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			if units == "" {
-				return enc.Encode(explain(snap, key, flag.Context{Key: args[1], Attributes: attrs}))
+				return enc.Encode(explain.Evaluate(snap, key, flag.Context{Key: args[1], Attributes: attrs}))
 			}
 			return evalUnits(cmd.InOrStdin(), enc, snap, key, attrs)
 		},
@@ -88,7 +76,7 @@ func evalUnits(in io.Reader, enc *json.Encoder, snap *flag.Snapshot, key string,
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for line := 1; sc.Scan(); line++ {
 		unit := strings.TrimRight(sc.Text(), "\r")
-		if err := enc.Encode(explain(snap, key, flag.Context{Key: unit, Attributes: attrs})); err != nil {
+		if err := enc.Encode(explain.Evaluate(snap, key, flag.Context{Key: unit, Attributes: attrs})); err != nil {
 			return fmt.Errorf("eval: write result for line %d: %w", line, err)
 		}
 	}
@@ -96,21 +84,6 @@ func evalUnits(in io.Reader, enc *json.Encoder, snap *flag.Snapshot, key string,
 		return fmt.Errorf("eval: read units: %w", err)
 	}
 	return nil
-}
-
-func explain(snap *flag.Snapshot, key string, ctx flag.Context) evalResult {
-	r := evalResult{Unit: ctx.Key, Detail: snap.Evaluate(key, ctx)}
-	// An empty unit key never reaches bucketing (docs/bucketing.md), so a
-	// bucket beside it would explain a decision that was not made.
-	if f, ok := snap.Flag(key); ok && f.Rollout != nil && ctx.Key != "" {
-		salt := f.Salt
-		if salt == "" {
-			salt = f.Key
-		}
-		b, p := flag.Bucket(salt, ctx.Key), f.Rollout.Percent
-		r.Bucket, r.Percent = &b, &p
-	}
-	return r
 }
 
 // parseAttrs reads attr=value arguments. Values stay strings: the numeric

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vigil-dev/vigil/internal/explain"
 )
 
 const evalFlags = `flags:
@@ -77,9 +79,9 @@ func TestEvalUnitsFromStdin(t *testing.T) {
 	if len(lines) != 3 {
 		t.Fatalf("%d lines for 3 units:\n%s", len(lines), out)
 	}
-	var got []evalResult
+	var got []explain.Result
 	for _, l := range lines {
-		var r evalResult
+		var r explain.Result
 		if err := json.Unmarshal([]byte(l), &r); err != nil {
 			t.Fatalf("line %q: %v", l, err)
 		}
