@@ -100,6 +100,9 @@ func roleRoutes() map[string]routeCase {
 		"GET /api/v1/whoami":                      {path: "/api/v1/whoami", allowed: readers},
 		"GET /api/v1/console/overview":            {path: "/api/v1/console/overview", allowed: readers},
 		"GET /api/v1/console/rollouts/:key/looks": {path: "/api/v1/console/rollouts/existing/looks", allowed: readers},
+		// A POST that changes nothing, as OFREP's.
+		"POST /api/v1/console/flags/:key/evaluate": {path: "/api/v1/console/flags/existing/evaluate",
+			body: func() string { return `{"unit":"user-1"}` }, allowed: readers},
 		// The same body each time: the first PUT creates, the rest change nothing.
 		"PUT /api/v1/flags/:key":    {path: "/api/v1/flags/written", body: func() string { return flagBody("written", 5) }, allowed: adminOnly},
 		"DELETE /api/v1/flags/:key": {path: "/api/v1/flags/never-created", allowed: adminOnly},

@@ -5,9 +5,10 @@
 // The page is static; it signs in with a token that it keeps in the
 // browser's session storage and sends as a bearer token to the same admin
 // API the CLI uses, so the server's roles decide what a person may see and
-// do. The console adds three read routes of its own under /api/v1/console
-// (an overview with an ETag for polling, and the judge's looks at each
-// rollout, which the rollout state keeps only as the latest verdict).
+// do. The console adds read routes of its own under /api/v1/console: an
+// overview with an ETag for polling, the judge's looks at each rollout
+// (the rollout state keeps only the latest verdict), and a flag's
+// evaluation for a unit.
 package console
 
 import (
@@ -105,6 +106,8 @@ func Extension(cfg Config) server.Extension {
 		rec := newRecorder(h.Store, h.Logger, cfg.MaxLooks)
 		h.Read.GET("/console/overview", overview(h))
 		h.Read.GET("/console/rollouts/:key/looks", rec.serve)
+		// A read: it changes nothing, so readers may ask it.
+		h.Read.POST("/console/flags/:key/evaluate", evaluate(h))
 		h.Go("console looks", func(ctx context.Context) error { return rec.run(ctx, cfg.Sample) })
 		return nil
 	}

@@ -13,7 +13,9 @@ import (
 	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/internal/explain"
 	"github.com/vigil-dev/vigil/internal/testenv/servertest"
+	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
 const testAdmin = "console-unit-admin-token-0123456789"
@@ -152,5 +154,83 @@ func TestRecorderKeepsEachLookOnce(t *testing.T) {
 	got = r.looks["k"]
 	if len(got) != 3 || !got[0].At.Equal(t0.Add(3*time.Second)) || !got[2].At.Equal(t0.Add(5*time.Second)) {
 		t.Fatalf("after the bound: %+v", got)
+	}
+}
+
+func post(t *testing.T, url, token, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestEvaluateForAUnit answers what `vigil eval` would for the stored flag:
+// the same detail and bucket, by the same code; and names what is wrong
+// with a bad request.
+func TestEvaluateForAUnit(t *testing.T) {
+	url := start(t, "/")
+	f := `{"variants":{"off":false,"on":true},"control":"off","treatment":"on","enabled":true,
+		"targets":[{"variant":"on","units":["qa-1"]}],
+		"rules":[{"when":[{"attribute":"plan","op":"in","values":["beta"]}],"variant":"on"}],
+		"rollout":{"percent":30}}`
+	req, _ := http.NewRequest(http.MethodPut, url+"/api/v1/flags/f", strings.NewReader(f))
+	req.Header.Set("Authorization", "Bearer "+testAdmin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("put flag: %v %s", err, b)
+	}
+	var stored flag.Flag
+	if err := json.NewDecoder(resp.Body).Decode(&stored); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	snap, err := flag.NewSnapshot(stored.Version, []flag.Flag{stored})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		body   string
+		ctx    flag.Context
+		reason flag.Reason
+	}{
+		{`{"unit":"qa-1"}`, flag.Context{Key: "qa-1"}, flag.ReasonTargetingMatch},
+		{`{"unit":"user-7","attributes":{"plan":"beta"}}`, flag.Context{Key: "user-7", Attributes: map[string]any{"plan": "beta"}}, flag.ReasonTargetingMatch},
+		{`{"unit":"user-7"}`, flag.Context{Key: "user-7"}, flag.ReasonSplit},
+	} {
+		code, body := post(t, url+"/api/v1/console/flags/f/evaluate", testAdmin, tc.body)
+		want, _ := json.Marshal(explain.Evaluate(snap, "f", tc.ctx))
+		if code != http.StatusOK || body != string(want) {
+			t.Errorf("evaluate %s: %d %s\nwant %s", tc.body, code, body, want)
+		}
+		var got explain.Result
+		if err := json.Unmarshal([]byte(body), &got); err != nil || got.Reason != tc.reason || got.Bucket == nil {
+			t.Errorf("evaluate %s: reason %q bucket %v, want %q with a bucket", tc.body, got.Reason, got.Bucket, tc.reason)
+		}
+	}
+	for body, want := range map[string]string{
+		`{"unit":"u","colour":"red"}`: `unknown field \"colour\"`,
+		`{"unit":7}`:                  `unit`,
+		``:                            `request body is empty`,
+	} {
+		if code, got := post(t, url+"/api/v1/console/flags/f/evaluate", testAdmin, body); code != http.StatusBadRequest || !strings.Contains(got, want) {
+			t.Errorf("evaluate %q: %d %s; want 400 saying %s", body, code, got, want)
+		}
+	}
+	if code, got := post(t, url+"/api/v1/console/flags/nope/evaluate", testAdmin, `{"unit":"u"}`); code != http.StatusNotFound || !strings.Contains(got, `flag \"nope\" does not exist`) {
+		t.Errorf("evaluate a missing flag: %d %s", code, got)
 	}
 }

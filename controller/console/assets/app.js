@@ -284,6 +284,11 @@
       '<section aria-labelledby="cohorts-h"><h2 id="cohorts-h">Cohorts</h2><div id="cohorts"></div></section>' +
       '<section aria-labelledby="timeline-h"><h2 id="timeline-h">Timeline</h2><div id="timeline" class="table-wrap"></div></section>' +
       '<section aria-labelledby="audit-h"><h2 id="audit-h">Audit log</h2><div id="audit" class="table-wrap"></div></section>' +
+      '<section class="panel" aria-labelledby="eval-h"><h2 id="eval-h">Evaluate for a unit</h2>' +
+      '<p class="meta">Which variant a unit gets now, and why, by the evaluation the SDKs run.</p>' +
+      '<form id="eval-form"><label for="eval-unit">Unit</label><input id="eval-unit" autocomplete="off" spellcheck="false" required>' +
+      '<label for="eval-attrs">Attributes, one <code>name=value</code> a line (optional)</label><textarea id="eval-attrs" rows="2" spellcheck="false"></textarea>' +
+      '<button type="submit">Evaluate</button></form><div id="eval-result" aria-live="polite"></div></section>' +
       '<section aria-labelledby="flag-h"><h2 id="flag-h">Flag definition</h2><details><summary>Show the flag as stored (read only)</summary><pre id="flag"></pre></details></section>';
     var stopped = false, poller = null, timer = setInterval(tick, 1000);
     var charts = {}, lastRevision = -1, lastLooks = -1, state = null;
@@ -307,6 +312,24 @@
       }).catch(function (e) { if (!stopped) failed(e, document.getElementById('rollout-error')); })
         .then(function () { if (!stopped) poller = setTimeout(poll, pollEvery); });
     }
+
+    document.getElementById('eval-form').onsubmit = function (ev) {
+      ev.preventDefault();
+      var out = document.getElementById('eval-result');
+      var attrs = {}, bad = '';
+      document.getElementById('eval-attrs').value.split('\n').forEach(function (line, i) {
+        line = line.trim();
+        if (!line) return;
+        var at = line.indexOf('=');
+        if (at < 1) { bad = bad || 'Attribute line ' + (i + 1) + ' "' + line + '": want name=value.'; return; }
+        attrs[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+      });
+      if (bad) { out.innerHTML = '<p class="error" role="alert">' + esc(bad) + '</p>'; return; }
+      var unit = document.getElementById('eval-unit').value;
+      json('POST', 'console/flags/' + k + '/evaluate', { body: { unit: unit, attributes: attrs } }).then(function (r) {
+        out.innerHTML = evalText(r);
+      }).catch(function (e) { failed(e, out); });
+    };
 
     function drawState(s) {
       document.getElementById('state').innerHTML = badge('st', s.state);
@@ -562,6 +585,26 @@
     if (kind === 'rates') return 'Treatment rate ' + pct(c.treatment && c.treatment.rate) + ', control rate ' + pct(c.control && c.control.rate);
     if (kind === 'ratio') return 'Ratio ' + num(c.ratio) + ', interval ' + num(c.ciLow) + ' to ' + num(c.ciHigh) + ', tolerance ' + num(c.tolerance) + (c.harmBound ? ', harm bound ' + num(c.harmBound) : '');
     return 'E-value ' + num(c.eValue) + ' of threshold ' + num(c.threshold);
+  }
+
+  // evalText says in words what an evaluation for a unit returned.
+  function evalText(r) {
+    var why = {
+      targeting_match: 'a target or a rule of the flag names this unit',
+      split: 'the rollout split places it',
+      disabled: 'the flag is disabled',
+      'default': 'no target, rule or split applies',
+      error: 'the evaluation failed' + (r.errorType ? ' (' + r.errorType + ')' : '')
+    }[r.reason] || r.reason;
+    var h = '<p id="eval-sentence"><strong>' + esc(r.unit || '(no unit)') + '</strong> gets ' +
+      (r.variant ? badge('v', 'none', r.variant) + ' ' : '') + '<code>' + esc(JSON.stringify(r.value)) + '</code>: ' +
+      esc(why) + ' <span class="meta">(reason ' + esc(r.reason) + ', flag version ' + esc(r.version) + ')</span>.</p>';
+    if (r.bucket != null && r.percent != null) {
+      var cut = r.percent * 1000;
+      h += '<p>Its bucket is ' + count(r.bucket) + ' of 100,000; the split gives the treatment to buckets below ' + count(cut) +
+        ' (' + num(r.percent) + '%), so a split would place it in ' + (r.bucket < cut ? 'the treatment' : 'control') + '.</p>';
+    }
+    return h;
   }
 
   function checkText(name, c) {

@@ -301,6 +301,9 @@ func TestConsole(t *testing.T) {
 		if ph := c.phase(t, "new-checkout"); ph != rollout.Progressing && ph != rollout.Promoted {
 			t.Fatalf("after a reader's refused pause new-checkout is %s", ph)
 		}
+		// Which variant a unit gets: qa-1 is a target of new-checkout.
+		b.run(chromedp.SetValue(chromedp.ID("eval-unit"), "qa-1"), chromedp.Click(chromedp.CSS("#eval-form button")))
+		b.waitText(10*time.Second, "#eval-sentence", "qa-1 gets on true: a target or a rule of the flag names this unit")
 		b.screenshot("rollout-reader")
 		b.signOut()
 	})
