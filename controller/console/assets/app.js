@@ -192,6 +192,7 @@
     var t0 = performance.now();
     main.innerHTML = '<h1>Rollouts</h1>' +
       '<div class="filters" role="group" aria-label="Show flags by state" id="filters"></div>' +
+      '<div class="find"><label for="find">Find a flag</label><input id="find" type="search" autocomplete="off" spellcheck="false" placeholder="part of a key or a description"></div>' +
       '<p class="meta" id="updated" aria-live="polite"></p><div id="overview-error"></div>' +
       '<div class="table-wrap"><table class="flags" id="flags"><caption class="sr-only">Every flag with its rollout</caption><thead><tr>' +
       '<th scope="col">Flag</th><th scope="col">State</th><th scope="col">Percent</th><th scope="col" class="opt">Step</th>' +
@@ -201,8 +202,14 @@
     var timer = setInterval(tick, 1000);
     var poller = null;
 
+    var find = document.getElementById('find');
+    find.oninput = function () { if (data) draw(); };
     function draw() {
-      var rows = data.flags.filter(function (f) { return !filter || f.state === filter; });
+      var q = find.value.trim().toLowerCase();
+      var rows = data.flags.filter(function (f) {
+        return (!filter || f.state === filter) &&
+          (!q || f.key.toLowerCase().indexOf(q) >= 0 || (f.description || '').toLowerCase().indexOf(q) >= 0);
+      });
       var counts = {};
       data.flags.forEach(function (f) { counts[f.state] = (counts[f.state] || 0) + 1; });
       var fs = '<button type="button" data-state="" aria-pressed="' + (!filter) + '">all (' + data.flags.length + ')</button>';
@@ -219,7 +226,7 @@
       var html = [];
       for (var i = 0; i < rows.length; i++) html.push(rowHTML(rows[i]));
       document.getElementById('rows').innerHTML = html.length ? html.join('') :
-        '<tr><td colspan="8" class="nodata">No flag is ' + esc(words(filter)) + '.</td></tr>';
+        '<tr><td colspan="8" class="nodata">No flag ' + (filter ? 'is ' + esc(words(filter)) : 'matches') + (q && filter ? ' and matches' : '') + '.</td></tr>';
       document.getElementById('updated').textContent = rows.length + ' of ' + data.flags.length + ' flags · updated ' + new Date().toLocaleTimeString();
       probe.renders++;
       if (first) {

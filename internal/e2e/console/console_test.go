@@ -413,6 +413,15 @@ func TestConsole(t *testing.T) {
 		// Figures for docs/benchmarks.md, never asserted: machines are noisy.
 		t.Logf("1,000 flags applied, signed in and shown three times in %v", time.Since(start))
 		t.Logf("overview of 1,003 flags, ms from the navigation's start to the rows laid out: %.0f; of which the overview's own fetch, parse, render and layout: %.0f; its fetch and parse alone: %.0f", load, route, fetched)
+		// Finding one flag among them.
+		b.run(chromedp.SendKeys(chromedp.ID("find"), "bulk-0999"))
+		poll.Until(t, 10*time.Second, "the search to leave one row", func() error {
+			if n := b.number(`document.querySelectorAll("#rows tr[data-key]").length`); n != 1 || b.text("#rows tr[data-key] a") != "bulk-0999" {
+				return fmt.Errorf("%v rows, the first %q", n, b.text("#rows tr[data-key] a"))
+			}
+			return nil
+		})
+		b.do(`(function(){var f=document.getElementById("find");f.value="";f.dispatchEvent(new Event("input"))})()`)
 		// The window only: the whole page of 1,000 rows is megabytes.
 		b.capture("overview-1000", chromedp.CaptureScreenshot())
 	})
