@@ -116,7 +116,7 @@ func Extension(cfg Config) server.Extension {
 // secure sets the headers that keep the page from being framed or from
 // running scripts from anywhere but the controller.
 func secure(c *gin.Context) {
-	c.Header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+	c.Header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 	c.Header("X-Content-Type-Options", "nosniff")
 	c.Header("Referrer-Policy", "no-referrer")
 }

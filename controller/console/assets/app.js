@@ -13,7 +13,9 @@
   var pollEvery = 2000;
 
   // What the tests and people measuring the console can read.
-  var probe = window.vigilConsole = { overviewMs: 0, overviewSinceLoad: 0, overviewRows: 0, renders: 0 };
+  var probe = window.vigilConsole = { overviewMs: 0, overviewSinceLoad: 0, overviewRows: 0, renders: 0, blocked: [] };
+  // Anything the page's Content-Security-Policy blocks is a bug of the page.
+  document.addEventListener('securitypolicyviolation', function (e) { probe.blocked.push(e.violatedDirective + ' ' + e.blockedURI); });
 
   var session = loadSession();
   var page = null; // the current page's stop function

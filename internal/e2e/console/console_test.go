@@ -189,9 +189,14 @@ func (b *browser) screenshot(name string) {
 	b.capture(name, chromedp.FullScreenshot(100))
 }
 
-// capture saves what shot takes as name.png.
+// capture saves what shot takes as name.png, once it has checked that the
+// page's Content-Security-Policy blocked nothing of it: a style or script
+// it blocks is a page that looks or works other than it should.
 func (b *browser) capture(name string, shot chromedp.Action[[]byte]) {
 	b.t.Helper()
+	if blocked := b.jsString(`JSON.stringify(window.vigilConsole.blocked)`); blocked != "[]" {
+		b.t.Errorf("%s: the page's Content-Security-Policy blocked %s", name, blocked)
+	}
 	ctx, cancel := context.WithTimeout(b.ctx, 60*time.Second)
 	defer cancel()
 	png, err := chromedp.Run(ctx, shot)
@@ -336,6 +341,21 @@ func TestConsole(t *testing.T) {
 			t.Fatalf("the API says slow-search is %s after the console resumed it", ph)
 		}
 		b.screenshot("rollout-admin")
+
+		// The overview follows a change made elsewhere without a reload.
+		b.open("#/")
+		b.waitText(10*time.Second, `tr[data-key="slow-search"]`, "progressing")
+		b.do(`window.testMark = 2`)
+		if code := c.api(t, http.MethodPost, "/api/v1/rollouts/slow-search/pause", adminToken, "application/json", `{"reason":"from the API"}`, nil); code != http.StatusOK {
+			t.Fatalf("pause through the API: %d", code)
+		}
+		b.waitText(10*time.Second, `tr[data-key="slow-search"]`, "paused")
+		if b.number(`window.testMark||0`) != 2 {
+			t.Fatal("the overview reloaded to show the change")
+		}
+		if code := c.api(t, http.MethodPost, "/api/v1/rollouts/slow-search/resume", adminToken, "application/json", `{}`, nil); code != http.StatusOK {
+			t.Fatalf("resume through the API: %d", code)
+		}
 	})
 
 	step(t, "a harmful flag rolls back", func(t *testing.T) {
@@ -438,10 +458,14 @@ func step(t *testing.T, name string, f func(t *testing.T)) {
 }
 
 // href is the page's address.
-func (b *browser) href() string {
-	s, err := eval[string](b, `location.href`)
+func (b *browser) href() string { return b.jsString(`location.href`) }
+
+// jsString evaluates a string expression.
+func (b *browser) jsString(expr string) string {
+	b.t.Helper()
+	s, err := eval[string](b, expr)
 	if err != nil {
-		b.t.Fatal(err)
+		b.t.Fatalf("%s: %v", expr, err)
 	}
 	return s
 }
