@@ -256,8 +256,15 @@
       }).catch(function (e) { if (!stopped) failed(e, document.getElementById('overview-error')); })
         .then(function () { if (!stopped) poller = setTimeout(poll, pollEvery); });
     }
+    // redraw renders the table again and lays it out, for measuring.
+    probe.redraw = function () {
+      var t = performance.now();
+      draw();
+      void document.getElementById('flags').offsetHeight;
+      return performance.now() - t;
+    };
     poll();
-    page = function () { stopped = true; clearInterval(timer); clearTimeout(poller); };
+    page = function () { stopped = true; clearInterval(timer); clearTimeout(poller); probe.redraw = null; };
   }
 
   function rowHTML(f) {
