@@ -45,14 +45,19 @@ func start(t *testing.T, path string) string {
 	return url
 }
 
-func get(t *testing.T, url, token, etag string) (*http.Response, string) {
+// send makes one request: with a bearer token, a JSON body and an
+// If-None-Match header when given; it returns the answer with its body read.
+func send(t *testing.T, method, url, token, body, etag string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if etag != "" {
 		req.Header.Set("If-None-Match", etag)
@@ -67,6 +72,17 @@ func get(t *testing.T, url, token, etag string) (*http.Response, string) {
 		t.Fatal(err)
 	}
 	return resp, string(b)
+}
+
+func get(t *testing.T, url, token, etag string) (*http.Response, string) {
+	t.Helper()
+	return send(t, http.MethodGet, url, token, "", etag)
+}
+
+func post(t *testing.T, url, token, body string) (int, string) {
+	t.Helper()
+	resp, b := send(t, http.MethodPost, url, token, body, "")
+	return resp.StatusCode, b
 }
 
 // TestServedUnderPath serves the console at /ops/console/: the page there
@@ -108,13 +124,9 @@ func TestOverviewETag(t *testing.T) {
 	if resp, body := get(t, url+"/api/v1/console/overview", testAdmin, tag); resp.StatusCode != http.StatusNotModified || body != "" {
 		t.Fatalf("overview with its ETag: %d %s, want 304", resp.StatusCode, body)
 	}
-	req, _ := http.NewRequest(http.MethodPut, url+"/api/v1/flags/f", strings.NewReader(`{"variants":{"off":false,"on":true},"control":"off","treatment":"on","enabled":true,"rollout":{"percent":12}}`))
-	req.Header.Set("Authorization", "Bearer "+testAdmin)
-	put, err := http.DefaultClient.Do(req)
-	if err != nil || put.StatusCode != http.StatusCreated {
-		t.Fatalf("put flag: %v %v", put, err)
+	if put, body := send(t, http.MethodPut, url+"/api/v1/flags/f", testAdmin, `{"variants":{"off":false,"on":true},"control":"off","treatment":"on","enabled":true,"rollout":{"percent":12}}`, ""); put.StatusCode != http.StatusCreated {
+		t.Fatalf("put flag: %d %s", put.StatusCode, body)
 	}
-	put.Body.Close()
 	resp, body = get(t, url+"/api/v1/console/overview", testAdmin, tag)
 	var o Overview
 	if err := json.Unmarshal([]byte(body), &o); resp.StatusCode != http.StatusOK || err != nil || resp.Header.Get("ETag") == tag {
@@ -157,26 +169,6 @@ func TestRecorderKeepsEachLookOnce(t *testing.T) {
 	}
 }
 
-func post(t *testing.T, url, token, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
-}
-
 // TestEvaluateForAUnit answers what `vigil eval` would for the stored flag:
 // the same detail and bucket, by the same code; and names what is wrong
 // with a bad request.
@@ -186,18 +178,11 @@ func TestEvaluateForAUnit(t *testing.T) {
 		"targets":[{"variant":"on","units":["qa-1"]}],
 		"rules":[{"when":[{"attribute":"plan","op":"in","values":["beta"]}],"variant":"on"}],
 		"rollout":{"percent":30}}`
-	req, _ := http.NewRequest(http.MethodPut, url+"/api/v1/flags/f", strings.NewReader(f))
-	req.Header.Set("Authorization", "Bearer "+testAdmin)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusCreated {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("put flag: %v %s", err, b)
-	}
+	put, body := send(t, http.MethodPut, url+"/api/v1/flags/f", testAdmin, f, "")
 	var stored flag.Flag
-	if err := json.NewDecoder(resp.Body).Decode(&stored); err != nil {
-		t.Fatal(err)
+	if err := json.Unmarshal([]byte(body), &stored); put.StatusCode != http.StatusCreated || err != nil {
+		t.Fatalf("put flag: %d %s", put.StatusCode, body)
 	}
-	resp.Body.Close()
 	snap, err := flag.NewSnapshot(stored.Version, []flag.Flag{stored})
 	if err != nil {
 		t.Fatal(err)
