@@ -62,9 +62,16 @@ func newRecorder(st store.Store, log *slog.Logger, max int) *recorder {
 func (r *recorder) run(ctx context.Context, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	failing := false
 	for {
-		if err := r.sample(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn("console: read rollouts", "err", err)
+		// Once per outage, not once a second.
+		switch err := r.sample(ctx); {
+		case err != nil && ctx.Err() == nil && !failing:
+			r.log.Warn("console: cannot read the rollouts; the charts miss the looks until it can", "err", err)
+			failing = true
+		case err == nil && failing:
+			r.log.Info("console: reading the rollouts again")
+			failing = false
 		}
 		select {
 		case <-ctx.Done():

@@ -13,7 +13,12 @@
   var pollEvery = 2000;
 
   // What the tests and people measuring the console can read.
-  var probe = window.vigilConsole = { overviewMs: 0, overviewSinceLoad: 0, overviewRows: 0, renders: 0, blocked: [] };
+  var probe = window.vigilConsole = { overviewMs: 0, overviewSinceLoad: 0, overviewRows: 0, renders: 0, blocked: [], errors: [] };
+  // Errors nobody handled are bugs of the page; the browser test reads them.
+  window.addEventListener('error', function (e) { probe.errors.push(String(e.message)); });
+  window.addEventListener('unhandledrejection', function (e) {
+    if (!(e.reason instanceof SignedOut)) probe.errors.push(String(e.reason && e.reason.stack || e.reason));
+  });
   // Anything the page's Content-Security-Policy blocks is a bug of the page.
   document.addEventListener('securitypolicyviolation', function (e) { probe.blocked.push(e.violatedDirective + ' ' + e.blockedURI); });
 

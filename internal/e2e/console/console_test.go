@@ -190,12 +190,16 @@ func (b *browser) screenshot(name string) {
 }
 
 // capture saves what shot takes as name.png, once it has checked that the
-// page's Content-Security-Policy blocked nothing of it: a style or script
-// it blocks is a page that looks or works other than it should.
+// page's Content-Security-Policy blocked nothing of it (a style or script
+// it blocks is a page that looks or works other than it should) and that
+// no error went unhandled.
 func (b *browser) capture(name string, shot chromedp.Action[[]byte]) {
 	b.t.Helper()
 	if blocked := b.jsString(`JSON.stringify(window.vigilConsole.blocked)`); blocked != "[]" {
 		b.t.Errorf("%s: the page's Content-Security-Policy blocked %s", name, blocked)
+	}
+	if errs := b.jsString(`JSON.stringify(window.vigilConsole.errors)`); errs != "[]" {
+		b.t.Errorf("%s: the page has errors nobody handled: %s", name, errs)
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, 60*time.Second)
 	defer cancel()
