@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,7 +14,9 @@ import (
 	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/internal/explain"
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
 	"github.com/vigil-dev/vigil/internal/testenv/servertest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
@@ -217,5 +220,70 @@ func TestEvaluateForAUnit(t *testing.T) {
 	}
 	if code, got := post(t, url+"/api/v1/console/flags/nope/evaluate", testAdmin, `{"unit":"u"}`); code != http.StatusNotFound || !strings.Contains(got, `flag \"nope\" does not exist`) {
 		t.Errorf("evaluate a missing flag: %d %s", code, got)
+	}
+}
+
+// TestLooksSinceTheCurrentStart records each verdict the rollout's state
+// shows as the loop writes it, and answers only those since the rollout's
+// current start.
+func TestLooksSinceTheCurrentStart(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	url, _ := servertest.Run(t, func(ctx context.Context) (*server.Server, error) {
+		return server.New(ctx, server.Config{Store: st, AdminToken: testAdmin,
+			Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Extensions: []server.Extension{Extension(Config{Sample: 10 * time.Millisecond})}})
+	})
+	put := func(s rollout.State) {
+		t.Helper()
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
+			return tx.PutRollout(ctx, store.Rollout{Key: s.Key, State: b})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	looksAt := func(want ...time.Time) {
+		t.Helper()
+		poll.Until(t, 10*time.Second, fmt.Sprintf("%d looks", len(want)), func() error {
+			resp, body := get(t, url+"/api/v1/console/rollouts/k/looks", testAdmin, "")
+			var got Looks
+			if err := json.Unmarshal([]byte(body), &got); resp.StatusCode != http.StatusOK || err != nil {
+				return fmt.Errorf("%d %s", resp.StatusCode, body)
+			}
+			if len(got.Looks) != len(want) {
+				return fmt.Errorf("looks %+v", got.Looks)
+			}
+			for i, l := range got.Looks {
+				if !l.At.Equal(want[i]) || len(l.Checks) != 1 || l.Checks[0].CIHigh != 1.4 {
+					return fmt.Errorf("look %d: %+v", i, l)
+				}
+			}
+			return nil
+		})
+	}
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	s := rollout.New("k")
+	s.Phase, s.Percent, s.Step, s.StartedAt = rollout.Progressing, 5, 0, t0
+	s.Verdict = verdictAt(t0.Add(time.Second), judge.Inconclusive)
+	put(s)
+	looksAt(t0.Add(time.Second))
+	s.Verdict = verdictAt(t0.Add(2*time.Second), judge.Pass)
+	put(s)
+	looksAt(t0.Add(time.Second), t0.Add(2*time.Second))
+	// A new start: the looks of the last rollout are no longer its.
+	s.StartedAt, s.Verdict = t0.Add(3*time.Second), verdictAt(t0.Add(4*time.Second), judge.Inconclusive)
+	put(s)
+	looksAt(t0.Add(4 * time.Second))
+
+	if resp, body := get(t, url+"/api/v1/console/rollouts/never/looks", testAdmin, ""); resp.StatusCode != http.StatusOK || body != `{"key":"never","looks":[]}` {
+		t.Errorf("looks of a rollout never started: %d %s", resp.StatusCode, body)
 	}
 }
