@@ -278,6 +278,15 @@ func TestConsole(t *testing.T) {
 			t.Fatalf("the token is in the URL %s", b.href())
 		}
 		b.screenshot("overview")
+		b.run(chromedp.EmulateViewport(390, 844))
+		poll.Until(t, 10*time.Second, "the overview to fit a phone's width", func() error {
+			if w := b.number(`document.documentElement.scrollWidth`); w > 390 {
+				return fmt.Errorf("the page is %vpx wide", w)
+			}
+			return nil
+		})
+		b.screenshot("overview-phone")
+		b.run(chromedp.EmulateViewport(1280, 720))
 
 		b.open("#/rollouts/new-checkout")
 		var looks float64
