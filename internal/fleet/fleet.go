@@ -12,7 +12,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,10 +76,6 @@ type Config struct {
 	Headers   map[string]string
 	Control   Behaviour
 	Treatment map[string]Behaviour
-	// BrokenUnits are units every request of which fails in every service,
-	// whatever the variants: a customer with broken data, a bot sending
-	// requests that cannot succeed.
-	BrokenUnits []string
 	// Seen, when set, is told of every evaluation: which service saw which
 	// variant of which flag for which unit, in which request.
 	Seen func(service, flag, unit, request, variant string)
@@ -341,7 +336,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.mu.Lock()
-	fail := h.rng.Float64() < behaviour.ErrorRate || slices.Contains(h.cfg.BrokenUnits, unit)
+	fail := h.rng.Float64() < behaviour.ErrorRate
 	slow := h.rng.Float64() < behaviour.TailRate
 	h.mu.Unlock()
 	work := behaviour.Latency

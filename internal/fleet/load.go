@@ -18,10 +18,6 @@ type Load struct {
 	Users int
 	// Workers is the number of concurrent senders.
 	Workers int
-	// Heavy, when set, is a unit that sends HeavyShare of all requests (a
-	// bot, a busy integration); the others share the rest.
-	Heavy      string
-	HeavyShare float64
 
 	sent, failed atomic.Int64
 }
@@ -52,9 +48,6 @@ func (l *Load) Run(ctx context.Context, f *Fleet) {
 				case <-tick.C:
 				}
 				unit := fmt.Sprintf("user-%d", rng.IntN(max(l.Users, 1)))
-				if l.Heavy != "" && rng.Float64() < l.HeavyShare {
-					unit = l.Heavy
-				}
 				l.sent.Add(1)
 				if err := f.Do(ctx, unit); err != nil && ctx.Err() == nil {
 					l.failed.Add(1)
