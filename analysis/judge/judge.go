@@ -92,6 +92,7 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 	checkThreshold := math.Log(float64(len(checks)) / alpha)
 	logEs := make([]float64, len(checks))
 	beyondFloor := false
+	units := unitSnapshots(cum)
 	for i, c := range checks {
 		cs := &next.Checks[i]
 		reason := unreadable(c, cum)
@@ -102,7 +103,7 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 				reason = noEvidenceReason(c)
 			}
 		}
-		cs.estimateUnits(c, cum)
+		cs.estimateUnits(c, units)
 		held := !cfg.DisableTempering && cs.holds()
 		if reason == "" && held {
 			reason = holdReason(cs)
@@ -584,16 +585,16 @@ func (c *CheckState) phi(edge float64) float64 {
 }
 
 // estimateUnits replaces the unit estimate of every count the check has
-// followed with one from cum's unit buckets; without unit buckets the
+// followed with one from the look's unit buckets; without unit buckets the
 // estimates stay unknown and the estimate across ticks is used.
-func (c *CheckState) estimateUnits(chk check, cum FlagCounts) {
+func (c *CheckState) estimateUnits(chk check, units unitBuckets) {
 	for i := range c.Dispersion {
 		d := &c.Dispersion[i]
 		events := eventsOf(chk.metric)
 		if d.Edge > 0 {
 			events = slowerOf(d.Edge)
 		}
-		t, ctl, ok := unitCounts(cum, events)
+		t, ctl, ok := units.counts(events)
 		if !ok {
 			d.Units = UnitDispersion{}
 			continue

@@ -113,23 +113,37 @@ func cumulativeRatio(cur Snapshot, events func(CohortSnapshot) (float64, bool)) 
 	return ratioEstimate(delta{cur.Treatment.Requests, te}, delta{cur.Control.Requests, ce})
 }
 
-// unitCounts returns each unit bucket's cumulative requests and events of
-// both cohorts, for buckets where both can be read; ok is false when the
-// counts carry no unit buckets.
-func unitCounts(cum FlagCounts, events func(CohortSnapshot) (float64, bool)) (t, c []delta, ok bool) {
+// unitBuckets are the cohorts' unit buckets of one look as snapshots,
+// rounded once for all the counts read from them; nil without unit buckets.
+type unitBuckets struct {
+	treatment, control []CohortSnapshot
+}
+
+// unitSnapshots rounds cum's unit buckets.
+func unitSnapshots(cum FlagCounts) unitBuckets {
 	n := min(len(cum.Treatment.UnitBuckets), len(cum.Control.UnitBuckets))
+	u := unitBuckets{treatment: make([]CohortSnapshot, n), control: make([]CohortSnapshot, n)}
 	for b := range n {
-		tb := cohortSnapshot(CohortSnapshot{}, cum.Treatment.UnitBuckets[b])
-		cb := cohortSnapshot(CohortSnapshot{}, cum.Control.UnitBuckets[b])
-		te, okT := events(tb)
-		ce, okC := events(cb)
+		u.treatment[b] = cohortSnapshot(CohortSnapshot{}, cum.Treatment.UnitBuckets[b])
+		u.control[b] = cohortSnapshot(CohortSnapshot{}, cum.Control.UnitBuckets[b])
+	}
+	return u
+}
+
+// counts returns each unit bucket's cumulative requests and events of both
+// cohorts, for buckets where both can be read; ok is false when there are
+// no unit buckets.
+func (u unitBuckets) counts(events func(CohortSnapshot) (float64, bool)) (t, c []delta, ok bool) {
+	for b := range u.treatment {
+		te, okT := events(u.treatment[b])
+		ce, okC := events(u.control[b])
 		if !okT || !okC {
 			continue
 		}
-		t = append(t, delta{tb.Requests, te})
-		c = append(c, delta{cb.Requests, ce})
+		t = append(t, delta{u.treatment[b].Requests, te})
+		c = append(c, delta{u.control[b].Requests, ce})
 	}
-	return t, c, n > 0
+	return t, c, len(u.treatment) > 0
 }
 
 // errorsOf, slowerOf and customOf read one count of a snapshot.
