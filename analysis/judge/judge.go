@@ -289,7 +289,8 @@ func (a assessed) belowFloor(c check) bool {
 		return false
 	}
 	if a.FloorRatio == 0 {
-		return true // control has no events: no difference is shown
+		// Control has no events: the difference is treatment's own rate.
+		return a.Treatment.Rate <= a.floorDiff
 	}
 	if a.CIHigh == 0 {
 		return true

@@ -200,3 +200,13 @@ func TestRateUpperByHand(t *testing.T) {
 		t.Errorf("10 events: %v, want 0.0228835", got)
 	}
 }
+
+func TestAFloorDoesNotHideErrorsControlNeverHas(t *testing.T) {
+	// Control has no errors at all; treatment fails 1% of its requests,
+	// far above the 0.05-point floor: the check fails.
+	cfg := Config{Metrics: []MetricConfig{{Name: "error-rate", Kind: KindErrorRate, Tolerance: 1.2, MaxRatio: 1.5, MinDifference: 0.0005}}}
+	_, vs := judgeAll(t, cfg, steady(10, 1000, 10, 9000, 0), StepProgress{})
+	if got := vs[len(vs)-1]; got.Outcome != Fail {
+		t.Errorf("treatment at 1%%, control at 0: %s (%s), want fail", got.Outcome, got.Explanation)
+	}
+}
