@@ -71,12 +71,13 @@ func e2eFlag(key string) flag.Flag {
 	}
 }
 
-// e2ePlan is the plan of e2eFlag. Its harm bound is 2 rather than the
-// default 1.5: a step passes once the interval shows treatment less than
-// twice as bad, which the fleet's traffic (about 30 treatment requests a
-// second at 10%) shows within 20 to 40 s, where bounding it below 1.5 would
-// take minutes. A harmful treatment never passes 10% then, so it must be
-// rolled back there: its step may last 3 minutes for the evidence.
+// e2ePlan is the plan of e2eFlag. Its harm bounds are 2 for errors and 3
+// for latency (which must hold at the p99 edge too, where slow requests
+// are fewest) rather than the default 1.5: the fleet's traffic, about 30
+// treatment requests a second at 10%, shows that within a step, where
+// bounding the ratios below 1.5 would take minutes. A harmful treatment
+// never passes 10% then, so it must be rolled back there: its step may
+// last 3 minutes for the evidence.
 func e2ePlan() plan.Spec {
 	return plan.Spec{
 		Steps:           &[]float64{10, 25, 50, 100},
@@ -86,7 +87,7 @@ func e2ePlan() plan.Spec {
 		MinRequests:     new(int64(150)),
 		Metrics: &[]plan.MetricSpec{
 			{Name: plan.MetricErrorRate, MaxRatio: new(2.0)},
-			{Name: plan.MetricLatency, MaxRatio: new(2.0)},
+			{Name: plan.MetricLatency, MaxRatio: new(3.0)},
 		},
 	}
 }
