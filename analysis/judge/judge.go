@@ -61,8 +61,11 @@ const maxLogEValue = 700
 // rollout plan validates it once, when it is resolved. The error reports a
 // state written by another version; prev is then returned unchanged.
 func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Verdict, error) {
-	if prev.Version != 0 && prev.Version != stateVersion {
+	if prev.Version > stateVersion {
 		return prev, Verdict{}, fmt.Errorf("judge state version %d: this judge reads version %d", prev.Version, stateVersion)
+	}
+	if prev.Version != 0 && prev.Version < firstEvidenceVersion {
+		prev = State{}
 	}
 	alpha := cfg.alpha()
 	checks := cfg.checks()

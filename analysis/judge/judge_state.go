@@ -8,7 +8,13 @@ import (
 
 // stateVersion is written into every State; a State from another version is
 // refused rather than misread.
-const stateVersion = 1
+const stateVersion = 2
+
+// firstEvidenceVersion is the oldest state version whose evidence this
+// judge can carry on. Version 1 measured dispersion from control alone and
+// had no split check: its evidence is dropped and the rollout's judging
+// starts afresh, which costs time but never validity.
+const firstEvidenceVersion = 2
 
 // State is everything the judge remembers between ticks of one rollout. It
 // is plain data with a lossless JSON form: the rollout controller stores it

@@ -524,3 +524,15 @@ func TestBeyondTolerance(t *testing.T) {
 		}
 	}
 }
+
+// TestJudgeStartsAfreshFromAnOlderState: a version 1 state (dispersion from
+// control alone) is not misread; its evidence is dropped and the look
+// judged as the first.
+func TestJudgeStartsAfreshFromAnOlderState(t *testing.T) {
+	old := State{Version: 1, Ticks: 40, MaxLogMean: 9, Checks: []CheckState{{Name: "error-rate", MaxLogE: 9}}}
+	s, v, err := Judge(errorRate, old, errorCounts(100, 1, 900, 9), StepProgress{})
+	if err != nil || s.Version != stateVersion || s.Ticks != 1 || v.Outcome == Fail || s.Checks[0].MaxLogE >= 9 {
+		t.Errorf("from a version 1 state: version %d, ticks %d, outcome %s, max log e %v, err %v; want a fresh start",
+			s.Version, s.Ticks, v.Outcome, s.Checks[0].MaxLogE, err)
+	}
+}
