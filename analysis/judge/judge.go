@@ -144,7 +144,7 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 	}
 	logMean := logSumExp(logEs) - math.Log(float64(len(logEs)))
 	next.MaxLogMean = max(next.MaxLogMean, logMean)
-	v.SampleRatio = next.SampleRatio.update(prev.Last, cur, cum, step, alpha, cfg.DisableTempering)
+	v.SampleRatio = next.SampleRatio.update(cur, cum, step, alpha, cfg.DisableTempering)
 	next.Last = cur
 	next.Ticks++
 	v.EValue = math.Exp(min(logMean, maxLogEValue))

@@ -1,6 +1,7 @@
 package judge
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -208,5 +209,18 @@ func TestAFloorDoesNotHideErrorsControlNeverHas(t *testing.T) {
 	_, vs := judgeAll(t, cfg, steady(10, 1000, 10, 9000, 0), StepProgress{})
 	if got := vs[len(vs)-1]; got.Outcome != Fail {
 		t.Errorf("treatment at 1%%, control at 0: %s (%s), want fail", got.Outcome, got.Explanation)
+	}
+}
+
+func TestSampleRatioSkipsUnreadableLooks(t *testing.T) {
+	// Control's requests cannot be read at the second look, so only
+	// treatment's advance: counted, that look alone would read as a
+	// mismatch. The look is left out, and the next covers both cohorts.
+	step := StepProgress{Percent: 10, Elapsed: 10 * time.Minute}
+	obs := steady(6, 1000, 10, 9000, 90)
+	obs[1].Control.Requests = math.NaN()
+	_, vs := judgeAll(t, errorRate, obs, step)
+	if s := vs[len(vs)-1].SampleRatio; s == nil || s.Mismatch || !approx(s.Observed, 0.1, 1e-9) {
+		t.Errorf("split %+v; want no mismatch at 10%% observed", s)
 	}
 }

@@ -44,6 +44,9 @@ type SampleRatioState struct {
 	MaxLogE float64 `json:"maxLogE,omitempty"`
 	// Requests are the requests of the looks counted.
 	Requests RequestCounts `json:"requests"`
+	// Mark is the cohorts' cumulative requests at the last readable look,
+	// which the next look's requests are counted from.
+	Mark RequestCounts `json:"mark"`
 	// Expected is treatment's expected requests over those looks.
 	Expected float64 `json:"expected"`
 	// Dispersion is the over-dispersion of the share across looks.
@@ -77,21 +80,27 @@ type SampleRatio struct {
 
 // update folds the look from last to cur into the test and returns its
 // verdict, or nil when the step's percent is not known.
-func (s *SampleRatioState) update(last, cur Snapshot, cum FlagCounts, step StepProgress, alpha float64, noTempering bool) *SampleRatio {
+func (s *SampleRatioState) update(cur Snapshot, cum FlagCounts, step StepProgress, alpha float64, noTempering bool) *SampleRatio {
 	if !(step.Percent > 0 && step.Percent < 100) {
 		return nil
 	}
 	changed := step.Percent != s.Percent
 	s.Percent = step.Percent
-	nT := cur.Treatment.Requests - last.Treatment.Requests
-	nC := cur.Control.Requests - last.Control.Requests
-	q := step.Percent / 100
 	settle := step.SplitSettle
 	if settle <= 0 {
 		settle = DefaultSplitSettle
 	}
-	if !changed && step.Elapsed >= settle && nT >= 0 && nC >= 0 && nT+nC > 0 {
-		s.count(nT, nC, q)
+	// A look where either cohort's requests could not be read is skipped
+	// without moving the mark, so that the next readable one covers the
+	// gap for both cohorts; a look in the settling time moves the mark past
+	// its requests, which mix two percents.
+	if valid(cum.Treatment.Requests) && valid(cum.Control.Requests) {
+		nT := cur.Treatment.Requests - s.Mark.Treatment
+		nC := cur.Control.Requests - s.Mark.Control
+		if !changed && step.Elapsed >= settle && nT >= 0 && nC >= 0 && nT+nC > 0 {
+			s.count(nT, nC, step.Percent/100)
+		}
+		s.Mark = RequestCounts{Treatment: cur.Treatment.Requests, Control: cur.Control.Requests}
 	}
 	v := &SampleRatio{Threshold: 1 / alpha, Requests: s.Requests, Dispersion: 1}
 	if total := s.Requests.Treatment + s.Requests.Control; total > 0 {
