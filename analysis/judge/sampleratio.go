@@ -78,8 +78,8 @@ type SampleRatio struct {
 	Explanation string `json:"explanation"`
 }
 
-// update folds the look from last to cur into the test and returns its
-// verdict, or nil when the step's percent is not known.
+// update folds the requests from the mark to cur into the test and returns
+// its verdict, or nil when the step's percent is not known.
 func (s *SampleRatioState) update(cur Snapshot, cum FlagCounts, step StepProgress, alpha float64, noTempering bool) *SampleRatio {
 	if !(step.Percent > 0 && step.Percent < 100) {
 		return nil
@@ -111,7 +111,7 @@ func (s *SampleRatioState) update(cur Snapshot, cum FlagCounts, step StepProgres
 	if !noTempering {
 		v.Dispersion = s.phi(cum)
 	}
-	logE := math.Inf(-1)
+	logE := 0.0 // the e-value of no evidence is 1
 	if len(s.LogLR) > 0 {
 		terms := make([]float64, len(s.LogLR))
 		for j, l := range s.LogLR {
