@@ -117,34 +117,7 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatalf("promtest: write config: %v", err)
 	}
 
-	// The free port is found by binding and releasing it; another process
-	// could take it in between, so a start that dies early is retried.
-	var s *Server
-	for attempt := 1; ; attempt++ {
-		s, err = launch(bin, dir, cfgPath, opts)
-		if err != nil {
-			t.Fatalf("promtest: %v", err)
-		}
-		err = s.waitReady(opts.StartTimeout)
-		if err == nil {
-			break
-		}
-		died := s.hasExited()
-		s.stop()
-		if attempt == 3 || !died {
-			s.dumpLog(t)
-			t.Fatalf("promtest: prometheus did not become ready: %v", err)
-		}
-	}
-	t.Cleanup(func() {
-		if err := s.stop(); err != nil {
-			t.Errorf("promtest: stop prometheus: %v", err)
-		}
-		if t.Failed() {
-			s.dumpLog(t)
-		}
-	})
-	s.timeout = opts.StartTimeout
+	s := run(t, "prometheus", opts.StartTimeout, func() (*Server, error) { return launch(bin, dir, cfgPath, opts) })
 	if len(opts.Targets) > 0 || len(opts.Jobs) > 0 {
 		s.waitScrapes(t, time.Time{})
 	}
@@ -163,6 +136,40 @@ func findBinary(bin string) (string, error) {
 		return "", fmt.Errorf("prometheus binary not found at %s or on PATH (install Debian's prometheus package): %w", DefaultBinary, err)
 	}
 	return p, nil
+}
+
+// run starts a server with start until it is ready, and stops it when the
+// test ends. The free port is found by binding and releasing it; another
+// process could take it in between, so a start that dies early is retried.
+func run(t testing.TB, name string, timeout time.Duration, start func() (*Server, error)) *Server {
+	t.Helper()
+	var s *Server
+	for attempt := 1; ; attempt++ {
+		var err error
+		if s, err = start(); err != nil {
+			t.Fatalf("promtest: %v", err)
+		}
+		err = s.waitReady(timeout)
+		if err == nil {
+			break
+		}
+		died := s.hasExited()
+		s.stop()
+		if attempt == 3 || !died {
+			s.dumpLog(t)
+			t.Fatalf("promtest: %s did not become ready: %v", name, err)
+		}
+	}
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Errorf("promtest: stop %s: %v", name, err)
+		}
+		if t.Failed() {
+			s.dumpLog(t)
+		}
+	})
+	s.timeout = timeout
+	return s
 }
 
 func launch(bin, dir, cfgPath string, opts Options) (*Server, error) {

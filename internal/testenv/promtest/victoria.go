@@ -57,13 +57,12 @@ func StartVictoriaMetrics(t testing.TB, opts Options) *Server {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatalf("promtest: write config: %v", err)
 	}
-	var s *Server
-	for attempt := 1; ; attempt++ {
+	s := run(t, "victoria-metrics", opts.StartTimeout, func() (*Server, error) {
 		addr, err := freeAddr()
 		if err != nil {
-			t.Fatalf("promtest: %v", err)
+			return nil, err
 		}
-		s, err = spawn(bin, dir, addr, "victoria-metrics.log", "/health", append([]string{
+		return spawn(bin, dir, addr, "victoria-metrics.log", "/health", append([]string{
 			"-httpListenAddr=" + addr,
 			"-storageDataPath=" + filepath.Join(dir, "data"),
 			"-promscrape.config=" + cfgPath,
@@ -71,29 +70,7 @@ func StartVictoriaMetrics(t testing.TB, opts Options) *Server {
 			"-retentionPeriod=1d",
 			"-loggerLevel=WARN",
 		}, opts.Args...))
-		if err != nil {
-			t.Fatalf("promtest: %v", err)
-		}
-		err = s.waitReady(opts.StartTimeout)
-		if err == nil {
-			break
-		}
-		died := s.hasExited()
-		s.stop()
-		if attempt == 3 || !died {
-			s.dumpLog(t)
-			t.Fatalf("promtest: victoria-metrics did not become healthy: %v", err)
-		}
-	}
-	t.Cleanup(func() {
-		if err := s.stop(); err != nil {
-			t.Errorf("promtest: stop victoria-metrics: %v", err)
-		}
-		if t.Failed() {
-			s.dumpLog(t)
-		}
 	})
-	s.timeout = opts.StartTimeout
 	if n := len(opts.Targets); n > 0 {
 		poll.Until(t, s.timeout, "promtest: victoria-metrics to scrape every target", func() error {
 			v := s.Query(t, "sum(up)")
