@@ -103,6 +103,8 @@ func roleRoutes() map[string]routeCase {
 		// A POST that changes nothing, as OFREP's.
 		"POST /api/v1/console/flags/:key/evaluate": {path: "/api/v1/console/flags/existing/evaluate",
 			body: func() string { return `{"unit":"user-1"}` }, allowed: readers},
+		"POST /api/v1/console/flags/:key/plan": {path: "/api/v1/console/flags/existing/plan",
+			body: func() string { return `{"plan":{"steps":[10,100]}}` }, allowed: readers},
 		// The same body each time: the first PUT creates, the rest change nothing.
 		"PUT /api/v1/flags/:key":    {path: "/api/v1/flags/written", body: func() string { return flagBody("written", 5) }, allowed: adminOnly},
 		"DELETE /api/v1/flags/:key": {path: "/api/v1/flags/never-created", allowed: adminOnly},

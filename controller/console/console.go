@@ -7,8 +7,8 @@
 // API the CLI uses, so the server's roles decide what a person may see and
 // do. The console adds read routes of its own under /api/v1/console: an
 // overview with an ETag for polling, the judge's looks at each rollout
-// (the rollout state keeps only the latest verdict), and a flag's
-// evaluation for a unit.
+// (the rollout state keeps only the latest verdict), a flag's evaluation
+// for a unit, and the plan a start would follow.
 package console
 
 import (
@@ -108,6 +108,7 @@ func Extension(cfg Config) server.Extension {
 		h.Read.GET("/console/rollouts/:key/looks", rec.serve)
 		// A read: it changes nothing, so readers may ask it.
 		h.Read.POST("/console/flags/:key/evaluate", evaluate(h))
+		h.Read.POST("/console/flags/:key/plan", previewPlan(h))
 		h.Go("console looks", func(ctx context.Context) error { return rec.run(ctx, cfg.Sample) })
 		return nil
 	}

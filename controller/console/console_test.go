@@ -287,3 +287,60 @@ func TestLooksSinceTheCurrentStart(t *testing.T) {
 		t.Errorf("looks of a rollout never started: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestPlanPreview answers the plan a start would follow: the flag's plan
+// and the overrides over the defaults; and refuses a bad override as the
+// start would, naming the flag and the field, or a bad request naming what
+// is wrong in it.
+func TestPlanPreview(t *testing.T) {
+	url := start(t, "/")
+	f := `{"variants":{"off":false,"on":true},"control":"off","treatment":"on","enabled":true,
+		"rollout":{"percent":0,"plan":{"steps":[5,50],"interval":"10s"}}}`
+	if put, body := send(t, http.MethodPut, url+"/api/v1/flags/f", testAdmin, f, ""); put.StatusCode != http.StatusCreated {
+		t.Fatalf("put flag: %d %s", put.StatusCode, body)
+	}
+	preview := func(body string) (int, PlanPreview, server.ErrorBody) {
+		t.Helper()
+		code, got := post(t, url+"/api/v1/console/flags/f/plan", testAdmin, body)
+		var p PlanPreview
+		var e server.ErrorBody
+		out := any(&p)
+		if code != http.StatusOK {
+			out = &e
+		}
+		if err := json.Unmarshal([]byte(got), out); err != nil {
+			t.Fatalf("preview %s: %d %s: %v", body, code, got, err)
+		}
+		return code, p, e
+	}
+
+	code, p, _ := preview(`{}`)
+	if code != http.StatusOK || p.Key != "f" || p.Written == nil || p.Written.Steps == nil || len(*p.Written.Steps) != 2 ||
+		fmt.Sprint(p.Plan.Steps) != "[5 50 100]" || p.Plan.Interval.Std() != 10*time.Second || p.Plan.Warmup.Std() != 10*time.Second || p.Plan.MinRequests != 500 {
+		t.Fatalf("the flag's own plan: %d %+v", code, p)
+	}
+	code, p, _ = preview(`{"plan":{"steps":[10,20],"minRequests":100,"onTimeout":"rollback","gates":[20]}}`)
+	if code != http.StatusOK || fmt.Sprint(p.Plan.Steps) != "[10 20 100]" || p.Plan.MinRequests != 100 || p.Plan.OnTimeout != "rollback" ||
+		fmt.Sprint(p.Plan.Gates) != "[20]" || p.Plan.Interval.Std() != 10*time.Second {
+		t.Fatalf("with overrides: %d %+v", code, p)
+	}
+
+	for body, field := range map[string]string{
+		`{"plan":{"steps":[10,5]}}`:                                  `plan.steps[1]`,
+		`{"plan":{"minRequests":0}}`:                                 `plan.minRequests`,
+		`{"plan":{"metrics":[{"name":"error-rate","tolerance":0}]}}`: `plan.metrics[0].tolerance`,
+		`{"plan":{"minRequests":"many"}}`:                            `plan.minRequests`,
+		`{"plan":{"colour":"red"}}`:                                  `colour`,
+	} {
+		code, _, e := preview(body)
+		if code != http.StatusBadRequest || e.Field != field || !strings.Contains(e.Error, field) {
+			t.Errorf("preview %s: %d %+v; want 400 naming %s", body, code, e, field)
+		}
+	}
+	if _, _, e := preview(`{"plan":{"steps":[10,5]}}`); e.Flag != "f" {
+		t.Errorf("a bad step: %+v; want the flag named", e)
+	}
+	if code, got := post(t, url+"/api/v1/console/flags/nope/plan", testAdmin, `{}`); code != http.StatusNotFound || !strings.Contains(got, `flag \"nope\" does not exist`) {
+		t.Errorf("the plan of a missing flag: %d %s", code, got)
+	}
+}
