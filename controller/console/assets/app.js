@@ -116,6 +116,7 @@
         if (!res.ok) {
           var e = new Error(body.error || (res.status + ' ' + res.statusText));
           e.status = res.status;
+          e.field = body.field;
           throw e;
         }
         return body;
@@ -140,6 +141,8 @@
     if (path === '/signin') { location.hash = '#/'; return; }
     var m = path.match(/^\/rollouts\/(.+)$/);
     if (m) return rolloutPage(decodeURIComponent(m[1]));
+    m = path.match(/^\/flags\/(.+)$/);
+    if (m) return flagPage(decodeURIComponent(m[1]));
     return overviewPage(query.get('state') || '');
   }
 
@@ -279,7 +282,8 @@
     if (f.splitMismatch) checks.push('<span>split ' + badge('v', 'fail', 'mismatch') + '</span>');
     var active = f.state === 'progressing' || f.state === 'paused';
     return '<tr data-key="' + esc(f.key) + '" data-state="' + esc(f.state) + '">' +
-      '<th scope="row"><a href="#/rollouts/' + encodeURIComponent(f.key) + '">' + esc(f.key) + '</a>' +
+      '<th scope="row"><a href="#/rollouts/' + encodeURIComponent(f.key) + '">' + esc(f.key) + '</a> <a class="flaglink" href="#/flags/' +
+      encodeURIComponent(f.key) + '" aria-label="definition of ' + esc(f.key) + '">definition</a>' +
       (f.description ? '<div class="desc">' + esc(f.description) + '</div>' : '') + '</th>' +
       '<td>' + badge('st', f.state) + (f.pausedReason ? '<div class="desc">' + esc(f.pausedReason) + '</div>' : '') + '</td>' +
       '<td class="num">' + num(f.percent) + '%</td>' +
@@ -295,7 +299,7 @@
   function rolloutPage(key) {
     document.title = key + ' · Vigil';
     var k = encodeURIComponent(key);
-    main.innerHTML = '<p><a href="#/">← All rollouts</a></p>' +
+    main.innerHTML = '<p><a href="#/">← All rollouts</a> · <a id="flag-link" href="#/flags/' + k + '">The flag: its definition, audit log and evaluation for a unit</a></p>' +
       '<h1 id="title">' + esc(key) + ' <span id="state"></span></h1>' +
       '<div id="rollout-error"></div><p class="lead" id="place"></p>' +
       '<section class="panel" aria-labelledby="verdict-h"><h2 id="verdict-h">Verdict</h2><div id="verdict"></div></section>' +
@@ -304,13 +308,7 @@
       '<section class="panel" aria-labelledby="split-h"><h2 id="split-h">Traffic split</h2><div id="split"></div></section>' +
       '<section aria-labelledby="cohorts-h"><h2 id="cohorts-h">Cohorts</h2><div id="cohorts"></div></section>' +
       '<section aria-labelledby="timeline-h"><h2 id="timeline-h">Timeline</h2><div id="timeline" class="table-wrap"></div></section>' +
-      '<section aria-labelledby="audit-h"><h2 id="audit-h">Audit log</h2><div id="audit" class="table-wrap"></div></section>' +
-      '<section class="panel" aria-labelledby="eval-h"><h2 id="eval-h">Evaluate for a unit</h2>' +
-      '<p class="meta">Which variant a unit gets now, and why, by the evaluation the SDKs run.</p>' +
-      '<form id="eval-form"><label for="eval-unit">Unit</label><input id="eval-unit" autocomplete="off" spellcheck="false" required>' +
-      '<label for="eval-attrs">Attributes, one <code>name=value</code> a line (optional)</label><textarea id="eval-attrs" rows="2" spellcheck="false"></textarea>' +
-      '<button type="submit">Evaluate</button></form><div id="eval-result" aria-live="polite"></div></section>' +
-      '<section aria-labelledby="flag-h"><h2 id="flag-h">Flag definition</h2><details><summary>Show the flag as stored (read only)</summary><pre id="flag"></pre></details></section>';
+      '<section aria-labelledby="audit-h"><h2 id="audit-h">Audit log</h2><div id="audit" class="table-wrap"></div></section>';
     var stopped = false, poller = null, timer = setInterval(tick, 1000);
     var charts = {}, lastRevision = -1, lastLooks = -1, state = null;
 
@@ -322,8 +320,7 @@
         if (changed) {
           lastRevision = state.revision;
           drawState(state);
-          json('GET', 'audit?limit=50&flag=' + k).then(function (a) { if (!stopped) drawAudit(a.entries || []); }).catch(function (e) { failed(e, document.getElementById('audit')); });
-          json('GET', 'flags/' + k).then(function (f) { if (!stopped) document.getElementById('flag').textContent = JSON.stringify(f, null, 2); }).catch(function () {});
+          auditLog(k, document.getElementById('audit'), function () { return stopped; });
         }
         if (looks.length !== lastLooks || changed) {
           lastLooks = looks.length;
@@ -333,24 +330,6 @@
       }).catch(function (e) { if (!stopped) failed(e, document.getElementById('rollout-error')); })
         .then(function () { if (!stopped) poller = setTimeout(poll, pollEvery); });
     }
-
-    document.getElementById('eval-form').onsubmit = function (ev) {
-      ev.preventDefault();
-      var out = document.getElementById('eval-result');
-      var attrs = {}, bad = '';
-      document.getElementById('eval-attrs').value.split('\n').forEach(function (line, i) {
-        line = line.trim();
-        if (!line) return;
-        var at = line.indexOf('=');
-        if (at < 1) { bad = bad || 'Attribute line ' + (i + 1) + ' "' + line + '": want name=value.'; return; }
-        attrs[line.slice(0, at).trim()] = line.slice(at + 1).trim();
-      });
-      if (bad) { out.innerHTML = '<p class="error" role="alert">' + esc(bad) + '</p>'; return; }
-      var unit = document.getElementById('eval-unit').value;
-      json('POST', 'console/flags/' + k + '/evaluate', { body: { unit: unit, attributes: attrs } }).then(function (r) {
-        out.innerHTML = evalText(r);
-      }).catch(function (e) { failed(e, out); });
-    };
 
     function drawState(s) {
       document.getElementById('state').innerHTML = badge('st', s.state);
@@ -406,14 +385,6 @@
         '<p class="nodata">Never started.</p>';
     }
 
-    function drawAudit(entries) {
-      var rows = entries.map(function (e) {
-        return '<tr><td>' + when(e.time) + '</td><td>' + esc(e.actor) + '</td><td>' + esc(e.action) + '</td><td class="num">' + esc(e.version || '') + '</td><td>' + esc(e.message) + '</td></tr>';
-      });
-      document.getElementById('audit').innerHTML = rows.length ? '<table><thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">Action</th><th scope="col" class="num">Version</th><th scope="col">Message</th></tr></thead><tbody>' + rows.join('') + '</tbody></table>' :
-        '<p class="nodata">No entries.</p>';
-    }
-
     function drawActions(s) {
       var el = document.getElementById('actions');
       if (!isAdmin()) {
@@ -434,9 +405,8 @@
 
     function confirmCommand(cmd, name) {
       var s = state, p = num(s.percent) + '%';
-      var steps = (s.plan && s.plan.steps) || [];
       var text = {
-        start: 'Start a new rollout of ' + key + ' from the first step of its plan' + (steps.length ? ' (' + num(steps[0]) + '%)' : '') + ': the judge then looks at every interval and advances it step by step, or rolls it back on evidence of harm.',
+        start: 'Start a new rollout of ' + key + ' with the plan below: fresh evidence from the first step on. The judge looks at every interval and advances it step by step, holds it, or rolls it back on evidence of harm.',
         pause: 'Hold ' + key + ' at ' + p + '. The judge stops deciding until someone resumes it; units keep their variants.',
         resume: 'Resume ' + key + ' at ' + p + ': the judge looks again and may advance it or roll it back.',
         promote: 'Give the treatment to every unit: ' + key + ' goes to 100% now and the rollout ends as promoted, without waiting for the judge.',
@@ -444,25 +414,37 @@
         abort: 'Stop the rollout without a judgement: ' + key + ' goes to 0% now and the rollout ends as aborted.'
       }[cmd];
       var dlg = document.getElementById('confirm');
+      var form = document.getElementById('confirm-form');
+      var errEl = document.getElementById('confirm-error');
+      var plan = null;
       document.getElementById('confirm-title').textContent = name + ' ' + key + '?';
       document.getElementById('confirm-text').textContent = text;
       document.getElementById('confirm-ok').textContent = name;
       document.getElementById('confirm-reason').value = '';
-      document.getElementById('confirm-extra').innerHTML = cmd === 'start' ?
-        '<label for="confirm-steps">Steps in percent (optional; overrides the plan\'s)</label><input id="confirm-steps" placeholder="' + esc(steps.join(', ') || '1, 5, 25, 100') + '" autocomplete="off">' : '';
-      dlg.onclose = function () {
-        if (dlg.returnValue !== 'ok') return;
+      errEl.innerHTML = '';
+      dlg.classList.toggle('wide', cmd === 'start');
+      var extra = document.getElementById('confirm-extra');
+      extra.innerHTML = '';
+      if (cmd === 'start') plan = planForm(extra, k, errEl);
+      form.onsubmit = function (ev) {
+        if (!ev.submitter || ev.submitter.value !== 'ok') return; // Cancel closes the dialog
+        ev.preventDefault();
         var body = { reason: document.getElementById('confirm-reason').value };
-        var se = document.getElementById('confirm-steps');
-        if (se && se.value.trim()) body.plan = { steps: se.value.split(/[\s,]+/).filter(Boolean).map(Number) };
-        var out = document.getElementById('action-result');
-        out.innerHTML = '<p role="status">Sending ' + esc(cmd) + '…</p>';
+        if (plan) {
+          var spec = plan.spec();
+          if (spec.error) { showError(errEl, spec.error, extra, true); return; }
+          if (spec.plan) body.plan = spec.plan;
+        }
+        errEl.innerHTML = '<p role="status">Sending ' + esc(cmd) + '…</p>';
         json('POST', 'rollouts/' + k + '/' + cmd, { body: body }).then(function (ns) {
-          out.innerHTML = '<p role="status" id="action-done">' + esc(name) + ': ' + esc(key) + ' is now ' + esc(words(ns.state)) + ' at ' + num(ns.percent) + '%.</p>';
+          dlg.close('ok');
+          document.getElementById('action-result').innerHTML = '<p role="status" id="action-done">' + esc(name) + ': ' + esc(key) + ' is now ' +
+            esc(words(ns.state)) + ' at ' + num(ns.percent) + '%.</p>';
           clearTimeout(poller);
           poll();
-        }).catch(function (e) { failed(e, out); });
+        }).catch(function (e) { if (!(e instanceof SignedOut)) showError(errEl, e, extra, true); });
       };
+      dlg.onclose = function () { if (plan) plan.stop(); };
       dlg.returnValue = '';
       dlg.showModal();
     }
@@ -577,6 +559,279 @@
       Object.keys(charts).forEach(function (k) { charts[k].destroy(); });
     };
     poll();
+  }
+
+  // auditLog shows the flag's audit log in el, newest first, 50 entries at
+  // a time with a button for older ones.
+  function auditLog(k, el, stopped) {
+    var limit = 50, rows = [];
+    function more(before) {
+      json('GET', 'audit?limit=' + limit + '&flag=' + k + (before ? '&before=' + before : '')).then(function (a) {
+        if (stopped()) return;
+        var entries = a.entries || [];
+        rows = rows.concat(entries.map(auditRow));
+        el.innerHTML = rows.length ? '<table class="audit"><caption class="sr-only">Audit log, newest first</caption><thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">Action</th>' +
+          '<th scope="col" class="num">Version</th><th scope="col">Changed</th><th scope="col">Message</th></tr></thead><tbody>' + rows.join('') + '</tbody></table>' :
+          '<p class="nodata">No entries.</p>';
+        if (entries.length === limit) {
+          var b = document.createElement('button');
+          b.type = 'button';
+          b.className = 'audit-more';
+          b.textContent = 'Older entries';
+          b.onclick = function () { more(entries[entries.length - 1].id); };
+          el.appendChild(b);
+        }
+      }).catch(function (e) { failed(e, el); });
+    }
+    more(0);
+  }
+
+  // auditRow is one audit entry, with the fields of the flag it changed.
+  function auditRow(e) {
+    var changed = [];
+    if (e.before && e.after) {
+      Object.keys(Object.assign({}, e.before, e.after)).forEach(function (f) {
+        if (f !== 'version' && JSON.stringify(e.before[f]) !== JSON.stringify(e.after[f])) changed.push(f);
+      });
+    }
+    return '<tr><td>' + when(e.time) + '</td><td>' + esc(e.actor) + '</td><td>' + esc(e.action) + '</td><td class="num">' + esc(e.version || '') + '</td>' +
+      '<td>' + esc(changed.join(', ')) + '</td><td>' + esc(e.message) + '</td></tr>';
+  }
+
+  // ---- the start dialog's plan ----
+
+  // planFields are the plan's fields as the start request writes them
+  // (controller/plan's Spec), each with a label that names it.
+  var planFields = [
+    { field: 'steps', kind: 'list', label: 'Steps, in percent' },
+    { field: 'gates', kind: 'list', label: 'Gates: steps a person approves first, in percent' },
+    { field: 'interval', kind: 'text', label: 'Time between looks' },
+    { field: 'warmup', kind: 'text', label: 'Warm-up after a step change' },
+    { field: 'minStepDuration', kind: 'text', label: 'Least time at a step' },
+    { field: 'minRequests', kind: 'number', label: 'Requests per cohort a step needs' },
+    { field: 'maxStepDuration', kind: 'text', label: 'Longest an undecided step lasts' },
+    { field: 'onTimeout', kind: 'action', label: 'Then, at that timeout' },
+    { field: 'onProviderError.after', kind: 'number', label: 'Unreadable looks in a row before acting' },
+    { field: 'onProviderError.action', kind: 'action', label: 'Then, after those' },
+    { field: 'alpha', kind: 'number', label: 'Alpha: the chance of a false rollback' },
+    { field: 'metrics', kind: 'json', label: 'Metrics, a JSON list (it replaces the list as a whole)' }
+  ];
+
+  function planGet(p, field) {
+    return field.split('.').reduce(function (o, f) { return o == null ? undefined : o[f]; }, p);
+  }
+
+  // literal is a number as typed when it is one, or the text as typed, so
+  // that the server, which owns the plan's rules, says what is wrong with it.
+  function literal(t) { return /^-?\d+(\.\d+)?([eE][+-]?\d+)?$/.test(t) ? Number(t) : t; }
+
+  // planForm fills el with the plan a start of the flag would follow, each
+  // field editable, and says below it what the start will do, as the
+  // server resolves it (POST console/flags/KEY/plan) while the fields
+  // change. Only the fields changed are sent: the others follow the flag's
+  // plan and the defaults, as a start without them would.
+  function planForm(el, k, errEl) {
+    var stopped = false, timer = null, seq = 0;
+    el.innerHTML = '<fieldset class="plan-form"><legend>The plan: the flag\'s and the defaults; change any field</legend>' +
+      '<div class="plan-fields">' + planFields.map(function (f) {
+        var id = 'plan-' + f.field.replace('.', '-');
+        var label = '<label for="' + id + '">' + esc(f.label) + ' <code>' + esc(f.field) + '</code></label>';
+        var common = ' id="' + id + '" data-field="' + f.field + '" autocomplete="off" spellcheck="false" aria-describedby="confirm-error"';
+        if (f.kind === 'action') return '<div>' + label + '<select' + common + '><option value="pause">pause</option><option value="rollback">roll back</option></select></div>';
+        if (f.kind === 'json') return '<div class="plan-metrics">' + label + '<textarea rows="4"' + common + '></textarea></div>';
+        return '<div>' + label + '<input' + common + (f.kind === 'number' ? ' inputmode="decimal"' : '') + '></div>';
+      }).join('') + '</div></fieldset>' +
+      '<p id="confirm-plan" aria-live="polite">Reading the plan…</p>';
+    var inputs = {};
+    planFields.forEach(function (f) { inputs[f.field] = el.querySelector('[data-field="' + f.field + '"]'); });
+
+    // spec is the fields changed, as the start request's plan, or an error
+    // for metrics that are not JSON.
+    function spec() {
+      var out = {}, any = false, error = null;
+      planFields.forEach(function (f) {
+        var input = inputs[f.field], v = input.value;
+        if (input.dataset.initial === undefined || v === input.dataset.initial) return; // not filled yet, or as it was
+        var val;
+        if (f.kind === 'list') val = v.split(/[\s,]+/).filter(Boolean).map(literal);
+        else if (f.kind === 'number') { if (!v.trim()) return; val = literal(v.trim()); }
+        else if (f.kind === 'json') {
+          try { val = JSON.parse(v); } catch (e) { error = error || { message: 'plan.metrics: not JSON: ' + e.message, field: 'plan.metrics' }; return; }
+        } else { if (!v.trim()) return; val = v.trim(); }
+        var path = f.field.split('.'), o = out;
+        if (path.length > 1) o = out[path[0]] = out[path[0]] || {};
+        o[path[path.length - 1]] = val;
+        any = true;
+      });
+      return error ? { error: error } : { plan: any ? out : null };
+    }
+
+    function preview() {
+      var s = spec(), mine = ++seq;
+      var said = document.getElementById('confirm-plan');
+      if (s.error) { showError(errEl, s.error, el, false); return; }
+      json('POST', 'console/flags/' + k + '/plan', { body: s.plan ? { plan: s.plan } : {} }).then(function (r) {
+        if (stopped || mine !== seq) return;
+        errEl.innerHTML = '';
+        el.querySelectorAll('[aria-invalid]').forEach(function (i) { i.removeAttribute('aria-invalid'); });
+        fill(r);
+        said.textContent = 'What will happen: ' + planText(r.plan);
+      }).catch(function (e) {
+        if (stopped || mine !== seq || e instanceof SignedOut) return;
+        showError(errEl, e, el, false);
+        said.textContent = 'The controller refuses this plan, as it says above; a start with it would be refused the same way.';
+      });
+    }
+
+    // fill shows the plan as resolved in each field nobody has changed
+    // (a warm-up not written follows the interval that is); the metrics
+    // as the flag writes them when it does, so that its zeros (no harm
+    // bound, no floor) stay written. Fields left so are not sent.
+    function fill(r) {
+      planFields.forEach(function (f) {
+        var input = inputs[f.field];
+        if (input.dataset.initial !== undefined && (input.value !== input.dataset.initial || input === document.activeElement)) return;
+        var v = planGet(r.plan, f.field);
+        if (f.field === 'metrics' && r.written && r.written.metrics) v = r.written.metrics;
+        input.value = f.kind === 'list' ? (v || []).join(', ') : f.kind === 'json' ? '[\n' + (v || []).map(function (m) { return JSON.stringify(m); }).join(',\n') + '\n]' : String(v == null ? '' : v);
+        input.dataset.initial = input.value;
+      });
+    }
+
+    el.addEventListener('input', function () { clearTimeout(timer); timer = setTimeout(preview, 300); });
+    el.addEventListener('change', function () { clearTimeout(timer); timer = setTimeout(preview, 300); });
+    preview();
+    return { spec: spec, stop: function () { stopped = true; clearTimeout(timer); } };
+  }
+
+  // showError says in the dialog what the server refused, and marks the
+  // field it names, such as plan.steps[1]; on a refused submit it takes the
+  // focus there.
+  function showError(errEl, e, fields, focus) {
+    errEl.innerHTML = '<p class="error" role="alert" id="confirm-refused">' + esc(e.message) + '</p>';
+    var name = String(e.field || '').replace(/^plan\./, '').replace(/\[.*$/, '');
+    var input = name && fields.querySelector('[data-field="' + name + '"]');
+    fields.querySelectorAll('[aria-invalid]').forEach(function (i) { i.removeAttribute('aria-invalid'); });
+    if (input) {
+      input.setAttribute('aria-invalid', 'true');
+      if (focus) input.focus();
+    }
+  }
+
+  // ---- a flag ----
+
+  function flagPage(key) {
+    document.title = key + ' (flag) · Vigil';
+    var k = encodeURIComponent(key);
+    main.innerHTML = '<p><a href="#/">← All rollouts</a> · <a id="rollout-link" href="#/rollouts/' + k + '">The rollout of ' + esc(key) + '</a></p>' +
+      '<h1 id="title">' + esc(key) + ' <span class="meta">flag, read only</span></h1><div id="flag-error"></div>' +
+      '<section class="panel" aria-labelledby="def-h"><h2 id="def-h">Definition</h2><div id="definition"></div></section>' +
+      '<section class="panel" aria-labelledby="plan-h"><h2 id="plan-h">Plan</h2><div id="plan"></div></section>' +
+      '<section class="panel" aria-labelledby="eval-h"><h2 id="eval-h">Evaluate for a unit</h2>' +
+      '<p class="meta">Which variant a unit gets now, and why, by the evaluation the SDKs run.</p>' +
+      '<form id="eval-form"><label for="eval-unit">Unit</label><input id="eval-unit" autocomplete="off" spellcheck="false" required>' +
+      '<label for="eval-attrs">Attributes, one <code>name=value</code> a line (optional)</label><textarea id="eval-attrs" rows="2" spellcheck="false"></textarea>' +
+      '<button type="submit">Evaluate</button></form><div id="eval-result" aria-live="polite"></div></section>' +
+      '<section aria-labelledby="audit-h"><h2 id="audit-h">Audit log</h2><div id="audit" class="table-wrap"></div></section>' +
+      '<section aria-labelledby="stored-h"><h2 id="stored-h">As stored</h2><details><summary>The flag as JSON</summary><pre id="flag"></pre></details></section>';
+    var stopped = false, poller = null, version = -1;
+    function isStopped() { return stopped; }
+
+    function poll() {
+      json('GET', 'flags/' + k).then(function (f) {
+        if (stopped || f.version === version) return;
+        version = f.version;
+        drawFlag(f);
+        json('POST', 'console/flags/' + k + '/plan', { body: {} }).then(function (p) { if (!stopped) drawPlan(p); })
+          .catch(function (e) { failed(e, document.getElementById('plan')); });
+        auditLog(k, document.getElementById('audit'), isStopped);
+        document.getElementById('flag-error').innerHTML = '';
+      }).catch(function (e) { if (!stopped) failed(e, document.getElementById('flag-error')); })
+        .then(function () { if (!stopped) poller = setTimeout(poll, pollEvery); });
+    }
+
+    function drawFlag(f) {
+      var role = function (v) { return v === f.control ? 'control' : v === f.treatment ? 'treatment' : ''; };
+      var h = (f.description ? '<p>' + esc(f.description) + '</p>' : '') +
+        '<p id="flag-enabled">' + (f.enabled ? badge('v', 'pass', 'enabled') : badge('v', 'none', 'disabled')) + ' version ' + esc(f.version) +
+        (f.rollout ? ' · rollout percent ' + num(f.rollout.percent) + '%' : '') + (f.salt ? ' · salt <code>' + esc(f.salt) + '</code>' : '') + '</p>' +
+        '<h3>Variants</h3><div class="table-wrap"><table id="variants"><thead><tr><th scope="col">Variant</th><th scope="col">Value</th><th scope="col">Role</th></tr></thead><tbody>' +
+        Object.keys(f.variants || {}).sort().map(function (v) {
+          return '<tr><th scope="row">' + esc(v) + '</th><td><code>' + esc(JSON.stringify(f.variants[v])) + '</code></td><td>' + esc(role(v)) + '</td></tr>';
+        }).join('') + '</tbody></table></div>';
+      var targets = f.targets || [];
+      h += '<h3>Targets</h3>' + (targets.length ? '<div class="table-wrap"><table id="targets"><thead><tr><th scope="col">Variant</th><th scope="col">Units</th></tr></thead><tbody>' +
+        targets.map(function (t) { return '<tr><td>' + esc(t.variant) + '</td><td>' + esc((t.units || []).join(', ')) + '</td></tr>'; }).join('') + '</tbody></table></div>' :
+        '<p class="nodata">None.</p>');
+      var rules = f.rules || [];
+      h += '<h3>Rules, in order</h3>' + (rules.length ? '<ol id="rules">' + rules.map(function (r) {
+        return '<li>' + (r.when || []).map(function (c) {
+          return '<code>' + esc(c.attribute) + '</code> ' + esc(words(c.op)) + ' ' + (c.values || []).map(function (v) { return '<code>' + esc(v) + '</code>'; }).join(', ');
+        }).join(' and ') + ' → ' + esc(r.variant) + '</li>';
+      }).join('') + '</ol>' : '<p class="nodata">None.</p>');
+      h += '<p class="meta">A target comes first, then the first rule that matches, then the rollout\'s split' +
+        (f.treatment ? ' between ' + esc(f.control) + ' and ' + esc(f.treatment) : '') + '; a disabled flag serves ' + esc(f.control) + ' to everyone.</p>';
+      document.getElementById('definition').innerHTML = h;
+      document.getElementById('flag').textContent = JSON.stringify(f, null, 2);
+    }
+
+    function drawPlan(p) {
+      document.getElementById('plan').innerHTML = '<p id="plan-sentence">' + esc(planText(p.plan)) + '</p>' +
+        '<p class="meta">' + (p.written ? 'The flag writes its own plan; the defaults fill the rest.' : 'The flag writes no plan: this is the defaults.') +
+        ' A start may override any field.</p>' + planFigures(p.plan) +
+        (p.written ? '<details><summary>The plan as the flag writes it</summary><pre id="plan-written">' + esc(JSON.stringify(p.written, null, 2)) + '</pre></details>' : '');
+    }
+
+    document.getElementById('eval-form').onsubmit = function (ev) {
+      ev.preventDefault();
+      var out = document.getElementById('eval-result');
+      var attrs = {}, bad = '';
+      document.getElementById('eval-attrs').value.split('\n').forEach(function (line, i) {
+        line = line.trim();
+        if (!line) return;
+        var at = line.indexOf('=');
+        if (at < 1) { bad = bad || 'Attribute line ' + (i + 1) + ' "' + line + '": want name=value.'; return; }
+        attrs[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+      });
+      if (bad) { out.innerHTML = '<p class="error" role="alert">' + esc(bad) + '</p>'; return; }
+      var unit = document.getElementById('eval-unit').value;
+      json('POST', 'console/flags/' + k + '/evaluate', { body: { unit: unit, attributes: attrs } }).then(function (r) {
+        out.innerHTML = evalText(r);
+      }).catch(function (e) { failed(e, out); });
+    };
+
+    page = function () { stopped = true; clearTimeout(poller); };
+    poll();
+  }
+
+  // planText says in words what a resolved plan will do.
+  function planText(p) {
+    var steps = (p.steps || []).map(function (x) { return num(x) + '%'; });
+    var t = 'Steps ' + steps.join(' → ') + ' (reaching 100% is promotion). The judge looks every ' + p.interval +
+      ', from ' + p.warmup + ' into each step; a step lasts at least ' + p.minStepDuration + ' and passes once each cohort has ' +
+      count(p.minRequests) + ' requests in it and every check shows no harm. Undecided after ' + p.maxStepDuration + ': ' + words(p.onTimeout) +
+      '. After ' + (p.onProviderError || {}).after + ' looks whose metrics cannot be read: ' + words((p.onProviderError || {}).action) +
+      '. Checks: ' + (p.metrics || []).map(function (m) {
+        var b = [];
+        if (m.tolerance) b.push('tolerance ' + num(m.tolerance));
+        if (m.maxRatio) b.push('harm bound ' + num(m.maxRatio));
+        if (m.max) b.push('at most ' + pct(m.max));
+        if (m.maxP99) b.push('p99 at most ' + m.maxP99);
+        if (m.minDifference) b.push('floor ' + num(m.minDifference) + ' points');
+        if (m.minSlowdown) b.push('floor ' + m.minSlowdown);
+        return m.name + (b.length ? ' (' + b.join(', ') + ')' : '');
+      }).join('; ') + '. The chance of a false rollback is at most ' + pct(p.alpha) + '.';
+    if (p.gates && p.gates.length) t += ' A person approves ' + p.gates.map(function (g) { return num(g) + '%'; }).join(', ') + ' (resume) before the rollout moves there.';
+    return t;
+  }
+
+  // planFigures lists a resolved plan's fields as the API names them.
+  function planFigures(p) {
+    var pe = p.onProviderError || {};
+    var f = [['steps', (p.steps || []).join(', ')], ['gates', (p.gates || []).join(', ') || 'none'], ['interval', p.interval], ['warmup', p.warmup],
+      ['minStepDuration', p.minStepDuration], ['minRequests', count(p.minRequests)], ['maxStepDuration', p.maxStepDuration], ['onTimeout', p.onTimeout],
+      ['onProviderError', pe.after + ' looks, then ' + pe.action], ['alpha', num(p.alpha)]];
+    return '<dl class="figures" id="plan-figures">' + f.map(function (x) { return '<div><dt>' + esc(x[0]) + '</dt><dd>' + esc(x[1]) + '</dd></div>'; }).join('') + '</dl>';
   }
 
   // stepMarks draws a dashed line at each time in the chart's marks: the
