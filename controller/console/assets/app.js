@@ -130,11 +130,24 @@
 
   // ---- routing ----
 
+  var lastPath = null;
+
   function route() {
+    var active = document.activeElement;
+    var filterFocus = active && active.closest && active.closest('#filters') ? active.dataset.state : undefined;
     if (page) { page(); page = null; }
     var h = location.hash.replace(/^#/, '') || '/';
     var path = h.split('?')[0];
-    var query = new URLSearchParams(h.split('?')[1] || '');
+    var moved = lastPath !== null && path !== lastPath;
+    lastPath = path;
+    show(path, new URLSearchParams(h.split('?')[1] || ''), filterFocus);
+    // On a new page the focus goes to its content, as a page load puts it
+    // at the top, so that Tab goes on from there and not from a link that
+    // is gone. A filter of the same page keeps it on the filter.
+    if (moved && !main.contains(document.activeElement)) main.focus();
+  }
+
+  function show(path, query, filterFocus) {
     drawNav();
     if (path === '/signed-out') return signedOut();
     if (!session) return signIn(path === '/signin' ? query.get('msg') : '');
@@ -143,7 +156,7 @@
     if (m) return rolloutPage(decodeURIComponent(m[1]));
     m = path.match(/^\/flags\/(.+)$/);
     if (m) return flagPage(decodeURIComponent(m[1]));
-    return overviewPage(query.get('state') || '');
+    return overviewPage(query.get('state') || '', filterFocus);
   }
 
   function drawNav() {
@@ -197,7 +210,7 @@
 
   var states = ['pending', 'progressing', 'paused', 'promoted', 'rolled_back', 'aborted'];
 
-  function overviewPage(filter) {
+  function overviewPage(filter, filterFocus) {
     document.title = 'Rollouts · Vigil';
     var t0 = performance.now();
     main.innerHTML = '<h1>Rollouts</h1>' +
@@ -227,7 +240,7 @@
         fs += '<button type="button" data-state="' + s + '" aria-pressed="' + (filter === s) + '">' + words(s) + ' (' + (counts[s] || 0) + ')</button>';
       });
       var fe = document.getElementById('filters');
-      var focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.state : undefined;
+      var focused = first ? filterFocus : document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.state : undefined;
       fe.innerHTML = fs;
       fe.querySelectorAll('button').forEach(function (b) {
         b.onclick = function () { location.hash = b.dataset.state ? '#/?state=' + b.dataset.state : '#/'; };
@@ -900,6 +913,14 @@
       (c.reason ? '<p class="meta">' + esc(c.reason) + '</p>' : '') + '<dl class="figures">' + f + '</dl>';
   }
 
+  // Enter in a field of the confirmation does nothing: its buttons decide.
+  // (A form submits by its first button, Cancel, which would quietly drop
+  // what was typed.)
+  ['keydown', 'keypress'].forEach(function (type) {
+    document.getElementById('confirm-form').addEventListener(type, function (e) {
+      if (e.key === 'Enter' && e.target.tagName === 'INPUT') e.preventDefault();
+    });
+  });
   window.addEventListener('hashchange', route);
   route();
 })();

@@ -387,6 +387,19 @@ func TestConsole(t *testing.T) {
 		b.screenshot("overview")
 		b.accessible("the overview")
 		b.fitsPhone("overview-phone")
+		// A filter by the keyboard: the focus stays on it as the page
+		// follows the address.
+		b.tabTo(`#filters button[data-state="progressing"]`)
+		b.run(chromedp.KeyEvent("\r"))
+		poll.Until(t, 10*time.Second, "the progressing filter, with the focus on it", func() error {
+			if b.jsString(`document.activeElement.dataset.state || ""`) != "progressing" || !strings.HasSuffix(b.href(), "#/?state=progressing") ||
+				b.number(`document.querySelectorAll('#rows tr[data-key]:not([data-state="progressing"])').length`) != 0 ||
+				b.number(`document.querySelectorAll('#rows tr[data-key]').length`) == 0 {
+				return fmt.Errorf("the focus is on %q at %s", b.jsString(`document.activeElement.outerHTML.slice(0, 80)`), b.href())
+			}
+			return nil
+		})
+		b.open("#/")
 
 		b.open("#/rollouts/new-checkout")
 		var looks float64
@@ -430,8 +443,13 @@ func TestConsole(t *testing.T) {
 
 		// The flag's page, from the rollout's: its definition, its plan,
 		// its audit log, and which variant a unit gets.
-		b.run(chromedp.Click(chromedp.ID("flag-link")))
+		b.tabTo("#flag-link")
+		b.run(chromedp.KeyEvent("\r"))
 		b.waitText(10*time.Second, "#variants", "treatment")
+		// A new page puts the focus on its content.
+		if id := b.jsString(`document.activeElement.id`); id != "main" {
+			t.Fatalf("on the flag's page the focus is on %q, not its content", id)
+		}
 		b.waitText(10*time.Second, "#targets", "qa-1, qa-2")
 		// The demo's plan, as the flag writes it, over the defaults.
 		b.waitText(10*time.Second, "#plan-sentence", "Steps 10% → 25% → 50% → 100%")
@@ -514,7 +532,12 @@ func TestConsole(t *testing.T) {
 		if id := b.jsString(`document.activeElement.id`); id != "confirm-reason" {
 			t.Fatalf("the confirmation's focus is on %q, not the reason", id)
 		}
-		b.run(chromedp.KeyEvent("by the keyboard\t\t"))
+		// Enter in the field neither confirms nor cancels.
+		b.run(chromedp.KeyEvent("by the keyboard\r"))
+		if b.number(`document.getElementById("confirm").open ? 1 : 0`) != 1 {
+			t.Fatal("Enter in the reason closed the confirmation")
+		}
+		b.run(chromedp.KeyEvent("\t\t"))
 		if id := b.jsString(`document.activeElement.id`); id != "confirm-ok" {
 			t.Fatalf("Tab from the reason reaches %q, not the confirm button", id)
 		}
