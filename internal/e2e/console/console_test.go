@@ -504,6 +504,9 @@ func TestConsole(t *testing.T) {
 		b.typeInto("plan-minRequests", "100")
 		b.waitText(10*time.Second, "#confirm-plan", "What will happen: Steps 10% → 50% → 100% (reaching 100% is promotion). The judge looks every 2s, from 2s into each step")
 		b.waitText(10*time.Second, "#confirm-plan", "Undecided after 1h0m0s: rollback")
+		// The metrics, as a list that replaces the defaults' as a whole.
+		b.typeInto("plan-metrics", `[{"name":"error-rate","tolerance":1.3}]`)
+		b.waitText(10*time.Second, "#confirm-plan", "Checks: error-rate (tolerance 1.3, harm bound 1.625, floor 0.05 points).")
 		if e := b.text("#confirm-error"); e != "" {
 			t.Fatalf("the fixed plan still shows %q", e)
 		}
@@ -518,7 +521,8 @@ func TestConsole(t *testing.T) {
 		if code := c.api(t, http.MethodGet, "/api/v1/rollouts/slow-search", adminToken, "", "", &started); code != http.StatusOK || started.Phase != rollout.Progressing {
 			t.Fatalf("the API says slow-search is %s after the console started it (%d)", started.Phase, code)
 		}
-		if p := started.Plan; fmt.Sprint(p.Steps) != "[10 50 100]" || p.Interval.Std() != 2*time.Second || p.Warmup.Std() != 2*time.Second || p.MinRequests != 100 || p.OnTimeout != "rollback" || p.Alpha != 0.01 {
+		if p := started.Plan; fmt.Sprint(p.Steps) != "[10 50 100]" || p.Interval.Std() != 2*time.Second || p.Warmup.Std() != 2*time.Second || p.MinRequests != 100 || p.OnTimeout != "rollback" || p.Alpha != 0.01 ||
+			len(p.Metrics) != 1 || p.Metrics[0].Name != "error-rate" || p.Metrics[0].Tolerance != 1.3 {
 			t.Fatalf("slow-search started with the plan %+v", p)
 		}
 
@@ -567,6 +571,35 @@ func TestConsole(t *testing.T) {
 		}
 		if code := c.api(t, http.MethodPost, "/api/v1/rollouts/slow-search/resume", adminToken, "application/json", `{}`, nil); code != http.StatusOK {
 			t.Fatalf("resume through the API: %d", code)
+		}
+
+		// A flag's audit log, 50 entries at a time: its creation and 55
+		// changes of its description.
+		for i := range 56 {
+			code := c.api(t, http.MethodPut, "/api/v1/flags/audited", adminToken, "application/json",
+				fmt.Sprintf(`{"description":"change %d","variants":{"off":false,"on":true},"control":"off","treatment":"on","enabled":true}`, i), nil)
+			if code != http.StatusOK && code != http.StatusCreated {
+				t.Fatalf("put audited, change %d: %d", i, code)
+			}
+		}
+		b.open("#/flags/audited")
+		b.waitText(10*time.Second, "#audit tbody tr", "description")
+		if n := b.number(`document.querySelectorAll("#audit tbody tr").length`); n != 50 {
+			t.Fatalf("the audit log shows %v entries at first, want 50", n)
+		}
+		b.run(chromedp.Click(chromedp.CSS(".audit-more")))
+		poll.Until(t, 10*time.Second, "the older entries", func() error {
+			if n := b.number(`document.querySelectorAll("#audit tbody tr").length`); n != 56 || b.number(`document.querySelectorAll(".audit-more").length`) != 0 {
+				return fmt.Errorf("%v entries, %v buttons for more", n, b.number(`document.querySelectorAll(".audit-more").length`))
+			}
+			return nil
+		})
+		if last := b.text("#audit tbody tr:last-child"); !strings.Contains(last, "create") {
+			t.Fatalf("the oldest entry is %q, not the creation", last)
+		}
+		// The overview's figures below are of the 1,000 and the demo's three.
+		if code := c.api(t, http.MethodDelete, "/api/v1/flags/audited", adminToken, "", "", nil); code != http.StatusOK {
+			t.Fatalf("delete audited: %d", code)
 		}
 	})
 
