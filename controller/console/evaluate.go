@@ -31,27 +31,38 @@ func evaluate(h *server.Host) gin.HandlerFunc {
 		if !server.BindJSON(c, &body) {
 			return
 		}
-		key := c.Param("key")
-		f, err := h.Store.Flag(c.Request.Context(), key)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			server.Fail(c, http.StatusNotFound, fmt.Sprintf("flag %q does not exist", key), "key")
-			return
-		case store.Unavailable(err):
-			server.FailUnavailable(c, "the store is unavailable; retry")
-			return
-		case err != nil:
-			h.Logger.Error("console: read flag to evaluate", "key", key, "err", err)
-			server.Fail(c, http.StatusInternalServerError, "internal error; see the controller's log", "")
+		f, ok := storedFlag(c, h, "to evaluate")
+		if !ok {
 			return
 		}
 		snap, err := flag.NewSnapshot(f.Version, []flag.Flag{f})
 		if err != nil {
-			h.Logger.Error("console: compile stored flag", "key", key, "err", err)
+			h.Logger.Error("console: compile stored flag", "key", f.Key, "err", err)
 			server.Fail(c, http.StatusInternalServerError, "internal error; see the controller's log", "")
 			return
 		}
 		c.Header("Cache-Control", "no-store")
-		c.JSON(http.StatusOK, explain.Evaluate(snap, key, flag.Context{Key: body.Unit, Attributes: body.Attributes}))
+		c.JSON(http.StatusOK, explain.Evaluate(snap, f.Key, flag.Context{Key: body.Unit, Attributes: body.Attributes}))
 	}
+}
+
+// storedFlag reads the flag the route's key names. When it cannot, it
+// answers the request itself (404 for no such flag, 503 while the store is
+// unavailable, 500 logged with why) and returns false.
+func storedFlag(c *gin.Context, h *server.Host, why string) (flag.Flag, bool) {
+	key := c.Param("key")
+	f, err := h.Store.Flag(c.Request.Context(), key)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		server.Fail(c, http.StatusNotFound, fmt.Sprintf("flag %q does not exist", key), "key")
+		return flag.Flag{}, false
+	case store.Unavailable(err):
+		server.FailUnavailable(c, "the store is unavailable; retry")
+		return flag.Flag{}, false
+	case err != nil:
+		h.Logger.Error("console: read flag "+why, "key", key, "err", err)
+		server.Fail(c, http.StatusInternalServerError, "internal error; see the controller's log", "")
+		return flag.Flag{}, false
+	}
+	return f, true
 }

@@ -1,15 +1,12 @@
 package console
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/server"
-	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
@@ -42,18 +39,8 @@ func previewPlan(h *server.Host) gin.HandlerFunc {
 		if !server.BindJSON(c, &body) {
 			return
 		}
-		key := c.Param("key")
-		f, err := h.Store.Flag(c.Request.Context(), key)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			server.Fail(c, http.StatusNotFound, fmt.Sprintf("flag %q does not exist", key), "key")
-			return
-		case store.Unavailable(err):
-			server.FailUnavailable(c, "the store is unavailable; retry")
-			return
-		case err != nil:
-			h.Logger.Error("console: read flag for its plan", "key", key, "err", err)
-			server.Fail(c, http.StatusInternalServerError, "internal error; see the controller's log", "")
+		f, ok := storedFlag(c, h, "for its plan")
+		if !ok {
 			return
 		}
 		written, p, err := resolvePlan(f, body.Plan)
@@ -62,7 +49,7 @@ func previewPlan(h *server.Host) gin.HandlerFunc {
 			return
 		}
 		c.Header("Cache-Control", "no-store")
-		c.JSON(http.StatusOK, PlanPreview{Key: key, Written: written, Plan: p})
+		c.JSON(http.StatusOK, PlanPreview{Key: f.Key, Written: written, Plan: p})
 	}
 }
 
