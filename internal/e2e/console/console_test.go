@@ -573,16 +573,21 @@ func TestConsole(t *testing.T) {
 			t.Fatalf("resume through the API: %d", code)
 		}
 
-		// A flag's audit log, 50 entries at a time: its creation and 55
-		// changes of its description.
+		// A flag with a rule, and its audit log, 50 entries at a time: its
+		// creation and 55 changes of its description.
 		for i := range 56 {
 			code := c.api(t, http.MethodPut, "/api/v1/flags/audited", adminToken, "application/json",
-				fmt.Sprintf(`{"description":"change %d","variants":{"off":false,"on":true},"control":"off","treatment":"on","enabled":true}`, i), nil)
+				fmt.Sprintf(`{"description":"change %d","variants":{"off":false,"on":true},"control":"off","treatment":"on","enabled":true,
+				"rules":[{"when":[{"attribute":"plan","op":"in","values":["beta","gold"]}],"variant":"on"}]}`, i), nil)
 			if code != http.StatusOK && code != http.StatusCreated {
 				t.Fatalf("put audited, change %d: %d", i, code)
 			}
 		}
 		b.open("#/flags/audited")
+		b.waitText(10*time.Second, "#rules", "plan in beta, gold → on")
+		b.run(chromedp.SetValue(chromedp.ID("eval-unit"), "user-1"), chromedp.SetValue(chromedp.ID("eval-attrs"), "plan=gold"),
+			chromedp.Click(chromedp.CSS("#eval-form button")))
+		b.waitText(10*time.Second, "#eval-sentence", "user-1 gets on true: a target or a rule of the flag names this unit")
 		b.waitText(10*time.Second, "#audit tbody tr", "description")
 		if n := b.number(`document.querySelectorAll("#audit tbody tr").length`); n != 50 {
 			t.Fatalf("the audit log shows %v entries at first, want 50", n)
