@@ -653,7 +653,7 @@
         if (f.kind === 'action') return '<div>' + label + '<select' + common + '><option value="pause">pause</option><option value="rollback">roll back</option></select></div>';
         if (f.kind === 'json') return '<div class="plan-metrics">' + label + '<textarea rows="4"' + common + '></textarea></div>';
         return '<div>' + label + '<input' + common + (f.kind === 'number' ? ' inputmode="decimal"' : '') + '></div>';
-      }).join('') + '</div></fieldset>' +
+      }).join('') + '</div><p class="meta">A field emptied follows the flag\'s plan and the defaults; a list emptied is written empty (no gates).</p></fieldset>' +
       '<p id="confirm-plan" aria-live="polite">Reading the plan…</p>';
     var inputs = {};
     planFields.forEach(function (f) { inputs[f.field] = el.querySelector('[data-field="' + f.field + '"]'); });
@@ -682,7 +682,11 @@
     function preview() {
       var s = spec(), mine = ++seq;
       var said = document.getElementById('confirm-plan');
-      if (s.error) { showError(errEl, s.error, el, false); return; }
+      if (s.error) {
+        showError(errEl, s.error, el, false);
+        said.textContent = 'The metrics must be a JSON list before the controller can say what the start will do.';
+        return;
+      }
       json('POST', 'console/flags/' + k + '/plan', { body: s.plan ? { plan: s.plan } : {} }).then(function (r) {
         if (stopped || mine !== seq) return;
         errEl.innerHTML = '';

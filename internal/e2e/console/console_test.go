@@ -302,13 +302,23 @@ func (b *browser) accessible(view string) {
 	}
 }
 
-// fitsPhone checks at a phone's width (390 by 844 CSS pixels) that the
-// page does not scroll sideways, saves it as name.png, and returns to the
-// laptop's 1280 by 720.
-func (b *browser) fitsPhone(name string) {
+// fitsScreens checks that the page does not scroll sideways at a laptop's
+// 1280 by 720 CSS pixels nor at a phone's 390 by 844, where it saves it as
+// name.png, and returns to the laptop's.
+func (b *browser) fitsScreens(name string) {
 	b.t.Helper()
+	b.fits(name, 1280)
 	b.run(chromedp.EmulateViewport(390, 844))
-	poll.Until(b.t, 10*time.Second, name+" to fit a phone's width", func() error {
+	b.fits(name, 390)
+	b.screenshot(name)
+	b.run(chromedp.EmulateViewport(1280, 720))
+}
+
+// fits waits until the page, in a window width pixels wide, does not
+// scroll sideways.
+func (b *browser) fits(name string, width int) {
+	b.t.Helper()
+	poll.Until(b.t, 10*time.Second, fmt.Sprintf("%s to fit %dpx", name, width), func() error {
 		if w := b.number(`Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)`); w > b.number(`window.innerWidth`) {
 			return fmt.Errorf("the page is %vpx wide in a %vpx window", w, b.number(`window.innerWidth`))
 		}
@@ -319,8 +329,6 @@ func (b *browser) fitsPhone(name string) {
 		}
 		return nil
 	})
-	b.screenshot(name)
-	b.run(chromedp.EmulateViewport(1280, 720))
 }
 
 // tabTo presses Tab from the page's first control (its skip link) until
@@ -386,7 +394,7 @@ func TestConsole(t *testing.T) {
 		}
 		b.screenshot("overview")
 		b.accessible("the overview")
-		b.fitsPhone("overview-phone")
+		b.fitsScreens("overview-phone")
 		// A filter by the keyboard: the focus stays on it as the page
 		// follows the address.
 		b.tabTo(`#filters button[data-state="progressing"]`)
@@ -462,7 +470,7 @@ func TestConsole(t *testing.T) {
 		b.waitText(10*time.Second, "#eval-result", "of 100,000; the split gives the treatment to buckets below")
 		b.accessible("a flag")
 		b.screenshot("flag")
-		b.fitsPhone("flag-phone")
+		b.fitsScreens("flag-phone")
 		// And from the overview.
 		b.open("#/")
 		b.run(chromedp.Click(chromedp.CSS(`tr[data-key="fast-payments"] a.flaglink`)))
@@ -484,7 +492,7 @@ func TestConsole(t *testing.T) {
 			t.Fatalf("the plan's minRequests field says %q, want the default 500", v)
 		}
 		b.accessible("the start dialog")
-		b.fitsPhone("start-phone")
+		b.fitsScreens("start-phone")
 		b.typeInto("plan-steps", "10, 50, 100")
 		b.typeInto("plan-interval", "2s")
 		b.typeInto("plan-minRequests", "0")
@@ -628,7 +636,7 @@ func TestConsole(t *testing.T) {
 			}
 			return nil
 		})
-		b.fitsPhone("rollout-phone")
+		b.fitsScreens("rollout-phone")
 	})
 
 	step(t, "a revoked token is signed out", func(t *testing.T) {
