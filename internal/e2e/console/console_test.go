@@ -341,7 +341,7 @@ func (b *browser) tabTo(sel string) {
 		b.run(chromedp.KeyEvent("\t"))
 		problem := b.jsString(`(function(){
 			var e = document.activeElement, r = e.getBoundingClientRect(), st = getComputedStyle(e);
-			var what = e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + " " + JSON.stringify((e.textContent || e.value || "").trim().slice(0, 30));
+			var what = "<" + e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + "> " + JSON.stringify((e.textContent || e.value || "").trim().slice(0, 30));
 			if (e === document.body) return "";
 			if (r.width === 0 || r.height === 0) return what + " has the focus but is not shown";
 			if (!e.matches(":focus-visible") || st.outlineStyle === "none" || parseFloat(st.outlineWidth) < 2) return what + " does not show its focus";
