@@ -55,39 +55,61 @@ func intervalValue(i int) float64 {
 	return math.Exp2(float64(i-intervalHalf) / intervalPerOctave)
 }
 
-// likelihood is the per-tick log-likelihood of a parameter θ, up to a term
-// that does not depend on θ.
-type likelihood func(theta float64) float64
+// intervalGrid holds each interval grid point θ with its logarithm, which
+// every tick's update evaluates the likelihood at: computed once, not at
+// every point of every tick.
+var intervalGrid = func() (g [2*intervalHalf + 1]struct{ theta, log float64 }) {
+	for i := range g {
+		g[i].theta = intervalValue(i)
+		g[i].log = math.Log(g[i].theta)
+	}
+	return g
+}()
+
+// likelihood is one tick's log-likelihood of a parameter θ, up to a term
+// that does not depend on θ: e·log θ − m·log(1+θ·ρ) for the ratio model
+// (ρ > 0), e·log θ − n·θ for the rate model (ρ = 0). ok is false when the
+// tick carries no information about θ.
+type likelihood struct {
+	e, m, rho, n float64
+	ok           bool
+}
+
+// at is the log-likelihood at θ, given log θ too.
+func (l likelihood) at(theta, logTheta float64) float64 {
+	if l.rho > 0 {
+		return l.e*logTheta - l.m*math.Log1p(theta*l.rho)
+	}
+	return l.e*logTheta - l.n*theta
+}
+
+// of is the log-likelihood at θ.
+func (l likelihood) of(theta float64) float64 { return l.at(theta, math.Log(theta)) }
 
 // ratioLikelihood is the conditional binomial of treatment's bad events given
 // both cohorts' bad events, when treatment's rate is θ times control's:
 // e_T ~ Binomial(e_T+e_C, π) with π = θ·n_T/(θ·n_T+n_C). The baseline rate
 // cancels, so a drifting baseline or a changing treatment share cannot bias
-// it. It is nil when the tick carries no information about θ.
+// it. (log π = log θ + log ρ − log(1+θρ) and log(1−π) = −log(1+θρ) with
+// ρ = n_T/n_C; the e_T·log ρ term does not depend on θ and is dropped.)
 func ratioLikelihood(nT, nC, eT, eC float64) likelihood {
 	m := eT + eC
 	if nT <= 0 || nC <= 0 || m <= 0 {
-		return nil
+		return likelihood{}
 	}
-	rho := nT / nC
-	// log π = log θ + log ρ - log(1+θρ) and log(1-π) = -log(1+θρ); the
-	// e_T·log ρ term does not depend on θ and is dropped.
-	return func(theta float64) float64 {
-		return eT*math.Log(theta) - m*math.Log1p(theta*rho)
-	}
+	return likelihood{e: eT, m: m, rho: nT / nC, ok: true}
 }
 
 // rateLikelihood is the Poisson log-likelihood of e bad events in n requests
 // at rate θ per request. Its likelihood ratio is a supermartingale under
 // H0: rate <= θ0 for binomial counts as well, since a binomial is less
-// dispersed than a Poisson of the same mean. It is nil for an empty tick.
+// dispersed than a Poisson of the same mean. It carries nothing for an
+// empty tick.
 func rateLikelihood(n, e float64) likelihood {
 	if n <= 0 {
-		return nil
+		return likelihood{}
 	}
-	return func(theta float64) float64 {
-		return e*math.Log(theta) - n*theta
-	}
+	return likelihood{e: e, n: n, ok: true}
 }
 
 // Evidence is the running state of one mixture e-process: the log
@@ -139,15 +161,17 @@ func (ev Evidence) alternative(g float64) float64 {
 
 // add folds one tick's likelihood into the running sums.
 func (ev *Evidence) add(l likelihood) {
-	if l == nil {
+	if !l.ok {
 		return
 	}
-	l0 := l(ev.Null)
+	l0 := l.of(ev.Null)
 	for j, g := range altFactors {
-		ev.LogLR[j] += min(l(ev.alternative(g))-l0, tickCap)
+		ev.LogLR[j] += min(l.of(ev.alternative(g))-l0, tickCap)
 	}
-	for i := range ev.Interval {
-		ev.Interval[i] += l(intervalValue(i))
+	if len(ev.Interval) == len(intervalGrid) {
+		for i, p := range intervalGrid {
+			ev.Interval[i] += l.at(p.theta, p.log)
+		}
 	}
 	ev.Ticks++
 }
@@ -179,23 +203,32 @@ func (ev Evidence) interval(phi, alpha float64) (lo, hi float64, ok bool) {
 	// L is concave in log θ, so the nulls not rejected are a run of grid
 	// points around L's peak, which is never rejected (every term is at
 	// most 1 there, so M < 1). Each end is found by walking out from the
-	// peak to the first rejected null. Every M is summed from its own
-	// differences: prefix sums over exp(L - max L) lose the small terms
-	// beside the large ones, and accepted far tails of a sharp peak.
+	// peak to the first rejected null. With a(j) = exp((L(j) - L(peak))/phi)
+	// computed once, M(i) = w · Σ a(i+m) / a(i): a sum of positive terms
+	// that loses nothing small (prefix sums over a would, by cancelling),
+	// at one exponential per grid point instead of one per term. a(i)
+	// underflows only some 700 nats below the peak, far past any rejection.
 	peak := 0
 	for i, v := range ev.Interval {
 		if v > ev.Interval[peak] {
 			peak = i
 		}
 	}
+	var a [2*intervalHalf + 1]float64
+	for j, v := range ev.Interval {
+		a[j] = math.Exp((v - ev.Interval[peak]) / phi)
+	}
 	rejected := func(i int) bool {
+		if a[i] == 0 {
+			return true
+		}
 		var m float64
 		for j := max(0, i-intervalSpan); j <= min(n-1, i+intervalSpan); j++ {
 			if j != i {
-				m += math.Exp((ev.Interval[j] - ev.Interval[i]) / phi)
+				m += a[j]
 			}
 		}
-		return m/(2*intervalSpan) >= 1/alpha
+		return m/a[i]/(2*intervalSpan) >= 1/alpha
 	}
 	first, last := peak, peak
 	for first > 0 && !rejected(first-1) {

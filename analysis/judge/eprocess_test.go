@@ -16,7 +16,7 @@ func TestRatioLikelihoodByHand(t *testing.T) {
 	//      = 1.818182^5 · 0.909091^10 = 19.869482 · 0.385543 = 7.66055
 	//   log LR = 2.03608
 	l := ratioLikelihood(100, 900, 5, 10)
-	if got := l(2) - l(1); !approx(got, 2.03608, 1e-5) {
+	if got := l.of(2) - l.of(1); !approx(got, 2.03608, 1e-5) {
 		t.Errorf("log LR(2 vs 1) = %.6f, want 2.03608", got)
 	}
 }
@@ -25,7 +25,7 @@ func TestRateLikelihoodByHand(t *testing.T) {
 	// Poisson: 20 errors in 1,000 requests, rate 2% against 1%:
 	//   log LR = 20·ln(0.02/0.01) - 1000·(0.02-0.01) = 13.86294 - 10 = 3.86294
 	l := rateLikelihood(1000, 20)
-	if got := l(0.02) - l(0.01); !approx(got, 3.86294, 1e-5) {
+	if got := l.of(0.02) - l.of(0.01); !approx(got, 3.86294, 1e-5) {
 		t.Errorf("log LR = %.6f, want 3.86294", got)
 	}
 }
@@ -88,12 +88,12 @@ func TestEmptyTicksCarryNoEvidence(t *testing.T) {
 		ratioLikelihood(100, 100, 0, 0),
 		rateLikelihood(0, 0),
 	} {
-		if l != nil {
+		if l.ok {
 			t.Errorf("an empty tick should give no likelihood")
 		}
 	}
 	ev := newEvidence(1, false, true)
-	ev.add(nil)
+	ev.add(likelihood{})
 	if ev.Ticks != 0 || !approx(ev.logE(1), 0, 1e-12) {
 		t.Errorf("empty evidence: ticks %d, log e %v; want 0, 0", ev.Ticks, ev.logE(1))
 	}

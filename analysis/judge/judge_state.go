@@ -246,17 +246,29 @@ func cohortSnapshot(last CohortSnapshot, c CohortCounts) CohortSnapshot {
 		return last.clone()
 	}
 	out := CohortSnapshot{Requests: max(last.Requests, math.Round(c.Requests)), Errors: max(last.Errors, math.Round(c.Errors))}
-	for edge, n := range c.Slower {
-		if !(edge > 0) || math.IsInf(edge, 1) || !valid(n) {
-			continue
+	if len(c.Slower) > 0 {
+		edges := make([]float64, 0, len(c.Slower))
+		for edge, n := range c.Slower {
+			if edge > 0 && !math.IsInf(edge, 1) && valid(n) {
+				edges = append(edges, edge)
+			}
 		}
-		n = math.Round(n)
-		if m, ok := last.slower(edge); ok {
-			n = max(n, m)
+		slices.Sort(edges)
+		// last.Slower is sorted too, so one pass finds each edge's last
+		// count.
+		out.Slower = make([]EdgeCount, len(edges))
+		j := 0
+		for i, edge := range edges {
+			n := math.Round(c.Slower[edge])
+			for j < len(last.Slower) && last.Slower[j].Edge < edge {
+				j++
+			}
+			if j < len(last.Slower) && last.Slower[j].Edge == edge {
+				n = max(n, last.Slower[j].Count)
+			}
+			out.Slower[i] = EdgeCount{Edge: edge, Count: n}
 		}
-		out.Slower = append(out.Slower, EdgeCount{Edge: edge, Count: n})
 	}
-	slices.SortFunc(out.Slower, func(a, b EdgeCount) int { return cmp.Compare(a.Edge, b.Edge) })
 	for name, n := range c.Custom {
 		if !valid(n) {
 			continue

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 )
@@ -21,9 +22,22 @@ func main() {
 	seed := flag.Uint64("seed", 20261125, "seed of every run")
 	out := flag.String("out", "", "write the markdown report to this file instead of stdout")
 	only := flag.String("only", "", "run only the scenarios whose name contains this, or any of several separated by |; those read through PromQL are named \"PromQL: \" and those over user populations \"users: \", then their name in the report")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "judgebench: -cpuprofile:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(context.Background(), *runs, *promRuns, *seed, *out, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "judgebench:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
