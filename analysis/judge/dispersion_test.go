@@ -3,18 +3,19 @@ package judge
 import "testing"
 
 func TestDispersionByHand(t *testing.T) {
-	// Three looks, at ratio 1:
+	// Eight looks, at ratio 1:
 	//   100/100 requests, 0/4 errors: m = 4, π = 0.5, variance 1, (0-2)² = 4
 	//   100/300 requests, 3/1 errors: m = 4, π = 0.25, variance 0.75,
 	//     (3-1)²/0.75 = 5.3333
-	//   100/100 requests, 1/1 errors: residual 0
-	//   χ² = 9.3333 on 2 degrees of freedom: φ = 4.6667
+	//   six times 100/100 requests, 1/1 errors: residual 0
+	//   χ² = 9.3333 on 7 degrees of freedom: φ = 1.3333
 	var d Dispersion
-	for _, tk := range [][4]float64{{100, 100, 0, 4}, {100, 300, 3, 1}, {100, 100, 1, 1}} {
+	for _, tk := range [][4]float64{{100, 100, 0, 4}, {100, 300, 3, 1}, {100, 100, 1, 1}, {100, 100, 1, 1},
+		{100, 100, 1, 1}, {100, 100, 1, 1}, {100, 100, 1, 1}, {100, 100, 1, 1}} {
 		d.add(delta{tk[0], tk[2]}, delta{tk[1], tk[3]}, 1)
 	}
-	if got := d.Phi(); !approx(got, 4.6667, 1e-4) {
-		t.Errorf("phi = %.5f, want 4.6667", got)
+	if got := d.Phi(); !approx(got, 1.3333, 1e-4) {
+		t.Errorf("phi = %.5f, want 1.3333", got)
 	}
 }
 
@@ -45,13 +46,15 @@ func TestUnitDispersionByHand(t *testing.T) {
 	// its rate is 12/400 = 0.03, each bucket expects 3 with variance
 	// 100·0.03·0.97 = 2.91, and the residuals are 25/2.91 = 8.5911,
 	// 9/2.91 = 3.0928 and 1/2.91 = 0.3436 twice: 12.3711. Control's 3, 3,
-	// 3, 3 add 0. χ² = 12.3711 on (4−1) + (4−1) = 6 degrees of freedom:
-	// φ = 2.0619.
+	// 3, 3 add 0. Treatment's φ is 12.3711/3 = 4.1237, control's 1; each
+	// cohort has 12 events, so each weighs half (with half an event added
+	// to each): φ = (4.1237·12.5 + 1·12.5)/25 = 2.5619. Pooled, it would be
+	// 12.3711 on 6 degrees of freedom, 2.0619.
 	tr := []delta{{100, 8}, {100, 0}, {100, 2}, {100, 2}}
 	ct := []delta{{100, 3}, {100, 3}, {100, 3}, {100, 3}}
 	u := unitDispersion(tr, ct)
-	if u.DOF != 6 || !approx(u.Phi(), 2.0619, 1e-4) {
-		t.Errorf("dof %d, phi %.5f; want 6, 2.0619", u.DOF, u.Phi())
+	if u.DOF != 6 || !approx(u.Phi(), 2.5619, 1e-4) {
+		t.Errorf("dof %d, phi %.5f; want 6, 2.5619", u.DOF, u.Phi())
 	}
 	// Two buckets a cohort give 2 degrees of freedom, too few.
 	if u := unitDispersion(tr[:2], ct[:2]); u.Known() || u.Phi() != 1 {
@@ -76,5 +79,26 @@ func TestUnitDispersionSeesAHeavyUnit(t *testing.T) {
 	}
 	if phi := unitDispersion(tr, ct).Phi(); phi < 20 {
 		t.Errorf("phi = %.1f with one heavy unit; want well above 1 (at least 20)", phi)
+	}
+}
+
+func TestUnitDispersionWeighsAHeavyControlUnitByControlsShare(t *testing.T) {
+	// Treatment's eight buckets are alike (φT = 1, 40 events). Control's
+	// bucket 0 holds a unit with 300 more errors: control's rate is
+	// 1,060/76,000, each bucket expects 132.5 errors with variance 130.65,
+	// and χ² = 527.4 + 7·10.76 = 602.75 on 7 degrees of freedom, φC =
+	// 86.107. Treatment's share of the errors varies by
+	// φT·eC/m + φC·eT/m = (1·1,060.5 + 86.107·40.5)/1,101 = 4.1306, not the
+	// pooled 602.75/14 = 43.05 that would charge control's unit to
+	// treatment's few errors.
+	tr := make([]delta, 8)
+	ct := make([]delta, 8)
+	for b := range 8 {
+		tr[b], ct[b] = delta{500, 5}, delta{9500, 95}
+	}
+	ct[0].events = 395
+	u := unitDispersion(tr, ct)
+	if !approx(u.Phi(), 4.1306, 1e-3) || !approx(u.ChiSquare/float64(u.DOF), 43.053, 1e-2) {
+		t.Errorf("phi %.4f, pooled %.3f; want 4.1306, 43.053", u.Phi(), u.ChiSquare/float64(u.DOF))
 	}
 }

@@ -468,9 +468,9 @@ type slotInterval struct {
 // the dispersion now estimated: the running maximum is taken over the
 // whole path of the tempered e-process, as it would have been had the
 // estimate existed from the start. A burst in the first ticks therefore
-// meets the dispersion that control shows by the third, and a large effect
-// found at the second tick is still rolled back at the third even if that
-// tick's own count was low.
+// meets the dispersion the split shows once it is estimated, and a large
+// effect found at the second tick is still rolled back when the hold ends
+// even if that tick's own count was low.
 func assess(cs *CheckState, c check, cur Snapshot, alpha float64, noTempering, held, added bool) assessed {
 	a := assessed{CheckVerdict: CheckVerdict{Check: c.name, Metric: c.metric.Name, Kind: c.metric.Kind, CILevel: 1 - alpha}}
 	slotLogE := make([]float64, len(cs.Slots))

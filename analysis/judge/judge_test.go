@@ -94,7 +94,7 @@ func TestJudgePassNeedsMinimumEvidence(t *testing.T) {
 		reason string
 	}{
 		{"enough", 10, StepProgress{MinRequests: 500, MinDuration: time.Minute, Elapsed: 2 * time.Minute}, Pass, ""},
-		{"too few treatment requests", 4, StepProgress{MinRequests: 500}, Inconclusive, "needs 500 requests per cohort in this step, has 400 treatment"},
+		{"too few treatment requests", 8, StepProgress{MinRequests: 1000}, Inconclusive, "needs 1000 requests per cohort in this step, has 800 treatment"},
 		{"too short", 10, StepProgress{MinDuration: time.Minute, Elapsed: 30 * time.Second}, Inconclusive, "step has run 30s of the 1m0s needed"},
 	}
 	for _, tc := range cases {
@@ -212,46 +212,45 @@ func TestJudgeCohortCountsAdvanceTogether(t *testing.T) {
 }
 
 func TestJudgeHoldsAFailUntilItsDispersionIsKnown(t *testing.T) {
-	// Ticks of treatment at 10% (100 requests, 10 errors) against control at
-	// 1% (900, 9). With ρ = 100/900 each tick adds to alternative g the
+	// Looks of treatment at 10% (100 requests, 10 errors) against control
+	// at 1% (900, 9). With ρ = 100/900 each look adds to alternative g the
 	// log-ratio 10·log g − 19·log((9+g)/10), capped at 4: 0.3931, 0.9066
-	// and 1.7623 at g = 1.05, 1.12, 1.25 and the cap at 1.86 and above.
-	// After two ticks log e = log(Σ w_j·e^(L_j)) = 7.6175, past log(1/α) =
-	// 4.61, but the split has had 2 looks, too few to estimate its
-	// dispersion, so the judge holds.
-	obs := []FlagCounts{
-		errorCounts(100, 10, 900, 9),
-		errorCounts(200, 20, 1800, 18),
-		errorCounts(300, 30, 2700, 27),
+	// and 1.7623 at g = 1.05, 1.12 and 1.25, and the cap at 1.86 and above.
+	// After two looks log e = log(Σ w_j·e^(L_j)) = 7.6175, past log(1/α) =
+	// 4.61, but the split has had too few looks to estimate its dispersion
+	// (minDispersionTicks, 8), so the judge holds.
+	var obs []FlagCounts
+	for i := 1; i <= minDispersionTicks; i++ {
+		obs = append(obs, errorCounts(float64(100*i), float64(10*i), float64(900*i), float64(9*i)))
 	}
-	// At the third look the split has been the same three times: the
-	// residuals around the ratio estimate (about 9.95) sum to 0.00018, φ =
-	// 1, and the held looks are judged as well; the third alone has log e
-	// = 11.6147: fail.
+	// At the eighth look the split has been the same eight times: the
+	// residuals around the ratio estimate (about 9.99) sum to 0.0002, φ =
+	// 1, and log e = Σ_j of eight looks' capped terms = 31.6143: fail.
 	_, vs := judgeAll(t, errorRate, obs, StepProgress{})
-	for i, v := range vs[:2] {
+	for i, v := range vs[:minDispersionTicks-1] {
 		c := v.Checks[0]
-		if v.Outcome != Inconclusive || !strings.Contains(c.Reason, fmt.Sprintf("have %d of the 3 looks", i+1)) || c.EValue != 1 {
-			t.Errorf("tick %d: %s %q e-value %v; want inconclusive, held with e-value 1", i+1, v.Outcome, c.Reason, c.EValue)
+		if v.Outcome != Inconclusive || !strings.Contains(c.Reason, fmt.Sprintf("have %d of the %d looks", i+1, minDispersionTicks)) || c.EValue != 1 {
+			t.Errorf("look %d: %s %q e-value %v; want inconclusive, held with e-value 1", i+1, v.Outcome, c.Reason, c.EValue)
 		}
 	}
-	c := vs[2].Checks[0]
-	if vs[2].Outcome != Fail || c.Dispersion != 1 || !approx(math.Log(c.EValue), 11.614654, 1e-5) ||
-		!approx(math.Log(c.PValue), -11.614654, 1e-5) {
-		t.Errorf("tick 3: %s, dispersion %v, e-value %v, p-value %v; want fail, 1, %.4g",
-			vs[2].Outcome, c.Dispersion, c.EValue, c.PValue, math.Exp(11.614654))
+	last := vs[minDispersionTicks-1]
+	if c := last.Checks[0]; last.Outcome != Fail || c.Dispersion != 1 || !approx(math.Log(c.EValue), 31.614338, 1e-5) ||
+		!approx(math.Log(c.PValue), -31.614338, 1e-5) {
+		t.Errorf("look 8: %s, dispersion %v, e-value %v, p-value %v; want fail, 1, %.4g",
+			last.Outcome, c.Dispersion, c.EValue, c.PValue, math.Exp(31.614338))
 	}
 
-	// Had treatment had no errors at the third look while control had 18,
-	// the split would have swung: the ratio estimate falls to 5.0548, π =
-	// 505.48/1405.48 = 0.35965, and the look's residual is (0 − 6.4737)² /
-	// 4.1455 = 10.1096. φ = 10.1098/2 = 5.0549, and the held second look,
-	// judged under it, is log e = 1.3472: what a swing of that size can
-	// produce, and nothing fails.
-	obs[2] = errorCounts(300, 20, 2700, 36)
+	// Had treatment had no errors at the eighth look while control had 18,
+	// the split would have swung: the ratio estimate falls to 7.7853, π =
+	// 778.53/1678.53 = 0.46381, and the look's residual is (0 − 8.3489)² /
+	// 4.4764 = 15.5706; with the seven steady looks' 0.0002, φ = 15.5708/7 =
+	// 2.2244. The held looks are judged under it: the seventh's log e,
+	// 12.2023, is the path's highest, and seven looks of a tenfold ratio
+	// are evidence even so.
+	obs[7] = errorCounts(800, 70, 7200, 81)
 	_, vs = judgeAll(t, errorRate, obs, StepProgress{})
-	if c := vs[2].Checks[0]; vs[2].Outcome == Fail || !approx(c.Dispersion, 5.054878, 1e-5) || !approx(c.PValue, math.Exp(-1.347150), 1e-4) {
-		t.Errorf("swing at the third look: %s, dispersion %v, p-value %v; want no fail, 5.0549, %.4f", vs[2].Outcome, c.Dispersion, c.PValue, math.Exp(-1.347150))
+	if c := vs[7].Checks[0]; vs[7].Outcome != Fail || !approx(c.Dispersion, 2.224394, 1e-5) || !approx(c.PValue, math.Exp(-12.202264), 1e-4) {
+		t.Errorf("swing at the eighth look: %s, dispersion %v, p-value %v; want fail, 2.2244, %.4g", vs[7].Outcome, c.Dispersion, c.PValue, math.Exp(-12.202264))
 	}
 }
 
@@ -268,27 +267,27 @@ func TestJudgeRoundsFractionalCounts(t *testing.T) {
 }
 
 func TestJudgeStepCounts(t *testing.T) {
-	obs := steady(6, 100, 1, 900, 9)
+	obs := steady(2*minDispersionTicks, 100, 1, 900, 9)
 	var s State
 	var v Verdict
 	for i, o := range obs {
-		// Steps of three ticks: the second begins after the third tick's
-		// 300 treatment and 2700 control requests.
+		// Steps of eight ticks: the second begins after the eighth tick's
+		// 800 treatment and 7200 control requests.
 		step := StepProgress{MinRequests: 250}
-		if i >= 3 {
-			step.Baseline = RequestCounts{Treatment: 300, Control: 2700}
+		if i >= minDispersionTicks {
+			step.Baseline = RequestCounts{Treatment: 800, Control: 7200}
 		}
 		var err error
 		if s, v, err = Judge(errorRate, s, o, step); err != nil {
 			t.Fatal(err)
 		}
-		want := RequestCounts{Treatment: float64(100 * (i%3 + 1)), Control: float64(900 * (i%3 + 1))}
+		want := RequestCounts{Treatment: float64(100 * (i%minDispersionTicks + 1)), Control: float64(900 * (i%minDispersionTicks + 1))}
 		if got := v.Checks[0].StepRequests; got != want {
 			t.Errorf("tick %d: step requests %+v, want %+v", i, got, want)
 		}
 	}
 	if v.Outcome != Pass {
-		t.Errorf("after 300 requests per cohort in the step: %s, want pass", v.Outcome)
+		t.Errorf("after 800 requests per cohort in the step: %s, want pass", v.Outcome)
 	}
 }
 
