@@ -224,3 +224,30 @@ func TestSampleRatioSkipsUnreadableLooks(t *testing.T) {
 		t.Errorf("split %+v; want no mismatch at 10%% observed", s)
 	}
 }
+
+func TestSampleRatioOfAnEmptyCohortIsNoEvidence(t *testing.T) {
+	// Ten sticky clients at 1%: none is in treatment, as happens nine times
+	// in ten. Every bucket's requests are control's, so the buckets cannot
+	// tell few units from a split that sends nobody to treatment, and the
+	// check does not call it a mismatch; nothing passes on an empty cohort
+	// either. Without unit buckets the same counts are a mismatch: the
+	// looks' shares stay at 0 where 1% was due, look after look.
+	step := StepProgress{Percent: 1, Elapsed: 10 * time.Minute}
+	var units, plain []FlagCounts
+	for i := 1; i <= 10; i++ {
+		c := withUnits(errorCounts(0, 0, 10000*float64(i), 100*float64(i)), 0)
+		units = append(units, c)
+		c.Treatment.UnitBuckets, c.Control.UnitBuckets = nil, nil
+		plain = append(plain, c)
+	}
+	_, vs := judgeAll(t, errorRate, units, step)
+	v := vs[len(vs)-1]
+	if sr := v.SampleRatio; sr == nil || sr.Mismatch || !sr.OneCohort || v.Outcome == Pass ||
+		!strings.Contains(sr.Explanation, "went to one cohort") {
+		t.Errorf("empty treatment with unit buckets: %s, split %+v; want no pass, no mismatch, one cohort", v.Outcome, sr)
+	}
+	_, vs = judgeAll(t, errorRate, plain, step)
+	if sr := vs[len(vs)-1].SampleRatio; sr == nil || !sr.Mismatch {
+		t.Errorf("empty treatment without unit buckets: split %+v; want a mismatch", sr)
+	}
+}

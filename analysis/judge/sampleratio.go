@@ -70,6 +70,10 @@ type SampleRatio struct {
 	// Mismatch is set once the e-value has reached Threshold; it holds
 	// every pass for the rest of the rollout.
 	Mismatch bool `json:"mismatch"`
+	// OneCohort is set while every split-placed request has gone to one
+	// cohort, which leaves the test without a dispersion estimate and
+	// counts as no evidence.
+	OneCohort bool `json:"oneCohort,omitempty"`
 	// Checked is set once a look has been counted. Until then no step
 	// passes: a step shorter than the settling time would otherwise pass
 	// on counts the split was never checked against.
@@ -112,7 +116,14 @@ func (s *SampleRatioState) update(cur Snapshot, cum FlagCounts, step StepProgres
 		v.Dispersion = s.phi(cum)
 	}
 	logE := 0.0 // the e-value of no evidence is 1
-	if len(s.LogLR) > 0 {
+	if math.IsInf(v.Dispersion, 1) {
+		// Every split-placed request so far went to one cohort. With few
+		// units that is what chance gives (ten users at 1% leave
+		// treatment empty nine times in ten), and the buckets cannot say
+		// how few there are, so this is no evidence of a mismatch. No
+		// check passes on an empty cohort anyway.
+		v.Dispersion, v.OneCohort = 0, true
+	} else if len(s.LogLR) > 0 {
 		terms := make([]float64, len(s.LogLR))
 		for j, l := range s.LogLR {
 			terms[j] = l/v.Dispersion - math.Log(float64(len(s.LogLR)))
@@ -152,7 +163,8 @@ func (s *SampleRatioState) count(nT, nC, q float64) {
 }
 
 // phi is the share's over-dispersion: across unit buckets when the counts
-// carry them, else across looks.
+// carry them, else across looks. It is +Inf when the buckets' requests all
+// fall in one cohort, where the buckets give no estimate.
 func (s *SampleRatioState) phi(cum FlagCounts) float64 {
 	n := min(len(cum.Treatment.UnitBuckets), len(cum.Control.UnitBuckets))
 	if n == 0 {
@@ -165,6 +177,9 @@ func (s *SampleRatioState) phi(cum FlagCounts) float64 {
 	}
 	if tt+ct <= 0 {
 		return 1
+	}
+	if tt == 0 || ct == 0 {
+		return math.Inf(1)
 	}
 	q := tt / (tt + ct)
 	// Each bucket's share of treatment requests against the pooled share:
@@ -197,6 +212,9 @@ func explainSampleRatio(v *SampleRatio) string {
 	}
 	shares := fmt.Sprintf("treatment has %s of split requests where the flag sends %s (e-value %s of %s)",
 		percent(v.Observed), percent(v.Expected), number(v.EValue), number(v.Threshold))
+	if v.OneCohort {
+		return "every split-placed request so far went to one cohort (" + shares + "): too few units reach the flag to check its split, or none is placed in one cohort"
+	}
 	if v.Mismatch {
 		return "sample ratio mismatch: " + shares + "; the cohorts are not the split the flag makes (a service without the SDK, a stale cache, bucketing that differs, or forged counts), so no step passes"
 	}
