@@ -502,7 +502,11 @@ log-normal as above, the same for every user), counted through the SDK's histogr
 The judge alone (`+"`judge.Judge`"+` with its defaults, α = 0.01, tolerance 1.0, the error rate, the
 traffic split unchecked) looks
 every 30 s for an hour (120 looks), at a 5%% share or a ramp holding 1, 5, 10, 25 and 50%% for 12
-minutes each; the oracle knows r. Each scenario is %s runs, alone and under the default plan
+minutes each; the oracle knows r but, like the judge without unit buckets, counts requests as
+independent: over a population whose errors come from a few users that is not a valid test (the
+users, not the requests, are the sample, and a ×r it finds may be which users landed where), so
+its detection here is a ceiling no valid test reaches, not a target. Each scenario is %s runs,
+alone and under the default plan
 (the fixed-share heavy user only alone: under the plan's ramp it is the ramp scenario).
 Intervals are Wilson 95%% score intervals over the runs.
 
