@@ -46,15 +46,13 @@ func TestUnitDispersionByHand(t *testing.T) {
 	// its rate is 12/400 = 0.03, each bucket expects 3 with variance
 	// 100·0.03·0.97 = 2.91, and the residuals are 25/2.91 = 8.5911,
 	// 9/2.91 = 3.0928 and 1/2.91 = 0.3436 twice: 12.3711. Control's 3, 3,
-	// 3, 3 add 0. Treatment's φ is 12.3711/3 = 4.1237, control's 1; each
-	// cohort has 12 events, so each weighs half (with half an event added
-	// to each): φ = (4.1237·12.5 + 1·12.5)/25 = 2.5619. Pooled, it would be
-	// 12.3711 on 6 degrees of freedom, 2.0619.
+	// 3, 3 add 0. χ² = 12.3711 on (4−1) + (4−1) = 6 degrees of freedom:
+	// φ = 2.0619.
 	tr := []delta{{100, 8}, {100, 0}, {100, 2}, {100, 2}}
 	ct := []delta{{100, 3}, {100, 3}, {100, 3}, {100, 3}}
 	u := unitDispersion(tr, ct)
-	if u.DOF != 6 || !approx(u.Phi(), 2.5619, 1e-4) {
-		t.Errorf("dof %d, phi %.5f; want 6, 2.5619", u.DOF, u.Phi())
+	if u.DOF != 6 || !approx(u.Phi(), 2.0619, 1e-4) {
+		t.Errorf("dof %d, phi %.5f; want 6, 2.0619", u.DOF, u.Phi())
 	}
 	// Two buckets a cohort give 2 degrees of freedom, too few.
 	if u := unitDispersion(tr[:2], ct[:2]); u.Known() || u.Phi() != 1 {
@@ -82,23 +80,19 @@ func TestUnitDispersionSeesAHeavyUnit(t *testing.T) {
 	}
 }
 
-func TestUnitDispersionWeighsAHeavyControlUnitByControlsShare(t *testing.T) {
-	// Treatment's eight buckets are alike (φT = 1, 40 events). Control's
-	// bucket 0 holds a unit with 300 more errors: control's rate is
-	// 1,060/76,000, each bucket expects 132.5 errors with variance 130.65,
-	// and χ² = 527.4 + 7·10.76 = 602.75 on 7 degrees of freedom, φC =
-	// 86.107. Treatment's share of the errors varies by
-	// φT·eC/m + φC·eT/m = (1·1,060.5 + 86.107·40.5)/1,101 = 4.1306, not the
-	// pooled 602.75/14 = 43.05 that would charge control's unit to
-	// treatment's few errors.
-	tr := make([]delta, 8)
+func TestUnitDispersionPoolsTheCohorts(t *testing.T) {
+	// A treatment of a few units at 1%: one erring unit, whose bucket is
+	// also the busiest, so treatment's buckets alone barely stray
+	// (χ² = 6.6203 on 5 degrees of freedom, 1.32). Control's many units
+	// show how unevenly units err (χ² = 390.6437 on 7). Both cohorts are
+	// drawn from the same units, so the estimate pools them:
+	// (6.6203 + 390.6437)/12 = 33.1053.
+	tr := []delta{{33, 0}, {609, 25}, {15, 0}, {15, 0}, {5, 0}, {0, 0}, {88, 0}, {0, 0}}
 	ct := make([]delta, 8)
-	for b := range 8 {
-		tr[b], ct[b] = delta{500, 5}, delta{9500, 95}
+	for b, e := range []float64{60, 150, 90, 75, 300, 80, 70, 95} {
+		ct[b] = delta{9000, e}
 	}
-	ct[0].events = 395
-	u := unitDispersion(tr, ct)
-	if !approx(u.Phi(), 4.1306, 1e-3) || !approx(u.ChiSquare/float64(u.DOF), 43.053, 1e-2) {
-		t.Errorf("phi %.4f, pooled %.3f; want 4.1306, 43.053", u.Phi(), u.ChiSquare/float64(u.DOF))
+	if u := unitDispersion(tr, ct); u.DOF != 12 || !approx(u.Phi(), 33.1053, 1e-4) {
+		t.Errorf("dof %d, phi %.4f; want 12, 33.1053", u.DOF, u.Phi())
 	}
 }
