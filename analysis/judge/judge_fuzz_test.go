@@ -76,3 +76,41 @@ func BenchmarkJudge(b *testing.B) {
 		s = next
 	}
 }
+
+// BenchmarkJudgeUnitBuckets measures one look of the default plan's checks
+// (error rate and latency, harm bounds and floors) on counts with a
+// latency histogram of 15 edges and 8 unit buckets, as the SDKs send them.
+func BenchmarkJudgeUnitBuckets(b *testing.B) {
+	cfg := Config{Metrics: []MetricConfig{
+		{Name: "error-rate", Kind: KindErrorRate, Tolerance: 1.2, MaxRatio: 1.5, MinDifference: 0.0005},
+		{Name: "latency", Kind: KindLatency, Tolerance: 1.2, MaxRatio: 1.5, MinSlowdown: time.Millisecond},
+	}}
+	edges := []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+	cohort := func(requests, errors, f float64) CohortCounts {
+		c := CohortCounts{Requests: requests * f, Errors: errors * f, Slower: map[float64]float64{}}
+		for i, e := range edges {
+			c.Slower[e] = requests * f / float64(2*i+2)
+		}
+		for range 8 {
+			u := CohortCounts{Requests: c.Requests / 8, Errors: c.Errors / 8, Slower: map[float64]float64{}}
+			for e, n := range c.Slower {
+				u.Slower[e] = n / 8
+			}
+			c.UnitBuckets = append(c.UnitBuckets, u)
+		}
+		return c
+	}
+	var s State
+	for k := 0; b.Loop(); k++ {
+		f := float64(k%500 + 1)
+		if k%500 == 0 {
+			s = State{}
+		}
+		obs := FlagCounts{Treatment: cohort(50, 0.5, f), Control: cohort(950, 9.5, f)}
+		next, _, err := Judge(cfg, s, obs, StepProgress{Percent: 5, Elapsed: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s = next
+	}
+}

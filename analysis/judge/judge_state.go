@@ -242,31 +242,60 @@ func snapshot(last Snapshot, cum FlagCounts) Snapshot {
 }
 
 func cohortSnapshot(last CohortSnapshot, c CohortCounts) CohortSnapshot {
+	return cohortSnapshotAt(last, c, edgesOf(c.Slower, nil))
+}
+
+// edgesOf returns the edges of slower that can be counts' edges (positive
+// and finite), in order: hint itself when slower has exactly hint's edges,
+// which the unit buckets of one cohort share, so that they are sorted once
+// a look rather than once a bucket.
+func edgesOf(slower map[float64]float64, hint []float64) []float64 {
+	if len(slower) == len(hint) {
+		same := true
+		for _, e := range hint {
+			if _, ok := slower[e]; !ok {
+				same = false
+				break
+			}
+		}
+		if same {
+			return hint
+		}
+	}
+	edges := make([]float64, 0, len(slower))
+	for edge := range slower {
+		if edge > 0 && !math.IsInf(edge, 1) {
+			edges = append(edges, edge)
+		}
+	}
+	slices.Sort(edges)
+	return edges
+}
+
+// cohortSnapshotAt is cohortSnapshot with c.Slower's edges given in order.
+func cohortSnapshotAt(last CohortSnapshot, c CohortCounts, edges []float64) CohortSnapshot {
 	if !valid(c.Requests) || !valid(c.Errors) {
 		return last.clone()
 	}
 	out := CohortSnapshot{Requests: max(last.Requests, math.Round(c.Requests)), Errors: max(last.Errors, math.Round(c.Errors))}
-	if len(c.Slower) > 0 {
-		edges := make([]float64, 0, len(c.Slower))
-		for edge, n := range c.Slower {
-			if edge > 0 && !math.IsInf(edge, 1) && valid(n) {
-				edges = append(edges, edge)
-			}
-		}
-		slices.Sort(edges)
+	if len(edges) > 0 {
+		out.Slower = make([]EdgeCount, 0, len(edges))
 		// last.Slower is sorted too, so one pass finds each edge's last
 		// count.
-		out.Slower = make([]EdgeCount, len(edges))
 		j := 0
-		for i, edge := range edges {
-			n := math.Round(c.Slower[edge])
+		for _, edge := range edges {
+			n, ok := c.Slower[edge]
+			if !ok || !valid(n) {
+				continue
+			}
+			n = math.Round(n)
 			for j < len(last.Slower) && last.Slower[j].Edge < edge {
 				j++
 			}
 			if j < len(last.Slower) && last.Slower[j].Edge == edge {
 				n = max(n, last.Slower[j].Count)
 			}
-			out.Slower[i] = EdgeCount{Edge: edge, Count: n}
+			out.Slower = append(out.Slower, EdgeCount{Edge: edge, Count: n})
 		}
 	}
 	for name, n := range c.Custom {

@@ -123,9 +123,13 @@ type unitBuckets struct {
 func unitSnapshots(cum FlagCounts) unitBuckets {
 	n := min(len(cum.Treatment.UnitBuckets), len(cum.Control.UnitBuckets))
 	u := unitBuckets{treatment: make([]CohortSnapshot, n), control: make([]CohortSnapshot, n)}
+	var edges []float64
 	for b := range n {
-		u.treatment[b] = cohortSnapshot(CohortSnapshot{}, cum.Treatment.UnitBuckets[b])
-		u.control[b] = cohortSnapshot(CohortSnapshot{}, cum.Control.UnitBuckets[b])
+		t, c := cum.Treatment.UnitBuckets[b], cum.Control.UnitBuckets[b]
+		edges = edgesOf(t.Slower, edges)
+		u.treatment[b] = cohortSnapshotAt(CohortSnapshot{}, t, edges)
+		edges = edgesOf(c.Slower, edges)
+		u.control[b] = cohortSnapshotAt(CohortSnapshot{}, c, edges)
 	}
 	return u
 }
