@@ -389,20 +389,23 @@ func rateUpper(events, requests, alpha float64) float64 {
 	if events <= 0 {
 		return l / requests
 	}
-	excess := func(mu float64) float64 { return events*math.Log(events/mu) + mu - events }
-	lo, hi := events, events+l+math.Sqrt(2*events*l)+l
-	for excess(hi) < l {
-		hi *= 2
+	// f(μ) = events·log(events/μ) + μ − events − log(1/α) is convex and
+	// increasing above events, so Newton's steps from a point above its
+	// root stay above it and close in fast: the bound stays conservative
+	// at every step.
+	f := func(mu float64) float64 { return events*math.Log(events/mu) + mu - events - l }
+	mu := events + l + math.Sqrt(2*events*l) + l
+	for f(mu) < 0 {
+		mu *= 2
 	}
-	for range 60 {
-		mid := (lo + hi) / 2
-		if excess(mid) < l {
-			lo = mid
-		} else {
-			hi = mid
+	for range 100 {
+		next := mu - f(mu)/(1-events/mu)
+		if !(next < mu) || mu-next <= 1e-12*mu {
+			break
 		}
+		mu = next
 	}
-	return hi / requests
+	return mu / requests
 }
 
 // slowerAt is the number of requests slower than x seconds, interpolated
