@@ -334,9 +334,10 @@ func TestTokens(t *testing.T) {
 		}
 		e.mustStatus(e.do("GET", "/sdk/v1/snapshot", sdk, nil), http.StatusOK)
 		e.mustStatus(e.do("POST", "/api/v1/tokens", e.admin, map[string]any{"name": "checkout-svc", "role": "sdk"}), http.StatusConflict).errorBody(t)
-		// Reserved whatever the case, so that no "Admin" passes for it.
-		for _, name := range []string{"admin", "Admin", "ADMIN"} {
-			if b := e.mustStatus(e.do("POST", "/api/v1/tokens", e.admin, map[string]any{"name": name, "role": "sdk"}), http.StatusConflict).errorBody(t); b.Field != "name" {
+		// Reserved whatever the case, so that no "Admin" passes for the
+		// admin token and no "Controller" for the rollout loop.
+		for _, name := range []string{"admin", "Admin", "ADMIN", "controller", "Controller", "CONTROLLER"} {
+			if b := e.mustStatus(e.do("POST", "/api/v1/tokens", e.admin, map[string]any{"name": name, "role": "sdk"}), http.StatusConflict).errorBody(t); b.Field != "name" || !strings.Contains(b.Error, "reserved") {
 				t.Errorf("token named %s: %+v", name, b)
 			}
 		}

@@ -10,10 +10,19 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/store"
 )
 
 var tokenNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// reservedTokenNames are the actor names that the audit log and the rollout
+// history show for what no created token did; a token may take none of
+// them, in any case.
+var reservedTokenNames = []struct{ name, what string }{
+	{AdminTokenName, "the configured admin token"},
+	{rollout.ControllerActor, "the rollout loop's own changes"},
+}
 
 // TokenRequest is the body of POST /api/v1/tokens.
 type TokenRequest struct {
@@ -44,11 +53,13 @@ func (s *Server) createToken(c *gin.Context) {
 		Fail(c, http.StatusBadRequest, fmt.Sprintf("name %q must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name), "name")
 		return
 	}
-	// Case-insensitive, so that no "Admin" passes for the admin token in
-	// the audit log.
-	if strings.EqualFold(req.Name, AdminTokenName) {
-		Fail(c, http.StatusConflict, fmt.Sprintf("name %q is reserved for the configured admin token", req.Name), "name")
-		return
+	for _, r := range reservedTokenNames {
+		// Case-insensitive, so that no "Admin" passes for the admin token
+		// in the audit log.
+		if strings.EqualFold(req.Name, r.name) {
+			Fail(c, http.StatusConflict, fmt.Sprintf("name %q is reserved for %s", req.Name, r.what), "name")
+			return
+		}
 	}
 	if !req.Role.Valid() {
 		Fail(c, http.StatusBadRequest, fmt.Sprintf("role %q must be %s", req.Role, store.Roles), "role")
