@@ -1,8 +1,10 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 
@@ -108,9 +110,11 @@ func (c *Controller) command(kind rollout.CommandKind) gin.HandlerFunc {
 			return
 		}
 		var req CommandBody
+		// The body is optional; one that is given is read as every JSON
+		// body is, by BindJSON, which names the field at fault.
 		if len(strings.TrimSpace(string(body))) > 0 {
-			if err := flag.DecodeStrict(body, &req); err != nil {
-				server.Fail(g, http.StatusBadRequest, "invalid JSON body: "+err.Error()+`; want {"plan": {...}, "reason": "..."}`, "")
+			g.Request.Body = io.NopCloser(bytes.NewReader(body))
+			if !server.BindJSON(g, &req) {
 				return
 			}
 		}
