@@ -151,8 +151,9 @@ func TestFlagCommands(t *testing.T) {
 }
 
 // TestApplyChecksLocally: vigil apply refuses a bad file, custom metric
-// queries and plan fields given as zero included, with the file's name and
-// the field, before it asks a server (none answers at the address given).
+// queries, plan fields given as zero and a null percent included, with the
+// file's name and the field, before it asks a server (none answers at the
+// address given).
 func TestApplyChecksLocally(t *testing.T) {
 	t.Setenv("VIGIL_SERVER", "http://127.0.0.1:1")
 	t.Setenv("VIGIL_TOKEN", testAdminToken)
@@ -182,6 +183,15 @@ func TestApplyChecksLocally(t *testing.T) {
 	_, err = runCLI(t, "", "apply", "-f", file)
 	if err == nil || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "flag new-checkout: rollout.plan.metrics[0].tolerance: 0 must be a positive ratio") {
 		t.Fatalf("apply of a zero tolerance: %v", err)
+	}
+	// An empty value in YAML is null, which would be read as 0.
+	null := strings.Replace(yaml, "percent: 0", "percent:", 1)
+	if err := os.WriteFile(file, []byte(null), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = runCLI(t, "", "apply", "-f", file)
+	if err == nil || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "flag new-checkout: rollout.percent: null is not a value") {
+		t.Fatalf("apply of a null percent: %v", err)
 	}
 }
 

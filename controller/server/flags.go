@@ -162,6 +162,12 @@ func (s *Server) putFlag(c *gin.Context) {
 		Fail(c, http.StatusBadRequest, fmt.Sprintf("key %q in the body differs from %q in the path", f.Key, key), "key")
 		return
 	}
+	// The decoder took a null where a value is required as the zero value;
+	// apply refuses it in flag.Parse.
+	if err := flag.CheckNulls(key, body); err != nil {
+		FailValidation(c, err)
+		return
+	}
 	if err := flag.ValidateFlag(&f); err != nil {
 		FailValidation(c, err)
 		return

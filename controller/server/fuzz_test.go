@@ -27,6 +27,10 @@ func FuzzAdminInput(f *testing.F) {
 		`{"key":"fz","variants":{"a\u0000":1},"control":"a\u0000"}`,
 		"{\"key\":\"fz\",\"description\":\"\xff\xfe\",\"variants\":{\"a\":1},\"control\":\"a\"}",
 		`{"name":"n","role":"sdk","name":"m"}`,
+		`{"key":"fz","variants":{"a":null,"b":[null]},"control":"a","treatment":null,"enabled":null,"rollout":{"percent":null,"plan":null}}`,
+		`{"key":null,"variants":{"a":1},"control":"a","targets":[{"variant":"a","units":["u",null]}],"rules":[{"variant":"a","when":[{"attribute":"x","op":"in","values":[null]}]},{"variant":"a","when":null}]}`,
+		"flags:\n  - {key: a, variants: {on: ~}, control: on, enabled: , targets: [null]}\n",
+		`{"name":null,"role":"sdk"}`,
 		`[]`, `null`, `"x"`, `{`, "\x00", "",
 	} {
 		f.Add([]byte(seed))

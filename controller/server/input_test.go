@@ -57,6 +57,16 @@ func TestBadInput(t *testing.T) {
 			{"apply NUL byte", "POST", "/api/v1/apply", "flags:\n  - {key: \"a\x00\", variants: {on: 1}, control: on}\n", nil, 400, "", "NUL byte"},
 			{"apply form content", "POST", "/api/v1/apply", flagsYAML, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, "Content-Type", "application/yaml"},
 			{"token duplicate key", "POST", "/api/v1/tokens", `{"name":"n","role":"sdk","role":"admin"}`, nil, 400, "role", "twice"},
+			{"null percent", "PUT", "/api/v1/flags/x", `{"key":"x","variants":{"on":true},"control":"on","treatment":"on","rollout":{"percent":null}}`, nil, 400, "rollout.percent", "null is not a value"},
+			{"null enabled", "PUT", "/api/v1/flags/x", `{"key":"x","variants":{"on":true},"control":"on","enabled":null}`, nil, 400, "enabled", "null is not a value"},
+			{"null control", "PUT", "/api/v1/flags/x", `{"key":"x","variants":{"on":true},"control":null}`, nil, 400, "control", "null is not a value"},
+			{"null unit", "PUT", "/api/v1/flags/x", `{"key":"x","variants":{"on":true},"control":"on","targets":[{"variant":"on","units":["qa",null]}]}`, nil, 400, "targets[0].units[1]", "null is not a value"},
+			{"null clause value", "PUT", "/api/v1/flags/x", `{"key":"x","variants":{"on":true},"control":"on","rules":[{"variant":"on","when":[{"attribute":"plan","op":"in","values":[null]}]}]}`, nil, 400, "rules[0].when[0].values[0]", "null is not a value"},
+			{"null target", "PUT", "/api/v1/flags/x", `{"key":"x","variants":{"on":true},"control":"on","targets":[null]}`, nil, 400, "targets[0]", "null is not a value"},
+			{"apply null percent", "POST", "/api/v1/apply", "flags:\n  - {key: a, variants: {on: 1}, control: on, treatment: on, rollout: {percent: null}}\n", nil, 400, "rollout.percent", "null is not a value"},
+			{"apply empty enabled", "POST", "/api/v1/apply", "flags:\n  - key: a\n    variants: {on: 1}\n    control: on\n    enabled:\n", nil, 400, "enabled", "null is not a value"},
+			{"apply null unit", "POST", "/api/v1/apply", "flags:\n  - {key: a, variants: {on: 1}, control: on, targets: [{variant: on, units: [~]}]}\n", nil, 400, "targets[0].units[0]", "null is not a value"},
+			{"apply JSON null clause value", "POST", "/api/v1/apply", `{"flags":[{"key":"a","variants":{"on":1},"control":"on","rules":[{"variant":"on","when":[{"attribute":"plan","op":"in","values":["a",null]}]}]}]}`, []string{"Content-Type", "application/json"}, 400, "rules[0].when[0].values[1]", "null is not a value"},
 			{"audit bad limit", "GET", "/api/v1/audit?limit=0", nil, nil, 400, "limit", "whole number"},
 			{"no route", "GET", "/api/v1/nothing", nil, nil, 404, "", "no such endpoint"},
 			{"wrong method", "PATCH", "/api/v1/flags/keep", nil, nil, 405, "", "not allowed"},
@@ -107,4 +117,21 @@ func TestShortAdminTokenRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "at least 16") {
 		t.Fatalf("err %v", err)
 	}
+}
+
+// TestNullWhereLeftOut: null is still taken where it means what leaving
+// the field out means, and as a variant's value, which may be any JSON
+// value (docs/bucketing.md); a flag as the controller serves it, with a
+// rule that has no clauses ("when": null), can be written back as it is.
+func TestNullWhereLeftOut(t *testing.T) {
+	e := start(t, server.Config{})
+	body := `{"key":"n","description":null,"variants":{"none":null,"on":{"limit":null}},"control":"none","treatment":null,` +
+		`"targets":null,"rules":[{"variant":"on","when":null}],"rollout":null,"salt":null}`
+	e.mustStatus(e.do("PUT", "/api/v1/flags/n", e.admin, body), http.StatusCreated)
+	r := e.mustStatus(e.do("GET", "/api/v1/flags/n", e.admin, nil), http.StatusOK)
+	if !strings.Contains(string(r.body), `"none":null`) || !strings.Contains(string(r.body), `"when":null`) {
+		t.Fatalf("stored %s", r.body)
+	}
+	e.mustStatus(e.do("PUT", "/api/v1/flags/n", e.admin, r.body), http.StatusOK)
+	e.mustStatus(e.do("POST", "/api/v1/apply", e.admin, "flags:\n  - key: m\n    variants: {none: null, on: 1}\n    control: none\n    description:\n    rollout:\n"), http.StatusOK)
 }

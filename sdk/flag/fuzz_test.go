@@ -8,6 +8,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(issueExample))
 	f.Add([]byte(`{"flags":[{"key":"k","variants":{"a":1},"control":"a"}]}`))
 	f.Add([]byte("flags:\n  - key: k\n    variants: {a: [1, {b: c}]}\n    control: a\n    rules: [{variant: a, when: [{attribute: x, op: matches, values: ['(']}]}]\n"))
+	// Nulls where a value is required, and where one is not.
+	f.Add([]byte("flags:\n  - key: k\n    variants: {a: null, b: {c: [null]}}\n    control: a\n    enabled:\n    rollout: {percent: ~}\n"))
+	f.Add([]byte(`{"flags":[{"key":"k","variants":{"a":1},"control":"a","targets":[{"variant":"a","units":[null]}],"rules":[{"variant":"a","when":null}]},null]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file, err := Parse(data)
 		if err != nil {

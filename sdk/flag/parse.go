@@ -62,7 +62,11 @@ func parse(data []byte, oneFlag bool) (File, error) {
 	if err := checkNode(node, typ, ""); err != nil {
 		return File{}, fmt.Errorf("parse flags: %w", err)
 	}
-	js, err := json.Marshal(toJSONCompatible(doc))
+	doc = toJSONCompatible(doc)
+	if err := fileNulls(doc); err != nil {
+		return File{}, err
+	}
+	js, err := json.Marshal(doc)
 	if err != nil {
 		return File{}, fmt.Errorf("parse flags: %w", err)
 	}

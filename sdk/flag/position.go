@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -77,7 +78,7 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) error {
 			if !ok {
 				return &PositionError{Line: k.Line, Column: k.Column, Path: join(path, k.Value), Msg: "unknown field"}
 			}
-			if err := checkNode(v, ft, join(path, k.Value)); err != nil {
+			if err := checkNode(v, ft.typ, join(path, k.Value)); err != nil {
 				return err
 			}
 		}
@@ -121,16 +122,22 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) error {
 	return nil
 }
 
+// jsonField is a struct field as encoding/json sees it.
+type jsonField struct {
+	typ       reflect.Type
+	omitempty bool
+}
+
 // jsonFields maps the JSON names of t's fields, embedded ones included and
-// in lower case, to their types.
-func jsonFields(t reflect.Type) map[string]reflect.Type {
-	out := map[string]reflect.Type{}
+// in lower case, to their types and whether they may be left out.
+func jsonFields(t reflect.Type) map[string]jsonField {
+	out := map[string]jsonField{}
 	for f := range t.Fields() {
 		tag := f.Tag.Get("json")
 		if tag == "-" || (!f.IsExported() && !f.Anonymous) {
 			continue
 		}
-		name, _, _ := strings.Cut(tag, ",")
+		name, opts, _ := strings.Cut(tag, ",")
 		if f.Anonymous && name == "" {
 			ft := f.Type
 			if ft.Kind() == reflect.Pointer {
@@ -146,7 +153,7 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		if name == "" {
 			name = f.Name
 		}
-		out[strings.ToLower(name)] = f.Type
+		out[strings.ToLower(name)] = jsonField{typ: f.Type, omitempty: slices.Contains(strings.Split(opts, ","), "omitempty")}
 	}
 	return out
 }
