@@ -31,6 +31,7 @@ func FuzzAdminInput(f *testing.F) {
 		`{"key":null,"variants":{"a":1},"control":"a","targets":[{"variant":"a","units":["u",null]}],"rules":[{"variant":"a","when":[{"attribute":"x","op":"in","values":[null]}]},{"variant":"a","when":null}]}`,
 		"flags:\n  - {key: a, variants: {on: ~}, control: on, enabled: , targets: [null]}\n",
 		`{"name":null,"role":"sdk"}`,
+		"flags:\n  - {key: a, description: \"\\x00\", variants: {\"on\\0\": 1, on: 2}, control: on}\n",
 		`[]`, `null`, `"x"`, `{`, "\x00", "",
 	} {
 		f.Add([]byte(seed))

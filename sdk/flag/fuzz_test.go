@@ -11,6 +11,7 @@ func FuzzParse(f *testing.F) {
 	// Nulls where a value is required, and where one is not.
 	f.Add([]byte("flags:\n  - key: k\n    variants: {a: null, b: {c: [null]}}\n    control: a\n    enabled:\n    rollout: {percent: ~}\n"))
 	f.Add([]byte(`{"flags":[{"key":"k","variants":{"a":1},"control":"a","targets":[{"variant":"a","units":[null]}],"rules":[{"variant":"a","when":null}]},null]}`))
+	f.Add([]byte("flags:\n  - {key: k, description: \"a\\x00\", variants: {\"a\\0\": 1, a: {\"\\u0000\": 2}}, control: a}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file, err := Parse(data)
 		if err != nil {

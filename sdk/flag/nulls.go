@@ -37,10 +37,12 @@ func CheckNulls(key string, data []byte) error {
 	return errors.Join(errs...)
 }
 
-// fileNulls is CheckNulls for a flags file decoded into doc, naming each flag
-// as Validate does. A null flag is left to Validate, which finds it has no
-// key.
-func fileNulls(doc any) error {
+// checkFileValues refuses, in a flags file decoded into doc, null where a
+// value is required, as CheckNulls does, and a NUL character in any key or
+// string, which YAML can write as an escape ("\0", "\x00", "\u0000"). It
+// names each flag as Validate does; a null flag is left to Validate, which
+// finds it has no key.
+func checkFileValues(doc any) error {
 	m, _ := doc.(map[string]any)
 	list, _ := m["flags"].([]any)
 	var errs []error
@@ -54,8 +56,35 @@ func fileNulls(doc any) error {
 		nullsIn(f, reflect.TypeFor[Flag](), "", func(path string) {
 			errs = append(errs, &FieldError{Flag: name, Field: path, Message: nullMessage})
 		})
+		nulsIn(f, "", func(path, msg string) {
+			errs = append(errs, &FieldError{Flag: name, Field: path, Message: msg})
+		})
 	}
 	return errors.Join(errs...)
+}
+
+// nulsIn calls found with the path of every key and string in v, a
+// document decoded into any, that holds a NUL character, which names and
+// logs would carry on.
+func nulsIn(v any, path string, found func(path, msg string)) {
+	switch t := v.(type) {
+	case string:
+		if strings.ContainsRune(t, 0) {
+			found(path, "the string holds a NUL character")
+		}
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(t)) {
+			p := join(path, k)
+			if strings.ContainsRune(k, 0) {
+				found(p, "a key holds a NUL character")
+			}
+			nulsIn(t[k], p, found)
+		}
+	case []any:
+		for i, e := range t {
+			nulsIn(e, path+"["+strconv.Itoa(i)+"]", found)
+		}
+	}
 }
 
 // nullsIn calls found with the path of every null in v, a document decoded

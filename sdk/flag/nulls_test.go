@@ -31,6 +31,8 @@ func TestNulls(t *testing.T) {
 			[]string{"a enabled", "a targets[0].units[1]", "#1 control", "#1 rollout.percent"}},
 		"json": {`{"flags":[{"key":"a","variants":{"on":1},"control":"on","rules":[{"variant":null,"when":[{"attribute":"x","op":null,"values":[1,null]}]}]}]}`,
 			[]string{"a rules[0].variant", "a rules[0].when[0].op", "a rules[0].when[0].values[1]"}},
+		"NUL escapes": {"flags:\n  - key: a\n    description: \"x\\x00\"\n    variants: {\"on\\0\": 1, on: {\"\\u0000\": 2}}\n    control: on\n",
+			[]string{"a description", "a variants.on.\x00", "a variants.on\x00"}},
 		"left out": {"flags:\n  - key: a\n    description:\n    variants: {none: null, on: {x: [null]}}\n    control: none\n    treatment:\n    salt: null\n    targets:\n    rules: [{variant: on, when: null}]\n    rollout:\n", nil},
 	} {
 		_, err := Parse([]byte(tc.doc))

@@ -63,7 +63,7 @@ func parse(data []byte, oneFlag bool) (File, error) {
 		return File{}, fmt.Errorf("parse flags: %w", err)
 	}
 	doc = toJSONCompatible(doc)
-	if err := fileNulls(doc); err != nil {
+	if err := checkFileValues(doc); err != nil {
 		return File{}, err
 	}
 	js, err := json.Marshal(doc)
