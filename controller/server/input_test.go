@@ -67,6 +67,8 @@ func TestBadInput(t *testing.T) {
 			{"apply empty enabled", "POST", "/api/v1/apply", "flags:\n  - key: a\n    variants: {on: 1}\n    control: on\n    enabled:\n", nil, 400, "enabled", "null is not a value"},
 			{"apply null unit", "POST", "/api/v1/apply", "flags:\n  - {key: a, variants: {on: 1}, control: on, targets: [{variant: on, units: [~]}]}\n", nil, 400, "targets[0].units[0]", "null is not a value"},
 			{"apply JSON null clause value", "POST", "/api/v1/apply", `{"flags":[{"key":"a","variants":{"on":1},"control":"on","rules":[{"variant":"on","when":[{"attribute":"plan","op":"in","values":["a",null]}]}]}]}`, []string{"Content-Type", "application/json"}, 400, "rules[0].when[0].values[1]", "null is not a value"},
+			{"apply key twice", "POST", "/api/v1/apply", "flags:\n  - {key: a, variants: {on: 1, off: 0, on: 2}, control: on}\n", nil, 400, "variants.on", "the key is given twice"},
+			{"apply nested unknown field", "POST", "/api/v1/apply", "flags:\n  - {key: a, variants: {on: 1}, control: on, rollout: {percnt: 5}}\n", nil, 400, "rollout.percnt", "unknown field"},
 			{"apply NUL escape in a name", "POST", "/api/v1/apply", "flags:\n  - {key: a, variants: {\"on\\0\": 1, on: 2}, control: on}\n", nil, 400, "variants.on\x00", "NUL character"},
 			{"apply JSON NUL escape", "POST", "/api/v1/apply", `{"flags":[{"key":"a","description":"x\u0000","variants":{"on":1},"control":"on"}]}`, []string{"Content-Type", "application/json"}, 400, "description", "NUL character"},
 			{"audit bad limit", "GET", "/api/v1/audit?limit=0", nil, nil, 400, "limit", "whole number"},

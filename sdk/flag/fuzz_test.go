@@ -12,6 +12,11 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("flags:\n  - key: k\n    variants: {a: null, b: {c: [null]}}\n    control: a\n    enabled:\n    rollout: {percent: ~}\n"))
 	f.Add([]byte(`{"flags":[{"key":"k","variants":{"a":1},"control":"a","targets":[{"variant":"a","units":[null]}],"rules":[{"variant":"a","when":null}]},null]}`))
 	f.Add([]byte("flags:\n  - {key: k, description: \"a\\x00\", variants: {\"a\\0\": 1, a: {\"\\u0000\": 2}}, control: a}\n"))
+	// Keys given twice, in YAML and in JSON, and YAML keys that differ only
+	// in their tags.
+	f.Add([]byte("flags:\n  - key: k\n    variants: {a: 1, b: 2, a: 3, <<: {c: 4}}\n    control: a\n    key: j\n"))
+	f.Add([]byte(`{"flags":[{"key":"k","variants":{"1":1,"1":2},"control":"1"}]}`))
+	f.Add([]byte("flags:\n  - {key: k, variants: {1: a, \"1\": b, ? [x]: c, ? [y]: d}, control: \"1\"}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file, err := Parse(data)
 		if err != nil {

@@ -48,6 +48,9 @@ func parse(data []byte, oneFlag bool) (File, error) {
 		return File{}, errors.New("parse flags: document is empty")
 	}
 	node := root.Content[0]
+	if err := checkKeys(node, ""); err != nil {
+		return File{}, fmt.Errorf("parse flags: %w", err)
+	}
 	var doc any
 	if err := node.Decode(&doc); err != nil {
 		return File{}, fmt.Errorf("parse flags: %w", err)

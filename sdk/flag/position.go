@@ -30,10 +30,44 @@ func (e *PositionError) Error() string {
 	return fmt.Sprintf("line %d, column %d: %s: %s", e.Line, e.Column, e.Path, e.Msg)
 }
 
-// Field is the name of the field the error is about, the last element of
-// Path: "enabeld".
+// Field is the field the error is about, within its flag as Validate names
+// fields: Path without its leading "flags[N].", such as "enabeld" or
+// "variants.on".
 func (e *PositionError) Field() string {
-	return e.Path[strings.LastIndex(e.Path, ".")+1:]
+	if rest, ok := strings.CutPrefix(e.Path, "flags["); ok {
+		if _, field, ok := strings.Cut(rest, "]."); ok {
+			return field
+		}
+	}
+	return e.Path
+}
+
+// checkKeys refuses a key given twice in one mapping of n, with the line
+// and column of the second: yaml.v3 would refuse it too, but without
+// saying in which field.
+func checkKeys(n *yaml.Node, path string) error {
+	switch n.Kind {
+	case yaml.MappingNode:
+		seen := make(map[string]bool, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			p := join(path, k.Value)
+			if k.Kind == yaml.ScalarNode && k.Value != "<<" && seen[k.Value] {
+				return &PositionError{Line: k.Line, Column: k.Column, Path: p, Msg: "the key is given twice"}
+			}
+			seen[k.Value] = true
+			if err := checkKeys(n.Content[i+1], p); err != nil {
+				return err
+			}
+		}
+	case yaml.SequenceNode:
+		for i, e := range n.Content {
+			if err := checkKeys(e, path+"["+strconv.Itoa(i)+"]"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 var (

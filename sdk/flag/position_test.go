@@ -23,6 +23,8 @@ func TestParsePositions(t *testing.T) {
 		"scalar for a list":    {good + "    targets: qa\n", 6, 14, "flags[0].targets", "want a list"},
 		"a list, not a file":   {"- key: k\n", 1, 1, "", "want a mapping, got a list"},
 		"json":                 {"{\"flags\": [{\"key\": \"k\",\n \"contrl\": \"a\"}]}", 2, 2, "flags[0].contrl", "unknown field"},
+		"key twice":            {good + "    control: on\n", 6, 5, "flags[0].control", "the key is given twice"},
+		"nested key twice":     {"{\"flags\": [{\"key\": \"k\", \"variants\": {\"a\": 1,\n \"a\": 2}}]}", 2, 2, "flags[0].variants.a", "the key is given twice"},
 		"one flag":             {"key: k\nvariants: {a: 1}\ncontrol: a\ntreatment: a\nrollout: {percnt: 5}\n", 5, 11, "rollout.percnt", "unknown field"},
 	} {
 		parse := Parse
