@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -105,7 +106,7 @@ func run(ctx context.Context, runs, promRuns int, seed uint64, out, only string)
 		}
 		timed(s.filterName(), t0)
 	}
-	m := meta{runs: runs, promRuns: promRuns, seed: seed, elapsed: time.Since(start), machine: machine()}
+	m := meta{runs: runs, promRuns: promRuns, seed: seed, elapsed: time.Since(start), cpu: cpuTime(), machine: machine()}
 	w := os.Stdout
 	if out != "" {
 		f, err := os.Create(out)
@@ -191,4 +192,13 @@ func machine() string {
 	// wall time (never the results, which depend only on the seed).
 	return fmt.Sprintf("%s, %d CPUs, GOMAXPROCS=%d, %s %s/%s, load average %s at start", model, runtime.NumCPU(),
 		runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, load)
+}
+
+// cpuTime is the user and system time the process has used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
