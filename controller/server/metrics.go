@@ -128,6 +128,11 @@ func (s *instrumented) Rollouts(ctx context.Context) ([]store.Rollout, error) {
 	return s.Store.Rollouts(ctx)
 }
 
+func (s *instrumented) RolloutsPage(ctx context.Context, after string, limit int) ([]store.Rollout, error) {
+	defer s.observe("rollouts_page", time.Now())
+	return s.Store.RolloutsPage(ctx, after, limit)
+}
+
 func (s *instrumented) Lease(ctx context.Context, name string) (store.Lease, error) {
 	defer s.observe("lease", time.Now())
 	return s.Store.Lease(ctx, name)

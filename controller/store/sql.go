@@ -248,6 +248,21 @@ func (s *sqlStore) Rollouts(ctx context.Context) ([]Rollout, error) {
 	return queryRollouts(ctx, s.r)
 }
 
+func (s *sqlStore) RolloutsPage(ctx context.Context, after string, limit int) ([]Rollout, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("rollouts after %q: limit %d is not at least 1", after, limit)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT key, state, updated_at FROM vigil_rollouts WHERE key > $1 ORDER BY key LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("rollouts after %q: %w", after, err)
+	}
+	rs, err := scanRollouts(rows)
+	if err != nil {
+		return nil, fmt.Errorf("rollouts after %q: %w", after, err)
+	}
+	return rs, nil
+}
+
 func (s *sqlStore) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
 	now := s.now()
 	res, err := s.w.ExecContext(ctx, `INSERT INTO vigil_leases (name, holder, expires_at) VALUES ($1, $2, $3)

@@ -55,6 +55,13 @@ type Store interface {
 	Rollout(ctx context.Context, key string) (Rollout, error)
 	// Rollouts lists every rollout record, by key.
 	Rollouts(ctx context.Context) ([]Rollout, error)
+	// RolloutsPage lists at most limit (at least 1) rollout records whose
+	// keys sort after after ("" for the first page), by key: one page of a
+	// scan keyed on the key, not on an offset. A reader that asks for each
+	// next page after the last key it got sees every record that exists
+	// throughout its scan exactly once, and none twice, whatever is
+	// created, changed or deleted meanwhile.
+	RolloutsPage(ctx context.Context, after string, limit int) ([]Rollout, error)
 	// AcquireLease takes or renews the lease name for holder until ttl from
 	// now and reports whether holder has it. A lease held by another holder
 	// can be taken only after it expires.
