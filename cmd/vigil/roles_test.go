@@ -123,7 +123,7 @@ func roleRoutes() map[string]routeCase {
 		"POST /ofrep/v1/evaluate/flags": {path: "/ofrep/v1/evaluate/flags",
 			body: func() string { return `{"context":{"targetingKey":"user-1"}}` }, allowed: delivery},
 
-		"GET /api/v1/rollouts":      {path: "/api/v1/rollouts", allowed: readers},
+		"GET /api/v1/rollouts":      {path: "/api/v1/rollouts?limit=1&state=pending,progressing&view=full", allowed: readers},
 		"GET /api/v1/rollouts/:key": {path: "/api/v1/rollouts/existing", allowed: readers},
 
 		// An empty export is valid and stores nothing.

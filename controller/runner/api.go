@@ -64,8 +64,9 @@ type pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// Routes registers GET /rollouts and GET /rollouts/{key} on read, and
-// POST /rollouts/{key}/{start|pause|resume|promote|rollback|abort} on write.
+// Routes registers GET /rollouts (paged, see list) and GET /rollouts/{key}
+// on read, and POST /rollouts/{key}/{start|pause|resume|promote|rollback|abort}
+// on write.
 func (c *Controller) Routes(read, write gin.IRoutes) {
 	read.GET("/rollouts", c.list)
 	read.GET("/rollouts/:key", c.get)
@@ -79,19 +80,6 @@ func (c *Controller) Routes(read, write gin.IRoutes) {
 func view(s rollout.State) rollout.State {
 	s.Judge = nil
 	return s
-}
-
-func (c *Controller) list(g *gin.Context) {
-	ss, err := c.Rollouts(g.Request.Context())
-	if err != nil {
-		c.fail(g, err)
-		return
-	}
-	out := make([]rollout.State, len(ss))
-	for i, s := range ss {
-		out[i] = view(s)
-	}
-	g.JSON(http.StatusOK, gin.H{"rollouts": out})
 }
 
 func (c *Controller) get(g *gin.Context) {

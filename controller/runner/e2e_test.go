@@ -181,7 +181,7 @@ func TestEndToEnd(t *testing.T) {
 	poll.Until(t, 210*time.Second, "the three rollouts to finish", func() error {
 		final = map[string]rollout.State{}
 		var list struct{ Rollouts []rollout.State }
-		getJSON(t, base+"/api/v1/rollouts", &list)
+		getJSON(t, base+"/api/v1/rollouts?view=full", &list)
 		done := true
 		for _, s := range list.Rollouts {
 			final[s.Key] = s

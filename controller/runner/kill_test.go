@@ -84,7 +84,7 @@ func TestKillNine(t *testing.T) {
 		// Let the controller run for 1.5 to 4 s, then kill it mid-work.
 		time.Sleep(time.Duration(1500+kills*337%2500) * time.Millisecond)
 		var list struct{ Rollouts []rollout.State }
-		getJSON(t, base+"/api/v1/rollouts", &list)
+		getJSON(t, base+"/api/v1/rollouts?view=full", &list)
 		final = map[string]rollout.State{}
 		done := true
 		for _, s := range list.Rollouts {
@@ -130,7 +130,7 @@ func TestKillNine(t *testing.T) {
 	kill(t, p)
 	p = start()
 	var after struct{ Rollouts []rollout.State }
-	getJSON(t, base+"/api/v1/rollouts", &after)
+	getJSON(t, base+"/api/v1/rollouts?view=full", &after)
 	for _, s := range after.Rollouts {
 		if f := final[s.Key]; s.Phase != f.Phase || s.Percent != f.Percent || len(s.History) != len(f.History) {
 			t.Errorf("%s changed across a restart: %s at %v%% -> %s at %v%%", s.Key, f.Phase, f.Percent, s.Phase, s.Percent)
