@@ -178,38 +178,47 @@ func newRolloutCommandCmd(kind rollout.CommandKind, short string) *cobra.Command
 }
 
 func newRolloutListCmd() *cobra.Command {
+	var states []string
+	var pageSize int
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List rollouts",
+		Short: "List rollouts in brief (vigil rollout status KEY shows one in full)",
 		Args:  cobra.NoArgs,
 	}
 	remote := addRemoteFlags(cmd)
 	output := addOutputFlag(cmd, "table", "json")
+	cmd.Flags().StringSliceVar(&states, "state", nil, "only rollouts in these states: "+strings.Join(runner.PhaseNames(), ", "))
+	cmd.Flags().IntVar(&pageSize, "page-size", 0, fmt.Sprintf("rollouts per request, 1 to %d (default %d)", runner.MaxListLimit, runner.DefaultListLimit))
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := checkOutput(*output, "table", "json"); err != nil {
 			return err
+		}
+		if pageSize < 0 || pageSize > runner.MaxListLimit {
+			return usageError(fmt.Errorf("--page-size %d: want 1 to %d, or 0 for the controller's default", pageSize, runner.MaxListLimit))
+		}
+		phases := make([]rollout.Phase, len(states))
+		for i, s := range states {
+			phases[i] = rollout.Phase(s)
 		}
 		c, err := remote.client()
 		if err != nil {
 			return err
 		}
-		var out struct {
-			Rollouts []rollout.State `json:"rollouts"`
-		}
-		if err := c.Do(cmd.Context(), client.Request{Method: http.MethodGet, Path: "/api/v1/rollouts"}, &out); err != nil {
+		list, err := c.Rollouts(cmd.Context(), phases, pageSize)
+		if err != nil {
 			return err
 		}
 		w := cmd.OutOrStdout()
 		if *output == "json" {
-			return printJSON(w, out)
+			return printJSON(w, runner.RolloutList[runner.Summary]{Rollouts: list})
 		}
 		fmt.Fprintf(w, "%-32s %-12s %8s %6s  %-13s %s\n", "KEY", "STATE", "PERCENT", "STEP", "VERDICT", "UPDATED")
-		for _, s := range out.Rollouts {
+		for _, s := range list {
 			verdict := "-"
 			if s.Verdict != nil {
 				verdict = string(s.Verdict.Outcome)
 			}
-			fmt.Fprintf(w, "%-32s %-12s %7v%% %6s  %-13s %s\n", s.Key, s.Phase, s.Percent, stepOf(s), verdict, s.UpdatedAt.Local().Format(time.DateTime))
+			fmt.Fprintf(w, "%-32s %-12s %7v%% %6s  %-13s %s\n", s.Key, s.Phase, s.Percent, stepText(s.Step, s.Steps), verdict, s.UpdatedAt.Local().Format(time.DateTime))
 		}
 		return nil
 	}
@@ -348,11 +357,15 @@ func phaseResult(s rollout.State, why string) error {
 }
 
 // stepOf shows a rollout's step as "3/6".
-func stepOf(s rollout.State) string {
-	if s.Step < 0 || len(s.Plan.Steps) == 0 {
+func stepOf(s rollout.State) string { return stepText(s.Step, len(s.Plan.Steps)) }
+
+// stepText is step (an index, -1 before the first start) of steps, as
+// "2/5", or "-".
+func stepText(step, steps int) string {
+	if step < 0 || steps == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%d/%d", s.Step+1, len(s.Plan.Steps))
+	return fmt.Sprintf("%d/%d", step+1, steps)
 }
 
 func stepsText(steps []float64) string {

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/runner"
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/sdk/flag"
@@ -237,4 +239,33 @@ func (c *Client) Tokens(ctx context.Context) ([]store.Token, error) {
 // RevokeToken deletes a token.
 func (c *Client) RevokeToken(ctx context.Context, name string) error {
 	return c.Do(ctx, Request{Method: "DELETE", Path: "/api/v1/tokens/" + url.PathEscape(name)}, nil)
+}
+
+// Rollouts lists the rollouts in brief, by key: those in one of states, or
+// every one when states is empty. It reads pageSize at a time (the
+// controller's default when 0), following each page's continue token to
+// the last.
+func (c *Client) Rollouts(ctx context.Context, states []rollout.Phase, pageSize int) ([]runner.Summary, error) {
+	q := url.Values{}
+	for _, s := range states {
+		q.Add("state", string(s))
+	}
+	if pageSize > 0 {
+		q.Set("limit", strconv.Itoa(pageSize))
+	}
+	out := []runner.Summary{}
+	for {
+		var page runner.RolloutList[runner.Summary]
+		if err := c.Do(ctx, Request{Method: "GET", Path: "/api/v1/rollouts?" + q.Encode()}, &page); err != nil {
+			return nil, err
+		}
+		out = append(out, page.Rollouts...)
+		if page.Continue == "" {
+			return out, nil
+		}
+		if page.Continue == q.Get("continue") {
+			return nil, fmt.Errorf("list rollouts: the controller answered the continue token %q with itself", page.Continue)
+		}
+		q.Set("continue", page.Continue)
+	}
 }
