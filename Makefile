@@ -33,7 +33,7 @@ release-build = CGO_ENABLED=0 GOOS=$(1) GOARCH=$(2) $(GO) build -trimpath -ldfla
 image-pack = cd deploy && $(GO) run ./cmd/vigil-image -arch $(1) -binary $(abspath $(2)) -o $(abspath $(3)) \
 	-version $(VERSION) -revision $(COMMIT) -created $(DATE)
 
-.PHONY: build install test test-go test-js test-python lint-python test-e2e bench bench-otel bench-judge lint demo fuzz clean image release-snapshot
+.PHONY: build install test test-go test-js test-python lint-python test-e2e bench bench-otel bench-judge bench-scale lint demo fuzz clean image release-snapshot
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vigil
@@ -97,9 +97,20 @@ test-e2e:
 
 bench:
 	@set -e; for m in $(MODULES); do \
-		(cd $$m && $(GO) test -run '^$$' -bench . -benchmem ./...); \
+		(cd $$m && $(GO) test -run '^$$' -bench . -skip '^BenchmarkScale$$' -benchmem ./...); \
 	done
 	cd sdk/js && npm run build && npm run bench
+	$(MAKE) --no-print-directory bench-scale
+
+# The rollout loop at scale (internal/scalebench): N flags rolled out at
+# once by the real controller, judged from its embedded metric store and
+# from a real Prometheus, against a generator of the SDKs' cohort
+# counters. Each run takes minutes on 2 cores, so it has its own timeout;
+# copy the rows it logs into docs/benchmarks.md.
+# make bench-scale SCALE_N=1000,3000
+SCALE_N ?= 1000
+bench-scale:
+	$(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 2h ./internal/scalebench -args -scale.n $(SCALE_N)
 
 # The SDK's middleware benchmarks against another OpenTelemetry release, in a
 # temporary copy of the sdk module (the service's metric SDK sets the cost of

@@ -1,0 +1,265 @@
+// Package scalebench measures the rollout loop at scale (make bench-scale):
+// a counter generator on loopback serves the SDKs' cohort metrics for N
+// flags, the real controller (`vigil serve` as a process) rolls all N out
+// judged from its embedded metric store or from a real Prometheus, and
+// the benchmark reads the controller's own metrics, its CPU and memory
+// from /proc, the rollouts' histories and the list API's latency.
+package scalebench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/internal/client"
+	"github.com/vigil-dev/vigil/sdk/flag"
+	"github.com/vigil-dev/vigil/sdk/semconv"
+)
+
+// The variants of every generated flag.
+const (
+	Control   = "off"
+	Treatment = "on"
+)
+
+// GeneratorOptions shape the traffic of every flag.
+type GeneratorOptions struct {
+	// RPS is each flag's requests per second, split between the cohorts
+	// by the flag's treatment percentage.
+	RPS float64
+	// ErrorRate is the share of failed requests, the same in both
+	// cohorts: every rollout is harmless, so every step should pass as
+	// soon as its minimum duration allows.
+	ErrorRate float64
+	// Latency adds the request duration histogram, with the SDK's
+	// buckets; the latency is the same in both cohorts.
+	Latency bool
+	// Seed makes the counts reproducible.
+	Seed uint64
+}
+
+// cohort is what the SDKs of a fleet would have counted for one variant
+// and one unit bucket of a flag.
+type cohort struct {
+	ok, failed uint64
+	// bins counts requests by latency bin: bins[i] are those at most
+	// semconv.DurationBuckets[i] and above the bound before; the last,
+	// those above every bound.
+	bins []uint64
+	sum  float64
+}
+
+type genFlag struct {
+	key     string
+	percent float64
+	// cohorts are indexed by variant (0 control, 1 treatment), then by
+	// unit bucket.
+	cohorts [2][flag.UnitBuckets]cohort
+}
+
+// Generator serves, as a Prometheus /metrics endpoint, the cohort
+// metrics a fleet's SDKs would export for a set of flags: the counters
+// semconv names, with its labels, for split-placed units in every unit
+// bucket. It does not simulate requests: at each scrape it adds to every
+// counter a Poisson draw for the time since the scrape before, at the
+// flag's rate and treatment share.
+type Generator struct {
+	opts GeneratorOptions
+	// binP is the probability of each latency bin; binMid a latency
+	// within it, for the histogram's sum.
+	binP, binMid []float64
+
+	mu    sync.Mutex
+	rng   *rand.Rand
+	flags []*genFlag
+	byKey map[string]*genFlag
+	last  time.Time
+	now   func() time.Time
+}
+
+// NewGenerator returns a generator of keys' metrics, every flag at 0%
+// until SetPercent or Follow says otherwise.
+func NewGenerator(keys []string, opts GeneratorOptions) *Generator {
+	g := &Generator{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x5ca1e)), byKey: map[string]*genFlag{}, now: time.Now}
+	for _, k := range slices.Sorted(slices.Values(keys)) {
+		f := &genFlag{key: k}
+		g.flags = append(g.flags, f)
+		g.byKey[k] = f
+	}
+	// Latencies are log-normal with a median of 80 ms in both cohorts.
+	lat := distuv.LogNormal{Mu: math.Log(0.08), Sigma: 0.6}
+	prev := 0.0
+	for _, b := range semconv.DurationBuckets {
+		c := lat.CDF(b)
+		g.binP = append(g.binP, c-prev)
+		g.binMid = append(g.binMid, lat.Quantile((prev+c)/2))
+		prev = c
+	}
+	g.binP = append(g.binP, 1-prev)
+	g.binMid = append(g.binMid, lat.Quantile((prev+1)/2))
+	g.last = g.now()
+	return g
+}
+
+// SetPercent sets the treatment percentage of key's traffic from now on;
+// unknown keys are ignored.
+func (g *Generator) SetPercent(key string, percent float64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if f, ok := g.byKey[key]; ok {
+		f.percent = percent
+	}
+}
+
+// Follow reads the controller's SDK snapshot every interval, as a fleet's
+// SDKs would hear of changes, and sets each flag's percentage from it,
+// until ctx ends. It returns the first error only when ctx has not ended.
+func (g *Generator) Follow(ctx context.Context, c *client.Client, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		var snap server.SnapshotBody
+		if err := c.Do(ctx, client.Request{Method: http.MethodGet, Path: "/sdk/v1/snapshot"}, &snap); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("follow the flags: %w", err)
+		}
+		for _, f := range snap.Flags {
+			p := 0.0
+			if f.Enabled && f.Rollout != nil {
+				p = f.Rollout.Percent
+			}
+			g.SetPercent(f.Key, p)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// poisson draws a count with mean lambda.
+func (g *Generator) poisson(lambda float64) uint64 {
+	if lambda <= 0 {
+		return 0
+	}
+	return uint64(distuv.Poisson{Lambda: lambda, Src: g.rng}.Rand())
+}
+
+// advance adds the traffic since the last scrape. g.mu is held.
+func (g *Generator) advance() {
+	now := g.now()
+	dt := now.Sub(g.last).Seconds()
+	g.last = now
+	if dt <= 0 {
+		return
+	}
+	for _, f := range g.flags {
+		share := [2]float64{1 - f.percent/100, f.percent / 100}
+		for v := range 2 {
+			mean := g.opts.RPS * share[v] * dt / flag.UnitBuckets
+			for b := range flag.UnitBuckets {
+				c := &f.cohorts[v][b]
+				var n uint64
+				if g.opts.Latency {
+					if c.bins == nil {
+						c.bins = make([]uint64, len(g.binP))
+					}
+					for i, p := range g.binP {
+						k := g.poisson(mean * p)
+						c.bins[i] += k
+						c.sum += float64(k) * g.binMid[i]
+						n += k
+					}
+				} else {
+					n = g.poisson(mean)
+				}
+				var failed uint64
+				if n > 0 && g.opts.ErrorRate > 0 {
+					failed = uint64(distuv.Binomial{N: float64(n), P: g.opts.ErrorRate, Src: g.rng}.Rand())
+				}
+				c.failed += failed
+				c.ok += n - failed
+			}
+		}
+	}
+}
+
+// ServeHTTP answers a scrape in the Prometheus text format. A series
+// appears once its counter is above 0, as the SDKs' exporters do.
+func (g *Generator) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.advance()
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	bw := bufio.NewWriterSize(w, 1<<16)
+	variants := [2]string{Control, Treatment}
+	labels := func(buf []byte, f *genFlag, v, b int) []byte {
+		buf = fmt.Appendf(buf, `%s=%q,%s=%q,%s=%q,%s="%d"`, semconv.LabelKey, f.key, semconv.LabelVariant, variants[v],
+			semconv.LabelReason, semconv.ReasonSplit, semconv.LabelUnitBucket, b)
+		return buf
+	}
+	var line []byte
+	fmt.Fprintf(bw, "# TYPE %s counter\n", semconv.PromRequests)
+	for _, f := range g.flags {
+		for v := range 2 {
+			for b := range flag.UnitBuckets {
+				c := &f.cohorts[v][b]
+				if c.ok > 0 {
+					line = append(labels(append(line[:0], semconv.PromRequests+"{"...), f, v, b), "} "...)
+					line = strconv.AppendUint(line, c.ok, 10)
+					bw.Write(append(line, '\n'))
+				}
+				if c.failed > 0 {
+					line = append(labels(append(line[:0], semconv.PromRequests+"{"...), f, v, b), ","+semconv.LabelErrorType+`="500"} `...)
+					line = strconv.AppendUint(line, c.failed, 10)
+					bw.Write(append(line, '\n'))
+				}
+			}
+		}
+	}
+	if g.opts.Latency {
+		fmt.Fprintf(bw, "# TYPE %s histogram\n", semconv.PromRequestDuration)
+		for _, f := range g.flags {
+			for v := range 2 {
+				for b := range flag.UnitBuckets {
+					c := &f.cohorts[v][b]
+					total := c.ok + c.failed
+					if total == 0 {
+						continue
+					}
+					var cum uint64
+					for i, n := range c.bins {
+						cum += n
+						le := "+Inf"
+						if i < len(semconv.DurationBuckets) {
+							le = strconv.FormatFloat(semconv.DurationBuckets[i], 'g', -1, 64)
+						}
+						line = append(labels(append(line[:0], semconv.PromRequestDuration+"_bucket{"...), f, v, b), `,le="`+le+`"} `...)
+						line = strconv.AppendUint(line, cum, 10)
+						bw.Write(append(line, '\n'))
+					}
+					line = append(labels(append(line[:0], semconv.PromRequestDuration+"_sum{"...), f, v, b), "} "...)
+					line = strconv.AppendFloat(line, c.sum, 'g', -1, 64)
+					bw.Write(append(line, '\n'))
+					line = append(labels(append(line[:0], semconv.PromRequestDuration+"_count{"...), f, v, b), "} "...)
+					line = strconv.AppendUint(line, total, 10)
+					bw.Write(append(line, '\n'))
+				}
+			}
+		}
+	}
+	bw.Flush()
+}

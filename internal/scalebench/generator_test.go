@@ -1,0 +1,158 @@
+package scalebench
+
+import (
+	"context"
+	"math"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/vigil-dev/vigil/controller/plan"
+	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/sdk/flag"
+	"github.com/vigil-dev/vigil/sdk/semconv"
+)
+
+func labelsOf(m *dto.Metric) map[string]string {
+	out := map[string]string{}
+	for _, l := range m.GetLabel() {
+		out[l.GetName()] = l.GetValue()
+	}
+	return out
+}
+
+// TestGeneratorServesTheSDKsSeries scrapes the generator over HTTP with a
+// clock the test moves: the series carry the SDK's names and labels, the
+// counts follow the rate and the treatment share, the histogram counts
+// every request, and counters only grow.
+func TestGeneratorServesTheSDKsSeries(t *testing.T) {
+	g := NewGenerator([]string{"b-flag", "a-flag"}, GeneratorOptions{RPS: 400, ErrorRate: 0.1, Latency: true, Seed: 7})
+	now := time.Unix(1_800_000_000, 0)
+	g.now = func() time.Time { return now }
+	g.last = now
+	g.SetPercent("a-flag", 25)
+	g.SetPercent("unknown", 50)
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+
+	totals := func() (map[string]map[string]float64, Metrics) {
+		now = now.Add(100 * time.Second)
+		ms, err := Scrape(ctx, srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Requests by flag and variant, checked against the histogram's
+		// count of the same series on the way.
+		out := map[string]map[string]float64{}
+		for _, m := range ms[semconv.PromRequests].GetMetric() {
+			l := labelsOf(m)
+			b, err := strconv.Atoi(l[semconv.LabelUnitBucket])
+			if l[semconv.LabelReason] != semconv.ReasonSplit || err != nil || b < 0 || b >= flag.UnitBuckets {
+				t.Fatalf("series %v: want reason split and a unit bucket 0 to %d", l, flag.UnitBuckets-1)
+			}
+			if out[l[semconv.LabelKey]] == nil {
+				out[l[semconv.LabelKey]] = map[string]float64{}
+			}
+			out[l[semconv.LabelKey]][l[semconv.LabelVariant]] += m.GetCounter().GetValue()
+			if l[semconv.LabelErrorType] != "" {
+				out[l[semconv.LabelKey]]["failed"] += m.GetCounter().GetValue()
+			}
+		}
+		return out, ms
+	}
+	first, ms := totals()
+	// 100 s at 400 requests per second: a-flag sends a quarter to
+	// treatment, b-flag (at 0%) none. Poisson counts stay within 5
+	// standard deviations.
+	for _, c := range []struct {
+		key, variant string
+		mean         float64
+	}{{"a-flag", Treatment, 10000}, {"a-flag", Control, 30000}, {"b-flag", Control, 40000}, {"b-flag", "failed", 4000}} {
+		if got := first[c.key][c.variant]; math.Abs(got-c.mean) > 5*math.Sqrt(c.mean) {
+			t.Errorf("%s %s: %v requests, want about %v", c.key, c.variant, got, c.mean)
+		}
+	}
+	if got := first["b-flag"][Treatment]; got != 0 {
+		t.Errorf("b-flag at 0%% sent %v requests to treatment", got)
+	}
+	var histCount float64
+	for _, m := range ms[semconv.PromRequestDuration].GetMetric() {
+		h := m.GetHistogram()
+		histCount += float64(h.GetSampleCount())
+		if n := len(h.GetBucket()); n != len(semconv.DurationBuckets) && n != len(semconv.DurationBuckets)+1 {
+			t.Errorf("histogram %v has %d buckets, want the SDK's %d", labelsOf(m), n, len(semconv.DurationBuckets))
+		}
+	}
+	requests := first["a-flag"][Treatment] + first["a-flag"][Control] + first["b-flag"][Control]
+	if histCount != requests {
+		t.Errorf("histograms count %v requests, the counters %v", histCount, requests)
+	}
+
+	g.SetPercent("b-flag", 50)
+	second, _ := totals()
+	for key, vs := range first {
+		for v, n := range vs {
+			if second[key][v] < n {
+				t.Errorf("%s %s went down from %v to %v", key, v, n, second[key][v])
+			}
+		}
+	}
+	if second["b-flag"][Treatment] == 0 {
+		t.Error("b-flag at 50% sent nothing to treatment")
+	}
+}
+
+// TestScheduleOf reads steps from histories: held between the minimum and
+// one interval more is on time; steps a person ended, and rollbacks, do
+// not count.
+func TestScheduleOf(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	s := rollout.New("f")
+	s.Plan.Interval, s.Plan.MinStepDuration = plan.Duration(10*time.Second), plan.Duration(30*time.Second)
+	s.History = []rollout.Transition{
+		{At: at(0), From: rollout.Pending, To: rollout.Progressing, Step: 0, Actor: "alice"},
+		{At: at(35), From: rollout.Progressing, To: rollout.Progressing, Step: 1, Actor: rollout.ControllerActor}, // on time
+		{At: at(85), From: rollout.Progressing, To: rollout.Progressing, Step: 2, Actor: rollout.ControllerActor}, // 50 s: late
+		{At: at(100), From: rollout.Progressing, To: rollout.Promoted, Step: 3, Actor: rollout.ControllerActor},   // 15 s: early
+		{At: at(200), From: rollout.Promoted, To: rollout.Progressing, Step: 0, Actor: "alice"},
+		{At: at(240), From: rollout.Progressing, To: rollout.Paused, Step: 0, Actor: "bob"},
+		{At: at(260), From: rollout.Paused, To: rollout.Progressing, Step: 0, Actor: "bob"},
+		{At: at(270), From: rollout.Progressing, To: rollout.RolledBack, Step: 0, Actor: rollout.ControllerActor},
+	}
+	got := ScheduleOf([]rollout.State{s})
+	want := Schedule{Steps: 3, OnTime: 1, Early: 1, Late: 1, Longest: 50 * time.Second}
+	if got != want {
+		t.Errorf("%+v, want %+v", got, want)
+	}
+}
+
+// TestHistogramBetween: the delta of two scrapes, its median interpolated
+// within its bucket, and the bound that holds its maximum.
+func TestHistogramBetween(t *testing.T) {
+	hist := func(count uint64, sum float64, cum ...uint64) Metrics {
+		h := &dto.Histogram{SampleCount: &count, SampleSum: &sum}
+		for i, c := range cum {
+			ub, c := []float64{0.1, 1, 10}[i], c
+			h.Bucket = append(h.Bucket, &dto.Bucket{UpperBound: &ub, CumulativeCount: &c})
+		}
+		return Metrics{"h": &dto.MetricFamily{Metric: []*dto.Metric{{Histogram: h}}}}
+	}
+	d := HistogramBetween(hist(10, 1, 10, 10, 10), hist(30, 11, 10, 30, 30), "h")
+	if d.Count != 20 || d.Sum != 10 {
+		t.Errorf("count %d sum %v, want 20 and 10", d.Count, d.Sum)
+	}
+	if q := d.Quantile(0.5); math.Abs(q-0.55) > 1e-9 {
+		t.Errorf("median %v, want 0.55 (halfway through the bucket 0.1 to 1)", q)
+	}
+	if m := d.MaxBound(); m != 1 {
+		t.Errorf("max bound %v, want 1", m)
+	}
+	if q := (HistogramDelta{}).Quantile(0.5); !math.IsNaN(q) {
+		t.Errorf("median of nothing %v, want NaN", q)
+	}
+}

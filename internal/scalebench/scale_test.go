@@ -1,0 +1,378 @@
+package scalebench
+
+import (
+	"context"
+	"encoding/json"
+	goflag "flag"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-dev/vigil/controller/plan"
+	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/runner"
+	"github.com/vigil-dev/vigil/internal/client"
+	"github.com/vigil-dev/vigil/internal/testenv/promtest"
+	"github.com/vigil-dev/vigil/internal/testenv/vigiltest"
+	"github.com/vigil-dev/vigil/sdk/flag"
+)
+
+var (
+	scaleN         = goflag.String("scale.n", "1000", "comma-separated numbers of flags under rollout, one run each")
+	scaleProviders = goflag.String("scale.providers", "embedded,prometheus", "metric sources, one run each: embedded (the controller's own store, scraping the generator) and prometheus (a real Prometheus)")
+	scaleRPS       = goflag.Float64("scale.rps", 5000, "requests per second of each flag: enough that a harmless step has the evidence to pass when its minimum duration ends")
+	scaleLatency   = goflag.Bool("scale.latency", true, "serve the request duration histogram too, and judge latency")
+	scaleTimeout   = goflag.Duration("scale.timeout", 15*time.Minute, "give up on a run when its rollouts have not finished by then")
+)
+
+// The plan every rollout follows: two steps before 100%, each held at
+// least 30 s, judged every 10 s.
+const (
+	benchInterval = 10 * time.Second
+	benchMinStep  = 30 * time.Second
+	// scrapeInterval is the metric source's, embedded or Prometheus.
+	scrapeInterval = 10 * time.Second
+	adminToken     = "scale-bench-admin-token-0123456789"
+)
+
+var benchSteps = []float64{10, 50}
+
+// result is what one run measured.
+type result struct {
+	provider string
+	n        int
+	elapsed  time.Duration
+	// startTook is how long starting every rollout through the API took.
+	startTook time.Duration
+	// tick is the loop's tick duration histogram, when the controller has
+	// one; reads the cohort reads', one per tick with rollouts due.
+	tick, reads HistogramDelta
+	hasTick     bool
+	// queries is how many PromQL queries the metric source evaluated, and
+	// queryTime their total evaluation time.
+	queries   float64
+	queryTime float64
+	// cpu is the controller's CPU seconds per minute, promCPU
+	// Prometheus's (0 with the embedded store).
+	cpu, promCPU float64
+	maxRSS       uint64
+	schedule     Schedule
+	// phases counts the rollouts by phase at the end.
+	phases map[rollout.Phase]int
+	// firstPage is the default first page of summaries (its time and
+	// size), fullPass reading every summary 1000 at a time, fullHistory
+	// every whole state with its history.
+	firstPage, fullPass, fullHistory timed
+}
+
+type timed struct {
+	took  time.Duration
+	bytes int
+}
+
+func (r result) row() string {
+	tick := "no tick metric yet"
+	if r.hasTick {
+		tick = fmt.Sprintf("%.2f / ≤%s s", r.tick.Quantile(0.5), bound(r.tick.MaxBound()))
+	}
+	perRead, readMean := math.NaN(), math.NaN()
+	if r.reads.Count > 0 {
+		perRead = r.queries / float64(r.reads.Count)
+		readMean = r.reads.Sum / float64(r.reads.Count)
+	}
+	cpu := fmt.Sprintf("%.1f", r.cpu)
+	if r.provider == "prometheus" {
+		cpu += fmt.Sprintf(" (+%.1f in Prometheus)", r.promCPU)
+	}
+	return fmt.Sprintf("| %s | %s | %s | %d reads, %.1f queries each, read %.2f s mean, ≤%s s max | %s | %d MB | %.1f%% of %d (%d early, %d late, longest %s) | %s, %s; all %s; with history %s, %s | %s |",
+		fmtN(r.n), r.provider, tick, r.reads.Count, perRead, readMean, bound(r.reads.MaxBound()), cpu, r.maxRSS>>20,
+		100*r.schedule.Share(), r.schedule.Steps, r.schedule.Early, r.schedule.Late, r.schedule.Longest.Round(time.Second),
+		r.firstPage.took.Round(time.Millisecond), size(r.firstPage.bytes), r.fullPass.took.Round(time.Millisecond),
+		r.fullHistory.took.Round(time.Millisecond), size(r.fullHistory.bytes), phaseCounts(r.phases))
+}
+
+func bound(b float64) string {
+	if math.IsInf(b, 1) {
+		return "∞"
+	}
+	return strconv.FormatFloat(b, 'g', 3, 64)
+}
+
+func size(n int) string {
+	if n >= 1<<20 {
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d kB", n>>10)
+}
+
+func fmtN(n int) string {
+	if n >= 1000 {
+		return fmt.Sprintf("%d,%03d", n/1000, n%1000)
+	}
+	return strconv.Itoa(n)
+}
+
+func phaseCounts(m map[rollout.Phase]int) string {
+	var parts []string
+	for _, p := range rollout.Phases {
+		if m[p] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", m[p], p))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// BenchmarkScale rolls out N flags at once on the real controller, for
+// each N of -scale.n and each source of -scale.providers, and logs one
+// row of docs/benchmarks.md per run. One run takes minutes; b.N is not
+// used, every run is one.
+func BenchmarkScale(b *testing.B) {
+	var sizes []int
+	for s := range strings.SplitSeq(*scaleN, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			b.Fatalf("-scale.n %q: want whole numbers above 0, comma-separated", *scaleN)
+		}
+		sizes = append(sizes, n)
+	}
+	bin := vigiltest.Build(b)
+	var rows []string
+	for _, n := range sizes {
+		for p := range strings.SplitSeq(*scaleProviders, ",") {
+			if p != "embedded" && p != "prometheus" {
+				b.Fatalf("-scale.providers: %q is neither embedded nor prometheus", p)
+			}
+			b.Run(fmt.Sprintf("%s/n=%d", p, n), func(b *testing.B) {
+				r := runScale(b, bin, p, n)
+				b.ReportMetric(r.cpu, "cpu-s/min")
+				b.ReportMetric(float64(r.maxRSS>>20), "rss-MB")
+				b.ReportMetric(100*r.schedule.Share(), "%on-schedule")
+				if r.hasTick {
+					b.ReportMetric(r.tick.Quantile(0.5), "tick-p50-s")
+				}
+				rows = append(rows, r.row())
+			})
+		}
+	}
+	b.Logf("rows for docs/benchmarks.md (rps %v per flag, latency %v):\n%s", *scaleRPS, *scaleLatency, strings.Join(rows, "\n"))
+}
+
+// runScale is one run: the generator, the metric source, the controller,
+// N flags and their rollouts, until every rollout has finished.
+func runScale(b *testing.B, bin, provider string, n int) result {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	r := result{provider: provider, n: n, phases: map[rollout.Phase]int{}}
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("scale-%05d", i)
+	}
+	gen := NewGenerator(keys, GeneratorOptions{RPS: *scaleRPS, ErrorRate: 0.02, Latency: *scaleLatency, Seed: uint64(n)})
+	gsrv := httptest.NewServer(gen)
+	b.Cleanup(gsrv.Close)
+
+	args := []string{"--data", b.TempDir(), "--max-body-bytes", strconv.Itoa(64 << 20)}
+	var prom *promtest.Server
+	if provider == "prometheus" {
+		prom = promtest.Start(b, promtest.Options{Targets: []string{gsrv.URL + "/metrics"}, ScrapeInterval: scrapeInterval, StartTimeout: 2 * time.Minute})
+		args = append(args, "--prometheus-url", prom.URL)
+	} else {
+		args = append(args, "--scrape-target", gsrv.URL+"/metrics", "--scrape-interval", scrapeInterval.String())
+	}
+	p := vigiltest.Start(b, bin, []string{"VIGIL_ADMIN_TOKEN=" + adminToken}, args...)
+	pid := p.Cmd.Process.Pid
+	c, err := client.New(p.URL, adminToken)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	// The flags, 1,000 to a file.
+	for lo := 0; lo < n; lo += 1000 {
+		var file flag.File
+		for _, k := range keys[lo:min(lo+1000, n)] {
+			file.Flags = append(file.Flags, flag.Flag{Key: k, Enabled: true, Control: Control, Treatment: Treatment,
+				Variants: map[string]json.RawMessage{Treatment: json.RawMessage("true"), Control: json.RawMessage("false")},
+				Rollout:  &flag.Rollout{Percent: 0}})
+		}
+		body, err := json.Marshal(file)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Apply(ctx, body, false, false, "scale benchmark"); err != nil {
+			b.Fatalf("apply flags: %v", err)
+		}
+	}
+	followed := make(chan error, 1)
+	go func() { followed <- gen.Follow(ctx, c, time.Second) }()
+
+	engine := p.URL + "/metrics"
+	if prom != nil {
+		engine = prom.URL + "/metrics"
+	}
+	before := mustScrape(b, ctx, p.URL+"/metrics")
+	engineBefore := mustScrape(b, ctx, engine)
+	u0 := mustUsage(b, pid)
+	began := time.Now()
+
+	// Start every rollout, four requests at a time.
+	steps, interval, minStep := slices.Clone(benchSteps), plan.Duration(benchInterval), plan.Duration(benchMinStep)
+	spec := plan.Spec{Steps: &steps, Interval: &interval, MinStepDuration: &minStep}
+	if !*scaleLatency {
+		spec.Metrics = &[]plan.MetricSpec{{Name: plan.MetricErrorRate}}
+	}
+	work := make(chan string)
+	var wg sync.WaitGroup
+	var startErr error
+	var mu sync.Mutex
+	for range 4 {
+		wg.Go(func() {
+			for k := range work {
+				err := c.Do(ctx, client.Request{Method: http.MethodPost, Path: "/api/v1/rollouts/" + url.PathEscape(k) + "/start",
+					Body: runner.CommandBody{Plan: &spec, Reason: "scale benchmark"}}, nil)
+				if err != nil {
+					mu.Lock()
+					startErr = fmt.Errorf("start %s: %w", k, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, k := range keys {
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+	if startErr != nil {
+		b.Fatal(startErr)
+	}
+	r.startTook = time.Since(began)
+
+	// Follow the rollouts until none progresses, sampling the
+	// controller's memory every 2 s and the list every 10 s.
+	deadline := began.Add(*scaleTimeout)
+	var firstPages []time.Duration
+	var last time.Time
+	for {
+		u := mustUsage(b, pid)
+		r.maxRSS = max(r.maxRSS, u.RSS)
+		if time.Since(last) >= 10*time.Second {
+			last = time.Now()
+			tp := getTimed(b, ctx, p.URL+"/api/v1/rollouts")
+			firstPages = append(firstPages, tp.took)
+			r.firstPage.bytes = tp.bytes
+			t0 := time.Now()
+			list, err := c.Rollouts(ctx, []rollout.Phase{rollout.Progressing, rollout.Paused}, runner.MaxListLimit)
+			if err != nil {
+				b.Fatalf("list: %v", err)
+			}
+			r.fullPass.took = max(r.fullPass.took, time.Since(t0))
+			if len(list) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Logf("%d rollouts still progressing or paused after %v", len(list), *scaleTimeout)
+				break
+			}
+		}
+		select {
+		case err := <-followed:
+			b.Fatalf("the generator stopped following the flags: %v\n%s", err, p.Log())
+		case <-time.After(2 * time.Second):
+		}
+	}
+	r.elapsed = time.Since(began)
+	u1 := mustUsage(b, pid)
+	after := mustScrape(b, ctx, p.URL+"/metrics")
+	engineAfter := mustScrape(b, ctx, engine)
+	slices.Sort(firstPages)
+	r.firstPage.took = firstPages[len(firstPages)/2]
+
+	minutes := r.elapsed.Minutes()
+	r.cpu = (u1.CPU - u0.CPU).Seconds() / minutes
+	const tickMetric = "vigil_rollout_tick_duration_seconds"
+	if after.Has(tickMetric) {
+		r.hasTick = true
+		r.tick = HistogramBetween(before, after, tickMetric)
+	}
+	r.reads = HistogramBetween(before, after, "vigil_provider_query_duration_seconds")
+	inner := map[string]string{"slice": "inner_eval"}
+	r.queries = engineAfter.Sum("prometheus_engine_query_duration_seconds", inner, false) - engineBefore.Sum("prometheus_engine_query_duration_seconds", inner, false)
+	r.queryTime = engineAfter.Sum("prometheus_engine_query_duration_seconds", inner, true) - engineBefore.Sum("prometheus_engine_query_duration_seconds", inner, true)
+	if prom != nil {
+		r.promCPU = (engineAfter.Sum("process_cpu_seconds_total", nil, false) - engineBefore.Sum("process_cpu_seconds_total", nil, false)) / minutes
+	}
+
+	// Every whole state, with its history, 1,000 at a time.
+	var states []rollout.State
+	q := url.Values{"view": {"full"}, "limit": {strconv.Itoa(runner.MaxListLimit)}}
+	for {
+		tp := getTimed(b, ctx, p.URL+"/api/v1/rollouts?"+q.Encode())
+		r.fullHistory.took += tp.took
+		r.fullHistory.bytes += tp.bytes
+		var page runner.RolloutList[rollout.State]
+		if err := json.Unmarshal(tp.body, &page); err != nil {
+			b.Fatalf("full list: %v", err)
+		}
+		states = append(states, page.Rollouts...)
+		if page.Continue == "" {
+			break
+		}
+		q.Set("continue", page.Continue)
+	}
+	for _, s := range states {
+		r.phases[s.Phase]++
+	}
+	r.schedule = ScheduleOf(states)
+	b.Logf("%s n=%d: %v to start, %v in all; %s", provider, n, r.startTook.Round(time.Millisecond), r.elapsed.Round(time.Second), r.row())
+	return r
+}
+
+type timedBody struct {
+	timed
+	body []byte
+}
+
+// getTimed reads url with the admin token and times it.
+func getTimed(b *testing.B, ctx context.Context, u string) timedBody {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	t0 := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("GET %s: %s %v", u, resp.Status, err)
+	}
+	return timedBody{timed{time.Since(t0), len(body)}, body}
+}
+
+func mustScrape(b *testing.B, ctx context.Context, u string) Metrics {
+	ms, err := Scrape(ctx, u)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ms
+}
+
+func mustUsage(b *testing.B, pid int) Usage {
+	u, err := ReadUsage(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return u
+}
