@@ -51,6 +51,9 @@ type GeneratorOptions struct {
 // cohort is what the SDKs of a fleet would have counted for one variant
 // and one unit bucket of a flag.
 type cohort struct {
+	// labels are the series' labels, written once: key, variant, reason
+	// and unit bucket.
+	labels     string
 	ok, failed uint64
 	// bins counts requests by latency bin: bins[i] are those at most
 	// semconv.DurationBuckets[i] and above the bound before; the last,
@@ -91,8 +94,15 @@ type Generator struct {
 // until SetPercent or Follow says otherwise.
 func NewGenerator(keys []string, opts GeneratorOptions) *Generator {
 	g := &Generator{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x5ca1e)), byKey: map[string]*genFlag{}, now: time.Now}
+	variants := [2]string{Control, Treatment}
 	for _, k := range slices.Sorted(slices.Values(keys)) {
 		f := &genFlag{key: k}
+		for v := range 2 {
+			for b := range flag.UnitBuckets {
+				f.cohorts[v][b].labels = fmt.Sprintf(`%s=%q,%s=%q,%s=%q,%s="%d"`, semconv.LabelKey, k, semconv.LabelVariant, variants[v],
+					semconv.LabelReason, semconv.ReasonSplit, semconv.LabelUnitBucket, b)
+			}
+		}
 		g.flags = append(g.flags, f)
 		g.byKey[k] = f
 	}
@@ -205,27 +215,29 @@ func (g *Generator) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	g.advance()
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	bw := bufio.NewWriterSize(w, 1<<16)
-	variants := [2]string{Control, Treatment}
-	labels := func(buf []byte, f *genFlag, v, b int) []byte {
-		buf = fmt.Appendf(buf, `%s=%q,%s=%q,%s=%q,%s="%d"`, semconv.LabelKey, f.key, semconv.LabelVariant, variants[v],
-			semconv.LabelReason, semconv.ReasonSplit, semconv.LabelUnitBucket, b)
-		return buf
-	}
 	var line []byte
+	// series writes one line: name{labels,extra} value.
+	series := func(name string, c *cohort, extra string, value []byte) {
+		line = append(append(append(append(line[:0], name...), '{'), c.labels...), extra...)
+		line = append(append(append(line, "} "...), value...), '\n')
+		bw.Write(line)
+	}
+	num := make([]byte, 0, 32)
+	les := make([]string, len(semconv.DurationBuckets)+1)
+	for i, b := range semconv.DurationBuckets {
+		les[i] = `,le="` + strconv.FormatFloat(b, 'g', -1, 64) + `"`
+	}
+	les[len(les)-1] = `,le="+Inf"`
 	fmt.Fprintf(bw, "# TYPE %s counter\n", semconv.PromRequests)
 	for _, f := range g.flags {
 		for v := range 2 {
 			for b := range flag.UnitBuckets {
 				c := &f.cohorts[v][b]
 				if c.ok > 0 {
-					line = append(labels(append(line[:0], semconv.PromRequests+"{"...), f, v, b), "} "...)
-					line = strconv.AppendUint(line, c.ok, 10)
-					bw.Write(append(line, '\n'))
+					series(semconv.PromRequests, c, "", strconv.AppendUint(num[:0], c.ok, 10))
 				}
 				if c.failed > 0 {
-					line = append(labels(append(line[:0], semconv.PromRequests+"{"...), f, v, b), ","+semconv.LabelErrorType+`="500"} `...)
-					line = strconv.AppendUint(line, c.failed, 10)
-					bw.Write(append(line, '\n'))
+					series(semconv.PromRequests, c, ","+semconv.LabelErrorType+`="500"`, strconv.AppendUint(num[:0], c.failed, 10))
 				}
 			}
 		}
@@ -243,20 +255,10 @@ func (g *Generator) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 					var cum uint64
 					for i, n := range c.bins {
 						cum += n
-						le := "+Inf"
-						if i < len(semconv.DurationBuckets) {
-							le = strconv.FormatFloat(semconv.DurationBuckets[i], 'g', -1, 64)
-						}
-						line = append(labels(append(line[:0], semconv.PromRequestDuration+"_bucket{"...), f, v, b), `,le="`+le+`"} `...)
-						line = strconv.AppendUint(line, cum, 10)
-						bw.Write(append(line, '\n'))
+						series(semconv.PromRequestDuration+"_bucket", c, les[i], strconv.AppendUint(num[:0], cum, 10))
 					}
-					line = append(labels(append(line[:0], semconv.PromRequestDuration+"_sum{"...), f, v, b), "} "...)
-					line = strconv.AppendFloat(line, c.sum, 'g', -1, 64)
-					bw.Write(append(line, '\n'))
-					line = append(labels(append(line[:0], semconv.PromRequestDuration+"_count{"...), f, v, b), "} "...)
-					line = strconv.AppendUint(line, total, 10)
-					bw.Write(append(line, '\n'))
+					series(semconv.PromRequestDuration+"_sum", c, "", strconv.AppendFloat(num[:0], c.sum, 'g', -1, 64))
+					series(semconv.PromRequestDuration+"_count", c, "", strconv.AppendUint(num[:0], total, 10))
 				}
 			}
 		}

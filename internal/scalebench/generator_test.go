@@ -107,7 +107,7 @@ func TestGeneratorServesTheSDKsSeries(t *testing.T) {
 }
 
 // TestScheduleOf reads steps from histories: held between the minimum and
-// one interval more is on time; steps a person ended, and rollbacks, do
+// one interval more (and the slack) is on time; steps a person ended, and rollbacks, do
 // not count.
 func TestScheduleOf(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
@@ -124,10 +124,14 @@ func TestScheduleOf(t *testing.T) {
 		{At: at(260), From: rollout.Paused, To: rollout.Progressing, Step: 0, Actor: "bob"},
 		{At: at(270), From: rollout.Progressing, To: rollout.RolledBack, Step: 0, Actor: rollout.ControllerActor},
 	}
-	got := ScheduleOf([]rollout.State{s})
+	got := ScheduleOf([]rollout.State{s}, 0)
 	want := Schedule{Steps: 3, OnTime: 1, Early: 1, Late: 1, Longest: 50 * time.Second}
 	if got != want {
 		t.Errorf("%+v, want %+v", got, want)
+	}
+	// With 10 s of slack the 50 s step is on time.
+	if got := ScheduleOf([]rollout.State{s}, 10*time.Second); got.OnTime != 2 || got.Late != 0 {
+		t.Errorf("with slack: %+v, want 2 on time and none late", got)
 	}
 }
 
@@ -155,4 +159,27 @@ func TestHistogramBetween(t *testing.T) {
 	if q := (HistogramDelta{}).Quantile(0.5); !math.IsNaN(q) {
 		t.Errorf("median of nothing %v, want NaN", q)
 	}
+}
+
+// BenchmarkGeneratorScrape is one scrape of 1,000 flags, every series
+// present: what the generator costs the machine the benchmark runs on.
+func BenchmarkGeneratorScrape(b *testing.B) {
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = "scale-" + strconv.Itoa(i)
+	}
+	g := NewGenerator(keys, GeneratorOptions{RPS: 5000, ErrorRate: 0.02, Latency: true, Seed: 1})
+	now := time.Unix(1_800_000_000, 0)
+	g.now = func() time.Time { return now }
+	for _, k := range keys {
+		g.SetPercent(k, 10)
+	}
+	w := httptest.NewRecorder()
+	b.ResetTimer()
+	for b.Loop() {
+		now = now.Add(10 * time.Second)
+		w.Body.Reset()
+		g.ServeHTTP(w, nil)
+	}
+	b.ReportMetric(float64(w.Body.Len()), "bytes/scrape")
 }

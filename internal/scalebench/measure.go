@@ -205,8 +205,9 @@ func (s Schedule) Share() float64 {
 // from a transition into a progressing step to the controller's next
 // transition that advances it (to a higher step or to promoted). Steps a
 // person ended, or that ended in a rollback or a pause, say nothing of
-// the schedule and are left out.
-func ScheduleOf(states []rollout.State) Schedule {
+// the schedule and are left out. A step is late when held longer than
+// its minimum, one interval and slack.
+func ScheduleOf(states []rollout.State, slack time.Duration) Schedule {
 	var s Schedule
 	for _, st := range states {
 		minimum, interval := st.Plan.MinStepDuration.Std(), st.Plan.Interval.Std()
@@ -226,7 +227,7 @@ func ScheduleOf(states []rollout.State) Schedule {
 			switch {
 			case held < minimum:
 				s.Early++
-			case held > minimum+interval:
+			case held > minimum+interval+slack:
 				s.Late++
 			default:
 				s.OnTime++

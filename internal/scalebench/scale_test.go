@@ -29,7 +29,7 @@ import (
 var (
 	scaleN         = goflag.String("scale.n", "1000", "comma-separated numbers of flags under rollout, one run each")
 	scaleProviders = goflag.String("scale.providers", "embedded,prometheus", "metric sources, one run each: embedded (the controller's own store, scraping the generator) and prometheus (a real Prometheus)")
-	scaleRPS       = goflag.Float64("scale.rps", 5000, "requests per second of each flag: enough that a harmless step has the evidence to pass when its minimum duration ends")
+	scaleRPS       = goflag.Float64("scale.rps", 20000, "requests per second of each flag: enough that a harmless step has the evidence to pass when its minimum duration ends")
 	scaleLatency   = goflag.Bool("scale.latency", true, "serve the request duration histogram too, and judge latency")
 	scaleTimeout   = goflag.Duration("scale.timeout", 15*time.Minute, "give up on a run when its rollouts have not finished by then")
 )
@@ -42,6 +42,8 @@ const (
 	// scrapeInterval is the metric source's, embedded or Prometheus.
 	scrapeInterval = 10 * time.Second
 	adminToken     = "scale-bench-admin-token-0123456789"
+	// loopTick is how often vigil serve's loop looks for due rollouts.
+	loopTick = time.Second
 )
 
 var benchSteps = []float64{10, 50}
@@ -65,7 +67,9 @@ type result struct {
 	// Prometheus's (0 with the embedded store).
 	cpu, promCPU float64
 	maxRSS       uint64
-	schedule     Schedule
+	// schedule is strict; scheduleTick allows a step one loop tick (1 s)
+	// more, the granularity at which the loop looks.
+	schedule, scheduleTick Schedule
 	// phases counts the rollouts by phase at the end.
 	phases map[rollout.Phase]int
 	// firstPage is the default first page of summaries (its time and
@@ -93,9 +97,9 @@ func (r result) row() string {
 	if r.provider == "prometheus" {
 		cpu += fmt.Sprintf(" (+%.1f in Prometheus)", r.promCPU)
 	}
-	return fmt.Sprintf("| %s | %s | %s | %d reads, %.1f queries each, read %.2f s mean, ≤%s s max | %s | %d MB | %.1f%% of %d (%d early, %d late, longest %s) | %s, %s; all %s; with history %s, %s | %s |",
+	return fmt.Sprintf("| %s | %s | %s | %d reads, %.1f queries each, read %.2f s mean, ≤%s s max | %s | %d MB | %.1f%% of %d (%d early, %d late, longest %s); %.1f%% within 1 s | %s, %s; all %s; with history %s, %s | %s |",
 		fmtN(r.n), r.provider, tick, r.reads.Count, perRead, readMean, bound(r.reads.MaxBound()), cpu, r.maxRSS>>20,
-		100*r.schedule.Share(), r.schedule.Steps, r.schedule.Early, r.schedule.Late, r.schedule.Longest.Round(time.Second),
+		100*r.schedule.Share(), r.schedule.Steps, r.schedule.Early, r.schedule.Late, r.schedule.Longest.Round(100*time.Millisecond), 100*r.scheduleTick.Share(),
 		r.firstPage.took.Round(time.Millisecond), size(r.firstPage.bytes), r.fullPass.took.Round(time.Millisecond),
 		r.fullHistory.took.Round(time.Millisecond), size(r.fullHistory.bytes), phaseCounts(r.phases))
 }
@@ -176,7 +180,7 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	for i := range keys {
 		keys[i] = fmt.Sprintf("scale-%05d", i)
 	}
-	gen := NewGenerator(keys, GeneratorOptions{RPS: *scaleRPS, ErrorRate: 0.02, Latency: *scaleLatency, Seed: uint64(n)})
+	gen := NewGenerator(keys, GeneratorOptions{RPS: *scaleRPS, ErrorRate: 0.05, Latency: *scaleLatency, Seed: uint64(n)})
 	gsrv := httptest.NewServer(gen)
 	b.Cleanup(gsrv.Close)
 
@@ -331,7 +335,9 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	for _, s := range states {
 		r.phases[s.Phase]++
 	}
-	r.schedule = ScheduleOf(states)
+	r.schedule = ScheduleOf(states, 0)
+	r.scheduleTick = ScheduleOf(states, loopTick)
+	b.Logf("steps held, by step: %s", heldByStep(states))
 	b.Logf("%s n=%d: %v to start, %v in all; %s", provider, n, r.startTook.Round(time.Millisecond), r.elapsed.Round(time.Second), r.row())
 	return r
 }
@@ -375,4 +381,28 @@ func mustUsage(b *testing.B, pid int) Usage {
 		b.Fatal(err)
 	}
 	return u
+}
+
+// heldByStep is the least, median and most time the controller held each
+// step, for the log.
+func heldByStep(states []rollout.State) string {
+	held := map[int][]time.Duration{}
+	for _, s := range states {
+		for i := 0; i+1 < len(s.History); i++ {
+			from, to := s.History[i], s.History[i+1]
+			if from.To == rollout.Progressing && to.Actor == rollout.ControllerActor && (to.Step > from.Step || to.To == rollout.Promoted) {
+				held[from.Step] = append(held[from.Step], to.At.Sub(from.At))
+			}
+		}
+	}
+	var parts []string
+	for step := 0; step < 10; step++ {
+		hs := held[step]
+		if len(hs) == 0 {
+			continue
+		}
+		slices.Sort(hs)
+		parts = append(parts, fmt.Sprintf("step %d: %v / %v / %v", step, hs[0].Round(10*time.Millisecond), hs[len(hs)/2].Round(10*time.Millisecond), hs[len(hs)-1].Round(10*time.Millisecond)))
+	}
+	return strings.Join(parts, "; ")
 }
