@@ -63,6 +63,8 @@ type result struct {
 	// queryTime their total evaluation time.
 	queries   float64
 	queryTime float64
+	// readErrors counts the cohort reads in which a query failed.
+	readErrors float64
 	// cpu is the controller's CPU seconds per minute, promCPU
 	// Prometheus's (0 with the embedded store).
 	cpu, promCPU float64
@@ -97,8 +99,8 @@ func (r result) row() string {
 	if r.provider == "prometheus" {
 		cpu += fmt.Sprintf(" (+%.1f in Prometheus)", r.promCPU)
 	}
-	return fmt.Sprintf("| %s | %s | %s | %d reads, %.1f queries each, read %.2f s mean, ≤%s s max | %s | %d MB | %.1f%% of %d (%d early, %d late, longest %s); %.1f%% within 1 s | %s, %s; all %s; with history %s, %s | %s |",
-		fmtN(r.n), r.provider, tick, r.reads.Count, perRead, readMean, bound(r.reads.MaxBound()), cpu, r.maxRSS>>20,
+	return fmt.Sprintf("| %s | %s | %s | %d reads (%.0f failed), %.1f queries each, read %.2f s mean, ≤%s s max | %s | %d MB | %.1f%% of %d (%d early, %d late, longest %s); %.1f%% within 1 s | %s, %s; all %s; with history %s, %s | %s |",
+		fmtN(r.n), r.provider, tick, r.reads.Count, r.readErrors, perRead, readMean, bound(r.reads.MaxBound()), cpu, r.maxRSS>>20,
 		100*r.schedule.Share(), r.schedule.Steps, r.schedule.Early, r.schedule.Late, r.schedule.Longest.Round(100*time.Millisecond), 100*r.scheduleTick.Share(),
 		r.firstPage.took.Round(time.Millisecond), size(r.firstPage.bytes), r.fullPass.took.Round(time.Millisecond),
 		r.fullHistory.took.Round(time.Millisecond), size(r.fullHistory.bytes), phaseCounts(r.phases))
@@ -260,7 +262,8 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	}
 	r.startTook = time.Since(began)
 
-	// Follow the rollouts until none progresses, sampling the
+	// Follow the rollouts until none progresses (a paused one waits for a
+	// person, who will not come), sampling the
 	// controller's memory every 2 s and the list every 10 s.
 	deadline := began.Add(*scaleTimeout)
 	var firstPages []time.Duration
@@ -274,7 +277,7 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 			firstPages = append(firstPages, tp.took)
 			r.firstPage.bytes = tp.bytes
 			t0 := time.Now()
-			list, err := c.Rollouts(ctx, []rollout.Phase{rollout.Progressing, rollout.Paused}, runner.MaxListLimit)
+			list, err := c.Rollouts(ctx, []rollout.Phase{rollout.Progressing}, runner.MaxListLimit)
 			if err != nil {
 				b.Fatalf("list: %v", err)
 			}
@@ -283,7 +286,7 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 				break
 			}
 			if time.Now().After(deadline) {
-				b.Logf("%d rollouts still progressing or paused after %v", len(list), *scaleTimeout)
+				b.Logf("%d rollouts still progressing after %v", len(list), *scaleTimeout)
 				break
 			}
 		}
@@ -308,6 +311,7 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 		r.tick = HistogramBetween(before, after, tickMetric)
 	}
 	r.reads = HistogramBetween(before, after, "vigil_provider_query_duration_seconds")
+	r.readErrors = after.Sum("vigil_provider_errors_total", nil, false) - before.Sum("vigil_provider_errors_total", nil, false)
 	inner := map[string]string{"slice": "inner_eval"}
 	r.queries = engineAfter.Sum("prometheus_engine_query_duration_seconds", inner, false) - engineBefore.Sum("prometheus_engine_query_duration_seconds", inner, false)
 	r.queryTime = engineAfter.Sum("prometheus_engine_query_duration_seconds", inner, true) - engineBefore.Sum("prometheus_engine_query_duration_seconds", inner, true)
