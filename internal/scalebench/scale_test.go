@@ -19,6 +19,7 @@ import (
 
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/rolloutmetrics"
 	"github.com/vigil-dev/vigil/controller/runner"
 	"github.com/vigil-dev/vigil/internal/client"
 	"github.com/vigil-dev/vigil/internal/testenv/promtest"
@@ -305,13 +306,15 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 
 	minutes := r.elapsed.Minutes()
 	r.cpu = (u1.CPU - u0.CPU).Seconds() / minutes
+	// The loop's own tick metric, when the controller has one: the name
+	// the rollout loop issue gives it.
 	const tickMetric = "vigil_rollout_tick_duration_seconds"
 	if after.Has(tickMetric) {
 		r.hasTick = true
 		r.tick = HistogramBetween(before, after, tickMetric)
 	}
-	r.reads = HistogramBetween(before, after, "vigil_provider_query_duration_seconds")
-	r.readErrors = after.Sum("vigil_provider_errors_total", nil, false) - before.Sum("vigil_provider_errors_total", nil, false)
+	r.reads = HistogramBetween(before, after, rolloutmetrics.ProviderQueryDuration)
+	r.readErrors = after.Sum(rolloutmetrics.ProviderErrors, nil, false) - before.Sum(rolloutmetrics.ProviderErrors, nil, false)
 	inner := map[string]string{"slice": "inner_eval"}
 	r.queries = engineAfter.Sum("prometheus_engine_query_duration_seconds", inner, false) - engineBefore.Sum("prometheus_engine_query_duration_seconds", inner, false)
 	r.queryTime = engineAfter.Sum("prometheus_engine_query_duration_seconds", inner, true) - engineBefore.Sum("prometheus_engine_query_duration_seconds", inner, true)
