@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,18 @@ const (
 	// SlowSearch is evaluated in the gateway only; its treatment path is
 	// slower in the tail.
 	SlowSearch = "slow-search"
+)
+
+// The fleet's services, as Config.Broken names them and as their
+// service.name resource attribute says.
+const (
+	// Gateway is the entry point: it decides NewCheckout and SlowSearch
+	// and calls Checkout.
+	Gateway = "gateway"
+	// Checkout runs NewCheckout's treatment path and calls Payments.
+	Checkout = "checkout"
+	// Payments runs FastPayments' treatment path.
+	Payments = "payments"
 )
 
 // ServedMetric counts, on each service's /metrics, the requests it
@@ -76,6 +89,12 @@ type Config struct {
 	Headers   map[string]string
 	Control   Behaviour
 	Treatment map[string]Behaviour
+	// Broken maps a unit to the service (Gateway, Checkout or Payments)
+	// that fails every one of its requests with a 500, in every variant of
+	// every flag: a customer with broken data. Its requests take the
+	// service's usual time, and the services upstream pass the failure on
+	// as usual.
+	Broken map[string]string
 	// Seen, when set, is told of every evaluation: which service saw which
 	// variant of which flag for which unit, in which request.
 	Seen func(service, flag, unit, request, variant string)
@@ -111,9 +130,15 @@ type service struct {
 // connected to the controller and its own /metrics endpoint. It waits until
 // every SDK has its first snapshot.
 func Start(ctx context.Context, cfg Config) (*Fleet, error) {
+	services := []string{Payments, Checkout, Gateway}
+	for unit, name := range cfg.Broken {
+		if !slices.Contains(services, name) {
+			return nil, fmt.Errorf("fleet: Broken[%q]: unknown service %q (want %s, %s or %s)", unit, name, Gateway, Checkout, Payments)
+		}
+	}
 	f := &Fleet{client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
 	next := ""
-	for _, name := range []string{"payments", "checkout", "gateway"} {
+	for _, name := range services {
 		s, err := startService(ctx, cfg, name, next, f.client)
 		if err != nil {
 			f.Close()
@@ -231,7 +256,7 @@ func startService(ctx context.Context, cfg Config, name, next string, client *ht
 		return nil, err
 	}
 	report := func(_ string, status int) { served.WithLabelValues(strconv.Itoa(status)).Inc() }
-	if name == "gateway" && cfg.Answered != nil {
+	if name == Gateway && cfg.Answered != nil {
 		// Only the gateway's answer is what the caller sees.
 		report = func(request string, status int) {
 			served.WithLabelValues(strconv.Itoa(status)).Inc()
@@ -336,7 +361,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.mu.Lock()
-	fail := h.rng.Float64() < behaviour.ErrorRate
+	fail := h.rng.Float64() < behaviour.ErrorRate || h.cfg.Broken[unit] == h.service.name
 	slow := h.rng.Float64() < behaviour.TailRate
 	h.mu.Unlock()
 	work := behaviour.Latency
@@ -359,9 +384,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // flags are the flags a service evaluates, in order.
 func (h *handler) flags() []string {
 	switch h.service.name {
-	case "gateway":
+	case Gateway:
 		return []string{NewCheckout, SlowSearch}
-	case "checkout":
+	case Checkout:
 		return []string{NewCheckout, FastPayments}
 	default:
 		return []string{NewCheckout, FastPayments}
@@ -372,11 +397,11 @@ func (h *handler) flags() []string {
 func (h *handler) owns(key string) bool {
 	switch key {
 	case NewCheckout:
-		return h.service.name == "checkout"
+		return h.service.name == Checkout
 	case FastPayments:
-		return h.service.name == "payments"
+		return h.service.name == Payments
 	case SlowSearch:
-		return h.service.name == "gateway"
+		return h.service.name == Gateway
 	}
 	return false
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
 )
 
 const testFlags = `
@@ -172,5 +174,91 @@ func TestFleetReportsWhatTheCallerGot(t *testing.T) {
 		if want := fmt.Sprintf("%s{code=\"%d\"} %d\n", ServedMetric, code, n); !strings.Contains(string(body), want) {
 			t.Errorf("gateway /metrics lacks %q:\n%s", want, body)
 		}
+	}
+}
+
+// TestFleetBrokenUnitsFail checks Config.Broken: a broken unit's requests
+// fail in the service named, in either variant, and reach the caller as
+// that service's failure passed on (a 502 from the gateway when checkout
+// failed); other units are served as usual.
+func TestFleetBrokenUnitsFail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "flags.yaml")
+	if err := os.WriteFile(path, []byte(testFlags), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	broken := map[string]string{"customer-gw": Gateway}
+	for i := range 8 {
+		broken[fmt.Sprintf("customer-%d", i)] = Checkout
+	}
+	if _, err := Start(context.Background(), Config{FlagsFile: path, Broken: map[string]string{"customer-x": "billing"}}); err == nil ||
+		!strings.Contains(err.Error(), `Broken["customer-x"]: unknown service "billing"`) {
+		t.Fatalf("Start with a broken unit in an unknown service: %v, want an error naming the unit and the service", err)
+	}
+	var mu sync.Mutex
+	variants := map[string]bool{} // new-checkout's variants the broken units got
+	ctx := context.Background()
+	f, err := Start(ctx, Config{
+		FlagsFile: path,
+		Control:   Behaviour{Latency: time.Millisecond},
+		Broken:    broken,
+		Seen: func(service, flag, unit, _, variant string) {
+			if _, ok := broken[unit]; ok && service == Gateway && flag == NewCheckout {
+				mu.Lock()
+				defer mu.Unlock()
+				variants[variant] = true
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+
+	for unit, service := range broken {
+		want := "gateway: 502 Bad Gateway"
+		if service == Gateway {
+			want = "gateway: 500 Internal Server Error"
+		}
+		if err := f.Do(ctx, unit); err == nil || err.Error() != want {
+			t.Errorf("unit %s broken in %s: %v, want %s", unit, service, err, want)
+		}
+	}
+	for i := range 20 {
+		if err := f.Do(ctx, fmt.Sprintf("user-%d", i)); err != nil {
+			t.Errorf("user-%d, not broken: %v", i, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !variants["on"] || !variants["off"] {
+		t.Errorf("the broken units got new-checkout's variants %v; the test needs both", variants)
+	}
+}
+
+// TestLoadSendsHeavyShare checks Load.Heavy: the heavy unit, broken here,
+// sends about HeavyShare of the requests, so that it makes that share of
+// the failures.
+func TestLoadSendsHeavyShare(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "flags.yaml")
+	if err := os.WriteFile(path, []byte(testFlags), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	f, err := Start(ctx, Config{FlagsFile: path, Control: Behaviour{Latency: time.Millisecond}, Broken: map[string]string{"bot": Gateway}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	load := &Load{Rate: 400, Users: 100, Workers: 8, Heavy: "bot", HeavyShare: 0.25}
+	loadCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { load.Run(loadCtx, f); close(done) }()
+	poll.True(t, time.Minute, "800 requests", func() bool { return load.Sent() >= 800 })
+	stop()
+	<-done
+	// Requests in flight when the load stopped count as sent but not as
+	// failed: a few at most.
+	if share := float64(load.Failed()) / float64(load.Sent()); share < 0.18 || share > 0.32 {
+		t.Errorf("%d of %d requests failed (%.3f), want about the heavy unit's share 0.25", load.Failed(), load.Sent(), share)
 	}
 }

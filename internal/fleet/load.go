@@ -14,8 +14,15 @@ import (
 type Load struct {
 	// Rate is requests per second across all workers.
 	Rate float64
-	// Users is how many distinct unit keys requests come from.
+	// Users is how many distinct unit keys requests come from, each as
+	// likely as the others.
 	Users int
+	// Heavy, when HeavyShare is above 0, is one more unit key that sends
+	// HeavyShare of the requests (1 or more: all of them), where any one of
+	// the Users sends about 1/Users: a bot, a retrying client, or a busy
+	// customer, which Config.Broken can make fail.
+	Heavy      string
+	HeavyShare float64
 	// Workers is the number of concurrent senders.
 	Workers int
 
@@ -47,7 +54,10 @@ func (l *Load) Run(ctx context.Context, f *Fleet) {
 					return
 				case <-tick.C:
 				}
-				unit := fmt.Sprintf("user-%d", rng.IntN(max(l.Users, 1)))
+				unit := l.Heavy
+				if l.HeavyShare <= 0 || rng.Float64() >= l.HeavyShare {
+					unit = fmt.Sprintf("user-%d", rng.IntN(max(l.Users, 1)))
+				}
 				l.sent.Add(1)
 				if err := f.Do(ctx, unit); err != nil && ctx.Err() == nil {
 					l.failed.Add(1)
