@@ -92,11 +92,47 @@ func e2ePlan() plan.Spec {
 	}
 }
 
+// e2eHeavy is one customer with broken data: it sends e2eHeavyShare of
+// the fleet's requests, and the gateway fails every one of them, whatever
+// variants they get. Beside the 10% that the gateway fails of the other
+// 96%, that is about 30% of the failures the gateway raises itself.
+//
+// It fails in the gateway, which decides new-checkout, rather than in
+// checkout, where new-checkout's treatment runs: checkout also evaluates
+// fast-payments, whose 2× test would then count the customer's failures
+// too. A heavy failing unit in treatment makes treatment look several
+// times worse, and no harm bound can be shown then, whatever the judge
+// does; so e2eHeavy is a key that the flags' bucketing places in control
+// of new-checkout at each step it is judged at (10, 25 and 50%) and of
+// slow-search at 10%, whose error check sees the gateway's failures too.
+// TestEndToEnd checks that placement, so that a change of bucketing fails
+// there rather than change the scenario.
+const (
+	e2eHeavy      = "customer-1"
+	e2eHeavyShare = 0.04
+)
+
 // TestEndToEnd rolls out three flags of a real fleet of services that use
 // the real SDK, under load on loopback, judged from a real Prometheus: a
-// healthy treatment is promoted, and one that fails twice as often and one
-// that is 50% slower in the slow tail are rolled back before they pass 10%.
+// healthy treatment is promoted although one heavy customer fails in every
+// variant (e2eHeavy), and one that fails twice as often and one that is 50%
+// slower in the slow tail are rolled back before they pass 10%.
 func TestEndToEnd(t *testing.T) {
+	steps := *e2ePlan().Steps
+	for key, judged := range map[string][]float64{fleet.NewCheckout: steps[:len(steps)-1], fleet.SlowSearch: steps[:1]} {
+		for _, percent := range judged {
+			f := e2eFlag(key)
+			f.Rollout.Percent = percent
+			snap, err := flag.NewSnapshot(1, []flag.Flag{f})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := snap.Evaluate(key, flag.Context{Key: e2eHeavy}); d.Variant != f.Control || d.Reason != flag.ReasonSplit {
+				t.Fatalf("the heavy customer %s gets %s (%s) of %s at %v%%; the scenario needs it in control: choose another key", e2eHeavy, d.Variant, d.Reason, key, percent)
+			}
+		}
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	st, err := store.OpenSQLite(ctx, t.TempDir())
@@ -146,9 +182,35 @@ func TestEndToEnd(t *testing.T) {
 	slow.TailLatency = 600 * time.Millisecond
 	failing := control
 	failing.ErrorRate = 0.20
+	// The gateway's own failures (a 500; a 502 passes on checkout's), all
+	// and the heavy customer's, by the unit of each request it evaluated.
+	var (
+		mu                  sync.Mutex
+		unitOf              = map[string]string{}
+		raised, raisedHeavy int
+	)
 	fl, err := fleet.Start(ctx, fleet.Config{
 		ControllerURL: base, Token: e2eToken, Control: control,
 		Treatment: map[string]fleet.Behaviour{fleet.NewCheckout: control, fleet.FastPayments: failing, fleet.SlowSearch: slow},
+		Broken:    map[string]string{e2eHeavy: fleet.Gateway},
+		Seen: func(service, key, unit, request, _ string) {
+			if service == fleet.Gateway && key == fleet.NewCheckout {
+				mu.Lock()
+				defer mu.Unlock()
+				unitOf[request] = unit
+			}
+		},
+		Answered: func(request string, status int) {
+			mu.Lock()
+			defer mu.Unlock()
+			if status == http.StatusInternalServerError {
+				raised++
+				if unitOf[request] == e2eHeavy {
+					raisedHeavy++
+				}
+			}
+			delete(unitOf, request)
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -165,6 +227,7 @@ func TestEndToEnd(t *testing.T) {
 
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	load := e2eLoad()
+	load.Heavy, load.HeavyShare = e2eHeavy, e2eHeavyShare
 	loaded := make(chan struct{})
 	go func() { load.Run(loadCtx, fl); close(loaded) }()
 	t.Cleanup(func() { stopLoad(); <-loaded })
@@ -195,9 +258,19 @@ func TestEndToEnd(t *testing.T) {
 		return fmt.Errorf("unfinished after %v: %s", time.Since(began).Round(time.Second), summary(final))
 	})
 	t.Logf("finished in %v with %d requests (%d failed): %s", time.Since(began).Round(time.Second), load.Sent(), load.Failed(), summary(final))
+	for _, key := range []string{fleet.NewCheckout, fleet.FastPayments, fleet.SlowSearch} {
+		t.Logf("%s's verdicts at the end of each step:%s", key, stepVerdicts(final[key]))
+	}
 
 	if s := final[fleet.NewCheckout]; s.Phase != rollout.Promoted || s.Percent != 100 {
 		t.Errorf("healthy %s ended %s at %v%%: %s", s.Key, s.Phase, s.Percent, lastReason(s))
+	}
+	mu.Lock()
+	share := float64(raisedHeavy) / float64(raised)
+	mu.Unlock()
+	t.Logf("the heavy customer %s made %d of the gateway's %d own failures (%.0f%%)", e2eHeavy, raisedHeavy, raised, 100*share)
+	if share < 0.2 || share > 0.4 {
+		t.Errorf("the heavy customer made %.0f%% of the gateway's own failures, want about 30%%", 100*share)
 	}
 	for key, metric := range map[string]string{fleet.FastPayments: "error-rate", fleet.SlowSearch: "latency"} {
 		s := final[key]
@@ -246,6 +319,26 @@ func summary(ss map[string]rollout.State) string {
 		out += fmt.Sprintf("\n  %s %s at %v%%: %s\n    history:%s", k, s.Phase, s.Percent, lastReason(s), historyText(s))
 		if s.Verdict != nil {
 			out += "\n    verdict: " + s.Verdict.Summary
+		}
+	}
+	return out
+}
+
+// stepVerdicts is the judge's verdict that ended each step of s: each
+// check's ratio, interval and over-dispersion, and the cohorts' counts
+// since the rollout began.
+func stepVerdicts(s rollout.State) string {
+	out, percent := "", 0.0
+	for _, h := range s.History {
+		from := percent
+		percent = h.Percent
+		if h.Evidence == nil || h.Evidence.Detail == nil {
+			continue
+		}
+		out += fmt.Sprintf("\n  at %v%%, %s, then %s at %v%%:", from, h.Evidence.Outcome, h.To, h.Percent)
+		for _, c := range h.Evidence.Detail.Checks {
+			out += fmt.Sprintf("\n    %s %s: ratio %.2f, CI %.2f to %.2f, dispersion %.1f, treatment %.0f/%.0f, control %.0f/%.0f",
+				c.Check, c.Outcome, c.Ratio, c.CILow, c.CIHigh, c.Dispersion, c.Treatment.Events, c.Treatment.Requests, c.Control.Events, c.Control.Requests)
 		}
 	}
 	return out
