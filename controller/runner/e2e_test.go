@@ -337,8 +337,12 @@ func stepVerdicts(s rollout.State) string {
 		}
 		out += fmt.Sprintf("\n  at %v%%, %s, then %s at %v%%:", from, h.Evidence.Outcome, h.To, h.Percent)
 		for _, c := range h.Evidence.Detail.Checks {
-			out += fmt.Sprintf("\n    %s %s: ratio %.2f, CI %.2f to %.2f, dispersion %.1f, treatment %.0f/%.0f, control %.0f/%.0f",
-				c.Check, c.Outcome, c.Ratio, c.CILow, c.CIHigh, c.Dispersion, c.Treatment.Events, c.Treatment.Requests, c.Control.Events, c.Control.Requests)
+			edge := ""
+			if c.Edge > 0 {
+				edge = fmt.Sprintf(" (slower than %gs)", c.Edge)
+			}
+			out += fmt.Sprintf("\n    %s%s %s: ratio %.2f, CI %.2f to %.2f, dispersion %.1f, treatment %.0f/%.0f, control %.0f/%.0f",
+				c.Check, edge, c.Outcome, c.Ratio, c.CILow, c.CIHigh, c.Dispersion, c.Treatment.Events, c.Treatment.Requests, c.Control.Events, c.Control.Requests)
 		}
 	}
 	return out
