@@ -208,12 +208,7 @@ func (ev Evidence) interval(phi, alpha float64) (lo, hi float64, ok bool) {
 	// that loses nothing small (prefix sums over a would, by cancelling),
 	// at one exponential per grid point instead of one per term. a(i)
 	// underflows only some 700 nats below the peak, far past any rejection.
-	peak := 0
-	for i, v := range ev.Interval {
-		if v > ev.Interval[peak] {
-			peak = i
-		}
-	}
+	peak := ev.peak()
 	var a [2*intervalHalf + 1]float64
 	for j, v := range ev.Interval {
 		a[j] = math.Exp((v - ev.Interval[peak]) / phi)
@@ -244,6 +239,41 @@ func (ev Evidence) interval(phi, alpha float64) (lo, hi float64, ok bool) {
 	// about 70% of runs once the interval was narrower than the grid's
 	// steps (TestIntervalCoversRatiosBetweenGridPoints).
 	return intervalValue(max(first-1, 0)), intervalValue(min(last+1, n-1)), true
+}
+
+// peak is the index of the interval grid's most likely θ.
+func (ev Evidence) peak() int {
+	peak := 0
+	for i, v := range ev.Interval {
+		if v > ev.Interval[peak] {
+			peak = i
+		}
+	}
+	return peak
+}
+
+// estimate is the ratio the evidence finds most likely: the peak of the
+// cumulative log-likelihood on the interval grid, placed between its
+// neighbours by the parabola through the three in log θ. Each look's split
+// is weighed under that look's own share and baseline, so, unlike the ratio
+// of the cohorts' rates since the rollout began, the estimate is not
+// confounded by traffic or load that change with the steps (treatment's
+// requests fall mostly in the later, larger steps), and it lies within the
+// interval. ok is false when there is no interval grid or no information.
+func (ev Evidence) estimate() (float64, bool) {
+	n := len(ev.Interval)
+	if n != 2*intervalHalf+1 || ev.Ticks == 0 {
+		return 0, false
+	}
+	peak := ev.peak()
+	x := float64(peak)
+	if peak > 0 && peak < n-1 {
+		l, c, r := ev.Interval[peak-1], ev.Interval[peak], ev.Interval[peak+1]
+		if d := l - 2*c + r; d < 0 {
+			x += (l - r) / (2 * d)
+		}
+	}
+	return math.Exp2((x - intervalHalf) / intervalPerOctave), true
 }
 
 // logSumExp is log Σ exp(x_i), computed without overflow.

@@ -459,6 +459,7 @@ type assessed struct {
 // with its edge, null and dispersion.
 type slotInterval struct {
 	edge, lo, hi, null, phi float64
+	ratio                   float64 // the estimate; 0 without one
 }
 
 // assess computes a check's current evidence and updates its running
@@ -529,6 +530,7 @@ func assess(cs *CheckState, c check, cur Snapshot, alpha float64, noTempering, h
 		si := slotInterval{edge: sl.Edge, phi: phis[i], null: sl.Evidence.Null}
 		if lo, hi, ok := sl.Evidence.interval(phis[i], alpha); ok {
 			si.lo, si.hi = lo, hi
+			si.ratio, _ = sl.Evidence.estimate()
 		}
 		a.slots = append(a.slots, si)
 		if ce, _ := a.events(sl.Edge)(cur.Control); ce > mostEvents {
@@ -575,7 +577,10 @@ func (a *assessed) show(i int) {
 			a.FloorRatio = max(0, 1-a.floorDiff/a.Control.Rate)
 		}
 	}
-	if a.Control.Rate > 0 {
+	switch {
+	case si.ratio > 0:
+		a.Ratio = si.ratio
+	case a.Control.Rate > 0:
 		a.Ratio = a.Treatment.Rate / a.Control.Rate
 	}
 	a.CILow, a.CIHigh = si.lo, si.hi

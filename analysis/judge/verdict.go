@@ -58,8 +58,13 @@ type CheckVerdict struct {
 	// Edge is the latency edge in seconds the counts refer to (for the
 	// ratio test, the edge of the slot with the most evidence); 0 if none.
 	Edge float64 `json:"edge,omitempty"`
-	// Ratio is treatment's rate over control's since the rollout began;
-	// 0 when control's rate is 0.
+	// Ratio is the ratio estimate. With an interval it is the most likely
+	// ratio given every look, each look's split weighed under its own share
+	// and baseline (the interval's centre, within it); without one,
+	// treatment's rate over control's since the rollout began, 0 when
+	// control's rate is 0. The two differ when traffic or load change with
+	// the steps: the cohorts' rates since the start then mix the steps in
+	// different proportions.
 	Ratio float64 `json:"ratio"`
 	// CILow and CIHigh bound the always-valid confidence interval for the
 	// ratio at level CILevel, clamped to [1/256, 256]; all 0 when there is
