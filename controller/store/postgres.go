@@ -17,6 +17,10 @@ import (
 // announces its revision to every replica.
 const pgChannel = "vigil_changes"
 
+// pgRolloutChannel is the channel on which a committed change of a
+// rollout record announces its key.
+const pgRolloutChannel = "vigil_rollouts"
+
 // pgMigrateLock is the advisory lock key under which replicas migrate.
 const pgMigrateLock = 0x76696769 // "vigi"
 
@@ -24,6 +28,11 @@ const pgMigrateLock = 0x76696769 // "vigi"
 // schema and starts listening for changes made by other processes. Several
 // controllers may share one database.
 func OpenPostgres(ctx context.Context, url string) (Store, error) {
+	return openPostgres(ctx, url, schema)
+}
+
+// openPostgres opens the store at url with the schema's migrations ms.
+func openPostgres(ctx context.Context, url string, ms []migration) (Store, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres store: %w", err)
@@ -44,17 +53,19 @@ func OpenPostgres(ctx context.Context, url string) (Store, error) {
 			lockRevision:      `SELECT revision FROM vigil_meta WHERE id = 1 FOR UPDATE`,
 			readTx:            &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 			notify:            pgNotify,
+			notifyRollouts:    pgNotifyRollouts,
 			isUniqueViolation: pgUnique,
 			holdsLease:        `SELECT 1 FROM vigil_leases WHERE name = $1 AND holder = $2 AND expires_at > $3 FOR SHARE`,
 		},
 		w: db, r: db,
-		wmu:   make(chan struct{}, 1),
-		notes: newNotifier(),
-		now:   time.Now,
-		stop:  func() { stop(); <-done },
+		wmu:       make(chan struct{}, 1),
+		notes:     newNotifier(),
+		rollNotes: newKeyNotifier(),
+		now:       time.Now,
+		stop:      func() { stop(); <-done },
 	}
 	lock := fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, pgMigrateLock)
-	if err := migrate(ctx, db, s.d, lock, schema); err != nil {
+	if err := migrate(ctx, db, s.d, lock, ms); err != nil {
 		stop()
 		close(done)
 		db.Close()
@@ -62,7 +73,7 @@ func OpenPostgres(ctx context.Context, url string) (Store, error) {
 	}
 	go func() {
 		defer close(done)
-		listen(lctx, cfg, s.notes)
+		listen(lctx, cfg, s.notes, s.rollNotes)
 	}()
 	return s, nil
 }
@@ -72,16 +83,28 @@ func pgNotify(ctx context.Context, tx *sql.Tx, rev int64) error {
 	return err
 }
 
+// pgNotifyRollouts announces each key in a notification of its own: a
+// payload is limited to 8000 bytes, and PostgreSQL folds the same payload
+// sent twice in one transaction.
+func pgNotifyRollouts(ctx context.Context, tx *sql.Tx, keys []string) error {
+	for _, k := range keys {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, pgRolloutChannel, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func pgUnique(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
 // listen holds a connection that LISTENs for other processes' changes and
-// publishes each revision until ctx is done. After losing the connection it
-// reconnects with backoff and publishes 0, because changes may have been
-// missed meanwhile.
-func listen(ctx context.Context, cfg *pgx.ConnConfig, notes *notifier) {
+// publishes each revision and each changed rollout's key until ctx is done.
+// After losing the connection it reconnects with backoff and publishes 0
+// and a nil batch of keys, because changes may have been missed meanwhile.
+func listen(ctx context.Context, cfg *pgx.ConnConfig, notes *notifier, rollNotes *keyNotifier) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		conn, err := pgx.ConnectConfig(ctx, cfg)
@@ -89,12 +112,20 @@ func listen(ctx context.Context, cfg *pgx.ConnConfig, notes *notifier) {
 			_, err = conn.Exec(ctx, "LISTEN "+pgChannel)
 		}
 		if err == nil {
+			_, err = conn.Exec(ctx, "LISTEN "+pgRolloutChannel)
+		}
+		if err == nil {
 			backoff = 100 * time.Millisecond
 			notes.publish(0)
+			rollNotes.publish(nil)
 			for {
 				n, werr := conn.WaitForNotification(ctx)
 				if werr != nil {
 					break
+				}
+				if n.Channel == pgRolloutChannel {
+					rollNotes.publish([]string{n.Payload})
+					continue
 				}
 				rev, perr := strconv.ParseInt(n.Payload, 10, 64)
 				if perr != nil {

@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vigil-dev/vigil/sdk/flag"
@@ -23,6 +26,9 @@ type dialect struct {
 	// notify, when set, tells other processes of a new revision inside the
 	// writing transaction.
 	notify func(ctx context.Context, tx *sql.Tx, revision int64) error
+	// notifyRollouts, when set, tells other processes of changed rollout
+	// records inside the writing transaction.
+	notifyRollouts func(ctx context.Context, tx *sql.Tx, keys []string) error
 	// isUniqueViolation reports a duplicate-key error.
 	isUniqueViolation func(error) bool
 	// holdsLease selects a lease still held by a holder and, where the
@@ -49,7 +55,9 @@ type sqlStore struct {
 	// gone, a deadline) stops queueing.
 	wmu   chan struct{}
 	notes *notifier
-	now   func() time.Time
+	// rollNotes tells of changed rollout records.
+	rollNotes *keyNotifier
+	now       func() time.Time
 	// stop ends background work (the PostgreSQL listener).
 	stop func()
 }
@@ -149,11 +157,20 @@ func (s *sqlStore) Update(ctx context.Context, actor Actor, fn func(tx Tx) error
 			}
 		}
 	}
+	rollouts := slices.Sorted(maps.Keys(t.rollouts))
+	if len(rollouts) > 0 && s.d.notifyRollouts != nil {
+		if err := s.d.notifyRollouts(ctx, tx, rollouts); err != nil {
+			return fmt.Errorf("notify: %w", err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	if changed {
 		s.notes.publish(t.rev)
+	}
+	if len(rollouts) > 0 {
+		s.rollNotes.publish(rollouts)
 	}
 	return nil
 }
@@ -252,7 +269,7 @@ func (s *sqlStore) RolloutsPage(ctx context.Context, after string, limit int) ([
 	if limit < 1 {
 		return nil, fmt.Errorf("rollouts after %q: limit %d is not at least 1", after, limit)
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT key, state, updated_at FROM vigil_rollouts WHERE key > $1 ORDER BY key LIMIT $2`, after, limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT key, state, updated_at, due_at FROM vigil_rollouts WHERE key > $1 ORDER BY key LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("rollouts after %q: %w", after, err)
 	}
@@ -262,6 +279,108 @@ func (s *sqlStore) RolloutsPage(ctx context.Context, after string, limit int) ([
 	}
 	return rs, nil
 }
+
+func (s *sqlStore) RolloutsOf(ctx context.Context, keys []string) ([]Rollout, error) {
+	out := []Rollout{}
+	err := inBatches(keys, func(in string, args []any) error {
+		rows, err := s.r.QueryContext(ctx, `SELECT key, state, updated_at, due_at FROM vigil_rollouts WHERE key IN (`+in+`)`, args...)
+		if err != nil {
+			return err
+		}
+		rs, err := scanRollouts(rows)
+		out = append(out, rs...)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rollouts of %d keys: %w", len(keys), err)
+	}
+	slices.SortFunc(out, func(a, b Rollout) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
+func (s *sqlStore) RolloutDueTimes(ctx context.Context) (map[string]time.Time, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT key, due_at FROM vigil_rollouts WHERE due_at > 0`)
+	if err != nil {
+		return nil, fmt.Errorf("rollout due times: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var key string
+		var due int64
+		if err := rows.Scan(&key, &due); err != nil {
+			return nil, fmt.Errorf("rollout due times: %w", err)
+		}
+		out[key] = time.UnixMicro(due).UTC()
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("rollout due times: %w", err)
+	}
+	return out, nil
+}
+
+func (s *sqlStore) RolloutHistory(ctx context.Context, keys []string) (map[string][]json.RawMessage, error) {
+	out := map[string][]json.RawMessage{}
+	scan := func(rows *sql.Rows) error {
+		defer rows.Close()
+		for rows.Next() {
+			var key, data string
+			if err := rows.Scan(&key, &data); err != nil {
+				return err
+			}
+			out[key] = append(out[key], json.RawMessage(data))
+		}
+		return rows.Err()
+	}
+	const q = `SELECT key, data FROM vigil_rollout_history`
+	var err error
+	if keys == nil {
+		var rows *sql.Rows
+		if rows, err = s.r.QueryContext(ctx, q+` ORDER BY key, seq`); err == nil {
+			err = scan(rows)
+		}
+	} else {
+		err = inBatches(keys, func(in string, args []any) error {
+			rows, err := s.r.QueryContext(ctx, q+` WHERE key IN (`+in+`) ORDER BY key, seq`, args...)
+			if err != nil {
+				return err
+			}
+			return scan(rows)
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rollout history: %w", err)
+	}
+	return out, nil
+}
+
+// inBatchSize bounds the parameters of one IN list, well below what
+// either database takes in one statement.
+const inBatchSize = 500
+
+// inBatches calls fn with the placeholders ("$1, $2, ...") and arguments
+// of an IN list for each batch of keys.
+func inBatches(keys []string, fn func(in string, args []any) error) error {
+	for len(keys) > 0 {
+		n := min(len(keys), inBatchSize)
+		var b strings.Builder
+		args := make([]any, n)
+		for i, k := range keys[:n] {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("$" + strconv.Itoa(i+1))
+			args[i] = k
+		}
+		if err := fn(b.String(), args); err != nil {
+			return err
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+func (s *sqlStore) WatchRollouts(ctx context.Context) <-chan []string { return s.rollNotes.watch(ctx) }
 
 func (s *sqlStore) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
 	now := s.now()
@@ -389,7 +508,7 @@ func decodeFlag(key string, version int64, data string) (flag.Flag, error) {
 }
 
 func queryRollout(ctx context.Context, q queryer, key string) (Rollout, error) {
-	rows, err := q.QueryContext(ctx, `SELECT key, state, updated_at FROM vigil_rollouts WHERE key = $1`, key)
+	rows, err := q.QueryContext(ctx, `SELECT key, state, updated_at, due_at FROM vigil_rollouts WHERE key = $1`, key)
 	if err != nil {
 		return Rollout{}, fmt.Errorf("rollout %s: %w", key, err)
 	}
@@ -404,7 +523,7 @@ func queryRollout(ctx context.Context, q queryer, key string) (Rollout, error) {
 }
 
 func queryRollouts(ctx context.Context, q queryer) ([]Rollout, error) {
-	rows, err := q.QueryContext(ctx, `SELECT key, state, updated_at FROM vigil_rollouts ORDER BY key`)
+	rows, err := q.QueryContext(ctx, `SELECT key, state, updated_at, due_at FROM vigil_rollouts ORDER BY key`)
 	if err != nil {
 		return nil, fmt.Errorf("rollouts: %w", err)
 	}
@@ -421,12 +540,15 @@ func scanRollouts(rows *sql.Rows) ([]Rollout, error) {
 	for rows.Next() {
 		var r Rollout
 		var state string
-		var at int64
-		if err := rows.Scan(&r.Key, &state, &at); err != nil {
+		var at, due int64
+		if err := rows.Scan(&r.Key, &state, &at, &due); err != nil {
 			return nil, err
 		}
 		r.State = json.RawMessage(state)
 		r.UpdatedAt = time.UnixMicro(at).UTC()
+		if due > 0 {
+			r.DueAt = time.UnixMicro(due).UTC()
+		}
 		out = append(out, r)
 	}
 	return out, rows.Err()
@@ -443,6 +565,16 @@ type sqlTx struct {
 	// of as they do of flag changes, so that replicas that keep tokens in
 	// memory drop a revoked one at once.
 	tokensChanged bool
+	// rollouts are the keys of the rollout records put or deleted, which
+	// WatchRollouts tells of after the commit.
+	rollouts map[string]struct{}
+}
+
+func (t *sqlTx) rolloutChanged(key string) {
+	if t.rollouts == nil {
+		t.rollouts = map[string]struct{}{}
+	}
+	t.rollouts[key] = struct{}{}
 }
 
 func (t *sqlTx) Revision() int64 { return t.rev }
@@ -548,16 +680,46 @@ func (t *sqlTx) PutRollout(ctx context.Context, r Rollout) error {
 	if !json.Valid(r.State) {
 		return fmt.Errorf("put rollout %s: state is not valid JSON", r.Key)
 	}
-	if _, err := t.tx.ExecContext(ctx, `INSERT INTO vigil_rollouts (key, state, updated_at) VALUES ($1, $2, $3)
-		ON CONFLICT (key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
-		r.Key, string(r.State), t.now.UnixMicro()); err != nil {
+	var due int64
+	if !r.DueAt.IsZero() {
+		// At least 1: 0 is "not due", and a due time at or before the
+		// epoch is simply overdue.
+		due = max(r.DueAt.UnixMicro(), 1)
+	}
+	if _, err := t.tx.ExecContext(ctx, `INSERT INTO vigil_rollouts (key, state, updated_at, due_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, due_at = excluded.due_at`,
+		r.Key, string(r.State), t.now.UnixMicro(), due); err != nil {
 		return fmt.Errorf("put rollout %s: %w", r.Key, err)
+	}
+	t.rolloutChanged(r.Key)
+	return nil
+}
+
+func (t *sqlTx) AppendRolloutHistory(ctx context.Context, key string, entries ...json.RawMessage) error {
+	for i, e := range entries {
+		if !json.Valid(e) {
+			return fmt.Errorf("append rollout history %s: entry %d is not valid JSON", key, i)
+		}
+	}
+	for _, e := range entries {
+		if _, err := t.tx.ExecContext(ctx, `INSERT INTO vigil_rollout_history (key, seq, data)
+			VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM vigil_rollout_history WHERE key = $1), $2)`,
+			key, string(e)); err != nil {
+			return fmt.Errorf("append rollout history %s: %w", key, err)
+		}
 	}
 	return nil
 }
 
 func (t *sqlTx) DeleteRollout(ctx context.Context, key string) error {
-	return t.deleteOne(ctx, `DELETE FROM vigil_rollouts WHERE key = $1`, "rollout "+key, key)
+	if err := t.deleteOne(ctx, `DELETE FROM vigil_rollouts WHERE key = $1`, "rollout "+key, key); err != nil {
+		return err
+	}
+	if _, err := t.tx.ExecContext(ctx, `DELETE FROM vigil_rollout_history WHERE key = $1`, key); err != nil {
+		return fmt.Errorf("delete rollout history %s: %w", key, err)
+	}
+	t.rolloutChanged(key)
+	return nil
 }
 
 func (t *sqlTx) CreateToken(ctx context.Context, tok Token) error {
@@ -689,6 +851,35 @@ var schema = []migration{{
 		`CREATE TABLE vigil_tokens (name TEXT PRIMARY KEY, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL, created_by TEXT NOT NULL)`,
 		`CREATE TABLE vigil_rollouts (key TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at BIGINT NOT NULL)`,
 		`CREATE TABLE vigil_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)`,
+	},
+}, {
+	// Version 2 moves each rollout's history, which version 1 kept inline
+	// in the state's "history" array, to a table of its own that only
+	// grows, and indexes when each rollout is next due: the loop then
+	// reads only what is due, and a state stays small. A progressing
+	// rollout is marked due at once (1): the loop reads it, and stores its
+	// true due time unless it is due indeed.
+	version: 2,
+	sqlite: []string{
+		`CREATE TABLE vigil_rollout_history (key TEXT NOT NULL, seq BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, seq))`,
+		`INSERT INTO vigil_rollout_history (key, seq, data)
+			SELECT r.key, h.key + 1, h.value FROM vigil_rollouts r, json_each(r.state, '$.history') h
+			WHERE json_type(r.state, '$.history') = 'array'`,
+		`UPDATE vigil_rollouts SET state = json_remove(state, '$.history')`,
+		`ALTER TABLE vigil_rollouts ADD COLUMN due_at BIGINT NOT NULL DEFAULT 0`,
+		`UPDATE vigil_rollouts SET due_at = 1 WHERE json_extract(state, '$.state') = 'progressing'`,
+		`CREATE INDEX vigil_rollouts_due ON vigil_rollouts (due_at) WHERE due_at > 0`,
+	},
+	postgres: []string{
+		`CREATE TABLE vigil_rollout_history (key TEXT NOT NULL, seq BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, seq))`,
+		`INSERT INTO vigil_rollout_history (key, seq, data)
+			SELECT r.key, h.n, h.v::text FROM vigil_rollouts r
+			CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(r.state::jsonb -> 'history') = 'array'
+				THEN r.state::jsonb -> 'history' ELSE '[]'::jsonb END) WITH ORDINALITY AS h(v, n)`,
+		`UPDATE vigil_rollouts SET state = (state::jsonb - 'history')::text`,
+		`ALTER TABLE vigil_rollouts ADD COLUMN due_at BIGINT NOT NULL DEFAULT 0`,
+		`UPDATE vigil_rollouts SET due_at = 1 WHERE state::jsonb ->> 'state' = 'progressing'`,
+		`CREATE INDEX vigil_rollouts_due ON vigil_rollouts (due_at) WHERE due_at > 0`,
 	},
 }}
 

@@ -27,6 +27,11 @@ const SQLiteBusyTimeout = time.Second
 // OpenSQLite opens (creating it if needed) the SQLite store in dir and
 // migrates its schema. One process may use a directory at a time.
 func OpenSQLite(ctx context.Context, dir string) (Store, error) {
+	return openSQLite(ctx, dir, schema)
+}
+
+// openSQLite opens the store in dir with the schema's migrations ms.
+func openSQLite(ctx context.Context, dir string, ms []migration) (Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open sqlite store: %w", err)
 	}
@@ -70,11 +75,12 @@ func OpenSQLite(ctx context.Context, dir string) (Store, error) {
 			pingWrite:  true,
 		},
 		w: w, r: r,
-		wmu:   make(chan struct{}, 1),
-		notes: newNotifier(),
-		now:   time.Now,
+		wmu:       make(chan struct{}, 1),
+		notes:     newNotifier(),
+		rollNotes: newKeyNotifier(),
+		now:       time.Now,
 	}
-	if err := migrate(ctx, w, s.d, "", schema); err != nil {
+	if err := migrate(ctx, w, s.d, "", ms); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}

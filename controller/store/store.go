@@ -62,6 +62,16 @@ type Store interface {
 	// throughout its scan exactly once, and none twice, whatever is
 	// created, changed or deleted meanwhile.
 	RolloutsPage(ctx context.Context, after string, limit int) ([]Rollout, error)
+	// RolloutsOf returns the rollout records of those keys that have one,
+	// by key: the loop reads only the rollouts that are due.
+	RolloutsOf(ctx context.Context, keys []string) ([]Rollout, error)
+	// RolloutDueTimes returns the DueAt of every rollout that has one, by
+	// key, without reading their states.
+	RolloutDueTimes(ctx context.Context) (map[string]time.Time, error)
+	// RolloutHistory returns the history entries of the rollouts of keys,
+	// oldest first, or of every rollout when keys is nil. A rollout
+	// without entries is absent from the map.
+	RolloutHistory(ctx context.Context, keys []string) (map[string][]json.RawMessage, error)
 	// AcquireLease takes or renews the lease name for holder until ttl from
 	// now and reports whether holder has it. A lease held by another holder
 	// can be taken only after it expires.
@@ -76,6 +86,13 @@ type Store interface {
 	// process or (on PostgreSQL) any other. Values are hints that coalesce: read Changes
 	// to learn what changed. The channel closes when ctx is done.
 	Watch(ctx context.Context) <-chan int64
+	// WatchRollouts returns a channel that receives the keys of rollout
+	// records that may have changed (put or deleted), through this process
+	// or (on PostgreSQL) any other. Batches coalesce while the receiver is
+	// busy; a nil batch means that changes may have been missed (the
+	// PostgreSQL listener reconnected) and every record should be read
+	// again. The channel closes when ctx is done.
+	WatchRollouts(ctx context.Context) <-chan []string
 	// Ping checks that the database answers and, on SQLite, that it would
 	// take a write now: another process may hold the file's write lock
 	// while reads go on.
@@ -112,7 +129,13 @@ type Tx interface {
 	// PutRollout creates or replaces a rollout record; UpdatedAt is set to
 	// the transaction's time.
 	PutRollout(ctx context.Context, r Rollout) error
-	// DeleteRollout removes a rollout record, or returns ErrNotFound.
+	// AppendRolloutHistory appends entries (each valid JSON) to the
+	// history of key's rollout. History is append-only: it is kept apart
+	// from the record so that a record stays small however long its
+	// history grows.
+	AppendRolloutHistory(ctx context.Context, key string, entries ...json.RawMessage) error
+	// DeleteRollout removes a rollout record and its history, or returns
+	// ErrNotFound.
 	DeleteRollout(ctx context.Context, key string) error
 	// CreateToken stores a new token, or returns ErrExists.
 	CreateToken(ctx context.Context, t Token) error
@@ -203,9 +226,15 @@ type Lease struct {
 }
 
 // Rollout is the stored state of one flag's rollout. The store treats State
-// as opaque JSON; the rollout controller defines it.
+// as opaque JSON; the rollout controller defines it. Its history is stored
+// apart (Tx.AppendRolloutHistory).
 type Rollout struct {
 	Key       string          `json:"key"`
 	State     json.RawMessage `json:"state"`
 	UpdatedAt time.Time       `json:"updatedAt"`
+	// DueAt is when the rollout loop should next look at the rollout;
+	// zero when it should not (the rollout is not progressing). It is
+	// indexed, so that the loop finds what is due without reading every
+	// state.
+	DueAt time.Time `json:"dueAt,omitzero"`
 }

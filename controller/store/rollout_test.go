@@ -1,0 +1,263 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-dev/vigil/controller/store"
+	"github.com/vigil-dev/vigil/internal/testenv/pgtest"
+)
+
+func putWithHistory(t *testing.T, s store.Store, r store.Rollout, history ...string) {
+	t.Helper()
+	err := s.Update(context.Background(), store.Actor{Name: "rollout"}, func(tx store.Tx) error {
+		if err := tx.PutRollout(context.Background(), r); err != nil {
+			return err
+		}
+		var hs []json.RawMessage
+		for _, h := range history {
+			hs = append(hs, json.RawMessage(h))
+		}
+		return tx.AppendRolloutHistory(context.Background(), r.Key, hs...)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRolloutHistoryAndDueTimes: history is appended apart from the state
+// and read back in order; due times are read without the states, and only
+// the rollouts asked for are read.
+func TestRolloutHistoryAndDueTimes(t *testing.T) {
+	forEachKind(t, func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		due := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
+		putWithHistory(t, s, store.Rollout{Key: "a", State: json.RawMessage(`{"state":"progressing"}`), DueAt: due}, `{"to":"progressing"}`)
+		putWithHistory(t, s, store.Rollout{Key: "b", State: json.RawMessage(`{"state":"promoted"}`)}, `{"to":"progressing"}`, `{"to":"promoted"}`)
+		putWithHistory(t, s, store.Rollout{Key: "a", State: json.RawMessage(`{"state":"progressing","step":1}`), DueAt: due.Add(time.Second)}, `{"to":"progressing","step":1}`)
+		putWithHistory(t, s, store.Rollout{Key: "c", State: json.RawMessage(`{"state":"aborted"}`)})
+
+		dues, err := s.RolloutDueTimes(ctx)
+		if err != nil || len(dues) != 1 || !dues["a"].Equal(due.Add(time.Second)) {
+			t.Fatalf("due times %v %v, want only a at %v", dues, err, due.Add(time.Second))
+		}
+		rs, err := s.RolloutsOf(ctx, []string{"c", "a", "missing"})
+		if err != nil || len(rs) != 2 || rs[0].Key != "a" || rs[1].Key != "c" {
+			t.Fatalf("rollouts of a, c, missing: %+v %v", rs, err)
+		}
+		if !rs[0].DueAt.Equal(due.Add(time.Second)) || !rs[1].DueAt.IsZero() {
+			t.Fatalf("due times read back %v, %v", rs[0].DueAt, rs[1].DueAt)
+		}
+		hs, err := s.RolloutHistory(ctx, []string{"a"})
+		if err != nil || len(hs) != 1 || join(hs["a"]) != `{"to":"progressing"} {"to":"progressing","step":1}` {
+			t.Fatalf("history of a: %v %v", hs, err)
+		}
+		all, err := s.RolloutHistory(ctx, nil)
+		if err != nil || len(all) != 2 || join(all["b"]) != `{"to":"progressing"} {"to":"promoted"}` {
+			t.Fatalf("every history: %v %v", all, err)
+		}
+		if err := s.Update(ctx, store.Actor{Name: "rollout"}, func(tx store.Tx) error {
+			return tx.AppendRolloutHistory(ctx, "a", json.RawMessage(`{"ok":1}`), json.RawMessage(`{bad`))
+		}); err == nil || !strings.Contains(err.Error(), "entry 1 is not valid JSON") {
+			t.Fatalf("invalid history entry: %v", err)
+		}
+		if hs, _ := s.RolloutHistory(ctx, []string{"a"}); len(hs["a"]) != 2 {
+			t.Fatalf("a refused append changed the history: %v", hs)
+		}
+		if err := s.Update(ctx, store.Actor{Name: "rollout"}, func(tx store.Tx) error { return tx.DeleteRollout(ctx, "a") }); err != nil {
+			t.Fatal(err)
+		}
+		if hs, _ := s.RolloutHistory(ctx, []string{"a"}); len(hs) != 0 {
+			t.Fatalf("history outlived its rollout: %v", hs)
+		}
+	})
+}
+
+func join(rs []json.RawMessage) string {
+	var parts []string
+	for _, r := range rs {
+		parts = append(parts, string(r))
+	}
+	return strings.Join(parts, " ")
+}
+
+// TestRolloutsOfManyKeys reads more keys than one IN list takes.
+func TestRolloutsOfManyKeys(t *testing.T) {
+	forEachKind(t, func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		var keys []string
+		err := s.Update(ctx, store.Actor{Name: "rollout"}, func(tx store.Tx) error {
+			for i := range 1200 {
+				k := fmt.Sprintf("f%04d", i)
+				keys = append(keys, k)
+				if err := tx.PutRollout(ctx, store.Rollout{Key: k, State: json.RawMessage(`{}`)}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := s.RolloutsOf(ctx, keys)
+		if err != nil || len(rs) != len(keys) {
+			t.Fatalf("read %d of %d rollouts: %v", len(rs), len(keys), err)
+		}
+		for i, r := range rs {
+			if r.Key != keys[i] {
+				t.Fatalf("rollout %d is %s, want %s", i, r.Key, keys[i])
+			}
+		}
+	})
+}
+
+// TestWatchRollouts: a put or delete of a rollout record is told to its
+// watchers by key, and a put of a flag alone is not.
+func TestWatchRollouts(t *testing.T) {
+	forEachKind(t, func(t *testing.T, s store.Store) {
+		ctx, cancel := context.WithCancel(context.Background())
+		ch := s.WatchRollouts(ctx)
+		put(t, s, testFlag("x", 1))
+		putWithHistory(t, s, store.Rollout{Key: "a", State: json.RawMessage(`{}`)})
+		putWithHistory(t, s, store.Rollout{Key: "b", State: json.RawMessage(`{}`)})
+		waitKeys(t, ch, "a", "b")
+		cancel()
+		for range ch {
+		}
+	})
+}
+
+// waitKeys waits until the batches from ch have named every key in want,
+// and fails on a key not in want.
+func waitKeys(t *testing.T, ch <-chan []string, want ...string) {
+	t.Helper()
+	seen := map[string]bool{}
+	deadline := time.After(10 * time.Second)
+	for len(seen) < len(want) {
+		select {
+		case batch := <-ch:
+			if batch == nil {
+				continue // a listener (re)connected: nothing to check
+			}
+			for _, k := range batch {
+				if !slices.Contains(want, k) {
+					t.Fatalf("told of rollout %q, want only %v", k, want)
+				}
+				seen[k] = true
+			}
+		case <-deadline:
+			t.Fatalf("told of %v, want %v", seen, want)
+		}
+	}
+}
+
+// TestPostgresReplicasToldOfRollouts: a rollout changed through one
+// replica's store reaches the rollout watchers of another.
+func TestPostgresReplicasToldOfRollouts(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.Database(t)
+	a, err := store.OpenPostgres(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := store.OpenPostgres(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := b.WatchRollouts(wctx)
+	// The listener may still be connecting: keep writing until b hears.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		putWithHistory(t, a, store.Rollout{Key: "a", State: json.RawMessage(`{}`)})
+		select {
+		case batch := <-ch:
+			if slices.Equal(batch, []string{"a"}) {
+				return
+			}
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("replica b never heard of a's rollout")
+		}
+	}
+}
+
+// TestMigrationMovesHistoryOut: a store written by schema version 1, with
+// each rollout's history inline in its state, comes out of the migration
+// with the history in its own table in order, states without it, and
+// progressing rollouts due at once.
+func TestMigrationMovesHistoryOut(t *testing.T) {
+	opens := []struct {
+		name   string
+		where  func(t *testing.T) string
+		at     func(ctx context.Context, where string, version int) (store.Store, error)
+		latest func(ctx context.Context, where string) (store.Store, error)
+	}{
+		{"sqlite", func(t *testing.T) string { return t.TempDir() }, store.OpenSQLiteAt, store.OpenSQLite},
+		{"postgres", func(t *testing.T) string { return pgtest.Database(t) }, store.OpenPostgresAt, store.OpenPostgres},
+	}
+	for _, o := range opens {
+		t.Run(o.name, func(t *testing.T) {
+			ctx := context.Background()
+			where := o.where(t)
+			old, err := o.at(ctx, where, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Version 1's statement, which knew no due_at.
+			for _, r := range []store.Rollout{
+				{Key: "a", State: json.RawMessage(`{"key":"a","state":"progressing","percent":5,"history":[{"to":"progressing","percent":1},{"to":"progressing","percent":5}]}`)},
+				{Key: "b", State: json.RawMessage(`{"key":"b","state":"promoted","percent":100,"history":[{"to":"promoted","percent":100}]}`)},
+				{Key: "c", State: json.RawMessage(`{"key":"c","state":"pending","history":null}`)},
+			} {
+				if err := store.Exec(ctx, old, `INSERT INTO vigil_rollouts (key, state, updated_at) VALUES ($1, $2, $3)`, r.Key, string(r.State), int64(1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			old.Close()
+			s, err := o.latest(ctx, where)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			hs, err := s.RolloutHistory(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(hs) != 2 || len(hs["a"]) != 2 || len(hs["b"]) != 1 {
+				t.Fatalf("history after migration: %v", hs)
+			}
+			for i, want := range []float64{1, 5} {
+				var e struct{ Percent float64 }
+				if err := json.Unmarshal(hs["a"][i], &e); err != nil || e.Percent != want {
+					t.Fatalf("a's entry %d is %s, want percent %v", i, hs["a"][i], want)
+				}
+			}
+			rs, err := s.Rollouts(ctx)
+			if err != nil || len(rs) != 3 {
+				t.Fatalf("rollouts after migration: %v %v", rs, err)
+			}
+			for _, r := range rs {
+				var st map[string]any
+				if err := json.Unmarshal(r.State, &st); err != nil {
+					t.Fatalf("state of %s after migration: %s: %v", r.Key, r.State, err)
+				}
+				if _, ok := st["history"]; ok || st["key"] != r.Key {
+					t.Fatalf("state of %s after migration: %s", r.Key, r.State)
+				}
+				if progressing := r.Key == "a"; progressing == r.DueAt.IsZero() {
+					t.Fatalf("rollout %s due at %v after migration", r.Key, r.DueAt)
+				}
+			}
+		})
+	}
+}
