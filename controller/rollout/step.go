@@ -34,7 +34,17 @@ type Observation struct {
 // The controller passes half its tick as slack, so that a rollout whose
 // interval equals the tick is not skipped every other tick by timer jitter.
 func Due(s State, now time.Time, slack time.Duration) bool {
-	return s.Phase == Progressing && !now.Add(slack).Before(s.UpdatedAt.Add(s.Plan.Interval.Std()))
+	next := s.NextLook()
+	return !next.IsZero() && !now.Add(slack).Before(next)
+}
+
+// NextLook is when the loop should next look at the rollout: its plan's
+// interval after it last changed while it progresses, zero otherwise.
+func (s *State) NextLook() time.Time {
+	if s.Phase != Progressing {
+		return time.Time{}
+	}
+	return s.UpdatedAt.Add(s.Plan.Interval.Std())
 }
 
 // Step decides what one tick's observation does to a progressing rollout:

@@ -19,6 +19,28 @@ const (
 	Leader = "vigil_rollout_leader"
 )
 
+// The loop's own cost, recorded by the replica that holds the lease: how
+// long its ticks take, how much each does, and how big its reads of the
+// metric source are. The store's latency per operation, writes included,
+// is the server's vigil_store_duration_seconds.
+const (
+	// TickDuration is the time of one tick: the lease, catching up with
+	// changed rollouts, reading, judging and committing the due ones.
+	TickDuration = "vigil_rollout_tick_duration_seconds"
+	// TickOverruns counts ticks that took longer than the loop's tick
+	// interval: the looks that fell due meanwhile waited for the next.
+	TickOverruns = "vigil_rollout_tick_overruns_total"
+	// LooksDue counts the rollouts found due, summed over ticks; over
+	// TickDuration's count, the rollouts due per tick.
+	LooksDue = "vigil_rollout_looks_due_total"
+	// LooksJudged counts the due rollouts whose counts the judge weighed
+	// (those past their warm-up whose counts could be read).
+	LooksJudged = "vigil_rollout_looks_judged_total"
+	// ProviderQueryRollouts is the size of each batched read of the
+	// metric source: the rollouts it read the counts of.
+	ProviderQueryRollouts = "vigil_provider_query_rollouts"
+)
+
 // What the judge found at its latest look, per ratio check (labels flag and
 // metric, the check's name): the evidence behind Evidence, so that
 // dashboards and alerts judge a rollout by the judge's own numbers rather

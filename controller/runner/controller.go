@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -74,6 +76,22 @@ type Controller struct {
 	readFailing, readLogged time.Time
 
 	plans planCache
+	// due indexes when each progressing rollout is next due, so that a
+	// tick reads only the rollouts that are due.
+	due dueIndex
+
+	// synced reports that the index, the plan cache and the state gauges
+	// have read every rollout since the controller started, or since the
+	// store's change notices lapsed; tick and follow keep them current
+	// from then on. Only the goroutine that ticks uses it.
+	synced bool
+
+	// pending are the keys of rollouts that changed in the store, through
+	// this replica or another, since the last tick; pendingAll that
+	// notices may have been missed.
+	pendingMu  sync.Mutex
+	pending    map[string]struct{}
+	pendingAll bool
 }
 
 // New returns a Controller; Run starts its loop.
@@ -112,6 +130,7 @@ func (c *Controller) Leader() bool {
 
 // Run runs the loop until ctx is done, then gives up the lease.
 func (c *Controller) Run(ctx context.Context) error {
+	c.watch(ctx)
 	t := time.NewTicker(c.opts.Tick)
 	defer t.Stop()
 	defer func() {
@@ -133,61 +152,221 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 }
 
-// Tick runs the loop once: takes or renews the lease and, if held, moves
-// every progressing rollout whose interval has passed since its last
-// update.
+// watch follows the store's notices of changed rollouts until ctx is
+// done, for the next tick to read: a command given through another
+// replica changes what is due here.
+func (c *Controller) watch(ctx context.Context) {
+	ch := c.opts.Store.WatchRollouts(ctx)
+	go func() {
+		for keys := range ch {
+			c.pendingMu.Lock()
+			if keys == nil {
+				c.pendingAll = true
+			}
+			for _, k := range keys {
+				if c.pending == nil {
+					c.pending = map[string]struct{}{}
+				}
+				c.pending[k] = struct{}{}
+			}
+			c.pendingMu.Unlock()
+		}
+	}()
+}
+
+// takePending returns and forgets the keys noticed since the last call,
+// sorted, and whether notices may have been missed.
+func (c *Controller) takePending() ([]string, bool) {
+	c.pendingMu.Lock()
+	defer c.pendingMu.Unlock()
+	keys := slices.Sorted(maps.Keys(c.pending))
+	all := c.pendingAll
+	c.pending, c.pendingAll = nil, false
+	return keys, all
+}
+
+// Tick runs the loop once: takes or renews the lease, catches up with the
+// rollouts changed meanwhile and, if it holds the lease, moves every
+// progressing rollout whose interval has passed since its last update.
+// It reads the states of those rollouts only: the others' due times are
+// indexed in memory.
 func (c *Controller) Tick(ctx context.Context) error {
+	start := time.Now()
 	held, err := c.opts.Store.AcquireLease(ctx, LeaseName, c.opts.Holder, c.opts.LeaseTTL)
+	held = held && err == nil
 	c.mu.Lock()
-	c.leader = held && err == nil
+	gained := held && !c.leader
+	c.leader = held
 	c.mu.Unlock()
-	c.opts.Metrics.observeLeader(held && err == nil)
+	c.opts.Metrics.observeLeader(held)
 	if err != nil {
 		return fmt.Errorf("acquire lease %s: %w", LeaseName, err)
 	}
+	keys, all := c.takePending()
+	switch {
+	case !c.synced || all:
+		if err := c.sync(ctx); err != nil {
+			return err
+		}
+	case len(keys) > 0:
+		if err := c.follow(ctx, keys); err != nil {
+			return err
+		}
+	}
+	if gained {
+		// Another replica ran the loop until now: what this one noticed
+		// meanwhile is all it knows, so it reads the due times afresh.
+		dues, err := c.opts.Store.RolloutDueTimes(ctx)
+		if err != nil {
+			c.mu.Lock()
+			c.leader = false // so that the next tick reads them again
+			c.mu.Unlock()
+			return fmt.Errorf("read due times: %w", err)
+		}
+		c.due.reset(dues)
+	}
+	if !held {
+		return nil
+	}
+	due, judged, err := c.look(ctx)
+	took := time.Since(start)
+	c.opts.Metrics.observeTick(took, due, judged)
+	if took > c.opts.Tick {
+		c.opts.Metrics.observeOverrun()
+		c.log.Warn("rollout tick overran its interval; looks due meanwhile wait for the next tick",
+			"took", took.Round(time.Millisecond), "interval", c.opts.Tick, "due", due, "judged", judged)
+	}
+	return err
+}
+
+// look moves every rollout that is due and reports how many were due and
+// how many of those the judge was asked about.
+func (c *Controller) look(ctx context.Context) (int, int, error) {
+	now := c.opts.Now()
+	slack := c.opts.Tick / 2
+	keys := c.due.upTo(now.Add(slack))
+	if len(keys) == 0 {
+		return 0, 0, nil
+	}
+	rs, err := c.opts.Store.RolloutsOf(ctx, keys)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read due rollouts: %w", err)
+	}
+	var errs []error
+	seen := make(map[string]bool, len(rs))
+	var due []rollout.State
+	flags := make(map[string]flag.Flag, len(rs))
+	for _, r := range rs {
+		seen[r.Key] = true
+		s, err := decode(r)
+		if err != nil {
+			// Not indexed again until it changes: it would fail alike.
+			c.log.Error("skipping unreadable rollout", "err", err)
+			c.due.set(r.Key, time.Time{})
+			continue
+		}
+		if !rollout.Due(s, now, slack) {
+			// A record migrated from before due times were stored, or
+			// one that changed since it was indexed.
+			c.due.set(s.Key, s.NextLook())
+			continue
+		}
+		f, err := c.opts.Store.Flag(ctx, s.Key)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			if err := c.abandon(ctx, s); err != nil {
+				c.log.Error("abort the rollout of a deleted flag", "flag", s.Key, "err", err)
+			}
+			continue
+		case err != nil:
+			errs = append(errs, fmt.Errorf("flag %s: %w", s.Key, err))
+			continue
+		}
+		flags[s.Key] = f
+		due = append(due, s)
+	}
+	for _, k := range keys {
+		if !seen[k] {
+			c.due.set(k, time.Time{})
+		}
+	}
+	if len(due) == 0 {
+		return 0, 0, errors.Join(errs...)
+	}
+	obs := c.observe(ctx, due, flags, now)
+	judged := 0
+	for i, s := range due {
+		if obs[i].Verdict != nil {
+			judged++
+		}
+		err := c.commit(ctx, s, func(at time.Time) (rollout.State, []rollout.Action, error) {
+			next, acts := rollout.Step(s, obs[i], at)
+			return next, acts, nil
+		})
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return len(due), judged, errors.Join(errs...)
+}
+
+// sync reads every rollout: their due times, their plans and their gauges.
+// The controller does so when it starts and when the store's notices may
+// have missed a change; from then on it follows the changes.
+func (c *Controller) sync(ctx context.Context) error {
 	states, err := c.states(ctx)
 	if err != nil {
 		return err
 	}
 	c.opts.Metrics.observeStates(states)
 	c.plans.keep(states)
-	if !held {
-		return nil
-	}
-	now := c.opts.Now()
-	snap, err := c.opts.Store.Snapshot(ctx)
-	if err != nil {
-		return fmt.Errorf("read flags: %w", err)
-	}
-	flags := make(map[string]flag.Flag, len(snap.Flags))
-	for _, f := range snap.Flags {
-		flags[f.Key] = f
-	}
-	var due []rollout.State
+	dues := make(map[string]time.Time, len(states))
 	for _, s := range states {
-		if !rollout.Due(s, now, c.opts.Tick/2) {
+		if next := s.NextLook(); !next.IsZero() {
+			dues[s.Key] = next
+		}
+	}
+	c.due.reset(dues)
+	c.synced = true
+	return nil
+}
+
+// follow reads the rollouts of keys, which changed in the store, into the
+// index, the plan cache and the gauges; a rollout no longer stored leaves
+// the index.
+func (c *Controller) follow(ctx context.Context, keys []string) error {
+	rs, err := c.opts.Store.RolloutsOf(ctx, keys)
+	if err != nil {
+		c.synced = false // read everything at the next tick instead
+		return fmt.Errorf("read changed rollouts: %w", err)
+	}
+	seen := make(map[string]bool, len(rs))
+	for _, r := range rs {
+		seen[r.Key] = true
+		s, err := decode(r)
+		if err != nil {
+			c.log.Error("skipping unreadable rollout", "err", err)
 			continue
 		}
-		if _, ok := flags[s.Key]; !ok {
-			if err := c.abandon(ctx, s, now); err != nil {
-				c.log.Error("abort the rollout of a deleted flag", "flag", s.Key, "err", err)
-			}
-			continue
-		}
-		due = append(due, s)
+		c.track(s)
 	}
-	if len(due) == 0 {
-		return nil
-	}
-	obs := c.observe(ctx, due, flags, now)
-	var errs []error
-	for i, s := range due {
-		next, acts := rollout.Step(s, obs[i], now)
-		if err := c.commit(ctx, s.Revision, next, acts); err != nil {
-			errs = append(errs, err)
+	for _, k := range keys {
+		if !seen[k] {
+			c.due.set(k, time.Time{})
+			c.plans.drop(k)
 		}
 	}
-	return errors.Join(errs...)
+	return nil
+}
+
+// track records a rollout's current state in the index, the plan cache and
+// the gauges.
+func (c *Controller) track(s rollout.State) {
+	c.due.set(s.Key, s.NextLook())
+	if s.Phase != rollout.Progressing {
+		c.plans.drop(s.Key)
+	}
+	c.opts.Metrics.observeStates([]rollout.State{s})
 }
 
 // observe reads the counts of every due rollout in one batch and judges
@@ -227,7 +406,7 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 	// rollouts failed, too.
 	failed := err
 	defer func() {
-		c.opts.Metrics.observeQuery(took, failed)
+		c.opts.Metrics.observeQuery(took, len(qs), failed)
 		c.logRead(failed, now)
 	}()
 	for i, s := range due {
@@ -363,10 +542,15 @@ var errStale = errors.New("rollout changed since it was read")
 // decided on the same rollout, so only the lease's holder writes.
 var errLeaseLost = errors.New("the rollout loop's lease is no longer held")
 
-// commit stores a decision taken on revision rev, with its actions, in one
-// transaction fenced by the loop's lease (dropped when this replica no
-// longer holds it), then sends its notifications.
-func (c *Controller) commit(ctx context.Context, rev int64, next rollout.State, acts []rollout.Action) error {
+// commit stores the decision that decide takes on s, with its actions, in
+// one transaction fenced by the loop's lease (dropped when this replica no
+// longer holds it, or when s changed meanwhile), then sends its
+// notifications. decide is given the time inside that transaction, so
+// that a transition is stamped when it is committed, and the next look is
+// due an interval after the commit, not after the start of a long tick.
+func (c *Controller) commit(ctx context.Context, s rollout.State, decide func(now time.Time) (rollout.State, []rollout.Action, error)) error {
+	var next rollout.State
+	var acts []rollout.Action
 	err := c.opts.Store.Update(ctx, store.Actor{Name: rollout.ControllerActor}, func(tx store.Tx) error {
 		held, err := tx.HoldsLease(ctx, LeaseName, c.opts.Holder)
 		if err != nil {
@@ -375,25 +559,28 @@ func (c *Controller) commit(ctx context.Context, rev int64, next rollout.State, 
 		if !held {
 			return errLeaseLost
 		}
-		cur, err := readState(ctx, tx, next.Key)
+		cur, err := readState(ctx, tx, s.Key)
 		if err != nil {
 			return err
 		}
-		if cur.Revision != rev {
+		if cur.Revision != s.Revision {
 			return errStale
+		}
+		if next, acts, err = decide(c.opts.Now()); err != nil {
+			return err
 		}
 		return write(ctx, tx, next, acts)
 	})
 	switch {
 	case errors.Is(err, errStale):
-		c.log.Info("decision dropped: the rollout changed meanwhile", "flag", next.Key)
+		c.log.Info("decision dropped: the rollout changed meanwhile", "flag", s.Key)
 		return nil
 	case errors.Is(err, errLeaseLost):
-		c.log.Warn("decision dropped: this replica's lease on the rollout loop expired during the tick", "flag", next.Key)
+		c.log.Warn("decision dropped: this replica's lease on the rollout loop expired during the tick", "flag", s.Key)
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("store rollout %s: %w", next.Key, err)
+		return fmt.Errorf("store rollout %s: %w", s.Key, err)
 	}
 	c.after(next, acts)
 	return nil
@@ -401,20 +588,22 @@ func (c *Controller) commit(ctx context.Context, rev int64, next rollout.State, 
 
 // abandon aborts the rollout of a flag that was deleted: there is no
 // percentage left to set, only the record to close.
-func (c *Controller) abandon(ctx context.Context, s rollout.State, now time.Time) error {
-	next, acts, err := rollout.Apply(s, rollout.Command{Kind: rollout.Abort, Actor: rollout.ControllerActor, Reason: "the flag was deleted"}, now)
-	if err != nil {
-		return err
-	}
-	kept := acts[:0:0]
-	for _, a := range acts {
-		switch a.(type) {
-		case rollout.SetPercent, rollout.SetTracked:
-		default:
-			kept = append(kept, a)
+func (c *Controller) abandon(ctx context.Context, s rollout.State) error {
+	return c.commit(ctx, s, func(now time.Time) (rollout.State, []rollout.Action, error) {
+		next, acts, err := rollout.Apply(s, rollout.Command{Kind: rollout.Abort, Actor: rollout.ControllerActor, Reason: "the flag was deleted"}, now)
+		if err != nil {
+			return rollout.State{}, nil, err
 		}
-	}
-	return c.commit(ctx, s.Revision, next, kept)
+		kept := acts[:0:0]
+		for _, a := range acts {
+			switch a.(type) {
+			case rollout.SetPercent, rollout.SetTracked:
+			default:
+				kept = append(kept, a)
+			}
+		}
+		return next, kept, nil
+	})
 }
 
 // after reports committed actions to the metrics and the webhooks.
@@ -429,10 +618,12 @@ func (c *Controller) after(s rollout.State, acts []rollout.Action) {
 			}
 		}
 	}
-	c.opts.Metrics.observeStates([]rollout.State{s})
+	c.track(s)
 }
 
-// write stores the state and carries out its actions inside tx.
+// write stores the state and carries out its actions inside tx. The
+// state is stored without its history: the transitions of acts (those
+// Notify carries) are appended to the rollout's history apart.
 func write(ctx context.Context, tx store.Tx, s rollout.State, acts []rollout.Action) error {
 	var f *flag.Flag
 	loadFlag := func() error {
@@ -447,8 +638,15 @@ func write(ctx context.Context, tx store.Tx, s rollout.State, acts []rollout.Act
 		return nil
 	}
 	flagChanged := false
+	var entries []json.RawMessage
 	for _, a := range acts {
 		switch a := a.(type) {
+		case rollout.Notify:
+			e, err := json.Marshal(a.Transition)
+			if err != nil {
+				return fmt.Errorf("encode a transition of %s: %w", s.Key, err)
+			}
+			entries = append(entries, e)
 		case rollout.SetPercent:
 			if err := loadFlag(); err != nil {
 				return err
@@ -481,11 +679,15 @@ func write(ctx context.Context, tx store.Tx, s rollout.State, acts []rollout.Act
 			return fmt.Errorf("update flag %s: %w", s.Key, err)
 		}
 	}
+	s.History = nil
 	raw, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("encode rollout %s: %w", s.Key, err)
 	}
-	return tx.PutRollout(ctx, store.Rollout{Key: s.Key, State: raw})
+	if err := tx.PutRollout(ctx, store.Rollout{Key: s.Key, State: raw, DueAt: s.NextLook()}); err != nil {
+		return err
+	}
+	return tx.AppendRolloutHistory(ctx, s.Key, entries...)
 }
 
 // readState reads a flag's rollout inside tx; a flag never rolled out is
@@ -515,6 +717,27 @@ func decode(r store.Rollout) (rollout.State, error) {
 	return rollout.DecodeState(r.Key, r.State)
 }
 
+// withHistory returns s with the history stored for it.
+func (c *Controller) withHistory(ctx context.Context, s rollout.State) (rollout.State, error) {
+	hs, err := c.opts.Store.RolloutHistory(ctx, []string{s.Key})
+	if err != nil {
+		return rollout.State{}, err
+	}
+	s.History, err = decodeHistory(s.Key, hs[s.Key])
+	return s, err
+}
+
+// decodeHistory reads a rollout's stored history entries.
+func decodeHistory(key string, entries []json.RawMessage) ([]rollout.Transition, error) {
+	out := make([]rollout.Transition, len(entries))
+	for i, e := range entries {
+		if err := json.Unmarshal(e, &out[i]); err != nil {
+			return nil, fmt.Errorf("decode history entry %d of rollout %s: %w", i+1, key, err)
+		}
+	}
+	return out, nil
+}
+
 // states reads every stored rollout.
 func (c *Controller) states(ctx context.Context) ([]rollout.State, error) {
 	rs, err := c.opts.Store.Rollouts(ctx)
@@ -533,17 +756,34 @@ func (c *Controller) states(ctx context.Context) ([]rollout.State, error) {
 	return out, nil
 }
 
-// Rollouts returns every rollout, by key.
+// Rollouts returns every rollout, by key, with its history.
 func (c *Controller) Rollouts(ctx context.Context) ([]rollout.State, error) {
-	return c.states(ctx)
+	ss, err := c.states(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hs, err := c.opts.Store.RolloutHistory(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ss {
+		if ss[i].History, err = decodeHistory(ss[i].Key, hs[ss[i].Key]); err != nil {
+			return nil, err
+		}
+	}
+	return ss, nil
 }
 
-// Rollout returns one flag's rollout: pending if it was never started, or
-// store.ErrNotFound if the flag does not exist.
+// Rollout returns one flag's rollout with its history: pending if it was
+// never started, or store.ErrNotFound if the flag does not exist.
 func (c *Controller) Rollout(ctx context.Context, key string) (rollout.State, error) {
 	r, err := c.opts.Store.Rollout(ctx, key)
 	if err == nil {
-		return decode(r)
+		s, err := decode(r)
+		if err != nil {
+			return rollout.State{}, err
+		}
+		return c.withHistory(ctx, s)
 	}
 	if !errors.Is(err, store.ErrNotFound) {
 		return rollout.State{}, fmt.Errorf("read rollout %s: %w", key, err)
@@ -609,7 +849,14 @@ func (c *Controller) apply(ctx context.Context, key string, cmd rollout.Command,
 		return rollout.State{}, err
 	}
 	c.after(next, acts)
-	return next, nil
+	// The command is stored; a history that cannot be read now is the
+	// only thing missing from the answer.
+	full, err := c.withHistory(ctx, next)
+	if err != nil {
+		c.log.Warn("read the history of a rollout after a command", "flag", key, "err", err)
+		return next, nil
+	}
+	return full, nil
 }
 
 // startable checks that a flag can be rolled out: a rollout ramps its
@@ -657,6 +904,13 @@ func (c *planCache) get(s rollout.State) (*plan.Prepared, error) {
 	return p, nil
 }
 
+// drop forgets the plan of key's rollout.
+func (c *planCache) drop(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, key)
+}
+
 // keep forgets the plans of rollouts that are no longer progressing.
 func (c *planCache) keep(states []rollout.State) {
 	c.mu.Lock()
@@ -672,4 +926,46 @@ func (c *planCache) keep(states []rollout.State) {
 			delete(c.m, k)
 		}
 	}
+}
+
+// dueIndex holds when each progressing rollout is next due: only those, so
+// that the rollouts that finished cost a tick nothing.
+type dueIndex struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+// set records when key's rollout is next due; zero removes it.
+func (d *dueIndex) set(key string, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if at.IsZero() {
+		delete(d.at, key)
+		return
+	}
+	if d.at == nil {
+		d.at = map[string]time.Time{}
+	}
+	d.at[key] = at
+}
+
+// reset replaces the index with dues.
+func (d *dueIndex) reset(dues map[string]time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.at = dues
+}
+
+// upTo returns the keys due at or before t, sorted.
+func (d *dueIndex) upTo(t time.Time) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var keys []string
+	for k, at := range d.at {
+		if !at.After(t) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
 }

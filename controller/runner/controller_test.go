@@ -592,13 +592,17 @@ func TestLoopAbortsRolloutOfDeletedFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.run(t, 5*time.Second, func() bool { return false })
-	r, err := f.st.Rollout(ctx, "checkout")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := decode(r)
+	s := f.state(t, "checkout")
 	if s.Phase != rollout.Aborted || !strings.Contains(s.History[len(s.History)-1].Reason, "the flag was deleted") {
 		t.Errorf("rollout of a deleted flag is %s", s.Phase)
+	}
+}
+
+// failAt decides that the judge failed the rollout.
+func failAt(s rollout.State) func(now time.Time) (rollout.State, []rollout.Action, error) {
+	return func(now time.Time) (rollout.State, []rollout.Action, error) {
+		next, acts := rollout.Step(s, rollout.Observation{Verdict: &judge.Verdict{Outcome: judge.Fail}}, now)
+		return next, acts, nil
 	}
 }
 
@@ -614,8 +618,7 @@ func TestStaleDecisionIsDropped(t *testing.T) {
 	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Pause, Actor: "b"}); err != nil {
 		t.Fatal(err)
 	}
-	next, acts := rollout.Step(s, rollout.Observation{Verdict: &judge.Verdict{Outcome: judge.Fail}}, f.clock.Now())
-	if err := f.c.commit(ctx, s.Revision, next, acts); err != nil {
+	if err := f.c.commit(ctx, s, failAt(s)); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.state(t, "checkout"); got.Phase != rollout.Paused {
@@ -734,12 +737,11 @@ func TestLoopWritesOnlyUnderItsLease(t *testing.T) {
 				t.Fatalf("a did not take the lease: %v", err)
 			}
 			s := a.state(t, "checkout")
-			next, acts := rollout.Step(s, rollout.Observation{Verdict: &judge.Verdict{Outcome: judge.Fail}}, a.clock.Now())
 			poll.True(t, 10*time.Second, "another replica takes the expired lease", func() bool {
 				held, err := st2.AcquireLease(ctx, LeaseName, "test-2", time.Minute)
 				return err == nil && held
 			})
-			if err := a.c.commit(ctx, s.Revision, next, acts); err != nil {
+			if err := a.c.commit(ctx, s, failAt(s)); err != nil {
 				t.Fatal(err)
 			}
 			if got := a.state(t, "checkout"); got.Phase != rollout.Progressing || got.Revision != s.Revision {

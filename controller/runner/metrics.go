@@ -22,6 +22,12 @@ type Metrics struct {
 	provErrors  prometheus.Counter
 	queryTime   prometheus.Histogram
 	leader      prometheus.Gauge
+	// The loop's own cost; see package rolloutmetrics.
+	tickTime     prometheus.Histogram
+	overruns     prometheus.Counter
+	looksDue     prometheus.Counter
+	looksJudged  prometheus.Counter
+	readRollouts prometheus.Histogram
 	// The judge's latest findings per ratio check and on the split; see
 	// package rolloutmetrics.
 	edge, cohortRate, ratio, ratioLow, ratioHigh *prometheus.GaugeVec
@@ -70,6 +76,28 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "1 while this replica holds the rollout loop's lease, else 0.",
 		}),
 	}
+	m.tickTime = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    rolloutmetrics.TickDuration,
+		Help:    "Time of one tick of the rollout loop on the replica that holds its lease.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+	})
+	m.overruns = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: rolloutmetrics.TickOverruns,
+		Help: "Ticks that took longer than the loop's tick interval.",
+	})
+	m.looksDue = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: rolloutmetrics.LooksDue,
+		Help: "Rollouts found due, summed over ticks.",
+	})
+	m.looksJudged = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: rolloutmetrics.LooksJudged,
+		Help: "Due rollouts the judge weighed, summed over ticks.",
+	})
+	m.readRollouts = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    rolloutmetrics.ProviderQueryRollouts,
+		Help:    "Rollouts whose counts one batched read of the metric source asked for.",
+		Buckets: prometheus.ExponentialBuckets(1, 4, 9),
+	})
 	check := func(name, help string) *prometheus.GaugeVec {
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, []string{"flag", "metric"})
 	}
@@ -92,6 +120,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.splitObserved = split(rolloutmetrics.SplitObserved, "Treatment's share of the split's requests that it got.")
 	m.splitMismatch = split(rolloutmetrics.SplitMismatch, "1 once treatment's share differs from the flag's beyond chance: the rollout holds.")
 	for _, c := range []prometheus.Collector{m.percent, m.state, m.transitions, m.verdicts, m.evidence, m.threshold, m.provErrors, m.queryTime, m.leader,
+		m.tickTime, m.overruns, m.looksDue, m.looksJudged, m.readRollouts,
 		m.edge, m.cohortRate, m.ratio, m.ratioLow, m.ratioHigh, m.tolerance, m.harmBound, m.floorRatio, m.dispersion,
 		m.splitExpected, m.splitObserved, m.splitMismatch} {
 		if err := reg.Register(c); err != nil {
@@ -135,11 +164,28 @@ func (m *Metrics) observeTransition(key string, t rollout.Transition) {
 	m.transitions.WithLabelValues(key, string(t.To)).Inc()
 }
 
-func (m *Metrics) observeQuery(d time.Duration, err error) {
+func (m *Metrics) observeTick(d time.Duration, due, judged int) {
+	if m == nil {
+		return
+	}
+	m.tickTime.Observe(d.Seconds())
+	m.looksDue.Add(float64(due))
+	m.looksJudged.Add(float64(judged))
+}
+
+func (m *Metrics) observeOverrun() {
+	if m == nil {
+		return
+	}
+	m.overruns.Inc()
+}
+
+func (m *Metrics) observeQuery(d time.Duration, rollouts int, err error) {
 	if m == nil {
 		return
 	}
 	m.queryTime.Observe(d.Seconds())
+	m.readRollouts.Observe(float64(rollouts))
 	if err != nil {
 		m.provErrors.Inc()
 	}

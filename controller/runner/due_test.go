@@ -1,0 +1,284 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vigil-dev/vigil/analysis/cohort"
+	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/store"
+	"github.com/vigil-dev/vigil/internal/testenv/poll"
+	"github.com/vigil-dev/vigil/internal/testenv/syncbuf"
+)
+
+// countingStore is a real store that counts the rollout records (the
+// bodies a tick would decode) and flag snapshots read through it.
+type countingStore struct {
+	store.Store
+	mu        sync.Mutex
+	bodies    int
+	snapshots int
+	histories int
+}
+
+func (s *countingStore) add(n *int, k int) {
+	s.mu.Lock()
+	*n += k
+	s.mu.Unlock()
+}
+
+func (s *countingStore) Rollout(ctx context.Context, key string) (store.Rollout, error) {
+	r, err := s.Store.Rollout(ctx, key)
+	if err == nil {
+		s.add(&s.bodies, 1)
+	}
+	return r, err
+}
+
+func (s *countingStore) Rollouts(ctx context.Context) ([]store.Rollout, error) {
+	rs, err := s.Store.Rollouts(ctx)
+	s.add(&s.bodies, len(rs))
+	return rs, err
+}
+
+func (s *countingStore) RolloutsOf(ctx context.Context, keys []string) ([]store.Rollout, error) {
+	rs, err := s.Store.RolloutsOf(ctx, keys)
+	s.add(&s.bodies, len(rs))
+	return rs, err
+}
+
+func (s *countingStore) Snapshot(ctx context.Context) (store.Snapshot, error) {
+	s.add(&s.snapshots, 1)
+	return s.Store.Snapshot(ctx)
+}
+
+func (s *countingStore) RolloutHistory(ctx context.Context, keys []string) (map[string][]json.RawMessage, error) {
+	s.add(&s.histories, 1)
+	return s.Store.RolloutHistory(ctx, keys)
+}
+
+// reads returns and resets the counts.
+func (s *countingStore) reads() (bodies, snapshots, histories int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bodies, snapshots, histories = s.bodies, s.snapshots, s.histories
+	s.bodies, s.snapshots, s.histories = 0, 0, 0
+	return
+}
+
+// TestIdleTickReadsNoRollouts: once the loop has read the rollouts at its
+// start, a tick with nothing due reads no rollout record, no history and
+// no flags, however many rollouts are stored; a tick with one due reads
+// that one.
+func TestIdleTickReadsNoRollouts(t *testing.T) {
+	cs := &countingStore{Store: openSQLite(t)}
+	f := newFixture(t, cs)
+	ctx := context.Background()
+	const n = 30
+	for i := range n {
+		key := "f" + string(rune('a'+i/26)) + string(rune('a'+i%26))
+		putFlag(t, cs, checkoutFlag(key))
+		for _, k := range []rollout.CommandKind{rollout.Start, rollout.Promote} {
+			if _, err := f.c.Command(ctx, key, rollout.Command{Kind: k, Actor: "a"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := f.c.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if bodies, _, _ := cs.reads(); bodies < n {
+		t.Fatalf("the first tick read %d rollouts, want all %d", bodies, n)
+	}
+	for range 3 {
+		f.clock.Add(time.Hour)
+		if err := f.c.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if bodies, snaps, hists := cs.reads(); bodies+snaps+hists != 0 {
+			t.Fatalf("an idle tick read %d rollouts, %d flag snapshots and %d histories, want none", bodies, snaps, hists)
+		}
+	}
+
+	putFlag(t, cs, checkoutFlag("live"))
+	if _, err := f.c.Command(ctx, "live", rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	cs.reads()
+	f.clock.Add(2 * time.Second)
+	if err := f.c.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if bodies, snaps, _ := cs.reads(); bodies != 1 || snaps != 0 {
+		t.Fatalf("a tick with one rollout due read %d rollouts and %d flag snapshots, want 1 and 0", bodies, snaps)
+	}
+	if got := f.state(t, "live").Revision; got != 2 {
+		t.Fatalf("the due rollout is at revision %d after its look, want 2", got)
+	}
+	if due := testutil.ToFloat64(f.c.opts.Metrics.looksDue); due != 1 {
+		t.Errorf("vigil_rollout_looks_due_total = %v after five ticks with one look, want 1", due)
+	}
+}
+
+// slowReader reads the counts and then moves the fake clock on, as a slow
+// metric source would: whatever the tick decides is committed later than
+// the tick began.
+type slowReader struct {
+	Reader
+	clock *clock
+	took  time.Duration
+}
+
+func (r slowReader) Read(ctx context.Context, now time.Time, qs []cohort.FlagQuery) (map[string]cohort.Reading, error) {
+	defer r.clock.Add(r.took)
+	return r.Reader.Read(ctx, now, qs)
+}
+
+// TestTransitionStampedWhenCommitted: a look that holds and a transition
+// are both stamped with the time they are committed, after the slow read,
+// not when the tick began; so the next look is due an interval after the
+// commit.
+func TestTransitionStampedWhenCommitted(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	const took = 700 * time.Millisecond
+	f.c.opts.Reader = slowReader{Reader: f.tr, clock: f.clock, took: took}
+	ctx := context.Background()
+	putFlag(t, f.st, checkoutFlag("checkout"))
+	f.tr.errRate["checkout"] = [2]float64{0.2, 0.01}
+	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	held := false
+	for range 120 {
+		f.clock.Add(time.Second)
+		if err := f.tr.advance(ctx); err != nil {
+			t.Fatal(err)
+		}
+		before := f.state(t, "checkout")
+		began := f.clock.Now()
+		if err := f.c.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s := f.state(t, "checkout")
+		if s.Revision == before.Revision {
+			continue
+		}
+		if !s.UpdatedAt.Equal(began.Add(took)) {
+			t.Fatalf("look committed after the read was stamped %v, want %v (the tick began at %v)", s.UpdatedAt, began.Add(took), began)
+		}
+		if s.Phase == rollout.Progressing {
+			held = true
+			if due := s.NextLook(); !due.Equal(began.Add(took + time.Second)) {
+				t.Fatalf("next look due %v, want an interval after the commit, %v", due, began.Add(took+time.Second))
+			}
+			continue
+		}
+		last := s.History[len(s.History)-1]
+		if last.To != rollout.RolledBack || !last.At.Equal(began.Add(took)) {
+			t.Fatalf("transition %s stamped %v, want %s at %v", last.To, last.At, rollout.RolledBack, began.Add(took))
+		}
+		if !held {
+			t.Fatal("no look held before the rollback")
+		}
+		return
+	}
+	t.Fatalf("no rollback: %s", f.state(t, "checkout").Phase)
+}
+
+// TestTickOverrunIsCountedAndLogged: a tick longer than the loop's
+// interval (here a nanosecond, which any tick takes longer than) is
+// counted and logged.
+func TestTickOverrunIsCountedAndLogged(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	var log syncbuf.Buffer
+	f.c.log = slog.New(slog.NewTextHandler(&log, nil))
+	f.c.opts.Tick = time.Nanosecond
+	if err := f.c.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(f.c.opts.Metrics.overruns); got != 1 {
+		t.Errorf("vigil_rollout_tick_overruns_total = %v, want 1", got)
+	}
+	if !strings.Contains(log.String(), "rollout tick overran its interval") {
+		t.Errorf("log %q does not tell of the overrun", log.String())
+	}
+}
+
+// TestLeaderSeesAnotherReplicasCommand: a rollout started through another
+// replica, on one SQLite store or two connections to one PostgreSQL, is
+// noticed by the leader, which looks at it when it is due, without reading
+// every rollout again.
+func TestLeaderSeesAnotherReplicasCommand(t *testing.T) {
+	for name, open := range replicaStores() {
+		t.Run(name, func(t *testing.T) {
+			st1, st2 := open(t)
+			cs := &countingStore{Store: st1}
+			a := newFixture(t, cs)
+			b := newFixture(t, st2)
+			b.c.opts.Holder = "test-2"
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			a.c.watch(ctx)
+			putFlag(t, st1, checkoutFlag("checkout"))
+			noticed := func(key string) bool {
+				a.c.pendingMu.Lock()
+				defer a.c.pendingMu.Unlock()
+				_, ok := a.c.pending[key]
+				return ok
+			}
+			// Finished rollouts that a tick following one change must not
+			// read.
+			err := st1.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
+				for i := range 20 {
+					key := fmt.Sprintf("done-%02d", i)
+					if err := tx.PutRollout(ctx, store.Rollout{Key: key, State: json.RawMessage(`{"key":"` + key + `","state":"promoted"}`)}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// a's listener may still be connecting: write through b until
+			// a hears, so that b's start below is heard for certain.
+			poll.True(t, 10*time.Second, "a's listener to hear b", func() bool {
+				err := st2.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
+					return tx.PutRollout(ctx, store.Rollout{Key: "warm-up", State: json.RawMessage(`{"key":"warm-up","state":"aborted"}`)})
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return noticed("warm-up")
+			})
+			if err := a.c.Tick(ctx); err != nil || !a.c.Leader() {
+				t.Fatalf("a did not lead: %v", err)
+			}
+			if _, err := b.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "b"}); err != nil {
+				t.Fatal(err)
+			}
+			poll.True(t, 10*time.Second, "a to notice b's start", func() bool { return noticed("checkout") })
+			cs.reads()
+			a.clock.Add(time.Hour)
+			if err := a.c.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := a.state(t, "checkout"); got.Revision != 2 {
+				t.Fatalf("the leader did not look at the rollout b started: revision %d", got.Revision)
+			}
+			// The notices (b's start, and a late one of the warm-up) and
+			// the look: a few records, not the 22 stored.
+			if bodies, snaps, _ := cs.reads(); bodies > 5 || snaps != 0 {
+				t.Errorf("the leader read %d rollouts and %d snapshots to follow one", bodies, snaps)
+			}
+		})
+	}
+}
