@@ -344,3 +344,37 @@ func TestPlanPreview(t *testing.T) {
 		t.Errorf("the plan of a missing flag: %d %s", code, got)
 	}
 }
+
+// TestRecorderSeedsFromStoredHistory: a rollout the recorder first sees
+// is seeded with the verdicts behind the transitions of its history, which
+// the store keeps apart from its state.
+func TestRecorderSeedsFromStoredHistory(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.OpenSQLite(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	s := rollout.New("k")
+	s.Phase, s.Percent, s.Step = rollout.Progressing, 10, 1
+	s.History = nil
+	state, _ := json.Marshal(s)
+	entry, _ := json.Marshal(rollout.Transition{At: t0.Add(time.Second), From: rollout.Progressing, To: rollout.Progressing, Percent: 10, Step: 1, Evidence: verdictAt(t0, judge.Pass)})
+	err = st.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
+		if err := tx.PutRollout(ctx, store.Rollout{Key: "k", State: state}); err != nil {
+			return err
+		}
+		return tx.AppendRolloutHistory(ctx, "k", entry)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRecorder(st, slog.New(slog.NewTextHandler(io.Discard, nil)), 10)
+	if err := r.sample(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.looks["k"]; len(got) != 1 || !got[0].At.Equal(t0) || got[0].Outcome != judge.Pass {
+		t.Fatalf("looks seeded from the history: %+v", got)
+	}
+}

@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -87,13 +88,34 @@ func (r *recorder) sample(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	seen := make(map[string]bool, len(rs))
+	states := make([]rollout.State, 0, len(rs))
+	var first []string
+	r.mu.Lock()
 	for _, rec := range rs {
 		s, err := rollout.DecodeState(rec.Key, rec.State)
 		if err != nil {
 			continue
 		}
+		states = append(states, s)
+		if _, known := r.looks[s.Key]; !known {
+			first = append(first, s.Key)
+		}
+	}
+	r.mu.Unlock()
+	// The verdicts behind the transitions of the rollouts first seen: the
+	// history is stored apart from the states, and read only for them.
+	var hs map[string][]json.RawMessage
+	if len(first) > 0 {
+		if hs, err = r.store.RolloutHistory(ctx, first); err != nil {
+			return err
+		}
+	}
+	seen := make(map[string]bool, len(states))
+	for _, s := range states {
 		seen[s.Key] = true
+		if s.History, err = rollout.DecodeHistory(s.Key, hs[s.Key]); err != nil {
+			r.log.Warn("console: unreadable rollout history", "key", s.Key, "err", err)
+		}
 		r.record(s)
 	}
 	r.mu.Lock()

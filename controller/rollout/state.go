@@ -178,6 +178,18 @@ func DecodeState(key string, data []byte) (State, error) {
 	return s, nil
 }
 
+// DecodeHistory reads a rollout's history entries as stored (the JSON of
+// each Transition, oldest first).
+func DecodeHistory(key string, entries []json.RawMessage) ([]Transition, error) {
+	out := make([]Transition, len(entries))
+	for i, e := range entries {
+		if err := json.Unmarshal(e, &out[i]); err != nil {
+			return nil, fmt.Errorf("decode history entry %d of rollout %s: %w", i+1, key, err)
+		}
+	}
+	return out, nil
+}
+
 // clone copies s deeply enough that changing the copy's slices and
 // pointers leaves s alone: decisions never alter their input.
 func (s State) clone() State {

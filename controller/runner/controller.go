@@ -723,19 +723,8 @@ func (c *Controller) withHistory(ctx context.Context, s rollout.State) (rollout.
 	if err != nil {
 		return rollout.State{}, err
 	}
-	s.History, err = decodeHistory(s.Key, hs[s.Key])
+	s.History, err = rollout.DecodeHistory(s.Key, hs[s.Key])
 	return s, err
-}
-
-// decodeHistory reads a rollout's stored history entries.
-func decodeHistory(key string, entries []json.RawMessage) ([]rollout.Transition, error) {
-	out := make([]rollout.Transition, len(entries))
-	for i, e := range entries {
-		if err := json.Unmarshal(e, &out[i]); err != nil {
-			return nil, fmt.Errorf("decode history entry %d of rollout %s: %w", i+1, key, err)
-		}
-	}
-	return out, nil
 }
 
 // states reads every stored rollout.
@@ -767,7 +756,7 @@ func (c *Controller) Rollouts(ctx context.Context) ([]rollout.State, error) {
 		return nil, err
 	}
 	for i := range ss {
-		if ss[i].History, err = decodeHistory(ss[i].Key, hs[ss[i].Key]); err != nil {
+		if ss[i].History, err = rollout.DecodeHistory(ss[i].Key, hs[ss[i].Key]); err != nil {
 			return nil, err
 		}
 	}
