@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"time"
 
@@ -131,6 +132,21 @@ func (s *instrumented) Rollouts(ctx context.Context) ([]store.Rollout, error) {
 func (s *instrumented) RolloutsPage(ctx context.Context, after string, limit int) ([]store.Rollout, error) {
 	defer s.observe("rollouts_page", time.Now())
 	return s.Store.RolloutsPage(ctx, after, limit)
+}
+
+func (s *instrumented) RolloutsOf(ctx context.Context, keys []string) ([]store.Rollout, error) {
+	defer s.observe("rollouts_of", time.Now())
+	return s.Store.RolloutsOf(ctx, keys)
+}
+
+func (s *instrumented) RolloutDueTimes(ctx context.Context) (map[string]time.Time, error) {
+	defer s.observe("rollout_due_times", time.Now())
+	return s.Store.RolloutDueTimes(ctx)
+}
+
+func (s *instrumented) RolloutHistory(ctx context.Context, keys []string) (map[string][]json.RawMessage, error) {
+	defer s.observe("rollout_history", time.Now())
+	return s.Store.RolloutHistory(ctx, keys)
 }
 
 func (s *instrumented) Lease(ctx context.Context, name string) (store.Lease, error) {
