@@ -261,3 +261,46 @@ func TestMigrationMovesHistoryOut(t *testing.T) {
 		})
 	}
 }
+
+// TestRolloutLooks: looks are kept newest keep per rollout, read since a
+// time oldest first, and go with their rollout.
+func TestRolloutLooks(t *testing.T) {
+	forEachKind(t, func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		putWithHistory(t, s, store.Rollout{Key: "a", State: json.RawMessage(`{}`)})
+		for i := range 5 {
+			err := s.Update(ctx, store.Actor{Name: "rollout"}, func(tx store.Tx) error {
+				return tx.AppendRolloutLook(ctx, "a", t0.Add(time.Duration(i)*time.Second), json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)), 3)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		looks, err := s.RolloutLooks(ctx, "a", time.Time{})
+		if err != nil || join(looks) != `{"n":2} {"n":3} {"n":4}` {
+			t.Fatalf("looks kept: %s %v, want the newest 3", join(looks), err)
+		}
+		if looks, _ := s.RolloutLooks(ctx, "a", t0.Add(3*time.Second)); join(looks) != `{"n":3} {"n":4}` {
+			t.Fatalf("looks since the fourth: %s", join(looks))
+		}
+		for _, bad := range []struct {
+			look string
+			keep int
+			want string
+		}{{`{bad`, 3, "not valid JSON"}, {`{}`, 0, "keep 0"}} {
+			err := s.Update(ctx, store.Actor{Name: "rollout"}, func(tx store.Tx) error {
+				return tx.AppendRolloutLook(ctx, "a", t0, json.RawMessage(bad.look), bad.keep)
+			})
+			if err == nil || !strings.Contains(err.Error(), bad.want) {
+				t.Errorf("look %s keep %d: %v, want %q", bad.look, bad.keep, err, bad.want)
+			}
+		}
+		if err := s.Update(ctx, store.Actor{Name: "rollout"}, func(tx store.Tx) error { return tx.DeleteRollout(ctx, "a") }); err != nil {
+			t.Fatal(err)
+		}
+		if looks, _ := s.RolloutLooks(ctx, "a", time.Time{}); len(looks) != 0 {
+			t.Fatalf("looks outlived their rollout: %s", join(looks))
+		}
+	})
+}

@@ -380,6 +380,26 @@ func inBatches(keys []string, fn func(in string, args []any) error) error {
 	return nil
 }
 
+func (s *sqlStore) RolloutLooks(ctx context.Context, key string, since time.Time) ([]json.RawMessage, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT data FROM vigil_rollout_looks WHERE key = $1 AND at >= $2 ORDER BY seq`, key, since.UnixMicro())
+	if err != nil {
+		return nil, fmt.Errorf("looks of rollout %s: %w", key, err)
+	}
+	defer rows.Close()
+	out := []json.RawMessage{}
+	for rows.Next() {
+		var data string
+		if err := rows.Scan(&data); err != nil {
+			return nil, fmt.Errorf("looks of rollout %s: %w", key, err)
+		}
+		out = append(out, json.RawMessage(data))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("looks of rollout %s: %w", key, err)
+	}
+	return out, nil
+}
+
 func (s *sqlStore) WatchRollouts(ctx context.Context) <-chan []string { return s.rollNotes.watch(ctx) }
 
 func (s *sqlStore) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
@@ -711,12 +731,35 @@ func (t *sqlTx) AppendRolloutHistory(ctx context.Context, key string, entries ..
 	return nil
 }
 
+func (t *sqlTx) AppendRolloutLook(ctx context.Context, key string, at time.Time, look json.RawMessage, keep int) error {
+	if !json.Valid(look) {
+		return fmt.Errorf("append rollout look %s: not valid JSON", key)
+	}
+	if keep < 1 {
+		return fmt.Errorf("append rollout look %s: keep %d, want at least 1", key, keep)
+	}
+	var seq int64
+	if err := t.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM vigil_rollout_looks WHERE key = $1`, key).Scan(&seq); err != nil {
+		return fmt.Errorf("append rollout look %s: %w", key, err)
+	}
+	if _, err := t.tx.ExecContext(ctx, `INSERT INTO vigil_rollout_looks (key, seq, at, data) VALUES ($1, $2, $3, $4)`,
+		key, seq, at.UnixMicro(), string(look)); err != nil {
+		return fmt.Errorf("append rollout look %s: %w", key, err)
+	}
+	if _, err := t.tx.ExecContext(ctx, `DELETE FROM vigil_rollout_looks WHERE key = $1 AND seq <= $2`, key, seq-int64(keep)); err != nil {
+		return fmt.Errorf("drop old looks of rollout %s: %w", key, err)
+	}
+	return nil
+}
+
 func (t *sqlTx) DeleteRollout(ctx context.Context, key string) error {
 	if err := t.deleteOne(ctx, `DELETE FROM vigil_rollouts WHERE key = $1`, "rollout "+key, key); err != nil {
 		return err
 	}
-	if _, err := t.tx.ExecContext(ctx, `DELETE FROM vigil_rollout_history WHERE key = $1`, key); err != nil {
-		return fmt.Errorf("delete rollout history %s: %w", key, err)
+	for _, table := range []string{"vigil_rollout_history", "vigil_rollout_looks"} {
+		if _, err := t.tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE key = $1`, key); err != nil {
+			return fmt.Errorf("delete rollout %s from %s: %w", key, table, err)
+		}
 	}
 	t.rolloutChanged(key)
 	return nil
@@ -855,13 +898,16 @@ var schema = []migration{{
 }, {
 	// Version 2 moves each rollout's history, which version 1 kept inline
 	// in the state's "history" array, to a table of its own that only
-	// grows, and indexes when each rollout is next due: the loop then
+	// grows, adds a table of the judge's looks at each rollout (which
+	// version 1 did not keep), and indexes when each rollout is next due:
+	// the loop then
 	// reads only what is due, and a state stays small. A progressing
 	// rollout is marked due at once (1): the loop reads it, and stores its
 	// true due time unless it is due indeed.
 	version: 2,
 	sqlite: []string{
 		`CREATE TABLE vigil_rollout_history (key TEXT NOT NULL, seq BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, seq))`,
+		`CREATE TABLE vigil_rollout_looks (key TEXT NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, seq))`,
 		`INSERT INTO vigil_rollout_history (key, seq, data)
 			SELECT r.key, h.key + 1, h.value FROM vigil_rollouts r, json_each(r.state, '$.history') h
 			WHERE json_type(r.state, '$.history') = 'array'`,
@@ -872,6 +918,7 @@ var schema = []migration{{
 	},
 	postgres: []string{
 		`CREATE TABLE vigil_rollout_history (key TEXT NOT NULL, seq BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, seq))`,
+		`CREATE TABLE vigil_rollout_looks (key TEXT NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (key, seq))`,
 		`INSERT INTO vigil_rollout_history (key, seq, data)
 			SELECT r.key, h.n, h.v::text FROM vigil_rollouts r
 			CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(r.state::jsonb -> 'history') = 'array'

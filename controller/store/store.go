@@ -72,6 +72,9 @@ type Store interface {
 	// oldest first, or of every rollout when keys is nil. A rollout
 	// without entries is absent from the map.
 	RolloutHistory(ctx context.Context, keys []string) (map[string][]json.RawMessage, error)
+	// RolloutLooks returns the looks stored for key's rollout at or after
+	// since, oldest first.
+	RolloutLooks(ctx context.Context, key string, since time.Time) ([]json.RawMessage, error)
 	// AcquireLease takes or renews the lease name for holder until ttl from
 	// now and reports whether holder has it. A lease held by another holder
 	// can be taken only after it expires.
@@ -134,8 +137,11 @@ type Tx interface {
 	// from the record so that a record stays small however long its
 	// history grows.
 	AppendRolloutHistory(ctx context.Context, key string, entries ...json.RawMessage) error
-	// DeleteRollout removes a rollout record and its history, or returns
-	// ErrNotFound.
+	// AppendRolloutLook appends a look (valid JSON) taken at at to key's
+	// rollout and drops its oldest looks beyond the newest keep.
+	AppendRolloutLook(ctx context.Context, key string, at time.Time, look json.RawMessage, keep int) error
+	// DeleteRollout removes a rollout record, its history and its looks,
+	// or returns ErrNotFound.
 	DeleteRollout(ctx context.Context, key string) error
 	// CreateToken stores a new token, or returns ErrExists.
 	CreateToken(ctx context.Context, t Token) error
