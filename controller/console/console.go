@@ -13,7 +13,6 @@ package console
 
 import (
 	"bytes"
-	"context"
 	"embed"
 	"fmt"
 	"html/template"
@@ -21,7 +20,6 @@ import (
 	"net/http"
 	"path"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -39,12 +37,6 @@ type Config struct {
 	// by relative URLs, so it also works behind a proxy that serves the
 	// controller under a prefix of its own.
 	Path string
-	// Sample is how often the console reads the rollouts to keep the
-	// judge's looks at them; default 1s.
-	Sample time.Duration
-	// MaxLooks is how many looks are kept per rollout, oldest dropped
-	// first; default 2000.
-	MaxLooks int
 }
 
 // NormalizePath checks a mount path and returns it with one leading and one
@@ -64,7 +56,7 @@ func NormalizePath(p string) (string, error) {
 }
 
 // Extension serves the console at cfg.Path and its routes under
-// /api/v1/console, and keeps the judge's looks in the background.
+// /api/v1/console.
 func Extension(cfg Config) server.Extension {
 	return func(h *server.Host) error {
 		p, err := NormalizePath(cfg.Path)
@@ -72,12 +64,6 @@ func Extension(cfg Config) server.Extension {
 			return err
 		}
 		cfg.Path = p
-		if cfg.Sample <= 0 {
-			cfg.Sample = time.Second
-		}
-		if cfg.MaxLooks <= 0 {
-			cfg.MaxLooks = 2000
-		}
 		page, err := renderIndex(cfg.Path)
 		if err != nil {
 			return err
@@ -103,13 +89,11 @@ func Extension(cfg Config) server.Extension {
 			files.ServeHTTP(c.Writer, c.Request)
 		})
 
-		rec := newRecorder(h.Store, h.Logger, cfg.MaxLooks)
 		h.Read.GET("/console/overview", overview(h))
-		h.Read.GET("/console/rollouts/:key/looks", rec.serve)
+		h.Read.GET("/console/rollouts/:key/looks", looks(h.Store, h.Logger))
 		// A read: it changes nothing, so readers may ask it.
 		h.Read.POST("/console/flags/:key/evaluate", evaluate(h))
 		h.Read.POST("/console/flags/:key/plan", previewPlan(h))
-		h.Go("console looks", func(ctx context.Context) error { return rec.run(ctx, cfg.Sample) })
 		return nil
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/vigil-dev/vigil/controller/server"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/internal/explain"
-	"github.com/vigil-dev/vigil/internal/testenv/poll"
 	"github.com/vigil-dev/vigil/internal/testenv/servertest"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
@@ -146,32 +145,6 @@ func verdictAt(at time.Time, outcome judge.Outcome) *rollout.Verdict {
 			Checks: []judge.CheckVerdict{{Check: "error-rate", Outcome: outcome, Ratio: 1.1, CILow: 0.9, CIHigh: 1.4}}}}
 }
 
-// TestRecorderKeepsEachLookOnce keeps every new verdict once, seeds a
-// rollout first seen with the verdicts behind its transitions, and drops
-// the oldest past its bound.
-func TestRecorderKeepsEachLookOnce(t *testing.T) {
-	r := newRecorder(nil, slog.New(slog.NewTextHandler(io.Discard, nil)), 3)
-	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	s := rollout.New("k")
-	s.Phase, s.Percent, s.Step = rollout.Progressing, 10, 1
-	s.History = []rollout.Transition{{At: t0.Add(time.Second), From: rollout.Progressing, To: rollout.Progressing, Percent: 10, Step: 1, Evidence: verdictAt(t0, judge.Pass)}}
-	s.Verdict = verdictAt(t0.Add(2*time.Second), judge.Inconclusive)
-	r.record(s)
-	r.record(s) // the same look again
-	got := r.looks["k"]
-	if len(got) != 2 || !got[0].At.Equal(t0) || got[0].Outcome != judge.Pass || got[1].Outcome != judge.Inconclusive || len(got[1].Checks) != 1 || got[1].EValue != 2 {
-		t.Fatalf("looks: %+v", got)
-	}
-	for i := 3; i <= 5; i++ {
-		s.Verdict = verdictAt(t0.Add(time.Duration(i)*time.Second), judge.Pass)
-		r.record(s)
-	}
-	got = r.looks["k"]
-	if len(got) != 3 || !got[0].At.Equal(t0.Add(3*time.Second)) || !got[2].At.Equal(t0.Add(5*time.Second)) {
-		t.Fatalf("after the bound: %+v", got)
-	}
-}
-
 // TestEvaluateForAUnit answers what `vigil eval` would for the stored flag:
 // the same detail and bucket, by the same code; and names what is wrong
 // with a bad request.
@@ -223,9 +196,9 @@ func TestEvaluateForAUnit(t *testing.T) {
 	}
 }
 
-// TestLooksSinceTheCurrentStart records each verdict the rollout's state
-// shows as the loop writes it, and answers only those since the rollout's
-// current start.
+// TestLooksSinceTheCurrentStart answers the looks the loop stored, only
+// those since the rollout's current start, and the same from every
+// replica of the store, whenever it started.
 func TestLooksSinceTheCurrentStart(t *testing.T) {
 	ctx := context.Background()
 	st, err := store.Open(ctx, t.TempDir(), "")
@@ -233,57 +206,67 @@ func TestLooksSinceTheCurrentStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	url, _ := servertest.Run(t, func(ctx context.Context) (*server.Server, error) {
-		return server.New(ctx, server.Config{Store: st, AdminToken: testAdmin,
-			Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Extensions: []server.Extension{Extension(Config{Sample: 10 * time.Millisecond})}})
-	})
-	put := func(s rollout.State) {
+	serve := func() string {
+		url, _ := servertest.Run(t, func(ctx context.Context) (*server.Server, error) {
+			return server.New(ctx, server.Config{Store: st, AdminToken: testAdmin,
+				Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+				Extensions: []server.Extension{Extension(Config{})}})
+		})
+		return url
+	}
+	first := serve()
+	put := func(s rollout.State, looks ...time.Time) {
 		t.Helper()
 		b, err := json.Marshal(s)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := st.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
-			return tx.PutRollout(ctx, store.Rollout{Key: s.Key, State: b})
+			if err := tx.PutRollout(ctx, store.Rollout{Key: s.Key, State: b}); err != nil {
+				return err
+			}
+			for _, at := range looks {
+				l, _ := json.Marshal(rollout.LookOf(*verdictAt(at, judge.Inconclusive), s.Phase, s.Percent, s.Step))
+				if err := tx.AppendRolloutLook(ctx, s.Key, at, l, 100); err != nil {
+					return err
+				}
+			}
+			return nil
 		}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	looksAt := func(want ...time.Time) {
+	looksAt := func(url string, want ...time.Time) {
 		t.Helper()
-		poll.Until(t, 10*time.Second, fmt.Sprintf("%d looks", len(want)), func() error {
-			resp, body := get(t, url+"/api/v1/console/rollouts/k/looks", testAdmin, "")
-			var got Looks
-			if err := json.Unmarshal([]byte(body), &got); resp.StatusCode != http.StatusOK || err != nil {
-				return fmt.Errorf("%d %s", resp.StatusCode, body)
+		resp, body := get(t, url+"/api/v1/console/rollouts/k/looks", testAdmin, "")
+		var got Looks
+		if err := json.Unmarshal([]byte(body), &got); resp.StatusCode != http.StatusOK || err != nil {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		if len(got.Looks) != len(want) {
+			t.Fatalf("looks %+v, want %d", got.Looks, len(want))
+		}
+		for i, l := range got.Looks {
+			if !l.At.Equal(want[i]) || len(l.Checks) != 1 || l.Checks[0].CIHigh != 1.4 || l.Percent != 5 {
+				t.Fatalf("look %d: %+v", i, l)
 			}
-			if len(got.Looks) != len(want) {
-				return fmt.Errorf("looks %+v", got.Looks)
-			}
-			for i, l := range got.Looks {
-				if !l.At.Equal(want[i]) || len(l.Checks) != 1 || l.Checks[0].CIHigh != 1.4 {
-					return fmt.Errorf("look %d: %+v", i, l)
-				}
-			}
-			return nil
-		})
+		}
 	}
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	s := rollout.New("k")
 	s.Phase, s.Percent, s.Step, s.StartedAt = rollout.Progressing, 5, 0, t0
-	s.Verdict = verdictAt(t0.Add(time.Second), judge.Inconclusive)
-	put(s)
-	looksAt(t0.Add(time.Second))
-	s.Verdict = verdictAt(t0.Add(2*time.Second), judge.Pass)
-	put(s)
-	looksAt(t0.Add(time.Second), t0.Add(2*time.Second))
+	put(s, t0.Add(time.Second))
+	looksAt(first, t0.Add(time.Second))
+	put(s, t0.Add(2*time.Second))
+	looksAt(first, t0.Add(time.Second), t0.Add(2*time.Second))
+	// A replica started now answers the same looks.
+	looksAt(serve(), t0.Add(time.Second), t0.Add(2*time.Second))
 	// A new start: the looks of the last rollout are no longer its.
-	s.StartedAt, s.Verdict = t0.Add(3*time.Second), verdictAt(t0.Add(4*time.Second), judge.Inconclusive)
-	put(s)
-	looksAt(t0.Add(4 * time.Second))
+	s.StartedAt = t0.Add(3 * time.Second)
+	put(s, t0.Add(4*time.Second))
+	looksAt(first, t0.Add(4*time.Second))
 
-	if resp, body := get(t, url+"/api/v1/console/rollouts/never/looks", testAdmin, ""); resp.StatusCode != http.StatusOK || body != `{"key":"never","looks":[]}` {
+	if resp, body := get(t, first+"/api/v1/console/rollouts/never/looks", testAdmin, ""); resp.StatusCode != http.StatusOK || body != `{"key":"never","looks":[]}` {
 		t.Errorf("looks of a rollout never started: %d %s", resp.StatusCode, body)
 	}
 }
@@ -342,39 +325,5 @@ func TestPlanPreview(t *testing.T) {
 	}
 	if code, got := post(t, url+"/api/v1/console/flags/nope/plan", testAdmin, `{}`); code != http.StatusNotFound || !strings.Contains(got, `flag \"nope\" does not exist`) {
 		t.Errorf("the plan of a missing flag: %d %s", code, got)
-	}
-}
-
-// TestRecorderSeedsFromStoredHistory: a rollout the recorder first sees
-// is seeded with the verdicts behind the transitions of its history, which
-// the store keeps apart from its state.
-func TestRecorderSeedsFromStoredHistory(t *testing.T) {
-	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	s := rollout.New("k")
-	s.Phase, s.Percent, s.Step = rollout.Progressing, 10, 1
-	s.History = nil
-	state, _ := json.Marshal(s)
-	entry, _ := json.Marshal(rollout.Transition{At: t0.Add(time.Second), From: rollout.Progressing, To: rollout.Progressing, Percent: 10, Step: 1, Evidence: verdictAt(t0, judge.Pass)})
-	err = st.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
-		if err := tx.PutRollout(ctx, store.Rollout{Key: "k", State: state}); err != nil {
-			return err
-		}
-		return tx.AppendRolloutHistory(ctx, "k", entry)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := newRecorder(st, slog.New(slog.NewTextHandler(io.Discard, nil)), 10)
-	if err := r.sample(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := r.looks["k"]; len(got) != 1 || !got[0].At.Equal(t0) || got[0].Outcome != judge.Pass {
-		t.Fatalf("looks seeded from the history: %+v", got)
 	}
 }

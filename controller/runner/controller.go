@@ -61,6 +61,9 @@ type Options struct {
 	Holder string
 	// Now is the clock (default time.Now); tests may replace it.
 	Now func() time.Time
+	// MaxLooks is how many of the judge's looks are stored per rollout,
+	// for the console's charts, oldest dropped first (default 2000).
+	MaxLooks int
 }
 
 // Controller runs rollouts: the loop and the commands.
@@ -113,6 +116,9 @@ func New(opts Options) (*Controller, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.MaxLooks <= 0 {
+		opts.MaxLooks = 2000
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -569,7 +575,18 @@ func (c *Controller) commit(ctx context.Context, s rollout.State, decide func(no
 		if next, acts, err = decide(c.opts.Now()); err != nil {
 			return err
 		}
-		return write(ctx, tx, next, acts)
+		if err := write(ctx, tx, next, acts); err != nil {
+			return err
+		}
+		look, ok := rollout.NewLook(s, next)
+		if !ok {
+			return nil
+		}
+		raw, err := json.Marshal(look)
+		if err != nil {
+			return fmt.Errorf("encode a look at %s: %w", s.Key, err)
+		}
+		return tx.AppendRolloutLook(ctx, s.Key, look.At, raw, c.opts.MaxLooks)
 	})
 	switch {
 	case errors.Is(err, errStale):

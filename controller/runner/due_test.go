@@ -282,3 +282,41 @@ func TestLeaderSeesAnotherReplicasCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestLoopStoresEachLook: every verdict the judge gives is stored as a
+// look, at the rollout's place when it was judged, newest MaxLooks kept.
+func TestLoopStoresEachLook(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	f.c.opts.MaxLooks = 4
+	ctx := context.Background()
+	putFlag(t, f.st, checkoutFlag("checkout"))
+	f.tr.errRate["checkout"] = [2]float64{0.01, 0.01}
+	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	f.run(t, 3*time.Minute, func() bool { return f.state(t, "checkout").Step >= 1 })
+	judged := testutil.ToFloat64(f.c.opts.Metrics.looksJudged)
+	raws, err := f.st.RolloutLooks(ctx, "checkout", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if judged < 5 || len(raws) != 4 {
+		t.Fatalf("%d looks stored after %v judged, want the newest 4", len(raws), judged)
+	}
+	s := f.state(t, "checkout")
+	var last rollout.Look
+	for i, raw := range raws {
+		var l rollout.Look
+		if err := json.Unmarshal(raw, &l); err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 && !l.At.After(last.At) {
+			t.Fatalf("look %d at %v, not after %v", i, l.At, last.At)
+		}
+		last = l
+	}
+	// The look that passed step 1 was taken at step 1's place.
+	if !last.At.Equal(s.Verdict.At) || last.Step != s.Step-1 || last.Outcome != s.Verdict.Outcome {
+		t.Fatalf("last look %+v, want the verdict that advanced the rollout, at step %d", last, s.Step-1)
+	}
+}
