@@ -149,6 +149,11 @@ func (s *instrumented) RolloutHistory(ctx context.Context, keys []string) (map[s
 	return s.Store.RolloutHistory(ctx, keys)
 }
 
+func (s *instrumented) RolloutLooks(ctx context.Context, key string, since time.Time) ([]json.RawMessage, error) {
+	defer s.observe("rollout_looks", time.Now())
+	return s.Store.RolloutLooks(ctx, key, since)
+}
+
 func (s *instrumented) Lease(ctx context.Context, name string) (store.Lease, error) {
 	defer s.observe("lease", time.Now())
 	return s.Store.Lease(ctx, name)
