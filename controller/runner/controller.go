@@ -214,6 +214,7 @@ func (c *Controller) Tick(ctx context.Context) error {
 		if err := c.sync(ctx); err != nil {
 			return err
 		}
+		gained = false // the index was just read whole
 	case len(keys) > 0:
 		if err := c.follow(ctx, keys); err != nil {
 			return err
