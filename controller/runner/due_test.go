@@ -320,3 +320,35 @@ func TestLoopStoresEachLook(t *testing.T) {
 		t.Fatalf("last look %+v, want the verdict that advanced the rollout, at step %d", last, s.Step-1)
 	}
 }
+
+// TestNewLeaderReadsDueTimes: a replica that takes the lease reads the
+// due times afresh, so it looks at a rollout started while another led,
+// even one it was not told of.
+func TestNewLeaderReadsDueTimes(t *testing.T) {
+	st := openSQLite(t)
+	a, b := newFixture(t, st), newFixture(t, st)
+	b.c.opts.Holder, b.c.opts.Now, b.c.opts.Reader = "test-2", a.clock.Now, a.tr
+	ctx := context.Background()
+	for _, c := range []*Controller{a.c, b.c} {
+		if err := c.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !a.c.Leader() || b.c.Leader() {
+		t.Fatal("a should lead")
+	}
+	putFlag(t, st, checkoutFlag("checkout"))
+	if _, err := a.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ReleaseLease(ctx, LeaseName, "test-1"); err != nil {
+		t.Fatal(err)
+	}
+	a.clock.Add(2 * time.Second)
+	if err := b.c.Tick(ctx); err != nil || !b.c.Leader() {
+		t.Fatalf("b did not take the lease: %v", err)
+	}
+	if got := b.state(t, "checkout").Revision; got != 2 {
+		t.Fatalf("the new leader did not look at the rollout started under the old one: revision %d", got)
+	}
+}
