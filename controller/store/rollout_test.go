@@ -160,17 +160,7 @@ func waitKeys(t *testing.T, ch <-chan []string, want ...string) {
 // replica's store reaches the rollout watchers of another.
 func TestPostgresReplicasToldOfRollouts(t *testing.T) {
 	ctx := context.Background()
-	url := pgtest.Database(t)
-	a, err := store.OpenPostgres(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := store.OpenPostgres(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := postgresReplicas(t)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := b.WatchRollouts(wctx)

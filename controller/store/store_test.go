@@ -422,17 +422,7 @@ func waitRevision(t *testing.T, ch <-chan int64, want int64) {
 // the watchers of another store on the same database.
 func TestPostgresReplicasNotified(t *testing.T) {
 	ctx := context.Background()
-	url := pgtest.Database(t)
-	a, err := store.OpenPostgres(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := store.OpenPostgres(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := postgresReplicas(t)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := b.Watch(wctx)
@@ -451,6 +441,23 @@ func TestPostgresReplicasNotified(t *testing.T) {
 			t.Fatal("replica b never heard of a's changes")
 		}
 	}
+}
+
+// postgresReplicas opens the stores of two replicas on one new PostgreSQL
+// database, closed in t.Cleanup.
+func postgresReplicas(t *testing.T) (a, b store.Store) {
+	t.Helper()
+	url := pgtest.Database(t)
+	var out [2]store.Store
+	for i := range out {
+		s, err := store.OpenPostgres(context.Background(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		out[i] = s
+	}
+	return out[0], out[1]
 }
 
 func TestMigrationsAreIdempotent(t *testing.T) {
