@@ -231,8 +231,22 @@ scan:
 		tok = continueToken{After: next, State: q.filter()}.encode()
 	}
 	if q.full {
+		// The history is stored apart from the states: read the page's.
+		keys := make([]string, len(page))
+		for i, s := range page {
+			keys[i] = s.Key
+		}
+		hs, err := c.opts.Store.RolloutHistory(ctx, keys)
+		if err != nil {
+			c.fail(g, fmt.Errorf("list rollouts: %w", err))
+			return
+		}
 		out := RolloutList[rollout.State]{Rollouts: make([]rollout.State, len(page)), Continue: tok}
 		for i, s := range page {
+			if s.History, err = rollout.DecodeHistory(s.Key, hs[s.Key]); err != nil {
+				c.fail(g, fmt.Errorf("list rollouts: %w", err))
+				return
+			}
 			out.Rollouts[i] = view(s)
 		}
 		g.JSON(http.StatusOK, out)

@@ -40,16 +40,16 @@ func startListAPI(t *testing.T) (*apiEnv, store.Store) {
 }
 
 // storeStates writes rollout states straight into the store, in one
-// transaction.
+// transaction, as the loop writes them: each with its history.
 func storeStates(t *testing.T, st store.Store, ss ...rollout.State) {
 	t.Helper()
 	err := st.Update(context.Background(), store.Actor{Name: "test"}, func(tx store.Tx) error {
 		for _, s := range ss {
-			b, err := json.Marshal(s)
-			if err != nil {
-				return err
+			var acts []rollout.Action
+			for _, h := range s.History {
+				acts = append(acts, rollout.Notify{Key: s.Key, Transition: h})
 			}
-			if err := tx.PutRollout(context.Background(), store.Rollout{Key: s.Key, State: b}); err != nil {
+			if err := write(context.Background(), tx, s, acts); err != nil {
 				return err
 			}
 		}
