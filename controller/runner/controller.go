@@ -763,24 +763,6 @@ func (c *Controller) states(ctx context.Context) ([]rollout.State, error) {
 	return out, nil
 }
 
-// Rollouts returns every rollout, by key, with its history.
-func (c *Controller) Rollouts(ctx context.Context) ([]rollout.State, error) {
-	ss, err := c.states(ctx)
-	if err != nil {
-		return nil, err
-	}
-	hs, err := c.opts.Store.RolloutHistory(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	for i := range ss {
-		if ss[i].History, err = rollout.DecodeHistory(ss[i].Key, hs[ss[i].Key]); err != nil {
-			return nil, err
-		}
-	}
-	return ss, nil
-}
-
 // Rollout returns one flag's rollout with its history: pending if it was
 // never started, or store.ErrNotFound if the flag does not exist.
 func (c *Controller) Rollout(ctx context.Context, key string) (rollout.State, error) {
