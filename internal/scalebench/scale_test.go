@@ -56,10 +56,9 @@ type result struct {
 	elapsed  time.Duration
 	// startTook is how long starting every rollout through the API took.
 	startTook time.Duration
-	// tick is the loop's tick duration histogram, when the controller has
-	// one; reads the cohort reads', one per tick with rollouts due.
+	// tick is the loop's tick duration histogram; reads the cohort reads',
+	// one per tick with rollouts due.
 	tick, reads HistogramDelta
-	hasTick     bool
 	// queries is how many PromQL queries the metric source evaluated, and
 	// queryTime their total evaluation time.
 	queries   float64
@@ -87,10 +86,7 @@ type timed struct {
 }
 
 func (r result) row() string {
-	tick := "no tick metric yet"
-	if r.hasTick {
-		tick = fmt.Sprintf("%.2f / ≤%s s", r.tick.Quantile(0.5), bound(r.tick.MaxBound()))
-	}
+	tick := fmt.Sprintf("%.2f / ≤%s s", r.tick.Quantile(0.5), bound(r.tick.MaxBound()))
 	perRead, readMean := math.NaN(), math.NaN()
 	if r.reads.Count > 0 {
 		perRead = r.queries / float64(r.reads.Count)
@@ -163,9 +159,7 @@ func BenchmarkScale(b *testing.B) {
 				b.ReportMetric(r.cpu, "cpu-s/min")
 				b.ReportMetric(float64(r.maxRSS>>20), "rss-MB")
 				b.ReportMetric(100*r.schedule.Share(), "%on-schedule")
-				if r.hasTick {
-					b.ReportMetric(r.tick.Quantile(0.5), "tick-p50-s")
-				}
+				b.ReportMetric(r.tick.Quantile(0.5), "tick-p50-s")
 				rows = append(rows, r.row())
 			})
 		}
@@ -306,13 +300,7 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 
 	minutes := r.elapsed.Minutes()
 	r.cpu = (u1.CPU - u0.CPU).Seconds() / minutes
-	// The loop's own tick metric, when the controller has one: the name
-	// the rollout loop issue gives it.
-	const tickMetric = "vigil_rollout_tick_duration_seconds"
-	if after.Has(tickMetric) {
-		r.hasTick = true
-		r.tick = HistogramBetween(before, after, tickMetric)
-	}
+	r.tick = HistogramBetween(before, after, rolloutmetrics.TickDuration)
 	r.reads = HistogramBetween(before, after, rolloutmetrics.ProviderQueryDuration)
 	r.readErrors = after.Sum(rolloutmetrics.ProviderErrors, nil, false) - before.Sum(rolloutmetrics.ProviderErrors, nil, false)
 	inner := map[string]string{"slice": "inner_eval"}
