@@ -196,8 +196,10 @@ func awaitRollouts(ctx context.Context, ctl *client.Client, keys []string) (map[
 	defer tick.Stop()
 	states := map[string]rollout.State{}
 	for {
+		// Whole states, with their history and verdicts: the list gives
+		// summaries otherwise.
 		var list struct{ Rollouts []rollout.State }
-		if err := ctl.Do(ctx, client.Request{Method: http.MethodGet, Path: "/api/v1/rollouts"}, &list); err != nil {
+		if err := ctl.Do(ctx, client.Request{Method: http.MethodGet, Path: "/api/v1/rollouts?view=full"}, &list); err != nil {
 			return states, fmt.Errorf("list rollouts: %w", err)
 		}
 		done := true

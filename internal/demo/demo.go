@@ -331,7 +331,9 @@ func watch(ctx context.Context, api *client.Client, every time.Duration, view *l
 		var list struct {
 			Rollouts []rollout.State `json:"rollouts"`
 		}
-		if err := api.Do(ctx, client.Request{Method: http.MethodGet, Path: "/api/v1/rollouts"}, &list); err != nil {
+		// Whole states: the view shows each check's verdict, which the
+		// list's summaries leave out.
+		if err := api.Do(ctx, client.Request{Method: http.MethodGet, Path: "/api/v1/rollouts?view=full"}, &list); err != nil {
 			if ctx.Err() != nil {
 				return states, fmt.Errorf("rollouts did not finish in time: %w", ctx.Err())
 			}
