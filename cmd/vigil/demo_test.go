@@ -52,7 +52,7 @@ var (
 	demoPromLine       = regexp.MustCompile(`(?m)^Prometheus API for Grafana \((.+)\): (\S+)$`)
 	// A check of the judge's explanation of the rollback, such as
 	// "      error-rate: treatment error rate 5.9% vs control 1.5% (ratio 3.9, 99% CI ...".
-	demoJudgeLine = regexp.MustCompile(`(?m)^      (error-rate|latency): treatment .+? ([\d.]+)% vs control ([\d.]+)% \(ratio ([\d.]+)[,)].*: (fail|inconclusive, .*|pass)$`)
+	demoJudgeLine = regexp.MustCompile(`(?m)^      (error-rate|latency): treatment .+? ([\d.]+)% vs control ([\d.]+)% \(ratio ([\d.]+)(?:, 99% CI ([\d.]+) to (?:over )?([\d.]+))?[,)].*: (fail|inconclusive, .*|pass)$`)
 	// A rollback on the checks' combined evidence.
 	demoCombinedFail = regexp.MustCompile(`(?m)-> rolled_back .*the judge found the treatment worse than control: combined evidence of \d+ checks reached e-value [\d.]+ of [\d.]+: fail$`)
 	// Each cohort of the live view: requests, errors, p95 latency.
@@ -108,13 +108,23 @@ func checkDemoOutput(t *testing.T, out string) demoOutput {
 		tr, _ := strconv.ParseFloat(m[2], 64)
 		co, _ := strconv.ParseFloat(m[3], 64)
 		ratio, _ := strconv.ParseFloat(m[4], 64)
-		// The rates are shown to two digits, the ratio from the
-		// unrounded counts.
-		if co <= 0 || math.Abs(tr/co-ratio) > 0.12*ratio {
+		if m[5] != "" {
+			// With an interval the ratio is the judge's estimate look by
+			// look, which the rates since the start (mixing the looks'
+			// load and, for latency, edges) need not match; it lies
+			// within its interval (shown to two digits).
+			lo, _ := strconv.ParseFloat(m[5], 64)
+			hi, _ := strconv.ParseFloat(m[6], 64)
+			if !(lo <= ratio*1.05 && ratio <= hi*1.05) {
+				t.Errorf("judge's %s: ratio %v outside its interval %v to %v", m[1], ratio, lo, hi)
+			}
+		} else if co <= 0 || math.Abs(tr/co-ratio) > 0.12*ratio {
+			// The rates are shown to two digits, the ratio from the
+			// unrounded counts.
 			t.Errorf("judge's %s: treatment %v%% over control %v%% is not the ratio %v it shows", m[1], tr, co, ratio)
 		}
 		above = above || ratio > 1.2
-		if m[5] == "fail" {
+		if m[7] == "fail" {
 			failed = true
 			if ratio <= 1.2 {
 				t.Errorf("judge's %s failed at ratio %v, within tolerance 1.2", m[1], ratio)
