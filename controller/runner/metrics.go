@@ -106,7 +106,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Name: rolloutmetrics.CohortRate,
 		Help: "Bad events per request of each cohort since the rollout began, per ratio check.",
 	}, []string{"flag", "metric", rolloutmetrics.CohortLabel})
-	m.ratio = check(rolloutmetrics.Ratio, "Treatment's rate over control's, per ratio check.")
+	m.ratio = check(rolloutmetrics.Ratio, "The ratio estimate of treatment's rate over control's, look by look where the check has an interval, per ratio check.")
 	m.ratioLow = check(rolloutmetrics.RatioLow, "Low end of the ratio's always-valid confidence interval at level 1-alpha.")
 	m.ratioHigh = check(rolloutmetrics.RatioHigh, "High end of the ratio's always-valid confidence interval at level 1-alpha.")
 	m.tolerance = check(rolloutmetrics.Tolerance, "Ratio each check tests against: evidence above it fails the rollout.")

@@ -71,7 +71,7 @@ vigil_analysis_floor_ratio{flag="f",metric="error-rate"} 1.05
 # HELP vigil_analysis_harm_bound Ratio the interval must lie below before the check passes.
 # TYPE vigil_analysis_harm_bound gauge
 vigil_analysis_harm_bound{flag="f",metric="error-rate"} 1.5
-# HELP vigil_analysis_ratio Treatment's rate over control's, per ratio check.
+# HELP vigil_analysis_ratio The ratio estimate of treatment's rate over control's, look by look where the check has an interval, per ratio check.
 # TYPE vigil_analysis_ratio gauge
 vigil_analysis_ratio{flag="f",metric="error-rate"} 3
 # HELP vigil_analysis_ratio_ci_high High end of the ratio's always-valid confidence interval at level 1-alpha.
