@@ -25,7 +25,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -328,7 +327,7 @@ func (e *endpoints) bulk(c *gin.Context) {
 	tag := `"` + strconv.FormatInt(snap.Revision(), 10) + "-" + hex.EncodeToString(sum[:8]) + `"`
 	c.Header("ETag", tag)
 	c.Header("Cache-Control", "no-cache")
-	if matchesETag(c.GetHeader("If-None-Match"), tag) {
+	if server.MatchesETag(c.GetHeader("If-None-Match"), tag) {
 		c.Status(http.StatusNotModified)
 		return
 	}
@@ -339,13 +338,6 @@ func (e *endpoints) bulk(c *gin.Context) {
 		out.Flags = append(out.Flags, res)
 	}
 	c.JSON(http.StatusOK, out)
-}
-
-func matchesETag(header, tag string) bool {
-	return slices.ContainsFunc(strings.Split(header, ","), func(t string) bool {
-		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
-		return t == tag || t == "*"
-	})
 }
 
 // limit answers 429 with Retry-After to a token over its rate.
