@@ -12,15 +12,23 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-func TestStartScrapesTarget(t *testing.T) {
+// thingsTarget serves promtest_things_total, at 7, on loopback and returns
+// the counter with its scrape URL.
+func thingsTarget(t *testing.T) (prometheus.Counter, string) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "promtest_things_total", Help: "Things."})
 	reg.MustRegister(c)
 	c.Add(7)
 	exp := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	t.Cleanup(exp.Close)
+	return c, exp.URL + "/metrics"
+}
 
-	prom := Start(t, Options{Targets: []string{exp.URL + "/metrics"}})
+func TestStartScrapesTarget(t *testing.T) {
+	c, target := thingsTarget(t)
+
+	prom := Start(t, Options{Targets: []string{target}})
 	v := prom.Query(t, "promtest_things_total")
 	vec, ok := v.(model.Vector)
 	if !ok || len(vec) != 1 || vec[0].Value != 7 {
@@ -40,14 +48,9 @@ func TestStartScrapesTarget(t *testing.T) {
 }
 
 func TestStartVictoriaMetricsScrapesTarget(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "promtest_things_total", Help: "Things."})
-	reg.MustRegister(c)
-	c.Add(7)
-	exp := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	t.Cleanup(exp.Close)
+	c, target := thingsTarget(t)
 
-	vm := StartVictoriaMetrics(t, Options{Targets: []string{exp.URL + "/metrics"}})
+	vm := StartVictoriaMetrics(t, Options{Targets: []string{target}})
 	c.Add(5)
 	vm.WaitFor(t, "promtest_things_total", func(v model.Value) bool { return hasValue(v, 12) })
 }
