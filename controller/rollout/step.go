@@ -30,21 +30,31 @@ type Observation struct {
 }
 
 // Due reports whether a rollout takes a look at now: it is progressing and
-// its plan's interval has passed since it last changed, give or take slack.
-// The controller passes half its tick as slack, so that a rollout whose
-// interval equals the tick is not skipped every other tick by timer jitter.
-func Due(s State, now time.Time, slack time.Duration) bool {
+// its next look (NextLook) has come.
+func Due(s State, now time.Time) bool {
 	next := s.NextLook()
-	return !next.IsZero() && !now.Add(slack).Before(next)
+	return !next.IsZero() && !now.Before(next)
 }
 
-// NextLook is when the loop should next look at the rollout: its plan's
-// interval after it last changed while it progresses, zero otherwise.
+// NextLook is when the loop should next look at the rollout while it
+// progresses, zero otherwise: the first point of the step's clock (every
+// plan interval from the step's start) after the rollout last changed.
+// Looks keep to the step's clock rather than following one interval after
+// the other, so that a loop that is late by a moment at every look does not
+// add the moments up: the look at the step's minimum duration comes when it
+// is due, late by the loop's delay only, and a step is held at most one
+// interval past its minimum as long as that delay is under an interval.
+// A late look is never scheduled in the past: the next one is after it.
 func (s *State) NextLook() time.Time {
 	if s.Phase != Progressing {
 		return time.Time{}
 	}
-	return s.UpdatedAt.Add(s.Plan.Interval.Std())
+	every := s.Plan.Interval.Std()
+	if every <= 0 || s.StepStartedAt.IsZero() || s.UpdatedAt.Before(s.StepStartedAt) {
+		return s.UpdatedAt.Add(every)
+	}
+	looks := int64(s.UpdatedAt.Sub(s.StepStartedAt) / every)
+	return s.StepStartedAt.Add(time.Duration(looks+1) * every)
 }
 
 // Step decides what one tick's observation does to a progressing rollout:

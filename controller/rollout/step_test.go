@@ -221,22 +221,50 @@ func TestDue(t *testing.T) {
 	paused := s
 	paused.Phase = Paused
 	for _, tc := range []struct {
-		name  string
-		s     State
-		now   time.Duration
-		slack time.Duration
-		want  bool
+		name string
+		s    State
+		now  time.Duration
+		want bool
 	}{
-		{"before the interval", s, 29 * time.Second, 0, false},
-		{"at the interval", s, 30 * time.Second, 0, true},
-		{"after the interval", s, time.Minute, 0, true},
-		{"within the slack", s, 25 * time.Second, 5 * time.Second, true},
-		{"outside the slack", s, 24 * time.Second, 5 * time.Second, false},
-		{"paused, however late", paused, time.Hour, 0, false},
+		{"before the interval", s, 29 * time.Second, false},
+		{"a moment before the interval", s, 30*time.Second - time.Millisecond, false},
+		{"at the interval", s, 30 * time.Second, true},
+		{"after the interval", s, time.Minute, true},
+		{"paused, however late", paused, time.Hour, false},
 	} {
-		if got := Due(tc.s, at(tc.now), tc.slack); got != tc.want {
-			t.Errorf("%s: Due at +%v with slack %v = %v, want %v", tc.name, tc.now, tc.slack, got, tc.want)
+		if got := Due(tc.s, at(tc.now)); got != tc.want {
+			t.Errorf("%s: Due at +%v = %v, want %v", tc.name, tc.now, got, tc.want)
 		}
+	}
+}
+
+// Looks keep to the step's clock: a loop late by a few seconds at each look
+// still looks at the step's minimum duration (30 s, every 10 s) when it
+// comes, not one late look after another past 40 s.
+func TestNextLookKeepsToTheStepsClock(t *testing.T) {
+	s := started(t, spec(t, `{"interval": "10s"}`)) // step started and updated at t0
+	for _, tc := range []struct {
+		name    string
+		updated time.Duration
+		want    time.Duration
+	}{
+		{"the step just started", 0, 10 * time.Second},
+		{"a look 4 s late", 14 * time.Second, 20 * time.Second},
+		{"a look 8 s late", 28 * time.Second, 30 * time.Second},
+		{"a look exactly on time", 20 * time.Second, 30 * time.Second},
+		{"a look a whole interval late", 31 * time.Second, 40 * time.Second},
+		{"a look a moment before its time", 20*time.Second - time.Millisecond, 20 * time.Second},
+	} {
+		u := s
+		u.UpdatedAt = at(tc.updated)
+		if got := u.NextLook(); !got.Equal(at(tc.want)) {
+			t.Errorf("%s (updated at +%v): next look at +%v, want +%v", tc.name, tc.updated, got.Sub(at(0)), tc.want)
+		}
+	}
+	paused := s
+	paused.Phase = Paused
+	if got := paused.NextLook(); !got.IsZero() {
+		t.Errorf("paused: next look %v, want none", got)
 	}
 }
 

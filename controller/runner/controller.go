@@ -250,8 +250,7 @@ func (c *Controller) Tick(ctx context.Context) error {
 // how many of those the judge was asked about.
 func (c *Controller) look(ctx context.Context) (int, int, error) {
 	now := c.opts.Now()
-	slack := c.opts.Tick / 2
-	keys := c.due.upTo(now.Add(slack))
+	keys := c.due.upTo(now)
 	if len(keys) == 0 {
 		return 0, 0, nil
 	}
@@ -272,7 +271,7 @@ func (c *Controller) look(ctx context.Context) (int, int, error) {
 			c.due.set(r.Key, time.Time{})
 			continue
 		}
-		if !rollout.Due(s, now, slack) {
+		if !rollout.Due(s, now) {
 			// A record migrated from before due times were stored, or
 			// one that changed since it was indexed.
 			c.due.set(s.Key, s.NextLook())
@@ -554,7 +553,8 @@ var errLeaseLost = errors.New("the rollout loop's lease is no longer held")
 // longer holds it, or when s changed meanwhile), then sends its
 // notifications. decide is given the time inside that transaction, so
 // that a transition is stamped when it is committed, and the next look is
-// due an interval after the commit, not after the start of a long tick.
+// due after the commit (State.NextLook), not after the start of a long
+// tick.
 func (c *Controller) commit(ctx context.Context, s rollout.State, decide func(now time.Time) (rollout.State, []rollout.Action, error)) error {
 	var next rollout.State
 	var acts []rollout.Action
