@@ -417,15 +417,18 @@ func (p *panels) judgedSlowShare(s scope) *timeseries.PanelBuilder {
 	return b
 }
 
-// ratioInterval draws a ratio check as the judge decides it: treatment's
-// rate over control's with its always-valid interval, against the
-// tolerance, the harm bound and the floor's ratio. An interval wholly above
+// ratioInterval draws a ratio check as the judge decides it: its estimate
+// of treatment's rate over control's (the likelihood's peak, within the
+// interval) with its always-valid interval, against the tolerance, the harm
+// bound and the floor's ratio. An interval wholly above
 // both the tolerance and the floor's ratio fails the rollout; a pass needs
 // its high end below the harm bound, or below the floor's ratio.
 func (p *panels) ratioInterval(s scope, check string) *timeseries.PanelBuilder {
 	b := p.timeseries("Ratio and interval: "+check,
-		"Treatment's rate over control's for the "+check+" check (vigil_analysis_ratio) with the judge's always-valid interval "+
-			"(vigil_analysis_ratio_ci_low, _high). The check fails once the interval lies wholly above the tolerance and the floor's ratio "+
+		"The judge's estimate of treatment's rate over control's for the "+check+" check (vigil_analysis_ratio) with its always-valid interval "+
+			"(vigil_analysis_ratio_ci_low, _high): the likelihood's peak given every look, each look's split weighed under its own share and baseline, "+
+			"so it lies within the interval. It can differ from the ratio of the cohorts' rates since the rollout began, which mix the steps "+
+			"in the proportions traffic came in. The check fails once the interval lies wholly above the tolerance and the floor's ratio "+
 			"(the ratio at which the difference reaches the plan's practical floor), and passes only once its high end lies below the harm bound "+
 			"(maxRatio) or the floor's ratio. Lines are missing where the judge has no such number yet.", "none").
 		ScaleDistribution(common.NewScaleDistributionConfigBuilder().Type(common.ScaleDistributionLog).Log(2))

@@ -58,7 +58,13 @@ const (
 	// began (errors, or requests slower than Edge); label cohort is
 	// "treatment" or "control".
 	CohortRate = "vigil_analysis_cohort_rate"
-	// Ratio is treatment's rate over control's.
+	// Ratio is the judge's estimate of treatment's rate over control's.
+	// Where the check has an interval it is the likelihood's peak given
+	// every look, each look's split weighed under that look's own share
+	// and baseline, so it lies within [RatioLow, RatioHigh]; it can differ
+	// from CohortRate's treatment over control, which mixes the steps in
+	// the proportions traffic came in. Where the check has no interval it
+	// is that ratio of the rates since the rollout began.
 	Ratio = "vigil_analysis_ratio"
 	// RatioLow is the low end of the always-valid confidence interval for
 	// Ratio at level 1-alpha.
