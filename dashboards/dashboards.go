@@ -158,7 +158,8 @@ func BuildFlag(f flag.Flag, opts Options) (dashboard.Dashboard, error) {
 
 // BuildOverview builds the overview of every rollout, narrowed by the flag
 // variable: percents and states side by side, the cohorts' errors and tail
-// latency, the judge's evidence, and the controller's own health.
+// latency, the judge's evidence, and the rollout loop's own cost and
+// health.
 func BuildOverview(opts Options) (dashboard.Dashboard, error) {
 	s := overviewScope()
 	p := &panels{}
@@ -184,10 +185,19 @@ func BuildOverview(opts Options) (dashboard.Dashboard, error) {
 		WithPanel(p.requests(s).Span(8)).
 		WithPanel(p.errors(s, "by variant").Span(8)).
 		WithPanel(p.quantile(s, 0.99).Span(8))
-	b.WithRow(p.row("Judge and controller")).
-		WithPanel(p.evidence(s).Span(8)).
-		WithPanel(p.providerErrors().Span(8)).
-		WithPanel(p.providerLatency().Span(8))
+	b.WithRow(p.row("Judge")).
+		WithPanel(p.evidence(s).Span(24))
+	// The loop's own cost, whatever flags are picked: what a tick takes
+	// against the loop's interval, then what it does (looks, reads of the
+	// metric source, commits to the store) and how long each part takes.
+	b.WithRow(p.row("Rollout loop")).
+		WithPanel(p.tickDuration().Span(12)).
+		WithPanel(p.tickOverruns().Span(12)).
+		WithPanel(p.looksPerTick().Span(8)).
+		WithPanel(p.rolloutsPerRead().Span(8)).
+		WithPanel(p.providerLatency().Span(8)).
+		WithPanel(p.storeWrites().Span(12)).
+		WithPanel(p.providerErrors().Span(12))
 
 	d, err := b.Build()
 	if err != nil {
@@ -520,13 +530,65 @@ func (p *panels) verdicts(s scope) *timeseries.PanelBuilder {
 
 func (p *panels) providerErrors() *timeseries.PanelBuilder {
 	return p.timeseries("Metric provider errors",
-		"Failed queries of the controller to its metric provider: while they last, rollouts hold.", "reqps").
+		"Failed reads of the controller from its metric provider (vigil_provider_errors_total): while they last, rollouts hold.", "reqps").
 		WithTarget(query("A", providerErrorRate(), "{{instance}}"))
 }
 
+// latency draws a histogram of durations by its median and its p99.
+func (p *panels) latency(title, description string, quantile func(q float64) string) *timeseries.PanelBuilder {
+	return p.timeseries(title, description, "s").
+		Min(0).
+		WithTarget(query("A", quantile(0.5), "p50")).
+		WithTarget(query("B", quantile(0.99), "p99"))
+}
+
 func (p *panels) providerLatency() *timeseries.PanelBuilder {
-	return p.timeseries("Metric provider query latency",
-		"How long the controller's queries to its metric provider take.", "s").
-		WithTarget(query("A", providerLatency(0.5), "p50")).
-		WithTarget(query("B", providerLatency(0.99), "p99"))
+	return p.latency("Metric provider read latency",
+		"How long one tick's batched read of the cohorts' counts from the metric provider takes, every query of it together "+
+			"(vigil_provider_query_duration_seconds). It is cut short at 80% of the shortest plan interval among the rollouts it reads, "+
+			"or a third of the loop's lease (5s by default).", providerLatency)
+}
+
+// tickDuration draws the loop's ticks against its interval. The interval is
+// drawn as measured, the time between ticks' starts, which is the loop's
+// interval until ticks outgrow it.
+func (p *panels) tickDuration() *timeseries.PanelBuilder {
+	return p.latency("Rollout loop tick duration",
+		"How long the rollout loop's ticks take on the replica that holds its lease (vigil_rollout_tick_duration_seconds): the lease, "+
+			"catching up with changed rollouts, reading the due rollouts' counts, judging and committing them. The dashed line is the time "+
+			"from one tick's start to the next's: the loop's tick interval (1s) while ticks keep within it. Once they do not, looks that fall "+
+			"due wait for the next tick, and a median tick near half the shortest plan interval holds steps past their plan.", tickQuantile).
+		WithTarget(query("interval", tickSpacing(), "time between ticks")).
+		OverrideByQuery("interval", dashed("text"))
+}
+
+func (p *panels) tickOverruns() *timeseries.PanelBuilder {
+	return p.timeseries("Ticks that overran the interval",
+		"Share of the rollout loop's ticks that took longer than its tick interval (vigil_rollout_tick_overruns_total over the ticks); "+
+			"each is also logged. An occasional one is harmless; most of them for minutes is VigilRolloutTicksOverrun.", "percentunit").
+		Min(0).Max(1).
+		WithTarget(query("A", perTick(tickOverruns), "overran"))
+}
+
+func (p *panels) looksPerTick() *timeseries.PanelBuilder {
+	return p.timeseries("Looks per tick",
+		"Rollouts the loop found due per tick (vigil_rollout_looks_due_total), and those of them the judge weighed "+
+			"(vigil_rollout_looks_judged_total: past their warm-up, with counts read). A tick costs about what is due.", "short").
+		Min(0).
+		WithTarget(query("due", perTick(looksDue), "due")).
+		WithTarget(query("judged", perTick(looksJudged), "judged"))
+}
+
+func (p *panels) rolloutsPerRead() *timeseries.PanelBuilder {
+	return p.timeseries("Rollouts per metric provider read",
+		"Rollouts whose counts one batched read of the metric provider asked for, on average (vigil_provider_query_rollouts): "+
+			"a tick reads every due rollout at once.", "short").
+		Min(0).
+		WithTarget(query("A", rolloutsPerRead(), "rollouts per read"))
+}
+
+func (p *panels) storeWrites() *timeseries.PanelBuilder {
+	return p.latency("Store write latency",
+		"How long a write to the store takes (vigil_store_duration_seconds, op \"update\"): the loop's commits of its decisions, "+
+			"and the admin API's writes on every replica.", storeWriteLatency)
 }

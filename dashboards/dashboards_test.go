@@ -302,6 +302,21 @@ func testPanelValues(t *testing.T, run *fleetRun) {
 		}
 		return float64(m[0].Values[len(m[0].Values)-1].Value)
 	}
+	// peak is the highest number of expr's one series.
+	peak := func(name, expr string) float64 {
+		t.Helper()
+		m := run.rangeQuery(t, substitute(t, expr, nil))
+		if len(m) != 1 {
+			t.Fatalf("%s: want one series, got %v\n%s", name, m, expr)
+		}
+		top := math.NaN()
+		for _, p := range m[0].Values {
+			if v := float64(p.Value); !math.IsNaN(v) && !(v <= top) {
+				top = v
+			}
+		}
+		return top
+	}
 	is := func(want float64) func(float64) bool {
 		return func(v float64) bool { return math.Abs(v-want) < 1e-9 }
 	}
@@ -375,6 +390,19 @@ func testPanelValues(t *testing.T, run *fleetRun) {
 	checks := len(run.rollouts[fleet.NewCheckout].Verdict.Metrics)
 	if got := last("new-checkout threshold per check", nc.checkThreshold()); checks < 2 || got != float64(checks)*threshold {
 		t.Errorf("threshold per check = %v, want %d checks times %v", got, checks, threshold)
+	}
+
+	// The loop's own panels: the controller ticked, found the two
+	// rollouts due, the judge weighed them, each read of the store asked
+	// for some, and the loop's commits were timed.
+	for name, expr := range map[string]string{
+		"tick p50": tickQuantile(0.5), "time between ticks": tickSpacing(),
+		"looks due per tick": perTick(looksDue), "looks judged per tick": perTick(looksJudged),
+		"rollouts per read": rolloutsPerRead(), "store write p99": storeWriteLatency(0.99),
+	} {
+		if got := peak(name, expr); !(got > 0) {
+			t.Errorf("%s peaked at %v over the fleet's rollouts, want more than 0\n%s", name, got, expr)
+		}
 	}
 }
 
@@ -483,6 +511,22 @@ func TestJudgePanels(t *testing.T) {
 	titles := panelTitles(t, d)
 	if !slices.Contains(titles, "Ratio and interval: checkout-failures") || slices.Contains(titles, "Ratio and interval: error-rate") {
 		t.Errorf("plan with latency and a custom metric: panels %q", titles)
+	}
+}
+
+// TestLoopPanels: the overview draws the rollout loop's cost, whatever
+// flags are picked, beside the metric provider's errors.
+func TestLoopPanels(t *testing.T) {
+	d, err := BuildOverview(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	titles := panelTitles(t, d)
+	for _, want := range []string{"Rollout loop tick duration", "Ticks that overran the interval", "Looks per tick",
+		"Rollouts per metric provider read", "Metric provider read latency", "Store write latency", "Metric provider errors"} {
+		if !slices.Contains(titles, want) {
+			t.Errorf("no panel %q in %q", want, titles)
+		}
 	}
 }
 

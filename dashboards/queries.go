@@ -34,6 +34,20 @@ const (
 	providerDuration  = rolloutmetrics.ProviderQueryDuration + "_bucket"
 	overallCheck      = rolloutmetrics.OverallCheck
 	leaderMetric      = rolloutmetrics.Leader
+	tickDuration      = rolloutmetrics.TickDuration
+	tickOverruns      = rolloutmetrics.TickOverruns
+	looksDue          = rolloutmetrics.LooksDue
+	looksJudged       = rolloutmetrics.LooksJudged
+	readRollouts      = rolloutmetrics.ProviderQueryRollouts
+)
+
+// storeDuration is the server's histogram of store operations by op, which
+// package server names where it records it; update is the op of every
+// write, the rollout loop's commits among them. TestFleet reads both from
+// a real server, so a rename leaves its panel without data.
+const (
+	storeDuration = "vigil_store_duration_seconds"
+	storeWrite    = "update"
 )
 
 // rolloutStates lists the rollout states in the order the state panel
@@ -285,6 +299,52 @@ func providerErrorRate() string {
 }
 
 func providerLatency(q float64) string {
-	return fmt.Sprintf("histogram_quantile(%s, sum by (le) (rate(%s[$__rate_interval])))",
-		strconv.FormatFloat(q, 'g', -1, 64), providerDuration)
+	return quantileOf(q, providerDuration)
+}
+
+// quantileOf is the q-quantile of a histogram over every replica, from the
+// selector of its buckets.
+func quantileOf(q float64, buckets string) string {
+	return fmt.Sprintf("histogram_quantile(%s, sum by (le) (%s))", strconv.FormatFloat(q, 'g', -1, 64), rate(buckets))
+}
+
+// The rollout loop's cost. Only the replica that holds the lease ticks and
+// records these, so they are summed over replicas: a change of leader
+// leaves one series for the old and one for the new.
+
+// tickQuantile is the q-quantile of the loop's tick duration.
+func tickQuantile(q float64) string {
+	return quantileOf(q, tickDuration+"_bucket")
+}
+
+// ticks is the loop's ticks per second, none where it did not tick, so
+// that what is divided by it is missing there rather than infinite.
+func ticks() string {
+	return "(sum(" + rate(tickDuration+"_count") + ") > 0)"
+}
+
+// tickSpacing is the time from one tick's start to the next's: the loop's
+// tick interval while ticks keep within it, longer once they overrun it,
+// since a tick does not start before the last one ended.
+func tickSpacing() string {
+	return "1 / " + ticks()
+}
+
+// perTick divides a counter of the loop's, summed over its ticks, by the
+// ticks: overruns give the share of ticks that overran, looks the
+// rollouts due or judged per tick.
+func perTick(counter string) string {
+	return "sum(" + rate(counter) + ")\n/\n" + ticks()
+}
+
+// rolloutsPerRead is the mean number of rollouts one batched read of the
+// metric source asked for the counts of.
+func rolloutsPerRead() string {
+	return "sum(" + rate(readRollouts+"_sum") + ")\n/\n(sum(" + rate(readRollouts+"_count") + ") > 0)"
+}
+
+// storeWriteLatency is the q-quantile of the store's writes, the loop's
+// commits and every other replica's API writes together.
+func storeWriteLatency(q float64) string {
+	return quantileOf(q, storeDuration+"_bucket{op="+quote(storeWrite)+"}")
 }
