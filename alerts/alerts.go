@@ -61,6 +61,8 @@ const (
 	transitionsMetric = rolloutmetrics.Transitions
 	providerErrors    = rolloutmetrics.ProviderErrors
 	leaderMetric      = rolloutmetrics.Leader
+	tickDuration      = rolloutmetrics.TickDuration
+	tickOverruns      = rolloutmetrics.TickOverruns
 )
 
 // The SDK's cohort metrics, as package semconv names them.
@@ -75,6 +77,11 @@ const (
 // a restart of either, short enough not to page about last week's rollback.
 const rolledBackFor = 30 * time.Minute
 
+// loopFor is how long the rollout loop must stay slow before its alerts
+// fire: longer than a burst of rollouts all starting at once, short
+// enough that few steps were held past their plan meanwhile.
+const loopFor = 10 * time.Minute
+
 // Alert names.
 const (
 	AlertErrorRatioHigh   = "VigilTreatmentErrorRatioHigh"
@@ -86,6 +93,8 @@ const (
 	AlertRolledBack       = "VigilRolloutRolledBack"
 	AlertProviderErrors   = "VigilMetricProviderErrors"
 	AlertCohortsMissing   = "VigilCohortMetricsMissing"
+	AlertTicksOverrun     = "VigilRolloutTicksOverrun"
+	AlertLooksLate        = "VigilRolloutLooksLate"
 )
 
 // Options tunes the rules. The zero value gives the defaults documented on
@@ -199,7 +208,7 @@ func Groups(flags []flag.Flag, opts Options) (rulefmt.RuleGroups, error) {
 	g := &gen{o: o, flags: sorted}
 	groups := []rulefmt.RuleGroup{
 		{Name: "vigil-recording", Rules: recordingRules()},
-		{Name: "vigil-rollouts", Rules: g.rolloutAlerts(stuckWindow(flags, o.StuckAfter))},
+		{Name: "vigil-rollouts", Rules: append(g.rolloutAlerts(stuckWindow(flags, o.StuckAfter)), g.loopAlerts(shortestInterval(flags))...)},
 	}
 	for _, f := range sorted {
 		if f.Treatment == "" {
@@ -221,6 +230,30 @@ func stuckWindow(flags []flag.Flag, floor time.Duration) time.Duration {
 		}
 	}
 	return w
+}
+
+// shortestInterval is the shortest plan interval among the flags that can
+// be rolled out, the defaults filled in: the default plan's when there are
+// none. A plan given when a rollout starts can set a shorter one, which
+// rules generated from the flags cannot know.
+func shortestInterval(flags []flag.Flag) time.Duration {
+	shortest := plan.Defaults().Interval.Std()
+	first := true
+	for _, f := range flags {
+		if f.Treatment == "" {
+			continue // never rolled out
+		}
+		// The flags' plans were validated when they were written.
+		spec, _ := plan.OfFlag(f)
+		p, err := plan.Resolve(spec)
+		if err != nil {
+			continue
+		}
+		if i := p.Interval.Std(); first || i < shortest {
+			shortest, first = i, false
+		}
+	}
+	return shortest
 }
 
 func recordingRules() []rulefmt.Rule {
@@ -416,6 +449,45 @@ func (g *gen) rolloutAlerts(stuck time.Duration) []rulefmt.Rule {
 			"Check the services evaluating the flag use the Vigil SDK with metrics enabled, that Prometheus scrapes them, "+
 				"and that the requests evaluate this flag.",
 			g.flagDashboardURL()),
+	}
+}
+
+// loopAlerts are about the rollout loop's own pace, on the replica that
+// holds its lease (the only one that ticks): its ticks outgrowing the
+// loop's interval, and, worse, approaching the rollouts' plan interval.
+// A look falls due during a tick, waits for it to end and then for its
+// own tick: up to two ticks late, so once the median tick passes half the
+// shortest plan interval, looks come up to an interval late and steps
+// are held past their plan.
+func (g *gen) loopAlerts(interval time.Duration) []rulefmt.Rule {
+	w := model.Duration(loopFor).String()
+	late := interval / 2
+	overview := g.o.GrafanaURL + "/d/" + dashboards.OverviewUID
+	look := "On the overview dashboard's Rollout loop row, find which part of the tick grew: the rollouts due per tick, " +
+		"the metric provider's read latency, or the store's write latency; the controller logs each overrun with its time and the looks due."
+	return []rulefmt.Rule{
+		g.alert(AlertTicksOverrun,
+			// The share of the ticks that overran; a replica that does not
+			// tick has none, which compares as nothing.
+			fmt.Sprintf("sum by (job, instance) (rate(%s[5m]))\n/\nsum by (job, instance) (rate(%s_count[5m]))\n> 0.5",
+				tickOverruns, tickDuration),
+			loopFor, "warning", nil,
+			"Vigil's rollout loop overruns its tick interval",
+			"{{ $value | humanizePercentage }} of the rollout loop's ticks on {{ $labels.instance }} in the last 5m took longer than "+
+				"the loop's tick interval, and more than half have for "+w+": looks that fall due during a tick wait for the next, "+
+				"so rollouts look and step later than their plans say.",
+			look,
+			overview),
+		g.alert(AlertLooksLate,
+			fmt.Sprintf("histogram_quantile(0.5, sum by (job, instance, le) (rate(%s_bucket[5m])))\n> %s",
+				tickDuration, strconv.FormatFloat(late.Seconds(), 'g', -1, 64)),
+			loopFor, "critical", nil,
+			"Vigil's rollout loop is too slow for its rollouts' plans",
+			"The median tick of the rollout loop on {{ $labels.instance }} has taken {{ $value | humanizeDuration }} for "+w+
+				", over half the shortest plan interval ("+model.Duration(interval).String()+"): looks come up to an interval late, "+
+				"so steps are held past their plan and a harmful treatment is rolled back later.",
+			look+" Until the loop is faster, lengthen the plans' interval or start fewer rollouts at once.",
+			overview),
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	stdflag "flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -161,6 +162,8 @@ func TestExprsParse(t *testing.T) {
 		"vigil-rollouts/" + AlertErrorRatioHigh,
 		"vigil-rollouts/" + AlertLatencyRegressed,
 		"vigil-rollouts/" + AlertSplitMismatch,
+		"vigil-rollouts/" + AlertTicksOverrun,
+		"vigil-rollouts/" + AlertLooksLate,
 		"vigil-flag-new-checkout/" + AlertErrorRatioAbove,
 		"vigil-flag-new-checkout/" + AlertP99AboveMax,
 	} {
@@ -193,6 +196,57 @@ func TestStuckWindowCoversLongSteps(t *testing.T) {
 		if r.Alert == AlertRolloutStuck && !strings.Contains(r.Expr, "[3h]") {
 			t.Errorf("stuck window for a 90m step is not 3h:\n%s", r.Expr)
 		}
+	}
+}
+
+// TestLooksLateFollowsShortestInterval: the loop is too slow once its
+// median tick passes half the shortest plan interval among the flags that
+// can be rolled out, the defaults' where they set none.
+func TestLooksLateFollowsShortestInterval(t *testing.T) {
+	flags := testFlags(t) // new-checkout sets 20s, fast-search the defaults' 30s
+	withInterval := func(f flag.Flag, d time.Duration) flag.Flag {
+		spec, err := plan.OfFlag(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if spec == nil {
+			spec = &plan.Spec{}
+		}
+		spec.Interval = new(plan.Duration(d))
+		r := flag.Rollout{}
+		if f.Rollout != nil {
+			r = *f.Rollout
+		}
+		r.Plan = spec.Raw()
+		f.Rollout = &r
+		return f
+	}
+	darkMode := slices.IndexFunc(flags, func(f flag.Flag) bool { return f.Key == "dark-mode" })
+	tests := []struct {
+		name  string
+		flags []flag.Flag
+		want  time.Duration
+	}{
+		{"the flags'", flags, 20 * time.Second},
+		{"no flags", nil, 30 * time.Second},
+		{"the defaults' below a longer one", []flag.Flag{withInterval(flags[0], time.Minute), flags[1]}, 30 * time.Second},
+		{"a flag with no treatment is never rolled out", append([]flag.Flag{withInterval(flags[darkMode], 2*time.Second)}, flags[1]), 30 * time.Second},
+	}
+	for _, tt := range tests {
+		if got := shortestInterval(tt.flags); got != tt.want {
+			t.Errorf("%s: shortest interval %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	// The promtool tests expect 20s: with 30s the alert names another
+	// interval, and they fail on it.
+	flags[0] = withInterval(flags[0], time.Minute)
+	rules, err := Generate(flags, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := runPromtool(t, rules, "test", "rules", "rules_test.yaml")
+	if err == nil || !strings.Contains(out, AlertLooksLate) {
+		t.Errorf("promtool test rules on rules for a 30s shortest interval: %v, want a failure of %s\n%s", err, AlertLooksLate, out)
 	}
 }
 
@@ -240,7 +294,7 @@ func TestFlagDashboardURL(t *testing.T) {
 	keys := []string{"new-checkout", "search.ranking", "dark-mode", "added-later", "added.later",
 		strings.Repeat("k", 29), strings.Repeat("k", 30)}
 	for _, r := range groups.Groups[1].Rules {
-		if r.Alert == AlertProviderErrors {
+		if r.Alert == AlertProviderErrors || r.Alert == AlertTicksOverrun || r.Alert == AlertLooksLate {
 			continue // about a controller, not a flag
 		}
 		for _, key := range keys {
@@ -371,8 +425,22 @@ func TestRulesOnRealController(t *testing.T) {
 	if got := command("rollback", AlertRolledBack); !slices.Equal(got, []string{f.Key}) {
 		t.Errorf("%s after a rollback fires for %v, want %s\n%s", AlertRolledBack, got, f.Key, expr[AlertRolledBack])
 	}
+	// The loop's alerts measure the real loop: without its threshold, each
+	// expression gives one series, the controller's, which ticked at least
+	// once a second through the rollout.
+	for _, alert := range []string{AlertTicksOverrun, AlertLooksLate} {
+		measure, _, ok := strings.Cut(expr[alert], "\n> ")
+		if !ok {
+			t.Fatalf("%s has no threshold on a line of its own:\n%s", alert, expr[alert])
+		}
+		v, err := ms.Query(ctx, measure, time.Now())
+		if err != nil || len(v) != 1 || math.IsNaN(float64(v[0].Value)) || v[0].Metric["instance"] == "" {
+			t.Errorf("%s's measure on the real loop: %v, %v, want one number for the controller\n%s", alert, v, err, measure)
+		}
+	}
 	// Every controller metric the rules read is one the controller exports.
-	for _, name := range []string{percentMetric, stateMetric, transitionsMetric, providerErrors, leaderMetric} {
+	for _, name := range []string{percentMetric, stateMetric, transitionsMetric, providerErrors, leaderMetric,
+		tickDuration + "_bucket", tickDuration + "_count", tickOverruns} {
 		v, err := ms.Query(ctx, "count("+name+")", time.Now())
 		if err != nil || len(v) != 1 || v[0].Value == 0 {
 			t.Errorf("the controller exports no %s: %v %v", name, v, err)
