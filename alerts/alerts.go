@@ -1,8 +1,8 @@
 // Package alerts generates a Prometheus rule file for Vigil's rollouts:
 // recording rules for the cohorts' error and slow-request ratios, and alerts
 // for a treatment that hurts, a traffic split that is not the flag's, a
-// rollout that is stuck or rolled back, and a controller that cannot see
-// its metrics.
+// rollout that is stuck or rolled back, a controller that cannot see its
+// metrics, and a rollout loop too slow for its interval or its plans.
 //
 // Whether a treatment hurts is what the judge decides, so the alerts that
 // compare treatment with control read the judge's own evidence, which the
