@@ -145,32 +145,45 @@ func (e *endpoints) sync(ctx context.Context) error {
 	}
 }
 
+// reload brings the flags up to the store: the changes since the loaded
+// revision, applied in one copy, or the whole snapshot when none is loaded
+// yet. Reading the whole store at every change would cost O(flags) per
+// change, which a loop moving thousands of rollouts makes O(flags²).
 func (e *endpoints) reload(ctx context.Context) error {
-	cur := e.snap.Load()
-	if cur != nil {
-		rev, _, err := e.store.Changes(ctx, cur.Revision())
+	if cur := e.snap.Load(); cur != nil {
+		rev, changes, err := e.store.Changes(ctx, cur.Revision())
 		if err != nil {
 			return fmt.Errorf("read changes: %w", err)
 		}
 		if rev <= cur.Revision() {
 			return nil
 		}
+		var put []flag.Flag
+		var del []string
+		for _, c := range changes {
+			if c.Deleted {
+				del = append(del, c.Key)
+			} else {
+				put = append(put, c.Flag)
+			}
+		}
+		next, err := cur.Update(rev, put, del)
+		if err != nil {
+			// The store validates every write, so this is a flag from a
+			// newer controller; serve the others.
+			e.log.Warn("ofrep: flags in the store rejected", "err", err)
+		}
+		e.snap.Store(next)
+		return nil
 	}
 	s, err := e.store.Snapshot(ctx)
 	if err != nil {
 		return fmt.Errorf("read snapshot: %w", err)
 	}
-	snap, err := flag.NewSnapshot(s.Revision, s.Flags)
+	empty, _ := flag.NewSnapshot(0, nil)
+	snap, err := empty.Update(s.Revision, s.Flags, nil)
 	if err != nil {
-		// The store validates every write, so this is a flag from a newer
-		// controller; serve the others.
 		e.log.Warn("ofrep: flags in the store rejected", "err", err)
-		snap, _ = flag.NewSnapshot(s.Revision, nil)
-		for _, f := range s.Flags {
-			if n, err := snap.Put(f); err == nil {
-				snap = n
-			}
-		}
 	}
 	e.snap.Store(snap)
 	return nil

@@ -2,6 +2,7 @@ package flag
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -122,31 +123,49 @@ func (s *Snapshot) Flags() []Flag {
 // Put returns a copy of s with f added or replaced, and revision set to the
 // larger of the two. A flag that fails validation leaves s as it was.
 func (s *Snapshot) Put(f Flag) (*Snapshot, error) {
-	if err := ValidateFlag(&f); err != nil {
-		return nil, err
-	}
-	c, err := compile(f)
+	n, err := s.Update(f.Version, []Flag{f}, nil)
 	if err != nil {
 		return nil, err
 	}
-	n := s.clone(max(s.revision, f.Version))
-	n.flags[f.Key] = c
 	return n, nil
 }
 
 // Delete returns a copy of s without key, at revision max(s, version).
 func (s *Snapshot) Delete(key string, version int64) *Snapshot {
-	n := s.clone(max(s.revision, version))
-	delete(n.flags, key)
+	n, _ := s.Update(version, nil, []string{key})
 	return n
 }
 
-func (s *Snapshot) clone(revision int64) *Snapshot {
-	n := &Snapshot{revision: revision, flags: make(map[string]*Compiled, len(s.flags)+1)}
+// Update returns a copy of s with put added or replaced and the keys in
+// del removed (a key in both is removed), at revision max(s, revision).
+// It copies s once for the whole batch, so that following a store whose
+// flags change by the thousand costs one copy per batch rather than one
+// per change. A flag in put that fails validation is left out, keeping
+// its earlier definition if s has one, and the error names it; the copy
+// holds every other change.
+func (s *Snapshot) Update(revision int64, put []Flag, del []string) (*Snapshot, error) {
+	n := &Snapshot{revision: max(s.revision, revision), flags: make(map[string]*Compiled, len(s.flags)+len(put))}
 	for k, v := range s.flags {
 		n.flags[k] = v
 	}
-	return n
+	var errs []error
+	for i := range put {
+		f := put[i]
+		if err := ValidateFlag(&f); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		c, err := compile(f)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n.flags[f.Key] = c
+	}
+	for _, k := range del {
+		delete(n.flags, k)
+	}
+	return n, errors.Join(errs...)
 }
 
 // Evaluate evaluates key for ctx. An unknown flag yields ReasonError with

@@ -331,3 +331,32 @@ func TestBadPutKeepsOldSnapshot(t *testing.T) {
 		t.Fatal("delete did not copy on write")
 	}
 }
+
+// A batch of changes lands in one copy: the good ones apply, a bad one keeps
+// its flag's earlier definition and is named, and the old snapshot stays.
+func TestUpdateAppliesABatch(t *testing.T) {
+	s, err := NewSnapshot(4, []Flag{rolloutFlag("a", 100), rolloutFlag("b", 100), rolloutFlag("c", 100)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, d := rolloutFlag("a", 0), rolloutFlag("b", 0), rolloutFlag("d", 100)
+	b.Control = "missing"
+	n, err := s.Update(7, []Flag{a, b, d}, []string{"c", "absent"})
+	if err == nil || !strings.Contains(err.Error(), "b") || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("error %v, want one naming flag b's control", err)
+	}
+	u := Context{Key: "u"}
+	if n.Revision() != 7 || n.Len() != 3 || n.Evaluate("a", u).Variant != "off" || n.Evaluate("b", u).Variant != "on" || n.Evaluate("d", u).Variant != "on" {
+		t.Errorf("after the batch: revision %d, %d flags, a %s, b %s, d %s; want 7, 3 (a, b, d), off, on (kept), on",
+			n.Revision(), n.Len(), n.Evaluate("a", u).Variant, n.Evaluate("b", u).Variant, n.Evaluate("d", u).Variant)
+	}
+	if _, ok := n.Flag("c"); ok {
+		t.Error("c was deleted and is still there")
+	}
+	if s.Revision() != 4 || s.Len() != 3 || s.Evaluate("a", u).Variant != "on" {
+		t.Error("the batch changed the snapshot it was applied to")
+	}
+	if older, err := n.Update(5, nil, nil); err != nil || older.Revision() != 7 {
+		t.Errorf("an older revision moved the snapshot back to %d (err %v)", older.Revision(), err)
+	}
+}
