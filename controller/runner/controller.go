@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -261,6 +262,7 @@ func (c *Controller) look(ctx context.Context) (int, int, error) {
 	var errs []error
 	seen := make(map[string]bool, len(rs))
 	var due []rollout.State
+	var stored [][]byte
 	flags := make(map[string]flag.Flag, len(rs))
 	for _, r := range rs {
 		seen[r.Key] = true
@@ -290,6 +292,7 @@ func (c *Controller) look(ctx context.Context) (int, int, error) {
 		}
 		flags[s.Key] = f
 		due = append(due, s)
+		stored = append(stored, r.State)
 	}
 	for _, k := range keys {
 		if !seen[k] {
@@ -301,18 +304,17 @@ func (c *Controller) look(ctx context.Context) (int, int, error) {
 	}
 	obs := c.observe(ctx, due, flags, now)
 	judged := 0
+	ds := make([]decision, len(due))
 	for i, s := range due {
 		if obs[i].Verdict != nil {
 			judged++
 		}
-		err := c.commit(ctx, s, func(at time.Time) (rollout.State, []rollout.Action, error) {
+		ds[i] = decision{s: s, stored: stored[i], decide: func(at time.Time) (rollout.State, []rollout.Action, error) {
 			next, acts := rollout.Step(s, obs[i], at)
 			return next, acts, nil
-		})
-		if err != nil {
-			errs = append(errs, err)
-		}
+		}}
 	}
+	errs = append(errs, c.commit(ctx, ds...))
 	return len(due), judged, errors.Join(errs...)
 }
 
@@ -548,17 +550,65 @@ var errStale = errors.New("rollout changed since it was read")
 // decided on the same rollout, so only the lease's holder writes.
 var errLeaseLost = errors.New("the rollout loop's lease is no longer held")
 
-// commit stores the decision that decide takes on s, with its actions, in
-// one transaction fenced by the loop's lease (dropped when this replica no
-// longer holds it, or when s changed meanwhile), then sends its
-// notifications. decide is given the time inside that transaction, so
-// that a transition is stamped when it is committed, and the next look is
-// due after the commit (State.NextLook), not after the start of a long
-// tick.
-func (c *Controller) commit(ctx context.Context, s rollout.State, decide func(now time.Time) (rollout.State, []rollout.Action, error)) error {
-	var next rollout.State
-	var acts []rollout.Action
+// commitBatch is how many of a tick's decisions share a transaction: one
+// transaction a look would spend most of a look's commit on beginning,
+// checking the lease and committing, while a batch too large holds the
+// store's writers for long.
+const commitBatch = 64
+
+// decision is what the loop decides on one rollout, to be committed.
+type decision struct {
+	// s is the state decided on.
+	s rollout.State
+	// stored is the stored record s was decoded from, nil when not at
+	// hand: while the store holds the same bytes, s has not changed,
+	// and the commit need not decode the record again to know it.
+	stored []byte
+	// decide takes the decision at the time of the transaction.
+	decide func(now time.Time) (rollout.State, []rollout.Action, error)
+}
+
+// commit stores the decisions, with their actions, commitBatch to a
+// transaction fenced by the loop's lease (all are dropped when this
+// replica no longer holds it; one whose rollout changed meanwhile is
+// dropped alone), then sends their notifications. decide is given the
+// time inside that transaction, so that a transition is stamped when it
+// is committed, and the next look is due after the commit
+// (State.NextLook), not after the start of a long tick. A batch that
+// fails is committed again one decision to a transaction, so that one
+// rollout's failure costs the others nothing.
+func (c *Controller) commit(ctx context.Context, ds ...decision) error {
+	var errs []error
+	for lo := 0; lo < len(ds); lo += commitBatch {
+		batch := ds[lo:min(lo+commitBatch, len(ds))]
+		err := c.commitEach(ctx, batch)
+		if errors.Is(err, errLeaseLost) {
+			c.log.Warn("decisions dropped: this replica's lease on the rollout loop expired during the tick", "dropped", len(ds)-lo)
+			break
+		}
+		if err != nil && len(batch) > 1 {
+			for _, d := range batch {
+				if err := c.commitEach(ctx, []decision{d}); err != nil && !errors.Is(err, errLeaseLost) {
+					errs = append(errs, err)
+				}
+			}
+			continue
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// commitEach commits ds in one transaction.
+func (c *Controller) commitEach(ctx context.Context, ds []decision) error {
+	type committed struct {
+		next rollout.State
+		acts []rollout.Action
+	}
+	var done []committed
+	var key string
 	err := c.opts.Store.Update(ctx, store.Actor{Name: rollout.ControllerActor}, func(tx store.Tx) error {
+		done = done[:0]
 		held, err := tx.HoldsLease(ctx, LeaseName, c.opts.Holder)
 		if err != nil {
 			return err
@@ -566,48 +616,76 @@ func (c *Controller) commit(ctx context.Context, s rollout.State, decide func(no
 		if !held {
 			return errLeaseLost
 		}
-		cur, err := readState(ctx, tx, s.Key)
-		if err != nil {
-			return err
+		for _, d := range ds {
+			key = d.s.Key
+			fresh, err := unchanged(ctx, tx, d)
+			if err != nil {
+				return err
+			}
+			if !fresh {
+				c.log.Info("decision dropped: the rollout changed meanwhile", "flag", d.s.Key)
+				continue
+			}
+			next, acts, err := d.decide(c.opts.Now())
+			if err != nil {
+				return err
+			}
+			if err := write(ctx, tx, next, acts); err != nil {
+				return err
+			}
+			done = append(done, committed{next, acts})
+			look, ok := rollout.NewLook(d.s, next)
+			if !ok {
+				continue
+			}
+			raw, err := json.Marshal(look)
+			if err != nil {
+				return fmt.Errorf("encode a look at %s: %w", d.s.Key, err)
+			}
+			if err := tx.AppendRolloutLook(ctx, d.s.Key, look.At, raw, c.opts.MaxLooks); err != nil {
+				return err
+			}
 		}
-		if cur.Revision != s.Revision {
-			return errStale
-		}
-		if next, acts, err = decide(c.opts.Now()); err != nil {
-			return err
-		}
-		if err := write(ctx, tx, next, acts); err != nil {
-			return err
-		}
-		look, ok := rollout.NewLook(s, next)
-		if !ok {
-			return nil
-		}
-		raw, err := json.Marshal(look)
-		if err != nil {
-			return fmt.Errorf("encode a look at %s: %w", s.Key, err)
-		}
-		return tx.AppendRolloutLook(ctx, s.Key, look.At, raw, c.opts.MaxLooks)
+		return nil
 	})
 	switch {
-	case errors.Is(err, errStale):
-		c.log.Info("decision dropped: the rollout changed meanwhile", "flag", s.Key)
-		return nil
 	case errors.Is(err, errLeaseLost):
-		c.log.Warn("decision dropped: this replica's lease on the rollout loop expired during the tick", "flag", s.Key)
-		return nil
+		return err
+	case err != nil && len(ds) == 1:
+		return fmt.Errorf("store rollout %s: %w", key, err)
+	case err != nil:
+		return fmt.Errorf("store %d rollouts (at %s): %w", len(ds), key, err)
+	}
+	for _, d := range done {
+		c.after(d.next, d.acts)
+	}
+	return nil
+}
+
+// unchanged reports whether the rollout d decided on is stored as it was
+// read: the same bytes, or failing that the same revision.
+func unchanged(ctx context.Context, tx store.Tx, d decision) (bool, error) {
+	r, err := tx.Rollout(ctx, d.s.Key)
+	if errors.Is(err, store.ErrNotFound) {
+		return d.s.Revision == rollout.New(d.s.Key).Revision, nil
 	}
 	if err != nil {
-		return fmt.Errorf("store rollout %s: %w", s.Key, err)
+		return false, fmt.Errorf("read rollout %s: %w", d.s.Key, err)
 	}
-	c.after(next, acts)
-	return nil
+	if d.stored != nil && bytes.Equal(r.State, d.stored) {
+		return true, nil
+	}
+	cur, err := decode(r)
+	if err != nil {
+		return false, err
+	}
+	return cur.Revision == d.s.Revision, nil
 }
 
 // abandon aborts the rollout of a flag that was deleted: there is no
 // percentage left to set, only the record to close.
 func (c *Controller) abandon(ctx context.Context, s rollout.State) error {
-	return c.commit(ctx, s, func(now time.Time) (rollout.State, []rollout.Action, error) {
+	return c.commit(ctx, decision{s: s, decide: func(now time.Time) (rollout.State, []rollout.Action, error) {
 		next, acts, err := rollout.Apply(s, rollout.Command{Kind: rollout.Abort, Actor: rollout.ControllerActor, Reason: "the flag was deleted"}, now)
 		if err != nil {
 			return rollout.State{}, nil, err
@@ -621,7 +699,7 @@ func (c *Controller) abandon(ctx context.Context, s rollout.State) error {
 			}
 		}
 		return next, kept, nil
-	})
+	}})
 }
 
 // after reports committed actions to the metrics and the webhooks.

@@ -618,7 +618,7 @@ func TestStaleDecisionIsDropped(t *testing.T) {
 	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Pause, Actor: "b"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.c.commit(ctx, s, failAt(s)); err != nil {
+	if err := f.c.commit(ctx, decision{s: s, decide: failAt(s)}); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.state(t, "checkout"); got.Phase != rollout.Paused {
@@ -741,7 +741,7 @@ func TestLoopWritesOnlyUnderItsLease(t *testing.T) {
 				held, err := st2.AcquireLease(ctx, LeaseName, "test-2", time.Minute)
 				return err == nil && held
 			})
-			if err := a.c.commit(ctx, s, failAt(s)); err != nil {
+			if err := a.c.commit(ctx, decision{s: s, decide: failAt(s)}); err != nil {
 				t.Fatal(err)
 			}
 			if got := a.state(t, "checkout"); got.Phase != rollout.Progressing || got.Revision != s.Revision {

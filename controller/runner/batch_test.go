@@ -1,0 +1,154 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-dev/vigil/analysis/cohort"
+	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/store"
+)
+
+// batchStore counts the write transactions and fails the writes of one
+// rollout's state, a fault a real store does not produce on demand.
+type batchStore struct {
+	store.Store
+	mu      sync.Mutex
+	updates int
+	failKey string
+}
+
+func (s *batchStore) Update(ctx context.Context, actor store.Actor, fn func(tx store.Tx) error) error {
+	s.mu.Lock()
+	s.updates++
+	fail := s.failKey
+	s.mu.Unlock()
+	return s.Store.Update(ctx, actor, func(tx store.Tx) error { return fn(failingTx{Tx: tx, key: fail}) })
+}
+
+func (s *batchStore) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.updates
+	s.updates = 0
+	return n
+}
+
+type failingTx struct {
+	store.Tx
+	key string
+}
+
+func (tx failingTx) PutRollout(ctx context.Context, r store.Rollout) error {
+	if r.Key == tx.key {
+		return errors.New("disk full")
+	}
+	return tx.Tx.PutRollout(ctx, r)
+}
+
+// hookReader runs hook while the loop reads the counts: between its read
+// of the rollouts and its commits.
+type hookReader struct {
+	Reader
+	hook func()
+}
+
+func (r hookReader) Read(ctx context.Context, now time.Time, qs []cohort.FlagQuery) (map[string]cohort.Reading, error) {
+	r.hook()
+	return r.Reader.Read(ctx, now, qs)
+}
+
+// startMany starts n rollouts and returns their keys.
+func startMany(t *testing.T, f *fixture, n int) []string {
+	t.Helper()
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("flag-%03d", i)
+		putFlag(t, f.st, checkoutFlag(keys[i]))
+		f.tr.errRate[keys[i]] = [2]float64{0.01, 0.01}
+		if _, err := f.c.Command(context.Background(), keys[i], rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return keys
+}
+
+// TestLooksCommitInBatches: a tick's 100 looks take two transactions, not
+// 100; a rollout a person paused while the loop read the counts keeps the
+// person's decision, and the others in its batch are stored.
+func TestLooksCommitInBatches(t *testing.T) {
+	bs := &batchStore{Store: openSQLite(t)}
+	f := newFixture(t, bs)
+	ctx := context.Background()
+	keys := startMany(t, f, 100)
+	before := map[string]int64{}
+	for _, k := range keys {
+		before[k] = f.state(t, k).Revision
+	}
+	f.c.opts.Reader = hookReader{Reader: f.tr, hook: func() {
+		if _, err := f.c.Command(ctx, "flag-007", rollout.Command{Kind: rollout.Pause, Actor: "b"}); err != nil {
+			t.Error(err)
+		}
+	}}
+	f.clock.Add(time.Second)
+	if err := f.tr.advance(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bs.count()
+	if err := f.c.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The pause is one transaction; the tick's looks are two.
+	if n := bs.count(); n != 3 {
+		t.Errorf("the tick took %d write transactions with the pause, want 3 (the pause, and 100 looks in two)", n)
+	}
+	for _, k := range keys {
+		s := f.state(t, k)
+		switch {
+		case k == "flag-007" && s.Phase != rollout.Paused:
+			t.Errorf("%s is %s after the loop's look, want the person's pause kept", k, s.Phase)
+		case k != "flag-007" && s.Revision != before[k]+1:
+			t.Errorf("%s at revision %d after the tick, want %d: its look was not stored", k, s.Revision, before[k]+1)
+		}
+	}
+}
+
+// TestOneFailingCommitCostsTheOthersNothing: when one rollout's write fails,
+// its batch is committed again one look at a time: the tick reports the
+// failure by the rollout's key, and every other look is stored.
+func TestOneFailingCommitCostsTheOthersNothing(t *testing.T) {
+	bs := &batchStore{Store: openSQLite(t)}
+	f := newFixture(t, bs)
+	ctx := context.Background()
+	keys := startMany(t, f, 100)
+	before := map[string]int64{}
+	for _, k := range keys {
+		before[k] = f.state(t, k).Revision
+	}
+	bs.failKey = "flag-013"
+	f.clock.Add(time.Second)
+	if err := f.tr.advance(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err := f.c.Tick(ctx)
+	if err == nil || !strings.Contains(err.Error(), "flag-013") || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("tick error %v, want one naming flag-013 and the store's failure", err)
+	}
+	if strings.Contains(err.Error(), "flag-014") {
+		t.Errorf("tick error %v names a rollout whose look was stored", err)
+	}
+	for _, k := range keys {
+		want := before[k] + 1
+		if k == "flag-013" {
+			want = before[k]
+		}
+		if got := f.state(t, k).Revision; got != want {
+			t.Errorf("%s at revision %d after the tick, want %d", k, got, want)
+		}
+	}
+}
