@@ -40,6 +40,11 @@ type dialect struct {
 	// the writer rather than ping a reader: on SQLite another process may
 	// hold the file's write lock while reads go on.
 	pingWrite bool
+	// prepareInTx makes a write transaction prepare each statement once
+	// and run it as often as it needs (stmtTx). SQLite's driver prepares
+	// every statement it runs anew, which costs more than running it;
+	// pgx caches prepared statements on each connection itself.
+	prepareInTx bool
 }
 
 // sqlStore implements Store over database/sql. The two databases share
@@ -136,7 +141,7 @@ func (s *sqlStore) Update(ctx context.Context, actor Actor, fn func(tx Tx) error
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
-	t := &sqlTx{tx: tx, actor: actor, now: s.now().UTC(), d: &s.d}
+	t := &sqlTx{tx: &stmtTx{tx: tx, prepare: s.d.prepareInTx}, actor: actor, now: s.now().UTC(), d: &s.d}
 	if err := tx.QueryRowContext(ctx, s.d.lockRevision).Scan(&t.rev); err != nil {
 		return fmt.Errorf("lock revision: %w", err)
 	}
@@ -576,7 +581,7 @@ func scanRollouts(rows *sql.Rows) ([]Rollout, error) {
 
 // sqlTx implements Tx.
 type sqlTx struct {
-	tx    *sql.Tx
+	tx    *stmtTx
 	actor Actor
 	now   time.Time
 	rev   int64
@@ -588,6 +593,56 @@ type sqlTx struct {
 	// rollouts are the keys of the rollout records put or deleted, which
 	// WatchRollouts tells of after the commit.
 	rollouts map[string]struct{}
+}
+
+// stmtTx runs a write transaction's statements, prepared once each for the
+// transaction when prepare is set: one that stores a tick's batch of
+// decisions runs each of a few statements dozens of times.
+type stmtTx struct {
+	tx      *sql.Tx
+	prepare bool
+	stmts   map[string]*sql.Stmt
+}
+
+// stmt is query prepared in the transaction, nil when statements are not
+// prepared or preparing failed (running the query then reports why).
+func (t *stmtTx) stmt(ctx context.Context, query string) *sql.Stmt {
+	if !t.prepare {
+		return nil
+	}
+	if st, ok := t.stmts[query]; ok {
+		return st
+	}
+	st, err := t.tx.PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	if t.stmts == nil {
+		t.stmts = map[string]*sql.Stmt{}
+	}
+	t.stmts[query] = st
+	return st
+}
+
+func (t *stmtTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return t.tx.QueryContext(ctx, query, args...)
+}
+
+func (t *stmtTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, query, args...)
+}
+
+func (t *stmtTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return t.tx.ExecContext(ctx, query, args...)
 }
 
 func (t *sqlTx) rolloutChanged(key string) {

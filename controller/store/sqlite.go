@@ -71,8 +71,9 @@ func openSQLite(ctx context.Context, dir string, ms []migration) (Store, error) 
 			isUniqueViolation: sqliteUnique,
 			// One writer at a time: nothing can take the lease during the
 			// transaction.
-			holdsLease: `SELECT 1 FROM vigil_leases WHERE name = $1 AND holder = $2 AND expires_at > $3`,
-			pingWrite:  true,
+			holdsLease:  `SELECT 1 FROM vigil_leases WHERE name = $1 AND holder = $2 AND expires_at > $3`,
+			pingWrite:   true,
+			prepareInTx: true,
 		},
 		w: w, r: r,
 		wmu:       make(chan struct{}, 1),
