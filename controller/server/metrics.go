@@ -94,6 +94,11 @@ func (s *instrumented) Flag(ctx context.Context, key string) (flag.Flag, error) 
 	return s.Store.Flag(ctx, key)
 }
 
+func (s *instrumented) FlagsPage(ctx context.Context, after string, limit int) ([]flag.Flag, error) {
+	defer s.observe("flags_page", time.Now())
+	return s.Store.FlagsPage(ctx, after, limit)
+}
+
 func (s *instrumented) Changes(ctx context.Context, since int64) (int64, []store.Change, error) {
 	defer s.observe("changes", time.Now())
 	return s.Store.Changes(ctx, since)

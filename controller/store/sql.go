@@ -270,6 +270,17 @@ func (s *sqlStore) Rollouts(ctx context.Context) ([]Rollout, error) {
 	return queryRollouts(ctx, s.r)
 }
 
+func (s *sqlStore) FlagsPage(ctx context.Context, after string, limit int) ([]flag.Flag, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("flags after %q: limit %d is not at least 1", after, limit)
+	}
+	fs, err := scanFlags(s.r.QueryContext(ctx, `SELECT key, version, data FROM vigil_flags WHERE key > $1 AND NOT deleted ORDER BY key LIMIT $2`, after, limit))
+	if err != nil {
+		return nil, fmt.Errorf("flags after %q: %w", after, err)
+	}
+	return fs, nil
+}
+
 func (s *sqlStore) RolloutsPage(ctx context.Context, after string, limit int) ([]Rollout, error) {
 	if limit < 1 {
 		return nil, fmt.Errorf("rollouts after %q: limit %d is not at least 1", after, limit)
@@ -498,7 +509,11 @@ func queryFlag(ctx context.Context, q queryer, key string) (flag.Flag, error) {
 }
 
 func queryFlags(ctx context.Context, q queryer) ([]flag.Flag, error) {
-	rows, err := q.QueryContext(ctx, `SELECT key, version, data FROM vigil_flags WHERE NOT deleted ORDER BY key`)
+	return scanFlags(q.QueryContext(ctx, `SELECT key, version, data FROM vigil_flags WHERE NOT deleted ORDER BY key`))
+}
+
+// scanFlags decodes the rows of a query of key, version and data.
+func scanFlags(rows *sql.Rows, err error) ([]flag.Flag, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flags: %w", err)
 	}

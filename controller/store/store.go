@@ -37,6 +37,11 @@ type Store interface {
 	Snapshot(ctx context.Context) (Snapshot, error)
 	// Flag returns one live flag or ErrNotFound.
 	Flag(ctx context.Context, key string) (flag.Flag, error)
+	// FlagsPage lists at most limit (at least 1) live flags whose keys
+	// sort after after ("" for the first page), by key: one page of a
+	// scan keyed on the key, as RolloutsPage is, for readers that must
+	// not read every flag at once.
+	FlagsPage(ctx context.Context, after string, limit int) ([]flag.Flag, error)
 	// Changes returns the latest state of every flag changed after revision
 	// since (deletes as tombstones), ordered by version, and the revision the
 	// result brings a reader to.
