@@ -15,6 +15,7 @@ import (
 	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/server"
+	"github.com/vigil-dev/vigil/controller/store"
 )
 
 // The limits of GET /api/v1/rollouts.
@@ -83,15 +84,24 @@ func Summarize(s rollout.State) Summary {
 	return out
 }
 
+// PageQuery is what the paged lists of rollouts share: GET
+// /api/v1/rollouts and the console's overview. ParsePageQuery reads it.
+type PageQuery struct {
+	// Limit is how many items a page holds at most.
+	Limit int
+	// Phases are the states asked for, in the order of rollout.Phases;
+	// none means every state.
+	Phases []rollout.Phase
+	// Find is the text a list that takes find was asked for, "" for none.
+	Find string
+	// After is the last key the previous page covered.
+	After string
+}
+
 // listQuery is a parsed GET /api/v1/rollouts.
 type listQuery struct {
-	limit int
-	// phases are the states asked for, in the order of rollout.Phases;
-	// none means every state.
-	phases []rollout.Phase
-	full   bool
-	// after is the last key the previous page covered.
-	after string
+	PageQuery
+	full bool
 }
 
 // continueToken is what a continue token encodes: where the scan stopped,
@@ -99,12 +109,13 @@ type listQuery struct {
 type continueToken struct {
 	After string `json:"after"`
 	State string `json:"state,omitempty"`
+	Find  string `json:"find,omitempty"`
 }
 
 func (t continueToken) encode() string {
 	b, err := json.Marshal(t)
 	if err != nil {
-		panic(err) // two strings always marshal
+		panic(err) // three strings always marshal
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
 }
@@ -119,38 +130,35 @@ func PhaseNames() []string {
 	return names
 }
 
-// parseListQuery reads the parameters of GET /api/v1/rollouts. A bad one
-// is a *paramError naming it.
-func parseListQuery(g *gin.Context) (listQuery, *paramError) {
-	q := listQuery{limit: DefaultListLimit}
+// ParsePageQuery reads the parameters limit, state and continue, and find
+// when the list takes it (a list that does not ignores it). A bad one is
+// a *ParamError naming it.
+func ParsePageQuery(g *gin.Context, find bool) (PageQuery, *ParamError) {
+	q := PageQuery{Limit: DefaultListLimit}
 	if v, ok := g.GetQuery("limit"); ok {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxListLimit {
-			return q, &paramError{"limit", fmt.Sprintf("limit=%q: want a whole number from 1 to %d", v, MaxListLimit)}
+			return q, &ParamError{"limit", fmt.Sprintf("limit=%q: want a whole number from 1 to %d", v, MaxListLimit)}
 		}
-		q.limit = n
-	}
-	switch v := g.Query("view"); v {
-	case "", "summary":
-	case "full":
-		q.full = true
-	default:
-		return q, &paramError{"view", fmt.Sprintf("view=%q: want summary (the default) or full", v)}
+		q.Limit = n
 	}
 	for _, v := range g.QueryArray("state") {
 		for p := range strings.SplitSeq(v, ",") {
 			phase := rollout.Phase(strings.TrimSpace(p))
 			if !slices.Contains(rollout.Phases, phase) {
-				return q, &paramError{"state", fmt.Sprintf("state=%q: %q is not a state; want one or more of %s, comma-separated", v, p, strings.Join(PhaseNames(), ", "))}
+				return q, &ParamError{"state", fmt.Sprintf("state=%q: %q is not a state; want one or more of %s, comma-separated", v, p, strings.Join(PhaseNames(), ", "))}
 			}
-			if !slices.Contains(q.phases, phase) {
-				q.phases = append(q.phases, phase)
+			if !slices.Contains(q.Phases, phase) {
+				q.Phases = append(q.Phases, phase)
 			}
 		}
 	}
-	slices.SortFunc(q.phases, func(a, b rollout.Phase) int {
+	slices.SortFunc(q.Phases, func(a, b rollout.Phase) int {
 		return slices.Index(rollout.Phases, a) - slices.Index(rollout.Phases, b)
 	})
+	if find {
+		q.Find = strings.TrimSpace(g.Query("find"))
+	}
 	filter := q.filter()
 	if v, ok := g.GetQuery("continue"); ok {
 		var tok continueToken
@@ -159,76 +167,121 @@ func parseListQuery(g *gin.Context) (listQuery, *paramError) {
 			err = json.Unmarshal(b, &tok)
 		}
 		if err != nil || v == "" {
-			return q, &paramError{"continue", "continue: not a token this controller issued; pass the continue value of the page before as it is"}
+			return q, &ParamError{"continue", "continue: not a token this controller issued; pass the continue value of the page before as it is"}
 		}
 		if tok.State != filter {
-			return q, &paramError{"continue", fmt.Sprintf("continue: the token is for state=%q, not %q; page with the filter of the first page", tok.State, filter)}
+			return q, &ParamError{"continue", fmt.Sprintf("continue: the token is for state=%q, not %q; page with the filter of the first page", tok.State, filter)}
 		}
-		q.after = tok.After
+		if tok.Find != q.Find {
+			return q, &ParamError{"continue", fmt.Sprintf("continue: the token is for find=%q, not %q; page with the filter of the first page", tok.Find, q.Find)}
+		}
+		q.After = tok.After
+	}
+	return q, nil
+}
+
+// parseListQuery reads the parameters of GET /api/v1/rollouts. A bad one
+// is a *ParamError naming it.
+func parseListQuery(g *gin.Context) (listQuery, *ParamError) {
+	pq, bad := ParsePageQuery(g, false)
+	q := listQuery{PageQuery: pq}
+	if bad != nil {
+		return q, bad
+	}
+	switch v := g.Query("view"); v {
+	case "", "summary":
+	case "full":
+		q.full = true
+	default:
+		return q, &ParamError{"view", fmt.Sprintf("view=%q: want summary (the default) or full", v)}
 	}
 	return q, nil
 }
 
 // filter is the state filter in its canonical form, as tokens carry it.
-func (q listQuery) filter() string {
-	names := make([]string, len(q.phases))
-	for i, p := range q.phases {
+func (q PageQuery) filter() string {
+	names := make([]string, len(q.Phases))
+	for i, p := range q.Phases {
 		names[i] = string(p)
 	}
 	return strings.Join(names, ",")
 }
 
-// paramError is a bad query parameter.
-type paramError struct{ name, msg string }
+// Wants reports whether the state filter keeps a rollout in phase p.
+func (q PageQuery) Wants(p rollout.Phase) bool {
+	return len(q.Phases) == 0 || slices.Contains(q.Phases, p)
+}
 
-// list answers GET /api/v1/rollouts with one page. It reads the store a
-// page at a time from where the continue token left off, skipping the
-// rollouts the state filter leaves out, until the page is full, the
-// rollouts end, or it has read listScanBudget records.
-func (c *Controller) list(g *gin.Context) {
-	q, bad := parseListQuery(g)
-	if bad != nil {
-		server.Fail(g, http.StatusBadRequest, bad.msg, bad.name)
-		return
-	}
-	ctx := g.Request.Context()
-	var page []rollout.State
-	after, next, scanned := q.after, "", 0
+// ParamError is a bad query parameter: Name names it, Msg says what is
+// wrong with it, for a 400.
+type ParamError struct{ Name, Msg string }
+
+// Error returns the message.
+func (e *ParamError) Error() string { return e.Msg }
+
+// ScanPage reads one page for q: from where q.After left off, it reads
+// records a store page at a time through read (at most n records whose
+// keys sort after after, by key), keeping what keep turns into an item,
+// until the page holds q.Limit items, the records end, or it has read
+// listScanBudget records: a filter that skips most records still reads a
+// bounded number per request, and the page then ends short. It returns
+// the page and the continue token for the next one, "" after the last.
+func ScanPage[R, T any](q PageQuery, read func(after string, n int) ([]R, error), key func(R) string, keep func(R) (T, bool)) ([]T, string, error) {
+	var page []T
+	after, more, scanned := q.After, false, 0
 scan:
 	for {
 		// One more than the page holds, to learn whether more follow.
-		rs, err := c.opts.Store.RolloutsPage(ctx, after, q.limit+1)
+		rs, err := read(after, q.Limit+1)
 		if err != nil {
-			c.fail(g, fmt.Errorf("list rollouts: %w", err))
-			return
+			return nil, "", err
 		}
 		for _, r := range rs {
-			if len(page) == q.limit {
-				next = page[len(page)-1].Key
+			if len(page) == q.Limit {
+				more = true
 				break scan
 			}
-			after = r.Key
+			after = key(r)
 			scanned++
-			s, err := decode(r)
-			if err != nil {
-				c.log.Error("skipping unreadable rollout", "err", err)
-				continue
-			}
-			if len(q.phases) == 0 || slices.Contains(q.phases, s.Phase) {
-				page = append(page, s)
+			if item, ok := keep(r); ok {
+				page = append(page, item)
 			}
 		}
 		switch {
-		case len(rs) <= q.limit:
+		case len(rs) <= q.Limit:
 			break scan // the last records
 		case scanned >= listScanBudget:
-			next = after
+			more = true
 			break scan
 		}
 	}
-	var tok string
-	if next != "" {
-		tok = continueToken{After: next, State: q.filter()}.encode()
+	if !more {
+		return page, "", nil
+	}
+	return page, continueToken{After: after, State: q.filter(), Find: q.Find}.encode(), nil
+}
+
+// list answers GET /api/v1/rollouts with one page, read by ScanPage,
+// skipping the rollouts the state filter leaves out.
+func (c *Controller) list(g *gin.Context) {
+	q, bad := parseListQuery(g)
+	if bad != nil {
+		server.Fail(g, http.StatusBadRequest, bad.Msg, bad.Name)
+		return
+	}
+	ctx := g.Request.Context()
+	read := func(after string, n int) ([]store.Rollout, error) { return c.opts.Store.RolloutsPage(ctx, after, n) }
+	page, tok, err := ScanPage(q.PageQuery, read, func(r store.Rollout) string { return r.Key }, func(r store.Rollout) (rollout.State, bool) {
+		s, err := decode(r)
+		if err != nil {
+			c.log.Error("skipping unreadable rollout", "err", err)
+			return s, false
+		}
+		return s, q.Wants(s.Phase)
+	})
+	if err != nil {
+		c.fail(g, fmt.Errorf("list rollouts: %w", err))
+		return
 	}
 	if q.full {
 		// The history is stored apart from the states: read the page's.
