@@ -209,73 +209,106 @@
   // ---- overview ----
 
   var states = ['pending', 'progressing', 'paused', 'promoted', 'rolled_back', 'aborted'];
+  // overviewLimit is how many flags a page of the overview shows: the
+  // controller reads that many per poll, however many flags it has.
+  var overviewLimit = 100;
 
   function overviewPage(filter, filterFocus) {
     document.title = 'Rollouts · Vigil';
     var t0 = performance.now();
+    var fs = '<button type="button" data-state="" aria-pressed="' + (!filter) + '">all</button>';
+    states.forEach(function (s) {
+      fs += '<button type="button" data-state="' + s + '" aria-pressed="' + (filter === s) + '">' + words(s) + '</button>';
+    });
     main.innerHTML = '<h1>Rollouts</h1>' +
-      '<div class="filters" role="group" aria-label="Show flags by state" id="filters"></div>' +
+      '<div class="filters" role="group" aria-label="Show flags by state" id="filters">' + fs + '</div>' +
       '<div class="find"><label for="find">Find a flag</label><input id="find" type="search" autocomplete="off" spellcheck="false" placeholder="part of a key or a description"></div>' +
+      '<nav class="pager" aria-label="Pages of flags"><button type="button" id="prev-page">Previous page</button>' +
+      '<span id="page-no" class="meta"></span><button type="button" id="next-page">Next page</button></nav>' +
       '<p class="meta" id="updated" aria-live="polite"></p><div id="overview-error"></div>' +
-      '<div class="table-wrap"><table class="flags" id="flags"><caption class="sr-only">Every flag with its rollout</caption><thead><tr>' +
+      '<div class="table-wrap"><table class="flags" id="flags"><caption class="sr-only">Flags with their rollouts, a page at a time</caption><thead><tr>' +
       '<th scope="col">Flag</th><th scope="col">State</th><th scope="col">Percent</th><th scope="col" class="opt">Step</th>' +
       '<th scope="col">Verdict</th><th scope="col" class="opt">Checks</th><th scope="col" class="opt">In step</th><th scope="col" class="opt">Next look</th>' +
       '</tr></thead><tbody id="rows"></tbody></table></div>';
     var etag = '', data = null, stopped = false, first = true;
+    // trail holds the continue token of each page from the first to the
+    // one shown ('' for the first): Next adds one, Previous drops one.
+    var trail = [''];
+    // asked counts the requests, so that an answer to a page no longer
+    // shown is dropped and only the latest request polls on.
+    var asked = 0;
     var timer = setInterval(tick, 1000);
-    var poller = null;
+    var poller = null, finding = null;
 
+    var fe = document.getElementById('filters');
+    fe.querySelectorAll('button').forEach(function (b) {
+      b.onclick = function () { location.hash = b.dataset.state ? '#/?state=' + b.dataset.state : '#/'; };
+      if (filterFocus !== undefined && b.dataset.state === filterFocus) b.focus();
+    });
     var find = document.getElementById('find');
-    find.oninput = function () { if (data) draw(); };
+    // The controller finds: a page holds what matches among all flags.
+    find.oninput = function () {
+      clearTimeout(finding);
+      finding = setTimeout(function () { go(['']); }, 250);
+    };
+    var prev = document.getElementById('prev-page'), next = document.getElementById('next-page');
+    // The buttons stay focusable when there is no page that way, so that
+    // the focus is not lost at the last page; they say they are disabled.
+    prev.onclick = function () { if (trail.length > 1) go(trail.slice(0, -1)); };
+    next.onclick = function () { if (data && data.continue) go(trail.concat([data.continue])); };
+    function go(t) {
+      trail = t;
+      etag = '';
+      clearTimeout(poller);
+      poll();
+    }
+    function pageQuery() {
+      var q = new URLSearchParams({ limit: String(overviewLimit) });
+      if (filter) q.set('state', filter);
+      var text = find.value.trim();
+      if (text) q.set('find', text);
+      if (trail[trail.length - 1]) q.set('continue', trail[trail.length - 1]);
+      return q.toString();
+    }
     function draw() {
-      var q = find.value.trim().toLowerCase();
-      var rows = data.flags.filter(function (f) {
-        return (!filter || f.state === filter) &&
-          (!q || f.key.toLowerCase().indexOf(q) >= 0 || (f.description || '').toLowerCase().indexOf(q) >= 0);
-      });
-      var counts = {};
-      data.flags.forEach(function (f) { counts[f.state] = (counts[f.state] || 0) + 1; });
-      var fs = '<button type="button" data-state="" aria-pressed="' + (!filter) + '">all (' + data.flags.length + ')</button>';
-      states.forEach(function (s) {
-        fs += '<button type="button" data-state="' + s + '" aria-pressed="' + (filter === s) + '">' + words(s) + ' (' + (counts[s] || 0) + ')</button>';
-      });
-      var fe = document.getElementById('filters');
-      var focused = first ? filterFocus : document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.state : undefined;
-      fe.innerHTML = fs;
-      fe.querySelectorAll('button').forEach(function (b) {
-        b.onclick = function () { location.hash = b.dataset.state ? '#/?state=' + b.dataset.state : '#/'; };
-        if (focused !== undefined && b.dataset.state === focused) b.focus();
-      });
+      var rows = data.flags, q = find.value.trim();
       var html = [];
       for (var i = 0; i < rows.length; i++) html.push(rowHTML(rows[i]));
+      var none = filter || q ? 'No flag ' + (filter ? 'is ' + esc(words(filter)) : 'matches') + (q && filter ? ' and matches' : '') : 'No flags';
       document.getElementById('rows').innerHTML = html.length ? html.join('') :
-        '<tr><td colspan="8" class="nodata">No flag ' + (filter ? 'is ' + esc(words(filter)) : 'matches') + (q && filter ? ' and matches' : '') + '.</td></tr>';
-      document.getElementById('updated').textContent = rows.length + ' of ' + data.flags.length + ' flags · updated ' + new Date().toLocaleTimeString();
+        '<tr><td colspan="8" class="nodata">' + none + (data.continue ? ' on this page; the next page looks further.' : trail.length > 1 ? ' on this page.' : '.') + '</td></tr>';
+      prev.setAttribute('aria-disabled', String(trail.length < 2));
+      next.setAttribute('aria-disabled', String(!data.continue));
+      document.getElementById('page-no').textContent = 'Page ' + trail.length;
+      document.getElementById('updated').textContent = rows.length + (rows.length === 1 ? ' flag' : ' flags') + ' on page ' + trail.length +
+        (data.continue ? ', more on the next' : ', the last') + ' · updated ' + new Date().toLocaleTimeString();
       probe.renders++;
+      probe.overviewPage = trail.length;
+      probe.overviewRows = rows.length;
       if (first) {
         first = false;
         void document.getElementById('flags').offsetHeight; // lay out, so the figure includes it
         probe.overviewMs = performance.now() - t0;
         probe.overviewSinceLoad = performance.now();
-        probe.overviewRows = rows.length;
       }
     }
+    // poll asks for the page shown, and only it, with its ETag.
     function poll() {
-      var asked = performance.now();
-      call('GET', 'console/overview', { etag: etag }).then(function (res) {
-        if (stopped) return;
+      var mine = ++asked, sent = performance.now();
+      call('GET', 'console/overview?' + pageQuery(), { etag: etag }).then(function (res) {
+        if (stopped || mine !== asked) return;
         if (res.status === 304) return;
         return res.json().then(function (body) {
-          if (first) probe.overviewFetchMs = performance.now() - asked;
+          if (first) probe.overviewFetchMs = performance.now() - sent;
           if (!res.ok) throw new Error(body.error || res.statusText);
-          if (stopped) return;
+          if (stopped || mine !== asked) return;
           etag = res.headers.get('ETag') || '';
           data = body;
           draw();
           document.getElementById('overview-error').innerHTML = '';
         });
-      }).catch(function (e) { if (!stopped) failed(e, document.getElementById('overview-error')); })
-        .then(function () { if (!stopped) poller = setTimeout(poll, pollEvery); });
+      }).catch(function (e) { if (!stopped && mine === asked) failed(e, document.getElementById('overview-error')); })
+        .then(function () { if (!stopped && mine === asked) poller = setTimeout(poll, pollEvery); });
     }
     // redraw renders the table again and lays it out, for measuring.
     probe.redraw = function () {
@@ -285,7 +318,7 @@
       return performance.now() - t;
     };
     poll();
-    page = function () { stopped = true; clearInterval(timer); clearTimeout(poller); probe.redraw = null; };
+    page = function () { stopped = true; clearInterval(timer); clearTimeout(poller); clearTimeout(finding); probe.redraw = null; };
   }
 
   function rowHTML(f) {
