@@ -223,7 +223,7 @@
     main.innerHTML = '<h1>Rollouts</h1>' +
       '<div class="filters" role="group" aria-label="Show flags by state" id="filters">' + fs + '</div>' +
       '<div class="find"><label for="find">Find a flag</label><input id="find" type="search" autocomplete="off" spellcheck="false" placeholder="part of a key or a description"></div>' +
-      '<nav class="pager" aria-label="Pages of flags"><button type="button" id="prev-page">Previous page</button>' +
+      '<nav class="pager" id="pager" aria-label="Pages of flags" hidden><button type="button" id="prev-page">Previous page</button>' +
       '<span id="page-no" class="meta"></span><button type="button" id="next-page">Next page</button></nav>' +
       '<p class="meta" id="updated" aria-live="polite"></p><div id="overview-error"></div>' +
       '<div class="table-wrap"><table class="flags" id="flags"><caption class="sr-only">Flags with their rollouts, a page at a time</caption><thead><tr>' +
@@ -258,6 +258,9 @@
     next.onclick = function () { if (data && data.continue) go(trail.concat([data.continue])); };
     function go(t) {
       trail = t;
+      // Until the page comes, Next has no token to follow: a second press
+      // must not skip a page.
+      data = null;
       etag = '';
       clearTimeout(poller);
       poll();
@@ -277,6 +280,8 @@
       var none = filter || q ? 'No flag ' + (filter ? 'is ' + esc(words(filter)) : 'matches') + (q && filter ? ' and matches' : '') : 'No flags';
       document.getElementById('rows').innerHTML = html.length ? html.join('') :
         '<tr><td colspan="8" class="nodata">' + none + (data.continue ? ' on this page; the next page looks further.' : trail.length > 1 ? ' on this page.' : '.') + '</td></tr>';
+      // One page needs no pager.
+      document.getElementById('pager').hidden = trail.length < 2 && !data.continue;
       prev.setAttribute('aria-disabled', String(trail.length < 2));
       next.setAttribute('aria-disabled', String(!data.continue));
       document.getElementById('page-no').textContent = 'Page ' + trail.length;
@@ -312,6 +317,7 @@
     }
     // redraw renders the table again and lays it out, for measuring.
     probe.redraw = function () {
+      if (!data) return 0;
       var t = performance.now();
       draw();
       void document.getElementById('flags').offsetHeight;
