@@ -6,7 +6,7 @@
 // browser's session storage and sends as a bearer token to the same admin
 // API the CLI uses, so the server's roles decide what a person may see and
 // do. The console adds read routes of its own under /api/v1/console: an
-// overview with an ETag for polling, the judge's looks at each rollout
+// overview a page of flags at a time, with an ETag for polling, the judge's looks at each rollout
 // (the rollout state keeps only the latest verdict), a flag's evaluation
 // for a unit, and the plan a start would follow.
 package console
