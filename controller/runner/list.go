@@ -18,15 +18,16 @@ import (
 	"github.com/vigil-dev/vigil/controller/store"
 )
 
-// The limits of GET /api/v1/rollouts.
+// The limits of GET /api/v1/rollouts, which the console's overview
+// shares through ParsePageQuery and ScanPage.
 const (
-	// DefaultListLimit is how many rollouts a page holds when the request
+	// DefaultListLimit is how many items a page holds when the request
 	// gives no limit.
 	DefaultListLimit = 100
 	// MaxListLimit is the largest limit a request may give.
 	MaxListLimit = 1000
-	// listScanBudget bounds the records one request reads while a state
-	// filter skips most of them; the page then ends short, with a
+	// listScanBudget bounds the records one request reads while a filter
+	// skips most of them; the page then ends short, with a
 	// continue token that resumes the scan.
 	listScanBudget = 2000
 )
