@@ -49,7 +49,7 @@ func start(t *testing.T, path string) string {
 
 // send makes one request: with a bearer token, a JSON body and an
 // If-None-Match header when given; it returns the answer with its body read.
-func send(t *testing.T, method, url, token, body, etag string) (*http.Response, string) {
+func send(t testing.TB, method, url, token, body, etag string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
@@ -76,7 +76,7 @@ func send(t *testing.T, method, url, token, body, etag string) (*http.Response, 
 	return resp, string(b)
 }
 
-func get(t *testing.T, url, token, etag string) (*http.Response, string) {
+func get(t testing.TB, url, token, etag string) (*http.Response, string) {
 	t.Helper()
 	return send(t, http.MethodGet, url, token, "", etag)
 }

@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,52 +29,20 @@ func BenchmarkOverview(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { st.Close() })
-			err = st.Update(ctx, store.Actor{Name: "bench"}, func(tx store.Tx) error {
-				for i := range n {
-					key := fmt.Sprintf("flag-%05d", i)
-					if _, err := tx.PutFlag(ctx, flag.Flag{Key: key, Description: "a flag of the benchmark", Enabled: true, Control: "off", Treatment: "on",
-						Variants: map[string]json.RawMessage{"off": json.RawMessage(`false`), "on": json.RawMessage(`true`)}}); err != nil {
-						return err
-					}
-					s := rollout.New(key)
-					s.Phase, s.Percent, s.Step = rollout.Progressing, 5, 1
-					s.Plan.Steps = []float64{1, 5, 25, 50, 100}
-					state, err := json.Marshal(s)
-					if err != nil {
-						return err
-					}
-					if err := tx.PutRollout(ctx, store.Rollout{Key: key, State: state}); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				b.Fatal(err)
+			flags := make([]flag.Flag, n)
+			phases := make(map[string]rollout.Phase, n)
+			for i := range n {
+				flags[i] = overviewFlag(fmt.Sprintf("flag-%05d", i), "a flag of the benchmark")
+				phases[flags[i].Key] = rollout.Progressing
 			}
+			putFlags(b, st, flags, phases)
 			base, _ := servertest.Run(b, func(ctx context.Context) (*server.Server, error) {
 				return server.New(ctx, server.Config{Store: st, AdminToken: testAdmin,
 					Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 					Extensions: []server.Extension{Extension(Config{})}})
 			})
 			ask := func(etag string) (int, string, int) {
-				req, err := http.NewRequest(http.MethodGet, base+"/api/v1/console/overview", nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				req.Header.Set("Authorization", "Bearer "+testAdmin)
-				if etag != "" {
-					req.Header.Set("If-None-Match", etag)
-				}
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer resp.Body.Close()
-				body, err := io.ReadAll(resp.Body)
-				if err != nil {
-					b.Fatal(err)
-				}
+				resp, body := get(b, base+"/api/v1/console/overview", testAdmin, etag)
 				return resp.StatusCode, resp.Header.Get("ETag"), len(body)
 			}
 			_, tag, size := ask("")

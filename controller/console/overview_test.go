@@ -105,7 +105,7 @@ func startCounting(t *testing.T) (string, *counting) {
 
 // putFlags stores flags and, for each key with a phase, a rollout record
 // in that phase, in one transaction.
-func putFlags(t *testing.T, st store.Store, flags []flag.Flag, phases map[string]rollout.Phase) {
+func putFlags(t testing.TB, st store.Store, flags []flag.Flag, phases map[string]rollout.Phase) {
 	t.Helper()
 	ctx := context.Background()
 	err := st.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
