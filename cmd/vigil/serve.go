@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -41,6 +43,7 @@ func newServeCmd(opts ...serveOption) *cobra.Command {
 		logFormat      string
 		tlsCert        string
 		tlsKey         string
+		memRatio       float64
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -75,6 +78,9 @@ accepting, ends SDK streams, finishes in-flight requests and exits 0.`,
 				cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, ho))
 			default:
 				return fmt.Errorf("--log-format %q: want text or json", logFormat)
+			}
+			if err := limitMemory(memRatio, cfg.Logger); err != nil {
+				return err
 			}
 			if cfg.DatabaseURL != "" && !store.IsPostgresURL(cfg.DatabaseURL) {
 				return fmt.Errorf("--database %q: want a PostgreSQL URL such as postgres://user@host/db", redactURL(cfg.DatabaseURL))
@@ -143,6 +149,7 @@ accepting, ends SDK streams, finishes in-flight requests and exits 0.`,
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text (key=value) or json (one object a line)")
 	fs.StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with; reloaded when the file changes")
 	fs.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert; reloaded when the file changes")
+	fs.Float64Var(&memRatio, "auto-gomemlimit-ratio", 0.9, "unless $GOMEMLIMIT is set, keep the Go heap under this share of the container's memory limit (cgroup), collecting garbage harder near it rather than being killed; 0 turns it off")
 	for _, o := range opts {
 		if o.Flags != nil {
 			o.Flags(fs)
@@ -152,6 +159,28 @@ accepting, ends SDK streams, finishes in-flight requests and exits 0.`,
 		f.Usage += " [$" + envName(f.Name) + "]"
 	})
 	return cmd
+}
+
+// limitMemory sets the Go runtime's soft memory limit to ratio of the
+// container's memory limit, as Prometheus does: without it a controller
+// whose live heap is half its limit may double it between collections and
+// be killed. $GOMEMLIMIT, when set, wins. Outside a memory-limited cgroup
+// it changes nothing.
+func limitMemory(ratio float64, log *slog.Logger) error {
+	if ratio < 0 || ratio > 1 || math.IsNaN(ratio) {
+		return fmt.Errorf("--auto-gomemlimit-ratio %v: want a share of the memory limit from 0 (off) to 1", ratio)
+	}
+	if ratio == 0 {
+		return nil
+	}
+	limit, err := memlimit.Set(memlimit.WithRatio(ratio), memlimit.WithProvider(memlimit.FromCgroup))
+	switch {
+	case err != nil:
+		log.Debug("no container memory limit to keep the heap under", "err", err)
+	case limit < math.MaxInt64:
+		log.Info("Go heap kept under the memory limit", "GOMEMLIMIT", limit, "ratio", ratio)
+	}
+	return nil
 }
 
 // envName is the environment variable that sets the serve flag name:

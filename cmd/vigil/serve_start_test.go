@@ -40,6 +40,7 @@ func TestServeFailsCleanly(t *testing.T) {
 		{"short admin token", "short", []string{"--addr", "127.0.0.1:0"}, "admin token is 5 characters"},
 		{"no admin token for a fresh store", "", []string{"--addr", "127.0.0.1:0"}, "no admin token: set VIGIL_ADMIN_TOKEN or --admin-token-file"},
 		{"console path with a wildcard", testAdminToken, []string{"--addr", "127.0.0.1:0", "--console-path", "/ops/*x"}, `--console-path: console path "/ops/*x": want an absolute path`},
+		{"memory limit share above 1", testAdminToken, []string{"--addr", "127.0.0.1:0", "--auto-gomemlimit-ratio", "1.5"}, "--auto-gomemlimit-ratio 1.5: want a share of the memory limit from 0 (off) to 1"},
 		{"nested data directory", "short", []string{"--addr", "127.0.0.1:0", "--data", "a/b/c"}, "admin token is 5 characters"},
 		{"existing data directory", "short", []string{"--addr", "127.0.0.1:0", "--data", existing}, "admin token is 5 characters"},
 	} {
