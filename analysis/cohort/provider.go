@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -43,9 +44,19 @@ type QueryError struct {
 	Err error
 }
 
-// Error describes the problem in one line.
+// shownQuery is how much of a query Error shows. One read asks about every
+// rollout due, so its query names each of their keys (tens of kilobytes
+// at thousands of rollouts), and the error becomes every rollout's paused
+// reason: the whole query is in Query, and in the controller's log.
+const shownQuery = 200
+
+// Error describes the problem in one line, with the start of the query.
 func (e *QueryError) Error() string {
-	return fmt.Sprintf("read %s: query %s: %v", e.Metric, e.Query, e.Err)
+	q := e.Query
+	if len(q) > shownQuery {
+		q = fmt.Sprintf("%s… (%d bytes)", strings.ToValidUTF8(q[:shownQuery], ""), len(q))
+	}
+	return fmt.Sprintf("read %s: query %s: %v", e.Metric, q, e.Err)
 }
 
 // Unwrap returns the provider's error.

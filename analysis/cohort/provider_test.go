@@ -2,6 +2,7 @@ package cohort
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -352,4 +354,24 @@ func TestSameCountsOnPrometheusAndEmbedded(t *testing.T) {
 // abs.
 func within(a, b, rel, abs float64) bool {
 	return math.Abs(a-b) <= rel*math.Max(math.Abs(a), math.Abs(b))+abs
+}
+
+// A failed read's error becomes every due rollout's paused reason: it shows
+// the start of a long query and its size, not the whole query, whose every
+// key is in Query.
+func TestQueryErrorShowsTheStartOfALongQuery(t *testing.T) {
+	keys := make([]string, 2000)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("flag-%05d", i)
+	}
+	q := samplesQuery("vigil_requests_total", keys, []string{"on", "off"}, time.Minute)
+	e := &QueryError{Metric: MetricRequests, Query: q, Err: errors.New("context deadline exceeded")}
+	msg := e.Error()
+	if len(msg) > 400 || !strings.HasPrefix(msg, "read requests: query "+q[:50]) || !strings.Contains(msg, fmt.Sprintf("(%d bytes)", len(q))) || !strings.HasSuffix(msg, ": context deadline exceeded") {
+		t.Errorf("error of a %d-byte query, %d bytes: %.500s", len(q), len(msg), msg)
+	}
+	short := &QueryError{Metric: MetricLatency, Query: "up", Err: errors.New("bad")}
+	if got := short.Error(); got != "read latency: query up: bad" {
+		t.Errorf("short query's error %q", got)
+	}
 }

@@ -482,7 +482,11 @@ func (c *Controller) logRead(err error, now time.Time) {
 	case err == nil:
 	case c.readFailing.IsZero():
 		c.readFailing, c.readLogged = now, now
-		c.log.Warn("metric source read failed; rollouts hold and count it toward onProviderError", "err", err)
+		attrs := []any{"err", err}
+		if qe := (*cohort.QueryError)(nil); errors.As(err, &qe) {
+			attrs = append(attrs, "query", qe.Query) // the error shows its start only
+		}
+		c.log.Warn("metric source read failed; rollouts hold and count it toward onProviderError", attrs...)
 	case now.Sub(c.readLogged) >= readLogEvery:
 		c.readLogged = now
 		c.log.Warn("metric source still failing", "since", c.readFailing, "err", err)

@@ -33,6 +33,7 @@ var (
 	scaleRPS       = goflag.Float64("scale.rps", 20000, "requests per second of each flag: enough that a harmless step has the evidence to pass when its minimum duration ends")
 	scaleLatency   = goflag.Bool("scale.latency", true, "serve the request duration histogram too, and judge latency")
 	scaleTimeout   = goflag.Duration("scale.timeout", 15*time.Minute, "give up on a run when its rollouts have not finished by then")
+	scaleMemLimit  = goflag.String("scale.gomemlimit", "", "GOMEMLIMIT of the controller, as --auto-gomemlimit-ratio sets it in a memory-limited container (such as 900MiB); empty for none")
 )
 
 // The plan every rollout follows: two steps before 100%, each held at
@@ -164,7 +165,7 @@ func BenchmarkScale(b *testing.B) {
 			})
 		}
 	}
-	b.Logf("rows for docs/benchmarks.md (rps %v per flag, latency %v):\n%s", *scaleRPS, *scaleLatency, strings.Join(rows, "\n"))
+	b.Logf("rows for docs/benchmarks.md (rps %v per flag, latency %v, GOMEMLIMIT %q):\n%s", *scaleRPS, *scaleLatency, *scaleMemLimit, strings.Join(rows, "\n"))
 }
 
 // runScale is one run: the generator, the metric source, the controller,
@@ -189,7 +190,11 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	} else {
 		args = append(args, "--scrape-target", gsrv.URL+"/metrics", "--scrape-interval", scrapeInterval.String())
 	}
-	p := vigiltest.Start(b, bin, []string{"VIGIL_ADMIN_TOKEN=" + adminToken}, args...)
+	env := []string{"VIGIL_ADMIN_TOKEN=" + adminToken}
+	if *scaleMemLimit != "" {
+		env = append(env, "GOMEMLIMIT="+*scaleMemLimit)
+	}
+	p := vigiltest.Start(b, bin, env, args...)
 	pid := p.Cmd.Process.Pid
 	c, err := client.New(p.URL, adminToken)
 	if err != nil {
