@@ -590,6 +590,11 @@ func (c *Controller) commit(ctx context.Context, ds ...decision) error {
 			c.log.Warn("decisions dropped: this replica's lease on the rollout loop expired during the tick", "dropped", len(ds)-lo)
 			break
 		}
+		if err != nil && (ctx.Err() != nil || store.Unavailable(err)) {
+			// One at a time would fail alike, each taking its time.
+			errs = append(errs, err)
+			break
+		}
 		if err != nil && len(batch) > 1 {
 			for _, d := range batch {
 				if err := c.commitEach(ctx, []decision{d}); err != nil && !errors.Is(err, errLeaseLost) {
