@@ -107,10 +107,11 @@ bench:
 # from a real Prometheus, against a generator of the SDKs' cohort
 # counters. Each run takes minutes on 2 cores, so it has its own timeout;
 # copy the rows it logs into docs/benchmarks.md.
-# make bench-scale SCALE_N=1000,3000
+# make bench-scale SCALE_N=1000,10000 SCALE_ARGS='-scale.latency=false'
 SCALE_N ?= 1000
+SCALE_ARGS ?=
 bench-scale:
-	$(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 2h ./internal/scalebench -args -scale.n $(SCALE_N)
+	$(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 2h ./internal/scalebench -args -scale.n $(SCALE_N) $(SCALE_ARGS)
 
 # The SDK's middleware benchmarks against another OpenTelemetry release, in a
 # temporary copy of the sdk module (the service's metric SDK sets the cost of
