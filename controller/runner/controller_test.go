@@ -21,6 +21,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/notify"
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/rolloutmetrics"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/internal/testenv/pgtest"
 	"github.com/vigil-dev/vigil/internal/testenv/poll"
@@ -351,23 +352,21 @@ func TestLoopPromotesHealthyAndRollsBackHarmful(t *testing.T) {
 			t.Errorf("notifications %s lack %s", tos, want)
 		}
 	}
-	if got := testutil.ToFloat64(f.c.opts.Metrics.state.WithLabelValues("harmful", "rolled_back")); got != 1 {
-		t.Errorf("vigil_rollout_state{harmful,rolled_back} = %v", got)
-	}
-	if got := testutil.ToFloat64(f.c.opts.Metrics.state.WithLabelValues("harmful", "progressing")); got != 0 {
-		t.Errorf("vigil_rollout_state{harmful,progressing} = %v", got)
-	}
-	if got := testutil.ToFloat64(f.c.opts.Metrics.percent.WithLabelValues("healthy")); got != 100 {
-		t.Errorf("vigil_rollout_percent{healthy} = %v", got)
-	}
-	if got := testutil.ToFloat64(f.c.opts.Metrics.transitions.WithLabelValues("harmful", "rolled_back")); got != 1 {
-		t.Errorf("vigil_rollout_transitions_total{harmful,rolled_back} = %v", got)
-	}
-	if got := testutil.ToFloat64(f.c.opts.Metrics.verdicts.WithLabelValues("harmful", "all", "fail")); got != 1 {
-		t.Errorf("vigil_analysis_verdicts_total{harmful,all,fail} = %v", got)
-	}
-	if got := testutil.ToFloat64(f.c.opts.Metrics.threshold.WithLabelValues("harmful")); got != 100 {
-		t.Errorf("vigil_analysis_evidence_threshold{harmful} = %v", got)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{rolloutmetrics.State, []string{"flag", "harmful", "state", "rolled_back"}, 1},
+		{rolloutmetrics.State, []string{"flag", "harmful", "state", "progressing"}, 0},
+		{rolloutmetrics.Percent, []string{"flag", "healthy"}, 100},
+		{rolloutmetrics.Transitions, []string{"flag", "harmful", "to", "rolled_back"}, 1},
+		{rolloutmetrics.Verdicts, []string{"flag", "harmful", "metric", "all", "verdict", "fail"}, 1},
+		{rolloutmetrics.EvidenceThreshold, []string{"flag", "harmful"}, 100},
+	} {
+		if got := gathered(t, f.reg, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
 	}
 	// The audit log has each transition.
 	entries, err := f.st.Audit(ctx, store.AuditQuery{Flag: "harmful", Limit: 1000})

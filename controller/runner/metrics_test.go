@@ -1,13 +1,17 @@
 package runner
 
 import (
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vigil-dev/vigil/analysis/judge"
+	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/rolloutmetrics"
 )
 
@@ -114,7 +118,100 @@ vigil_analysis_tolerance{flag="f",metric="latency"} 1.2
 			t.Errorf("%s: %d series (%v), want %d", name, got, err, want)
 		}
 	}
-	if got := testutil.ToFloat64(m.cohortRate.WithLabelValues("f", "error-rate", rolloutmetrics.Treatment)); got != 0.01 {
+	if got := gathered(t, reg, rolloutmetrics.CohortRate, "flag", "f", "metric", "error-rate", rolloutmetrics.CohortLabel, rolloutmetrics.Treatment); got != 0.01 {
 		t.Errorf("treatment's error rate after the second verdict = %v, want 0.01", got)
 	}
+}
+
+// gathered is the value of the one series of name in g whose labels
+// include the given name, value pairs; the test fails if there is none or
+// more than one.
+func gathered(t testing.TB, g prometheus.Gatherer, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			match := true
+			for i := 0; i+1 < len(labels); i += 2 {
+				match = match && have[labels[i]] == labels[i+1]
+			}
+			if !match {
+				continue
+			}
+			switch {
+			case m.GetGauge() != nil:
+				found = append(found, m.GetGauge().GetValue())
+			case m.GetCounter() != nil:
+				found = append(found, m.GetCounter().GetValue())
+			}
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%s%v: %d series, want 1", name, labels, len(found))
+	}
+	return found[0]
+}
+
+// BenchmarkFlagMetrics records the state and a verdict (an error-rate
+// check, a latency check and the split) of 10,000 rollouts and reports the
+// heap they keep a flag once collected, and the time of one scrape of them.
+func BenchmarkFlagMetrics(b *testing.B) {
+	const n = 10_000
+	v := judge.Verdict{
+		Outcome: judge.Inconclusive, EValue: 3, Threshold: 100,
+		Checks: []judge.CheckVerdict{
+			{Check: "error-rate", Metric: "error-rate", Kind: judge.KindErrorRate, Outcome: judge.Inconclusive,
+				Treatment: judge.CohortEvidence{Requests: 1000, Events: 30, Rate: 0.03}, Control: judge.CohortEvidence{Requests: 9000, Events: 90, Rate: 0.01},
+				Ratio: 3, CILow: 1.5, CIHigh: 6, Tolerance: 1.2, HarmBound: 1.5, FloorRatio: 1.05, Dispersion: 1.25},
+			{Check: "latency", Metric: "latency", Kind: judge.KindLatency, Outcome: judge.Pass,
+				Treatment: judge.CohortEvidence{Requests: 1000, Events: 10, Rate: 0.01}, Control: judge.CohortEvidence{Requests: 9000, Events: 90, Rate: 0.01},
+				Edge: 0.25, Ratio: 1, CILow: 0.5, CIHigh: 1.4, Tolerance: 1.2, HarmBound: 1.5, Dispersion: 1},
+		},
+		SampleRatio: &judge.SampleRatio{Expected: 0.1, Observed: 0.1, Checked: true},
+	}
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("flag-%05d", i)
+	}
+	var kept uint64
+	var scrape time.Duration
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		reg := prometheus.NewRegistry()
+		m, err := NewMetrics(reg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, k := range keys {
+			s := rollout.New(k)
+			s.Phase, s.Percent = rollout.Progressing, 10
+			m.observeStates([]rollout.State{s})
+			m.observeTransition(k, rollout.Transition{To: rollout.Progressing})
+			m.observeVerdict(k, v)
+		}
+		t0 := time.Now()
+		if _, err := reg.Gather(); err != nil {
+			b.Fatal(err)
+		}
+		scrape = time.Since(t0)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		kept = after.HeapAlloc - before.HeapAlloc
+		runtime.KeepAlive(m)
+	}
+	b.ReportMetric(float64(kept)/n, "heap-B/flag")
+	b.ReportMetric(scrape.Seconds()*1000, "gather-ms")
 }
