@@ -33,8 +33,17 @@ type Reader struct {
 	max     int
 	started bool
 	lastID  string
-	line    []byte
 	pendCR  bool
+	// line is the line being read; lineDone says it was returned, so the
+	// next read starts a new one. A line outlives a call so that
+	// NextBuffered can stop inside it and Next carry on.
+	line     []byte
+	lineDone bool
+	// The event being built, kept between calls for the same reason.
+	typ     string
+	data    []byte
+	hasData bool
+	inEvent bool
 }
 
 // NewReader returns a Reader that rejects lines and events larger than max
@@ -47,36 +56,53 @@ func NewReader(r io.Reader, max int) *Reader {
 // cleanly between events, and io.ErrUnexpectedEOF when it ends inside one (an
 // incomplete event is discarded, as the specification requires).
 func (r *Reader) Next() (Event, error) {
-	var (
-		typ     string
-		data    []byte
-		hasData bool
-		inEvent bool
-	)
+	ev, _, err := r.next(true)
+	return ev, err
+}
+
+// NextBuffered returns the next event if the bytes already read from the
+// stream complete it, without reading more: ok is false when finding the
+// event would wait for the stream. What it parsed of an incomplete event is
+// kept, and the next call of either method goes on from there. A caller uses
+// it to take, without waiting, the events that arrived together with one it
+// has, and to apply them together.
+func (r *Reader) NextBuffered() (ev Event, ok bool, err error) {
+	return r.next(false)
+}
+
+// next returns the next event; without block, it stops (ok false) where the
+// buffered bytes end.
+func (r *Reader) next(block bool) (Event, bool, error) {
 	for {
-		line, err := r.readLine()
+		line, ok, err := r.readLine(block)
 		if err != nil {
-			if err == io.EOF && inEvent {
-				return Event{}, io.ErrUnexpectedEOF
+			if err == io.EOF && r.inEvent {
+				return Event{}, false, io.ErrUnexpectedEOF
 			}
-			return Event{}, err
+			return Event{}, false, err
+		}
+		if !ok {
+			return Event{}, false, nil
 		}
 		if len(line) == 0 {
-			if !hasData {
+			if !r.hasData {
 				// An event without data is not dispatched, but its
 				// fields still reset.
-				typ, inEvent = "", false
+				r.typ, r.inEvent = "", false
 				continue
 			}
+			typ := r.typ
 			if typ == "" {
 				typ = "message"
 			}
-			return Event{Type: typ, ID: r.lastID, Data: data}, nil
+			ev := Event{Type: typ, ID: r.lastID, Data: r.data}
+			r.typ, r.data, r.hasData, r.inEvent = "", nil, false, false
+			return ev, true, nil
 		}
 		if line[0] == ':' {
 			continue
 		}
-		inEvent = true
+		r.inEvent = true
 		field, value := line, []byte(nil)
 		if i := bytes.IndexByte(line, ':'); i >= 0 {
 			field, value = line[:i], line[i+1:]
@@ -86,16 +112,16 @@ func (r *Reader) Next() (Event, error) {
 		}
 		switch string(field) {
 		case "event":
-			typ = string(value)
+			r.typ = string(value)
 		case "data":
-			if len(data)+len(value)+1 > r.max {
-				return Event{}, fmt.Errorf("%w: data exceeds %d bytes", ErrTooLarge, r.max)
+			if len(r.data)+len(value)+1 > r.max {
+				return Event{}, false, fmt.Errorf("%w: data exceeds %d bytes", ErrTooLarge, r.max)
 			}
-			if hasData {
-				data = append(data, '\n')
+			if r.hasData {
+				r.data = append(r.data, '\n')
 			}
-			data = append(data, value...)
-			hasData = true
+			r.data = append(r.data, value...)
+			r.hasData = true
 		case "id":
 			// An id containing NUL is ignored by the specification.
 			if bytes.IndexByte(value, 0) < 0 {
@@ -105,19 +131,25 @@ func (r *Reader) Next() (Event, error) {
 	}
 }
 
-// readLine returns the next line without its terminator. The returned slice
-// is valid until the next call.
-func (r *Reader) readLine() ([]byte, error) {
-	r.line = r.line[:0]
+// readLine returns the next line without its terminator, and ok true; the
+// returned slice is valid until the next call. Without block it returns ok
+// false, keeping the part of the line read so far, when no byte is buffered.
+func (r *Reader) readLine(block bool) (line []byte, ok bool, err error) {
+	if r.lineDone {
+		r.line, r.lineDone = r.line[:0], false
+	}
 	for {
+		if !block && r.r.Buffered() == 0 {
+			return nil, false, nil
+		}
 		b, err := r.r.ReadByte()
 		if err != nil {
 			if err == io.EOF && len(r.line) > 0 {
 				// A final line without terminator is incomplete: the
 				// specification discards it.
-				return nil, io.ErrUnexpectedEOF
+				return nil, false, io.ErrUnexpectedEOF
 			}
-			return nil, err
+			return nil, false, err
 		}
 		if r.pendCR {
 			r.pendCR = false
@@ -127,13 +159,15 @@ func (r *Reader) readLine() ([]byte, error) {
 		}
 		switch b {
 		case '\n':
-			return r.trimBOM(), nil
+			r.lineDone = true
+			return r.trimBOM(), true, nil
 		case '\r':
 			r.pendCR = true
-			return r.trimBOM(), nil
+			r.lineDone = true
+			return r.trimBOM(), true, nil
 		}
 		if len(r.line) >= r.max {
-			return nil, fmt.Errorf("%w: line exceeds %d bytes", ErrTooLarge, r.max)
+			return nil, false, fmt.Errorf("%w: line exceeds %d bytes", ErrTooLarge, r.max)
 		}
 		r.line = append(r.line, b)
 	}
