@@ -141,8 +141,9 @@ func TestUpdatedBroadcastsEveryInstall(t *testing.T) {
 		t.Fatal("the channel for the next change is already closed")
 	default:
 	}
-	if ok, err := s.put(flag.Flag{Key: "k", Variants: map[string]json.RawMessage{"a": json.RawMessage(`1`)}, Control: "a", Version: 2}); !ok || err != nil {
-		t.Fatalf("put: %v %v", ok, err)
+	f := flag.Flag{Key: "k", Variants: map[string]json.RawMessage{"a": json.RawMessage(`1`)}, Control: "a", Version: 2}
+	if n, rejected := s.apply([]change{{key: f.Key, version: f.Version, put: &f}}); n != 1 || rejected != nil {
+		t.Fatalf("put: %d applied, rejected %v", n, rejected)
 	}
 	select {
 	case <-c:

@@ -216,6 +216,26 @@ func (f *fakeController) sendRaw(event string, id int64, data string) {
 	f.broadcast(frame(event, id, []byte(data)))
 }
 
+// sendFrames streams frames in one write, as the controller writes the
+// changes of one store read.
+func (f *fakeController) sendFrames(frames ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.broadcast(strings.Join(frames, ""))
+}
+
+// putFrame is a put event of fl at version, whatever the store holds.
+func putFrame(fl flag.Flag, version int64) string {
+	fl.Version = version
+	b, _ := json.Marshal(fl)
+	return frame("put", version, b)
+}
+
+// deleteFrame is a delete event of key at version.
+func deleteFrame(key string, version int64) string {
+	return frame("delete", version, fmt.Appendf(nil, `{"key": %q, "version": %d}`, key, version))
+}
+
 func (f *fakeController) dropStreams() {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -47,6 +47,12 @@ type remote struct {
 	cache  *diskCache
 	// pollFailing is set while polls fail, to log an outage once.
 	pollFailing bool
+	// pending are the puts and deletes read from the stream and not yet
+	// applied, with the id of the last of them and the validator of the
+	// last id that is a revision ("" if none).
+	pending     []change
+	pendingID   string
+	pendingETag string
 }
 
 func (c *Client) startRemote(ctx context.Context) {
@@ -267,29 +273,61 @@ func (r *remote) stream(ctx context.Context) (synced bool, err error) {
 		return false, fmt.Errorf("open stream: content type %q, want text/event-stream", ct)
 	}
 	rd := sse.NewReader(activityReader{resp.Body, func() { watchdog.Reset(idle) }}, maxEventBytes)
+	synced, err = r.read(rd)
+	var end *streamEnd
+	if errors.As(err, &end) {
+		return synced, err
+	}
+	return synced, wrap(err)
+}
+
+// read applies the events of a stream until it ends, with its error, or the
+// controller ends it (a *streamEnd). synced reports whether a snapshot
+// arrived. Puts and deletes that arrived together are applied as one batch,
+// one snapshot copy for all (store.apply): the controller writes the changes
+// of each store read in one write, thousands when it moves thousands of
+// rollouts.
+func (r *remote) read(rd *sse.Reader) (synced bool, err error) {
 	for {
-		ev, err := rd.Next()
+		ev, err := r.next(rd)
 		if err != nil {
+			// Events read complete before a fault are applied, as they
+			// would have been one by one.
+			r.flush()
 			if err == io.EOF {
 				err = errors.New("controller closed the stream")
 			}
-			return synced, wrap(fmt.Errorf("read stream: %w", err))
+			return synced, fmt.Errorf("read stream: %w", err)
 		}
 		if ev.Type == "end" {
+			r.flush()
 			var d endDoc
 			_ = json.Unmarshal(ev.Data, &d) // the reason is only for the log
 			return synced, &streamEnd{reason: d.Reason}
 		}
-		if err := r.apply(ev); err != nil {
+		if err := r.handle(ev); err != nil {
 			// The stream is out of step with the controller; a new
 			// connection starts with a fresh snapshot.
 			return synced, fmt.Errorf("stream event %q id %q: %w", ev.Type, ev.ID, err)
 		}
-		r.lastID = ev.ID
 		if ev.Type == "snapshot" {
 			synced = true
 		}
 	}
+}
+
+// next returns the next event. While changes are pending it takes only an
+// event already read, and applies them before it would wait for the stream,
+// so that a batch is never held back for the next one.
+func (r *remote) next(rd *sse.Reader) (sse.Event, error) {
+	if len(r.pending) > 0 {
+		ev, ok, err := rd.NextBuffered()
+		if ok || err != nil {
+			return ev, err
+		}
+		r.flush()
+	}
+	return rd.Next()
 }
 
 // streamEnd is the controller's end event: it closes the stream on
@@ -303,38 +341,70 @@ type endDoc struct {
 	Reason string `json:"reason"`
 }
 
-// apply applies one stream event.
-func (r *remote) apply(ev sse.Event) error {
+// handle takes one stream event: a put or delete joins the pending batch,
+// anything else first applies the batch and then itself.
+func (r *remote) handle(ev sse.Event) error {
+	var c change
 	switch ev.Type {
-	case "snapshot":
-		return r.applySnapshot(ev.Data)
 	case "put":
 		var f flag.Flag
 		if err := json.Unmarshal(ev.Data, &f); err != nil {
+			r.flush()
 			return fmt.Errorf("decode flag: %w", err)
 		}
-		if _, err := r.c.store.put(f); err != nil {
-			// The flag is invalid, not the stream: keep the old definition
-			// and the connection.
-			r.c.log.Error("vigil: flag update rejected; keeping the previous definition", "err", err)
-		}
+		c = change{key: f.Key, version: f.Version, put: &f}
 	case "delete":
 		var d deleteDoc
 		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			r.flush()
 			return fmt.Errorf("decode delete: %w", err)
 		}
 		if d.Key == "" {
+			r.flush()
 			return errors.New("decode delete: no key")
 		}
-		r.c.store.delete(d.Key, d.Version)
+		c = change{key: d.Key, version: d.Version}
+	case "snapshot":
+		r.flush()
+		if err := r.applySnapshot(ev.Data); err != nil {
+			return err
+		}
+		r.lastID = ev.ID
+		return nil
 	default:
 		// Event types this SDK does not know are for newer SDKs.
+		r.flush()
+		r.lastID = ev.ID
 		return nil
 	}
+	r.pending = append(r.pending, c)
+	r.pendingID = ev.ID
 	if id, err := strconv.ParseInt(ev.ID, 10, 64); err == nil {
-		r.etag = strconv.Quote(strconv.FormatInt(id, 10))
+		r.pendingETag = strconv.Quote(strconv.FormatInt(id, 10))
 	}
 	return nil
+}
+
+// flush applies the pending puts and deletes. A flag that fails validation
+// keeps its previous definition and the connection: the flag is invalid,
+// not the stream.
+func (r *remote) flush() {
+	if len(r.pending) == 0 {
+		return
+	}
+	_, rejected := r.c.store.apply(r.pending)
+	for _, err := range rejected {
+		r.c.log.Error("vigil: flag update rejected; keeping the previous definition", "err", err)
+	}
+	// The events' ids are revisions: the last is the snapshot's validator
+	// for polls.
+	r.lastID = r.pendingID
+	if r.pendingETag != "" {
+		r.etag = r.pendingETag
+	}
+	// Dropped rather than reused: a batch of thousands would otherwise
+	// keep its array for the life of the stream.
+	r.pending, r.pendingETag = nil, ""
 }
 
 // activityReader calls active after every read that returned data.

@@ -24,13 +24,9 @@ func FuzzStream(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := &Client{log: log, store: newStore(), fresh: make(chan struct{})}
 		r := &remote{c: c}
-		rd := sse.NewReader(bytes.NewReader(data), 1<<16)
-		for {
-			ev, err := rd.Next()
-			if err != nil {
-				break
-			}
-			r.apply(ev)
+		r.read(sse.NewReader(bytes.NewReader(data), 1<<16))
+		if len(r.pending) > 0 {
+			t.Fatalf("%d changes left unapplied when the stream ended", len(r.pending))
 		}
 		st := c.store.load()
 		if st == nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -462,5 +463,147 @@ func TestNewReturnsWhenContextEnds(t *testing.T) {
 	c, err := New(ctx, Config{ServerURL: f.url(), Token: f.token, InitTimeout: time.Minute, Logger: (&logBuffer{}).logger()})
 	if err == nil || !strings.Contains(err.Error(), "context canceled") || c != nil {
 		t.Fatalf("New with an ended context = %v, %v; want an error", c, err)
+	}
+}
+
+// installs records the revision of every snapshot c installs from now on.
+func installs(t *testing.T, c *Client) func() []int64 {
+	t.Helper()
+	var mu sync.Mutex
+	var revs []int64
+	s := c.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev := s.changed
+	s.changed = func(snap *flag.Snapshot) {
+		mu.Lock()
+		revs = append(revs, snap.Revision())
+		mu.Unlock()
+		if prev != nil {
+			prev(snap)
+		}
+	}
+	return func() []int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(revs)
+	}
+}
+
+// TestStreamBatchOneInstall: puts and deletes that arrive in one write, as
+// the controller sends the changes of one store read, are applied as one
+// snapshot, not one per event (a copy of every flag each).
+func TestStreamBatchOneInstall(t *testing.T) {
+	f := newFakeController(t, rollout("a", 100, false), rollout("b", 100, false), rollout("c", 100, false))
+	c, _ := newTestClient(t, f, nil)
+	got := installs(t, c)
+	f.sendFrames(
+		putFrame(rollout("a", 0, false), 4),
+		deleteFrame("b", 5),
+		putFrame(rollout("d", 100, false), 6),
+		putFrame(rollout("c", 0, true), 7),
+		deleteFrame("a", 8),
+		putFrame(rollout("e", 100, false), 9),
+	)
+	eventually(t, "the batch", func() bool { return c.Snapshot().Revision() == 9 })
+	if revs := got(); len(revs) != 1 {
+		t.Fatalf("a batch of 6 events installed %d snapshots (revisions %v), want 1", len(revs), revs)
+	}
+	for key, want := range map[string]int64{"c": 7, "d": 6, "e": 9} {
+		if _, d := c.BoolDetail(bg, key, unit("u"), false); d.Version != want {
+			t.Errorf("flag %s after the batch: %+v, want version %d", key, d, want)
+		}
+	}
+	for _, key := range []string{"a", "b"} {
+		if _, d := c.BoolDetail(bg, key, unit("u"), false); d.ErrorType != flag.ErrorFlagNotFound {
+			t.Errorf("deleted flag %s after the batch: %+v", key, d)
+		}
+	}
+	if _, d := c.BoolDetail(bg, "c", unit("u"), true); !d.Tracked || d.Variant != "off" {
+		t.Errorf("flag c after the batch: %+v, want its new definition", d)
+	}
+}
+
+// TestStreamBatchStaleAndInvalid: in a batch each event is judged as it was
+// alone: a stale one is dropped, an invalid one keeps what the events
+// before it made of the flag and is logged, a delete followed by a put
+// re-creates the flag; and the stream's position advances past them all.
+func TestStreamBatchStaleAndInvalid(t *testing.T) {
+	f := newFakeController(t, rollout("a", 100, false), rollout("b", 100, false), rollout("c", 100, false))
+	c, logs := newTestClient(t, f, nil)
+	got := installs(t, c)
+	f.sendFrames(
+		putFrame(rollout("a", 0, false), 10),
+		// Control names a variant the flag lacks.
+		frame("put", 11, []byte(`{"key": "a", "version": 11, "enabled": true, "variants": {"off": false}, "control": "nope"}`)),
+		putFrame(rollout("b", 0, false), 2), // b is held at 2
+		deleteFrame("c", 12),
+		putFrame(rollout("c", 0, true), 13),
+		putFrame(rollout("d", 100, false), 14),
+		deleteFrame("d", 15),
+		putFrame(rollout("d", 0, false), 14), // older than d's tombstone
+		deleteFrame("ghost", 1),              // older than the snapshot
+		putFrame(rollout("marker", 100, false), 20),
+	)
+	eventually(t, "the batch", func() bool { return c.Snapshot().Revision() == 20 })
+	if revs := got(); len(revs) != 1 {
+		t.Errorf("the batch installed %d snapshots (revisions %v), want 1", len(revs), revs)
+	}
+	if !logs.contains("flag update rejected") || !logs.contains("update of flag a to version 11 rejected") {
+		t.Error("the invalid put was not logged with its flag and version")
+	}
+	for key, want := range map[string]int64{"a": 10, "b": 2, "c": 13, "marker": 20} {
+		if _, d := c.BoolDetail(bg, key, unit("u"), true); d.Version != want || d.Variant == "" {
+			t.Errorf("flag %s after the batch: %+v, want version %d", key, d, want)
+		}
+	}
+	if v := c.Bool(bg, "a", unit("u"), true); v {
+		t.Error("flag a does not have the definition of its valid put (version 10)")
+	}
+	if _, d := c.BoolDetail(bg, "d", unit("u"), false); d.ErrorType != flag.ErrorFlagNotFound {
+		t.Errorf("flag d after its delete and an older put: %+v", d)
+	}
+	if n := f.stat(func(f *fakeController) int { return f.conns }); n != 1 {
+		t.Errorf("the batch dropped the stream: %d connections", n)
+	}
+	// The stream's position is the batch's last id: with the stream down,
+	// the first poll carries it as the validator and is answered 304.
+	f.update(func(f *fakeController) { f.revision, f.refuseStream = 20, true })
+	f.dropStreams()
+	eventually(t, "a poll", func() bool { return f.stat(func(f *fakeController) int { return f.polls }) > 0 })
+	if n := f.stat(func(f *fakeController) int { return f.polls - f.notModified }); n != 0 {
+		t.Errorf("%d polls after the batch were not answered 304: the validator did not advance to 20", n)
+	}
+}
+
+// TestStreamBatchSplitAcrossWrites: a batch cut inside an event is applied
+// up to the cut without waiting for the rest, and the rest follows.
+func TestStreamBatchSplitAcrossWrites(t *testing.T) {
+	f := newFakeController(t, rollout("a", 100, false))
+	c, _ := newTestClient(t, f, nil)
+	got := installs(t, c)
+	batch := putFrame(rollout("a", 0, false), 2) + putFrame(rollout("b", 100, false), 3) + deleteFrame("a", 4) + putFrame(rollout("c", 100, false), 5)
+	cut := strings.Index(batch, `{"key": "a", "version": 4}`)
+	if cut < 0 {
+		t.Fatalf("no delete of a in %q", batch)
+	}
+	cut += 5 // inside the delete
+	f.sendFrames(batch[:cut])
+	eventually(t, "the events before the cut", func() bool { return c.Snapshot().Revision() == 3 })
+	if _, d := c.BoolDetail(bg, "a", unit("u"), false); d.Version != 2 {
+		t.Fatalf("flag a before the rest of the batch: %+v, want version 2", d)
+	}
+	f.sendFrames(batch[cut:])
+	eventually(t, "the rest of the batch", func() bool { return c.Snapshot().Revision() == 5 })
+	if _, d := c.BoolDetail(bg, "a", unit("u"), false); d.ErrorType != flag.ErrorFlagNotFound {
+		t.Errorf("flag a after the batch: %+v, want deleted", d)
+	}
+	for key, want := range map[string]int64{"b": 3, "c": 5} {
+		if _, d := c.BoolDetail(bg, key, unit("u"), false); d.Version != want {
+			t.Errorf("flag %s after the batch: %+v, want version %d", key, d, want)
+		}
+	}
+	if revs := got(); !slices.Equal(revs, []int64{3, 5}) {
+		t.Errorf("installed revisions %v, want [3 5]: one per write", revs)
 	}
 }

@@ -244,49 +244,94 @@ func (s *store) known(key string) int64 {
 	return s.floor
 }
 
-// put applies one flag update if it is newer than what the store holds. It
-// reports whether the update was applied; a stale update is dropped
-// silently and an invalid one returns an error and changes nothing.
-func (s *store) put(f flag.Flag) (bool, error) {
+// change is one put or delete from the stream.
+type change struct {
+	key     string
+	version int64
+	// put is the new definition; nil for a delete.
+	put *flag.Flag
+}
+
+// apply applies a batch of changes, in order, as one new snapshot: with the
+// controller moving thousands of flags at once, a copy of the snapshot and
+// of the metadata per change would cost O(flags) each, O(flags²) in all.
+// Each change is judged as if applied alone: one no newer than what the
+// store holds for its key (counting the changes before it in the batch) is
+// dropped, and a put that fails validation keeps the definition held before
+// it and is reported in rejected, one error per such put. applied counts the
+// changes that took effect; readers see the old snapshot or the one with all
+// of them, and nothing is installed when none did.
+func (s *store) apply(changes []change) (applied int, rejected []error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur := s.load()
-	if cur == nil || f.Version <= s.known(f.Key) {
-		return false, nil
+	if cur == nil {
+		return 0, nil
 	}
-	snap, err := cur.snap.Put(f)
+	// last is the index of the change that decides each key's outcome, so
+	// that the snapshot update sees one change per key. versions holds the
+	// batch's versions until it is installed.
+	last := make(map[string]int, len(changes))
+	versions := make(map[string]int64, len(changes))
+	known := func(key string) int64 {
+		if v, ok := versions[key]; ok {
+			return v
+		}
+		return s.known(key)
+	}
+	var revision int64
+	for i, c := range changes {
+		if c.version <= known(c.key) {
+			continue
+		}
+		if c.put != nil {
+			// Validated here, not only in Update, so that a bad put
+			// leaves in place what the batch put before it.
+			if err := flag.ValidateFlag(c.put); err != nil {
+				rejected = append(rejected, fmt.Errorf("update of flag %s to version %d rejected: %w", c.key, c.version, err))
+				continue
+			}
+		}
+		versions[c.key] = c.version
+		last[c.key] = i
+		revision = max(revision, c.version)
+		applied++
+	}
+	if applied == 0 {
+		return 0, rejected
+	}
+	var puts []flag.Flag
+	var dels []string
+	for i, c := range changes {
+		if j, ok := last[c.key]; !ok || j != i {
+			continue
+		}
+		if c.put != nil {
+			puts = append(puts, *c.put)
+		} else {
+			dels = append(dels, c.key)
+		}
+	}
+	snap, err := cur.snap.Update(revision, puts, dels)
 	if err != nil {
-		return false, fmt.Errorf("update of flag %s to version %d rejected: %w", f.Key, f.Version, err)
+		// Unreachable for puts that passed ValidateFlag, which checks all
+		// that compiling does; should it happen, nothing changes.
+		return 0, append(rejected, fmt.Errorf("updates to version %d rejected: %w", revision, err))
 	}
-	s.versions[f.Key] = f.Version
-	s.install(&state{snap: snap, meta: withMeta(cur.meta, f.Key, newFlagMeta(&f, snap.Lookup(f.Key), s.cohorts))})
-	return true, nil
-}
-
-// delete applies a delete if it is newer than what the store holds, and
-// remembers it as a tombstone.
-func (s *store) delete(key string, version int64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur := s.load()
-	if cur == nil || version <= s.known(key) {
-		return false
+	meta := make(map[string]*flagMeta, len(cur.meta)+len(puts))
+	for k, m := range cur.meta {
+		meta[k] = m
 	}
-	s.versions[key] = version
-	s.install(&state{snap: cur.snap.Delete(key, version), meta: withMeta(cur.meta, key, nil)})
-	return true
-}
-
-// withMeta returns a copy of m with key set to v, or removed when v is nil.
-func withMeta(m map[string]*flagMeta, key string, v *flagMeta) map[string]*flagMeta {
-	n := make(map[string]*flagMeta, len(m)+1)
-	for k, e := range m {
-		n[k] = e
+	for i := range puts {
+		f := &puts[i]
+		meta[f.Key] = newFlagMeta(f, snap.Lookup(f.Key), s.cohorts)
 	}
-	if v == nil {
-		delete(n, key)
-	} else {
-		n[key] = v
+	for _, k := range dels {
+		delete(meta, k)
 	}
-	return n
+	for k, v := range versions {
+		s.versions[k] = v
+	}
+	s.install(&state{snap: snap, meta: meta})
+	return applied, rejected
 }
