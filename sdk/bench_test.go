@@ -18,7 +18,6 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/vigil-dev/vigil/sdk/flag"
-	"github.com/vigil-dev/vigil/sdk/internal/sse"
 )
 
 // staticClient is a client in file mode over flags, with its metrics going
@@ -277,8 +276,8 @@ func processCPU() time.Duration {
 // BenchmarkStreamBatch applies a batch of 10,000 puts, all read at once, to
 // a client holding 10,000 tracked flags: what every service does when the
 // controller moves 10,000 rollouts a step at the same tick. The batch goes
-// through the stream's SSE reader from memory, so the figure is the SDK's
-// work without the network's. installs/op counts the snapshots installed.
+// through the stream's reader from memory, so the figure is the SDK's work
+// without the network's. installs/op counts the snapshots installed.
 func BenchmarkStreamBatch(b *testing.B) {
 	const n = 10000
 	base := make([]flag.Flag, n)
@@ -301,11 +300,12 @@ func BenchmarkStreamBatch(b *testing.B) {
 		}
 		installs--
 		r := &remote{c: c}
-		rd := sse.NewReader(bytes.NewReader(batch.Bytes()), maxEventBytes)
+		rd, stop := newStreamReader(bytes.NewReader(batch.Bytes()))
 		start := processCPU()
 		b.StartTimer()
 		r.read(rd)
 		b.StopTimer()
+		stop()
 		cpu += processCPU() - start
 		if got := c.Snapshot().Revision(); got != 2*n {
 			b.Fatalf("revision after the batch = %d, want %d", got, 2*n)

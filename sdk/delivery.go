@@ -272,13 +272,25 @@ func (r *remote) stream(ctx context.Context) (synced bool, err error) {
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
 		return false, fmt.Errorf("open stream: content type %q, want text/event-stream", ct)
 	}
-	rd := sse.NewReader(activityReader{resp.Body, func() { watchdog.Reset(idle) }}, maxEventBytes)
+	rd, stop := newStreamReader(activityReader{resp.Body, func() { watchdog.Reset(idle) }})
+	defer stop()
 	synced, err = r.read(rd)
 	var end *streamEnd
 	if errors.As(err, &end) {
 		return synced, err
 	}
 	return synced, wrap(err)
+}
+
+// newStreamReader returns the event reader of a stream's body and the
+// function that stops it. The body is read ahead (up to 16 reads of 32 KiB
+// while events are being applied), so that the events of one write of the
+// controller's are known to have arrived however many reads they take, and
+// are applied together; stop does not end a read waiting for data, which
+// ends with the request.
+func newStreamReader(body io.Reader) (*sse.Reader, func()) {
+	p := sse.Prefetch(body, 32<<10, 16)
+	return sse.NewReader(p, maxEventBytes), p.Close
 }
 
 // read applies the events of a stream until it ends, with its error, or the

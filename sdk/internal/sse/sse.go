@@ -29,7 +29,9 @@ var ErrTooLarge = errors.New("sse: event too large")
 
 // Reader decodes events from a stream.
 type Reader struct {
-	r       *bufio.Reader
+	r *bufio.Reader
+	// src reports bytes the source holds beyond r's, if it can.
+	src     buffered
 	max     int
 	started bool
 	lastID  string
@@ -46,10 +48,16 @@ type Reader struct {
 	inEvent bool
 }
 
+// buffered is a source that knows how many bytes it can return without
+// waiting, such as a Prefetcher.
+type buffered interface{ Buffered() int }
+
 // NewReader returns a Reader that rejects lines and events larger than max
-// bytes.
+// bytes. When r has a Buffered method (a Prefetcher), NextBuffered counts
+// the bytes it reports as already read.
 func NewReader(r io.Reader, max int) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, 32<<10), max: max}
+	src, _ := r.(buffered)
+	return &Reader{r: bufio.NewReaderSize(r, 32<<10), src: src, max: max}
 }
 
 // Next returns the next event. It returns io.EOF when the stream ends
@@ -61,7 +69,8 @@ func (r *Reader) Next() (Event, error) {
 }
 
 // NextBuffered returns the next event if the bytes already read from the
-// stream complete it, without reading more: ok is false when finding the
+// stream (by the Reader, or by a Prefetcher under it) complete it, without
+// waiting for more: ok is false when finding the
 // event would wait for the stream. What it parsed of an incomplete event is
 // kept, and the next call of either method goes on from there. A caller uses
 // it to take, without waiting, the events that arrived together with one it
@@ -139,7 +148,7 @@ func (r *Reader) readLine(block bool) (line []byte, ok bool, err error) {
 		r.line, r.lineDone = r.line[:0], false
 	}
 	for {
-		if !block && r.r.Buffered() == 0 {
+		if !block && r.r.Buffered() == 0 && (r.src == nil || r.src.Buffered() == 0) {
 			return nil, false, nil
 		}
 		b, err := r.r.ReadByte()
