@@ -202,45 +202,65 @@ func (m *flagMetrics) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect sends every flag's series.
+// Collect sends every flag's series. It holds the lock one flag at a time,
+// so that a scrape of thousands of flags, which takes seconds, does not
+// hold up the loop's recording.
 func (m *flagMetrics) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	keys := make([]string, 0, len(m.flags))
+	for k := range m.flags {
+		keys = append(keys, k)
+	}
+	m.mu.Unlock()
+	var batch []prometheus.Metric
+	for _, key := range keys {
+		m.mu.Lock()
+		if f := m.flags[key]; f != nil {
+			batch = m.series(batch[:0], key, f)
+		}
+		m.mu.Unlock()
+		for _, mt := range batch {
+			ch <- mt
+		}
+	}
+}
+
+// series appends key's series to out. The caller holds mu.
+func (m *flagMetrics) series(out []prometheus.Metric, key string, f *flagSeries) []prometheus.Metric {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		if !math.IsNaN(v) {
-			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+			out = append(out, prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...))
 		}
 	}
-	for key, f := range m.flags {
-		if f.stated {
-			gauge(m.percent, f.percent, key)
-			for _, p := range rollout.Phases {
-				v := 0.0
-				if p == f.phase {
-					v = 1
-				}
-				gauge(m.state, v, key, string(p))
+	if f.stated {
+		gauge(m.percent, f.percent, key)
+		for _, p := range rollout.Phases {
+			v := 0.0
+			if p == f.phase {
+				v = 1
 			}
+			gauge(m.state, v, key, string(p))
 		}
-		for to, n := range f.transitions {
-			ch <- prometheus.MustNewConstMetric(m.transitions, prometheus.CounterValue, n, key, string(to))
-		}
-		for k, n := range f.verdicts {
-			ch <- prometheus.MustNewConstMetric(m.verdicts, prometheus.CounterValue, n, key, k.check, string(k.outcome))
-		}
-		for check, e := range f.evidence {
-			ch <- prometheus.MustNewConstMetric(m.evidence, prometheus.GaugeValue, e, key, check)
-		}
-		gauge(m.threshold, f.threshold, key)
-		for check, cs := range f.checks {
-			for i, d := range m.checks {
-				gauge(d, cs.values[i], key, check)
-			}
-			gauge(m.cohortRate, cs.treatment, key, check, rolloutmetrics.Treatment)
-			gauge(m.cohortRate, cs.control, key, check, rolloutmetrics.Control)
-		}
-		gauge(m.splitExpected, f.splitExpected, key)
-		gauge(m.splitObserved, f.splitObserved, key)
-		gauge(m.splitMismatch, f.splitMismatch, key)
 	}
+	for to, n := range f.transitions {
+		out = append(out, prometheus.MustNewConstMetric(m.transitions, prometheus.CounterValue, n, key, string(to)))
+	}
+	for k, n := range f.verdicts {
+		out = append(out, prometheus.MustNewConstMetric(m.verdicts, prometheus.CounterValue, n, key, k.check, string(k.outcome)))
+	}
+	for check, e := range f.evidence {
+		out = append(out, prometheus.MustNewConstMetric(m.evidence, prometheus.GaugeValue, e, key, check))
+	}
+	gauge(m.threshold, f.threshold, key)
+	for check, cs := range f.checks {
+		for i, d := range m.checks {
+			gauge(d, cs.values[i], key, check)
+		}
+		gauge(m.cohortRate, cs.treatment, key, check, rolloutmetrics.Treatment)
+		gauge(m.cohortRate, cs.control, key, check, rolloutmetrics.Control)
+	}
+	gauge(m.splitExpected, f.splitExpected, key)
+	gauge(m.splitObserved, f.splitObserved, key)
+	gauge(m.splitMismatch, f.splitMismatch, key)
+	return out
 }
