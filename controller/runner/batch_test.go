@@ -63,19 +63,22 @@ func (r hookReader) Read(ctx context.Context, now time.Time, qs []cohort.FlagQue
 	return r.Reader.Read(ctx, now, qs)
 }
 
-// startMany starts n rollouts and returns their keys.
-func startMany(t *testing.T, f *fixture, n int) []string {
+// startMany starts n rollouts and returns their keys and revisions.
+func startMany(t *testing.T, f *fixture, n int) ([]string, map[string]int64) {
 	t.Helper()
 	keys := make([]string, n)
+	revisions := map[string]int64{}
 	for i := range keys {
 		keys[i] = fmt.Sprintf("flag-%03d", i)
 		putFlag(t, f.st, checkoutFlag(keys[i]))
 		f.tr.errRate[keys[i]] = [2]float64{0.01, 0.01}
-		if _, err := f.c.Command(context.Background(), keys[i], rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+		s, err := f.c.Command(context.Background(), keys[i], rollout.Command{Kind: rollout.Start, Actor: "a"})
+		if err != nil {
 			t.Fatal(err)
 		}
+		revisions[keys[i]] = s.Revision
 	}
-	return keys
+	return keys, revisions
 }
 
 // TestLooksCommitInBatches: a tick's 100 looks take two transactions, not
@@ -85,11 +88,7 @@ func TestLooksCommitInBatches(t *testing.T) {
 	bs := &batchStore{Store: openSQLite(t)}
 	f := newFixture(t, bs)
 	ctx := context.Background()
-	keys := startMany(t, f, 100)
-	before := map[string]int64{}
-	for _, k := range keys {
-		before[k] = f.state(t, k).Revision
-	}
+	keys, before := startMany(t, f, 100)
 	f.c.opts.Reader = hookReader{Reader: f.tr, hook: func() {
 		if _, err := f.c.Command(ctx, "flag-007", rollout.Command{Kind: rollout.Pause, Actor: "b"}); err != nil {
 			t.Error(err)
@@ -125,11 +124,7 @@ func TestOneFailingCommitCostsTheOthersNothing(t *testing.T) {
 	bs := &batchStore{Store: openSQLite(t)}
 	f := newFixture(t, bs)
 	ctx := context.Background()
-	keys := startMany(t, f, 100)
-	before := map[string]int64{}
-	for _, k := range keys {
-		before[k] = f.state(t, k).Revision
-	}
+	keys, before := startMany(t, f, 100)
 	bs.failKey = "flag-013"
 	f.clock.Add(time.Second)
 	if err := f.tr.advance(ctx); err != nil {
