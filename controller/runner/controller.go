@@ -544,11 +544,6 @@ func (c *Controller) judge(s rollout.State, p *plan.Prepared, cum judge.FlagCoun
 	return &v, raw, nil
 }
 
-// errStale reports a decision taken on a state that changed before it
-// could be stored: a person's command won the race, and the next tick
-// decides again from what they left.
-var errStale = errors.New("rollout changed since it was read")
-
 // errLeaseLost reports a decision taken by a leader whose lease expired
 // before it could store it: another replica may have taken the lease and
 // decided on the same rollout, so only the lease's holder writes.
