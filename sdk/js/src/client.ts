@@ -9,7 +9,7 @@ import { mkdir, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { context, propagation, type MeterProvider } from "@opentelemetry/api";
 import { hashFrom } from "./bucket.js";
-import type { Detail, EvalContext, Flag, Reason } from "./flag.js";
+import { checkFlag, type Detail, type EvalContext, type Flag, type Reason } from "./flag.js";
 import { parsePin, PIN_PREFIX, type Pin } from "./pin.js";
 import { parseFlagsFile, readSnapshotDocument, Snapshot } from "./snapshot.js";
 import { SSEParser } from "./sse.js";
@@ -427,22 +427,52 @@ export class Client extends EventEmitter<ClientEvents> {
     if (persist) void this.saveCache();
   }
 
-  private applyPut(raw: unknown): void {
-    const d = readSnapshotDocument({ revision: 0, flags: [raw] });
-    const f = d.flags[0];
-    if (f === undefined) throw new Error(`put: ${d.errors.map((e) => e.message).join("; ")}`);
-    if ((f.version ?? 0) <= this.known(f.key) || this.snap === null) return;
-    this.install(this.snap.put(f), true, [f.key]);
-    this.versions.set(f.key, f.version ?? 0);
-    void this.saveCache();
-  }
-
-  private applyDelete(raw: unknown): void {
-    const d = raw as { key?: unknown; version?: unknown };
-    if (typeof d?.key !== "string" || typeof d.version !== "number") throw new Error("delete: want {key, version}");
-    if (d.version <= this.known(d.key) || this.snap === null) return;
-    this.versions.set(d.key, d.version);
-    this.install(this.snap.delete(d.key, d.version), true, this.snap.flag(d.key) !== undefined ? [d.key] : []);
+  /**
+   * Applies puts and deletes received together as one update: one copy of
+   * the snapshot, one install, one cache write, and one change event naming
+   * every flag that changed, so that readers see the snapshot before the
+   * batch or the one after all of it. Each change is judged as if it came
+   * alone: one no newer than the version held for its key (counting the
+   * changes before it) is dropped, and a put that does not validate keeps
+   * the definition held before it and is reported.
+   */
+  private applyChanges(changes: readonly Change[]): void {
+    const cur = this.snap;
+    if (changes.length === 0 || cur === null) return;
+    // versions holds the batch's versions until it is installed; last is
+    // the change that decides each key's outcome.
+    const versions = new Map<string, number>();
+    const last = new Map<string, Change>();
+    let revision = 0;
+    for (const c of changes) {
+      if (c.version <= (versions.get(c.key) ?? this.known(c.key))) continue;
+      if (c.put !== undefined) {
+        // Checked here, not only in update, so that a bad put leaves in
+        // place what the batch put before it.
+        const errs = checkFlag(c.put);
+        if (errs.length > 0) {
+          this.reportProblem(new Error(`stream event put (id ${c.id}): ${errs.map((e) => e.message).join("\n")}`));
+          continue;
+        }
+      }
+      versions.set(c.key, c.version);
+      last.set(c.key, c);
+      revision = Math.max(revision, c.version);
+    }
+    if (last.size === 0) return;
+    const puts: Flag[] = [];
+    const deletes: string[] = [];
+    const changed: string[] = [];
+    for (const [key, c] of last) {
+      if (c.put !== undefined) puts.push(c.put);
+      else deletes.push(key);
+      if (c.put !== undefined || cur.flag(key) !== undefined) changed.push(key);
+    }
+    // update throws only for a put that fails to compile, which checkFlag
+    // has ruled out; should it, nothing changes and the caller reports it.
+    const next = cur.update(revision, puts, deletes);
+    for (const [k, v] of versions) this.versions.set(k, v);
+    this.install(next, true, changed.sort());
     void this.saveCache();
   }
 
@@ -566,8 +596,26 @@ export class Client extends EventEmitter<ClientEvents> {
       const decoder = new TextDecoder();
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
         arm();
+        // The controller writes the changes of one store read together:
+        // the puts and deletes that arrive together are applied as one
+        // batch, which any other event ends.
+        const batch: Change[] = [];
+        const flush = () => {
+          if (batch.length === 0) return;
+          const id = batch.at(-1)!.id;
+          try {
+            this.applyChanges(batch.splice(0));
+          } catch (e) {
+            this.reportProblem(new Error(`stream events up to id ${id}: ${(e as Error).message}`));
+          }
+        };
         for (const ev of parser.push(decoder.decode(chunk, { stream: true }))) {
           try {
+            if (ev.type === "put" || ev.type === "delete") {
+              batch.push(readChange(ev.type, ev.id, JSON.parse(ev.data)));
+              continue;
+            }
+            flush();
             const data: unknown = JSON.parse(ev.data);
             switch (ev.type) {
               case "snapshot":
@@ -575,12 +623,6 @@ export class Client extends EventEmitter<ClientEvents> {
                 this.polling = false;
                 delivered = true;
                 onSnapshot();
-                break;
-              case "put":
-                this.applyPut(data);
-                break;
-              case "delete":
-                this.applyDelete(data);
                 break;
               case "end":
                 ended = true;
@@ -590,6 +632,7 @@ export class Client extends EventEmitter<ClientEvents> {
             this.reportProblem(new Error(`stream event ${ev.type} (id ${ev.id}): ${(e as Error).message}`));
           }
         }
+        flush();
       }
       if (!this.abort.signal.aborted && !ended) throw new Error("stream ended");
       return delivered;
@@ -646,6 +689,29 @@ export class Client extends EventEmitter<ClientEvents> {
       this.abort.signal.removeEventListener("abort", stop);
     }
   }
+}
+
+/** A put or delete from the stream, read but not yet applied. */
+interface Change {
+  key: string;
+  version: number;
+  /** the new definition; undefined for a delete */
+  put: Flag | undefined;
+  /** the event's id, for reports */
+  id: string;
+}
+
+/** Reads a put or delete event's data, or throws naming what is wrong. */
+function readChange(type: "put" | "delete", id: string, raw: unknown): Change {
+  if (type === "put") {
+    const d = readSnapshotDocument({ revision: 0, flags: [raw] });
+    const f = d.flags[0];
+    if (f === undefined) throw new Error(`put: ${d.errors.map((e) => e.message).join("; ")}`);
+    return { key: f.key, version: f.version ?? 0, put: f, id };
+  }
+  const d = raw as { key?: unknown; version?: unknown };
+  if (typeof d?.key !== "string" || typeof d.version !== "number") throw new Error("delete: want {key, version}");
+  return { key: d.key, version: d.version, put: undefined, id };
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

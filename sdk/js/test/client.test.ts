@@ -10,6 +10,8 @@ import { eventually, quiet, rolloutFlag, TestController, TOKEN } from "./control
 
 const fast = { backoffMin: 20, backoffMax: 100, pollInterval: 50, pollTimeout: 1000, logger: quiet, initTimeout: 3000 };
 
+const sorted = (flags: unknown[]) => [...(flags as { key: string }[])].sort((a, b) => (a.key < b.key ? -1 : 1));
+
 async function setup(t: { after: (fn: () => Promise<void> | void) => void }, extra: Record<string, unknown> = {}) {
   const ctl = new TestController();
   ctl.put(rolloutFlag("all", 100));
@@ -59,6 +61,72 @@ test("stream: a bad event or a bad flag is reported and changes nothing", async 
   await eventually(() => errors.length === 2, "two errors");
   assert.match(errors[1]!.message, /rollout\.percent: 150 is out of range/);
   assert.equal(client.booleanValue("all", { key: "u" }, false), true);
+});
+
+test("stream: puts and deletes written together are applied as one update", async (t) => {
+  const { ctl, client } = await setup(t);
+  await client.ready();
+  const changes: string[][] = [];
+  client.on("change", (keys) => changes.push(keys));
+  ctl.hold();
+  for (let i = 0; i < 5; i++) ctl.put(rolloutFlag(`new-${i}`, 100));
+  ctl.put(rolloutFlag("none", 100));
+  ctl.delete("all");
+  await ctl.release();
+  await eventually(() => client.snapshot?.revision === ctl.revision, "the batch to apply");
+  assert.deepEqual(changes, [["new-0", "new-1", "new-2", "new-3", "new-4", "none", "all"].sort()], "one install naming every changed flag");
+  assert.deepEqual(client.snapshot?.flags(), sorted(ctl.snapshot().flags));
+  assert.equal(client.booleanValue("none", { key: "u" }, false), true);
+  assert.equal(client.booleanDetail("all", { key: "u" }, false).errorType, "flag_not_found");
+});
+
+test("stream: each event of a batch is judged as if it came alone", async (t) => {
+  const { ctl, client } = await setup(t);
+  await client.ready();
+  const changes: string[][] = [];
+  const errors: Error[] = [];
+  client.on("change", (keys) => changes.push(keys));
+  client.on("error", (e) => errors.push(e));
+  ctl.hold();
+  ctl.put(rolloutFlag("none", 100));
+  // Stale: older than the put before it in the same batch.
+  ctl.broadcast("put", { ...rolloutFlag("none", 0), version: 1 });
+  // Invalid: keeps the definition the batch put before it, and is reported.
+  ctl.revision++;
+  const invalidID = ctl.revision;
+  ctl.broadcast("put", { ...rolloutFlag("none", 150), version: ctl.revision });
+  // Unreadable: reported, and the batch goes on.
+  ctl.broadcast("put", "{not json");
+  // A delete then a re-create leaves the flag; a put older than the
+  // re-create is dropped.
+  ctl.delete("all");
+  ctl.put(rolloutFlag("all", 0));
+  ctl.broadcast("put", { ...rolloutFlag("all", 100), version: ctl.revision - 1 });
+  await ctl.release();
+  await eventually(() => client.snapshot?.revision === ctl.revision && errors.length === 2, "the batch to apply");
+  assert.deepEqual(changes, [["all", "none"]]);
+  assert.deepEqual(client.snapshot?.flags(), sorted(ctl.snapshot().flags));
+  assert.equal(client.booleanValue("none", { key: "u" }, false), true, "the batch's valid put of none holds");
+  assert.equal(client.booleanValue("all", { key: "u" }, true), false, "all is re-created at 0%");
+  assert.ok(
+    errors.some((e) => e.message.includes(`stream event put (id ${invalidID})`) && /rollout\.percent: 150 is out of range/.test(e.message)),
+    errors.map((e) => e.message).join("; "),
+  );
+});
+
+test("stream: a batch cut across writes converges, at most one update per write", async (t) => {
+  const { ctl, client } = await setup(t);
+  await client.ready();
+  const changes: string[][] = [];
+  client.on("change", (keys) => changes.push(keys));
+  ctl.hold();
+  for (let i = 0; i < 60; i++) ctl.put(rolloutFlag(`f-${i}`, i));
+  for (let i = 0; i < 60; i += 3) ctl.delete(`f-${i}`);
+  ctl.delete("none");
+  await ctl.release(7);
+  await eventually(() => client.snapshot?.revision === ctl.revision, "the batch to apply");
+  assert.deepEqual(client.snapshot?.flags(), sorted(ctl.snapshot().flags));
+  assert.ok(changes.length >= 1 && changes.length <= 7, `${changes.length} updates for 7 writes`);
 });
 
 test("stream down: polls the snapshot with If-None-Match and applies changes", async (t) => {

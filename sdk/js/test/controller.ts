@@ -18,6 +18,8 @@ export class TestController {
   silent = false;
   /** pings written to open streams, every 50 ms while not silent */
   pings = 0;
+  /** events broadcast since hold(), written by release() */
+  private held: string[] | null = null;
   /** refuse every connection, as an unreachable controller would */
   private down = false;
   private streams = new Set<ServerResponse>();
@@ -115,7 +117,32 @@ export class TestController {
 
   /** Sends an event to every open stream, as the controller does on a change. */
   broadcast(event: string, data: unknown, id = this.revision): void {
-    for (const r of this.streams) r.write(`event: ${event}\nid: ${id}\ndata: ${JSON.stringify(data)}\n\n`);
+    const text = `event: ${event}\nid: ${id}\ndata: ${JSON.stringify(data)}\n\n`;
+    if (this.held !== null) this.held.push(text);
+    else for (const r of this.streams) r.write(text);
+  }
+
+  /**
+   * Holds the events broadcast from now on until release(), as the
+   * controller gathers the changes of one store read.
+   */
+  hold(): void {
+    this.held ??= [];
+  }
+
+  /**
+   * Writes the held events to every open stream in one write, as the
+   * controller does, or cut into pieces writes of even length (so mostly
+   * in the middle of an event), each handed to the socket before the next.
+   */
+  async release(pieces = 1): Promise<void> {
+    const text = (this.held ?? []).join("");
+    this.held = null;
+    const size = Math.ceil(text.length / pieces);
+    for (let i = 0; i < text.length; i += size) {
+      const part = text.slice(i, i + size);
+      await Promise.all([...this.streams].map((r) => new Promise<void>((done) => r.write(part, () => done()))));
+    }
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
