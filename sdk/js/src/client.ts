@@ -143,6 +143,10 @@ export class Client extends EventEmitter<ClientEvents> {
   private polling = false;
   private loop: Promise<void> | undefined;
   private fileStamp = "";
+  /** the cache write under way, if any */
+  private saving: Promise<void> | undefined;
+  /** the snapshot changed since the write under way took it */
+  private saveAgain = false;
 
   /**
    * Starts delivery. In file mode the file is read now, and a missing or
@@ -206,6 +210,7 @@ export class Client extends EventEmitter<ClientEvents> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     await this.loop;
+    await this.saving;
   }
 
   // ---- evaluation ----
@@ -424,7 +429,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.floor = d.revision;
     this.install(snapshot, true);
     if (problems.length > 0) this.reportProblem(new Error(`snapshot ${d.revision}: ${problems.map((e) => e.message).join("; ")}`));
-    if (persist) void this.saveCache();
+    if (persist) this.saveCache();
   }
 
   /**
@@ -473,7 +478,7 @@ export class Client extends EventEmitter<ClientEvents> {
     const next = cur.update(revision, puts, deletes);
     for (const [k, v] of versions) this.versions.set(k, v);
     this.install(next, true, changed.sort());
-    void this.saveCache();
+    this.saveCache();
   }
 
   // ---- file mode ----
@@ -510,7 +515,28 @@ export class Client extends EventEmitter<ClientEvents> {
     }
   }
 
-  private async saveCache(): Promise<void> {
+  /**
+   * Writes the snapshot to the cache file in the background, one write at
+   * a time: changes during a write are written once it ends, with the
+   * snapshot held then. Writes of a burst of changes so neither pile up nor
+   * share the temporary file, which would let one rename another's
+   * half-written file into place.
+   */
+  private saveCache(): void {
+    if (this.cfg.cacheFile === undefined) return;
+    this.saveAgain = true;
+    if (this.saving !== undefined) return;
+    this.saving = (async () => {
+      while (this.saveAgain) {
+        this.saveAgain = false;
+        await this.writeCache();
+      }
+      this.saving = undefined;
+    })();
+  }
+
+  /** Writes the snapshot held now through a temporary file renamed into place. */
+  private async writeCache(): Promise<void> {
     const path = this.cfg.cacheFile;
     const s = this.snap;
     if (path === undefined || s === null) return;

@@ -246,6 +246,25 @@ test("cache file: a cold start with the controller down serves the last snapshot
   assert.equal(await cold.ready(), false, "not fresh: the controller never answered");
 });
 
+test("cache file: a burst of changes is written one write at a time, ending with the last snapshot", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "vigil-cache-"));
+  const cacheFile = join(dir, "snapshot.json");
+  const warnings: string[] = [];
+  const { ctl, client } = await setup(t, { cacheFile, logger: { warn: (m: string) => warnings.push(m), error: () => {} } });
+  await client.ready();
+  // Many writes, each an update and a cache write while earlier ones are
+  // still under way.
+  ctl.hold();
+  for (let i = 0; i < 200; i++) ctl.put(rolloutFlag(`f-${i}`, i % 101, { description: "x".repeat(2000) }));
+  await ctl.release(50);
+  await eventually(() => client.snapshot?.revision === ctl.revision, "the puts to apply");
+  await client.close();
+  assert.deepEqual(warnings, []);
+  const cached = JSON.parse(readFileSync(cacheFile, "utf8"));
+  assert.equal(cached.revision, ctl.revision, "close waits for the last write");
+  assert.deepEqual(cached.flags, sorted(ctl.snapshot().flags));
+});
+
 test("file mode: JSON and YAML, reload on change, a bad file keeps the flags", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "vigil-file-"));
   const path = join(dir, "flags.yaml");
