@@ -620,45 +620,64 @@ export class Client extends EventEmitter<ClientEvents> {
       }
       const parser = new SSEParser();
       const decoder = new TextDecoder();
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        arm();
-        // The controller writes the changes of one store read together:
-        // the puts and deletes that arrive together are applied as one
-        // batch, which any other event ends.
-        const batch: Change[] = [];
-        const flush = () => {
-          if (batch.length === 0) return;
-          const id = batch.at(-1)!.id;
-          try {
-            this.applyChanges(batch.splice(0));
-          } catch (e) {
-            this.reportProblem(new Error(`stream events up to id ${id}: ${(e as Error).message}`));
-          }
-        };
-        for (const ev of parser.push(decoder.decode(chunk, { stream: true }))) {
-          try {
-            if (ev.type === "put" || ev.type === "delete") {
-              batch.push(readChange(ev.type, ev.id, JSON.parse(ev.data)));
-              continue;
-            }
+      // The controller writes the changes of one store read together: the
+      // puts and deletes that have arrived are applied as one batch, which
+      // any other event ends. A batch larger than one read spans several:
+      // while the next read is already there, it joins the batch (up to
+      // maxBatchReads), and the batch is applied as soon as reading on
+      // would wait for the network, so it is never held back.
+      const batch: Change[] = [];
+      const flush = () => {
+        if (batch.length === 0) return;
+        const id = batch.at(-1)!.id;
+        try {
+          this.applyChanges(batch.splice(0));
+        } catch (e) {
+          this.reportProblem(new Error(`stream events up to id ${id}: ${(e as Error).message}`));
+        }
+      };
+      const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+      let reads = 0;
+      try {
+        for (;;) {
+          const next = reader.read();
+          let r = batch.length > 0 && reads < maxBatchReads ? await ifArrived(next) : undefined;
+          if (r === undefined) {
             flush();
-            const data: unknown = JSON.parse(ev.data);
-            switch (ev.type) {
-              case "snapshot":
-                this.replace(data, true);
-                this.polling = false;
-                delivered = true;
-                onSnapshot();
-                break;
-              case "end":
-                ended = true;
-                break;
+            reads = 0;
+            r = await next;
+          }
+          if (r.done) break;
+          reads++;
+          arm();
+          for (const ev of parser.push(decoder.decode(r.value, { stream: true }))) {
+            try {
+              if (ev.type === "put" || ev.type === "delete") {
+                batch.push(readChange(ev.type, ev.id, JSON.parse(ev.data)));
+                continue;
+              }
+              flush();
+              const data: unknown = JSON.parse(ev.data);
+              switch (ev.type) {
+                case "snapshot":
+                  this.replace(data, true);
+                  this.polling = false;
+                  delivered = true;
+                  onSnapshot();
+                  break;
+                case "end":
+                  ended = true;
+                  break;
+              }
+            } catch (e) {
+              this.reportProblem(new Error(`stream event ${ev.type} (id ${ev.id}): ${(e as Error).message}`));
             }
-          } catch (e) {
-            this.reportProblem(new Error(`stream event ${ev.type} (id ${ev.id}): ${(e as Error).message}`));
           }
         }
+      } finally {
+        // What arrived before the stream failed or ended is applied.
         flush();
+        reader.cancel().catch(() => {});
       }
       if (!this.abort.signal.aborted && !ended) throw new Error("stream ended");
       return delivered;
@@ -715,6 +734,20 @@ export class Client extends EventEmitter<ClientEvents> {
       this.abort.signal.removeEventListener("abort", stop);
     }
   }
+}
+
+/** Bounds how many reads of the stream one batch of changes may span. */
+const maxBatchReads = 64;
+
+/**
+ * Resolves to what p gives if its data has arrived, or to undefined when it
+ * still waits for the network. A read the socket can answer settles within
+ * two turns of the event loop: the socket is read in the poll phase between
+ * them.
+ */
+function ifArrived<T>(p: Promise<T>): Promise<T | undefined> {
+  const turns = new Promise<undefined>((resolve) => setImmediate(() => setImmediate(() => resolve(undefined))));
+  return Promise.race([p, turns]);
 }
 
 /** A put or delete from the stream, read but not yet applied. */
