@@ -79,7 +79,7 @@ accepting, ends SDK streams, finishes in-flight requests and exits 0.`,
 			default:
 				return fmt.Errorf("--log-format %q: want text or json", logFormat)
 			}
-			if err := limitMemory(memRatio, cfg.Logger); err != nil {
+			if err := limitMemory(memRatio, memlimit.FromCgroup, cfg.Logger); err != nil {
 				return err
 			}
 			if cfg.DatabaseURL != "" && !store.IsPostgresURL(cfg.DatabaseURL) {
@@ -165,20 +165,20 @@ accepting, ends SDK streams, finishes in-flight requests and exits 0.`,
 // container's memory limit, as Prometheus does: without it a controller
 // whose live heap is half its limit may double it between collections and
 // be killed. $GOMEMLIMIT, when set, wins. Outside a memory-limited cgroup
-// it changes nothing.
-func limitMemory(ratio float64, log *slog.Logger) error {
+// it changes nothing. limit reports the container's limit.
+func limitMemory(ratio float64, limit memlimit.Provider, log *slog.Logger) error {
 	if ratio < 0 || ratio > 1 || math.IsNaN(ratio) {
 		return fmt.Errorf("--auto-gomemlimit-ratio %v: want a share of the memory limit from 0 (off) to 1", ratio)
 	}
 	if ratio == 0 {
 		return nil
 	}
-	limit, err := memlimit.Set(memlimit.WithRatio(ratio), memlimit.WithProvider(memlimit.FromCgroup))
+	set, err := memlimit.Set(memlimit.WithRatio(ratio), memlimit.WithProvider(limit))
 	switch {
 	case err != nil:
 		log.Debug("no container memory limit to keep the heap under", "err", err)
-	case limit < math.MaxInt64:
-		log.Info("Go heap kept under the memory limit", "GOMEMLIMIT", limit, "ratio", ratio)
+	case set < math.MaxInt64:
+		log.Info("Go heap kept under the memory limit", "GOMEMLIMIT", set, "ratio", ratio)
 	}
 	return nil
 }
