@@ -43,6 +43,11 @@ type FlagQuery struct {
 	// Custom are the flag's custom metrics, read into judge.CohortCounts.Custom
 	// under their names.
 	Custom []*QueryTemplate
+	// SkipLatency leaves the flag out of the latency query: its plan judges
+	// no latency. The SDKs' histogram is most of a flag's series (400 of
+	// them with the unit buckets), so reading it for nothing is most of a
+	// read. The counts then have no Slower and the Reading no buckets.
+	SkipLatency bool
 }
 
 // Bucket is one bucket of a cumulative latency histogram.
@@ -202,7 +207,7 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 	// The two metrics defer the same flags unless a past catch-up failed
 	// for one only; a flag deferred by either waits for both.
 	reqRecent, reqCatchUp, reqLater := r.requests.plan(now, flags)
-	latRecent, latCatchUp, latLater := r.latency.plan(now, flags)
+	latRecent, latCatchUp, latLater := r.latency.plan(now, withLatency(flags))
 	// The flags read recently first: a slow catch-up must not cost them
 	// their read. The two metrics' queries run together: each group
 	// changes only its own source's memory.
@@ -271,7 +276,7 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 		if reqFailed[f.Flag] != nil {
 			in.reqs, in.errs = nil, nil
 		}
-		if latFailed[f.Flag] != nil {
+		if latFailed[f.Flag] != nil || f.SkipLatency {
 			in.hists = nil
 		}
 		rd := out[f.Flag]
@@ -290,6 +295,17 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 		}
 	}
 	return out, errors.Join(whole...)
+}
+
+// withLatency returns the flags whose latency is read.
+func withLatency(flags []FlagQuery) []FlagQuery {
+	out := make([]FlagQuery, 0, len(flags))
+	for _, f := range flags {
+		if !f.SkipLatency {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func validateFlagQueries(now time.Time, flags []FlagQuery) error {

@@ -172,6 +172,55 @@ func assertCounts(t *testing.T, got, want judge.FlagCounts) {
 
 // countingProvider counts and records the queries sent; the Reader sends
 // some together, so they are recorded in no particular order.
+// A flag whose plan judges no latency is left out of the latency query:
+// its counts have requests and errors, no latency and no error for the
+// missing histogram; the other flags' latency is read as before.
+func TestSkipLatencyReadsNoHistogram(t *testing.T) {
+	l := newLoader(t)
+	l.loadCheckout()
+	l.counter(2, cohortLabels(semconv.PromRequests, "search", "v2", "split")...)
+	l.counter(2, cohortLabels(semconv.PromRequests, "search", "v1", "split")...)
+	since := l.end.Add(-10 * time.Minute)
+
+	var counting countingProvider
+	counting.p = l.s
+	got, err := NewReader(&counting).Read(context.Background(), l.end, []FlagQuery{
+		{Flag: "checkout", Treatment: "on", Control: "off", Since: since, SkipLatency: true},
+	})
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	if counting.n != 1 || strings.Contains(counting.queries[0], semconv.PromRequestDuration) {
+		t.Errorf("queries %q, want the requests query only", counting.queries)
+	}
+	co := got["checkout"]
+	assertCounts(t, co.Counts, judge.FlagCounts{Flag: "checkout",
+		Treatment: judge.CohortCounts{Requests: 160, Errors: 40}, Control: judge.CohortCounts{Requests: 440, Errors: 40}})
+	if co.Err != nil || co.TreatmentBuckets != nil || co.ControlBuckets != nil {
+		t.Errorf("checkout without latency: err %v, buckets %v %v; want none", co.Err, co.TreatmentBuckets, co.ControlBuckets)
+	}
+
+	counting = countingProvider{p: l.s}
+	got, err = NewReader(&counting).Read(context.Background(), l.end, []FlagQuery{
+		{Flag: "checkout", Treatment: "on", Control: "off", Since: since},
+		{Flag: "search", Treatment: "v2", Control: "v1", Since: since, SkipLatency: true},
+	})
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	for _, q := range counting.queries {
+		if strings.Contains(q, semconv.PromRequestDuration) && strings.Contains(q, "search") {
+			t.Errorf("latency query %s names search, which skips latency", q)
+		}
+	}
+	if se := got["search"]; se.Err != nil || !near(se.Counts.Treatment.Requests, 80) || se.Counts.Treatment.Slower != nil {
+		t.Errorf("search: err %v, treatment %+v; want 80 requests, no latency, no error", se.Err, se.Counts.Treatment)
+	}
+	if c := got["checkout"].Counts.Treatment.Slower; !near(c[0.1], 120) {
+		t.Errorf("checkout's latency beside a flag that skips it: %v, want 120 slower than 0.1 s", c)
+	}
+}
+
 type countingProvider struct {
 	p       Provider
 	mu      sync.Mutex

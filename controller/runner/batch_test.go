@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/vigil-dev/vigil/analysis/cohort"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/store"
+	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
 // batchStore counts the write transactions and fails the writes of one
@@ -145,5 +147,48 @@ func TestOneFailingCommitCostsTheOthersNothing(t *testing.T) {
 		if got := f.state(t, k).Revision; got != want {
 			t.Errorf("%s at revision %d after the tick, want %d", k, got, want)
 		}
+	}
+}
+
+// queryRecorder records the flag queries of each read.
+type queryRecorder struct {
+	Reader
+	got []cohort.FlagQuery
+}
+
+func (r *queryRecorder) Read(ctx context.Context, now time.Time, qs []cohort.FlagQuery) (map[string]cohort.Reading, error) {
+	r.got = append(r.got, qs...)
+	return r.Reader.Read(ctx, now, qs)
+}
+
+// TestLatencyReadOnlyWhereJudged: the loop asks for a flag's latency
+// histogram only when its plan judges latency.
+func TestLatencyReadOnlyWhereJudged(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	rec := &queryRecorder{Reader: f.tr}
+	f.c.opts.Reader = rec
+	ctx := context.Background()
+	withLatency := checkoutFlag("slow")
+	withLatency.Rollout.Plan = json.RawMessage(`{"interval": "1s", "minStepDuration": "5s", "metrics": [{"name": "error-rate"}, {"name": "latency"}]}`)
+	for _, fl := range []flag.Flag{checkoutFlag("errors-only"), withLatency} {
+		putFlag(t, f.st, fl)
+		f.tr.errRate[fl.Key] = [2]float64{0.01, 0.01}
+		if _, err := f.c.Command(ctx, fl.Key, rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.clock.Add(time.Second)
+	if err := f.tr.advance(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	skip := map[string]bool{}
+	for _, q := range rec.got {
+		skip[q.Flag] = q.SkipLatency
+	}
+	if len(skip) != 2 || !skip["errors-only"] || skip["slow"] {
+		t.Errorf("SkipLatency by flag %v, want errors-only true and slow false", skip)
 	}
 }

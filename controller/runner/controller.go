@@ -399,7 +399,8 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 		case f.Treatment == "" || f.Treatment == f.Control:
 			obs[i].Err = fmt.Errorf("flag %s: treatment %q and control %q must be two different variants", s.Key, f.Treatment, f.Control)
 		default:
-			qs = append(qs, cohort.FlagQuery{Flag: s.Key, Treatment: f.Treatment, Control: f.Control, Since: s.StartedAt, Custom: p.Custom})
+			qs = append(qs, cohort.FlagQuery{Flag: s.Key, Treatment: f.Treatment, Control: f.Control, Since: s.StartedAt, Custom: p.Custom,
+				SkipLatency: !judgesLatency(p.Judge)})
 		}
 	}
 	if len(qs) == 0 {
@@ -453,6 +454,12 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 		obs[i].Verdict, obs[i].Judge = v, state
 	}
 	return obs
+}
+
+// judgesLatency reports whether a plan has a latency check, the only
+// reader of the latency histogram.
+func judgesLatency(c judge.Config) bool {
+	return slices.ContainsFunc(c.Metrics, func(m judge.MetricConfig) bool { return m.Kind == judge.KindLatency })
 }
 
 // readBudget bounds one tick's read of the metric source, every query and
