@@ -32,6 +32,7 @@ var (
 	scaleProviders = goflag.String("scale.providers", "embedded,prometheus", "metric sources, one run each: embedded (the controller's own store, scraping the generator) and prometheus (a real Prometheus)")
 	scaleRPS       = goflag.Float64("scale.rps", 20000, "requests per second of each flag: enough that a harmless step has the evidence to pass when its minimum duration ends")
 	scaleLatency   = goflag.Bool("scale.latency", true, "serve the request duration histogram too, and judge latency")
+	scaleJudgeLat  = goflag.Bool("scale.judge-latency", true, "with -scale.latency, judge latency too rather than the error rate only")
 	scaleTimeout   = goflag.Duration("scale.timeout", 15*time.Minute, "give up on a run when its rollouts have not finished by then")
 	scaleMemLimit  = goflag.String("scale.gomemlimit", "", "GOMEMLIMIT of the controller, as --auto-gomemlimit-ratio sets it in a memory-limited container (such as 900MiB); empty for none")
 )
@@ -165,7 +166,7 @@ func BenchmarkScale(b *testing.B) {
 			})
 		}
 	}
-	b.Logf("rows for docs/benchmarks.md (rps %v per flag, latency %v, GOMEMLIMIT %q):\n%s", *scaleRPS, *scaleLatency, *scaleMemLimit, strings.Join(rows, "\n"))
+	b.Logf("rows for docs/benchmarks.md (rps %v per flag, latency served %v, judged %v, GOMEMLIMIT %q):\n%s", *scaleRPS, *scaleLatency, *scaleLatency && *scaleJudgeLat, *scaleMemLimit, strings.Join(rows, "\n"))
 }
 
 // runScale is one run: the generator, the metric source, the controller,
@@ -232,7 +233,7 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	// Start every rollout, four requests at a time.
 	steps, interval, minStep := slices.Clone(benchSteps), plan.Duration(benchInterval), plan.Duration(benchMinStep)
 	spec := plan.Spec{Steps: &steps, Interval: &interval, MinStepDuration: &minStep}
-	if !*scaleLatency {
+	if !*scaleLatency || !*scaleJudgeLat {
 		spec.Metrics = &[]plan.MetricSpec{{Name: plan.MetricErrorRate}}
 	}
 	work := make(chan string)
