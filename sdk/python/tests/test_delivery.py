@@ -4,6 +4,7 @@ reconnection, polling with ETags, the cache file, readiness and shutdown."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import socket
@@ -16,6 +17,7 @@ import pytest
 import vigil
 from vigil import Client, Config, ConfigError
 from vigil.delivery import Delivery
+from vigil.flag import flag_to_dict
 
 from vigilserve import ADMIN_TOKEN, VigilServe, wait_for
 
@@ -271,3 +273,211 @@ def test_silent_stream_is_reopened(tmp_path: Path) -> None:
             assert seen[0] == "/sdk/v1/stream" and "/sdk/v1/snapshot" in seen
     finally:
         listener.close()
+
+
+def rollout_flag(key: str, version: int, percent: float) -> dict[str, Any]:
+    return {
+        "key": key,
+        "version": version,
+        "variants": {"off": False, "on": True},
+        "control": "off",
+        "treatment": "on",
+        "enabled": True,
+        "rollout": {"percent": percent},
+    }
+
+
+def sse(event: str, value: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(value)}\n\n".encode()
+
+
+def chunk(data: bytes) -> bytes:
+    """data as one chunk of a chunked HTTP/1.1 body, as the controller sends
+    its stream."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+class FakeStream:
+    """A controller whose stream sends a snapshot and then exactly the bytes
+    the test writes, in the writes the test chooses, which the real one
+    cannot be made to do: a batch of events in one write, or one split
+    across writes. Polls get the same snapshot."""
+
+    def __init__(self, snapshot: dict[str, Any]) -> None:
+        self._snapshot = snapshot
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._streams: list[socket.socket] = []
+        self._opened = threading.Condition()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            req = conn.recv(4096).decode()
+            if "/sdk/v1/stream" in req:
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                )
+                conn.sendall(chunk(sse("snapshot", self._snapshot)))
+                with self._opened:
+                    self._streams.append(conn)
+                    self._opened.notify_all()
+                continue
+            body = json.dumps(self._snapshot).encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            conn.close()
+
+    def write(self, data: bytes) -> None:
+        """Sends data on the first stream, in one write and one chunk."""
+        with self._opened:
+            self._opened.wait_for(lambda: bool(self._streams), 10)
+            self._streams[0].sendall(chunk(data))
+
+    def close(self) -> None:
+        self._listener.close()
+        for conn in self._streams:
+            conn.close()
+
+
+def one_by_one(snapshot: dict[str, Any], events: list[tuple[str, Any]]) -> Client:
+    """A client that applied events one at a time, each on its own."""
+    client = Client(Config(server_url="http://127.0.0.1:9", token="t", init_timeout=0))
+    client.close()  # no background delivery: this drives one by hand
+    d = Delivery(client, fast("http://127.0.0.1:9"), logging.getLogger("test"))
+    d.apply_snapshot(snapshot, "test")
+    for kind, value in events:
+        (d.apply_put if kind == "put" else d.apply_delete)(value)
+    return client
+
+
+def flags_of(client: Client) -> tuple[int, list[Any]]:
+    snap = client.snapshot
+    assert snap is not None
+    return snap.revision, [flag_to_dict(f) for f in snap.flags()]
+
+
+def test_events_of_one_write_are_one_install(tmp_path: Path) -> None:
+    snapshot = {"revision": 40, "flags": [rollout_flag(f"f{i:02d}", i + 1, 10) for i in range(40)]}
+    events: list[tuple[str, Any]] = [("put", rollout_flag(f"f{i:02d}", 41 + i, 90)) for i in range(30)]
+    events += [("delete", {"key": f"f{i:02d}", "version": 41 + i}) for i in range(30, 35)]
+    events.append(("put", rollout_flag("new", 76, 50)))
+    cache = tmp_path / "flags.json"
+    server = FakeStream(snapshot)
+    try:
+        with Client(fast(server.url, cache_file=str(cache))) as client:
+            assert client.ready
+            first = client.generation
+            server.write(b"".join(sse(kind, value) for kind, value in events))
+            wait_until(client, lambda: client.snapshot is not None and client.snapshot.revision == 76, "the batch")
+            assert client.generation == first + 1, "one install for the batch"
+            want = one_by_one(snapshot, events)
+            assert want.generation == 1 + len(events), "one install per event, one by one"
+            assert flags_of(client) == flags_of(want)
+            assert len(client.snapshot or []) == 36
+            cached = json.loads(cache.read_text())
+            assert cached["revision"] == 76 and len(cached["flags"]) == 36
+    finally:
+        server.close()
+
+
+def test_a_batch_judges_each_event_as_if_alone(caplog: pytest.LogCaptureFixture) -> None:
+    snapshot = {"revision": 10, "flags": [rollout_flag(k, 10, 10) for k in ("a", "b", "c", "d")]}
+    events: list[tuple[str, Any]] = [
+        ("put", rollout_flag("a", 11, 20)),
+        ("put", rollout_flag("a", 11, 30)),  # stale after the put before it
+        ("put", rollout_flag("b", 12, 150)),  # invalid: b keeps its definition
+        ("delete", {"key": "c", "version": 13}),
+        ("put", rollout_flag("c", 14, 40)),  # re-created after its delete
+        ("delete", {"key": "d", "version": 9}),  # stale: older than d
+        ("delete", {"key": "a", "version": 15}),
+        ("put", rollout_flag("a", 14, 50)),  # stale: older than a's delete
+        ("put", rollout_flag("e", 16, 60)),
+    ]
+    server = FakeStream(snapshot)
+    try:
+        with Client(fast(server.url)) as client:
+            assert client.ready
+            first = client.generation
+            server.write(b"".join(sse(kind, value) for kind, value in events))
+            wait_until(client, lambda: client.snapshot is not None and client.snapshot.revision == 16, "the batch")
+            assert client.generation == first + 1
+            snap = client.snapshot
+            assert snap is not None
+            assert snap.flag("a") is None
+            b, c = snap.flag("b"), snap.flag("c")
+            assert b is not None and b.rollout is not None and b.rollout.percent == 10
+            assert c is not None and c.rollout is not None and c.rollout.percent == 40
+            assert snap.flag("d") is not None and snap.flag("e") is not None
+            assert "keeping the previous definition" in caplog.text and "rollout" in caplog.text
+            assert flags_of(client) == flags_of(one_by_one(snapshot, events))
+    finally:
+        server.close()
+
+
+def test_a_snapshot_or_an_unknown_event_splits_a_batch() -> None:
+    snapshot = {"revision": 5, "flags": [rollout_flag("a", 5, 10)]}
+    later = {"revision": 20, "flags": [rollout_flag("a", 19, 70), rollout_flag("z", 20, 70)]}
+    server = FakeStream(snapshot)
+    try:
+        with Client(fast(server.url)) as client:
+            assert client.ready
+            first = client.generation
+            server.write(
+                sse("put", rollout_flag("a", 6, 20))
+                + sse("put", rollout_flag("a2", 7, 20))
+                + sse("some-future-event", {"x": 1})
+                + sse("put", rollout_flag("b", 8, 30))
+                + sse("put", rollout_flag("b2", 9, 30))
+                + sse("snapshot", later)
+                + sse("put", rollout_flag("c", 21, 40))
+                + sse("delete", {"key": "z", "version": 22})
+            )
+            wait_until(client, lambda: client.snapshot is not None and client.snapshot.revision == 22, "every event")
+            assert client.generation == first + 4, "a a2 | b b2 | snapshot | c -z"
+            assert [f.key for f in (client.snapshot.flags() if client.snapshot else [])] == ["a", "c"]
+    finally:
+        server.close()
+
+
+def test_a_batch_split_across_writes_converges() -> None:
+    snapshot = {"revision": 100, "flags": [rollout_flag(f"f{i:03d}", i + 1, 10) for i in range(100)]}
+    events: list[tuple[str, Any]] = [("put", rollout_flag(f"f{i:03d}", 101 + i, 90)) for i in range(100)]
+    events += [("delete", {"key": f"f{i:03d}", "version": 201 + i // 10}) for i in range(0, 100, 10)]
+    data = b"".join(sse(kind, value) for kind, value in events)
+    server = FakeStream(snapshot)
+    try:
+        with Client(fast(server.url)) as client:
+            assert client.ready
+            first = client.generation
+            # Cut in the middle of lines, of events and of a UTF-8 sequence's
+            # neighbours: every piece is its own write.
+            cuts = [0, 7, 500, 501, 2999, 6000, len(data) - 3, len(data)]
+            for lo, hi in itertools.pairwise(cuts):
+                server.write(data[lo:hi])
+            wait_until(client, lambda: client.snapshot is not None and client.snapshot.revision == 210, "the batch")
+            assert first < client.generation <= first + len(cuts) - 1
+            assert flags_of(client) == flags_of(one_by_one(snapshot, events))
+    finally:
+        server.close()
+
+
+def test_a_batch_larger_than_one_read_is_not_held_for_more() -> None:
+    # The batch's chunk is far larger than one read, and nothing follows it:
+    # its end (the chunk's CRLF) must not be taken for more body to wait for.
+    snapshot = {"revision": 1000, "flags": [rollout_flag(f"f{i:04d}", i + 1, 10) for i in range(1000)]}
+    events: list[tuple[str, Any]] = [("put", rollout_flag(f"f{i:04d}", 1001 + i, 90)) for i in range(1000)]
+    data = b"".join(sse(kind, value) for kind, value in events)
+    assert len(data) > 2 * 64 * 1024
+    server = FakeStream(snapshot)
+    try:
+        with Client(fast(server.url, stream_idle_timeout=120)) as client:
+            assert client.ready
+            server.write(data)
+            wait_until(client, lambda: client.snapshot is not None and client.snapshot.revision == 2000, "the batch")
+            assert flags_of(client) == flags_of(one_by_one(snapshot, events))
+    finally:
+        server.close()

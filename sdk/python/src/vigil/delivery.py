@@ -18,12 +18,21 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from vigil import gocompat
 from vigil.documents import DocumentError, read_snapshot_document
-from vigil.flag import FieldError, Snapshot, ValidationError, as_object, flag_to_dict, read_flag
+from vigil.flag import (
+    CompiledFlag,
+    FieldError,
+    Snapshot,
+    ValidationError,
+    as_object,
+    flag_to_dict,
+    read_flag,
+)
 
 if TYPE_CHECKING:
     from vigil.client import Client, Config
@@ -50,6 +59,40 @@ def _end_reason(data: str) -> str:
         return "planned"
     reason: object = cast("dict[str, object]", value).get("reason")
     return reason if isinstance(reason, str) and reason else "planned"
+
+
+# How much of the stream one read takes at most.
+_READ_SIZE = 64 * 1024
+
+
+def _arrived(conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> bool:
+    """Whether more of the stream's body has arrived, so that reading it does
+    not wait for the controller. It looks at what is buffered, reading the
+    socket without blocking; in a chunked body, a chunk's framing alone
+    (its CRLF, the next size line) is not body, and reading past it would
+    wait, so it counts as nothing arrived."""
+    sock, fp = conn.sock, resp.fp
+    if sock is None:
+        return False
+    timeout = sock.gettimeout()
+    try:
+        sock.settimeout(0)  # a raw read without data yields nothing, not a wait
+        buffered = fp.peek(1)
+    except (OSError, ValueError):  # ssl.SSLWantReadError is an OSError
+        return False
+    finally:
+        sock.settimeout(timeout)
+    if not resp.chunked or resp.chunk_left:
+        return bool(buffered)
+    if resp.chunk_left == 0:  # the chunk's CRLF comes first
+        if not buffered.startswith(b"\r\n"):
+            return False
+        buffered = buffered[2:]
+    size, newline, rest = buffered.partition(b"\n")
+    try:
+        return bool(newline and rest) and int(size.split(b";")[0].strip(), 16) > 0
+    except ValueError:
+        return False
 
 
 class Delivery:
@@ -135,35 +178,58 @@ class Delivery:
 
     def apply_put(self, value: Any) -> None:
         """Creates or replaces one flag, if it is newer than the one held."""
-        errors: list[FieldError] = []
-        f = read_flag(value, 0, False, errors)
-        if f is None:
-            self._report(errors, "put")
-            return
-        snap = self._client.snapshot
-        if snap is None or f.version <= self._held(f.key):
-            return
-        try:
-            snap = snap.put(f)
-        except ValidationError as e:
-            self._report(e.errors, "put")
-            return
-        self._versions[f.key] = f.version
-        self._install(snap)
+        self.apply_changes([("put", value)])
 
     def apply_delete(self, value: Any) -> None:
         """Deletes one flag, if the delete is newer than the version held."""
-        obj = as_object(value)
-        key = obj.get("key") if obj is not None else None
-        version = obj.get("version") if obj is not None else None
-        if not isinstance(key, str) or not isinstance(version, int) or isinstance(version, bool):
-            self._log.error("vigil: dropping a delete event without key and version: %s", value)
-            return
+        self.apply_changes([("delete", value)])
+
+    def apply_changes(self, events: Sequence[tuple[str, Any]]) -> None:
+        """Applies put and delete events that arrived together as one
+        snapshot: one copy of the flags, one install, one cache write, so
+        that a burst of changes costs O(flags + changes), not O(flags ×
+        changes). Each event is judged as if it came alone, after the ones
+        before it: a stale one is dropped, a bad put keeps what came before
+        (and is logged), a delete then a put of the same key leaves the put."""
         snap = self._client.snapshot
-        if snap is None or version <= self._held(key):
+        if snap is None:
             return
-        self._versions[key] = version
-        self._install(snap.delete(key, version))
+        versions: dict[str, int] = {}  # this batch's, over self._versions
+        changes: dict[str, CompiledFlag | None] = {}  # None: deleted
+        revision = snap.revision
+        for kind, value in events:
+            if kind == "put":
+                errors: list[FieldError] = []
+                f = read_flag(value, 0, False, errors)
+                if f is None:
+                    self._report(errors, "put")
+                    continue
+                key, version = f.key, f.version
+                if version <= versions.get(key, self._held(key)):
+                    continue
+                try:
+                    changes[key] = CompiledFlag(f)
+                except ValidationError as e:
+                    self._report(e.errors, "put")
+                    continue
+            else:
+                obj = as_object(value)
+                key = obj.get("key") if obj is not None else None
+                version = obj.get("version") if obj is not None else None
+                if not isinstance(key, str) or not isinstance(version, int) or isinstance(version, bool):
+                    self._log.error("vigil: dropping a delete event without key and version: %s", value)
+                    continue
+                if version <= versions.get(key, self._held(key)):
+                    continue
+                changes[key] = None
+            versions[key] = version
+            revision = max(revision, version)
+        if not versions:
+            return
+        puts = {k: c for k, c in changes.items() if c is not None}
+        deletes = [k for k, c in changes.items() if c is None]
+        self._versions.update(versions)
+        self._install(snap.update(revision, puts, deletes))
 
     # The connection.
 
@@ -197,28 +263,51 @@ class Delivery:
             if resp.status != 200:
                 raise _StreamEnded(self._refused(resp, "stream"))
             event, data = "", list[str]()
-            while not self._closed.is_set():
-                raw = resp.readline()
-                if not raw:
-                    if planned:
-                        raise _StreamEndedOnPurpose(f"stream: the controller ended it ({planned})")
-                    raise _StreamEnded("stream: the controller closed it")
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                if line == "":
-                    if event == "end":
-                        planned = _end_reason("\n".join(data))
-                    elif data:
-                        got = self._dispatch(event or "message", "\n".join(data)) or got
-                    event, data = "", list[str]()
-                    continue
-                if line.startswith(":"):
-                    continue  # a ping
-                name, _, val = line.partition(":")
-                val = val.removeprefix(" ")
-                if name == "event":
-                    event = val
-                elif name == "data":
-                    data.append(val)
+            pending: list[tuple[str, Any]] = []  # puts and deletes not yet applied
+            rest = b""  # the start of a line not complete yet
+            try:
+                while not self._closed.is_set():
+                    # Apply what has arrived before waiting for more: a batch
+                    # is never held back for the network.
+                    if pending and not _arrived(conn, resp):
+                        self._apply_pending(pending)
+                    try:
+                        chunk = resp.read1(_READ_SIZE)
+                    except http.client.IncompleteRead:
+                        chunk = b""  # cut between two chunks: the end, as readline saw it
+                    if not chunk:
+                        if planned:
+                            raise _StreamEndedOnPurpose(f"stream: the controller ended it ({planned})")
+                        raise _StreamEnded("stream: the controller closed it")
+                    lines = (rest + chunk).split(b"\n")
+                    rest = lines.pop()
+                    for raw in lines:
+                        line = raw.decode("utf-8", "replace").rstrip("\r")
+                        if line == "":
+                            text = "\n".join(data)
+                            if event in ("put", "delete") and data:
+                                pending.append((event, text))
+                            elif event == "end":
+                                self._apply_pending(pending)
+                                planned = _end_reason(text)
+                            elif data:
+                                # A snapshot or an unknown event splits the batch.
+                                self._apply_pending(pending)
+                                got = self._dispatch(event or "message", text) or got
+                            event, data = "", list[str]()
+                            continue
+                        if line.startswith(":"):
+                            continue  # a ping
+                        name, _, val = line.partition(":")
+                        val = val.removeprefix(" ")
+                        if name == "event":
+                            event = val
+                        elif name == "data":
+                            data.append(val)
+            finally:
+                # Events that came whole before the stream ended still count.
+                if not self._closed.is_set():
+                    self._apply_pending(pending)
         except (OSError, http.client.HTTPException) as e:
             if planned and not self._closed.is_set():
                 raise _StreamEndedOnPurpose(f"stream: the controller ended it ({planned})") from e
@@ -231,16 +320,24 @@ class Delivery:
             conn.close()
         return got
 
+    def _apply_pending(self, pending: list[tuple[str, Any]]) -> None:
+        """Applies the puts and deletes of pending as one batch and empties it."""
+        if not pending:
+            return
+        events: list[tuple[str, Any]] = []
+        for event, data in pending:
+            try:
+                events.append((event, gocompat.json_loads(data)))
+            except ValueError as e:
+                self._log.error("vigil: dropping a %s event: %s", event, e)
+        pending.clear()
+        self.apply_changes(events)
+
     def _dispatch(self, event: str, data: str) -> bool:
         try:
-            value = gocompat.json_loads(data)
             if event == "snapshot":
-                self.apply_snapshot(value, "stream")
+                self.apply_snapshot(gocompat.json_loads(data), "stream")
                 return True
-            if event == "put":
-                self.apply_put(value)
-            elif event == "delete":
-                self.apply_delete(value)
             # Unknown events are for newer SDKs.
         except (ValueError, DocumentError) as e:
             self._log.error("vigil: dropping a %s event: %s", event, e)

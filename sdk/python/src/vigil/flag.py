@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
@@ -699,16 +699,24 @@ class Snapshot:
     def put(self, f: Flag) -> Snapshot:
         """A copy with f added or replaced, at the larger of the two
         revisions; raises ValidationError and changes nothing on a bad flag."""
-        c = CompiledFlag(f)
-        flags = dict(self._flags)
-        flags[f.key] = c
-        return Snapshot(max(self.revision, f.version), flags)
+        return self.update(f.version, {f.key: CompiledFlag(f)}, ())
 
     def delete(self, key: str, version: int) -> Snapshot:
         """A copy without key, at revision max(self, version)."""
+        return self.update(version, {}, (key,))
+
+    def update(self, revision: int, puts: Mapping[str, CompiledFlag], deletes: Iterable[str]) -> Snapshot:
+        """A copy with deletes removed and puts added or replaced, at revision
+        max(self, revision): a batch of changes costs one copy of the flags,
+        not one per change. A key in both is put."""
         flags = dict(self._flags)
-        flags.pop(key, None)
-        return Snapshot(max(self.revision, version), flags)
+        for key in deletes:
+            flags.pop(key, None)
+        flags.update(puts)
+        snap = Snapshot.__new__(Snapshot)
+        snap.revision = max(self.revision, revision)
+        snap._flags = flags  # already a copy: __init__ would copy it again
+        return snap
 
     def evaluate(self, key: str, ctx: EvalContext) -> Detail:
         """Evaluates key for ctx. An unknown flag yields reason "error" with
