@@ -246,6 +246,22 @@ func (c *Client) RevokeToken(ctx context.Context, name string) error {
 // controller's default when 0), following each page's continue token to
 // the last.
 func (c *Client) Rollouts(ctx context.Context, states []rollout.Phase, pageSize int) ([]runner.Summary, error) {
+	out := []runner.Summary{}
+	err := c.RolloutPages(ctx, states, pageSize, func(page []runner.Summary) bool {
+		out = append(out, page...)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RolloutPages reads the rollouts as Rollouts does and gives each page to
+// each, in order, until each returns false or the pages end. A page may be
+// empty and still not be the last: the controller scans a bounded number
+// of rollouts per request when states filters them.
+func (c *Client) RolloutPages(ctx context.Context, states []rollout.Phase, pageSize int, each func([]runner.Summary) bool) error {
 	q := url.Values{}
 	for _, s := range states {
 		q.Add("state", string(s))
@@ -253,18 +269,16 @@ func (c *Client) Rollouts(ctx context.Context, states []rollout.Phase, pageSize 
 	if pageSize > 0 {
 		q.Set("limit", strconv.Itoa(pageSize))
 	}
-	out := []runner.Summary{}
 	for {
 		var page runner.RolloutList[runner.Summary]
 		if err := c.Do(ctx, Request{Method: "GET", Path: "/api/v1/rollouts?" + q.Encode()}, &page); err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, page.Rollouts...)
-		if page.Continue == "" {
-			return out, nil
+		if !each(page.Rollouts) || page.Continue == "" {
+			return nil
 		}
 		if page.Continue == q.Get("continue") {
-			return nil, fmt.Errorf("list rollouts: the controller answered the continue token %q with itself", page.Continue)
+			return fmt.Errorf("list rollouts: the controller answered the continue token %q with itself", page.Continue)
 		}
 		q.Set("continue", page.Continue)
 	}

@@ -414,20 +414,12 @@ func heldByStep(states []rollout.State) string {
 }
 
 // anyProgressing reports whether any rollout still progresses: the first
-// one the filtered list finds, following its pages.
+// one the filtered list finds, a page of one at a time.
 func anyProgressing(ctx context.Context, c *client.Client) (bool, error) {
-	q := url.Values{"state": {string(rollout.Progressing)}, "limit": {"1"}}
-	for {
-		var page runner.RolloutList[runner.Summary]
-		if err := c.Do(ctx, client.Request{Method: http.MethodGet, Path: "/api/v1/rollouts?" + q.Encode()}, &page); err != nil {
-			return false, err
-		}
-		if len(page.Rollouts) > 0 {
-			return true, nil
-		}
-		if page.Continue == "" {
-			return false, nil
-		}
-		q.Set("continue", page.Continue)
-	}
+	found := false
+	err := c.RolloutPages(ctx, []rollout.Phase{rollout.Progressing}, 1, func(page []runner.Summary) bool {
+		found = len(page) > 0
+		return !found
+	})
+	return found, err
 }
