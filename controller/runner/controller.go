@@ -677,16 +677,10 @@ func (c *Controller) commitEach(ctx context.Context, ds []decision) error {
 // read: the same bytes, or failing that the same revision.
 func unchanged(ctx context.Context, tx store.Tx, d decision) (bool, error) {
 	r, err := tx.Rollout(ctx, d.s.Key)
-	if errors.Is(err, store.ErrNotFound) {
-		return d.s.Revision == rollout.New(d.s.Key).Revision, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("read rollout %s: %w", d.s.Key, err)
-	}
-	if d.stored != nil && bytes.Equal(r.State, d.stored) {
+	if err == nil && d.stored != nil && bytes.Equal(r.State, d.stored) {
 		return true, nil
 	}
-	cur, err := decode(r)
+	cur, err := stateOf(d.s.Key, r, err)
 	if err != nil {
 		return false, err
 	}
@@ -801,6 +795,11 @@ func write(ctx context.Context, tx store.Tx, s rollout.State, acts []rollout.Act
 // pending.
 func readState(ctx context.Context, tx store.Tx, key string) (rollout.State, error) {
 	r, err := tx.Rollout(ctx, key)
+	return stateOf(key, r, err)
+}
+
+// stateOf is the state a read of key's rollout record (r, err) gives.
+func stateOf(key string, r store.Rollout, err error) (rollout.State, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		return rollout.New(key), nil
 	}
