@@ -98,22 +98,17 @@ func (e *apiEnv) listPage(t *testing.T, query url.Values) (page, string) {
 // keys in the order listed and how many pages it took.
 func (e *apiEnv) listAll(t *testing.T, query url.Values) ([]string, int) {
 	t.Helper()
-	var keys []string
-	pages := 0
-	for {
+	return servertest.Pages(t, func(cont string) ([]string, string) {
+		if cont != "" {
+			query.Set("continue", cont)
+		}
 		p, _ := e.listPage(t, query)
-		pages++
-		for _, r := range p.Rollouts {
-			keys = append(keys, r["key"].(string))
+		keys := make([]string, len(p.Rollouts))
+		for i, r := range p.Rollouts {
+			keys[i] = r["key"].(string)
 		}
-		if p.Continue == "" {
-			return keys, pages
-		}
-		query.Set("continue", p.Continue)
-		if pages > 1000 {
-			t.Fatal("more than 1000 pages")
-		}
-	}
+		return keys, p.Continue
+	})
 }
 
 func TestListPagesSummariesAndFilters(t *testing.T) {

@@ -44,3 +44,25 @@ func Run(tb testing.TB, build func(ctx context.Context) (*server.Server, error))
 	tb.Cleanup(stop)
 	return "http://" + ln.Addr().String(), stop
 }
+
+// Pages follows a paged list to its end: page reads the page that a
+// continue token names ("" for the first) and returns its keys and the
+// next token, "" after the last. Pages returns every key in the order
+// listed and how many pages it read; past 1,000 pages it fails the test,
+// since a list that never ends is a bug in its tokens.
+func Pages(tb testing.TB, page func(cont string) (keys []string, next string)) ([]string, int) {
+	tb.Helper()
+	var all []string
+	cont := ""
+	for pages := 1; ; pages++ {
+		keys, next := page(cont)
+		all = append(all, keys...)
+		if next == "" {
+			return all, pages
+		}
+		if pages > 1000 {
+			tb.Fatal("more than 1000 pages")
+		}
+		cont = next
+	}
+}
