@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+
 	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
@@ -142,21 +144,21 @@ func (fw *follow) readAt(now time.Time) {
 // series the SDK creates at its first failure, or a new pod's, starts with
 // the events it counted. Samples at or before the ones already folded in
 // are skipped, since reads overlap.
-func (fw *follow) fold(ss *model.SampleStream) {
-	k := keyOf(ss.Metric)
+func (fw *follow) fold(ls labels.Labels, samples []model.SamplePair) {
+	k := keyOf(ls)
 	s := fw.series[k]
 	if s == nil {
 		s = &series{
-			variant: string(ss.Metric[semconv.LabelVariant]),
-			failed:  ss.Metric[semconv.LabelErrorType] != "",
-			le:      upperBound(ss.Metric),
-			bucket:  bucketOf(ss.Metric),
+			variant: ls.Get(semconv.LabelVariant),
+			failed:  ls.Get(semconv.LabelErrorType) != "",
+			le:      upperBound(ls.Get(labelLE)),
+			bucket:  bucketOf(ls.Get(semconv.LabelUnitBucket)),
 			seenTS:  model.Earliest,
 		}
 		fw.series[k] = s
 	}
 	since := model.TimeFromUnixNano(fw.since.UnixNano())
-	for _, p := range ss.Values {
+	for _, p := range samples {
 		if p.Timestamp > s.seenTS {
 			s.observe(p, since)
 		}
@@ -164,14 +166,26 @@ func (fw *follow) fold(ss *model.SampleStream) {
 }
 
 // seriesKey identifies a series by two independent 64-bit hashes of its
-// label set (FNV-1a over the sorted labels, and an order-independent XOR of
-// each label's hash): keeping every label set would cost a Reader that
-// follows millions of series far more memory, and a pair of label sets that
+// label set (labels.Labels.Hash, xxHash, and FNV-1a over the same sorted
+// labels): keeping every label set would cost a Reader that follows
+// millions of series far more memory, and a pair of label sets that
 // collides in both is not a practical concern.
-type seriesKey struct{ fp, fast model.Fingerprint }
+type seriesKey struct{ xx, fnv uint64 }
 
-func keyOf(m model.Metric) seriesKey {
-	return seriesKey{m.Fingerprint(), m.FastFingerprint()}
+func keyOf(ls labels.Labels) seriesKey {
+	const offset64, prime64 = 14695981039346656037, 1099511628211
+	h := uint64(offset64)
+	add := func(s string) {
+		for i := range len(s) {
+			h = (h ^ uint64(s[i])) * prime64
+		}
+		h = (h ^ 0xff) * prime64
+	}
+	ls.Range(func(l labels.Label) {
+		add(l.Name)
+		add(l.Value)
+	})
+	return seriesKey{ls.Hash(), h}
 }
 
 // source is one built-in query of the Reader: a counter metric, and the
@@ -249,22 +263,24 @@ func (g *group) read(ctx context.Context, p Provider, now time.Time) {
 		}
 	}
 	q := samplesQuery(g.src.metric, flagKeys, variants, now.Sub(from))
-	m, err := p.QueryMatrix(ctx, q, now)
-	if err != nil {
-		g.failed = &QueryError{Metric: g.src.name, Query: q, Err: err}
-		return
-	}
-	for _, ss := range m {
-		fw := byKey[string(ss.Metric[semconv.LabelKey])]
+	err := p.QueryMatrix(ctx, q, now, func(ls labels.Labels, samples []model.SamplePair) {
+		fw := byKey[ls.Get(semconv.LabelKey)]
 		if fw == nil {
-			continue
+			return
 		}
 		// The selector matches every flag's variants; keep this flag's
 		// own.
-		if v := string(ss.Metric[semconv.LabelVariant]); v != fw.treatment && v != fw.control {
-			continue
+		if v := ls.Get(semconv.LabelVariant); v != fw.treatment && v != fw.control {
+			return
 		}
-		fw.fold(ss)
+		fw.fold(ls, samples)
+	})
+	if err != nil {
+		// What was folded in before the failure stays: each sample is
+		// counted once, and the next read starts where the last
+		// successful one left off.
+		g.failed = &QueryError{Metric: g.src.name, Query: q, Err: err}
+		return
 	}
 	for _, fw := range g.follows {
 		fw.readAt(now)

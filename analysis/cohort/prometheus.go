@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 )
 
 // Defaults of HTTPOptions.
@@ -54,7 +56,10 @@ type HTTPOptions struct {
 
 // HTTPProvider queries a Prometheus-compatible HTTP API.
 type HTTPProvider struct {
-	api     v1.API
+	api v1.API
+	// client carries QueryMatrix's requests, which decode their own
+	// answers.
+	client  api.Client
 	timeout time.Duration
 }
 
@@ -95,7 +100,7 @@ func NewHTTPProvider(opts HTTPOptions) (*HTTPProvider, error) {
 		return nil, fmt.Errorf("prometheus provider %s: %w", opts.URL, err)
 	}
 	rc := &retryClient{Client: base, retries: opts.Retries, timeout: opts.Timeout, backoff: opts.Backoff, maxBackoff: opts.MaxBackoff}
-	return &HTTPProvider{api: v1.NewAPI(rc), timeout: opts.Timeout}, nil
+	return &HTTPProvider{api: v1.NewAPI(rc), client: rc, timeout: opts.Timeout}, nil
 }
 
 // Query evaluates an instant query at ts, retrying transient failures
@@ -115,18 +120,31 @@ func (p *HTTPProvider) Query(ctx context.Context, query string, ts time.Time) (m
 	}
 }
 
-// QueryMatrix evaluates a range vector selector at ts and returns its raw
-// samples, retrying transient failures within ctx.
-func (p *HTTPProvider) QueryMatrix(ctx context.Context, query string, ts time.Time) (model.Matrix, error) {
-	v, _, _, err := p.api.Query(ctx, query, ts, v1.WithTimeout(p.timeout))
+// QueryMatrix evaluates a range vector selector at ts and calls fn with each
+// series' raw samples, retrying transient failures within ctx. It posts the
+// query as the API client does but reads the answer itself, as a stream
+// (decodeMatrix).
+func (p *HTTPProvider) QueryMatrix(ctx context.Context, query string, ts time.Time, fn func(labels.Labels, []model.SamplePair)) error {
+	u := p.client.URL("/api/v1/query", nil)
+	form := url.Values{
+		"query":   {query},
+		"time":    {strconv.FormatFloat(float64(ts.Unix())+float64(ts.Nanosecond())/1e9, 'f', -1, 64)},
+		"timeout": {p.timeout.String()},
+	}
+	body := form.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(body))
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("query %q: %w", query, err)
 	}
-	m, ok := v.(model.Matrix)
-	if !ok {
-		return nil, fmt.Errorf("query %q: result is a %s, want a matrix", query, v.Type())
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, answer, err := p.client.Do(ctx, req)
+	if err != nil {
+		return err
 	}
-	return m, nil
+	if resp.StatusCode/100 != 2 {
+		return answerError(resp, answer)
+	}
+	return decodeMatrix(answer, fn)
 }
 
 // retryClient retries one HTTP exchange of the API client. It sits below

@@ -22,7 +22,7 @@ const vectorBody = `{"status":"success","data":{"resultType":"vector","result":[
 // faultServer answers the i-th request (from 0) with respond(i, w, r) and
 // counts requests. Faults such as 503s and hangs on demand are what a real
 // Prometheus cannot be made to produce, hence the fake.
-func faultServer(t *testing.T, respond func(i int, w http.ResponseWriter, r *http.Request)) (*httptest.Server, *atomic.Int32) {
+func faultServer(t testing.TB, respond func(i int, w http.ResponseWriter, r *http.Request)) (*httptest.Server, *atomic.Int32) {
 	t.Helper()
 	var n atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -33,7 +33,7 @@ func faultServer(t *testing.T, respond func(i int, w http.ResponseWriter, r *htt
 	return srv, &n
 }
 
-func newProvider(t *testing.T, opts HTTPOptions) *HTTPProvider {
+func newProvider(t testing.TB, opts HTTPOptions) *HTTPProvider {
 	t.Helper()
 	if opts.Backoff == 0 {
 		opts.Backoff = time.Millisecond

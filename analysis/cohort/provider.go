@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 )
 
 // Provider evaluates PromQL instant queries. The Prometheus HTTP API
@@ -21,10 +22,12 @@ type Provider interface {
 	// labels; a matrix or string result is an error.
 	Query(ctx context.Context, query string, ts time.Time) (model.Vector, error)
 	// QueryMatrix evaluates query, a range vector selector such as
-	// x{a="b"}[5m], at ts and returns every series' raw samples in the
-	// range, oldest first: what the Reader counts exactly from. Any other
-	// result type is an error.
-	QueryMatrix(ctx context.Context, query string, ts time.Time) (model.Matrix, error)
+	// x{a="b"}[5m], at ts and calls fn with every series' labels and raw
+	// float samples in the range, oldest first: what the Reader counts
+	// exactly from. fn must not keep samples, which the provider may
+	// reuse. Any other result type is an error; fn may have been called
+	// for some series before one.
+	QueryMatrix(ctx context.Context, query string, ts time.Time, fn func(labels.Labels, []model.SamplePair)) error
 }
 
 // ErrNoData marks a read that returned nothing usable: no series, or a value

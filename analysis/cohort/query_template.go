@@ -141,7 +141,7 @@ func (r *Reader) readCustom(ctx context.Context, now time.Time, flags []FlagQuer
 		}
 		byCohort := counts{}
 		for _, s := range v {
-			byCohort.add(cohortKey{string(s.Metric[labelFlag]), string(s.Metric[semconv.LabelVariant])}, bucketOf(s.Metric), float64(s.Value))
+			byCohort.add(cohortKey{string(s.Metric[labelFlag]), string(s.Metric[semconv.LabelVariant])}, bucketOf(string(s.Metric[semconv.LabelUnitBucket])), float64(s.Value))
 		}
 		for _, u := range uses {
 			rd := out[u.f.Flag]

@@ -240,9 +240,9 @@ func (c *countingProvider) Query(ctx context.Context, q string, ts time.Time) (m
 	return c.p.Query(ctx, q, ts)
 }
 
-func (c *countingProvider) QueryMatrix(ctx context.Context, q string, ts time.Time) (model.Matrix, error) {
+func (c *countingProvider) QueryMatrix(ctx context.Context, q string, ts time.Time, fn func(labels.Labels, []model.SamplePair)) error {
 	c.note(q)
-	return c.p.QueryMatrix(ctx, q, ts)
+	return c.p.QueryMatrix(ctx, q, ts, fn)
 }
 
 // failingProvider fails the queries whose text contains match.
@@ -258,11 +258,11 @@ func (f failingProvider) Query(ctx context.Context, q string, ts time.Time) (mod
 	return f.p.Query(ctx, q, ts)
 }
 
-func (f failingProvider) QueryMatrix(ctx context.Context, q string, ts time.Time) (model.Matrix, error) {
+func (f failingProvider) QueryMatrix(ctx context.Context, q string, ts time.Time, fn func(labels.Labels, []model.SamplePair)) error {
 	if strings.Contains(q, f.match) {
-		return nil, errors.New("connection refused")
+		return errors.New("connection refused")
 	}
-	return f.p.QueryMatrix(ctx, q, ts)
+	return f.p.QueryMatrix(ctx, q, ts, fn)
 }
 
 func TestReadQueryFailureIsUnreadable(t *testing.T) {

@@ -4,10 +4,8 @@ import (
 	"math"
 	"strconv"
 
-	"github.com/prometheus/common/model"
 	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/sdk/flag"
-	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
 // tally is one count of one cohort: its total and its split by unit bucket
@@ -41,22 +39,20 @@ func (t *tally) add(b int, v float64) {
 // noBucket is the unit bucket of a series without a valid bucket label.
 const noBucket = -1
 
-// bucketOf is a series' unit bucket, or noBucket.
-func bucketOf(m model.Metric) int {
-	if b, ok := unitBucket(m); ok {
+// bucketOf is the unit bucket a series' semconv.LabelUnitBucket value names,
+// or noBucket.
+func bucketOf(value string) int {
+	if b, ok := unitBucket(value); ok {
 		return b
 	}
 	return noBucket
 }
 
-// unitBucket reads a series' unit bucket; false when the label is missing or
-// not one of "0" to "7" (a series from an SDK that does not label it).
-func unitBucket(m model.Metric) (int, bool) {
-	s, ok := m[semconv.LabelUnitBucket]
-	if !ok {
-		return 0, false
-	}
-	b, err := strconv.Atoi(string(s))
+// unitBucket reads a series' unit bucket label's value; false when it is
+// empty (the label is missing) or not one of "0" to "7" (a series from an
+// SDK that does not label it).
+func unitBucket(value string) (int, bool) {
+	b, err := strconv.Atoi(value)
 	if err != nil || b < 0 || b >= flag.UnitBuckets {
 		return 0, false
 	}
@@ -83,11 +79,11 @@ type histogram map[float64]*tally
 // histograms are the cohorts' latency buckets.
 type histograms map[cohortKey]histogram
 
-// upperBound reads a histogram series' le. Bounds are compared as numbers:
+// upperBound reads a histogram series' le label's value. Bounds are compared as numbers:
 // Prometheus 3's text parser stores le="1" as "1.0", the OTLP translator
 // keeps "1", and one store may hold both. NaN when there is none.
-func upperBound(m model.Metric) float64 {
-	le, err := strconv.ParseFloat(string(m[labelLE]), 64)
+func upperBound(value string) float64 {
+	le, err := strconv.ParseFloat(value, 64)
 	if err != nil {
 		return math.NaN()
 	}

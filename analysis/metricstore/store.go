@@ -207,30 +207,28 @@ func (s *Store) Query(ctx context.Context, query string, ts time.Time) (model.Ve
 	return out, err
 }
 
-// QueryMatrix evaluates a range vector selector at ts and returns every
-// series' raw float samples in the range, oldest first. It implements
-// cohort.Provider. Native histogram samples are not returned.
-func (s *Store) QueryMatrix(ctx context.Context, query string, ts time.Time) (model.Matrix, error) {
-	var out model.Matrix
-	err := s.instant(ctx, query, ts, func(res *promql.Result) error {
+// QueryMatrix evaluates a range vector selector at ts and calls fn with every
+// series' labels and raw float samples in the range, oldest first. It
+// implements cohort.Provider. Native histogram samples are not passed.
+func (s *Store) QueryMatrix(ctx context.Context, query string, ts time.Time, fn func(labels.Labels, []model.SamplePair)) error {
+	return s.instant(ctx, query, ts, func(res *promql.Result) error {
 		m, ok := res.Value.(promql.Matrix)
 		if !ok {
 			return fmt.Errorf("query %q: result is a %s, want a matrix", query, res.Value.Type())
 		}
-		out = make(model.Matrix, 0, len(m))
+		var samples []model.SamplePair
 		for _, ser := range m {
 			if len(ser.Floats) == 0 {
 				continue
 			}
-			values := make([]model.SamplePair, len(ser.Floats))
-			for i, p := range ser.Floats {
-				values[i] = model.SamplePair{Timestamp: model.Time(p.T), Value: model.SampleValue(p.F)}
+			samples = samples[:0]
+			for _, p := range ser.Floats {
+				samples = append(samples, model.SamplePair{Timestamp: model.Time(p.T), Value: model.SampleValue(p.F)})
 			}
-			out = append(out, &model.SampleStream{Metric: metricOf(ser.Metric), Values: values})
+			fn(ser.Metric, samples)
 		}
 		return nil
 	})
-	return out, err
 }
 
 // instant runs an instant query and hands its result to use before the

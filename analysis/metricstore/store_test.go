@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -406,20 +407,30 @@ func TestQueryMatrixReturnsRawSamples(t *testing.T) {
 	if err := app.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	m, err := s.QueryMatrix(context.Background(), `things_total{pod="a"}[40s]`, base.Add(45*time.Second))
+	type series struct {
+		labels  labels.Labels
+		samples []model.SamplePair
+	}
+	var m []series
+	err := s.QueryMatrix(context.Background(), `things_total{pod="a"}[40s]`, base.Add(45*time.Second), func(ls labels.Labels, samples []model.SamplePair) {
+		m = append(m, series{ls, slices.Clone(samples)})
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m) != 1 || m[0].Metric["pod"] != "a" || len(m[0].Values) != 3 {
+	if len(m) != 1 || m[0].labels.Get("pod") != "a" || len(m[0].samples) != 3 {
 		t.Fatalf("matrix = %v, want pod a's last 3 samples", m)
 	}
 	for i, want := range []float64{7, 2, 9} {
-		p := m[0].Values[i]
+		p := m[0].samples[i]
 		if float64(p.Value) != want || p.Timestamp != model.TimeFromUnixNano(base.Add(time.Duration(i+1)*15*time.Second).UnixNano()) {
 			t.Errorf("sample %d = %v, want %v at %ds", i, p, want, (i+1)*15)
 		}
 	}
-	if _, err := s.QueryMatrix(context.Background(), `sum(things_total)`, base); err == nil || !strings.Contains(err.Error(), "want a matrix") {
+	err = s.QueryMatrix(context.Background(), `sum(things_total)`, base, func(labels.Labels, []model.SamplePair) {
+		t.Error("a series passed for an instant vector query")
+	})
+	if err == nil || !strings.Contains(err.Error(), "want a matrix") {
 		t.Errorf("instant vector query: err %v, want a refusal naming the matrix", err)
 	}
 }
