@@ -236,28 +236,39 @@ func (c *Controller) Tick(ctx context.Context) error {
 	if !held {
 		return nil
 	}
-	due, judged, err := c.look(ctx)
+	rep, err := c.look(ctx)
 	took := time.Since(start)
-	c.opts.Metrics.observeTick(took, due, judged)
+	c.opts.Metrics.observeTick(took, rep.due, rep.judged)
 	if took > c.opts.Tick {
 		c.opts.Metrics.observeOverrun()
 		c.log.Warn("rollout tick overran its interval; looks due meanwhile wait for the next tick",
-			"took", took.Round(time.Millisecond), "interval", c.opts.Tick, "due", due, "judged", judged)
+			"took", took.Round(time.Millisecond), "interval", c.opts.Tick, "due", rep.due, "judged", rep.judged,
+			"reading_states", rep.states.Round(time.Millisecond), "reading_metrics", rep.read.Round(time.Millisecond),
+			"judging", rep.judging.Round(time.Millisecond), "committing", rep.commit.Round(time.Millisecond))
 	}
 	return err
 }
 
-// look moves every rollout that is due and reports how many were due and
-// how many of those the judge was asked about.
-func (c *Controller) look(ctx context.Context) (int, int, error) {
+// tickReport is what a tick's look did: how many rollouts were due, how
+// many of them the judge was asked about, and where its time went, which an
+// overrun tick's warning names.
+type tickReport struct {
+	due, judged                   int
+	states, read, judging, commit time.Duration
+}
+
+// look moves every rollout that is due.
+func (c *Controller) look(ctx context.Context) (tickReport, error) {
+	var rep tickReport
 	now := c.opts.Now()
 	keys := c.due.upTo(now)
 	if len(keys) == 0 {
-		return 0, 0, nil
+		return rep, nil
 	}
+	began := time.Now()
 	rs, err := c.opts.Store.RolloutsOf(ctx, keys)
 	if err != nil {
-		return 0, 0, fmt.Errorf("read due rollouts: %w", err)
+		return rep, fmt.Errorf("read due rollouts: %w", err)
 	}
 	var errs []error
 	seen := make(map[string]bool, len(rs))
@@ -299,23 +310,28 @@ func (c *Controller) look(ctx context.Context) (int, int, error) {
 			c.due.set(k, time.Time{})
 		}
 	}
+	rep.states = time.Since(began)
 	if len(due) == 0 {
-		return 0, 0, errors.Join(errs...)
+		return rep, errors.Join(errs...)
 	}
-	obs := c.observe(ctx, due, flags, now)
-	judged := 0
+	rep.due = len(due)
+	began = time.Now()
+	obs, read := c.observe(ctx, due, flags, now)
+	rep.read, rep.judging = read, time.Since(began)-read
 	ds := make([]decision, len(due))
 	for i, s := range due {
 		if obs[i].Verdict != nil {
-			judged++
+			rep.judged++
 		}
 		ds[i] = decision{s: s, stored: stored[i], decide: func(at time.Time) (rollout.State, []rollout.Action, error) {
 			next, acts := rollout.Step(s, obs[i], at)
 			return next, acts, nil
 		}}
 	}
+	began = time.Now()
 	errs = append(errs, c.commit(ctx, ds...))
-	return len(due), judged, errors.Join(errs...)
+	rep.commit = time.Since(began)
+	return rep, errors.Join(errs...)
 }
 
 // sync reads every rollout: their due times, their plans and their gauges.
@@ -378,14 +394,15 @@ func (c *Controller) track(s rollout.State) {
 }
 
 // observe reads the counts of every due rollout in one batch and judges
-// each rollout past its warm-up. A query that failed is a provider error for
+// each rollout past its warm-up; it returns the observations and how long
+// the read took. A query that failed is a provider error for
 // every rollout it was asked for: a built-in query for the whole batch, a
 // custom metric's query for the rollouts whose plans name it, each of
 // which holds and counts toward its onProviderError. A series that is
 // missing or not finite (no traffic yet in a cohort) is not: the judge reads
 // it as unreadable, which holds the rollout as inconclusive until
 // maxStepDuration.
-func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map[string]flag.Flag, now time.Time) []rollout.Observation {
+func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map[string]flag.Flag, now time.Time) ([]rollout.Observation, time.Duration) {
 	obs := make([]rollout.Observation, len(due))
 	plans := make([]*plan.Prepared, len(due))
 	var qs []cohort.FlagQuery
@@ -404,7 +421,7 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 		}
 	}
 	if len(qs) == 0 {
-		return obs
+		return obs, 0
 	}
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, c.readBudget(due))
@@ -453,7 +470,7 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 		}
 		obs[i].Verdict, obs[i].Judge = v, state
 	}
-	return obs
+	return obs, took
 }
 
 // judgesLatency reports whether a plan has a latency check, the only

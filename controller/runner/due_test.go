@@ -199,7 +199,7 @@ func TestTransitionStampedWhenCommitted(t *testing.T) {
 
 // TestTickOverrunIsCountedAndLogged: a tick longer than the loop's
 // interval (here a nanosecond, which any tick takes longer than) is
-// counted and logged.
+// counted and logged with where its time went.
 func TestTickOverrunIsCountedAndLogged(t *testing.T) {
 	f := newFixture(t, openSQLite(t))
 	var log syncbuf.Buffer
@@ -213,6 +213,11 @@ func TestTickOverrunIsCountedAndLogged(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "rollout tick overran its interval") {
 		t.Errorf("log %q does not tell of the overrun", log.String())
+	}
+	for _, phase := range []string{"reading_states=", "reading_metrics=", "judging=", "committing="} {
+		if !strings.Contains(log.String(), phase) {
+			t.Errorf("log %q does not say how long the tick spent %s", log.String(), strings.TrimSuffix(phase, "="))
+		}
 	}
 }
 
