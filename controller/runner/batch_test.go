@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,13 +24,18 @@ type batchStore struct {
 	mu      sync.Mutex
 	updates int
 	failKey string
+	// before, when set, runs before each write transaction.
+	before func()
 }
 
 func (s *batchStore) Update(ctx context.Context, actor store.Actor, fn func(tx store.Tx) error) error {
 	s.mu.Lock()
 	s.updates++
-	fail := s.failKey
+	fail, before := s.failKey, s.before
 	s.mu.Unlock()
+	if before != nil {
+		before()
+	}
 	return s.Store.Update(ctx, actor, func(tx store.Tx) error { return fn(failingTx{Tx: tx, key: fail}) })
 }
 
@@ -190,5 +196,48 @@ func TestLatencyReadOnlyWhereJudged(t *testing.T) {
 	}
 	if len(skip) != 2 || !skip["errors-only"] || skip["slow"] {
 		t.Errorf("SkipLatency by flag %v, want errors-only true and slow false", skip)
+	}
+}
+
+// TestChunksReadWhileOthersCommit: a tick with more rollouts due than a
+// chunk reads the next chunk's metrics while the last chunk's looks
+// commit, and stores every look.
+func TestChunksReadWhileOthersCommit(t *testing.T) {
+	bs := &batchStore{Store: openSQLite(t)}
+	f := newFixture(t, bs)
+	f.c.chunk = 50
+	ctx := context.Background()
+	keys, before := startMany(t, f, 100)
+	secondRead := make(chan struct{})
+	var reads atomic.Int32
+	f.c.opts.Reader = hookReader{Reader: f.tr, hook: func() {
+		if reads.Add(1) == 2 {
+			close(secondRead)
+		}
+	}}
+	var once sync.Once
+	bs.before = func() {
+		once.Do(func() {
+			select {
+			case <-secondRead:
+			case <-time.After(10 * time.Second):
+				t.Error("the second chunk's metrics were not read while the first chunk's looks committed")
+			}
+		})
+	}
+	f.clock.Add(time.Second)
+	if err := f.tr.advance(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := reads.Load(); n != 2 {
+		t.Errorf("the tick read the metrics %d times, want 2 (100 rollouts, 50 a chunk)", n)
+	}
+	for _, k := range keys {
+		if s := f.state(t, k); s.Revision != before[k]+1 {
+			t.Errorf("%s at revision %d after the tick, want %d: its look was not stored", k, s.Revision, before[k]+1)
+		}
 	}
 }
