@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,8 +25,20 @@ type batchStore struct {
 	mu      sync.Mutex
 	updates int
 	failKey string
-	// before, when set, runs before each write transaction.
-	before func()
+	// before, when set, runs before each write transaction, and
+	// rolloutsOf before each read of rollouts by key.
+	before     func()
+	rolloutsOf func(keys []string)
+}
+
+func (s *batchStore) RolloutsOf(ctx context.Context, keys []string) ([]store.Rollout, error) {
+	s.mu.Lock()
+	hook := s.rolloutsOf
+	s.mu.Unlock()
+	if hook != nil {
+		hook(keys)
+	}
+	return s.Store.RolloutsOf(ctx, keys)
 }
 
 func (s *batchStore) Update(ctx context.Context, actor store.Actor, fn func(tx store.Tx) error) error {
@@ -200,29 +213,44 @@ func TestLatencyReadOnlyWhereJudged(t *testing.T) {
 }
 
 // TestChunksReadWhileOthersCommit: a tick with more rollouts due than a
-// chunk reads the next chunk's metrics while the last chunk's looks
-// commit, and stores every look.
+// chunk reads the next chunk's metrics while the last chunk's looks commit,
+// and the states of the chunk after that while the metrics are read; every
+// look is stored.
 func TestChunksReadWhileOthersCommit(t *testing.T) {
 	bs := &batchStore{Store: openSQLite(t)}
 	f := newFixture(t, bs)
 	f.c.chunk = 50
 	ctx := context.Background()
-	keys, before := startMany(t, f, 100)
-	secondRead := make(chan struct{})
+	keys, before := startMany(t, f, 150)
+	// The starts' notices are read now, so that the tick below reads
+	// rollouts for its chunks only.
+	if err := f.c.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wait := func(ch <-chan struct{}, what string) {
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Error(what)
+		}
+	}
+	secondRead, thirdStates := make(chan struct{}), make(chan struct{})
 	var reads atomic.Int32
 	f.c.opts.Reader = hookReader{Reader: f.tr, hook: func() {
 		if reads.Add(1) == 2 {
 			close(secondRead)
+			wait(thirdStates, "the third chunk's states were not read while the second chunk's metrics were")
 		}
 	}}
+	bs.rolloutsOf = func(keys []string) {
+		if slices.Contains(keys, "flag-100") {
+			close(thirdStates)
+		}
+	}
 	var once sync.Once
 	bs.before = func() {
 		once.Do(func() {
-			select {
-			case <-secondRead:
-			case <-time.After(10 * time.Second):
-				t.Error("the second chunk's metrics were not read while the first chunk's looks committed")
-			}
+			wait(secondRead, "the second chunk's metrics were not read while the first chunk's looks committed")
 		})
 	}
 	f.clock.Add(time.Second)
@@ -232,8 +260,8 @@ func TestChunksReadWhileOthersCommit(t *testing.T) {
 	if err := f.c.Tick(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := reads.Load(); n != 2 {
-		t.Errorf("the tick read the metrics %d times, want 2 (100 rollouts, 50 a chunk)", n)
+	if n := reads.Load(); n != 3 {
+		t.Errorf("the tick read the metrics %d times, want 3 (150 rollouts, 50 a chunk)", n)
 	}
 	for _, k := range keys {
 		if s := f.state(t, k); s.Revision != before[k]+1 {

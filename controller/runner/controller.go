@@ -264,11 +264,28 @@ type tickReport struct {
 }
 
 // lookChunk is how many due rollouts are read, judged and committed
-// together. While one chunk's decisions commit, the next chunk's states and
-// metrics are read: a tick with thousands of rollouts due then takes about
-// as long as its reads, rather than its reads and its writes one after
-// the other. A chunk is still one query per metric.
+// together. A tick's chunks go through three stages at once: while one
+// chunk's decisions commit, the next chunk's metrics are read and judged,
+// and the states and flags of the one after it are read. A tick with
+// thousands of rollouts due then takes about as long as its slowest stage
+// rather than all of them one after the other. A chunk is still one query
+// per metric.
 const lookChunk = 1000
+
+// dueChunk is one chunk of a tick's due rollouts on its way through the
+// stages.
+type dueChunk struct {
+	// due are the rollouts to judge, with the records they were decoded
+	// from and their flags.
+	due    []rollout.State
+	stored [][]byte
+	flags  map[string]flag.Flag
+	// ds are the decisions to commit: the abandonments of rollouts whose
+	// flag was deleted, then the judged rollouts' looks.
+	ds  []decision
+	rep tickReport
+	err error
+}
 
 // look moves every rollout that is due.
 func (c *Controller) look(ctx context.Context) (tickReport, error) {
@@ -278,21 +295,21 @@ func (c *Controller) look(ctx context.Context) (tickReport, error) {
 	if len(keys) == 0 {
 		return rep, nil
 	}
-	type chunk struct {
-		ds  []decision
-		rep tickReport
-		err error
-	}
-	chunks := make(chan chunk, 1)
+	read, judged := make(chan dueChunk, 1), make(chan dueChunk, 1)
 	go func() {
-		defer close(chunks)
+		defer close(read)
 		for lo := 0; lo < len(keys); lo += c.chunk {
-			ds, r, err := c.decideDue(ctx, keys[lo:min(lo+c.chunk, len(keys))], now)
-			chunks <- chunk{ds, r, err}
+			read <- c.readDue(ctx, keys[lo:min(lo+c.chunk, len(keys))], now)
+		}
+	}()
+	go func() {
+		defer close(judged)
+		for ch := range read {
+			judged <- c.judgeDue(ctx, ch, now)
 		}
 	}()
 	var errs []error
-	for ch := range chunks {
+	for ch := range judged {
 		rep.due += ch.rep.due
 		rep.judged += ch.rep.judged
 		rep.states += ch.rep.states
@@ -308,22 +325,20 @@ func (c *Controller) look(ctx context.Context) (tickReport, error) {
 	return rep, errors.Join(errs...)
 }
 
-// decideDue reads the rollouts of keys, which were due at now, and their
-// flags, reads their metrics and judges them: the decisions to commit. A
-// rollout whose flag was deleted is decided on too: it is abandoned.
-func (c *Controller) decideDue(ctx context.Context, keys []string, now time.Time) ([]decision, tickReport, error) {
-	var rep tickReport
+// readDue reads the rollouts of keys, which were due at now, and their
+// flags. A rollout whose flag was deleted is decided on at once: it is
+// abandoned.
+func (c *Controller) readDue(ctx context.Context, keys []string, now time.Time) dueChunk {
 	began := time.Now()
+	var ch dueChunk
 	rs, err := c.opts.Store.RolloutsOf(ctx, keys)
 	if err != nil {
-		return nil, rep, fmt.Errorf("read due rollouts: %w", err)
+		ch.err = fmt.Errorf("read due rollouts: %w", err)
+		return ch
 	}
 	var errs []error
-	var ds []decision
 	seen := make(map[string]bool, len(rs))
-	var due []rollout.State
-	var stored [][]byte
-	flags := make(map[string]flag.Flag, len(rs))
+	ch.flags = make(map[string]flag.Flag, len(rs))
 	for _, r := range rs {
 		seen[r.Key] = true
 		s, err := decode(r)
@@ -342,39 +357,46 @@ func (c *Controller) decideDue(ctx context.Context, keys []string, now time.Time
 		f, err := c.opts.Store.Flag(ctx, s.Key)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			ds = append(ds, abandonment(s))
+			ch.ds = append(ch.ds, abandonment(s))
 			continue
 		case err != nil:
 			errs = append(errs, fmt.Errorf("flag %s: %w", s.Key, err))
 			continue
 		}
-		flags[s.Key] = f
-		due = append(due, s)
-		stored = append(stored, r.State)
+		ch.flags[s.Key] = f
+		ch.due = append(ch.due, s)
+		ch.stored = append(ch.stored, r.State)
 	}
 	for _, k := range keys {
 		if !seen[k] {
 			c.due.set(k, time.Time{})
 		}
 	}
-	rep.states = time.Since(began)
-	if len(due) == 0 {
-		return ds, rep, errors.Join(errs...)
+	ch.err = errors.Join(errs...)
+	ch.rep.states = time.Since(began)
+	return ch
+}
+
+// judgeDue reads the metrics of ch's due rollouts, judges them and adds
+// their looks to ch's decisions.
+func (c *Controller) judgeDue(ctx context.Context, ch dueChunk, now time.Time) dueChunk {
+	if len(ch.due) == 0 {
+		return ch
 	}
-	rep.due = len(due)
-	began = time.Now()
-	obs, read := c.observe(ctx, due, flags, now)
-	rep.read, rep.judging = read, time.Since(began)-read
-	for i, s := range due {
+	ch.rep.due = len(ch.due)
+	began := time.Now()
+	obs, read := c.observe(ctx, ch.due, ch.flags, now)
+	ch.rep.read, ch.rep.judging = read, time.Since(began)-read
+	for i, s := range ch.due {
 		if obs[i].Verdict != nil {
-			rep.judged++
+			ch.rep.judged++
 		}
-		ds = append(ds, decision{s: s, stored: stored[i], decide: func(at time.Time) (rollout.State, []rollout.Action, error) {
+		ch.ds = append(ch.ds, decision{s: s, stored: ch.stored[i], decide: func(at time.Time) (rollout.State, []rollout.Action, error) {
 			next, acts := rollout.Step(s, obs[i], at)
 			return next, acts, nil
 		}})
 	}
-	return ds, rep, errors.Join(errs...)
+	return ch
 }
 
 // sync reads every rollout: their due times, their plans and their gauges.
