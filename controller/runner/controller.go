@@ -174,7 +174,7 @@ func (c *Controller) watch(ctx context.Context) {
 				if c.pending == nil {
 					c.pending = map[string]struct{}{}
 				}
-				c.pending[k] = struct{}{}
+				c.pending[k.Key] = struct{}{}
 			}
 			c.pendingMu.Unlock()
 		}
@@ -785,7 +785,7 @@ func write(ctx context.Context, tx store.Tx, s rollout.State, acts []rollout.Act
 	if err != nil {
 		return fmt.Errorf("encode rollout %s: %w", s.Key, err)
 	}
-	if err := tx.PutRollout(ctx, store.Rollout{Key: s.Key, State: raw, DueAt: s.NextLook()}); err != nil {
+	if _, err := tx.PutRollout(ctx, store.Rollout{Key: s.Key, State: raw, DueAt: s.NextLook()}); err != nil {
 		return err
 	}
 	return tx.AppendRolloutHistory(ctx, s.Key, entries...)

@@ -243,7 +243,7 @@ func TestLeaderSeesAnotherReplicasCommand(t *testing.T) {
 			err := st1.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
 				for i := range 20 {
 					key := fmt.Sprintf("done-%02d", i)
-					if err := tx.PutRollout(ctx, store.Rollout{Key: key, State: json.RawMessage(`{"key":"` + key + `","state":"promoted"}`)}); err != nil {
+					if _, err := tx.PutRollout(ctx, store.Rollout{Key: key, State: json.RawMessage(`{"key":"` + key + `","state":"promoted"}`)}); err != nil {
 						return err
 					}
 				}
@@ -256,7 +256,8 @@ func TestLeaderSeesAnotherReplicasCommand(t *testing.T) {
 			// a hears, so that b's start below is heard for certain.
 			poll.True(t, 10*time.Second, "a's listener to hear b", func() bool {
 				err := st2.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
-					return tx.PutRollout(ctx, store.Rollout{Key: "warm-up", State: json.RawMessage(`{"key":"warm-up","state":"aborted"}`)})
+					_, err := tx.PutRollout(ctx, store.Rollout{Key: "warm-up", State: json.RawMessage(`{"key":"warm-up","state":"aborted"}`)})
+					return err
 				})
 				if err != nil {
 					t.Fatal(err)
