@@ -93,7 +93,7 @@ func BenchmarkIdleTick(b *testing.B) {
 						for _, t := range s.History {
 							acts = append(acts, rollout.Notify{Key: s.Key, Transition: t})
 						}
-						if err := write(ctx, tx, s, acts); err != nil {
+						if _, err := write(ctx, tx, s, acts); err != nil {
 							return err
 						}
 					}

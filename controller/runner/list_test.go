@@ -49,7 +49,7 @@ func storeStates(t *testing.T, st store.Store, ss ...rollout.State) {
 			for _, h := range s.History {
 				acts = append(acts, rollout.Notify{Key: s.Key, Transition: h})
 			}
-			if err := write(context.Background(), tx, s, acts); err != nil {
+			if _, err := write(context.Background(), tx, s, acts); err != nil {
 				return err
 			}
 		}
