@@ -222,7 +222,7 @@ func TestLooksSinceTheCurrentStart(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := st.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
-			if err := tx.PutRollout(ctx, store.Rollout{Key: s.Key, State: b}); err != nil {
+			if _, err := tx.PutRollout(ctx, store.Rollout{Key: s.Key, State: b}); err != nil {
 				return err
 			}
 			for _, at := range looks {

@@ -134,7 +134,8 @@ func putState(ctx context.Context, tx store.Tx, key string, p rollout.Phase) err
 	if err != nil {
 		return err
 	}
-	return tx.PutRollout(ctx, store.Rollout{Key: key, State: b})
+	_, err = tx.PutRollout(ctx, store.Rollout{Key: key, State: b})
+	return err
 }
 
 func overviewFlag(key, description string) flag.Flag {

@@ -65,9 +65,9 @@ type failingTx struct {
 	key string
 }
 
-func (tx failingTx) PutRollout(ctx context.Context, r store.Rollout) error {
+func (tx failingTx) PutRollout(ctx context.Context, r store.Rollout) (int64, error) {
 	if r.Key == tx.key {
-		return errors.New("disk full")
+		return 0, errors.New("disk full")
 	}
 	return tx.Tx.PutRollout(ctx, r)
 }

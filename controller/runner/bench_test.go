@@ -36,6 +36,38 @@ func BenchmarkTick(b *testing.B) {
 	}
 }
 
+// BenchmarkTickWatched is BenchmarkTick with the controller following the
+// store's notices of changed rollouts, as Run has it do: each tick also
+// follows the notices of the previous tick's commits, its own.
+func BenchmarkTickWatched(b *testing.B) {
+	st := openSQLite(b)
+	f := newFixture(b, st)
+	// The ticks' context never ends, as BenchmarkTick's: database/sql
+	// watches one that can end with a goroutine per transaction.
+	ctx := context.Background()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f.c.watch(wctx)
+	for i := range 100 {
+		key := fmt.Sprintf("flag-%03d", i)
+		putFlag(b, st, checkoutFlag(key))
+		f.tr.errRate[key] = [2]float64{0.01, 0.01}
+		if _, err := f.c.Command(ctx, key, rollout.Command{Kind: rollout.Start, Actor: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		f.clock.Add(time.Second)
+		if err := f.tr.advance(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.c.Tick(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkIdleTick is one tick of the loop on SQLite with every stored
 // rollout promoted, so nothing is due: 10,000 and 100,000 flags, each with
 // the state and history of a rollout that went through the default plan's
@@ -61,7 +93,7 @@ func BenchmarkIdleTick(b *testing.B) {
 						for _, t := range s.History {
 							acts = append(acts, rollout.Notify{Key: s.Key, Transition: t})
 						}
-						if err := write(ctx, tx, s, acts); err != nil {
+						if _, err := write(ctx, tx, s, acts); err != nil {
 							return err
 						}
 					}

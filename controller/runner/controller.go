@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math"
 	"os"
 	"slices"
@@ -94,12 +93,25 @@ type Controller struct {
 	// from then on. Only the goroutine that ticks uses it.
 	synced bool
 
-	// pending are the keys of rollouts that changed in the store, through
-	// this replica or another, since the last tick; pendingAll that
-	// notices may have been missed.
+	// pending are the rollouts that changed in the store, through this
+	// replica or another, since the last tick, each key with the revision
+	// of its latest change (store.AddChange); pendingAll that notices may
+	// have been missed.
 	pendingMu  sync.Mutex
-	pending    map[string]struct{}
+	pending    map[string]int64
 	pendingAll bool
+
+	// trackMu keeps tracked together with what it describes: the index,
+	// the plan cache and the gauges change under it when they take a
+	// rollout's state from a commit or a read.
+	trackMu sync.Mutex
+	// tracked is, by key, the revision of the stored rollout record whose
+	// state the index, the plan cache and the gauges hold, where known:
+	// that of this replica's own commit, or of the record it read. A
+	// notice of a change at that revision or before tells of nothing they
+	// lack, so follow does not read the record again (unseen); most
+	// notices are of the leader's own commits.
+	tracked map[string]int64
 }
 
 // New returns a Controller; Run starts its loop.
@@ -169,31 +181,31 @@ func (c *Controller) Run(ctx context.Context) error {
 func (c *Controller) watch(ctx context.Context) {
 	ch := c.opts.Store.WatchRollouts(ctx)
 	go func() {
-		for keys := range ch {
+		for changes := range ch {
 			c.pendingMu.Lock()
-			if keys == nil {
+			if changes == nil {
 				c.pendingAll = true
 			}
-			for _, k := range keys {
+			for _, change := range changes {
 				if c.pending == nil {
-					c.pending = map[string]struct{}{}
+					c.pending = map[string]int64{}
 				}
-				c.pending[k] = struct{}{}
+				store.AddChange(c.pending, change)
 			}
 			c.pendingMu.Unlock()
 		}
 	}()
 }
 
-// takePending returns and forgets the keys noticed since the last call,
-// sorted, and whether notices may have been missed.
-func (c *Controller) takePending() ([]string, bool) {
+// takePending returns and forgets the changes noticed since the last
+// call, each key with the revision of its latest change, and whether
+// notices may have been missed.
+func (c *Controller) takePending() (map[string]int64, bool) {
 	c.pendingMu.Lock()
 	defer c.pendingMu.Unlock()
-	keys := slices.Sorted(maps.Keys(c.pending))
-	all := c.pendingAll
+	changed, all := c.pending, c.pendingAll
 	c.pending, c.pendingAll = nil, false
-	return keys, all
+	return changed, all
 }
 
 // Tick runs the loop once: takes or renews the lease, catches up with the
@@ -213,15 +225,15 @@ func (c *Controller) Tick(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("acquire lease %s: %w", LeaseName, err)
 	}
-	keys, all := c.takePending()
+	changed, all := c.takePending()
 	switch {
 	case !c.synced || all:
 		if err := c.sync(ctx); err != nil {
 			return err
 		}
 		gained = false // the index was just read whole
-	case len(keys) > 0:
-		if err := c.follow(ctx, keys); err != nil {
+	case len(changed) > 0:
+		if err := c.follow(ctx, changed); err != nil {
 			return err
 		}
 	}
@@ -235,7 +247,12 @@ func (c *Controller) Tick(ctx context.Context) error {
 			c.mu.Unlock()
 			return fmt.Errorf("read due times: %w", err)
 		}
+		c.trackMu.Lock()
 		c.due.reset(dues)
+		// The due times read may be older than a commit tracked
+		// meanwhile, whose notice must then be read.
+		c.tracked = nil
+		c.trackMu.Unlock()
 	}
 	if !held {
 		return nil
@@ -345,13 +362,13 @@ func (c *Controller) readDue(ctx context.Context, keys []string, now time.Time) 
 		if err != nil {
 			// Not indexed again until it changes: it would fail alike.
 			c.log.Error("skipping unreadable rollout", "err", err)
-			c.due.set(r.Key, time.Time{})
+			c.untrack(r.Key)
 			continue
 		}
 		if !rollout.Due(s, now) {
 			// A record migrated from before due times were stored, or
 			// one that changed since it was indexed.
-			c.due.set(s.Key, s.NextLook())
+			c.track(s, r.Revision)
 			continue
 		}
 		f, err := c.opts.Store.Flag(ctx, s.Key)
@@ -369,7 +386,7 @@ func (c *Controller) readDue(ctx context.Context, keys []string, now time.Time) 
 	}
 	for _, k := range keys {
 		if !seen[k] {
-			c.due.set(k, time.Time{})
+			c.untrack(k)
 		}
 	}
 	ch.err = errors.Join(errs...)
@@ -403,27 +420,41 @@ func (c *Controller) judgeDue(ctx context.Context, ch dueChunk, now time.Time) d
 // The controller does so when it starts and when the store's notices may
 // have missed a change; from then on it follows the changes.
 func (c *Controller) sync(ctx context.Context) error {
-	states, err := c.states(ctx)
+	states, revs, err := c.states(ctx)
 	if err != nil {
 		return err
 	}
-	c.opts.Metrics.observeStates(states)
-	c.plans.keep(states)
 	dues := make(map[string]time.Time, len(states))
 	for _, s := range states {
 		if next := s.NextLook(); !next.IsZero() {
 			dues[s.Key] = next
 		}
 	}
+	c.trackMu.Lock()
+	defer c.trackMu.Unlock()
+	c.opts.Metrics.observeStates(states)
+	c.plans.keep(states)
 	c.due.reset(dues)
+	// Each state goes in with the revision it was read at, not past it:
+	// the notice of a command committed since the read, whose state the
+	// reset may have replaced, is read.
+	c.tracked = revs
 	c.synced = true
 	return nil
 }
 
-// follow reads the rollouts of keys, which changed in the store, into the
-// index, the plan cache and the gauges; a rollout no longer stored leaves
-// the index.
-func (c *Controller) follow(ctx context.Context, keys []string) error {
+// follow reads the rollouts that changed in the store (changed, each key
+// with the revision of its latest change) into the index, the plan cache
+// and the gauges; a rollout no longer stored leaves the index. It reads
+// none whose latest change they hold already: mostly the leader's own
+// commits of the last tick.
+func (c *Controller) follow(ctx context.Context, changed map[string]int64) error {
+	c.trackMu.Lock()
+	keys := unseen(changed, c.tracked)
+	c.trackMu.Unlock()
+	if len(keys) == 0 {
+		return nil
+	}
 	rs, err := c.opts.Store.RolloutsOf(ctx, keys)
 	if err != nil {
 		c.synced = false // read everything at the next tick instead
@@ -437,25 +468,66 @@ func (c *Controller) follow(ctx context.Context, keys []string) error {
 			c.log.Error("skipping unreadable rollout", "err", err)
 			continue
 		}
-		c.track(s)
+		c.track(s, r.Revision)
 	}
 	for _, k := range keys {
 		if !seen[k] {
-			c.due.set(k, time.Time{})
-			c.plans.drop(k)
+			c.untrack(k)
 		}
 	}
 	return nil
 }
 
-// track records a rollout's current state in the index, the plan cache and
-// the gauges.
-func (c *Controller) track(s rollout.State) {
+// unseen returns, sorted, the keys of changed (each with the revision of
+// its latest change) whose change the index may lack: one told without
+// its revision, or with a revision past the one tracked for its key. A
+// change at the tracked revision or before is in the state tracked: the
+// store's rollout revisions grow with every put and delete and are never
+// issued twice.
+func unseen(changed, tracked map[string]int64) []string {
+	var keys []string
+	for k, rev := range changed {
+		if rev == 0 || rev > tracked[k] {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// track records a rollout's current state, stored at revision rev (0 when
+// not known), in the index, the plan cache and the gauges, unless they
+// hold a later revision of it already: a read that a commit overtook.
+func (c *Controller) track(s rollout.State, rev int64) {
+	c.trackMu.Lock()
+	defer c.trackMu.Unlock()
+	switch {
+	case rev != 0 && rev < c.tracked[s.Key]:
+		return
+	case rev == 0:
+		delete(c.tracked, s.Key)
+	default:
+		if c.tracked == nil {
+			c.tracked = map[string]int64{}
+		}
+		c.tracked[s.Key] = rev
+	}
 	c.due.set(s.Key, s.NextLook())
 	if s.Phase != rollout.Progressing {
 		c.plans.drop(s.Key)
 	}
 	c.opts.Metrics.observeStates([]rollout.State{s})
+}
+
+// untrack removes key's rollout, which a read found gone or unreadable,
+// from the index and the plan cache, and forgets its revision, so that
+// the notice of any later change of it is read.
+func (c *Controller) untrack(key string) {
+	c.trackMu.Lock()
+	defer c.trackMu.Unlock()
+	delete(c.tracked, key)
+	c.due.set(key, time.Time{})
+	c.plans.drop(key)
 }
 
 // observe reads the counts of every due rollout in one batch and judges
@@ -696,6 +768,7 @@ func (c *Controller) commit(ctx context.Context, ds ...decision) error {
 func (c *Controller) commitEach(ctx context.Context, ds []decision) error {
 	type committed struct {
 		next rollout.State
+		rev  int64
 		acts []rollout.Action
 	}
 	var done []committed
@@ -723,10 +796,11 @@ func (c *Controller) commitEach(ctx context.Context, ds []decision) error {
 			if err != nil {
 				return err
 			}
-			if err := write(ctx, tx, next, acts); err != nil {
+			rev, err := write(ctx, tx, next, acts)
+			if err != nil {
 				return err
 			}
-			done = append(done, committed{next, acts})
+			done = append(done, committed{next, rev, acts})
 			look, ok := rollout.NewLook(d.s, next)
 			if !ok {
 				continue
@@ -750,7 +824,7 @@ func (c *Controller) commitEach(ctx context.Context, ds []decision) error {
 		return fmt.Errorf("store %d rollouts (at %s): %w", len(ds), key, err)
 	}
 	for _, d := range done {
-		c.after(d.next, d.acts)
+		c.after(d.next, d.rev, d.acts)
 	}
 	return nil
 }
@@ -789,8 +863,10 @@ func abandonment(s rollout.State) decision {
 	}}
 }
 
-// after reports committed actions to the metrics and the webhooks.
-func (c *Controller) after(s rollout.State, acts []rollout.Action) {
+// after reports committed actions to the metrics and the webhooks, and
+// tracks the state committed, stored at revision rev, so that the notice
+// of the commit is not read back.
+func (c *Controller) after(s rollout.State, rev int64, acts []rollout.Action) {
 	for _, a := range acts {
 		if n, ok := a.(rollout.Notify); ok {
 			c.opts.Metrics.observeTransition(n.Key, n.Transition)
@@ -801,13 +877,14 @@ func (c *Controller) after(s rollout.State, acts []rollout.Action) {
 			}
 		}
 	}
-	c.track(s)
+	c.track(s, rev)
 }
 
-// write stores the state and carries out its actions inside tx. The
-// state is stored without its history: the transitions of acts (those
-// Notify carries) are appended to the rollout's history apart.
-func write(ctx context.Context, tx store.Tx, s rollout.State, acts []rollout.Action) error {
+// write stores the state and carries out its actions inside tx, and
+// returns the revision the stored record took. The state is stored
+// without its history: the transitions of acts (those Notify carries)
+// are appended to the rollout's history apart.
+func write(ctx context.Context, tx store.Tx, s rollout.State, acts []rollout.Action) (int64, error) {
 	var f *flag.Flag
 	loadFlag := func() error {
 		if f != nil {
@@ -827,12 +904,12 @@ func write(ctx context.Context, tx store.Tx, s rollout.State, acts []rollout.Act
 		case rollout.Notify:
 			e, err := json.Marshal(a.Transition)
 			if err != nil {
-				return fmt.Errorf("encode a transition of %s: %w", s.Key, err)
+				return 0, fmt.Errorf("encode a transition of %s: %w", s.Key, err)
 			}
 			entries = append(entries, e)
 		case rollout.SetPercent:
 			if err := loadFlag(); err != nil {
-				return err
+				return 0, err
 			}
 			// A flag already at the percentage keeps its version, so that
 			// the SDKs are not sent a change that changes nothing.
@@ -845,7 +922,7 @@ func write(ctx context.Context, tx store.Tx, s rollout.State, acts []rollout.Act
 			}
 		case rollout.SetTracked:
 			if err := loadFlag(); err != nil {
-				return err
+				return 0, err
 			}
 			if f.Tracked != a.Tracked {
 				f.Tracked = a.Tracked
@@ -853,24 +930,25 @@ func write(ctx context.Context, tx store.Tx, s rollout.State, acts []rollout.Act
 			}
 		case rollout.Audit:
 			if err := tx.AppendAudit(ctx, store.AuditEntry{Actor: a.Actor, Action: "rollout", Flag: s.Key, Message: a.Message}); err != nil {
-				return fmt.Errorf("audit: %w", err)
+				return 0, fmt.Errorf("audit: %w", err)
 			}
 		}
 	}
 	if flagChanged {
 		if _, err := tx.PutFlag(ctx, *f); err != nil {
-			return fmt.Errorf("update flag %s: %w", s.Key, err)
+			return 0, fmt.Errorf("update flag %s: %w", s.Key, err)
 		}
 	}
 	s.History = nil
 	raw, err := json.Marshal(s)
 	if err != nil {
-		return fmt.Errorf("encode rollout %s: %w", s.Key, err)
+		return 0, fmt.Errorf("encode rollout %s: %w", s.Key, err)
 	}
-	if err := tx.PutRollout(ctx, store.Rollout{Key: s.Key, State: raw, DueAt: s.NextLook()}); err != nil {
-		return err
+	rev, err := tx.PutRollout(ctx, store.Rollout{Key: s.Key, State: raw, DueAt: s.NextLook()})
+	if err != nil {
+		return 0, err
 	}
-	return tx.AppendRolloutHistory(ctx, s.Key, entries...)
+	return rev, tx.AppendRolloutHistory(ctx, s.Key, entries...)
 }
 
 // readState reads a flag's rollout inside tx; a flag never rolled out is
@@ -915,13 +993,15 @@ func (c *Controller) withHistory(ctx context.Context, s rollout.State) (rollout.
 	return s, err
 }
 
-// states reads every stored rollout.
-func (c *Controller) states(ctx context.Context) ([]rollout.State, error) {
+// states reads every stored rollout, and the revision of each that has
+// one.
+func (c *Controller) states(ctx context.Context) ([]rollout.State, map[string]int64, error) {
 	rs, err := c.opts.Store.Rollouts(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list rollouts: %w", err)
+		return nil, nil, fmt.Errorf("list rollouts: %w", err)
 	}
 	out := make([]rollout.State, 0, len(rs))
+	revs := make(map[string]int64, len(rs))
 	for _, r := range rs {
 		s, err := decode(r)
 		if err != nil {
@@ -929,8 +1009,11 @@ func (c *Controller) states(ctx context.Context) ([]rollout.State, error) {
 			continue
 		}
 		out = append(out, s)
+		if r.Revision != 0 {
+			revs[r.Key] = r.Revision
+		}
 	}
-	return out, nil
+	return out, revs, nil
 }
 
 // Rollout returns one flag's rollout with its history: pending if it was
@@ -978,6 +1061,7 @@ func (c *Controller) Command(ctx context.Context, key string, cmd rollout.Comman
 func (c *Controller) apply(ctx context.Context, key string, cmd rollout.Command, actor store.Actor) (rollout.State, error) {
 	var next rollout.State
 	var acts []rollout.Action
+	var rev int64
 	err := c.opts.Store.Update(ctx, actor, func(tx store.Tx) error {
 		f, err := tx.Flag(ctx, key)
 		if err != nil {
@@ -1002,12 +1086,13 @@ func (c *Controller) apply(ctx context.Context, key string, cmd rollout.Command,
 		if err != nil {
 			return err
 		}
-		return write(ctx, tx, next, acts)
+		rev, err = write(ctx, tx, next, acts)
+		return err
 	})
 	if err != nil {
 		return rollout.State{}, err
 	}
-	c.after(next, acts)
+	c.after(next, rev, acts)
 	// The command is stored; a history that cannot be read now is the
 	// only thing missing from the answer.
 	full, err := c.withHistory(ctx, next)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vigil-dev/vigil/analysis/cohort"
+	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/internal/testenv/poll"
@@ -248,7 +251,7 @@ func TestLeaderSeesAnotherReplicasCommand(t *testing.T) {
 			err := st1.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
 				for i := range 20 {
 					key := fmt.Sprintf("done-%02d", i)
-					if err := tx.PutRollout(ctx, store.Rollout{Key: key, State: json.RawMessage(`{"key":"` + key + `","state":"promoted"}`)}); err != nil {
+					if _, err := tx.PutRollout(ctx, store.Rollout{Key: key, State: json.RawMessage(`{"key":"` + key + `","state":"promoted"}`)}); err != nil {
 						return err
 					}
 				}
@@ -261,7 +264,8 @@ func TestLeaderSeesAnotherReplicasCommand(t *testing.T) {
 			// a hears, so that b's start below is heard for certain.
 			poll.True(t, 10*time.Second, "a's listener to hear b", func() bool {
 				err := st2.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
-					return tx.PutRollout(ctx, store.Rollout{Key: "warm-up", State: json.RawMessage(`{"key":"warm-up","state":"aborted"}`)})
+					_, err := tx.PutRollout(ctx, store.Rollout{Key: "warm-up", State: json.RawMessage(`{"key":"warm-up","state":"aborted"}`)})
+					return err
 				})
 				if err != nil {
 					t.Fatal(err)
@@ -289,6 +293,166 @@ func TestLeaderSeesAnotherReplicasCommand(t *testing.T) {
 				t.Errorf("the leader read %d rollouts and %d snapshots to follow one", bodies, snaps)
 			}
 		})
+	}
+}
+
+// TestLeaderDoesNotReadBackItsOwnCommits: the notices of the looks the
+// leader committed are not read back at its next tick, since it holds the
+// states it committed; a command given through another replica on one of
+// those rollouts, after the leader's commit and before its next tick, is
+// read (that rollout alone), and the leader's index follows it.
+func TestLeaderDoesNotReadBackItsOwnCommits(t *testing.T) {
+	for name, open := range replicaStores() {
+		t.Run(name, func(t *testing.T) {
+			st1, st2 := open(t)
+			cs := &countingStore{Store: st1}
+			a := newFixture(t, cs)
+			b := newFixture(t, st2)
+			b.c.opts.Holder = "test-2"
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			a.c.watch(ctx)
+			pending := func() map[string]int64 {
+				a.c.pendingMu.Lock()
+				defer a.c.pendingMu.Unlock()
+				return maps.Clone(a.c.pending)
+			}
+			// a's listener may still be connecting (on PostgreSQL): write
+			// through b until a hears, so that b's command below is heard
+			// for certain and no reconnection makes a read everything.
+			poll.True(t, 10*time.Second, "a's listener to hear b", func() bool {
+				err := st2.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
+					_, err := tx.PutRollout(ctx, store.Rollout{Key: "warm-up", State: json.RawMessage(`{"key":"warm-up","state":"aborted"}`)})
+					return err
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, ok := pending()["warm-up"]
+				return ok
+			})
+			const n = 20
+			keys := make([]string, n)
+			for i := range keys {
+				keys[i] = fmt.Sprintf("r%02d", i)
+				putFlag(t, st1, checkoutFlag(keys[i]))
+				if _, err := a.c.Command(ctx, keys[i], rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The first tick reads every rollout: it takes the notices of
+			// the starts along.
+			poll.True(t, 10*time.Second, "a to notice its starts", func() bool { return len(pending()) == n+1 })
+			if err := a.c.Tick(ctx); err != nil || !a.c.Leader() {
+				t.Fatalf("a did not lead: %v", err)
+			}
+			a.clock.Add(2 * time.Second)
+			cs.reads()
+			if err := a.c.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if bodies, _, _ := cs.reads(); bodies != n {
+				t.Fatalf("the tick with %d rollouts due read %d", n, bodies)
+			}
+			if due := testutil.ToFloat64(a.c.opts.Metrics.looksDue); due != n {
+				t.Fatalf("%v looks due, want %d", due, n)
+			}
+			// b pauses the first rollout after a's look at it: its notice
+			// and that of a's commit are one.
+			paused, err := b.c.Command(ctx, keys[0], rollout.Command{Kind: rollout.Pause, Actor: "b"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if paused.Revision != 3 {
+				t.Fatalf("b paused %s at revision %d, want 3: after a's look", keys[0], paused.Revision)
+			}
+			poll.True(t, 10*time.Second, "a to notice its commits and b's pause", func() bool {
+				p := pending()
+				a.c.trackMu.Lock()
+				defer a.c.trackMu.Unlock()
+				for i, k := range keys {
+					rev, ok := p[k]
+					if !ok || (i == 0) != (rev > a.c.tracked[k]) {
+						return false
+					}
+				}
+				return true
+			})
+			if err := a.c.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if bodies, snaps, _ := cs.reads(); bodies != 1 || snaps != 0 {
+				t.Fatalf("the tick after a's commits and b's pause read %d rollouts and %d snapshots, want b's one alone", bodies, snaps)
+			}
+			// a's index holds its own commits and b's pause: the next looks
+			// are of the other rollouts, and the paused one is left alone.
+			a.clock.Add(2 * time.Second)
+			if err := a.c.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if bodies, _, _ := cs.reads(); bodies != n-1 {
+				t.Fatalf("the next tick read %d rollouts, want the %d due", bodies, n-1)
+			}
+			if due := testutil.ToFloat64(a.c.opts.Metrics.looksDue); due != 2*n-1 {
+				t.Fatalf("%v looks due after the next tick, want %d", due, 2*n-1)
+			}
+			for i, k := range keys {
+				want := rollout.Progressing
+				if i == 0 {
+					want = rollout.Paused
+				}
+				if s := b.state(t, k); s.Phase != want || s.Revision != 3 {
+					t.Errorf("%s is %s at revision %d, want %s at 3", k, s.Phase, s.Revision, want)
+				}
+			}
+		})
+	}
+}
+
+// TestUnseen: a notice tells of something to read when its revision is
+// unknown or past the one tracked for its key, and not when it is at or
+// before it.
+func TestUnseen(t *testing.T) {
+	tracked := map[string]int64{"own": 7, "older": 7, "later": 7, "unknown": 7}
+	changed := map[string]int64{"own": 7, "older": 5, "later": 9, "unknown": 0, "untracked": 3}
+	if got := unseen(changed, tracked); !slices.Equal(got, []string{"later", "unknown", "untracked"}) {
+		t.Errorf("unseen %v, want later, unknown and untracked", got)
+	}
+	if got := unseen(nil, tracked); got != nil {
+		t.Errorf("unseen of no change: %v", got)
+	}
+}
+
+// TestTrackKeepsTheLaterRevision: a read that a commit overtook does not
+// put the older state back in the index, and a state whose revision is
+// not known (a record from before revisions) always goes in.
+func TestTrackKeepsTheLaterRevision(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	at := f.clock.Now()
+	state := func(due time.Duration) rollout.State {
+		s := rollout.New("a")
+		s.Phase, s.Plan.Interval = rollout.Progressing, plan.Duration(time.Minute)
+		s.UpdatedAt = at.Add(due - time.Minute)
+		return s
+	}
+	dueAt := func() time.Time {
+		f.c.due.mu.Lock()
+		defer f.c.due.mu.Unlock()
+		return f.c.due.at["a"]
+	}
+	f.c.track(state(9*time.Second), 9)
+	f.c.track(state(8*time.Second), 8)
+	if got := dueAt(); !got.Equal(at.Add(9 * time.Second)) {
+		t.Fatalf("due at %v after a stale read, want revision 9's %v", got, at.Add(9*time.Second))
+	}
+	f.c.track(state(5*time.Second), 0)
+	if got := dueAt(); !got.Equal(at.Add(5*time.Second)) || f.c.tracked["a"] != 0 {
+		t.Fatalf("due at %v, tracked at %d after a state of unknown revision, want it in at %v, untracked", got, f.c.tracked["a"], at.Add(5*time.Second))
+	}
+	f.c.track(state(9*time.Second), 9)
+	f.c.untrack("a")
+	if got := dueAt(); !got.IsZero() || len(f.c.tracked) != 0 {
+		t.Fatalf("due at %v, tracked %v after the rollout was found gone", got, f.c.tracked)
 	}
 }
 

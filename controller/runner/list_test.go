@@ -49,7 +49,7 @@ func storeStates(t *testing.T, st store.Store, ss ...rollout.State) {
 			for _, h := range s.History {
 				acts = append(acts, rollout.Notify{Key: s.Key, Transition: h})
 			}
-			if err := write(context.Background(), tx, s, acts); err != nil {
+			if _, err := write(context.Background(), tx, s, acts); err != nil {
 				return err
 			}
 		}
@@ -260,14 +260,15 @@ func TestListWhileRolloutsChange(t *testing.T) {
 			churn := fmt.Sprintf("r%02d-churn", (w*7)%len(stay))
 			err := st.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
 				b, _ := json.Marshal(s)
-				if err := tx.PutRollout(ctx, store.Rollout{Key: s.Key, State: b}); err != nil {
+				if _, err := tx.PutRollout(ctx, store.Rollout{Key: s.Key, State: b}); err != nil {
 					return err
 				}
 				if err := tx.DeleteRollout(ctx, churn); err == nil {
 					return nil
 				}
 				b, _ = json.Marshal(stateIn(churn, rollout.Progressing))
-				return tx.PutRollout(ctx, store.Rollout{Key: churn, State: b})
+				_, err := tx.PutRollout(ctx, store.Rollout{Key: churn, State: b})
+				return err
 			})
 			if err != nil && ctx.Err() == nil {
 				stopped <- err

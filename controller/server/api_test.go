@@ -137,7 +137,8 @@ func TestRolloutOwnsPercentAfterStart(t *testing.T) {
 					if err != nil {
 						return err
 					}
-					return tx.PutRollout(ctx, store.Rollout{Key: "a", State: raw})
+					_, err = tx.PutRollout(ctx, store.Rollout{Key: "a", State: raw})
+					return err
 				}); err != nil {
 					t.Fatal(err)
 				}

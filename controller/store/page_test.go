@@ -15,7 +15,8 @@ import (
 // putRollout stores a rollout record whose state names its writer's n.
 func putRollout(ctx context.Context, s store.Store, key string, n int) error {
 	return s.Update(ctx, store.Actor{Name: "tester"}, func(tx store.Tx) error {
-		return tx.PutRollout(ctx, store.Rollout{Key: key, State: json.RawMessage(fmt.Sprintf(`{"key":%q,"n":%d}`, key, n))})
+		_, err := tx.PutRollout(ctx, store.Rollout{Key: key, State: json.RawMessage(fmt.Sprintf(`{"key":%q,"n":%d}`, key, n))})
+		return err
 	})
 }
 
@@ -34,7 +35,8 @@ func TestRolloutsPageWhileRolloutsChange(t *testing.T) {
 					if err := tx.DeleteRollout(ctx, key); !errors.Is(err, store.ErrNotFound) {
 						return err
 					}
-					return tx.PutRollout(ctx, store.Rollout{Key: key, State: json.RawMessage(`{}`)})
+					_, err := tx.PutRollout(ctx, store.Rollout{Key: key, State: json.RawMessage(`{}`)})
+					return err
 				})
 			},
 			page: func(ctx context.Context, after string, limit int) ([]string, error) {

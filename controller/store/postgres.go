@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,7 +19,7 @@ import (
 const pgChannel = "vigil_changes"
 
 // pgRolloutChannel is the channel on which a committed change of a
-// rollout record announces its key.
+// rollout record announces its key and revision (rolloutPayload).
 const pgRolloutChannel = "vigil_rollouts"
 
 // pgMigrateLock is the advisory lock key under which replicas migrate.
@@ -50,7 +51,7 @@ func openPostgres(ctx context.Context, url string, ms []migration) (Store, error
 	s := &sqlStore{
 		d: dialect{
 			name:              "postgres",
-			lockRevision:      `SELECT revision FROM vigil_meta WHERE id = 1 FOR UPDATE`,
+			lockRevision:      `SELECT revision, rollout_revision FROM vigil_meta WHERE id = 1 FOR UPDATE`,
 			readTx:            &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 			notify:            pgNotify,
 			notifyRollouts:    pgNotifyRollouts,
@@ -83,16 +84,37 @@ func pgNotify(ctx context.Context, tx *sql.Tx, rev int64) error {
 	return err
 }
 
-// pgNotifyRollouts announces each key in a notification of its own: a
+// pgNotifyRollouts announces each change in a notification of its own: a
 // payload is limited to 8000 bytes, and PostgreSQL folds the same payload
 // sent twice in one transaction.
-func pgNotifyRollouts(ctx context.Context, tx *sql.Tx, keys []string) error {
-	for _, k := range keys {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, pgRolloutChannel, k); err != nil {
-			return err
+func pgNotifyRollouts(ctx context.Context, tx *sql.Tx, changes []RolloutChange) error {
+	for _, c := range changes {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, pgRolloutChannel, rolloutPayload(c)); err != nil {
+			return fmt.Errorf("notify of rollout %s: %w", c.Key, err)
 		}
 	}
 	return nil
+}
+
+// rolloutPayload is the NOTIFY payload of a change of a rollout record:
+// its key, a space (which no flag key holds) and its revision.
+func rolloutPayload(c RolloutChange) string {
+	return c.Key + " " + strconv.FormatInt(c.Revision, 10)
+}
+
+// parseRolloutPayload reads a rolloutPayload. A payload without a
+// revision, as releases before revisions sent, is its key alone, with
+// revision 0 (unknown): the watcher reads the record again.
+func parseRolloutPayload(p string) RolloutChange {
+	key, rev, ok := strings.Cut(p, " ")
+	if !ok {
+		return RolloutChange{Key: p}
+	}
+	n, err := strconv.ParseInt(rev, 10, 64)
+	if err != nil || n < 0 {
+		n = 0
+	}
+	return RolloutChange{Key: key, Revision: n}
 }
 
 func pgUnique(err error) bool {
@@ -124,7 +146,7 @@ func listen(ctx context.Context, cfg *pgx.ConnConfig, notes *notifier, rollNotes
 					break
 				}
 				if n.Channel == pgRolloutChannel {
-					rollNotes.publish([]string{n.Payload})
+					rollNotes.publish([]RolloutChange{parseRolloutPayload(n.Payload)})
 					continue
 				}
 				rev, perr := strconv.ParseInt(n.Payload, 10, 64)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +16,7 @@ import (
 func putWithHistory(t *testing.T, s store.Store, r store.Rollout, history ...string) {
 	t.Helper()
 	err := s.Update(context.Background(), store.Actor{Name: "rollout"}, func(tx store.Tx) error {
-		if err := tx.PutRollout(context.Background(), r); err != nil {
+		if _, err := tx.PutRollout(context.Background(), r); err != nil {
 			return err
 		}
 		var hs []json.RawMessage
@@ -95,7 +95,7 @@ func TestRolloutsOfManyKeys(t *testing.T) {
 			for i := range 1200 {
 				k := fmt.Sprintf("f%04d", i)
 				keys = append(keys, k)
-				if err := tx.PutRollout(ctx, store.Rollout{Key: k, State: json.RawMessage(`{}`)}); err != nil {
+				if _, err := tx.PutRollout(ctx, store.Rollout{Key: k, State: json.RawMessage(`{}`)}); err != nil {
 					return err
 				}
 			}
@@ -116,48 +116,148 @@ func TestRolloutsOfManyKeys(t *testing.T) {
 	})
 }
 
+// putRev stores r and returns the rollout revision the put took.
+func putRev(t *testing.T, s store.Store, r store.Rollout) int64 {
+	t.Helper()
+	var rev int64
+	err := s.Update(context.Background(), store.Actor{Name: "rollout"}, func(tx store.Tx) error {
+		var err error
+		rev, err = tx.PutRollout(context.Background(), r)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
+}
+
+// TestRolloutRevisions: each put or delete of a rollout record takes the
+// next rollout revision, which every read of the record carries; a
+// revision is never issued twice, not to a record put again after a
+// delete either; and rollout revisions leave the flags' revision alone.
+func TestRolloutRevisions(t *testing.T) {
+	forEachKind(t, func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		put(t, s, testFlag("x", 1))
+		before, err := s.Snapshot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a1 := putRev(t, s, store.Rollout{Key: "a", State: json.RawMessage(`{}`)})
+		b1 := putRev(t, s, store.Rollout{Key: "b", State: json.RawMessage(`{}`)})
+		a2 := putRev(t, s, store.Rollout{Key: "a", State: json.RawMessage(`{"n":2}`), Revision: 1000})
+		if a1 < 1 || b1 <= a1 || a2 <= b1 {
+			t.Fatalf("revisions of three puts: %d, %d, %d, want growing from 1", a1, b1, a2)
+		}
+		if after, err := s.Snapshot(ctx); err != nil || after.Revision != before.Revision {
+			t.Fatalf("the flags' revision went from %d to %d (%v) with rollout puts alone", before.Revision, after.Revision, err)
+		}
+		want := map[string]int64{"a": a2, "b": b1}
+		check := func(how string, rs []store.Rollout) {
+			t.Helper()
+			if len(rs) != len(want) {
+				t.Fatalf("%s: %d records, want %d", how, len(rs), len(want))
+			}
+			for _, r := range rs {
+				if r.Revision != want[r.Key] {
+					t.Errorf("%s: %s at revision %d, want %d", how, r.Key, r.Revision, want[r.Key])
+				}
+			}
+		}
+		one, err := s.Rollout(ctx, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("Rollout", []store.Rollout{one, {Key: "b", Revision: b1}})
+		all, err := s.Rollouts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("Rollouts", all)
+		of, err := s.RolloutsOf(ctx, []string{"a", "b"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("RolloutsOf", of)
+		page, err := s.RolloutsPage(ctx, "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("RolloutsPage", page)
+
+		if err := s.Update(ctx, store.Actor{Name: "rollout"}, func(tx store.Tx) error { return tx.DeleteRollout(ctx, "a") }); err != nil {
+			t.Fatal(err)
+		}
+		a3 := putRev(t, s, store.Rollout{Key: "a", State: json.RawMessage(`{}`)})
+		if a3 <= a2+1 {
+			t.Fatalf("a put after a delete took revision %d, want past the delete's, past %d", a3, a2+1)
+		}
+		if r, err := s.Rollout(ctx, "a"); err != nil || r.Revision != a3 {
+			t.Fatalf("a read back at revision %d (%v), want %d", r.Revision, err, a3)
+		}
+	})
+}
+
 // TestWatchRollouts: a put or delete of a rollout record is told to its
-// watchers by key, and a put of a flag alone is not.
+// watchers by key with the revision it took, and a put of a flag alone is
+// not.
 func TestWatchRollouts(t *testing.T) {
 	forEachKind(t, func(t *testing.T, s store.Store) {
 		ctx, cancel := context.WithCancel(context.Background())
 		ch := s.WatchRollouts(ctx)
 		put(t, s, testFlag("x", 1))
-		putWithHistory(t, s, store.Rollout{Key: "a", State: json.RawMessage(`{}`)})
-		putWithHistory(t, s, store.Rollout{Key: "b", State: json.RawMessage(`{}`)})
-		waitKeys(t, ch, "a", "b")
+		// A listener that connects meanwhile tells a nil batch in place
+		// of the changes before it: then they are made again.
+		for attempt := 1; ; attempt++ {
+			putRev(t, s, store.Rollout{Key: "a", State: json.RawMessage(`{}`)})
+			b := putRev(t, s, store.Rollout{Key: "b", State: json.RawMessage(`{}`)})
+			if err := s.Update(ctx, store.Actor{Name: "rollout"}, func(tx store.Tx) error { return tx.DeleteRollout(ctx, "a") }); err != nil {
+				t.Fatal(err)
+			}
+			if waitChanges(t, ch, map[string]int64{"a": b + 1, "b": b}) {
+				break
+			}
+			if attempt == 5 {
+				t.Fatal("every attempt was told as a nil batch")
+			}
+		}
 		cancel()
 		for range ch {
 		}
 	})
 }
 
-// waitKeys waits until the batches from ch have named every key in want,
-// and fails on a key not in want.
-func waitKeys(t *testing.T, ch <-chan []string, want ...string) {
+// waitChanges waits until the batches from ch have told of each key in
+// want at its revision, and fails on a key not in want or a revision
+// past want's. It returns false at a nil batch: a listener (re)connected,
+// and changes may have been told as that batch alone.
+func waitChanges(t *testing.T, ch <-chan []store.RolloutChange, want map[string]int64) bool {
 	t.Helper()
-	seen := map[string]bool{}
+	seen := map[string]int64{}
 	deadline := time.After(10 * time.Second)
-	for len(seen) < len(want) {
+	for !maps.Equal(seen, want) {
 		select {
 		case batch := <-ch:
 			if batch == nil {
-				continue // a listener (re)connected: nothing to check
+				return false
 			}
-			for _, k := range batch {
-				if !slices.Contains(want, k) {
-					t.Fatalf("told of rollout %q, want only %v", k, want)
+			for _, c := range batch {
+				w, ok := want[c.Key]
+				if !ok || c.Revision < 1 || c.Revision > w {
+					t.Fatalf("told of rollout %q at revision %d, want only %v", c.Key, c.Revision, want)
 				}
-				seen[k] = true
+				seen[c.Key] = max(seen[c.Key], c.Revision)
 			}
 		case <-deadline:
 			t.Fatalf("told of %v, want %v", seen, want)
 		}
 	}
+	return true
 }
 
 // TestPostgresReplicasToldOfRollouts: a rollout changed through one
-// replica's store reaches the rollout watchers of another.
+// replica's store reaches the rollout watchers of another, with the
+// revision the change took.
 func TestPostgresReplicasToldOfRollouts(t *testing.T) {
 	ctx := context.Background()
 	a, b := postgresReplicas(t)
@@ -166,12 +266,16 @@ func TestPostgresReplicasToldOfRollouts(t *testing.T) {
 	ch := b.WatchRollouts(wctx)
 	// The listener may still be connecting: keep writing until b hears.
 	deadline := time.Now().Add(10 * time.Second)
+	written := map[int64]bool{}
 	for {
-		putWithHistory(t, a, store.Rollout{Key: "a", State: json.RawMessage(`{}`)})
+		written[putRev(t, a, store.Rollout{Key: "a", State: json.RawMessage(`{}`)})] = true
 		select {
 		case batch := <-ch:
-			if slices.Equal(batch, []string{"a"}) {
+			if len(batch) == 1 && batch[0].Key == "a" && written[batch[0].Revision] {
 				return
+			}
+			if batch != nil {
+				t.Fatalf("replica b was told %+v, want a at one of the revisions written, %v", batch, written)
 			}
 		case <-time.After(200 * time.Millisecond):
 		}
@@ -246,6 +350,9 @@ func TestMigrationMovesHistoryOut(t *testing.T) {
 				}
 				if progressing := r.Key == "a"; progressing == r.DueAt.IsZero() {
 					t.Fatalf("rollout %s due at %v after migration", r.Key, r.DueAt)
+				}
+				if r.Revision != 0 {
+					t.Fatalf("rollout %s at revision %d after migration, want 0: no change was told with it", r.Key, r.Revision)
 				}
 			}
 		})

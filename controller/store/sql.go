@@ -18,8 +18,9 @@ import (
 // dialect holds what differs between the SQL databases.
 type dialect struct {
 	name string
-	// lockRevision reads the revision row and, where the database needs it,
-	// locks it so that writers run one at a time.
+	// lockRevision reads the revision and the rollout revision and, where
+	// the database needs it, locks their row so that writers run one at a
+	// time.
 	lockRevision string
 	// readTx are the options of consistent multi-statement reads.
 	readTx *sql.TxOptions
@@ -28,7 +29,7 @@ type dialect struct {
 	notify func(ctx context.Context, tx *sql.Tx, revision int64) error
 	// notifyRollouts, when set, tells other processes of changed rollout
 	// records inside the writing transaction.
-	notifyRollouts func(ctx context.Context, tx *sql.Tx, keys []string) error
+	notifyRollouts func(ctx context.Context, tx *sql.Tx, changes []RolloutChange) error
 	// isUniqueViolation reports a duplicate-key error.
 	isUniqueViolation func(error) bool
 	// holdsLease selects a lease still held by a holder and, where the
@@ -142,16 +143,16 @@ func (s *sqlStore) Update(ctx context.Context, actor Actor, fn func(tx Tx) error
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
 	t := &sqlTx{tx: &stmtTx{tx: tx, prepare: s.d.prepareInTx}, actor: actor, now: s.now().UTC(), d: &s.d}
-	if err := tx.QueryRowContext(ctx, s.d.lockRevision).Scan(&t.rev); err != nil {
+	if err := tx.QueryRowContext(ctx, s.d.lockRevision).Scan(&t.rev, &t.rollRev); err != nil {
 		return fmt.Errorf("lock revision: %w", err)
 	}
-	start := t.rev
+	start, rollStart := t.rev, t.rollRev
 	if err := fn(t); err != nil {
 		return err
 	}
 	changed := t.rev != start || t.tokensChanged
-	if t.rev != start {
-		if _, err := tx.ExecContext(ctx, `UPDATE vigil_meta SET revision = $1 WHERE id = 1`, t.rev); err != nil {
+	if t.rev != start || t.rollRev != rollStart {
+		if _, err := tx.ExecContext(ctx, `UPDATE vigil_meta SET revision = $1, rollout_revision = $2 WHERE id = 1`, t.rev, t.rollRev); err != nil {
 			return fmt.Errorf("write revision: %w", err)
 		}
 	}
@@ -162,7 +163,10 @@ func (s *sqlStore) Update(ctx context.Context, actor Actor, fn func(tx Tx) error
 			}
 		}
 	}
-	rollouts := slices.Sorted(maps.Keys(t.rollouts))
+	rollouts := make([]RolloutChange, 0, len(t.rollouts))
+	for _, k := range slices.Sorted(maps.Keys(t.rollouts)) {
+		rollouts = append(rollouts, RolloutChange{Key: k, Revision: t.rollouts[k]})
+	}
 	if len(rollouts) > 0 && s.d.notifyRollouts != nil {
 		if err := s.d.notifyRollouts(ctx, tx, rollouts); err != nil {
 			return fmt.Errorf("notify: %w", err)
@@ -285,7 +289,7 @@ func (s *sqlStore) RolloutsPage(ctx context.Context, after string, limit int) ([
 	if limit < 1 {
 		return nil, fmt.Errorf("rollouts after %q: limit %d is not at least 1", after, limit)
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT key, state, updated_at, due_at FROM vigil_rollouts WHERE key > $1 ORDER BY key LIMIT $2`, after, limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT key, state, updated_at, due_at, revision FROM vigil_rollouts WHERE key > $1 ORDER BY key LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("rollouts after %q: %w", after, err)
 	}
@@ -299,7 +303,7 @@ func (s *sqlStore) RolloutsPage(ctx context.Context, after string, limit int) ([
 func (s *sqlStore) RolloutsOf(ctx context.Context, keys []string) ([]Rollout, error) {
 	out := []Rollout{}
 	err := inBatches(keys, func(in string, args []any) error {
-		rows, err := s.r.QueryContext(ctx, `SELECT key, state, updated_at, due_at FROM vigil_rollouts WHERE key IN (`+in+`)`, args...)
+		rows, err := s.r.QueryContext(ctx, `SELECT key, state, updated_at, due_at, revision FROM vigil_rollouts WHERE key IN (`+in+`)`, args...)
 		if err != nil {
 			return err
 		}
@@ -416,7 +420,9 @@ func (s *sqlStore) RolloutLooks(ctx context.Context, key string, since time.Time
 	return out, nil
 }
 
-func (s *sqlStore) WatchRollouts(ctx context.Context) <-chan []string { return s.rollNotes.watch(ctx) }
+func (s *sqlStore) WatchRollouts(ctx context.Context) <-chan []RolloutChange {
+	return s.rollNotes.watch(ctx)
+}
 
 func (s *sqlStore) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
 	now := s.now()
@@ -548,7 +554,7 @@ func decodeFlag(key string, version int64, data string) (flag.Flag, error) {
 }
 
 func queryRollout(ctx context.Context, q queryer, key string) (Rollout, error) {
-	rows, err := q.QueryContext(ctx, `SELECT key, state, updated_at, due_at FROM vigil_rollouts WHERE key = $1`, key)
+	rows, err := q.QueryContext(ctx, `SELECT key, state, updated_at, due_at, revision FROM vigil_rollouts WHERE key = $1`, key)
 	if err != nil {
 		return Rollout{}, fmt.Errorf("rollout %s: %w", key, err)
 	}
@@ -563,7 +569,7 @@ func queryRollout(ctx context.Context, q queryer, key string) (Rollout, error) {
 }
 
 func queryRollouts(ctx context.Context, q queryer) ([]Rollout, error) {
-	rows, err := q.QueryContext(ctx, `SELECT key, state, updated_at, due_at FROM vigil_rollouts ORDER BY key`)
+	rows, err := q.QueryContext(ctx, `SELECT key, state, updated_at, due_at, revision FROM vigil_rollouts ORDER BY key`)
 	if err != nil {
 		return nil, fmt.Errorf("rollouts: %w", err)
 	}
@@ -581,7 +587,7 @@ func scanRollouts(rows *sql.Rows) ([]Rollout, error) {
 		var r Rollout
 		var state string
 		var at, due int64
-		if err := rows.Scan(&r.Key, &state, &at, &due); err != nil {
+		if err := rows.Scan(&r.Key, &state, &at, &due, &r.Revision); err != nil {
 			return nil, err
 		}
 		r.State = json.RawMessage(state)
@@ -605,9 +611,13 @@ type sqlTx struct {
 	// of as they do of flag changes, so that replicas that keep tokens in
 	// memory drop a revoked one at once.
 	tokensChanged bool
-	// rollouts are the keys of the rollout records put or deleted, which
-	// WatchRollouts tells of after the commit.
-	rollouts map[string]struct{}
+	// rollRev is the highest rollout revision issued, counting this
+	// transaction's puts and deletes of rollout records so far.
+	rollRev int64
+	// rollouts are the rollout records put or deleted, each key with the
+	// revision of its last change, which WatchRollouts tells of after the
+	// commit.
+	rollouts map[string]int64
 }
 
 // stmtTx runs a write transaction's statements, prepared once each for the
@@ -660,11 +670,15 @@ func (t *stmtTx) ExecContext(ctx context.Context, query string, args ...any) (sq
 	return t.tx.ExecContext(ctx, query, args...)
 }
 
-func (t *sqlTx) rolloutChanged(key string) {
+// rolloutChanged issues the next rollout revision for a put or delete of
+// key's record and returns it.
+func (t *sqlTx) rolloutChanged(key string) int64 {
+	t.rollRev++
 	if t.rollouts == nil {
-		t.rollouts = map[string]struct{}{}
+		t.rollouts = map[string]int64{}
 	}
-	t.rollouts[key] = struct{}{}
+	t.rollouts[key] = t.rollRev
+	return t.rollRev
 }
 
 func (t *sqlTx) Revision() int64 { return t.rev }
@@ -766,9 +780,9 @@ func (t *sqlTx) Rollout(ctx context.Context, key string) (Rollout, error) {
 
 func (t *sqlTx) Rollouts(ctx context.Context) ([]Rollout, error) { return queryRollouts(ctx, t.tx) }
 
-func (t *sqlTx) PutRollout(ctx context.Context, r Rollout) error {
+func (t *sqlTx) PutRollout(ctx context.Context, r Rollout) (int64, error) {
 	if !json.Valid(r.State) {
-		return fmt.Errorf("put rollout %s: state is not valid JSON", r.Key)
+		return 0, fmt.Errorf("put rollout %s: state is not valid JSON", r.Key)
 	}
 	var due int64
 	if !r.DueAt.IsZero() {
@@ -776,13 +790,13 @@ func (t *sqlTx) PutRollout(ctx context.Context, r Rollout) error {
 		// epoch is simply overdue.
 		due = max(r.DueAt.UnixMicro(), 1)
 	}
-	if _, err := t.tx.ExecContext(ctx, `INSERT INTO vigil_rollouts (key, state, updated_at, due_at) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, due_at = excluded.due_at`,
-		r.Key, string(r.State), t.now.UnixMicro(), due); err != nil {
-		return fmt.Errorf("put rollout %s: %w", r.Key, err)
+	rev := t.rollRev + 1 // issued by rolloutChanged once stored
+	if _, err := t.tx.ExecContext(ctx, `INSERT INTO vigil_rollouts (key, state, updated_at, due_at, revision) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, due_at = excluded.due_at, revision = excluded.revision`,
+		r.Key, string(r.State), t.now.UnixMicro(), due, rev); err != nil {
+		return 0, fmt.Errorf("put rollout %s: %w", r.Key, err)
 	}
-	t.rolloutChanged(r.Key)
-	return nil
+	return t.rolloutChanged(r.Key), nil
 }
 
 func (t *sqlTx) AppendRolloutHistory(ctx context.Context, key string, entries ...json.RawMessage) error {
@@ -997,6 +1011,21 @@ var schema = []migration{{
 		`ALTER TABLE vigil_rollouts ADD COLUMN due_at BIGINT NOT NULL DEFAULT 0`,
 		`UPDATE vigil_rollouts SET due_at = 1 WHERE state::jsonb ->> 'state' = 'progressing'`,
 		`CREATE INDEX vigil_rollouts_due ON vigil_rollouts (due_at) WHERE due_at > 0`,
+	},
+}, {
+	// Version 3 gives each rollout record the revision of its last put,
+	// from a sequence of rollout revisions kept beside the flags'
+	// revision, so that a watcher told of a change knows whether the
+	// record is still the one it holds (RolloutChange). Records stored
+	// before have revision 0, which no change is told with.
+	version: 3,
+	sqlite: []string{
+		`ALTER TABLE vigil_meta ADD COLUMN rollout_revision BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE vigil_rollouts ADD COLUMN revision BIGINT NOT NULL DEFAULT 0`,
+	},
+	postgres: []string{
+		`ALTER TABLE vigil_meta ADD COLUMN rollout_revision BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE vigil_rollouts ADD COLUMN revision BIGINT NOT NULL DEFAULT 0`,
 	},
 }}
 

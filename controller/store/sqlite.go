@@ -67,7 +67,7 @@ func openSQLite(ctx context.Context, dir string, ms []migration) (Store, error) 
 	s := &sqlStore{
 		d: dialect{
 			name:              "sqlite",
-			lockRevision:      `SELECT revision FROM vigil_meta WHERE id = 1`,
+			lockRevision:      `SELECT revision, rollout_revision FROM vigil_meta WHERE id = 1`,
 			isUniqueViolation: sqliteUnique,
 			// One writer at a time: nothing can take the lease during the
 			// transaction.

@@ -94,13 +94,15 @@ type Store interface {
 	// process or (on PostgreSQL) any other. Values are hints that coalesce: read Changes
 	// to learn what changed. The channel closes when ctx is done.
 	Watch(ctx context.Context) <-chan int64
-	// WatchRollouts returns a channel that receives the keys of rollout
-	// records that may have changed (put or deleted), through this process
-	// or (on PostgreSQL) any other. Batches coalesce while the receiver is
-	// busy; a nil batch means that changes may have been missed (the
-	// PostgreSQL listener reconnected) and every record should be read
-	// again. The channel closes when ctx is done.
-	WatchRollouts(ctx context.Context) <-chan []string
+	// WatchRollouts returns a channel that receives the rollout records
+	// that changed (put or deleted), each with the revision of its change,
+	// through this process or (on PostgreSQL) any other. Batches coalesce
+	// while the receiver is busy, the changes of one key into one that
+	// carries the latest revision (0, unknown, when any of them is); a nil
+	// batch means that changes may have been missed (the PostgreSQL
+	// listener reconnected) and every record should be read again. The
+	// channel closes when ctx is done.
+	WatchRollouts(ctx context.Context) <-chan []RolloutChange
 	// Ping checks that the database answers and, on SQLite, that it would
 	// take a write now: another process may hold the file's write lock
 	// while reads go on.
@@ -134,9 +136,10 @@ type Tx interface {
 	Rollout(ctx context.Context, key string) (Rollout, error)
 	// Rollouts lists every rollout record, by key.
 	Rollouts(ctx context.Context) ([]Rollout, error)
-	// PutRollout creates or replaces a rollout record; UpdatedAt is set to
-	// the transaction's time.
-	PutRollout(ctx context.Context, r Rollout) error
+	// PutRollout creates or replaces a rollout record with the next
+	// rollout revision, ignoring r.Revision, and returns that revision;
+	// UpdatedAt is set to the transaction's time.
+	PutRollout(ctx context.Context, r Rollout) (int64, error)
 	// AppendRolloutHistory appends entries (each valid JSON) to the
 	// history of key's rollout. History is append-only: it is kept apart
 	// from the record so that a record stays small however long its
@@ -146,7 +149,8 @@ type Tx interface {
 	// rollout and drops its oldest looks beyond the newest keep.
 	AppendRolloutLook(ctx context.Context, key string, at time.Time, look json.RawMessage, keep int) error
 	// DeleteRollout removes a rollout record, its history and its looks,
-	// or returns ErrNotFound.
+	// or returns ErrNotFound. The delete takes the next rollout revision,
+	// which its watchers are told of.
 	DeleteRollout(ctx context.Context, key string) error
 	// CreateToken stores a new token, or returns ErrExists.
 	CreateToken(ctx context.Context, t Token) error
@@ -248,4 +252,22 @@ type Rollout struct {
 	// indexed, so that the loop finds what is due without reading every
 	// state.
 	DueAt time.Time `json:"dueAt,omitzero"`
+	// Revision is the rollout revision of the put that stored the record
+	// (0 for a record stored before the store kept revisions). Rollout
+	// revisions come from a store-wide sequence of their own, apart from
+	// the flags' versions: each put or delete of a rollout record takes
+	// the next number, so a revision is never issued twice, not even to
+	// a record put again after a delete. A reader that holds the state of
+	// revision R and is told of a change at revision R (RolloutChange)
+	// knows that the record is still the one it holds.
+	Revision int64 `json:"revision,omitzero"`
+}
+
+// RolloutChange tells of a put or a delete of a rollout record.
+type RolloutChange struct {
+	Key string
+	// Revision is the rollout revision the change took (Rollout.Revision),
+	// or 0 when it is not known: a notice from a release that did not
+	// send revisions. A watcher reads the record again for it.
+	Revision int64
 }

@@ -263,7 +263,8 @@ func TestRolloutWithFlagInOneTransaction(t *testing.T) {
 			if _, err := tx.PutFlag(ctx, f); err != nil {
 				return err
 			}
-			return tx.PutRollout(ctx, store.Rollout{Key: "a", State: json.RawMessage(`{"state":"progressing","step":1}`)})
+			_, err = tx.PutRollout(ctx, store.Rollout{Key: "a", State: json.RawMessage(`{"state":"progressing","step":1}`)})
+			return err
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -281,7 +282,8 @@ func TestRolloutWithFlagInOneTransaction(t *testing.T) {
 			t.Fatalf("rollouts %v %v", rs, err)
 		}
 		if err := s.Update(ctx, store.Actor{Name: "rollout"}, func(tx store.Tx) error {
-			return tx.PutRollout(ctx, store.Rollout{Key: "a", State: json.RawMessage(`{bad`)})
+			_, err := tx.PutRollout(ctx, store.Rollout{Key: "a", State: json.RawMessage(`{bad`)})
+			return err
 		}); err == nil {
 			t.Fatal("invalid state JSON accepted")
 		}
