@@ -141,7 +141,8 @@ func TestCatchUpIsBounded(t *testing.T) {
 // TestReadSeesLateSamples: a sample committed after a read but stamped
 // before it (scrape lag, remote write, VictoriaMetrics's latency offset) is
 // still read, so a counter reset it shows is counted even when the counter
-// has grown past its old value by the next sample.
+// has grown past its old value by the next sample; each reading's Latest is
+// the latest sample shown so far.
 func TestReadSeesLateSamples(t *testing.T) {
 	l := newLoader(t)
 	since := l.end.Add(-10 * 15 * time.Second)
@@ -165,22 +166,25 @@ func TestReadSeesLateSamples(t *testing.T) {
 	}
 	r := NewReader(l.s)
 	q := []FlagQuery{{Flag: "f", Treatment: "on", Control: "off", Since: since}}
-	read := func(now time.Time) float64 {
+	read := func(now time.Time) (float64, time.Time) {
 		t.Helper()
 		got, err := r.Read(context.Background(), now, q)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return got["f"].Counts.Treatment.Requests
+		return got["f"].Counts.Treatment.Requests, got["f"].Latest
 	}
-	// Read just after k=6's scrape, before its samples are committed.
-	if n := read(at(6).Add(time.Second)); n != 50 {
-		t.Fatalf("first read: %v requests, want 50", n)
+	// Read just after k=6's scrape, before its samples are committed:
+	// twice, the second finding nothing newer.
+	for range 2 {
+		if n, latest := read(at(6).Add(time.Second)); n != 50 || !latest.Equal(at(5)) {
+			t.Fatalf("before k=6's samples: %v requests, latest sample at %v; want 50 and %v", n, latest, at(5))
+		}
 	}
 	// The pod restarted: k=6 shows 3, and by k=7 it has counted 60.
 	appendAt(6, 3)
 	appendAt(7, 60)
-	if n := read(at(7).Add(time.Second)); n != 110 {
-		t.Errorf("after the late sample of the restart: %v requests, want 50 + 3 + 57 = 110", n)
+	if n, latest := read(at(7).Add(time.Second)); n != 110 || !latest.Equal(at(7)) {
+		t.Errorf("after the late sample of the restart: %v requests, latest sample at %v; want 50 + 3 + 57 = 110 and %v", n, latest, at(7))
 	}
 }

@@ -72,6 +72,10 @@ type Reading struct {
 	// (judge.CohortCounts.Slower), chosen from control's counts, because an
 	// interpolated quantile is not a count a sequential test can use.
 	TreatmentBuckets, ControlBuckets []Bucket
+	// Latest is the time of the latest sample of the flag's requests
+	// series the provider has shown, zero before any: a read whose Latest
+	// is no later than the last one's found no new scrape.
+	Latest time.Time
 	// Err says why some counts could not be read; nil when all were.
 	// errors.Is(Err, ErrNoData) when a series was missing or not finite;
 	// errors.As(Err, **QueryError) when a query failed.
@@ -223,6 +227,7 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 	// Tallied under the lock: the next read changes the memory.
 	reqs, errCounts, hists := counts{}, counts{}, histograms{}
 	reqFailed, latFailed := map[string]*QueryError{}, map[string]*QueryError{}
+	latest := map[string]time.Time{}
 	for _, g := range []*group{reqRecent, reqCatchUp} {
 		for _, fw := range g.follows {
 			if g.failed != nil {
@@ -230,6 +235,9 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 				continue
 			}
 			for _, s := range fw.series {
+				if t := s.seenTS.Time(); t.After(latest[fw.flag]) {
+					latest[fw.flag] = t
+				}
 				k := cohortKey{fw.flag, s.variant}
 				reqs.add(k, s.bucket, s.value())
 				if s.failed {
@@ -280,6 +288,7 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 			in.hists = nil
 		}
 		rd := out[f.Flag]
+		rd.Latest = latest[f.Flag]
 		rd.Counts.Treatment, rd.TreatmentBuckets = in.cohort(f, f.Treatment, errs)
 		rd.Counts.Control, rd.ControlBuckets = in.cohort(f, f.Control, errs)
 		out[f.Flag] = rd

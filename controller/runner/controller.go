@@ -82,7 +82,8 @@ type Controller struct {
 	// together: lookChunk, smaller in tests.
 	chunk int
 
-	plans planCache
+	plans   planCache
+	scrapes scrapes
 	// due indexes when each progressing rollout is next due, so that a
 	// tick reads only the rollouts that are due.
 	due dueIndex
@@ -263,7 +264,7 @@ func (c *Controller) Tick(ctx context.Context) error {
 	if took > c.opts.Tick {
 		c.opts.Metrics.observeOverrun()
 		c.log.Warn("rollout tick overran its interval; looks due meanwhile wait for the next tick",
-			"took", took.Round(time.Millisecond), "interval", c.opts.Tick, "due", rep.due, "judged", rep.judged,
+			"took", took.Round(time.Millisecond), "interval", c.opts.Tick, "due", rep.due, "judged", rep.judged, "unscraped", rep.unscraped,
 			"reading_states", rep.states.Round(time.Millisecond), "reading_metrics", rep.read.Round(time.Millisecond),
 			"judging", rep.judging.Round(time.Millisecond), "committing", rep.commit.Round(time.Millisecond))
 	}
@@ -276,7 +277,9 @@ func (c *Controller) Tick(ctx context.Context) error {
 // chunks, whose reads overlap with commits, so they may add up to more than
 // the tick took.
 type tickReport struct {
-	due, judged                   int
+	// unscraped are the due rollouts whose read showed no new scrape,
+	// looked at again at the next tick.
+	due, judged, unscraped        int
 	states, read, judging, commit time.Duration
 }
 
@@ -329,6 +332,7 @@ func (c *Controller) look(ctx context.Context) (tickReport, error) {
 	for ch := range judged {
 		rep.due += ch.rep.due
 		rep.judged += ch.rep.judged
+		rep.unscraped += ch.rep.unscraped
 		rep.states += ch.rep.states
 		rep.read += ch.rep.read
 		rep.judging += ch.rep.judging
@@ -402,9 +406,14 @@ func (c *Controller) judgeDue(ctx context.Context, ch dueChunk, now time.Time) d
 	}
 	ch.rep.due = len(ch.due)
 	began := time.Now()
-	obs, read := c.observe(ctx, ch.due, ch.flags, now)
+	obs, unscraped, read := c.observe(ctx, ch.due, ch.flags, now)
 	ch.rep.read, ch.rep.judging = read, time.Since(began)-read
 	for i, s := range ch.due {
+		if unscraped[i] {
+			ch.rep.unscraped++
+			c.due.set(s.Key, now.Add(c.opts.Tick))
+			continue
+		}
 		if obs[i].Verdict != nil {
 			ch.rep.judged++
 		}
@@ -515,6 +524,7 @@ func (c *Controller) track(s rollout.State, rev int64) {
 	c.due.set(s.Key, s.NextLook())
 	if s.Phase != rollout.Progressing {
 		c.plans.drop(s.Key)
+		c.scrapes.forget(s.Key)
 	}
 	c.opts.Metrics.observeStates([]rollout.State{s})
 }
@@ -528,6 +538,7 @@ func (c *Controller) untrack(key string) {
 	delete(c.tracked, key)
 	c.due.set(key, time.Time{})
 	c.plans.drop(key)
+	c.scrapes.forget(key)
 }
 
 // observe reads the counts of every due rollout in one batch and judges
@@ -539,8 +550,9 @@ func (c *Controller) untrack(key string) {
 // missing or not finite (no traffic yet in a cohort) is not: the judge reads
 // it as unreadable, which holds the rollout as inconclusive until
 // maxStepDuration.
-func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map[string]flag.Flag, now time.Time) ([]rollout.Observation, time.Duration) {
+func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map[string]flag.Flag, now time.Time) ([]rollout.Observation, []bool, time.Duration) {
 	obs := make([]rollout.Observation, len(due))
+	unscraped := make([]bool, len(due))
 	plans := make([]*plan.Prepared, len(due))
 	var qs []cohort.FlagQuery
 	for i, s := range due {
@@ -558,7 +570,7 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 		}
 	}
 	if len(qs) == 0 {
-		return obs, 0
+		return obs, unscraped, 0
 	}
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, c.readBudget(due))
@@ -592,6 +604,10 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 			}
 			continue
 		}
+		if !c.scrapes.newer(s, rd.Latest, now) {
+			unscraped[i] = true
+			continue
+		}
 		cum := rd.Counts
 		obs[i].Requests = judge.RequestCounts{
 			Treatment: finiteOr(cum.Treatment.Requests, s.Cohorts.Total.Treatment),
@@ -607,7 +623,43 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 		}
 		obs[i].Verdict, obs[i].Judge = v, state
 	}
-	return obs, took
+	return obs, unscraped, took
+}
+
+// scrapes remembers, for each progressing rollout, the latest sample the
+// read of its last look showed.
+type scrapes struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+// newer reports whether a look at s may be taken at now with a read whose
+// latest sample is at latest, and if so remembers latest. A read that shows
+// no sample newer than the last look's found the metric source not scraped
+// since (a scrape slower than the look interval, or one committed late):
+// such a look would be recorded with nothing new and the next one would be
+// an interval away, so it is taken again at the next tick instead, until
+// half an interval has passed since it was due; then it is recorded as it
+// is, so that a source that stopped still shows in the rollout's looks.
+func (sc *scrapes) newer(s rollout.State, latest, now time.Time) bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	prev, seen := sc.at[s.Key]
+	if seen && !latest.IsZero() && !latest.After(prev) && now.Before(s.NextLook().Add(s.Plan.Interval.Std()/2)) {
+		return false
+	}
+	if sc.at == nil {
+		sc.at = map[string]time.Time{}
+	}
+	sc.at[s.Key] = latest
+	return true
+}
+
+// forget drops what is remembered of key's rollout.
+func (sc *scrapes) forget(key string) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	delete(sc.at, key)
 }
 
 // judgesLatency reports whether a plan has a latency check, the only

@@ -525,3 +525,74 @@ func TestNewLeaderReadsDueTimes(t *testing.T) {
 		t.Fatalf("the new leader did not look at the rollout started under the old one: revision %d", got)
 	}
 }
+
+// scrapeReader reports every reading's latest sample at *latest, the time
+// of the metric source's last scrape as the test sets it.
+type scrapeReader struct {
+	Reader
+	latest *time.Time
+}
+
+func (r scrapeReader) Read(ctx context.Context, now time.Time, qs []cohort.FlagQuery) (map[string]cohort.Reading, error) {
+	out, err := r.Reader.Read(ctx, now, qs)
+	for k, rd := range out {
+		rd.Latest = *r.latest
+		out[k] = rd
+	}
+	return out, err
+}
+
+// TestLookWaitsForANewScrape: a due look whose read shows no sample newer
+// than the last look's is not recorded but taken again at the next tick;
+// once half an interval has passed it is recorded all the same.
+func TestLookWaitsForANewScrape(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	fl := checkoutFlag("checkout")
+	fl.Rollout.Plan = json.RawMessage(`{"interval": "10s", "minStepDuration": "5m", "maxStepDuration": "10m",
+		"minRequests": 200, "metrics": [{"name": "error-rate", "tolerance": 1.2, "maxRatio": 0}]}`)
+	putFlag(t, f.st, fl)
+	f.tr.errRate["checkout"] = [2]float64{0.01, 0.01}
+	s, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var latest time.Time
+	f.c.opts.Reader = scrapeReader{Reader: f.tr, latest: &latest}
+	looks := 0
+	rev := s.Revision
+	tick := func(d time.Duration, wantLook bool) {
+		t.Helper()
+		f.clock.Add(d)
+		if err := f.tr.advance(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.c.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		at := f.clock.Now().Sub(s.StartedAt)
+		switch got := f.state(t, "checkout").Revision; {
+		case wantLook && got != rev+1:
+			t.Fatalf("at %v: revision %d, want %d: the look was not recorded", at, got, rev+1)
+		case !wantLook && got != rev:
+			t.Fatalf("at %v: revision %d, want %d: a look was recorded without a new scrape", at, got, rev)
+		}
+		rev = f.state(t, "checkout").Revision
+		if wantLook {
+			looks++
+		}
+	}
+	latest = f.clock.Now()
+	tick(10*time.Second, true) // the first look
+	tick(10*time.Second, false)
+	latest = f.clock.Now()
+	tick(time.Second, true) // a second late, with the new scrape
+	tick(9*time.Second, false)
+	for range 4 {
+		tick(time.Second, false)
+	}
+	tick(time.Second, true) // half an interval late: recorded without one
+	if looks != 3 {
+		t.Errorf("%d looks recorded, want 3", looks)
+	}
+}
