@@ -269,3 +269,37 @@ func TestChunksReadWhileOthersCommit(t *testing.T) {
 		}
 	}
 }
+
+// hangingReader answers no read until its context ends.
+type hangingReader struct{ reads *atomic.Int32 }
+
+func (r hangingReader) Read(ctx context.Context, _ time.Time, _ []cohort.FlagQuery) (map[string]cohort.Reading, error) {
+	r.reads.Add(1)
+	<-ctx.Done()
+	return nil, fmt.Errorf("metric source: %w", ctx.Err())
+}
+
+// TestTimedOutReadFailsTheTicksLaterChunks: when a chunk's read runs out of
+// its budget, the tick's later chunks take that failure as theirs without
+// waiting out the budget again, and every look records it.
+func TestTimedOutReadFailsTheTicksLaterChunks(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	f.c.chunk = 50
+	ctx := context.Background()
+	keys, before := startMany(t, f, 150)
+	var reads atomic.Int32
+	f.c.opts.Reader = hangingReader{&reads}
+	f.clock.Add(time.Second)
+	if err := f.c.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := reads.Load(); n != 1 {
+		t.Errorf("the tick asked the source %d times, want once: the later chunks waited out the budget again", n)
+	}
+	for _, k := range keys {
+		s := f.state(t, k)
+		if s.Revision != before[k]+1 || s.ProviderErrors != 1 {
+			t.Errorf("%s at revision %d with %d provider errors, want %d and 1", k, s.Revision, s.ProviderErrors, before[k]+1)
+		}
+	}
+}

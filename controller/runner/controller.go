@@ -324,8 +324,9 @@ func (c *Controller) look(ctx context.Context) (tickReport, error) {
 	}()
 	go func() {
 		defer close(judged)
+		var reads tickReads
 		for ch := range read {
-			judged <- c.judgeDue(ctx, ch, now)
+			judged <- c.judgeDue(ctx, &reads, ch, now)
 		}
 	}()
 	var errs []error
@@ -400,13 +401,13 @@ func (c *Controller) readDue(ctx context.Context, keys []string, now time.Time) 
 
 // judgeDue reads the metrics of ch's due rollouts, judges them and adds
 // their looks to ch's decisions.
-func (c *Controller) judgeDue(ctx context.Context, ch dueChunk, now time.Time) dueChunk {
+func (c *Controller) judgeDue(ctx context.Context, reads *tickReads, ch dueChunk, now time.Time) dueChunk {
 	if len(ch.due) == 0 {
 		return ch
 	}
 	ch.rep.due = len(ch.due)
 	began := time.Now()
-	obs, unscraped, read := c.observe(ctx, ch.due, ch.flags, now)
+	obs, unscraped, read := c.observe(ctx, reads, ch.due, ch.flags, now)
 	ch.rep.read, ch.rep.judging = read, time.Since(began)-read
 	for i, s := range ch.due {
 		if unscraped[i] {
@@ -550,7 +551,7 @@ func (c *Controller) untrack(key string) {
 // missing or not finite (no traffic yet in a cohort) is not: the judge reads
 // it as unreadable, which holds the rollout as inconclusive until
 // maxStepDuration.
-func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map[string]flag.Flag, now time.Time) ([]rollout.Observation, []bool, time.Duration) {
+func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollout.State, flags map[string]flag.Flag, now time.Time) ([]rollout.Observation, []bool, time.Duration) {
 	obs := make([]rollout.Observation, len(due))
 	unscraped := make([]bool, len(due))
 	plans := make([]*plan.Prepared, len(due))
@@ -573,9 +574,16 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 		return obs, unscraped, 0
 	}
 	start := time.Now()
-	rctx, cancel := context.WithTimeout(ctx, c.readBudget(due))
-	readings, err := c.opts.Reader.Read(rctx, now, qs)
-	cancel()
+	var readings map[string]cohort.Reading
+	err := reads.timedOut
+	if err == nil {
+		rctx, cancel := context.WithTimeout(ctx, c.readBudget(due))
+		readings, err = c.opts.Reader.Read(rctx, now, qs)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			reads.timedOut = err
+		}
+	}
 	took := time.Since(start)
 	// The batch counts as one failed read when a query for only some of its
 	// rollouts failed, too.
@@ -624,6 +632,14 @@ func (c *Controller) observe(ctx context.Context, due []rollout.State, flags map
 		obs[i].Verdict, obs[i].Judge = v, state
 	}
 	return obs, unscraped, took
+}
+
+// tickReads is what the chunks of one tick share of their reads: a read
+// that ran out of its budget fails the later chunks' reads too, as one
+// read of all of them would have, rather than each chunk waiting out the
+// budget again.
+type tickReads struct {
+	timedOut error
 }
 
 // scrapes remembers, for each progressing rollout, the latest sample the
