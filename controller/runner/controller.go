@@ -612,21 +612,22 @@ func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollou
 			}
 			continue
 		}
-		if !c.scrapes.newer(s, rd.Latest, now) {
-			unscraped[i] = true
-			continue
-		}
 		cum := rd.Counts
 		obs[i].Requests = judge.RequestCounts{
 			Treatment: finiteOr(cum.Treatment.Requests, s.Cohorts.Total.Treatment),
 			Control:   finiteOr(cum.Control.Requests, s.Cohorts.Total.Control),
 		}
 		if !s.Analyzing(now) {
+			unscraped[i] = !c.scrapes.take(s, rd.Latest, now, false)
 			continue
 		}
 		v, state, jerr := c.judge(s, plans[i], cum, now)
 		if jerr != nil {
 			obs[i].Err = jerr
+			continue
+		}
+		if !c.scrapes.take(s, rd.Latest, now, v.Outcome != judge.Inconclusive) {
+			unscraped[i] = true
 			continue
 		}
 		obs[i].Verdict, obs[i].Judge = v, state
@@ -649,19 +650,23 @@ type scrapes struct {
 	at map[string]time.Time
 }
 
-// newer reports whether a look at s may be taken at now with a read whose
-// latest sample is at latest, and if so remembers latest. A read that shows
-// no sample newer than the last look's found the metric source not scraped
-// since (a scrape slower than the look interval, or one committed late):
-// such a look would be recorded with nothing new and the next one would be
-// an interval away, so it is taken again at the next tick instead, until
-// half an interval has passed since it was due; then it is recorded as it
-// is, so that a source that stopped still shows in the rollout's looks.
-func (sc *scrapes) newer(s rollout.State, latest, now time.Time) bool {
+// take reports whether a look at s is taken at now, its read's latest
+// sample at latest and its verdict decisive or not, and if so remembers
+// latest. A read that shows no sample newer than the last look's found the
+// metric source not scraped since (a scrape slower than the look interval,
+// or one committed late): an inconclusive look on it would be recorded
+// with nothing new and the next look would be an interval away, so it is
+// taken again at the next tick instead, until half an interval has passed
+// since it was due; then it is recorded as it is, so that a source that
+// stopped still shows in the rollout's looks. A decisive verdict (a pass
+// once the step's time is up, or a fail) is taken at once. Skipping a look
+// leaves the judge's state as it was, as if the look had not been taken,
+// which its sequential test allows.
+func (sc *scrapes) take(s rollout.State, latest, now time.Time, decisive bool) bool {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	prev, seen := sc.at[s.Key]
-	if seen && !latest.IsZero() && !latest.After(prev) && now.Before(s.NextLook().Add(s.Plan.Interval.Std()/2)) {
+	if !decisive && seen && !latest.IsZero() && !latest.After(prev) && now.Before(s.NextLook().Add(s.Plan.Interval.Std()/2)) {
 		return false
 	}
 	if sc.at == nil {
