@@ -85,7 +85,7 @@ func (r hookReader) Read(ctx context.Context, now time.Time, qs []cohort.FlagQue
 }
 
 // startMany starts n rollouts and returns their keys and revisions.
-func startMany(t *testing.T, f *fixture, n int) ([]string, map[string]int64) {
+func startMany(t testing.TB, f *fixture, n int) ([]string, map[string]int64) {
 	t.Helper()
 	keys := make([]string, n)
 	revisions := map[string]int64{}

@@ -12,50 +12,24 @@ import (
 
 // BenchmarkTick is one tick of the loop on SQLite with 100 progressing
 // rollouts due: the batched read, the judge and one transaction each.
-func BenchmarkTick(b *testing.B) {
-	st := openSQLite(b)
-	f := newFixture(b, st)
-	ctx := context.Background()
-	for i := range 100 {
-		key := fmt.Sprintf("flag-%03d", i)
-		putFlag(b, st, checkoutFlag(key))
-		f.tr.errRate[key] = [2]float64{0.01, 0.01}
-		if _, err := f.c.Command(ctx, key, rollout.Command{Kind: rollout.Start, Actor: "bench"}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		f.clock.Add(time.Second)
-		if err := f.tr.advance(ctx); err != nil {
-			b.Fatal(err)
-		}
-		if err := f.c.Tick(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
+func BenchmarkTick(b *testing.B) { benchTicks(b, false) }
 
 // BenchmarkTickWatched is BenchmarkTick with the controller following the
 // store's notices of changed rollouts, as Run has it do: each tick also
 // follows the notices of the previous tick's commits, its own.
-func BenchmarkTickWatched(b *testing.B) {
-	st := openSQLite(b)
-	f := newFixture(b, st)
-	// The ticks' context never ends, as BenchmarkTick's: database/sql
-	// watches one that can end with a goroutine per transaction.
+func BenchmarkTickWatched(b *testing.B) { benchTicks(b, true) }
+
+func benchTicks(b *testing.B, watched bool) {
+	f := newFixture(b, openSQLite(b))
+	// The ticks' context never ends: database/sql watches one that can
+	// end with a goroutine per transaction.
 	ctx := context.Background()
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	f.c.watch(wctx)
-	for i := range 100 {
-		key := fmt.Sprintf("flag-%03d", i)
-		putFlag(b, st, checkoutFlag(key))
-		f.tr.errRate[key] = [2]float64{0.01, 0.01}
-		if _, err := f.c.Command(ctx, key, rollout.Command{Kind: rollout.Start, Actor: "bench"}); err != nil {
-			b.Fatal(err)
-		}
+	if watched {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		f.c.watch(wctx)
 	}
+	startMany(b, f, 100)
 	b.ReportAllocs()
 	for b.Loop() {
 		f.clock.Add(time.Second)
