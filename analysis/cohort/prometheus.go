@@ -122,8 +122,9 @@ func (p *HTTPProvider) Query(ctx context.Context, query string, ts time.Time) (m
 
 // QueryMatrix evaluates a range vector selector at ts and calls fn with each
 // series' raw samples, retrying transient failures within ctx. It posts the
-// query as the API client does but reads the answer itself, as a stream
-// (decodeMatrix).
+// query form-encoded, as the API client does (without its fallback to GET:
+// the Reader's queries are too long for a URL), and reads the answer
+// itself, as a stream (decodeMatrix).
 func (p *HTTPProvider) QueryMatrix(ctx context.Context, query string, ts time.Time, fn func(labels.Labels, []model.SamplePair)) error {
 	u := p.client.URL("/api/v1/query", nil)
 	form := url.Values{

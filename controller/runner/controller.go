@@ -82,7 +82,9 @@ type Controller struct {
 	// together: lookChunk, smaller in tests.
 	chunk int
 
-	plans   planCache
+	plans planCache
+	// scrapes holds the latest sample each rollout's last look read, so
+	// that a look finding no newer one can wait for the next tick.
 	scrapes scrapes
 	// due indexes when each progressing rollout is next due, so that a
 	// tick reads only the rollouts that are due.
@@ -412,7 +414,9 @@ func (c *Controller) judgeDue(ctx context.Context, reads *tickReads, ch dueChunk
 	for i, s := range ch.due {
 		if unscraped[i] {
 			ch.rep.unscraped++
+			c.trackMu.Lock()
 			c.due.set(s.Key, now.Add(c.opts.Tick))
+			c.trackMu.Unlock()
 			continue
 		}
 		if obs[i].Verdict != nil {
