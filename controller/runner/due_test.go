@@ -224,6 +224,58 @@ func TestTickOverrunIsCountedAndLogged(t *testing.T) {
 	}
 }
 
+// listeningReplicas are two replicas on one database (replicaStores): a,
+// whose reads are counted and which follows the store's notices until the
+// test ends, and b, another replica.
+type listeningReplicas struct {
+	a, b  *fixture
+	reads *countingStore
+	ctx   context.Context
+}
+
+func newListeningReplicas(t *testing.T, open func(t *testing.T) (store.Store, store.Store)) *listeningReplicas {
+	t.Helper()
+	st1, st2 := open(t)
+	cs := &countingStore{Store: st1}
+	p := &listeningReplicas{a: newFixture(t, cs), b: newFixture(t, st2), reads: cs}
+	p.b.c.opts.Holder = "test-2"
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	p.ctx = ctx
+	p.a.c.watch(ctx)
+	return p
+}
+
+// pending is a copy of the notices a holds for its next tick.
+func (p *listeningReplicas) pending() map[string]int64 {
+	p.a.c.pendingMu.Lock()
+	defer p.a.c.pendingMu.Unlock()
+	return maps.Clone(p.a.c.pending)
+}
+
+// noticed reports whether a holds a notice of key for its next tick.
+func (p *listeningReplicas) noticed(key string) bool {
+	_, ok := p.pending()[key]
+	return ok
+}
+
+// hear writes through b until a hears it: a's listener may still be
+// connecting (on PostgreSQL), and what b does after this is then heard for
+// certain, with no reconnection making a read everything.
+func (p *listeningReplicas) hear(t *testing.T) {
+	t.Helper()
+	poll.True(t, 10*time.Second, "a's listener to hear b", func() bool {
+		err := p.b.st.Update(p.ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
+			_, err := tx.PutRollout(p.ctx, store.Rollout{Key: "warm-up", State: json.RawMessage(`{"key":"warm-up","state":"aborted"}`)})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.noticed("warm-up")
+	})
+}
+
 // TestLeaderSeesAnotherReplicasCommand: a rollout started through another
 // replica, on one SQLite store or two connections to one PostgreSQL, is
 // noticed by the leader, which looks at it when it is due, without reading
@@ -231,24 +283,12 @@ func TestTickOverrunIsCountedAndLogged(t *testing.T) {
 func TestLeaderSeesAnotherReplicasCommand(t *testing.T) {
 	for name, open := range replicaStores() {
 		t.Run(name, func(t *testing.T) {
-			st1, st2 := open(t)
-			cs := &countingStore{Store: st1}
-			a := newFixture(t, cs)
-			b := newFixture(t, st2)
-			b.c.opts.Holder = "test-2"
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			a.c.watch(ctx)
-			putFlag(t, st1, checkoutFlag("checkout"))
-			noticed := func(key string) bool {
-				a.c.pendingMu.Lock()
-				defer a.c.pendingMu.Unlock()
-				_, ok := a.c.pending[key]
-				return ok
-			}
+			p := newListeningReplicas(t, open)
+			a, b, cs, ctx := p.a, p.b, p.reads, p.ctx
+			putFlag(t, cs, checkoutFlag("checkout"))
 			// Finished rollouts that a tick following one change must not
 			// read.
-			err := st1.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
+			err := cs.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
 				for i := range 20 {
 					key := fmt.Sprintf("done-%02d", i)
 					if _, err := tx.PutRollout(ctx, store.Rollout{Key: key, State: json.RawMessage(`{"key":"` + key + `","state":"promoted"}`)}); err != nil {
@@ -260,25 +300,14 @@ func TestLeaderSeesAnotherReplicasCommand(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// a's listener may still be connecting: write through b until
-			// a hears, so that b's start below is heard for certain.
-			poll.True(t, 10*time.Second, "a's listener to hear b", func() bool {
-				err := st2.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
-					_, err := tx.PutRollout(ctx, store.Rollout{Key: "warm-up", State: json.RawMessage(`{"key":"warm-up","state":"aborted"}`)})
-					return err
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return noticed("warm-up")
-			})
+			p.hear(t)
 			if err := a.c.Tick(ctx); err != nil || !a.c.Leader() {
 				t.Fatalf("a did not lead: %v", err)
 			}
 			if _, err := b.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "b"}); err != nil {
 				t.Fatal(err)
 			}
-			poll.True(t, 10*time.Second, "a to notice b's start", func() bool { return noticed("checkout") })
+			poll.True(t, 10*time.Second, "a to notice b's start", func() bool { return p.noticed("checkout") })
 			cs.reads()
 			a.clock.Add(time.Hour)
 			if err := a.c.Tick(ctx); err != nil {
@@ -304,45 +333,21 @@ func TestLeaderSeesAnotherReplicasCommand(t *testing.T) {
 func TestLeaderDoesNotReadBackItsOwnCommits(t *testing.T) {
 	for name, open := range replicaStores() {
 		t.Run(name, func(t *testing.T) {
-			st1, st2 := open(t)
-			cs := &countingStore{Store: st1}
-			a := newFixture(t, cs)
-			b := newFixture(t, st2)
-			b.c.opts.Holder = "test-2"
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			a.c.watch(ctx)
-			pending := func() map[string]int64 {
-				a.c.pendingMu.Lock()
-				defer a.c.pendingMu.Unlock()
-				return maps.Clone(a.c.pending)
-			}
-			// a's listener may still be connecting (on PostgreSQL): write
-			// through b until a hears, so that b's command below is heard
-			// for certain and no reconnection makes a read everything.
-			poll.True(t, 10*time.Second, "a's listener to hear b", func() bool {
-				err := st2.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
-					_, err := tx.PutRollout(ctx, store.Rollout{Key: "warm-up", State: json.RawMessage(`{"key":"warm-up","state":"aborted"}`)})
-					return err
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-				_, ok := pending()["warm-up"]
-				return ok
-			})
+			p := newListeningReplicas(t, open)
+			a, b, cs, ctx := p.a, p.b, p.reads, p.ctx
+			p.hear(t)
 			const n = 20
 			keys := make([]string, n)
 			for i := range keys {
 				keys[i] = fmt.Sprintf("r%02d", i)
-				putFlag(t, st1, checkoutFlag(keys[i]))
+				putFlag(t, cs, checkoutFlag(keys[i]))
 				if _, err := a.c.Command(ctx, keys[i], rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			// The first tick reads every rollout: it takes the notices of
 			// the starts along.
-			poll.True(t, 10*time.Second, "a to notice its starts", func() bool { return len(pending()) == n+1 })
+			poll.True(t, 10*time.Second, "a to notice its starts", func() bool { return len(p.pending()) == n+1 })
 			if err := a.c.Tick(ctx); err != nil || !a.c.Leader() {
 				t.Fatalf("a did not lead: %v", err)
 			}
@@ -367,11 +372,11 @@ func TestLeaderDoesNotReadBackItsOwnCommits(t *testing.T) {
 				t.Fatalf("b paused %s at revision %d, want 3: after a's look", keys[0], paused.Revision)
 			}
 			poll.True(t, 10*time.Second, "a to notice its commits and b's pause", func() bool {
-				p := pending()
+				pending := p.pending()
 				a.c.trackMu.Lock()
 				defer a.c.trackMu.Unlock()
 				for i, k := range keys {
-					rev, ok := p[k]
+					rev, ok := pending[k]
 					if !ok || (i == 0) != (rev > a.c.tracked[k]) {
 						return false
 					}
