@@ -26,9 +26,11 @@ import (
 //
 // samples is reused from one series to the next. A series without float
 // samples (a native histogram's) is skipped. fn may have been called for
-// some series when an error is returned.
-func decodeMatrix(body []byte, fn func(labels.Labels, []model.SamplePair)) error {
-	it := jsoniter.ParseBytes(jsoniter.ConfigDefault, body)
+// some series when an error is returned; an error reading body is returned
+// wrapped, so a caller can tell a connection cut off from a malformed
+// answer.
+func decodeMatrix(body io.Reader, fn func(labels.Labels, []model.SamplePair)) error {
+	it := jsoniter.Parse(jsoniter.ConfigDefault, body, 64<<10)
 	var (
 		status, errType, errMsg string
 		sawData                 bool
@@ -138,7 +140,9 @@ func decodeSeries(it *jsoniter.Iterator, fn func(labels.Labels, []model.SamplePa
 			}
 			return it.Error == nil
 		})
-		if err == nil {
+		if it.Error != nil {
+			// A failed read of the stream explains whatever went wrong
+			// after it.
 			err = it.Error
 		}
 		if err != nil {

@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
@@ -26,9 +28,11 @@ type decoded struct {
 	samples []model.SamplePair
 }
 
+// decodeAll decodes body handed over a byte at a time, so that every token
+// of it is split between reads of the stream.
 func decodeAll(body string) ([]decoded, error) {
 	var out []decoded
-	err := decodeMatrix([]byte(body), func(ls labels.Labels, samples []model.SamplePair) {
+	err := decodeMatrix(iotest.OneByteReader(strings.NewReader(body)), func(ls labels.Labels, samples []model.SamplePair) {
 		out = append(out, decoded{ls.String(), slices.Clone(samples)})
 	})
 	return out, err
@@ -131,6 +135,53 @@ func TestQueryMatrixOverHTTP(t *testing.T) {
 	var apiErr *v1.Error
 	if !errors.As(err, &apiErr) || apiErr.Type != v1.ErrBadData || apiErr.Msg != "nope" || n.Load() != 3 {
 		t.Errorf("400: %v after %d requests, want bad_data after 3", err, n.Load())
+	}
+}
+
+// An answer cut off part way (the connection closed before its declared
+// length) is asked for again, and the whole second answer is decoded.
+func TestQueryMatrixRetriesAnAnswerCutOff(t *testing.T) {
+	full := `{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"1"},"values":[[1700000000,"7"]]},{"metric":{"a":"2"},"values":[[1700000000,"9"]]}]}}`
+	srv, n := faultServer(t, func(i int, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(full)))
+		if i == 0 {
+			fmt.Fprint(w, full[:strings.Index(full, `{"metric":{"a":"2"}`)+5])
+			return
+		}
+		fmt.Fprint(w, full)
+	})
+	p := newProvider(t, HTTPOptions{URL: srv.URL, Backoff: time.Millisecond})
+	var got []string
+	err := p.QueryMatrix(context.Background(), `x[1m]`, time.Now(), func(ls labels.Labels, _ []model.SamplePair) {
+		got = append(got, ls.Get("a"))
+	})
+	// The first attempt delivered the first series before it was cut off.
+	if err != nil || n.Load() != 2 || !slices.Equal(got, []string{"1", "1", "2"}) {
+		t.Fatalf("got series %v and %v after %d requests, want 1, then 1 and 2 after 2", got, err, n.Load())
+	}
+}
+
+// An answer that stops arriving runs out of the attempt's timeout, which
+// covers reading the answer, and the error says so.
+func TestQueryMatrixTimesOutAStalledAnswer(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	srv, _ := faultServer(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"status":"success","data":{"resultType":"matrix","result":[`)
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	p := newProvider(t, HTTPOptions{URL: srv.URL, Timeout: 50 * time.Millisecond, Retries: -1})
+	err := p.QueryMatrix(context.Background(), `x[1m]`, time.Now(), func(labels.Labels, []model.SamplePair) {
+		t.Error("a series from a stalled answer")
+	})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "timed out after 50ms") {
+		t.Fatalf("stalled answer: %v, want the attempt's timeout", err)
 	}
 }
 

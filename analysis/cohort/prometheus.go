@@ -57,9 +57,10 @@ type HTTPOptions struct {
 // HTTPProvider queries a Prometheus-compatible HTTP API.
 type HTTPProvider struct {
 	api v1.API
-	// client carries QueryMatrix's requests, which decode their own
-	// answers.
-	client  api.Client
+	// client retries QueryMatrix's exchanges, which hc carries so that
+	// their answers are decoded as they arrive.
+	client  *retryClient
+	hc      *http.Client
 	timeout time.Duration
 }
 
@@ -100,7 +101,7 @@ func NewHTTPProvider(opts HTTPOptions) (*HTTPProvider, error) {
 		return nil, fmt.Errorf("prometheus provider %s: %w", opts.URL, err)
 	}
 	rc := &retryClient{Client: base, retries: opts.Retries, timeout: opts.Timeout, backoff: opts.Backoff, maxBackoff: opts.MaxBackoff}
-	return &HTTPProvider{api: v1.NewAPI(rc), client: rc, timeout: opts.Timeout}, nil
+	return &HTTPProvider{api: v1.NewAPI(rc), client: rc, hc: hc, timeout: opts.Timeout}, nil
 }
 
 // Query evaluates an instant query at ts, retrying transient failures
@@ -123,8 +124,11 @@ func (p *HTTPProvider) Query(ctx context.Context, query string, ts time.Time) (m
 // QueryMatrix evaluates a range vector selector at ts and calls fn with each
 // series' raw samples, retrying transient failures within ctx. It posts the
 // query form-encoded, as the API client does (without its fallback to GET:
-// the Reader's queries are too long for a URL), and reads the answer
-// itself, as a stream (decodeMatrix).
+// the Reader's queries are too long for a URL), and decodes the answer as
+// it arrives (decodeMatrix): at 1,000 rollouts whose latency is judged an
+// answer is a hundred megabytes, which the API client would first gather
+// in memory. An attempt cut off part way is retried whole, so fn may be
+// called again for series it has seen.
 func (p *HTTPProvider) QueryMatrix(ctx context.Context, query string, ts time.Time, fn func(labels.Labels, []model.SamplePair)) error {
 	u := p.client.URL("/api/v1/query", nil)
 	form := url.Values{
@@ -138,18 +142,30 @@ func (p *HTTPProvider) QueryMatrix(ctx context.Context, query string, ts time.Ti
 		return fmt.Errorf("query %q: %w", query, err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, answer, err := p.client.Do(ctx, req)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		return answerError(resp, answer)
-	}
-	return decodeMatrix(answer, fn)
+	_, err = p.client.retry(ctx, req, func(req *http.Request) (*http.Response, error) {
+		resp, err := p.hc.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			answer, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorAnswer))
+			if err != nil {
+				return resp, fmt.Errorf("HTTP %s: read the answer: %w", resp.Status, err)
+			}
+			return resp, answerError(resp, answer)
+		}
+		return resp, decodeMatrix(resp.Body, fn)
+	})
+	return err
 }
 
-// retryClient retries one HTTP exchange of the API client. It sits below
-// the API's decoding so that it sees status codes and Retry-After.
+// maxErrorAnswer is as much of an answer other than 2xx as is read for its
+// error.
+const maxErrorAnswer = 1 << 20
+
+// retryClient retries one HTTP exchange. It sits below the API's decoding so
+// that it sees status codes and Retry-After.
 type retryClient struct {
 	api.Client
 	retries             int
@@ -157,24 +173,38 @@ type retryClient struct {
 	backoff, maxBackoff time.Duration
 }
 
+// Do is the API client's exchange, retried.
 func (c *retryClient) Do(ctx context.Context, req *http.Request) (*http.Response, []byte, error) {
+	var body []byte
+	resp, err := c.retry(ctx, req, func(req *http.Request) (*http.Response, error) {
+		resp, b, err := c.Client.Do(req.Context(), req)
+		body = b
+		return resp, err
+	})
+	return resp, body, err
+}
+
+// retry makes the exchange attempt until it succeeds, fails for good or ctx
+// ends. Each attempt gets a request bound to its own timeout, which covers
+// reading the answer; a failed attempt is retried when retryable says so.
+func (c *retryClient) retry(ctx context.Context, req *http.Request, attempt func(*http.Request) (*http.Response, error)) (*http.Response, error) {
 	wait := c.backoff
-	for attempt := 0; ; attempt++ {
+	for n := 0; ; n++ {
 		r := req
-		if attempt > 0 && req.GetBody != nil {
+		if n > 0 && req.GetBody != nil {
 			body, err := req.GetBody()
 			if err != nil {
-				return nil, nil, fmt.Errorf("replay request body: %w", err)
+				return nil, fmt.Errorf("replay request body: %w", err)
 			}
 			r = req.Clone(ctx)
 			r.Body = body
 		}
-		resp, body, err := c.attempt(ctx, r)
-		if attempt >= c.retries || !retryable(resp, err) || ctx.Err() != nil {
-			if err != nil && attempt > 0 {
-				err = fmt.Errorf("after %d attempts: %w", attempt+1, err)
+		resp, err := c.timed(ctx, r, attempt)
+		if n >= c.retries || !retryable(resp, err) || ctx.Err() != nil {
+			if err != nil && n > 0 {
+				err = fmt.Errorf("after %d attempts: %w", n+1, err)
 			}
-			return resp, body, err
+			return resp, err
 		}
 		// Full jitter spreads the retries of many controllers.
 		d := time.Duration(rand.Int64N(int64(wait) + 1))
@@ -188,36 +218,41 @@ func (c *retryClient) Do(ctx context.Context, req *http.Request) (*http.Response
 			if err == nil {
 				err = fmt.Errorf("HTTP %s", resp.Status)
 			}
-			return resp, body, fmt.Errorf("%w (gave up retrying: %w)", err, ctx.Err())
+			return resp, fmt.Errorf("%w (gave up retrying: %w)", err, ctx.Err())
 		case <-t.C:
 		}
 		wait = min(2*wait, c.maxBackoff)
 	}
 }
 
-func (c *retryClient) attempt(ctx context.Context, req *http.Request) (*http.Response, []byte, error) {
+func (c *retryClient) timed(ctx context.Context, req *http.Request, attempt func(*http.Request) (*http.Response, error)) (*http.Response, error) {
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	resp, body, err := c.Client.Do(actx, req)
+	resp, err := attempt(req.WithContext(actx))
 	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("attempt timed out after %s: %w", c.timeout, err)
 	}
-	return resp, body, err
+	return resp, err
 }
 
-// retryable says whether a failed exchange may succeed if repeated.
+// retryable says whether a failed exchange may succeed if repeated: by its
+// status when the server answered other than 2xx, otherwise by its error
+// (a network error, a timeout, or an answer cut off).
 func retryable(resp *http.Response, err error) bool {
-	if err != nil {
-		var ne net.Error
-		return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
-			errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+	if resp != nil && resp.StatusCode/100 != 2 {
+		switch resp.StatusCode {
+		case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
+			http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+		return false
 	}
-	switch resp.StatusCode {
-	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
-		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return true
+	if err == nil {
+		return false
 	}
-	return false
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }
 
 // retryAfter reads a Retry-After header given in seconds.
