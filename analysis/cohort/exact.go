@@ -31,13 +31,19 @@ const (
 	// forgetAfter is how long the Reader keeps a flag it is no longer
 	// asked about; one asked about again later is caught up anew.
 	forgetAfter = time.Hour
-	// catchUpSpan bounds one catch-up query: the flags it reads may span
-	// this much rollout time together (100 rollouts an hour old; one
-	// series scraped every 15 s has 240 samples an hour). Catching up a
-	// controller that took over thousands of long rollouts in one query
-	// would exceed what a provider answers (Prometheus's
-	// --query.max-samples) or the tick's read budget.
-	catchUpSpan = 100 * time.Hour
+	// catchUpBudget bounds one catch-up query in series-hours: every
+	// series of its flags times the time it reads back (the query reads
+	// each from its earliest flag's start). 3,200 is 100 rollouts an
+	// hour old with the requests counter's 32 series each, or 110 new
+	// ones with the latency histogram's 336 (five minutes before the
+	// start and ten seconds after); a series scraped every 10 s has 360
+	// samples an hour, so about 1.2 million samples, which Prometheus
+	// answers in about a second on 2 cores. Catching up more in one
+	// query, such as a controller that took over thousands of long
+	// rollouts, would exceed what a provider answers
+	// (--query.max-samples) or the tick's read budget, and a read that
+	// times out would be asked again whole at every tick.
+	catchUpBudget = 3200.0
 )
 
 // series is what the Reader remembers of one counter series: of its labels
@@ -181,8 +187,13 @@ type source struct {
 	// name is what Reading.Err and QueryError call it.
 	name string
 	// metric is the counter read.
-	metric  string
+	metric string
+	// guess is how many series a flag has before any flag was read: the
+	// SDKs' series of one process.
+	guess   int
 	follows map[string]*follow
+	// budget is catchUpBudget, smaller in tests.
+	budget float64
 }
 
 // group is the flags one query reads.
@@ -197,8 +208,9 @@ type group struct {
 // recently, and one to catch up the others (read for the first time since
 // their rollout began, or not for followGap). Catching up reads every
 // sample since a rollout's start, so it takes the flags with the earliest
-// starts first, as many as fit in catchUpSpan of rollout time together (at
-// least one); the rest are deferred to later reads.
+// starts first, as many as fit in the catch-up budget together (at least
+// one); the rest are deferred to later reads. A flag not read yet is
+// counted at the mean number of series of the flags read.
 func (src *source) plan(now time.Time, flags []FlagQuery) (recent, catchUp *group, deferred []string) {
 	recent, catchUp = &group{src: src}, &group{src: src}
 	var behind []*follow
@@ -214,22 +226,47 @@ func (src *source) plan(now time.Time, flags []FlagQuery) (recent, catchUp *grou
 			behind = append(behind, fw)
 		}
 	}
+	if len(behind) == 0 {
+		return recent, catchUp, nil
+	}
 	slices.SortFunc(behind, func(a, b *follow) int {
 		if c := a.start().Compare(b.start()); c != 0 {
 			return c
 		}
 		return strings.Compare(a.flag, b.flag)
 	})
-	var span time.Duration
+	hint := src.seriesHint()
+	reach := now.Sub(behind[0].start()).Hours()
+	series := 0
 	for _, fw := range behind {
-		span += now.Sub(fw.start())
-		if span > catchUpSpan && len(catchUp.follows) > 0 {
+		n := len(fw.series)
+		if n == 0 {
+			n = hint
+		}
+		series += n
+		if float64(series)*reach > src.budget && len(catchUp.follows) > 0 {
 			deferred = append(deferred, fw.flag)
 			continue
 		}
 		catchUp.follows = append(catchUp.follows, fw)
 	}
 	return recent, catchUp, deferred
+}
+
+// seriesHint is how many series a flag not yet read is thought to have: the
+// mean of the flags read, or the guess before any.
+func (src *source) seriesHint() int {
+	total, flags := 0, 0
+	for _, fw := range src.follows {
+		if len(fw.series) > 0 {
+			total += len(fw.series)
+			flags++
+		}
+	}
+	if flags == 0 {
+		return src.guess
+	}
+	return max(1, total/flags)
 }
 
 // read brings the memory of the group's flags up to now with one query,

@@ -3,6 +3,7 @@ package cohort
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -104,8 +105,9 @@ func TestCatchUpIsBounded(t *testing.T) {
 		l.counter(2, cohortLabels(semconv.PromRequests, key, "on", "split")...)
 		l.counter(1, cohortLabels(semconv.PromRequests, key, "off", "split")...)
 	}
-	// Three rollouts of 60 hours or more: two together exceed one
-	// catch-up's span.
+	// Three rollouts of 60 hours or more with two series each: two
+	// together exceed a catch-up of 200 series-hours. Before any flag was
+	// read, one is thought to have the guessed 32 series a metric.
 	var flags []FlagQuery
 	for i, key := range []string{"c", "a", "b"} {
 		flags = append(flags, FlagQuery{Flag: key, Treatment: "on", Control: "off", Since: l.end.Add(-60*time.Hour - time.Duration(i)*time.Minute)})
@@ -113,6 +115,7 @@ func TestCatchUpIsBounded(t *testing.T) {
 	var counting countingProvider
 	counting.p = l.s
 	r := NewReader(&counting)
+	r.requests.budget, r.latency.budget = 200, 200
 	for read, want := range [][]string{{"b"}, {"b", "a"}, {"b", "a", "c"}} {
 		counting.n = 0
 		got, err := r.Read(context.Background(), l.end, flags)
@@ -126,7 +129,7 @@ func TestCatchUpIsBounded(t *testing.T) {
 				if rd.Counts.Treatment.Requests != 80 || waiting {
 					t.Errorf("read %d: %s: %v requests, err %v; want 80", read, f.Flag, rd.Counts.Treatment.Requests, rd.Err)
 				}
-			} else if !waiting || !errors.Is(rd.Err, ErrNoData) || !math.IsNaN(rd.Counts.Treatment.Requests) {
+			} else if !waiting || !rd.Deferred || !errors.Is(rd.Err, ErrNoData) || !math.IsNaN(rd.Counts.Treatment.Requests) {
 				t.Errorf("read %d: %s: %v requests, err %v; want no data while others are caught up", read, f.Flag, rd.Counts.Treatment.Requests, rd.Err)
 			}
 		}
@@ -134,6 +137,52 @@ func TestCatchUpIsBounded(t *testing.T) {
 		// second read on, one each for the flags already read.
 		if wantQueries := []int{2, 4, 4}[read]; counting.n != wantQueries {
 			t.Errorf("read %d sent %d queries, want %d", read, counting.n, wantQueries)
+		}
+	}
+}
+
+// TestCatchUpIsSizedBySeries: a catch-up takes as many new rollouts as
+// their series fit in its budget: all of 1,000 new rollouts' requests (32
+// series each, before any was read), a tenth of their latency (336), and,
+// once some were read, as many as the series of those read say.
+func TestCatchUpIsSizedBySeries(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	var flags []FlagQuery
+	for i := range 1000 {
+		flags = append(flags, FlagQuery{Flag: fmt.Sprintf("f%04d", i), Treatment: "on", Control: "off", Since: now.Add(-10 * time.Second)})
+	}
+	r := NewReader(nil)
+	// Each new rollout reads back 5m10s: 0.086 hours.
+	for _, tc := range []struct {
+		src          *source
+		caughtUp     int
+		firstLater   string
+		readSeries   int
+		thenCaughtUp int
+	}{
+		{r.requests, 1000, "", 0, 0},
+		{r.latency, 110, "f0110", 50, 740},
+	} {
+		_, catchUp, later := tc.src.plan(now, flags)
+		if len(catchUp.follows) != tc.caughtUp || len(catchUp.follows)+len(later) != len(flags) {
+			t.Errorf("%s: caught up %d and deferred %d, want %d of 1,000", tc.src.name, len(catchUp.follows), len(later), tc.caughtUp)
+		}
+		if tc.firstLater == "" {
+			continue
+		}
+		if later[0] != tc.firstLater {
+			t.Errorf("%s: deferred %s first, want %s (in order of start, then key)", tc.src.name, later[0], tc.firstLater)
+		}
+		// Read those caught up, each with fewer series than the guess.
+		for _, fw := range catchUp.follows {
+			for i := range tc.readSeries {
+				fw.series[seriesKey(i)] = &series{}
+			}
+			fw.readAt(now)
+		}
+		_, catchUp, _ = tc.src.plan(now.Add(time.Second), flags)
+		if len(catchUp.follows) != tc.thenCaughtUp {
+			t.Errorf("%s: after reading rollouts of %d series, caught up %d, want %d", tc.src.name, tc.readSeries, len(catchUp.follows), tc.thenCaughtUp)
 		}
 	}
 }

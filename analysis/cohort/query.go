@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vigil-dev/vigil/analysis/judge"
+	"github.com/vigil-dev/vigil/sdk/flag"
 	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
@@ -76,6 +77,10 @@ type Reading struct {
 	// series the provider has shown, zero before any: a read whose Latest
 	// is no later than the last one's found no new scrape.
 	Latest time.Time
+	// Deferred is set when the flag was not read at all: other flags were
+	// being caught up from their starts first, and a later read will
+	// read it. Its counts are unreadable.
+	Deferred bool
 	// Err says why some counts could not be read; nil when all were.
 	// errors.Is(Err, ErrNoData) when a series was missing or not finite;
 	// errors.As(Err, **QueryError) when a query failed.
@@ -132,11 +137,13 @@ type Reading struct {
 // rollout's first look, and for every rollout after the controller starts
 // or takes over the lease. The flags read recently are read first, so a
 // slow catch-up does not cost them their read. One catch-up takes the
-// flags with the earliest starts first, as many as span 100 hours of
-// rollout time together (at least one), so that it stays within what a
-// provider answers in one query (Prometheus's --query.max-samples, 50
-// million by default; a series scraped every 15 s has 240 samples an
-// hour); the others read as ErrNoData (the judge's inconclusive, never a
+// flags with the earliest starts first, as many as have 3,200 series-hours
+// together (every series of its flags times the time back to the earliest
+// start: 100 rollouts an hour old with 32 series each, or 110 new ones
+// with the latency histogram's 336; a flag not read yet is counted at the
+// mean of those read), at least one, so that it stays within what a
+// provider answers in one query and in the tick's read budget; the others
+// are Deferred and read as ErrNoData (the judge's inconclusive, never a
 // pass) until a later read catches them up. A flag not asked about for an
 // hour is forgotten.
 //
@@ -175,8 +182,13 @@ type Reader struct {
 func NewReader(p Provider) *Reader {
 	return &Reader{
 		provider: p,
-		requests: &source{name: MetricRequests, metric: semconv.PromRequests, follows: map[string]*follow{}},
-		latency:  &source{name: MetricLatency, metric: semconv.PromRequestDuration + "_bucket", follows: map[string]*follow{}},
+		// Two variants, each split by unit bucket; requests with and
+		// without an error type, latency in each of the histogram's
+		// buckets.
+		requests: &source{name: MetricRequests, metric: semconv.PromRequests, guess: 2 * flag.UnitBuckets * 2,
+			follows: map[string]*follow{}, budget: catchUpBudget},
+		latency: &source{name: MetricLatency, metric: semconv.PromRequestDuration + "_bucket", guess: 2 * flag.UnitBuckets * (len(semconv.DurationBuckets) + 1),
+			follows: map[string]*follow{}, budget: catchUpBudget},
 	}
 }
 
@@ -277,7 +289,10 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 			}
 		}
 		if later[f.Flag] {
-			errs[f.Flag] = append(errs[f.Flag], fmt.Errorf("flag %s: %w: other rollouts are being caught up from their start first; read again at the next look", f.Flag, ErrNoData))
+			errs[f.Flag] = append(errs[f.Flag], fmt.Errorf("flag %s: %w: other rollouts are being caught up from their start first; read again at the next read", f.Flag, ErrNoData))
+			rd := out[f.Flag]
+			rd.Deferred = true
+			out[f.Flag] = rd
 			continue
 		}
 		in := builtins{reqs: reqs, errs: errCounts, hists: hists}

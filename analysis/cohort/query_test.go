@@ -373,6 +373,8 @@ func TestQueriesDoNotGrowWithStartTimes(t *testing.T) {
 		var counting countingProvider
 		counting.p = l.s
 		r := NewReader(&counting)
+		// All in one catch-up: the budget is TestCatchUpIsSizedBySeries's.
+		r.requests.budget, r.latency.budget = math.Inf(1), math.Inf(1)
 		for _, now := range []time.Time{l.end.Add(-time.Minute), l.end} {
 			if _, err := r.Read(context.Background(), now, flags); err != nil {
 				t.Fatal(err)

@@ -622,7 +622,7 @@ func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollou
 			Control:   finiteOr(cum.Control.Requests, s.Cohorts.Total.Control),
 		}
 		if !s.Analyzing(now) {
-			unscraped[i] = !c.scrapes.take(s, rd.Latest, now, false)
+			unscraped[i] = !c.scrapes.take(s, rd, now, false)
 			continue
 		}
 		v, state, jerr := c.judge(s, plans[i], cum, now)
@@ -630,7 +630,7 @@ func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollou
 			obs[i].Err = jerr
 			continue
 		}
-		if !c.scrapes.take(s, rd.Latest, now, v.Outcome != judge.Inconclusive) {
+		if !c.scrapes.take(s, rd, now, v.Outcome != judge.Inconclusive) {
 			unscraped[i] = true
 			continue
 		}
@@ -654,29 +654,31 @@ type scrapes struct {
 	at map[string]time.Time
 }
 
-// take reports whether a look at s is taken at now, its read's latest
-// sample at latest and its verdict decisive or not, and if so remembers
-// latest. A read that shows no sample newer than the last look's found the
-// metric source not scraped since (a scrape slower than the look interval,
-// or one committed late): an inconclusive look on it would be recorded
-// with nothing new and the next look would be an interval away, so it is
-// taken again at the next tick instead, until half an interval has passed
-// since it was due; then it is recorded as it is, so that a source that
-// stopped still shows in the rollout's looks. A decisive verdict (a pass
-// once the step's time is up, or a fail) is taken at once. Skipping a look
-// leaves the judge's state as it was, as if the look had not been taken,
-// which its sequential test allows.
-func (sc *scrapes) take(s rollout.State, latest, now time.Time, decisive bool) bool {
+// take reports whether a look at s is taken at now, on a read rd whose
+// verdict is decisive or not, and if so remembers rd's latest sample. A
+// read that shows no sample newer than the last look's found the metric
+// source not scraped since (a scrape slower than the look interval, or one
+// committed late), and a deferred read (other rollouts were being caught
+// up) read nothing: an inconclusive look on either would be recorded with
+// nothing new and the next look would be an interval away, so it is taken
+// again at the next tick instead, until half an interval has passed since
+// it was due; then it is recorded as it is, so that a source that stopped
+// still shows in the rollout's looks. A decisive verdict (a pass once the
+// step's time is up, or a fail) is taken at once. Skipping a look leaves
+// the judge's state as it was, as if the look had not been taken, which its
+// sequential test allows.
+func (sc *scrapes) take(s rollout.State, rd cohort.Reading, now time.Time, decisive bool) bool {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	prev, seen := sc.at[s.Key]
-	if !decisive && seen && !latest.IsZero() && !latest.After(prev) && now.Before(s.NextLook().Add(s.Plan.Interval.Std()/2)) {
+	stale := rd.Deferred || (seen && !rd.Latest.IsZero() && !rd.Latest.After(prev))
+	if !decisive && stale && now.Before(s.NextLook().Add(s.Plan.Interval.Std()/2)) {
 		return false
 	}
 	if sc.at == nil {
 		sc.at = map[string]time.Time{}
 	}
-	sc.at[s.Key] = latest
+	sc.at[s.Key] = rd.Latest
 	return true
 }
 

@@ -603,32 +603,35 @@ func TestLookWaitsForANewScrape(t *testing.T) {
 }
 
 // TestScrapesTake: a look is taken again later only when it is not
-// decisive, its read shows no newer sample than the last look's, and it is
-// less than half an interval late.
+// decisive, its read shows no newer sample than the last look's or was
+// deferred, and it is less than half an interval late.
 func TestScrapesTake(t *testing.T) {
 	due := time.Date(2026, 12, 6, 10, 0, 30, 0, time.UTC)
 	start := due.Add(-30 * time.Second)
 	s := rollout.State{Key: "k", StartedAt: start, StepStartedAt: start, UpdatedAt: due.Add(-9 * time.Second), Phase: rollout.Progressing,
 		Plan: plan.Plan{Interval: plan.Duration(10 * time.Second)}}
 	last := due.Add(-12 * time.Second)
+	deferred := cohort.Reading{Deferred: true}
 	for _, tc := range []struct {
 		name     string
-		latest   time.Time
+		rd       cohort.Reading
 		now      time.Time
 		decisive bool
 		want     bool
 	}{
-		{"no newer sample", last, due.Add(time.Second), false, false},
-		{"a newer sample", last.Add(10 * time.Second), due.Add(time.Second), false, true},
-		{"no newer sample, half an interval late", last, due.Add(5 * time.Second), false, true},
-		{"no newer sample, decisive", last, due.Add(time.Second), true, true},
-		{"no sample at all", time.Time{}, due.Add(time.Second), false, true},
+		{"no newer sample", cohort.Reading{Latest: last}, due.Add(time.Second), false, false},
+		{"a newer sample", cohort.Reading{Latest: last.Add(10 * time.Second)}, due.Add(time.Second), false, true},
+		{"no newer sample, half an interval late", cohort.Reading{Latest: last}, due.Add(5 * time.Second), false, true},
+		{"no newer sample, decisive", cohort.Reading{Latest: last}, due.Add(time.Second), true, true},
+		{"no sample at all", cohort.Reading{}, due.Add(time.Second), false, true},
+		{"deferred", deferred, due.Add(time.Second), false, false},
+		{"deferred, half an interval late", deferred, due.Add(5 * time.Second), false, true},
 	} {
 		var sc scrapes
-		if !sc.take(s, last, due.Add(-10*time.Second), false) {
+		if !sc.take(s, cohort.Reading{Latest: last}, due.Add(-10*time.Second), false) {
 			t.Fatalf("%s: the first look was not taken", tc.name)
 		}
-		if got := sc.take(s, tc.latest, tc.now, tc.decisive); got != tc.want {
+		if got := sc.take(s, tc.rd, tc.now, tc.decisive); got != tc.want {
 			t.Errorf("%s: take = %v, want %v", tc.name, got, tc.want)
 		}
 	}
