@@ -132,6 +132,12 @@ func (fw *follow) start() time.Time {
 	return fw.resume
 }
 
+// recent reports whether the flag was read recently enough at now to be
+// read with the others, from where its last read left off; false for nil.
+func (fw *follow) recent(now time.Time) bool {
+	return fw != nil && !fw.readTo.IsZero() && now.Sub(fw.readTo) <= followGap
+}
+
 // readAt records a successful read at now.
 func (fw *follow) readAt(now time.Time) {
 	fw.readTo, fw.resume = now, now
@@ -220,7 +226,7 @@ func (src *source) plan(now time.Time, flags []FlagQuery) (recent, catchUp *grou
 			fw = &follow{flag: f.Flag, since: f.Since, treatment: f.Treatment, control: f.Control, series: map[seriesKey]*series{}}
 			src.follows[f.Flag] = fw
 		}
-		if !fw.readTo.IsZero() && now.Sub(fw.readTo) <= followGap {
+		if fw.recent(now) {
 			recent.follows = append(recent.follows, fw)
 		} else {
 			behind = append(behind, fw)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -184,6 +185,45 @@ func TestCatchUpIsSizedBySeries(t *testing.T) {
 		if len(catchUp.follows) != tc.thenCaughtUp {
 			t.Errorf("%s: after reading rollouts of %d series, caught up %d, want %d", tc.src.name, tc.readSeries, len(catchUp.follows), tc.thenCaughtUp)
 		}
+	}
+}
+
+// TestWarmCatchesUpBeforeTheFirstLook: a flag warmed before its first look
+// is read at that look from where the warming left off, with no catch-up
+// reaching back before its start, and its counts are those of a Reader
+// that reads it cold.
+func TestWarmCatchesUpBeforeTheFirstLook(t *testing.T) {
+	l := newLoader(t)
+	l.loadCheckout()
+	since := l.end.Add(-2 * time.Minute)
+	q := []FlagQuery{{Flag: "checkout", Treatment: "on", Control: "off", Since: since}}
+
+	var counting countingProvider
+	counting.p = l.s
+	warm := NewReader(&counting)
+	followed, err := warm.Warm(context.Background(), since.Add(30*time.Second), q)
+	if err != nil || !slices.Equal(followed, []string{"checkout"}) || counting.n != 2 {
+		t.Fatalf("warm: followed %v, %v, after %d queries; want checkout after 2", followed, err, counting.n)
+	}
+	if again, err := warm.Warm(context.Background(), since.Add(31*time.Second), q); err != nil || len(again) != 1 || counting.n != 2 {
+		t.Errorf("warming a followed flag again: %v, %v, %d queries in all; want it followed and no query", again, err, counting.n)
+	}
+	got, err := warm.Read(context.Background(), l.end, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range counting.queries[2:] {
+		if !strings.HasSuffix(text, "[1m30s]") {
+			t.Errorf("the first look after warming asked %s, want the samples since the warming (1m30s)", text)
+		}
+	}
+	cold, err := NewReader(l.s).Read(context.Background(), l.end, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, c := got["checkout"], cold["checkout"]
+	if w.Err != nil || !reflect.DeepEqual(w.Counts, c.Counts) || w.Counts.Treatment.Requests != 32 {
+		t.Errorf("warmed: %+v (%v); cold: %+v; want the same, 32 treatment requests", w.Counts, w.Err, c.Counts)
 	}
 }
 

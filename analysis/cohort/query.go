@@ -321,6 +321,42 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 	return out, errors.Join(whole...)
 }
 
+// Warm catches up the flags the Reader does not follow yet, as a Read would
+// at their first look, without reading their counts: a controller calls it
+// in the ticks before new rollouts' first looks, so that those looks read
+// only the samples since. It reads as many as the catch-up budget allows
+// (the others wait for the next call) and no custom metric, and returns the
+// flags it now follows with both built-in metrics (the latency one only
+// where read); the error says which query failed. Flags it follows already
+// cost nothing.
+func (r *Reader) Warm(ctx context.Context, now time.Time, flags []FlagQuery) ([]string, error) {
+	if err := validateFlagQueries(now, flags); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, reqCatchUp, _ := r.requests.plan(now, flags)
+	_, latCatchUp, _ := r.latency.plan(now, withLatency(flags))
+	var wg sync.WaitGroup
+	for _, g := range []*group{reqCatchUp, latCatchUp} {
+		wg.Go(func() { g.read(ctx, r.provider, now) })
+	}
+	wg.Wait()
+	var errs []error
+	for _, g := range []*group{reqCatchUp, latCatchUp} {
+		if g.failed != nil {
+			errs = append(errs, g.failed)
+		}
+	}
+	var warm []string
+	for _, f := range flags {
+		if r.requests.follows[f.Flag].recent(now) && (f.SkipLatency || r.latency.follows[f.Flag].recent(now)) {
+			warm = append(warm, f.Flag)
+		}
+	}
+	return warm, errors.Join(errs...)
+}
+
 // withLatency returns the flags whose latency is read.
 func withLatency(flags []FlagQuery) []FlagQuery {
 	out := make([]FlagQuery, 0, len(flags))

@@ -115,6 +115,8 @@ type Controller struct {
 	// lack, so follow does not read the record again (unseen); most
 	// notices are of the leader's own commits.
 	tracked map[string]int64
+	// fresh are the progressing rollouts not judged yet, for warm.
+	fresh map[string]newRollout
 }
 
 // New returns a Controller; Run starts its loop.
@@ -261,6 +263,9 @@ func (c *Controller) Tick(ctx context.Context) error {
 		return nil
 	}
 	rep, err := c.look(ctx)
+	began := time.Now()
+	c.warm(ctx, c.opts.Now())
+	rep.warming = time.Since(began)
 	took := time.Since(start)
 	c.opts.Metrics.observeTick(took, rep.due, rep.judged)
 	if took > c.opts.Tick {
@@ -268,7 +273,8 @@ func (c *Controller) Tick(ctx context.Context) error {
 		c.log.Warn("rollout tick overran its interval; looks due meanwhile wait for the next tick",
 			"took", took.Round(time.Millisecond), "interval", c.opts.Tick, "due", rep.due, "judged", rep.judged, "unscraped", rep.unscraped,
 			"reading_states", rep.states.Round(time.Millisecond), "reading_metrics", rep.read.Round(time.Millisecond),
-			"judging", rep.judging.Round(time.Millisecond), "committing", rep.commit.Round(time.Millisecond))
+			"judging", rep.judging.Round(time.Millisecond), "committing", rep.commit.Round(time.Millisecond),
+			"warming", rep.warming.Round(time.Millisecond))
 	}
 	return err
 }
@@ -283,6 +289,9 @@ type tickReport struct {
 	// looked at again at the next tick.
 	due, judged, unscraped        int
 	states, read, judging, commit time.Duration
+	// warming is the time spent catching up rollouts before their first
+	// looks (warm).
+	warming time.Duration
 }
 
 // lookChunk is how many due rollouts are read, judged and committed
@@ -449,6 +458,10 @@ func (c *Controller) sync(ctx context.Context) error {
 	c.opts.Metrics.observeStates(states)
 	c.plans.keep(states)
 	c.due.reset(dues)
+	clear(c.fresh)
+	for _, s := range states {
+		c.noteNew(s)
+	}
 	// Each state goes in with the revision it was read at, not past it:
 	// the notice of a command committed since the read, whose state the
 	// reset may have replaced, is read.
@@ -527,6 +540,7 @@ func (c *Controller) track(s rollout.State, rev int64) {
 		c.tracked[s.Key] = rev
 	}
 	c.due.set(s.Key, s.NextLook())
+	c.noteNew(s)
 	if s.Phase != rollout.Progressing {
 		c.plans.drop(s.Key)
 		c.scrapes.forget(s.Key)
@@ -541,6 +555,7 @@ func (c *Controller) untrack(key string) {
 	c.trackMu.Lock()
 	defer c.trackMu.Unlock()
 	delete(c.tracked, key)
+	delete(c.fresh, key)
 	c.due.set(key, time.Time{})
 	c.plans.drop(key)
 	c.scrapes.forget(key)

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -634,5 +635,75 @@ func TestScrapesTake(t *testing.T) {
 		if got := sc.take(s, tc.rd, tc.now, tc.decisive); got != tc.want {
 			t.Errorf("%s: take = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// warmReader is the test's Reader with a Warm that records its calls and
+// follows the flags it is given while follows is set.
+type warmReader struct {
+	Reader
+	calls   *[][]cohort.FlagQuery
+	follows *bool
+}
+
+func (r warmReader) Warm(_ context.Context, _ time.Time, qs []cohort.FlagQuery) ([]string, error) {
+	*r.calls = append(*r.calls, qs)
+	if !*r.follows {
+		return nil, errors.New("source down")
+	}
+	var keys []string
+	for _, q := range qs {
+		keys = append(keys, q.Flag)
+	}
+	return keys, nil
+}
+
+// TestNewRolloutsAreWarmedBeforeTheirFirstLook: the ticks before a new
+// rollout's first look have the Reader catch it up, until it follows it
+// (a failed attempt is made again at the next tick); once judged, the
+// rollout is not warmed again.
+func TestNewRolloutsAreWarmedBeforeTheirFirstLook(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	fl := checkoutFlag("checkout")
+	fl.Rollout.Plan = json.RawMessage(`{"interval": "10s", "minStepDuration": "5m", "maxStepDuration": "10m",
+		"minRequests": 200, "metrics": [{"name": "error-rate", "tolerance": 1.2, "maxRatio": 0}]}`)
+	putFlag(t, f.st, fl)
+	var calls [][]cohort.FlagQuery
+	follows := false
+	f.c.opts.Reader = warmReader{Reader: f.tr, calls: &calls, follows: &follows}
+	s, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tick := func(wantCalls int) {
+		t.Helper()
+		f.clock.Add(time.Second)
+		if err := f.tr.advance(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.c.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(calls) != wantCalls {
+			t.Fatalf("at %v: %d calls to Warm, want %d", f.clock.Now().Sub(s.StartedAt), len(calls), wantCalls)
+		}
+	}
+	tick(1) // the source is down: not followed
+	want := cohort.FlagQuery{Flag: "checkout", Treatment: "on", Control: "off", Since: s.StartedAt}
+	if q := calls[0]; len(q) != 1 || q[0].Flag != want.Flag || q[0].Treatment != want.Treatment || q[0].Control != want.Control || !q[0].Since.Equal(want.Since) || !q[0].SkipLatency {
+		t.Fatalf("Warm asked %+v, want %+v without latency", q, want)
+	}
+	follows = true
+	tick(2)
+	for range 7 {
+		tick(2) // followed: not asked again
+	}
+	tick(2) // the first look, judged
+	if st := f.state(t, "checkout"); len(st.Judge) == 0 {
+		t.Fatalf("no judge state after the first look: %+v", st.Verdict)
+	}
+	if len(f.c.fresh) != 0 {
+		t.Errorf("still kept for warming after its first look: %v", f.c.fresh)
 	}
 }
