@@ -132,15 +132,33 @@ func (fw *follow) start() time.Time {
 	return fw.resume
 }
 
-// recent reports whether the flag was read recently enough at now to be
-// read with the others, from where its last read left off; false for nil.
-func (fw *follow) recent(now time.Time) bool {
-	return fw != nil && !fw.readTo.IsZero() && now.Sub(fw.readTo) <= followGap
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
-// readAt records a successful read at now.
+// followed reports whether the flag is read with the others at now, from
+// where its last read left off: it was read recently and showed series;
+// false for nil.
+func (fw *follow) followed(now time.Time) bool {
+	return fw != nil && !fw.readTo.IsZero() && now.Sub(fw.readTo) <= followGap && len(fw.series) > 0
+}
+
+// readAt records a successful read at now. A flag that showed no series
+// yet (no traffic, or a store that had not committed its first scrape
+// when read: a scrape's samples are stamped when it begins and committed
+// when its last series is in) has no latest sample to resume from, so its
+// next read looks back a live window again (to its baseline at most);
+// resuming at now would miss, at every look, a scrape committed late
+// whose interval keeps step with the looks'.
 func (fw *follow) readAt(now time.Time) {
 	fw.readTo, fw.resume = now, now
+	if len(fw.series) == 0 {
+		fw.resume = later(fw.since.Add(-baselineLookback), now.Add(-liveWindow))
+		return
+	}
 	live := model.TimeFromUnixNano(now.Add(-liveWindow).UnixNano())
 	for _, s := range fw.series {
 		if s.seenTS >= live {
@@ -212,7 +230,8 @@ type group struct {
 
 // plan sorts flags into the Reader's queries: one for the flags read
 // recently, and one to catch up the others (read for the first time since
-// their rollout began, or not for followGap). Catching up reads every
+// their rollout began, or not for followGap, or with no series seen yet,
+// whose reads look back a live window and so would stretch the others'). Catching up reads every
 // sample since a rollout's start, so it takes the flags with the earliest
 // starts first, as many as fit in the catch-up budget together (at least
 // one); the rest are deferred to later reads. A flag not read yet is
@@ -226,7 +245,7 @@ func (src *source) plan(now time.Time, flags []FlagQuery) (recent, catchUp *grou
 			fw = &follow{flag: f.Flag, since: f.Since, treatment: f.Treatment, control: f.Control, series: map[seriesKey]*series{}}
 			src.follows[f.Flag] = fw
 		}
-		if fw.recent(now) {
+		if fw.followed(now) {
 			recent.follows = append(recent.follows, fw)
 		} else {
 			behind = append(behind, fw)

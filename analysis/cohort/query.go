@@ -327,8 +327,10 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 // only the samples since. It reads as many as the catch-up budget allows
 // (the others wait for the next call) and no custom metric, and returns the
 // flags it now follows with both built-in metrics (the latency one only
-// where read); the error says which query failed. Flags it follows already
-// cost nothing.
+// where read): those read whose series it has seen, since one whose
+// series have not appeared yet is read as a catch-up at its look anyway.
+// The error says which query failed. Flags it follows already cost
+// nothing.
 func (r *Reader) Warm(ctx context.Context, now time.Time, flags []FlagQuery) ([]string, error) {
 	if err := validateFlagQueries(now, flags); err != nil {
 		return nil, err
@@ -350,7 +352,7 @@ func (r *Reader) Warm(ctx context.Context, now time.Time, flags []FlagQuery) ([]
 	}
 	var warm []string
 	for _, f := range flags {
-		if r.requests.follows[f.Flag].recent(now) && (f.SkipLatency || r.latency.follows[f.Flag].recent(now)) {
+		if r.requests.follows[f.Flag].followed(now) && (f.SkipLatency || r.latency.follows[f.Flag].followed(now)) {
 			warm = append(warm, f.Flag)
 		}
 	}

@@ -360,6 +360,10 @@ func TestQueriesDoNotGrowWithStartTimes(t *testing.T) {
 		keys = append(keys, fmt.Sprintf("flag-%02d", i))
 	}
 	keys = append(keys, "b.c", "d|e")
+	for _, k := range keys {
+		l.counter(1, cohortLabels(semconv.PromRequests, k, "on", "split")...)
+		l.counter(1, cohortLabels(semconv.PromRequestDuration+"_bucket", k, "on", "split", labelLE, "+Inf")...)
+	}
 	texts := func(distinct bool) []string {
 		t.Helper()
 		var flags []FlagQuery
@@ -406,7 +410,8 @@ func TestQueriesDoNotGrowWithStartTimes(t *testing.T) {
 		}
 		// The first read reaches back to the rollouts' start and 5 minutes
 		// before it for the baseline; the second only to where the first
-		// left off (these flags have no series, so to the first read).
+		// left off (the latest sample it showed, a minute before the
+		// second read).
 		if want := []string{"[14m]", "[14m]", "[1m]", "[1m]"}[i]; !strings.HasSuffix(q, want) {
 			t.Errorf("query %d has not the range %s:\n%s", i, want, q)
 		}
