@@ -132,7 +132,8 @@ func (fw *follow) start() time.Time {
 	return fw.resume
 }
 
-func later(a, b time.Time) time.Time {
+// laterTime returns the later of a and b.
+func laterTime(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
 	}
@@ -156,7 +157,7 @@ func (fw *follow) followed(now time.Time) bool {
 func (fw *follow) readAt(now time.Time) {
 	fw.readTo, fw.resume = now, now
 	if len(fw.series) == 0 {
-		fw.resume = later(fw.since.Add(-baselineLookback), now.Add(-liveWindow))
+		fw.resume = laterTime(fw.since.Add(-baselineLookback), now.Add(-liveWindow))
 		return
 	}
 	live := model.TimeFromUnixNano(now.Add(-liveWindow).UnixNano())
@@ -231,11 +232,12 @@ type group struct {
 // plan sorts flags into the Reader's queries: one for the flags read
 // recently, and one to catch up the others (read for the first time since
 // their rollout began, or not for followGap, or with no series seen yet,
-// whose reads look back a live window and so would stretch the others'). Catching up reads every
-// sample since a rollout's start, so it takes the flags with the earliest
-// starts first, as many as fit in the catch-up budget together (at least
-// one); the rest are deferred to later reads. A flag not read yet is
-// counted at the mean number of series of the flags read.
+// whose reads look back a live window and would stretch the others').
+// Catching up reads every sample since a rollout's start, so it takes the
+// flags with the earliest starts first, as many as fit in the catch-up
+// budget together (at least one); the rest are deferred to later reads. A
+// flag with no series seen is counted at the mean number of series of the
+// flags read.
 func (src *source) plan(now time.Time, flags []FlagQuery) (recent, catchUp *group, deferred []string) {
 	recent, catchUp = &group{src: src}, &group{src: src}
 	var behind []*follow
