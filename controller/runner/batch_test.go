@@ -172,11 +172,13 @@ func TestOneFailingCommitCostsTheOthersNothing(t *testing.T) {
 // queryRecorder records the flag queries of each read.
 type queryRecorder struct {
 	Reader
-	got []cohort.FlagQuery
+	got   []cohort.FlagQuery
+	reads int
 }
 
 func (r *queryRecorder) Read(ctx context.Context, now time.Time, qs []cohort.FlagQuery) (map[string]cohort.Reading, error) {
 	r.got = append(r.got, qs...)
+	r.reads++
 	return r.Reader.Read(ctx, now, qs)
 }
 
@@ -209,6 +211,43 @@ func TestLatencyReadOnlyWhereJudged(t *testing.T) {
 	}
 	if len(skip) != 2 || !skip["errors-only"] || skip["slow"] {
 		t.Errorf("SkipLatency by flag %v, want errors-only true and slow false", skip)
+	}
+}
+
+// TestLatencyReadsAreSmaller: rollouts that judge latency are read a tenth
+// as many at a time as a chunk, and each gets its look.
+func TestLatencyReadsAreSmaller(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	f.c.chunk = 50
+	rec := &queryRecorder{Reader: f.tr}
+	f.c.opts.Reader = rec
+	ctx := context.Background()
+	before := map[string]int64{}
+	for i := range 12 {
+		fl := checkoutFlag(fmt.Sprintf("slow-%02d", i))
+		fl.Rollout.Plan = json.RawMessage(`{"interval": "1s", "minStepDuration": "5s", "metrics": [{"name": "error-rate"}, {"name": "latency"}]}`)
+		putFlag(t, f.st, fl)
+		f.tr.errRate[fl.Key] = [2]float64{0.01, 0.01}
+		s, err := f.c.Command(ctx, fl.Key, rollout.Command{Kind: rollout.Start, Actor: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[fl.Key] = s.Revision
+	}
+	f.clock.Add(time.Second)
+	if err := f.tr.advance(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rec.reads != 3 || len(rec.got) != 12 {
+		t.Errorf("12 rollouts judging latency read in %d reads of %d rollouts in all, want 3 reads of 12", rec.reads, len(rec.got))
+	}
+	for k, rev := range before {
+		if got := f.state(t, k).Revision; got != rev+1 {
+			t.Errorf("%s at revision %d, want %d: its look was not stored", k, got, rev+1)
+		}
 	}
 }
 
@@ -300,6 +339,44 @@ func TestTimedOutReadFailsTheTicksLaterChunks(t *testing.T) {
 		s := f.state(t, k)
 		if s.Revision != before[k]+1 || s.ProviderErrors != 1 {
 			t.Errorf("%s at revision %d with %d provider errors, want %d and 1", k, s.Revision, s.ProviderErrors, before[k]+1)
+		}
+	}
+}
+
+// TestReadParts: a chunk's reads hold at most its weight, a rollout that
+// judges latency weighing ten, in order, and a rollout heavier than the
+// limit is read alone.
+func TestReadParts(t *testing.T) {
+	qs := func(spec string) []cohort.FlagQuery {
+		var out []cohort.FlagQuery
+		for i, c := range spec {
+			out = append(out, cohort.FlagQuery{Flag: fmt.Sprintf("f%02d", i), SkipLatency: c == 'e'})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		spec  string
+		limit int
+		want  []int
+	}{
+		{"eeeee", 5, []int{5}},
+		{"eeeeee", 5, []int{5, 1}},
+		{"LLLLLLLLLLLL", 50, []int{5, 5, 2}},
+		{"eeLeeLee", 12, []int{3, 3, 2}},
+		{"LL", 5, []int{1, 1}},
+		{"", 5, nil},
+	} {
+		var got []int
+		seen := 0
+		for _, p := range readParts(qs(tc.spec), tc.limit) {
+			got = append(got, len(p))
+			if p[0].Flag != fmt.Sprintf("f%02d", seen) {
+				t.Errorf("%s: a part begins with %s, want f%02d", tc.spec, p[0].Flag, seen)
+			}
+			seen += len(p)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s, limit %d: parts of %v, want %v", tc.spec, tc.limit, got, tc.want)
 		}
 	}
 }
