@@ -587,8 +587,7 @@ func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollou
 		case f.Treatment == "" || f.Treatment == f.Control:
 			obs[i].Err = fmt.Errorf("flag %s: treatment %q and control %q must be two different variants", s.Key, f.Treatment, f.Control)
 		default:
-			qs = append(qs, cohort.FlagQuery{Flag: s.Key, Treatment: f.Treatment, Control: f.Control, Since: s.StartedAt, Custom: p.Custom,
-				SkipLatency: !judgesLatency(p.Judge)})
+			qs = append(qs, flagQuery(s, f, p))
 		}
 	}
 	if len(qs) == 0 {
@@ -718,6 +717,13 @@ func (sc *scrapes) forget(key string) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	delete(sc.at, key)
+}
+
+// flagQuery is what the Reader is asked for s's rollout of flag f under
+// its prepared plan p.
+func flagQuery(s rollout.State, f flag.Flag, p *plan.Prepared) cohort.FlagQuery {
+	return cohort.FlagQuery{Flag: s.Key, Treatment: f.Treatment, Control: f.Control, Since: s.StartedAt, Custom: p.Custom,
+		SkipLatency: !judgesLatency(p.Judge)}
 }
 
 // latencyReadWeight is what a rollout whose plan judges latency counts

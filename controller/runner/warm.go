@@ -79,8 +79,7 @@ func (c *Controller) warm(ctx context.Context, now time.Time) {
 		if err != nil || f.Treatment == "" || f.Treatment == f.Control {
 			continue // its look will say why
 		}
-		qs = append(qs, cohort.FlagQuery{Flag: s.Key, Treatment: f.Treatment, Control: f.Control, Since: s.StartedAt, Custom: p.Custom,
-			SkipLatency: !judgesLatency(p.Judge)})
+		qs = append(qs, flagQuery(s, f, p))
 	}
 	if len(qs) == 0 {
 		return
