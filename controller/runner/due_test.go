@@ -21,6 +21,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/internal/testenv/poll"
 	"github.com/vigil-dev/vigil/internal/testenv/syncbuf"
+	"github.com/vigil-dev/vigil/sdk/flag"
 )
 
 // countingStore is a real store that counts the rollout records (the
@@ -548,16 +549,23 @@ func (r scrapeReader) Read(ctx context.Context, now time.Time, qs []cohort.FlagQ
 	return out, err
 }
 
+// longStepFlag is checkoutFlag with looks every 10 s in steps of at least
+// five minutes, so that a test's looks come one an interval and none
+// passes a step.
+func longStepFlag(key string) flag.Flag {
+	f := checkoutFlag(key)
+	f.Rollout.Plan = json.RawMessage(`{"interval": "10s", "minStepDuration": "5m", "maxStepDuration": "10m",
+		"minRequests": 200, "metrics": [{"name": "error-rate", "tolerance": 1.2, "maxRatio": 0}]}`)
+	return f
+}
+
 // TestLookWaitsForANewScrape: a due look whose read shows no sample newer
 // than the last look's is not recorded but taken again at the next tick;
 // once half an interval has passed it is recorded all the same.
 func TestLookWaitsForANewScrape(t *testing.T) {
 	f := newFixture(t, openSQLite(t))
 	ctx := context.Background()
-	fl := checkoutFlag("checkout")
-	fl.Rollout.Plan = json.RawMessage(`{"interval": "10s", "minStepDuration": "5m", "maxStepDuration": "10m",
-		"minRequests": 200, "metrics": [{"name": "error-rate", "tolerance": 1.2, "maxRatio": 0}]}`)
-	putFlag(t, f.st, fl)
+	putFlag(t, f.st, longStepFlag("checkout"))
 	f.tr.errRate["checkout"] = [2]float64{0.01, 0.01}
 	s, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"})
 	if err != nil {
@@ -665,10 +673,7 @@ func (r warmReader) Warm(_ context.Context, _ time.Time, qs []cohort.FlagQuery) 
 func TestNewRolloutsAreWarmedBeforeTheirFirstLook(t *testing.T) {
 	f := newFixture(t, openSQLite(t))
 	ctx := context.Background()
-	fl := checkoutFlag("checkout")
-	fl.Rollout.Plan = json.RawMessage(`{"interval": "10s", "minStepDuration": "5m", "maxStepDuration": "10m",
-		"minRequests": 200, "metrics": [{"name": "error-rate", "tolerance": 1.2, "maxRatio": 0}]}`)
-	putFlag(t, f.st, fl)
+	putFlag(t, f.st, longStepFlag("checkout"))
 	var calls [][]cohort.FlagQuery
 	follows := false
 	f.c.opts.Reader = warmReader{Reader: f.tr, calls: &calls, follows: &follows}
