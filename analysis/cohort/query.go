@@ -225,15 +225,9 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 	reqRecent, reqCatchUp, reqLater := r.requests.plan(now, flags)
 	latRecent, latCatchUp, latLater := r.latency.plan(now, withLatency(flags))
 	// The flags read recently first: a slow catch-up must not cost them
-	// their read. The two metrics' queries run together: each group
-	// changes only its own source's memory.
-	for _, pair := range [][2]*group{{reqRecent, latRecent}, {reqCatchUp, latCatchUp}} {
-		var wg sync.WaitGroup
-		for _, g := range pair {
-			wg.Go(func() { g.read(ctx, r.provider, now) })
-		}
-		wg.Wait()
-	}
+	// their read.
+	r.readTogether(ctx, now, reqRecent, latRecent)
+	r.readTogether(ctx, now, reqCatchUp, latCatchUp)
 	r.requests.forget(now)
 	r.latency.forget(now)
 	// Tallied under the lock: the next read changes the memory.
@@ -339,11 +333,7 @@ func (r *Reader) Warm(ctx context.Context, now time.Time, flags []FlagQuery) ([]
 	defer r.mu.Unlock()
 	_, reqCatchUp, _ := r.requests.plan(now, flags)
 	_, latCatchUp, _ := r.latency.plan(now, withLatency(flags))
-	var wg sync.WaitGroup
-	for _, g := range []*group{reqCatchUp, latCatchUp} {
-		wg.Go(func() { g.read(ctx, r.provider, now) })
-	}
-	wg.Wait()
+	r.readTogether(ctx, now, reqCatchUp, latCatchUp)
 	var errs []error
 	for _, g := range []*group{reqCatchUp, latCatchUp} {
 		if g.failed != nil {
@@ -357,6 +347,16 @@ func (r *Reader) Warm(ctx context.Context, now time.Time, flags []FlagQuery) ([]
 		}
 	}
 	return warm, errors.Join(errs...)
+}
+
+// readTogether reads the two metrics' groups at once: each changes only its
+// own source's memory.
+func (r *Reader) readTogether(ctx context.Context, now time.Time, requests, latency *group) {
+	var wg sync.WaitGroup
+	for _, g := range []*group{requests, latency} {
+		wg.Go(func() { g.read(ctx, r.provider, now) })
+	}
+	wg.Wait()
 }
 
 // withLatency returns the flags whose latency is read.
