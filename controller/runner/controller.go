@@ -595,9 +595,10 @@ func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollou
 	}
 	start := time.Now()
 	readings := make(map[string]cohort.Reading, len(qs))
-	partErr := map[string]error{}
-	// A part counts as one failed read when a query for only some of its
-	// rollouts failed, too.
+	// readErr is why a rollout's counts could not be read: its whole
+	// read failed, or a query for it. A part counts as one failed read
+	// when a query for only some of its rollouts failed, too.
+	readErr := map[string]error{}
 	var failed error
 	for _, part := range readParts(qs, c.chunk) {
 		began := time.Now()
@@ -616,11 +617,12 @@ func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollou
 			rd, ok := rs[q.Flag]
 			switch {
 			case err != nil:
-				partErr[q.Flag] = err
+				readErr[q.Flag] = err
 			case ok:
 				readings[q.Flag] = rd
-				if rerr := readError(rd.Err); rerr != nil && partFailed == nil {
-					partFailed = fmt.Errorf("read metrics of %s: %w", q.Flag, rerr)
+				if rerr := readError(rd.Err); rerr != nil {
+					readErr[q.Flag] = fmt.Errorf("read metrics of %s: %w", q.Flag, rerr)
+					partFailed = cmp.Or(partFailed, readErr[q.Flag])
 				}
 			}
 		}
@@ -635,15 +637,11 @@ func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollou
 		}
 		rd, ok := readings[s.Key]
 		switch {
-		case partErr[s.Key] != nil:
-			obs[i].Err = partErr[s.Key]
+		case readErr[s.Key] != nil:
+			obs[i].Err = readErr[s.Key]
 			continue
 		case !ok:
 			obs[i].Err = fmt.Errorf("the metrics reader returned nothing for %s", s.Key)
-			continue
-		}
-		if rerr := readError(rd.Err); rerr != nil {
-			obs[i].Err = fmt.Errorf("read metrics of %s: %w", s.Key, rerr)
 			continue
 		}
 		cum := rd.Counts
