@@ -717,6 +717,63 @@ func TestLoopPreparesPlanOnce(t *testing.T) {
 	}
 }
 
+// TestLoopKeepsTheJudgeStateItStored: a look judges from the judge state
+// the last look stored, kept decoded, while the rollout's record holds the
+// bytes it was stored as; a record changed since (another replica's
+// write) is decoded. The kept state is marked (its tick count raised) so
+// that the stored states show which was used.
+func TestLoopKeepsTheJudgeStateItStored(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	fl := checkoutFlag("checkout")
+	fl.Rollout.Plan = json.RawMessage(`{"interval": "1s", "minStepDuration": "1m", "maxStepDuration": "5m", "minRequests": 200,
+		"metrics": [{"name": "error-rate", "tolerance": 1.2, "maxRatio": 0}]}`)
+	putFlag(t, f.st, fl)
+	if _, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start}); err != nil {
+		t.Fatal(err)
+	}
+	ticks := func() int {
+		t.Helper()
+		var js judge.State
+		if err := json.Unmarshal(f.state(t, "checkout").Judge, &js); err != nil {
+			t.Fatalf("stored judge state: %v", err)
+		}
+		return js.Ticks
+	}
+	f.run(t, 5*time.Second, func() bool { return len(f.state(t, "checkout").Judge) > 0 })
+	before := ticks()
+
+	f.c.looks.mu.Lock()
+	e := f.c.looks.m["checkout"]
+	if !e.hasJudge {
+		f.c.looks.mu.Unlock()
+		t.Fatal("no judge state kept after a look")
+	}
+	e.judge.Ticks += 1000
+	f.c.looks.m["checkout"] = e
+	f.c.looks.mu.Unlock()
+	f.run(t, time.Second, func() bool { return true })
+	if got := ticks(); got != before+1001 {
+		t.Fatalf("judge state ticks %d after one look from %d, want %d: the kept state was not used", got, before, before+1001)
+	}
+
+	s := f.state(t, "checkout")
+	var js judge.State
+	if err := json.Unmarshal(s.Judge, &js); err != nil {
+		t.Fatal(err)
+	}
+	js.Ticks = 7
+	if s.Judge, _ = json.Marshal(js); s.Judge == nil {
+		t.Fatal("marshal judge state")
+	}
+	s.Revision++
+	storeStates(t, f.st, s)
+	f.run(t, time.Second, func() bool { return true })
+	if got := ticks(); got != 8 {
+		t.Fatalf("judge state ticks %d after one look from a record changed to 7, want 8: the changed record was not read", got)
+	}
+}
+
 // TestLoopWritesOnlyUnderItsLease: a decision taken by a leader whose lease
 // ran out, and was taken by another replica, before the decision could be
 // stored is dropped: the write is fenced by the lease in its transaction,

@@ -75,7 +75,7 @@ func (c *Controller) warm(ctx context.Context, now time.Time) {
 			}
 			continue
 		}
-		p, err := c.plans.get(s)
+		p, err := c.looks.get(s)
 		if err != nil || f.Treatment == "" || f.Treatment == f.Control {
 			continue // its look will say why
 		}
