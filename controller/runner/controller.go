@@ -1029,8 +1029,9 @@ func (c *Controller) after(s rollout.State, rev int64, acts []rollout.Action) {
 
 // write stores the state and carries out its actions inside tx, and
 // returns the revision the stored record took. The state is stored
-// without its history: the transitions of acts (those Notify carries)
-// are appended to the rollout's history apart.
+// without its history, the transitions of acts (those Notify carries)
+// being appended to the rollout's history apart, and without the judge's
+// state, which the record keeps beside it (store.Rollout.Judge).
 func write(ctx context.Context, tx store.Tx, s rollout.State, acts []rollout.Action) (int64, error) {
 	var f *flag.Flag
 	loadFlag := func() error {
@@ -1086,12 +1087,13 @@ func write(ctx context.Context, tx store.Tx, s rollout.State, acts []rollout.Act
 			return 0, fmt.Errorf("update flag %s: %w", s.Key, err)
 		}
 	}
-	s.History = nil
+	judgeState := s.Judge
+	s.History, s.Judge = nil, nil
 	raw, err := json.Marshal(s)
 	if err != nil {
 		return 0, fmt.Errorf("encode rollout %s: %w", s.Key, err)
 	}
-	rev, err := tx.PutRollout(ctx, store.Rollout{Key: s.Key, State: raw, DueAt: s.NextLook()})
+	rev, err := tx.PutRollout(ctx, store.Rollout{Key: s.Key, State: raw, Judge: judgeState, DueAt: s.NextLook()})
 	if err != nil {
 		return 0, err
 	}
@@ -1126,8 +1128,14 @@ func pendingState(f flag.Flag) rollout.State {
 	return s
 }
 
+// decode reads a stored rollout record: its state, with the judge's state
+// kept beside it (or, in a record stored before that, in it).
 func decode(r store.Rollout) (rollout.State, error) {
-	return rollout.DecodeState(r.Key, r.State)
+	s, err := rollout.DecodeState(r.Key, r.State)
+	if err == nil && len(r.Judge) > 0 {
+		s.Judge = r.Judge
+	}
+	return s, err
 }
 
 // withHistory returns s with the history stored for it.

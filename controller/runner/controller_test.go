@@ -719,9 +719,11 @@ func TestLoopPreparesPlanOnce(t *testing.T) {
 
 // TestLoopKeepsTheJudgeStateItStored: a look judges from the judge state
 // the last look stored, kept decoded, while the rollout's record holds the
-// bytes it was stored as; a record changed since (another replica's
-// write) is decoded. The kept state is marked (its tick count raised) so
-// that the stored states show which was used.
+// bytes it was stored as, beside the rollout's state; a record changed
+// since (another writer's, here one that kept the judge's state inside
+// the rollout's, as records stored before the store kept it apart) is
+// decoded. The kept state is marked (its tick count raised) so that the
+// stored states show which was used.
 func TestLoopKeepsTheJudgeStateItStored(t *testing.T) {
 	f := newFixture(t, openSQLite(t))
 	ctx := context.Background()
@@ -757,17 +759,34 @@ func TestLoopKeepsTheJudgeStateItStored(t *testing.T) {
 		t.Fatalf("judge state ticks %d after one look from %d, want %d: the kept state was not used", got, before, before+1001)
 	}
 
+	r, err := f.st.Rollout(ctx, "checkout")
+	if err != nil || len(r.Judge) == 0 || strings.Contains(string(r.State), `"judge"`) {
+		t.Fatalf("stored record %s / judge %.40s (%v), want the judge state beside the state", r.State, r.Judge, err)
+	}
+	// Another writer, of a release that kept the judge's state inside
+	// the rollout's, changes it.
 	s := f.state(t, "checkout")
 	var js judge.State
 	if err := json.Unmarshal(s.Judge, &js); err != nil {
 		t.Fatal(err)
 	}
 	js.Ticks = 7
-	if s.Judge, _ = json.Marshal(js); s.Judge == nil {
-		t.Fatal("marshal judge state")
+	if s.Judge, err = json.Marshal(js); err != nil {
+		t.Fatal(err)
 	}
 	s.Revision++
-	storeStates(t, f.st, s)
+	s.History = nil
+	old, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.st.Update(ctx, store.Actor{Name: "test"}, func(tx store.Tx) error {
+		_, err := tx.PutRollout(ctx, store.Rollout{Key: "checkout", State: old, DueAt: s.NextLook()})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	f.run(t, time.Second, func() bool { return true })
 	if got := ticks(); got != 8 {
 		t.Fatalf("judge state ticks %d after one look from a record changed to 7, want 8: the changed record was not read", got)

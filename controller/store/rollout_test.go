@@ -78,6 +78,33 @@ func TestRolloutHistoryAndDueTimes(t *testing.T) {
 	})
 }
 
+// TestRolloutJudgeKeptApart: the judge's state is stored as given beside
+// the rollout's state, read back by every read of rollout records, and
+// cleared by a put without one.
+func TestRolloutJudgeKeptApart(t *testing.T) {
+	forEachKind(t, func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		judge := json.RawMessage(`{"version":2,"checks":[{"name":"error-rate","maxLogE":-0.12345678901234568}]}`)
+		putWithHistory(t, s, store.Rollout{Key: "a", State: json.RawMessage(`{"state":"progressing"}`), Judge: judge})
+		putWithHistory(t, s, store.Rollout{Key: "b", State: json.RawMessage(`{"state":"pending"}`)})
+		reads := map[string]func() ([]store.Rollout, error){
+			"RolloutsOf":   func() ([]store.Rollout, error) { return s.RolloutsOf(ctx, []string{"a", "b"}) },
+			"RolloutsPage": func() ([]store.Rollout, error) { return s.RolloutsPage(ctx, "", 10) },
+			"Rollouts":     func() ([]store.Rollout, error) { return s.Rollouts(ctx) },
+		}
+		for name, read := range reads {
+			rs, err := read()
+			if err != nil || len(rs) != 2 || string(rs[0].Judge) != string(judge) || rs[1].Judge != nil {
+				t.Fatalf("%s: %+v %v, want a with its judge state and b with none", name, rs, err)
+			}
+		}
+		putWithHistory(t, s, store.Rollout{Key: "a", State: json.RawMessage(`{"state":"aborted"}`)})
+		if r, err := s.Rollout(ctx, "a"); err != nil || r.Judge != nil || string(r.State) != `{"state":"aborted"}` {
+			t.Fatalf("after a put without a judge state: %+v %v", r, err)
+		}
+	})
+}
+
 func join(rs []json.RawMessage) string {
 	var parts []string
 	for _, r := range rs {

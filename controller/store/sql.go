@@ -289,7 +289,7 @@ func (s *sqlStore) RolloutsPage(ctx context.Context, after string, limit int) ([
 	if limit < 1 {
 		return nil, fmt.Errorf("rollouts after %q: limit %d is not at least 1", after, limit)
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT key, state, updated_at, due_at, revision FROM vigil_rollouts WHERE key > $1 ORDER BY key LIMIT $2`, after, limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT key, state, judge, updated_at, due_at, revision FROM vigil_rollouts WHERE key > $1 ORDER BY key LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("rollouts after %q: %w", after, err)
 	}
@@ -303,7 +303,7 @@ func (s *sqlStore) RolloutsPage(ctx context.Context, after string, limit int) ([
 func (s *sqlStore) RolloutsOf(ctx context.Context, keys []string) ([]Rollout, error) {
 	out := []Rollout{}
 	err := inBatches(keys, func(in string, args []any) error {
-		rows, err := s.r.QueryContext(ctx, `SELECT key, state, updated_at, due_at, revision FROM vigil_rollouts WHERE key IN (`+in+`)`, args...)
+		rows, err := s.r.QueryContext(ctx, `SELECT key, state, judge, updated_at, due_at, revision FROM vigil_rollouts WHERE key IN (`+in+`)`, args...)
 		if err != nil {
 			return err
 		}
@@ -554,7 +554,7 @@ func decodeFlag(key string, version int64, data string) (flag.Flag, error) {
 }
 
 func queryRollout(ctx context.Context, q queryer, key string) (Rollout, error) {
-	rows, err := q.QueryContext(ctx, `SELECT key, state, updated_at, due_at, revision FROM vigil_rollouts WHERE key = $1`, key)
+	rows, err := q.QueryContext(ctx, `SELECT key, state, judge, updated_at, due_at, revision FROM vigil_rollouts WHERE key = $1`, key)
 	if err != nil {
 		return Rollout{}, fmt.Errorf("rollout %s: %w", key, err)
 	}
@@ -569,7 +569,7 @@ func queryRollout(ctx context.Context, q queryer, key string) (Rollout, error) {
 }
 
 func queryRollouts(ctx context.Context, q queryer) ([]Rollout, error) {
-	rows, err := q.QueryContext(ctx, `SELECT key, state, updated_at, due_at, revision FROM vigil_rollouts ORDER BY key`)
+	rows, err := q.QueryContext(ctx, `SELECT key, state, judge, updated_at, due_at, revision FROM vigil_rollouts ORDER BY key`)
 	if err != nil {
 		return nil, fmt.Errorf("rollouts: %w", err)
 	}
@@ -586,11 +586,15 @@ func scanRollouts(rows *sql.Rows) ([]Rollout, error) {
 	for rows.Next() {
 		var r Rollout
 		var state string
+		var judge sql.NullString
 		var at, due int64
-		if err := rows.Scan(&r.Key, &state, &at, &due, &r.Revision); err != nil {
+		if err := rows.Scan(&r.Key, &state, &judge, &at, &due, &r.Revision); err != nil {
 			return nil, err
 		}
 		r.State = json.RawMessage(state)
+		if judge.Valid {
+			r.Judge = json.RawMessage(judge.String)
+		}
 		r.UpdatedAt = time.UnixMicro(at).UTC()
 		if due > 0 {
 			r.DueAt = time.UnixMicro(due).UTC()
@@ -791,9 +795,16 @@ func (t *sqlTx) PutRollout(ctx context.Context, r Rollout) (int64, error) {
 		due = max(r.DueAt.UnixMicro(), 1)
 	}
 	rev := t.rollRev + 1 // issued by rolloutChanged once stored
-	if _, err := t.tx.ExecContext(ctx, `INSERT INTO vigil_rollouts (key, state, updated_at, due_at, revision) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, due_at = excluded.due_at, revision = excluded.revision`,
-		r.Key, string(r.State), t.now.UnixMicro(), due, rev); err != nil {
+	// The judge's state is stored as given: it is opaque here, and
+	// checking it would cost every look another pass over most of a
+	// rollout's bytes.
+	var judge sql.NullString
+	if len(r.Judge) > 0 {
+		judge = sql.NullString{String: string(r.Judge), Valid: true}
+	}
+	if _, err := t.tx.ExecContext(ctx, `INSERT INTO vigil_rollouts (key, state, judge, updated_at, due_at, revision) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (key) DO UPDATE SET state = excluded.state, judge = excluded.judge, updated_at = excluded.updated_at, due_at = excluded.due_at, revision = excluded.revision`,
+		r.Key, string(r.State), judge, t.now.UnixMicro(), due, rev); err != nil {
 		return 0, fmt.Errorf("put rollout %s: %w", r.Key, err)
 	}
 	return t.rolloutChanged(r.Key), nil
@@ -1027,6 +1038,13 @@ var schema = []migration{{
 		`ALTER TABLE vigil_meta ADD COLUMN rollout_revision BIGINT NOT NULL DEFAULT 0`,
 		`ALTER TABLE vigil_rollouts ADD COLUMN revision BIGINT NOT NULL DEFAULT 0`,
 	},
+}, {
+	// Version 4 keeps the judge's state of a rollout in a column of its
+	// own (Rollout.Judge), out of the state's JSON. Records stored before
+	// carry it in their state until their next put.
+	version:  4,
+	sqlite:   []string{`ALTER TABLE vigil_rollouts ADD COLUMN judge TEXT`},
+	postgres: []string{`ALTER TABLE vigil_rollouts ADD COLUMN judge TEXT`},
 }}
 
 // formatRevision is the NOTIFY payload of a revision.

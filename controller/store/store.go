@@ -244,8 +244,14 @@ type Lease struct {
 // as opaque JSON; the rollout controller defines it. Its history is stored
 // apart (Tx.AppendRolloutHistory).
 type Rollout struct {
-	Key       string          `json:"key"`
-	State     json.RawMessage `json:"state"`
+	Key   string          `json:"key"`
+	State json.RawMessage `json:"state"`
+	// Judge is the judge's state, which the store keeps as it is given,
+	// apart from State: it is most of a judged rollout's bytes and changes
+	// at every look, and what reads State alone (lists, the API) need not
+	// read through it. Empty for a rollout not judged yet, and for a
+	// record stored before the store kept it apart, whose State holds it.
+	Judge     json.RawMessage `json:"judge,omitempty"`
 	UpdatedAt time.Time       `json:"updatedAt"`
 	// DueAt is when the rollout loop should next look at the rollout;
 	// zero when it should not (the rollout is not progressing). It is
