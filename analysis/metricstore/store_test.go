@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,7 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 
 	"github.com/vigil-dev/vigil/internal/testenv/poll"
 )
@@ -432,5 +435,67 @@ func TestQueryMatrixReturnsRawSamples(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "want a matrix") {
 		t.Errorf("instant vector query: err %v, want a refusal naming the matrix", err)
+	}
+}
+
+// TestQueryMatrixSelectsAsTheEngine: a plain range selector, read straight
+// from the TSDB, gives what the PromQL engine gives for it: the same series
+// and samples, with the range's ends (after ts-range, up to ts), stale
+// markers, native histogram samples, series wholly out of range and every
+// kind of matcher; and a selector with offset or @ is left to the engine.
+func TestQueryMatrixSelectsAsTheEngine(t *testing.T) {
+	s := openStore(t, Options{})
+	base := time.UnixMilli(1_800_000_000_000)
+	at := func(sec int) int64 { return base.Add(time.Duration(sec) * time.Second).UnixMilli() }
+	app := s.Appender(context.Background())
+	add := func(ls labels.Labels, sec int, v float64) {
+		t.Helper()
+		if _, err := app.Append(0, ls, at(sec), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for pod, vs := range map[string][]float64{"a": {3, 7, 2, 9, 4}, "b": {1, 2, 3, math.Float64frombits(value.StaleNaN), 5}, "c": {0, 0, 0, 0, math.NaN()}} {
+		for i, v := range vs {
+			add(labels.FromStrings("__name__", "things_total", "pod", pod, "zone", "z"+pod), 15*i, v)
+		}
+	}
+	add(labels.FromStrings("__name__", "things_total", "pod", "old"), -600, 1)
+	h := &histogram.Histogram{Count: 3, Sum: 1.5, Schema: 0, PositiveSpans: []histogram.Span{{Offset: 0, Length: 1}}, PositiveBuckets: []int64{3}}
+	if _, err := app.AppendHistogram(0, labels.FromStrings("__name__", "things_total", "pod", "native"), at(30), h, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	read := func(query string, ts time.Time, direct bool) string {
+		t.Helper()
+		var out []string
+		fn := func(ls labels.Labels, samples []model.SamplePair) {
+			out = append(out, fmt.Sprintf("%s %v", ls, samples))
+		}
+		var err error
+		if direct {
+			err = s.QueryMatrix(context.Background(), query, ts, fn)
+		} else {
+			err = s.evalMatrix(context.Background(), query, ts, fn)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		slices.Sort(out)
+		return strings.Join(out, "\n")
+	}
+	for _, query := range []string{`things_total[30s]`, `things_total[45s]`, `things_total{pod!="a"}[1h]`, `things_total{zone=~"z[ab]"}[15s]`,
+		`{__name__="things_total",pod="c"}[2m]`, `things_total{pod="none"}[1m]`, `things_total[30s] offset 15s`, `things_total[30s] @ 1800000030`} {
+		for _, sec := range []int{0, 30, 45, 60, 61, 700} {
+			ts := time.UnixMilli(at(sec))
+			direct, engine := read(query, ts, true), read(query, ts, false)
+			if direct != engine {
+				t.Errorf("%s at %ds:\n%s\nthe engine gives\n%s", query, sec, direct, engine)
+			}
+		}
+	}
+	if got := read(`things_total{pod="a"}[30s]`, time.UnixMilli(at(45)), true); !strings.HasSuffix(got, "[2 @[1800000030] 9 @[1800000045]]") {
+		t.Errorf("pod a over (15 s, 45 s]: %s, want the samples at 30 and 45 s", got)
 	}
 }
