@@ -94,12 +94,18 @@ func (r result) row() string {
 		perRead = r.queries / float64(r.reads.Count)
 		readMean = r.reads.Sum / float64(r.reads.Count)
 	}
+	queries := fmt.Sprintf("%.1f PromQL queries each", perRead)
+	if r.queries == 0 {
+		// The embedded store reads the Reader's plain selectors straight
+		// from its TSDB, past the engine that counts queries.
+		queries = "selected from the TSDB"
+	}
 	cpu := fmt.Sprintf("%.1f", r.cpu)
 	if r.provider == "prometheus" {
 		cpu += fmt.Sprintf(" (+%.1f in Prometheus)", r.promCPU)
 	}
-	return fmt.Sprintf("| %s | %s | %s | %d reads (%.0f failed), %.1f queries each, read %.2f s mean, ≤%s s max | %s | %d MB | %.1f%% of %d (%d early, %d late, longest %s); %.1f%% within 1 s | %s, %s; all %s; with history %s, %s | %s |",
-		fmtN(r.n), r.provider, tick, r.reads.Count, r.readErrors, perRead, readMean, bound(r.reads.MaxBound()), cpu, r.maxRSS>>20,
+	return fmt.Sprintf("| %s | %s | %s | %d reads (%.0f failed), %s, read %.2f s mean, ≤%s s max | %s | %d MB | %.1f%% of %d (%d early, %d late, longest %s); %.1f%% within 1 s | %s, %s; all %s; with history %s, %s | %s |",
+		fmtN(r.n), r.provider, tick, r.reads.Count, r.readErrors, queries, readMean, bound(r.reads.MaxBound()), cpu, r.maxRSS>>20,
 		100*r.schedule.Share(), r.schedule.Steps, r.schedule.Early, r.schedule.Late, r.schedule.Longest.Round(100*time.Millisecond), 100*r.scheduleTick.Share(),
 		r.firstPage.took.Round(time.Millisecond), size(r.firstPage.bytes), r.fullPass.took.Round(time.Millisecond),
 		r.fullHistory.took.Round(time.Millisecond), size(r.fullHistory.bytes), phaseCounts(r.phases))
