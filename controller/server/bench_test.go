@@ -41,7 +41,9 @@ func BenchmarkPropagation(b *testing.B) {
 }
 
 func benchPropagation(b *testing.B, bin string, n int) {
-	p := vigiltest.Start(b, bin, []string{"VIGIL_ADMIN_TOKEN=" + adminSecret}, "--data", b.TempDir())
+	// Every client is on loopback, one address, so the cap on one
+	// client's connections is lifted.
+	p := vigiltest.Start(b, bin, []string{"VIGIL_ADMIN_TOKEN=" + adminSecret}, "--data", b.TempDir(), "--max-conns-per-client", "-1")
 	admin := &http.Client{}
 	put := func(percent int) int64 {
 		body := fmt.Sprintf(`{"key":"bench","variants":{"on":true,"off":false},"control":"off","treatment":"on","enabled":true,"rollout":{"percent":%d}}`, percent)
