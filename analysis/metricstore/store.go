@@ -219,9 +219,9 @@ func (s *Store) Query(ctx context.Context, query string, ts time.Time) (model.Ve
 // after ts-range and at or before ts, stale markers left out. The
 // Reader's reads are such selectors over hundreds of thousands of series,
 // and the engine, which gathers every series' samples and sorts the
-// series by their labels before returning, took a fifth of the
-// controller's CPU at 1,000 rollouts judging latency. Any other query is
-// the engine's.
+// series by their labels before returning, took 5.3 s of a 60 s profile
+// at 1,000 rollouts judging latency where selecting them takes 3.8. Any
+// other query is the engine's.
 func (s *Store) QueryMatrix(ctx context.Context, query string, ts time.Time, fn func(labels.Labels, []model.SamplePair)) error {
 	if expr, err := parser.NewParser(parser.Options{}).ParseExpr(query); err == nil {
 		if ms, ok := expr.(*parser.MatrixSelector); ok {
