@@ -133,17 +133,24 @@ func (g *Generator) SetPercent(key string, percent float64) {
 
 // Follow reads the controller's SDK snapshot every interval, as a fleet's
 // SDKs would hear of changes, and sets each flag's percentage from it,
-// until ctx ends. It returns the first error only when ctx has not ended.
+// until ctx ends. While the controller does not answer the percentages
+// stay; it returns an error when that has lasted followOutage.
 func (g *Generator) Follow(ctx context.Context, c *client.Client, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var failing time.Time
 	for {
 		var snap server.SnapshotBody
-		if err := c.Do(ctx, client.Request{Method: http.MethodGet, Path: "/sdk/v1/snapshot"}, &snap); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("follow the flags: %w", err)
+		err := c.Do(ctx, client.Request{Method: http.MethodGet, Path: "/sdk/v1/snapshot"}, &snap)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && failing.IsZero():
+			failing = time.Now()
+		case err != nil && time.Since(failing) > followOutage:
+			return fmt.Errorf("follow the flags: failing for %v: %w", followOutage, err)
+		case err == nil:
+			failing = time.Time{}
 		}
 		for _, f := range snap.Flags {
 			p := 0.0
@@ -159,6 +166,11 @@ func (g *Generator) Follow(ctx context.Context, c *client.Client, every time.Dur
 		}
 	}
 }
+
+// followOutage is how long Follow keeps the percentages it has while the
+// controller does not answer (a restart), as an SDK keeps serving its
+// last snapshot, before it gives up.
+const followOutage = time.Minute
 
 // poisson draws a count with mean lambda.
 func (g *Generator) poisson(lambda float64) uint64 {

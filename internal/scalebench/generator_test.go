@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -158,6 +159,17 @@ func TestHistogramBetween(t *testing.T) {
 	}
 	if q := (HistogramDelta{}).Quantile(0.5); !math.IsNaN(q) {
 		t.Errorf("median of nothing %v, want NaN", q)
+	}
+
+	// Two processes' deltas (a restart) count as one histogram; nothing
+	// added changes nothing.
+	e := HistogramBetween(Metrics{}, hist(4, 2, 1, 3, 4), "h")
+	sum := d.Add(e)
+	if sum.Count != 24 || sum.Sum != 12 || !slices.Equal(sum.Counts, []uint64{1, 23, 24, 24}) || !slices.Equal(sum.Bounds, d.Bounds) {
+		t.Errorf("sum %+v, want 24 observations, buckets 1, 23, 24, 24", sum)
+	}
+	if z := (HistogramDelta{}).Add(d); z.Count != d.Count || !slices.Equal(z.Counts, d.Counts) || !slices.Equal(z.Bounds, d.Bounds) {
+		t.Errorf("nothing plus %+v = %+v", d, z)
 	}
 }
 

@@ -147,6 +147,23 @@ func HistogramBetween(before, after Metrics, name string) HistogramDelta {
 	return d
 }
 
+// Add is what d and e counted together, as one histogram.
+func (d HistogramDelta) Add(e HistogramDelta) HistogramDelta {
+	out := HistogramDelta{Count: d.Count + e.Count, Sum: d.Sum + e.Sum}
+	for _, h := range []HistogramDelta{d, e} {
+		for i, b := range h.Bounds {
+			j := slices.Index(out.Bounds, b)
+			if j < 0 {
+				out.Bounds = append(out.Bounds, b)
+				out.Counts = append(out.Counts, 0)
+				j = len(out.Bounds) - 1
+			}
+			out.Counts[j] += h.Counts[i]
+		}
+	}
+	return out
+}
+
 // Quantile estimates the q-quantile as histogram_quantile does: linearly
 // within the bucket that holds it. NaN without observations.
 func (d HistogramDelta) Quantile(q float64) float64 {

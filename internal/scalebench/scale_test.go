@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +37,7 @@ var (
 	scaleJudgeLat  = goflag.Bool("scale.judge-latency", true, "with -scale.latency, judge latency too rather than the error rate only")
 	scaleTimeout   = goflag.Duration("scale.timeout", 15*time.Minute, "give up on a run when its rollouts have not finished by then")
 	scaleMemLimit  = goflag.String("scale.gomemlimit", "", "GOMEMLIMIT of the controller, as --auto-gomemlimit-ratio sets it in a memory-limited container (such as 900MiB); empty for none")
+	scaleRestart   = goflag.Duration("scale.restart-after", 0, "stop the controller (SIGTERM, as a deploy does) this long after the rollouts start and start it again on the same data and address; 0 for none")
 )
 
 // The plan every rollout follows: two steps before 100%, each held at
@@ -58,6 +61,9 @@ type result struct {
 	elapsed  time.Duration
 	// startTook is how long starting every rollout through the API took.
 	startTook time.Duration
+	// restartedAt is when, after the rollouts started, the controller was
+	// restarted; zero when it was not.
+	restartedAt time.Duration
 	// tick is the loop's tick duration histogram; reads the cohort reads',
 	// one per tick with rollouts due.
 	tick, reads HistogramDelta
@@ -95,7 +101,7 @@ func (r result) row() string {
 		readMean = r.reads.Sum / float64(r.reads.Count)
 	}
 	queries := fmt.Sprintf("%.1f PromQL queries each", perRead)
-	if r.queries == 0 {
+	if r.provider != "prometheus" {
 		// The embedded store reads the Reader's plain selectors straight
 		// from its TSDB, past the engine that counts queries.
 		queries = "selected from the TSDB"
@@ -190,6 +196,11 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	b.Cleanup(gsrv.Close)
 
 	args := []string{"--data", b.TempDir(), "--max-body-bytes", strconv.Itoa(64 << 20)}
+	if *scaleRestart > 0 {
+		// The controller comes back where the generator and the client
+		// look for it.
+		args = append(args, "--addr", freeAddr(b))
+	}
 	var prom *promtest.Server
 	if provider == "prometheus" {
 		prom = promtest.Start(b, promtest.Options{Targets: []string{gsrv.URL + "/metrics"}, ScrapeInterval: scrapeInterval, StartTimeout: 2 * time.Minute})
@@ -277,7 +288,25 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	deadline := began.Add(*scaleTimeout)
 	var firstPages []time.Duration
 	var last time.Time
+	// A restart keeps what the stopped process counted: its CPU, and its
+	// metrics since before (the new process counts from zero).
+	var ended ended
 	for {
+		if *scaleRestart > 0 && r.restartedAt == 0 && time.Since(began) >= *scaleRestart {
+			r.restartedAt = time.Since(began)
+			ended = ended.add(b, ctx, p, pid, u0, before)
+			if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				b.Fatal(err)
+			}
+			if err := p.Wait(time.Minute); err != nil {
+				b.Logf("the stopped controller: %v", err)
+			}
+			p = vigiltest.Start(b, bin, env, args...)
+			pid, u0, before = p.Cmd.Process.Pid, Usage{}, Metrics{}
+			if prom == nil {
+				engineBefore = Metrics{} // the engine's queries were the stopped process's
+			}
+		}
 		u := mustUsage(b, pid)
 		r.maxRSS = max(r.maxRSS, u.RSS)
 		if time.Since(last) >= 10*time.Second {
@@ -316,10 +345,10 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	r.firstPage.took = firstPages[len(firstPages)/2]
 
 	minutes := r.elapsed.Minutes()
-	r.cpu = (u1.CPU - u0.CPU).Seconds() / minutes
-	r.tick = HistogramBetween(before, after, rolloutmetrics.TickDuration)
-	r.reads = HistogramBetween(before, after, rolloutmetrics.ProviderQueryDuration)
-	r.readErrors = after.Sum(rolloutmetrics.ProviderErrors, nil, false) - before.Sum(rolloutmetrics.ProviderErrors, nil, false)
+	r.cpu = (ended.cpu + u1.CPU - u0.CPU).Seconds() / minutes
+	r.tick = ended.tick.Add(HistogramBetween(before, after, rolloutmetrics.TickDuration))
+	r.reads = ended.reads.Add(HistogramBetween(before, after, rolloutmetrics.ProviderQueryDuration))
+	r.readErrors = ended.readErrors + after.Sum(rolloutmetrics.ProviderErrors, nil, false) - before.Sum(rolloutmetrics.ProviderErrors, nil, false)
 	inner := map[string]string{"slice": "inner_eval"}
 	r.queries = engineAfter.Sum("prometheus_engine_query_duration_seconds", inner, false) - engineBefore.Sum("prometheus_engine_query_duration_seconds", inner, false)
 	r.queryTime = engineAfter.Sum("prometheus_engine_query_duration_seconds", inner, true) - engineBefore.Sum("prometheus_engine_query_duration_seconds", inner, true)
@@ -350,8 +379,41 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	r.schedule = ScheduleOf(states, 0)
 	r.scheduleTick = ScheduleOf(states, loopTick)
 	b.Logf("steps held, by step: %s", heldByStep(states))
-	b.Logf("%s n=%d: %v to start, %v in all; %s", provider, n, r.startTook.Round(time.Millisecond), r.elapsed.Round(time.Second), r.row())
+	restart := ""
+	if r.restartedAt > 0 {
+		restart = fmt.Sprintf(", the controller restarted %v in", r.restartedAt.Round(time.Second))
+	}
+	b.Logf("%s n=%d: %v to start, %v in all%s; %s", provider, n, r.startTook.Round(time.Millisecond), r.elapsed.Round(time.Second), restart, r.row())
 	return r
+}
+
+// ended is what the controller processes that were stopped counted.
+type ended struct {
+	cpu         time.Duration
+	tick, reads HistogramDelta
+	readErrors  float64
+}
+
+// add adds what process p (pid, whose CPU was u0 and metrics before when
+// the run's count began) counted.
+func (e ended) add(b *testing.B, ctx context.Context, p *vigiltest.Process, pid int, u0 Usage, before Metrics) ended {
+	m := mustScrape(b, ctx, p.URL+"/metrics")
+	u := mustUsage(b, pid)
+	e.cpu += u.CPU - u0.CPU
+	e.tick = e.tick.Add(HistogramBetween(before, m, rolloutmetrics.TickDuration))
+	e.reads = e.reads.Add(HistogramBetween(before, m, rolloutmetrics.ProviderQueryDuration))
+	e.readErrors += m.Sum(rolloutmetrics.ProviderErrors, nil, false) - before.Sum(rolloutmetrics.ProviderErrors, nil, false)
+	return e
+}
+
+// freeAddr is a loopback address no one listens on.
+func freeAddr(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 type timedBody struct {
