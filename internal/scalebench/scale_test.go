@@ -290,11 +290,11 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	var last time.Time
 	// A restart keeps what the stopped process counted: its CPU, and its
 	// metrics since before (the new process counts from zero).
-	var ended ended
+	var stopped stoppedCounts
 	for {
 		if *scaleRestart > 0 && r.restartedAt == 0 && time.Since(began) >= *scaleRestart {
 			r.restartedAt = time.Since(began)
-			ended = ended.add(b, ctx, p, pid, u0, before)
+			stopped = stopped.add(b, ctx, p, pid, u0, before)
 			if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				b.Fatal(err)
 			}
@@ -345,10 +345,10 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	r.firstPage.took = firstPages[len(firstPages)/2]
 
 	minutes := r.elapsed.Minutes()
-	r.cpu = (ended.cpu + u1.CPU - u0.CPU).Seconds() / minutes
-	r.tick = ended.tick.Add(HistogramBetween(before, after, rolloutmetrics.TickDuration))
-	r.reads = ended.reads.Add(HistogramBetween(before, after, rolloutmetrics.ProviderQueryDuration))
-	r.readErrors = ended.readErrors + after.Sum(rolloutmetrics.ProviderErrors, nil, false) - before.Sum(rolloutmetrics.ProviderErrors, nil, false)
+	r.cpu = (stopped.cpu + u1.CPU - u0.CPU).Seconds() / minutes
+	r.tick = stopped.tick.Add(HistogramBetween(before, after, rolloutmetrics.TickDuration))
+	r.reads = stopped.reads.Add(HistogramBetween(before, after, rolloutmetrics.ProviderQueryDuration))
+	r.readErrors = stopped.readErrors + after.Sum(rolloutmetrics.ProviderErrors, nil, false) - before.Sum(rolloutmetrics.ProviderErrors, nil, false)
 	inner := map[string]string{"slice": "inner_eval"}
 	r.queries = engineAfter.Sum("prometheus_engine_query_duration_seconds", inner, false) - engineBefore.Sum("prometheus_engine_query_duration_seconds", inner, false)
 	r.queryTime = engineAfter.Sum("prometheus_engine_query_duration_seconds", inner, true) - engineBefore.Sum("prometheus_engine_query_duration_seconds", inner, true)
@@ -387,8 +387,9 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	return r
 }
 
-// ended is what the controller processes that were stopped counted.
-type ended struct {
+// stoppedCounts is what the controller processes that were stopped
+// counted.
+type stoppedCounts struct {
 	cpu         time.Duration
 	tick, reads HistogramDelta
 	readErrors  float64
@@ -396,7 +397,7 @@ type ended struct {
 
 // add adds what process p (pid, whose CPU was u0 and metrics before when
 // the run's count began) counted.
-func (e ended) add(b *testing.B, ctx context.Context, p *vigiltest.Process, pid int, u0 Usage, before Metrics) ended {
+func (e stoppedCounts) add(b *testing.B, ctx context.Context, p *vigiltest.Process, pid int, u0 Usage, before Metrics) stoppedCounts {
 	m := mustScrape(b, ctx, p.URL+"/metrics")
 	u := mustUsage(b, pid)
 	e.cpu += u.CPU - u0.CPU
