@@ -67,10 +67,9 @@ type result struct {
 	// tick is the loop's tick duration histogram; reads the cohort reads',
 	// one per tick with rollouts due.
 	tick, reads HistogramDelta
-	// queries is how many PromQL queries the metric source evaluated, and
-	// queryTime their total evaluation time.
-	queries   float64
-	queryTime float64
+	// queries is how many PromQL queries Prometheus evaluated (the
+	// embedded store selects the Reader's reads past its engine).
+	queries float64
 	// readErrors counts the cohort reads in which a query failed.
 	readErrors float64
 	// cpu is the controller's CPU seconds per minute, promCPU
@@ -238,12 +237,11 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	followed := make(chan error, 1)
 	go func() { followed <- gen.Follow(ctx, c, time.Second) }()
 
-	engine := p.URL + "/metrics"
-	if prom != nil {
-		engine = prom.URL + "/metrics"
-	}
 	before := mustScrape(b, ctx, p.URL+"/metrics")
-	engineBefore := mustScrape(b, ctx, engine)
+	var promBefore Metrics
+	if prom != nil {
+		promBefore = mustScrape(b, ctx, prom.URL+"/metrics")
+	}
 	u0 := mustUsage(b, pid)
 	began := time.Now()
 
@@ -303,9 +301,6 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 			}
 			p = vigiltest.Start(b, bin, env, args...)
 			pid, u0, before = p.Cmd.Process.Pid, Usage{}, Metrics{}
-			if prom == nil {
-				engineBefore = Metrics{} // the engine's queries were the stopped process's
-			}
 		}
 		u := mustUsage(b, pid)
 		r.maxRSS = max(r.maxRSS, u.RSS)
@@ -340,7 +335,6 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	}
 	r.fullPass.took = time.Since(t0)
 	after := mustScrape(b, ctx, p.URL+"/metrics")
-	engineAfter := mustScrape(b, ctx, engine)
 	slices.Sort(firstPages)
 	r.firstPage.took = firstPages[len(firstPages)/2]
 
@@ -349,11 +343,11 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	r.tick = stopped.tick.Add(HistogramBetween(before, after, rolloutmetrics.TickDuration))
 	r.reads = stopped.reads.Add(HistogramBetween(before, after, rolloutmetrics.ProviderQueryDuration))
 	r.readErrors = stopped.readErrors + after.Sum(rolloutmetrics.ProviderErrors, nil, false) - before.Sum(rolloutmetrics.ProviderErrors, nil, false)
-	inner := map[string]string{"slice": "inner_eval"}
-	r.queries = engineAfter.Sum("prometheus_engine_query_duration_seconds", inner, false) - engineBefore.Sum("prometheus_engine_query_duration_seconds", inner, false)
-	r.queryTime = engineAfter.Sum("prometheus_engine_query_duration_seconds", inner, true) - engineBefore.Sum("prometheus_engine_query_duration_seconds", inner, true)
 	if prom != nil {
-		r.promCPU = (engineAfter.Sum("process_cpu_seconds_total", nil, false) - engineBefore.Sum("process_cpu_seconds_total", nil, false)) / minutes
+		promAfter := mustScrape(b, ctx, prom.URL+"/metrics")
+		inner := map[string]string{"slice": "inner_eval"}
+		r.queries = promAfter.Sum("prometheus_engine_query_duration_seconds", inner, false) - promBefore.Sum("prometheus_engine_query_duration_seconds", inner, false)
+		r.promCPU = (promAfter.Sum("process_cpu_seconds_total", nil, false) - promBefore.Sum("process_cpu_seconds_total", nil, false)) / minutes
 	}
 
 	// Every whole state, with its history, 1,000 at a time.
