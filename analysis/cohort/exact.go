@@ -49,7 +49,8 @@ const (
 // series is what the Reader remembers of one counter series: of its labels
 // only what the counts need, since a Reader may follow millions.
 type series struct {
-	variant string
+	// cohort is the series' variant: treatment or control.
+	cohort cohortIndex
 	// failed is set for a series of failed requests (error_type set).
 	failed bool
 	// le is a histogram bucket's bound, NaN for other series.
@@ -113,8 +114,11 @@ type follow struct {
 	// are committed in order, so none older than its latest one seen can
 	// appear later.
 	resume time.Time
-	// series are the flag's cohort series by their label sets.
+	// series are the flag's cohort series by their label sets, and list
+	// the same in the order first seen, for the walks over them at every
+	// read (a map is slower to range over).
 	series map[seriesKey]*series
+	list   []*series
 }
 
 // matches reports whether the memory belongs to the rollout f asks about:
@@ -161,7 +165,7 @@ func (fw *follow) readAt(now time.Time) {
 		return
 	}
 	live := model.TimeFromUnixNano(now.Add(-liveWindow).UnixNano())
-	for _, s := range fw.series {
+	for _, s := range fw.list {
 		if s.seenTS >= live {
 			if t := s.seenTS.Time(); t.Before(fw.resume) {
 				fw.resume = t
@@ -170,7 +174,8 @@ func (fw *follow) readAt(now time.Time) {
 	}
 }
 
-// fold takes in one series' samples from a read. A series first seen
+// fold takes in the samples a read returned for one of the flag's treatment
+// or control series (the read drops other variants'). A series first seen
 // starts from zero, so all it counted after the rollout began counts: a
 // series the SDK creates at its first failure, or a new pod's, starts with
 // the events it counted. Samples at or before the ones already folded in
@@ -180,13 +185,17 @@ func (fw *follow) fold(ls labels.Labels, samples []model.SamplePair) {
 	s := fw.series[k]
 	if s == nil {
 		s = &series{
-			variant: ls.Get(semconv.LabelVariant),
-			failed:  ls.Get(semconv.LabelErrorType) != "",
-			le:      upperBound(ls.Get(labelLE)),
-			bucket:  bucketOf(ls.Get(semconv.LabelUnitBucket)),
-			seenTS:  model.Earliest,
+			cohort: treatment,
+			failed: ls.Get(semconv.LabelErrorType) != "",
+			le:     upperBound(ls.Get(labelLE)),
+			bucket: bucketOf(ls.Get(semconv.LabelUnitBucket)),
+			seenTS: model.Earliest,
+		}
+		if ls.Get(semconv.LabelVariant) == fw.control {
+			s.cohort = control
 		}
 		fw.series[k] = s
+		fw.list = append(fw.list, s)
 	}
 	since := model.TimeFromUnixNano(fw.since.UnixNano())
 	for _, p := range samples {

@@ -1,7 +1,6 @@
 package cohort
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -231,35 +230,31 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 	r.requests.forget(now)
 	r.latency.forget(now)
 	// Tallied under the lock: the next read changes the memory.
-	reqs, errCounts, hists := counts{}, counts{}, histograms{}
-	reqFailed, latFailed := map[string]*QueryError{}, map[string]*QueryError{}
-	latest := map[string]time.Time{}
+	tallies := make(map[string]*flagTally, len(flags))
+	for _, f := range flags {
+		tallies[f.Flag] = &flagTally{}
+	}
 	for _, g := range []*group{reqRecent, reqCatchUp} {
 		for _, fw := range g.follows {
+			ft := tallies[fw.flag]
 			if g.failed != nil {
-				reqFailed[fw.flag] = g.failed
+				ft.reqFailed = g.failed
 				continue
 			}
-			for _, s := range fw.series {
-				if t := s.seenTS.Time(); t.After(latest[fw.flag]) {
-					latest[fw.flag] = t
-				}
-				k := cohortKey{fw.flag, s.variant}
-				reqs.add(k, s.bucket, s.value())
-				if s.failed {
-					errCounts.add(k, s.bucket, s.value())
-				}
+			for _, s := range fw.list {
+				ft.count(s)
 			}
 		}
 	}
 	for _, g := range []*group{latRecent, latCatchUp} {
 		for _, fw := range g.follows {
+			ft := tallies[fw.flag]
 			if g.failed != nil {
-				latFailed[fw.flag] = g.failed
+				ft.latFailed = g.failed
 				continue
 			}
-			for _, s := range fw.series {
-				hists.add(cohortKey{fw.flag, s.variant}, s.le, s.bucket, s.value())
+			for _, s := range fw.list {
+				ft.countBucket(s)
 			}
 		}
 	}
@@ -272,7 +267,8 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 	var whole []error
 	seen := map[*QueryError]bool{}
 	for _, f := range flags {
-		for _, qe := range []*QueryError{reqFailed[f.Flag], latFailed[f.Flag]} {
+		ft := tallies[f.Flag]
+		for _, qe := range []*QueryError{ft.reqFailed, ft.latFailed} {
 			if qe == nil {
 				continue
 			}
@@ -289,17 +285,10 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 			out[f.Flag] = rd
 			continue
 		}
-		in := builtins{reqs: reqs, errs: errCounts, hists: hists}
-		if reqFailed[f.Flag] != nil {
-			in.reqs, in.errs = nil, nil
-		}
-		if latFailed[f.Flag] != nil || f.SkipLatency {
-			in.hists = nil
-		}
 		rd := out[f.Flag]
-		rd.Latest = latest[f.Flag]
-		rd.Counts.Treatment, rd.TreatmentBuckets = in.cohort(f, f.Treatment, errs)
-		rd.Counts.Control, rd.ControlBuckets = in.cohort(f, f.Control, errs)
+		rd.Latest = ft.latest
+		rd.Counts.Treatment, rd.TreatmentBuckets = ft.cohort(f, treatment, errs)
+		rd.Counts.Control, rd.ControlBuckets = ft.cohort(f, control, errs)
 		out[f.Flag] = rd
 	}
 
@@ -411,44 +400,45 @@ func alternation(values []string) string {
 	return strconv.Quote(strings.Join(slices.Compact(quoted), "|"))
 }
 
-// builtins are the built-in queries' tallies; a nil field is a query that
-// failed for the flag at hand.
-type builtins struct {
-	reqs, errs counts
-	hists      histograms
-}
-
 // cohort assembles one cohort's counts. Counts whose query failed stay
 // unreadable (NaN or nil) without a further error here: the QueryError says
 // why.
-func (in builtins) cohort(f FlagQuery, variant string, errs map[string][]error) (judge.CohortCounts, []Bucket) {
-	k := cohortKey{f.Flag, variant}
-	c := judge.CohortCounts{Requests: math.NaN(), Errors: math.NaN()}
+func (ft *flagTally) cohort(f FlagQuery, c cohortIndex, errs map[string][]error) (judge.CohortCounts, []Bucket) {
+	variant := f.Treatment
+	if c == control {
+		variant = f.Control
+	}
+	counts := judge.CohortCounts{Requests: math.NaN(), Errors: math.NaN()}
 	var req, bad *tally
-	if in.reqs != nil {
-		req = in.reqs[k]
-		c.Requests = pick(req, f, variant, MetricRequests, errs)
+	if ft.reqFailed == nil {
+		req = ft.reqs[c]
+		counts.Requests = pick(req, f, variant, MetricRequests, errs)
 		// No error series means no errors: the SDK creates the series at
 		// the first failure.
-		bad = in.errs[k]
+		bad = ft.errs[c]
 		if bad == nil {
 			bad = &tally{}
 		}
-		c.Errors = pick(bad, f, variant, "errors", errs)
+		counts.Errors = pick(bad, f, variant, "errors", errs)
 	}
-	var hist histogram
+	var hist []bound
 	var buckets []Bucket
-	if in.hists != nil {
-		hist = in.hists[k]
+	if ft.latFailed == nil && !f.SkipLatency {
+		hist = ft.hists[c].sorted()
 		var err error
-		c.Slower, buckets, err = slower(hist.totals())
+		counts.Slower, err = slower(hist, func(t *tally) float64 { return t.total })
 		if err != nil {
 			errs[f.Flag] = append(errs[f.Flag], fmt.Errorf("flag %s variant %q: latency: %w", f.Flag, variant, err))
 			hist = nil
+		} else {
+			buckets = make([]Bucket, len(hist))
+			for i, b := range hist {
+				buckets[i] = Bucket{UpperBound: b.le, Count: b.t.total}
+			}
 		}
 	}
-	c.UnitBuckets = unitBuckets(req, bad, hist)
-	return c, buckets
+	counts.UnitBuckets = unitBuckets(req, bad, hist)
+	return counts, buckets
 }
 
 // pick reads one cohort's count; a missing or non-finite one is NaN with an
@@ -464,34 +454,4 @@ func pick(t *tally, f FlagQuery, variant, metric string, errs map[string][]error
 		return math.NaN()
 	}
 	return t.total
-}
-
-// slower turns one cohort's buckets into the requests slower than each
-// finite edge (the +Inf bucket minus the edge's) and the sorted histogram.
-func slower(h map[float64]float64) (map[float64]float64, []Bucket, error) {
-	if len(h) == 0 {
-		return nil, nil, fmt.Errorf("%w: no %s_bucket series", ErrNoData, semconv.PromRequestDuration)
-	}
-	total, ok := h[math.Inf(1)]
-	if !ok {
-		return nil, nil, fmt.Errorf("%w: no le=\"+Inf\" bucket", ErrNoData)
-	}
-	buckets := make([]Bucket, 0, len(h))
-	for le, n := range h {
-		if !finite(n) {
-			return nil, nil, fmt.Errorf("%w: bucket le=%v is %v", ErrNoData, le, n)
-		}
-		buckets = append(buckets, Bucket{UpperBound: le, Count: n})
-	}
-	slices.SortFunc(buckets, func(a, b Bucket) int { return cmp.Compare(a.UpperBound, b.UpperBound) })
-	out := make(map[float64]float64, len(h)-1)
-	for _, b := range buckets {
-		if !math.IsInf(b.UpperBound, 1) {
-			// A pod's buckets come from one scrape, so +Inf holds every
-			// other bucket; but a broken exporter or a bucket series
-			// that vanished must not give a negative count.
-			out[b.UpperBound] = max(0, total-b.Count)
-		}
-	}
-	return out, buckets, nil
 }

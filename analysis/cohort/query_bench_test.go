@@ -2,12 +2,20 @@ package cohort
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/vigil-dev/vigil/sdk/flag"
 	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
@@ -101,4 +109,65 @@ func BenchmarkReadManyStarts(b *testing.B) {
 	}
 	// After the loop: b.Loop's timer reset drops metrics reported before.
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/4000, "B-kept/series")
+}
+
+// replayProvider answers every range query with the series of its metric,
+// one sample each at the read's time growing by a fixed step: the Reader's
+// own work (folding samples in, tallying cohorts) without a store's.
+type replayProvider struct {
+	byMetric map[string][]labels.Labels
+}
+
+func (replayProvider) Query(context.Context, string, time.Time) (model.Vector, error) {
+	return nil, errors.New("replayProvider answers range queries only")
+}
+
+func (p replayProvider) QueryMatrix(_ context.Context, q string, ts time.Time, fn func(labels.Labels, []model.SamplePair)) error {
+	metric, _, _ := strings.Cut(q, "{")
+	at := model.TimeFromUnixNano(ts.UnixNano())
+	for _, ls := range p.byMetric[metric] {
+		fn(ls, []model.SamplePair{{Timestamp: at, Value: model.SampleValue(at / 100)}})
+	}
+	return nil
+}
+
+// BenchmarkReadLatency is a followed read of 200 flags whose latency is
+// judged, each with the SDKs' whole set of series (2 variants × 8 unit
+// buckets × the requests counter with and without an error type and the
+// duration histogram's 21 buckets: 368 series), from a provider that hands
+// over prebuilt series: what the Reader costs a look beyond decoding.
+func BenchmarkReadLatency(b *testing.B) {
+	p := replayProvider{byMetric: map[string][]labels.Labels{}}
+	var flags []FlagQuery
+	start := time.UnixMilli(1_800_000_000_000)
+	for i := range 200 {
+		key := fmt.Sprintf("flag-%03d", i)
+		for _, v := range []string{"on", "off"} {
+			for bucket := range flag.UnitBuckets {
+				ub := strconv.Itoa(bucket)
+				p.byMetric[semconv.PromRequests] = append(p.byMetric[semconv.PromRequests],
+					labels.FromStrings(cohortLabels(semconv.PromRequests, key, v, "split", semconv.LabelUnitBucket, ub)...),
+					labels.FromStrings(cohortLabels(semconv.PromRequests, key, v, "split", semconv.LabelUnitBucket, ub, semconv.LabelErrorType, "500")...))
+				for _, le := range append(slices.Clone(semconv.DurationBuckets), math.Inf(1)) {
+					p.byMetric[semconv.PromRequestDuration+"_bucket"] = append(p.byMetric[semconv.PromRequestDuration+"_bucket"],
+						labels.FromStrings(cohortLabels(semconv.PromRequestDuration+"_bucket", key, v, "split", semconv.LabelUnitBucket, ub, labelLE, strconv.FormatFloat(le, 'g', -1, 64))...))
+				}
+			}
+		}
+		flags = append(flags, FlagQuery{Flag: key, Treatment: "on", Control: "off", Since: start})
+	}
+	ctx := context.Background()
+	r := NewReader(p)
+	now := start.Add(10 * time.Second)
+	if _, err := r.Read(ctx, now, flags); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		now = now.Add(10 * time.Second)
+		got, err := r.Read(ctx, now, flags)
+		if err != nil || got["flag-042"].Err != nil || len(got["flag-042"].Counts.Treatment.UnitBuckets) != flag.UnitBuckets {
+			b.Fatal(err, got["flag-042"])
+		}
+	}
 }

@@ -1,11 +1,16 @@
 package cohort
 
 import (
+	"cmp"
+	"fmt"
 	"math"
+	"slices"
 	"strconv"
+	"time"
 
 	"github.com/vigil-dev/vigil/analysis/judge"
 	"github.com/vigil-dev/vigil/sdk/flag"
+	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
 // tally is one count of one cohort: its total and its split by unit bucket
@@ -73,11 +78,48 @@ func (c counts) add(k cohortKey, bucket int, v float64) {
 	t.add(bucket, v)
 }
 
+// cohortIndex is a flag's cohort: its treatment or its control.
+type cohortIndex int
+
+const (
+	treatment cohortIndex = iota
+	control
+)
+
+// flagTally is what a read counted for one flag's two cohorts, by
+// cohortIndex, from the built-in queries. A nil tally or histogram is a
+// cohort none of whose series the query returned; the failed fields are
+// the queries that failed for the flag, whose counts are then unreadable.
+type flagTally struct {
+	reqs, errs           [2]*tally
+	hists                [2]histogram
+	reqFailed, latFailed *QueryError
+	// latest is the time of the latest requests sample seen.
+	latest time.Time
+}
+
+// count adds a requests series' count to its cohort's tallies.
+func (ft *flagTally) count(s *series) {
+	if t := s.seenTS.Time(); t.After(ft.latest) {
+		ft.latest = t
+	}
+	ft.reqs[s.cohort] = addTo(ft.reqs[s.cohort], s.bucket, s.value())
+	if s.failed {
+		ft.errs[s.cohort] = addTo(ft.errs[s.cohort], s.bucket, s.value())
+	}
+}
+
+// addTo adds v from unit bucket b to t, a new tally when t is nil.
+func addTo(t *tally, b int, v float64) *tally {
+	if t == nil {
+		t = &tally{}
+	}
+	t.add(b, v)
+	return t
+}
+
 // histogram is one cohort's latency buckets, by upper bound.
 type histogram map[float64]*tally
-
-// histograms are the cohorts' latency buckets.
-type histograms map[cohortKey]histogram
 
 // upperBound reads a histogram series' le label's value. Bounds are compared as numbers:
 // Prometheus 3's text parser stores le="1" as "1.0", the OTLP translator
@@ -90,44 +132,33 @@ func upperBound(value string) float64 {
 	return le
 }
 
-// add counts v from a bucket series of bound le in unit bucket bucket; a
+// countBucket adds a histogram series' count to its cohort's histogram; a
 // series without a readable le is ignored.
-func (h histograms) add(k cohortKey, le float64, bucket int, v float64) {
-	if math.IsNaN(le) {
+func (ft *flagTally) countBucket(s *series) {
+	if math.IsNaN(s.le) {
 		return
 	}
-	if h[k] == nil {
-		h[k] = histogram{}
+	h := ft.hists[s.cohort]
+	if h == nil {
+		h = histogram{}
+		ft.hists[s.cohort] = h
 	}
-	t := h[k][le]
-	if t == nil {
-		t = &tally{}
-		h[k][le] = t
-	}
-	t.add(bucket, v)
+	h[s.le] = addTo(h[s.le], s.bucket, s.value())
 }
 
-// totals returns the histogram's counts over the whole cohort.
-func (h histogram) totals() map[float64]float64 {
-	if len(h) == 0 {
-		return nil
-	}
-	out := make(map[float64]float64, len(h))
-	for le, t := range h {
-		out[le] = t.total
-	}
-	return out
+// bound is one bucket of a histogram, its tally by unit bucket.
+type bound struct {
+	le float64
+	t  *tally
 }
 
-// bucket returns the histogram's counts in one unit bucket.
-func (h histogram) bucket(b int) map[float64]float64 {
-	if len(h) == 0 {
-		return nil
-	}
-	out := make(map[float64]float64, len(h))
+// sorted returns the histogram's buckets by upper bound, lowest first.
+func (h histogram) sorted() []bound {
+	out := make([]bound, 0, len(h))
 	for le, t := range h {
-		out[le] = t.buckets[b]
+		out = append(out, bound{le, t})
 	}
+	slices.SortFunc(out, func(a, b bound) int { return cmp.Compare(a.le, b.le) })
 	return out
 }
 
@@ -153,10 +184,10 @@ func splitByUnit(ts ...*tally) bool {
 // unitBuckets returns the cohort's counts split by unit bucket from the
 // built-in counts read (nil tallies and histogram for queries that failed),
 // or nil when they cannot be split (see splitByUnit).
-func unitBuckets(req, errs *tally, h histogram) []judge.CohortCounts {
+func unitBuckets(req, errs *tally, h []bound) []judge.CohortCounts {
 	ts := []*tally{req, errs}
-	for _, t := range h {
-		ts = append(ts, t)
+	for _, b := range h {
+		ts = append(ts, b.t)
 	}
 	if !splitByUnit(ts...) {
 		return nil
@@ -173,9 +204,37 @@ func unitBuckets(req, errs *tally, h histogram) []judge.CohortCounts {
 		if len(h) > 0 {
 			// A bucket with no traffic has zero counts at every bound,
 			// which slower reads as nothing slower.
-			c.Slower, _, _ = slower(h.bucket(b))
+			c.Slower, _ = slower(h, func(t *tally) float64 { return t.buckets[b] })
 		}
 		out[b] = c
 	}
 	return out
+}
+
+// slower returns the requests slower than each finite bound of a cohort's
+// histogram, sorted (the +Inf bucket's count minus the bound's), reading
+// each bucket's count from its tally with count.
+func slower(h []bound, count func(*tally) float64) (map[float64]float64, error) {
+	if len(h) == 0 {
+		return nil, fmt.Errorf("%w: no %s_bucket series", ErrNoData, semconv.PromRequestDuration)
+	}
+	last := h[len(h)-1]
+	if !math.IsInf(last.le, 1) {
+		return nil, fmt.Errorf("%w: no le=\"+Inf\" bucket", ErrNoData)
+	}
+	total := count(last.t)
+	out := make(map[float64]float64, len(h)-1)
+	for _, b := range h {
+		n := count(b.t)
+		if !finite(n) {
+			return nil, fmt.Errorf("%w: bucket le=%v is %v", ErrNoData, b.le, n)
+		}
+		if b.t != last.t {
+			// A pod's buckets come from one scrape, so +Inf holds every
+			// other bucket; but a broken exporter or a bucket series
+			// that vanished must not give a negative count.
+			out[b.le] = max(0, total-n)
+		}
+	}
+	return out, nil
 }
