@@ -72,6 +72,12 @@ type result struct {
 	queries float64
 	// readErrors counts the cohort reads in which a query failed.
 	readErrors float64
+	// looksDue and looksJudged count the looks the loop read metrics for
+	// and those the judge weighed; the others waited for a scrape or for
+	// their analysis to start, and are read again. cpuTotal is the
+	// controller's CPU seconds in all, which, by look, compares runs
+	// whose lengths differ.
+	looksDue, looksJudged, cpuTotal float64
 	// cpu is the controller's CPU seconds per minute, promCPU
 	// Prometheus's (0 with the embedded store).
 	cpu, promCPU float64
@@ -339,7 +345,10 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	r.firstPage.took = firstPages[len(firstPages)/2]
 
 	minutes := r.elapsed.Minutes()
-	r.cpu = (stopped.cpu + u1.CPU - u0.CPU).Seconds() / minutes
+	r.cpuTotal = (stopped.cpu + u1.CPU - u0.CPU).Seconds()
+	r.cpu = r.cpuTotal / minutes
+	r.looksDue = stopped.looksDue + after.Sum(rolloutmetrics.LooksDue, nil, false) - before.Sum(rolloutmetrics.LooksDue, nil, false)
+	r.looksJudged = stopped.looksJudged + after.Sum(rolloutmetrics.LooksJudged, nil, false) - before.Sum(rolloutmetrics.LooksJudged, nil, false)
 	r.tick = stopped.tick.Add(HistogramBetween(before, after, rolloutmetrics.TickDuration))
 	r.reads = stopped.reads.Add(HistogramBetween(before, after, rolloutmetrics.ProviderQueryDuration))
 	r.readErrors = stopped.readErrors + after.Sum(rolloutmetrics.ProviderErrors, nil, false) - before.Sum(rolloutmetrics.ProviderErrors, nil, false)
@@ -378,15 +387,17 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 		restart = fmt.Sprintf(", the controller restarted %v in", r.restartedAt.Round(time.Second))
 	}
 	b.Logf("%s n=%d: %v to start, %v in all%s; %s", provider, n, r.startTook.Round(time.Millisecond), r.elapsed.Round(time.Second), restart, r.row())
+	b.Logf("%s n=%d: controller CPU %.1f s in all, %.1f ms a look due; %.0f looks due, %.0f judged", provider, n, r.cpuTotal, 1e3*r.cpuTotal/max(1, r.looksDue), r.looksDue, r.looksJudged)
 	return r
 }
 
 // stoppedCounts is what the controller processes that were stopped
 // counted.
 type stoppedCounts struct {
-	cpu         time.Duration
-	tick, reads HistogramDelta
-	readErrors  float64
+	cpu                   time.Duration
+	tick, reads           HistogramDelta
+	readErrors            float64
+	looksDue, looksJudged float64
 }
 
 // add adds what process p (pid, whose CPU was u0 and metrics before when
@@ -398,6 +409,8 @@ func (e stoppedCounts) add(b *testing.B, ctx context.Context, p *vigiltest.Proce
 	e.tick = e.tick.Add(HistogramBetween(before, m, rolloutmetrics.TickDuration))
 	e.reads = e.reads.Add(HistogramBetween(before, m, rolloutmetrics.ProviderQueryDuration))
 	e.readErrors += m.Sum(rolloutmetrics.ProviderErrors, nil, false) - before.Sum(rolloutmetrics.ProviderErrors, nil, false)
+	e.looksDue += m.Sum(rolloutmetrics.LooksDue, nil, false) - before.Sum(rolloutmetrics.LooksDue, nil, false)
+	e.looksJudged += m.Sum(rolloutmetrics.LooksJudged, nil, false) - before.Sum(rolloutmetrics.LooksJudged, nil, false)
 	return e
 }
 
