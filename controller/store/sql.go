@@ -289,7 +289,9 @@ func (s *sqlStore) RolloutsPage(ctx context.Context, after string, limit int) ([
 	if limit < 1 {
 		return nil, fmt.Errorf("rollouts after %q: limit %d is not at least 1", after, limit)
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT key, state, judge, updated_at, due_at, revision FROM vigil_rollouts WHERE key > $1 ORDER BY key LIMIT $2`, after, limit)
+	// The judge's state, most of a judged rollout's bytes, is left
+	// unread: pages are for lists, which do not show it.
+	rows, err := s.r.QueryContext(ctx, `SELECT key, state, CAST(NULL AS TEXT), updated_at, due_at, revision FROM vigil_rollouts WHERE key > $1 ORDER BY key LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("rollouts after %q: %w", after, err)
 	}

@@ -65,7 +65,8 @@ type Store interface {
 	// scan keyed on the key, not on an offset. A reader that asks for each
 	// next page after the last key it got sees every record that exists
 	// throughout its scan exactly once, and none twice, whatever is
-	// created, changed or deleted meanwhile.
+	// created, changed or deleted meanwhile. The records carry no Judge:
+	// pages are for lists, which do not show it.
 	RolloutsPage(ctx context.Context, after string, limit int) ([]Rollout, error)
 	// RolloutsOf returns the rollout records of those keys that have one,
 	// by key: the loop reads only the rollouts that are due.
