@@ -265,6 +265,7 @@ func servePaths(flags *pflag.FlagSet, cfg server.Config) []string {
 		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
 			dirs = append(dirs, filepath.Join(cfg.DataDir, "vigil.db"+suffix))
 		}
+		dirs = append(dirs, filepath.Join(cfg.DataDir, "vigil.lock"))
 	}
 	if flags.Lookup("prometheus-url").Value.String() == "" {
 		if m := flags.Lookup("metrics-dir").Value.String(); m != "" {

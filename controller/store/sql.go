@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,6 +67,9 @@ type sqlStore struct {
 	now       func() time.Time
 	// stop ends background work (the PostgreSQL listener).
 	stop func()
+	// dirLock is a SQLite store's lock on its directory (lockDir), nil on
+	// PostgreSQL.
+	dirLock *os.File
 }
 
 func (s *sqlStore) Snapshot(ctx context.Context) (Snapshot, error) {
@@ -487,6 +491,10 @@ func (s *sqlStore) Close() error {
 	err := s.w.Close()
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
+	}
+	if s.dirLock != nil {
+		// Closing the file drops its flock.
+		err = errors.Join(err, s.dirLock.Close())
 	}
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -512,5 +513,41 @@ func TestSQLiteFilesArePrivate(t *testing.T) {
 		if fi.Mode().Perm() != want {
 			t.Errorf("%s has mode %v, want %v", p, fi.Mode().Perm(), want)
 		}
+	}
+}
+
+// TestSQLiteDirectoryOneProcessAtATime: while a store is open on a directory,
+// another open of it fails and says why; once it is closed (or its process
+// has ended) the directory opens again, and the leases left in it, whose
+// holders have ended, are gone, so a new leader need not wait them out.
+func TestSQLiteDirectoryOneProcessAtATime(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := store.OpenSQLite(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.AcquireLease(ctx, "rollouts", "a process killed later", time.Hour); err != nil || !ok {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	second, err := store.OpenSQLite(ctx, dir)
+	if err == nil {
+		second.Close()
+		t.Fatal("a second store opened the directory in use")
+	}
+	if !strings.Contains(err.Error(), "another process uses "+dir) {
+		t.Errorf("second open: %v, want it to name the directory in use", err)
+	}
+	// Closed without releasing its lease, as a killed process leaves it.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = store.OpenSQLite(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if ok, err := s.AcquireLease(ctx, "rollouts", "the next process", time.Hour); err != nil || !ok {
+		t.Fatalf("the next process's acquire: %v %v, want the ended holder's lease gone", ok, err)
 	}
 }

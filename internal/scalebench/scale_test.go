@@ -38,6 +38,7 @@ var (
 	scaleTimeout   = goflag.Duration("scale.timeout", 15*time.Minute, "give up on a run when its rollouts have not finished by then")
 	scaleMemLimit  = goflag.String("scale.gomemlimit", "", "GOMEMLIMIT of the controller, as --auto-gomemlimit-ratio sets it in a memory-limited container (such as 900MiB); empty for none")
 	scaleRestart   = goflag.Duration("scale.restart-after", 0, "stop the controller (SIGTERM, as a deploy does) this long after the rollouts start and start it again on the same data and address; 0 for none")
+	scaleKill      = goflag.Bool("scale.restart-kill", false, "with -scale.restart-after: kill the controller (SIGKILL, as the OOM killer does) rather than stop it, so that its leases stay held until they run out")
 )
 
 // The plan every rollout follows: two steps before 100%, each held at
@@ -299,7 +300,11 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 		if *scaleRestart > 0 && r.restartedAt == 0 && time.Since(began) >= *scaleRestart {
 			r.restartedAt = time.Since(began)
 			stopped = stopped.add(b, ctx, p, pid, u0, before)
-			if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			sig := syscall.SIGTERM
+			if *scaleKill {
+				sig = syscall.SIGKILL
+			}
+			if err := p.Cmd.Process.Signal(sig); err != nil {
 				b.Fatal(err)
 			}
 			if err := p.Wait(time.Minute); err != nil {
@@ -387,7 +392,11 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	b.Logf("steps held, by step: %s", heldByStep(states))
 	restart := ""
 	if r.restartedAt > 0 {
-		restart = fmt.Sprintf(", the controller restarted %v in", r.restartedAt.Round(time.Second))
+		how := "stopped"
+		if *scaleKill {
+			how = "killed"
+		}
+		restart = fmt.Sprintf(", the controller %s and restarted %v in", how, r.restartedAt.Round(time.Second))
 	}
 	b.Logf("%s n=%d: %v to start, %v in all%s; %s", provider, n, r.startTook.Round(time.Millisecond), r.elapsed.Round(time.Second), restart, r.row())
 	b.Logf("%s n=%d: controller CPU %.1f s in all, %.1f ms a look due; %.0f looks due, %.0f judged", provider, n, r.cpuTotal, 1e3*r.cpuTotal/max(1, r.looksDue), r.looksDue, r.looksJudged)

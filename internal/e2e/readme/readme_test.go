@@ -269,10 +269,10 @@ func (r *runner) shell(line string) {
 		args := strings.Fields(strings.TrimSuffix(strings.TrimPrefix(line, "vigil serve"), "&"))
 		addr := ""
 		args = dropFlag(args, "--addr", &addr)
-		if !hasFlag(args, "--data") && !hasFlag(args, "--metrics-dir") {
-			// Another server of the test already holds
-			// ./vigil-data's metric store.
-			args = append(args, "--metrics-dir", filepath.Join(r.dir, fmt.Sprintf("metrics-%d", len(r.ran))))
+		if !hasFlag(args, "--data") && !hasFlag(args, "--database") {
+			// Another server of the test already holds ./vigil-data,
+			// which one process may use at a time.
+			args = append(args, "--data", filepath.Join(r.dir, fmt.Sprintf("data-%d", len(r.ran))))
 		}
 		p := vigiltest.Start(t, r.bin, envList(r.env), args...)
 		if background {
