@@ -545,8 +545,10 @@ func (p *panels) latency(title, description string, quantile func(q float64) str
 func (p *panels) providerLatency() *timeseries.PanelBuilder {
 	return p.latency("Metric provider read latency",
 		"How long one tick's batched read of the cohorts' counts from the metric provider takes, every query of it together "+
-			"(vigil_provider_query_duration_seconds). It is cut short at 80% of the shortest plan interval among the rollouts it reads, "+
-			"or a third of the loop's lease (5s by default).", providerLatency)
+			"(vigil_provider_query_duration_seconds, read=\"look\"). It is cut short at 80% of the shortest plan interval among the rollouts it reads, "+
+			"or a third of the loop's lease (5s by default). Catch-up is the p99 of the reads that catch new rollouts up before their first "+
+			"looks (read=\"catch-up\"), which read back to five minutes before each start.", providerLatency).
+		WithTarget(query("C", catchUpLatency(0.99), "catch-up p99"))
 }
 
 // tickDuration draws the loop's ticks against its interval. The interval is
@@ -581,7 +583,7 @@ func (p *panels) looksPerTick() *timeseries.PanelBuilder {
 
 func (p *panels) rolloutsPerRead() *timeseries.PanelBuilder {
 	return p.timeseries("Rollouts per metric provider read",
-		"Rollouts whose counts one batched read of the metric provider asked for, on average (vigil_provider_query_rollouts): "+
+		"Rollouts whose counts one look's batched read of the metric provider asked for, on average (vigil_provider_query_rollouts, read=\"look\"): "+
 			"a tick reads every due rollout at once.", "short").
 		Min(0).
 		WithTarget(query("A", rolloutsPerRead(), "rollouts per read"))

@@ -298,8 +298,20 @@ func providerErrorRate() string {
 	return fmt.Sprintf("sum by (instance) (rate(%s[$__rate_interval]))", providerErrors)
 }
 
+// providerLatency is the q-quantile of the looks' reads of the metric
+// source, catchUpLatency of the reads that catch new rollouts up before
+// their first looks.
 func providerLatency(q float64) string {
-	return quantileOf(q, providerDuration)
+	return quantileOf(q, providerRead(rolloutmetrics.ReadLook))
+}
+
+func catchUpLatency(q float64) string {
+	return quantileOf(q, providerRead(rolloutmetrics.ReadCatchUp))
+}
+
+// providerRead selects the buckets of the metric source's reads of one kind.
+func providerRead(read string) string {
+	return providerDuration + "{" + rolloutmetrics.LabelRead + "=" + quote(read) + "}"
 }
 
 // quantileOf is the q-quantile of a histogram over every replica, from the
@@ -340,7 +352,8 @@ func perTick(counter string) string {
 // rolloutsPerRead is the mean number of rollouts one batched read of the
 // metric source asked for the counts of.
 func rolloutsPerRead() string {
-	return "sum(" + rate(readRollouts+"_sum") + ")\n/\n(sum(" + rate(readRollouts+"_count") + ") > 0)"
+	look := "{" + rolloutmetrics.LabelRead + "=" + quote(rolloutmetrics.ReadLook) + "}"
+	return "sum(" + rate(readRollouts+"_sum"+look) + ")\n/\n(sum(" + rate(readRollouts+"_count"+look) + ") > 0)"
 }
 
 // storeWriteLatency is the q-quantile of the store's writes, the loop's

@@ -41,6 +41,18 @@ const (
 	ProviderQueryRollouts = "vigil_provider_query_rollouts"
 )
 
+// LabelRead tells apart, on ProviderQueryDuration and
+// ProviderQueryRollouts, the reads that looks take (ReadLook) from those
+// that catch new rollouts up before their first looks (ReadCatchUp), which
+// read back to five minutes before each rollout's start and so cost more.
+// ProviderErrors counts the looks' failed reads only: a failed catch-up
+// leaves the look to catch up, and to count its failure if it persists.
+const (
+	LabelRead   = "read"
+	ReadLook    = "look"
+	ReadCatchUp = "catch-up"
+)
+
 // What the judge found at its latest look, per ratio check (labels flag and
 // metric, the check's name): the evidence behind Evidence, so that
 // dashboards and alerts judge a rollout by the judge's own numbers rather

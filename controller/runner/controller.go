@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/notify"
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/rolloutmetrics"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/sdk/flag"
 )
@@ -629,7 +630,7 @@ func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollou
 			}
 		}
 		failed = cmp.Or(failed, partFailed)
-		c.opts.Metrics.observeQuery(time.Since(began), len(part), partFailed)
+		c.opts.Metrics.observeRead(rolloutmetrics.ReadLook, time.Since(began), len(part), partFailed)
 	}
 	took := time.Since(start)
 	defer c.logRead(failed, now)

@@ -13,11 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/vigil-dev/vigil/analysis/cohort"
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/rolloutmetrics"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/internal/testenv/poll"
 	"github.com/vigil-dev/vigil/internal/testenv/syncbuf"
@@ -695,6 +698,11 @@ func TestNewRolloutsAreWarmedBeforeTheirFirstLook(t *testing.T) {
 		}
 	}
 	tick(1) // the source is down: not followed
+	// The catch-up is counted among the metric source's reads, and its
+	// failure, which the look will make good, is no provider error.
+	if n, errs := reads(t, f.c.opts.Metrics, rolloutmetrics.ReadCatchUp), testutil.ToFloat64(f.c.opts.Metrics.provErrors); n != 1 || errs != 0 {
+		t.Fatalf("after a failed catch-up: %d catch-up reads and %v provider errors, want 1 and 0", n, errs)
+	}
 	want := cohort.FlagQuery{Flag: "checkout", Treatment: "on", Control: "off", Since: s.StartedAt}
 	if q := calls[0]; len(q) != 1 || q[0].Flag != want.Flag || q[0].Treatment != want.Treatment || q[0].Control != want.Control || !q[0].Since.Equal(want.Since) || !q[0].SkipLatency {
 		t.Fatalf("Warm asked %+v, want %+v without latency", q, want)
@@ -708,7 +716,25 @@ func TestNewRolloutsAreWarmedBeforeTheirFirstLook(t *testing.T) {
 	if st := f.state(t, "checkout"); len(st.Judge) == 0 {
 		t.Fatalf("no judge state after the first look: %+v", st.Verdict)
 	}
+	if catchUps, looks := reads(t, f.c.opts.Metrics, rolloutmetrics.ReadCatchUp), reads(t, f.c.opts.Metrics, rolloutmetrics.ReadLook); catchUps != 2 || looks != 1 {
+		t.Errorf("%d catch-up reads and %d looks' reads, want 2 and 1", catchUps, looks)
+	}
 	if len(f.c.fresh) != 0 {
 		t.Errorf("still kept for warming after its first look: %v", f.c.fresh)
 	}
+}
+
+// reads is how many reads of the metric source of kind read (a
+// rolloutmetrics.LabelRead value) m has counted.
+func reads(t *testing.T, m *Metrics, read string) uint64 {
+	t.Helper()
+	var out dto.Metric
+	h, err := m.queryTime.GetMetricWithLabelValues(read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.(prometheus.Histogram).Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.GetHistogram().GetSampleCount()
 }

@@ -17,14 +17,15 @@ type Metrics struct {
 	// judge's verdicts and findings; see package rolloutmetrics.
 	flags      *flagMetrics
 	provErrors prometheus.Counter
-	queryTime  prometheus.Histogram
-	leader     prometheus.Gauge
+	// queryTime and readRollouts are by rolloutmetrics.LabelRead.
+	queryTime *prometheus.HistogramVec
+	leader    prometheus.Gauge
 	// The loop's own cost; see package rolloutmetrics.
 	tickTime     prometheus.Histogram
 	overruns     prometheus.Counter
 	looksDue     prometheus.Counter
 	looksJudged  prometheus.Counter
-	readRollouts prometheus.Histogram
+	readRollouts *prometheus.HistogramVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -35,11 +36,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: rolloutmetrics.ProviderErrors,
 			Help: "Batched cohort reads in which a query failed.",
 		}),
-		queryTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+		queryTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    rolloutmetrics.ProviderQueryDuration,
-			Help:    "Time to read the cohort counts of all due rollouts.",
+			Help:    "Time of one batched read of rollouts' cohort counts: read=look for the due rollouts' looks, read=catch-up for new rollouts before their first looks.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
-		}),
+		}, []string{rolloutmetrics.LabelRead}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: rolloutmetrics.Leader,
 			Help: "1 while this replica holds the rollout loop's lease, else 0.",
@@ -62,11 +63,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Name: rolloutmetrics.LooksJudged,
 		Help: "Due rollouts the judge weighed, summed over ticks.",
 	})
-	m.readRollouts = prometheus.NewHistogram(prometheus.HistogramOpts{
+	m.readRollouts = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    rolloutmetrics.ProviderQueryRollouts,
-		Help:    "Rollouts whose counts one batched read of the metric source asked for.",
+		Help:    "Rollouts whose counts one batched read of the metric source asked for, by read as in " + rolloutmetrics.ProviderQueryDuration + ".",
 		Buckets: prometheus.ExponentialBuckets(1, 4, 9),
-	})
+	}, []string{rolloutmetrics.LabelRead})
+	for _, read := range []string{rolloutmetrics.ReadLook, rolloutmetrics.ReadCatchUp} {
+		m.queryTime.WithLabelValues(read)
+		m.readRollouts.WithLabelValues(read)
+	}
 	for _, c := range []prometheus.Collector{m.flags, m.provErrors, m.queryTime, m.leader,
 		m.tickTime, m.overruns, m.looksDue, m.looksJudged, m.readRollouts} {
 		if err := reg.Register(c); err != nil {
@@ -119,13 +124,16 @@ func (m *Metrics) observeOverrun() {
 	m.overruns.Inc()
 }
 
-func (m *Metrics) observeQuery(d time.Duration, rollouts int, err error) {
+// observeRead records one batched read of the metric source; read is
+// rolloutmetrics.ReadLook or ReadCatchUp. Only a look's failure counts as a
+// provider error (see rolloutmetrics.LabelRead).
+func (m *Metrics) observeRead(read string, d time.Duration, rollouts int, err error) {
 	if m == nil {
 		return
 	}
-	m.queryTime.Observe(d.Seconds())
-	m.readRollouts.Observe(float64(rollouts))
-	if err != nil {
+	m.queryTime.WithLabelValues(read).Observe(d.Seconds())
+	m.readRollouts.WithLabelValues(read).Observe(float64(rollouts))
+	if err != nil && read == rolloutmetrics.ReadLook {
 		m.provErrors.Inc()
 	}
 }

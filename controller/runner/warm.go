@@ -9,6 +9,7 @@ import (
 
 	"github.com/vigil-dev/vigil/analysis/cohort"
 	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/controller/rolloutmetrics"
 	"github.com/vigil-dev/vigil/controller/store"
 )
 
@@ -85,8 +86,10 @@ func (c *Controller) warm(ctx context.Context, now time.Time) {
 		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, c.readBudget(todo))
+	began := time.Now()
 	followed, err := w.Warm(rctx, now, qs)
 	cancel()
+	c.opts.Metrics.observeRead(rolloutmetrics.ReadCatchUp, time.Since(began), len(qs), err)
 	if err != nil {
 		c.log.Debug("warm: read", "err", err)
 	}

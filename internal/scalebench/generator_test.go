@@ -147,7 +147,7 @@ func TestHistogramBetween(t *testing.T) {
 		}
 		return Metrics{"h": &dto.MetricFamily{Metric: []*dto.Metric{{Histogram: h}}}}
 	}
-	d := HistogramBetween(hist(10, 1, 10, 10, 10), hist(30, 11, 10, 30, 30), "h")
+	d := HistogramBetween(hist(10, 1, 10, 10, 10), hist(30, 11, 10, 30, 30), "h", nil)
 	if d.Count != 20 || d.Sum != 10 {
 		t.Errorf("count %d sum %v, want 20 and 10", d.Count, d.Sum)
 	}
@@ -163,7 +163,7 @@ func TestHistogramBetween(t *testing.T) {
 
 	// Two processes' deltas (a restart) count as one histogram; nothing
 	// added changes nothing.
-	e := HistogramBetween(Metrics{}, hist(4, 2, 1, 3, 4), "h")
+	e := HistogramBetween(Metrics{}, hist(4, 2, 1, 3, 4), "h", nil)
 	sum := d.Add(e)
 	if sum.Count != 24 || sum.Sum != 12 || !slices.Equal(sum.Counts, []uint64{1, 23, 24, 24}) || !slices.Equal(sum.Bounds, d.Bounds) {
 		t.Errorf("sum %+v, want 24 observations, buckets 1, 23, 24, 24", sum)

@@ -115,14 +115,14 @@ type HistogramDelta struct {
 	Counts []uint64
 }
 
-// HistogramBetween is what the histogram name (every series, merged)
-// counted between the scrapes before and after.
-func HistogramBetween(before, after Metrics, name string) HistogramDelta {
+// HistogramBetween is what the histogram name (its series that carry the
+// labels want, merged) counted between the scrapes before and after.
+func HistogramBetween(before, after Metrics, name string, want map[string]string) HistogramDelta {
 	var d HistogramDelta
 	add := func(ms Metrics, sign int64) {
 		for _, m := range ms[name].GetMetric() {
 			h := m.GetHistogram()
-			if h == nil {
+			if h == nil || !matches(m, want) {
 				continue
 			}
 			d.Count = uint64(int64(d.Count) + sign*int64(h.GetSampleCount()))

@@ -65,9 +65,11 @@ type result struct {
 	// restartedAt is when, after the rollouts started, the controller was
 	// restarted; zero when it was not.
 	restartedAt time.Duration
-	// tick is the loop's tick duration histogram; reads the cohort reads',
-	// one per tick with rollouts due.
-	tick, reads HistogramDelta
+	// tick is the loop's tick duration histogram; reads the looks' cohort
+	// reads, one per tick with rollouts due (and more when a tick's due
+	// rollouts are read in parts); catchUps the reads that caught new
+	// rollouts up before their first looks.
+	tick, reads, catchUps HistogramDelta
 	// queries is how many PromQL queries Prometheus evaluated (the
 	// embedded store selects the Reader's reads past its engine).
 	queries float64
@@ -357,8 +359,9 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	r.cpu = r.cpuTotal / minutes
 	r.looksDue = stopped.looksDue + after.Sum(rolloutmetrics.LooksDue, nil, false) - before.Sum(rolloutmetrics.LooksDue, nil, false)
 	r.looksJudged = stopped.looksJudged + after.Sum(rolloutmetrics.LooksJudged, nil, false) - before.Sum(rolloutmetrics.LooksJudged, nil, false)
-	r.tick = stopped.tick.Add(HistogramBetween(before, after, rolloutmetrics.TickDuration))
-	r.reads = stopped.reads.Add(HistogramBetween(before, after, rolloutmetrics.ProviderQueryDuration))
+	r.tick = stopped.tick.Add(HistogramBetween(before, after, rolloutmetrics.TickDuration, nil))
+	r.reads = stopped.reads.Add(HistogramBetween(before, after, rolloutmetrics.ProviderQueryDuration, lookReads))
+	r.catchUps = stopped.catchUps.Add(HistogramBetween(before, after, rolloutmetrics.ProviderQueryDuration, catchUpReads))
 	r.readErrors = stopped.readErrors + after.Sum(rolloutmetrics.ProviderErrors, nil, false) - before.Sum(rolloutmetrics.ProviderErrors, nil, false)
 	if prom != nil {
 		promAfter := mustScrape(b, ctx, prom.URL+"/metrics")
@@ -399,15 +402,23 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 		restart = fmt.Sprintf(", the controller %s and restarted %v in", how, r.restartedAt.Round(time.Second))
 	}
 	b.Logf("%s n=%d: %v to start, %v in all%s; %s", provider, n, r.startTook.Round(time.Millisecond), r.elapsed.Round(time.Second), restart, r.row())
-	b.Logf("%s n=%d: controller CPU %.1f s in all, %.1f ms a look due; %.0f looks due, %.0f judged", provider, n, r.cpuTotal, 1e3*r.cpuTotal/max(1, r.looksDue), r.looksDue, r.looksJudged)
+	b.Logf("%s n=%d: controller CPU %.1f s in all, %.1f ms a look due; %.0f looks due, %.0f judged; %d catch-up reads, %.2f s mean", provider, n, r.cpuTotal, 1e3*r.cpuTotal/max(1, r.looksDue), r.looksDue, r.looksJudged,
+		r.catchUps.Count, r.catchUps.Sum/float64(max(1, r.catchUps.Count)))
 	return r
 }
+
+// lookReads and catchUpReads select the looks' reads and the catch-ups'
+// among the controller's reads of the metric source.
+var (
+	lookReads    = map[string]string{rolloutmetrics.LabelRead: rolloutmetrics.ReadLook}
+	catchUpReads = map[string]string{rolloutmetrics.LabelRead: rolloutmetrics.ReadCatchUp}
+)
 
 // stoppedCounts is what the controller processes that were stopped
 // counted.
 type stoppedCounts struct {
 	cpu                   time.Duration
-	tick, reads           HistogramDelta
+	tick, reads, catchUps HistogramDelta
 	readErrors            float64
 	looksDue, looksJudged float64
 }
@@ -418,8 +429,9 @@ func (e stoppedCounts) add(b *testing.B, ctx context.Context, p *vigiltest.Proce
 	m := mustScrape(b, ctx, p.URL+"/metrics")
 	u := mustUsage(b, pid)
 	e.cpu += u.CPU - u0.CPU
-	e.tick = e.tick.Add(HistogramBetween(before, m, rolloutmetrics.TickDuration))
-	e.reads = e.reads.Add(HistogramBetween(before, m, rolloutmetrics.ProviderQueryDuration))
+	e.tick = e.tick.Add(HistogramBetween(before, m, rolloutmetrics.TickDuration, nil))
+	e.reads = e.reads.Add(HistogramBetween(before, m, rolloutmetrics.ProviderQueryDuration, lookReads))
+	e.catchUps = e.catchUps.Add(HistogramBetween(before, m, rolloutmetrics.ProviderQueryDuration, catchUpReads))
 	e.readErrors += m.Sum(rolloutmetrics.ProviderErrors, nil, false) - before.Sum(rolloutmetrics.ProviderErrors, nil, false)
 	e.looksDue += m.Sum(rolloutmetrics.LooksDue, nil, false) - before.Sum(rolloutmetrics.LooksDue, nil, false)
 	e.looksJudged += m.Sum(rolloutmetrics.LooksJudged, nil, false) - before.Sum(rolloutmetrics.LooksJudged, nil, false)
