@@ -229,7 +229,7 @@ func slower(h []bound, count func(*tally) float64) (map[float64]float64, error) 
 		if !finite(n) {
 			return nil, fmt.Errorf("%w: bucket le=%v is %v", ErrNoData, b.le, n)
 		}
-		if b.t != last.t {
+		if !math.IsInf(b.le, 1) {
 			// A pod's buckets come from one scrape, so +Inf holds every
 			// other bucket; but a broken exporter or a bucket series
 			// that vanished must not give a negative count.
