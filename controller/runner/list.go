@@ -30,6 +30,10 @@ const (
 	// skips most of them; the page then ends short, with a
 	// continue token that resumes the scan.
 	listScanBudget = 2000
+	// filteredScanBatch is the least a filtered scan reads from the store
+	// at a time: a page's worth plus one, for a page of one, would be a
+	// store read for every other record the filter skips.
+	filteredScanBatch = 100
 )
 
 // RolloutList is the body of GET /api/v1/rollouts: one page of rollouts,
@@ -230,10 +234,14 @@ func (e *ParamError) Error() string { return e.Msg }
 func ScanPage[R, T any](q PageQuery, read func(after string, n int) ([]R, error), key func(R) string, keep func(R) (T, bool)) ([]T, string, error) {
 	var page []T
 	after, more, scanned := q.After, false, 0
+	// One more than the page holds, to learn whether more follow.
+	n := q.Limit + 1
+	if len(q.Phases) > 0 || q.Find != "" {
+		n = max(n, filteredScanBatch)
+	}
 scan:
 	for {
-		// One more than the page holds, to learn whether more follow.
-		rs, err := read(after, q.Limit+1)
+		rs, err := read(after, n)
 		if err != nil {
 			return nil, "", err
 		}
@@ -249,7 +257,7 @@ scan:
 			}
 		}
 		switch {
-		case len(rs) <= q.Limit:
+		case len(rs) < n:
 			break scan // the last records
 		case scanned >= listScanBudget:
 			more = true

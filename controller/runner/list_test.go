@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -314,5 +315,41 @@ func TestListWhileRolloutsChange(t *testing.T) {
 		if seen[k] != 1 {
 			t.Errorf("%s listed %d times, want once", k, seen[k])
 		}
+	}
+}
+
+// TestScanPageReadsFilteredRecordsInBatches: a filtered scan for a page of
+// one reads the store a batch of records at a time, not two at a time,
+// and still resumes right after the record it kept.
+func TestScanPageReadsFilteredRecordsInBatches(t *testing.T) {
+	var keys []string
+	for i := range 250 {
+		keys = append(keys, fmt.Sprintf("k%03d", i))
+	}
+	reads := 0
+	read := func(after string, n int) ([]string, error) {
+		reads++
+		i, _ := slices.BinarySearch(keys, after)
+		if i < len(keys) && keys[i] == after {
+			i++
+		}
+		return keys[i:min(len(keys), i+n)], nil
+	}
+	same := func(k string) string { return k }
+	q := PageQuery{Limit: 1, Phases: []rollout.Phase{rollout.Paused}}
+	page, tok, err := ScanPage(q, read, same, func(k string) (string, bool) { return k, k == "k240" })
+	if err != nil || !slices.Equal(page, []string{"k240"}) || tok == "" {
+		t.Fatalf("page %v, token %q, %v; want k240 and a token", page, tok, err)
+	}
+	if reads > 3 {
+		t.Errorf("%d store reads for 241 records, want at most 3", reads)
+	}
+	var next continueToken
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err == nil {
+		err = json.Unmarshal(b, &next)
+	}
+	if err != nil || next.After != "k240" {
+		t.Fatalf("the token resumes after %q (%v), want k240", next.After, err)
 	}
 }
