@@ -137,7 +137,7 @@ accepting, ends SDK streams, finishes in-flight requests and exits 0.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address, HOST:PORT; :8080 for every interface")
-	fs.StringVar(&cfg.DataDir, "data", "./vigil-data", "directory of the SQLite store")
+	fs.StringVar(&cfg.DataDir, "data", "./vigil-data", "directory of the SQLite store, which one process may use at a time")
 	fs.StringVar(&cfg.DatabaseURL, "database", "", "PostgreSQL URL (postgres://...) instead of SQLite")
 	fs.StringVar(&adminTokenFile, "admin-token-file", "", "file holding the first admin token (default $VIGIL_ADMIN_TOKEN)")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted")
