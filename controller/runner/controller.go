@@ -373,9 +373,9 @@ func (c *Controller) readDue(ctx context.Context, keys []string, now time.Time) 
 		ch.err = fmt.Errorf("read due rollouts: %w", err)
 		return ch
 	}
-	var errs []error
 	seen := make(map[string]bool, len(rs))
-	ch.flags = make(map[string]flag.Flag, len(rs))
+	var due []rollout.State
+	var stored [][]byte
 	for _, r := range rs {
 		seen[r.Key] = true
 		s, err := decode(r)
@@ -391,27 +391,48 @@ func (c *Controller) readDue(ctx context.Context, keys []string, now time.Time) 
 			c.track(s, r.Revision)
 			continue
 		}
-		f, err := c.opts.Store.Flag(ctx, s.Key)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			ch.ds = append(ch.ds, abandonment(s))
-			continue
-		case err != nil:
-			errs = append(errs, fmt.Errorf("flag %s: %w", s.Key, err))
-			continue
-		}
-		ch.flags[s.Key] = f
-		ch.due = append(ch.due, s)
-		ch.stored = append(ch.stored, r.State)
+		due = append(due, s)
+		stored = append(stored, r.State)
 	}
 	for _, k := range keys {
 		if !seen[k] {
 			c.untrack(k)
 		}
 	}
-	ch.err = errors.Join(errs...)
+	flags, err := c.flagsOf(ctx, due)
+	if err != nil {
+		ch.err = fmt.Errorf("read due rollouts: %w", err)
+		return ch
+	}
+	ch.flags = flags
+	for i, s := range due {
+		if _, ok := flags[s.Key]; !ok {
+			ch.ds = append(ch.ds, abandonment(s))
+			continue
+		}
+		ch.due = append(ch.due, s)
+		ch.stored = append(ch.stored, stored[i])
+	}
 	ch.rep.states = time.Since(began)
 	return ch
+}
+
+// flagsOf reads the flags of rollouts ss in one store read, by key; a
+// rollout whose flag was deleted has none.
+func (c *Controller) flagsOf(ctx context.Context, ss []rollout.State) (map[string]flag.Flag, error) {
+	keys := make([]string, len(ss))
+	for i, s := range ss {
+		keys[i] = s.Key
+	}
+	fs, err := c.opts.Store.FlagsOf(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("read their flags: %w", err)
+	}
+	out := make(map[string]flag.Flag, len(fs))
+	for _, f := range fs {
+		out[f.Key] = f
+	}
+	return out, nil
 }
 
 // judgeDue reads the metrics of ch's due rollouts, judges them and adds

@@ -28,13 +28,34 @@ import (
 )
 
 // countingStore is a real store that counts the rollout records (the
-// bodies a tick would decode) and flag snapshots read through it.
+// bodies a tick would decode), flag snapshots and reads of flags read
+// through it.
 type countingStore struct {
 	store.Store
 	mu        sync.Mutex
 	bodies    int
 	snapshots int
 	histories int
+	flagReads int
+}
+
+func (s *countingStore) Flag(ctx context.Context, key string) (flag.Flag, error) {
+	s.add(&s.flagReads, 1)
+	return s.Store.Flag(ctx, key)
+}
+
+func (s *countingStore) FlagsOf(ctx context.Context, keys []string) ([]flag.Flag, error) {
+	s.add(&s.flagReads, 1)
+	return s.Store.FlagsOf(ctx, keys)
+}
+
+// takeFlagReads returns and resets the count of store reads of flags.
+func (s *countingStore) takeFlagReads() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.flagReads
+	s.flagReads = 0
+	return n
 }
 
 func (s *countingStore) add(n *int, k int) {
@@ -358,11 +379,15 @@ func TestLeaderDoesNotReadBackItsOwnCommits(t *testing.T) {
 			}
 			a.clock.Add(2 * time.Second)
 			cs.reads()
+			cs.takeFlagReads()
 			if err := a.c.Tick(ctx); err != nil {
 				t.Fatal(err)
 			}
 			if bodies, _, _ := cs.reads(); bodies != n {
 				t.Fatalf("the tick with %d rollouts due read %d", n, bodies)
+			}
+			if reads := cs.takeFlagReads(); reads != 1 {
+				t.Fatalf("the tick with %d rollouts due read their flags in %d store reads, want one", n, reads)
 			}
 			if due := testutil.ToFloat64(a.c.opts.Metrics.looksDue); due != n {
 				t.Fatalf("%v looks due, want %d", due, n)

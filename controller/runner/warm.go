@@ -3,14 +3,12 @@ package runner
 import (
 	"cmp"
 	"context"
-	"errors"
 	"slices"
 	"time"
 
 	"github.com/vigil-dev/vigil/analysis/cohort"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/rolloutmetrics"
-	"github.com/vigil-dev/vigil/controller/store"
 )
 
 // Warmer is a Reader that can catch up rollouts before their first look
@@ -67,14 +65,16 @@ func (c *Controller) warm(ctx context.Context, now time.Time) {
 		return cmp.Or(a.NextLook().Compare(b.NextLook()), cmp.Compare(a.Key, b.Key))
 	})
 	todo = todo[:min(len(todo), c.chunk)]
+	flags, err := c.flagsOf(ctx, todo)
+	if err != nil {
+		c.log.Debug("warm: read flags", "err", err)
+		return
+	}
 	var qs []cohort.FlagQuery
 	for _, s := range todo {
-		f, err := c.opts.Store.Flag(ctx, s.Key)
-		if err != nil {
-			if !errors.Is(err, store.ErrNotFound) {
-				c.log.Debug("warm: read flag", "flag", s.Key, "err", err)
-			}
-			continue
+		f, ok := flags[s.Key]
+		if !ok {
+			continue // deleted: its look will abandon it
 		}
 		p, err := c.looks.get(s)
 		if err != nil || f.Treatment == "" || f.Treatment == f.Control {

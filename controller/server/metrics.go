@@ -139,6 +139,11 @@ func (s *instrumented) RolloutsPage(ctx context.Context, after string, limit int
 	return s.Store.RolloutsPage(ctx, after, limit)
 }
 
+func (s *instrumented) FlagsOf(ctx context.Context, keys []string) ([]flag.Flag, error) {
+	defer s.observe("flags_of", time.Now())
+	return s.Store.FlagsOf(ctx, keys)
+}
+
 func (s *instrumented) RolloutsOf(ctx context.Context, keys []string) ([]store.Rollout, error) {
 	defer s.observe("rollouts_of", time.Now())
 	return s.Store.RolloutsOf(ctx, keys)

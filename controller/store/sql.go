@@ -289,6 +289,20 @@ func (s *sqlStore) FlagsPage(ctx context.Context, after string, limit int) ([]fl
 	return fs, nil
 }
 
+func (s *sqlStore) FlagsOf(ctx context.Context, keys []string) ([]flag.Flag, error) {
+	out := []flag.Flag{}
+	err := inBatches(keys, func(in string, args []any) error {
+		fs, err := scanFlags(s.r.QueryContext(ctx, `SELECT key, version, data FROM vigil_flags WHERE key IN (`+in+`) AND NOT deleted`, args...))
+		out = append(out, fs...)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("flags of %d keys: %w", len(keys), err)
+	}
+	slices.SortFunc(out, func(a, b flag.Flag) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
 func (s *sqlStore) RolloutsPage(ctx context.Context, after string, limit int) ([]Rollout, error) {
 	if limit < 1 {
 		return nil, fmt.Errorf("rollouts after %q: limit %d is not at least 1", after, limit)

@@ -42,6 +42,10 @@ type Store interface {
 	// scan keyed on the key, as RolloutsPage is, for readers that must
 	// not read every flag at once.
 	FlagsPage(ctx context.Context, after string, limit int) ([]flag.Flag, error)
+	// FlagsOf returns the live flags of those keys that have one, by key:
+	// the rollout loop reads the flags of the rollouts due, a query a
+	// batch rather than a query a flag.
+	FlagsOf(ctx context.Context, keys []string) ([]flag.Flag, error)
 	// Changes returns the latest state of every flag changed after revision
 	// since (deletes as tombstones), ordered by version, and the revision the
 	// result brings a reader to.

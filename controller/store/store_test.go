@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -550,4 +551,45 @@ func TestSQLiteDirectoryOneProcessAtATime(t *testing.T) {
 	if ok, err := s.AcquireLease(ctx, "rollouts", "the next process", time.Hour); err != nil || !ok {
 		t.Fatalf("the next process's acquire: %v %v, want the ended holder's lease gone", ok, err)
 	}
+}
+
+// TestFlagsOf: the live flags of the keys asked for, by key, in one call
+// of more keys than one IN list takes; missing and deleted flags are left
+// out.
+func TestFlagsOf(t *testing.T) {
+	forEachKind(t, func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		var keys []string
+		err := s.Update(ctx, store.Actor{Name: "tester"}, func(tx store.Tx) error {
+			for i := range 1200 {
+				k := fmt.Sprintf("f%04d", i)
+				keys = append(keys, k)
+				if _, err := tx.PutFlag(ctx, testFlag(k, float64(i%100))); err != nil {
+					return err
+				}
+			}
+			_, err := tx.DeleteFlag(ctx, "f0007")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		asked := append([]string{"missing"}, keys...)
+		slices.Reverse(asked)
+		fs, err := s.FlagsOf(ctx, asked)
+		if err != nil || len(fs) != len(keys)-1 {
+			t.Fatalf("read %d flags of %d live: %v", len(fs), len(keys)-1, err)
+		}
+		want := slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k == "f0007" })
+		for i, f := range fs {
+			var n int
+			fmt.Sscanf(f.Key, "f%d", &n)
+			if f.Key != want[i] || f.Rollout == nil || f.Rollout.Percent != float64(n%100) || f.Version == 0 {
+				t.Fatalf("flag %d is %s (%+v, version %d), want %s at %d%%", i, f.Key, f.Rollout, f.Version, want[i], n%100)
+			}
+		}
+		if fs, err := s.FlagsOf(ctx, nil); err != nil || len(fs) != 0 {
+			t.Fatalf("no keys: %v %v", fs, err)
+		}
+	})
 }
