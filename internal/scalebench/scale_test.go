@@ -75,9 +75,9 @@ type result struct {
 	queries float64
 	// readErrors counts the cohort reads in which a query failed.
 	readErrors float64
-	// looksDue and looksJudged count the looks the loop read metrics for
-	// and those the judge weighed; the others waited for a scrape or for
-	// their analysis to start, and are read again. cpuTotal is the
+	// looksDue and looksJudged count the rollouts the loop found due and
+	// those the judge weighed; the others waited for a new scrape (looked
+	// at again at the next tick) or for their analysis to start. cpuTotal is the
 	// controller's CPU seconds in all, which, by look, compares runs
 	// whose lengths differ.
 	looksDue, looksJudged, cpuTotal float64
