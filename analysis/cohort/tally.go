@@ -70,12 +70,7 @@ type cohortKey struct{ flag, variant string }
 type counts map[cohortKey]*tally
 
 func (c counts) add(k cohortKey, bucket int, v float64) {
-	t := c[k]
-	if t == nil {
-		t = &tally{}
-		c[k] = t
-	}
-	t.add(bucket, v)
+	c[k] = addTo(c[k], bucket, v)
 }
 
 // cohortIndex is a flag's cohort: its treatment or its control.
