@@ -128,13 +128,7 @@ func HistogramBetween(before, after Metrics, name string, want map[string]string
 			d.Count = uint64(int64(d.Count) + sign*int64(h.GetSampleCount()))
 			d.Sum += float64(sign) * h.GetSampleSum()
 			for _, b := range h.GetBucket() {
-				i := slices.Index(d.Bounds, b.GetUpperBound())
-				if i < 0 {
-					d.Bounds = append(d.Bounds, b.GetUpperBound())
-					d.Counts = append(d.Counts, 0)
-					i = len(d.Bounds) - 1
-				}
-				d.Counts[i] = uint64(int64(d.Counts[i]) + sign*int64(b.GetCumulativeCount()))
+				d.addBucket(b.GetUpperBound(), sign*int64(b.GetCumulativeCount()))
 			}
 		}
 	}
@@ -152,16 +146,22 @@ func (d HistogramDelta) Add(e HistogramDelta) HistogramDelta {
 	out := HistogramDelta{Count: d.Count + e.Count, Sum: d.Sum + e.Sum}
 	for _, h := range []HistogramDelta{d, e} {
 		for i, b := range h.Bounds {
-			j := slices.Index(out.Bounds, b)
-			if j < 0 {
-				out.Bounds = append(out.Bounds, b)
-				out.Counts = append(out.Counts, 0)
-				j = len(out.Bounds) - 1
-			}
-			out.Counts[j] += h.Counts[i]
+			out.addBucket(b, int64(h.Counts[i]))
 		}
 	}
 	return out
+}
+
+// addBucket adds n (negative to take away) to the cumulative count at
+// bound, a bucket of its own if d has none at it yet.
+func (d *HistogramDelta) addBucket(bound float64, n int64) {
+	i := slices.Index(d.Bounds, bound)
+	if i < 0 {
+		d.Bounds = append(d.Bounds, bound)
+		d.Counts = append(d.Counts, 0)
+		i = len(d.Bounds) - 1
+	}
+	d.Counts[i] = uint64(int64(d.Counts[i]) + n)
 }
 
 // Quantile estimates the q-quantile as histogram_quantile does: linearly
