@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/vigil-dev/vigil/analysis/judge"
-	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
+	"github.com/vigil-dev/vigil/internal/rolloutsim"
 )
 
 // planOutcome is how one run ended under the default plan.
@@ -28,59 +28,22 @@ type planOutcome struct {
 	breaches breaches
 }
 
-// planEpoch is when every rollout under the default plan starts.
-var planEpoch = time.UnixMilli(1_800_000_000_000).UTC()
-
-// maxPlanLooks ends a run that neither promoted, rolled back nor paused in
-// this many looks, which the default plan's maxStepDuration and onTimeout
-// make impossible (5 steps of at most an hour at 30 s looks is 600); it
-// guards the benchmark against a plan that changed.
-const maxPlanLooks = 5000
-
-// runPlan drives the real rollout state machine (rollout.Apply and
-// rollout.Step) with the default plan (plan.Resolve of nothing), a fake
-// clock and the judge's verdicts on src's counts, as the rollout loop in
-// controller/runner does: a look every interval, the judge asked only
-// after each step's warm-up, its state carried from look to look.
+// runPlan plays a rollout of key under the default plan (plan.Resolve of
+// nothing) on src's counts with the real state machine and judge
+// (rolloutsim.Run), as the rollout loop in controller/runner does.
 func runPlan(src traffic, key string) (planOutcome, error) {
-	now := planEpoch
-	s, _, err := rollout.Apply(rollout.New(key), rollout.Command{Kind: rollout.Start, Actor: "judgebench"}, now)
-	if err != nil {
-		return planOutcome{}, fmt.Errorf("start %s: %w", key, err)
-	}
-	prep, err := plan.Prepare(s.Plan)
-	if err != nil {
-		return planOutcome{}, fmt.Errorf("prepare the plan of %s: %w", key, err)
-	}
 	var out planOutcome
-	var js judge.State
-	var last *judge.Verdict
-	var treatment float64
-	for look := 0; s.Phase == rollout.Progressing; look++ {
-		if look == maxPlanLooks {
-			return planOutcome{}, fmt.Errorf("%s still progressing after %d looks", key, look)
-		}
-		d := s.Plan.Interval.Std()
-		now = now.Add(d)
-		cum := src.advance(s.Percent, d)
-		cum.Flag = key
-		treatment = cum.Treatment.Requests
-		obs := rollout.Observation{Requests: judge.RequestCounts{Treatment: cum.Treatment.Requests, Control: cum.Control.Requests}}
-		if s.Analyzing(now) {
-			next, v, err := judge.Judge(prep.Judge, js, cum, s.StepProgress(now))
-			if err != nil {
-				return planOutcome{}, fmt.Errorf("judge %s: %w", key, err)
-			}
-			js = next
-			obs.Verdict, last = &v, &v
-			out.verdicts++
-			out.breaches.check(v)
-		}
-		s, _ = rollout.Step(s, obs, now)
+	res, err := rolloutsim.Run(key, rollout.Command{Kind: rollout.Start, Actor: "judgebench"}, src.advance, func(v judge.Verdict) {
+		out.verdicts++
+		out.breaches.check(v)
+	})
+	if err != nil {
+		return planOutcome{}, err
 	}
-	out.phase, out.at, out.requests = s.Phase, now.Sub(planEpoch), int(treatment)
-	if s.Phase == rollout.Paused && last != nil {
-		out.held = holdCause(*last, float64(s.Plan.MinRequests))
+	s := res.State
+	out.phase, out.at, out.requests = s.Phase, res.Elapsed, int(res.Counts.Treatment.Requests)
+	if s.Phase == rollout.Paused && res.Last != nil {
+		out.held = holdCause(*res.Last, float64(s.Plan.MinRequests))
 	}
 	return out, nil
 }

@@ -51,8 +51,9 @@ var (
 	demoRulesLine      = regexp.MustCompile(`(?m)^Prometheus alert rules: (.+)$`)
 	demoPromLine       = regexp.MustCompile(`(?m)^Prometheus API for Grafana \((.+)\): (\S+)$`)
 	// A check of the judge's explanation of the rollback, such as
-	// "      error-rate: treatment error rate 5.9% vs control 1.5% (ratio 3.9, 99% CI ...".
-	demoJudgeLine = regexp.MustCompile(`(?m)^      (error-rate|latency): treatment .+? ([\d.]+)% vs control ([\d.]+)% \(ratio ([\d.]+)(?:, 99% CI ([\d.]+) to (?:over )?([\d.]+))?[,)].*: (fail|inconclusive, .*|pass)$`)
+	// "      error-rate: treatment error rate 5.9% vs control 1.5% (ratio 3.9, 99.9% CI ...",
+	// the interval at the demo plan's α of 0.001.
+	demoJudgeLine = regexp.MustCompile(`(?m)^      (error-rate|latency): treatment .+? ([\d.]+)% vs control ([\d.]+)% \(ratio ([\d.]+)(?:, 99\.9% CI ([\d.]+) to (?:over )?([\d.]+))?[,)].*: (fail|inconclusive, .*|pass)$`)
 	// A rollback on the checks' combined evidence.
 	demoCombinedFail = regexp.MustCompile(`(?m)-> rolled_back .*the judge found the treatment worse than control: combined evidence of \d+ checks reached e-value [\d.]+ of [\d.]+: fail$`)
 	// Each cohort of the live view: requests, errors, p95 latency.
