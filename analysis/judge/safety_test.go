@@ -251,3 +251,40 @@ func TestSampleRatioOfAnEmptyCohortIsNoEvidence(t *testing.T) {
 		t.Errorf("empty treatment without unit buckets: split %+v; want a mismatch", sr)
 	}
 }
+
+func TestSampleRatioWaitsForItsDispersion(t *testing.T) {
+	// A 10% split whose looks stray: 8.5% of 10,000 requests at each of the
+	// first four looks, 10.75% at the next eight, 10% in all, spread evenly
+	// over the unit buckets, which so show no dispersion at all. The first
+	// look alone is far more than a 1/α e-value against 10%; the looks
+	// that follow show that the shares stray from look to look far more
+	// than requests drawn one by one would. The check waits for that
+	// estimate before it decides or passes anything, so it finds no
+	// mismatch.
+	step := StepProgress{Percent: 10, Elapsed: 10 * time.Minute}
+	var obs []FlagCounts
+	var nT float64
+	for look := 1; look <= 12; look++ {
+		if look <= 4 {
+			nT += 850
+		} else {
+			nT += 1075
+		}
+		n := 10000 * float64(look)
+		obs = append(obs, withUnits(errorCounts(nT, nT/100, n-nT, (n-nT)/100), 0))
+	}
+	_, vs := judgeAll(t, errorRate, obs, step)
+	for i, v := range vs {
+		sr := v.SampleRatio
+		if sr == nil || sr.Mismatch {
+			t.Fatalf("look %d: split %+v, want no mismatch", i+1, sr)
+		}
+		// The first look only marks where counting starts.
+		if known := i >= minDispersionTicks; sr.Checked != known || !known && v.Outcome == Pass {
+			t.Errorf("look %d: checked %v, %s (%s); want checked %v, and no pass unchecked", i+1, sr.Checked, v.Outcome, v.Explanation, known)
+		}
+	}
+	if phi := vs[len(vs)-1].SampleRatio.Dispersion; phi < 5 {
+		t.Errorf("dispersion %v, want the looks' straying to show (above 5)", phi)
+	}
+}
