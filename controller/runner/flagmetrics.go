@@ -150,10 +150,7 @@ func (m *flagMetrics) observeVerdict(key string, v judge.Verdict) {
 		}
 	}
 	s := v.SampleRatio
-	// The shares are shown from the first look counted, though the check
-	// decides only once it has the looks it needs: a harmful flag often
-	// rolls back before then.
-	counted := s != nil && s.Requests.Treatment+s.Requests.Control > 0
+	counted := s != nil && s.Checked
 	f.splitExpected, f.splitObserved, f.splitMismatch = math.NaN(), math.NaN(), math.NaN()
 	if counted {
 		f.splitExpected, f.splitObserved = s.Expected, s.Observed

@@ -121,20 +121,6 @@ vigil_analysis_tolerance{flag="f",metric="latency"} 1.2
 	if got := gathered(t, reg, rolloutmetrics.CohortRate, "flag", "f", "metric", "error-rate", rolloutmetrics.CohortLabel, rolloutmetrics.Treatment); got != 0.01 {
 		t.Errorf("treatment's error rate after the second verdict = %v, want 0.01", got)
 	}
-
-	// A split with looks counted shows its shares before the check has the
-	// looks it needs to decide (a harmful flag often rolls back sooner);
-	// one with none counted shows none.
-	v.SampleRatio = &judge.SampleRatio{Expected: 0.1, Observed: 0.09, Requests: judge.RequestCounts{Treatment: 90, Control: 910}}
-	m.observeVerdict("f", v)
-	if got := gathered(t, reg, rolloutmetrics.SplitObserved, "flag", "f"); got != 0.09 {
-		t.Errorf("observed share of a split counted, not yet checked = %v, want 0.09", got)
-	}
-	v.SampleRatio = &judge.SampleRatio{}
-	m.observeVerdict("f", v)
-	if got, err := testutil.GatherAndCount(reg, rolloutmetrics.SplitObserved); err != nil || got != 0 {
-		t.Errorf("observed share with no look counted: %d series (%v), want none", got, err)
-	}
 }
 
 // gathered is the value of the one series of name in g whose labels
@@ -192,7 +178,7 @@ func BenchmarkFlagMetrics(b *testing.B) {
 				Treatment: judge.CohortEvidence{Requests: 1000, Events: 10, Rate: 0.01}, Control: judge.CohortEvidence{Requests: 9000, Events: 90, Rate: 0.01},
 				Edge: 0.25, Ratio: 1, CILow: 0.5, CIHigh: 1.4, Tolerance: 1.2, HarmBound: 1.5, Dispersion: 1},
 		},
-		SampleRatio: &judge.SampleRatio{Expected: 0.1, Observed: 0.1, Requests: judge.RequestCounts{Treatment: 100, Control: 900}, Checked: true},
+		SampleRatio: &judge.SampleRatio{Expected: 0.1, Observed: 0.1, Checked: true},
 	}
 	keys := make([]string, n)
 	for i := range keys {
