@@ -104,6 +104,20 @@ func (u UnitDispersion) Phi() float64 {
 	return max(1, u.ChiSquare/float64(u.DOF))
 }
 
+// upperPhi is the upper end of a one-sided 95% interval for φ: the χ²
+// over its 5% quantile on DOF degrees of freedom (Wilson and Hilferty's
+// approximation), at least 1; 1 until the estimate is known. On seven
+// degrees of freedom it is 3.2 times the estimate.
+func (u UnitDispersion) upperPhi() float64 {
+	if !u.Known() {
+		return 1
+	}
+	const z05 = -1.6448536269514722
+	k := float64(u.DOF)
+	c := 1 - 2/(9*k) + z05*math.Sqrt(2/(9*k))
+	return max(1, u.ChiSquare/(k*c*c*c))
+}
+
 // unitDispersion estimates φ from per-bucket cumulative counts, t[b] and
 // c[b] for bucket b: Pearson's χ² of each bucket's events against its
 // requests times its cohort's rate, over both cohorts.

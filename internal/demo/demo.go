@@ -157,7 +157,7 @@ func (o *Options) defaults() {
 // counts up to three times, and the evidence is that much noisier. Of
 // 10,000 simulated demos (TestDemoPlanOnTheFleetsTraffic), the healthy
 // flag did not end promoted in 1.3% under α 0.01 and an error bound of 2,
-// and in 0.06% under this plan; a demo that fails for its user one time in
+// and in 0.07% under this plan; a demo that fails for its user one time in
 // eighty is no demo.
 func FlagsFile(interval, step time.Duration) string {
 	plan := fmt.Sprintf(`
