@@ -66,6 +66,13 @@ func popScenarios() []popScenario {
 			popScenario{name: x + ", 30 s outage in both cohorts at 10 min, 5% share", pop: times(outage, r), steps: []float64{5}, plan: true},
 		)
 	}
+	// A flag evaluated by three services along each request's chain: the
+	// counts come in threes, which the unit buckets and the looks both see.
+	chained := popSpec{users: 10000, ratio: 1, chain: 3}
+	out = append(out,
+		popScenario{name: "A/A, 10,000 users, each request counted by 3 services, ramp 1→50%", pop: chained, steps: ramp, plan: true},
+		popScenario{name: "errors ×2, 10,000 users, each request counted by 3 services, ramp 1→50%", pop: times(chained, 2), steps: ramp, plan: true},
+	)
 	return out
 }
 

@@ -37,6 +37,10 @@ type popSpec struct {
 	outage time.Duration
 	// latency draws each request's duration (the default plan judges it).
 	latency bool
+	// chain is how many services along a request chain evaluate the flag
+	// and count each request, a failure at the deepest one counted by all
+	// of them: 0 or 1 counts each request once.
+	chain int
 }
 
 // stallMode says which looks see late counts.
@@ -258,6 +262,13 @@ func (p *population) draw(rate, errRate, d, outage float64) cell {
 	}
 	c.requests = float64(n)
 	c.errors = float64(binomial(p.r, n-out, share) + binomial(p.r, out, max(share, outageErrorRate)))
+	if k := float64(p.spec.chain); k > 1 {
+		c.requests *= k
+		c.errors *= k
+		for i := range c.slower {
+			c.slower[i] *= k
+		}
+	}
 	return c
 }
 

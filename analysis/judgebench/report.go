@@ -499,6 +499,11 @@ log-normal as above, the same for every user), counted through the SDK's histogr
   look": every look stalls; "in the first 3 looks": a controller that restarts as the rollout begins;
   without stalls, the same clients for comparison.
 - **outage**: 10,000 alike users; for 30 s from minute 10, half of all requests fail in both cohorts.
+- **each request counted by 3 services**: 10,000 alike users; the flag is evaluated by three
+  services along each request's chain, each counting the request in its cohort, and a failure at
+  the deepest one fails all three: every count comes three times, as the demo's fleet counts them.
+  The judge alone checks no traffic split; under the default plan the split check sees requests
+  three times as clustered as independent ones.
 - **errors ×r**: every treatment user's error rate times r.
 
 The judge alone (`+"`judge.Judge`"+` with its defaults, α = 0.01, tolerance 1.0, the error rate, the

@@ -125,11 +125,12 @@ func (t *chainTraffic) cohort(v int) judge.CohortCounts {
 // and new-checkout be promoted in all but 1%: a run that ends with the
 // healthy flag paused is a demo that fails for its user, and CI. Of
 // 10,000 runs under the plan at α 0.01 with a harm bound of 2 on errors,
-// 1.9% were paused or rolled back (one CI run in about twenty failed), 1.3%
-// once the split check no longer trusted a low early estimate of its
-// dispersion (the rest on the harm bound), and this test fails; under the
-// plan at α 0.001 with a bound of 3, 0.32%, then 0.07%. Raise
-// -demo.plan-runs for closer rates.
+// 1.88% (95% CI 1.63–2.17%) were paused or rolled back (one CI run in
+// about twenty failed), 1.26% (1.06–1.50%) once the split check no longer
+// trusted a low early estimate of its dispersion (the rest on the harm
+// bound), and this test fails; under the plan at α 0.001 with a bound of
+// 3, 0.32% (0.23–0.45%), then 0.07% (0.03–0.14%). Raise -demo.plan-runs for
+// closer rates.
 func TestDemoPlanOnTheFleetsTraffic(t *testing.T) {
 	file, err := sdkflag.Parse([]byte(FlagsFile(time.Second, 8*time.Second)))
 	if err != nil {
