@@ -22,9 +22,9 @@ var Epoch = time.UnixMilli(1_800_000_000_000).UTC()
 // impossible, so it is an error, not an outcome.
 const MaxLooks = 5000
 
-// Traffic is one flag's traffic as the rollout loop reads it: Advance moves
-// it on by d with treatment at percent and returns the cumulative counts a
-// look at the end of d reads.
+// Traffic is one flag's traffic as the rollout loop reads it: called with
+// treatment's percent and a look's interval d, it moves the traffic on by d
+// and returns the cumulative counts a look at the end of d reads.
 type Traffic func(percent float64, d time.Duration) judge.FlagCounts
 
 // Result is how a run ended.
