@@ -418,8 +418,12 @@ func (c *Controller) readDue(ctx context.Context, keys []string, now time.Time) 
 }
 
 // flagsOf reads the flags of rollouts ss in one store read, by key; a
-// rollout whose flag was deleted has none.
+// rollout whose flag was deleted has none. With no rollouts it reads
+// nothing: a chunk whose due rollouts all turned out decided has none.
 func (c *Controller) flagsOf(ctx context.Context, ss []rollout.State) (map[string]flag.Flag, error) {
+	if len(ss) == 0 {
+		return nil, nil
+	}
 	keys := make([]string, len(ss))
 	for i, s := range ss {
 		keys[i] = s.Key
