@@ -31,6 +31,8 @@ var planRuns = flag.Int("demo.plan-runs", 1000, "simulated rollouts of each demo
 // chain.
 type chainTraffic struct {
 	r *rand.Rand
+	// rate is the load's requests per second, the demo's default.
+	rate float64
 	// evaluated[i] says whether service i (gateway, checkout, payments)
 	// counts the flag; owner runs its treatment path.
 	evaluated [3]bool
@@ -43,7 +45,9 @@ type chainTraffic struct {
 }
 
 func newChainTraffic(r *rand.Rand, key string, users int) *chainTraffic {
-	t := &chainTraffic{r: r, hash: make([]float64, users), bucket: make([]int, users)}
+	var o Options
+	o.defaults()
+	t := &chainTraffic{r: r, rate: o.Rate, hash: make([]float64, users), bucket: make([]int, users)}
 	switch key {
 	case fleet.NewCheckout:
 		t.evaluated, t.owner, t.treatment = [3]bool{true, true, true}, 1, healthy
@@ -61,11 +65,9 @@ func newChainTraffic(r *rand.Rand, key string, users int) *chainTraffic {
 	return t
 }
 
-// advance is a rolloutsim.Traffic at the demo's default rate.
+// advance is a rolloutsim.Traffic.
 func (t *chainTraffic) advance(percent float64, d time.Duration) judge.FlagCounts {
-	var o Options
-	o.defaults()
-	for range int(o.Rate * d.Seconds()) {
+	for range int(t.rate * d.Seconds()) {
 		u := t.r.IntN(len(t.hash))
 		v := 1 // control
 		if t.hash[u] < percent/100 {
