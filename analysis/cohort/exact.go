@@ -119,6 +119,39 @@ type follow struct {
 	// read (a map is slower to range over).
 	series map[seriesKey]*series
 	list   []*series
+	// les are the histogram bounds read besides +Inf, ascending; nil for
+	// all (FlagQuery.LatencyEdges). covered are those every read since the
+	// memory began has read, nil for all: a series of another bound, first
+	// seen later, may have counted since before the rollout began, and
+	// only a read from the baseline counts it right.
+	les, covered []float64
+}
+
+// covers reports whether every series of the bounds les (nil for all) has
+// been read since the memory began.
+func (fw *follow) covers(les []float64) bool {
+	if fw.covered == nil {
+		return true
+	}
+	if les == nil {
+		return false
+	}
+	for _, le := range les {
+		if _, ok := slices.BinarySearch(fw.covered, le); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// reads reports whether the flag's counts take in a series with bound le
+// (NaN for a series that is not a histogram bucket).
+func (fw *follow) reads(le float64) bool {
+	if fw.les == nil || math.IsNaN(le) || math.IsInf(le, 1) {
+		return true
+	}
+	_, ok := slices.BinarySearch(fw.les, le)
+	return ok
 }
 
 // matches reports whether the memory belongs to the rollout f asks about:
@@ -166,7 +199,9 @@ func (fw *follow) readAt(now time.Time) {
 	}
 	live := model.TimeFromUnixNano(now.Add(-liveWindow).UnixNano())
 	for _, s := range fw.list {
-		if s.seenTS >= live {
+		// A series left unread would hold every read back to its last
+		// sample.
+		if s.seenTS >= live && fw.reads(s.le) {
 			if t := s.seenTS.Time(); t.Before(fw.resume) {
 				fw.resume = t
 			}
@@ -180,7 +215,7 @@ func (fw *follow) readAt(now time.Time) {
 // series the SDK creates at its first failure, or a new pod's, starts with
 // the events it counted. Samples at or before the ones already folded in
 // are skipped, since reads overlap.
-func (fw *follow) fold(ls labels.Labels, samples []model.SamplePair) {
+func (fw *follow) fold(ls labels.Labels, samples []model.SamplePair) (created *series) {
 	k := keyOf(ls)
 	s := fw.series[k]
 	if s == nil {
@@ -196,6 +231,7 @@ func (fw *follow) fold(ls labels.Labels, samples []model.SamplePair) {
 		}
 		fw.series[k] = s
 		fw.list = append(fw.list, s)
+		created = s
 	}
 	since := model.TimeFromUnixNano(fw.since.UnixNano())
 	for _, p := range samples {
@@ -203,6 +239,7 @@ func (fw *follow) fold(ls labels.Labels, samples []model.SamplePair) {
 			s.observe(p, since)
 		}
 	}
+	return created
 }
 
 // seriesKey identifies one of a flag's series by the 64-bit hash of its
@@ -224,7 +261,11 @@ type source struct {
 	metric string
 	// guess is how many series a flag has before any flag was read: the
 	// SDKs' series of one process.
-	guess   int
+	guess int
+	// leText maps each histogram bound seen to its le label as written,
+	// for selectors that read some bounds only; nil for a source of
+	// counters without bounds.
+	leText  map[float64]string
 	follows map[string]*follow
 	// budget is catchUpBudget, smaller in tests.
 	budget float64
@@ -251,11 +292,19 @@ func (src *source) plan(now time.Time, flags []FlagQuery) (recent, catchUp *grou
 	recent, catchUp = &group{src: src}, &group{src: src}
 	var behind []*follow
 	for _, f := range flags {
+		var les []float64
+		if src.leText != nil {
+			les = f.LatencyEdges
+		}
 		fw := src.follows[f.Flag]
-		if fw == nil || !fw.matches(f) {
-			fw = &follow{flag: f.Flag, since: f.Since, treatment: f.Treatment, control: f.Control, series: map[seriesKey]*series{}}
+		if fw == nil || !fw.matches(f) || !fw.covers(les) {
+			// A bound not read since the start is caught up with the
+			// others, from the baseline.
+			fw = &follow{flag: f.Flag, since: f.Since, treatment: f.Treatment, control: f.Control, series: map[seriesKey]*series{},
+				covered: les}
 			src.follows[f.Flag] = fw
 		}
+		fw.les = les
 		if fw.followed(now) {
 			recent.follows = append(recent.follows, fw)
 		} else {
@@ -322,7 +371,7 @@ func (g *group) read(ctx context.Context, p Provider, now time.Time) {
 			from = st
 		}
 	}
-	q := samplesQuery(g.src.metric, flagKeys, variants, now.Sub(from))
+	q := samplesQuery(g.src.metric, flagKeys, variants, g.bounds(), now.Sub(from))
 	err := p.QueryMatrix(ctx, q, now, func(ls labels.Labels, samples []model.SamplePair) {
 		fw := byKey[ls.Get(semconv.LabelKey)]
 		if fw == nil {
@@ -333,7 +382,9 @@ func (g *group) read(ctx context.Context, p Provider, now time.Time) {
 		if v := ls.Get(semconv.LabelVariant); v != fw.treatment && v != fw.control {
 			return
 		}
-		fw.fold(ls, samples)
+		if s := fw.fold(ls, samples); s != nil && g.src.leText != nil && !math.IsNaN(s.le) {
+			g.src.leText[s.le] = ls.Get(labelLE)
+		}
 	})
 	if err != nil {
 		// What was folded in before the failure stays: each sample is
@@ -360,11 +411,40 @@ func (src *source) forget(now time.Time) {
 	}
 }
 
+// bounds returns the le labels the group's flags read, +Inf among them, or
+// nil for all: when a flag reads all, or a bound it reads has not been seen
+// written yet. A bound one flag reads is read for all of them (one
+// selector), and the others' counts leave it out (follow.reads).
+func (g *group) bounds() []string {
+	if g.src.leText == nil {
+		return nil
+	}
+	texts := []string{"+Inf"}
+	for _, fw := range g.follows {
+		if fw.les == nil {
+			return nil
+		}
+		for _, le := range fw.les {
+			text, ok := g.src.leText[le]
+			if !ok {
+				return nil
+			}
+			texts = append(texts, text)
+		}
+	}
+	return texts
+}
+
 // samplesQuery selects the raw samples of the split-placed cohort series of
-// the given flags and variants over the range before the read.
-func samplesQuery(metric string, flagKeys, variants []string, window time.Duration) string {
+// the given flags and variants, and bounds (le) unless nil, over the range
+// before the read.
+func samplesQuery(metric string, flagKeys, variants, bounds []string, window time.Duration) string {
 	window = max(window.Truncate(time.Millisecond), time.Millisecond)
 	slices.Sort(flagKeys)
-	return fmt.Sprintf(`%s{%s=%q, %s=~%s, %s=~%s}[%s]`,
-		metric, semconv.LabelReason, semconv.ReasonSplit, semconv.LabelKey, alternation(flagKeys), semconv.LabelVariant, alternation(variants), model.Duration(window))
+	les := ""
+	if bounds != nil {
+		les = fmt.Sprintf(`, %s=~%s`, labelLE, alternation(bounds))
+	}
+	return fmt.Sprintf(`%s{%s=%q, %s=~%s, %s=~%s%s}[%s]`,
+		metric, semconv.LabelReason, semconv.ReasonSplit, semconv.LabelKey, alternation(flagKeys), semconv.LabelVariant, alternation(variants), les, model.Duration(window))
 }

@@ -364,7 +364,7 @@ func TestQueryErrorShowsTheStartOfALongQuery(t *testing.T) {
 	for i := range keys {
 		keys[i] = fmt.Sprintf("flag-%05d", i)
 	}
-	q := samplesQuery("vigil_requests_total", keys, []string{"on", "off"}, time.Minute)
+	q := samplesQuery("vigil_requests_total", keys, []string{"on", "off"}, nil, time.Minute)
 	e := &QueryError{Metric: MetricRequests, Query: q, Err: errors.New("context deadline exceeded")}
 	msg := e.Error()
 	if len(msg) > 400 || !strings.HasPrefix(msg, "read requests: query "+q[:50]) || !strings.Contains(msg, fmt.Sprintf("(%d bytes)", len(q))) || !strings.HasSuffix(msg, ": context deadline exceeded") {

@@ -48,6 +48,13 @@ type FlagQuery struct {
 	// them with the unit buckets), so reading it for nothing is most of a
 	// read. The counts then have no Slower and the Reading no buckets.
 	SkipLatency bool
+	// LatencyEdges are the histogram's bounds (le, in seconds, ascending)
+	// to read besides +Inf, as judge.State.LatencyEdges gives them; nil
+	// for all. The counts' Slower and the Reading's buckets then hold
+	// those bounds only. Leaving a bound out and asking for it again later
+	// counts what its series grew by meanwhile, a counter reset in the gap
+	// excepted.
+	LatencyEdges []float64
 }
 
 // Bucket is one bucket of a cumulative latency histogram.
@@ -187,7 +194,7 @@ func NewReader(p Provider) *Reader {
 		requests: &source{name: MetricRequests, metric: semconv.PromRequests, guess: 2 * flag.UnitBuckets * 2,
 			follows: map[string]*follow{}, budget: catchUpBudget},
 		latency: &source{name: MetricLatency, metric: semconv.PromRequestDuration + "_bucket", guess: 2 * flag.UnitBuckets * (len(semconv.DurationBuckets) + 1),
-			follows: map[string]*follow{}, budget: catchUpBudget},
+			follows: map[string]*follow{}, budget: catchUpBudget, leText: map[float64]string{}},
 	}
 }
 
@@ -254,7 +261,9 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 				continue
 			}
 			for _, s := range fw.list {
-				ft.countBucket(s)
+				if fw.reads(s.le) {
+					ft.countBucket(s)
+				}
 			}
 		}
 	}
@@ -373,6 +382,11 @@ func validateFlagQueries(now time.Time, flags []FlagQuery) error {
 			return fmt.Errorf("flag %s: treatment and control are both %q", f.Flag, f.Treatment)
 		case !f.Since.Before(now.Add(-time.Millisecond)):
 			return fmt.Errorf("flag %s: rollout start %s is not before the read time %s", f.Flag, f.Since.Format(time.RFC3339), now.Format(time.RFC3339))
+		}
+		for i, e := range f.LatencyEdges {
+			if !(e > 0) || math.IsInf(e, 1) || (i > 0 && e <= f.LatencyEdges[i-1]) {
+				return fmt.Errorf("flag %s: latency edges %v: want positive, finite bounds in ascending order", f.Flag, f.LatencyEdges)
+			}
 		}
 		names := map[string]bool{}
 		for _, t := range f.Custom {

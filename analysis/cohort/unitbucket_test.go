@@ -2,6 +2,8 @@ package cohort
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,5 +146,96 @@ func TestUnitBucketLabel(t *testing.T) {
 		if b != tc.want || ok != tc.ok {
 			t.Errorf("unitBucket(%q) = %d, %v; want %d, %v", tc.value, b, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestReadSomeLatencyEdges: a flag read at one histogram bound after a read
+// in full asks for that bound and +Inf only, and counts the requests
+// slower than it exactly as a read in full does, in total and by unit
+// bucket; the bounds left out are not in its counts. A bound asked for
+// again is counted from the rollout's start, both by a Reader that read it
+// before and by one that never did (a new process).
+func TestReadSomeLatencyEdges(t *testing.T) {
+	l := newLoader(t)
+	steps := map[string][4]float64{ // per 15 s at le 0.1, 0.25, 0.5, +Inf
+		"on/0": {1, 2, 3, 4}, "on/1": {0, 1, 1, 2}, "off/0": {1, 3, 4, 5}, "off/1": {2, 2, 3, 6},
+	}
+	for cohortBucket, s := range steps {
+		variant, bucket, _ := strings.Cut(cohortBucket, "/")
+		l.counter(s[3], cohortLabels(semconv.PromRequests, "f", variant, "split", semconv.LabelUnitBucket, bucket)...)
+		for i, le := range []string{"0.1", "0.25", "0.5", "+Inf"} {
+			l.counter(s[i], cohortLabels(semconv.PromRequestDuration+"_bucket", "f", variant, "split", semconv.LabelUnitBucket, bucket, labelLE, le)...)
+		}
+	}
+	// The counters had counted 20 scrapes' worth when the rollout began.
+	since := l.end.Add(-5 * time.Minute)
+	query := func(les ...float64) []FlagQuery {
+		return []FlagQuery{{Flag: "f", Treatment: "on", Control: "off", Since: since, LatencyEdges: les}}
+	}
+	var counting countingProvider
+	counting.p = l.s
+	some, all := NewReader(&counting), NewReader(l.s)
+	for i, at := range []time.Time{l.end.Add(-4 * time.Minute), l.end.Add(-2 * time.Minute), l.end} {
+		q := query()
+		if i > 0 {
+			q = query(0.25)
+		}
+		counting.queries = nil
+		got, err := some.Read(context.Background(), at, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := all.Read(context.Background(), at, query())
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, w := got["f"], want["f"]
+		for _, c := range []struct {
+			name      string
+			got, want judge.CohortCounts
+		}{{"treatment", g.Counts.Treatment, w.Counts.Treatment}, {"control", g.Counts.Control, w.Counts.Control}} {
+			if c.got.Slower[0.25] != c.want.Slower[0.25] || len(c.got.UnitBuckets) == 0 || len(c.got.UnitBuckets) != len(c.want.UnitBuckets) {
+				t.Fatalf("read %d, %s: %v slower than 0.25 s, %d unit buckets; a read in full: %v", i, c.name, c.got.Slower[0.25], len(c.got.UnitBuckets), c.want.Slower[0.25])
+			}
+			for b := range c.got.UnitBuckets {
+				if c.got.UnitBuckets[b].Slower[0.25] != c.want.UnitBuckets[b].Slower[0.25] {
+					t.Errorf("read %d, %s, unit bucket %d: %v slower than 0.25 s, a read in full %v", i, c.name, b, c.got.UnitBuckets[b].Slower[0.25], c.want.UnitBuckets[b].Slower[0.25])
+				}
+			}
+			if i > 0 && (len(c.got.Slower) != 1 || len(c.got.UnitBuckets[0].Slower) != 1) {
+				t.Errorf("read %d, %s: slower than %v, want 0.25 s only", i, c.name, c.got.Slower)
+			}
+		}
+		latency := counting.queries[slices.IndexFunc(counting.queries, func(q string) bool { return strings.Contains(q, "_bucket") })]
+		if filtered := strings.Contains(latency, `le=~"0\\.25|\\+Inf"`); filtered != (i > 0) {
+			t.Errorf("read %d: latency query %s", i, latency)
+		}
+	}
+	// By hand, over the 20 scrapes since the start: treatment's buckets
+	// counted (4−2)·20 + (2−1)·20 requests slower than 0.25 s, control's
+	// (5−3)·20 + (6−2)·20; slower than 0.5 s, (4−3)·20 + (2−1)·20 and
+	// (5−4)·20 + (6−3)·20.
+	fresh := NewReader(l.s)
+	// It learns how the bounds are written from an earlier rollout of f,
+	// and then reads this one at 0.25 s only.
+	earlier := query()
+	earlier[0].Since = since.Add(-time.Minute)
+	for _, q := range [][]FlagQuery{earlier, query(0.25)} {
+		if _, err := fresh.Read(context.Background(), l.end.Add(-2*time.Minute), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, r := range map[string]*Reader{"a Reader that read every bound": some, "a Reader that never read 0.5 s": fresh} {
+		got, err := r.Read(context.Background(), l.end, query(0.25, 0.5))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if co := got["f"].Counts; co.Treatment.Slower[0.25] != 60 || co.Control.Slower[0.25] != 120 || co.Treatment.Slower[0.5] != 40 || co.Control.Slower[0.5] != 80 {
+			t.Errorf("%s: slower than 0.25 s %v and %v, than 0.5 s %v and %v; want 60 and 120, 40 and 80", name,
+				co.Treatment.Slower[0.25], co.Control.Slower[0.25], co.Treatment.Slower[0.5], co.Control.Slower[0.5])
+		}
+	}
+	if _, err := some.Read(context.Background(), l.end, []FlagQuery{{Flag: "f", Treatment: "on", Control: "off", Since: since, LatencyEdges: []float64{0.5, 0.25}}}); err == nil || !strings.Contains(err.Error(), "flag f: latency edges [0.5 0.25]") {
+		t.Errorf("edges out of order: %v", err)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/rolloutmetrics"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/sdk/flag"
+	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
 // LeaseName is the store lease whose holder runs the rollout loop.
@@ -615,7 +616,15 @@ func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollou
 		case f.Treatment == "" || f.Treatment == f.Control:
 			obs[i].Err = fmt.Errorf("flag %s: treatment %q and control %q must be two different variants", s.Key, f.Treatment, f.Control)
 		default:
-			qs = append(qs, flagQuery(s, f, p))
+			q := flagQuery(s, f, p)
+			if !q.SkipLatency {
+				// A state that cannot be read fails the look in judge;
+				// the read is then of every edge.
+				if prev, err := c.looks.judgeState(s); err == nil {
+					q.LatencyEdges = prev.LatencyEdges(p.Judge, semconv.DurationBuckets)
+				}
+			}
+			qs = append(qs, q)
 		}
 	}
 	if len(qs) == 0 {
@@ -759,6 +768,19 @@ func flagQuery(s rollout.State, f flag.Flag, p *plan.Prepared) cohort.FlagQuery 
 // ten times larger.
 const latencyReadWeight = 10
 
+// readWeight is what q counts toward a read part: 1 for the requests
+// counter's 32 series a process, and for the latency histogram 16 series
+// (two cohorts of eight unit buckets) a bound read.
+func readWeight(q cohort.FlagQuery) int {
+	switch {
+	case q.SkipLatency:
+		return 1
+	case q.LatencyEdges == nil:
+		return latencyReadWeight
+	}
+	return 1 + (len(q.LatencyEdges)+2)/2
+}
+
 // readParts splits a chunk's flag queries into reads of at most limit
 // weight each, so that a read of rollouts that judge latency is no larger
 // than one of a chunk that does not, and each stays within its budget: a
@@ -768,10 +790,7 @@ func readParts(qs []cohort.FlagQuery, limit int) [][]cohort.FlagQuery {
 	var parts [][]cohort.FlagQuery
 	lo, weight := 0, 0
 	for i, q := range qs {
-		w := 1
-		if !q.SkipLatency {
-			w = latencyReadWeight
-		}
+		w := readWeight(q)
 		if weight+w > limit && i > lo {
 			parts = append(parts, qs[lo:i])
 			lo, weight = i, 0

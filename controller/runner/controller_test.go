@@ -61,6 +61,7 @@ type traffic struct {
 	fail    error                 // when set, every query fails with it
 	flagErr map[string]error      // a flag's Reading.Err, as the reader reports a part it could not read
 	forged  map[string]bool       // flags whose counts are pushed alike for both cohorts, whatever the percent
+	slower  map[float64]float64   // latency edge -> share of every flag's requests slower, in both cohorts
 
 	mu      sync.Mutex
 	last    time.Time
@@ -107,6 +108,17 @@ func (tr *traffic) advance(ctx context.Context) error {
 		// requests, 0.5 errors at 1%) one error a second, a 2% rate.
 		c.Treatment.Errors += nt * rates[0]
 		c.Control.Errors += nc * rates[1]
+		for edge, share := range tr.slower {
+			for _, co := range []struct {
+				c *judge.CohortCounts
+				n float64
+			}{{&c.Treatment, nt}, {&c.Control, nc}} {
+				if co.c.Slower == nil {
+					co.c.Slower = map[float64]float64{}
+				}
+				co.c.Slower[edge] += math.Round(co.n * share)
+			}
+		}
 	}
 	return nil
 }

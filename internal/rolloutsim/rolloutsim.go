@@ -7,6 +7,7 @@ package rolloutsim
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/vigil-dev/vigil/analysis/judge"
@@ -65,6 +66,7 @@ func Run(key string, start rollout.Command, traffic Traffic, verdict func(judge.
 		d := s.Plan.Interval.Std()
 		now = now.Add(d)
 		cum := traffic(s.Percent, d)
+		cum = asRead(cum, js.LatencyEdges(prep.Judge, bounds(cum)))
 		cum.Flag = key
 		out.Counts = cum
 		obs := rollout.Observation{Requests: judge.RequestCounts{Treatment: cum.Treatment.Requests, Control: cum.Control.Requests}}
@@ -83,4 +85,48 @@ func Run(key string, start rollout.Command, traffic Traffic, verdict func(judge.
 	}
 	out.State, out.Elapsed = s, now.Sub(Epoch)
 	return out, nil
+}
+
+// bounds are the latency histogram's bucket bounds: the edges of control's
+// counts, as traffic gives them all.
+func bounds(c judge.FlagCounts) []float64 {
+	out := make([]float64, 0, len(c.Control.Slower))
+	for e := range c.Control.Slower {
+		out = append(out, e)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// asRead keeps of c's latency counts those of the edges the rollout loop
+// asks the metric source for (all when edges is nil), so that the judge
+// sees what it sees in a controller.
+func asRead(c judge.FlagCounts, edges []float64) judge.FlagCounts {
+	if edges == nil {
+		return c
+	}
+	keep := func(slower map[float64]float64) map[float64]float64 {
+		if slower == nil {
+			return nil
+		}
+		out := make(map[float64]float64, len(edges))
+		for _, e := range edges {
+			if n, ok := slower[e]; ok {
+				out[e] = n
+			}
+		}
+		return out
+	}
+	for _, co := range []*judge.CohortCounts{&c.Treatment, &c.Control} {
+		co.Slower = keep(co.Slower)
+		buckets := make([]judge.CohortCounts, len(co.UnitBuckets))
+		for i, b := range co.UnitBuckets {
+			b.Slower = keep(b.Slower)
+			buckets[i] = b
+		}
+		if co.UnitBuckets != nil {
+			co.UnitBuckets = buckets
+		}
+	}
+	return c
 }
