@@ -137,7 +137,10 @@ type Reading struct {
 // back with its labels, so a read's answer is larger than an aggregated
 // query's when the series far outnumber the cohorts (the latency
 // histogram: bounds × unit buckets × error types × pods); the two metrics'
-// queries are sent together. A flag the Reader has not read yet, or not
+// queries are sent together. A flag that reads some bounds of the
+// histogram only (FlagQuery.LatencyEdges) is asked for those and +Inf,
+// and a bound it asks for that its memory has not read since the start is
+// caught up from the baseline with the rest of its series. A flag the Reader has not read yet, or not
 // for 10 minutes, is read in a second, catch-up query per built-in metric
 // that reaches back to the earliest such flag's start: on the tick of a
 // rollout's first look, and for every rollout after the controller starts
