@@ -76,7 +76,7 @@ func (s State) LatencyEdges(cfg Config, bounds []float64) []float64 {
 				}
 			}
 		default:
-			for _, target := range []float64{p95Share, p99Share} {
+			for _, target := range latencyTargets {
 				edge, ok := nearestEdge(ctl, target)
 				if n, _ := ctl.slower(edge); !ok || n < minEdgeEvents || !around(edge, m.MinSlowdown.Seconds()) {
 					return nil

@@ -9,6 +9,10 @@ import (
 // p95Share is the share of control requests slower than control's p95.
 const p95Share = 0.05
 
+// latencyTargets are the shares of control requests slower than the edges
+// a latency check follows when its plan fixes none: its p95 and its p99.
+var latencyTargets = []float64{p95Share, p99Share}
+
 // newCheckState starts the memory of a check.
 func newCheckState(c check) CheckState {
 	cs := CheckState{Name: c.name}
@@ -25,7 +29,7 @@ func newCheckState(c check) CheckState {
 			}
 		default:
 			// One slot follows the edge nearest control's p95, one its p99.
-			for _, t := range []float64{p95Share, p99Share} {
+			for _, t := range latencyTargets {
 				cs.Slots = append(cs.Slots, Slot{Target: t, Evidence: newEvidence(m.null(), false, true)})
 			}
 		}
