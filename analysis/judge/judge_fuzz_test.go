@@ -2,6 +2,7 @@ package judge
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 )
@@ -14,6 +15,7 @@ func FuzzJudge(f *testing.F) {
 	f.Add(100.0, 1.0, 900.0, 9.0, 10.0, 0.5, 200.0, 3.0, 1800.0, 18.0)
 	f.Add(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 	f.Add(1e300, -1.0, 5.0, 1e9, -3.0, 2.0, 7.5, 7.5, 1.0, 0.0)
+	f.Add(1e5, 100.0, 9e5, 900.0, 3000.0, 0.25, 2e5, 200.0, 1.8e6, 1800.0)
 	cfg := Config{Metrics: []MetricConfig{
 		{Name: "error-rate", Kind: KindErrorRate, Max: 0.05, Tolerance: 1.2, MaxRatio: 1.5, MinDifference: 0.001},
 		{Name: "latency", Kind: KindLatency, MaxP99: 300 * time.Millisecond, MaxRatio: 2, MinSlowdown: time.Millisecond},
@@ -55,6 +57,14 @@ func FuzzJudge(f *testing.F) {
 				}
 			}
 			s = next
+			// The edges the next look reads are bounds (or the plan's),
+			// ascending, and never none while latency is judged.
+			bounds := []float64{0.1, 0.25, 0.5, 1}
+			if e := s.LatencyEdges(cfg, bounds); e != nil {
+				if len(e) == 0 || !slices.IsSorted(e) || slices.ContainsFunc(e, func(x float64) bool { return !slices.Contains(bounds, x) }) {
+					t.Fatalf("tick %d: latency edges %v, want some of %v, ascending", i, e, bounds)
+				}
+			}
 		}
 	})
 }
