@@ -140,11 +140,11 @@ type Reading struct {
 // queries are sent together. A flag that reads some bounds of the
 // histogram only (FlagQuery.LatencyEdges) is asked for those and +Inf,
 // and a bound it asks for that its memory has not read since the start is
-// caught up from the baseline with the rest of its series. A flag the Reader has not read yet, or not
-// for 10 minutes, is read in a second, catch-up query per built-in metric
-// that reaches back to the earliest such flag's start: on the tick of a
-// rollout's first look, and for every rollout after the controller starts
-// or takes over the lease. The flags read recently are read first, so a
+// caught up from the baseline with the rest of its series. A flag the
+// Reader has not read yet, or not for 10 minutes, is read in a second,
+// catch-up query per built-in metric that reaches back to the earliest
+// such flag's start: on the tick of a rollout's first look, and for every
+// rollout after the controller starts or takes over the lease. The flags read recently are read first, so a
 // slow catch-up does not cost them their read. One catch-up takes the
 // flags with the earliest starts first, as many as have 3,200 series-hours
 // together (every series of its flags times the time back to the earliest

@@ -119,14 +119,16 @@ func asRead(c judge.FlagCounts, edges []float64) judge.FlagCounts {
 	}
 	for _, co := range []*judge.CohortCounts{&c.Treatment, &c.Control} {
 		co.Slower = keep(co.Slower)
+		if co.UnitBuckets == nil {
+			continue
+		}
+		// A copy: traffic may keep the buckets it returned.
 		buckets := make([]judge.CohortCounts, len(co.UnitBuckets))
 		for i, b := range co.UnitBuckets {
 			b.Slower = keep(b.Slower)
 			buckets[i] = b
 		}
-		if co.UnitBuckets != nil {
-			co.UnitBuckets = buckets
-		}
+		co.UnitBuckets = buckets
 	}
 	return c
 }
