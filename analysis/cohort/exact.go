@@ -262,10 +262,11 @@ type source struct {
 	// guess is how many series a flag has before any flag was read: the
 	// SDKs' series of one process.
 	guess int
-	// leText maps each histogram bound seen to its le label as written,
-	// for selectors that read some bounds only; nil for a source of
-	// counters without bounds.
-	leText  map[float64]string
+	// leText maps each histogram bound seen to its le labels as written
+	// (SDKs may write one bound two ways, such as 1 and 1.0), for
+	// selectors that read some bounds only; nil for a source of counters
+	// without bounds.
+	leText  map[float64][]string
 	follows map[string]*follow
 	// budget is catchUpBudget, smaller in tests.
 	budget float64
@@ -383,7 +384,9 @@ func (g *group) read(ctx context.Context, p Provider, now time.Time) {
 			return
 		}
 		if s := fw.fold(ls, samples); s != nil && g.src.leText != nil && !math.IsNaN(s.le) {
-			g.src.leText[s.le] = ls.Get(labelLE)
+			if text := ls.Get(labelLE); !slices.Contains(g.src.leText[s.le], text) {
+				g.src.leText[s.le] = append(g.src.leText[s.le], text)
+			}
 		}
 	})
 	if err != nil {
@@ -425,11 +428,11 @@ func (g *group) bounds() []string {
 			return nil
 		}
 		for _, le := range fw.les {
-			text, ok := g.src.leText[le]
+			written, ok := g.src.leText[le]
 			if !ok {
 				return nil
 			}
-			texts = append(texts, text)
+			texts = append(texts, written...)
 		}
 	}
 	return texts

@@ -197,7 +197,7 @@ func NewReader(p Provider) *Reader {
 		requests: &source{name: MetricRequests, metric: semconv.PromRequests, guess: 2 * flag.UnitBuckets * 2,
 			follows: map[string]*follow{}, budget: catchUpBudget},
 		latency: &source{name: MetricLatency, metric: semconv.PromRequestDuration + "_bucket", guess: 2 * flag.UnitBuckets * (len(semconv.DurationBuckets) + 1),
-			follows: map[string]*follow{}, budget: catchUpBudget, leText: map[float64]string{}},
+			follows: map[string]*follow{}, budget: catchUpBudget, leText: map[float64][]string{}},
 	}
 }
 

@@ -167,6 +167,11 @@ func TestReadSomeLatencyEdges(t *testing.T) {
 			l.counter(s[i], cohortLabels(semconv.PromRequestDuration+"_bucket", "f", variant, "split", semconv.LabelUnitBucket, bucket, labelLE, le)...)
 		}
 	}
+	// A second process of treatment's bucket 0 writes 0.25 s as 0.250.
+	for le, step := range map[string]float64{"0.250": 1, "0.5": 1, "+Inf": 2} {
+		l.counter(step, cohortLabels(semconv.PromRequestDuration+"_bucket", "f", "on", "split", semconv.LabelUnitBucket, "0", labelLE, le, "pod", "b")...)
+	}
+	l.counter(2, cohortLabels(semconv.PromRequests, "f", "on", "split", semconv.LabelUnitBucket, "0", "pod", "b")...)
 	// The counters had counted 20 scrapes' worth when the rollout began.
 	since := l.end.Add(-5 * time.Minute)
 	query := func(les ...float64) []FlagQuery {
@@ -207,14 +212,14 @@ func TestReadSomeLatencyEdges(t *testing.T) {
 			}
 		}
 		latency := counting.queries[slices.IndexFunc(counting.queries, func(q string) bool { return strings.Contains(q, "_bucket") })]
-		if filtered := strings.Contains(latency, `le=~"0\\.25|\\+Inf"`); filtered != (i > 0) {
+		if filtered := strings.Contains(latency, `le=~"0\\.25|0\\.250|\\+Inf"`); filtered != (i > 0) {
 			t.Errorf("read %d: latency query %s", i, latency)
 		}
 	}
 	// By hand, over the 20 scrapes since the start: treatment's buckets
-	// counted (4−2)·20 + (2−1)·20 requests slower than 0.25 s, control's
-	// (5−3)·20 + (6−2)·20; slower than 0.5 s, (4−3)·20 + (2−1)·20 and
-	// (5−4)·20 + (6−3)·20.
+	// counted (4−2)·20 + (2−1)·20 requests slower than 0.25 s, and the
+	// second process (2−1)·20, control's (5−3)·20 + (6−2)·20; slower than
+	// 0.5 s, (4−3)·20 + (2−1)·20 + (2−1)·20 and (5−4)·20 + (6−3)·20.
 	fresh := NewReader(l.s)
 	// It learns how the bounds are written from an earlier rollout of f,
 	// and then reads this one at 0.25 s only.
@@ -230,8 +235,8 @@ func TestReadSomeLatencyEdges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if co := got["f"].Counts; co.Treatment.Slower[0.25] != 60 || co.Control.Slower[0.25] != 120 || co.Treatment.Slower[0.5] != 40 || co.Control.Slower[0.5] != 80 {
-			t.Errorf("%s: slower than 0.25 s %v and %v, than 0.5 s %v and %v; want 60 and 120, 40 and 80", name,
+		if co := got["f"].Counts; co.Treatment.Slower[0.25] != 80 || co.Control.Slower[0.25] != 120 || co.Treatment.Slower[0.5] != 60 || co.Control.Slower[0.5] != 80 {
+			t.Errorf("%s: slower than 0.25 s %v and %v, than 0.5 s %v and %v; want 80 and 120, 60 and 80", name,
 				co.Treatment.Slower[0.25], co.Control.Slower[0.25], co.Treatment.Slower[0.5], co.Control.Slower[0.5])
 		}
 	}
