@@ -125,6 +125,9 @@ def test_a_shutdown_is_no_fault(
         try:
             restarted.put_flag(checkout(percent=100))
             wait_until(client, lambda: client.bool_value("new-checkout", "user-1", False), "the restarted controller")
+            # A poll may have shown the flag before the stream reconnected:
+            # only a stream held open can be cut.
+            wait_for(lambda: restarted.stream_clients() == 1, 10, "the client's stream to the restarted controller")
             caplog.clear()
             with caplog.at_level(logging.WARNING, logger="vigil"):
                 restarted.stop()

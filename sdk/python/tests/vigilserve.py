@@ -74,6 +74,15 @@ class VigilServe:
             raise AssertionError(f"{method} {path}: {e.code} {e.read().decode()}") from e
         return json.loads(text) if text else None
 
+    def stream_clients(self) -> int:
+        """How many SDK clients hold the event stream open, from the
+        controller's vigil_sse_clients gauge."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("vigil_sse_clients "):
+                    return int(float(line.split()[1]))
+        return 0
+
     def put_flag(self, flag: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = self.api("PUT", "/api/v1/flags/" + flag["key"], flag)
         return out
