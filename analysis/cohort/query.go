@@ -144,17 +144,17 @@ type Reading struct {
 // Reader has not read yet, or not for 10 minutes, is read in a second,
 // catch-up query per built-in metric that reaches back to the earliest
 // such flag's start: on the tick of a rollout's first look, and for every
-// rollout after the controller starts or takes over the lease. The flags read recently are read first, so a
-// slow catch-up does not cost them their read. One catch-up takes the
-// flags with the earliest starts first, as many as have 3,200 series-hours
-// together (every series of its flags times the time back to the earliest
-// start: 100 rollouts an hour old with 32 series each, or 110 new ones
-// with the latency histogram's 336; a flag not read yet is counted at the
-// mean of those read), at least one, so that it stays within what a
-// provider answers in one query and in the tick's read budget; the others
-// are Deferred and read as ErrNoData (the judge's inconclusive, never a
-// pass) until a later read catches them up. A flag not asked about for an
-// hour is forgotten.
+// rollout after the controller starts or takes over the lease. The flags
+// read recently are read first, so a slow catch-up does not cost them
+// their read. One catch-up takes the flags with the earliest starts
+// first, as many as have 3,200 series-hours together (every series of its
+// flags times the time back to the earliest start: 100 rollouts an hour
+// old with 32 series each, or 110 new ones with the latency histogram's
+// 336; a flag not read yet is counted at the mean of those read), at
+// least one, so that it stays within what a provider answers in one query
+// and in the tick's read budget; the others are Deferred and read as
+// ErrNoData (the judge's inconclusive, never a pass) until a later read
+// catches them up. A flag not asked about for an hour is forgotten.
 //
 // Restarts and leader changes: the memory lives in this process. A Reader
 // that has not followed a rollout (a new process, or a new leader)

@@ -53,10 +53,10 @@ func TestLatencyEdgesByHand(t *testing.T) {
 		{"a p99 edge with too few slow requests", few, latency(MetricConfig{}), nil},
 		{"maxP99 adds the edge at or above it", settled, latency(MetricConfig{MaxP99: 700 * time.Millisecond}), []float64{0.025, 0.05, 0.1, 0.25, 0.5, 1}},
 		{"fixed edges", settled, latency(MetricConfig{Edges: []float64{0.1}}), []float64{0.05, 0.1, 0.25}},
-		// Read at three edges, the slots still choose 50 and 250 ms, and
-		// the bounds beside them are read again.
 		// The p99 slot chooses 500 ms (0.9%), and the next look reads 1 s.
 		{"a p99 that drifts", drifted, latency(MetricConfig{}), []float64{0.025, 0.05, 0.1, 0.25, 0.5, 1}},
+		// Read at three edges, the slots still choose 50 and 250 ms, and
+		// the bounds beside them are read again.
 		{"narrowed before", narrowed, latency(MetricConfig{}), []float64{0.025, 0.05, 0.1, 0.25, 0.5}},
 	} {
 		if got := tc.state.LatencyEdges(tc.cfg, bounds); !slices.Equal(got, tc.want) {
