@@ -7,6 +7,7 @@ package rolloutsim
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -66,7 +67,8 @@ func Run(key string, start rollout.Command, traffic Traffic, verdict func(judge.
 		d := s.Plan.Interval.Std()
 		now = now.Add(d)
 		cum := traffic(s.Percent, d)
-		cum = asRead(cum, js.LatencyEdges(prep.Judge, bounds(cum)))
+		// Traffic gives every bound of the histogram.
+		cum = asRead(cum, js.LatencyEdges(prep.Judge, slices.Sorted(maps.Keys(cum.Control.Slower))))
 		cum.Flag = key
 		out.Counts = cum
 		obs := rollout.Observation{Requests: judge.RequestCounts{Treatment: cum.Treatment.Requests, Control: cum.Control.Requests}}
@@ -85,17 +87,6 @@ func Run(key string, start rollout.Command, traffic Traffic, verdict func(judge.
 	}
 	out.State, out.Elapsed = s, now.Sub(Epoch)
 	return out, nil
-}
-
-// bounds are the latency histogram's bucket bounds: the edges of control's
-// counts, as traffic gives them all.
-func bounds(c judge.FlagCounts) []float64 {
-	out := make([]float64, 0, len(c.Control.Slower))
-	for e := range c.Control.Slower {
-		out = append(out, e)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // asRead keeps of c's latency counts those of the edges the rollout loop
