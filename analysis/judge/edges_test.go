@@ -36,6 +36,26 @@ func TestLatencyEdgesByHand(t *testing.T) {
 	drifted := State{Version: stateVersion, Last: Snapshot{Control: CohortSnapshot{Requests: 10_000, Slower: []EdgeCount{
 		{Edge: 0.025, Count: 2000}, {Edge: 0.05, Count: 600}, {Edge: 0.1, Count: 300}, {Edge: 0.25, Count: 150}, {Edge: 0.5, Count: 90},
 	}}}}
+	// Control's latencies leave a gap: 12% are slower than 50 ms and as
+	// many than 100 ms, so neither read edge settles the p99 (nor the
+	// p95), which lie beyond 100 ms: the next look reads every bound.
+	gap := State{Version: stateVersion, Last: Snapshot{Control: CohortSnapshot{Requests: 10_000, Slower: []EdgeCount{
+		{Edge: 0.025, Count: 2000}, {Edge: 0.05, Count: 1200}, {Edge: 0.1, Count: 1200},
+	}}}}
+	// The same gap read at every bound: it reaches 250 ms, and 0.5% are
+	// slower than 500 ms. The p95 slot takes the gap's foot, 50 ms (ties go
+	// to the lowest edge), which only 500 ms shows to be nearest, so the
+	// next look reads the gap through; the p99 slot takes 500 ms.
+	gapAll := State{Version: stateVersion, Last: Snapshot{Control: CohortSnapshot{Requests: 10_000, Slower: []EdgeCount{
+		{Edge: 0.01, Count: 5000}, {Edge: 0.025, Count: 2000}, {Edge: 0.05, Count: 1200}, {Edge: 0.1, Count: 1200},
+		{Edge: 0.25, Count: 1200}, {Edge: 0.5, Count: 50}, {Edge: 1, Count: 0},
+	}}}}
+	// A first look of 40 requests, 29 of them slower than 25 ms and none
+	// slower than 50: the p99 slot's 25 ms has enough slow requests, and
+	// 50 ms was read with none, so it is nearest among every bound.
+	first := State{Version: stateVersion, Last: Snapshot{Control: CohortSnapshot{Requests: 40, Slower: []EdgeCount{
+		{Edge: 0.01, Count: 40}, {Edge: 0.025, Count: 29}, {Edge: 0.05, Count: 0}, {Edge: 0.1, Count: 0},
+	}}}}
 	for _, tc := range []struct {
 		name  string
 		state State
@@ -58,6 +78,9 @@ func TestLatencyEdgesByHand(t *testing.T) {
 		// Read at three edges, the slots still choose 50 and 250 ms, and
 		// the bounds beside them are read again.
 		{"narrowed before", narrowed, latency(MetricConfig{}), []float64{0.025, 0.05, 0.1, 0.25, 0.5}},
+		{"a gap in control's latencies", gap, latency(MetricConfig{}), nil},
+		{"a gap read whole", gapAll, latency(MetricConfig{}), []float64{0.025, 0.05, 0.1, 0.25, 0.5, 1}},
+		{"a first look", first, latency(MetricConfig{}), []float64{0.01, 0.025, 0.05}},
 	} {
 		if got := tc.state.LatencyEdges(tc.cfg, bounds); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: edges %v, want %v", tc.name, got, tc.want)

@@ -16,6 +16,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/sdk/flag"
+	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
 // batchStore counts the write transactions and fails the writes of one
@@ -211,6 +212,112 @@ func TestLatencyReadOnlyWhereJudged(t *testing.T) {
 	}
 	if len(skip) != 2 || !skip["errors-only"] || skip["slow"] {
 		t.Errorf("SkipLatency by flag %v, want errors-only true and slow false", skip)
+	}
+}
+
+// TestLatencyReadNarrows: once a look has settled where control's p95 and
+// p99 lie, the next reads ask for the latency edges around them only.
+func TestLatencyReadNarrows(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	f.tr.rps = 100_000
+	f.tr.slower = map[float64]float64{
+		0.005: 0.7, 0.01: 0.5, 0.025: 0.2, 0.05: 0.06, 0.075: 0.03, 0.1: 0.015, 0.15: 0.014, 0.2: 0.013, 0.25: 0.009, 0.3: 0.007,
+		0.4: 0.005, 0.5: 0.003, 0.75: 0.001, 1: 0.0005, 1.5: 0.0003, 2: 0.0002, 2.5: 0.0001, 5: 0, 7.5: 0, 10: 0,
+	}
+	rec := &queryRecorder{Reader: f.tr}
+	f.c.opts.Reader = rec
+	ctx := context.Background()
+	fl := checkoutFlag("slow")
+	fl.Rollout.Plan = json.RawMessage(`{"interval": "1s", "minStepDuration": "5s", "metrics": [{"name": "latency"}]}`)
+	putFlag(t, f.st, fl)
+	if _, err := f.c.Command(ctx, fl.Key, rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	var edges [][]float64
+	for range 2 {
+		f.clock.Add(time.Second)
+		if err := f.tr.advance(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.c.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		edges = append(edges, rec.got[len(rec.got)-1].LatencyEdges)
+	}
+	// Control's p95 is nearest 50 ms (6% slower) and its p99 250 ms
+	// (0.9%): each with the SDKs' bounds beside it, read after the first
+	// look.
+	if want := []float64{0.025, 0.05, 0.075, 0.2, 0.25, 0.3}; edges[0] != nil || !slices.Equal(edges[1], want) {
+		t.Errorf("latency edges read at the first and second looks: %v, want all, then %v", edges, want)
+	}
+}
+
+// TestLatencyReadFollowsAGap: the first look sees no slow tail and
+// narrows the reads to the edges around 25 ms; then control's latencies
+// gain a tail at 400 ms, 5% of requests, which leaves a gap: as many are
+// slower than 50 ms as than 400. The narrowed read no longer settles where
+// the p99 lies, so the next read is of every bound, and the p99 slot
+// finds 500 ms beyond the gap, which the reads then cover. (Moving one
+// bound a look from 50 ms, it would stay at the gap's foot for good.)
+func TestLatencyReadFollowsAGap(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	f.tr.rps = 100_000
+	shares := func(tail bool) map[float64]float64 {
+		out := map[float64]float64{}
+		for _, e := range semconv.DurationBuckets {
+			out[e] = 0
+			switch {
+			case e < 0.025:
+				out[e] = 0.5
+			case e < 0.05:
+				out[e] = 0.2
+			}
+			if tail && e <= 0.4 {
+				out[e] += 0.05
+			} else if tail && e <= 0.5 {
+				out[e] += 0.005
+			}
+		}
+		return out
+	}
+	f.tr.slower = shares(false)
+	rec := &queryRecorder{Reader: f.tr}
+	f.c.opts.Reader = rec
+	ctx := context.Background()
+	fl := checkoutFlag("slow")
+	fl.Rollout.Plan = json.RawMessage(`{"interval": "1s", "minStepDuration": "60s", "metrics": [{"name": "latency"}]}`)
+	putFlag(t, f.st, fl)
+	if _, err := f.c.Command(ctx, fl.Key, rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	var edges [][]float64
+	tailAt := -1
+	for look := range 12 {
+		if tailAt < 0 && look > 0 && edges[look-1] != nil {
+			tailAt = look
+			f.tr.slower = shares(true)
+		}
+		f.clock.Add(time.Second)
+		if err := f.tr.advance(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.c.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		edges = append(edges, rec.got[len(rec.got)-1].LatencyEdges)
+	}
+	if tailAt < 0 {
+		t.Fatalf("no look before the tail narrowed the reads: %v", edges)
+	}
+	// The look that first counts the tail was asked for before it.
+	if want := []float64{0.01, 0.025, 0.05}; !slices.Equal(edges[tailAt-1], want) || !slices.Equal(edges[tailAt], want) {
+		t.Errorf("looks %d and %d read %v and %v, want %v (around 25 ms)", tailAt-1, tailAt, edges[tailAt-1], edges[tailAt], want)
+	}
+	if edges[tailAt+1] != nil {
+		t.Errorf("look %d read %v, want every bound: the tail unsettled the p99", tailAt+1, edges[tailAt+1])
+	}
+	if last := edges[len(edges)-1]; !slices.Contains(last, 0.5) {
+		t.Errorf("reads at each look %v: the last, %v, leaves out 500 ms, control's p99", edges, last)
 	}
 }
 

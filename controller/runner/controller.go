@@ -26,6 +26,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/rolloutmetrics"
 	"github.com/vigil-dev/vigil/controller/store"
 	"github.com/vigil-dev/vigil/sdk/flag"
+	"github.com/vigil-dev/vigil/sdk/semconv"
 )
 
 // LeaseName is the store lease whose holder runs the rollout loop.
@@ -615,9 +616,15 @@ func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollou
 		case f.Treatment == "" || f.Treatment == f.Control:
 			obs[i].Err = fmt.Errorf("flag %s: treatment %q and control %q must be two different variants", s.Key, f.Treatment, f.Control)
 		default:
-			// Not narrowed to judge.State.LatencyEdges: with it, CI's
-			// end-to-end test promoted a flag harmful in its latency tail.
-			qs = append(qs, flagQuery(s, f, p))
+			q := flagQuery(s, f, p)
+			if !q.SkipLatency {
+				// A state that cannot be read fails the look in judge;
+				// the read is then of every edge.
+				if prev, err := c.looks.judgeState(s); err == nil {
+					q.LatencyEdges = prev.LatencyEdges(p.Judge, semconv.DurationBuckets)
+				}
+			}
+			qs = append(qs, q)
 		}
 	}
 	if len(qs) == 0 {

@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/rolloutmetrics"
 	"github.com/vigil-dev/vigil/controller/store"
+	"github.com/vigil-dev/vigil/internal/rolloutsim"
 	"github.com/vigil-dev/vigil/internal/testenv/pgtest"
 	"github.com/vigil-dev/vigil/internal/testenv/poll"
 	"github.com/vigil-dev/vigil/sdk/flag"
@@ -135,7 +136,7 @@ func (tr *traffic) Read(ctx context.Context, now time.Time, qs []cohort.FlagQuer
 	for _, q := range qs {
 		var rd cohort.Reading
 		if c := tr.cum[q.Flag]; c != nil {
-			rd.Counts = *c
+			rd.Counts = rolloutsim.AsRead(*c, q.LatencyEdges)
 		}
 		rd.Counts.Flag = q.Flag
 		rd.Err = tr.flagErr[q.Flag]

@@ -7,6 +7,8 @@ package rolloutsim
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/vigil-dev/vigil/analysis/judge"
@@ -65,6 +67,8 @@ func Run(key string, start rollout.Command, traffic Traffic, verdict func(judge.
 		d := s.Plan.Interval.Std()
 		now = now.Add(d)
 		cum := traffic(s.Percent, d)
+		// Traffic gives every bound of the histogram.
+		cum = AsRead(cum, js.LatencyEdges(prep.Judge, slices.Sorted(maps.Keys(cum.Control.Slower))))
 		cum.Flag = key
 		out.Counts = cum
 		obs := rollout.Observation{Requests: judge.RequestCounts{Treatment: cum.Treatment.Requests, Control: cum.Control.Requests}}
@@ -83,4 +87,40 @@ func Run(key string, start rollout.Command, traffic Traffic, verdict func(judge.
 	}
 	out.State, out.Elapsed = s, now.Sub(Epoch)
 	return out, nil
+}
+
+// AsRead keeps of c's latency counts those of edges, as a metric source
+// answers a read the rollout loop narrowed to them (judge.State.LatencyEdges;
+// all when edges is nil), so that a judge sees what it sees in a
+// controller.
+func AsRead(c judge.FlagCounts, edges []float64) judge.FlagCounts {
+	if edges == nil {
+		return c
+	}
+	keep := func(slower map[float64]float64) map[float64]float64 {
+		if slower == nil {
+			return nil
+		}
+		out := make(map[float64]float64, len(edges))
+		for _, e := range edges {
+			if n, ok := slower[e]; ok {
+				out[e] = n
+			}
+		}
+		return out
+	}
+	for _, co := range []*judge.CohortCounts{&c.Treatment, &c.Control} {
+		co.Slower = keep(co.Slower)
+		if co.UnitBuckets == nil {
+			continue
+		}
+		// A copy: traffic may keep the buckets it returned.
+		buckets := make([]judge.CohortCounts, len(co.UnitBuckets))
+		for i, b := range co.UnitBuckets {
+			b.Slower = keep(b.Slower)
+			buckets[i] = b
+		}
+		co.UnitBuckets = buckets
+	}
+	return c
 }
