@@ -84,7 +84,7 @@ func newFlaggerJudge(s scenario) *flaggerJudge {
 	return &flaggerJudge{
 		latency: s.latency,
 		maxRate: 2 * s.baseline(0),
-		maxP99:  1.25 * controlQuantile(0.99),
+		maxP99:  1.25 * s.durations().p99,
 		window:  max(1, int(time.Minute/s.tick)),
 	}
 }
@@ -145,14 +145,7 @@ type zJudge struct {
 }
 
 func newZJudge(s scenario) *zJudge {
-	j := &zJudge{latency: s.latency}
-	best := math.Inf(1)
-	for i, e := range histogramEdges {
-		if d := math.Abs(math.Log(survival(e) / 0.01)); d < best {
-			j.edge, best = i, d
-		}
-	}
-	return j
+	return &zJudge{latency: s.latency, edge: s.durations().p99Edge()}
 }
 
 // zCritical is the one-sided 99% normal quantile.
@@ -204,9 +197,10 @@ func (j *oracleJudge) applies() bool { return j.r > j.r0 }
 func newOracleJudge(s scenario) *oracleJudge {
 	j := &oracleJudge{r: s.ratio, r0: judge.DefaultTolerance, latency: s.latency}
 	if s.latency {
-		j.edge = p99Edge()
+		m := s.durations()
+		j.edge = m.p99Edge()
 		e := histogramEdges[j.edge]
-		j.r = treatmentSurvival(e, s.slowdown) / survival(e)
+		j.r = m.treatment(e, math.MaxInt64) / m.control(e, math.MaxInt64)
 	}
 	return j
 }

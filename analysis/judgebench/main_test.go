@@ -90,6 +90,38 @@ func TestHistogramQuantile(t *testing.T) {
 	}
 }
 
+// TestLatencyGap: after the tail begins, 8% of control's requests are
+// slower than every edge from 50 to 250 ms (the tail's median, 420 ms, is
+// 3.8σ above 250 ms), 0.8% slower than 500 ms (500 ms is 1.28σ above
+// 420 ms: 8% × 10%), which is the edge nearest its p99; treatment's tail,
+// three times as slow, has its 8% past 500 ms. Before the tail, none are
+// slower than 50 ms (the fast requests' 5 ms median is 4.6σ below).
+func TestLatencyGap(t *testing.T) {
+	m := scenario{slowdown: 2, gap: &latencyGap{from: time.Minute}}.durations()
+	after := time.Minute
+	for _, c := range []struct {
+		name      string
+		got, want float64
+		tolerance float64
+	}{
+		{"control slower than 50 ms", m.control(0.05, after), 0.08, 1e-4},
+		{"control slower than 250 ms", m.control(0.25, after), 0.08, 1e-4},
+		{"control slower than 500 ms", m.control(0.5, after), 0.008, 1e-4},
+		{"treatment slower than 500 ms", m.treatment(0.5, after), 0.08, 1e-4},
+		{"control slower than 50 ms before the tail", m.control(0.05, after-time.Second), 0, 1e-5},
+	} {
+		if math.Abs(c.got-c.want) > c.tolerance {
+			t.Errorf("%s: %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	if e := histogramEdges[m.p99Edge()]; e != 0.5 {
+		t.Errorf("edge nearest the p99: %v, want 0.5", e)
+	}
+	if m.p99 < 0.25 || m.p99 > 0.5 {
+		t.Errorf("p99 %v s, want between 250 and 500 ms", m.p99)
+	}
+}
+
 func TestPickKeepsIndices(t *testing.T) {
 	scs, idx := pick("clustered errors (mean 3), tempered|errors ×5")
 	var names []string

@@ -153,12 +153,13 @@ func violation(v judge.Verdict) string {
 type scenarioTraffic struct {
 	s   scenario
 	r   *rand.Rand
+	lat latencyModel
 	now time.Duration
 	cum judge.FlagCounts
 }
 
 func newScenarioTraffic(s scenario, r *rand.Rand) *scenarioTraffic {
-	t := &scenarioTraffic{s: s, r: r}
+	t := &scenarioTraffic{s: s, r: r, lat: s.durations()}
 	t.cum.Treatment.Slower = make(map[float64]float64, len(histogramEdges))
 	t.cum.Control.Slower = make(map[float64]float64, len(histogramEdges))
 	return t
@@ -169,6 +170,7 @@ func (t *scenarioTraffic) advance(percent float64, d time.Duration) judge.FlagCo
 	// The scenario's baseline is a function of its tick; past its horizon
 	// it keeps its last value.
 	p := s.baseline(min(int(t.now/s.tick), s.ticks-1))
+	at := t.now
 	t.now += d
 	n := int(s.rps * d.Seconds())
 	nT := binomial(t.r, n, percent/100)
@@ -181,7 +183,7 @@ func (t *scenarioTraffic) advance(percent float64, d time.Duration) judge.FlagCo
 		}
 	}
 	add(&t.cum.Treatment, nT, badEvents(t.r, nT, min(1, p*s.ratio), s.cluster),
-		slowCounts(t.r, nT, func(x float64) float64 { return treatmentSurvival(x, s.slowdown) }))
-	add(&t.cum.Control, nC, badEvents(t.r, nC, p, s.cluster), slowCounts(t.r, nC, survival))
+		slowCounts(t.r, nT, func(x float64) float64 { return t.lat.treatment(x, at) }))
+	add(&t.cum.Control, nC, badEvents(t.r, nC, p, s.cluster), slowCounts(t.r, nC, func(x float64) float64 { return t.lat.control(x, at) }))
 	return t.cum
 }

@@ -97,7 +97,12 @@ otherwise: 100 requests per second, a look every 10 s (1,000 requests), one hour
 treatment share, a 1%% control error rate, independent (Bernoulli) errors. Each look's treatment
 requests are Binomial(1,000, share). Latency is log-normal (median 100 ms, σ 0.5) counted through a
 histogram with OpenTelemetry's default bucket edges; "latency +x%%" makes every treatment request
-slower than control's p90 take (1+x) times as long. Clustered errors come in bursts of geometric
+slower than control's p90 take (1+x) times as long. The gap scenarios draw latency with a gap
+instead: 92%% of requests log-normal around 5 ms, 8%% around 420 ms (σ 0.136), so as many are slower
+than 50 ms as than 250 ms and 0.8%% slower than 500 ms, the edge nearest control's p99; the tail
+begins 2 minutes in (every request is fast before), and "tail ×3" makes treatment's tail take
+three times as long. It is the end-to-end test's fleet, where latency reads narrowed before the
+tail came once stalled at the gap's foot (docs/benchmarks.md). Clustered errors come in bursts of geometric
 size with mean 3 (variance about 5 times the mean). A ramp holds each share (1, 5, 10, 25, 50%%)
 for a fifth of the horizon; the drifting baseline rises linearly from 0.5%% to 2%% over the hour.
 

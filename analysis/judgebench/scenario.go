@@ -23,8 +23,11 @@ type scenario struct {
 	ratio float64
 	// cluster is the mean size of error bursts; 0 means independent errors.
 	cluster float64
-	// slowdown stretches treatment requests slower than control's p90.
+	// slowdown stretches treatment requests slower than control's p90,
+	// or with a gap, treatment's tail.
 	slowdown float64
+	// gap draws latencies with a gap rather than from one log-normal.
+	gap *latencyGap
 	// noTempering turns off Vigil's over-dispersion correction.
 	noTempering bool
 }
@@ -88,5 +91,11 @@ func scenarios() []scenario {
 		with("errors ×1.2, 1,000 req/s", func(s *scenario) { s.effect, s.ratio, s.rps = true, 1.2, 1000 }),
 		with("latency +20% above p90", func(s *scenario) { s.effect, s.latency, s.slowdown = true, true, 0.2 }),
 		with("latency +50% above p90", func(s *scenario) { s.effect, s.latency, s.slowdown = true, true, 0.5 }),
+		with("A/A, latency with a gap, the tail from 2 min", func(s *scenario) {
+			s.latency, s.gap = true, &latencyGap{from: 2 * time.Minute}
+		}),
+		with("latency tail ×3 beyond a gap, the tail from 2 min", func(s *scenario) {
+			s.effect, s.latency, s.slowdown, s.gap = true, true, 2, &latencyGap{from: 2 * time.Minute}
+		}),
 	}
 }

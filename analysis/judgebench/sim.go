@@ -28,6 +28,8 @@ type outcome struct {
 func runOnce(s scenario, seed uint64, index int, run int) []outcome {
 	r := rand.New(rand.NewPCG(seed, uint64(index)<<32|uint64(run)))
 	vigil := newVigilJudge(s)
+	lat := s.durations()
+	p99 := lat.p99Edge()
 	judges := []rule{vigil, newZJudge(s), newFlaggerJudge(s), newOracleJudge(s)}
 	out := make([]outcome, len(judges))
 	done := 0
@@ -46,9 +48,10 @@ func runOnce(s scenario, seed uint64, index int, run int) []outcome {
 		t.eC = badEvents(r, t.nC, p, s.cluster)
 		var bad int
 		if s.latency {
-			t.slowT = slowCounts(r, t.nT, func(x float64) float64 { return treatmentSurvival(x, s.slowdown) })
-			t.slowC = slowCounts(r, t.nC, survival)
-			bad = t.slowT[p99Edge()]
+			at := time.Duration(k) * s.tick
+			t.slowT = slowCounts(r, t.nT, func(x float64) float64 { return lat.treatment(x, at) })
+			t.slowC = slowCounts(r, t.nC, func(x float64) float64 { return lat.control(x, at) })
+			bad = t.slowT[p99]
 		} else {
 			bad = t.eT
 		}
@@ -66,11 +69,6 @@ func runOnce(s scenario, seed uint64, index int, run int) []outcome {
 	}
 	out[0].breaches = vigil.breaches
 	return out
-}
-
-// p99Edge is the index of the histogram edge nearest control's p99.
-func p99Edge() int {
-	return newZJudge(scenario{latency: true}).edge
 }
 
 // runScenario runs a scenario runs times on workers goroutines; the result

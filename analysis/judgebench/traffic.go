@@ -3,6 +3,7 @@ package main
 import (
 	"math"
 	"math/rand/v2"
+	"time"
 
 	"gonum.org/v1/gonum/stat/distuv"
 )
@@ -81,7 +82,12 @@ var histogramEdges = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 
 
 // survival is the share of control requests slower than x seconds.
 func survival(x float64) float64 {
-	return 0.5 * math.Erfc(math.Log(x/latencyMedian)/(latencySigma*math.Sqrt2))
+	return logNormalSurvival(x, latencyMedian, latencySigma)
+}
+
+// logNormalSurvival is the share of a log-normal's values above x.
+func logNormalSurvival(x, median, sigma float64) float64 {
+	return 0.5 * math.Erfc(math.Log(x/median)/(sigma*math.Sqrt2))
 }
 
 // controlQuantile is control's q-quantile in seconds.
@@ -97,6 +103,85 @@ func treatmentSurvival(x, slowdown float64) float64 {
 		return survival(x)
 	}
 	return survival(max(q90, x/(1+slowdown)))
+}
+
+// latencyGap is a latency model with a gap: most requests take a few
+// milliseconds and gapTailShare of them about 420 ms (a slow dependency),
+// so control has as many requests slower than 50 ms as than 250 ms, and
+// under 1% slower than 500 ms. The tail begins at from; before it, every
+// request is fast. Treatment's tail takes (1+slowdown) times as long.
+//
+// It is the end-to-end test's fleet, where the latency reads narrowed
+// before the tail came once stalled at the gap's foot and never tested
+// the p99 beyond it (docs/benchmarks.md).
+type latencyGap struct {
+	from time.Duration
+}
+
+// The gap model's fixed parts: the fast requests' and the tail's
+// log-normals.
+const (
+	gapFastMedian = 0.005
+	gapFastSigma  = 0.5
+	gapTailMedian = 0.42
+	gapTailSigma  = 0.136
+	gapTailShare  = 0.08
+)
+
+// latencyModel is a scenario's request durations: the share of control's
+// and of treatment's requests slower than x seconds at a time since the
+// start, and what the comparison judges are told of control's steady
+// state (its p99).
+type latencyModel struct {
+	control, treatment func(x float64, at time.Duration) float64
+	p99                float64
+}
+
+// durations is s's latency model: the log-normal above with treatment's
+// requests slower than control's p90 stretched by s.slowdown, or s.gap's.
+func (s scenario) durations() latencyModel {
+	if s.gap == nil {
+		return latencyModel{
+			control:   func(x float64, _ time.Duration) float64 { return survival(x) },
+			treatment: func(x float64, _ time.Duration) float64 { return treatmentSurvival(x, s.slowdown) },
+			p99:       controlQuantile(0.99),
+		}
+	}
+	from := s.gap.from
+	surv := func(stretch float64) func(float64, time.Duration) float64 {
+		return func(x float64, at time.Duration) float64 {
+			fast := logNormalSurvival(x, gapFastMedian, gapFastSigma)
+			if at < from {
+				return fast
+			}
+			return (1-gapTailShare)*fast + gapTailShare*logNormalSurvival(x, gapTailMedian*stretch, gapTailSigma)
+		}
+	}
+	m := latencyModel{control: surv(1), treatment: surv(1 + s.slowdown)}
+	// Control's steady p99, by bisection on a log scale.
+	lo, hi := 1e-4, 100.0
+	for range 100 {
+		mid := math.Sqrt(lo * hi)
+		if m.control(mid, from) > 0.01 {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	m.p99 = hi
+	return m
+}
+
+// p99Edge is the index of the histogram edge nearest m's steady p99 (by
+// share slower, on a log scale).
+func (m latencyModel) p99Edge() int {
+	edge, best := 0, math.Inf(1)
+	for i, e := range histogramEdges {
+		if d := math.Abs(math.Log(m.control(e, math.MaxInt64) / 0.01)); d < best {
+			edge, best = i, d
+		}
+	}
+	return edge
 }
 
 // slowCounts draws how many of n requests are slower than each histogram

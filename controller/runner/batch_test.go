@@ -224,26 +224,8 @@ func TestLatencyReadNarrows(t *testing.T) {
 		0.005: 0.7, 0.01: 0.5, 0.025: 0.2, 0.05: 0.06, 0.075: 0.03, 0.1: 0.015, 0.15: 0.014, 0.2: 0.013, 0.25: 0.009, 0.3: 0.007,
 		0.4: 0.005, 0.5: 0.003, 0.75: 0.001, 1: 0.0005, 1.5: 0.0003, 2: 0.0002, 2.5: 0.0001, 5: 0, 7.5: 0, 10: 0,
 	}
-	rec := &queryRecorder{Reader: f.tr}
-	f.c.opts.Reader = rec
-	ctx := context.Background()
-	fl := checkoutFlag("slow")
-	fl.Rollout.Plan = json.RawMessage(`{"interval": "1s", "minStepDuration": "5s", "metrics": [{"name": "latency"}]}`)
-	putFlag(t, f.st, fl)
-	if _, err := f.c.Command(ctx, fl.Key, rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
-		t.Fatal(err)
-	}
-	var edges [][]float64
-	for range 2 {
-		f.clock.Add(time.Second)
-		if err := f.tr.advance(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.c.Tick(ctx); err != nil {
-			t.Fatal(err)
-		}
-		edges = append(edges, rec.got[len(rec.got)-1].LatencyEdges)
-	}
+	look := latencyLooks(t, f)
+	edges := [][]float64{look(), look()}
 	// Control's p95 is nearest 50 ms (6% slower) and its p99 250 ms
 	// (0.9%): each with the SDKs' bounds beside it, read after the first
 	// look.
@@ -281,30 +263,15 @@ func TestLatencyReadFollowsAGap(t *testing.T) {
 		return out
 	}
 	f.tr.slower = shares(false)
-	rec := &queryRecorder{Reader: f.tr}
-	f.c.opts.Reader = rec
-	ctx := context.Background()
-	fl := checkoutFlag("slow")
-	fl.Rollout.Plan = json.RawMessage(`{"interval": "1s", "minStepDuration": "60s", "metrics": [{"name": "latency"}]}`)
-	putFlag(t, f.st, fl)
-	if _, err := f.c.Command(ctx, fl.Key, rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
-		t.Fatal(err)
-	}
+	look := latencyLooks(t, f)
 	var edges [][]float64
 	tailAt := -1
-	for look := range 12 {
-		if tailAt < 0 && look > 0 && edges[look-1] != nil {
-			tailAt = look
+	for i := range 12 {
+		if tailAt < 0 && i > 0 && edges[i-1] != nil {
+			tailAt = i
 			f.tr.slower = shares(true)
 		}
-		f.clock.Add(time.Second)
-		if err := f.tr.advance(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.c.Tick(ctx); err != nil {
-			t.Fatal(err)
-		}
-		edges = append(edges, rec.got[len(rec.got)-1].LatencyEdges)
+		edges = append(edges, look())
 	}
 	if tailAt < 0 {
 		t.Fatalf("no look before the tail narrowed the reads: %v", edges)
@@ -318,6 +285,26 @@ func TestLatencyReadFollowsAGap(t *testing.T) {
 	}
 	if last := edges[len(edges)-1]; !slices.Contains(last, 0.5) {
 		t.Errorf("reads at each look %v: the last, %v, leaves out 500 ms, control's p99", edges, last)
+	}
+}
+
+// latencyLooks starts a rollout of a flag that judges latency alone, a
+// look a second, and returns a function that takes the next look and
+// returns the latency edges its read asked for.
+func latencyLooks(t *testing.T, f *fixture) func() []float64 {
+	rec := &queryRecorder{Reader: f.tr}
+	f.c.opts.Reader = rec
+	ctx := context.Background()
+	fl := checkoutFlag("slow")
+	fl.Rollout.Plan = json.RawMessage(`{"interval": "1s", "minStepDuration": "60s", "metrics": [{"name": "latency"}]}`)
+	putFlag(t, f.st, fl)
+	if _, err := f.c.Command(ctx, fl.Key, rollout.Command{Kind: rollout.Start, Actor: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	return func() []float64 {
+		t.Helper()
+		f.run(t, time.Second, func() bool { return true })
+		return rec.got[len(rec.got)-1].LatencyEdges
 	}
 }
 
