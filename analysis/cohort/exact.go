@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -418,6 +419,12 @@ func (src *source) forget(now time.Time) {
 // nil for all: when a flag reads all, or a bound it reads has not been seen
 // written yet. A bound one flag reads is read for all of them (one
 // selector), and the others' counts leave it out (follow.reads).
+//
+// Each bound is asked for as it was seen written and as exporters write
+// it (leSpellings): a process that starts while its flag reads a bound
+// alone, and writes it in a way no series seen did, is read all the same.
+// Its +Inf is read in any case, so without its bound the requests slower
+// than that bound would read high.
 func (g *group) bounds() []string {
 	if g.src.leText == nil {
 		return nil
@@ -433,9 +440,21 @@ func (g *group) bounds() []string {
 				return nil
 			}
 			texts = append(texts, written...)
+			texts = append(texts, leSpellings(le)...)
 		}
 	}
 	return texts
+}
+
+// leSpellings returns how exporters write bound le: the shortest decimal
+// (Go's and JavaScript's Prometheus exporters: 1, 0.25), and for a whole
+// number that with ".0" too (OpenMetrics and Python's client: 1.0).
+func leSpellings(le float64) []string {
+	short := strconv.FormatFloat(le, 'g', -1, 64)
+	if le == math.Trunc(le) && !strings.ContainsAny(short, ".e") {
+		return []string{short, short + ".0"}
+	}
+	return []string{short}
 }
 
 // samplesQuery selects the raw samples of the split-placed cohort series of

@@ -42,11 +42,18 @@ func newLoader(t testing.TB) *loader {
 
 func (l *loader) counter(step float64, lbls ...string) {
 	l.t.Helper()
+	l.counterFrom(0, step, lbls...)
+}
+
+// counterFrom is counter for a series that begins at the first-th of the
+// 41 samples, counting from 0 there (a process started later).
+func (l *loader) counterFrom(first int, step float64, lbls ...string) {
+	l.t.Helper()
 	app := l.s.Appender(context.Background())
 	ls := labels.FromStrings(append([]string{"otel_scope_name", "vigil", "instance", "pod-a"}, lbls...)...)
-	for k := 0; k <= 40; k++ {
+	for k := first; k <= 40; k++ {
 		ts := l.end.Add(-time.Duration(40-k) * 15 * time.Second)
-		if _, err := app.Append(0, ls, ts.UnixMilli(), float64(k)*step); err != nil {
+		if _, err := app.Append(0, ls, ts.UnixMilli(), float64(k-first)*step); err != nil {
 			l.t.Fatal(err)
 		}
 	}

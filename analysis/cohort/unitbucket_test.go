@@ -244,3 +244,47 @@ func TestReadSomeLatencyEdges(t *testing.T) {
 		t.Errorf("edges out of order: %v", err)
 	}
 }
+
+// TestReadSomeLatencyEdgesOfANewProcess: a process that starts while a
+// flag reads 1 s alone, and writes that bound as 1.0 where every series
+// seen wrote 1, is counted as a read in full counts it. By hand: the new
+// process's treatment requests slower than 1 s are its +Inf less its 1.0,
+// 3 − 2 a scrape over the 12 since it began, so 12 more than the first
+// process's (4 − 1)·20 = 60 since the rollout began: 72, where reading its
+// +Inf without its 1.0 would give 96.
+func TestReadSomeLatencyEdgesOfANewProcess(t *testing.T) {
+	l := newLoader(t)
+	for _, v := range []string{"on", "off"} {
+		l.counter(4, cohortLabels(semconv.PromRequests, "f", v, "split", semconv.LabelUnitBucket, "0")...)
+		for le, step := range map[string]float64{"0.5": 0.5, "1": 1, "+Inf": 4} {
+			l.counter(step, cohortLabels(semconv.PromRequestDuration+"_bucket", "f", v, "split", semconv.LabelUnitBucket, "0", labelLE, le)...)
+		}
+	}
+	// The new process's samples begin 3 minutes before the end, 12
+	// scrapes.
+	l.counterFrom(28, 3, cohortLabels(semconv.PromRequests, "f", "on", "split", semconv.LabelUnitBucket, "0", "pod", "b")...)
+	for le, step := range map[string]float64{"0.5": 1, "1.0": 2, "+Inf": 3} {
+		l.counterFrom(28, step, cohortLabels(semconv.PromRequestDuration+"_bucket", "f", "on", "split", semconv.LabelUnitBucket, "0", labelLE, le, "pod", "b")...)
+	}
+	since := l.end.Add(-5 * time.Minute)
+	query := func(les ...float64) []FlagQuery {
+		return []FlagQuery{{Flag: "f", Treatment: "on", Control: "off", Since: since, LatencyEdges: les}}
+	}
+	some := NewReader(l.s)
+	// A read in full before the new process began learns how 1 s is
+	// written: 1.
+	if _, err := some.Read(context.Background(), l.end.Add(-4*time.Minute), query()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := some.Read(context.Background(), l.end, query(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := NewReader(l.s).Read(context.Background(), l.end, query())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, w := got["f"].Counts.Treatment.Slower[1], want["f"].Counts.Treatment.Slower[1]; g != 72 || w != 72 {
+		t.Errorf("treatment slower than 1 s: %v read at 1 s alone, %v read in full; want 72", g, w)
+	}
+}
