@@ -273,8 +273,8 @@ func TestLatencyReadFollowsAGap(t *testing.T) {
 		}
 		edges = append(edges, look())
 	}
-	if tailAt < 0 {
-		t.Fatalf("no look before the tail narrowed the reads: %v", edges)
+	if tailAt < 0 || tailAt+1 >= len(edges) {
+		t.Fatalf("no look narrowed the reads early enough to follow the tail: %v", edges)
 	}
 	// The look that first counts the tail was asked for before it.
 	if want := []float64{0.01, 0.025, 0.05}; !slices.Equal(edges[tailAt-1], want) || !slices.Equal(edges[tailAt], want) {
