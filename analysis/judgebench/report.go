@@ -167,6 +167,10 @@ quantiles).
   instead, as onTimeout says. The "paused" column is that cost.
 - Low baselines need many requests: at 0.1% errors and a 5% share, an hour holds about 9 treatment
   errors, too few to tell a doubling reliably. Vigil then stays inconclusive rather than guessing.
+- Harm in the latency tail is found only where it is tested. With a gap in control's latencies (the
+  gap scenarios) treatment's share slower than the p95 edge is control's, and the slowdown shows at
+  the p99 edge beyond the gap alone; the controller's reads narrowed to the judged edges must still
+  reach it (docs/benchmarks.md has the rule that once did not).
 `)
 	fmt.Fprintln(w, "\n## Results")
 	fmt.Fprintln(w)
