@@ -200,7 +200,7 @@ func newOracleJudge(s scenario) *oracleJudge {
 		m := s.durations()
 		j.edge = m.p99Edge()
 		e := histogramEdges[j.edge]
-		j.r = m.treatment(e, math.MaxInt64) / m.control(e, math.MaxInt64)
+		j.r = m.treatment(e, steady) / m.control(e, steady)
 	}
 	return j
 }

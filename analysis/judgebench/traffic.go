@@ -128,6 +128,10 @@ const (
 	gapTailShare  = 0.08
 )
 
+// steady is a time after every change of a scenario's latencies: its
+// steady state, the one the comparison judges are told of.
+const steady = time.Duration(math.MaxInt64)
+
 // latencyModel is a scenario's request durations: the share of control's
 // and of treatment's requests slower than x seconds at a time since the
 // start, and what the comparison judges are told of control's steady
@@ -162,7 +166,7 @@ func (s scenario) durations() latencyModel {
 	lo, hi := 1e-4, 100.0
 	for range 100 {
 		mid := math.Sqrt(lo * hi)
-		if m.control(mid, from) > 0.01 {
+		if m.control(mid, steady) > 0.01 {
 			lo = mid
 		} else {
 			hi = mid
@@ -177,7 +181,7 @@ func (s scenario) durations() latencyModel {
 func (m latencyModel) p99Edge() int {
 	edge, best := 0, math.Inf(1)
 	for i, e := range histogramEdges {
-		if d := math.Abs(math.Log(m.control(e, math.MaxInt64) / 0.01)); d < best {
+		if d := math.Abs(math.Log(m.control(e, steady) / 0.01)); d < best {
 			edge, best = i, d
 		}
 	}
