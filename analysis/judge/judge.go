@@ -322,9 +322,11 @@ func (a assessed) unsafe(c check) string {
 	return ""
 }
 
-// unsafeAt says why slot i shows no evidence of safety yet, or "".
+// unsafeAt says why slot i shows no evidence of safety yet, or "". The
+// reason goes with a verdict that shows the harm slot (see Judge), so it
+// names slot i's edge when that is another.
 func (a assessed) unsafeAt(c check, i int) string {
-	where := atEdge(a.slots[i].edge, a.Edge)
+	where := atEdge(a.slots[i].edge, a.slots[a.harm].edge)
 	a.show(i) // a is a copy: the bound and floor at slot i
 	if a.safeByFloor(c) {
 		return ""

@@ -316,3 +316,38 @@ func TestUpperPhiByHand(t *testing.T) {
 		t.Errorf("upper φ of an estimate not known: %v, want 1", got)
 	}
 }
+
+func TestHarmReasonNamesTheEdgeItIsAbout(t *testing.T) {
+	// Control: 1,000 requests a look, 6% slower than 250 ms (the p95
+	// slot, which a check that does not fail shows) and 0.8% than 500 ms
+	// (the p99 slot). Treatment, 100 a look, matches control at 250 ms
+	// and is 1.25 times as slow at 500 ms, where it has one slow request a
+	// look: the 250 ms interval soon lies below the harm bound of 3, the
+	// 500 ms one long after. A reason about the 500 ms interval beside the
+	// 250 ms figures must say so, or the verdict reads as "CI 0.7 to 1.4
+	// ... reaches up to 3.4".
+	cfg := Config{Metrics: []MetricConfig{{Name: "latency", Kind: KindLatency, Tolerance: 1.2, MaxRatio: 3}}}
+	var obs []FlagCounts
+	for k := 1; k <= 40; k++ {
+		f := float64(k)
+		obs = append(obs, FlagCounts{
+			Treatment: CohortCounts{Requests: 100 * f, Slower: map[float64]float64{0.25: 6 * f, 0.5: 1 * f}},
+			Control:   CohortCounts{Requests: 1000 * f, Slower: map[float64]float64{0.25: 60 * f, 0.5: 8 * f}},
+		})
+	}
+	_, vs := judgeAll(t, cfg, obs, StepProgress{})
+	seen := 0
+	for i, v := range vs {
+		c := v.Checks[0]
+		if !strings.Contains(c.Reason, "not yet below the harm bound") || c.Edge != 0.25 || !(c.CIHigh < 3) {
+			continue
+		}
+		seen++
+		if !strings.Contains(c.Reason, "its interval at 500ms reaches up to") {
+			t.Errorf("look %d shows 250 ms with the interval %.2f to %.2f and holds on another: %q", i+1, c.CILow, c.CIHigh, c.Reason)
+		}
+	}
+	if seen == 0 {
+		t.Errorf("no look held on the 500 ms interval while showing 250 ms: %s", vs[len(vs)-1].Explanation)
+	}
+}
