@@ -58,8 +58,18 @@ type Options struct {
 // through gateway, checkout and payments; fast-payments's treatment path in
 // payments fails 4%, which makes 5.9% end to end, 1.99 times as many
 // (TestHarmfulFailsTwiceAsOften).
+//
+// A healthy service's slow 2% take 40 to 120 ms, spread, not one time:
+// the judge tests the requests slower than the histogram bounds nearest
+// control's p95 and p99, and a tail at one time leaves the p99 in a gap
+// between bounds. There, where the p99 edge lands, and so how many
+// treatment requests it counts at 10%, turned on the machine's noise and
+// on fast-payments's slow requests while it runs beside; one real demo in
+// three ended with new-checkout paused, its p99 interval short of the
+// harm bound. Spread, 1.2% of requests are slower than 100 ms, the p99
+// edge (TestDemoPlanOnTheFleetsTraffic).
 var (
-	healthy = fleet.Behaviour{ErrorRate: 0.01, Latency: 3 * time.Millisecond, TailRate: 0.02, TailLatency: 60 * time.Millisecond}
+	healthy = fleet.Behaviour{ErrorRate: 0.01, Latency: 3 * time.Millisecond, TailRate: 0.02, TailLatency: 40 * time.Millisecond, TailMax: 120 * time.Millisecond}
 	harmful = fleet.Behaviour{ErrorRate: 0.04, Latency: 3 * time.Millisecond, TailRate: 0.2, TailLatency: 300 * time.Millisecond}
 )
 
@@ -157,8 +167,10 @@ func (o *Options) defaults() {
 // counts up to three times, and the evidence is that much noisier. Of
 // 10,000 simulated demos (TestDemoPlanOnTheFleetsTraffic), the healthy
 // flag did not end promoted in 1.26% (95% CI 1.06–1.50%) under α 0.01 and
-// an error bound of 2, and in 0.07% (0.03–0.14%) under this plan; a demo
-// that fails for its user one time in eighty is no demo.
+// an error bound of 2, and in 0.07% (0.03–0.14%) under this plan, both
+// simulated without fast-payments beside it; with it, and the fleet's
+// tail spread (see healthy), in 0.23% (0.15–0.34%). A demo that fails for
+// its user one time in eighty is no demo.
 func FlagsFile(interval, step time.Duration) string {
 	plan := fmt.Sprintf(`
       plan:

@@ -29,6 +29,15 @@ var planRuns = flag.Int("demo.plan-runs", 1000, "simulated rollouts of each demo
 // A failure at payments is so counted up to three times in one cohort: the
 // clustering the judge meets whenever a flag is evaluated along a request
 // chain.
+//
+// Two things of the real demo's that the flag's own behaviours leave out
+// are drawn too, both fitted to demo runs on the 2-core machine. Each hop
+// adds an overhead (HTTP on loopback, scheduling) drawn exponentially with
+// mean hopOverhead. And fast-payments's rollout runs beside
+// new-checkout's: until it is rolled back, its treatment's slow, failing
+// payments path serves 10% of users, in both of new-checkout's cohorts.
+// Without these the simulated demo never paused, while one real run in
+// three did (see TestDemoPlanOnTheFleetsTraffic).
 type chainTraffic struct {
 	r *rand.Rand
 	// rate is the load's requests per second, the demo's default.
@@ -38,24 +47,44 @@ type chainTraffic struct {
 	evaluated [3]bool
 	owner     int
 	treatment fleet.Behaviour
-	// users' variant hashes and unit buckets.
-	hash   []float64
-	bucket []int
-	cells  [2][sdkflag.UnitBuckets]judge.CohortCounts
+	// users' variant hashes and unit buckets, and their hashes for the
+	// rollout beside this one (besideHash), which harms besidePath
+	// until besideFor has passed; elapsed is the time simulated so far.
+	hash       []float64
+	bucket     []int
+	besideHash []float64
+	besidePath int
+	besideFor  time.Duration
+	elapsed    time.Duration
+	cells      [2][sdkflag.UnitBuckets]judge.CohortCounts
 }
+
+const (
+	// hopOverhead is the mean time a hop adds to a request's service
+	// time. Fitted to new-checkout's control counts in a demo run:
+	// 39.6% of them slower than 10 ms and 0.17% than 75 ms, where the
+	// fitted overhead gives 42.8% and 0.17% (without it, 3.9% and 0.05%).
+	hopOverhead = 1500 * time.Microsecond
+	// besideFor is how long fast-payments's treatment serves 10% of
+	// users: the longest of six demo runs took 12 s from start to
+	// rollback (reads lag the requests by a scrape and an export;
+	// simulated without that lag, its runs take 5 s).
+	besideFor = 12 * time.Second
+)
 
 func newChainTraffic(r *rand.Rand, key string, users int) *chainTraffic {
 	var o Options
 	o.defaults()
-	t := &chainTraffic{r: r, rate: o.Rate, hash: make([]float64, users), bucket: make([]int, users)}
+	t := &chainTraffic{r: r, rate: o.Rate, hash: make([]float64, users), bucket: make([]int, users), besideHash: make([]float64, users)}
 	switch key {
 	case fleet.NewCheckout:
 		t.evaluated, t.owner, t.treatment = [3]bool{true, true, true}, 1, healthy
+		t.besidePath, t.besideFor = 2, besideFor
 	case fleet.FastPayments:
 		t.evaluated, t.owner, t.treatment = [3]bool{false, true, true}, 2, harmful
 	}
 	for i := range users {
-		t.hash[i], t.bucket[i] = r.Float64(), r.IntN(sdkflag.UnitBuckets)
+		t.hash[i], t.bucket[i], t.besideHash[i] = r.Float64(), r.IntN(sdkflag.UnitBuckets), r.Float64()
 	}
 	for v := range t.cells {
 		for b := range t.cells[v] {
@@ -67,6 +96,8 @@ func newChainTraffic(r *rand.Rand, key string, users int) *chainTraffic {
 
 // advance is a rolloutsim.Traffic.
 func (t *chainTraffic) advance(percent float64, d time.Duration) judge.FlagCounts {
+	harmed := t.elapsed < t.besideFor
+	t.elapsed += d
 	for range int(t.rate * d.Seconds()) {
 		u := t.r.IntN(len(t.hash))
 		v := 1 // control
@@ -77,16 +108,16 @@ func (t *chainTraffic) advance(percent float64, d time.Duration) judge.FlagCount
 		failed := false
 		for i := 2; i >= 0; i-- {
 			b := healthy
-			if v == 0 && i == t.owner {
+			switch {
+			case v == 0 && i == t.owner:
 				b = t.treatment
+			case harmed && i == t.besidePath && t.besideHash[u] < 0.1:
+				b = harmful
 			}
 			if !failed {
-				failed = t.r.Float64() < b.ErrorRate
-				if t.r.Float64() < b.TailRate {
-					took += b.TailLatency
-				} else {
-					took += b.Latency
-				}
+				fail, work := b.Draw(t.r)
+				failed = fail
+				took += work + time.Duration(t.r.ExpFloat64()*float64(hopOverhead))
 			}
 			if !t.evaluated[i] {
 				continue
@@ -124,21 +155,24 @@ func (t *chainTraffic) cohort(v int) judge.CohortCounts {
 // TestDemoPlanOnTheFleetsTraffic plays the demo's plan, as FlagsFile writes
 // it at the demo's default interval and step, on simulated traffic of the
 // demo's fleet (chainTraffic): fast-payments must roll back in every run,
-// and new-checkout be promoted in all but 1%: a run that ends with the
-// healthy flag paused is a demo that fails for its user, and CI. Of
-// 10,000 runs under the plan at α 0.01 with a harm bound of 2 on errors,
-// 1.88% (95% CI 1.63–2.17%) were paused or rolled back (one CI run in
-// about twenty failed), 1.26% (1.06–1.50%) once the split check no longer
-// trusted a low early estimate of its dispersion (the rest on the harm
-// bound), and this test fails; under the plan at α 0.001 with a bound of
-// 3, 0.32% (0.23–0.45%), then 0.07% (0.03–0.14%). Raise -demo.plan-runs for
-// closer rates.
+// and new-checkout be promoted within the demo's timeout in all but 1%: a
+// run that ends with the healthy flag paused is a demo that fails for its
+// user, and CI. Of 10,000 runs under the plan at α 0.01 with a harm bound
+// of 2 on errors, 1.88% (95% CI 1.63–2.17%) were paused or rolled back;
+// under the plan at α 0.001 with a bound of 3, 0.07% (0.03–0.14%). Those
+// runs had neither the hops' overhead nor fast-payments beside: with them,
+// and a healthy tail at 60 ms, 24.1% (22.3–26.0%) of 2,000 paused, as one
+// real demo in three did, and in CI. With the tail spread over 40 to 120
+// ms, 0.23% (0.15–0.34%) of 10,000 did not end promoted (19 paused, 4
+// rolled back), in 54 s on average. Raise -demo.plan-runs for closer rates.
 func TestDemoPlanOnTheFleetsTraffic(t *testing.T) {
 	file, err := sdkflag.Parse([]byte(FlagsFile(time.Second, 8*time.Second)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	runs := *planRuns
+	var demo Options
+	demo.defaults()
 	for k, key := range []string{fleet.NewCheckout, fleet.FastPayments} {
 		i := slices.IndexFunc(file.Flags, func(f sdkflag.Flag) bool { return f.Key == key })
 		if i < 0 || file.Flags[i].Rollout == nil {
@@ -168,18 +202,26 @@ func TestDemoPlanOnTheFleetsTraffic(t *testing.T) {
 		wg.Wait()
 		ended := map[rollout.Phase]int{}
 		var took time.Duration
+		took99 := make([]time.Duration, 0, runs)
+		late := 0 // promoted, but after the demo gives up
 		for run, res := range results {
 			if errs[run] != nil {
 				t.Fatal(errs[run])
 			}
 			ended[res.State.Phase]++
 			took += res.Elapsed
+			took99 = append(took99, res.Elapsed)
+			if res.State.Phase == rollout.Promoted && res.Elapsed > demo.Timeout {
+				late++
+			}
 		}
-		t.Logf("%s: %d runs: %v, %v on average", key, runs, ended, took/time.Duration(runs))
+		slices.Sort(took99)
+		t.Logf("%s: %d runs: %v, %d of them promoted after the demo's timeout; %v on average, 99th percentile %v",
+			key, runs, ended, late, took/time.Duration(runs), took99[len(took99)*99/100])
 		switch key {
 		case fleet.NewCheckout:
-			if bad := runs - ended[rollout.Promoted]; bad > runs/100 {
-				t.Errorf("%s: %d of %d runs not promoted, want at most %d: %s", key, bad, runs, runs/100, why(results))
+			if bad := runs - ended[rollout.Promoted] + late; bad > runs/100 {
+				t.Errorf("%s: %d of %d runs not promoted within %v, want at most %d: %s", key, bad, runs, demo.Timeout, runs/100, why(results))
 			}
 		case fleet.FastPayments:
 			if n := ended[rollout.RolledBack]; n != runs {

@@ -67,9 +67,25 @@ type Behaviour struct {
 	ErrorRate float64
 	// Latency is the typical service time.
 	Latency time.Duration
-	// TailRate is the chance that a request is slow, taking TailLatency.
+	// TailRate is the chance that a request is slow, taking TailLatency,
+	// or, with TailMax above it, a time drawn evenly between the two.
 	TailRate    float64
 	TailLatency time.Duration
+	TailMax     time.Duration
+}
+
+// Draw draws one request on this path from r: whether it fails and how
+// long the service works on it.
+func (b Behaviour) Draw(r *rand.Rand) (fail bool, work time.Duration) {
+	fail = r.Float64() < b.ErrorRate
+	if r.Float64() >= b.TailRate {
+		return fail, b.Latency
+	}
+	work = b.TailLatency
+	if b.TailMax > work {
+		work += time.Duration(r.Float64() * float64(b.TailMax-work))
+	}
+	return fail, work
 }
 
 // Config describes the fleet. Treatment maps a flag key to how its
@@ -103,10 +119,6 @@ type Config struct {
 	// cohort's failures as users see them, across the whole chain.
 	Answered func(request string, status int)
 }
-
-// DefaultControl is a healthy service: 1% errors, a few milliseconds, and a
-// 2% tail at 60 ms.
-var DefaultControl = Behaviour{ErrorRate: 0.01, Latency: 3 * time.Millisecond, TailRate: 0.02, TailLatency: 60 * time.Millisecond}
 
 // Fleet is the running services.
 type Fleet struct {
@@ -361,13 +373,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.mu.Lock()
-	fail := h.rng.Float64() < behaviour.ErrorRate || h.cfg.Broken[unit] == h.service.name
-	slow := h.rng.Float64() < behaviour.TailRate
+	fail, work := behaviour.Draw(h.rng)
 	h.mu.Unlock()
-	work := behaviour.Latency
-	if slow {
-		work = behaviour.TailLatency
-	}
+	fail = fail || h.cfg.Broken[unit] == h.service.name
 	// Simulated service time.
 	select {
 	case <-time.After(work):

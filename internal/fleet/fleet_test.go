@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -260,5 +261,34 @@ func TestLoadSendsHeavyShare(t *testing.T) {
 	// failed: a few at most.
 	if share := float64(load.Failed()) / float64(load.Sent()); share < 0.18 || share > 0.32 {
 		t.Errorf("%d of %d requests failed (%.3f), want about the heavy unit's share 0.25", load.Failed(), load.Sent(), share)
+	}
+}
+
+func TestDrawSpreadsTheTail(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	spread := Behaviour{Latency: 3 * time.Millisecond, TailRate: 0.5, TailLatency: 40 * time.Millisecond, TailMax: 120 * time.Millisecond}
+	var fast, slow, above100 int
+	for range 10000 {
+		_, work := spread.Draw(r)
+		switch {
+		case work == spread.Latency:
+			fast++
+		case work >= spread.TailLatency && work < spread.TailMax:
+			slow++
+			if work > 100*time.Millisecond {
+				above100++
+			}
+		default:
+			t.Fatalf("drew %v, want 3 ms or 40 to 120 ms", work)
+		}
+	}
+	// Half slow, a quarter of those above 100 ms: 5,000 ± 200 and
+	// 1,250 ± 130 at four standard deviations (the draw is seeded).
+	if slow < 4800 || slow > 5200 || above100 < 1120 || above100 > 1380 {
+		t.Errorf("%d fast, %d slow, %d above 100 ms; want about 5,000 slow and 1,250 above 100 ms", fast, slow, above100)
+	}
+	exact := Behaviour{Latency: 3 * time.Millisecond, TailRate: 1, TailLatency: 60 * time.Millisecond}
+	if _, work := exact.Draw(r); work != 60*time.Millisecond {
+		t.Errorf("without TailMax the tail took %v, want 60ms", work)
 	}
 }
