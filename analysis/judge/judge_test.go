@@ -51,6 +51,27 @@ func steady(k int, nT, eT, nC, eC float64) []FlagCounts {
 	return out
 }
 
+// steadyLatency returns k cumulative observations of per-tick requests and
+// requests slower than each edge.
+func steadyLatency(k int, nT float64, slowT map[float64]float64, nC float64, slowC map[float64]float64) []FlagCounts {
+	scaled := func(m map[float64]float64, f float64) map[float64]float64 {
+		out := make(map[float64]float64, len(m))
+		for e, n := range m {
+			out[e] = n * f
+		}
+		return out
+	}
+	var out []FlagCounts
+	for i := 1; i <= k; i++ {
+		f := float64(i)
+		out = append(out, FlagCounts{
+			Treatment: CohortCounts{Requests: nT * f, Slower: scaled(slowT, f)},
+			Control:   CohortCounts{Requests: nC * f, Slower: scaled(slowC, f)},
+		})
+	}
+	return out
+}
+
 func TestJudgeFailsAClearRegression(t *testing.T) {
 	_, vs := judgeAll(t, errorRate, steady(20, 100, 3, 900, 9), StepProgress{})
 	v := vs[len(vs)-1]
@@ -385,14 +406,7 @@ func TestJudgeGuardrails(t *testing.T) {
 	// 3% of treatment requests slower than 500 ms breaks a p99 of 500 ms,
 	// although control is as slow.
 	cfg = Config{Metrics: []MetricConfig{{Name: "latency", Kind: KindLatency, MaxP99: 400 * time.Millisecond}}}
-	var obs []FlagCounts
-	for k := 1; k <= 10; k++ {
-		f := float64(k)
-		obs = append(obs, FlagCounts{
-			Treatment: CohortCounts{Requests: 100 * f, Slower: map[float64]float64{0.25: 10 * f, 0.5: 3 * f}},
-			Control:   CohortCounts{Requests: 900 * f, Slower: map[float64]float64{0.25: 90 * f, 0.5: 27 * f}},
-		})
-	}
+	obs := steadyLatency(10, 100, map[float64]float64{0.25: 10, 0.5: 3}, 900, map[float64]float64{0.25: 90, 0.5: 27})
 	_, vs = judgeAll(t, cfg, obs, StepProgress{})
 	c := vs[len(vs)-1].Checks[1]
 	if c.Check != "latency:maxP99" || c.Outcome != Fail || c.Edge != 0.5 || c.Bound != 0.01 {
@@ -405,14 +419,7 @@ func TestJudgeLatencyEdges(t *testing.T) {
 	// edges nearest its p95 and p99 are 0.25 s and 0.5 s; treatment is twice
 	// as slow in the tail and fails.
 	cfg := Config{Metrics: []MetricConfig{{Name: "latency", Kind: KindLatency}}}
-	var obs []FlagCounts
-	for k := 1; k <= 30; k++ {
-		f := float64(k)
-		obs = append(obs, FlagCounts{
-			Treatment: CohortCounts{Requests: 100 * f, Slower: map[float64]float64{0.1: 20 * f, 0.25: 12 * f, 0.5: 1.6 * f}},
-			Control:   CohortCounts{Requests: 1000 * f, Slower: map[float64]float64{0.1: 200 * f, 0.25: 60 * f, 0.5: 8 * f}},
-		})
-	}
+	obs := steadyLatency(30, 100, map[float64]float64{0.1: 20, 0.25: 12, 0.5: 1.6}, 1000, map[float64]float64{0.1: 200, 0.25: 60, 0.5: 8})
 	s, vs := judgeAll(t, cfg, obs, StepProgress{})
 	if vs[0].Outcome != Inconclusive || !strings.Contains(vs[0].Checks[0].Reason, "no latency edge") {
 		t.Errorf("first tick: %s %q, want inconclusive: no edge chosen before any control data", vs[0].Outcome, vs[0].Checks[0].Reason)

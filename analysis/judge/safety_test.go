@@ -327,14 +327,7 @@ func TestHarmReasonNamesTheEdgeItIsAbout(t *testing.T) {
 	// 250 ms figures must say so, or the verdict reads as "CI 0.7 to 1.4
 	// ... reaches up to 3.4".
 	cfg := Config{Metrics: []MetricConfig{{Name: "latency", Kind: KindLatency, Tolerance: 1.2, MaxRatio: 3}}}
-	var obs []FlagCounts
-	for k := 1; k <= 40; k++ {
-		f := float64(k)
-		obs = append(obs, FlagCounts{
-			Treatment: CohortCounts{Requests: 100 * f, Slower: map[float64]float64{0.25: 6 * f, 0.5: 1 * f}},
-			Control:   CohortCounts{Requests: 1000 * f, Slower: map[float64]float64{0.25: 60 * f, 0.5: 8 * f}},
-		})
-	}
+	obs := steadyLatency(40, 100, map[float64]float64{0.25: 6, 0.5: 1}, 1000, map[float64]float64{0.25: 60, 0.5: 8})
 	_, vs := judgeAll(t, cfg, obs, StepProgress{})
 	seen := 0
 	for i, v := range vs {
