@@ -65,6 +65,8 @@ type cohort struct {
 type genFlag struct {
 	key     string
 	percent float64
+	// last is when the flag's traffic was last added (see advance).
+	last time.Time
 	// cohorts are indexed by variant (0 control, 1 treatment), then by
 	// unit bucket.
 	cohorts [2][flag.UnitBuckets]cohort
@@ -86,7 +88,6 @@ type Generator struct {
 	rng   *rand.Rand
 	flags []*genFlag
 	byKey map[string]*genFlag
-	last  time.Time
 	now   func() time.Time
 }
 
@@ -117,7 +118,10 @@ func NewGenerator(keys []string, opts GeneratorOptions) *Generator {
 	}
 	g.binP = append(g.binP, 1-prev)
 	g.binMid = append(g.binMid, lat.Quantile((prev+1)/2))
-	g.last = g.now()
+	start := g.now()
+	for _, f := range g.flags {
+		f.last = start
+	}
 	return g
 }
 
@@ -180,15 +184,16 @@ func (g *Generator) poisson(lambda float64) uint64 {
 	return uint64(distuv.Poisson{Lambda: lambda, Src: g.rng}.Rand())
 }
 
-// advance adds the traffic since the last scrape. g.mu is held.
-func (g *Generator) advance() {
+// advance adds to flags the traffic since each was last advanced. g.mu
+// is held.
+func (g *Generator) advance(flags []*genFlag) {
 	now := g.now()
-	dt := now.Sub(g.last).Seconds()
-	g.last = now
-	if dt <= 0 {
-		return
-	}
-	for _, f := range g.flags {
+	for _, f := range flags {
+		dt := now.Sub(f.last).Seconds()
+		if dt <= 0 {
+			continue
+		}
+		f.last = now
 		share := [2]float64{1 - f.percent/100, f.percent / 100}
 		for v := range 2 {
 			mean := g.opts.RPS * share[v] * dt / flag.UnitBuckets
@@ -222,9 +227,28 @@ func (g *Generator) advance() {
 // ServeHTTP answers a scrape in the Prometheus text format. A series
 // appears once its counter is above 0, as the SDKs' exporters do.
 func (g *Generator) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	g.serve(w, 0, 1)
+}
+
+// Shard returns a handler that answers scrapes as ServeHTTP does, with
+// the series of the flags whose index in key order is i modulo n only:
+// one of n services, each exporting its own flags' series, as a fleet's
+// scrape targets are, rather than one answer with all of them.
+func (g *Generator) Shard(i, n int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { g.serve(w, i, n) })
+}
+
+// serve answers a scrape of shard i of n.
+func (g *Generator) serve(w http.ResponseWriter, i, n int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.advance()
+	var flags []*genFlag
+	for j, f := range g.flags {
+		if j%n == i {
+			flags = append(flags, f)
+		}
+	}
+	g.advance(flags)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	bw := bufio.NewWriterSize(w, 1<<16)
 	var line []byte
@@ -241,7 +265,7 @@ func (g *Generator) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	}
 	les[len(les)-1] = `,le="+Inf"`
 	fmt.Fprintf(bw, "# TYPE %s counter\n", semconv.PromRequests)
-	for _, f := range g.flags {
+	for _, f := range flags {
 		for v := range 2 {
 			for b := range flag.UnitBuckets {
 				c := &f.cohorts[v][b]
@@ -256,7 +280,7 @@ func (g *Generator) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	}
 	if g.opts.Latency {
 		fmt.Fprintf(bw, "# TYPE %s histogram\n", semconv.PromRequestDuration)
-		for _, f := range g.flags {
+		for _, f := range flags {
 			for v := range 2 {
 				for b := range flag.UnitBuckets {
 					c := &f.cohorts[v][b]

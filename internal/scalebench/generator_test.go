@@ -33,7 +33,9 @@ func TestGeneratorServesTheSDKsSeries(t *testing.T) {
 	g := NewGenerator([]string{"b-flag", "a-flag"}, GeneratorOptions{RPS: 400, ErrorRate: 0.1, Latency: true, Seed: 7})
 	now := time.Unix(1_800_000_000, 0)
 	g.now = func() time.Time { return now }
-	g.last = now
+	for _, f := range g.flags {
+		f.last = now
+	}
 	g.SetPercent("a-flag", 25)
 	g.SetPercent("unknown", 50)
 	srv := httptest.NewServer(g)
@@ -194,4 +196,58 @@ func BenchmarkGeneratorScrape(b *testing.B) {
 		g.ServeHTTP(w, nil)
 	}
 	b.ReportMetric(float64(w.Body.Len()), "bytes/scrape")
+}
+
+// TestGeneratorShards scrapes three shards of five flags: each flag's
+// series are on one shard only, together they are every flag, and a
+// shard's scrape adds its own flags' traffic since that shard was last
+// scraped, whatever the others were.
+func TestGeneratorShards(t *testing.T) {
+	keys := []string{"e", "d", "c", "b", "a"}
+	g := NewGenerator(keys, GeneratorOptions{RPS: 400, Seed: 3})
+	now := time.Unix(1_800_000_000, 0)
+	g.now = func() time.Time { return now }
+	for _, f := range g.flags {
+		f.last = now
+	}
+	ctx := context.Background()
+	scrape := func(i int) map[string]float64 {
+		srv := httptest.NewServer(g.Shard(i, 3))
+		defer srv.Close()
+		ms, err := Scrape(ctx, srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, m := range ms[semconv.PromRequests].GetMetric() {
+			out[labelsOf(m)[semconv.LabelKey]] += m.GetCounter().GetValue()
+		}
+		return out
+	}
+	now = now.Add(100 * time.Second)
+	seen := map[string]int{}
+	var shard0 map[string]float64
+	for i := range 3 {
+		got := scrape(i)
+		if i == 0 {
+			shard0 = got
+		}
+		for k := range got {
+			seen[k]++
+		}
+	}
+	// In key order a..e, shard 0 of 3 has a and d.
+	if len(seen) != len(keys) || seen["a"] != 1 || seen["b"] != 1 || seen["e"] != 1 || len(shard0) != 2 || shard0["a"] == 0 || shard0["d"] == 0 {
+		t.Fatalf("flags on the shards %v, shard 0 %v; want each of a to e on one shard, a and d on shard 0", seen, shard0)
+	}
+	// Shard 0 again, 100 s later: another 40,000 requests a flag
+	// (within 5 standard deviations), though shards 1 and 2 were not
+	// scraped.
+	now = now.Add(100 * time.Second)
+	again := scrape(0)
+	for _, k := range []string{"a", "d"} {
+		if d := again[k] - shard0[k]; math.Abs(d-40000) > 5*math.Sqrt(40000) {
+			t.Errorf("flag %s: %v more requests in 100 s, want about 40,000", k, d)
+		}
+	}
 }

@@ -34,6 +34,7 @@ var (
 	scaleProviders = goflag.String("scale.providers", "embedded,prometheus", "metric sources, one run each: embedded (the controller's own store, scraping the generator) and prometheus (a real Prometheus)")
 	scaleRPS       = goflag.Float64("scale.rps", 20000, "requests per second of each flag: enough that a harmless step has the evidence to pass when its minimum duration ends")
 	scaleLatency   = goflag.Bool("scale.latency", true, "serve the request duration histogram too, and judge latency")
+	scaleTargets   = goflag.Int("scale.targets", 1, "scrape targets the generator's series are split over, as a fleet's services each export their own flags' series")
 	scaleJudgeLat  = goflag.Bool("scale.judge-latency", true, "with -scale.latency, judge latency too rather than the error rate only")
 	scaleTimeout   = goflag.Duration("scale.timeout", 15*time.Minute, "give up on a run when its rollouts have not finished by then")
 	scaleMemLimit  = goflag.String("scale.gomemlimit", "", "GOMEMLIMIT of the controller, as --auto-gomemlimit-ratio sets it in a memory-limited container (such as 900MiB); empty for none")
@@ -186,7 +187,7 @@ func BenchmarkScale(b *testing.B) {
 			})
 		}
 	}
-	b.Logf("rows for docs/benchmarks.md (rps %v per flag, latency served %v, judged %v, GOMEMLIMIT %q):\n%s", *scaleRPS, *scaleLatency, *scaleLatency && *scaleJudgeLat, *scaleMemLimit, strings.Join(rows, "\n"))
+	b.Logf("rows for docs/benchmarks.md (rps %v per flag, latency served %v, judged %v, GOMEMLIMIT %q, %d scrape targets):\n%s", *scaleRPS, *scaleLatency, *scaleLatency && *scaleJudgeLat, *scaleMemLimit, max(1, *scaleTargets), strings.Join(rows, "\n"))
 }
 
 // runScale is one run: the generator, the metric source, the controller,
@@ -200,8 +201,12 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 		keys[i] = fmt.Sprintf("scale-%05d", i)
 	}
 	gen := NewGenerator(keys, GeneratorOptions{RPS: *scaleRPS, ErrorRate: 0.05, Latency: *scaleLatency, Seed: uint64(n)})
-	gsrv := httptest.NewServer(gen)
-	b.Cleanup(gsrv.Close)
+	var targets []string
+	for i := range max(1, *scaleTargets) {
+		gsrv := httptest.NewServer(gen.Shard(i, max(1, *scaleTargets)))
+		b.Cleanup(gsrv.Close)
+		targets = append(targets, gsrv.URL+"/metrics")
+	}
 
 	args := []string{"--data", b.TempDir(), "--max-body-bytes", strconv.Itoa(64 << 20)}
 	if *scaleRestart > 0 {
@@ -211,10 +216,13 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	}
 	var prom *promtest.Server
 	if provider == "prometheus" {
-		prom = promtest.Start(b, promtest.Options{Targets: []string{gsrv.URL + "/metrics"}, ScrapeInterval: scrapeInterval, StartTimeout: 2 * time.Minute})
+		prom = promtest.Start(b, promtest.Options{Targets: targets, ScrapeInterval: scrapeInterval, StartTimeout: 2 * time.Minute})
 		args = append(args, "--prometheus-url", prom.URL)
 	} else {
-		args = append(args, "--scrape-target", gsrv.URL+"/metrics", "--scrape-interval", scrapeInterval.String())
+		for _, t := range targets {
+			args = append(args, "--scrape-target", t)
+		}
+		args = append(args, "--scrape-interval", scrapeInterval.String())
 	}
 	env := []string{"VIGIL_ADMIN_TOKEN=" + adminToken}
 	if *scaleMemLimit != "" {
