@@ -401,6 +401,12 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	r.schedule = ScheduleOf(states, 0)
 	r.scheduleTick = ScheduleOf(states, loopTick)
 	b.Logf("steps held, by step: %s", heldByStep(states))
+	// The controller says where an overrun tick's time went.
+	for _, line := range strings.Split(p.Log(), "\n") {
+		if strings.Contains(line, "rollout tick overran") {
+			b.Logf("controller: %s", line)
+		}
+	}
 	restart := ""
 	if r.restartedAt > 0 {
 		how := "stopped"
