@@ -6,9 +6,10 @@ import (
 )
 
 // minEdgeEvents is how many control requests slower than a slot's chosen
-// edge LatencyEdges waits for before it narrows the reads to the edges
-// around it: with fewer, the share slower is too rough an estimate (±45%
-// at 20) to settle where the p95 or p99 lies.
+// edge, discounted as the choice is (State.Recent), LatencyEdges waits for
+// before it narrows the reads to the edges around it: with fewer, the
+// share slower is too rough an estimate (±45% at 20) to settle where the
+// p95 or p99 lies.
 const minEdgeEvents = 20
 
 // LatencyEdges returns the latency histogram edges (in seconds, sorted)
@@ -42,6 +43,9 @@ func (s State) LatencyEdges(cfg Config, bounds []float64) []float64 {
 		// No look has read the histogram yet.
 		return nil
 	}
+	// The slots choose from discounted counts (State.choice), and so
+	// does what the next look must read to tell their choice again.
+	choice := s.choice()
 	var need []float64
 	// around adds edge and the bounds beside it, and for a floor those
 	// down to edge−floor; false when edge is no bound.
@@ -79,11 +83,11 @@ func (s State) LatencyEdges(cfg Config, bounds []float64) []float64 {
 			}
 		default:
 			for _, target := range latencyTargets {
-				edge, ok := nearestEdge(ctl, target)
+				edge, ok := nearestEdge(choice, target)
 				if !ok {
 					return nil
 				}
-				span, ok := settled(ctl, bounds, edge, target)
+				span, ok := settled(choice, bounds, edge, target)
 				if !ok || !around(edge, m.MinSlowdown.Seconds()) {
 					return nil
 				}

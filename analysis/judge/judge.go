@@ -100,7 +100,7 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 		cs := &next.Checks[i]
 		reason := unreadable(c, cum)
 		before := cs.evidenceTicks()
-		if !update(cs, c, prev.Last, cur) {
+		if !update(cs, c, prev.Last, cur, prev.choice()) {
 			cs.Skipped++
 			if reason == "" {
 				reason = noEvidenceReason(c)
@@ -145,6 +145,7 @@ func Judge(cfg Config, prev State, cum FlagCounts, step StepProgress) (State, Ve
 	logMean := logSumExp(logEs) - math.Log(float64(len(logEs)))
 	next.MaxLogMean = max(next.MaxLogMean, logMean)
 	v.SampleRatio = next.SampleRatio.update(cur, cum, step, alpha, cfg.DisableTempering)
+	next.Recent = discount(prev.Recent, prev.Last.Control, cur.Control)
 	next.Last = cur
 	next.Ticks++
 	v.EValue = math.Exp(min(logMean, maxLogEValue))

@@ -35,6 +35,57 @@ type State struct {
 	MaxLogMean float64 `json:"maxLogMean"`
 	// SampleRatio is the memory of the traffic split's check.
 	SampleRatio SampleRatioState `json:"sampleRatio"`
+	// Recent is control's requests and requests slower than each edge
+	// read, with each look's counts weighing half as much recentHalfLife
+	// looks later (see discount): latency slots choose their edges from
+	// it. Empty in states written before it, which choose from Last
+	// until their next look.
+	Recent CohortSnapshot `json:"recent,omitzero"`
+}
+
+// recentHalfLife is the half-life, in looks, of the counts latency slots
+// choose their edges from. Counted from the rollout's start, a slowdown
+// that has passed (an incident, another rollout's harm, both cohorts
+// alike) held the p99 edge where it had put it, on a bound that new
+// requests seldom exceed, until the step timed out: in the demo's
+// simulation, 0.35% of healthy rollouts paused with 13 s of such a
+// slowdown and 9.5% with 30 s; discounted, 0.1% in both. Ten looks keeps
+// the choice steady on steady traffic (the judge benchmark's rows under
+// a steady latency model did not change).
+const recentHalfLife = 10
+
+// choice is what latency slots choose their edges from: Recent, or the
+// cumulative counts before it has any.
+func (s State) choice() CohortSnapshot {
+	if s.Recent.Requests > 0 {
+		return s.Recent
+	}
+	return s.Last.Control
+}
+
+// discount folds control's look from last to cur (cumulative counts) into
+// recent: every count is multiplied by 2^(−1/recentHalfLife) and the
+// look's own counts added. It starts afresh from cur on the first look
+// and when the counters went back.
+func discount(recent, last, cur CohortSnapshot) CohortSnapshot {
+	dReq := cur.Requests - last.Requests
+	if recent.Requests <= 0 || dReq < 0 || cur.Requests <= 0 {
+		return CohortSnapshot{Requests: cur.Requests, Slower: slices.Clone(cur.Slower)}
+	}
+	lambda := math.Exp2(-1.0 / recentHalfLife)
+	out := CohortSnapshot{Requests: lambda*recent.Requests + dReq}
+	// Like Last, Recent has the edges the look read, no others: an edge
+	// read again after looks without it starts from its share so far.
+	for _, ec := range cur.Slower {
+		l, inLast := last.slower(ec.Edge)
+		p, inPrev := recent.slower(ec.Edge)
+		n := ec.Count / cur.Requests * out.Requests
+		if inLast && inPrev {
+			n = lambda*p + max(0, ec.Count-l)
+		}
+		out.Slower = append(out.Slower, EdgeCount{Edge: ec.Edge, Count: max(0, n)})
+	}
+	return out
 }
 
 // RequestCounts is a pair of request counts, one per cohort.

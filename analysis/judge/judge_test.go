@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -570,5 +572,69 @@ func TestJudgeStartsAfreshFromAnOlderState(t *testing.T) {
 	if err != nil || s.Version != stateVersion || s.Ticks != 1 || v.Outcome == Fail || s.Checks[0].MaxLogE >= 9 {
 		t.Errorf("from a version 1 state: version %d, ticks %d, outcome %s, max log e %v, err %v; want a fresh start",
 			s.Version, s.Ticks, v.Outcome, s.Checks[0].MaxLogE, err)
+	}
+}
+
+func TestDiscountByHand(t *testing.T) {
+	// λ = 2^(−1/10) = 0.933033. Requests: 0.933033·100 + 100; slower
+	// than 0.1 s: 0.933033·10 + 10; than 0.5 s: 0.933033·2 + 0; 1 s, first
+	// read at this look: its share so far, 5/1,100, of the discounted
+	// requests.
+	recent := CohortSnapshot{Requests: 100, Slower: []EdgeCount{{0.1, 10}, {0.5, 2}}}
+	last := CohortSnapshot{Requests: 1000, Slower: []EdgeCount{{0.1, 80}, {0.5, 20}}}
+	cur := CohortSnapshot{Requests: 1100, Slower: []EdgeCount{{0.1, 90}, {0.5, 20}, {1, 5}}}
+	got := discount(recent, last, cur)
+	want := CohortSnapshot{Requests: 193.3033, Slower: []EdgeCount{{0.1, 19.33033}, {0.5, 1.866066}, {1, 0.878651}}}
+	if !approx(got.Requests, want.Requests, 1e-4) || len(got.Slower) != len(want.Slower) {
+		t.Fatalf("discount: %+v, want %+v", got, want)
+	}
+	for i, w := range want.Slower {
+		if g := got.Slower[i]; g.Edge != w.Edge || !approx(g.Count, w.Count, 1e-5) {
+			t.Errorf("edge %v: %+v, want %+v", w.Edge, g, w)
+		}
+	}
+	// The first look, and counters that went back, start from the look.
+	for _, c := range []struct {
+		name         string
+		recent, last CohortSnapshot
+	}{{"first look", CohortSnapshot{}, CohortSnapshot{}}, {"counters went back", recent, CohortSnapshot{Requests: 5000}}} {
+		if got := discount(c.recent, c.last, cur); got.Requests != cur.Requests || !slices.Equal(got.Slower, cur.Slower) {
+			t.Errorf("%s: %+v, want the look's own counts %+v", c.name, got, cur)
+		}
+	}
+}
+
+func TestLatencyEdgeLeavesAPassedSlowdown(t *testing.T) {
+	// Every look: 1,000 control requests, 5% slower than 100 ms, 1% than
+	// 250 ms (control's p99), 0.05% than 500 ms; treatment, 100 requests,
+	// alike. In the first 10 looks 30 more requests a look, in both
+	// cohorts alike, were slower than every edge: a slowdown that passed.
+	// Counted from the start, 1.05% of control is slower than 500 ms
+	// after 30 looks, and the p99 slot would test 500 ms, which 0.05% of
+	// new requests exceed; with the slowdown's looks discounted it tests
+	// 250 ms again.
+	cfg := Config{Metrics: []MetricConfig{{Name: "latency", Kind: KindLatency}}}
+	var obs []FlagCounts
+	var cum FlagCounts
+	cum.Treatment.Slower, cum.Control.Slower = map[float64]float64{}, map[float64]float64{}
+	for k := range 30 {
+		burst := 0.0
+		if k < 10 {
+			burst = 30
+		}
+		cum.Control.Requests += 1000 + burst
+		cum.Treatment.Requests += 100 + burst/10
+		for e, share := range map[float64]float64{0.1: 0.05, 0.25: 0.01, 0.5: 0.0005} {
+			cum.Control.Slower[e] += 1000*share + burst
+			cum.Treatment.Slower[e] += 100*share + burst/10
+		}
+		obs = append(obs, FlagCounts{
+			Treatment: CohortCounts{Requests: cum.Treatment.Requests, Slower: maps.Clone(cum.Treatment.Slower)},
+			Control:   CohortCounts{Requests: cum.Control.Requests, Slower: maps.Clone(cum.Control.Slower)},
+		})
+	}
+	s, _ := judgeAll(t, cfg, obs, StepProgress{})
+	if p99 := s.Checks[0].Slots[1]; p99.Target != 0.01 || p99.Edge != 0.25 {
+		t.Errorf("p99 slot (target %v) at %v s after the slowdown, want 0.25", p99.Target, p99.Edge)
 	}
 }

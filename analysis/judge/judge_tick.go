@@ -176,10 +176,11 @@ func eventsOf(m MetricConfig) func(CohortSnapshot) (float64, bool) {
 	return errorsOf
 }
 
-// update folds the tick from prev to cur into the check's state. It reports
-// whether the tick added to the evidence (false for a counter that went
-// down or a count not yet present).
-func update(cs *CheckState, c check, prev, cur Snapshot) bool {
+// update folds the tick from prev to cur into the check's state; latency
+// slots choose their edges from choose (State.choice). It reports whether
+// the tick added to the evidence (false for a counter that went down or a
+// count not yet present).
+func update(cs *CheckState, c check, prev, cur Snapshot, choose CohortSnapshot) bool {
 	switch {
 	case c.metric.Kind == KindLatency && c.kind == checkMaxP99:
 		edge, ok := edgeAtOrAbove(cur.Treatment, c.metric.MaxP99.Seconds())
@@ -196,7 +197,7 @@ func update(cs *CheckState, c check, prev, cur Snapshot) bool {
 		s.Evidence.add(rateLikelihood(t.requests, t.events))
 		return true
 	case c.metric.Kind == KindLatency:
-		return updateLatency(cs, prev, cur)
+		return updateLatency(cs, prev, cur, choose)
 	}
 	t, ctl, ok := tickDelta(prev, cur, eventsOf(c.metric))
 	if !ok {
@@ -214,9 +215,9 @@ func update(cs *CheckState, c check, prev, cur Snapshot) bool {
 
 // updateLatency folds a tick into a latency ratio check: every edge's
 // dispersion, and each slot at the edge it chose from control's counts up to
-// the previous tick. Choosing from data seen before the tick keeps each
-// slot's running product a supermartingale under H0.
-func updateLatency(cs *CheckState, prev, cur Snapshot) bool {
+// the previous tick (discounted: choose). Choosing from data seen before
+// the tick keeps each slot's running product a supermartingale under H0.
+func updateLatency(cs *CheckState, prev, cur Snapshot, choose CohortSnapshot) bool {
 	used := false
 	for _, ec := range cur.Control.Slower {
 		if t, ctl, ok := tickDelta(prev, cur, slowerOf(ec.Edge)); ok {
@@ -228,7 +229,7 @@ func updateLatency(cs *CheckState, prev, cur Snapshot) bool {
 		edge := s.Edge
 		if s.Target > 0 {
 			var ok bool
-			if edge, ok = nearestEdge(prev.Control, s.Target); !ok {
+			if edge, ok = nearestEdge(choose, s.Target); !ok {
 				continue
 			}
 		}

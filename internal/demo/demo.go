@@ -170,7 +170,7 @@ func (o *Options) defaults() {
 // flag did not end promoted in 1.26% (95% CI 1.06–1.50%) under α 0.01 and
 // an error bound of 2, and in 0.07% (0.03–0.14%) under this plan, both
 // simulated without fast-payments beside it; with it, and the fleet's
-// tail spread (see healthy), in 0.35% (0.25–0.49%). A demo that fails for
+// tail spread (see healthy), in 0.10% (0.05–0.18%). A demo that fails for
 // its user one time in eighty is no demo.
 func FlagsFile(interval, step time.Duration) string {
 	plan := fmt.Sprintf(`
