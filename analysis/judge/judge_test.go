@@ -609,7 +609,7 @@ func TestLatencyEdgeLeavesAPassedSlowdown(t *testing.T) {
 	// 250 ms (control's p99), 0.05% than 500 ms; treatment, 100 requests,
 	// alike. In the first 10 looks 30 more requests a look, in both
 	// cohorts alike, were slower than every edge: a slowdown that passed.
-	// Counted from the start, 1.05% of control is slower than 500 ms
+	// Counted from the start, 1.04% of control is slower than 500 ms
 	// after 30 looks, and the p99 slot would test 500 ms, which 0.05% of
 	// new requests exceed; with the slowdown's looks discounted it tests
 	// 250 ms again.
