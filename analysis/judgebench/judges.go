@@ -80,11 +80,13 @@ type flaggerJudge struct {
 // flaggerFailedChecks is how many failed checks roll back.
 const flaggerFailedChecks = 5
 
-func newFlaggerJudge(s scenario) *flaggerJudge {
+// newFlaggerJudge is the Flagger-style judge of s, whose latencies are
+// lat (s.durations).
+func newFlaggerJudge(s scenario, lat latencyModel) *flaggerJudge {
 	return &flaggerJudge{
 		latency: s.latency,
 		maxRate: 2 * s.baseline(0),
-		maxP99:  1.25 * s.durations().p99,
+		maxP99:  1.25 * lat.p99,
 		window:  max(1, int(time.Minute/s.tick)),
 	}
 }
@@ -144,8 +146,10 @@ type zJudge struct {
 	nT, nC, eT, eC float64
 }
 
-func newZJudge(s scenario) *zJudge {
-	return &zJudge{latency: s.latency, edge: s.durations().p99Edge()}
+// newZJudge is the z-test of s; for latency it reads p99Edge, lat's edge
+// nearest control's p99.
+func newZJudge(s scenario, p99Edge int) *zJudge {
+	return &zJudge{latency: s.latency, edge: p99Edge}
 }
 
 // zCritical is the one-sided 99% normal quantile.
@@ -193,14 +197,13 @@ func (j *oracleJudge) applies() bool { return j.r > j.r0 }
 
 // newOracleJudge is the oracle for an exact-count scenario: its error
 // ratio, or for latency the ratio of the shares slower than the edge
-// nearest control's p99 (the edge the z-test reads).
-func newOracleJudge(s scenario) *oracleJudge {
+// nearest control's p99 (the edge the z-test reads), p99Edge of lat.
+func newOracleJudge(s scenario, lat latencyModel, p99Edge int) *oracleJudge {
 	j := &oracleJudge{r: s.ratio, r0: judge.DefaultTolerance, latency: s.latency}
 	if s.latency {
-		m := s.durations()
-		j.edge = m.p99Edge()
+		j.edge = p99Edge
 		e := histogramEdges[j.edge]
-		j.r = m.treatment(e, steady) / m.control(e, steady)
+		j.r = lat.treatment(e, steady) / lat.control(e, steady)
 	}
 	return j
 }

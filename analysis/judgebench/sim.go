@@ -30,7 +30,7 @@ func runOnce(s scenario, seed uint64, index int, run int) []outcome {
 	vigil := newVigilJudge(s)
 	lat := s.durations()
 	p99 := lat.p99Edge()
-	judges := []rule{vigil, newZJudge(s), newFlaggerJudge(s), newOracleJudge(s)}
+	judges := []rule{vigil, newZJudge(s, p99), newFlaggerJudge(s, lat), newOracleJudge(s, lat, p99)}
 	out := make([]outcome, len(judges))
 	done := 0
 	perTick := int(s.rps * s.tick.Seconds())
