@@ -208,7 +208,7 @@ func TestDemoPlanOnTheFleetsTraffic(t *testing.T) {
 		wg.Wait()
 		ended := map[rollout.Phase]int{}
 		var took time.Duration
-		took99 := make([]time.Duration, 0, runs)
+		elapsed := make([]time.Duration, 0, runs)
 		late := 0 // promoted, but after the demo gives up
 		for run, res := range results {
 			if errs[run] != nil {
@@ -216,14 +216,14 @@ func TestDemoPlanOnTheFleetsTraffic(t *testing.T) {
 			}
 			ended[res.State.Phase]++
 			took += res.Elapsed
-			took99 = append(took99, res.Elapsed)
+			elapsed = append(elapsed, res.Elapsed)
 			if res.State.Phase == rollout.Promoted && res.Elapsed > demo.Timeout {
 				late++
 			}
 		}
-		slices.Sort(took99)
+		slices.Sort(elapsed)
 		t.Logf("%s: %d runs: %v, %d of them promoted after the demo's timeout; %v on average, 99th percentile %v",
-			key, runs, ended, late, took/time.Duration(runs), took99[len(took99)*99/100])
+			key, runs, ended, late, took/time.Duration(runs), elapsed[len(elapsed)*99/100])
 		switch key {
 		case fleet.NewCheckout:
 			if bad := runs - ended[rollout.Promoted] + late; bad > runs/100 {

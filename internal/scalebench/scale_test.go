@@ -202,8 +202,9 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	}
 	gen := NewGenerator(keys, GeneratorOptions{RPS: *scaleRPS, ErrorRate: 0.05, Latency: *scaleLatency, Seed: uint64(n)})
 	var targets []string
-	for i := range max(1, *scaleTargets) {
-		gsrv := httptest.NewServer(gen.Shard(i, max(1, *scaleTargets)))
+	shards := max(1, *scaleTargets)
+	for i := range shards {
+		gsrv := httptest.NewServer(gen.Shard(i, shards))
 		b.Cleanup(gsrv.Close)
 		targets = append(targets, gsrv.URL+"/metrics")
 	}
