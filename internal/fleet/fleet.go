@@ -142,7 +142,7 @@ type service struct {
 // connected to the controller and its own /metrics endpoint. It waits until
 // every SDK has its first snapshot.
 func Start(ctx context.Context, cfg Config) (*Fleet, error) {
-	services := []string{Payments, Checkout, Gateway}
+	services := chain()
 	for unit, name := range cfg.Broken {
 		if !slices.Contains(services, name) {
 			return nil, fmt.Errorf("fleet: Broken[%q]: unknown service %q (want %s, %s or %s)", unit, name, Gateway, Checkout, Payments)
@@ -341,12 +341,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	unit, request := r.Header.Get("X-User"), r.Header.Get("X-Request-Id")
 	ec := sdk.EvalContext{Key: unit}
 	behaviour := h.cfg.Control
-	for _, key := range h.flags() {
+	for _, key := range evaluates(h.service.name) {
 		on, d := h.service.sdk.BoolDetail(ctx, key, ec, false)
 		if h.cfg.Seen != nil && d.Variant != "" {
 			h.cfg.Seen(h.service.name, key, unit, request, d.Variant)
 		}
-		if on && h.owns(key) {
+		if on && owner(key) == h.service.name {
 			if b, ok := h.cfg.Treatment[key]; ok {
 				behaviour = b
 			}
@@ -389,27 +389,29 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
-// flags are the flags a service evaluates, in order.
-func (h *handler) flags() []string {
-	switch h.service.name {
+// chain lists the services from the last a request reaches to the entry
+// point, each calling the one before it.
+func chain() []string { return []string{Payments, Checkout, Gateway} }
+
+// evaluates lists the flags service evaluates, in order.
+func evaluates(service string) []string {
+	switch service {
 	case Gateway:
 		return []string{NewCheckout, SlowSearch}
-	case Checkout:
-		return []string{NewCheckout, FastPayments}
 	default:
 		return []string{NewCheckout, FastPayments}
 	}
 }
 
-// owns reports whether the flag's treatment code path runs in this service.
-func (h *handler) owns(key string) bool {
+// owner is the service where the flag's treatment code path runs.
+func owner(key string) string {
 	switch key {
 	case NewCheckout:
-		return h.service.name == Checkout
+		return Checkout
 	case FastPayments:
-		return h.service.name == Payments
+		return Payments
 	case SlowSearch:
-		return h.service.name == Gateway
+		return Gateway
 	}
-	return false
+	return ""
 }

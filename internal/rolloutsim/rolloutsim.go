@@ -6,9 +6,13 @@
 package rolloutsim
 
 import (
+	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/vigil-dev/vigil/analysis/judge"
@@ -39,6 +43,14 @@ type Result struct {
 	Counts judge.FlagCounts
 	// Last is the judge's last verdict, nil when it never judged.
 	Last *judge.Verdict
+}
+
+// String is how the run ended, with the judge's last verdict.
+func (r Result) String() string {
+	if r.Last == nil {
+		return fmt.Sprintf("%s at %v%%, never judged", r.State.Phase, r.State.Percent)
+	}
+	return fmt.Sprintf("%s at %v%%: %s", r.State.Phase, r.State.Percent, r.Last.Explanation)
 }
 
 // Run starts a rollout of key with start (whose Kind must be rollout.Start)
@@ -123,4 +135,28 @@ func AsRead(c judge.FlagCounts, edges []float64) judge.FlagCounts {
 		co.UnitBuckets = buckets
 	}
 	return c
+}
+
+// RunMany plays n runs of Run at once, one per core, each on the traffic
+// newTraffic builds from its own source, seeded with seed and the run's
+// index: the results are the same whatever the cores.
+func RunMany(n int, seed uint64, key string, start rollout.Command, newTraffic func(r *rand.Rand) Traffic) ([]Result, error) {
+	results := make([]Result, n)
+	errs := make([]error, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for run := range next {
+				traffic := newTraffic(rand.New(rand.NewPCG(seed, uint64(run))))
+				results[run], errs[run] = Run(key, start, traffic, nil)
+			}
+		})
+	}
+	for run := range n {
+		next <- run
+	}
+	close(next)
+	wg.Wait()
+	return results, errors.Join(errs...)
 }
