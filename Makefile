@@ -91,7 +91,7 @@ test-go:
 # overhead on two cores drowns the latency they measure. The console's
 # screenshots land in bin/console-screenshots.
 test-e2e:
-	$(GO) test -count=1 -timeout 6m -run 'TestEndToEnd|TestKillNine' ./controller/runner
+	$(GO) test -count=1 -timeout 15m -run 'TestEndToEnd|TestKillNine' ./controller/runner
 	$(GO) test -count=1 -timeout 6m -run 'TestDemo' ./cmd/vigil
 	VIGIL_CONSOLE_SCREENSHOTS=$(abspath bin/console-screenshots) $(GO) test -count=1 -timeout 6m ./internal/e2e/console
 
