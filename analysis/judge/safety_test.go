@@ -122,6 +122,30 @@ func TestSampleRatioMismatchHolds(t *testing.T) {
 	}
 }
 
+// TestSampleRatioMismatchNamesItsPeak checks that a mismatch found at early
+// looks still holds once the split is back to the flag's, and that its
+// line gives the e-value that found it, not only today's lower one.
+func TestSampleRatioMismatchNamesItsPeak(t *testing.T) {
+	step := StepProgress{Percent: 1, Elapsed: 10 * time.Minute}
+	obs := steady(10, 1000, 10, 1000, 10) // half to treatment at 1%
+	last := obs[len(obs)-1]
+	for _, o := range steady(300, 100, 1, 9900, 99) {
+		obs = append(obs, errorCounts(last.Treatment.Requests+o.Treatment.Requests, last.Treatment.Errors+o.Treatment.Errors,
+			last.Control.Requests+o.Control.Requests, last.Control.Errors+o.Control.Errors))
+	}
+	_, vs := judgeAll(t, errorRate, obs, step)
+	v := vs[len(vs)-1].SampleRatio
+	if v == nil || !v.Mismatch || v.EValue >= v.Threshold {
+		t.Fatalf("split %+v; want a mismatch held with the e-value now below its threshold", v)
+	}
+	if !strings.Contains(v.Explanation, ", down from ") {
+		t.Errorf("explanation %q does not give the e-value that found the mismatch", v.Explanation)
+	}
+	if first := vs[9].SampleRatio; !first.Mismatch || strings.Contains(first.Explanation, "down from") {
+		t.Errorf("at the look that found it: %q; want the mismatch, with no peak above today's e-value", first.Explanation)
+	}
+}
+
 // withUnits spreads cumulative counts over 8 unit buckets evenly and adds
 // heavy errors to treatment's bucket 0.
 func withUnits(c FlagCounts, heavy float64) FlagCounts {

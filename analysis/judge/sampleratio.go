@@ -144,7 +144,7 @@ func (s *SampleRatioState) update(cur Snapshot, cum FlagCounts, step StepProgres
 	}
 	v.EValue = math.Exp(min(max(logE, -maxLogEValue), maxLogEValue))
 	v.Mismatch = s.MaxLogE >= math.Log(1/alpha)
-	v.Explanation = explainSampleRatio(v)
+	v.Explanation = explainSampleRatio(v, math.Exp(min(s.MaxLogE, maxLogEValue)))
 	return v
 }
 
@@ -241,13 +241,21 @@ func shareLogLR(nT, nC, q, g float64) float64 {
 	return nT*math.Log(q1/q) + nC*math.Log((1-q1)/(1-q))
 }
 
-// explainSampleRatio writes the check's one line.
-func explainSampleRatio(v *SampleRatio) string {
+// explainSampleRatio writes the check's one line; peak is the largest
+// e-value the test has had.
+func explainSampleRatio(v *SampleRatio, peak float64) string {
 	if !v.Checked {
 		return "traffic split not checked yet (the looks right after a percent change are left out); no step passes before it is"
 	}
-	shares := fmt.Sprintf("treatment has %s of split requests where the flag sends %s (e-value %s of %s)",
-		percent(v.Observed), percent(v.Expected), number(v.EValue), number(v.Threshold))
+	evalue := fmt.Sprintf("e-value %s of %s", number(v.EValue), number(v.Threshold))
+	if v.Mismatch && peak > v.EValue {
+		// A mismatch holds from the look that found it, and the e-value
+		// may have fallen since: without its peak, "mismatch (e-value
+		// 0.001 of 100)" reads as a contradiction.
+		evalue += ", down from " + number(peak)
+	}
+	shares := fmt.Sprintf("treatment has %s of split requests where the flag sends %s (%s)",
+		percent(v.Observed), percent(v.Expected), evalue)
 	if v.OneCohort {
 		return "every split-placed request so far went to one cohort (" + shares + "): too few units reach the flag to check its split, or none is placed in one cohort"
 	}
