@@ -146,6 +146,38 @@ func TestSampleRatioMismatchNamesItsPeak(t *testing.T) {
 	}
 }
 
+// TestSampleRatioDispersionNeverFalls checks the floor under the share's
+// over-dispersion: once buckets have shown it, a look whose buckets agree
+// (as a noisy estimate's does by chance) does not untemper the evidence.
+func TestSampleRatioDispersionNeverFalls(t *testing.T) {
+	buckets := func(t0, t1 float64) FlagCounts {
+		var c FlagCounts
+		for b := range 8 {
+			nT := t0
+			if b%2 == 1 {
+				nT = t1
+			}
+			c.Treatment.UnitBuckets = append(c.Treatment.UnitBuckets, CohortCounts{Requests: nT})
+			c.Control.UnitBuckets = append(c.Control.UnitBuckets, CohortCounts{Requests: 500 - nT})
+		}
+		return c
+	}
+	var s SampleRatioState
+	// Shares of 10% and 6% in alternate buckets of 500 requests, 8%
+	// pooled: each bucket's residual is 10²/(500·0.08·0.92) = 2.717, and
+	// χ² = 21.74 on 7 degrees of freedom gives 3.106. The looks' estimate
+	// is not known yet, so the buckets' upper bound tempers.
+	first := s.phi(buckets(50, 30))
+	if !approx(s.PhiFloor, 21.739/7, 1e-3) || first <= s.PhiFloor {
+		t.Fatalf("first look: φ %v, floor %v; want the upper bound above a floor of 3.106", first, s.PhiFloor)
+	}
+	// Every bucket at the pooled share, and looks that show nothing.
+	s.Dispersion = Dispersion{Ticks: minDispersionTicks, ChiSquare: minDispersionTicks - 1}
+	if got := s.phi(buckets(40, 40)); !approx(got, 21.739/7, 1e-3) {
+		t.Errorf("a look whose buckets agree: φ %v, want the floor 3.106 the earlier look showed", got)
+	}
+}
+
 // withUnits spreads cumulative counts over 8 unit buckets evenly and adds
 // heavy errors to treatment's bucket 0.
 func withUnits(c FlagCounts, heavy float64) FlagCounts {
