@@ -51,8 +51,9 @@ type State struct {
 // simulation, 0.35% of healthy rollouts paused with 13 s of such a
 // slowdown and 9.5% with 30 s; discounted, 0.1% in both. Ten looks keeps
 // the choice steady on steady traffic (the judge benchmark's rows under
-// a steady latency model did not change). Of 10,000 simulated demos, 11
-// were not promoted at a half-life of 5 or 10 looks and 16 at 20, in 41,
+// a steady latency model did not change). Of 10,000 simulated demos
+// (before SampleRatioState.PhiFloor), 11 were not promoted at a
+// half-life of 5 or 10 looks and 16 at 20, in 41,
 // 44 and 47 s on average; TestEndToEnd's fleet gave the same 21 of 2,000
 // at all three. Five looks would follow faster for a few seconds less,
 // and choose from fewer requests at low traffic.
