@@ -201,11 +201,12 @@ func (s *SampleRatioState) odds() float64 {
 // shown 3 to 13, and the share's evidence, untempered there, latched a
 // false mismatch (e-values of 1,100 to 40,700 against a threshold of
 // 1,000; 17 of 2,000 of TestEndToEnd's simulated runs at 100). The floor
-// keeps what earlier looks showed, and none (2 of 2,000) latched. The cost
-// is power against small mismatches, since the largest of noisy
-// estimates overstates: with treatment served to 70%, 85% or 93% of its
-// share, 285, 140 and 3 of 300 simulated demos found the mismatch before
-// they ended, where 298, 229 and 12 did without the floor. A floor of
+// keeps what earlier looks showed: then no demo latched a false mismatch,
+// and 2 of TestEndToEnd's runs did. The cost is power against small
+// mismatches, since the largest of noisy estimates overstates: with
+// treatment served to 70%, 85% or 93% of its share, 285, 140 and 3 of 300
+// simulated demos found the mismatch before they ended, where 298, 229
+// and 12 did without the floor. A floor of
 // half the largest estimate kept 298, 221 and 9, but let 3 of the demos'
 // false alarms and 14 of TestEndToEnd's through.
 func (s *SampleRatioState) phi(cum FlagCounts) float64 {
