@@ -15,8 +15,9 @@ import (
 type SimConfig struct {
 	// Key is the flag whose cohorts the simulation counts.
 	Key string
-	// Rate is the load's requests per second; they come from Users units,
-	// each as likely as the others, as Load's do.
+	// Rate is the load's requests per second; they come from Users units
+	// (at least one unless the heavy unit sends them all), each as likely
+	// as the others, as Load's do.
 	Rate  float64
 	Users int
 	// Control is how every code path behaves, and Treatment how the
@@ -30,10 +31,10 @@ type SimConfig struct {
 	// serves its treatment to Percent of users until For has passed, when
 	// it is rolled back.
 	Beside map[string]Beside
-	// Heavy, when HeavyShare is above 0, is one more unit that sends
-	// HeavyShare of the requests, as Load's Heavy. It is in control of Key
-	// and of every flag beside, and fails in the service BrokenAt names
-	// (none when empty), as Config.Broken makes it.
+	// HeavyShare, when above 0, is the share of requests one more unit
+	// sends, as Load's Heavy does. That unit is in control of Key and of
+	// every flag beside, and fails in the service BrokenAt names (none
+	// when empty), as Config.Broken makes it.
 	HeavyShare float64
 	BrokenAt   string
 }
