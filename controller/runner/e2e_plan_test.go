@@ -18,8 +18,8 @@ var e2ePlanRuns = flag.Int("e2e.plan-runs", 300, "simulated rollouts of each fla
 
 const (
 	// e2eServed is the requests per second e2eLoad delivers on two cores,
-	// where its workers wait out slow requests: 259 to 262 in twelve
-	// TestEndToEnd runs here and in CI's.
+	// where its workers wait out slow requests: 259 to 263 in the
+	// TestEndToEnd runs here and in CI's that logged it.
 	e2eServed = 260
 	// e2eHop is the mean time each hop adds, the demo's fitted value
 	// (internal/demo's hopOverhead): the same fleet on the same loopback.
