@@ -32,7 +32,9 @@ import (
 // looks' estimate is known (minDispersionTicks looks counted), the buckets'
 // is taken at the upper end of its 95% interval: 0.07% of those demos.
 // Waiting for the looks' estimate instead did as well but held every
-// rollout's first step for eight looks after it settled.
+// rollout's first step for eight looks after it settled. Later looks dip
+// too, so the evidence is never tempered by less than an earlier look's
+// estimate (see phi).
 
 // DefaultSplitSettle is how long after the percent changes looks are left
 // out of the split's check when StepProgress does not say: requests served
@@ -206,9 +208,9 @@ func (s *SampleRatioState) odds() float64 {
 // mismatches, since the largest of noisy estimates overstates: with
 // treatment served to 70%, 85% or 93% of its share, 285, 140 and 3 of 300
 // simulated demos found the mismatch before they ended, where 298, 229
-// and 12 did without the floor. A floor of
-// half the largest estimate kept 298, 221 and 9, but let 3 of the demos'
-// false alarms and 14 of TestEndToEnd's through.
+// and 12 did without the floor. A floor of half the largest estimate
+// kept 298, 221 and 9, but let 3 of the demos' false alarms and 14 of
+// TestEndToEnd's through.
 func (s *SampleRatioState) phi(cum FlagCounts) float64 {
 	n := min(len(cum.Treatment.UnitBuckets), len(cum.Control.UnitBuckets))
 	if n == 0 {
