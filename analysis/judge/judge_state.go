@@ -53,10 +53,10 @@ type State struct {
 // the choice steady on steady traffic (the judge benchmark's rows under
 // a steady latency model did not change). Of 10,000 simulated demos
 // (before SampleRatioState.PhiFloor), 11 were not promoted at a
-// half-life of 5 or 10 looks and 16 at 20, in 41,
-// 44 and 47 s on average; TestEndToEnd's fleet gave the same 21 of 2,000
-// at all three. Five looks would follow faster for a few seconds less,
-// and choose from fewer requests at low traffic.
+// half-life of 5 or 10 looks and 16 at 20, in 41, 44 and 47 s on
+// average; TestEndToEnd's fleet gave the same 21 of 2,000 at all three.
+// Five looks would follow faster for a few seconds less, and choose from
+// fewer requests at low traffic.
 const recentHalfLife = 10
 
 // choice is what latency slots choose their edges from: Recent, or the
