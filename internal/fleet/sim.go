@@ -64,8 +64,21 @@ type Simulation struct {
 	hash    map[string][]float64 // by flag key, each user's variant hash in [0, 1)
 	bucket  []int
 	heavy   int // the heavy unit's bucket
+	hops    []hop
 	elapsed time.Duration
 	cells   [2][flag.UnitBuckets]judge.CohortCounts // treatment, control
+}
+
+// hop is a service of the chain as the simulation meets it, worked out
+// once rather than at every request.
+type hop struct {
+	service string
+	// counts says whether the service evaluates Key, and so counts the
+	// request in Key's cohorts.
+	counts bool
+	// treated are the flags the service evaluates whose treatment path
+	// runs there and behaves otherwise than control, in order.
+	treated []string
 }
 
 // NewSimulation draws the users of cfg from r.
@@ -86,6 +99,16 @@ func NewSimulation(r *rand.Rand, cfg SimConfig) *Simulation {
 		}
 	}
 	s.heavy = r.IntN(flag.UnitBuckets)
+	for _, service := range chain() {
+		h := hop{service: service}
+		for _, key := range evaluates(service) {
+			h.counts = h.counts || key == cfg.Key
+			if _, ok := cfg.Treatment[key]; ok && owner(key) == service {
+				h.treated = append(h.treated, key)
+			}
+		}
+		s.hops = append(s.hops, h)
+	}
 	for v := range s.cells {
 		for b := range s.cells[v] {
 			s.cells[v][b].Slower = make(map[float64]float64, len(sdksemconv.DurationBuckets))
@@ -123,20 +146,19 @@ func (s *Simulation) Advance(percent float64, d time.Duration) judge.FlagCounts 
 		}
 		var took time.Duration
 		failed := false
-		for _, service := range chain() {
-			evaluated := evaluates(service)
+		for _, h := range s.hops {
 			if !failed {
 				b := s.cfg.Control
-				for _, key := range evaluated {
-					if t, ok := s.cfg.Treatment[key]; ok && owner(key) == service && on(key) {
-						b = t
+				for _, key := range h.treated {
+					if on(key) {
+						b = s.cfg.Treatment[key]
 					}
 				}
 				fail, work := b.Draw(s.r)
-				failed = fail || (u < 0 && service == s.cfg.BrokenAt)
+				failed = fail || (u < 0 && h.service == s.cfg.BrokenAt)
 				took += work + time.Duration(s.r.ExpFloat64()*float64(s.cfg.HopOverhead))
 			}
-			if !slices.Contains(evaluated, s.cfg.Key) {
+			if !h.counts {
 				continue
 			}
 			cell.Requests++
