@@ -36,6 +36,7 @@ var (
 	scaleLatency   = goflag.Bool("scale.latency", true, "serve the request duration histogram too, and judge latency")
 	scaleTargets   = goflag.Int("scale.targets", 1, "scrape targets the generator's series are split over, as a fleet's services each export their own flags' series")
 	scaleJudgeLat  = goflag.Bool("scale.judge-latency", true, "with -scale.latency, judge latency too rather than the error rate only")
+	scaleMinStep   = goflag.Duration("scale.min-step", 30*time.Second, "each step's minimum duration; from 2 minutes on, the run also reports the controller's steady CPU: its CPU per minute while every rollout holds its first step, from 1 minute after the starts to 10 s before that minimum ends, which leaves the starts' one-time work out")
 	scaleTimeout   = goflag.Duration("scale.timeout", 15*time.Minute, "give up on a run when its rollouts have not finished by then")
 	scaleMemLimit  = goflag.String("scale.gomemlimit", "", "GOMEMLIMIT of the controller, as --auto-gomemlimit-ratio sets it in a memory-limited container (such as 900MiB); empty for none")
 	scaleRestart   = goflag.Duration("scale.restart-after", 0, "stop the controller (SIGTERM, as a deploy does) this long after the rollouts start and start it again on the same data and address; 0 for none")
@@ -43,10 +44,9 @@ var (
 )
 
 // The plan every rollout follows: two steps before 100%, each held at
-// least 30 s, judged every 10 s.
+// least -scale.min-step, judged every 10 s.
 const (
 	benchInterval = 10 * time.Second
-	benchMinStep  = 30 * time.Second
 	// scrapeInterval is the metric source's, embedded or Prometheus.
 	scrapeInterval = 10 * time.Second
 	adminToken     = "scale-bench-admin-token-0123456789"
@@ -83,8 +83,10 @@ type result struct {
 	// whose lengths differ.
 	looksDue, looksJudged, cpuTotal float64
 	// cpu is the controller's CPU seconds per minute, promCPU
-	// Prometheus's (0 with the embedded store).
-	cpu, promCPU float64
+	// Prometheus's (0 with the embedded store); steadyCPU the
+	// controller's while every rollout held its first step (see
+	// -scale.min-step), NaN when not measured.
+	cpu, promCPU, steadyCPU float64
 	maxRSS       uint64
 	// schedule is strict; scheduleTick allows a step one loop tick (1 s)
 	// more, the granularity at which the loop looks.
@@ -116,6 +118,9 @@ func (r result) row() string {
 		queries = "selected from the TSDB"
 	}
 	cpu := fmt.Sprintf("%.1f", r.cpu)
+	if !math.IsNaN(r.steadyCPU) {
+		cpu += fmt.Sprintf(", steady %.1f", r.steadyCPU)
+	}
 	if r.provider == "prometheus" {
 		cpu += fmt.Sprintf(" (+%.1f in Prometheus)", r.promCPU)
 	}
@@ -195,7 +200,7 @@ func BenchmarkScale(b *testing.B) {
 func runScale(b *testing.B, bin, provider string, n int) result {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
-	r := result{provider: provider, n: n, phases: map[rollout.Phase]int{}}
+	r := result{provider: provider, n: n, phases: map[rollout.Phase]int{}, steadyCPU: math.NaN()}
 	keys := make([]string, n)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("scale-%05d", i)
@@ -264,7 +269,7 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	began := time.Now()
 
 	// Start every rollout, four requests at a time.
-	steps, interval, minStep := slices.Clone(benchSteps), plan.Duration(benchInterval), plan.Duration(benchMinStep)
+	steps, interval, minStep := slices.Clone(benchSteps), plan.Duration(benchInterval), plan.Duration(*scaleMinStep)
 	spec := plan.Spec{Steps: &steps, Interval: &interval, MinStepDuration: &minStep}
 	if !*scaleLatency || !*scaleJudgeLat {
 		spec.Metrics = &[]plan.MetricSpec{{Name: plan.MetricErrorRate}}
@@ -307,6 +312,15 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	// A restart keeps what the stopped process counted: its CPU, and its
 	// metrics since before (the new process counts from zero).
 	var stopped stoppedCounts
+	// The steady window's first and last samples of the controller's
+	// CPU, while every rollout holds its first step: the starts, the
+	// catch-up reads and the treatment cohorts' first series are behind,
+	// and no step has ended.
+	measureSteady := *scaleMinStep >= 2*time.Minute && *scaleRestart == 0
+	var steadyFrom, steadyTo struct {
+		at  time.Time
+		cpu time.Duration
+	}
 	for {
 		if *scaleRestart > 0 && r.restartedAt == 0 && time.Since(began) >= *scaleRestart {
 			r.restartedAt = time.Since(began)
@@ -326,6 +340,12 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 		}
 		u := mustUsage(b, pid)
 		r.maxRSS = max(r.maxRSS, u.RSS)
+		if in := time.Since(began); measureSteady && in >= time.Minute && in <= *scaleMinStep-10*time.Second {
+			if steadyFrom.at.IsZero() {
+				steadyFrom.at, steadyFrom.cpu = time.Now(), u.CPU
+			}
+			steadyTo.at, steadyTo.cpu = time.Now(), u.CPU
+		}
 		if time.Since(last) >= 10*time.Second {
 			last = time.Now()
 			tp := getTimed(b, ctx, p.URL+"/api/v1/rollouts")
@@ -366,6 +386,9 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	minutes := r.elapsed.Minutes()
 	r.cpuTotal = (stopped.cpu + u1.CPU - u0.CPU).Seconds()
 	r.cpu = r.cpuTotal / minutes
+	if window := steadyTo.at.Sub(steadyFrom.at); window >= time.Minute {
+		r.steadyCPU = (steadyTo.cpu - steadyFrom.cpu).Seconds() / window.Minutes()
+	}
 	r.looksDue = stopped.looksDue + after.Sum(rolloutmetrics.LooksDue, nil, false) - before.Sum(rolloutmetrics.LooksDue, nil, false)
 	r.looksJudged = stopped.looksJudged + after.Sum(rolloutmetrics.LooksJudged, nil, false) - before.Sum(rolloutmetrics.LooksJudged, nil, false)
 	r.tick = stopped.tick.Add(HistogramBetween(before, after, rolloutmetrics.TickDuration, nil))
