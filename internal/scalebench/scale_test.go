@@ -87,7 +87,7 @@ type result struct {
 	// controller's while every rollout held its first step (see
 	// -scale.min-step), NaN when not measured.
 	cpu, promCPU, steadyCPU float64
-	maxRSS       uint64
+	maxRSS                  uint64
 	// schedule is strict; scheduleTick allows a step one loop tick (1 s)
 	// more, the granularity at which the loop looks.
 	schedule, scheduleTick Schedule
