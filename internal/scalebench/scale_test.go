@@ -37,6 +37,7 @@ var (
 	scaleTargets   = goflag.Int("scale.targets", 1, "scrape targets the generator's series are split over, as a fleet's services each export their own flags' series")
 	scaleJudgeLat  = goflag.Bool("scale.judge-latency", true, "with -scale.latency, judge latency too rather than the error rate only")
 	scaleMinStep   = goflag.Duration("scale.min-step", 30*time.Second, "each step's minimum duration; from 2 minutes on, the run also reports the controller's steady CPU: its CPU per minute while every rollout holds its first step, from 1 minute after the starts to 10 s before that minimum ends, which leaves the starts' one-time work out")
+	scaleScrape    = goflag.Duration("scale.scrape-interval", 10*time.Second, "how often the metric source, embedded or Prometheus, scrapes the generator (the embedded store's default is 15s)")
 	scaleTimeout   = goflag.Duration("scale.timeout", 15*time.Minute, "give up on a run when its rollouts have not finished by then")
 	scaleMemLimit  = goflag.String("scale.gomemlimit", "", "GOMEMLIMIT of the controller, as --auto-gomemlimit-ratio sets it in a memory-limited container (such as 900MiB); empty for none")
 	scaleRestart   = goflag.Duration("scale.restart-after", 0, "stop the controller (SIGTERM, as a deploy does) this long after the rollouts start and start it again on the same data and address; 0 for none")
@@ -47,9 +48,7 @@ var (
 // least -scale.min-step, judged every 10 s.
 const (
 	benchInterval = 10 * time.Second
-	// scrapeInterval is the metric source's, embedded or Prometheus.
-	scrapeInterval = 10 * time.Second
-	adminToken     = "scale-bench-admin-token-0123456789"
+	adminToken    = "scale-bench-admin-token-0123456789"
 	// loopTick is how often vigil serve's loop looks for due rollouts.
 	loopTick = time.Second
 )
@@ -192,7 +191,7 @@ func BenchmarkScale(b *testing.B) {
 			})
 		}
 	}
-	b.Logf("rows for docs/benchmarks.md (rps %v per flag, latency served %v, judged %v, GOMEMLIMIT %q, %d scrape targets):\n%s", *scaleRPS, *scaleLatency, *scaleLatency && *scaleJudgeLat, *scaleMemLimit, max(1, *scaleTargets), strings.Join(rows, "\n"))
+	b.Logf("rows for docs/benchmarks.md (rps %v per flag, latency served %v, judged %v, GOMEMLIMIT %q, %d scrape targets every %v):\n%s", *scaleRPS, *scaleLatency, *scaleLatency && *scaleJudgeLat, *scaleMemLimit, max(1, *scaleTargets), *scaleScrape, strings.Join(rows, "\n"))
 }
 
 // runScale is one run: the generator, the metric source, the controller,
@@ -222,13 +221,13 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	}
 	var prom *promtest.Server
 	if provider == "prometheus" {
-		prom = promtest.Start(b, promtest.Options{Targets: targets, ScrapeInterval: scrapeInterval, StartTimeout: 2 * time.Minute})
+		prom = promtest.Start(b, promtest.Options{Targets: targets, ScrapeInterval: *scaleScrape, StartTimeout: 2 * time.Minute})
 		args = append(args, "--prometheus-url", prom.URL)
 	} else {
 		for _, t := range targets {
 			args = append(args, "--scrape-target", t)
 		}
-		args = append(args, "--scrape-interval", scrapeInterval.String())
+		args = append(args, "--scrape-interval", scaleScrape.String())
 	}
 	env := []string{"VIGIL_ADMIN_TOKEN=" + adminToken}
 	if *scaleMemLimit != "" {
