@@ -291,7 +291,7 @@ func (c *Controller) Tick(ctx context.Context) error {
 // the tick took.
 type tickReport struct {
 	// unscraped are the due rollouts whose read showed no new scrape,
-	// looked at again at the next tick.
+	// looked at again later (scrapes.again).
 	due, judged, unscraped        int
 	states, read, judging, commit time.Duration
 	// warming is the time spent catching up rollouts before their first
@@ -448,13 +448,13 @@ func (c *Controller) judgeDue(ctx context.Context, reads *tickReads, ch dueChunk
 	}
 	ch.rep.due = len(ch.due)
 	began := time.Now()
-	obs, unscraped, read := c.observe(ctx, reads, ch.due, ch.flags, now)
+	obs, again, read := c.observe(ctx, reads, ch.due, ch.flags, now)
 	ch.rep.read, ch.rep.judging = read, time.Since(began)-read
 	for i, s := range ch.due {
-		if unscraped[i] {
+		if !again[i].IsZero() {
 			ch.rep.unscraped++
 			c.trackMu.Lock()
-			c.due.set(s.Key, now.Add(c.opts.Tick))
+			c.due.set(s.Key, again[i])
 			c.trackMu.Unlock()
 			continue
 		}
@@ -601,9 +601,9 @@ func (c *Controller) untrack(key string) {
 // missing or not finite (no traffic yet in a cohort) is not: the judge reads
 // it as unreadable, which holds the rollout as inconclusive until
 // maxStepDuration.
-func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollout.State, flags map[string]flag.Flag, now time.Time) ([]rollout.Observation, []bool, time.Duration) {
+func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollout.State, flags map[string]flag.Flag, now time.Time) ([]rollout.Observation, []time.Time, time.Duration) {
 	obs := make([]rollout.Observation, len(due))
-	unscraped := make([]bool, len(due))
+	again := make([]time.Time, len(due))
 	plans := make([]*plan.Prepared, len(due))
 	var qs []cohort.FlagQuery
 	for i, s := range due {
@@ -628,7 +628,7 @@ func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollou
 		}
 	}
 	if len(qs) == 0 {
-		return obs, unscraped, 0
+		return obs, again, 0
 	}
 	start := time.Now()
 	readings := make(map[string]cohort.Reading, len(qs))
@@ -687,7 +687,9 @@ func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollou
 			Control:   finiteOr(cum.Control.Requests, s.Cohorts.Total.Control),
 		}
 		if !s.Analyzing(now) {
-			unscraped[i] = !c.scrapes.take(s, rd, now, false)
+			if !c.scrapes.take(s, rd, now, false) {
+				again[i] = c.scrapes.again(s, rd, now, c.opts.Tick)
+			}
 			continue
 		}
 		v, next, raw, jerr := c.judge(s, plans[i], cum, now)
@@ -696,13 +698,13 @@ func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollou
 			continue
 		}
 		if !c.scrapes.take(s, rd, now, v.Outcome != judge.Inconclusive) {
-			unscraped[i] = true
+			again[i] = c.scrapes.again(s, rd, now, c.opts.Tick)
 			continue
 		}
 		c.looks.keepJudge(s, raw, next)
 		obs[i].Verdict, obs[i].Judge = v, raw
 	}
-	return obs, unscraped, took
+	return obs, again, took
 }
 
 // tickReads is what the chunks of one tick share of their reads: a read
@@ -713,11 +715,21 @@ type tickReads struct {
 	timedOut error
 }
 
-// scrapes remembers, for each progressing rollout, the latest sample the
-// read of its last look showed.
+// scrapes remembers, for each progressing rollout, what the reads of its
+// looks showed of the metric source's scrapes.
 type scrapes struct {
 	mu sync.Mutex
-	at map[string]time.Time
+	at map[string]scraped
+}
+
+// scraped is what the looks taken at one rollout showed of its scrapes.
+type scraped struct {
+	// latest is the latest sample the last look taken read.
+	latest time.Time
+	// every is the least time between two looks' latest samples: the
+	// source's scrape interval once two looks have read consecutive
+	// scrapes, zero until two have read samples.
+	every time.Duration
 }
 
 // take reports whether a look at s is taken at now, on a read rd whose
@@ -727,7 +739,7 @@ type scrapes struct {
 // committed late), and a deferred read (other rollouts were being caught
 // up) read nothing: an inconclusive look on either would be recorded with
 // nothing new and the next look would be an interval away, so it is taken
-// again at the next tick instead, until half an interval has passed since
+// again later instead (see again), until half an interval has passed since
 // it was due; then it is recorded as it is, so that a source that stopped
 // still shows in the rollout's looks. A decisive verdict (a pass once the
 // step's time is up, or a fail) is taken at once. Skipping a look leaves
@@ -737,15 +749,49 @@ func (sc *scrapes) take(s rollout.State, rd cohort.Reading, now time.Time, decis
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	prev, seen := sc.at[s.Key]
-	stale := rd.Deferred || (seen && !rd.Latest.IsZero() && !rd.Latest.After(prev))
-	if !decisive && stale && now.Before(s.NextLook().Add(s.Plan.Interval.Std()/2)) {
+	stale := rd.Deferred || (seen && !rd.Latest.IsZero() && !rd.Latest.After(prev.latest))
+	if !decisive && stale && now.Before(lookLimit(s)) {
 		return false
 	}
 	if sc.at == nil {
-		sc.at = map[string]time.Time{}
+		sc.at = map[string]scraped{}
 	}
-	sc.at[s.Key] = rd.Latest
+	next := scraped{latest: rd.Latest, every: prev.every}
+	if gap := rd.Latest.Sub(prev.latest); !prev.latest.IsZero() && gap > 0 && (next.every == 0 || gap < next.every) {
+		next.every = gap
+	}
+	sc.at[s.Key] = next
 	return true
+}
+
+// again is when a look at s that take set aside at now, on read rd, is
+// taken again. Where the source's scrape interval is known, that is when
+// its next scrape is due, since reading before then would show nothing new
+// (with scrapes slower than the looks, retrying every tick read the store
+// up to five times a look); otherwise, or when that scrape is late or the
+// read was deferred, the next tick. Never after the look's limit, when
+// take records it as it is.
+func (sc *scrapes) again(s rollout.State, rd cohort.Reading, now time.Time, tick time.Duration) time.Time {
+	sc.mu.Lock()
+	seen := sc.at[s.Key]
+	sc.mu.Unlock()
+	at := now.Add(tick)
+	if rd.Deferred || seen.every == 0 {
+		return at
+	}
+	if next := seen.latest.Add(seen.every); next.After(at) {
+		at = next
+	}
+	if limit := lookLimit(s); at.After(limit) {
+		at = limit
+	}
+	return at
+}
+
+// lookLimit is how long a look at s may wait for a new scrape: half an
+// interval past its due time.
+func lookLimit(s rollout.State) time.Time {
+	return s.NextLook().Add(s.Plan.Interval.Std() / 2)
 }
 
 // forget drops what is remembered of key's rollout.

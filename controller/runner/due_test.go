@@ -562,13 +562,18 @@ func TestNewLeaderReadsDueTimes(t *testing.T) {
 }
 
 // scrapeReader reports every reading's latest sample at *latest, the time
-// of the metric source's last scrape as the test sets it.
+// of the metric source's last scrape as the test sets it, and counts its
+// reads in *reads if set.
 type scrapeReader struct {
 	Reader
 	latest *time.Time
+	reads  *int
 }
 
 func (r scrapeReader) Read(ctx context.Context, now time.Time, qs []cohort.FlagQuery) (map[string]cohort.Reading, error) {
+	if r.reads != nil {
+		*r.reads++
+	}
 	out, err := r.Reader.Read(ctx, now, qs)
 	for k, rd := range out {
 		rd.Latest = *r.latest
@@ -639,6 +644,56 @@ func TestLookWaitsForANewScrape(t *testing.T) {
 	}
 }
 
+// TestLookWaitsForTheNextScrape: with scrapes every 15 s and looks every
+// 10 s, a look that finds no new scrape is taken again when the next scrape
+// is due rather than at every tick. The looks are recorded when reads at
+// every tick would record them, on 9 reads in the first 62 s rather than 15.
+func TestLookWaitsForTheNextScrape(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	putFlag(t, f.st, longStepFlag("checkout"))
+	f.tr.errRate["checkout"] = [2]float64{0.01, 0.01}
+	s, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var latest time.Time
+	reads := 0
+	f.c.opts.Reader = scrapeReader{Reader: f.tr, latest: &latest, reads: &reads}
+	const firstScrape, scrapeEvery = 2 * time.Second, 15 * time.Second
+	var looks []time.Duration
+	rev := s.Revision
+	for range 62 {
+		f.clock.Add(time.Second)
+		at := f.clock.Now().Sub(s.StartedAt)
+		if at >= firstScrape {
+			// Each scrape is stored the moment it is taken.
+			latest = s.StartedAt.Add(firstScrape + (at-firstScrape)/scrapeEvery*scrapeEvery)
+		}
+		if err := f.tr.advance(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.c.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.state(t, "checkout").Revision; got != rev {
+			looks, rev = append(looks, at), got
+		}
+	}
+	// At 30 s and 60 s the read shows the scrape of 15 s before: the look
+	// waits for the next (32 s, 62 s). At 40 s it waits until its limit
+	// (45 s), before the scrape at 47 s, and is recorded as it is.
+	want := []time.Duration{10 * time.Second, 20 * time.Second, 32 * time.Second, 45 * time.Second, 50 * time.Second, 62 * time.Second}
+	if !slices.Equal(looks, want) {
+		t.Errorf("looks recorded at %v, want %v", looks, want)
+	}
+	// At 10, 20, 30, 32, 40, 45, 50, 60 and 62 s; reading at every tick
+	// while a look waits adds 31, 41 to 44 and 61 s.
+	if reads != 9 {
+		t.Errorf("%d reads, want 9", reads)
+	}
+}
+
 // TestScrapesTake: a look is taken again later only when it is not
 // decisive, its read shows no newer sample than the last look's or was
 // deferred, and it is less than half an interval late.
@@ -670,6 +725,50 @@ func TestScrapesTake(t *testing.T) {
 		}
 		if got := sc.take(s, tc.rd, tc.now, tc.decisive); got != tc.want {
 			t.Errorf("%s: take = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestScrapesAgain: a look set aside is taken again when the source's next
+// scrape is due, once two looks have shown its interval; at the next tick
+// before that, when that scrape is late, or when the read was deferred;
+// never after the look's limit, half an interval past its due time.
+func TestScrapesAgain(t *testing.T) {
+	const tick = time.Second
+	due := time.Date(2026, 12, 6, 10, 0, 30, 0, time.UTC)
+	start := due.Add(-30 * time.Second)
+	// NextLook is due: two looks taken since the step began 30 s ago.
+	s := rollout.State{Key: "k", StartedAt: start, StepStartedAt: start, UpdatedAt: due.Add(-9 * time.Second), Phase: rollout.Progressing,
+		Plan: plan.Plan{Interval: plan.Duration(10 * time.Second)}}
+	last := due.Add(-12 * time.Second) // the latest sample the last look read
+	for _, tc := range []struct {
+		name string
+		// seen are the latest samples of the looks taken before, the last
+		// one last.
+		seen []time.Time
+		rd   cohort.Reading
+		now  time.Time
+		want time.Time
+	}{
+		{"interval not known yet", []time.Time{last}, cohort.Reading{Latest: last}, due, due.Add(tick)},
+		{"next scrape due after the next tick", []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Latest: last}, due, last.Add(15 * time.Second)},
+		{"the least interval seen", []time.Time{last.Add(-45 * time.Second), last.Add(-15 * time.Second), last}, cohort.Reading{Latest: last}, due, last.Add(15 * time.Second)},
+		{"next scrape late", []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Latest: last}, due.Add(3500 * time.Millisecond), due.Add(4500 * time.Millisecond)},
+		{"next scrape due after the limit", []time.Time{last.Add(-30 * time.Second), last}, cohort.Reading{Latest: last}, due, due.Add(5 * time.Second)},
+		{"deferred", []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Deferred: true}, due, due.Add(tick)},
+	} {
+		var sc scrapes
+		for i, latest := range tc.seen {
+			at := due.Add(time.Duration(i-len(tc.seen)) * 10 * time.Second)
+			if !sc.take(s, cohort.Reading{Latest: latest}, at, false) {
+				t.Fatalf("%s: look %d was not taken", tc.name, i)
+			}
+		}
+		if sc.take(s, tc.rd, tc.now, false) {
+			t.Fatalf("%s: the look was taken, want it set aside", tc.name)
+		}
+		if got := sc.again(s, tc.rd, tc.now, tick); !got.Equal(tc.want) {
+			t.Errorf("%s: again at %v, want %v", tc.name, got.Sub(due), tc.want.Sub(due))
 		}
 	}
 }
