@@ -726,9 +726,9 @@ type scrapes struct {
 type scraped struct {
 	// latest is the latest sample the last look taken read.
 	latest time.Time
-	// every is the least time between two looks' latest samples: the
-	// source's scrape interval once two looks have read consecutive
-	// scrapes, zero until two have read samples.
+	// every is the least time between two looks' latest samples, zero
+	// until two have read samples: with scrapes slower than the looks,
+	// their interval once two looks have read consecutive scrapes.
 	every time.Duration
 }
 
@@ -765,18 +765,20 @@ func (sc *scrapes) take(s rollout.State, rd cohort.Reading, now time.Time, decis
 }
 
 // again is when a look at s that take set aside at now, on read rd, is
-// taken again. Where the source's scrape interval is known, that is when
-// its next scrape is due, since reading before then would show nothing new
-// (with scrapes slower than the looks, retrying every tick read the store
-// up to five times a look); otherwise, or when that scrape is late or the
-// read was deferred, the next tick. Never after the look's limit, when
-// take records it as it is.
+// taken again. Where the looks have shown scrapes slower than themselves
+// (samples farther apart than the interval), that is when the next scrape
+// is due, since reading before then would show nothing new: retrying at
+// every tick read the store up to five times a look. Otherwise, or when
+// that scrape is late or the read was deferred, the next tick: with
+// scrapes as fast as the looks or faster, the spacing of the looks' samples
+// is the looks', not the scrapes', and a missing scrape is a late one.
+// Never after the look's limit, when take records it as it is.
 func (sc *scrapes) again(s rollout.State, rd cohort.Reading, now time.Time, tick time.Duration) time.Time {
 	sc.mu.Lock()
 	seen := sc.at[s.Key]
 	sc.mu.Unlock()
 	at := now.Add(tick)
-	if rd.Deferred || seen.every == 0 {
+	if rd.Deferred || seen.every <= s.Plan.Interval.Std() {
 		return at
 	}
 	if next := seen.latest.Add(seen.every); next.After(at) {

@@ -730,9 +730,10 @@ func TestScrapesTake(t *testing.T) {
 }
 
 // TestScrapesAgain: a look set aside is taken again when the source's next
-// scrape is due, once two looks have shown its interval; at the next tick
-// before that, when that scrape is late, or when the read was deferred;
-// never after the look's limit, half an interval past its due time.
+// scrape is due, once looks have shown scrapes slower than themselves; at
+// the next tick before that, with scrapes as fast as the looks, when that
+// scrape is late, or when the read was deferred; never after the look's
+// limit, half an interval past its due time.
 func TestScrapesAgain(t *testing.T) {
 	const tick = time.Second
 	due := time.Date(2026, 12, 6, 10, 0, 30, 0, time.UTC)
@@ -751,6 +752,7 @@ func TestScrapesAgain(t *testing.T) {
 		want time.Time
 	}{
 		{"interval not known yet", []time.Time{last}, cohort.Reading{Latest: last}, due, due.Add(tick)},
+		{"scrapes as fast as the looks", []time.Time{last.Add(-10 * time.Second), last}, cohort.Reading{Latest: last}, due, due.Add(tick)},
 		{"next scrape due after the next tick", []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Latest: last}, due, last.Add(15 * time.Second)},
 		{"the least interval seen", []time.Time{last.Add(-45 * time.Second), last.Add(-15 * time.Second), last}, cohort.Reading{Latest: last}, due, last.Add(15 * time.Second)},
 		{"next scrape late", []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Latest: last}, due.Add(3500 * time.Millisecond), due.Add(4500 * time.Millisecond)},
