@@ -592,18 +592,26 @@ func longStepFlag(key string) flag.Flag {
 	return f
 }
 
-// TestLookWaitsForANewScrape: a due look whose read shows no sample newer
-// than the last look's is not recorded but taken again at the next tick;
-// once half an interval has passed it is recorded all the same.
-func TestLookWaitsForANewScrape(t *testing.T) {
+// startLongStep starts a rollout of longStepFlag("checkout"), whose
+// cohorts fail alike, on a new fixture.
+func startLongStep(t *testing.T) (*fixture, rollout.State) {
+	t.Helper()
 	f := newFixture(t, openSQLite(t))
-	ctx := context.Background()
 	putFlag(t, f.st, longStepFlag("checkout"))
 	f.tr.errRate["checkout"] = [2]float64{0.01, 0.01}
-	s, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"})
+	s, err := f.c.Command(context.Background(), "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return f, s
+}
+
+// TestLookWaitsForANewScrape: a due look whose read shows no sample newer
+// than the last look's is not recorded but taken again later; once half an
+// interval has passed it is recorded all the same.
+func TestLookWaitsForANewScrape(t *testing.T) {
+	f, s := startLongStep(t)
+	ctx := context.Background()
 	var latest time.Time
 	f.c.opts.Reader = scrapeReader{Reader: f.tr, latest: &latest}
 	looks := 0
@@ -649,14 +657,8 @@ func TestLookWaitsForANewScrape(t *testing.T) {
 // is due rather than at every tick. The looks are recorded when reads at
 // every tick would record them, on 9 reads in the first 62 s rather than 15.
 func TestLookWaitsForTheNextScrape(t *testing.T) {
-	f := newFixture(t, openSQLite(t))
+	f, s := startLongStep(t)
 	ctx := context.Background()
-	putFlag(t, f.st, longStepFlag("checkout"))
-	f.tr.errRate["checkout"] = [2]float64{0.01, 0.01}
-	s, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var latest time.Time
 	reads := 0
 	f.c.opts.Reader = scrapeReader{Reader: f.tr, latest: &latest, reads: &reads}
