@@ -569,7 +569,7 @@ func (c *Controller) track(s rollout.State, rev int64) {
 		}
 		c.tracked[s.Key] = rev
 	}
-	c.due.set(s.Key, s.NextLook())
+	c.due.set(s.Key, c.scrapes.nextLook(s))
 	c.noteNew(s)
 	if s.Phase != rollout.Progressing {
 		c.looks.drop(s.Key)
@@ -778,16 +778,42 @@ func (sc *scrapes) again(s rollout.State, rd cohort.Reading, now time.Time, tick
 	seen := sc.at[s.Key]
 	sc.mu.Unlock()
 	at := now.Add(tick)
-	if rd.Deferred || seen.every <= s.Plan.Interval.Std() {
+	if rd.Deferred {
 		return at
 	}
-	if next := seen.latest.Add(seen.every); next.After(at) {
-		at = next
+	return seen.notBefore(s, at)
+}
+
+// nextLook is when the next look at s is due: at its interval
+// (s.NextLook), or, where its looks have shown scrapes slower than
+// themselves and the next scrape is due after that, at that scrape, up to
+// the look's limit, since a read before it would show nothing new.
+func (sc *scrapes) nextLook(s rollout.State) time.Time {
+	due := s.NextLook()
+	if due.IsZero() {
+		return due
 	}
-	if limit := lookLimit(s); at.After(limit) {
-		at = limit
+	sc.mu.Lock()
+	seen := sc.at[s.Key]
+	sc.mu.Unlock()
+	return seen.notBefore(s, due)
+}
+
+// notBefore returns t, or the time s's next scrape is due if the looks
+// have shown scrapes slower than themselves and it is due after t, but not
+// after the look's limit (nor before t).
+func (seen scraped) notBefore(s rollout.State, t time.Time) time.Time {
+	if seen.every <= s.Plan.Interval.Std() {
+		return t
 	}
-	return at
+	next := seen.latest.Add(seen.every)
+	if limit := lookLimit(s); next.After(limit) {
+		next = limit
+	}
+	if next.After(t) {
+		return next
+	}
+	return t
 }
 
 // lookLimit is how long a look at s may wait for a new scrape: half an

@@ -653,9 +653,10 @@ func TestLookWaitsForANewScrape(t *testing.T) {
 }
 
 // TestLookWaitsForTheNextScrape: with scrapes every 15 s and looks every
-// 10 s, a look that finds no new scrape is taken again when the next scrape
-// is due rather than at every tick. The looks are recorded when reads at
-// every tick would record them, on 9 reads in the first 62 s rather than 15.
+// 10 s, a look whose next scrape is due after it waits for that scrape
+// rather than reading nothing new and reading again at every tick. The
+// looks are recorded when reads at every tick would record them, on 6
+// reads in the first 62 s rather than 15.
 func TestLookWaitsForTheNextScrape(t *testing.T) {
 	f, s := startLongStep(t)
 	ctx := context.Background()
@@ -682,17 +683,18 @@ func TestLookWaitsForTheNextScrape(t *testing.T) {
 			looks, rev = append(looks, at), got
 		}
 	}
-	// At 30 s and 60 s the read shows the scrape of 15 s before: the look
-	// waits for the next (32 s, 62 s). At 40 s it waits until its limit
-	// (45 s), before the scrape at 47 s, and is recorded as it is.
+	// Once the first two looks (10 s and 20 s) have shown scrapes 15 s
+	// apart, the look due at 30 s waits for the scrape at 32 s, and the one
+	// at 60 s for 62 s; the one at 40 s waits until its limit (45 s), before
+	// the scrape at 47 s, and is recorded as it is.
 	want := []time.Duration{10 * time.Second, 20 * time.Second, 32 * time.Second, 45 * time.Second, 50 * time.Second, 62 * time.Second}
 	if !slices.Equal(looks, want) {
 		t.Errorf("looks recorded at %v, want %v", looks, want)
 	}
-	// At 10, 20, 30, 32, 40, 45, 50, 60 and 62 s; reading at every tick
-	// while a look waits adds 31, 41 to 44 and 61 s.
-	if reads != 9 {
-		t.Errorf("%d reads, want 9", reads)
+	// One a look; reading at every look's interval and then at every tick
+	// while it waits adds 30, 31, 40 to 44, 60 and 61 s.
+	if reads != len(want) {
+		t.Errorf("%d reads, want %d", reads, len(want))
 	}
 }
 
