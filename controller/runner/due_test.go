@@ -758,7 +758,7 @@ func TestScrapesAgain(t *testing.T) {
 		{"interval not known yet", []time.Time{last}, cohort.Reading{Latest: last}, due, due.Add(tick)},
 		{"scrapes as fast as the looks", []time.Time{last.Add(-10 * time.Second), last}, cohort.Reading{Latest: last}, due, due.Add(tick)},
 		{"next scrape due after the next tick", []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Latest: last}, due, last.Add(15 * time.Second)},
-		{"the least interval seen", []time.Time{last.Add(-45 * time.Second), last.Add(-15 * time.Second), last}, cohort.Reading{Latest: last}, due, last.Add(15 * time.Second)},
+		{"the least interval seen, not the last", []time.Time{last.Add(-45 * time.Second), last.Add(-30 * time.Second), last}, cohort.Reading{Latest: last}, due, last.Add(15 * time.Second)},
 		{"next scrape late", []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Latest: last}, due.Add(3500 * time.Millisecond), due.Add(4500 * time.Millisecond)},
 		{"next scrape due after the limit", []time.Time{last.Add(-30 * time.Second), last}, cohort.Reading{Latest: last}, due, due.Add(5 * time.Second)},
 		{"deferred", []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Deferred: true}, due, due.Add(tick)},
