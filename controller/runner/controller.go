@@ -774,14 +774,11 @@ func (sc *scrapes) take(s rollout.State, rd cohort.Reading, now time.Time, decis
 // is the looks', not the scrapes', and a missing scrape is a late one.
 // Never after the look's limit, when take records it as it is.
 func (sc *scrapes) again(s rollout.State, rd cohort.Reading, now time.Time, tick time.Duration) time.Time {
-	sc.mu.Lock()
-	seen := sc.at[s.Key]
-	sc.mu.Unlock()
 	at := now.Add(tick)
 	if rd.Deferred {
 		return at
 	}
-	return seen.notBefore(s, at)
+	return sc.of(s.Key).notBefore(s, at)
 }
 
 // nextLook is when the next look at s is due: at its interval
@@ -793,10 +790,14 @@ func (sc *scrapes) nextLook(s rollout.State) time.Time {
 	if due.IsZero() {
 		return due
 	}
+	return sc.of(s.Key).notBefore(s, due)
+}
+
+// of returns what the looks taken at key's rollout showed.
+func (sc *scrapes) of(key string) scraped {
 	sc.mu.Lock()
-	seen := sc.at[s.Key]
-	sc.mu.Unlock()
-	return seen.notBefore(s, due)
+	defer sc.mu.Unlock()
+	return sc.at[key]
 }
 
 // notBefore returns t, or the time s's next scrape is due if the looks
