@@ -55,7 +55,7 @@ var (
 	// the interval at the demo plan's α of 0.001.
 	demoJudgeLine = regexp.MustCompile(`(?m)^      (error-rate|latency): treatment .+? ([\d.]+)% vs control ([\d.]+)% \(ratio ([\d.]+)(?:, 99\.9% CI ([\d.]+) to (?:over )?([\d.]+))?[,)].*: (fail|inconclusive, .*|pass)$`)
 	// A rollback on the checks' combined evidence.
-	demoCombinedFail = regexp.MustCompile(`(?m)-> rolled_back .*the judge found the treatment worse than control: combined evidence of \d+ checks reached e-value [\d.]+ of [\d.]+: fail$`)
+	demoCombinedFail = regexp.MustCompile(`(?m)-> rolled_back .*the judge found the treatment worse than control: combined evidence of \d+ checks reached e-value [\d.]+(?:e[+-]\d+)? of [\d.]+: fail$`)
 	// Each cohort of the live view: requests, errors, p95 latency.
 	demoCohortRow = regexp.MustCompile(`(?m)^   (treatment|control) +\d+ +\d+ \([\d.]+%\) +[\d.]+ m?s$`)
 	demoEndToEnd  = regexp.MustCompile(`(?m)^  fast-payments: treatment (\d+) of (\d+) failed \([\d.]+%\), control (\d+) of (\d+) \([\d.]+%\): [\d.]+ times as often(?: \(95% CI [\d.]+ to [\d.]+\))?$`)
