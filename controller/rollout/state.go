@@ -134,6 +134,17 @@ func (s *State) Analyzing(now time.Time) bool {
 	return s.Phase == Progressing && !now.Before(s.AnalysisStartsAt)
 }
 
+// PassFrom is when a pass can first move the current step on: once the
+// step has run its minimum duration and its warm-up is over. A look from
+// then on may pass on counts a look before it read (see Step).
+func (s *State) PassFrom() time.Time {
+	from := s.StepStartedAt.Add(s.Plan.MinStepDuration.Std())
+	if s.AnalysisStartsAt.After(from) {
+		return s.AnalysisStartsAt
+	}
+	return from
+}
+
 // Active reports whether the rollout holds a treatment share that a person
 // or the loop may still change: progressing or paused.
 func (s *State) Active() bool {

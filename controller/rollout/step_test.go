@@ -268,6 +268,23 @@ func TestNextLookKeepsToTheStepsClock(t *testing.T) {
 	}
 }
 
+// TestPassFrom: a pass can move a step on once both its minimum duration
+// and its warm-up are over, whichever ends later.
+func TestPassFrom(t *testing.T) {
+	for _, tc := range []struct {
+		plan string
+		want time.Duration
+	}{
+		{`{"interval": "10s", "minStepDuration": "30s"}`, 30 * time.Second},
+		{`{"interval": "10s", "minStepDuration": "30s", "warmup": "45s"}`, 45 * time.Second},
+	} {
+		s := started(t, spec(t, tc.plan))
+		if got := s.PassFrom(); !got.Equal(at(tc.want)) {
+			t.Errorf("%s: a pass from +%v, want +%v", tc.plan, got.Sub(at(0)), tc.want)
+		}
+	}
+}
+
 func TestStepAdvanceStartsTheNextStep(t *testing.T) {
 	s := started(t, nil)
 	total := judge.RequestCounts{Treatment: 600, Control: 60000}

@@ -750,7 +750,7 @@ func (sc *scrapes) take(s rollout.State, rd cohort.Reading, now time.Time, decis
 	defer sc.mu.Unlock()
 	prev, seen := sc.at[s.Key]
 	stale := rd.Deferred || (seen && !rd.Latest.IsZero() && !rd.Latest.After(prev.latest))
-	if !decisive && stale && now.Before(lookLimit(s)) {
+	if !decisive && stale && now.Before(prev.limit(s)) {
 		return false
 	}
 	if sc.at == nil {
@@ -766,31 +766,31 @@ func (sc *scrapes) take(s rollout.State, rd cohort.Reading, now time.Time, decis
 
 // again is when a look at s that take set aside at now, on read rd, is
 // taken again. Where the looks have shown scrapes slower than themselves
-// (samples farther apart than the interval), that is when the next scrape
-// is due, since reading before then would show nothing new: retrying at
-// every tick read the store up to five times a look. Otherwise, or when
-// that scrape is late or the read was deferred, the next tick: with
-// scrapes as fast as the looks or faster, the spacing of the looks' samples
-// is the looks', not the scrapes', and a missing scrape is a late one.
-// Never after the look's limit, when take records it as it is.
+// (see slower), that is when the next scrape is due (see notBefore), since
+// reading before then would show nothing new: retrying at every tick read
+// the store up to five times a look. Otherwise, or when that scrape is
+// late or the read was deferred, the next tick: with scrapes as fast as
+// the looks or faster, the spacing of the looks' samples is the looks',
+// not the scrapes', and a missing scrape is a late one. Past the look's
+// limit take records it as it is.
 func (sc *scrapes) again(s rollout.State, rd cohort.Reading, now time.Time, tick time.Duration) time.Time {
 	at := now.Add(tick)
 	if rd.Deferred {
 		return at
 	}
-	return sc.of(s.Key).notBefore(s, at)
+	return sc.of(s.Key).notBefore(s, now, at)
 }
 
 // nextLook is when the next look at s is due: at its interval
 // (s.NextLook), or, where its looks have shown scrapes slower than
-// themselves and the next scrape is due after that, at that scrape, up to
-// the look's limit, since a read before it would show nothing new.
+// themselves and the next scrape is due after that, at that scrape, since
+// a read before it would show nothing new.
 func (sc *scrapes) nextLook(s rollout.State) time.Time {
 	due := s.NextLook()
 	if due.IsZero() {
 		return due
 	}
-	return sc.of(s.Key).notBefore(s, due)
+	return sc.of(s.Key).notBefore(s, s.UpdatedAt, due)
 }
 
 // of returns what the looks taken at key's rollout showed.
@@ -801,26 +801,53 @@ func (sc *scrapes) of(key string) scraped {
 }
 
 // notBefore returns t, or the time s's next scrape is due if the looks
-// have shown scrapes slower than themselves and it is due after t, but not
-// after the look's limit (nor before t).
-func (seen scraped) notBefore(s rollout.State, t time.Time) time.Time {
-	if seen.every <= s.Plan.Interval.Std() {
+// have shown scrapes slower than themselves and it is due after t.
+//
+// For a look last tried at tried, before a pass can first move the step
+// on (rollout.State.PassFrom), a scrape due after that moment or less than
+// half an interval before it is waited for only until that moment: a look
+// then may pass on the counts already read, while one a moment before it
+// cannot pass, and its commit, stamped after that moment, moves the step's
+// next look an interval on. With 15 s scrapes and 10 s looks, either held
+// 400 of the scale benchmark's 2,000 steps more than an interval past
+// their minimum (docs/benchmarks.md).
+func (seen scraped) notBefore(s rollout.State, tried, t time.Time) time.Time {
+	next := seen.latest.Add(seen.every)
+	if !seen.slower(s) || !next.After(t) {
 		return t
 	}
-	next := seen.latest.Add(seen.every)
-	if limit := lookLimit(s); next.After(limit) {
-		next = limit
+	if from := s.PassFrom(); tried.Before(from) && next.After(from.Add(-s.Plan.Interval.Std()/2)) {
+		if t.After(from) {
+			return t
+		}
+		return from
 	}
-	if next.After(t) {
-		return next
-	}
-	return t
+	return next
 }
 
-// lookLimit is how long a look at s may wait for a new scrape: half an
-// interval past its due time.
-func lookLimit(s rollout.State) time.Time {
-	return s.NextLook().Add(s.Plan.Interval.Std() / 2)
+// slower reports whether the looks at s have shown scrapes slower than
+// themselves: samples more than a tenth of an interval farther apart than
+// the interval. Scrapes as often as the looks are stamped a few
+// milliseconds off their interval on a busy machine, and such a drift
+// takes hundreds of looks to leave one with nothing new.
+func (seen scraped) slower(s rollout.State) bool {
+	every := s.Plan.Interval.Std()
+	return seen.every > every+every/10
+}
+
+// limit is how long a look at s may wait for a new scrape: half an interval
+// past its due time, or past the next scrape where the looks have shown
+// scrapes slower than themselves and that is later. A scrape slower than
+// the looks leaves some looks nothing new for most of an interval; such a
+// look then waits for the scrape rather than being recorded with nothing
+// new a moment before it comes.
+func (seen scraped) limit(s rollout.State) time.Time {
+	half := s.Plan.Interval.Std() / 2
+	limit := s.NextLook().Add(half)
+	if scrape := seen.latest.Add(seen.every + half); seen.slower(s) && scrape.After(limit) {
+		return scrape
+	}
+	return limit
 }
 
 // forget drops what is remembered of key's rollout.

@@ -637,7 +637,9 @@ func TestLookWaitsForANewScrape(t *testing.T) {
 			looks++
 		}
 	}
-	latest = f.clock.Now()
+	// Scrapes every 10 s, as often as the looks; the one at 20 s is
+	// committed a second late.
+	latest = f.clock.Now().Add(10 * time.Second)
 	tick(10*time.Second, true) // the first look
 	tick(10*time.Second, false)
 	latest = f.clock.Now()
@@ -654,9 +656,9 @@ func TestLookWaitsForANewScrape(t *testing.T) {
 
 // TestLookWaitsForTheNextScrape: with scrapes every 15 s and looks every
 // 10 s, a look whose next scrape is due after it waits for that scrape
-// rather than reading nothing new and reading again at every tick. The
-// looks are recorded when reads at every tick would record them, on 6
-// reads in the first 62 s rather than 15.
+// rather than reading nothing new and reading again at every tick: 5 reads
+// in the first 62 s, each with a new scrape, where reads at every tick
+// took 15 and recorded a look with nothing new at 45 s.
 func TestLookWaitsForTheNextScrape(t *testing.T) {
 	f, s := startLongStep(t)
 	ctx := context.Background()
@@ -684,23 +686,69 @@ func TestLookWaitsForTheNextScrape(t *testing.T) {
 		}
 	}
 	// Once the first two looks (10 s and 20 s) have shown scrapes 15 s
-	// apart, the look due at 30 s waits for the scrape at 32 s, and the one
-	// at 60 s for 62 s; the one at 40 s waits until its limit (45 s), before
-	// the scrape at 47 s, and is recorded as it is.
-	want := []time.Duration{10 * time.Second, 20 * time.Second, 32 * time.Second, 45 * time.Second, 50 * time.Second, 62 * time.Second}
+	// apart, the look due at 30 s waits for the scrape at 32 s, the one at
+	// 40 s for 47 s, and the one at 50 s for 62 s.
+	want := []time.Duration{10 * time.Second, 20 * time.Second, 32 * time.Second, 47 * time.Second, 62 * time.Second}
 	if !slices.Equal(looks, want) {
 		t.Errorf("looks recorded at %v, want %v", looks, want)
 	}
 	// One a look; reading at every look's interval and then at every tick
-	// while it waits adds 30, 31, 40 to 44, 60 and 61 s.
+	// while it waits adds 30, 31, 40 to 44, 50, 60 and 61 s.
 	if reads != len(want) {
 		t.Errorf("%d reads, want %d", reads, len(want))
 	}
 }
 
+// TestLookThatOpensTheStepIsNotPutOff: with scrapes every 15 s and looks
+// every 10 s in steps of at least 2 minutes, the looks wait for the scrapes
+// (32, 47, ... 107 s), but the one due at 110 s is taken at 120 s, the
+// first moment a pass can move the step on, on the scrape of 107 s that the
+// look before it read, rather than put off to the scrape at 122 s; it
+// passes the step there.
+func TestLookThatOpensTheStepIsNotPutOff(t *testing.T) {
+	f := newFixture(t, openSQLite(t))
+	ctx := context.Background()
+	fl := checkoutFlag("checkout")
+	fl.Rollout.Plan = json.RawMessage(`{"interval": "10s", "minStepDuration": "2m", "maxStepDuration": "10m",
+		"minRequests": 200, "metrics": [{"name": "error-rate", "tolerance": 1.2, "maxRatio": 0}]}`)
+	putFlag(t, f.st, fl)
+	f.tr.errRate["checkout"] = [2]float64{0.01, 0.01}
+	s, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var latest time.Time
+	reads := 0
+	f.c.opts.Reader = scrapeReader{Reader: f.tr, latest: &latest, reads: &reads}
+	const firstScrape, scrapeEvery = 2 * time.Second, 15 * time.Second
+	for range 125 {
+		f.clock.Add(time.Second)
+		at := f.clock.Now().Sub(s.StartedAt)
+		if at >= firstScrape {
+			latest = s.StartedAt.Add(firstScrape + (at-firstScrape)/scrapeEvery*scrapeEvery)
+		}
+		if err := f.tr.advance(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.c.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.state(t, "checkout"); got.Step > 0 {
+			if held := got.StepStartedAt.Sub(s.StepStartedAt); held != 2*time.Minute {
+				t.Fatalf("the first step was held %v, want 2m0s (%d reads)", held, reads)
+			}
+			return
+		}
+	}
+	st := f.state(t, "checkout")
+	t.Fatalf("the first step was not passed in 125 s: %s, %+v", st.Phase, st.Verdict)
+}
+
 // TestScrapesTake: a look is taken again later only when it is not
 // decisive, its read shows no newer sample than the last look's or was
-// deferred, and it is less than half an interval late.
+// deferred, and it is less than half an interval late, or, where looks
+// have shown scrapes slower than themselves, less than half an interval
+// past the next scrape.
 func TestScrapesTake(t *testing.T) {
 	due := time.Date(2026, 12, 6, 10, 0, 30, 0, time.UTC)
 	start := due.Add(-30 * time.Second)
@@ -731,13 +779,28 @@ func TestScrapesTake(t *testing.T) {
 			t.Errorf("%s: take = %v, want %v", tc.name, got, tc.want)
 		}
 	}
+	// Where looks have shown scrapes 15 s apart, the next is due 3 s after
+	// the look, and a look with nothing new waits until half an interval
+	// past it.
+	var sc scrapes
+	sc.take(s, cohort.Reading{Latest: last.Add(-15 * time.Second)}, due.Add(-20*time.Second), false)
+	sc.take(s, cohort.Reading{Latest: last}, due.Add(-10*time.Second), false)
+	for _, tc := range []struct {
+		late time.Duration
+		want bool
+	}{{5 * time.Second, false}, {7900 * time.Millisecond, false}, {8 * time.Second, true}} {
+		if got := sc.take(s, cohort.Reading{Latest: last}, due.Add(tc.late), false); got != tc.want {
+			t.Errorf("scrapes slower than the looks, no newer sample %v late: take = %v, want %v", tc.late, got, tc.want)
+		}
+	}
 }
 
 // TestScrapesAgain: a look set aside is taken again when the source's next
-// scrape is due, once looks have shown scrapes slower than themselves; at
-// the next tick before that, with scrapes as fast as the looks, when that
-// scrape is late, or when the read was deferred; never after the look's
-// limit, half an interval past its due time.
+// scrape is due, once looks have shown scrapes slower than themselves, even
+// more than half an interval after the look was due, but not after a pass
+// can first move the step on; at the next tick before that, with scrapes as
+// fast as the looks, when that scrape is late, or when the read was
+// deferred.
 func TestScrapesAgain(t *testing.T) {
 	const tick = time.Second
 	due := time.Date(2026, 12, 6, 10, 0, 30, 0, time.UTC)
@@ -757,10 +820,11 @@ func TestScrapesAgain(t *testing.T) {
 	}{
 		{"interval not known yet", []time.Time{last}, cohort.Reading{Latest: last}, due, due.Add(tick)},
 		{"scrapes as fast as the looks", []time.Time{last.Add(-10 * time.Second), last}, cohort.Reading{Latest: last}, due, due.Add(tick)},
+		{"scrapes less than a tenth of an interval slower", []time.Time{last.Add(-10900 * time.Millisecond), last}, cohort.Reading{Latest: last}, due.Add(-3 * time.Second), due.Add(-2 * time.Second)},
 		{"next scrape due after the next tick", []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Latest: last}, due, last.Add(15 * time.Second)},
 		{"the least interval seen, not the last", []time.Time{last.Add(-45 * time.Second), last.Add(-30 * time.Second), last}, cohort.Reading{Latest: last}, due, last.Add(15 * time.Second)},
 		{"next scrape late", []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Latest: last}, due.Add(3500 * time.Millisecond), due.Add(4500 * time.Millisecond)},
-		{"next scrape due after the limit", []time.Time{last.Add(-30 * time.Second), last}, cohort.Reading{Latest: last}, due, due.Add(5 * time.Second)},
+		{"next scrape due more than half an interval late", []time.Time{last.Add(-30 * time.Second), last}, cohort.Reading{Latest: last}, due, last.Add(30 * time.Second)},
 		{"deferred", []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Deferred: true}, due, due.Add(tick)},
 	} {
 		var sc scrapes
@@ -776,6 +840,30 @@ func TestScrapesAgain(t *testing.T) {
 		if got := sc.again(s, tc.rd, tc.now, tick); !got.Equal(tc.want) {
 			t.Errorf("%s: again at %v, want %v", tc.name, got.Sub(due), tc.want.Sub(due))
 		}
+	}
+	// With scrapes 15 s apart the next is due 3 s after the look, but a
+	// pass can move the step on 1 s after it (a minimum of 31 s): a look
+	// tried before then is taken again then; one tried then waits for the
+	// scrape.
+	gated := s
+	gated.Plan.MinStepDuration = plan.Duration(31 * time.Second)
+	var sc scrapes
+	sc.take(gated, cohort.Reading{Latest: last.Add(-15 * time.Second)}, due.Add(-20*time.Second), false)
+	sc.take(gated, cohort.Reading{Latest: last}, due.Add(-10*time.Second), false)
+	rd := cohort.Reading{Latest: last}
+	const short = 500 * time.Millisecond
+	if got := sc.again(gated, rd, due, short); !got.Equal(due.Add(time.Second)) {
+		t.Errorf("tried before a pass can move the step on: again at %v, want 1s", got.Sub(due))
+	}
+	if got := sc.again(gated, rd, due.Add(time.Second), short); !got.Equal(due.Add(3 * time.Second)) {
+		t.Errorf("tried when a pass can move the step on: again at %v, want 3s", got.Sub(due))
+	}
+	// A minimum of 34 s: the scrape is due a second before a pass can move
+	// the step on; a look then could not pass, and the look waits for that
+	// moment.
+	gated.Plan.MinStepDuration = plan.Duration(34 * time.Second)
+	if got := sc.again(gated, rd, due, short); !got.Equal(due.Add(4 * time.Second)) {
+		t.Errorf("the scrape due just before a pass can move the step on: again at %v, want 4s", got.Sub(due))
 	}
 }
 
