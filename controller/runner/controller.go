@@ -739,9 +739,9 @@ type scraped struct {
 // committed late), and a deferred read (other rollouts were being caught
 // up) read nothing: an inconclusive look on either would be recorded with
 // nothing new and the next look would be an interval away, so it is taken
-// again later instead (see again), until half an interval has passed since
-// it was due; then it is recorded as it is, so that a source that stopped
-// still shows in the rollout's looks. A decisive verdict (a pass once the
+// again later instead (see again), until its limit (see limit); then it is
+// recorded as it is, so that a source that stopped still shows in the
+// rollout's looks. A decisive verdict (a pass once the
 // step's time is up, or a fail) is taken at once. Skipping a look leaves
 // the judge's state as it was, as if the look had not been taken, which its
 // sequential test allows.
