@@ -291,7 +291,7 @@ func (c *Controller) Tick(ctx context.Context) error {
 // the tick took.
 type tickReport struct {
 	// unscraped are the due rollouts whose read showed no new scrape,
-	// looked at again later (scrapes.again).
+	// looked at again later (scrapes.take).
 	due, judged, unscraped        int
 	states, read, judging, commit time.Duration
 	// warming is the time spent catching up rollouts before their first
@@ -687,9 +687,7 @@ func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollou
 			Control:   finiteOr(cum.Control.Requests, s.Cohorts.Total.Control),
 		}
 		if !s.Analyzing(now) {
-			if !c.scrapes.take(s, rd, now, false) {
-				again[i] = c.scrapes.again(s, rd, now, c.opts.Tick)
-			}
+			again[i] = c.scrapes.take(s, rd, now, false, c.opts.Tick)
 			continue
 		}
 		v, next, raw, jerr := c.judge(s, plans[i], cum, now)
@@ -697,8 +695,7 @@ func (c *Controller) observe(ctx context.Context, reads *tickReads, due []rollou
 			obs[i].Err = jerr
 			continue
 		}
-		if !c.scrapes.take(s, rd, now, v.Outcome != judge.Inconclusive) {
-			again[i] = c.scrapes.again(s, rd, now, c.opts.Tick)
+		if again[i] = c.scrapes.take(s, rd, now, v.Outcome != judge.Inconclusive, c.opts.Tick); !again[i].IsZero() {
 			continue
 		}
 		c.looks.keepJudge(s, raw, next)
@@ -732,26 +729,26 @@ type scraped struct {
 	every time.Duration
 }
 
-// take reports whether a look at s is taken at now, on a read rd whose
-// verdict is decisive or not, and if so remembers rd's latest sample. A
+// take records a look at s taken at now, on a read rd whose verdict is
+// decisive or not, remembering rd's latest sample, and returns the zero
+// time; or it sets the look aside and returns when it is taken again. A
 // read that shows no sample newer than the last look's found the metric
 // source not scraped since (a scrape slower than the look interval, or one
 // committed late), and a deferred read (other rollouts were being caught
 // up) read nothing: an inconclusive look on either would be recorded with
-// nothing new and the next look would be an interval away, so it is taken
-// again later instead (see again), until its limit (see limit); then it is
-// recorded as it is, so that a source that stopped still shows in the
-// rollout's looks. A decisive verdict (a pass once the
-// step's time is up, or a fail) is taken at once. Skipping a look leaves
-// the judge's state as it was, as if the look had not been taken, which its
-// sequential test allows.
-func (sc *scrapes) take(s rollout.State, rd cohort.Reading, now time.Time, decisive bool) bool {
+// nothing new and the next look would be an interval away, so it is set
+// aside (see again), until its limit (see limit); then it is recorded as
+// it is, so that a source that stopped still shows in the rollout's looks.
+// A decisive verdict (a pass once the step's time is up, or a fail) is
+// taken at once. Setting a look aside leaves the judge's state as it was,
+// as if the look had not been taken, which its sequential test allows.
+func (sc *scrapes) take(s rollout.State, rd cohort.Reading, now time.Time, decisive bool, tick time.Duration) time.Time {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	prev, seen := sc.at[s.Key]
 	stale := rd.Deferred || (seen && !rd.Latest.IsZero() && !rd.Latest.After(prev.latest))
 	if !decisive && stale && now.Before(prev.limit(s)) {
-		return false
+		return prev.again(s, rd, now, tick)
 	}
 	if sc.at == nil {
 		sc.at = map[string]scraped{}
@@ -761,24 +758,23 @@ func (sc *scrapes) take(s rollout.State, rd cohort.Reading, now time.Time, decis
 		next.every = gap
 	}
 	sc.at[s.Key] = next
-	return true
+	return time.Time{}
 }
 
-// again is when a look at s that take set aside at now, on read rd, is
-// taken again. Where the looks have shown scrapes slower than themselves
-// (see slower), that is when the next scrape is due (see notBefore), since
-// reading before then would show nothing new: retrying at every tick read
-// the store up to five times a look. Otherwise, or when that scrape is
-// late or the read was deferred, the next tick: with scrapes as fast as
-// the looks or faster, the spacing of the looks' samples is the looks',
-// not the scrapes', and a missing scrape is a late one. Past the look's
-// limit take records it as it is.
-func (sc *scrapes) again(s rollout.State, rd cohort.Reading, now time.Time, tick time.Duration) time.Time {
+// again is when a look at s set aside at now, on read rd, is taken again.
+// Where the looks have shown scrapes slower than themselves (see slower),
+// that is when the next scrape is due (see notBefore), since reading
+// before then would show nothing new: retrying at every tick read the
+// store up to five times a look. Otherwise, or when that scrape is late or
+// the read was deferred, the next tick: with scrapes as fast as the looks
+// or faster, the spacing of the looks' samples is the looks', not the
+// scrapes', and a missing scrape is a late one.
+func (seen scraped) again(s rollout.State, rd cohort.Reading, now time.Time, tick time.Duration) time.Time {
 	at := now.Add(tick)
 	if rd.Deferred {
 		return at
 	}
-	return sc.of(s.Key).notBefore(s, now, at)
+	return seen.notBefore(s, now, at)
 }
 
 // nextLook is when the next look at s is due: at its interval

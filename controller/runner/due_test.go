@@ -772,10 +772,10 @@ func TestScrapesTake(t *testing.T) {
 		{"deferred, half an interval late", deferred, due.Add(5 * time.Second), false, true},
 	} {
 		var sc scrapes
-		if !sc.take(s, cohort.Reading{Latest: last}, due.Add(-10*time.Second), false) {
+		if !sc.take(s, cohort.Reading{Latest: last}, due.Add(-10*time.Second), false, time.Second).IsZero() {
 			t.Fatalf("%s: the first look was not taken", tc.name)
 		}
-		if got := sc.take(s, tc.rd, tc.now, tc.decisive); got != tc.want {
+		if got := sc.take(s, tc.rd, tc.now, tc.decisive, time.Second).IsZero(); got != tc.want {
 			t.Errorf("%s: take = %v, want %v", tc.name, got, tc.want)
 		}
 	}
@@ -783,13 +783,13 @@ func TestScrapesTake(t *testing.T) {
 	// the look, and a look with nothing new waits until half an interval
 	// past it.
 	var sc scrapes
-	sc.take(s, cohort.Reading{Latest: last.Add(-15 * time.Second)}, due.Add(-20*time.Second), false)
-	sc.take(s, cohort.Reading{Latest: last}, due.Add(-10*time.Second), false)
+	sc.take(s, cohort.Reading{Latest: last.Add(-15 * time.Second)}, due.Add(-20*time.Second), false, time.Second)
+	sc.take(s, cohort.Reading{Latest: last}, due.Add(-10*time.Second), false, time.Second)
 	for _, tc := range []struct {
 		late time.Duration
 		want bool
 	}{{5 * time.Second, false}, {7900 * time.Millisecond, false}, {8 * time.Second, true}} {
-		if got := sc.take(s, cohort.Reading{Latest: last}, due.Add(tc.late), false); got != tc.want {
+		if got := sc.take(s, cohort.Reading{Latest: last}, due.Add(tc.late), false, time.Second).IsZero(); got != tc.want {
 			t.Errorf("scrapes slower than the looks, no newer sample %v late: take = %v, want %v", tc.late, got, tc.want)
 		}
 	}
@@ -830,14 +830,15 @@ func TestScrapesAgain(t *testing.T) {
 		var sc scrapes
 		for i, latest := range tc.seen {
 			at := due.Add(time.Duration(i-len(tc.seen)) * 10 * time.Second)
-			if !sc.take(s, cohort.Reading{Latest: latest}, at, false) {
+			if !sc.take(s, cohort.Reading{Latest: latest}, at, false, tick).IsZero() {
 				t.Fatalf("%s: look %d was not taken", tc.name, i)
 			}
 		}
-		if sc.take(s, tc.rd, tc.now, false) {
+		got := sc.take(s, tc.rd, tc.now, false, tick)
+		if got.IsZero() {
 			t.Fatalf("%s: the look was taken, want it set aside", tc.name)
 		}
-		if got := sc.again(s, tc.rd, tc.now, tick); !got.Equal(tc.want) {
+		if !got.Equal(tc.want) {
 			t.Errorf("%s: again at %v, want %v", tc.name, got.Sub(due), tc.want.Sub(due))
 		}
 	}
@@ -847,22 +848,22 @@ func TestScrapesAgain(t *testing.T) {
 	// scrape.
 	gated := s
 	gated.Plan.MinStepDuration = plan.Duration(31 * time.Second)
-	var sc scrapes
-	sc.take(gated, cohort.Reading{Latest: last.Add(-15 * time.Second)}, due.Add(-20*time.Second), false)
-	sc.take(gated, cohort.Reading{Latest: last}, due.Add(-10*time.Second), false)
-	rd := cohort.Reading{Latest: last}
 	const short = 500 * time.Millisecond
-	if got := sc.again(gated, rd, due, short); !got.Equal(due.Add(time.Second)) {
+	var sc scrapes
+	sc.take(gated, cohort.Reading{Latest: last.Add(-15 * time.Second)}, due.Add(-20*time.Second), false, short)
+	sc.take(gated, cohort.Reading{Latest: last}, due.Add(-10*time.Second), false, short)
+	rd := cohort.Reading{Latest: last}
+	if got := sc.take(gated, rd, due, false, short); !got.Equal(due.Add(time.Second)) {
 		t.Errorf("tried before a pass can move the step on: again at %v, want 1s", got.Sub(due))
 	}
-	if got := sc.again(gated, rd, due.Add(time.Second), short); !got.Equal(due.Add(3 * time.Second)) {
+	if got := sc.take(gated, rd, due.Add(time.Second), false, short); !got.Equal(due.Add(3 * time.Second)) {
 		t.Errorf("tried when a pass can move the step on: again at %v, want 3s", got.Sub(due))
 	}
 	// A minimum of 34 s: the scrape is due a second before a pass can move
 	// the step on; a look then could not pass, and the look waits for that
 	// moment.
 	gated.Plan.MinStepDuration = plan.Duration(34 * time.Second)
-	if got := sc.again(gated, rd, due, short); !got.Equal(due.Add(4 * time.Second)) {
+	if got := sc.take(gated, rd, due, false, short); !got.Equal(due.Add(4 * time.Second)) {
 		t.Errorf("the scrape due just before a pass can move the step on: again at %v, want 4s", got.Sub(due))
 	}
 }
