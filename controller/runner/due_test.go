@@ -661,30 +661,17 @@ func TestLookWaitsForANewScrape(t *testing.T) {
 // took 15 and recorded a look with nothing new at 45 s.
 func TestLookWaitsForTheNextScrape(t *testing.T) {
 	f, s := startLongStep(t)
-	ctx := context.Background()
 	var latest time.Time
 	reads := 0
 	f.c.opts.Reader = scrapeReader{Reader: f.tr, latest: &latest, reads: &reads}
-	const firstScrape, scrapeEvery = 2 * time.Second, 15 * time.Second
 	var looks []time.Duration
 	rev := s.Revision
-	for range 62 {
-		f.clock.Add(time.Second)
-		at := f.clock.Now().Sub(s.StartedAt)
-		if at >= firstScrape {
-			// Each scrape is stored the moment it is taken.
-			latest = s.StartedAt.Add(firstScrape + (at-firstScrape)/scrapeEvery*scrapeEvery)
-		}
-		if err := f.tr.advance(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.c.Tick(ctx); err != nil {
-			t.Fatal(err)
-		}
+	tickScrapedEvery15s(t, f, s, &latest, 62, func(at time.Duration) bool {
 		if got := f.state(t, "checkout").Revision; got != rev {
 			looks, rev = append(looks, at), got
 		}
-	}
+		return true
+	})
 	// Once the first two looks (10 s and 20 s) have shown scrapes 15 s
 	// apart, the look due at 30 s waits for the scrape at 32 s, the one at
 	// 40 s for 47 s, and the one at 50 s for 62 s.
@@ -720,12 +707,32 @@ func TestLookThatOpensTheStepIsNotPutOff(t *testing.T) {
 	var latest time.Time
 	reads := 0
 	f.c.opts.Reader = scrapeReader{Reader: f.tr, latest: &latest, reads: &reads}
+	tickScrapedEvery15s(t, f, s, &latest, 125, func(time.Duration) bool {
+		return f.state(t, "checkout").Step == 0
+	})
+	st := f.state(t, "checkout")
+	if st.Step == 0 {
+		t.Fatalf("the first step was not passed in 125 s: %s, %+v", st.Phase, st.Verdict)
+	}
+	if held := st.StepStartedAt.Sub(s.StepStartedAt); held != 2*time.Minute {
+		t.Fatalf("the first step was held %v, want 2m0s (%d reads)", held, reads)
+	}
+}
+
+// tickScrapedEvery15s ticks f's loop once a second of fake time, for up to
+// n seconds, while the metric source scrapes every 15 s from 2 s after s
+// started, each scrape stored (*latest) the moment it is taken. It calls
+// after with the time since s started after each tick, and stops when
+// after returns false.
+func tickScrapedEvery15s(t *testing.T, f *fixture, s rollout.State, latest *time.Time, n int, after func(at time.Duration) bool) {
+	t.Helper()
 	const firstScrape, scrapeEvery = 2 * time.Second, 15 * time.Second
-	for range 125 {
+	ctx := context.Background()
+	for range n {
 		f.clock.Add(time.Second)
 		at := f.clock.Now().Sub(s.StartedAt)
 		if at >= firstScrape {
-			latest = s.StartedAt.Add(firstScrape + (at-firstScrape)/scrapeEvery*scrapeEvery)
+			*latest = s.StartedAt.Add(firstScrape + (at-firstScrape)/scrapeEvery*scrapeEvery)
 		}
 		if err := f.tr.advance(ctx); err != nil {
 			t.Fatal(err)
@@ -733,15 +740,10 @@ func TestLookThatOpensTheStepIsNotPutOff(t *testing.T) {
 		if err := f.c.Tick(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if got := f.state(t, "checkout"); got.Step > 0 {
-			if held := got.StepStartedAt.Sub(s.StepStartedAt); held != 2*time.Minute {
-				t.Fatalf("the first step was held %v, want 2m0s (%d reads)", held, reads)
-			}
+		if !after(at) {
 			return
 		}
 	}
-	st := f.state(t, "checkout")
-	t.Fatalf("the first step was not passed in 125 s: %s, %+v", st.Phase, st.Verdict)
 }
 
 // TestScrapesTake: a look is taken again later only when it is not
