@@ -746,17 +746,39 @@ func tickScrapedEvery15s(t *testing.T, f *fixture, s rollout.State, latest *time
 	}
 }
 
+// scrapesCase is the rollout the scrapes tests look at: its step began
+// 30 s before due, when its next look is due, two looks ago (10 s
+// interval); last is the latest sample its last look read.
+func scrapesCase() (s rollout.State, due, last time.Time) {
+	due = time.Date(2026, 12, 6, 10, 0, 30, 0, time.UTC)
+	start := due.Add(-30 * time.Second)
+	s = rollout.State{Key: "k", StartedAt: start, StepStartedAt: start, UpdatedAt: due.Add(-9 * time.Second), Phase: rollout.Progressing,
+		Plan: plan.Plan{Interval: plan.Duration(10 * time.Second)}}
+	return s, due, due.Add(-12 * time.Second)
+}
+
+// lookedAt returns scrapes that have taken looks at s, one every 10 s up
+// to 10 s before due, whose reads showed latest samples seen, the last
+// one last.
+func lookedAt(t *testing.T, s rollout.State, due time.Time, seen ...time.Time) *scrapes {
+	t.Helper()
+	var sc scrapes
+	for i, latest := range seen {
+		at := due.Add(time.Duration(i-len(seen)) * 10 * time.Second)
+		if !sc.take(s, cohort.Reading{Latest: latest}, at, false, time.Second).IsZero() {
+			t.Fatalf("look %d (latest sample %v) was not taken", i, latest)
+		}
+	}
+	return &sc
+}
+
 // TestScrapesTake: a look is taken again later only when it is not
 // decisive, its read shows no newer sample than the last look's or was
 // deferred, and it is less than half an interval late, or, where looks
 // have shown scrapes slower than themselves, less than half an interval
 // past the next scrape.
 func TestScrapesTake(t *testing.T) {
-	due := time.Date(2026, 12, 6, 10, 0, 30, 0, time.UTC)
-	start := due.Add(-30 * time.Second)
-	s := rollout.State{Key: "k", StartedAt: start, StepStartedAt: start, UpdatedAt: due.Add(-9 * time.Second), Phase: rollout.Progressing,
-		Plan: plan.Plan{Interval: plan.Duration(10 * time.Second)}}
-	last := due.Add(-12 * time.Second)
+	s, due, last := scrapesCase()
 	deferred := cohort.Reading{Deferred: true}
 	for _, tc := range []struct {
 		name     string
@@ -773,10 +795,7 @@ func TestScrapesTake(t *testing.T) {
 		{"deferred", deferred, due.Add(time.Second), false, false},
 		{"deferred, half an interval late", deferred, due.Add(5 * time.Second), false, true},
 	} {
-		var sc scrapes
-		if !sc.take(s, cohort.Reading{Latest: last}, due.Add(-10*time.Second), false, time.Second).IsZero() {
-			t.Fatalf("%s: the first look was not taken", tc.name)
-		}
+		sc := lookedAt(t, s, due, last)
 		if got := sc.take(s, tc.rd, tc.now, tc.decisive, time.Second).IsZero(); got != tc.want {
 			t.Errorf("%s: take = %v, want %v", tc.name, got, tc.want)
 		}
@@ -784,9 +803,7 @@ func TestScrapesTake(t *testing.T) {
 	// Where looks have shown scrapes 15 s apart, the next is due 3 s after
 	// the look, and a look with nothing new waits until half an interval
 	// past it.
-	var sc scrapes
-	sc.take(s, cohort.Reading{Latest: last.Add(-15 * time.Second)}, due.Add(-20*time.Second), false, time.Second)
-	sc.take(s, cohort.Reading{Latest: last}, due.Add(-10*time.Second), false, time.Second)
+	sc := lookedAt(t, s, due, last.Add(-15*time.Second), last)
 	for _, tc := range []struct {
 		late time.Duration
 		want bool
@@ -805,12 +822,7 @@ func TestScrapesTake(t *testing.T) {
 // deferred.
 func TestScrapesAgain(t *testing.T) {
 	const tick = time.Second
-	due := time.Date(2026, 12, 6, 10, 0, 30, 0, time.UTC)
-	start := due.Add(-30 * time.Second)
-	// NextLook is due: two looks taken since the step began 30 s ago.
-	s := rollout.State{Key: "k", StartedAt: start, StepStartedAt: start, UpdatedAt: due.Add(-9 * time.Second), Phase: rollout.Progressing,
-		Plan: plan.Plan{Interval: plan.Duration(10 * time.Second)}}
-	last := due.Add(-12 * time.Second) // the latest sample the last look read
+	s, due, last := scrapesCase()
 	for _, tc := range []struct {
 		name string
 		// seen are the latest samples of the looks taken before, the last
@@ -829,13 +841,7 @@ func TestScrapesAgain(t *testing.T) {
 		{"next scrape due more than half an interval late", []time.Time{last.Add(-30 * time.Second), last}, cohort.Reading{Latest: last}, due, last.Add(30 * time.Second)},
 		{"deferred", []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Deferred: true}, due, due.Add(tick)},
 	} {
-		var sc scrapes
-		for i, latest := range tc.seen {
-			at := due.Add(time.Duration(i-len(tc.seen)) * 10 * time.Second)
-			if !sc.take(s, cohort.Reading{Latest: latest}, at, false, tick).IsZero() {
-				t.Fatalf("%s: look %d was not taken", tc.name, i)
-			}
-		}
+		sc := lookedAt(t, s, due, tc.seen...)
 		got := sc.take(s, tc.rd, tc.now, false, tick)
 		if got.IsZero() {
 			t.Fatalf("%s: the look was taken, want it set aside", tc.name)
@@ -851,9 +857,7 @@ func TestScrapesAgain(t *testing.T) {
 	gated := s
 	gated.Plan.MinStepDuration = plan.Duration(31 * time.Second)
 	const short = 500 * time.Millisecond
-	var sc scrapes
-	sc.take(gated, cohort.Reading{Latest: last.Add(-15 * time.Second)}, due.Add(-20*time.Second), false, short)
-	sc.take(gated, cohort.Reading{Latest: last}, due.Add(-10*time.Second), false, short)
+	sc := lookedAt(t, gated, due, last.Add(-15*time.Second), last)
 	rd := cohort.Reading{Latest: last}
 	if got := sc.take(gated, rd, due, false, short); !got.Equal(due.Add(time.Second)) {
 		t.Errorf("tried before a pass can move the step on: again at %v, want 1s", got.Sub(due))
