@@ -592,14 +592,14 @@ func longStepFlag(key string) flag.Flag {
 	return f
 }
 
-// startLongStep starts a rollout of longStepFlag("checkout"), whose
-// cohorts fail alike, on a new fixture.
-func startLongStep(t *testing.T) (*fixture, rollout.State) {
+// startRollout starts a rollout of fl, whose cohorts fail alike, on a new
+// fixture.
+func startRollout(t *testing.T, fl flag.Flag) (*fixture, rollout.State) {
 	t.Helper()
 	f := newFixture(t, openSQLite(t))
-	putFlag(t, f.st, longStepFlag("checkout"))
-	f.tr.errRate["checkout"] = [2]float64{0.01, 0.01}
-	s, err := f.c.Command(context.Background(), "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"})
+	putFlag(t, f.st, fl)
+	f.tr.errRate[fl.Key] = [2]float64{0.01, 0.01}
+	s, err := f.c.Command(context.Background(), fl.Key, rollout.Command{Kind: rollout.Start, Actor: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -610,7 +610,7 @@ func startLongStep(t *testing.T) (*fixture, rollout.State) {
 // than the last look's is not recorded but taken again later; once half an
 // interval has passed it is recorded all the same.
 func TestLookWaitsForANewScrape(t *testing.T) {
-	f, s := startLongStep(t)
+	f, s := startRollout(t, longStepFlag("checkout"))
 	ctx := context.Background()
 	var latest time.Time
 	f.c.opts.Reader = scrapeReader{Reader: f.tr, latest: &latest}
@@ -660,7 +660,7 @@ func TestLookWaitsForANewScrape(t *testing.T) {
 // in the first 62 s, each with a new scrape, where reads at every tick
 // took 15 and recorded a look with nothing new at 45 s.
 func TestLookWaitsForTheNextScrape(t *testing.T) {
-	f, s := startLongStep(t)
+	f, s := startRollout(t, longStepFlag("checkout"))
 	var latest time.Time
 	reads := 0
 	f.c.opts.Reader = scrapeReader{Reader: f.tr, latest: &latest, reads: &reads}
@@ -693,17 +693,10 @@ func TestLookWaitsForTheNextScrape(t *testing.T) {
 // look before it read, rather than put off to the scrape at 122 s; it
 // passes the step there.
 func TestLookThatOpensTheStepIsNotPutOff(t *testing.T) {
-	f := newFixture(t, openSQLite(t))
-	ctx := context.Background()
 	fl := checkoutFlag("checkout")
 	fl.Rollout.Plan = json.RawMessage(`{"interval": "10s", "minStepDuration": "2m", "maxStepDuration": "10m",
 		"minRequests": 200, "metrics": [{"name": "error-rate", "tolerance": 1.2, "maxRatio": 0}]}`)
-	putFlag(t, f.st, fl)
-	f.tr.errRate["checkout"] = [2]float64{0.01, 0.01}
-	s, err := f.c.Command(ctx, "checkout", rollout.Command{Kind: rollout.Start, Actor: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, s := startRollout(t, fl)
 	var latest time.Time
 	reads := 0
 	f.c.opts.Reader = scrapeReader{Reader: f.tr, latest: &latest, reads: &reads}
