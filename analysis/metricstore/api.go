@@ -205,7 +205,7 @@ func (s *Store) apiQuery(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		defer cancel()
-		q, err := s.engine.NewInstantQuery(ctx, s.db, nil, r.Form.Get("query"), ts)
+		q, err := s.engine.NewInstantQuery(ctx, s.read, nil, r.Form.Get("query"), ts)
 		if err != nil {
 			return badData("invalid parameter \"query\": %v", err)
 		}
@@ -250,7 +250,7 @@ func (s *Store) apiQueryRange(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		defer cancel()
-		q, err := s.engine.NewRangeQuery(ctx, s.db, nil, r.Form.Get("query"), start, end, step)
+		q, err := s.engine.NewRangeQuery(ctx, s.read, nil, r.Form.Get("query"), start, end, step)
 		if err != nil {
 			return badData("invalid parameter \"query\": %v", err)
 		}
@@ -370,7 +370,7 @@ func (s *Store) apiSeries(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		q, err := s.db.Querier(mint, maxt)
+		q, err := s.read.Querier(mint, maxt)
 		if err != nil {
 			return fmt.Errorf("open querier: %w", err)
 		}
@@ -448,7 +448,7 @@ func (s *Store) labelsOrValues(w http.ResponseWriter, r *http.Request, name stri
 		if err != nil {
 			return err
 		}
-		q, err := s.db.Querier(mint, maxt)
+		q, err := s.read.Querier(mint, maxt)
 		if err != nil {
 			return fmt.Errorf("open querier: %w", err)
 		}

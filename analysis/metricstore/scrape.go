@@ -56,8 +56,10 @@ func scrapeConfig(targets []string, interval time.Duration) (*scrapeSetup, error
 	var b strings.Builder
 	// Legacy name validation makes the scraper ask for underscore-escaped
 	// names, as a Prometheus 2 server would, so that queries written for
-	// one work on the other.
-	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n  metric_name_validation_scheme: legacy\nscrape_configs:\n",
+	// one work on the other. Classic histograms are stored as native
+	// histograms with custom buckets and read back as classic ones (see
+	// classicQueryable).
+	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n  metric_name_validation_scheme: legacy\n  convert_classic_histograms_to_nhcb: true\nscrape_configs:\n",
 		model.Duration(interval), model.Duration(interval))
 	for i, j := range jobs {
 		fmt.Fprintf(&b, "  - job_name: %q\n    scheme: %s\n    metrics_path: %q\n", jobName(i), j.scheme, j.path)

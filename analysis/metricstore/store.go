@@ -69,8 +69,11 @@ type Options struct {
 
 // Store is an open metric store. Its methods are safe for concurrent use.
 type Store struct {
-	opts   Options
-	db     *tsdb.DB
+	opts Options
+	db   *tsdb.DB
+	// read is db as readers see it, classic histograms derived (see
+	// classicQueryable).
+	read   storage.Queryable
 	engine *promql.Engine
 	log    *slog.Logger
 
@@ -133,6 +136,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s := &Store{
 		opts: opts,
 		db:   db,
+		read: classicQueryable{db},
 		log:  opts.Logger,
 		engine: promql.NewEngine(promql.EngineOpts{
 			Logger:               opts.Logger.With("component", "promql"),
@@ -181,7 +185,7 @@ func (s *Store) Appender(ctx context.Context) storage.Appender {
 
 // Queryable is the store's storage, for callers that build their own PromQL
 // queries or read series directly.
-func (s *Store) Queryable() storage.Queryable { return s.db }
+func (s *Store) Queryable() storage.Queryable { return s.read }
 
 // Query evaluates an instant query at ts and returns its samples. A scalar
 // result is returned as one sample with no labels. It implements
@@ -240,7 +244,7 @@ func (s *Store) selectRange(ctx context.Context, query string, matchers []*label
 	defer cancel()
 	maxt := ts.UnixMilli()
 	mint := maxt - rng.Milliseconds() + 1
-	q, err := s.db.Querier(mint, maxt)
+	q, err := s.read.Querier(mint, maxt)
 	if err != nil {
 		return fmt.Errorf("query %q: %w", query, err)
 	}
@@ -310,7 +314,7 @@ func (s *Store) evalMatrix(ctx context.Context, query string, ts time.Time, fn f
 // instant runs an instant query and hands its result to use before the
 // query's memory is released.
 func (s *Store) instant(ctx context.Context, query string, ts time.Time, use func(*promql.Result) error) error {
-	q, err := s.engine.NewInstantQuery(ctx, s.db, nil, query, ts)
+	q, err := s.engine.NewInstantQuery(ctx, s.read, nil, query, ts)
 	if err != nil {
 		return fmt.Errorf("query %q: %w", query, err)
 	}

@@ -1,0 +1,224 @@
+package metricstore
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+)
+
+// TestScrapedHistogramReadsAsClassic: a scraped classic histogram is
+// stored as one native histogram with custom buckets, and PromQL over its
+// classic series (_bucket with le, _count, _sum) reads it as if those were
+// stored.
+func TestScrapedHistogramReadsAsClassic(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "req_seconds", Help: "Requests.", Buckets: []float64{0.1, 0.5, 1}}, []string{"variant"})
+	reg.MustRegister(h)
+	for _, v := range []float64{0.05, 0.3, 0.3, 2} {
+		h.WithLabelValues("on").Observe(v)
+	}
+	exp := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(exp.Close)
+	s := openStore(t, Options{ScrapeTargets: []string{exp.URL}, ScrapeInterval: 200 * time.Millisecond})
+	waitScraped(t, s, time.Time{})
+	ctx := context.Background()
+	now := time.Now()
+
+	stored := func(name string) []string {
+		t.Helper()
+		q, err := s.db.Querier(0, now.UnixMilli())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		var out []string
+		set := q.Select(ctx, true, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name))
+		for set.Next() {
+			it := set.At().Iterator(nil)
+			for typ := it.Next(); typ != chunkenc.ValNone; typ = it.Next() {
+				out = append(out, typ.String())
+			}
+		}
+		if err := set.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return slices.Compact(out)
+	}
+	if got := stored("req_seconds_bucket"); len(got) != 0 {
+		t.Errorf("req_seconds_bucket is stored (%v); want the histogram stored as one native histogram", got)
+	}
+	if got := stored("req_seconds"); !slices.Equal(got, []string{"histogram"}) {
+		t.Errorf("req_seconds is stored as %v, want native histogram samples", got)
+	}
+
+	query := func(q string) string {
+		t.Helper()
+		v, err := s.Query(ctx, q, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, smp := range v {
+			out = append(out, fmt.Sprintf("%s %s", smp.Metric[model.BucketLabel], smp.Value))
+		}
+		slices.Sort(out)
+		return strings.Join(out, ", ")
+	}
+	for q, want := range map[string]string{
+		`req_seconds_bucket{variant="on"}`:  "+Inf 4, 0.1 1, 0.5 3, 1.0 3",
+		`req_seconds_bucket{le=~"0.5|1.0"}`: "0.5 3, 1.0 3",
+		`req_seconds_count`:                 " 4",
+		`req_seconds_sum`:                   " 2.65",
+		`round(histogram_quantile(0.5, sum by (le) (req_seconds_bucket)), 0.001)`: " 0.3",
+		`req_seconds_bucket{variant="off"}`:                                       "",
+	} {
+		if got := query(q); got != want {
+			t.Errorf("%s = %q, want %q", q, got, want)
+		}
+	}
+	var got []string
+	err := s.QueryMatrix(ctx, `req_seconds_bucket{le="+Inf"}[1m]`, now, func(ls labels.Labels, samples []model.SamplePair) {
+		got = append(got, fmt.Sprintf("%s %v", ls.Get(model.BucketLabel), samples[len(samples)-1].Value))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"+Inf 4"}) {
+		t.Errorf(`QueryMatrix(req_seconds_bucket{le="+Inf"}[1m]) = %v, want one series ending at 4`, got)
+	}
+}
+
+// TestClassicSeriesFromNativeHistograms: the classic series derived from
+// native histograms with custom buckets carry every sample in the range,
+// merged with classic series stored under the same labels (a sample stored
+// both ways once), stale markers included; exponential native histograms
+// are not derived; and the direct read gives what the engine gives.
+func TestClassicSeriesFromNativeHistograms(t *testing.T) {
+	s := openStore(t, Options{})
+	base := time.UnixMilli(1_800_000_000_000)
+	at := func(sec int) int64 { return base.Add(time.Duration(sec) * time.Second).UnixMilli() }
+	app := s.Appender(context.Background())
+	pod := labels.FromStrings(labels.MetricName, "d", "pod", "a")
+	classic := func(name, le string, sec int, v float64) {
+		t.Helper()
+		b := labels.NewBuilder(pod).Set(labels.MetricName, name)
+		if le != "" {
+			b.Set(labels.BucketLabel, le)
+		}
+		if _, err := app.Append(0, b.Labels(), at(sec), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Before the store converted: 1 and 2 requests of at most 1 s, 2 and
+	// 3 in all.
+	for i, sec := range []int{0, 15} {
+		classic("d_bucket", "1.0", sec, float64(1+i))
+		classic("d_bucket", "+Inf", sec, float64(2+i))
+		classic("d_count", "", sec, float64(2+i))
+		classic("d_sum", "", sec, 0.5+float64(i))
+	}
+	nhcb := func(sec int, le1, inf, sum float64) {
+		t.Helper()
+		h := &histogram.Histogram{Schema: histogram.CustomBucketsSchema, Count: uint64(inf), Sum: sum, CustomValues: []float64{1},
+			PositiveSpans: []histogram.Span{{Offset: 0, Length: 2}}, PositiveBuckets: []int64{int64(le1), int64(inf - 2*le1)}}
+		if _, err := app.AppendHistogram(0, pod, at(sec), h, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The sample at 15 s is stored both ways; at 45 s the target has gone.
+	nhcb(15, 2, 3, 1.5)
+	nhcb(30, 4, 6, 3)
+	stale := &histogram.Histogram{Schema: histogram.CustomBucketsSchema, Sum: math.Float64frombits(value.StaleNaN), CustomValues: []float64{1}}
+	if _, err := app.AppendHistogram(0, pod, at(45), stale, nil); err != nil {
+		t.Fatal(err)
+	}
+	exponential := &histogram.Histogram{Count: 3, Sum: 1.5, Schema: 0, PositiveSpans: []histogram.Span{{Offset: 0, Length: 1}}, PositiveBuckets: []int64{3}}
+	if _, err := app.AppendHistogram(0, labels.FromStrings(labels.MetricName, "d", "pod", "exp"), at(30), exponential, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	read := func(query string, ts time.Time, direct bool) string {
+		t.Helper()
+		var out []string
+		fn := func(ls labels.Labels, samples []model.SamplePair) {
+			out = append(out, fmt.Sprintf("%s %v", ls, samples))
+		}
+		var err error
+		if direct {
+			err = s.QueryMatrix(context.Background(), query, ts, fn)
+		} else {
+			err = s.evalMatrix(context.Background(), query, ts, fn)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		slices.Sort(out)
+		return strings.Join(out, "\n")
+	}
+	end := time.UnixMilli(at(45))
+	for query, want := range map[string]string{
+		`d_bucket{le="1.0"}[1m]`:  `{__name__="d_bucket", le="1.0", pod="a"} [1 @[1800000000] 2 @[1800000015] 4 @[1800000030]]`,
+		`d_bucket{le="+Inf"}[1m]`: `{__name__="d_bucket", le="+Inf", pod="a"} [2 @[1800000000] 3 @[1800000015] 6 @[1800000030]]`,
+		`d_count[1m]`:             `{__name__="d_count", pod="a"} [2 @[1800000000] 3 @[1800000015] 6 @[1800000030]]`,
+		`d_sum{pod=~"a|exp"}[1m]`: `{__name__="d_sum", pod="a"} [0.5 @[1800000000] 1.5 @[1800000015] 3 @[1800000030]]`,
+		`d_bucket{le="0.5"}[1m]`:  ``,
+		`d_count{pod="exp"}[1m]`:  ``,
+	} {
+		if got := read(query, end, true); got != want {
+			t.Errorf("%s at 45 s:\n%s\nwant\n%s", query, got, want)
+		}
+	}
+	for _, query := range []string{`d_bucket[1m]`, `d_bucket{le!="1.0"}[30s]`, `d_count[20s]`, `{__name__="d_sum"}[2m]`} {
+		for _, sec := range []int{0, 15, 30, 45, 60} {
+			ts := time.UnixMilli(at(sec))
+			if direct, engine := read(query, ts, true), read(query, ts, false); direct != engine {
+				t.Errorf("%s at %ds:\n%s\nthe engine gives\n%s", query, sec, direct, engine)
+			}
+		}
+	}
+	// The stale marker ends the series for instant queries too.
+	v, err := s.Query(context.Background(), `d_count`, time.UnixMilli(at(50)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 0 {
+		t.Errorf("d_count after the stale marker = %v, want nothing", v)
+	}
+}
+
+// TestHistogramName: only a name matcher that names a classic histogram
+// series exactly derives them.
+func TestHistogramName(t *testing.T) {
+	for _, tc := range []struct {
+		matcher *labels.Matcher
+		want    string
+	}{
+		{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "d_bucket"), "d"},
+		{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "d_count"), "d"},
+		{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "a_b_sum"), "a_b"},
+		{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "_sum"), ""},
+		{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "d_total"), ""},
+		{labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, "d_bucket"), ""},
+		{labels.MustNewMatcher(labels.MatchEqual, "job", "d_bucket"), ""},
+	} {
+		if got := histogramName([]*labels.Matcher{tc.matcher}); got != tc.want {
+			t.Errorf("histogramName(%s) = %q, want %q", tc.matcher, got, tc.want)
+		}
+	}
+}
