@@ -41,21 +41,24 @@ func (c classicQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return classicQuerier{q}, nil
+	return classicQuerier{Querier: q, mint: mint, maxt: maxt}, nil
 }
 
-type classicQuerier struct{ storage.Querier }
+type classicQuerier struct {
+	storage.Querier
+	mint, maxt int64
+}
 
 // Select implements storage.Querier. A selection whose name matcher asks
 // for name_bucket, name_count or name_sum merges the stored series of that
 // name (from before the conversion, or pushed over OTLP) with those derived
 // from name's NHCB samples; a sample stored both ways is returned once.
 func (q classicQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, matchers ...*labels.Matcher) storage.SeriesSet {
-	base := histogramName(matchers)
+	base, suffix := histogramName(matchers)
 	if base == "" {
 		return q.Querier.Select(ctx, sortSeries, hints, matchers...)
 	}
-	derived, err := q.derive(ctx, hints, base, matchers)
+	derived, err := q.derive(ctx, hints, base, suffix, matchers)
 	if err != nil {
 		return storage.ErrSeriesSet(err)
 	}
@@ -63,32 +66,75 @@ func (q classicQuerier) Select(ctx context.Context, sortSeries bool, hints *stor
 		return q.Querier.Select(ctx, sortSeries, hints, matchers...)
 	}
 	stored := q.Querier.Select(ctx, true, hints, matchers...)
-	return storage.NewMergeSeriesSet([]storage.SeriesSet{stored, &seriesList{list: derived}}, 0, storage.ChainedSeriesMerge)
+	if !stored.Next() {
+		if err := stored.Err(); err != nil {
+			return storage.ErrSeriesSet(err)
+		}
+		// Nothing to merge with, as when every histogram is scraped:
+		// sorting the thousands of series a read derives is left to
+		// callers that ask for it.
+		if sortSeries {
+			sortByLabels(derived)
+		}
+		return &seriesList{list: derived}
+	}
+	sortByLabels(derived)
+	return storage.NewMergeSeriesSet([]storage.SeriesSet{&afterFirst{first: stored.At(), SeriesSet: stored}, &seriesList{list: derived}}, 0, storage.ChainedSeriesMerge)
+}
+
+func sortByLabels(series []storage.Series) {
+	slices.SortFunc(series, func(a, b storage.Series) int { return labels.Compare(a.Labels(), b.Labels()) })
+}
+
+// afterFirst is a SeriesSet whose first series has been taken by Next.
+type afterFirst struct {
+	storage.SeriesSet
+	first storage.Series
+}
+
+func (a *afterFirst) Next() bool {
+	if a.first != nil {
+		return true
+	}
+	return a.SeriesSet.Next()
+}
+
+func (a *afterFirst) At() storage.Series {
+	if a.first != nil {
+		s := a.first
+		a.first = nil
+		return s
+	}
+	return a.SeriesSet.At()
 }
 
 // histogramName is the histogram whose series the matchers' name matcher
-// selects by its exact name (such as d for d_bucket), or "".
-func histogramName(matchers []*labels.Matcher) string {
+// selects by its exact name, and which of its series: d and "_bucket" for
+// d_bucket. It is "" when the name matcher is not such.
+func histogramName(matchers []*labels.Matcher) (base, suffix string) {
 	for _, m := range matchers {
 		if m.Name != labels.MetricName {
 			continue
 		}
 		if m.Type != labels.MatchEqual {
-			return ""
+			return "", ""
 		}
 		for _, suffix := range classicSuffixes {
 			if base, ok := strings.CutSuffix(m.Value, suffix); ok && base != "" {
-				return base
+				return base, suffix
 			}
 		}
-		return ""
+		return "", ""
 	}
-	return ""
+	return "", ""
 }
 
-// derive returns, sorted by their labels, the classic series of the NHCB
-// samples of histogram base that the matchers select.
-func (q classicQuerier) derive(ctx context.Context, hints *storage.SelectHints, base string, matchers []*labels.Matcher) ([]storage.Series, error) {
+// derive returns the series base+suffix derived
+// from the NHCB samples of histogram base that the matchers select. The
+// judge's reads ask for a few le bounds of thousands of histograms at
+// every look, so only the selected series are built, and each le text
+// once per histogram and bucket layout.
+func (q classicQuerier) derive(ctx context.Context, hints *storage.SelectHints, base, suffix string, matchers []*labels.Matcher) ([]storage.Series, error) {
 	sel := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, base)}
 	for _, m := range matchers {
 		if m.Name != labels.MetricName && m.Name != labels.BucketLabel {
@@ -104,37 +150,73 @@ func (q classicQuerier) derive(ctx context.Context, hints *storage.SelectHints, 
 		buf []float64
 		b   labels.Builder
 	)
+	// The le texts of the last bucket layout seen ("" for _count and
+	// _sum), and whether the matchers keep each: a metric's histograms
+	// mostly share one layout.
+	var lay struct {
+		bounds []float64
+		les    []string
+		keep   []bool
+	}
+	setLayout := func(bounds []float64) {
+		if lay.les != nil && slices.Equal(bounds, lay.bounds) {
+			return
+		}
+		lay.bounds = slices.Clone(bounds)
+		lay.les, lay.keep = nil, nil
+		if suffix != "_bucket" {
+			lay.les, lay.keep = []string{""}, []bool{matchLE(matchers, "")}
+			return
+		}
+		for i := range len(bounds) + 1 {
+			bound := math.Inf(1)
+			if i < len(bounds) {
+				bound = bounds[i]
+			}
+			le := labels.FormatOpenMetricsFloat(bound)
+			lay.les = append(lay.les, le)
+			lay.keep = append(lay.keep, matchLE(matchers, le))
+		}
+	}
 	for set.Next() {
 		s := set.At()
-		// The series derived from this histogram, by name and le; nil
-		// for those the matchers do not select.
-		derived := map[[2]string]*derivedSeries{}
-		add := func(name, le string, t int64, v float64) {
-			key := [2]string{name, le}
-			d, ok := derived[key]
-			if !ok {
-				b.Reset(s.Labels())
-				b.Set(labels.MetricName, name)
-				if le != "" {
-					b.Set(labels.BucketLabel, le)
+		var (
+			// own are the histogram's series, across layouts.
+			own []*derivedSeries
+			// layout is the custom bounds of the last sample; picked
+			// its series by classic bucket, nil for those not kept.
+			layout []float64
+			picked []*derivedSeries
+		)
+		pick := func(le string) *derivedSeries {
+			for _, d := range own {
+				if d.le == le {
+					return d
 				}
-				if ls := b.Labels(); matchAll(matchers, ls) {
-					d = &derivedSeries{lset: ls}
-				}
-				derived[key] = d
 			}
-			if d != nil {
-				d.samples = append(d.samples, floatSample{t: t, f: v})
+			b.Reset(s.Labels())
+			b.Set(labels.MetricName, base+suffix)
+			if le != "" {
+				b.Set(labels.BucketLabel, le)
 			}
+			ls := b.Labels()
+			if !matchAll(matchers, ls) {
+				return nil
+			}
+			d := &derivedSeries{le: le, lset: ls}
+			own = append(own, d)
+			return d
 		}
 		it = s.Iterator(it)
-		for typ := it.Next(); typ != chunkenc.ValNone; typ = it.Next() {
+		// A series' iterator starts at its first chunk's first sample,
+		// which can be long before mint: decoding a histogram costs
+		// far more than a float, so the samples outside are skipped.
+		for typ := it.Seek(q.mint); typ != chunkenc.ValNone && it.AtT() <= q.maxt; typ = it.Next() {
 			var (
-				t      int64
-				nhcb   any
-				bounds []float64
-				custom bool
-				stale  bool
+				t             int64
+				nhcb          any
+				bounds        []float64
+				custom, stale bool
 			)
 			switch typ {
 			case chunkenc.ValHistogram:
@@ -147,17 +229,27 @@ func (q classicQuerier) derive(ctx context.Context, hints *storage.SelectHints, 
 				continue
 			}
 			if stale {
-				// A stale marker is stored without buckets; it ends every
+				// A stale marker is stored without buckets; it ends the
 				// series the histogram's earlier samples gave.
-				for _, d := range derived {
-					if d != nil {
-						d.samples = append(d.samples, floatSample{t: t, f: math.Float64frombits(value.StaleNaN)})
-					}
+				for _, d := range own {
+					d.samples = append(d.samples, floatSample{t: t, f: math.Float64frombits(value.StaleNaN)})
 				}
 				continue
 			}
 			if !custom {
 				continue
+			}
+			if picked == nil || !slices.Equal(bounds, layout) {
+				setLayout(bounds)
+				layout = lay.bounds
+				picked = picked[:0]
+				for i, le := range lay.les {
+					var d *derivedSeries
+					if lay.keep[i] {
+						d = pick(le)
+					}
+					picked = append(picked, d)
+				}
 			}
 			var (
 				count, sum float64
@@ -167,21 +259,24 @@ func (q classicQuerier) derive(ctx context.Context, hints *storage.SelectHints, 
 			if err != nil {
 				return nil, fmt.Errorf("series %s at %d: %w", s.Labels(), t, err)
 			}
-			for i, v := range buf {
-				bound := math.Inf(1)
-				if i < len(bounds) {
-					bound = bounds[i]
-				}
-				add(base+"_bucket", labels.FormatOpenMetricsFloat(bound), t, v)
+			values := buf
+			switch suffix {
+			case "_count":
+				values = []float64{count}
+			case "_sum":
+				values = []float64{sum}
 			}
-			add(base+"_count", "", t, count)
-			add(base+"_sum", "", t, sum)
+			for i, d := range picked {
+				if d != nil {
+					d.samples = append(d.samples, floatSample{t: t, f: values[i]})
+				}
+			}
 		}
 		if err := it.Err(); err != nil {
 			return nil, fmt.Errorf("series %s: %w", s.Labels(), err)
 		}
-		for _, d := range derived {
-			if d != nil {
+		for _, d := range own {
+			if len(d.samples) > 0 {
 				out = append(out, storage.NewListSeries(d.lset, d.samples))
 			}
 		}
@@ -189,8 +284,19 @@ func (q classicQuerier) derive(ctx context.Context, hints *storage.SelectHints, 
 	if err := set.Err(); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(out, func(a, b storage.Series) int { return labels.Compare(a.Labels(), b.Labels()) })
 	return out, nil
+}
+
+// matchLE reports whether the matchers on le select a series with this
+// le, "" for none: tested before the series' labels are built, since a
+// read of a few bounds leaves out most of a histogram's buckets.
+func matchLE(matchers []*labels.Matcher, le string) bool {
+	for _, m := range matchers {
+		if m.Name == labels.BucketLabel && !m.Matches(le) {
+			return false
+		}
+	}
+	return true
 }
 
 func matchAll(matchers []*labels.Matcher, ls labels.Labels) bool {
@@ -203,6 +309,7 @@ func matchAll(matchers []*labels.Matcher, ls labels.Labels) bool {
 }
 
 type derivedSeries struct {
+	le      string
 	lset    labels.Labels
 	samples []chunks.Sample
 }

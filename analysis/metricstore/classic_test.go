@@ -145,6 +145,20 @@ func TestClassicSeriesFromNativeHistograms(t *testing.T) {
 	if _, err := app.AppendHistogram(0, pod, at(45), stale, nil); err != nil {
 		t.Fatal(err)
 	}
+	// Pod b's histogram gains a bucket at 15 s: the series of le 1 goes
+	// on, that of le 2 begins.
+	podB := labels.FromStrings(labels.MetricName, "d", "pod", "b")
+	for _, h := range []*histogram.Histogram{
+		{Schema: histogram.CustomBucketsSchema, Count: 2, Sum: 2, CustomValues: []float64{1},
+			PositiveSpans: []histogram.Span{{Offset: 0, Length: 2}}, PositiveBuckets: []int64{1, 0}},
+		{Schema: histogram.CustomBucketsSchema, Count: 4, Sum: 4, CustomValues: []float64{1, 2},
+			PositiveSpans: []histogram.Span{{Offset: 0, Length: 3}}, PositiveBuckets: []int64{2, -1, 0}},
+	} {
+		sec := 15 * int(h.Count/2-1)
+		if _, err := app.AppendHistogram(0, podB, at(sec), h, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 	exponential := &histogram.Histogram{Count: 3, Sum: 1.5, Schema: 0, PositiveSpans: []histogram.Span{{Offset: 0, Length: 1}}, PositiveBuckets: []int64{3}}
 	if _, err := app.AppendHistogram(0, labels.FromStrings(labels.MetricName, "d", "pod", "exp"), at(30), exponential, nil); err != nil {
 		t.Fatal(err)
@@ -173,12 +187,15 @@ func TestClassicSeriesFromNativeHistograms(t *testing.T) {
 	}
 	end := time.UnixMilli(at(45))
 	for query, want := range map[string]string{
-		`d_bucket{le="1.0"}[1m]`:  `{__name__="d_bucket", le="1.0", pod="a"} [1 @[1800000000] 2 @[1800000015] 4 @[1800000030]]`,
-		`d_bucket{le="+Inf"}[1m]`: `{__name__="d_bucket", le="+Inf", pod="a"} [2 @[1800000000] 3 @[1800000015] 6 @[1800000030]]`,
-		`d_count[1m]`:             `{__name__="d_count", pod="a"} [2 @[1800000000] 3 @[1800000015] 6 @[1800000030]]`,
-		`d_sum{pod=~"a|exp"}[1m]`: `{__name__="d_sum", pod="a"} [0.5 @[1800000000] 1.5 @[1800000015] 3 @[1800000030]]`,
-		`d_bucket{le="0.5"}[1m]`:  ``,
-		`d_count{pod="exp"}[1m]`:  ``,
+		`d_bucket{le="1.0", pod="a"}[1m]`:   `{__name__="d_bucket", le="1.0", pod="a"} [1 @[1800000000] 2 @[1800000015] 4 @[1800000030]]`,
+		`d_bucket{le="+Inf", pod!="b"}[1m]`: `{__name__="d_bucket", le="+Inf", pod="a"} [2 @[1800000000] 3 @[1800000015] 6 @[1800000030]]`,
+		`d_count{pod="a"}[1m]`:              `{__name__="d_count", pod="a"} [2 @[1800000000] 3 @[1800000015] 6 @[1800000030]]`,
+		`d_sum{pod=~"a|exp"}[1m]`:           `{__name__="d_sum", pod="a"} [0.5 @[1800000000] 1.5 @[1800000015] 3 @[1800000030]]`,
+		`d_bucket{le="0.5"}[1m]`:            ``,
+		`d_bucket{pod="b"}[1m]`: `{__name__="d_bucket", le="+Inf", pod="b"} [2 @[1800000000] 4 @[1800000015]]
+{__name__="d_bucket", le="1.0", pod="b"} [1 @[1800000000] 2 @[1800000015]]
+{__name__="d_bucket", le="2.0", pod="b"} [3 @[1800000015]]`,
+		`d_count{pod="exp"}[1m]`: ``,
 	} {
 		if got := read(query, end, true); got != want {
 			t.Errorf("%s at 45 s:\n%s\nwant\n%s", query, got, want)
@@ -193,7 +210,7 @@ func TestClassicSeriesFromNativeHistograms(t *testing.T) {
 		}
 	}
 	// The stale marker ends the series for instant queries too.
-	v, err := s.Query(context.Background(), `d_count`, time.UnixMilli(at(50)))
+	v, err := s.Query(context.Background(), `d_count{pod="a"}`, time.UnixMilli(at(50)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,19 +223,19 @@ func TestClassicSeriesFromNativeHistograms(t *testing.T) {
 // series exactly derives them.
 func TestHistogramName(t *testing.T) {
 	for _, tc := range []struct {
-		matcher *labels.Matcher
-		want    string
+		matcher      *labels.Matcher
+		base, suffix string
 	}{
-		{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "d_bucket"), "d"},
-		{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "d_count"), "d"},
-		{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "a_b_sum"), "a_b"},
-		{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "_sum"), ""},
-		{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "d_total"), ""},
-		{labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, "d_bucket"), ""},
-		{labels.MustNewMatcher(labels.MatchEqual, "job", "d_bucket"), ""},
+		{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "d_bucket"), "d", "_bucket"},
+		{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "d_count"), "d", "_count"},
+		{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "a_b_sum"), "a_b", "_sum"},
+		{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "_sum"), "", ""},
+		{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "d_total"), "", ""},
+		{labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, "d_bucket"), "", ""},
+		{labels.MustNewMatcher(labels.MatchEqual, "job", "d_bucket"), "", ""},
 	} {
-		if got := histogramName([]*labels.Matcher{tc.matcher}); got != tc.want {
-			t.Errorf("histogramName(%s) = %q, want %q", tc.matcher, got, tc.want)
+		if base, suffix := histogramName([]*labels.Matcher{tc.matcher}); base != tc.base || suffix != tc.suffix {
+			t.Errorf("histogramName(%s) = %q, %q, want %q, %q", tc.matcher, base, suffix, tc.base, tc.suffix)
 		}
 	}
 }
