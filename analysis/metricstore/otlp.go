@@ -23,11 +23,14 @@ const maxOTLPBody = 32 << 20
 // otlpSettings translate OTLP names the way the OpenTelemetry Prometheus
 // exporter does, so that a counter feature_flag.requests pushed over OTLP and
 // the same counter scraped from the exporter are one series name:
-// feature_flag_requests_total, with otel_scope_* labels.
+// feature_flag_requests_total, with otel_scope_* labels. Histograms are
+// stored as the scrapes store them, as native histograms with custom
+// buckets (see classicQueryable).
 func otlpSettings() prometheusremotewrite.Settings {
 	return prometheusremotewrite.Settings{
-		AddMetricSuffixes:    true,
-		PromoteScopeMetadata: true,
+		AddMetricSuffixes:       true,
+		PromoteScopeMetadata:    true,
+		ConvertHistogramsToNHCB: true,
 	}
 }
 

@@ -98,6 +98,11 @@ func TestOTLPMatchesPrometheusExporter(t *testing.T) {
 	}
 	waitScraped(t, s, time.Now())
 
+	for _, name := range []string{"feature_flag_request_duration_seconds_bucket", "feature_flag_request_duration_seconds_count"} {
+		if got := storedTypes(t, s, name); len(got) != 0 {
+			t.Errorf("%s is stored (%v); want the histogram stored as native histograms", name, got)
+		}
+	}
 	pushed := seriesOf(t, s, "checkout")
 	scraped := seriesOf(t, s, "scrape")
 	if len(pushed) == 0 {
@@ -127,10 +132,9 @@ func TestOTLPMatchesPrometheusExporter(t *testing.T) {
 }
 
 // seriesOf lists the feature_flag_* series of one job with their latest
-// values, without the job and instance labels, sorted. The scraped
-// histogram is stored as a native histogram and the pushed one as classic
-// series: each series name is asked for, as the dashboards and the cohort
-// reads do, so both come back classic.
+// values, without the job and instance labels, sorted. Histograms are
+// stored as native histograms: each classic series name is asked for, as
+// the dashboards and the cohort reads do.
 func seriesOf(t *testing.T, s *Store, job string) []string {
 	t.Helper()
 	var v model.Vector
