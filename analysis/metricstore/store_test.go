@@ -27,7 +27,7 @@ import (
 	"github.com/vigil-dev/vigil/internal/testenv/poll"
 )
 
-func openStore(t *testing.T, opts Options) *Store {
+func openStore(t testing.TB, opts Options) *Store {
 	t.Helper()
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
