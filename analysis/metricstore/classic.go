@@ -231,6 +231,15 @@ func (q classicQuerier) derive(ctx context.Context, hints *storage.SelectHints, 
 			}
 			if picked == nil || !slices.Equal(bounds, layout) {
 				setLayout(bounds)
+				if picked != nil {
+					// A scrape of classic series marks those that are gone
+					// stale: so do the bounds the new layout lacks.
+					for _, d := range own {
+						if !slices.Contains(lay.les, d.le) {
+							d.samples = append(d.samples, floatSample{t: t, f: math.Float64frombits(value.StaleNaN)})
+						}
+					}
+				}
 				layout = lay.bounds
 				picked = picked[:0]
 				for i, le := range lay.les {

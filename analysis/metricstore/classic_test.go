@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
 
@@ -242,4 +244,126 @@ func TestHistogramName(t *testing.T) {
 			t.Errorf("histogramName(%s) = %q, %q, want %q, %q", tc.matcher, base, suffix, tc.base, tc.suffix)
 		}
 	}
+}
+
+// FuzzDerivedMatchesStored: a histogram stored as native histograms with
+// custom buckets reads, through PromQL and the direct range read, as the
+// same histogram stored as classic series does. The seed draws the bucket
+// layout (which may change between samples), the counts and the sum, and
+// whether the series ends with a stale marker.
+func FuzzDerivedMatchesStored(f *testing.F) {
+	for seed := range uint64(8) {
+		f.Add(seed)
+	}
+	base := time.UnixMilli(1_800_000_000_000)
+	at := func(sec int) int64 { return base.Add(time.Duration(sec) * time.Second).UnixMilli() }
+	f.Fuzz(func(t *testing.T, seed uint64) {
+		rng := rand.New(rand.NewPCG(seed, seed>>32))
+		classic, native := openStore(t, Options{}), openStore(t, Options{})
+		capp, napp := classic.Appender(context.Background()), native.Appender(context.Background())
+		ls := labels.FromStrings(labels.MetricName, "d", "pod", "a")
+		var (
+			bounds []float64
+			counts []uint64
+			sum    float64
+		)
+		samples := 1 + rng.IntN(5)
+		for i := range samples {
+			if i == 0 || rng.IntN(4) == 0 {
+				// A new layout: counts restart, as after a deploy, and a
+				// scrape marks the bounds that are gone stale.
+				gone := slices.Clone(bounds)
+				bounds = bounds[:0]
+				b := 0.0
+				for range 1 + rng.IntN(5) {
+					b += float64(1+rng.IntN(4)) / 4
+					bounds = append(bounds, b)
+				}
+				counts, sum = make([]uint64, len(bounds)+1), 0
+				for _, b := range gone {
+					if slices.Contains(bounds, b) {
+						continue
+					}
+					le := labels.NewBuilder(ls).Set(labels.MetricName, "d_bucket").Set(labels.BucketLabel, labels.FormatOpenMetricsFloat(b)).Labels()
+					if _, err := capp.Append(0, le, at(15*i), math.Float64frombits(value.StaleNaN)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			for j := range counts {
+				counts[j] += uint64(rng.IntN(5))
+			}
+			sum += float64(rng.IntN(100)) / 8
+			h := &histogram.Histogram{Schema: histogram.CustomBucketsSchema, Sum: sum, CustomValues: slices.Clone(bounds),
+				PositiveSpans: []histogram.Span{{Offset: 0, Length: uint32(len(counts))}}}
+			prev := int64(0)
+			for _, c := range counts {
+				h.Count += c
+				h.PositiveBuckets = append(h.PositiveBuckets, int64(c)-prev)
+				prev = int64(c)
+			}
+			if _, err := napp.AppendHistogram(0, ls, at(15*i), h, nil); err != nil {
+				t.Fatal(err)
+			}
+			err := histogram.ConvertNHCBToClassic(h, ls, labels.NewBuilder(ls), func(cls labels.Labels, v float64) error {
+				_, err := capp.Append(0, cls, at(15*i), v)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if rng.IntN(2) == 0 {
+			stale := math.Float64frombits(value.StaleNaN)
+			if _, err := napp.AppendHistogram(0, ls, at(15*samples), &histogram.Histogram{Sum: stale}, nil); err != nil {
+				t.Fatal(err)
+			}
+			// The target has gone: each classic series is marked stale.
+			err := histogram.ConvertNHCBToClassic(&histogram.Histogram{Schema: histogram.CustomBucketsSchema, CustomValues: bounds}, ls, labels.NewBuilder(ls),
+				func(cls labels.Labels, _ float64) error {
+					_, err := capp.Append(0, cls, at(15*samples), stale)
+					return err
+				})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, app := range []storage.Appender{capp, napp} {
+			if err := app.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		read := func(s *Store, query string, ts time.Time) string {
+			var out []string
+			err := s.QueryMatrix(context.Background(), query, ts, func(ls labels.Labels, samples []model.SamplePair) {
+				out = append(out, fmt.Sprintf("%s %v", ls, samples))
+			})
+			if err != nil {
+				t.Fatalf("%s: %v", query, err)
+			}
+			slices.Sort(out)
+			return strings.Join(out, "\n")
+		}
+		query := func(s *Store, q string, ts time.Time) string {
+			v, err := s.Query(context.Background(), q, ts)
+			if err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			slices.SortFunc(v, func(a, b *model.Sample) int { return strings.Compare(a.Metric.String(), b.Metric.String()) })
+			return fmt.Sprint(v)
+		}
+		for sec := 0; sec <= 15*samples+15; sec += 5 {
+			ts := time.UnixMilli(at(sec))
+			for _, q := range []string{`d_bucket[1m]`, `d_bucket{le="+Inf"}[30s]`, `d_bucket{le=~"0.5|1.0|1.25"}[1h]`, `d_count[20s]`, `d_sum{pod="a"}[1m]`} {
+				if got, want := read(native, q, ts), read(classic, q, ts); got != want {
+					t.Errorf("%s at %ds:\n%s\nstored as classic series:\n%s", q, sec, got, want)
+				}
+			}
+			for _, q := range []string{`d_bucket`, `d_count + d_sum`, `histogram_quantile(0.9, d_bucket)`, `sum by (le) (rate(d_bucket[1m]))`} {
+				if got, want := query(native, q, ts), query(classic, q, ts); got != want {
+					t.Errorf("%s at %ds: %s; stored as classic series: %s", q, sec, got, want)
+				}
+			}
+		}
+	})
 }
