@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -32,7 +33,11 @@ var classicSuffixes = []string{"_bucket", "_count", "_sum"}
 // classicQueryable is a storage whose selections of classic histogram
 // series also return those derived from native histograms with custom
 // buckets.
-type classicQueryable struct{ storage.Queryable }
+type classicQueryable struct {
+	storage.Queryable
+	// maxKept is maxKeptSamples, smaller in tests.
+	maxKept int
+}
 
 // Querier implements storage.Queryable.
 func (c classicQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
@@ -40,12 +45,13 @@ func (c classicQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return classicQuerier{Querier: q, mint: mint, maxt: maxt}, nil
+	return classicQuerier{Querier: q, mint: mint, maxt: maxt, maxKept: c.maxKept}, nil
 }
 
 type classicQuerier struct {
 	storage.Querier
 	mint, maxt int64
+	maxKept    int
 }
 
 // Select implements storage.Querier. A selection whose name matcher asks
@@ -120,10 +126,18 @@ func histogramName(matchers []*labels.Matcher) (base, suffix string) {
 	return "", ""
 }
 
+// maxKeptSamples bounds the derived samples one selection keeps from the
+// decoding that finds its series: about 16 MB. A selection past it, such
+// as a dashboard's quantile over every flag for hours, decodes each
+// histogram again when its series are iterated, so that memory holds one
+// histogram's samples at a time, as a classic selection's would.
+const maxKeptSamples = 1 << 20
+
 // derive returns the series base+suffix derived from the NHCB samples of
-// histogram base that the matchers select. The judge's reads ask for a few
-// le bounds of thousands of histograms at every look, so only the selected
-// series are built, and the le texts once per bucket layout.
+// histogram base that the matchers select, each histogram's together.
+// The judge's reads ask for a few le bounds of thousands of histograms at
+// every look, so only the selected series are built, and the le texts
+// once per bucket layout.
 func (q classicQuerier) derive(ctx context.Context, hints *storage.SelectHints, base, suffix string, matchers []*labels.Matcher) ([]storage.Series, error) {
 	sel := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, base)}
 	for _, m := range matchers {
@@ -131,159 +145,240 @@ func (q classicQuerier) derive(ctx context.Context, hints *storage.SelectHints, 
 			sel = append(sel, m)
 		}
 	}
+	dv := &derivation{suffix: suffix, matchers: matchers, mint: q.mint, maxt: q.maxt}
 	set := q.Querier.Select(ctx, false, hints, sel...)
 	var (
-		out []storage.Series
-		it  chunkenc.Iterator
-		h   *histogram.Histogram
-		fh  *histogram.FloatHistogram
-		buf []float64
-		b   labels.Builder
+		out  []storage.Series
+		b    labels.Builder
+		kept int
 	)
-	// The le texts of the last bucket layout seen ("" for _count and
-	// _sum), and whether the matchers keep each: a metric's histograms
-	// mostly share one layout.
-	var lay struct {
-		bounds []float64
-		les    []string
-		keep   []bool
-	}
-	setLayout := func(bounds []float64) {
-		if lay.les != nil && slices.Equal(bounds, lay.bounds) {
-			return
-		}
-		lay.bounds = slices.Clone(bounds)
-		lay.les, lay.keep = nil, nil
-		if suffix != "_bucket" {
-			lay.les, lay.keep = []string{""}, []bool{matchLE(matchers, "")}
-			return
-		}
-		for i := range len(bounds) + 1 {
-			bound := math.Inf(1)
-			if i < len(bounds) {
-				bound = bounds[i]
-			}
-			le := labels.FormatOpenMetricsFloat(bound)
-			lay.les = append(lay.les, le)
-			lay.keep = append(lay.keep, matchLE(matchers, le))
-		}
-	}
 	for set.Next() {
 		s := set.At()
-		var (
-			// own are the histogram's series, across layouts.
-			own []*derivedSeries
-			// layout is the custom bounds of the last sample; picked
-			// its series by classic bucket, nil for those not kept.
-			layout []float64
-			picked []*derivedSeries
-		)
-		pick := func(le string) *derivedSeries {
-			for _, d := range own {
-				if d.le == le {
-					return d
-				}
+		decoded, err := dv.decode(s)
+		if err != nil {
+			return nil, err
+		}
+		hs := &histogramSeries{dv: dv, series: s}
+		n := 0
+		for _, d := range decoded {
+			if len(d.samples) == 0 {
+				continue
 			}
 			b.Reset(s.Labels())
 			b.Set(labels.MetricName, base+suffix)
-			if le != "" {
-				b.Set(labels.BucketLabel, le)
+			if d.le != "" {
+				b.Set(labels.BucketLabel, d.le)
 			}
-			ls := b.Labels()
-			if !matchAll(matchers, ls) {
-				return nil
-			}
-			d := &derivedSeries{le: le, lset: ls}
-			own = append(own, d)
-			return d
-		}
-		it = s.Iterator(it)
-		// A series' iterator starts at its first chunk's first sample,
-		// which can be long before mint: decoding a histogram costs
-		// far more than a float, so the samples outside are skipped.
-		for typ := it.Seek(q.mint); typ != chunkenc.ValNone && it.AtT() <= q.maxt; typ = it.Next() {
-			var (
-				t             int64
-				nhcb          any
-				bounds        []float64
-				custom, stale bool
-			)
-			switch typ {
-			case chunkenc.ValHistogram:
-				t, h = it.AtHistogram(h)
-				nhcb, bounds, custom, stale = h, h.CustomValues, h.UsesCustomBuckets(), value.IsStaleNaN(h.Sum)
-			case chunkenc.ValFloatHistogram:
-				t, fh = it.AtFloatHistogram(fh)
-				nhcb, bounds, custom, stale = fh, fh.CustomValues, fh.UsesCustomBuckets(), value.IsStaleNaN(fh.Sum)
-			default:
-				continue
-			}
-			if stale {
-				// A stale marker is stored without buckets; it ends the
-				// series the histogram's earlier samples gave.
-				for _, d := range own {
-					d.samples = append(d.samples, floatSample{t: t, f: math.Float64frombits(value.StaleNaN)})
-				}
-				continue
-			}
-			if !custom {
-				continue
-			}
-			if picked == nil || !slices.Equal(bounds, layout) {
-				setLayout(bounds)
-				if picked != nil {
-					// A scrape of classic series marks those that are gone
-					// stale: so do the bounds the new layout lacks.
-					for _, d := range own {
-						if !slices.Contains(lay.les, d.le) {
-							d.samples = append(d.samples, floatSample{t: t, f: math.Float64frombits(value.StaleNaN)})
-						}
-					}
-				}
-				layout = lay.bounds
-				picked = picked[:0]
-				for i, le := range lay.les {
-					var d *derivedSeries
-					if lay.keep[i] {
-						d = pick(le)
-					}
-					picked = append(picked, d)
-				}
-			}
-			var (
-				count, sum float64
-				err        error
-			)
-			buf, count, sum, err = histogram.ClassicBucketCounts(nhcb, buf)
-			if err != nil {
-				return nil, fmt.Errorf("series %s at %d: %w", s.Labels(), t, err)
-			}
-			values := buf
-			switch suffix {
-			case "_count":
-				values = []float64{count}
-			case "_sum":
-				values = []float64{sum}
-			}
-			for i, d := range picked {
-				if d != nil {
-					d.samples = append(d.samples, floatSample{t: t, f: values[i]})
-				}
+			if ls := b.Labels(); matchAll(matchers, ls) {
+				out = append(out, &derivedSeries{lset: ls, le: d.le, hist: hs})
+				hs.pending++
+				n += len(d.samples)
 			}
 		}
-		if err := it.Err(); err != nil {
-			return nil, fmt.Errorf("series %s: %w", s.Labels(), err)
-		}
-		for _, d := range own {
-			if len(d.samples) > 0 {
-				out = append(out, storage.NewListSeries(d.lset, d.samples))
-			}
+		if kept+n <= q.maxKept {
+			hs.decoded, kept = decoded, kept+n
 		}
 	}
 	if err := set.Err(); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// derivation is what one selection derives: which series, and the range.
+type derivation struct {
+	suffix     string
+	matchers   []*labels.Matcher
+	mint, maxt int64
+
+	// mu guards what decode reuses from one histogram to the next.
+	mu  sync.Mutex
+	lay struct {
+		// bounds is the last bucket layout seen; les their le texts
+		// ("" for _count and _sum), keep whether the matchers keep
+		// each. A metric's histograms mostly share one layout.
+		bounds []float64
+		les    []string
+		keep   []bool
+	}
+	it  chunkenc.Iterator
+	h   *histogram.Histogram
+	fh  *histogram.FloatHistogram
+	buf []float64
+}
+
+// leSamples are the samples of one derived series: one le, or "" for
+// _count and _sum.
+type leSamples struct {
+	le      string
+	samples floatSamples
+}
+
+func (dv *derivation) setLayout(bounds []float64) {
+	if dv.lay.les != nil && slices.Equal(bounds, dv.lay.bounds) {
+		return
+	}
+	dv.lay.bounds = slices.Clone(bounds)
+	dv.lay.les, dv.lay.keep = nil, nil
+	if dv.suffix != "_bucket" {
+		dv.lay.les, dv.lay.keep = []string{""}, []bool{matchLE(dv.matchers, "")}
+		return
+	}
+	for i := range len(bounds) + 1 {
+		bound := math.Inf(1)
+		if i < len(bounds) {
+			bound = bounds[i]
+		}
+		le := labels.FormatOpenMetricsFloat(bound)
+		dv.lay.les = append(dv.lay.les, le)
+		dv.lay.keep = append(dv.lay.keep, matchLE(dv.matchers, le))
+	}
+}
+
+// decode reads the histogram's samples in range and returns those of
+// each classic series the matchers' le selects, in the order the les
+// first appear.
+func (dv *derivation) decode(s storage.Series) ([]*leSamples, error) {
+	dv.mu.Lock()
+	defer dv.mu.Unlock()
+	var (
+		// own are the histogram's series, across layouts.
+		own []*leSamples
+		// layout is the custom bounds of the last sample; picked its
+		// series by classic bucket, nil for those not kept.
+		layout []float64
+		picked []*leSamples
+	)
+	pick := func(le string) *leSamples {
+		for _, d := range own {
+			if d.le == le {
+				return d
+			}
+		}
+		d := &leSamples{le: le}
+		own = append(own, d)
+		return d
+	}
+	stale := math.Float64frombits(value.StaleNaN)
+	it := s.Iterator(dv.it)
+	dv.it = it
+	// A series' iterator starts at its first chunk's first sample, which
+	// can be long before mint: decoding a histogram costs far more than a
+	// float, so the samples outside are skipped.
+	for typ := it.Seek(dv.mint); typ != chunkenc.ValNone && it.AtT() <= dv.maxt; typ = it.Next() {
+		var (
+			t               int64
+			nhcb            any
+			bounds          []float64
+			custom, isStale bool
+		)
+		switch typ {
+		case chunkenc.ValHistogram:
+			t, dv.h = it.AtHistogram(dv.h)
+			nhcb, bounds, custom, isStale = dv.h, dv.h.CustomValues, dv.h.UsesCustomBuckets(), value.IsStaleNaN(dv.h.Sum)
+		case chunkenc.ValFloatHistogram:
+			t, dv.fh = it.AtFloatHistogram(dv.fh)
+			nhcb, bounds, custom, isStale = dv.fh, dv.fh.CustomValues, dv.fh.UsesCustomBuckets(), value.IsStaleNaN(dv.fh.Sum)
+		default:
+			continue
+		}
+		if isStale {
+			// A stale marker is stored without buckets; it ends the
+			// series the histogram's earlier samples gave.
+			for _, d := range own {
+				d.samples = append(d.samples, floatSample{t: t, f: stale})
+			}
+			continue
+		}
+		if !custom {
+			continue
+		}
+		if picked == nil || !slices.Equal(bounds, layout) {
+			dv.setLayout(bounds)
+			if picked != nil {
+				// A scrape of classic series marks those that are gone
+				// stale: so do the bounds the new layout lacks.
+				for _, d := range own {
+					if !slices.Contains(dv.lay.les, d.le) {
+						d.samples = append(d.samples, floatSample{t: t, f: stale})
+					}
+				}
+			}
+			layout = dv.lay.bounds
+			picked = picked[:0]
+			for i, le := range dv.lay.les {
+				var d *leSamples
+				if dv.lay.keep[i] {
+					d = pick(le)
+				}
+				picked = append(picked, d)
+			}
+		}
+		var (
+			count, sum float64
+			err        error
+		)
+		dv.buf, count, sum, err = histogram.ClassicBucketCounts(nhcb, dv.buf)
+		if err != nil {
+			return nil, fmt.Errorf("series %s at %d: %w", s.Labels(), t, err)
+		}
+		values := dv.buf
+		switch dv.suffix {
+		case "_count":
+			values = []float64{count}
+		case "_sum":
+			values = []float64{sum}
+		}
+		for i, d := range picked {
+			if d != nil {
+				d.samples = append(d.samples, floatSample{t: t, f: values[i]})
+			}
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("series %s: %w", s.Labels(), err)
+	}
+	return own, nil
+}
+
+// histogramSeries is one stored histogram that derived series read.
+type histogramSeries struct {
+	dv     *derivation
+	series storage.Series
+
+	mu sync.Mutex
+	// decoded are its series' samples, nil when not kept or once each
+	// derived series has taken its own; pending counts those yet to.
+	decoded []*leSamples
+	pending int
+}
+
+// take returns the samples of the derived series with le, decoding the
+// histogram again if they were not kept.
+func (hs *histogramSeries) take(le string) (floatSamples, error) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	decoded := hs.decoded
+	if decoded == nil {
+		var err error
+		if decoded, err = hs.dv.decode(hs.series); err != nil {
+			return nil, err
+		}
+		if hs.pending > 1 {
+			// The histogram's other series are iterated next, as the
+			// engine and the direct read go series by series.
+			hs.decoded = decoded
+		}
+	}
+	if hs.pending--; hs.pending <= 0 {
+		hs.decoded = nil
+	}
+	for _, d := range decoded {
+		if d.le == le {
+			return d.samples, nil
+		}
+	}
+	return nil, nil
 }
 
 // matchLE reports whether the matchers on le select a series with this
@@ -307,11 +402,29 @@ func matchAll(matchers []*labels.Matcher, ls labels.Labels) bool {
 	return true
 }
 
+// derivedSeries is a classic series of a stored histogram.
 type derivedSeries struct {
-	le      string
-	lset    labels.Labels
-	samples []chunks.Sample
+	lset labels.Labels
+	le   string
+	hist *histogramSeries
 }
+
+// Labels implements storage.Series.
+func (d *derivedSeries) Labels() labels.Labels { return d.lset }
+
+// Iterator implements storage.Series.
+func (d *derivedSeries) Iterator(chunkenc.Iterator) chunkenc.Iterator {
+	samples, err := d.hist.take(d.le)
+	return failing{Iterator: storage.NewListSeriesIterator(samples), err: err}
+}
+
+// failing is an iterator that reports err once its samples, if any, end.
+type failing struct {
+	chunkenc.Iterator
+	err error
+}
+
+func (f failing) Err() error { return f.err }
 
 // floatSample is one float sample of a derived series.
 type floatSample struct {
@@ -326,6 +439,12 @@ func (floatSample) H() *histogram.Histogram       { return nil }
 func (floatSample) FH() *histogram.FloatHistogram { return nil }
 func (floatSample) Type() chunkenc.ValueType      { return chunkenc.ValFloat }
 func (s floatSample) Copy() chunks.Sample         { return s }
+
+// floatSamples are a derived series' samples, kept unboxed.
+type floatSamples []floatSample
+
+func (s floatSamples) Get(i int) chunks.Sample { return s[i] }
+func (s floatSamples) Len() int                { return len(s) }
 
 // seriesList is a storage.SeriesSet of series in memory.
 type seriesList struct {

@@ -260,6 +260,11 @@ func FuzzDerivedMatchesStored(f *testing.F) {
 	f.Fuzz(func(t *testing.T, seed uint64) {
 		rng := rand.New(rand.NewPCG(seed, seed>>32))
 		classic, native := openStore(t, Options{}), openStore(t, Options{})
+		if seed%2 == 1 {
+			// Keep nothing from the first decoding: each histogram is
+			// decoded again when its series are iterated.
+			native.read = classicQueryable{Queryable: native.db}
+		}
 		capp, napp := classic.Appender(context.Background()), native.Appender(context.Background())
 		ls := labels.FromStrings(labels.MetricName, "d", "pod", "a")
 		var (
@@ -366,4 +371,77 @@ func FuzzDerivedMatchesStored(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDerivationKeepsAtMostMaxKept: what the decoding that finds a
+// selection's series keeps is bounded, so that a selection of many
+// histograms over a long range holds one histogram's samples at a time;
+// the rest are decoded again when iterated, and read the same.
+func TestDerivationKeepsAtMostMaxKept(t *testing.T) {
+	s := openStore(t, Options{})
+	base := time.UnixMilli(1_800_000_000_000)
+	app := s.Appender(context.Background())
+	for pod := range 10 {
+		ls := labels.FromStrings(labels.MetricName, "d", "pod", fmt.Sprint(pod))
+		for i := range 10 {
+			h := &histogram.Histogram{Schema: histogram.CustomBucketsSchema, Count: uint64(2 * i), Sum: float64(i), CustomValues: []float64{1},
+				PositiveSpans: []histogram.Span{{Offset: 0, Length: 2}}, PositiveBuckets: []int64{int64(i), 0}}
+			if _, err := app.AppendHistogram(0, ls, base.Add(time.Duration(i)*15*time.Second).UnixMilli(), h, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	read := func(maxKept int) (kept int, out []string) {
+		t.Helper()
+		q, err := classicQueryable{Queryable: s.db, maxKept: maxKept}.Querier(base.UnixMilli(), base.Add(time.Hour).UnixMilli())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, "d_bucket"))
+		var series []storage.Series
+		for set.Next() {
+			series = append(series, set.At())
+		}
+		if err := set.Err(); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[*histogramSeries]bool{}
+		for _, sr := range series {
+			if hs := sr.(*derivedSeries).hist; !seen[hs] {
+				seen[hs] = true
+				for _, d := range hs.decoded {
+					kept += len(d.samples)
+				}
+			}
+		}
+		for _, sr := range series {
+			it := sr.Iterator(nil)
+			var vs []float64
+			for it.Next() != chunkenc.ValNone {
+				_, v := it.At()
+				vs = append(vs, v)
+			}
+			if err := it.Err(); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprintf("%s %v", sr.Labels(), vs))
+		}
+		slices.Sort(out)
+		return kept, out
+	}
+	keptAll, all := read(maxKeptSamples)
+	if keptAll != 10*2*10 || len(all) != 20 {
+		t.Fatalf("with room for all: kept %d samples of %d series, want 200 of 20", keptAll, len(all))
+	}
+	kept, bounded := read(45)
+	if kept > 45 || kept == 0 {
+		t.Errorf("kept %d samples, want some and at most 45", kept)
+	}
+	if !slices.Equal(bounded, all) {
+		t.Errorf("decoded again:\n%s\nkept:\n%s", strings.Join(bounded, "\n"), strings.Join(all, "\n"))
+	}
 }

@@ -136,7 +136,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s := &Store{
 		opts: opts,
 		db:   db,
-		read: classicQueryable{db},
+		read: classicQueryable{Queryable: db, maxKept: maxKeptSamples},
 		log:  opts.Logger,
 		engine: promql.NewEngine(promql.EngineOpts{
 			Logger:               opts.Logger.With("component", "promql"),
