@@ -27,9 +27,6 @@ import (
 // selection names them, so that PromQL written for classic histograms, the
 // dashboards and the cohort reads work unchanged.
 
-// classicSuffixes are the names' endings of a classic histogram's series.
-var classicSuffixes = []string{"_bucket", "_count", "_sum"}
-
 // classicQueryable is a storage whose selections of classic histogram
 // series also return those derived from native histograms with custom
 // buckets.
@@ -56,8 +53,8 @@ type classicQuerier struct {
 
 // Select implements storage.Querier. A selection whose name matcher asks
 // for name_bucket, name_count or name_sum merges the stored series of that
-// name (from before the conversion, or pushed over OTLP) with those derived
-// from name's NHCB samples; a sample stored both ways is returned once.
+// name (written before the store converted) with those derived from name's
+// NHCB samples; a sample stored both ways is returned once.
 func (q classicQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, matchers ...*labels.Matcher) storage.SeriesSet {
 	base, suffix := histogramName(matchers)
 	if base == "" {
@@ -116,7 +113,7 @@ func histogramName(matchers []*labels.Matcher) (base, suffix string) {
 		if m.Type != labels.MatchEqual {
 			return "", ""
 		}
-		for _, suffix := range classicSuffixes {
+		for _, suffix := range [...]string{"_bucket", "_count", "_sum"} {
 			if base, ok := strings.CutSuffix(m.Value, suffix); ok && base != "" {
 				return base, suffix
 			}
@@ -365,8 +362,10 @@ func (hs *histogramSeries) take(le string) (floatSamples, error) {
 			return nil, err
 		}
 		if hs.pending > 1 {
-			// The histogram's other series are iterated next, as the
-			// engine and the direct read go series by series.
+			// Held until the histogram's other series take theirs: the
+			// next ones in the order derive gives, which the engine and
+			// the direct read keep. A sorted selection, which only a
+			// merge with stored classic series asks for, may hold more.
 			hs.decoded = decoded
 		}
 	}
