@@ -173,24 +173,6 @@ func TestClassicSeriesFromNativeHistograms(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	read := func(query string, ts time.Time, direct bool) string {
-		t.Helper()
-		var out []string
-		fn := func(ls labels.Labels, samples []model.SamplePair) {
-			out = append(out, fmt.Sprintf("%s %v", ls, samples))
-		}
-		var err error
-		if direct {
-			err = s.QueryMatrix(context.Background(), query, ts, fn)
-		} else {
-			err = s.evalMatrix(context.Background(), query, ts, fn)
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", query, err)
-		}
-		slices.Sort(out)
-		return strings.Join(out, "\n")
-	}
 	end := time.UnixMilli(at(45))
 	for query, want := range map[string]string{
 		`d_bucket{le="1.0", pod="a"}[1m]`:   `{__name__="d_bucket", le="1.0", pod="a"} [1 @[1800000000] 2 @[1800000015] 4 @[1800000030]]`,
@@ -203,14 +185,14 @@ func TestClassicSeriesFromNativeHistograms(t *testing.T) {
 {__name__="d_bucket", le="2.0", pod="b"} [3 @[1800000015]]`,
 		`d_count{pod="exp"}[1m]`: ``,
 	} {
-		if got := read(query, end, true); got != want {
+		if got := readMatrix(t, s, query, end, true); got != want {
 			t.Errorf("%s at 45 s:\n%s\nwant\n%s", query, got, want)
 		}
 	}
 	for _, query := range []string{`d_bucket[1m]`, `d_bucket{le!="1.0"}[30s]`, `d_count[20s]`, `{__name__="d_sum"}[2m]`} {
 		for _, sec := range []int{0, 15, 30, 45, 60} {
 			ts := time.UnixMilli(at(sec))
-			if direct, engine := read(query, ts, true), read(query, ts, false); direct != engine {
+			if direct, engine := readMatrix(t, s, query, ts, true), readMatrix(t, s, query, ts, false); direct != engine {
 				t.Errorf("%s at %ds:\n%s\nthe engine gives\n%s", query, sec, direct, engine)
 			}
 		}
@@ -338,17 +320,6 @@ func FuzzDerivedMatchesStored(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		read := func(s *Store, query string, ts time.Time) string {
-			var out []string
-			err := s.QueryMatrix(context.Background(), query, ts, func(ls labels.Labels, samples []model.SamplePair) {
-				out = append(out, fmt.Sprintf("%s %v", ls, samples))
-			})
-			if err != nil {
-				t.Fatalf("%s: %v", query, err)
-			}
-			slices.Sort(out)
-			return strings.Join(out, "\n")
-		}
 		query := func(s *Store, q string, ts time.Time) string {
 			v, err := s.Query(context.Background(), q, ts)
 			if err != nil {
@@ -360,7 +331,7 @@ func FuzzDerivedMatchesStored(f *testing.F) {
 		for sec := 0; sec <= 15*samples+15; sec += 5 {
 			ts := time.UnixMilli(at(sec))
 			for _, q := range []string{`d_bucket[1m]`, `d_bucket{le="+Inf"}[30s]`, `d_bucket{le=~"0.5|1.0|1.25"}[1h]`, `d_count[20s]`, `d_sum{pod="a"}[1m]`} {
-				if got, want := read(native, q, ts), read(classic, q, ts); got != want {
+				if got, want := readMatrix(t, native, q, ts, true), readMatrix(t, classic, q, ts, true); got != want {
 					t.Errorf("%s at %ds:\n%s\nstored as classic series:\n%s", q, sec, got, want)
 				}
 			}

@@ -467,35 +467,38 @@ func TestQueryMatrixSelectsAsTheEngine(t *testing.T) {
 	if err := app.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	read := func(query string, ts time.Time, direct bool) string {
-		t.Helper()
-		var out []string
-		fn := func(ls labels.Labels, samples []model.SamplePair) {
-			out = append(out, fmt.Sprintf("%s %v", ls, samples))
-		}
-		var err error
-		if direct {
-			err = s.QueryMatrix(context.Background(), query, ts, fn)
-		} else {
-			err = s.evalMatrix(context.Background(), query, ts, fn)
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", query, err)
-		}
-		slices.Sort(out)
-		return strings.Join(out, "\n")
-	}
 	for _, query := range []string{`things_total[30s]`, `things_total[45s]`, `things_total{pod!="a"}[1h]`, `things_total{zone=~"z[ab]"}[15s]`,
 		`{__name__="things_total",pod="c"}[2m]`, `things_total{pod="none"}[1m]`, `things_total[30s] offset 15s`, `things_total[30s] @ 1800000030`} {
 		for _, sec := range []int{0, 30, 45, 60, 61, 700} {
 			ts := time.UnixMilli(at(sec))
-			direct, engine := read(query, ts, true), read(query, ts, false)
+			direct, engine := readMatrix(t, s, query, ts, true), readMatrix(t, s, query, ts, false)
 			if direct != engine {
 				t.Errorf("%s at %ds:\n%s\nthe engine gives\n%s", query, sec, direct, engine)
 			}
 		}
 	}
-	if got := read(`things_total{pod="a"}[30s]`, time.UnixMilli(at(45)), true); !strings.HasSuffix(got, "[2 @[1800000030] 9 @[1800000045]]") {
+	if got := readMatrix(t, s, `things_total{pod="a"}[30s]`, time.UnixMilli(at(45)), true); !strings.HasSuffix(got, "[2 @[1800000030] 9 @[1800000045]]") {
 		t.Errorf("pod a over (15 s, 45 s]: %s, want the samples at 30 and 45 s", got)
 	}
+}
+
+// readMatrix reads a range query's series, each with its samples, sorted:
+// directly (QueryMatrix) or through the engine.
+func readMatrix(t *testing.T, s *Store, query string, ts time.Time, direct bool) string {
+	t.Helper()
+	var out []string
+	fn := func(ls labels.Labels, samples []model.SamplePair) {
+		out = append(out, fmt.Sprintf("%s %v", ls, samples))
+	}
+	var err error
+	if direct {
+		err = s.QueryMatrix(context.Background(), query, ts, fn)
+	} else {
+		err = s.evalMatrix(context.Background(), query, ts, fn)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	slices.Sort(out)
+	return strings.Join(out, "\n")
 }
