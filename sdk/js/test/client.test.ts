@@ -1,14 +1,19 @@
 // The client against a real HTTP controller on loopback: stream, polling
 // with ETags, reconnection, last-known snapshot, cache file, file mode.
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync, utimesSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AuthError, Client } from "../src/client.js";
 import { eventually, quiet, rolloutFlag, TestController, TOKEN } from "./controller.js";
 
 const fast = { backoffMin: 20, backoffMax: 100, pollInterval: 50, pollTimeout: 1000, logger: quiet, initTimeout: 3000 };
+
+// The tests' files go under one directory, removed once every test and
+// its clients are done.
+const root = mkdtempSync(join(tmpdir(), "vigil-js-test-"));
+after(() => rmSync(root, { recursive: true, force: true }));
 
 const sorted = (flags: unknown[]) => [...(flags as { key: string }[])].sort((a, b) => (a.key < b.key ? -1 : 1));
 
@@ -243,7 +248,7 @@ test("bad token: an error event once, not ready, callers get their defaults with
 });
 
 test("cache file: a cold start with the controller down serves the last snapshot", async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), "vigil-cache-"));
+  const dir = mkdtempSync(join(root, "cache-"));
   const cacheFile = join(dir, "sub", "snapshot.json");
   const { ctl, client } = await setup(t, { cacheFile });
   await client.ready();
@@ -263,7 +268,7 @@ test("cache file: a cold start with the controller down serves the last snapshot
 });
 
 test("cache file: a burst of changes is written one write at a time, ending with the last snapshot", async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), "vigil-cache-"));
+  const dir = mkdtempSync(join(root, "cache-"));
   const cacheFile = join(dir, "snapshot.json");
   const warnings: string[] = [];
   const { ctl, client } = await setup(t, { cacheFile, logger: { warn: (m: string) => warnings.push(m), error: () => {} } });
@@ -282,7 +287,7 @@ test("cache file: a burst of changes is written one write at a time, ending with
 });
 
 test("file mode: JSON and YAML, reload on change, a bad file keeps the flags", async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), "vigil-file-"));
+  const dir = mkdtempSync(join(root, "file-"));
   const path = join(dir, "flags.yaml");
   writeFileSync(path, "flags:\n  - key: f\n    variants: {off: off, on: on}\n    control: off\n    treatment: on\n    enabled: true\n    rollout: {percent: 100}\n");
   const client = new Client({ flagsFile: path, fileReloadInterval: 30, logger: quiet });
