@@ -150,6 +150,9 @@ func (q classicQuerier) derive(ctx context.Context, hints *storage.SelectHints, 
 		kept int
 	)
 	for set.Next() {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		s := set.At()
 		decoded, err := dv.decode(s)
 		if err != nil {
