@@ -2,7 +2,9 @@
 // the Prometheus TSDB and PromQL engine used as a library, storing in a
 // directory, fed by scraping static targets and by an OTLP/HTTP metrics
 // receiver, and serving the Prometheus query API so that Grafana and
-// Prometheus API clients can read it.
+// Prometheus API clients can read it. Classic histograms are stored as
+// native histograms with custom buckets, and read as classic series by
+// every query that names them.
 //
 // A Store answers instant queries in-process (Query, and QueryMatrix for raw
 // samples), which makes it a metric provider for package cohort without an
@@ -183,8 +185,9 @@ func (s *Store) Appender(ctx context.Context) storage.Appender {
 	return s.db.Appender(ctx)
 }
 
-// Queryable is the store's storage, for callers that build their own PromQL
-// queries or read series directly.
+// Queryable is the store's storage as its queries read it, classic
+// histogram series derived from the native histograms stored, for callers
+// that build their own PromQL queries or read series directly.
 func (s *Store) Queryable() storage.Queryable { return s.read }
 
 // Query evaluates an instant query at ts and returns its samples. A scalar
