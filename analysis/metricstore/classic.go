@@ -60,7 +60,11 @@ func (q classicQuerier) Select(ctx context.Context, sortSeries bool, hints *stor
 	if base == "" {
 		return q.Querier.Select(ctx, sortSeries, hints, matchers...)
 	}
-	derived, err := q.derive(ctx, hints, base, suffix, matchers)
+	derive := q.derive
+	if hints != nil && hints.Func == "series" {
+		derive = q.deriveLabels
+	}
+	derived, err := derive(ctx, hints, base, suffix, matchers)
 	if err != nil {
 		return storage.ErrSeriesSet(err)
 	}
@@ -185,6 +189,76 @@ func (q classicQuerier) derive(ctx context.Context, hints *storage.SelectHints, 
 	return out, nil
 }
 
+// deriveLabels is derive for a selection of labels only, such as the
+// series and label APIs make: each histogram's series are those of the
+// bucket layout of its first sample in the range, with no samples. Reading
+// every sample to find the layouts, which seldom change, would cost a
+// label lookup over days what a dashboard's query over them does.
+func (q classicQuerier) deriveLabels(ctx context.Context, hints *storage.SelectHints, base, suffix string, matchers []*labels.Matcher) ([]storage.Series, error) {
+	sel := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, base)}
+	for _, m := range matchers {
+		if m.Name != labels.MetricName && m.Name != labels.BucketLabel {
+			sel = append(sel, m)
+		}
+	}
+	// The samples are needed after all: a hint of labels only would leave
+	// out the chunks.
+	withSamples := *hints
+	withSamples.Func = ""
+	set := q.Querier.Select(ctx, false, &withSamples, sel...)
+	var (
+		out []storage.Series
+		it  chunkenc.Iterator
+		b   labels.Builder
+	)
+	for set.Next() {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		s := set.At()
+		it = s.Iterator(it)
+		var bounds []float64
+		switch it.Seek(q.mint) {
+		case chunkenc.ValHistogram:
+			if _, h := it.AtHistogram(nil); h.UsesCustomBuckets() && it.AtT() <= q.maxt {
+				bounds = h.CustomValues
+			} else {
+				continue
+			}
+		case chunkenc.ValFloatHistogram:
+			if _, fh := it.AtFloatHistogram(nil); fh.UsesCustomBuckets() && it.AtT() <= q.maxt {
+				bounds = fh.CustomValues
+			} else {
+				continue
+			}
+		default:
+			if err := it.Err(); err != nil {
+				return nil, fmt.Errorf("series %s: %w", s.Labels(), err)
+			}
+			continue
+		}
+		les := []string{""}
+		if suffix == "_bucket" {
+			les = les[:0]
+			for _, bound := range bounds {
+				les = append(les, labels.FormatOpenMetricsFloat(bound))
+			}
+			les = append(les, labels.FormatOpenMetricsFloat(math.Inf(1)))
+		}
+		for _, le := range les {
+			b.Reset(s.Labels())
+			b.Set(labels.MetricName, base+suffix)
+			if le != "" {
+				b.Set(labels.BucketLabel, le)
+			}
+			if ls := b.Labels(); matchAll(matchers, ls) {
+				out = append(out, storage.NewListSeries(ls, nil))
+			}
+		}
+	}
+	return out, set.Err()
+}
+
 // derivation is what one selection derives: which series, and the range.
 type derivation struct {
 	suffix     string
@@ -221,7 +295,7 @@ func (dv *derivation) setLayout(bounds []float64) {
 	dv.lay.bounds = slices.Clone(bounds)
 	dv.lay.les, dv.lay.keep = nil, nil
 	if dv.suffix != "_bucket" {
-		dv.lay.les, dv.lay.keep = []string{""}, []bool{matchLE(dv.matchers, "")}
+		dv.lay.les, dv.lay.keep = []string{""}, []bool{matchLabel(dv.matchers, labels.BucketLabel, "")}
 		return
 	}
 	for i := range len(bounds) + 1 {
@@ -231,7 +305,7 @@ func (dv *derivation) setLayout(bounds []float64) {
 		}
 		le := labels.FormatOpenMetricsFloat(bound)
 		dv.lay.les = append(dv.lay.les, le)
-		dv.lay.keep = append(dv.lay.keep, matchLE(dv.matchers, le))
+		dv.lay.keep = append(dv.lay.keep, matchLabel(dv.matchers, labels.BucketLabel, le))
 	}
 }
 
@@ -383,12 +457,13 @@ func (hs *histogramSeries) take(le string) (floatSamples, error) {
 	return nil, nil
 }
 
-// matchLE reports whether the matchers on le select a series with this
-// le, "" for none: tested before the series' labels are built, since a
-// read of a few bounds leaves out most of a histogram's buckets.
-func matchLE(matchers []*labels.Matcher, le string) bool {
+// matchLabel reports whether the matchers on one label select a series
+// whose label has this value ("" for none). The le matchers are tested so
+// before a series' labels are built, since a read of a few bounds leaves
+// out most of a histogram's buckets.
+func matchLabel(matchers []*labels.Matcher, name, value string) bool {
 	for _, m := range matchers {
-		if m.Name == labels.BucketLabel && !m.Matches(le) {
+		if m.Name == name && !m.Matches(value) {
 			return false
 		}
 	}
@@ -462,3 +537,101 @@ func (l *seriesList) Next() bool {
 func (l *seriesList) At() storage.Series              { return l.list[l.next-1] }
 func (*seriesList) Err() error                        { return nil }
 func (*seriesList) Warnings() annotations.Annotations { return nil }
+
+// LabelNames implements storage.Querier. For matchers that name a classic
+// histogram series, the names include those of the series derived, le
+// among them.
+func (q classicQuerier) LabelNames(ctx context.Context, hints *storage.LabelHints, matchers ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	names, annots, err := q.Querier.LabelNames(ctx, hints, matchers...)
+	if base, _ := histogramName(matchers); err != nil || base == "" {
+		return names, annots, err
+	}
+	err = q.eachDerived(ctx, matchers, func(ls labels.Labels) {
+		ls.Range(func(l labels.Label) { names = append(names, l.Name) })
+	})
+	slices.Sort(names)
+	return slices.Compact(names), annots, err
+}
+
+// LabelValues implements storage.Querier. Metric names include the classic
+// series names of the native histograms with custom buckets stored, as
+// Grafana's metric browser lists them; for matchers that name a classic
+// histogram series, the values are those of the series derived too.
+func (q classicQuerier) LabelValues(ctx context.Context, name string, hints *storage.LabelHints, matchers ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	vals, annots, err := q.Querier.LabelValues(ctx, name, hints, matchers...)
+	if err != nil {
+		return nil, annots, err
+	}
+	if base, _ := histogramName(matchers); base != "" {
+		err = q.eachDerived(ctx, matchers, func(ls labels.Labels) {
+			if v := ls.Get(name); v != "" {
+				vals = append(vals, v)
+			}
+		})
+	} else if name == labels.MetricName {
+		// The histograms' own names may not match what their classic
+		// series' names do, as in {__name__=~".+_bucket"}.
+		var others []*labels.Matcher
+		for _, m := range matchers {
+			if m.Name != labels.MetricName {
+				others = append(others, m)
+			}
+		}
+		bases, _, err := q.Querier.LabelValues(ctx, name, hints, others...)
+		if err != nil {
+			return nil, annots, err
+		}
+		for _, v := range bases {
+			custom, err := q.customBuckets(ctx, v, matchers)
+			if err != nil {
+				return nil, annots, err
+			}
+			if !custom {
+				continue
+			}
+			for _, suffix := range [...]string{"_bucket", "_count", "_sum"} {
+				if matchLabel(matchers, labels.MetricName, v+suffix) {
+					vals = append(vals, v+suffix)
+				}
+			}
+		}
+	}
+	slices.Sort(vals)
+	return slices.Compact(vals), annots, err
+}
+
+// eachDerived calls fn with the labels of each series derived for the
+// matchers.
+func (q classicQuerier) eachDerived(ctx context.Context, matchers []*labels.Matcher, fn func(labels.Labels)) error {
+	set := q.Select(ctx, false, &storage.SelectHints{Start: q.mint, End: q.maxt, Func: "series"}, matchers...)
+	for set.Next() {
+		fn(set.At().Labels())
+	}
+	return set.Err()
+}
+
+// customBuckets reports whether the first series of metric name that the
+// matchers' other labels select holds native histograms with custom
+// buckets.
+func (q classicQuerier) customBuckets(ctx context.Context, name string, matchers []*labels.Matcher) (bool, error) {
+	sel := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name)}
+	for _, m := range matchers {
+		if m.Name != labels.MetricName {
+			sel = append(sel, m)
+		}
+	}
+	set := q.Querier.Select(ctx, false, &storage.SelectHints{Start: q.mint, End: q.maxt}, sel...)
+	if !set.Next() {
+		return false, set.Err()
+	}
+	it := set.At().Iterator(nil)
+	switch it.Next() {
+	case chunkenc.ValHistogram:
+		_, h := it.AtHistogram(nil)
+		return h.UsesCustomBuckets(), nil
+	case chunkenc.ValFloatHistogram:
+		_, fh := it.AtFloatHistogram(nil)
+		return fh.UsesCustomBuckets(), nil
+	}
+	return false, it.Err()
+}

@@ -81,6 +81,53 @@ func TestScrapedHistogramReadsAsClassic(t *testing.T) {
 	if !slices.Equal(got, []string{"+Inf 4"}) {
 		t.Errorf(`QueryMatrix(req_seconds_bucket{le="+Inf"}[1m]) = %v, want one series ending at 4`, got)
 	}
+
+	// What Grafana's metric and label browsers ask.
+	api := apiClient(t, s)
+	names, _, _, err := api.LabelValues(ctx, "__name__", nil, time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"req_seconds", "req_seconds_bucket", "req_seconds_count", "req_seconds_sum"}; !containsAll(toStrings(names), want) {
+		t.Errorf("metric names %v, want %v among them", names, want)
+	}
+	names, _, _, err = api.LabelValues(ctx, "__name__", []string{`{__name__=~".+_count"}`}, time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(toStrings(names), "req_seconds_count") || slices.Contains(toStrings(names), "req_seconds_bucket") {
+		t.Errorf(`metric names matching ".+_count": %v, want req_seconds_count and not req_seconds_bucket`, names)
+	}
+	les, _, _, err := api.LabelValues(ctx, "le", []string{"req_seconds_bucket"}, time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := toStrings(les); !slices.Equal(got, []string{"+Inf", "0.1", "0.5", "1.0"}) {
+		t.Errorf("le of req_seconds_bucket = %v", got)
+	}
+	labelNames, _, _, err := api.LabelNames(ctx, []string{"req_seconds_bucket"}, time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !containsAll(toStrings(labelNames), []string{"__name__", "le", "variant"}) {
+		t.Errorf("label names of req_seconds_bucket = %v, want le and variant among them", labelNames)
+	}
+	series, _, _, err := api.Series(ctx, []string{`req_seconds_bucket{le="+Inf"}`, "req_seconds_count"}, time.Now().Add(-time.Minute), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(series) != 2 {
+		t.Errorf("series of req_seconds_bucket{le=\"+Inf\"} and req_seconds_count = %v, want 2", series)
+	}
+}
+
+func containsAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
 }
 
 // storedTypes lists the kinds of sample (float, histogram) the TSDB itself
