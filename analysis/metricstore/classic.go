@@ -140,12 +140,8 @@ const maxKeptSamples = 1 << 20
 // every look, so only the selected series are built, and the le texts
 // once per bucket layout.
 func (q classicQuerier) derive(ctx context.Context, hints *storage.SelectHints, base, suffix string, matchers []*labels.Matcher) ([]storage.Series, error) {
-	sel := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, base)}
-	for _, m := range matchers {
-		if m.Name != labels.MetricName && m.Name != labels.BucketLabel {
-			sel = append(sel, m)
-		}
-	}
+	sel := append([]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, base)},
+		otherMatchers(matchers, labels.MetricName, labels.BucketLabel)...)
 	dv := &derivation{suffix: suffix, matchers: matchers, mint: q.mint, maxt: q.maxt}
 	set := q.Querier.Select(ctx, false, hints, sel...)
 	var (
@@ -168,12 +164,7 @@ func (q classicQuerier) derive(ctx context.Context, hints *storage.SelectHints, 
 			if len(d.samples) == 0 {
 				continue
 			}
-			b.Reset(s.Labels())
-			b.Set(labels.MetricName, base+suffix)
-			if d.le != "" {
-				b.Set(labels.BucketLabel, d.le)
-			}
-			if ls := b.Labels(); matchAll(matchers, ls) {
+			if ls, ok := classicLabels(&b, s.Labels(), base+suffix, d.le, matchers); ok {
 				out = append(out, &derivedSeries{lset: ls, le: d.le, hist: hs})
 				hs.pending++
 				n += len(d.samples)
@@ -195,12 +186,8 @@ func (q classicQuerier) derive(ctx context.Context, hints *storage.SelectHints, 
 // every sample to find the layouts, which seldom change, would cost a
 // label lookup over days what a dashboard's query over them does.
 func (q classicQuerier) deriveLabels(ctx context.Context, hints *storage.SelectHints, base, suffix string, matchers []*labels.Matcher) ([]storage.Series, error) {
-	sel := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, base)}
-	for _, m := range matchers {
-		if m.Name != labels.MetricName && m.Name != labels.BucketLabel {
-			sel = append(sel, m)
-		}
-	}
+	sel := append([]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, base)},
+		otherMatchers(matchers, labels.MetricName, labels.BucketLabel)...)
 	// The samples are needed after all: a hint of labels only would leave
 	// out the chunks.
 	withSamples := *hints
@@ -217,41 +204,19 @@ func (q classicQuerier) deriveLabels(ctx context.Context, hints *storage.SelectH
 		}
 		s := set.At()
 		it = s.Iterator(it)
-		var bounds []float64
-		switch it.Seek(q.mint) {
-		case chunkenc.ValHistogram:
-			if _, h := it.AtHistogram(nil); h.UsesCustomBuckets() && it.AtT() <= q.maxt {
-				bounds = h.CustomValues
-			} else {
-				continue
-			}
-		case chunkenc.ValFloatHistogram:
-			if _, fh := it.AtFloatHistogram(nil); fh.UsesCustomBuckets() && it.AtT() <= q.maxt {
-				bounds = fh.CustomValues
-			} else {
-				continue
-			}
-		default:
-			if err := it.Err(); err != nil {
-				return nil, fmt.Errorf("series %s: %w", s.Labels(), err)
-			}
+		bounds, ok := customBounds(it, it.Seek(q.mint))
+		if err := it.Err(); err != nil {
+			return nil, fmt.Errorf("series %s: %w", s.Labels(), err)
+		}
+		if !ok || it.AtT() > q.maxt {
 			continue
 		}
 		les := []string{""}
 		if suffix == "_bucket" {
-			les = les[:0]
-			for _, bound := range bounds {
-				les = append(les, labels.FormatOpenMetricsFloat(bound))
-			}
-			les = append(les, labels.FormatOpenMetricsFloat(math.Inf(1)))
+			les = leTexts(bounds)
 		}
 		for _, le := range les {
-			b.Reset(s.Labels())
-			b.Set(labels.MetricName, base+suffix)
-			if le != "" {
-				b.Set(labels.BucketLabel, le)
-			}
-			if ls := b.Labels(); matchAll(matchers, ls) {
+			if ls, ok := classicLabels(&b, s.Labels(), base+suffix, le, matchers); ok {
 				out = append(out, storage.NewListSeries(ls, nil))
 			}
 		}
@@ -298,15 +263,20 @@ func (dv *derivation) setLayout(bounds []float64) {
 		dv.lay.les, dv.lay.keep = []string{""}, []bool{matchLabel(dv.matchers, labels.BucketLabel, "")}
 		return
 	}
-	for i := range len(bounds) + 1 {
-		bound := math.Inf(1)
-		if i < len(bounds) {
-			bound = bounds[i]
-		}
-		le := labels.FormatOpenMetricsFloat(bound)
-		dv.lay.les = append(dv.lay.les, le)
+	dv.lay.les = leTexts(bounds)
+	for _, le := range dv.lay.les {
 		dv.lay.keep = append(dv.lay.keep, matchLabel(dv.matchers, labels.BucketLabel, le))
 	}
+}
+
+// leTexts are the le labels of a histogram's classic buckets: its bounds,
+// then +Inf.
+func leTexts(bounds []float64) []string {
+	les := make([]string, 0, len(bounds)+1)
+	for _, bound := range bounds {
+		les = append(les, labels.FormatOpenMetricsFloat(bound))
+	}
+	return append(les, labels.FormatOpenMetricsFloat(math.Inf(1)))
 }
 
 // decode reads the histogram's samples in range and returns those of
@@ -470,6 +440,19 @@ func matchLabel(matchers []*labels.Matcher, name, value string) bool {
 	return true
 }
 
+// classicLabels returns the labels of the classic series name (with le,
+// unless it is "") of histogram series ls, and whether the matchers select
+// it.
+func classicLabels(b *labels.Builder, ls labels.Labels, name, le string, matchers []*labels.Matcher) (labels.Labels, bool) {
+	b.Reset(ls)
+	b.Set(labels.MetricName, name)
+	if le != "" {
+		b.Set(labels.BucketLabel, le)
+	}
+	out := b.Labels()
+	return out, matchAll(matchers, out)
+}
+
 func matchAll(matchers []*labels.Matcher, ls labels.Labels) bool {
 	for _, m := range matchers {
 		if !m.Matches(ls.Get(m.Name)) {
@@ -571,13 +554,7 @@ func (q classicQuerier) LabelValues(ctx context.Context, name string, hints *sto
 	} else if name == labels.MetricName {
 		// The histograms' own names may not match what their classic
 		// series' names do, as in {__name__=~".+_bucket"}.
-		var others []*labels.Matcher
-		for _, m := range matchers {
-			if m.Name != labels.MetricName {
-				others = append(others, m)
-			}
-		}
-		bases, _, err := q.Querier.LabelValues(ctx, name, hints, others...)
+		bases, _, err := q.Querier.LabelValues(ctx, name, hints, otherMatchers(matchers, labels.MetricName)...)
 		if err != nil {
 			return nil, annots, err
 		}
@@ -614,24 +591,40 @@ func (q classicQuerier) eachDerived(ctx context.Context, matchers []*labels.Matc
 // matchers' other labels select holds native histograms with custom
 // buckets.
 func (q classicQuerier) customBuckets(ctx context.Context, name string, matchers []*labels.Matcher) (bool, error) {
-	sel := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name)}
-	for _, m := range matchers {
-		if m.Name != labels.MetricName {
-			sel = append(sel, m)
-		}
-	}
+	sel := append([]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name)},
+		otherMatchers(matchers, labels.MetricName)...)
 	set := q.Querier.Select(ctx, false, &storage.SelectHints{Start: q.mint, End: q.maxt}, sel...)
 	if !set.Next() {
 		return false, set.Err()
 	}
 	it := set.At().Iterator(nil)
-	switch it.Next() {
+	_, custom := customBounds(it, it.Next())
+	return custom, it.Err()
+}
+
+// customBounds returns the bounds of the sample the iterator is at, whose
+// type is typ, when it is a native histogram with custom buckets.
+func customBounds(it chunkenc.Iterator, typ chunkenc.ValueType) ([]float64, bool) {
+	switch typ {
 	case chunkenc.ValHistogram:
-		_, h := it.AtHistogram(nil)
-		return h.UsesCustomBuckets(), nil
+		if _, h := it.AtHistogram(nil); h.UsesCustomBuckets() {
+			return h.CustomValues, true
+		}
 	case chunkenc.ValFloatHistogram:
-		_, fh := it.AtFloatHistogram(nil)
-		return fh.UsesCustomBuckets(), nil
+		if _, fh := it.AtFloatHistogram(nil); fh.UsesCustomBuckets() {
+			return fh.CustomValues, true
+		}
 	}
-	return false, it.Err()
+	return nil, false
+}
+
+// otherMatchers returns the matchers on labels other than those named.
+func otherMatchers(matchers []*labels.Matcher, names ...string) []*labels.Matcher {
+	var out []*labels.Matcher
+	for _, m := range matchers {
+		if !slices.Contains(names, m.Name) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
