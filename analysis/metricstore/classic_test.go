@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -24,18 +27,55 @@ import (
 // TestScrapedHistogramReadsAsClassic: a scraped classic histogram is
 // stored as one native histogram with custom buckets, and PromQL over its
 // classic series (_bucket with le, _count, _sum) reads it as if those were
-// stored.
+// stored. The store asks for the protobuf format first; a target that
+// serves only text is read the same.
 func TestScrapedHistogramReadsAsClassic(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "req_seconds", Help: "Requests.", Buckets: []float64{0.1, 0.5, 1}}, []string{"variant"})
-	reg.MustRegister(h)
-	for _, v := range []float64{0.05, 0.3, 0.3, 2} {
-		h.WithLabelValues("on").Observe(v)
+	for _, c := range []struct {
+		name string
+		// textOnly drops the store's Accept header, as a target that
+		// knows only the text format ignores it.
+		textOnly bool
+		want     expfmt.FormatType
+	}{
+		{name: "protobuf", want: expfmt.TypeProtoDelim},
+		{name: "text only", textOnly: true, want: expfmt.TypeTextPlain},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "req_seconds", Help: "Requests.", Buckets: []float64{0.1, 0.5, 1}}, []string{"variant"})
+			reg.MustRegister(h)
+			for _, v := range []float64{0.05, 0.3, 0.3, 2} {
+				h.WithLabelValues("on").Observe(v)
+			}
+			handler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+			var mu sync.Mutex
+			var served []string
+			exp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if c.textOnly {
+					r.Header.Del("Accept")
+				}
+				handler.ServeHTTP(w, r)
+				mu.Lock()
+				served = append(served, w.Header().Get("Content-Type"))
+				mu.Unlock()
+			}))
+			t.Cleanup(exp.Close)
+			s := openStore(t, Options{ScrapeTargets: []string{exp.URL}, ScrapeInterval: 200 * time.Millisecond})
+			waitScraped(t, s, time.Time{})
+			mu.Lock()
+			if got := expfmt.Format(served[0]).FormatType(); got != c.want {
+				t.Errorf("the target served %s, want %s", served[0], expfmt.NewFormat(c.want))
+			}
+			mu.Unlock()
+			readsAsClassic(t, s)
+		})
 	}
-	exp := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	t.Cleanup(exp.Close)
-	s := openStore(t, Options{ScrapeTargets: []string{exp.URL}, ScrapeInterval: 200 * time.Millisecond})
-	waitScraped(t, s, time.Time{})
+}
+
+// readsAsClassic checks what s reads of the histogram
+// TestScrapedHistogramReadsAsClassic serves.
+func readsAsClassic(t *testing.T, s *Store) {
+	t.Helper()
 	ctx := context.Background()
 	now := time.Now()
 

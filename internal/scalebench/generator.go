@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 	"gonum.org/v1/gonum/stat/distuv"
 
 	"github.com/vigil-dev/vigil/controller/server"
@@ -46,6 +48,11 @@ type GeneratorOptions struct {
 	Latency bool
 	// Seed makes the counts reproducible.
 	Seed uint64
+	// TextOnly answers every scrape in the Prometheus text format, as
+	// services whose exporter knows no other do. Otherwise the generator
+	// answers in the protobuf format when the scraper asks for it, as
+	// client_golang's handler (the Go SDK's services) does.
+	TextOnly bool
 }
 
 // cohort is what the SDKs of a fleet would have counted for one variant
@@ -60,6 +67,13 @@ type cohort struct {
 	// those above every bound.
 	bins []uint64
 	sum  float64
+	// pb are the cohort's series as the protobuf format carries them,
+	// made at its first protobuf scrape and updated in place after.
+	pb *cohortProto
+}
+
+type cohortProto struct {
+	ok, failed, duration *dto.Metric
 }
 
 type genFlag struct {
@@ -224,10 +238,11 @@ func (g *Generator) advance(flags []*genFlag) {
 	}
 }
 
-// ServeHTTP answers a scrape in the Prometheus text format. A series
-// appears once its counter is above 0, as the SDKs' exporters do.
-func (g *Generator) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
-	g.serve(w, 0, 1)
+// ServeHTTP answers a scrape in the Prometheus text or protobuf format
+// (see GeneratorOptions.TextOnly). A series appears once its counter is
+// above 0, as the SDKs' exporters do.
+func (g *Generator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.serve(w, r, 0, 1)
 }
 
 // Shard returns a handler that answers scrapes as ServeHTTP does, with
@@ -235,11 +250,11 @@ func (g *Generator) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 // one of n services, each exporting its own flags' series, as a fleet's
 // scrape targets are, rather than one answer with all of them.
 func (g *Generator) Shard(i, n int) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { g.serve(w, i, n) })
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { g.serve(w, r, i, n) })
 }
 
-// serve answers a scrape of shard i of n.
-func (g *Generator) serve(w http.ResponseWriter, i, n int) {
+// serve answers a scrape of shard i of n; r may be nil for a text answer.
+func (g *Generator) serve(w http.ResponseWriter, r *http.Request, i, n int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var flags []*genFlag
@@ -249,6 +264,12 @@ func (g *Generator) serve(w http.ResponseWriter, i, n int) {
 		}
 	}
 	g.advance(flags)
+	if r != nil && !g.opts.TextOnly {
+		if format := expfmt.Negotiate(r.Header); format.FormatType() == expfmt.TypeProtoDelim {
+			g.writeProto(w, flags, format)
+			return
+		}
+	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	bw := bufio.NewWriterSize(w, 1<<16)
 	var line []byte
@@ -300,4 +321,79 @@ func (g *Generator) serve(w http.ResponseWriter, i, n int) {
 		}
 	}
 	bw.Flush()
+}
+
+// writeProto answers a scrape of flags in the protobuf format, with the
+// series the text answer has.
+func (g *Generator) writeProto(w http.ResponseWriter, flags []*genFlag, format expfmt.Format) {
+	requests := &dto.MetricFamily{Name: new(semconv.PromRequests), Type: dto.MetricType_COUNTER.Enum()}
+	duration := &dto.MetricFamily{Name: new(semconv.PromRequestDuration), Type: dto.MetricType_HISTOGRAM.Enum()}
+	for _, f := range flags {
+		for v := range 2 {
+			for b := range flag.UnitBuckets {
+				c := &f.cohorts[v][b]
+				if c.ok+c.failed == 0 {
+					continue
+				}
+				pb := c.proto(f.key, v, b, g.opts.Latency)
+				if c.ok > 0 {
+					*pb.ok.Counter.Value = float64(c.ok)
+					requests.Metric = append(requests.Metric, pb.ok)
+				}
+				if c.failed > 0 {
+					*pb.failed.Counter.Value = float64(c.failed)
+					requests.Metric = append(requests.Metric, pb.failed)
+				}
+				if g.opts.Latency {
+					h := pb.duration.Histogram
+					*h.SampleCount, *h.SampleSum = c.ok+c.failed, c.sum
+					var cum uint64
+					for i, bucket := range h.Bucket {
+						cum += c.bins[i]
+						*bucket.CumulativeCount = cum
+					}
+					duration.Metric = append(duration.Metric, pb.duration)
+				}
+			}
+		}
+	}
+	w.Header().Set("Content-Type", string(format))
+	bw := bufio.NewWriterSize(w, 1<<16)
+	enc := expfmt.NewEncoder(bw, format)
+	for _, mf := range []*dto.MetricFamily{requests, duration} {
+		if len(mf.Metric) > 0 {
+			if err := enc.Encode(mf); err != nil {
+				return
+			}
+		}
+	}
+	bw.Flush()
+}
+
+// proto returns the protobuf series of c, flag key's cohort of variant v
+// and unit bucket b, made on first use.
+func (c *cohort) proto(key string, v, b int, latency bool) *cohortProto {
+	if c.pb != nil {
+		return c.pb
+	}
+	labels := func(extra ...*dto.LabelPair) []*dto.LabelPair {
+		return append([]*dto.LabelPair{
+			{Name: new(semconv.LabelKey), Value: new(key)},
+			{Name: new(semconv.LabelVariant), Value: new([2]string{Control, Treatment}[v])},
+			{Name: new(semconv.LabelReason), Value: new(semconv.ReasonSplit)},
+			{Name: new(semconv.LabelUnitBucket), Value: new(strconv.Itoa(b))},
+		}, extra...)
+	}
+	c.pb = &cohortProto{
+		ok:     &dto.Metric{Label: labels(), Counter: &dto.Counter{Value: new(0.0)}},
+		failed: &dto.Metric{Label: labels(&dto.LabelPair{Name: new(semconv.LabelErrorType), Value: new("500")}), Counter: &dto.Counter{Value: new(0.0)}},
+	}
+	if latency {
+		h := &dto.Histogram{SampleCount: new(uint64(0)), SampleSum: new(0.0)}
+		for _, bound := range semconv.DurationBuckets {
+			h.Bucket = append(h.Bucket, &dto.Bucket{UpperBound: new(bound), CumulativeCount: new(uint64(0))})
+		}
+		c.pb.duration = &dto.Metric{Label: labels(), Histogram: h}
+	}
+	return c.pb
 }

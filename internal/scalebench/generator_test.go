@@ -1,15 +1,23 @@
 package scalebench
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"io"
 	"math"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
 
 	"github.com/vigil-dev/vigil/controller/plan"
 	"github.com/vigil-dev/vigil/controller/rollout"
@@ -188,14 +196,19 @@ func BenchmarkGeneratorScrape(b *testing.B) {
 	for _, k := range keys {
 		g.SetPercent(k, 10)
 	}
-	w := httptest.NewRecorder()
-	b.ResetTimer()
-	for b.Loop() {
-		now = now.Add(10 * time.Second)
-		w.Body.Reset()
-		g.ServeHTTP(w, nil)
+	for _, c := range []struct{ name, accept string }{{"text", "text/plain"}, {"protobuf", protoAccept}} {
+		b.Run(c.name, func(b *testing.B) {
+			r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			r.Header.Set("Accept", c.accept)
+			w := httptest.NewRecorder()
+			for b.Loop() {
+				now = now.Add(10 * time.Second)
+				w.Body.Reset()
+				g.ServeHTTP(w, r)
+			}
+			b.ReportMetric(float64(w.Body.Len()), "bytes/scrape")
+		})
 	}
-	b.ReportMetric(float64(w.Body.Len()), "bytes/scrape")
 }
 
 // TestGeneratorShards scrapes three shards of five flags: each flag's
@@ -249,5 +262,126 @@ func TestGeneratorShards(t *testing.T) {
 		if d := again[k] - shard0[k]; math.Abs(d-40000) > 5*math.Sqrt(40000) {
 			t.Errorf("flag %s: %v more requests in 100 s, want about 40,000", k, d)
 		}
+	}
+}
+
+// scrapeBody is one answer of g to a scrape that asks for accept.
+func scrapeBody(g *Generator, accept string) (body []byte, contentType string) {
+	r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	r.Header.Set("Accept", accept)
+	w := httptest.NewRecorder()
+	g.ServeHTTP(w, r)
+	return w.Body.Bytes(), w.Header().Get("Content-Type")
+}
+
+// protoAccept is what the embedded store asks for: protobuf first.
+const protoAccept = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,text/plain;version=0.0.4;q=0.3"
+
+// TestGeneratorFormatsAgree: asked for protobuf, the generator answers
+// with it, and with the series and values of its text answer; with
+// TextOnly it answers in text whatever is asked.
+func TestGeneratorFormatsAgree(t *testing.T) {
+	for _, latency := range []bool{false, true} {
+		g := NewGenerator([]string{"b", "a"}, GeneratorOptions{RPS: 400, ErrorRate: 0.1, Latency: latency, Seed: 5})
+		now := time.Unix(1_800_000_000, 0)
+		g.now = func() time.Time { return now }
+		for _, f := range g.flags {
+			f.last = now
+		}
+		g.SetPercent("a", 30)
+		now = now.Add(10 * time.Second)
+		// The clock stands still from here, so every answer has the
+		// same counts.
+		text, _ := scrapeBody(g, "text/plain")
+		pb, ct := scrapeBody(g, protoAccept)
+		if got := expfmt.Format(ct).FormatType(); got != expfmt.TypeProtoDelim {
+			t.Fatalf("asked for protobuf, got %s", ct)
+		}
+		if got, want := asText(t, pb, expfmt.Format(ct)), asText(t, text, expfmt.NewFormat(expfmt.TypeTextPlain)); got != want {
+			t.Errorf("latency %v: the protobuf answer reads\n%s\nthe text answer\n%s", latency, got, want)
+		}
+		if !strings.Contains(string(text), semconv.LabelErrorType) || strings.Contains(string(text), semconv.PromRequestDuration) != latency {
+			t.Errorf("latency %v: the text answer lacks failed requests or has the histogram when it should not:\n%s", latency, text)
+		}
+		g.opts.TextOnly = true
+		if _, ct := scrapeBody(g, protoAccept); expfmt.Format(ct).FormatType() != expfmt.TypeTextPlain {
+			t.Errorf("TextOnly answered %s", ct)
+		}
+	}
+}
+
+// asText decodes an answer in format and writes it in the text format,
+// families and series sorted, so that two answers compare as strings.
+func asText(t *testing.T, body []byte, format expfmt.Format) string {
+	t.Helper()
+	dec := expfmt.NewDecoder(bytes.NewReader(body), format)
+	var out []string
+	for {
+		var mf dto.MetricFamily
+		if err := dec.Decode(&mf); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		mf.Help = nil
+		var b strings.Builder
+		if _, err := expfmt.MetricFamilyToText(&b, &mf); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+		slices.Sort(lines)
+		out = append(out, lines...)
+	}
+	return strings.Join(out, "\n")
+}
+
+// BenchmarkParseScrape is Prometheus's parse of one scrape of 1,000
+// flags with the request duration histogram, classic histograms
+// converted to native ones as the embedded store does, in each format the
+// generator serves.
+func BenchmarkParseScrape(b *testing.B) {
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = "scale-" + strconv.Itoa(i)
+	}
+	g := NewGenerator(keys, GeneratorOptions{RPS: 5000, ErrorRate: 0.02, Latency: true, Seed: 1})
+	now := time.Unix(1_800_000_000, 0)
+	g.now = func() time.Time { return now }
+	for _, k := range keys {
+		g.SetPercent(k, 10)
+	}
+	now = now.Add(10 * time.Second)
+	for _, c := range []struct{ name, accept string }{{"text", "text/plain"}, {"protobuf", protoAccept}} {
+		body, ct := scrapeBody(g, c.accept)
+		b.Run(c.name, func(b *testing.B) {
+			st := labels.NewSymbolTable()
+			var ls labels.Labels
+			for b.Loop() {
+				p, err := textparse.New(body, ct, st, textparse.ParserOptions{ConvertClassicHistogramsToNHCB: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				histograms := 0
+				for {
+					e, err := p.Next()
+					if errors.Is(err, io.EOF) {
+						break
+					} else if err != nil {
+						b.Fatal(err)
+					}
+					switch e {
+					case textparse.EntrySeries:
+						p.Labels(&ls)
+					case textparse.EntryHistogram:
+						p.Labels(&ls)
+						histograms++
+					}
+				}
+				if histograms != 1000*2*flag.UnitBuckets {
+					b.Fatalf("%d histograms, want one a cohort", histograms)
+				}
+			}
+			b.ReportMetric(float64(len(body)), "bytes/scrape")
+		})
 	}
 }

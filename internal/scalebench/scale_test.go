@@ -35,6 +35,7 @@ var (
 	scaleRPS       = goflag.Float64("scale.rps", 20000, "requests per second of each flag: enough that a harmless step has the evidence to pass when its minimum duration ends")
 	scaleLatency   = goflag.Bool("scale.latency", true, "serve the request duration histogram too, and judge latency")
 	scaleTargets   = goflag.Int("scale.targets", 1, "scrape targets the generator's series are split over, as a fleet's services each export their own flags' series")
+	scaleTextOnly  = goflag.Bool("scale.text-only", false, "answer scrapes in the text format only, as services whose exporter knows no other do; otherwise in protobuf when the scraper asks for it (the embedded store does), as client_golang's handler does")
 	scaleJudgeLat  = goflag.Bool("scale.judge-latency", true, "with -scale.latency, judge latency too rather than the error rate only")
 	scaleMinStep   = goflag.Duration("scale.min-step", 30*time.Second, "each step's minimum duration; from 2 minutes on, the run also reports the controller's steady CPU: its CPU per minute while every rollout holds its first step, from 1 minute after the starts to 10 s before that minimum ends, which leaves the starts' one-time work out")
 	scaleScrape    = goflag.Duration("scale.scrape-interval", 10*time.Second, "how often the metric source, embedded or Prometheus, scrapes the generator (the embedded store's default is 15s)")
@@ -191,7 +192,7 @@ func BenchmarkScale(b *testing.B) {
 			})
 		}
 	}
-	b.Logf("rows for docs/benchmarks.md (rps %v per flag, latency served %v, judged %v, GOMEMLIMIT %q, %d scrape targets every %v):\n%s", *scaleRPS, *scaleLatency, *scaleLatency && *scaleJudgeLat, *scaleMemLimit, max(1, *scaleTargets), *scaleScrape, strings.Join(rows, "\n"))
+	b.Logf("rows for docs/benchmarks.md (rps %v per flag, latency served %v, judged %v, GOMEMLIMIT %q, %d scrape targets every %v, text only %v):\n%s", *scaleRPS, *scaleLatency, *scaleLatency && *scaleJudgeLat, *scaleMemLimit, max(1, *scaleTargets), *scaleScrape, *scaleTextOnly, strings.Join(rows, "\n"))
 }
 
 // runScale is one run: the generator, the metric source, the controller,
@@ -204,7 +205,7 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	for i := range keys {
 		keys[i] = fmt.Sprintf("scale-%05d", i)
 	}
-	gen := NewGenerator(keys, GeneratorOptions{RPS: *scaleRPS, ErrorRate: 0.05, Latency: *scaleLatency, Seed: uint64(n)})
+	gen := NewGenerator(keys, GeneratorOptions{RPS: *scaleRPS, ErrorRate: 0.05, Latency: *scaleLatency, Seed: uint64(n), TextOnly: *scaleTextOnly})
 	var targets []string
 	shards := max(1, *scaleTargets)
 	for i := range shards {
