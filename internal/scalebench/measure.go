@@ -3,6 +3,7 @@ package scalebench
 import (
 	"context"
 	"fmt"
+	"iter"
 	"math"
 	"net/http"
 	"slices"
@@ -218,37 +219,68 @@ func (s Schedule) Share() float64 {
 	return float64(s.OnTime) / float64(s.Steps)
 }
 
-// ScheduleOf reads the steps from the rollouts' histories: each stretch
+// StepHeld is one step of a rollout that the controller ended by
+// advancing it, to a higher step or to promoted.
+type StepHeld struct {
+	Key  string
+	Step int
+	// From and To are the transitions into the step and out of it.
+	From, To time.Time
+	// Minimum and Interval are the plan's minimum step duration and
+	// interval between looks.
+	Minimum, Interval time.Duration
+}
+
+// Held is how long the step was held.
+func (h StepHeld) Held() time.Duration { return h.To.Sub(h.From) }
+
+// Late reports whether the step was held longer than its minimum, one
+// interval and slack.
+func (h StepHeld) Late(slack time.Duration) bool {
+	return h.Held() > h.Minimum+h.Interval+slack
+}
+
+// StepsHeld reads the steps from the rollouts' histories: each stretch
 // from a transition into a progressing step to the controller's next
-// transition that advances it (to a higher step or to promoted). Steps a
-// person ended, or that ended in a rollback or a pause, say nothing of
-// the schedule and are left out. A step is late when held longer than
-// its minimum, one interval and slack.
+// transition that advances it. Steps a person ended, or that ended in a
+// rollback or a pause, say nothing of the schedule and are left out.
+func StepsHeld(states []rollout.State) iter.Seq[StepHeld] {
+	return func(yield func(StepHeld) bool) {
+		for _, st := range states {
+			h := st.History
+			for i := 0; i+1 < len(h); i++ {
+				from, to := h[i], h[i+1]
+				if from.To != rollout.Progressing || to.Actor != rollout.ControllerActor {
+					continue
+				}
+				if advanced := (to.To == rollout.Progressing && to.Step > from.Step) || to.To == rollout.Promoted; !advanced {
+					continue
+				}
+				held := StepHeld{Key: st.Key, Step: from.Step, From: from.At, To: to.At,
+					Minimum: st.Plan.MinStepDuration.Std(), Interval: st.Plan.Interval.Std()}
+				if !yield(held) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// ScheduleOf counts the steps StepsHeld reads from the rollouts'
+// histories: early when held less than the minimum, late when longer
+// than the minimum, one interval and slack.
 func ScheduleOf(states []rollout.State, slack time.Duration) Schedule {
 	var s Schedule
-	for _, st := range states {
-		minimum, interval := st.Plan.MinStepDuration.Std(), st.Plan.Interval.Std()
-		h := st.History
-		for i := 0; i+1 < len(h); i++ {
-			from, to := h[i], h[i+1]
-			if from.To != rollout.Progressing || to.Actor != rollout.ControllerActor {
-				continue
-			}
-			advanced := (to.To == rollout.Progressing && to.Step > from.Step) || to.To == rollout.Promoted
-			if !advanced {
-				continue
-			}
-			held := to.At.Sub(from.At)
-			s.Steps++
-			s.Longest = max(s.Longest, held)
-			switch {
-			case held < minimum:
-				s.Early++
-			case held > minimum+interval+slack:
-				s.Late++
-			default:
-				s.OnTime++
-			}
+	for h := range StepsHeld(states) {
+		s.Steps++
+		s.Longest = max(s.Longest, h.Held())
+		switch {
+		case h.Held() < h.Minimum:
+			s.Early++
+		case h.Late(slack):
+			s.Late++
+		default:
+			s.OnTime++
 		}
 	}
 	return s

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/vigil-dev/vigil/controller/plan"
+	"github.com/vigil-dev/vigil/controller/console"
 	"github.com/vigil-dev/vigil/controller/rollout"
 	"github.com/vigil-dev/vigil/controller/rolloutmetrics"
 	"github.com/vigil-dev/vigil/controller/runner"
@@ -425,6 +426,18 @@ func runScale(b *testing.B, bin, provider string, n int) result {
 	r.schedule = ScheduleOf(states, 0)
 	r.scheduleTick = ScheduleOf(states, loopTick)
 	b.Logf("steps held, by step: %s", heldByStep(states))
+	// The judge's looks during the first few late steps say what held
+	// them.
+	late := 0
+	for h := range StepsHeld(states) {
+		if !h.Late(0) {
+			continue
+		}
+		if late++; late > 3 {
+			break
+		}
+		b.Logf("late: %s step %d held %v; its looks: %s", h.Key, h.Step, h.Held().Round(10*time.Millisecond), looksDuring(b, ctx, p.URL, h))
+	}
 	// The controller says where an overrun tick's time went; the first
 	// few say enough.
 	overruns := 0
@@ -535,17 +548,31 @@ func mustUsage(b *testing.B, pid int) Usage {
 	return u
 }
 
+// looksDuring lists the looks the controller at base stored during step
+// h, each as its time into the step, outcome and summary.
+func looksDuring(b *testing.B, ctx context.Context, base string, h StepHeld) string {
+	var looks console.Looks
+	if err := json.Unmarshal(getTimed(b, ctx, base+"/api/v1/console/rollouts/"+url.PathEscape(h.Key)+"/looks").body, &looks); err != nil {
+		b.Fatalf("looks at %s: %v", h.Key, err)
+	}
+	var out []string
+	for _, l := range looks.Looks {
+		if l.Step == h.Step && !l.At.Before(h.From) && !l.At.After(h.To) {
+			out = append(out, fmt.Sprintf("at %v %s (%s)", l.At.Sub(h.From).Round(10*time.Millisecond), l.Outcome, l.Summary))
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, "; ")
+}
+
 // heldByStep is the least, median and most time the controller held each
 // step, for the log.
 func heldByStep(states []rollout.State) string {
 	held := map[int][]time.Duration{}
-	for _, s := range states {
-		for i := 0; i+1 < len(s.History); i++ {
-			from, to := s.History[i], s.History[i+1]
-			if from.To == rollout.Progressing && to.Actor == rollout.ControllerActor && (to.Step > from.Step || to.To == rollout.Promoted) {
-				held[from.Step] = append(held[from.Step], to.At.Sub(from.At))
-			}
-		}
+	for h := range StepsHeld(states) {
+		held[h.Step] = append(held[h.Step], h.Held())
 	}
 	var parts []string
 	for step := 0; step < 10; step++ {
