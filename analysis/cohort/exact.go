@@ -67,6 +67,9 @@ type series struct {
 	broken bool
 	// seenTS is the time of the latest sample seen, finite or not.
 	seenTS model.Time
+	// every is the least time between two consecutive samples seen, zero
+	// until two: how often the series is scraped (or pushed).
+	every time.Duration
 }
 
 // observe folds in one sample. A sample at or before since sets the
@@ -74,6 +77,11 @@ type series struct {
 // down (the process restarted and its counter began again from zero), its
 // whole value.
 func (s *series) observe(p model.SamplePair, since model.Time) {
+	if s.seenTS != model.Earliest {
+		if gap := p.Timestamp.Sub(s.seenTS); gap > 0 && (s.every == 0 || gap < s.every) {
+			s.every = gap
+		}
+	}
 	s.seenTS = p.Timestamp
 	v := float64(p.Value)
 	if !finite(v) {

@@ -275,7 +275,8 @@ func TestReadSeesAFlagsFirstSamplesCommittedLate(t *testing.T) {
 // before it (scrape lag, remote write, VictoriaMetrics's latency offset) is
 // still read, so a counter reset it shows is counted even when the counter
 // has grown past its old value by the next sample; each reading's Latest is
-// the latest sample shown so far.
+// the latest sample shown so far, and its Every the least time between two
+// consecutive samples, a missed scrape's gap notwithstanding.
 func TestReadSeesLateSamples(t *testing.T) {
 	l := newLoader(t)
 	since := l.end.Add(-10 * 15 * time.Second)
@@ -294,19 +295,27 @@ func TestReadSeesLateSamples(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for k := 0; k <= 5; k++ {
-		appendAt(k, float64(10*k))
-	}
 	r := NewReader(l.s)
 	q := []FlagQuery{{Flag: "f", Treatment: "on", Control: "off", Since: since}}
+	wantEvery := time.Duration(0)
 	read := func(now time.Time) (float64, time.Time) {
 		t.Helper()
 		got, err := r.Read(context.Background(), now, q)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if every := got["f"].Every; every != wantEvery {
+			t.Errorf("read at %v: samples every %v, want %v", now.Sub(since), every, wantEvery)
+		}
 		return got["f"].Counts.Treatment.Requests, got["f"].Latest
 	}
+	// One sample shows no interval.
+	appendAt(0, 0)
+	read(at(0).Add(time.Second))
+	for k := 1; k <= 5; k++ {
+		appendAt(k, float64(10*k))
+	}
+	wantEvery = 15 * time.Second
 	// Read just after k=6's scrape, before its samples are committed:
 	// twice, the second finding nothing newer.
 	for range 2 {
@@ -319,5 +328,10 @@ func TestReadSeesLateSamples(t *testing.T) {
 	appendAt(7, 60)
 	if n, latest := read(at(7).Add(time.Second)); n != 110 || !latest.Equal(at(7)) {
 		t.Errorf("after the late sample of the restart: %v requests, latest sample at %v; want 50 + 3 + 57 = 110 and %v", n, latest, at(7))
+	}
+	// The scrape at k=8 failed; k=9's sample is 30 s after k=7's.
+	appendAt(9, 80)
+	if n, latest := read(at(9).Add(time.Second)); n != 130 || !latest.Equal(at(9)) {
+		t.Errorf("after a missed scrape: %v requests, latest sample at %v; want 130 and %v", n, latest, at(9))
 	}
 }

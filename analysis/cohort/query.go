@@ -83,6 +83,11 @@ type Reading struct {
 	// series the provider has shown, zero before any: a read whose Latest
 	// is no later than the last one's found no new scrape.
 	Latest time.Time
+	// Every is the least time between two consecutive samples of one of
+	// the flag's requests series that the reads have shown: how often
+	// the provider scrapes (or receives) them. Zero until a series has
+	// shown two.
+	Every time.Duration
 	// Deferred is set when the flag was not read at all: other flags were
 	// being caught up from their starts first, and a later read will
 	// read it. Its counts are unreadable.
@@ -298,7 +303,7 @@ func (r *Reader) Read(ctx context.Context, now time.Time, flags []FlagQuery) (ma
 			continue
 		}
 		rd := out[f.Flag]
-		rd.Latest = ft.latest
+		rd.Latest, rd.Every = ft.latest, ft.every
 		rd.Counts.Treatment, rd.TreatmentBuckets = ft.cohort(f, treatment, errs)
 		rd.Counts.Control, rd.ControlBuckets = ft.cohort(f, control, errs)
 		out[f.Flag] = rd

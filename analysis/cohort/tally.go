@@ -89,14 +89,19 @@ type flagTally struct {
 	reqs, errs           [2]*tally
 	hists                [2]histogram
 	reqFailed, latFailed *QueryError
-	// latest is the time of the latest requests sample seen.
+	// latest is the time of the latest requests sample seen; every the
+	// least time between two consecutive samples of one requests series.
 	latest time.Time
+	every  time.Duration
 }
 
 // count adds a requests series' count to its cohort's tallies.
 func (ft *flagTally) count(s *series) {
 	if t := s.seenTS.Time(); t.After(ft.latest) {
 		ft.latest = t
+	}
+	if s.every > 0 && (ft.every == 0 || s.every < ft.every) {
+		ft.every = s.every
 	}
 	ft.reqs[s.cohort] = addTo(ft.reqs[s.cohort], s.bucket, s.value())
 	if s.failed {

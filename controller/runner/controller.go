@@ -723,9 +723,12 @@ type scrapes struct {
 type scraped struct {
 	// latest is the latest sample the last look taken read.
 	latest time.Time
-	// every is the least time between two looks' latest samples, zero
-	// until two have read samples: with scrapes slower than the looks,
-	// their interval once two looks have read consecutive scrapes.
+	// every is how often the source scrapes the rollout's series, as its
+	// reads have shown (cohort.Reading.Every); zero until known. It is
+	// not taken from the gaps between the looks' latest samples: a look
+	// a moment before a scrape is committed sees the one before, and two
+	// such gaps read twice the interval (1 step in 2,000 at 10,000
+	// rollouts then waited a whole interval for a scrape already in).
 	every time.Duration
 }
 
@@ -753,11 +756,7 @@ func (sc *scrapes) take(s rollout.State, rd cohort.Reading, now time.Time, decis
 	if sc.at == nil {
 		sc.at = map[string]scraped{}
 	}
-	next := scraped{latest: rd.Latest, every: prev.every}
-	if gap := rd.Latest.Sub(prev.latest); !prev.latest.IsZero() && gap > 0 && (next.every == 0 || gap < next.every) {
-		next.every = gap
-	}
-	sc.at[s.Key] = next
+	sc.at[s.Key] = scraped{latest: rd.Latest, every: cmp.Or(rd.Every, prev.every)}
 	return time.Time{}
 }
 

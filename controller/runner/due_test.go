@@ -567,7 +567,10 @@ func TestNewLeaderReadsDueTimes(t *testing.T) {
 type scrapeReader struct {
 	Reader
 	latest *time.Time
-	reads  *int
+	// every is the interval the reads show between consecutive samples;
+	// nil for none.
+	every *time.Duration
+	reads *int
 }
 
 func (r scrapeReader) Read(ctx context.Context, now time.Time, qs []cohort.FlagQuery) (map[string]cohort.Reading, error) {
@@ -577,6 +580,9 @@ func (r scrapeReader) Read(ctx context.Context, now time.Time, qs []cohort.FlagQ
 	out, err := r.Reader.Read(ctx, now, qs)
 	for k, rd := range out {
 		rd.Latest = *r.latest
+		if r.every != nil {
+			rd.Every = *r.every
+		}
 		out[k] = rd
 	}
 	return out, err
@@ -662,11 +668,12 @@ func TestLookWaitsForANewScrape(t *testing.T) {
 func TestLookWaitsForTheNextScrape(t *testing.T) {
 	f, s := startRollout(t, longStepFlag("checkout"))
 	var latest time.Time
+	var every time.Duration
 	reads := 0
-	f.c.opts.Reader = scrapeReader{Reader: f.tr, latest: &latest, reads: &reads}
+	f.c.opts.Reader = scrapeReader{Reader: f.tr, latest: &latest, every: &every, reads: &reads}
 	var looks []time.Duration
 	rev := s.Revision
-	tickScrapedEvery15s(t, f, s, &latest, 62, func(at time.Duration) bool {
+	tickScrapedEvery15s(t, f, s, &latest, &every, 62, func(at time.Duration) bool {
 		if got := f.state(t, "checkout").Revision; got != rev {
 			looks, rev = append(looks, at), got
 		}
@@ -698,9 +705,10 @@ func TestLookThatOpensTheStepIsNotPutOff(t *testing.T) {
 		"minRequests": 200, "metrics": [{"name": "error-rate", "tolerance": 1.2, "maxRatio": 0}]}`)
 	f, s := startRollout(t, fl)
 	var latest time.Time
+	var every time.Duration
 	reads := 0
-	f.c.opts.Reader = scrapeReader{Reader: f.tr, latest: &latest, reads: &reads}
-	tickScrapedEvery15s(t, f, s, &latest, 125, func(time.Duration) bool {
+	f.c.opts.Reader = scrapeReader{Reader: f.tr, latest: &latest, every: &every, reads: &reads}
+	tickScrapedEvery15s(t, f, s, &latest, &every, 125, func(time.Duration) bool {
 		return f.state(t, "checkout").Step == 0
 	})
 	st := f.state(t, "checkout")
@@ -714,10 +722,11 @@ func TestLookThatOpensTheStepIsNotPutOff(t *testing.T) {
 
 // tickScrapedEvery15s ticks f's loop once a second of fake time, for up to
 // n seconds, while the metric source scrapes every 15 s from 2 s after s
-// started, each scrape stored (*latest) the moment it is taken. It calls
+// started, each scrape stored (*latest) the moment it is taken, and the
+// reads show the interval (*every) from the second scrape on. It calls
 // after with the time since s started after each tick, and stops when
 // after returns false.
-func tickScrapedEvery15s(t *testing.T, f *fixture, s rollout.State, latest *time.Time, n int, after func(at time.Duration) bool) {
+func tickScrapedEvery15s(t *testing.T, f *fixture, s rollout.State, latest *time.Time, every *time.Duration, n int, after func(at time.Duration) bool) {
 	t.Helper()
 	const firstScrape, scrapeEvery = 2 * time.Second, 15 * time.Second
 	ctx := context.Background()
@@ -726,6 +735,9 @@ func tickScrapedEvery15s(t *testing.T, f *fixture, s rollout.State, latest *time
 		at := f.clock.Now().Sub(s.StartedAt)
 		if at >= firstScrape {
 			*latest = s.StartedAt.Add(firstScrape + (at-firstScrape)/scrapeEvery*scrapeEvery)
+		}
+		if at >= firstScrape+scrapeEvery {
+			*every = scrapeEvery
 		}
 		if err := f.tr.advance(ctx); err != nil {
 			t.Fatal(err)
@@ -752,13 +764,13 @@ func scrapesCase() (s rollout.State, due, last time.Time) {
 
 // lookedAt returns scrapes that have taken looks at s, one every 10 s up
 // to 10 s before due, whose reads showed latest samples seen, the last
-// one last.
-func lookedAt(t *testing.T, s rollout.State, due time.Time, seen ...time.Time) *scrapes {
+// one last, and samples every apart (zero for not known).
+func lookedAt(t *testing.T, s rollout.State, due time.Time, every time.Duration, seen ...time.Time) *scrapes {
 	t.Helper()
 	var sc scrapes
 	for i, latest := range seen {
 		at := due.Add(time.Duration(i-len(seen)) * 10 * time.Second)
-		if !sc.take(s, cohort.Reading{Latest: latest}, at, false, time.Second).IsZero() {
+		if !sc.take(s, cohort.Reading{Latest: latest, Every: every}, at, false, time.Second).IsZero() {
 			t.Fatalf("look %d (latest sample %v) was not taken", i, latest)
 		}
 	}
@@ -788,15 +800,15 @@ func TestScrapesTake(t *testing.T) {
 		{"deferred", deferred, due.Add(time.Second), false, false},
 		{"deferred, half an interval late", deferred, due.Add(5 * time.Second), false, true},
 	} {
-		sc := lookedAt(t, s, due, last)
+		sc := lookedAt(t, s, due, 0, last)
 		if got := sc.take(s, tc.rd, tc.now, tc.decisive, time.Second).IsZero(); got != tc.want {
 			t.Errorf("%s: take = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	// Where looks have shown scrapes 15 s apart, the next is due 3 s after
+	// Where reads have shown scrapes 15 s apart, the next is due 3 s after
 	// the look, and a look with nothing new waits until half an interval
 	// past it.
-	sc := lookedAt(t, s, due, last.Add(-15*time.Second), last)
+	sc := lookedAt(t, s, due, 15*time.Second, last)
 	for _, tc := range []struct {
 		late time.Duration
 		want bool
@@ -818,23 +830,28 @@ func TestScrapesAgain(t *testing.T) {
 	s, due, last := scrapesCase()
 	for _, tc := range []struct {
 		name string
-		// seen are the latest samples of the looks taken before, the last
-		// one last.
-		seen []time.Time
-		rd   cohort.Reading
-		now  time.Time
-		want time.Time
+		// every is the interval the reads showed between samples; seen
+		// the latest samples of the looks taken before, the last one
+		// last.
+		every time.Duration
+		seen  []time.Time
+		rd    cohort.Reading
+		now   time.Time
+		want  time.Time
 	}{
-		{"interval not known yet", []time.Time{last}, cohort.Reading{Latest: last}, due, due.Add(tick)},
-		{"scrapes as fast as the looks", []time.Time{last.Add(-10 * time.Second), last}, cohort.Reading{Latest: last}, due, due.Add(tick)},
-		{"scrapes less than a tenth of an interval slower", []time.Time{last.Add(-10900 * time.Millisecond), last}, cohort.Reading{Latest: last}, due.Add(-3 * time.Second), due.Add(-2 * time.Second)},
-		{"next scrape due after the next tick", []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Latest: last}, due, last.Add(15 * time.Second)},
-		{"the least interval seen, not the last", []time.Time{last.Add(-45 * time.Second), last.Add(-30 * time.Second), last}, cohort.Reading{Latest: last}, due, last.Add(15 * time.Second)},
-		{"next scrape late", []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Latest: last}, due.Add(3500 * time.Millisecond), due.Add(4500 * time.Millisecond)},
-		{"next scrape due more than half an interval late", []time.Time{last.Add(-30 * time.Second), last}, cohort.Reading{Latest: last}, due, last.Add(30 * time.Second)},
-		{"deferred", []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Deferred: true}, due, due.Add(tick)},
+		{"interval not known yet", 0, []time.Time{last}, cohort.Reading{Latest: last}, due, due.Add(tick)},
+		{"scrapes as fast as the looks", 10 * time.Second, []time.Time{last.Add(-10 * time.Second), last}, cohort.Reading{Latest: last}, due, due.Add(tick)},
+		{"scrapes less than a tenth of an interval slower", 10900 * time.Millisecond, []time.Time{last.Add(-10900 * time.Millisecond), last}, cohort.Reading{Latest: last}, due.Add(-3 * time.Second), due.Add(-2 * time.Second)},
+		{"next scrape due after the next tick", 15 * time.Second, []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Latest: last}, due, last.Add(15 * time.Second)},
+		// A look a moment before a scrape was committed read the one
+		// before: its looks' latest samples are 20 s apart, the scrapes
+		// 10 s, and the scrape after last is already late.
+		{"the reads' interval, not the looks' gaps", 10 * time.Second, []time.Time{last.Add(-20 * time.Second), last}, cohort.Reading{Latest: last}, due, due.Add(tick)},
+		{"next scrape late", 15 * time.Second, []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Latest: last}, due.Add(3500 * time.Millisecond), due.Add(4500 * time.Millisecond)},
+		{"next scrape due more than half an interval late", 30 * time.Second, []time.Time{last.Add(-30 * time.Second), last}, cohort.Reading{Latest: last}, due, last.Add(30 * time.Second)},
+		{"deferred", 15 * time.Second, []time.Time{last.Add(-15 * time.Second), last}, cohort.Reading{Deferred: true}, due, due.Add(tick)},
 	} {
-		sc := lookedAt(t, s, due, tc.seen...)
+		sc := lookedAt(t, s, due, tc.every, tc.seen...)
 		got := sc.take(s, tc.rd, tc.now, false, tick)
 		if got.IsZero() {
 			t.Fatalf("%s: the look was taken, want it set aside", tc.name)
@@ -850,7 +867,7 @@ func TestScrapesAgain(t *testing.T) {
 	gated := s
 	gated.Plan.MinStepDuration = plan.Duration(31 * time.Second)
 	const short = 500 * time.Millisecond
-	sc := lookedAt(t, gated, due, last.Add(-15*time.Second), last)
+	sc := lookedAt(t, gated, due, 15*time.Second, last.Add(-15*time.Second), last)
 	rd := cohort.Reading{Latest: last}
 	if got := sc.take(gated, rd, due, false, short); !got.Equal(due.Add(time.Second)) {
 		t.Errorf("tried before a pass can move the step on: again at %v, want 1s", got.Sub(due))
