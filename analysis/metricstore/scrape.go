@@ -68,7 +68,7 @@ func scrapeConfig(targets []string, interval time.Duration) (*scrapeSetup, error
 	// so the Go SDK's services, serve it): it carries a histogram as one
 	// message, which becomes a native histogram as it is decoded. The text
 	// formats, still accepted, have one line a bucket, and Prometheus
-	// builds the labels of every line to regroup them, about 15 times the
+	// builds the labels of every line to regroup them: about ten times the
 	// CPU a scrape (docs/benchmarks.md).
 	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n  metric_name_validation_scheme: legacy\n  convert_classic_histograms_to_nhcb: true\n  scrape_protocols: [%s]\nscrape_configs:\n",
 		model.Duration(interval), model.Duration(interval), strings.Join(protocols, ", "))

@@ -727,7 +727,7 @@ type scraped struct {
 	// reads have shown (cohort.Reading.Every); zero until known. It is
 	// not taken from the gaps between the looks' latest samples: a look
 	// a moment before a scrape is committed sees the one before, and two
-	// such gaps read twice the interval (1 step in 2,000 at 10,000
+	// such gaps read twice the interval (3 steps of 20,000 at 10,000
 	// rollouts then waited a whole interval for a scrape already in).
 	every time.Duration
 }
@@ -761,7 +761,7 @@ func (sc *scrapes) take(s rollout.State, rd cohort.Reading, now time.Time, decis
 }
 
 // again is when a look at s set aside at now, on read rd, is taken again.
-// Where the looks have shown scrapes slower than themselves (see slower),
+// Where the reads have shown scrapes slower than the looks (see slower),
 // that is when the next scrape is due (see notBefore), since reading
 // before then would show nothing new: retrying at every tick read the
 // store up to five times a look. Otherwise, or when that scrape is late or
@@ -777,8 +777,8 @@ func (seen scraped) again(s rollout.State, rd cohort.Reading, now time.Time, tic
 }
 
 // nextLook is when the next look at s is due: at its interval
-// (s.NextLook), or, where its looks have shown scrapes slower than
-// themselves and the next scrape is due after that, at that scrape, since
+// (s.NextLook), or, where its reads have shown scrapes slower than the
+// looks and the next scrape is due after that, at that scrape, since
 // a read before it would show nothing new.
 func (sc *scrapes) nextLook(s rollout.State) time.Time {
 	due := s.NextLook()
@@ -833,8 +833,8 @@ func (seen scraped) slower(s rollout.State) bool {
 }
 
 // limit is how long a look at s may wait for a new scrape: half an interval
-// past its due time, or past the next scrape where the looks have shown
-// scrapes slower than themselves and that is later. A scrape slower than
+// past its due time, or past the next scrape where the reads have shown
+// scrapes slower than the looks and that is later. A scrape slower than
 // the looks leaves some looks nothing new for most of an interval; such a
 // look then waits for the scrape rather than being recorded with nothing
 // new a moment before it comes.

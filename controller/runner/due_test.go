@@ -820,7 +820,7 @@ func TestScrapesTake(t *testing.T) {
 }
 
 // TestScrapesAgain: a look set aside is taken again when the source's next
-// scrape is due, once looks have shown scrapes slower than themselves, even
+// scrape is due, once the reads have shown scrapes slower than the looks, even
 // more than half an interval after the look was due, but not after a pass
 // can first move the step on; at the next tick before that, with scrapes as
 // fast as the looks, when that scrape is late, or when the read was
