@@ -822,9 +822,9 @@ func (seen scraped) notBefore(s rollout.State, tried, t time.Time) time.Time {
 	return next
 }
 
-// slower reports whether the looks at s have shown scrapes slower than
-// themselves: samples more than a tenth of an interval farther apart than
-// the interval. Scrapes as often as the looks are stamped a few
+// slower reports whether the reads of the looks at s have shown scrapes
+// slower than the looks: samples more than a tenth of an interval farther
+// apart than the interval. Scrapes as often as the looks are stamped a few
 // milliseconds off their interval on a busy machine, and such a drift
 // takes hundreds of looks to leave one with nothing new.
 func (seen scraped) slower(s rollout.State) bool {
