@@ -39,11 +39,7 @@ func labelsOf(m *dto.Metric) map[string]string {
 // every request, and counters only grow.
 func TestGeneratorServesTheSDKsSeries(t *testing.T) {
 	g := NewGenerator([]string{"b-flag", "a-flag"}, GeneratorOptions{RPS: 400, ErrorRate: 0.1, Latency: true, Seed: 7})
-	now := time.Unix(1_800_000_000, 0)
-	g.now = func() time.Time { return now }
-	for _, f := range g.flags {
-		f.last = now
-	}
+	now := fakeClock(g)
 	g.SetPercent("a-flag", 25)
 	g.SetPercent("unknown", 50)
 	srv := httptest.NewServer(g)
@@ -51,7 +47,7 @@ func TestGeneratorServesTheSDKsSeries(t *testing.T) {
 	ctx := context.Background()
 
 	totals := func() (map[string]map[string]float64, Metrics) {
-		now = now.Add(100 * time.Second)
+		*now = now.Add(100 * time.Second)
 		ms, err := Scrape(ctx, srv.URL)
 		if err != nil {
 			t.Fatal(err)
@@ -183,26 +179,48 @@ func TestHistogramBetween(t *testing.T) {
 	}
 }
 
-// BenchmarkGeneratorScrape is one scrape of 1,000 flags, every series
-// present: what the generator costs the machine the benchmark runs on.
-func BenchmarkGeneratorScrape(b *testing.B) {
+// fullGenerator returns a generator of 1,000 flags at 10%, at 5,000
+// requests a second each so that every series is present, and the time
+// its clock shows.
+func fullGenerator() (*Generator, *time.Time) {
 	keys := make([]string, 1000)
 	for i := range keys {
 		keys[i] = "scale-" + strconv.Itoa(i)
 	}
 	g := NewGenerator(keys, GeneratorOptions{RPS: 5000, ErrorRate: 0.02, Latency: true, Seed: 1})
-	now := time.Unix(1_800_000_000, 0)
-	g.now = func() time.Time { return now }
+	now := fakeClock(g)
 	for _, k := range keys {
 		g.SetPercent(k, 10)
 	}
-	for _, c := range []struct{ name, accept string }{{"text", "text/plain"}, {"protobuf", protoAccept}} {
+	return g, now
+}
+
+// fakeClock sets g's clock to a time the caller moves, with every flag's
+// traffic added up to it, and returns that time.
+func fakeClock(g *Generator) *time.Time {
+	now := time.Unix(1_800_000_000, 0)
+	g.now = func() time.Time { return now }
+	for _, f := range g.flags {
+		f.last = now
+	}
+	return &now
+}
+
+// scrapeFormats are the answers the benchmarks ask the generator for, by
+// the Accept header of their scrape.
+var scrapeFormats = []struct{ name, accept string }{{"text", "text/plain"}, {"protobuf", protoAccept}}
+
+// BenchmarkGeneratorScrape is one scrape of 1,000 flags, every series
+// present: what the generator costs the machine the benchmark runs on.
+func BenchmarkGeneratorScrape(b *testing.B) {
+	g, now := fullGenerator()
+	for _, c := range scrapeFormats {
 		b.Run(c.name, func(b *testing.B) {
 			r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 			r.Header.Set("Accept", c.accept)
 			w := httptest.NewRecorder()
 			for b.Loop() {
-				now = now.Add(10 * time.Second)
+				*now = now.Add(10 * time.Second)
 				w.Body.Reset()
 				g.ServeHTTP(w, r)
 			}
@@ -218,11 +236,7 @@ func BenchmarkGeneratorScrape(b *testing.B) {
 func TestGeneratorShards(t *testing.T) {
 	keys := []string{"e", "d", "c", "b", "a"}
 	g := NewGenerator(keys, GeneratorOptions{RPS: 400, Seed: 3})
-	now := time.Unix(1_800_000_000, 0)
-	g.now = func() time.Time { return now }
-	for _, f := range g.flags {
-		f.last = now
-	}
+	now := fakeClock(g)
 	ctx := context.Background()
 	scrape := func(i int) map[string]float64 {
 		srv := httptest.NewServer(g.Shard(i, 3))
@@ -237,7 +251,7 @@ func TestGeneratorShards(t *testing.T) {
 		}
 		return out
 	}
-	now = now.Add(100 * time.Second)
+	*now = now.Add(100 * time.Second)
 	seen := map[string]int{}
 	var shard0 map[string]float64
 	for i := range 3 {
@@ -256,7 +270,7 @@ func TestGeneratorShards(t *testing.T) {
 	// Shard 0 again, 100 s later: another 40,000 requests a flag
 	// (within 5 standard deviations), though shards 1 and 2 were not
 	// scraped.
-	now = now.Add(100 * time.Second)
+	*now = now.Add(100 * time.Second)
 	again := scrape(0)
 	for _, k := range []string{"a", "d"} {
 		if d := again[k] - shard0[k]; math.Abs(d-40000) > 5*math.Sqrt(40000) {
@@ -283,13 +297,9 @@ const protoAccept = "application/vnd.google.protobuf;proto=io.prometheus.client.
 func TestGeneratorFormatsAgree(t *testing.T) {
 	for _, latency := range []bool{false, true} {
 		g := NewGenerator([]string{"b", "a"}, GeneratorOptions{RPS: 400, ErrorRate: 0.1, Latency: latency, Seed: 5})
-		now := time.Unix(1_800_000_000, 0)
-		g.now = func() time.Time { return now }
-		for _, f := range g.flags {
-			f.last = now
-		}
+		now := fakeClock(g)
 		g.SetPercent("a", 30)
-		now = now.Add(10 * time.Second)
+		*now = now.Add(10 * time.Second)
 		// The clock stands still from here, so every answer has the
 		// same counts.
 		text, _ := scrapeBody(g, "text/plain")
@@ -340,18 +350,9 @@ func asText(t *testing.T, body []byte, format expfmt.Format) string {
 // converted to native ones as the embedded store does, in each format the
 // generator serves.
 func BenchmarkParseScrape(b *testing.B) {
-	keys := make([]string, 1000)
-	for i := range keys {
-		keys[i] = "scale-" + strconv.Itoa(i)
-	}
-	g := NewGenerator(keys, GeneratorOptions{RPS: 5000, ErrorRate: 0.02, Latency: true, Seed: 1})
-	now := time.Unix(1_800_000_000, 0)
-	g.now = func() time.Time { return now }
-	for _, k := range keys {
-		g.SetPercent(k, 10)
-	}
-	now = now.Add(10 * time.Second)
-	for _, c := range []struct{ name, accept string }{{"text", "text/plain"}, {"protobuf", protoAccept}} {
+	g, now := fullGenerator()
+	*now = now.Add(10 * time.Second)
+	for _, c := range scrapeFormats {
 		body, ct := scrapeBody(g, c.accept)
 		b.Run(c.name, func(b *testing.B) {
 			st := labels.NewSymbolTable()
