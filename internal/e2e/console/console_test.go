@@ -107,9 +107,14 @@ func newBrowser(t *testing.T, base string) *browser {
 	if err != nil {
 		t.Fatalf("the console's tests need Debian's chromium package (apt-get install chromium; .ci/run installs it): %v", err)
 	}
+	// Chromium keeps its process-singleton socket in a directory it makes
+	// under TMPDIR and leaves behind when stopped: one directory in /tmp
+	// a run. Its TMPDIR is one the test removes, after cancelAlloc has
+	// waited for the browser to exit.
+	tmp := t.TempDir()
 	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
 		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.WindowSize(1280, 720),
-		chromedp.Flag("disable-dev-shm-usage", true))
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.Env("TMPDIR="+tmp))
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
