@@ -140,8 +140,7 @@ const maxKeptSamples = 1 << 20
 // every look, so only the selected series are built, and the le texts
 // once per bucket layout.
 func (q classicQuerier) derive(ctx context.Context, hints *storage.SelectHints, base, suffix string, matchers []*labels.Matcher) ([]storage.Series, error) {
-	sel := append([]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, base)},
-		otherMatchers(matchers, labels.MetricName, labels.BucketLabel)...)
+	sel := histogramSelector(base, matchers)
 	dv := &derivation{suffix: suffix, matchers: matchers, mint: q.mint, maxt: q.maxt}
 	set := q.Querier.Select(ctx, false, hints, sel...)
 	var (
@@ -186,8 +185,7 @@ func (q classicQuerier) derive(ctx context.Context, hints *storage.SelectHints, 
 // every sample to find the layouts, which seldom change, would cost a
 // label lookup over days what a dashboard's query over them does.
 func (q classicQuerier) deriveLabels(ctx context.Context, hints *storage.SelectHints, base, suffix string, matchers []*labels.Matcher) ([]storage.Series, error) {
-	sel := append([]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, base)},
-		otherMatchers(matchers, labels.MetricName, labels.BucketLabel)...)
+	sel := histogramSelector(base, matchers)
 	// The samples are needed after all: a hint of labels only would leave
 	// out the chunks.
 	withSamples := *hints
@@ -450,16 +448,7 @@ func classicLabels(b *labels.Builder, ls labels.Labels, name, le string, matcher
 		b.Set(labels.BucketLabel, le)
 	}
 	out := b.Labels()
-	return out, matchAll(matchers, out)
-}
-
-func matchAll(matchers []*labels.Matcher, ls labels.Labels) bool {
-	for _, m := range matchers {
-		if !m.Matches(ls.Get(m.Name)) {
-			return false
-		}
-	}
-	return true
+	return out, labels.Selector(matchers).Matches(out)
 }
 
 // derivedSeries is a classic series of a stored histogram.
@@ -553,10 +542,13 @@ func (q classicQuerier) LabelValues(ctx context.Context, name string, hints *sto
 		})
 	} else if name == labels.MetricName {
 		// The histograms' own names may not match what their classic
-		// series' names do, as in {__name__=~".+_bucket"}.
-		bases, _, err := q.Querier.LabelValues(ctx, name, hints, otherMatchers(matchers, labels.MetricName)...)
-		if err != nil {
-			return nil, annots, err
+		// series' names do, as in {__name__=~".+_bucket"}; without a
+		// name matcher the names are those already read.
+		bases := slices.Clone(vals)
+		if others := otherMatchers(matchers, labels.MetricName); len(others) < len(matchers) {
+			if bases, _, err = q.Querier.LabelValues(ctx, name, hints, others...); err != nil {
+				return nil, annots, err
+			}
 		}
 		for _, v := range bases {
 			custom, err := q.customBuckets(ctx, v, matchers)
@@ -591,8 +583,7 @@ func (q classicQuerier) eachDerived(ctx context.Context, matchers []*labels.Matc
 // matchers' other labels select holds native histograms with custom
 // buckets.
 func (q classicQuerier) customBuckets(ctx context.Context, name string, matchers []*labels.Matcher) (bool, error) {
-	sel := append([]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name)},
-		otherMatchers(matchers, labels.MetricName)...)
+	sel := named(name, otherMatchers(matchers, labels.MetricName))
 	set := q.Querier.Select(ctx, false, &storage.SelectHints{Start: q.mint, End: q.maxt}, sel...)
 	if !set.Next() {
 		return false, set.Err()
@@ -616,6 +607,18 @@ func customBounds(it chunkenc.Iterator, typ chunkenc.ValueType) ([]float64, bool
 		}
 	}
 	return nil, false
+}
+
+// histogramSelector selects the stored histograms named base whose
+// classic series the matchers select: their matchers but on the name and
+// le.
+func histogramSelector(base string, matchers []*labels.Matcher) []*labels.Matcher {
+	return named(base, otherMatchers(matchers, labels.MetricName, labels.BucketLabel))
+}
+
+// named returns matchers with one for metric name first.
+func named(name string, matchers []*labels.Matcher) []*labels.Matcher {
+	return append([]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name)}, matchers...)
 }
 
 // otherMatchers returns the matchers on labels other than those named.
