@@ -34,6 +34,10 @@ const (
 	Treatment = "on"
 )
 
+// variant is the variant of the cohorts at index v: control, then
+// treatment.
+func variant(v int) string { return [2]string{Control, Treatment}[v] }
+
 // GeneratorOptions shape the traffic of every flag.
 type GeneratorOptions struct {
 	// RPS is each flag's requests per second, split between the cohorts
@@ -109,12 +113,11 @@ type Generator struct {
 // until SetPercent or Follow says otherwise.
 func NewGenerator(keys []string, opts GeneratorOptions) *Generator {
 	g := &Generator{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x5ca1e)), byKey: map[string]*genFlag{}, now: time.Now}
-	variants := [2]string{Control, Treatment}
 	for _, k := range slices.Sorted(slices.Values(keys)) {
 		f := &genFlag{key: k}
 		for v := range 2 {
 			for b := range flag.UnitBuckets {
-				f.cohorts[v][b].labels = fmt.Sprintf(`%s=%q,%s=%q,%s=%q,%s="%d"`, semconv.LabelKey, k, semconv.LabelVariant, variants[v],
+				f.cohorts[v][b].labels = fmt.Sprintf(`%s=%q,%s=%q,%s=%q,%s="%d"`, semconv.LabelKey, k, semconv.LabelVariant, variant(v),
 					semconv.LabelReason, semconv.ReasonSplit, semconv.LabelUnitBucket, b)
 			}
 		}
@@ -379,7 +382,7 @@ func (c *cohort) proto(key string, v, b int, latency bool) *cohortProto {
 	labels := func(extra ...*dto.LabelPair) []*dto.LabelPair {
 		return append([]*dto.LabelPair{
 			{Name: new(semconv.LabelKey), Value: new(key)},
-			{Name: new(semconv.LabelVariant), Value: new([2]string{Control, Treatment}[v])},
+			{Name: new(semconv.LabelVariant), Value: new(variant(v))},
 			{Name: new(semconv.LabelReason), Value: new(semconv.ReasonSplit)},
 			{Name: new(semconv.LabelUnitBucket), Value: new(strconv.Itoa(b))},
 		}, extra...)
